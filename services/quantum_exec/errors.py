@@ -1,0 +1,124 @@
+"""Typed errors and the tables that classify Binance error codes.
+
+Every failure the service can meet is one of three kinds, because each asks for a different move:
+
+* **retryable** - nothing happened on the exchange; trying again later is safe;
+* **permanent** - the request is wrong or impossible; trying again cannot help;
+* **unknown outcome** - the request may or may not have taken effect; it must be *looked up*
+  (by client id), never blindly re-sent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class QuantumError(Exception):
+    """Base of every exception raised by quantum_exec."""
+
+
+class ConfigError(QuantumError):
+    """A setting is missing or invalid; raised at start, names the environment variable."""
+
+
+class ExchangeError(QuantumError):
+    """An error reported by (or on the way to) the exchange."""
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.message = message
+
+
+class RetryableError(ExchangeError):
+    """Nothing happened on the exchange; the same request may be sent again later."""
+
+
+class PermanentError(ExchangeError):
+    """The exchange refused the request for a reason a retry cannot fix."""
+
+
+class UnknownOutcomeError(ExchangeError):
+    """The request may have been executed: look it up by client id before anything else."""
+
+
+class RateLimitedError(RetryableError):
+    """429 / 418 / -1003: the client must pause for ``retry_after_s``."""
+
+    def __init__(self, message: str, *, code: int | None, http_status: int | None, retry_after_s: float):
+        super().__init__(message, code=code, http_status=http_status)
+        self.retry_after_s = retry_after_s
+
+
+class ClockSkewError(RetryableError):
+    """-1021: the request's timestamp is outside recvWindow; resync server time and retry once."""
+
+
+class ReasonCode(StrEnum):
+    """Our own reason codes for results that did not come from a Binance error code."""
+
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
+    INVALID_FIELD = "INVALID_FIELD"
+    STALE_INTENT = "STALE_INTENT"
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    SYMBOL_NOT_TRADING = "SYMBOL_NOT_TRADING"
+    CONTRACT_NOT_ALLOWED = "CONTRACT_NOT_ALLOWED"
+    QTY_BELOW_MIN = "QTY_BELOW_MIN"
+    QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+    NOTIONAL_BELOW_MIN = "NOTIONAL_BELOW_MIN"
+    NOTIONAL_ABOVE_LIMIT = "NOTIONAL_ABOVE_LIMIT"
+    LEVERAGE_ABOVE_LIMIT = "LEVERAGE_ABOVE_LIMIT"
+    SL_TP_WRONG_SIDE = "SL_TP_WRONG_SIDE"
+    SL_TP_TOO_CLOSE = "SL_TP_TOO_CLOSE"
+    NO_POSITION = "NO_POSITION"
+    ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"
+    PROTECTION_FAILED = "PROTECTION_FAILED"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
+    POISON_MESSAGE = "POISON_MESSAGE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class IntentRejected(QuantumError):
+    """An intent failed validation or a pre-trade check; carries a reason code and a clear message."""
+
+    def __init__(self, code: ReasonCode | str, message: str) -> None:
+        super().__init__(message)
+        self.code = str(code)
+        self.message = message
+
+
+# Binance codes whose request certainly did not take effect and may be tried again.
+RETRYABLE_CODES: frozenset[int] = frozenset({-1001, -1008, -1003, -1021, -1015})
+# Binance codes after which the outcome of a state-changing request is unknown: look it up.
+UNKNOWN_OUTCOME_CODES: frozenset[int] = frozenset({-1006, -1007})
+# HTTP statuses that mean "rate limited / banned": pause, do not hammer.
+RATE_LIMIT_STATUSES: frozenset[int] = frozenset({429, 418})
+# Codes that mean the exchange rules we cached may be outdated: refresh exchangeInfo.
+RULES_STALE_CODES: frozenset[int] = frozenset({-1111, -4014, -4023})
+# Codes that mean success for an idempotent setting call.
+ALREADY_DONE_CODES: frozenset[int] = frozenset({-4046})
+
+
+def classify(code: int | None, http_status: int | None, message: str) -> type[ExchangeError]:
+    """Map a Binance error (code, HTTP status, message) to the kind of error it is.
+
+    503 with "Unknown error" means the request reached the matching engine and its outcome is
+    unknown; 503 "Service Unavailable" means it was not processed. Other 5xx are treated as
+    unknown because a state-changing request may have been executed.
+    """
+    if http_status in RATE_LIMIT_STATUSES or code == -1003:
+        return RateLimitedError
+    if code == -1021:
+        return ClockSkewError
+    if code in UNKNOWN_OUTCOME_CODES:
+        return UnknownOutcomeError
+    if http_status is not None and http_status >= 500:
+        if "service unavailable" in message.lower():
+            return RetryableError
+        return UnknownOutcomeError
+    if code in RETRYABLE_CODES:
+        return RetryableError
+    return PermanentError

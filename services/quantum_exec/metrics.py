@@ -1,0 +1,165 @@
+"""Every Prometheus metric of the service, defined in one place.
+
+One prefix, base units (seconds, bytes), ``_total`` counters and low-cardinality labels: never an
+order id, intent id or price in a label. The dashboards and alert rules in ``deploy/`` use these
+names, so renaming one is a contract change.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "quantum_exec"
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# 1 ms .. 10 s, denser where an execution normally lands.
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+INTENTS_RECEIVED = Counter(
+    f"{PREFIX}_intents_received_total", "Stream entries read from the intent stream.", registry=REGISTRY
+)
+INTENTS_EXECUTED = Counter(
+    f"{PREFIX}_intents_total",
+    "Intents finished, by result status and reason code ('ok' when there is no error).",
+    ["status", "reason"],
+    registry=REGISTRY,
+)
+RESULTS_PUBLISHED = Counter(
+    f"{PREFIX}_results_published_total", "ExecutionResults written to the result stream.", registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    f"{PREFIX}_dead_letters_total",
+    "Entries moved to the dead-letter stream, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    f"{PREFIX}_duplicate_intents_total",
+    "Intents that already had a final result and were acknowledged without execution.",
+    registry=REGISTRY,
+)
+REDELIVERIES = Counter(
+    f"{PREFIX}_redeliveries_total",
+    "Entries delivered more than once (own pending or claimed).",
+    registry=REGISTRY,
+)
+CLAIMED = Counter(
+    f"{PREFIX}_claimed_total", "Entries taken over from idle consumers by XAUTOCLAIM.", registry=REGISTRY
+)
+CLAIM_DELETED = Counter(
+    f"{PREFIX}_claim_deleted_total",
+    "Pending entries XAUTOCLAIM reported as deleted from the stream.",
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    f"{PREFIX}_consumer_lag_entries",
+    "Entries in the stream not yet delivered to the group.",
+    registry=REGISTRY,
+)
+PENDING = Gauge(
+    f"{PREFIX}_pending_entries", "Entries delivered to the group but not yet acknowledged.", registry=REGISTRY
+)
+IN_FLIGHT = Gauge(f"{PREFIX}_in_flight_intents", "Intents being executed now.", registry=REGISTRY)
+INTENT_LATENCY = Histogram(
+    f"{PREFIX}_intent_latency_seconds",
+    "End to end: the intent's stream id time to its result published.",
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+STEP_LATENCY = Histogram(
+    f"{PREFIX}_step_latency_seconds",
+    "Time per execution step (leverage, entry, protection, fees, close, lookup).",
+    ["step"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+EXCHANGE_REQUESTS = Counter(
+    f"{PREFIX}_exchange_requests_total",
+    "REST requests to the exchange by method, endpoint and outcome (ok, error, unknown, rate_limited).",
+    ["method", "endpoint", "outcome"],
+    registry=REGISTRY,
+)
+EXCHANGE_LATENCY = Histogram(
+    f"{PREFIX}_exchange_request_seconds",
+    "REST request latency by method and endpoint.",
+    ["method", "endpoint"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+EXCHANGE_ERRORS = Counter(
+    f"{PREFIX}_exchange_errors_total",
+    "Binance error codes received (code, or HTTP status when none).",
+    ["code"],
+    registry=REGISTRY,
+)
+USED_WEIGHT_1M = Gauge(
+    f"{PREFIX}_rate_limit_used_weight_1m", "Last X-MBX-USED-WEIGHT-1M seen.", registry=REGISTRY
+)
+ORDER_COUNT_10S = Gauge(
+    f"{PREFIX}_rate_limit_order_count_10s", "Last X-MBX-ORDER-COUNT-10S seen.", registry=REGISTRY
+)
+ORDER_COUNT_1M = Gauge(
+    f"{PREFIX}_rate_limit_order_count_1m", "Last X-MBX-ORDER-COUNT-1M seen.", registry=REGISTRY
+)
+WEIGHT_LIMIT_1M = Gauge(
+    f"{PREFIX}_rate_limit_weight_limit_1m",
+    "REQUEST_WEIGHT limit per minute from exchangeInfo.",
+    registry=REGISTRY,
+)
+ORDER_LIMIT_10S = Gauge(
+    f"{PREFIX}_rate_limit_order_limit_10s", "ORDERS limit per 10 s from exchangeInfo.", registry=REGISTRY
+)
+RATE_LIMIT_PAUSED = Counter(
+    f"{PREFIX}_rate_limit_paused_seconds_total",
+    "Time requests waited because of rate limits (own pacing or the exchange's Retry-After).",
+    ["reason"],
+    registry=REGISTRY,
+)
+POSITIONS_OPENED = Counter(
+    f"{PREFIX}_positions_opened_total",
+    "Entries filled, by the protection state they ended in.",
+    ["protection"],
+    registry=REGISTRY,
+)
+CLOCK_OFFSET = Gauge(
+    f"{PREFIX}_clock_offset_seconds", "Exchange server time minus local time.", registry=REGISTRY
+)
+EXCHANGE_INFO_AGE = Gauge(
+    f"{PREFIX}_exchange_info_age_seconds", "Age of the cached exchange rules.", registry=REGISTRY
+)
+EXCHANGE_INFO_REFRESHES = Counter(
+    f"{PREFIX}_exchange_info_refreshes_total",
+    "exchangeInfo loads by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+REDIS_RECONNECTS = Counter(
+    f"{PREFIX}_redis_reconnects_total", "Redis connection losses survived.", registry=REGISTRY
+)
+BUILD_INFO = Gauge(
+    f"{PREFIX}_build_info", "Always 1; labels carry the versions.", ["version", "python"], registry=REGISTRY
+)
+
+
+def set_build_info(version: str) -> None:
+    """Publish the running version as a constant gauge."""
+    BUILD_INFO.labels(version=version, python=platform.python_version()).set(1)

@@ -1,0 +1,295 @@
+"""One frozen settings object, read once at start from the environment (``QUANTUM_*``).
+
+Secrets are ``SecretStr`` and never printed. A bad value fails at start with a message that names
+the environment variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from quantum_exec.errors import ConfigError
+
+ENV_PREFIX = "QUANTUM_"
+DEFAULT_ENV_FILE = Path("/etc/quantum/execution.env")
+
+
+class ExchangeEnv(StrEnum):
+    SIM = "sim"
+    TESTNET = "testnet"
+    DEMO = "demo"
+    LIVE = "live"
+
+
+class MarginType(StrEnum):
+    ISOLATED = "ISOLATED"
+    CROSSED = "CROSSED"
+
+
+class LeveragePolicy(StrEnum):
+    CAP = "cap"
+    REJECT = "reject"
+
+
+class MaxQtyPolicy(StrEnum):
+    REJECT = "reject"
+    CLAMP = "clamp"
+
+
+class ProtectionMode(StrEnum):
+    QUANTITY = "quantity"
+    CLOSE_POSITION = "close_position"
+
+
+class ProtectionFailurePolicy(StrEnum):
+    CLOSE = "close"
+    KEEP = "keep"
+
+
+class WorkingType(StrEnum):
+    MARK_PRICE = "MARK_PRICE"
+    CONTRACT_PRICE = "CONTRACT_PRICE"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+def default_consumer_name() -> str:
+    """Stable per instance: the host name plus the systemd unit (or ``manual``), never random."""
+    unit = os.environ.get("QUANTUM_UNIT_NAME") or "quantum-execution"
+    return f"{socket.gethostname()}:{unit}"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one service instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True
+    )
+
+    # Redis and streams
+    redis_url: str | None = None
+    intent_stream: str = "quantum:stream:trade.intent"
+    consumer_group: str = "quantum:group:execution:trade.intent"
+    result_stream: str = "quantum:stream:execution.result"
+    dlq_stream: str = "quantum:stream:trade.intent.dlq"
+    key_prefix: str = "quantum:exec"
+    consumer_name: str = Field(default_factory=default_consumer_name)
+    result_maxlen: int = Field(default=100_000, ge=100)
+    read_count: int = Field(default=64, ge=1, le=1000)
+    block_ms: int = Field(default=1000, ge=1, le=60_000)
+    max_concurrency: int = Field(default=32, ge=1, le=1024)
+    max_deliveries: int = Field(default=5, ge=1)
+    claim_idle_ms: int = Field(default=60_000, ge=1000)
+    claim_interval_s: float = Field(default=5.0, gt=0)
+    claim_page_size: int = Field(default=100, ge=1)
+    claim_max_pages: int = Field(default=10, ge=1)
+    idempotency_ttl_days: int = Field(default=7, ge=1)
+    lease_ttl_ms: int = Field(default=30_000, ge=1000)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    redis_reconnect_max_s: float = Field(default=5.0, gt=0)
+
+    # Exchange
+    exchange: ExchangeEnv = ExchangeEnv.SIM
+    binance_base_url: str | None = None
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BINANCE_API_KEY", "QUANTUM_API_KEY")
+    )
+    api_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BINANCE_API_SECRET", "QUANTUM_API_SECRET")
+    )
+    live_confirm: str = ""
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    recv_window_ms: int = Field(default=5000, ge=1, le=60_000)
+    exchange_info_refresh_s: float = Field(default=3600.0, gt=0)
+    order_lookup_attempts: int = Field(default=6, ge=1)
+    order_lookup_interval_s: float = Field(default=0.25, gt=0)
+    allow_non_perpetual: bool = False
+
+    # Execution policy
+    default_leverage: int = Field(default=1, ge=1, le=125)
+    default_margin_type: MarginType = MarginType.ISOLATED
+    leverage_policy: LeveragePolicy = LeveragePolicy.CAP
+    max_qty_policy: MaxQtyPolicy = MaxQtyPolicy.REJECT
+    protection_mode: ProtectionMode = ProtectionMode.QUANTITY
+    protection_failure_policy: ProtectionFailurePolicy = ProtectionFailurePolicy.CLOSE
+    protection_retries: int = Field(default=2, ge=0, le=10)
+    working_type: WorkingType = WorkingType.MARK_PRICE
+    price_protect: bool = True
+
+    # Pre-trade guards
+    intent_ttl_s: float = Field(default=120.0, gt=0)
+    symbol_allowlist: frozenset[str] = frozenset()
+    max_notional_usd: Decimal = Field(default=Decimal("50000"), gt=0)
+    max_leverage: int = Field(default=20, ge=1, le=125)
+
+    # Operations
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    log_format: LogFormat = LogFormat.JSON
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    watchdog: bool = True
+
+    # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
+    sim_latency_ms: int = Field(default=0, ge=0)
+    sim_rate_limits: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit values: load_settings() maps the environment, so constructing Settings in a
+        # test never picks up whatever the developer's shell happens to export.
+        return (init_settings,)
+
+    @field_validator("symbol_allowlist", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(s.strip().upper() for s in value.split(",") if s.strip())
+        return value
+
+    @field_validator("binance_base_url")
+    @classmethod
+    def _strip_fapi(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.rstrip("/")
+        if value.endswith("/fapi"):
+            raise ValueError("give the REST root without the /fapi path, e.g. http://127.0.0.1:8765")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _live_needs_confirmation(self) -> Settings:
+        if self.exchange is ExchangeEnv.LIVE and self.live_confirm != "yes":
+            raise ValueError("QUANTUM_EXCHANGE=live trades real money and requires QUANTUM_LIVE_CONFIRM=yes")
+        if self.exchange is not ExchangeEnv.SIM and (self.api_key is None or self.api_secret is None):
+            raise ValueError(
+                f"QUANTUM_EXCHANGE={self.exchange.value} needs BINANCE_API_KEY and BINANCE_API_SECRET"
+            )
+        return self
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def embedded_sim(self) -> bool:
+        return self.exchange is ExchangeEnv.SIM and self.binance_base_url is None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain values, secrets masked, for ``--print-config``."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="json").items():
+            field_value = getattr(self, name)
+            if isinstance(field_value, SecretStr):
+                out[name] = "**********" if field_value.get_secret_value() else ""
+            elif name == "redis_url" and value:
+                out[name] = _mask_url_password(str(value))
+            else:
+                out[name] = value
+        return out
+
+
+def _mask_url_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a systemd-style EnvironmentFile (KEY=VALUE lines, # comments, optional quotes)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def read_credentials(directory: str | None) -> dict[str, str]:
+    """Secrets passed by systemd ``LoadCredential=`` (files named after the variables)."""
+    found: dict[str, str] = {}
+    if not directory:
+        return found
+    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+        path = Path(directory) / name
+        if path.is_file():
+            found[name] = path.read_text(encoding="utf-8").strip()
+    return found
+
+
+def env_var_names(field: str) -> tuple[str, ...]:
+    """The environment variables that set ``field``, in order of preference."""
+    if field in {"api_key", "api_secret"}:
+        return (f"BINANCE_{field.upper()}", f"{ENV_PREFIX}{field.upper()}")
+    return (f"{ENV_PREFIX}{field.upper()}",)
+
+
+def load_settings(
+    env_file: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings: EnvironmentFile < process environment < systemd credentials < overrides.
+
+    Raises :class:`ConfigError` naming the offending variable when a value is invalid.
+    """
+    env = dict(os.environ if environ is None else environ)
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        merged.update(read_env_file(env_file))
+    merged.update(env)
+    # Credentials from systemd win over the environment: they are the documented channel.
+    merged.update(read_credentials(env.get("CREDENTIALS_DIRECTORY")))
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        for var in env_var_names(field):
+            if var in merged and merged[var] != "":
+                values[field] = merged[var]
+                break
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = env_var_names(str(err["loc"][0]))[0] if err["loc"] else "settings"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
