@@ -1,12 +1,36 @@
 """Structured logging: one event per line, key/values beside a short event name.
 
 Use ``log = get_logger(__name__)`` then ``log.info("entry.placed", intent_id=..., symbol=...)``.
+:func:`setup_logging` installs the handlers once at start: JSON lines (or a human ``text`` format)
+on stdout for journald/Docker, a rotating file only when ``QUANTUM_LOG_FILE`` is set, and a
+redaction filter that replaces every known secret value before any handler formats the record.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import logging.handlers
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+if TYPE_CHECKING:
+    from quantum_exec.settings import Settings
+
+REDACTED = "[REDACTED]"
+# Shorter values would match all over ordinary text and make the logs unreadable; a secret that
+# short offers no protection anyway, so setup_logging() warns about it instead.
+MIN_SECRET_LENGTH = 4
+LOG_FILE_MAX_BYTES = 50 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+# Noisy libraries kept at WARNING unless the service itself runs at DEBUG.
+QUIET_LOGGERS = ("aiohttp.access", "asyncio", "urllib3", "binance")
+_RESERVED = frozenset({"ts", "level", "logger", "event", "exc"})
 
 
 class StructLogger:
@@ -43,3 +67,196 @@ class StructLogger:
 def get_logger(name: str) -> StructLogger:
     """The structured logger for a module."""
     return StructLogger(logging.getLogger(name))
+
+
+class Redactor:
+    """Replaces known secret values in text and in (nested) field values."""
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Replace the known values; longest first so a secret containing another is fully hidden."""
+        usable = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        self._secrets = tuple(sorted(usable, key=len, reverse=True))
+
+    def text(self, value: str) -> str:
+        """``value`` with every known secret replaced by ``[REDACTED]``."""
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def value(self, value: Any) -> Any:
+        """A field value with secrets removed; containers are walked, other objects kept as they are."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes):
+            return self.text(value.decode("utf-8", "replace"))
+        if isinstance(value, Mapping):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        # Anything else is printed by the formatter through str(); check that text now.
+        text = str(value)
+        redacted = self.text(text)
+        return value if redacted == text else redacted
+
+
+_REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets known to :func:`setup_logging` removed (e.g. for HTTP error bodies)."""
+    return _REDACTOR.text(text)
+
+
+class RedactionFilter(logging.Filter):
+    """Rewrites a record in place so that no handler can print a known secret.
+
+    The message is rendered (``msg % args``) and redacted, ``kv`` fields are redacted, and the
+    exception is formatted here so its text (which often quotes URLs and arguments) is redacted too.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        red = self._redactor
+        record.msg = red.text(record.getMessage())
+        record.args = None
+        kv = getattr(record, "kv", None)
+        if kv:
+            record.kv = {k: red.value(v) for k, v in kv.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_text:
+            record.exc_text = red.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = red.text(record.stack_info)
+        return True
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return (
+        datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def _exc_text(record: logging.LogRecord) -> str | None:
+    if record.exc_text:
+        return record.exc_text
+    if record.exc_info:
+        return "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``event``, the fields, ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in (getattr(record, "kv", None) or {}).items():
+            # A field never overwrites the envelope; it keeps its value under a suffixed name.
+            line[f"{key}_" if key in _RESERVED else key] = value
+        exc = _exc_text(record)
+        if exc:
+            line["exc"] = exc
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return orjson.dumps(line, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=_json_default).decode()
+    if text == "" or any(c.isspace() or c in '"=' for c in text):
+        return orjson.dumps(text).decode()
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """For people: ``ts LEVEL logger event key=value ...`` with the traceback on following lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_timestamp(record), f"{record.levelname:<7}", record.name, record.getMessage()]
+        parts.extend(f"{k}={_text_value(v)}" for k, v in (getattr(record, "kv", None) or {}).items())
+        text = " ".join(parts)
+        exc = _exc_text(record)
+        if exc:
+            text = f"{text}\n{exc}"
+        if record.stack_info:
+            text = f"{text}\n{record.stack_info}"
+        return text
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The secret values a settings object holds: API key and secret, the Redis URL's password."""
+    found: list[str] = []
+    for secret in (settings.api_key, settings.api_secret):
+        if secret is not None and secret.get_secret_value():
+            found.append(secret.get_secret_value())
+    if settings.redis_url:
+        password = urlsplit(settings.redis_url).password
+        if password:
+            found.extend({password, unquote(password)})
+    return found
+
+
+def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
+    """Install the service's handlers on the root logger; safe to call again (replaces them).
+
+    ``secrets`` adds values to redact beyond those in ``settings``; ``stream`` defaults to stdout.
+    """
+    known = [*secret_values(settings), *secrets]
+    _REDACTOR.set_secrets(known)
+    redaction = RedactionFilter(_REDACTOR)
+    formatter: logging.Formatter = TextFormatter() if settings.log_format.value == "text" else JsonFormatter()
+
+    handlers: list[logging.Handler] = []
+    console = logging.StreamHandler(sys.stdout if stream is None else stream)
+    console.setFormatter(formatter)
+    handlers.append(console)
+    if settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Files are read by tools, not people: always JSON whatever the console format is.
+        file_handler = logging.handlers.RotatingFileHandler(
+            settings.log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+        file_handler.setFormatter(JsonFormatter())
+        handlers.append(file_handler)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_quantum_exec", False)]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.addFilter(redaction)
+        handler._quantum_exec = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    level = logging.getLevelName(settings.log_level)
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+    logging.captureWarnings(True)
+
+    too_short = sum(1 for s in known if 0 < len(s) < MIN_SECRET_LENGTH)
+    if too_short:
+        get_logger(__name__).warning(
+            "logging.secret_too_short", count=too_short, min_length=MIN_SECRET_LENGTH, redacted=False
+        )

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 PREFIX = "quantum_exec"
+# The *_created series double the exposition for nothing our dashboards or alerts use.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # 1 ms .. 10 s, denser where an execution normally lands.
@@ -155,6 +164,19 @@ EXCHANGE_INFO_REFRESHES = Counter(
 REDIS_RECONNECTS = Counter(
     f"{PREFIX}_redis_reconnects_total", "Redis connection losses survived.", registry=REGISTRY
 )
+READY = Gauge(
+    f"{PREFIX}_ready",
+    "1 when every readiness check passed at the last /readyz or /metrics evaluation, else 0.",
+    registry=REGISTRY,
+)
+READINESS_CHECK = Gauge(
+    f"{PREFIX}_readiness_check_ok",
+    "Outcome of each readiness check at the last evaluation (1 ok, 0 failing).",
+    ["check"],
+    registry=REGISTRY,
+)
+# CPU, memory, open fds and start time of this process, under the service's own prefix.
+PROCESS = ProcessCollector(namespace=PREFIX, registry=REGISTRY)
 BUILD_INFO = Gauge(
     f"{PREFIX}_build_info", "Always 1; labels carry the versions.", ["version", "python"], registry=REGISTRY
 )
