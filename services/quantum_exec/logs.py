@@ -45,19 +45,19 @@ class StructLogger:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, exc_info=exc_info, extra={"kv": fields}, stacklevel=3)
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: str, /, **fields: Any) -> None:
         self._log(logging.DEBUG, event, False, fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, /, **fields: Any) -> None:
         self._log(logging.INFO, event, False, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, /, **fields: Any) -> None:
         self._log(logging.WARNING, event, False, fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, /, **fields: Any) -> None:
         self._log(logging.ERROR, event, False, fields)
 
-    def exception(self, event: str, **fields: Any) -> None:
+    def exception(self, event: str, /, **fields: Any) -> None:
         self._log(logging.ERROR, event, True, fields)
 
     def is_enabled_for(self, level: int) -> bool:

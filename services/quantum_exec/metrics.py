@@ -20,7 +20,7 @@ from prometheus_client import (
 
 PREFIX = "quantum_exec"
 # The *_created series double the exposition for nothing our dashboards or alerts use.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # 1 ms .. 10 s, denser where an execution normally lands.
