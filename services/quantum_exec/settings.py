@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     order_lookup_attempts: int = Field(default=6, ge=1)
     order_lookup_interval_s: float = Field(default=0.25, gt=0)
     allow_non_perpetual: bool = False
+    # Pace requests below the exchange's published limits (off only for benchmarks against a
+    # simulator whose limits are switched off).
+    rate_limit_pacing: bool = True
 
     # Execution policy
     default_leverage: int = Field(default=1, ge=1, le=125)

@@ -1,0 +1,197 @@
+"""Binance USD-M futures JSON parsed at the edge into typed values.
+
+The executor never touches raw dicts: every response it needs is one of these frozen records,
+with prices and quantities as ``Decimal`` (Binance sends them as strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from quantum_exec.errors import PermanentError
+
+ZERO = Decimal(0)
+
+# Order statuses that will not change any more.
+FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
+# Algo statuses under which the protective order is still armed on the exchange.
+LIVE_ALGO_STATUSES = frozenset({"NEW", "TRIGGERING"})
+
+
+def dec(raw: Any, field: str = "value") -> Decimal:
+    """A Binance numeric string (or number) as Decimal; empty means zero."""
+    if raw is None or raw == "":
+        return ZERO
+    try:
+        return Decimal(str(raw))
+    except (InvalidOperation, ValueError):
+        raise PermanentError(f"unexpected {field} in exchange response: {raw!r}") from None
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).lower() == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A regular order as returned by POST/GET /fapi/v1/order."""
+
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    status: str
+    orig_qty: Decimal
+    executed_qty: Decimal
+    avg_price: Decimal
+    cum_quote: Decimal
+    reduce_only: bool
+    update_time_ms: int
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_ORDER_STATUSES
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Order:
+        return cls(
+            order_id=int(raw["orderId"]),
+            client_order_id=str(raw.get("clientOrderId", "")),
+            symbol=str(raw.get("symbol", "")),
+            side=str(raw.get("side", "")),
+            order_type=str(raw.get("type", raw.get("origType", ""))),
+            status=str(raw.get("status", "")),
+            orig_qty=dec(raw.get("origQty"), "origQty"),
+            executed_qty=dec(raw.get("executedQty"), "executedQty"),
+            avg_price=dec(raw.get("avgPrice"), "avgPrice"),
+            cum_quote=dec(raw.get("cumQuote"), "cumQuote"),
+            reduce_only=_bool(raw.get("reduceOnly", False)),
+            update_time_ms=int(raw.get("updateTime") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoOrder:
+    """A conditional order of the Algo Order API (note ``orderType``, not ``type``)."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str
+    order_type: str
+    status: str
+    trigger_price: Decimal
+    quantity: Decimal
+    close_position: bool
+    reduce_only: bool
+    actual_order_id: str
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_ALGO_STATUSES
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> AlgoOrder:
+        return cls(
+            algo_id=int(raw["algoId"]),
+            client_algo_id=str(raw.get("clientAlgoId", "")),
+            symbol=str(raw.get("symbol", "")),
+            side=str(raw.get("side", "")),
+            order_type=str(raw.get("orderType", raw.get("type", ""))),
+            status=str(raw.get("algoStatus", "")),
+            trigger_price=dec(raw.get("triggerPrice"), "triggerPrice"),
+            quantity=dec(raw.get("quantity"), "quantity"),
+            close_position=_bool(raw.get("closePosition", False)),
+            reduce_only=_bool(raw.get("reduceOnly", False)),
+            actual_order_id=str(raw.get("actualOrderId") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One fill from GET /fapi/v1/userTrades: the only place commission is reported."""
+
+    trade_id: int
+    order_id: int
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    realized_pnl: Decimal
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Trade:
+        return cls(
+            trade_id=int(raw["id"]),
+            order_id=int(raw["orderId"]),
+            price=dec(raw.get("price"), "price"),
+            qty=dec(raw.get("qty"), "qty"),
+            quote_qty=dec(raw.get("quoteQty"), "quoteQty"),
+            commission=dec(raw.get("commission"), "commission"),
+            commission_asset=str(raw.get("commissionAsset", "")),
+            realized_pnl=dec(raw.get("realizedPnl"), "realizedPnl"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position from GET /fapi/v2|v3/positionRisk; ``amount`` is signed (short < 0)."""
+
+    symbol: str
+    position_side: str
+    amount: Decimal
+    entry_price: Decimal
+    leverage: int | None
+    margin_type: str | None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Position:
+        margin_type = raw.get("marginType")
+        if margin_type is not None:
+            margin_type = "CROSSED" if str(margin_type).lower() in {"cross", "crossed"} else "ISOLATED"
+        leverage = raw.get("leverage")
+        return cls(
+            symbol=str(raw["symbol"]),
+            position_side=str(raw.get("positionSide", "BOTH")),
+            amount=dec(raw.get("positionAmt"), "positionAmt"),
+            entry_price=dec(raw.get("entryPrice"), "entryPrice"),
+            leverage=int(leverage) if leverage not in (None, "") else None,
+            margin_type=margin_type,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    """Commission and realized PnL summed over an order's trades."""
+
+    commission: Decimal
+    commission_asset: str | None
+    realized_pnl: Decimal
+    trade_count: int
+
+    @classmethod
+    def from_trades(cls, trades: list[Trade]) -> Fees:
+        assets = {t.commission_asset for t in trades}
+        return cls(
+            commission=sum((t.commission for t in trades), ZERO),
+            commission_asset=assets.pop() if len(assets) == 1 else ("MIXED" if assets else None),
+            realized_pnl=sum((t.realized_pnl for t in trades), ZERO),
+            trade_count=len(trades),
+        )
+
+
+def parse_max_leverage(raw: Any, symbol: str) -> int | None:
+    """Max initial leverage of the first bracket; the endpoint answers an object or a list."""
+    entries = raw if isinstance(raw, list) else [raw]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("symbol") == symbol:
+            brackets = entry.get("brackets") or []
+            if brackets:
+                return max(int(b.get("initialLeverage", 0)) for b in brackets)
+    return None
