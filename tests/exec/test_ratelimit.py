@@ -1,0 +1,91 @@
+"""Client-side pacing, driven by a fake clock (no real waiting)."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantum_exec.ratelimit import Limits, RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def make(limits: Limits, clock: FakeClock, headroom: float = 1.0) -> RateLimiter:
+    return RateLimiter(limits, headroom=headroom, clock=clock, wall_clock=clock, sleep=clock.sleep)
+
+
+async def test_orders_are_paced_within_the_10s_window() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=5, orders_1m=1000), clock)
+    for _ in range(5):
+        assert await limiter.acquire(weight=0, orders=1) == 0
+    waited = await limiter.acquire(weight=0, orders=1)
+    assert waited == pytest.approx(10.0)
+    assert clock.slept == [pytest.approx(10.0)]
+
+
+async def test_sends_in_any_10s_window_never_exceed_the_budget() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=300, orders_1m=1200), clock, headroom=0.9)
+    stamps = []
+    for _ in range(1000):
+        await limiter.acquire(weight=1, orders=1)
+        stamps.append(clock.now)
+        clock.now += 0.001
+    for i, start in enumerate(stamps):
+        in_10s = sum(1 for t in stamps[i:] if t < start + 10.0)
+        assert in_10s <= 270
+    minute = [t for t in stamps if t < stamps[0] + 60.0]
+    assert len(minute) <= 1080
+
+
+async def test_weight_budget_uses_headroom() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=100, orders_10s=300, orders_1m=1200), clock, headroom=0.9)
+    for _ in range(18):
+        assert await limiter.acquire(weight=5) == 0
+    assert await limiter.acquire(weight=5) > 0
+
+
+async def test_retry_after_pauses_everything() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(), clock)
+    limiter.pause(7.5, reason="http_429")
+    assert await limiter.acquire(weight=1) == pytest.approx(7.5)
+
+
+async def test_external_usage_from_headers_is_respected() -> None:
+    clock = FakeClock()
+    clock.now = 6000.0  # a whole minute on the wall clock
+    limiter = make(Limits(weight_1m=100, orders_10s=300, orders_1m=1200), clock)
+    limiter.observe(used_weight_1m=98)  # someone else used the account's weight this minute
+    waited = await limiter.acquire(weight=5)
+    assert waited == pytest.approx(60.0)
+
+
+async def test_disabled_limiter_never_waits() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(Limits(orders_10s=1), enabled=False, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        assert await limiter.acquire(weight=1, orders=1) == 0
+
+
+def test_limits_from_exchange_info() -> None:
+    raw = {
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+        ]
+    }
+    assert Limits.from_exchange_info(raw) == Limits(weight_1m=2400, orders_10s=300, orders_1m=1200)
