@@ -1,0 +1,230 @@
+"""Redis keys in one place, idempotency records and per-symbol leases with fencing tokens.
+
+Keys (``P`` is ``settings.key_prefix``):
+
+* ``P:idem:<intent key>`` - hash: ``state`` (``in_flight`` then ``done``), ``owner``, ``token``,
+  ``stream_id``, and once done ``result_id`` + ``payload`` (the published result). Expires after
+  ``idempotency_ttl_days``.
+* ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
+  executes intents of the symbol. Renewed while working, released by compare-and-delete.
+* ``P:fence:<symbol>`` - the last fencing token issued for the symbol (INCR, never expires: it is
+  a counter, not a lock). The final commit checks it atomically, so a holder whose lease expired
+  and was taken over cannot publish over the newer owner.
+
+Every multi-key change is one Lua script, so a reply lost on the way back can be retried safely:
+the second run finds the record ``done`` and only acknowledges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from quantum_exec.settings import Settings
+
+
+class Keys:
+    """Every Redis key and stream name the service uses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.key_prefix
+        self.intent_stream = settings.intent_stream
+        self.consumer_group = settings.consumer_group
+        self.result_stream = settings.result_stream
+        self.dlq_stream = settings.dlq_stream
+
+    def idempotency(self, intent_key: str) -> str:
+        """Hash holding the in-flight / done record of one intent."""
+        return f"{self.prefix}:idem:{intent_key}"
+
+    def lease(self, symbol: str) -> str:
+        """Per-symbol execution lease."""
+        return f"{self.prefix}:lease:{symbol}"
+
+    def fence(self, symbol: str) -> str:
+        """Per-symbol fencing-token counter."""
+        return f"{self.prefix}:fence:{symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held per-symbol lease; ``token`` increases with every acquisition of the symbol."""
+
+    symbol: str
+    owner: str
+    token: int
+
+    @property
+    def value(self) -> str:
+        return f"{self.token}|{self.owner}"
+
+
+class CommitStatus(StrEnum):
+    PUBLISHED = "published"
+    DUPLICATE = "duplicate"
+    FENCED = "fenced"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOutcome:
+    status: CommitStatus
+    result_id: str | None = None
+
+
+# A lease held by the same owner (stable consumer name) may be taken again: that owner is this
+# process (one worker per symbol) or a crashed earlier run of it, which the new token fences out.
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  if (not sep) or string.sub(cur, sep + 1) ~= ARGV[1] then return false end
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_BEGIN = """
+if redis.call('HGET', KEYS[1], 'state') == 'done' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'in_flight', 'owner', ARGV[1], 'token', ARGV[2], 'stream_id', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# KEYS: idem, fence, result stream, intent stream, dlq stream
+# ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, payload, n result args,
+#       result field/value pairs, then dlq field/value pairs (none = no dead letter)
+_COMMIT = """
+if ARGV[1] ~= '0' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'fenced'} end
+if redis.call('HGET', KEYS[1], 'state') == 'done' then
+  redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
+  return {'duplicate'}
+end
+local n = tonumber(ARGV[7])
+local fields = {}
+for i = 8, 7 + n do fields[#fields + 1] = ARGV[i] end
+local rid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
+if #ARGV > 7 + n then
+  local dlq = {}
+  for i = 8 + n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[5], '*', unpack(dlq))
+end
+redis.call('HSET', KEYS[1], 'state', 'done', 'stream_id', ARGV[3], 'result_id', rid, 'payload', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
+return {'published', rid}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Store:
+    """Idempotency records, leases and the atomic publish + done + ack commit."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings)
+        self._lease_ttl_ms = settings.lease_ttl_ms
+        self._ttl_s = settings.idempotency_ttl_days * 86_400
+        self._result_maxlen = settings.result_maxlen
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._begin = redis.register_script(_BEGIN)
+        self._commit = redis.register_script(_COMMIT)
+
+    async def acquire_lease(self, symbol: str, owner: str) -> Lease | None:
+        """Take the symbol's lease with a fresh fencing token, or None when another owner holds it."""
+        token = await self._acquire(
+            keys=[self.keys.lease(symbol), self.keys.fence(symbol)], args=[owner, self._lease_ttl_ms]
+        )
+        if token is None:
+            return None
+        return Lease(symbol=symbol, owner=owner, token=int(token))
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        """Extend the lease; False when it was lost (expired, maybe taken by someone else)."""
+        renewed = await self._renew(
+            keys=[self.keys.lease(lease.symbol)], args=[lease.value, self._lease_ttl_ms]
+        )
+        return bool(renewed)
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Delete the lease only if it is still ours."""
+        await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
+
+    async def begin(self, intent_key: str, stream_id: str, lease: Lease) -> bool:
+        """Mark the intent in flight under ``lease``; False when it already has a final result."""
+        started = await self._begin(
+            keys=[self.keys.idempotency(intent_key)],
+            args=[lease.owner, lease.token, stream_id, self._ttl_s],
+        )
+        return bool(started)
+
+    async def is_done(self, intent_key: str) -> bool:
+        """True when the intent already has a published final result."""
+        state = await self.redis.hget(self.keys.idempotency(intent_key), "state")
+        return state is not None and _text(state) == "done"
+
+    async def commit(
+        self,
+        *,
+        intent_key: str,
+        stream_id: str,
+        result_fields: dict[str, bytes],
+        lease: Lease | None,
+        dead_letter: Mapping[bytes | str, bytes | str] | None = None,
+    ) -> CommitOutcome:
+        """Publish the result, record it as done, dead-letter if asked and XACK - atomically.
+
+        With a ``lease`` the commit is refused (FENCED) when a newer token was issued for the
+        symbol. When the intent is already done, nothing is published and the entry is only acked.
+        """
+        symbol = lease.symbol if lease is not None else ""
+        result_args: list[bytes | str] = []
+        for name, value in result_fields.items():
+            result_args += [name, value]
+        dlq_args: list[bytes | str] = []
+        for dlq_name, dlq_value in (dead_letter or {}).items():
+            dlq_args += [dlq_name, dlq_value]
+        args: list[Any] = [
+            str(lease.token) if lease is not None else "0",
+            self.keys.consumer_group,
+            stream_id,
+            self._result_maxlen,
+            self._ttl_s,
+            result_fields.get("payload", b""),
+            len(result_args),
+            *result_args,
+            *dlq_args,
+        ]
+        reply = await self._commit(
+            keys=[
+                self.keys.idempotency(intent_key),
+                self.keys.fence(symbol),
+                self.keys.result_stream,
+                self.keys.intent_stream,
+                self.keys.dlq_stream,
+            ],
+            args=args,
+        )
+        status = CommitStatus(_text(reply[0]))
+        return CommitOutcome(status, _text(reply[1]) if len(reply) > 1 else None)
