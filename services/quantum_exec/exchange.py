@@ -1,0 +1,485 @@
+"""The Binance USD-M futures adapter over python-binance's ``AsyncClient``.
+
+Everything about talking to the exchange lives here: base URLs per environment, signing (by
+python-binance), server-time offset, pacing below the rate limits, reading the rate-limit headers
+of *each* response (``client.response`` only holds the last one, useless under concurrency),
+turning Binance errors into the typed errors of :mod:`quantum_exec.errors`, and parsing replies
+into the records of :mod:`quantum_exec.wire`. Reads are retried here; state-changing requests are
+never re-sent here: an unknown outcome is raised for the executor to resolve by client id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from binance import AsyncClient
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+from quantum_exec import metrics
+from quantum_exec.errors import (
+    ALREADY_DONE_CODES,
+    RULES_STALE_CODES,
+    ClockSkewError,
+    ExchangeError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    UnknownOutcomeError,
+    classify,
+)
+from quantum_exec.logs import get_logger
+from quantum_exec.ratelimit import Limits, RateLimiter
+from quantum_exec.rules import SymbolRules, fmt, parse_exchange_info
+from quantum_exec.settings import ExchangeEnv, Settings
+from quantum_exec.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
+
+log = get_logger(__name__)
+
+REST_ROOTS: Mapping[ExchangeEnv, str] = {
+    ExchangeEnv.LIVE: "https://fapi.binance.com",
+    ExchangeEnv.TESTNET: "https://testnet.binancefuture.com",
+    ExchangeEnv.DEMO: "https://demo-fapi.binance.com",
+}
+NOT_FOUND_CODES = frozenset({-2013, -2011})
+READ_RETRIES = 2
+RATE_LIMIT_RETRIES = 3
+DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
+TIME_SYNC_INTERVAL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One REST endpoint: how to call it and what it costs against the limits."""
+
+    method: str
+    path: str
+    version: int = 1
+    signed: bool = True
+    weight: int = 1
+    orders: int = 0
+    mutates: bool = False
+
+
+EP_TIME = Endpoint("get", "time", signed=False)
+EP_EXCHANGE_INFO = Endpoint("get", "exchangeInfo", signed=False)
+EP_MARK_PRICE = Endpoint("get", "premiumIndex", signed=False)
+EP_LEVERAGE_BRACKET = Endpoint("get", "leverageBracket")
+EP_POSITION_MODE = Endpoint("get", "positionSide/dual", weight=30)
+EP_SET_LEVERAGE = Endpoint("post", "leverage", mutates=True)
+EP_SET_MARGIN = Endpoint("post", "marginType", mutates=True)
+EP_NEW_ORDER = Endpoint("post", "order", weight=0, orders=1, mutates=True)
+EP_GET_ORDER = Endpoint("get", "order")
+EP_NEW_ALGO = Endpoint("post", "algoOrder", weight=0, orders=1, mutates=True)
+EP_GET_ALGO = Endpoint("get", "algoOrder")
+EP_CANCEL_ALGO = Endpoint("delete", "algoOrder", mutates=True)
+EP_CANCEL_ALL_ALGO = Endpoint("delete", "algoOpenOrders", mutates=True)
+EP_OPEN_ALGO = Endpoint("get", "openAlgoOrders")
+EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
+EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
+
+
+def rest_root(settings: Settings, sim_base_url: str | None = None) -> str:
+    """The REST root (without ``/fapi``) for the configured environment."""
+    if settings.binance_base_url:
+        return settings.binance_base_url
+    if settings.exchange is ExchangeEnv.SIM:
+        if sim_base_url is None:
+            raise ValueError("sim environment without QUANTUM_BINANCE_BASE_URL needs the embedded simulator")
+        return sim_base_url
+    return REST_ROOTS[settings.exchange]
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Client(AsyncClient):  # type: ignore[misc]
+    """AsyncClient that hands every response's headers to the gateway before parsing it."""
+
+    def __init__(self, *args: Any, on_headers: Callable[[Mapping[str, str]], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_headers = on_headers
+
+    async def _handle_response(self, response: aiohttp.ClientResponse) -> Any:
+        self._on_headers(response.headers)
+        return await super()._handle_response(response)
+
+
+class RulesCache:
+    """exchangeInfo rules per symbol, refreshed in the background; a failed refresh keeps the last copy."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[dict[str, Any]]], refresh_s: float) -> None:
+        self._fetch = fetch
+        self._refresh_s = refresh_s
+        self._rules: dict[str, SymbolRules] = {}
+        self._loaded_at: float | None = None
+        self._refresh_requested = asyncio.Event()
+        self.raw_limits = Limits()
+        metrics.EXCHANGE_INFO_AGE.set_function(self.age_s)
+
+    def age_s(self) -> float:
+        return time.monotonic() - self._loaded_at if self._loaded_at is not None else float("nan")
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded_at is not None
+
+    def get(self, symbol: str) -> SymbolRules | None:
+        return self._rules.get(symbol)
+
+    async def load(self) -> None:
+        """Fetch and parse exchangeInfo; raises when it fails (the caller keeps the last copy)."""
+        try:
+            raw = await self._fetch()
+            rules = parse_exchange_info(raw)
+        except Exception:
+            metrics.EXCHANGE_INFO_REFRESHES.labels(outcome="error").inc()
+            raise
+        self._rules = rules
+        self.raw_limits = Limits.from_exchange_info(raw)
+        self._loaded_at = time.monotonic()
+        metrics.EXCHANGE_INFO_REFRESHES.labels(outcome="ok").inc()
+        log.info("rules.loaded", symbols=len(rules))
+
+    def request_refresh(self) -> None:
+        """Ask the background loop for an early refresh (after -1111/-4014/-4023)."""
+        self._refresh_requested.set()
+
+    async def run(self) -> None:
+        """Background loop: refresh every ``refresh_s`` or when asked; never dies on a failure."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_requested.wait(), timeout=self._refresh_s)
+            self._refresh_requested.clear()
+            try:
+                await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("rules.refresh_failed", error=type(exc).__name__, detail=str(exc)[:200])
+
+
+class BinanceGateway:
+    """Typed, instrumented, paced access to the USD-M futures REST API."""
+
+    def __init__(self, settings: Settings, base_url: str) -> None:
+        self._settings = settings
+        self.base_url = base_url
+        key = settings.api_key.get_secret_value() if settings.api_key else ""
+        secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
+        self._client = _Client(
+            key,
+            secret,
+            requests_params={"timeout": aiohttp.ClientTimeout(total=settings.request_timeout_s)},
+            on_headers=self._observe_headers,
+        )
+        # Set on the instance: python-binance's class attributes would otherwise win.
+        self._client.FUTURES_URL = base_url.rstrip("/") + "/fapi"
+        self._client.REQUEST_RECVWINDOW = settings.recv_window_ms
+        self.limiter = RateLimiter(enabled=settings.rate_limit_pacing)
+        self.rules = RulesCache(self._fetch_exchange_info, settings.exchange_info_refresh_s)
+        self._max_leverage: dict[str, int | None] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.hedge_mode = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Sync the clock, load the rules and the position mode, start background refreshes."""
+        await self.sync_time()
+        await self.rules.load()
+        self.limiter.set_limits(self.rules.raw_limits)
+        mode = await self._call(EP_POSITION_MODE)
+        self.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        self._tasks = [
+            asyncio.create_task(self.rules.run(), name="rules-refresh"),
+            asyncio.create_task(self._time_sync_loop(), name="time-sync"),
+        ]
+
+    async def close(self) -> None:
+        """Stop background work and close the HTTP session; safe to call twice."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._client.close_connection()
+
+    async def sync_time(self) -> None:
+        """Set the timestamp offset from the server clock (-1021 triggers this too)."""
+        raw = await self._call(EP_TIME, resync=False)
+        received_ms = time.time() * 1000
+        # Server time at its reply minus our time at receipt slightly underestimates the offset,
+        # so our timestamps lean behind the server's: never "1000ms ahead of server time".
+        offset_ms = int(raw["serverTime"] - received_ms)
+        self._client.timestamp_offset = offset_ms
+        metrics.CLOCK_OFFSET.set(offset_ms / 1000)
+
+    async def _time_sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TIME_SYNC_INTERVAL_S)
+            try:
+                await self.sync_time()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("time.sync_failed", error=type(exc).__name__)
+
+    # -- the one request path ----------------------------------------------------------------
+
+    def _observe_headers(self, headers: Mapping[str, str]) -> None:
+        weight = _header_int(headers, "X-MBX-USED-WEIGHT-1M")
+        if weight is not None:
+            metrics.USED_WEIGHT_1M.set(weight)
+            self.limiter.observe(weight)
+        orders_10s = _header_int(headers, "X-MBX-ORDER-COUNT-10S")
+        if orders_10s is not None:
+            metrics.ORDER_COUNT_10S.set(orders_10s)
+        orders_1m = _header_int(headers, "X-MBX-ORDER-COUNT-1M")
+        if orders_1m is not None:
+            metrics.ORDER_COUNT_1M.set(orders_1m)
+
+    async def _call(
+        self,
+        ep: Endpoint,
+        params: Mapping[str, str] | None = None,
+        *,
+        weight: int | None = None,
+        resync: bool = True,
+    ) -> Any:
+        """Send one request; retries what is safe to retry and raises a typed error otherwise."""
+        label = f"/fapi/v{ep.version}/{ep.path}"
+        read_attempts = 0
+        rate_limited = 0
+        while True:
+            await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
+            started = time.perf_counter()
+            try:
+                result = await self._client._request_futures_api(
+                    ep.method, ep.path, ep.signed, version=ep.version, data=dict(params or {})
+                )
+            except BinanceAPIException as exc:
+                error = self._typed(exc)
+                outcome = (
+                    "rate_limited"
+                    if isinstance(error, RateLimitedError)
+                    else ("unknown" if isinstance(error, UnknownOutcomeError) else "error")
+                )
+                self._record(ep, label, outcome, started)
+                metrics.EXCHANGE_ERRORS.labels(code=str(exc.code or exc.status_code)).inc()
+                if exc.code in RULES_STALE_CODES:
+                    self.rules.request_refresh()
+                if isinstance(error, RateLimitedError) and rate_limited < RATE_LIMIT_RETRIES:
+                    # A 429/418 rejects the request before it is processed: safe to send again later.
+                    rate_limited += 1
+                    self.limiter.pause(error.retry_after_s, reason=f"http_{error.http_status or 429}")
+                    log.warning(
+                        "exchange.rate_limited",
+                        endpoint=label,
+                        retry_after_s=error.retry_after_s,
+                        status=error.http_status,
+                    )
+                    continue
+                if isinstance(error, ClockSkewError) and resync:
+                    resync = False
+                    log.warning("exchange.clock_skew", endpoint=label)
+                    await self.sync_time()
+                    continue
+                if (
+                    not ep.mutates
+                    and isinstance(error, RetryableError | UnknownOutcomeError)
+                    and (read_attempts < READ_RETRIES)
+                ):
+                    read_attempts += 1
+                    await asyncio.sleep(0.05 * read_attempts)
+                    continue
+                raise error from None
+            except aiohttp.ClientConnectorError as exc:
+                # Never connected: nothing was sent, so even an order may be sent again.
+                self._record(ep, label, "error", started)
+                metrics.EXCHANGE_ERRORS.labels(code="connect").inc()
+                if not ep.mutates and read_attempts < READ_RETRIES:
+                    read_attempts += 1
+                    await asyncio.sleep(0.05 * read_attempts)
+                    continue
+                raise RetryableError(f"cannot connect to the exchange: {type(exc).__name__}") from None
+            except (TimeoutError, aiohttp.ClientError, BinanceRequestException, ValueError) as exc:
+                # Sent, but no usable answer: a state-changing request may have been executed.
+                self._record(ep, label, "unknown", started)
+                metrics.EXCHANGE_ERRORS.labels(code=type(exc).__name__).inc()
+                if not ep.mutates and read_attempts < READ_RETRIES:
+                    read_attempts += 1
+                    await asyncio.sleep(0.05 * read_attempts)
+                    continue
+                raise UnknownOutcomeError(
+                    f"no usable answer from {ep.method.upper()} {label}: {type(exc).__name__}"
+                ) from None
+            self._record(ep, label, "ok", started)
+            return result
+
+    @staticmethod
+    def _record(ep: Endpoint, label: str, outcome: str, started: float) -> None:
+        method = ep.method.upper()
+        metrics.EXCHANGE_LATENCY.labels(method=method, endpoint=label).observe(time.perf_counter() - started)
+        metrics.EXCHANGE_REQUESTS.labels(method=method, endpoint=label, outcome=outcome).inc()
+
+    @staticmethod
+    def _typed(exc: BinanceAPIException) -> ExchangeError:
+        code = int(exc.code) if isinstance(exc.code, int) and exc.code else None
+        status = int(exc.status_code) if exc.status_code else None
+        message = str(exc.message or "")[:300]
+        kind = classify(code, status, message)
+        text = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}: {message}"
+        if kind is RateLimitedError:
+            headers = getattr(exc.response, "headers", None) or {}
+            retry_after = _header_int(headers, "Retry-After")
+            seconds = (
+                float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S.get(status or 0, 5.0)
+            )
+            return RateLimitedError(text, code=code, http_status=status, retry_after_s=seconds)
+        return kind(text, code=code, http_status=status)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _fetch_exchange_info(self) -> dict[str, Any]:
+        raw = await self._call(EP_EXCHANGE_INFO)
+        if not isinstance(raw, dict):
+            raise PermanentError("exchangeInfo is not an object")
+        return raw
+
+    async def mark_price(self, symbol: str) -> Decimal:
+        raw = await self._call(EP_MARK_PRICE, {"symbol": symbol})
+        return dec(raw.get("markPrice"), "markPrice")
+
+    async def max_leverage(self, symbol: str) -> int | None:
+        """The symbol's highest initial leverage (first bracket), cached after the first ask."""
+        if symbol not in self._max_leverage:
+            raw = await self._call(EP_LEVERAGE_BRACKET, {"symbol": symbol})
+            self._max_leverage[symbol] = parse_max_leverage(raw, symbol)
+        return self._max_leverage[symbol]
+
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        params = {"symbol": symbol} if symbol else None
+        raw = await self._call(EP_POSITION_RISK, params)
+        return [Position.parse(item) for item in raw or []]
+
+    async def position_amount(self, symbol: str) -> Decimal:
+        """Net position of ``symbol`` (one-way mode: the BOTH side; hedge: LONG minus |SHORT|)."""
+        total = Decimal(0)
+        for position in await self.positions(symbol):
+            if position.symbol == symbol:
+                total += position.amount
+        return total
+
+    async def get_order(self, symbol: str, client_order_id: str) -> Order | None:
+        """Look an order up by client id; None when the exchange says it does not exist."""
+        try:
+            raw = await self._call(EP_GET_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id})
+        except PermanentError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return None
+            raise
+        return Order.parse(raw)
+
+    async def get_algo(self, client_algo_id: str) -> AlgoOrder | None:
+        """Look a conditional order up by client algo id; None when it does not exist."""
+        try:
+            raw = await self._call(EP_GET_ALGO, {"clientAlgoId": client_algo_id})
+        except PermanentError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return None
+            raise
+        return AlgoOrder.parse(raw)
+
+    async def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
+        params = {"symbol": symbol} if symbol else None
+        raw = await self._call(EP_OPEN_ALGO, params, weight=1 if symbol else 40)
+        items = raw.get("orders", raw) if isinstance(raw, dict) else raw
+        return [AlgoOrder.parse(item) for item in items or []]
+
+    async def user_trades(self, symbol: str, order_id: int) -> list[Trade]:
+        raw = await self._call(EP_USER_TRADES, {"symbol": symbol, "orderId": str(order_id)})
+        return [Trade.parse(item) for item in raw or []]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        raw = await self._call(EP_SET_LEVERAGE, {"symbol": symbol, "leverage": str(leverage)})
+        return int(raw.get("leverage", leverage))
+
+    async def set_margin_type(self, symbol: str, margin_type: str) -> None:
+        try:
+            await self._call(EP_SET_MARGIN, {"symbol": symbol, "marginType": margin_type})
+        except PermanentError as exc:
+            if exc.code in ALREADY_DONE_CODES:
+                return
+            raise
+
+    async def place_market(
+        self, symbol: str, side: str, quantity: Decimal, client_order_id: str, *, reduce_only: bool = False
+    ) -> Order:
+        """MARKET order with ``newOrderRespType=RESULT`` (ACK would report no fill)."""
+        params = {
+            "symbol": symbol,
+            "side": side,
+            "type": "MARKET",
+            "quantity": fmt(quantity),
+            "newClientOrderId": client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        if reduce_only:
+            params["reduceOnly"] = "true"
+        return Order.parse(await self._call(EP_NEW_ORDER, params))
+
+    async def place_algo(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        *,
+        quantity: Decimal | None,
+        working_type: str,
+        price_protect: bool,
+    ) -> AlgoOrder:
+        """A CONDITIONAL algo order; ``quantity=None`` means closePosition."""
+        params = {
+            "algoType": "CONDITIONAL",
+            "symbol": symbol,
+            "side": side,
+            "type": order_type,
+            "triggerPrice": fmt(trigger_price),
+            "workingType": working_type,
+            "priceProtect": "true" if price_protect else "false",
+            "clientAlgoId": client_algo_id,
+        }
+        if quantity is None:
+            params["closePosition"] = "true"
+        else:
+            params["quantity"] = fmt(quantity)
+            params["reduceOnly"] = "true"
+        return AlgoOrder.parse(await self._call(EP_NEW_ALGO, params))
+
+    async def cancel_algo(self, algo_id: int) -> bool:
+        """Cancel one algo order; False when it was no longer open."""
+        try:
+            await self._call(EP_CANCEL_ALGO, {"algoId": str(algo_id)})
+        except PermanentError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return False
+            raise
+        return True
