@@ -64,6 +64,11 @@ _NUMBER_RE: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_MAX_CHARS: Final = 48
 
 
+# Mapping keys are invariant: spell out the shapes redis-py returns (bytes, or str with
+# decode_responses=True) so callers need no cast.
+EntryFields = Mapping[bytes, bytes | str] | Mapping[str, bytes | str] | Mapping[bytes | str, bytes | str]
+
+
 class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
@@ -99,7 +104,7 @@ class PayloadError(QuantumError):
 # Decoding stream entries
 
 
-def decode_entry(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
+def decode_entry(fields: EntryFields) -> dict[str, Any]:
     """Return the JSON object carried by a stream entry (envelope ``payload``, or ``data``/``json``).
 
     Keys and values may be ``bytes`` or ``str``. JSON floats become ``Decimal(repr(f))``.
@@ -724,7 +729,7 @@ def encode_result_fields(result: ExecutionResult) -> dict[str, bytes]:
     }
 
 
-def decode_result_fields(fields: Mapping[bytes | str, bytes | str]) -> ExecutionResult:
+def decode_result_fields(fields: EntryFields) -> ExecutionResult:
     """Read a result entry back (numbers as exact Decimals). Raises :class:`PayloadError`."""
     raw = _payload_value(fields)
     if raw is None:
