@@ -1,0 +1,64 @@
+"""binance_sim: a local Binance USD-M futures REST simulator (the test bed of quantum-exec).
+
+Serves under ``/fapi`` what the service and ordinary clients use, with Binance's field names, string
+numbers, error bodies ``{"code", "msg"}`` and HTTP statuses, HMAC-SHA256 signatures over the exact
+received query string + body, recvWindow checks, the exchangeInfo filters, ``-4120`` for conditional
+types on ``/fapi/v1/order``, the algo order lifecycle, positions, balances and commissions, and the
+rate-limit headers, 429s and 418 bans. ``/_sim/`` (unsigned, loopback only) is the control surface.
+
+Python API::
+
+    sim = Simulator(SimConfig(api_key=..., api_secret=..., latency_ms=0, rate_limits=True,
+                              slippage_bps=Decimal("0")))
+    await sim.start(host="127.0.0.1", port=0)        # sim.base_url = "http://127.0.0.1:PORT"
+    sim.set_mark_price("BTCUSDT", Decimal("90000"))   # fires crossed triggers / resting orders
+    sim.walk_mark_price("BTCUSDT", ["91000", "89000"])
+    sim.set_faults({"faults": [...]}) or sim.set_faults(faults=[...], clock_skew_ms=1500)
+    sim.set_balance("USDT", "50"); sim.set_rate_limits(False)
+    sim.state(); sim.reset(); await sim.stop()        # stop() is safe twice
+    with run_in_thread(cfg) as base_url: ...          # for synchronous code
+    serve_forever(cfg, host="127.0.0.1", port=8765)   # blocks until SIGINT/SIGTERM
+
+Control surface (JSON bodies; form fields also accepted):
+
+- ``POST /_sim/markPrice`` ``{"symbol": "BTCUSDT", "price": "90000"}`` or ``{"symbol", "prices": [..]}``
+- ``GET /_sim/state``; ``POST /_sim/reset``; ``GET|POST /_sim/faults``
+- ``POST /_sim/balance`` ``{"asset": "USDT", "balance": "50"}``
+- ``POST /_sim/rateLimits`` ``{"enabled": false}``
+
+Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
+
+    {
+      "mode": "replace",            # or "append"; replace (default) drops the current rules
+      "clock_skew_ms": 0,           # optional: server time = wall clock + skew (kept when absent)
+      "faults": [
+        {"kind": "latency", "ms": 250, "method": "POST", "path": "/fapi/v1/order", "count": 3},
+        {"kind": "unknown_after", "method": "POST", "path": "/fapi/v1/order", "count": 1}
+      ]
+    }
+
+Each rule: ``kind`` (required), ``method`` ("*" = any), ``path`` (exact, ``"/fapi/v1/*"`` prefix, or
+"*"), ``count`` (next N matching requests; null = until replaced), and optional ``status``, ``code``
+(null = no code key), ``msg`` overriding the kind's reply. Kinds:
+
+- ``latency`` (``ms``): delay before processing; every matching latency rule adds up.
+- ``error``: reply ``status``/``code``/``msg`` before processing (nothing happens).
+- ``unavailable``: 503 ``Service Unavailable.`` before processing (nothing happens).
+- ``unknown_after``: processed (the order exists), then 503 ``Unknown error, please check your
+  request or try again later.`` (body ``{"timestamp", "path", "msg"}`` as recorded from Binance).
+- ``timeout_after``: processed, then 408 ``-1007`` Timeout waiting for response from backend server.
+- ``drop_before`` / ``drop_after``: close the connection without a reply, before / after processing.
+- ``would_trigger``: ``-2021`` on the next algo placement(s) (default target POST /fapi/v1/algoOrder).
+- ``insufficient_margin``: ``-2019`` on the next order(s) (default target POST /fapi/v1/order).
+
+Besides latency rules, at most one rule acts on a request (the first matching one) and only the rules
+that acted are counted down.
+"""
+
+from __future__ import annotations
+
+from binance_sim.config import SimConfig
+from binance_sim.ratelimit import Limits
+from binance_sim.server import Simulator, run_in_thread, serve_forever
+
+__all__ = ["Limits", "SimConfig", "Simulator", "run_in_thread", "serve_forever"]

@@ -1,0 +1,37 @@
+"""SimConfig: everything the simulator is started with (all fields defaulted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from binance_sim.ratelimit import Limits
+
+DEFAULT_API_KEY = "quantum-sim-key"
+DEFAULT_API_SECRET = "quantum-sim-secret"  # noqa: S105 - a well-known local test pair, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Settings of one simulator instance.
+
+    ``credentials`` adds further key/secret pairs to the default one. ``latency_ms`` delays every
+    response. ``slippage_bps`` moves MARKET fills away from the mark (against the taker).
+    ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
+    """
+
+    api_key: str = DEFAULT_API_KEY
+    api_secret: str = DEFAULT_API_SECRET
+    credentials: dict[str, str] = field(default_factory=dict)
+    latency_ms: int = 0
+    rate_limits: bool = True
+    limits: Limits = field(default_factory=Limits)
+    slippage_bps: Decimal = Decimal("0")
+    exchange_info_path: Path | None = None
+    market_state_path: Path | None = None
+    loopback_only_control: bool = True
+
+    def secrets(self) -> dict[str, str]:
+        """Every accepted API key mapped to its secret."""
+        return {**self.credentials, self.api_key: self.api_secret}

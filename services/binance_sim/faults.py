@@ -1,0 +1,187 @@
+"""Switchable faults: which requests they hit, how many times, and what they do (pure, no I/O).
+
+The JSON shape (``POST /_sim/faults`` and ``Simulator.set_faults``) is documented in the package
+docstring; :func:`parse_faults` is its only parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from binance_sim.errors import SimError
+
+# kind -> (default method, default path, when it acts, status, code, msg); code None = no "code" key.
+_KINDS: Final[dict[str, tuple[str, str, str, int, int | None, str]]] = {
+    "latency": ("*", "*", "before", 0, None, ""),
+    "error": ("*", "*", "before", 400, -1000, "An unknown error occured while processing the request."),
+    "unavailable": ("*", "*", "before", 503, None, "Service Unavailable."),
+    "unknown_after": (
+        "*",
+        "*",
+        "after",
+        503,
+        None,
+        "Unknown error, please check your request or try again later.",
+    ),
+    "timeout_after": (
+        "*",
+        "*",
+        "after",
+        408,
+        -1007,
+        "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+    ),
+    "drop_before": ("*", "*", "before", 0, None, ""),
+    "drop_after": ("*", "*", "after", 0, None, ""),
+    "would_trigger": ("POST", "/fapi/v1/algoOrder", "before", 400, -2021, "Order would immediately trigger."),
+    "insufficient_margin": ("POST", "/fapi/v1/order", "before", 400, -2019, "Margin is insufficient."),
+}
+FAULT_KINDS: Final = frozenset(_KINDS)
+
+
+@dataclass(slots=True)
+class Fault:
+    """One fault rule. ``remaining`` None means unlimited; it counts down on each request it hits."""
+
+    kind: str
+    method: str
+    path: str
+    remaining: int | None
+    when: str
+    status: int
+    code: int | None
+    msg: str
+    delay_ms: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this rule applies to ``method path`` (``*`` wildcards, ``prefix*`` paths)."""
+        if self.method != "*" and self.method != method:
+            return False
+        if self.path == "*":
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+    def body(self, path: str, now_ms: int) -> dict[str, Any]:
+        """The JSON body this fault replies with."""
+        if self.code is None:
+            return {"timestamp": now_ms, "path": path, "msg": self.msg}
+        return {"code": self.code, "msg": self.msg}
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as the JSON it can be given in."""
+        return {
+            "kind": self.kind,
+            "method": self.method,
+            "path": self.path,
+            "count": self.remaining,
+            "ms": self.delay_ms,
+            "status": self.status,
+            "code": self.code,
+            "msg": self.msg,
+        }
+
+
+@dataclass(slots=True)
+class FaultPlan:
+    """What happens to one request: delay first, then at most one failure before or after processing."""
+
+    delay_ms: int = 0
+    before: Fault | None = None
+    after: Fault | None = None
+
+
+@dataclass(slots=True)
+class FaultSet:
+    """Active fault rules and the server clock offset."""
+
+    rules: list[Fault] = field(default_factory=list)
+    clock_skew_ms: int = 0
+
+    def plan(self, method: str, path: str) -> FaultPlan:
+        """Consume the rules that hit this request (every latency rule, then the first other one)."""
+        result = FaultPlan()
+        if not self.rules:
+            return result
+        spent = False
+        for rule in self.rules:
+            if not rule.matches(method, path):
+                continue
+            if rule.kind == "latency":
+                result.delay_ms += rule.delay_ms
+            elif result.before is None and result.after is None:
+                if rule.when == "before":
+                    result.before = rule
+                else:
+                    result.after = rule
+            else:
+                continue
+            if rule.remaining is not None:
+                rule.remaining -= 1
+                spent = spent or rule.remaining <= 0
+        if spent:
+            self.rules = [r for r in self.rules if r.remaining is None or r.remaining > 0]
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        """Current faults in the shape ``POST /_sim/faults`` accepts."""
+        return {"faults": [r.to_json() for r in self.rules], "clock_skew_ms": self.clock_skew_ms}
+
+    def apply(self, spec: Mapping[str, Any]) -> None:
+        """Apply a ``POST /_sim/faults`` document (replace or append rules, set the clock skew)."""
+        mode = spec.get("mode", "replace")
+        if mode not in ("replace", "append"):
+            raise _bad("mode must be 'replace' or 'append'")
+        rules = parse_faults(spec.get("faults", []))
+        self.rules = [*self.rules, *rules] if mode == "append" else rules
+        if "clock_skew_ms" in spec:
+            skew = spec["clock_skew_ms"]
+            if not isinstance(skew, int) or isinstance(skew, bool):
+                raise _bad("clock_skew_ms must be an integer")
+            self.clock_skew_ms = skew
+
+
+def _bad(message: str) -> SimError:
+    return SimError(-1130, f"Invalid fault spec: {message}")
+
+
+def parse_faults(raw: Any) -> list[Fault]:
+    """Parse the ``faults`` list; raises SimError naming the bad field."""
+    if not isinstance(raw, list):
+        raise _bad("faults must be a list")
+    rules = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise _bad(f"faults[{index}] must be an object")
+        kind = item.get("kind")
+        if kind not in _KINDS:
+            raise _bad(f"faults[{index}].kind must be one of {sorted(_KINDS)}")
+        method, path, when, status, code, msg = _KINDS[kind]
+        count = item.get("count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise _bad(f"faults[{index}].count must be a positive integer or null")
+        delay = item.get("ms", 0)
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+            raise _bad(f"faults[{index}].ms must be a non-negative integer")
+        for name, expected in (("method", str), ("path", str), ("msg", str), ("status", int)):
+            if name in item and not isinstance(item[name], expected):
+                raise _bad(f"faults[{index}].{name} has the wrong type")
+        if "code" in item and item["code"] is not None and not isinstance(item["code"], int):
+            raise _bad(f"faults[{index}].code must be an integer or null")
+        rules.append(
+            Fault(
+                kind=kind,
+                method=str(item.get("method", method)).upper(),
+                path=str(item.get("path", path)),
+                remaining=count,
+                when=when,
+                status=int(item.get("status", status)),
+                code=item.get("code", code),
+                msg=str(item.get("msg", msg)),
+                delay_ms=delay,
+            )
+        )
+    return rules

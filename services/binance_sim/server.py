@@ -1,0 +1,479 @@
+"""The HTTP layer: routing, API key and HMAC checks, recvWindow, rate limits, faults, the /_sim/ API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+
+from binance_sim import errors
+from binance_sim.config import SimConfig
+from binance_sim.engine import Engine
+from binance_sim.errors import SimError
+from binance_sim.faults import Fault, FaultSet
+from binance_sim.market import load_market
+from binance_sim.params import Params
+from binance_sim.ratelimit import RateLimiter, Verdict
+
+log = logging.getLogger("binance_sim")
+
+_API_KEY_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_MAX_RECV_WINDOW: Final = 60_000
+_DEFAULT_RECV_WINDOW: Final = 5_000
+_JSON: Final = "application/json"
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+_INTERNAL: Final = SimError(-1000, "An unknown error occured while processing the request.", 500)
+
+Handler = Callable[[Params], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One Binance route: its handler, IP weight (with / without ``symbol``), and whether it is signed."""
+
+    handler: Handler
+    weight: int
+    weight_without_symbol: int | None = None
+    signed: bool = True
+    is_order: bool = False
+
+    def weight_of(self, params: Params) -> int:
+        """Binance's IP weight for this request."""
+        if self.weight_without_symbol is not None and not params.has("symbol"):
+            return self.weight_without_symbol
+        return self.weight
+
+
+class Simulator:
+    """A Binance USD-M futures REST simulator served by aiohttp. See the package docstring."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.market = load_market(self.config.exchange_info_path, self.config.market_state_path)
+        self.faults = FaultSet()
+        self.engine = Engine(self.market, self.server_time_ms, slippage_bps=self.config.slippage_bps)
+        self.limiter = RateLimiter(self.config.limits)
+        self.rate_limits_enabled = self.config.rate_limits
+        self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
+        info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
+        self._exchange_info_tail = orjson.dumps(info)[1:]
+        self._routes = self._build_routes()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # ----- Python control API ----------------------------------------------------------------
+
+    def server_time_ms(self) -> int:
+        """Server time in ms: the wall clock plus the configured clock skew."""
+        return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms
+
+    def set_mark_price(self, symbol: str, price: Decimal | str) -> None:
+        """Move the mark price of ``symbol``; fires every trigger and resting order it crosses."""
+        self.engine.set_mark_price(symbol, Decimal(price))
+
+    def walk_mark_price(self, symbol: str, prices: list[Decimal] | list[str]) -> None:
+        """Move the mark through each price in turn (triggers fire at each step)."""
+        for price in prices:
+            self.set_mark_price(symbol, Decimal(price))
+
+    def set_faults(self, spec: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        """Install faults; same document as ``POST /_sim/faults`` (given as a mapping and/or keywords)."""
+        self.faults.apply({**(spec or {}), **fields})
+
+    def set_balance(self, asset: str, balance: Decimal | str) -> None:
+        """Set a wallet balance (e.g. to provoke -2019)."""
+        self.engine.set_balance(asset, Decimal(balance))
+
+    def set_rate_limits(self, enabled: bool) -> None:
+        """Switch rate limiting on or off (counters restart)."""
+        self.rate_limits_enabled = enabled
+        self.limiter.reset()
+
+    def state(self) -> dict[str, Any]:
+        """Orders, algo orders, positions, trades, balances and faults (GET /_sim/state)."""
+        return {
+            **self.engine.state(),
+            "faults": self.faults.to_json(),
+            "rateLimits": self.rate_limits_enabled,
+        }
+
+    def reset(self) -> None:
+        """Back to the starting state: account, orders, marks, faults and rate-limit counters."""
+        self.engine.reset()
+        self.faults = FaultSet()
+        self.limiter.reset()
+        self.rate_limits_enabled = self.config.rate_limits
+
+    # ----- lifecycle ------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (one catch-all route; dispatch is a dict lookup)."""
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start serving in the running loop; port 0 picks a free port. Returns :attr:`base_url`."""
+        if self._runner is not None:
+            return self.base_url
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        self.base_url = f"http://{shown}:{bound_port}"
+        log.info("sim.started base_url=%s rate_limits=%s", self.base_url, self.rate_limits_enabled)
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop serving; safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("sim.stopped base_url=%s", self.base_url)
+
+    # ----- request handling -------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_sim/"):
+            return await self._control(request, path)
+        method = request.method
+        endpoint = self._routes.get((method, path))
+        if endpoint is None:
+            return _json({"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}, 404)
+        ip = request.remote or ""
+        headers: dict[str, str] = {}
+        try:
+            raw_query = request.raw_path.partition("?")[2].encode()
+            raw_body = await request.read() if request.body_exists else b""
+            params = _parse_params(raw_query, raw_body)
+        except SimError as exc:
+            return self._refuse(exc, self._count(ip, 1, endpoint, headers), headers)
+        verdict = self._count(ip, endpoint.weight_of(params), endpoint, headers)
+        if not verdict.allowed:
+            headers["Retry-After"] = str(verdict.retry_after_s)
+            return _json({"code": verdict.code, "msg": verdict.msg}, verdict.status, headers)
+        plan = self.faults.plan(method, path)
+        delay_ms = self.config.latency_ms + plan.delay_ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if plan.before is not None:
+            return self._fault_reply(request, plan.before, path, headers)
+        try:
+            if endpoint.signed:
+                self._authenticate(request, params, raw_query, raw_body, ip)
+            result = endpoint.handler(params)
+            if isinstance(result, bytes):
+                response = web.Response(body=result, status=200, content_type=_JSON, headers=headers)
+            else:
+                response = _json(result, 200, headers)
+        except SimError as exc:
+            response = _json({"code": exc.code, "msg": exc.msg}, exc.status, headers)
+        except Exception:
+            log.exception("sim.handler_failed method=%s path=%s", method, path)
+            response = _json({"code": _INTERNAL.code, "msg": _INTERNAL.msg}, _INTERNAL.status, headers)
+        if plan.after is not None:
+            # The request was processed (an order may now exist); only the reply is lost or replaced.
+            return self._fault_reply(request, plan.after, path, headers)
+        return response
+
+    def _count(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict:
+        if not self.rate_limits_enabled:
+            verdict = Verdict(0, 0, 0)
+        else:
+            verdict = self.limiter.check(
+                ip, weight, is_order=endpoint.is_order, now_ms=time.time_ns() // 1_000_000
+            )
+        headers["X-MBX-USED-WEIGHT-1M"] = str(verdict.used_weight)
+        if endpoint.is_order:
+            headers["X-MBX-ORDER-COUNT-10S"] = str(verdict.orders_10s)
+            headers["X-MBX-ORDER-COUNT-1M"] = str(verdict.orders_1m)
+        return verdict
+
+    def _refuse(self, exc: SimError, verdict: Verdict, headers: dict[str, str]) -> web.Response:
+        if not verdict.allowed:
+            headers["Retry-After"] = str(verdict.retry_after_s)
+            return _json({"code": verdict.code, "msg": verdict.msg}, verdict.status, headers)
+        return _json({"code": exc.code, "msg": exc.msg}, exc.status, headers)
+
+    def _fault_reply(
+        self, request: web.Request, fault: Fault, path: str, headers: dict[str, str]
+    ) -> web.Response:
+        if fault.kind.startswith("drop"):
+            log.info("sim.fault kind=%s path=%s", fault.kind, path)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)
+        return _json(fault.body(path, self.server_time_ms()), fault.status, headers)
+
+    def _authenticate(
+        self, request: web.Request, params: Params, raw_query: bytes, raw_body: bytes, ip: str
+    ) -> None:
+        api_key = request.headers.get("X-MBX-APIKEY", "")
+        if not _API_KEY_RE.match(api_key):
+            raise SimError(-2014, "API-key format invalid.", 401)
+        secret = self._secrets.get(api_key)
+        if secret is None:
+            raise SimError(-2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}", 401)
+        if not params.has("timestamp"):
+            raise errors.mandatory("timestamp")
+        try:
+            timestamp = params.req_int("timestamp")
+        except SimError:
+            raise errors.mandatory("timestamp") from None
+        recv_window = params.opt_int("recvWindow")
+        if recv_window is None:
+            recv_window = _DEFAULT_RECV_WINDOW
+        elif recv_window > _MAX_RECV_WINDOW:
+            raise errors.invalid_value("recvWindow")
+        signature = params.opt_str("signature")
+        if signature is None:
+            raise errors.mandatory("signature")
+        payload = _without_signature(raw_query) + _without_signature(raw_body)
+        expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise SimError(-1022, "Signature for this request is not valid.")
+        now = self.server_time_ms()
+        if timestamp >= now + 1000:
+            raise SimError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - timestamp > recv_window:
+            raise SimError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    # ----- routes -------------------------------------------------------------------------------
+
+    def _build_routes(self) -> dict[tuple[str, str], Endpoint]:
+        e = self.engine
+        routes: dict[tuple[str, str], Endpoint] = {
+            ("GET", "/fapi/v1/ping"): Endpoint(lambda p: b"{}", 1, signed=False),
+            ("GET", "/fapi/v1/time"): Endpoint(
+                lambda p: {"serverTime": self.server_time_ms()}, 1, signed=False
+            ),
+            ("GET", "/fapi/v1/exchangeInfo"): Endpoint(self._exchange_info, 1, signed=False),
+            ("GET", "/fapi/v1/premiumIndex"): Endpoint(e.premium_index, 1, 10, signed=False),
+            ("GET", "/fapi/v1/ticker/price"): Endpoint(e.ticker_price, 1, 2, signed=False),
+            ("GET", "/fapi/v2/ticker/price"): Endpoint(e.ticker_price, 1, 2, signed=False),
+            ("GET", "/fapi/v1/leverageBracket"): Endpoint(e.leverage_bracket, 1),
+            ("GET", "/fapi/v1/positionSide/dual"): Endpoint(lambda p: e.position_mode(), 30),
+            ("POST", "/fapi/v1/positionSide/dual"): Endpoint(e.change_position_mode, 1),
+            ("POST", "/fapi/v1/leverage"): Endpoint(e.change_leverage, 1),
+            ("POST", "/fapi/v1/marginType"): Endpoint(e.change_margin_type, 1),
+            ("POST", "/fapi/v1/order"): Endpoint(e.new_order, 0, is_order=True),
+            ("GET", "/fapi/v1/order"): Endpoint(e.query_order, 1),
+            ("DELETE", "/fapi/v1/order"): Endpoint(e.cancel_order, 1),
+            ("GET", "/fapi/v1/openOrders"): Endpoint(e.list_open_orders, 1, 40),
+            ("GET", "/fapi/v1/allOrders"): Endpoint(e.list_all_orders, 5),
+            ("POST", "/fapi/v1/algoOrder"): Endpoint(e.new_algo_order, 0, is_order=True),
+            ("GET", "/fapi/v1/algoOrder"): Endpoint(e.query_algo_order, 1),
+            ("DELETE", "/fapi/v1/algoOrder"): Endpoint(e.cancel_algo_order, 1),
+            ("GET", "/fapi/v1/openAlgoOrders"): Endpoint(e.list_open_algo_orders, 1, 40),
+            ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(e.cancel_all_algo_orders, 1),
+            ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(e.list_all_algo_orders, 5),
+            ("GET", "/fapi/v1/userTrades"): Endpoint(e.user_trades, 5),
+        }
+        for version in (2, 3):
+            routes[("GET", f"/fapi/v{version}/positionRisk")] = Endpoint(
+                functools.partial(_versioned, e.position_risk, version), 5
+            )
+            routes[("GET", f"/fapi/v{version}/balance")] = Endpoint(
+                functools.partial(_unversioned_params, e.balance, version), 5
+            )
+            routes[("GET", f"/fapi/v{version}/account")] = Endpoint(
+                functools.partial(_unversioned_params, e.account_info, version), 5
+            )
+        return routes
+
+    def _exchange_info(self, params: Params) -> bytes:
+        return b'{"serverTime":%d,' % self.server_time_ms() + self._exchange_info_tail
+
+    # ----- /_sim/ control surface --------------------------------------------------------------------
+
+    async def _control(self, request: web.Request, path: str) -> web.Response:
+        if self.config.loopback_only_control and request.remote not in _LOOPBACK:
+            return _json({"code": -2015, "msg": "The control API only answers on loopback."}, 403)
+        try:
+            body = await _control_body(request)
+            action = (request.method, path)
+            if action == ("GET", "/_sim/state"):
+                return _json(self.state(), 200)
+            if action == ("POST", "/_sim/reset"):
+                self.reset()
+                return _json({"code": 200, "msg": "success"}, 200)
+            if action == ("POST", "/_sim/markPrice"):
+                symbol = str(body.get("symbol", ""))
+                prices = body.get("prices")
+                if prices is None:
+                    prices = [body.get("price")]
+                if not isinstance(prices, list) or not prices:
+                    raise errors.mandatory("price")
+                self.walk_mark_price(symbol, [_decimal(p, "price") for p in prices])
+                return _json({"symbol": symbol, "markPrice": str(self.engine.mark(symbol))}, 200)
+            if action == ("POST", "/_sim/faults"):
+                self.set_faults(body)
+                return _json(self.faults.to_json(), 200)
+            if action == ("GET", "/_sim/faults"):
+                return _json(self.faults.to_json(), 200)
+            if action == ("POST", "/_sim/balance"):
+                self.set_balance(str(body.get("asset", "USDT")), _decimal(body.get("balance"), "balance"))
+                return _json({"code": 200, "msg": "success"}, 200)
+            if action == ("POST", "/_sim/rateLimits"):
+                enabled = body.get("enabled")
+                if not isinstance(enabled, bool):
+                    raise errors.invalid_value("enabled")
+                self.set_rate_limits(enabled)
+                return _json({"enabled": enabled}, 200)
+        except SimError as exc:
+            return _json({"code": exc.code, "msg": exc.msg}, exc.status)
+        return _json({"code": -5000, "msg": f"Path {path}, Method {request.method} is invalid"}, 404)
+
+
+def _versioned(handler: Callable[[Params, int], Any], version: int, params: Params) -> Any:
+    return handler(params, version)
+
+
+def _unversioned_params(handler: Callable[[int], Any], version: int, params: Params) -> Any:
+    return handler(version)
+
+
+def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+
+
+def _parse_params(raw_query: bytes, raw_body: bytes) -> Params:
+    merged: dict[str, str] = {}
+    for raw in (raw_query, raw_body):
+        if not raw:
+            continue
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            raise errors.illegal_chars("body", "form-urlencoded UTF-8") from None
+        for key, value in pairs:
+            if key in merged:
+                raise errors.DUPLICATE_PARAM()
+            merged[key] = value
+    return Params(merged)
+
+
+def _without_signature(raw: bytes) -> bytes:
+    if b"signature=" not in raw:
+        return raw
+    return b"&".join(part for part in raw.split(b"&") if not part.startswith(b"signature="))
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise errors.mandatory(name) from None
+    if not result.is_finite():
+        raise errors.mandatory(name)
+    return result
+
+
+async def _control_body(request: web.Request) -> dict[str, Any]:
+    body: dict[str, Any] = dict(request.query)
+    if request.body_exists:
+        raw = await request.read()
+        if request.content_type == _JSON or raw[:1] in (b"{", b"["):
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise SimError(-1130, "Control body is not valid JSON.") from None
+            if not isinstance(parsed, dict):
+                raise SimError(-1130, "Control body must be a JSON object.")
+            body.update(parsed)
+        else:
+            body.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    return body
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+@contextlib.contextmanager
+def run_in_thread(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run a simulator on its own event loop in a daemon thread; yields its base URL."""
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        sim = Simulator(config)
+        stop = asyncio.Event()
+        box["loop"] = asyncio.get_running_loop()
+        box["stop"] = stop
+        box["sim"] = sim
+        try:
+            box["url"] = await sim.start(host, port)
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+            raise
+        ready.set()
+        try:
+            await stop.wait()
+        finally:
+            await sim.stop()
+
+    def target() -> None:
+        with contextlib.suppress(BaseException), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
+        ready.set()
+
+    thread = threading.Thread(target=target, name="binance-sim", daemon=True)
+    thread.start()
+    ready.wait()
+    if "url" not in box:
+        raise RuntimeError(f"simulator failed to start: {box.get('error')!r}")
+    try:
+        yield str(box["url"])
+    finally:
+        loop: asyncio.AbstractEventLoop = box["loop"]
+        loop.call_soon_threadsafe(box["stop"].set)
+        thread.join(timeout=10)
+
+
+def serve_forever(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve until SIGINT/SIGTERM, then stop cleanly (the CLI entry point)."""
+
+    async def main() -> None:
+        sim = Simulator(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await sim.start(host, port)
+        print(
+            f"binance_sim listening on {sim.base_url} (REST root; FUTURES_URL = {sim.base_url}/fapi)",
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await sim.stop()
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
