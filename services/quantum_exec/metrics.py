@@ -149,6 +149,12 @@ POSITIONS_OPENED = Counter(
     ["protection"],
     registry=REGISTRY,
 )
+# Every protection state exists from the start at 0: increase() cannot see a series' first sample,
+# and the first unprotected position must not be the one the alert misses. Mirrors
+# contracts.ProtectionState (kept as text so this module imports nothing of the package).
+PROTECTION_STATES = ("protected", "partial", "unprotected", "closed_emergency", "not_requested")
+for _state in PROTECTION_STATES:
+    POSITIONS_OPENED.labels(protection=_state)
 CLOCK_OFFSET = Gauge(
     f"{PREFIX}_clock_offset_seconds", "Exchange server time minus local time.", registry=REGISTRY
 )
