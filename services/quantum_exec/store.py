@@ -63,6 +63,12 @@ class Lease:
         return f"{self.token}|{self.owner}"
 
 
+class BeginState(StrEnum):
+    DONE = "done"  # a final result exists: only ack
+    NEW = "new"  # first attempt
+    RESUMED = "resumed"  # an earlier attempt started: the executor must look its orders up first
+
+
 class CommitStatus(StrEnum):
     PUBLISHED = "published"
     DUPLICATE = "duplicate"
@@ -100,10 +106,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# 0: already done; 1: first attempt; 2: an earlier attempt started (and may have placed orders).
 _BEGIN = """
-if redis.call('HGET', KEYS[1], 'state') == 'done' then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'in_flight', 'owner', ARGV[1], 'token', ARGV[2], 'stream_id', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+if state then return 2 end
 return 1
 """
 
@@ -171,13 +180,13 @@ class Store:
         """Delete the lease only if it is still ours."""
         await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
 
-    async def begin(self, intent_key: str, stream_id: str, lease: Lease) -> bool:
-        """Mark the intent in flight under ``lease``; False when it already has a final result."""
-        started = await self._begin(
+    async def begin(self, intent_key: str, stream_id: str, lease: Lease) -> BeginState:
+        """Mark the intent in flight under ``lease``; says whether it is done, new or resumed."""
+        state = await self._begin(
             keys=[self.keys.idempotency(intent_key)],
             args=[lease.owner, lease.token, stream_id, self._ttl_s],
         )
-        return bool(started)
+        return (BeginState.DONE, BeginState.NEW, BeginState.RESUMED)[int(state)]
 
     async def is_done(self, intent_key: str) -> bool:
         """True when the intent already has a published final result."""

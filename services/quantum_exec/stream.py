@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,11 +52,23 @@ from quantum_exec.contracts import (
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.logs import get_logger
 from quantum_exec.settings import Settings
-from quantum_exec.store import CommitOutcome, CommitStatus, Lease, Store
+from quantum_exec.store import BeginState, CommitOutcome, CommitStatus, Lease, Store
 
 log = get_logger(__name__)
 
-Handler = Callable[[TradeIntent, str, datetime], Awaitable[ExecutionResult]]
+
+class Handler(Protocol):
+    """Executes one valid intent (the executor in production); never raises for business outcomes.
+
+    ``resume`` is true when an earlier attempt may have placed orders (the idempotency record
+    was already in flight, or the entry was delivered before): look orders up before placing.
+    """
+
+    def __call__(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+    ) -> Awaitable[ExecutionResult]: ...
+
+
 ProgressHook = Callable[[], None]
 T = TypeVar("T")
 # Stream entry fields as redis-py returns them (bytes keys and values with decode_responses off).
@@ -153,6 +165,7 @@ class IntentConsumer:
         self._reader: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        self.drained = True  # False when stop() had to cancel work after the grace period
 
     # lifecycle
 
@@ -178,6 +191,11 @@ class IntentConsumer:
         """True once :meth:`stop` has finished."""
         return self._stop_task is not None and self._stop_task.done()
 
+    @property
+    def running(self) -> bool:
+        """True while the read loop runs and no stop was asked for (a readiness check)."""
+        return self._reader is not None and not self._reader.done() and not self._stopping.is_set()
+
     async def _stop(self) -> None:
         self._stopping.set()
         log.info("consumer.stopping", in_flight=self._in_flight(), held=len(self._held))
@@ -189,6 +207,7 @@ class IntentConsumer:
             _done, late = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
             for task in late:
                 task.cancel()
+            self.drained = not late
             if late:
                 log.warning("consumer.shutdown_cancelled", tasks=len(late))
                 await asyncio.wait(late)
@@ -517,14 +536,15 @@ class IntentConsumer:
             if entry.deliveries > self.settings.max_deliveries:
                 await self._answer_poison(entry, intent, key, lease)
                 return
-            if not await self._retry_redis(lambda: self.store.begin(key, entry.stream_id, lease), "begin"):
-                entry.started = True
+            begun = await self._retry_redis(lambda: self.store.begin(key, entry.stream_id, lease), "begin")
+            entry.started = True
+            if begun is BeginState.DONE:
                 await self._retry_redis(lambda: self._ack_duplicate(entry, key), "ack")
                 return
-            entry.started = True
+            resume = begun is BeginState.RESUMED or entry.deliveries > 1
             metrics.IN_FLIGHT.inc()
             try:
-                result = await self.handler(intent, entry.stream_id, entry.received_at)
+                result = await self.handler(intent, entry.stream_id, entry.received_at, resume=resume)
             except Exception as exc:
                 # A bug, not a business outcome: leave the entry pending so it is claimed again
                 # after claim_idle_ms; max_deliveries turns a repeating failure into a dead letter.

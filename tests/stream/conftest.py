@@ -32,6 +32,7 @@ class Call:
     consumer: str
     started: float
     finished: float | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -45,8 +46,10 @@ class RecordingHandler:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     fail_times: int = 0  # raise on the first N calls
 
-    async def __call__(self, intent: TradeIntent, stream_id: str, received_at: datetime) -> ExecutionResult:
-        call = Call(stream_id, intent.symbol, intent.intent_id, self.name, time.monotonic())
+    async def __call__(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+    ) -> ExecutionResult:
+        call = Call(stream_id, intent.symbol, intent.intent_id, self.name, time.monotonic(), resume=resume)
         self.calls.append(call)
         self.started.set()
         if self.fail_times > 0:
@@ -128,6 +131,8 @@ class StreamKit:
     async def pending(self) -> int:
         info = await self.redis.xpending(self.names["intent_stream"], self.names["consumer_group"])
         return int(info["pending"])
+
+    wait_until = staticmethod(lambda *args: wait_until(*args))
 
     async def wait_results(self, count: int, timeout_s: float = 10.0) -> list[ExecutionResult]:
         """Wait until ``count`` results are published and nothing is pending."""

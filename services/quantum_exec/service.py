@@ -1,0 +1,219 @@
+"""Wiring: settings -> Redis (or a private embedded one) + executor + consumer + operations.
+
+``Service(settings)`` builds everything in :meth:`start`; :meth:`stop` undoes it in reverse and is
+safe to call twice; :meth:`run_until_signal` is what ``quantum-exec serve`` runs: SIGTERM/SIGINT
+only set an event, then the consumer drains within ``shutdown_grace_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from quantum_exec.contracts import ExecutionResult, TradeIntent
+from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.errors import ConfigError
+from quantum_exec.health import MetricsServer
+from quantum_exec.logs import get_logger
+from quantum_exec.notify import Notifier
+from quantum_exec.settings import Settings
+from quantum_exec.stream import Handler, IntentConsumer
+
+log = get_logger(__name__)
+
+Hook = Callable[[], None]
+# Above block_ms, so a blocking XREADGROUP is never cut short by the client's own timeout.
+_SOCKET_MARGIN_S = 5.0
+_HEALTH_CHECK_INTERVAL_S = 15
+
+
+def redis_client(url: str, settings: Settings) -> Redis:
+    """The service's Redis client: RESP2 pinned (the shapes we parse), hiredis when installed."""
+    return Redis.from_url(
+        url,
+        protocol=2,
+        socket_timeout=settings.block_ms / 1000 + _SOCKET_MARGIN_S,
+        socket_connect_timeout=_SOCKET_MARGIN_S,
+        socket_keepalive=True,
+        health_check_interval=_HEALTH_CHECK_INTERVAL_S,
+        client_name="quantum-exec",
+    )
+
+
+class Service:
+    """One service instance. ``handler`` replaces the executor (tests, tools).
+
+    ``on_ready`` runs once the consumer is started, ``on_progress`` whenever the consumer loop
+    made progress (the watchdog is fed from here, never from a timer), ``on_stopping`` when the
+    drain begins. With ``operations`` the metrics/health server and sd_notify are run as well.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler | None = None,
+        *,
+        on_ready: Hook | None = None,
+        on_progress: Hook | None = None,
+        on_stopping: Hook | None = None,
+        operations: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._handler = handler
+        self._on_ready = on_ready
+        self._on_progress = on_progress
+        self._on_stopping = on_stopping
+        self._operations = operations
+        self.embedded_redis: EmbeddedRedis | None = None
+        self._redis: Redis | None = None
+        self.redis_url: str | None = settings.redis_url
+        self.executor: Any = None
+        self.consumer: IntentConsumer | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.notifier: Notifier | None = None
+        self._stop_task: asyncio.Task[bool] | None = None
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis client (after :meth:`start`)."""
+        if self._redis is None:
+            raise RuntimeError("service not started")
+        return self._redis
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port, when the operations server runs."""
+        return self.metrics_server.port if self.metrics_server is not None else None
+
+    @property
+    def exchange_url(self) -> str | None:
+        """The exchange REST root the executor talks to, when it says."""
+        return getattr(self.executor, "exchange_url", None)
+
+    @property
+    def simulator(self) -> Any:
+        """The in-process simulator, when the executor runs one."""
+        return getattr(self.executor, "simulator", None)
+
+    async def start(self) -> None:
+        """Connect (or start the embedded Redis), build the executor and start consuming."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        settings = self.settings
+        if settings.embedded_redis:
+            self.embedded_redis = EmbeddedRedis()
+            await asyncio.to_thread(self.embedded_redis.start)
+            self.redis_url = self.embedded_redis.url
+        assert self.redis_url is not None
+        self._redis = redis_client(self.redis_url, settings)
+        await self._redis.ping()
+        handler = self._handler or await self._executor_handler()
+        self.consumer = IntentConsumer(self._redis, settings, handler, on_progress=self._progress)
+        if self._operations:
+            self.notifier = Notifier.from_env(watchdog=settings.watchdog)
+            self.metrics_server = MetricsServer.from_settings(
+                settings, checks=[("redis", self._redis_ready), ("consumer", self._consumer_ready)]
+            )
+            if self.executor is not None and hasattr(self.executor, "ready"):
+                self.metrics_server.add_check("executor", self._executor_ready)
+            await self.metrics_server.start()
+        await self.consumer.start()
+        if self.notifier is not None:
+            self.notifier.ready(f"consuming {settings.intent_stream} as {settings.consumer_name}")
+        if self._on_ready is not None:
+            self._on_ready()
+        log.info("service.started", consumer=settings.consumer_name, embedded_redis=settings.embedded_redis)
+
+    async def _executor_handler(self) -> Handler:
+        from quantum_exec import executor as executor_module  # imported when used: pulls the exchange stack
+
+        create = getattr(executor_module, "create_executor", None)
+        if create is None:
+            raise ConfigError("no executor available: quantum_exec.executor.create_executor is missing")
+        executor = self.executor = await create(self.settings)
+
+        async def execute(
+            intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+        ) -> ExecutionResult:
+            result: ExecutionResult = await executor.execute(
+                intent, stream_id=stream_id, received_at=received_at, resume=resume
+            )
+            return result
+
+        return execute
+
+    def _progress(self) -> None:
+        if self.notifier is not None:
+            self.notifier.watchdog()
+        if self._on_progress is not None:
+            self._on_progress()
+
+    async def _redis_ready(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def _consumer_ready(self) -> bool:
+        return self.consumer is not None and self.consumer.running
+
+    async def _executor_ready(self) -> bool:
+        return bool(self.executor.ready)
+
+    async def stop(self) -> bool:
+        """Drain and release everything; True when nothing in flight had to be cancelled. Safe twice."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._stop())
+        return await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> bool:
+        log.info("service.stopping")
+        if self._on_stopping is not None:
+            self._on_stopping()
+        if self.notifier is not None:
+            self.notifier.stopping("draining in-flight intents")
+        if self.metrics_server is not None:
+            self.metrics_server.mark_stopping()
+        drained = True
+        if self.consumer is not None:
+            await self.consumer.stop()
+            drained = self.consumer.drained
+        if self.executor is not None:
+            try:
+                await self.executor.close()
+            except Exception:
+                log.exception("service.executor_close_failed")
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self.embedded_redis is not None:
+            await asyncio.to_thread(self.embedded_redis.stop)
+        if self.notifier is not None:
+            self.notifier.close()
+        log.info("service.stopped", drained=drained)
+        return drained
+
+    async def run_until_signal(self) -> int:
+        """Run until SIGTERM or SIGINT; exit code 0 after a clean drain, 1 when work was cancelled."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            # The handler only sets the event: everything else happens in the normal flow.
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("service.signal_received")
+            return 0 if await self.stop() else 1
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)

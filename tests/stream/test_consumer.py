@@ -1,0 +1,202 @@
+"""IntentConsumer over a real Redis: answers, dead letters, duplicates, poison, retries, claims."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from quantum_exec import metrics
+from quantum_exec.contracts import ErrorSource, ResultStatus
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+
+def _intent(symbol: str = "BTCUSDT", **extra: Any) -> dict[str, Any]:
+    return {"symbol": symbol, "side": "BUY", "position_size_usd": 100, **extra}
+
+
+def _sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels or None) or 0.0
+
+
+async def test_valid_intents_are_executed_and_answered(kit: Any, handler_cls: Any) -> None:
+    handler = handler_cls()
+    ids = [await kit.publish(_intent("BTCUSDT", intent_id=f"i-{n}")) for n in range(3)]
+    await kit.consumer(handler)
+    results = await kit.wait_results(3)
+    assert [r.stream_id for r in results] == ids
+    assert [r.intent_id for r in results] == ["i-0", "i-1", "i-2"]
+    assert all(r.status is ResultStatus.FILLED for r in results)
+    assert [c.stream_id for c in handler.calls] == ids
+    assert not any(c.resume for c in handler.calls)
+
+
+async def test_undecodable_entries_are_dead_lettered_and_answered(kit: Any, handler_cls: Any) -> None:
+    before = _sample("quantum_exec_dead_letters_total", reason="INVALID_PAYLOAD")
+    bad_json = await kit.publish_raw({"event_type": "trade.intent", "payload": "{not json"})
+    no_payload = await kit.publish_raw({"foo": "bar"})
+    handler = handler_cls()
+    await kit.consumer(handler)
+    results = {r.stream_id: r for r in await kit.wait_results(2)}
+    assert set(results) == {bad_json, no_payload}
+    for stream_id, result in results.items():
+        assert result.status is ResultStatus.REJECTED
+        assert result.intent_id == stream_id
+        assert result.error is not None
+        assert result.error.code == "INVALID_PAYLOAD"
+        assert result.error.source is ErrorSource.VALIDATION
+    letters = await kit.dead_letters()
+    assert {f[b"stream_id"].decode() for f in letters} == {bad_json, no_payload}
+    assert all(f[b"reason"] == b"INVALID_PAYLOAD" for f in letters)
+    assert any(f.get(b"orig.payload") == b"{not json" for f in letters)
+    assert handler.calls == []
+    assert _sample("quantum_exec_dead_letters_total", reason="INVALID_PAYLOAD") == before + 2
+
+
+async def test_invalid_intent_is_rejected_without_execution(kit: Any, handler_cls: Any) -> None:
+    stream_id = await kit.publish({"symbol": "BTCUSDT", "side": "HOLD", "intent_id": "bad-1"})
+    handler = handler_cls()
+    await kit.consumer(handler)
+    [result] = await kit.wait_results(1)
+    assert result.stream_id == stream_id
+    assert result.intent_id == "bad-1"
+    assert result.status is ResultStatus.REJECTED
+    assert result.error is not None and result.error.source is ErrorSource.VALIDATION
+    assert "side" in result.error.message
+    assert await kit.dead_letters() == []
+    assert handler.calls == []
+
+
+async def test_duplicate_intent_is_executed_once(kit: Any, handler_cls: Any) -> None:
+    before = _sample("quantum_exec_duplicate_intents_total")
+    first = await kit.publish(_intent(intent_id="dup-1"))
+    await kit.publish(_intent(intent_id="dup-1"))
+    other = await kit.publish(_intent(intent_id="dup-2"))
+    handler = handler_cls()
+    await kit.consumer(handler)
+    await kit.wait_results(2)
+    # The duplicate is acked without a second result: wait for the whole group to settle.
+    results = await kit.wait_results(2)
+    assert [r.stream_id for r in results] == [first, other]
+    assert [c.intent_id for c in handler.calls] == ["dup-1", "dup-2"]
+    assert _sample("quantum_exec_duplicate_intents_total") == before + 1
+
+
+async def _deliver_to_ghost(kit: Any, times: int) -> None:
+    """Deliver every entry to consumer 'ghost' ``times`` times without acking (a crashing consumer)."""
+    stream, group = kit.names["intent_stream"], kit.names["consumer_group"]
+    await kit.redis.xgroup_create(stream, group, id="0", mkstream=True)
+    await kit.redis.xreadgroup(group, "ghost", {stream: ">"}, count=100)
+    for _ in range(times - 1):
+        await kit.redis.xreadgroup(group, "ghost", {stream: "0"}, count=100)
+
+
+async def test_poison_entry_is_dead_lettered_with_a_failed_result(kit: Any, handler_cls: Any) -> None:
+    stream_id = await kit.publish(_intent(intent_id="poison-1"))
+    await _deliver_to_ghost(kit, times=2)
+    handler = handler_cls()
+    # Same consumer name: its own pending list is read again, the third delivery > max_deliveries.
+    await kit.consumer(handler, consumer_name="ghost", max_deliveries=2)
+    [result] = await kit.wait_results(1)
+    assert result.stream_id == stream_id
+    assert result.intent_id == "poison-1"
+    assert result.status is ResultStatus.FAILED
+    assert result.error is not None and result.error.code == "POISON_MESSAGE"
+    [letter] = await kit.dead_letters()
+    assert letter[b"reason"] == b"POISON_MESSAGE"
+    assert letter[b"deliveries"] == b"3"
+    assert b"orig.payload" in letter
+    assert handler.calls == []
+
+
+async def test_handler_exception_is_retried_after_claim_idle(kit: Any, handler_cls: Any) -> None:
+    handler = handler_cls(fail_times=1)
+    stream_id = await kit.publish(_intent(intent_id="flaky-1"))
+    await kit.consumer(handler)
+    [result] = await kit.wait_results(1, timeout_s=15)
+    assert result.stream_id == stream_id and result.status is ResultStatus.FILLED
+    assert [c.stream_id for c in handler.calls] == [stream_id, stream_id]
+    assert handler.calls[1].resume  # the first attempt may have placed orders
+
+
+async def test_autoclaim_takes_over_from_dead_consumer(kit: Any, handler_cls: Any) -> None:
+    deleted_before = _sample("quantum_exec_claim_deleted_total")
+    claimed_before = _sample("quantum_exec_claimed_total")
+    ids = [await kit.publish(_intent("ETHUSDT", intent_id=f"orphan-{n}")) for n in range(3)]
+    await _deliver_to_ghost(kit, times=1)
+    # Deleted while pending: reported by XAUTOCLAIM (>= 7) or found in our pending list (6.2).
+    await kit.redis.xdel(kit.names["intent_stream"], ids[1])
+    handler = handler_cls()
+    await kit.consumer(handler, consumer_name="rescuer")
+    results = await kit.wait_results(2, timeout_s=15)
+    assert [r.stream_id for r in results] == [ids[0], ids[2]]
+    assert all(c.resume for c in handler.calls)  # delivered twice: the ghost may have acted
+    assert _sample("quantum_exec_claimed_total") >= claimed_before + 2
+    assert _sample("quantum_exec_claim_deleted_total") == deleted_before + 1
+
+
+async def test_lag_and_pending_gauges(kit: Any, handler_cls: Any) -> None:
+    gate = asyncio.Event()
+    handler = handler_cls(gate=gate)
+    for n in range(4):
+        await kit.publish(_intent("BTCUSDT", intent_id=f"g-{n}"))
+    # read_count + max_concurrency bounds what one consumer holds: 2 of 4 stay undelivered.
+    await kit.consumer(handler, read_count=1, max_concurrency=1)
+    await asyncio.wait_for(handler.started.wait(), 5)
+    await kit.wait_until(
+        lambda: (
+            _sample("quantum_exec_pending_entries") == 2 and _sample("quantum_exec_consumer_lag_entries") == 2
+        ),
+        5,
+        "pending=2 lag=2",
+    )
+    gate.set()
+    await kit.wait_results(4)
+    await kit.wait_until(
+        lambda: (
+            _sample("quantum_exec_pending_entries") == 0 and _sample("quantum_exec_consumer_lag_entries") == 0
+        ),
+        5,
+        "pending=0 lag=0",
+    )
+
+
+async def test_per_symbol_order_with_three_consumers(kit: Any, handler_cls: Any, redis_url: str) -> None:
+    rng = random.Random(7)
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    published: list[tuple[str, str]] = []
+    for n in range(48):
+        symbol = rng.choice(symbols)
+        published.append((await kit.publish(_intent(symbol, intent_id=f"o-{n}")), symbol))
+    clients = [aioredis.Redis.from_url(redis_url, protocol=2) for _ in range(3)]
+    handlers = [handler_cls(name=f"c{n}", delay_s=0.01) for n in range(3)]
+    try:
+        for n, (client, handler) in enumerate(zip(clients, handlers, strict=True)):
+            await kit.consumer(handler, client=client, consumer_name=f"member-{n}", read_count=4)
+        results = await kit.wait_results(len(published), timeout_s=25)
+    finally:
+        for consumer in kit.consumers:
+            await consumer.stop()
+        for client in clients:
+            await client.aclose()
+    calls = [c for h in handlers for c in h.calls]
+    assert sorted(c.stream_id for c in calls) == sorted(sid for sid, _ in published)  # each once
+    assert len(results) == len(published)
+    for symbol in symbols:
+        mine = sorted((c for c in calls if c.symbol == symbol), key=lambda c: c.started)
+        expected = [sid for sid, s in published if s == symbol]
+        assert [c.stream_id for c in mine] == expected, f"{symbol} out of order"
+        for earlier, later in itertools.pairwise(mine):
+            assert earlier.finished is not None and earlier.finished <= later.started, f"{symbol} overlapped"
+    overlapping = any(
+        a.symbol != b.symbol and a.started < (b.finished or 0) and b.started < (a.finished or 0)
+        for a in calls
+        for b in calls
+    )
+    assert overlapping, "different symbols never ran concurrently"
+    assert len({c.consumer for c in calls}) >= 2, "one consumer did all the work"
