@@ -138,8 +138,10 @@ def parse_exchange_info(raw: Mapping[str, Any]) -> dict[str, SymbolRules]:
     rules: dict[str, SymbolRules] = {}
     for entry in raw.get("symbols", ()):
         try:
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"symbol entry is a {type(entry).__name__}, not an object")
             parsed = SymbolRules.from_exchange_info(entry)
-        except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, InvalidOperation) as exc:
             log.warning("exchange_info.symbol_skipped", symbol=_name(entry), error=repr(exc))
             continue
         rules[parsed.symbol] = parsed
