@@ -46,6 +46,7 @@ META_MAX_KEY_CHARS: Final = 64
 META_MAX_VALUE_CHARS: Final = 1024
 META_MAX_DEPTH: Final = 16
 META_TRUNCATED_KEY: Final = "_meta_truncated"
+_META_MAX_NUMBER_DIGITS: Final = 40
 
 # Numbers outside these bounds are typos or attacks, never prices or sizes.
 MAX_MAGNITUDE: Final = Decimal("1e15")
@@ -70,12 +71,16 @@ EntryFields = Mapping[bytes, bytes | str] | Mapping[str, bytes | str] | Mapping[
 
 
 class Side(StrEnum):
+    """What the producer asks for: open/increase long (BUY), short (SELL), or flatten (CLOSE)."""
+
     BUY = "BUY"
     SELL = "SELL"
     CLOSE = "CLOSE"
 
 
 class ResultStatus(StrEnum):
+    """Outcome of an intent as the existing consumers read it."""
+
     FILLED = "filled"
     PARTIAL = "partial"
     REJECTED = "rejected"
@@ -83,6 +88,8 @@ class ResultStatus(StrEnum):
 
 
 class ProtectionState(StrEnum):
+    """Whether the position ended up covered by exchange-side SL/TP orders."""
+
     PROTECTED = "protected"
     PARTIAL = "partial"
     UNPROTECTED = "unprotected"
@@ -91,6 +98,8 @@ class ProtectionState(StrEnum):
 
 
 class ErrorSource(StrEnum):
+    """Who produced a result's error: our validation, the exchange, or ourselves."""
+
     VALIDATION = "validation"
     EXCHANGE = "exchange"
     INTERNAL = "internal"
@@ -488,15 +497,25 @@ def _bounded_meta(extras: Mapping[Any, Any]) -> dict[str, Any]:
 
 def _bounded_value(value: Any) -> tuple[Any, int]:
     """(the value to echo, its serialized size estimate)."""
-    if value is None or isinstance(value, bool | int | Decimal):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 63:
-            value = Decimal(value)  # orjson writes 64-bit integers only
-        return value, 32
-    if isinstance(value, float):
-        return Decimal(repr(value)), 32
+    if value is None or isinstance(value, bool):
+        return value, 8
+    if isinstance(value, int) and -(1 << 63) <= value < 1 << 64:
+        return value, 24
+    if isinstance(value, int | float):
+        # Beyond orjson's 64-bit integers, or a float (kept exact, as money fields are).
+        value = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if isinstance(value, Decimal):
+        _, digits, _ = value.as_tuple()
+        if value.is_finite() and len(digits) <= _META_MAX_NUMBER_DIGITS:
+            return value, 64
+        # NaN/Infinity are not JSON numbers; a number with a million digits is not an echo.
+        return _bounded_value(_truncate(str(value), 64))
     if isinstance(value, str):
         if len(value) > META_MAX_VALUE_CHARS:
             value = value[: META_MAX_VALUE_CHARS - 3] + "..."
+        if value.isascii() and value.isprintable():
+            # The common case, sized without serializing: only quote and backslash get escaped.
+            return value, len(value) + 2 + value.count('"') + value.count("\\")
         try:
             return value, len(orjson.dumps(value))
         except orjson.JSONEncodeError:  # lone surrogates
@@ -699,7 +718,11 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         # Exact text, never through float; non-finite values (only possible in echoed meta)
         # are not JSON numbers, so they go out as strings.
-        return orjson.Fragment(format(obj, "f")) if obj.is_finite() else str(obj)
+        if not obj.is_finite():
+            return str(obj)
+        # Plain digits for the values a consumer expects (1E-7 as 0.0000001); exponent notation,
+        # still a JSON number, where plain digits would run long.
+        return orjson.Fragment(format(obj, "f") if abs(obj.adjusted()) <= 40 else str(obj))
     if isinstance(obj, BaseModel):
         # A model's __dict__ holds exactly its fields in declaration order: much faster than
         # model_dump(), and orjson handles the nested values through this same hook.

@@ -629,13 +629,18 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-field_names = st.sampled_from(sorted(intent_json_schema()["properties"])) | st.text(max_size=12)
+field_names = (
+    st.sampled_from(sorted(intent_json_schema()["properties"]))
+    | st.text(max_size=12)
+    | st.integers()
+    | st.none()
+)
 payloads = st.dictionaries(field_names, json_values, max_size=12)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads)
-def test_parse_intent_raises_only_intent_rejected(payload: dict[str, Any]) -> None:
+def test_parse_intent_raises_only_intent_rejected(payload: dict[Any, Any]) -> None:
     try:
         intent = parse_intent(payload)
     except IntentRejected as exc:
@@ -671,3 +676,23 @@ def test_any_json_object_decodes_and_parses_or_is_rejected(obj: dict[str, Any]) 
         return  # e.g. lone surrogates
     with contextlib.suppress(IntentRejected):
         parse_intent(decoded)
+
+
+def test_extreme_numbers_in_meta_stay_small_and_valid_json() -> None:
+    payload = decode_entry(
+        {
+            b"payload": b'{"symbol": "BTCUSDT", "side": "CLOSE", "a": NaN, "b": 1e999999, "c": 1e-300, "d": '
+            + b"9" * 5000
+            + b"}"
+        }
+    )
+    intent = parse_intent(payload)
+    result = ExecutionResult(symbol="BTCUSDT", status=ResultStatus.REJECTED, intent_id="k", meta=intent.meta)
+    text = encode_result_fields(result)["payload"]
+    assert len(text) < 2048
+    meta = json.loads(text, parse_float=Decimal)["meta"]
+    assert meta["a"] == "NaN"
+    assert meta["b"] == Decimal("1E+999999")
+    assert meta["c"] == Decimal("1E-300")
+    assert isinstance(meta["d"], str) and meta["d"].startswith("999")
+    assert decode_result_fields(encode_result_fields(result)).meta == meta
