@@ -119,9 +119,10 @@ class RateLimiter:
             )
         if refusal is None:
             return Verdict(used, orders_10s, orders_1m)
-        code, msg, retry_after = refusal
         if state.rejections.add(now_ms, MINUTE_MS, 1) > limits.ban_after_429s:
             state.banned_until_ms = now_ms + limits.ban_s * 1000
+            return self.check(ip, 0, is_order=False, now_ms=now_ms)
+        code, msg, retry_after = refusal
         return Verdict(used, orders_10s, orders_1m, status=429, code=code, msg=msg, retry_after_s=retry_after)
 
 

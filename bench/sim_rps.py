@@ -1,0 +1,107 @@
+"""Requests per second the simulator serves on loopback: a signed GET and MARKET order POSTs.
+
+Runs the simulator in its own process (``python -m binance_sim --no-rate-limits``) so client and server
+do not share one core, then drives it with aiohttp at a fixed concurrency for a few seconds each.
+
+    python bench/sim_rps.py [--seconds 3] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import aiohttp
+
+API_KEY = "quantum-sim-key"
+API_SECRET = b"quantum-sim-secret"
+
+
+def signed(params: dict[str, str]) -> str:
+    """Form-encoded params with timestamp and HMAC signature, as python-binance sends them."""
+    query = urlencode({**params, "timestamp": str(int(time.time() * 1000))})
+    return f"{query}&signature={hmac.new(API_SECRET, query.encode(), hashlib.sha256).hexdigest()}"
+
+
+async def drive(
+    session: aiohttp.ClientSession,
+    make: Callable[[int], tuple[str, str, str | None]],
+    seconds: float,
+    workers: int,
+) -> tuple[int, int]:
+    """Run ``workers`` loops for ``seconds``; returns (ok responses, other responses)."""
+    deadline = time.monotonic() + seconds
+    counts = [0, 0]
+
+    async def worker() -> None:
+        n = 0
+        while time.monotonic() < deadline:
+            method, url, body = make(n)
+            n += 1
+            headers = {"X-MBX-APIKEY": API_KEY}
+            if body is not None:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            async with session.request(method, url, data=body, headers=headers) as response:
+                await response.read()
+                counts[0 if response.status == 200 else 1] += 1
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return counts[0], counts[1]
+
+
+async def run(base_url: str, seconds: float, workers: int) -> None:
+    connector = aiohttp.TCPConnector(limit=workers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        def signed_get(n: int) -> tuple[str, str, str | None]:
+            return "GET", f"{base_url}/fapi/v1/openOrders?{signed({'symbol': 'BTCUSDT'})}", None
+
+        def market_order(n: int) -> tuple[str, str, str | None]:
+            side = "BUY" if n % 2 == 0 else "SELL"
+            body = signed({"symbol": "BTCUSDT", "side": side, "type": "MARKET", "quantity": "0.010"})
+            return "POST", f"{base_url}/fapi/v1/order", body
+
+        for name, make in (
+            ("signed GET /fapi/v1/openOrders", signed_get),
+            ("POST /fapi/v1/order MARKET", market_order),
+        ):
+            await drive(session, make, 0.5, workers)  # warm up connections
+            started = time.monotonic()
+            ok, other = await drive(session, make, seconds, workers)
+            elapsed = time.monotonic() - started
+            print(f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "binance_sim", "--port", "0", "--no-rate-limits"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        base_url = line.split()[3]
+        asyncio.run(run(base_url, args.seconds, args.concurrency))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
