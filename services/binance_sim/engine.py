@@ -749,8 +749,9 @@ class Engine:
             callback = params.req_decimal("callbackRate")
             if not Decimal("0.1") <= callback <= Decimal(10):
                 raise errors.CALLBACK_RATE()
-            if params.has("activatePrice"):
-                activate = self._price(spec, params, "activatePrice")
+            activate_name = "activationPrice" if params.has("activationPrice") else "activatePrice"
+            if params.has(activate_name):
+                activate = self._price(spec, params, activate_name)
                 if (side == "SELL" and activate <= mark) or (side == "BUY" and activate >= mark):
                     raise errors.WOULD_TRIGGER()
             reference = activate if activate is not None else mark

@@ -76,13 +76,13 @@ class RateLimiter:
         self._orders_10s = _Window()
         self._orders_1m = _Window()
 
-    def check(self, ip: str, weight: int, *, is_order: bool, now_ms: int) -> Verdict:
-        """Count one request and decide whether it may proceed."""
+    def check(self, ip: str, weight: int, *, is_order: bool, now_ms: int, enforce: bool = True) -> Verdict:
+        """Count one request and decide whether it may proceed (always, when ``enforce`` is off)."""
         state = self._ips.get(ip)
         if state is None:
             state = self._ips[ip] = _IpState()
         limits = self.limits
-        if state.banned_until_ms > now_ms:
+        if enforce and state.banned_until_ms > now_ms:
             return Verdict(
                 used_weight=state.weight.peek(now_ms, MINUTE_MS),
                 orders_10s=self._orders_10s.peek(now_ms, TEN_SECONDS_MS),
@@ -96,6 +96,19 @@ class RateLimiter:
         used = state.weight.add(now_ms, MINUTE_MS, weight)
         orders_10s = self._orders_10s.add(now_ms, TEN_SECONDS_MS, 1 if is_order else 0)
         orders_1m = self._orders_1m.add(now_ms, MINUTE_MS, 1 if is_order else 0)
+        refusal = self._refusal(ip, used, orders_10s if is_order else 0, orders_1m if is_order else 0, now_ms)
+        if not enforce or refusal is None:
+            return Verdict(used, orders_10s, orders_1m)
+        if state.rejections.add(now_ms, MINUTE_MS, 1) > limits.ban_after_429s:
+            state.banned_until_ms = now_ms + limits.ban_s * 1000
+            return self.check(ip, 0, is_order=False, now_ms=now_ms)
+        code, msg, retry_after = refusal
+        return Verdict(used, orders_10s, orders_1m, status=429, code=code, msg=msg, retry_after_s=retry_after)
+
+    def _refusal(
+        self, ip: str, used: int, orders_10s: int, orders_1m: int, now_ms: int
+    ) -> tuple[int, str, int] | None:
+        limits = self.limits
         refusal: tuple[int, str, int] | None = None
         if used > limits.weight_per_minute:
             refusal = (
@@ -105,25 +118,19 @@ class RateLimiter:
                 "Please use the websocket for live updates to avoid polling the API.",
                 _until_next(now_ms, MINUTE_MS),
             )
-        elif is_order and orders_10s > limits.orders_per_10s:
+        elif orders_10s > limits.orders_per_10s:
             refusal = (
                 -1015,
                 f"Too many new orders; current limit is {limits.orders_per_10s} orders per TEN_SECONDS.",
                 _until_next(now_ms, TEN_SECONDS_MS),
             )
-        elif is_order and orders_1m > limits.orders_per_minute:
+        elif orders_1m > limits.orders_per_minute:
             refusal = (
                 -1015,
                 f"Too many new orders; current limit is {limits.orders_per_minute} orders per MINUTE.",
                 _until_next(now_ms, MINUTE_MS),
             )
-        if refusal is None:
-            return Verdict(used, orders_10s, orders_1m)
-        if state.rejections.add(now_ms, MINUTE_MS, 1) > limits.ban_after_429s:
-            state.banned_until_ms = now_ms + limits.ban_s * 1000
-            return self.check(ip, 0, is_order=False, now_ms=now_ms)
-        code, msg, retry_after = refusal
-        return Verdict(used, orders_10s, orders_1m, status=429, code=code, msg=msg, retry_after_s=retry_after)
+        return refusal
 
 
 def _until_next(now_ms: int, size_ms: int) -> int:

@@ -196,12 +196,14 @@ class Simulator:
         return response
 
     def _count(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict:
-        if not self.rate_limits_enabled:
-            verdict = Verdict(0, 0, 0)
-        else:
-            verdict = self.limiter.check(
-                ip, weight, is_order=endpoint.is_order, now_ms=time.time_ns() // 1_000_000
-            )
+        # Counted even when switched off, so the headers stay truthful for clients that pace themselves.
+        verdict = self.limiter.check(
+            ip,
+            weight,
+            is_order=endpoint.is_order,
+            now_ms=time.time_ns() // 1_000_000,
+            enforce=self.rate_limits_enabled,
+        )
         headers["X-MBX-USED-WEIGHT-1M"] = str(verdict.used_weight)
         if endpoint.is_order:
             headers["X-MBX-ORDER-COUNT-10S"] = str(verdict.orders_10s)

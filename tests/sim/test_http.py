@@ -311,6 +311,9 @@ class TestRateLimits:
 
     async def test_switchable_off(self, sim: Simulator, raw) -> None:
         sim.set_rate_limits(False)
+        weights = []
         for _ in range(10):
-            status, _, _ = await raw.request("GET", "/fapi/v1/premiumIndex")
+            status, _, headers = await raw.request("GET", "/fapi/v1/premiumIndex")
             assert status == 200
+            weights.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
+        assert max(weights) > 40  # still counted for the headers, past the limit, never refused

@@ -132,3 +132,26 @@ async def test_account_endpoints(client: AsyncClient) -> None:
         "msg": "success",
     }
     assert await client.futures_get_position_mode() == {"dualSidePosition": True}
+
+
+async def test_algo_cancel_paths(client: AsyncClient) -> None:
+    await client.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+    for index, trigger in enumerate(("90000", "91000", "92000")):
+        await client.futures_create_algo_order(
+            symbol="BTCUSDT",
+            side="SELL",
+            type="STOP_MARKET",
+            triggerPrice=trigger,
+            quantity="0.010",
+            reduceOnly="true",
+            clientAlgoId=f"sl-{index}",
+        )
+    canceled = await client.futures_cancel_algo_order(clientAlgoId="sl-0")
+    assert (canceled["clientAlgoId"], canceled["code"], canceled["msg"]) == ("sl-0", "200", "success")
+    with pytest.raises(BinanceAPIException) as info:
+        await client.futures_cancel_algo_order(clientAlgoId="sl-0")
+    assert info.value.code == -2011
+    await client.futures_cancel_all_algo_open_orders(symbol="BTCUSDT")
+    assert await client.futures_get_open_algo_orders() == []
+    history = await client.futures_get_all_algo_orders(symbol="BTCUSDT")
+    assert [a["algoStatus"] for a in history] == ["CANCELED"] * 3
