@@ -1,0 +1,389 @@
+"""The executor end to end against the simulator: orders, protection, rejections, faults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from binance_sim import Simulator
+from quantum_exec import metrics
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.executor import Executor, create_executor
+from quantum_exec.ids import client_order_id
+from quantum_exec.settings import Settings
+from support.sim_state import algo_orders, intent, mark, orders, position_amount
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def inject(
+    sim: Simulator,
+    kind: str,
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    count: int = 1,
+    **extra: Any,
+) -> None:
+    rule: dict[str, Any] = {"kind": kind, "count": count, **extra}
+    if method:
+        rule["method"] = method
+    if path:
+        rule["path"] = path
+    sim.set_faults({"faults": [rule]})
+
+
+def request_count(endpoint: str, method: str = "POST") -> float:
+    total = 0.0
+    for metric in metrics.REGISTRY.collect():
+        if metric.name != "quantum_exec_exchange_requests":
+            continue
+        for sample in metric.samples:
+            if (
+                sample.name.endswith("_total")
+                and sample.labels["endpoint"] == endpoint
+                and sample.labels["method"] == method
+            ):
+                total += sample.value
+    return total
+
+
+async def test_long_is_filled_protected_and_priced_from_trades(executor: Executor, sim: Simulator) -> None:
+    price = mark(sim, "BTCUSDT")
+    result = await executor.execute(
+        intent(
+            intent_id="long-1",
+            symbol="BTCUSDT",
+            side="BUY",
+            position_size_usd=1000.0,
+            leverage=5,
+            stop_loss_pct=2,
+            take_profit_pct=4,
+            model="ensemble",
+            confidence=0.72,
+        )
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED
+    assert result.executed_quantity == Decimal("0.010")
+    assert result.avg_price == price
+    assert result.meta == {"model": "ensemble", "confidence": Decimal("0.72")}
+
+    entries = orders(sim, symbol="BTCUSDT", type_="MARKET")
+    assert len(entries) == 1
+    assert entries[0]["clientOrderId"] == result.client_order_id == client_order_id("long-1", "entry")
+    assert entries[0]["orderId"] == result.order_id and entries[0]["status"] == "FILLED"
+
+    armed = {a["orderType"]: a for a in algo_orders(sim, symbol="BTCUSDT", status="NEW")}
+    assert set(armed) == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+    # long: the stop rounds up and the target rounds down to the 0.10 tick
+    assert Decimal(armed["STOP_MARKET"]["triggerPrice"]) == Decimal("93329.9")  # 95234.5 * 0.98 = 93329.81
+    assert Decimal(armed["TAKE_PROFIT_MARKET"]["triggerPrice"]) == Decimal("99043.8")  # * 1.04 = 99043.88
+    for algo in armed.values():
+        assert algo["side"] == "SELL" and Decimal(algo["quantity"]) == Decimal("0.010")
+        assert algo["workingType"] == "MARK_PRICE" and algo["priceProtect"] in (True, "true")
+    assert result.stop_loss is not None and result.stop_loss.algo_id == armed["STOP_MARKET"]["algoId"]
+    assert result.take_profit is not None and result.take_profit.client_algo_id == client_order_id(
+        "long-1", "tp"
+    )
+
+    trades = [t for t in sim.state()["trades"] if t["orderId"] == result.order_id]
+    assert result.commission == sum((Decimal(t["commission"]) for t in trades), Decimal(0)) > 0
+    assert result.commission_asset == "USDT" and result.fee_usd == result.commission
+    assert sim.state()["leverage"]["BTCUSDT"] == 5
+    assert sim.state()["marginType"]["BTCUSDT"] in ("ISOLATED", "isolated")
+
+
+async def test_short_with_absolute_triggers_rounds_to_the_safe_side(
+    executor: Executor, sim: Simulator
+) -> None:
+    price = mark(sim, "ETHUSDT")
+    result = await executor.execute(
+        intent(
+            intent_id="short-1",
+            symbol="ethusdt",
+            action="sell",
+            position_size_usd=1500.0,
+            stop_loss=3167.5432,
+            take_profit=3012.2567,
+        )
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED
+    assert position_amount(sim, "ETHUSDT") == -result.executed_quantity  # type: ignore[operator]
+    armed = {a["orderType"]: a for a in algo_orders(sim, symbol="ETHUSDT", status="NEW")}
+    # short: the stop rounds down, the target rounds up (tick 0.01)
+    assert Decimal(armed["STOP_MARKET"]["triggerPrice"]) == Decimal("3167.54")
+    assert Decimal(armed["TAKE_PROFIT_MARKET"]["triggerPrice"]) == Decimal("3012.26")
+    assert all(a["side"] == "BUY" for a in armed.values())
+    assert (
+        Decimal(armed["STOP_MARKET"]["triggerPrice"])
+        > price
+        > Decimal(armed["TAKE_PROFIT_MARKET"]["triggerPrice"])
+    )
+
+
+STALE = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 99.0}, "NOTIONAL_BELOW_MIN"),
+        ({"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 50.0}, "QTY_BELOW_MIN"),
+        ({"symbol": "FOOUSDT", "side": "BUY", "position_size_usd": 100.0}, "UNKNOWN_SYMBOL"),
+        ({"symbol": "SRMUSDT", "side": "BUY", "position_size_usd": 100.0}, "SYMBOL_NOT_TRADING"),
+        ({"symbol": "BTCUSDT_260327", "side": "BUY", "position_size_usd": 500.0}, "CONTRACT_NOT_ALLOWED"),
+        (
+            {"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 500.0, "leverage": 50},
+            "LEVERAGE_ABOVE_LIMIT",
+        ),
+        (
+            {"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 500.0, "timestamp": STALE},
+            "STALE_INTENT",
+        ),
+        (
+            {"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 500.0, "stop_loss": 99000.0},
+            "SL_TP_WRONG_SIDE",
+        ),
+        (
+            {"symbol": "BTCUSDT", "side": "SELL", "position_size_usd": 500.0, "take_profit": 99000.0},
+            "SL_TP_WRONG_SIDE",
+        ),
+        ({"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 100000.0}, "NOTIONAL_ABOVE_LIMIT"),
+        ({"symbol": "BTCUSDT", "side": "CLOSE"}, "NO_POSITION"),
+    ],
+)
+async def test_rejections_have_a_reason_and_place_nothing(
+    executor: Executor, sim: Simulator, payload: dict[str, Any], code: str
+) -> None:
+    result = await executor.execute(intent(intent_id=f"rej-{code}", **payload))
+    assert result.status is ResultStatus.REJECTED
+    assert result.error is not None and result.error.code == code
+    assert result.error.message
+    assert orders(sim) == [] and algo_orders(sim) == []
+
+
+async def test_allowlist_guard(make_settings: Callable[..., Settings], sim: Simulator) -> None:
+    ex = await create_executor(make_settings(symbol_allowlist="ETHUSDT"))
+    try:
+        result = await ex.execute(
+            intent(intent_id="allow-1", symbol="BTCUSDT", side="BUY", position_size_usd=500)
+        )
+    finally:
+        await ex.close()
+    assert result.error is not None and result.error.code == "SYMBOL_NOT_ALLOWED"
+    assert orders(sim) == []
+
+
+async def test_min_notional_message_states_the_numbers(executor: Executor) -> None:
+    result = await executor.execute(
+        intent(intent_id="mn", symbol="BTCUSDT", side="BUY", position_size_usd=99.0)
+    )
+    assert result.error is not None
+    assert "100" in result.error.message and "BTCUSDT" in result.error.message
+
+
+@pytest.mark.parametrize("kind", ["unknown_after", "timeout_after", "drop_after"])
+async def test_unknown_outcome_after_acceptance_leads_to_exactly_one_entry(
+    executor: Executor, sim: Simulator, kind: str
+) -> None:
+    inject(sim, kind, method="POST", path="/fapi/v1/order")
+    result = await executor.execute(
+        intent(
+            intent_id=f"unk-{kind}", symbol="SOLUSDT", side="BUY", position_size_usd=300.0, stop_loss_pct=3
+        )
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    entries = orders(sim, symbol="SOLUSDT", type_="MARKET")
+    assert len(entries) == 1
+    assert entries[0]["orderId"] == result.order_id
+    assert result.protection is ProtectionState.PROTECTED
+
+
+async def test_unavailable_before_acceptance_is_sent_again(executor: Executor, sim: Simulator) -> None:
+    inject(sim, "unavailable", method="POST", path="/fapi/v1/order")
+    result = await executor.execute(
+        intent(intent_id="unav", symbol="XRPUSDT", side="SELL", position_size_usd=200)
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    assert len(orders(sim, symbol="XRPUSDT")) == 1
+
+
+async def test_unknown_outcome_on_a_stop_finds_it_instead_of_doubling(
+    executor: Executor, sim: Simulator
+) -> None:
+    inject(sim, "unknown_after", method="POST", path="/fapi/v1/algoOrder")
+    result = await executor.execute(
+        intent(
+            intent_id="unk-algo",
+            symbol="LINKUSDT",
+            side="BUY",
+            position_size_usd=300,
+            stop_loss_pct=2,
+            take_profit_pct=2,
+        )
+    )
+    assert result.protection is ProtectionState.PROTECTED, result.error
+    assert len(algo_orders(sim, symbol="LINKUSDT")) == 2
+
+
+async def test_stop_that_would_trigger_leads_to_emergency_close(executor: Executor, sim: Simulator) -> None:
+    inject(sim, "would_trigger", method="POST", path="/fapi/v1/algoOrder", count=100)
+    result = await executor.execute(
+        intent(
+            intent_id="em-1",
+            symbol="BTCUSDT",
+            side="BUY",
+            position_size_usd=1000.0,
+            stop_loss_pct=1,
+            take_profit_pct=2,
+        )
+    )
+    assert result.protection is ProtectionState.CLOSED_EMERGENCY
+    assert result.status is ResultStatus.FAILED
+    assert result.error is not None and result.error.code == "PROTECTION_FAILED"
+    assert result.emergency_close is not None and result.emergency_close.executed_quantity == Decimal("0.010")
+    assert position_amount(sim, "BTCUSDT") == 0
+    assert algo_orders(sim, symbol="BTCUSDT", status="NEW") == []
+    markets = orders(sim, symbol="BTCUSDT", type_="MARKET")
+    assert len(markets) == 2 and markets[1]["reduceOnly"] in (True, "true")
+
+
+async def test_keep_policy_reports_unprotected_loudly(
+    make_settings: Callable[..., Settings], sim: Simulator
+) -> None:
+    ex = await create_executor(make_settings(protection_failure_policy="keep", protection_retries=0))
+    inject(sim, "would_trigger", method="POST", path="/fapi/v1/algoOrder", count=100)
+    try:
+        result = await ex.execute(
+            intent(intent_id="keep-1", symbol="ETHUSDT", side="BUY", position_size_usd=500, stop_loss_pct=1)
+        )
+    finally:
+        await ex.close()
+    assert result.status is ResultStatus.FILLED
+    assert result.protection is ProtectionState.UNPROTECTED
+    assert result.error is not None and result.error.code == "PROTECTION_FAILED"
+    assert position_amount(sim, "ETHUSDT") > 0
+
+
+async def test_redelivered_intent_places_nothing_new(executor: Executor, sim: Simulator) -> None:
+    payload = {
+        "intent_id": "redo-1",
+        "symbol": "ADAUSDT",
+        "side": "BUY",
+        "position_size_usd": 200.0,
+        "stop_loss_pct": 2,
+        "take_profit_pct": 3,
+    }
+    first = await executor.execute(intent(**payload))
+    before = sim.state()
+    again = await executor.execute(intent(**payload), resume=True)
+    after = sim.state()
+    assert len(after["orders"]) == len(before["orders"]) == 1
+    assert len(after["algoOrders"]) == len(before["algoOrders"]) == 2
+    assert again.order_id == first.order_id and again.status is ResultStatus.FILLED
+    assert again.protection is ProtectionState.PROTECTED
+    assert again.stop_loss is not None and first.stop_loss is not None
+    assert again.stop_loss.algo_id == first.stop_loss.algo_id
+
+
+async def test_resume_after_a_crash_between_entry_and_protection(executor: Executor, sim: Simulator) -> None:
+    # The entry reached the exchange, then the process died before placing SL/TP.
+    key = "crash-1"
+    await executor.gateway.place_market("DOGEUSDT", "BUY", Decimal("2000"), client_order_id(key, "entry"))
+    result = await executor.execute(
+        intent(
+            intent_id=key, symbol="DOGEUSDT", side="BUY", quantity=2000, stop_loss_pct=2, take_profit_pct=2
+        ),
+        resume=True,
+    )
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert len(orders(sim, symbol="DOGEUSDT")) == 1
+    assert len(algo_orders(sim, symbol="DOGEUSDT", status="NEW")) == 2
+
+
+async def test_close_flattens_and_cancels_protection(executor: Executor, sim: Simulator) -> None:
+    opened = await executor.execute(
+        intent(
+            intent_id="c-open",
+            symbol="AVAXUSDT",
+            side="SELL",
+            position_size_usd=400,
+            stop_loss_pct=2,
+            take_profit_pct=2,
+        )
+    )
+    assert opened.protection is ProtectionState.PROTECTED
+    sim.set_mark_price("AVAXUSDT", mark(sim, "AVAXUSDT") * Decimal("0.99"))  # a 1% gain for the short
+    closed = await executor.execute(intent(intent_id="c-close", symbol="AVAXUSDT", side="CLOSE"))
+    assert closed.status is ResultStatus.FILLED, closed.error
+    assert closed.executed_quantity == opened.executed_quantity
+    assert position_amount(sim, "AVAXUSDT") == 0
+    assert algo_orders(sim, symbol="AVAXUSDT", status="NEW") == []
+    assert closed.realized_pnl is not None and closed.realized_pnl > 0
+    assert closed.commission is not None and closed.commission > 0
+
+
+async def test_orphan_target_is_cancelled_before_a_new_position(executor: Executor, sim: Simulator) -> None:
+    first = await executor.execute(
+        intent(
+            intent_id="o-1",
+            symbol="LTCUSDT",
+            side="BUY",
+            position_size_usd=500,
+            stop_loss_pct=2,
+            take_profit_pct=2,
+        )
+    )
+    assert first.stop_loss is not None and first.stop_loss.trigger_price is not None
+    sim.set_mark_price("LTCUSDT", first.stop_loss.trigger_price - Decimal("0.5"))  # the stop fires
+    assert position_amount(sim, "LTCUSDT") == 0
+    orphan = algo_orders(sim, symbol="LTCUSDT", status="NEW")
+    assert [a["orderType"] for a in orphan] == ["TAKE_PROFIT_MARKET"]  # Binance has no OCO
+
+    second = await executor.execute(
+        intent(
+            intent_id="o-2",
+            symbol="LTCUSDT",
+            side="BUY",
+            position_size_usd=500,
+            stop_loss_pct=2,
+            take_profit_pct=2,
+        )
+    )
+    assert second.protection is ProtectionState.PROTECTED
+    live = algo_orders(sim, symbol="LTCUSDT", status="NEW")
+    assert {a["clientAlgoId"] for a in live} == {client_order_id("o-2", "sl"), client_order_id("o-2", "tp")}
+
+
+async def test_leverage_and_margin_are_set_only_when_they_change(executor: Executor, sim: Simulator) -> None:
+    before = request_count("/fapi/v1/leverage"), request_count("/fapi/v1/marginType")
+    for n in range(3):
+        result = await executor.execute(
+            intent(intent_id=f"lev-{n}", symbol="DOTUSDT", side="BUY", position_size_usd=100, leverage=4)
+        )
+        assert result.status is ResultStatus.FILLED, result.error
+    after = request_count("/fapi/v1/leverage"), request_count("/fapi/v1/marginType")
+    assert after[0] - before[0] == 1 and after[1] - before[1] <= 1
+    changed = await executor.execute(
+        intent(intent_id="lev-x", symbol="DOTUSDT", side="BUY", position_size_usd=100, leverage=6)
+    )
+    assert changed.leverage == 6 and request_count("/fapi/v1/leverage") - after[0] == 1
+
+
+async def test_insufficient_margin_is_rejected_with_the_binance_code(
+    executor: Executor, sim: Simulator
+) -> None:
+    inject(sim, "insufficient_margin", method="POST", path="/fapi/v1/order")
+    result = await executor.execute(
+        intent(intent_id="m-1", symbol="BNBUSDT", side="BUY", position_size_usd=300)
+    )
+    assert result.status is ResultStatus.REJECTED
+    assert (
+        result.error is not None and result.error.code == "-2019" and result.error.source.value == "exchange"
+    )
