@@ -52,6 +52,7 @@ READ_RETRIES = 2
 RATE_LIMIT_RETRIES = 3
 DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
 TIME_SYNC_INTERVAL_S = 300.0
+UNREACHABLE_PROBE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,8 @@ class BinanceGateway:
         self._max_leverage: dict[str, int | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.hedge_mode = False
+        # False from a failure to connect (or no answer) until the next answered request.
+        self.reachable = True
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -229,8 +232,9 @@ class BinanceGateway:
         metrics.CLOCK_OFFSET.set(offset_ms / 1000)
 
     async def _time_sync_loop(self) -> None:
+        # While the exchange is unreachable this doubles as the probe that notices its return.
         while True:
-            await asyncio.sleep(TIME_SYNC_INTERVAL_S)
+            await asyncio.sleep(TIME_SYNC_INTERVAL_S if self.reachable else UNREACHABLE_PROBE_S)
             try:
                 await self.sync_time()
             except asyncio.CancelledError:
@@ -272,6 +276,7 @@ class BinanceGateway:
                     ep.method, ep.path, ep.signed, version=ep.version, data=dict(params or {})
                 )
             except BinanceAPIException as exc:
+                self.reachable = True
                 error = self._typed(exc)
                 outcome = (
                     "rate_limited"
@@ -311,6 +316,7 @@ class BinanceGateway:
                 # Never connected: nothing was sent, so even an order may be sent again.
                 self._record(ep, label, "error", started)
                 metrics.EXCHANGE_ERRORS.labels(code="connect").inc()
+                self.reachable = False
                 if not ep.mutates and read_attempts < READ_RETRIES:
                     read_attempts += 1
                     await asyncio.sleep(0.05 * read_attempts)
@@ -320,6 +326,7 @@ class BinanceGateway:
                 # Sent, but no usable answer: a state-changing request may have been executed.
                 self._record(ep, label, "unknown", started)
                 metrics.EXCHANGE_ERRORS.labels(code=type(exc).__name__).inc()
+                self.reachable = False
                 if not ep.mutates and read_attempts < READ_RETRIES:
                     read_attempts += 1
                     await asyncio.sleep(0.05 * read_attempts)
@@ -328,6 +335,7 @@ class BinanceGateway:
                     f"no usable answer from {ep.method.upper()} {label}: {type(exc).__name__}"
                 ) from None
             self._record(ep, label, "ok", started)
+            self.reachable = True
             return result
 
     @staticmethod

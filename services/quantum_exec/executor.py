@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
+from pydantic import SecretStr
+
 from quantum_exec import metrics
 from quantum_exec.contracts import (
     CloseFill,
@@ -133,9 +135,11 @@ class _Run:
 class Executor:
     """Runs the execution steps of design.md §3 for one intent at a time per symbol."""
 
-    def __init__(self, settings: Settings, gateway: BinanceGateway) -> None:
+    def __init__(self, settings: Settings, gateway: BinanceGateway, *, simulator: Any = None) -> None:
         self._settings = settings
         self.gateway = gateway
+        # The in-process simulator of the embedded default (None against a real exchange).
+        self.simulator = simulator
         self._state: dict[str, _SymbolState] = {}
         # Algo ids of our own protective orders that may still be open, per symbol.
         self._own_protective: dict[str, set[int]] = {}
@@ -160,12 +164,19 @@ class Executor:
                 self._own_protective.setdefault(order.symbol, set()).add(order.algo_id)
 
     async def close(self) -> None:
-        """Release the exchange connection; safe to call twice."""
+        """Release the exchange connection (and stop an embedded simulator); safe to call twice."""
         await self.gateway.close()
+        if self.simulator is not None:
+            await self.simulator.stop()
+
+    @property
+    def exchange_url(self) -> str:
+        return self.gateway.base_url
 
     @property
     def ready(self) -> bool:
-        return self.gateway.rules.loaded
+        """Rules loaded and the exchange answered since the last failure to reach it."""
+        return self.gateway.rules.loaded and self.gateway.reachable
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -748,9 +759,31 @@ class Executor:
 
 
 async def create_executor(settings: Settings, sim_base_url: str | None = None) -> Executor:
-    """Build and start the executor for the configured environment."""
+    """Build and start the executor for the configured environment.
+
+    With ``QUANTUM_EXCHANGE=sim`` and no ``QUANTUM_BINANCE_BASE_URL`` the simulator is started
+    in-process on a free loopback port and stopped with the executor.
+    """
+    simulator: Any = None
+    if settings.embedded_sim and sim_base_url is None:
+        from binance_sim import SimConfig, Simulator
+
+        key = settings.api_key.get_secret_value() if settings.api_key else SimConfig().api_key
+        secret = settings.api_secret.get_secret_value() if settings.api_secret else SimConfig().api_secret
+        simulator = Simulator(
+            SimConfig(
+                api_key=key,
+                api_secret=secret,
+                latency_ms=settings.sim_latency_ms,
+                rate_limits=settings.sim_rate_limits,
+            )
+        )
+        await simulator.start(host="127.0.0.1", port=0)
+        sim_base_url = simulator.base_url
+        settings = settings.model_copy(update={"api_key": SecretStr(key), "api_secret": SecretStr(secret)})
+        log.info("exchange.embedded_simulator", url=sim_base_url)
     gateway = BinanceGateway(settings, rest_root(settings, sim_base_url))
-    executor = Executor(settings, gateway)
+    executor = Executor(settings, gateway, simulator=simulator)
     try:
         await executor.start()
     except BaseException:
