@@ -81,6 +81,8 @@ _PENDING_PAGE = 500
 _WAIT_MIN_S = 0.02
 _WAIT_MAX_S = 0.5
 _LAG_SCAN_LIMIT = 10_000
+_KEEPER_EXIT_S = 1.0
+_CANCEL_WAIT_S = 5.0
 _INTENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -205,12 +207,14 @@ class IntentConsumer:
         pending = self._work()
         if pending:
             _done, late = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
-            for task in late:
-                task.cancel()
             self.drained = not late
             if late:
-                log.warning("consumer.shutdown_cancelled", tasks=len(late))
-                await asyncio.wait(late)
+                log.warning("consumer.shutdown_cancelled", tasks=sorted(t.get_name() for t in late))
+            while late:
+                # Repeated: a cancellation can be swallowed by a library call under way.
+                for task in late:
+                    task.cancel()
+                _done, late = await asyncio.wait(late, timeout=_CANCEL_WAIT_S)
         await _cancel(self._maintainer)
         log.info("consumer.stopped", left_pending=len(self._held))
 
@@ -528,7 +532,8 @@ class IntentConsumer:
         lease = await self._acquire_lease(entry, symbol)
         if lease is None:
             return
-        keeper = asyncio.create_task(self._keep_lease(lease), name=f"lease-{symbol}")
+        released = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(lease, released), name=f"lease-{symbol}")
         try:
             intent = entry.intent
             assert intent is not None
@@ -556,9 +561,11 @@ class IntentConsumer:
                 metrics.IN_FLIGHT.dec()
             await self._commit(entry, key, result, lease=lease)
         finally:
+            # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
+            # client library, and the keeper would then renew forever.
+            released.set()
+            await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
             with contextlib.suppress(*REDIS_DOWN):  # else it expires by itself after lease_ttl_ms
                 await self.store.release_lease(lease)
 
@@ -576,10 +583,13 @@ class IntentConsumer:
             delay = min(delay * 2, _WAIT_MAX_S)
         return None
 
-    async def _keep_lease(self, lease: Lease) -> None:
+    async def _keep_lease(self, lease: Lease, released: asyncio.Event) -> None:
         interval_s = self.settings.lease_ttl_ms / 3000
-        while True:
-            await asyncio.sleep(interval_s)
+        while not released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), interval_s)
+            if released.is_set():
+                return
             try:
                 if not await self.store.renew_lease(lease):
                     log.warning("lease.lost", symbol=lease.symbol, token=lease.token)
@@ -809,8 +819,7 @@ def _dead_letter_fields(
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    if task is None or task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    """Cancel and wait, cancelling again if a library call under way swallowed the first one."""
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=_CANCEL_WAIT_S)
