@@ -177,3 +177,13 @@ async def kit(redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Str
 def handler_cls() -> type[RecordingHandler]:
     """The recording handler class (tests cannot import conftest under importlib mode)."""
     return RecordingHandler
+
+
+@pytest.fixture
+def kit_factory(unique_names: dict[str, Any]) -> Callable[[str], StreamKit]:
+    """A StreamKit for another server (its client is unused by tests that bring their own)."""
+
+    def make(url: str) -> StreamKit:
+        return StreamKit(aioredis.Redis.from_url(url, protocol=2), url, unique_names)
+
+    return make
