@@ -1,0 +1,114 @@
+"""Readable views of ExecutionResults for people (``results``, ``demo``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from quantum_exec.contracts import ExecutionResult, PayloadError, decode_result_fields
+from quantum_exec.rules import fmt
+from quantum_exec.settings import Settings
+
+COLUMNS = (
+    "intent",
+    "symbol",
+    "action",
+    "status",
+    "qty",
+    "avg price",
+    "SL",
+    "TP",
+    "protection",
+    "fee",
+    "detail",
+)
+
+
+def _num(value: Decimal | None) -> str:
+    return fmt(value) if value is not None else "-"
+
+
+def result_row(result: ExecutionResult) -> tuple[str, ...]:
+    """One table row: the figures a trader looks at first."""
+    detail = ""
+    if result.error is not None:
+        detail = f"{result.error.code}: {result.error.message}"
+    elif result.realized_pnl:
+        detail = f"realized PnL {fmt(result.realized_pnl)}"
+    fee = f"{_num(result.commission)} {result.commission_asset or ''}".strip() if result.commission else "-"
+    intent = result.intent_id if len(result.intent_id) <= 28 else result.intent_id[:27] + "…"
+    return (
+        intent,
+        result.symbol,
+        result.action.value if result.action else "-",
+        result.status.value,
+        _num(result.executed_quantity),
+        _num(result.avg_price),
+        _num(result.stop_loss.trigger_price) if result.stop_loss else "-",
+        _num(result.take_profit.trigger_price) if result.take_profit else "-",
+        result.protection.value,
+        fee,
+        detail if len(detail) <= 90 else detail[:89] + "…",
+    )
+
+
+def format_table(results: Iterable[ExecutionResult]) -> str:
+    """A plain-text table, columns sized to their content."""
+    rows = [COLUMNS, *(result_row(r) for r in results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _decode(entries: Sequence[tuple[Any, dict[Any, Any]]]) -> list[tuple[str, ExecutionResult]]:
+    out = []
+    for stream_id, fields in entries:
+        try:
+            result = decode_result_fields(fields)
+        except (PayloadError, ValueError):
+            continue
+        out.append((stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id), result))
+    return out
+
+
+async def show_results(settings: Settings, redis_url: str, *, count: int, follow: bool, as_json: bool) -> int:
+    """Print the last ``count`` results, then (``follow``) every new one as it arrives."""
+    client = aioredis.from_url(redis_url, protocol=2)
+    try:
+        recent: Any = await client.xrevrange(settings.result_stream, count=count)
+        decoded = list(reversed(_decode(recent)))
+        _print(decoded, as_json=as_json, header=True)
+        last_id = decoded[-1][0] if decoded else "$"
+        if recent and not decoded:
+            raw = recent[0][0]
+            last_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        while follow:
+            reply: Any = await client.xread({settings.result_stream: last_id}, block=5000, count=100)
+            for _stream, entries in reply or []:
+                fresh = _decode(entries)
+                if entries:
+                    raw = entries[-1][0]
+                    last_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                _print(fresh, as_json=as_json, header=False)
+    finally:
+        await client.aclose()
+    return 0
+
+
+def _print(results: list[tuple[str, ExecutionResult]], *, as_json: bool, header: bool) -> None:
+    if as_json:
+        for _stream_id, result in results:
+            sys.stdout.write(result.model_dump_json() + "\n")
+    elif results or header:
+        table = format_table(r for _, r in results)
+        lines = table.splitlines()
+        sys.stdout.write("\n".join(lines if header else lines[2:]) + "\n")
+    sys.stdout.flush()
