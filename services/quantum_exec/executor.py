@@ -131,6 +131,14 @@ class _Run:
     def error(self, code: str, source: ErrorSource, message: str) -> None:
         self.fields["error"] = ResultError(code=code, source=source, message=message)
 
+    def created_s(self) -> float:
+        """When the intent entered the system: its stream id's time, else when it was received."""
+        if self.stream_id:
+            millis = self.stream_id.partition("-")[0]
+            if millis.isdigit():
+                return int(millis) / 1000
+        return self.received_at.timestamp()
+
 
 class Executor:
     """Runs the execution steps of design.md §3 for one intent at a time per symbol."""
@@ -558,6 +566,7 @@ class Executor:
         flatten: Order | None = None
         if not failed:
             run.fields["protection"] = ProtectionState.PROTECTED
+            metrics.TIME_TO_PROTECTED.observe(max(0.0, time.time() - run.created_s()))
         else:
             reasons = "; ".join(f"{leg.kind}: {leg.error}" for leg in failed)
             if s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:

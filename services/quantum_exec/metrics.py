@@ -94,6 +94,12 @@ INTENT_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
+TIME_TO_PROTECTED = Histogram(
+    f"{PREFIX}_time_to_protected_seconds",
+    "From the intent's stream id time to both protective orders acknowledged by the exchange.",
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
 STEP_LATENCY = Histogram(
     f"{PREFIX}_step_latency_seconds",
     "Time per execution step (leverage, entry, protection, fees, close, lookup).",
