@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -45,8 +46,14 @@ def _env_file_arg(value: str | None) -> Path | None:
         path = Path(value)
         if not path.is_file():
             raise ConfigError(f"--env-file {value}: no such file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"--env-file {value}: not readable by this user")
         return path
-    return DEFAULT_ENV_FILE if DEFAULT_ENV_FILE.is_file() else None
+    # Under systemd the unit's EnvironmentFile is already in the environment, and the file itself
+    # (0600 root) is not readable by the service's user: the default is used only when readable.
+    if DEFAULT_ENV_FILE.is_file() and os.access(DEFAULT_ENV_FILE, os.R_OK):
+        return DEFAULT_ENV_FILE
+    return None
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -128,7 +135,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from quantum_exec.health import check
 
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ConfigError:
+        # The probe needs only where /readyz listens; a health check without the service's
+        # credentials in its own environment must still ask the service rather than fail here.
+        port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
+        settings = Settings(metrics_port=int(port) if port.isdigit() else 9108)
+    from quantum_exec.logs import setup_logging
+    from quantum_exec.settings import LogFormat
+
+    setup_logging(settings.model_copy(update={"log_format": LogFormat.TEXT, "log_level": "WARNING"}))
     return 0 if _run(check(settings)) else 1
 
 

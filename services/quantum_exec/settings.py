@@ -293,6 +293,6 @@ def load_settings(
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            where = env_var_names(str(err["loc"][0]))[0] if err["loc"] else "settings"
-            problems.append(f"{where}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{env_var_names(str(err['loc'][0]))[0]}: {message}" if err["loc"] else message)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
