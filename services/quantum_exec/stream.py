@@ -168,6 +168,14 @@ class IntentConsumer:
         self._maintainer: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self.drained = True  # False when stop() had to cancel work after the grace period
+        if settings.claim_interval_s * 1000 * 2 > settings.claim_idle_ms:
+            # Held entries are refreshed once per claim interval: slower than half the idle bound
+            # lets other consumers claim entries this one is still working on.
+            log.warning(
+                "consumer.claim_interval_too_long",
+                claim_interval_s=settings.claim_interval_s,
+                claim_idle_ms=settings.claim_idle_ms,
+            )
 
     # lifecycle
 
