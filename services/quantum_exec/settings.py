@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     )
 
     # Redis and streams
-    redis_url: str | None = None
+    # May embed a password: kept out of repr(); masked() shows it with the password hidden.
+    redis_url: str | None = Field(default=None, repr=False)
     intent_stream: str = "quantum:stream:trade.intent"
     consumer_group: str = "quantum:group:execution:trade.intent"
     result_stream: str = "quantum:stream:execution.result"
