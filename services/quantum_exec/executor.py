@@ -345,16 +345,14 @@ class Executor:
 
     # -- BUY / SELL ----------------------------------------------------------------------------
 
-    async def _open(self, run: _Run, resume: bool) -> None:
+    async def _pre_trade(self, run: _Run, *, long: bool) -> tuple[SymbolRules, Decimal, Decimal]:
+        """Every check before an order may be sent: returns the rules, reference price and quantity."""
         intent, s = run.intent, self._settings
         symbol = intent.symbol
-        long = intent.side is Side.BUY
         self._check_fresh(intent, run.received_at)
         rules = self._rules_for(symbol)
-        leverage = await self._leverage_for(run, symbol)
-        margin_type = (intent.margin_type or s.default_margin_type).value
-        run.fields["leverage"] = leverage
-
+        run.fields["leverage"] = await self._leverage_for(run, symbol)
+        run.fields["margin_type"] = (intent.margin_type or s.default_margin_type).value
         reference = intent.entry_price
         if reference is None:
             with run.step("mark_price"):
@@ -367,35 +365,54 @@ class Executor:
             quantity=intent.quantity,
             max_qty_policy=s.max_qty_policy,
         )
-        requested = intent.quantity if intent.quantity is not None else intent.position_size_usd / reference  # type: ignore[operator]
-        run.fields["requested_quantity"] = requested
+        notional_usd = intent.position_size_usd or Decimal(0)
+        run.fields["requested_quantity"] = (
+            intent.quantity if intent.quantity is not None else notional_usd / reference
+        )
         run.fields["quantity"] = quantity
         if quantity * reference > s.max_notional_usd:
             raise IntentRejected(
                 ReasonCode.NOTIONAL_ABOVE_LIMIT,
                 f"notional {quantity * reference} above QUANTUM_MAX_NOTIONAL_USD={s.max_notional_usd}",
             )
-        wants_protection = not intent.reduce_only and any(
-            v is not None
-            for v in (intent.stop_loss, intent.take_profit, intent.stop_loss_pct, intent.take_profit_pct)
-        )
-        if wants_protection:
+        if self._wants_protection(intent):
             # Reject a wrong-side intent before any order reaches the exchange.
             sl, tp = self._triggers(rules, intent, long=long, price=reference)
             check_protection(rules, long=long, reference=reference, sl=sl, tp=tp)
+        return rules, reference, quantity
 
+    @staticmethod
+    def _wants_protection(intent: TradeIntent) -> bool:
+        return not intent.reduce_only and any(
+            v is not None
+            for v in (intent.stop_loss, intent.take_profit, intent.stop_loss_pct, intent.take_profit_pct)
+        )
+
+    async def _open(self, run: _Run, resume: bool) -> None:
+        intent = run.intent
+        symbol = intent.symbol
+        long = intent.side is Side.BUY
         entry_id = client_order_id(run.key, "entry")
         run.fields["client_order_id"] = entry_id
         entry: Order | None = None
         if resume:
+            # First: an entry that already exists must be protected whatever the checks say now
+            # (the intent may have gone stale, the price may have moved since it was placed).
             with run.step("lookup"):
                 entry = await self.gateway.get_order(symbol, entry_id)
-            if entry is not None:
-                log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
-        if entry is None:
+        if entry is not None:
+            log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
+            rules = self.gateway.rules.get(symbol)
+            reference = intent.entry_price or entry.avg_price
+            quantity = entry.orig_qty
+            run.fields.update(reference_price=reference, quantity=quantity, requested_quantity=quantity)
+            if rules is None:
+                raise ExchangeError(f"entry {entry_id} exists but the rules of {symbol} are not loaded")
+        else:
+            rules, reference, quantity = await self._pre_trade(run, long=long)
             await self._cancel_orphans(run, symbol)
             with run.step("leverage"):
-                await self._configure(symbol, leverage, margin_type)
+                await self._configure(symbol, run.fields["leverage"], run.fields["margin_type"])
             with run.step("entry"):
                 entry = await self._submit_order(
                     symbol,
@@ -420,7 +437,7 @@ class Executor:
             else ResultStatus.PARTIAL
         )
         order_ids = [entry.order_id]
-        if wants_protection:
+        if self._wants_protection(intent):
             with run.step("protection"):
                 flatten = await self._protect(run, rules, entry, long=long, resume=resume)
             if flatten is not None:
@@ -697,13 +714,19 @@ class Executor:
 
     async def _close(self, run: _Run, resume: bool) -> None:
         symbol = run.intent.symbol
-        self._check_fresh(run.intent, run.received_at)
-        rules = self._rules_for(symbol)
         close_id = client_order_id(run.key, "close")
         run.fields["client_order_id"] = close_id
         order: Order | None = None
         if resume:
             order = await self.gateway.get_order(symbol, close_id)
+        if order is None:
+            self._check_fresh(run.intent, run.received_at)
+            rules = self._rules_for(symbol)
+        else:
+            found = self.gateway.rules.get(symbol)
+            if found is None:
+                raise ExchangeError(f"close {close_id} exists but the rules of {symbol} are not loaded")
+            rules = found
         with run.step("close"):
             cancelled = await self._cancel_all_protective(symbol)
             if order is None:

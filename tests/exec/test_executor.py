@@ -387,3 +387,41 @@ async def test_insufficient_margin_is_rejected_with_the_binance_code(
     assert (
         result.error is not None and result.error.code == "-2019" and result.error.source.value == "exchange"
     )
+
+
+async def test_resumed_intent_with_an_existing_entry_is_protected_even_if_stale(
+    executor: Executor, sim: Simulator
+) -> None:
+    # The entry filled, then the process died; by the redelivery the intent is past its TTL and
+    # the mark has moved. Rejecting it as stale now would leave the filled position naked.
+    key = "late-1"
+    await executor.gateway.place_market("BNBUSDT", "BUY", Decimal("1"), client_order_id(key, "entry"))
+    sim.set_mark_price("BNBUSDT", Decimal("700"))
+    old = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    result = await executor.execute(
+        intent(
+            intent_id=key,
+            symbol="BNBUSDT",
+            side="BUY",
+            quantity=1,
+            stop_loss=640,
+            take_profit=720,
+            timestamp=old,
+        ),
+        resume=True,
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED
+    assert len(orders(sim, symbol="BNBUSDT")) == 1
+    assert len(algo_orders(sim, symbol="BNBUSDT", status="NEW")) == 2
+
+
+async def test_stale_intent_not_yet_executed_is_still_rejected_on_resume(
+    executor: Executor, sim: Simulator
+) -> None:
+    old = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    result = await executor.execute(
+        intent(intent_id="late-2", symbol="BNBUSDT", side="BUY", quantity=1, timestamp=old), resume=True
+    )
+    assert result.error is not None and result.error.code == "STALE_INTENT"
+    assert orders(sim) == []
