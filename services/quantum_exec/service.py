@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from quantum_exec import __version__, metrics
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.errors import ConfigError
@@ -121,11 +122,18 @@ class Service:
         self.consumer = IntentConsumer(self._redis, settings, handler, on_progress=self._progress)
         if self._operations:
             self.notifier = Notifier.from_env(watchdog=settings.watchdog)
+            metrics.set_build_info(__version__)
             self.metrics_server = MetricsServer.from_settings(
-                settings, checks=[("redis", self._redis_ready), ("consumer", self._consumer_ready)]
+                settings,
+                checks=[
+                    ("redis", self._redis_ready),
+                    ("group", self._group_ready),
+                    ("consumer", self._consumer_ready),
+                ],
             )
-            if self.executor is not None and hasattr(self.executor, "ready"):
-                self.metrics_server.add_check("executor", self._executor_ready)
+            if self.executor is not None:
+                self.metrics_server.add_check("exchange_rules", self._rules_ready)
+                self.metrics_server.add_check("exchange", self._exchange_ready)
             await self.metrics_server.start()
         await self.consumer.start()
         if self.notifier is not None:
@@ -164,8 +172,16 @@ class Service:
     async def _consumer_ready(self) -> bool:
         return self.consumer is not None and self.consumer.running
 
-    async def _executor_ready(self) -> bool:
-        return bool(self.executor.ready)
+    async def _group_ready(self) -> bool:
+        groups: Any = await self.redis.xinfo_groups(self.settings.intent_stream)
+        wanted = self.settings.consumer_group
+        return any(g.get("name") in (wanted, wanted.encode()) for g in groups)
+
+    async def _rules_ready(self) -> bool:
+        return bool(self.executor.gateway.rules.loaded)
+
+    async def _exchange_ready(self) -> bool:
+        return bool(self.executor.gateway.reachable)
 
     async def stop(self) -> bool:
         """Drain and release everything; True when nothing in flight had to be cancelled. Safe twice."""
