@@ -1,0 +1,216 @@
+"""``make bench`` / ``python -m bench [--quick] [--only latency,naive,throughput,pacing]``.
+
+Runs the service (its own process) against a real Redis server (EmbeddedRedis) and the Binance
+simulator (its own process, bench fixture with 50 extra symbols), plus a naive baseline bot, and
+prints a markdown table; machine-readable results go to ``bench/results/latest.json``.
+See docs/performance.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report, scenarios
+from bench.common import Sim, median, out, redis_client, start_sim, workdir, write_fixture
+from quantum_exec.embedded import EmbeddedRedis, find_redis_server
+
+SCENARIOS = ("latency", "naive", "throughput", "pacing")
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts, one run each")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
+    parser.add_argument("--rtt", default="0,5,50", help="simulator latency in ms, comma list")
+    parser.add_argument("--runs", type=int, help="runs per latency figure (default 3, quick 1)")
+    parser.add_argument("--intents", type=int, help="intents per latency run (default 400, quick 100)")
+    parser.add_argument("--rate", type=float, default=20.0, help="intents/s of the light load")
+    parser.add_argument("--segments", type=int, help="throughput segments (default 20, quick 4)")
+    parser.add_argument("--per-segment", type=int, help="intents per segment (default 5000, quick 2500)")
+    parser.add_argument("--burst", type=int, help="pacing burst size (default 1000, quick 200)")
+    parser.add_argument("--naive-intents", type=int, help="naive latency intents (default 80, quick 40)")
+    parser.add_argument("--naive-burst", type=int, help="naive throughput burst (default 1000, quick 300)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "runs": 1 if quick else 3,
+        "intents": 100 if quick else 400,
+        "segments": 4 if quick else 20,
+        "per_segment": 2500 if quick else 5000,
+        "burst": 200 if quick else 1000,
+        "naive_intents": 40 if quick else 80,
+        "naive_burst": 300 if quick else 1000,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    args.rtt = [int(x) for x in args.rtt.split(",") if x.strip()]
+    return args
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in (
+        "quantum-exec",
+        "python-binance",
+        "redis",
+        "hiredis",
+        "aiohttp",
+        "uvloop",
+        "pydantic",
+        "orjson",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    with contextlib.suppress(Exception):
+        reply = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True, timeout=10)
+        versions["redis-server"] = reply.stdout.split()[2].removeprefix("v=")
+    commit = ""
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_start": os.getloadavg(),
+        "versions": versions,
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+@contextlib.contextmanager
+def simulator(
+    env: scenarios.Env, fixture: tuple[Path, Path], latency_ms: int, rate_limits: bool
+) -> Iterator[Sim]:
+    sim = start_sim(env.workdir, *fixture, latency_ms, rate_limits)
+    try:
+        yield sim
+    finally:
+        sim.child.stop()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "params": {}}
+    results["params"] = {k: v for k, v in vars(args).items() if k != "out"}
+    out(
+        f"quantum-exec bench on {results['machine']['cores']} cores ({results['machine']['cpu']}), "
+        f"load average {results['machine']['loadavg_start'][0]:.2f}"
+    )
+    started = time.monotonic()
+    with workdir() as wd, EmbeddedRedis() as embedded:
+        fixture = write_fixture(wd / "fixture")
+        env = scenarios.Env(wd, embedded.url, redis_client(embedded.url))
+        if "latency" in args.only or "naive" in args.only:
+            latency: dict[str, Any] = {}
+            naive: dict[str, Any] = {}
+            for rtt in args.rtt:
+                with simulator(env, fixture, rtt, rate_limits=False) as sim:
+                    if "latency" in args.only:
+                        runs = []
+                        for i in range(args.runs):
+                            out(
+                                f"[{time.monotonic() - started:5.0f}s] latency RTT {rtt} ms: "
+                                f"run {i + 1}/{args.runs}, "
+                                f"{args.intents} intents at {args.rate:g}/s"
+                            )
+                            runs.append(
+                                scenarios.service_latency(env, sim, count=args.intents, rate=args.rate)
+                            )
+                            r = runs[-1]
+                            out(
+                                f"    time to protected p50 {r['ttp_ms'][50]:.2f} ms, overhead p50 "
+                                f"{r['overhead_ms'][50]:.2f} / p99 {r['overhead_ms'][99]:.2f} ms"
+                                + ("" if r["check"]["all_ok"] else f"  OUTCOMES {r['check']['outcomes']}")
+                            )
+                        latency[str(rtt)] = {"runs": runs, **report.median_of(runs)}
+                    if "naive" in args.only:
+                        out(
+                            f"[{time.monotonic() - started:5.0f}s] naive baseline RTT {rtt} ms: "
+                            f"{args.naive_intents} intents one at a time"
+                        )
+                        runs = [
+                            scenarios.naive_latency(env, sim, count=args.naive_intents)
+                            for _ in range(args.runs)
+                        ]
+                        naive[str(rtt)] = {"runs": runs, **report.median_of(runs)}
+                        out(f"    naive time to protected p50 {naive[str(rtt)]['ttp_ms'][50]:.2f} ms")
+                        if rtt == 0:
+                            tp_runs = []
+                            for i in range(args.runs):
+                                out(
+                                    f"[{time.monotonic() - started:5.0f}s] naive throughput: burst of "
+                                    f"{args.naive_burst}, run {i + 1}/{args.runs}"
+                                )
+                                tp_runs.append(scenarios.naive_throughput(env, sim, count=args.naive_burst))
+                                out(f"    {tp_runs[-1]['intents_per_s']:.0f} intents/s")
+                            naive["throughput"] = {
+                                "runs": tp_runs,
+                                "intents_per_s": median([r["intents_per_s"] for r in tp_runs]),
+                                "cpu_ms_per_intent": median([r["cpu_ms_per_intent"] for r in tp_runs]),
+                            }
+            results["latency"] = latency
+            results["naive"] = naive
+        if "throughput" in args.only:
+            with simulator(env, fixture, 0, rate_limits=False) as sim:
+                out(
+                    f"[{time.monotonic() - started:5.0f}s] throughput + memory: {args.segments} segments of "
+                    f"{args.per_segment} intents across 50 symbols, RTT 0, limits off"
+                )
+                results["throughput"] = scenarios.sustained(
+                    env, sim, segments=args.segments, per_segment=args.per_segment
+                )
+        if "pacing" in args.only:
+            with simulator(env, fixture, 0, rate_limits=True) as sim:
+                out(
+                    f"[{time.monotonic() - started:5.0f}s] pacing: burst of {args.burst} intents, "
+                    "simulator enforcing 300 orders/10s, 1200/min, 2400 weight/min"
+                )
+                results["pacing"] = p = scenarios.pacing(env, sim, count=args.burst)
+                out(
+                    f"    {p['completed']}/{p['intents']} completed in {p['seconds']:.0f}s, "
+                    f"429: {p['http_429']}, 418: {p['http_418']}, "
+                    f"pacing wait {p['pacing_wait_total_s']:.1f}s"
+                )
+    results["elapsed_s"] = time.monotonic() - started
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    out()
+    out(report.markdown(results))
+    out(f"\nresults: {args.out}  ({results['elapsed_s']:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Medians across runs and the markdown report (targets of issue #7 marked met / missed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.common import median
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median across runs of every percentile table (``ttp_ms``, ``overhead_ms``, ``e2e_ms``)."""
+    merged: dict[str, Any] = {}
+    for key in ("ttp_ms", "overhead_ms", "e2e_ms"):
+        tables = [r[key] for r in runs if key in r]
+        if tables:
+            merged[key] = {q: median([t[q] for t in tables]) for q in tables[0]}
+    return merged
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _ok(flag: bool | None) -> str:
+    return "-" if flag is None else ("met" if flag else "**missed**")
+
+
+def _q(table: dict[Any, Any] | None, q: int) -> Any:
+    if not table:
+        return None
+    return table.get(q, table.get(str(q)))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cores']} cores ({m['cpu']}), Python {m['python']}, load average at start "
+        f"{m['loadavg_start'][0]:.2f} (shared with other jobs); commit {m['commit']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "",
+    ]
+    latency = results.get("latency") or {}
+    naive = results.get("naive") or {}
+    rtts = sorted({int(k) for k in latency} | {int(k) for k in naive if k.isdigit()})
+    if rtts:
+        runs = results["params"]["runs"]
+        lines += [
+            f"Latency (light load, {results['params']['rate']:g} intents/s over 50 symbols; median of {runs} "
+            "run(s) of each percentile; ms):",
+            "",
+            "| figure | " + " | ".join(f"RTT {r} ms" for r in rtts) + " | target |",
+            "|---|" + "---|" * len(rtts) + "---|",
+        ]
+
+        def row(name: str, cells: list[str], target: str = "") -> None:
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
+
+        def lat(rtt: int) -> dict[str, Any]:
+            return latency.get(str(rtt), {})
+
+        for q in (50, 95, 99):
+            row(f"time to protected p{q}", [_f(_q(lat(r).get("ttp_ms"), q)) for r in rtts])
+        row(
+            "time to protected p50 / RTT",
+            [_f(_q(lat(r).get("ttp_ms"), 50) / r) if r and lat(r) else "-" for r in rtts],
+        )
+        cells = []
+        for r in rtts:
+            p50 = _q(lat(r).get("ttp_ms"), 50)
+            cells.append("-" if p50 is None else f"{_ok(p50 <= 2.2 * r + 3)} (≤ {2.2 * r + 3:.1f})")
+        row("p50 ≤ 2.2 × RTT + 3 ms", cells, "2.2 × RTT + 3 ms")
+        row("naive time to protected p50", [_f(_q(naive.get(str(r), {}).get("ttp_ms"), 50)) for r in rtts])
+        row("naive time to protected p99", [_f(_q(naive.get(str(r), {}).get("ttp_ms"), 99)) for r in rtts])
+        ratio_cells = []
+        for r in rtts:
+            ours, theirs = _q(lat(r).get("ttp_ms"), 50), _q(naive.get(str(r), {}).get("ttp_ms"), 50)
+            ratio_cells.append(f"{theirs / ours:.2f}×" if ours and theirs else "-")
+        row("naive ÷ ours, time to protected p50", ratio_cells)
+        row("end-to-end (XADD → result acked) p50", [_f(_q(lat(r).get("e2e_ms"), 50)) for r in rtts])
+        row("service overhead p50", [_f(_q(lat(r).get("overhead_ms"), 50)) for r in rtts], "≤ 1 at RTT 0")
+        row("service overhead p99", [_f(_q(lat(r).get("overhead_ms"), 99)) for r in rtts], "≤ 5 at RTT 0")
+        if "0" in latency:
+            o = latency["0"]["overhead_ms"]
+            lines.append(
+                f"| overhead targets at RTT 0 | {_ok(_q(o, 50) <= 1 and _q(o, 99) <= 5)} |"
+                + " |" * (len(rtts) - 1)
+                + " p50 ≤ 1, p99 ≤ 5 |"
+            )
+        lines.append("")
+    tp = results.get("throughput")
+    naive_tp = naive.get("throughput")
+    if tp or naive_tp:
+        lines += ["Throughput (RTT 0, simulator limits off, pacing off, 50 symbols, open/close mix):", ""]
+        lines += ["| figure | quantum-exec | naive | target |", "|---|---|---|---|"]
+        ours = tp["intents_per_s"] if tp else None
+        theirs = naive_tp["intents_per_s"] if naive_tp else None
+        lines.append(
+            f"| intents/s (median of segments) | {_f(ours, 0)}"
+            + (f" (min {tp['intents_per_s_min']:.0f}, max {tp['intents_per_s_max']:.0f})" if tp else "")
+            + f" | {_f(theirs, 0)} | ≥ 300: {_ok(ours >= 300 if ours else None)} |"
+        )
+        lines.append(
+            f"| exchange orders/s | {_f(tp['orders_per_s'] if tp else None, 0)} | - | "
+            f"≥ 900: {_ok(tp['orders_per_s'] >= 900 if tp else None)} |"
+        )
+        lines.append(
+            f"| CPU ms per intent (process under test) | {_f(tp['cpu_ms_per_intent'] if tp else None)} | "
+            f"{_f(naive_tp['cpu_ms_per_intent'] if naive_tp else None)} | |"
+        )
+        lines.append(
+            f"| ours ÷ naive, intents/s | {f'{ours / theirs:.2f}×' if ours and theirs else '-'} | | |"
+        )
+        if tp:
+            lines.append(
+                f"| RSS after warm-up → after {tp['intents_total']:,} intents (MB) | "
+                f"{tp['rss_start_mb']:.1f} → {tp['rss_end_mb']:.1f} (max {tp['rss_max_mb']:.1f}) | | "
+                f"< 150: {_ok(tp['rss_max_mb'] < 150)} |"
+            )
+            lines.append(f"| every intent filled / protected | {'yes' if tp['all_ok'] else '**no**'} | | |")
+        lines.append("")
+    p = results.get("pacing")
+    if p:
+        lines += [
+            "Rate-limit pacing (RTT 0, simulator enforcing 300 orders/10 s, 1,200 orders/min, "
+            "2,400 weight/min):",
+            "",
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| intents completed | {p['completed']} / {p['intents']} (all ok: {p['all_ok']}) | all |",
+            f"| HTTP 429 / 418 received | {p['http_429']} / {p['http_418']} | 0 / 0: "
+            f"{_ok(p['http_429'] == 0 and p['http_418'] == 0)} |",
+            f"| burst drained in | {p['seconds']:.0f} s ({p['orders_per_min']:.0f} orders/min) | |",
+            f"| pacing delay, total over requests | {p['pacing_wait_total_s']:.1f} s over "
+            f"{p['paced_requests']} of {p['requests']} requests | reported |",
+            f"| pacing delay per intent p50 / p99 | {_f(_q(p['intent_pacing_wait_s'], 50), 2)} s / "
+            f"{_f(_q(p['intent_pacing_wait_s'], 99), 2)} s ({p['intents_paced']} intents waited) | |",
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,385 @@
+"""The benchmark scenarios. Each returns a plain dict for ``latest.json`` and the report."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from bench.common import (
+    API_KEY,
+    API_SECRET,
+    INTENT_STREAM,
+    RESULT_STREAM,
+    Child,
+    Sim,
+    cpu_s,
+    median,
+    out,
+    pct,
+    rss_mb,
+    start_child,
+    whole_rounds,
+    workload,
+)
+from quantum_exec.contracts import encode_intent_fields
+
+RESULT_DEADLINE_S = 600.0
+
+
+@dataclass
+class Env:
+    """What every scenario runs against: the work directory, Redis and how to start simulators."""
+
+    workdir: Path
+    redis_url: str
+    r: redis.Redis
+    seq: int = 0
+
+    def next_tag(self, name: str) -> str:
+        self.seq += 1
+        return f"{name}{self.seq}-{int(time.time())}"
+
+    def clean(self) -> None:
+        """An empty Redis for the next run (streams, group, idempotency records, leases)."""
+        self.r.flushall()
+
+
+# -- the processes under test ------------------------------------------------------------------
+
+
+def start_worker(env: Env, sim: Sim, *, pacing: bool, instrument: bool, tag: str) -> tuple[Child, Path]:
+    outfile = env.workdir / f"worker-{tag}.json"
+    config = {
+        "sim_url": sim.url,
+        "redis_url": env.redis_url,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "pacing": pacing,
+        "instrument": instrument,
+        "max_concurrency": 64,
+        "out": str(outfile),
+        "log": str(env.workdir / f"worker-{tag}.jsonl"),
+    }
+    path = env.workdir / f"worker-{tag}.config.json"
+    path.write_bytes(orjson.dumps(config))
+    child, _ = start_child(["bench.worker", str(path)], env.workdir / f"worker-{tag}.stderr", "READY")
+    return child, outfile
+
+
+def stop_worker(child: Child, outfile: Path) -> dict[str, Any]:
+    code = child.stop(timeout=60)
+    if code != 0 or not outfile.exists():
+        tail = child.log_path.read_text()[-3000:] if child.log_path else ""
+        raise RuntimeError(f"worker exited with {code}:\n{tail}")
+    data: dict[str, Any] = orjson.loads(outfile.read_bytes())
+    return data
+
+
+def start_naive(env: Env, sim: Sim, count: int, tag: str) -> tuple[Child, Path]:
+    outfile = env.workdir / f"naive-{tag}.json"
+    config = {
+        "sim_url": sim.url,
+        "redis_url": env.redis_url,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "count": count,
+        "out": str(outfile),
+    }
+    path = env.workdir / f"naive-{tag}.config.json"
+    path.write_bytes(orjson.dumps(config))
+    child, _ = start_child(["bench.naive", str(path)], env.workdir / f"naive-{tag}.stderr", "READY")
+    return child, outfile
+
+
+def finish_naive(child: Child, outfile: Path) -> list[list[Any]]:
+    code = child.proc.wait(timeout=RESULT_DEADLINE_S)
+    if code != 0 or not outfile.exists():
+        tail = child.log_path.read_text()[-3000:] if child.log_path else ""
+        raise RuntimeError(f"naive baseline exited with {code}:\n{tail}")
+    records: list[list[Any]] = orjson.loads(outfile.read_bytes())["records"]
+    return records
+
+
+# -- publishing and collecting -----------------------------------------------------------------
+
+
+def publish_paced(r: redis.Redis, intents: list[dict[str, Any]], rate: float) -> dict[str, float]:
+    """XADD one intent every 1/rate s (open loop); stream id -> wall time taken just before the XADD."""
+    sent: dict[str, float] = {}
+    t0 = time.monotonic()
+    for i, payload in enumerate(intents):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the load generator's schedule, not a settle wait
+        fields = encode_intent_fields(payload, "bench")
+        at = time.time()
+        sid = r.xadd(INTENT_STREAM, fields)  # type: ignore[arg-type]
+        sent[sid.decode()] = at
+    return sent
+
+
+def publish_burst(r: redis.Redis, intents: list[dict[str, Any]], batch: int = 500) -> float:
+    """XADD everything as fast as pipelines go; returns the wall time just before the first XADD."""
+    encoded = [encode_intent_fields(p, "bench") for p in intents]
+    start = time.time()
+    for i in range(0, len(encoded), batch):
+        pipe = r.pipeline(transaction=False)
+        for fields in encoded[i : i + batch]:
+            pipe.xadd(INTENT_STREAM, fields)  # type: ignore[arg-type]
+        pipe.execute()
+    return start
+
+
+def wait_results(r: redis.Redis, total: int, deadline_s: float = RESULT_DEADLINE_S) -> float:
+    """Wait until the result stream holds ``total`` entries; returns the wall time it was seen."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if r.xlen(RESULT_STREAM) >= total:
+            return time.time()
+        time.sleep(0.01)
+    raise TimeoutError(f"only {r.xlen(RESULT_STREAM)} of {total} results after {deadline_s:.0f}s")
+
+
+def read_results(r: redis.Redis, after: str = "-") -> tuple[list[dict[str, Any]], str]:
+    """Every result payload after ``after`` (exclusive unless '-'); returns them and the last id."""
+    found: list[dict[str, Any]] = []
+    start = after
+    while True:
+        page = r.xrange(RESULT_STREAM, min=start, max="+", count=2000)
+        if start != "-" and page and page[0][0].decode() == start:
+            page = page[1:]
+        if not page:
+            break
+        for sid, fields in page:
+            found.append(orjson.loads(fields[b"payload"]))
+            start = sid.decode()
+    return found, start
+
+
+def check_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of outcomes; every open must be filled+protected and every close filled."""
+    outcomes: Counter[str] = Counter()
+    orders = 0
+    for res in results:
+        action, status = res.get("action"), res.get("status")
+        protection = res.get("protection")
+        if action == "CLOSE":
+            ok = status == "filled"
+            orders += 1
+        else:
+            ok = status == "filled" and protection == "protected"
+            orders += 3
+        err = res.get("error") or {}
+        outcomes["ok" if ok else f"{action}:{status}:{protection}:{err.get('code')}"] += 1
+    return {"outcomes": dict(outcomes), "all_ok": set(outcomes) <= {"ok"}, "orders": orders}
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+def warm_up(env: Env, symbols_intents: int = 100) -> None:
+    """One open and one close per symbol: leverage, margin type and brackets are then known."""
+    intents = workload(env.next_tag("warm"), symbols_intents)
+    publish_burst(env.r, intents)
+    wait_results(env.r, len(intents), 120)
+
+
+def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str, Any]:
+    """Light open-loop load: time to protected and service overhead per intent (one run)."""
+    env.clean()
+    sim.fresh(rate_limits=False)
+    tag = env.next_tag(f"lat{sim.latency_ms}-")
+    child, outfile = start_worker(env, sim, pacing=False, instrument=True, tag=tag)
+    try:
+        warm_up(env)
+        already = env.r.xlen(RESULT_STREAM)
+        intents = workload(tag, whole_rounds(count))
+        sent = publish_paced(env.r, intents, rate)
+        wait_results(env.r, already + len(intents))
+    finally:
+        data = stop_worker(child, outfile)
+    results, _ = read_results(env.r)
+    check = check_results(results[already:])
+    records = {row[0]: row for row in data["records"]}
+    ttp: list[float] = []
+    overhead: list[float] = []
+    e2e: list[float] = []
+    for sid, xadd_at in sent.items():
+        row = records.get(sid)
+        if row is None:
+            continue
+        _, _start, _end, committed, busy, _paced, _calls, acks = row
+        if committed:
+            e2e.append(committed - xadd_at)
+            overhead.append(committed - xadd_at - busy)
+        if len(acks) == 2:
+            ttp.append(max(acks) - xadd_at)
+    ms = 1000.0
+    return {
+        "intents": len(intents),
+        "opens_protected": len(ttp),
+        "ttp_ms": {q: pct(ttp, q) * ms for q in (50, 95, 99)},
+        "overhead_ms": {q: pct(overhead, q) * ms for q in (50, 99)},
+        "e2e_ms": {q: pct(e2e, q) * ms for q in (50, 99)},
+        "check": check,
+        "statuses": data["statuses"],
+    }
+
+
+def naive_latency(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
+    """The naive bot, one intent at a time (closed loop): time to protected from the XADD."""
+    env.clean()
+    sim.fresh(rate_limits=False)
+    tag = env.next_tag(f"naive{sim.latency_ms}-")
+    intents = workload(tag, whole_rounds(count, symbols=10), symbols=_first(10))
+    child, outfile = start_naive(env, sim, len(intents), tag)
+    sent: dict[str, float] = {}
+    for i, payload in enumerate(intents):
+        fields = encode_intent_fields(payload, "bench")
+        at = time.time()
+        sid = env.r.xadd(INTENT_STREAM, fields)  # type: ignore[arg-type]
+        sent[sid.decode()] = at
+        wait_results(env.r, i + 1, 60)
+    records = finish_naive(child, outfile)
+    ttp = [row[2] - sent[row[0]] for row in records if row[2]]
+    failed = sum(1 for row in records if not row[4])
+    return {
+        "intents": len(intents),
+        "failed": failed,
+        "ttp_ms": {q: pct(ttp, q) * 1000 for q in (50, 95, 99)},
+    }
+
+
+def naive_throughput(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
+    """The naive bot draining a burst of intents across the 50 symbols."""
+    env.clean()
+    sim.fresh(rate_limits=False)
+    tag = env.next_tag("naivetp-")
+    intents = workload(tag, whole_rounds(count))
+    child, outfile = start_naive(env, sim, len(intents), tag)
+    cpu0 = cpu_s(child.pid)
+    start = publish_burst(env.r, intents)
+    done = wait_results(env.r, len(intents))
+    cpu1 = cpu_s(child.pid)
+    records = finish_naive(child, outfile)
+    failed = sum(1 for row in records if not row[4])
+    rate = len(intents) / (done - start)
+    return {
+        "intents": len(intents),
+        "failed": failed,
+        "intents_per_s": rate,
+        "cpu_ms_per_intent": (cpu1 - cpu0) / len(intents) * 1000,
+    }
+
+
+def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[str, Any]:
+    """Throughput and memory: ``segments`` bursts of ``per_segment`` intents through one instance.
+
+    Exchange limits off in the simulator, pacing off in the service, 0 ms RTT. Between segments
+    every position is closed and the simulator's account is reset (its trade list would otherwise
+    grow without bound and slow its own userTrades scans; the service keeps running).
+    """
+    env.clean()
+    sim.fresh(rate_limits=False)
+    tag = env.next_tag("tp-")
+    child, outfile = start_worker(env, sim, pacing=False, instrument=False, tag=tag)
+    per_segment = whole_rounds(per_segment)
+    rows: list[dict[str, Any]] = []
+    last_id = "-"
+    total = 0
+    try:
+        warm_up(env)
+        total = env.r.xlen(RESULT_STREAM)
+        _, last_id = read_results(env.r)
+        rss_start = rss_mb(child.pid)
+        for seg in range(segments):
+            intents = workload(f"{tag}s{seg}", per_segment)
+            cpu0 = cpu_s(child.pid)
+            start = publish_burst(env.r, intents)
+            total += len(intents)
+            done = wait_results(env.r, total)
+            cpu1 = cpu_s(child.pid)
+            results, last_id = read_results(env.r, last_id)
+            check = check_results(results)
+            elapsed = done - start
+            rows.append(
+                {
+                    "intents": len(intents),
+                    "seconds": elapsed,
+                    "intents_per_s": len(intents) / elapsed,
+                    "orders_per_s": check["orders"] / elapsed,
+                    "cpu_ms_per_intent": (cpu1 - cpu0) / len(intents) * 1000,
+                    "rss_mb": rss_mb(child.pid),
+                    "check": check,
+                }
+            )
+            out(
+                f"    segment {seg + 1}/{segments}: {rows[-1]['intents_per_s']:.0f} intents/s, "
+                f"{rows[-1]['cpu_ms_per_intent']:.2f} ms CPU/intent, RSS {rows[-1]['rss_mb']:.1f} MB"
+                + ("" if check["all_ok"] else f"  OUTCOMES {check['outcomes']}")
+            )
+            sim.fresh(rate_limits=False)
+    finally:
+        data = stop_worker(child, outfile)
+    measured = rows[1:] if len(rows) > 2 else rows  # the first segment warms caches and the JIT-less heap
+    return {
+        "segments": rows,
+        "intents_total": sum(r["intents"] for r in rows),
+        "intents_per_s": median([r["intents_per_s"] for r in measured]),
+        "intents_per_s_min": min(r["intents_per_s"] for r in measured),
+        "intents_per_s_max": max(r["intents_per_s"] for r in measured),
+        "orders_per_s": median([r["orders_per_s"] for r in measured]),
+        "cpu_ms_per_intent": median([r["cpu_ms_per_intent"] for r in measured]),
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rows[-1]["rss_mb"],
+        "rss_max_mb": max(r["rss_mb"] for r in rows),
+        "all_ok": all(r["check"]["all_ok"] for r in rows),
+        "statuses": data["statuses"],
+    }
+
+
+def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
+    """A burst with the simulator enforcing Binance's limits and the service pacing itself."""
+    env.clean()
+    sim.fresh(rate_limits=True)
+    tag = env.next_tag("pace-")
+    child, outfile = start_worker(env, sim, pacing=True, instrument=True, tag=tag)
+    intents = workload(tag, whole_rounds(count))
+    try:
+        start = publish_burst(env.r, intents)
+        done = wait_results(env.r, len(intents), 900)
+    finally:
+        data = stop_worker(child, outfile)
+    results, _ = read_results(env.r)
+    check = check_results(results)
+    paced = [row[5] for row in data["records"]]
+    statuses = {int(k): v for k, v in data["statuses"].items()}
+    minutes = (done - start) / 60
+    return {
+        "intents": len(intents),
+        "completed": len(results),
+        "all_ok": check["all_ok"],
+        "outcomes": check["outcomes"],
+        "http_429": statuses.get(429, 0),
+        "http_418": statuses.get(418, 0),
+        "requests": sum(statuses.values()),
+        "statuses": statuses,
+        "seconds": done - start,
+        "orders_per_min": check["orders"] / minutes,
+        "pacing_wait_total_s": data["pacing"]["seconds"],
+        "paced_requests": data["pacing"]["requests"],
+        "intent_pacing_wait_s": {q: pct(paced, q) for q in (50, 99)},
+        "intents_paced": sum(1 for p in paced if p > 0),
+    }
+
+
+def _first(n: int) -> tuple[str, ...]:
+    from bench.common import BENCH_SYMBOLS
+
+    return BENCH_SYMBOLS[:n]

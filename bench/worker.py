@@ -1,0 +1,204 @@
+"""The service under test in its own process: ``python -m bench.worker <config.json>``.
+
+Runs ``quantum_exec.service.Service`` exactly as ``serve`` does (uvloop, JSON logs at INFO, the
+real executor against the simulator over HTTP), optionally instrumented from the outside:
+
+- ``Executor.execute`` is wrapped to give each intent a record in a context variable;
+- ``BinanceGateway._call`` adds its wall time to the record as the *union* of concurrent calls
+  (a counter of calls in flight; time counts while at least one is open), so SL and TP placed
+  together count once;
+- ``BinanceGateway.place_algo`` stamps each protective order's acknowledgement;
+- ``Store.commit`` stamps when the result was published and the entry acked.
+
+Every HTTP status the gateway receives and every pacing wait is counted (also when not
+instrumented: a dict increment per response). Nothing in the service is changed; the wrappers
+only observe. Prints ``READY`` on stdout when consuming; on SIGTERM it drains, stops and writes
+its records to the ``out`` path of the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections import Counter
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import SecretStr
+
+from quantum_exec import exchange
+from quantum_exec.exchange import BinanceGateway
+from quantum_exec.executor import Executor
+from quantum_exec.logs import setup_logging
+from quantum_exec.ratelimit import RateLimiter
+from quantum_exec.service import Service
+from quantum_exec.settings import Settings
+from quantum_exec.store import Store
+
+
+class Rec:
+    """What one intent did: times are epoch seconds except ``busy``/``paced`` (durations)."""
+
+    __slots__ = ("acks", "active", "busy", "busy_since", "calls", "committed", "end", "paced", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.end = 0.0
+        self.committed = 0.0
+        self.active = 0
+        self.busy_since = 0.0
+        self.busy = 0.0
+        self.paced = 0.0
+        self.calls = 0
+        self.acks: list[float] = []
+
+
+CURRENT: ContextVar[Rec | None] = ContextVar("bench_record", default=None)
+RECORDS: dict[str, Rec] = {}
+STATUSES: Counter[int] = Counter()
+PACING = {"requests": 0, "seconds": 0.0}
+
+
+def count_responses() -> None:
+    original = exchange._Client._handle_response
+
+    async def handle_response(self: Any, response: Any) -> Any:
+        STATUSES[int(response.status)] += 1
+        return await original(self, response)
+
+    exchange._Client._handle_response = handle_response
+
+    acquire = RateLimiter.acquire
+
+    async def paced_acquire(self: RateLimiter, weight: int, orders: int = 0) -> float:
+        waited = await acquire(self, weight, orders)
+        if waited:
+            PACING["requests"] += 1
+            PACING["seconds"] += waited
+            rec = CURRENT.get()
+            if rec is not None:
+                rec.paced += waited
+        return waited
+
+    RateLimiter.acquire = paced_acquire  # type: ignore[method-assign]
+
+
+def instrument() -> None:
+    execute = Executor.execute
+
+    async def timed_execute(self: Executor, intent: Any, **kwargs: Any) -> Any:
+        rec = Rec(time.time())
+        token = CURRENT.set(rec)
+        try:
+            return await execute(self, intent, **kwargs)
+        finally:
+            CURRENT.reset(token)
+            rec.end = time.time()
+            stream_id = kwargs.get("stream_id")
+            if stream_id:
+                RECORDS[stream_id] = rec
+
+    call = BinanceGateway._call
+
+    async def timed_call(self: BinanceGateway, *args: Any, **kwargs: Any) -> Any:
+        rec = CURRENT.get()
+        if rec is None:
+            return await call(self, *args, **kwargs)
+        if rec.active == 0:
+            rec.busy_since = time.perf_counter()
+        rec.active += 1
+        rec.calls += 1
+        try:
+            return await call(self, *args, **kwargs)
+        finally:
+            rec.active -= 1
+            if rec.active == 0:
+                rec.busy += time.perf_counter() - rec.busy_since
+
+    place_algo = BinanceGateway.place_algo
+
+    async def timed_place_algo(self: BinanceGateway, *args: Any, **kwargs: Any) -> Any:
+        order = await place_algo(self, *args, **kwargs)
+        rec = CURRENT.get()
+        if rec is not None:
+            rec.acks.append(time.time())
+        return order
+
+    commit = Store.commit
+
+    async def timed_commit(self: Store, **kwargs: Any) -> Any:
+        outcome = await commit(self, **kwargs)
+        rec = RECORDS.get(kwargs["stream_id"])
+        if rec is not None:
+            rec.committed = time.time()
+        return outcome
+
+    Executor.execute = timed_execute  # type: ignore[method-assign]
+    BinanceGateway._call = timed_call  # type: ignore[method-assign]
+    BinanceGateway.place_algo = timed_place_algo  # type: ignore[method-assign]
+    Store.commit = timed_commit  # type: ignore[method-assign]
+
+
+async def serve(settings: Settings, out: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    service = Service(settings, operations=False)
+    await service.start()
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    await stop.wait()
+    drained = await service.stop()
+    records = [
+        [sid, r.start, r.end, r.committed, r.busy, r.paced, r.calls, r.acks] for sid, r in RECORDS.items()
+    ]
+    await asyncio.to_thread(
+        out.write_bytes,
+        orjson.dumps(
+            {
+                "drained": drained,
+                "records": records,
+                "statuses": {str(k): v for k, v in STATUSES.items()},
+                "pacing": PACING,
+            }
+        ),
+    )
+
+
+def main() -> None:
+    config = orjson.loads(Path(sys.argv[1]).read_bytes())
+    settings = Settings(
+        exchange="sim",
+        binance_base_url=config["sim_url"],
+        redis_url=config["redis_url"],
+        api_key=SecretStr(config["api_key"]),
+        api_secret=SecretStr(config["api_secret"]),
+        consumer_name="bench-worker",
+        max_concurrency=config.get("max_concurrency", 64),
+        rate_limit_pacing=config["pacing"],
+        log_format="json",
+        log_level="INFO",
+        watchdog=False,
+    )
+    with Path(config["log"]).open("a") as log:
+        setup_logging(settings, stream=log)
+        count_responses()
+        if config.get("instrument", True):
+            instrument()
+        runner: Any = asyncio.run
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            pass
+        runner(serve(settings, Path(config["out"])))
+
+
+if __name__ == "__main__":
+    main()
