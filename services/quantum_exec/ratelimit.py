@@ -128,8 +128,16 @@ class RateLimiter:
         return max(0.0, until - now)
 
     async def acquire(self, weight: int, orders: int = 0) -> float:
-        """Reserve capacity for one request; returns the seconds spent waiting."""
+        """Reserve capacity for one request; returns the seconds spent waiting.
+
+        With pacing disabled, the exchange's own Retry-After (see :meth:`pause`) is still obeyed:
+        ignoring it is what turns a 429 into a 418 ban.
+        """
         if not self.enabled:
+            delay = self._paused_until - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+                return delay
             return 0.0
         waited = 0.0
         while True:

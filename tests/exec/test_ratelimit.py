@@ -73,6 +73,14 @@ async def test_external_usage_from_headers_is_respected() -> None:
     assert waited == pytest.approx(60.0)
 
 
+async def test_disabled_pacing_still_obeys_retry_after() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(Limits(orders_10s=1), enabled=False, clock=clock, sleep=clock.sleep)
+    limiter.pause(3.0, reason="http_429")
+    assert await limiter.acquire(weight=1, orders=1) == pytest.approx(3.0)
+    assert await limiter.acquire(weight=1, orders=1) == 0
+
+
 async def test_disabled_limiter_never_waits() -> None:
     clock = FakeClock()
     limiter = RateLimiter(Limits(orders_10s=1), enabled=False, clock=clock, sleep=clock.sleep)
