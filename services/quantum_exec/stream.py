@@ -180,9 +180,13 @@ class IntentConsumer:
     # lifecycle
 
     async def start(self) -> None:
-        """Start the read and maintenance loops (the group is created by the read loop)."""
+        """Create the group (so readiness means it exists), then start the read and maintenance loops.
+
+        The read loop creates it again after a Redis restart that lost it.
+        """
         if self._reader is not None:
             return
+        await self._ensure_group()
         self._reader = asyncio.create_task(self._read_loop(), name="intent-reader")
         self._maintainer = asyncio.create_task(self._maintenance_loop(), name="intent-maintenance")
         log.info("consumer.started", consumer=self.consumer, stream=self.keys.intent_stream)
