@@ -118,6 +118,8 @@ class _Run:
     stream_id: str | None
     received_at: datetime
     started: float = field(default_factory=time.perf_counter)
+    # When this attempt began (monotonic): a request of an earlier, dead attempt was sent before it.
+    began: float = field(default_factory=time.monotonic)
     fields: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -399,7 +401,7 @@ class Executor:
             # First: an entry that already exists must be protected whatever the checks say now
             # (the intent may have gone stale, the price may have moved since it was placed).
             with run.step("lookup"):
-                entry = await self.gateway.get_order(symbol, entry_id)
+                entry = await self._find_on_resume(run, lambda: self.gateway.get_order(symbol, entry_id))
         if entry is not None:
             log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
             rules = self.gateway.rules.get(symbol)
@@ -510,6 +512,15 @@ class Executor:
                 await asyncio.sleep(0.2)
         raise UnknownOutcomeError(f"order {client_id} could not be placed or found after 3 attempts")
 
+    async def _find_on_resume(self, run: _Run, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
+        """Look an order of an earlier attempt up; "not found" counts only once it is certain.
+
+        The earlier attempt may have died with its request still inside the exchange, which
+        executes it until ``timestamp + recvWindow``; that request was sent before this attempt
+        began, so from ``run.began`` on the usual unknown-outcome bound applies.
+        """
+        return await self._resolve(run.began, lookup)
+
     async def _resolve(self, sent_at: float, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
         """Poll ``lookup`` until it finds the order or the request can no longer be accepted.
 
@@ -575,7 +586,8 @@ class Executor:
             for leg in legs:
                 leg.error = exc
         else:
-            await asyncio.gather(*(self._place_leg(symbol, leg, resume) for leg in legs))
+            resumed_at = run.began if resume else None
+            await asyncio.gather(*(self._place_leg(symbol, leg, resumed_at) for leg in legs))
         for leg in legs:
             if leg.order is not None:
                 self._own_protective.setdefault(symbol, set()).add(leg.order.algo_id)
@@ -602,13 +614,13 @@ class Executor:
             run.fields["stop_loss" if leg.kind == "SL" else "take_profit"] = leg.to_contract()
         return flatten
 
-    async def _place_leg(self, symbol: str, leg: _Protection, resume: bool) -> None:
+    async def _place_leg(self, symbol: str, leg: _Protection, resumed_at: float | None) -> None:
         """Place one protective order with the allowed retries; records the order or the error."""
         s = self._settings
         assert leg.trigger_price is not None
         trigger = leg.trigger_price
-        if resume:
-            found = await self.gateway.get_algo(leg.client_algo_id)
+        if resumed_at is not None:
+            found = await self._resolve(resumed_at, lambda: self.gateway.get_algo(leg.client_algo_id))
             if found is not None:
                 leg.order = found
                 return
@@ -718,7 +730,7 @@ class Executor:
         run.fields["client_order_id"] = close_id
         order: Order | None = None
         if resume:
-            order = await self.gateway.get_order(symbol, close_id)
+            order = await self._find_on_resume(run, lambda: self.gateway.get_order(symbol, close_id))
         if order is None:
             self._check_fresh(run.intent, run.received_at)
             rules = self._rules_for(symbol)
