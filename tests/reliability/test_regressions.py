@@ -1,0 +1,110 @@
+"""Regressions for bugs the reliability suite found, each pinned deterministically.
+
+A process that dies leaves its last request inside the exchange: Binance still executes a request
+until ``timestamp + recvWindow``. The instance that resumes the intent must not take "not found
+yet" for "absent" before that moment, or the late request and its own re-placement both execute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from binance_sim import SimConfig, Simulator
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.executor import Executor, create_executor
+from quantum_exec.ids import client_order_id
+from quantum_exec.settings import Settings
+from support.sim_state import algo_orders, intent, orders, position_amount
+
+pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.timeout(60)]
+
+KEY, SECRET = "rel-regress-key", "rel-regress-secret"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(SimConfig(api_key=KEY, api_secret=SECRET))
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+async def _executor(sim: Simulator) -> Executor:
+    settings = Settings(
+        binance_base_url=sim.base_url,
+        api_key=KEY,
+        api_secret=SECRET,
+        metrics_port=0,
+        order_lookup_interval_s=0.05,
+        recv_window_ms=2000,
+    )
+    return await create_executor(settings)
+
+
+async def _die_during(sim: Simulator, path: str, payload: dict[str, Any]) -> None:
+    """Start executing on a first executor and 'kill' it while ``path`` is inside the exchange."""
+    sim.set_faults(faults=[{"kind": "latency", "ms": 800, "method": "POST", "path": path, "count": 1}])
+    first = await _executor(sim)
+    task = asyncio.create_task(first.execute(intent(**payload)))
+    deadline = asyncio.get_running_loop().time() + 10
+    # wait until the request is inside the exchange (the latency rule was consumed)
+    while sim.state()["faults"]["faults"]:
+        assert asyncio.get_running_loop().time() < deadline, "request never reached the exchange"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await first.close()
+
+
+async def test_resume_while_the_dead_entry_request_is_still_in_the_exchange(sim: Simulator) -> None:
+    payload = {
+        "intent_id": "late-entry",
+        "symbol": "ETHUSDT",
+        "side": "BUY",
+        "position_size_usd": 400,
+        "stop_loss_pct": 2,
+        "take_profit_pct": 2,
+    }
+    await _die_during(sim, "/fapi/v1/order", payload)
+    second = await _executor(sim)
+    try:
+        result = await second.execute(intent(**payload), resume=True)
+    finally:
+        await second.close()
+    await asyncio.sleep(1.0)  # let the dead request land if it had not yet (it lands at 800 ms)
+    entries = [o for o in orders(sim) if o["clientOrderId"] == client_order_id("late-entry", "entry")]
+    assert len(entries) == 1, entries
+    assert result.status is ResultStatus.FILLED and result.order_id == entries[0]["orderId"]
+    assert result.protection is ProtectionState.PROTECTED
+    assert position_amount(sim, "ETHUSDT") == result.executed_quantity
+
+
+async def test_resume_while_the_dead_stop_request_is_still_in_the_exchange(sim: Simulator) -> None:
+    payload = {
+        "intent_id": "late-stop",
+        "symbol": "SOLUSDT",
+        "side": "SELL",
+        "position_size_usd": 400,
+        "stop_loss_pct": 2,
+        "take_profit_pct": 3,
+    }
+    await _die_during(sim, "/fapi/v1/algoOrder", payload)
+    second = await _executor(sim)
+    try:
+        result = await second.execute(intent(**payload), resume=True)
+        assert result.protection is ProtectionState.PROTECTED
+        # the next intent on the symbol closes the position and cancels its protection
+        closed = await second.execute(intent(intent_id="late-stop-close", symbol="SOLUSDT", side="CLOSE"))
+    finally:
+        await second.close()
+    assert closed.status is ResultStatus.FILLED
+    await asyncio.sleep(1.0)  # let the dead request land if it had not yet
+    assert position_amount(sim, "SOLUSDT") == 0
+    assert algo_orders(sim, symbol="SOLUSDT", status="NEW") == []  # nothing armed on a flat symbol
