@@ -48,6 +48,7 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
 )
 from quantum_exec.exchange import BinanceGateway, rest_root
+from quantum_exec.fencing import ensure_owner
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.logs import get_logger
 from quantum_exec.rules import SymbolRules, check_protection, round_trigger, size_quantity, trigger_from_pct
@@ -496,6 +497,7 @@ class Executor:
     async def _submit_order(self, symbol: str, client_id: str, send: Callable[[], Awaitable[Order]]) -> Order:
         """Place an order; after an unknown outcome look it up, re-send only when certainly absent."""
         for _ in range(3):
+            await ensure_owner(f"order {client_id}")
             sent_at = time.monotonic()
             try:
                 return await send()
@@ -625,6 +627,7 @@ class Executor:
                 leg.order = found
                 return
         for attempt in range(s.protection_retries + 1):
+            await ensure_owner(f"order {leg.client_algo_id}")
             sent_at = time.monotonic()
             try:
                 leg.order = await self.gateway.place_algo(

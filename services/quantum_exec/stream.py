@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from quantum_exec import metrics
+from quantum_exec import fencing, metrics
 from quantum_exec.contracts import (
     ErrorSource,
     ExecutionResult,
@@ -560,6 +560,10 @@ class IntentConsumer:
                 return
             resume = begun is BeginState.RESUMED or entry.deliveries > 1
             metrics.IN_FLIGHT.inc()
+            # Before each order the executor checks that the lease is still ours (see fencing.py).
+            fence = fencing.set_check(
+                lambda: self._retry_redis(lambda: self.store.renew_lease(lease), "fence")
+            )
             try:
                 result = await self.handler(intent, entry.stream_id, entry.received_at, resume=resume)
             except Exception as exc:
@@ -570,6 +574,7 @@ class IntentConsumer:
                 )
                 return
             finally:
+                fencing.reset_check(fence)
                 metrics.IN_FLIGHT.dec()
             await self._commit(entry, key, result, lease=lease)
         finally:
