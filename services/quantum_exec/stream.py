@@ -41,8 +41,10 @@ from quantum_exec.contracts import (
     ErrorSource,
     ExecutionResult,
     PayloadError,
+    ProtectionState,
     ResultError,
     ResultStatus,
+    Side,
     TradeIntent,
     decode_entry,
     encode_result_fields,
@@ -624,10 +626,23 @@ class IntentConsumer:
     async def _answer_poison(self, entry: _Entry, intent: TradeIntent, key: str, lease: Lease) -> None:
         entry.started = True
         message = f"delivered {entry.deliveries} times (max_deliveries={self.settings.max_deliveries})"
+        protection = ProtectionState.NOT_REQUESTED
+        state = await self._retry_redis(
+            lambda: self.redis.hget(self.keys.idempotency(key), "state"), "poison"
+        )
+        if state is not None and _text(state) == "in_flight" and intent.side is not Side.CLOSE:
+            # An earlier attempt began executing: it may have filled the entry without SL/TP.
+            protection = ProtectionState.UNPROTECTED
+            message += (
+                f"; an earlier attempt began executing and may have opened a {intent.symbol} position "
+                "that is not protected: check it"
+            )
+            log.error("position.unverified", intent_id=key, symbol=intent.symbol, stream_id=entry.stream_id)
         result = ExecutionResult(
             symbol=intent.symbol,
             action=intent.side,
             status=ResultStatus.FAILED,
+            protection=protection,
             intent_id=key,
             stream_id=entry.stream_id,
             error=ResultError(
