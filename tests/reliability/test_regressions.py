@@ -108,3 +108,51 @@ async def test_resume_while_the_dead_stop_request_is_still_in_the_exchange(sim: 
     await asyncio.sleep(1.0)  # let the dead request land if it had not yet
     assert position_amount(sim, "SOLUSDT") == 0
     assert algo_orders(sim, symbol="SOLUSDT", status="NEW") == []  # nothing armed on a flat symbol
+
+
+async def test_poisoned_intent_whose_earlier_attempt_began_is_reported_unprotected(
+    redis_url: str, unique_names: dict[str, Any]
+) -> None:
+    # Killed 5 times mid-execution: the 6th delivery is poison, but the first attempts may have
+    # filled the entry; the result must not say "not_requested" over a possibly naked position.
+    import redis.asyncio as aioredis
+
+    from quantum_exec.contracts import decode_result_fields, encode_intent_fields
+    from quantum_exec.stream import IntentConsumer
+
+    settings = Settings(
+        redis_url=redis_url,
+        **unique_names,
+        max_deliveries=1,
+        block_ms=100,
+        claim_idle_ms=1000,
+        claim_interval_s=0.1,
+    )
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    try:
+        stream, group = unique_names["intent_stream"], unique_names["consumer_group"]
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+        payload = {"intent_id": "poison-began", "symbol": "ETHUSDT", "side": "BUY", "quantity": 1}
+        await client.xadd(stream, encode_intent_fields(payload, "test"))
+        for _ in range(2):  # two deliveries to the (dead) consumer itself
+            await client.xreadgroup(group, settings.consumer_name, {stream: "0" if _ else ">"})
+        await client.hset(f"{unique_names['key_prefix']}:idem:poison-began", mapping={"state": "in_flight"})
+
+        async def never(*_args: Any, **_kw: Any) -> Any:
+            raise AssertionError("a poison entry is not executed")
+
+        consumer = IntentConsumer(client, settings, never)
+        await consumer.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 15
+            while not await client.xlen(unique_names["result_stream"]):
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+        finally:
+            await consumer.stop()
+        [(_sid, fields)] = await client.xrange(unique_names["result_stream"])
+        result = decode_result_fields(fields)
+        assert result.error is not None and result.error.code == "POISON_MESSAGE"
+        assert result.protection is ProtectionState.UNPROTECTED
+    finally:
+        await client.aclose()
