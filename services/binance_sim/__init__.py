@@ -39,7 +39,8 @@ Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
 
 Each rule: ``kind`` (required), ``method`` ("*" = any), ``path`` (exact, ``"/fapi/v1/*"`` prefix, or
 "*"), ``count`` (next N matching requests; null = until replaced), and optional ``status``, ``code``
-(null = no code key), ``msg`` overriding the kind's reply. Kinds:
+(null = no code key), ``msg`` overriding the kind's reply, ``retry_after_s`` (a ``Retry-After``
+header on the fault's reply, as Binance sends with every 429/418). Kinds:
 
 - ``latency`` (``ms``): delay before processing; every matching latency rule adds up.
 - ``error``: reply ``status``/``code``/``msg`` before processing (nothing happens).

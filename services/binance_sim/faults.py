@@ -54,6 +54,7 @@ class Fault:
     code: int | None
     msg: str
     delay_ms: int = 0
+    retry_after_s: int | None = None  # a Retry-After header, as Binance sends with every 429/418
 
     def matches(self, method: str, path: str) -> bool:
         """True when this rule applies to ``method path`` (``*`` wildcards, ``prefix*`` paths)."""
@@ -82,6 +83,7 @@ class Fault:
             "status": self.status,
             "code": self.code,
             "msg": self.msg,
+            "retry_after_s": self.retry_after_s,
         }
 
 
@@ -169,6 +171,11 @@ def parse_faults(raw: Any) -> list[Fault]:
         for name, expected in (("method", str), ("path", str), ("msg", str), ("status", int)):
             if name in item and not isinstance(item[name], expected):
                 raise _bad(f"faults[{index}].{name} has the wrong type")
+        retry_after = item.get("retry_after_s")
+        if retry_after is not None and (
+            not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0
+        ):
+            raise _bad(f"faults[{index}].retry_after_s must be a non-negative integer or null")
         if "code" in item and item["code"] is not None and not isinstance(item["code"], int):
             raise _bad(f"faults[{index}].code must be an integer or null")
         rules.append(
@@ -182,6 +189,7 @@ def parse_faults(raw: Any) -> list[Fault]:
                 code=item.get("code", code),
                 msg=str(item.get("msg", msg)),
                 delay_ms=delay,
+                retry_after_s=retry_after,
             )
         )
     return rules

@@ -224,6 +224,8 @@ class Simulator:
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=500)
+        if fault.retry_after_s is not None:
+            headers["Retry-After"] = str(fault.retry_after_s)
         return _json(fault.body(path, self.server_time_ms()), fault.status, headers)
 
     def _authenticate(
