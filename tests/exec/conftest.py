@@ -7,22 +7,12 @@ from typing import Any
 
 import pytest
 
-from binance_sim import SimConfig, Simulator
+from binance_sim import Simulator
 from quantum_exec.executor import Executor, create_executor
 from quantum_exec.settings import Settings
 
 SIM_KEY = "quantum-sim-key"
 SIM_SECRET = "quantum-sim-secret"
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
-    await simulator.start(host="127.0.0.1", port=0)
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
 
 
 @pytest.fixture

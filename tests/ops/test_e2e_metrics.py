@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from binance_sim import SimConfig, Simulator
+from binance_sim import Simulator
 from quantum_exec.contracts import ExecutionResult, decode_result_fields, encode_intent_fields
 from quantum_exec.service import Service
 from quantum_exec.settings import Settings
@@ -43,16 +43,6 @@ def parse(text: str) -> Samples:
 def total(samples: Samples, name: str, **labels: str) -> float:
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
-    await simulator.start(host="127.0.0.1", port=0)
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
 
 
 async def test_metrics_follow_executions(

@@ -8,14 +8,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from binance_sim import SimConfig, Simulator
+from binance_sim import Simulator
 
 from .conftest import NotifySocket
 
@@ -24,16 +24,6 @@ pytestmark = pytest.mark.integration
 SIM_KEY = "quantum-sim-key"
 SIM_SECRET = "quantum-sim-secret"
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s: several arrive within a short test
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
-    await simulator.start(host="127.0.0.1", port=0)
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
 
 
 class Received:

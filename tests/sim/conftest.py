@@ -79,16 +79,6 @@ def sim_config() -> SimConfig:
 
 
 @pytest.fixture
-async def sim(sim_config: SimConfig) -> AsyncIterator[Simulator]:
-    simulator = Simulator(sim_config)
-    await simulator.start(host="127.0.0.1", port=0)
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-
-
-@pytest.fixture
 async def client(sim: Simulator) -> AsyncIterator[AsyncClient]:
     binance_client = AsyncClient(API_KEY, API_SECRET)
     binance_client.FUTURES_URL = sim.base_url + "/fapi"
