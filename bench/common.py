@@ -198,6 +198,24 @@ class Sim:
             result: dict[str, Any] = orjson.loads(reply.read())
             return result
 
+    def measure_rtt(self, samples: int = 200) -> dict[int, float]:
+        """Round trip of an unsigned GET /fapi/v1/time on a kept-alive connection, ms (p50, p90)."""
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        times: list[float] = []
+        try:
+            for _ in range(samples):
+                started = time.perf_counter()
+                conn.request("GET", "/fapi/v1/time")
+                conn.getresponse().read()
+                times.append((time.perf_counter() - started) * 1000)
+        finally:
+            conn.close()
+        return {50: pct(times, 50), 90: pct(times, 90)}
+
     def fresh(self, *, rate_limits: bool) -> None:
         """Back to the starting account, funded so fees never run the wallet dry."""
         self.control("reset")

@@ -61,11 +61,21 @@ def markdown(results: dict[str, Any]) -> str:
         def lat(rtt: int) -> dict[str, Any]:
             return latency.get(str(rtt), {})
 
+        row("measured RTT p50 (GET /fapi/v1/time)", [_f(_q(lat(r).get("measured_rtt_ms"), 50)) for r in rtts])
         for q in (50, 95, 99):
             row(f"time to protected p{q}", [_f(_q(lat(r).get("ttp_ms"), q)) for r in rtts])
         row(
-            "time to protected p50 / RTT",
+            "time to protected p50 ÷ nominal RTT",
             [_f(_q(lat(r).get("ttp_ms"), 50) / r) if r and lat(r) else "-" for r in rtts],
+        )
+        row(
+            "time to protected p50 ÷ measured RTT",
+            [
+                _f(_q(lat(r).get("ttp_ms"), 50) / _q(lat(r).get("measured_rtt_ms"), 50))
+                if r and lat(r).get("measured_rtt_ms")
+                else "-"
+                for r in rtts
+            ],
         )
         cells = []
         for r in rtts:
@@ -133,10 +143,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| HTTP 429 / 418 received | {p['http_429']} / {p['http_418']} | 0 / 0: "
             f"{_ok(p['http_429'] == 0 and p['http_418'] == 0)} |",
             f"| burst drained in | {p['seconds']:.0f} s ({p['orders_per_min']:.0f} orders/min) | |",
-            f"| pacing delay, total over requests | {p['pacing_wait_total_s']:.1f} s over "
-            f"{p['paced_requests']} of {p['requests']} requests | reported |",
-            f"| pacing delay per intent p50 / p99 | {_f(_q(p['intent_pacing_wait_s'], 50), 2)} s / "
-            f"{_f(_q(p['intent_pacing_wait_s'], 99), 2)} s ({p['intents_paced']} intents waited) | |",
+            f"| requests held back by pacing | {p['paced_requests']} of {p['requests']} "
+            f"(sum of their waits {p['pacing_wait_total_s']:.0f} s) | reported |",
+            f"| pacing delay per intent p50 / p99 / max | {_f(_q(p['intent_pacing_wait_s'], 50), 2)} / "
+            f"{_f(_q(p['intent_pacing_wait_s'], 99), 2)} / {_f(_q(p['intent_pacing_wait_s'], 100), 2)} s "
+            f"({p['intents_paced']} of {p['intents']} intents waited) | reported |",
             "",
         ]
     return "\n".join(lines)

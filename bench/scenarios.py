@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -68,7 +69,11 @@ def start_worker(env: Env, sim: Sim, *, pacing: bool, instrument: bool, tag: str
     }
     path = env.workdir / f"worker-{tag}.config.json"
     path.write_bytes(orjson.dumps(config))
-    child, _ = start_child(["bench.worker", str(path)], env.workdir / f"worker-{tag}.stderr", "READY")
+    child, _ = start_child(
+        [os.environ.get("BENCH_WORKER", "bench.worker"), str(path)],
+        env.workdir / f"worker-{tag}.stderr",
+        "READY",
+    )
     return child, outfile
 
 
@@ -124,26 +129,47 @@ def publish_paced(r: redis.Redis, intents: list[dict[str, Any]], rate: float) ->
     return sent
 
 
-def publish_burst(r: redis.Redis, intents: list[dict[str, Any]], batch: int = 500) -> float:
-    """XADD everything as fast as pipelines go; returns the wall time just before the first XADD."""
+def publish_burst(r: redis.Redis, intents: list[dict[str, Any]], batch: int = 500) -> tuple[float, str]:
+    """XADD everything as fast as pipelines go; returns the wall time just before the first XADD
+    and the last entry's id."""
     encoded = [encode_intent_fields(p, "bench") for p in intents]
     start = time.time()
+    last = b""
     for i in range(0, len(encoded), batch):
         pipe = r.pipeline(transaction=False)
         for fields in encoded[i : i + batch]:
             pipe.xadd(INTENT_STREAM, fields)  # type: ignore[arg-type]
-        pipe.execute()
-    return start
+        last = pipe.execute()[-1]
+    return start, last.decode()
 
 
 def wait_results(r: redis.Redis, total: int, deadline_s: float = RESULT_DEADLINE_S) -> float:
-    """Wait until the result stream holds ``total`` entries; returns the wall time it was seen."""
+    """Wait until the result stream holds ``total`` entries; returns the wall time it was seen.
+
+    Only for runs below the service's result MAXLEN (100,000, trimmed approximately); long runs
+    use :func:`wait_acked`.
+    """
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if r.xlen(RESULT_STREAM) >= total:
             return time.time()
         time.sleep(0.01)
     raise TimeoutError(f"only {r.xlen(RESULT_STREAM)} of {total} results after {deadline_s:.0f}s")
+
+
+def wait_acked(r: redis.Redis, last_id: str, deadline_s: float = RESULT_DEADLINE_S) -> float:
+    """Wait until the group has delivered up to ``last_id`` and nothing is pending (every entry of
+    the burst answered: the result is published and the entry acked in one script)."""
+    deadline = time.monotonic() + deadline_s
+    want = tuple(int(x) for x in last_id.split("-"))
+    while time.monotonic() < deadline:
+        for group in r.xinfo_groups(INTENT_STREAM):
+            delivered = group["last-delivered-id"]
+            delivered = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
+            if tuple(int(x) for x in delivered.split("-")) >= want and group["pending"] == 0:
+                return time.time()
+        time.sleep(0.01)
+    raise TimeoutError(f"entries up to {last_id} not all answered after {deadline_s:.0f}s")
 
 
 def read_results(r: redis.Redis, after: str = "-") -> tuple[list[dict[str, Any]], str]:
@@ -186,8 +212,8 @@ def check_results(results: list[dict[str, Any]]) -> dict[str, Any]:
 def warm_up(env: Env, symbols_intents: int = 100) -> None:
     """One open and one close per symbol: leverage, margin type and brackets are then known."""
     intents = workload(env.next_tag("warm"), symbols_intents)
-    publish_burst(env.r, intents)
-    wait_results(env.r, len(intents), 120)
+    _, last = publish_burst(env.r, intents)
+    wait_acked(env.r, last, 120)
 
 
 def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str, Any]:
@@ -210,14 +236,20 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
     ttp: list[float] = []
     overhead: list[float] = []
     e2e: list[float] = []
+    before: list[float] = []
+    inside: list[float] = []
+    after: list[float] = []
     for sid, xadd_at in sent.items():
         row = records.get(sid)
         if row is None:
             continue
-        _, _start, _end, committed, busy, _paced, _calls, acks = row
+        _, start, end, committed, busy, _paced, _calls, acks = row
         if committed:
             e2e.append(committed - xadd_at)
             overhead.append(committed - xadd_at - busy)
+            before.append(start - xadd_at)
+            inside.append(end - start - busy)
+            after.append(committed - end)
         if len(acks) == 2:
             ttp.append(max(acks) - xadd_at)
     ms = 1000.0
@@ -227,6 +259,13 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
         "ttp_ms": {q: pct(ttp, q) * ms for q in (50, 95, 99)},
         "overhead_ms": {q: pct(overhead, q) * ms for q in (50, 99)},
         "e2e_ms": {q: pct(e2e, q) * ms for q in (50, 99)},
+        # Where the overhead goes: XADD -> executor called (delivery, order check, lease, idempotency
+        # record), inside the executor minus exchange wait, executor return -> result committed.
+        "breakdown_p50_ms": {
+            "xadd_to_execute": pct(before, 50) * ms,
+            "executor_own": pct(inside, 50) * ms,
+            "result_to_commit": pct(after, 50) * ms,
+        },
         "check": check,
         "statuses": data["statuses"],
     }
@@ -264,7 +303,7 @@ def naive_throughput(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
     intents = workload(tag, whole_rounds(count))
     child, outfile = start_naive(env, sim, len(intents), tag)
     cpu0 = cpu_s(child.pid)
-    start = publish_burst(env.r, intents)
+    start, _ = publish_burst(env.r, intents)
     done = wait_results(env.r, len(intents))
     cpu1 = cpu_s(child.pid)
     records = finish_naive(child, outfile)
@@ -301,9 +340,9 @@ def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[st
         for seg in range(segments):
             intents = workload(f"{tag}s{seg}", per_segment)
             cpu0 = cpu_s(child.pid)
-            start = publish_burst(env.r, intents)
+            start, last = publish_burst(env.r, intents)
             total += len(intents)
-            done = wait_results(env.r, total)
+            done = wait_acked(env.r, last)
             cpu1 = cpu_s(child.pid)
             results, last_id = read_results(env.r, last_id)
             check = check_results(results)
@@ -352,8 +391,8 @@ def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
     child, outfile = start_worker(env, sim, pacing=True, instrument=True, tag=tag)
     intents = workload(tag, whole_rounds(count))
     try:
-        start = publish_burst(env.r, intents)
-        done = wait_results(env.r, len(intents), 900)
+        start, last = publish_burst(env.r, intents)
+        done = wait_acked(env.r, last, 900)
     finally:
         data = stop_worker(child, outfile)
     results, _ = read_results(env.r)
@@ -374,7 +413,7 @@ def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
         "orders_per_min": check["orders"] / minutes,
         "pacing_wait_total_s": data["pacing"]["seconds"],
         "paced_requests": data["pacing"]["requests"],
-        "intent_pacing_wait_s": {q: pct(paced, q) for q in (50, 99)},
+        "intent_pacing_wait_s": {q: pct(paced, q) for q in (50, 99, 100)},
         "intents_paced": sum(1 for p in paced if p > 0),
     }
 
