@@ -236,7 +236,13 @@ class ServiceProcess:
             cwd=self.workdir,
         )
         if wait_ready:
-            wait_until(self.ready, 30, f"service {self.consumer} ready", poll_s=0.05)
+            # Generous: the service paces itself below the exchange's weight limit (the simulator's
+            # headers stay truthful with limits off), so after many restarts a start may wait for
+            # the 1-minute window.
+            try:
+                wait_until(self.ready, 90, f"service {self.consumer} ready", poll_s=0.05)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; log tail: {self.tail()}") from None
         return self
 
     def ready(self) -> bool:
