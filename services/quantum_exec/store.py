@@ -83,7 +83,8 @@ class CommitOutcome:
 
 # A lease held by the same owner (stable consumer name) may be taken again: that owner is this
 # process (one worker per symbol) or a crashed earlier run of it, which the new token fences out.
-_ACQUIRE = """
+# KEYS: lease, fence[, idem]; ARGV: owner, lease ttl ms[, stream id, idem ttl s]. Sets ``token``.
+_TAKE_LEASE = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local sep = string.find(cur, '|', 1, true)
@@ -91,8 +92,23 @@ if cur then
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
-return token
 """
+
+_ACQUIRE = _TAKE_LEASE + "return token\n"
+
+# The lease and the in-flight mark in one round trip (both sit on the path to the first order).
+# State 0: already done; 1: first attempt; 2: an earlier attempt started (and may have placed orders).
+_ACQUIRE_AND_BEGIN = (
+    _TAKE_LEASE
+    + """
+local state = redis.call('HGET', KEYS[3], 'state')
+if state == 'done' then return {token, 0} end
+redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+if state then return {token, 2} end
+return {token, 1}
+"""
+)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -104,16 +120,6 @@ return 0
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
-
-# 0: already done; 1: first attempt; 2: an earlier attempt started (and may have placed orders).
-_BEGIN = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'done' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'in_flight', 'owner', ARGV[1], 'token', ARGV[2], 'stream_id', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if state then return 2 end
-return 1
 """
 
 # KEYS: idem, fence, result stream, intent stream, dlq stream
@@ -157,7 +163,7 @@ class Store:
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
-        self._begin = redis.register_script(_BEGIN)
+        self._acquire_and_begin = redis.register_script(_ACQUIRE_AND_BEGIN)
         self._commit = redis.register_script(_COMMIT)
 
     async def acquire_lease(self, symbol: str, owner: str) -> Lease | None:
@@ -180,13 +186,23 @@ class Store:
         """Delete the lease only if it is still ours."""
         await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
 
-    async def begin(self, intent_key: str, stream_id: str, lease: Lease) -> BeginState:
-        """Mark the intent in flight under ``lease``; says whether it is done, new or resumed."""
-        state = await self._begin(
-            keys=[self.keys.idempotency(intent_key)],
-            args=[lease.owner, lease.token, stream_id, self._ttl_s],
+    async def acquire_and_begin(
+        self, symbol: str, owner: str, intent_key: str, stream_id: str
+    ) -> tuple[Lease, BeginState] | None:
+        """Take the symbol's lease and mark the intent in flight under it, atomically.
+
+        None when another owner holds the lease; otherwise the lease and whether the intent is
+        done, new or resumed.
+        """
+        reply = await self._acquire_and_begin(
+            keys=[self.keys.lease(symbol), self.keys.fence(symbol), self.keys.idempotency(intent_key)],
+            args=[owner, self._lease_ttl_ms, stream_id, self._ttl_s],
         )
-        return (BeginState.DONE, BeginState.NEW, BeginState.RESUMED)[int(state)]
+        if reply is None:
+            return None
+        token, state = int(reply[0]), int(reply[1])
+        begun = (BeginState.DONE, BeginState.NEW, BeginState.RESUMED)[state]
+        return Lease(symbol=symbol, owner=owner, token=token), begun
 
     async def is_done(self, intent_key: str) -> bool:
         """True when the intent already has a published final result."""

@@ -83,6 +83,8 @@ _PENDING_PAGE = 500
 _WAIT_MIN_S = 0.02
 _WAIT_MAX_S = 0.5
 _LAG_SCAN_LIMIT = 10_000
+# A lease confirmed by Redis this recently needs no renewal round trip before an order.
+_FENCE_FRESH_S = 0.05
 _KEEPER_EXIT_S = 1.0
 _CANCEL_WAIT_S = 5.0
 _INTENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -543,29 +545,43 @@ class IntentConsumer:
 
     async def _run(self, entry: _Entry, symbol: str) -> None:
         """Take the lease, then execute (or dead-letter a poison entry) and commit under it."""
-        lease = await self._acquire_lease(entry, symbol)
-        if lease is None:
+        intent = entry.intent
+        assert intent is not None
+        key = intent_key(intent, entry.stream_id)
+        poison = entry.deliveries > self.settings.max_deliveries
+        # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
+        confirmed_at = time.monotonic()
+        taken = await self._acquire_lease(entry, symbol, None if poison else key)
+        if taken is None:
             return
+        lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(lease, released), name=f"lease-{symbol}")
         try:
-            intent = entry.intent
-            assert intent is not None
-            key = intent_key(intent, entry.stream_id)
-            if entry.deliveries > self.settings.max_deliveries:
+            if begun is None:
                 await self._answer_poison(entry, intent, key, lease)
                 return
-            begun = await self._retry_redis(lambda: self.store.begin(key, entry.stream_id, lease), "begin")
             entry.started = True
             if begun is BeginState.DONE:
                 await self._retry_redis(lambda: self._ack_duplicate(entry, key), "ack")
                 return
             resume = begun is BeginState.RESUMED or entry.deliveries > 1
+
+            async def still_owner() -> bool:
+                # Right before each order (see fencing.py). A lease Redis confirmed moments ago
+                # cannot have expired, and a takeover needs expiry (or a restart under our own
+                # name): within _FENCE_FRESH_S the round trip would only add latency to every order.
+                nonlocal confirmed_at
+                asked_at = time.monotonic()
+                if asked_at - confirmed_at < _FENCE_FRESH_S:
+                    return True
+                owned = await self._retry_redis(lambda: self.store.renew_lease(lease), "fence")
+                if owned:
+                    confirmed_at = asked_at
+                return owned
+
             metrics.IN_FLIGHT.inc()
-            # Before each order the executor checks that the lease is still ours (see fencing.py).
-            fence = fencing.set_check(
-                lambda: self._retry_redis(lambda: self.store.renew_lease(lease), "fence")
-            )
+            fence = fencing.set_check(still_owner)
             try:
                 result = await self.handler(intent, entry.stream_id, entry.received_at, resume=resume)
             except Exception as exc:
@@ -588,16 +604,26 @@ class IntentConsumer:
             with contextlib.suppress(*REDIS_DOWN):  # else it expires by itself after lease_ttl_ms
                 await self.store.release_lease(lease)
 
-    async def _acquire_lease(self, entry: _Entry, symbol: str) -> Lease | None:
+    async def _acquire_lease(
+        self, entry: _Entry, symbol: str, begin_key: str | None
+    ) -> tuple[Lease, BeginState | None] | None:
+        """Wait for the symbol's lease; with ``begin_key`` also mark that intent in flight."""
         delay = _WAIT_MIN_S
         while not self._stopping.is_set() and not entry.dropped:
+            taken: tuple[Lease, BeginState | None] | None
             try:
-                lease = await self.store.acquire_lease(symbol, self.consumer)
+                if begin_key is None:
+                    lease = await self.store.acquire_lease(symbol, self.consumer)
+                    taken = (lease, None) if lease is not None else None
+                else:
+                    taken = await self.store.acquire_and_begin(
+                        symbol, self.consumer, begin_key, entry.stream_id
+                    )
             except REDIS_DOWN as exc:
                 self._redis_lost(exc, "lease")
-                lease = None
-            if lease is not None:
-                return lease
+                taken = None
+            if taken is not None:
+                return taken
             await asyncio.sleep(delay)
             delay = min(delay * 2, _WAIT_MAX_S)
         return None
