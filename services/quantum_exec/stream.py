@@ -268,10 +268,15 @@ class IntentConsumer:
                     block=self.settings.block_ms,
                 )
                 self._redis_up()
-                for stream_id, fields in _entries(reply):
+                entries = _entries(reply)
+                for stream_id, fields in entries:
                     self._dispatch(stream_id, fields, deliveries=1)
                 backoff = 0.05
                 self._progress()
+                if entries:
+                    # Let the symbol workers just started send their first command before this
+                    # loop packs and sends the next blocking read: it is on their critical path.
+                    await asyncio.sleep(0)
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     # The stream or group vanished (Redis restarted without persistence, or
