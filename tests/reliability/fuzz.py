@@ -18,6 +18,7 @@ Shrinking is off: a failing batch is reported as generated (the service is state
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -267,8 +268,6 @@ def _decodable_case(draw: st.DrawFn) -> Case:
         DEFECTS[name](draw, payload)
     raw = orjson.dumps(payload) if _fits(payload) else None
     if raw is None:
-        import json
-
         raw = json.dumps(payload).encode()  # Python producers write NaN / Infinity / huge ints
     if draw(st.integers(0, 9)) == 0:
         # The float written the way json.dumps writes NaN / Infinity (not JSON, yet accepted).
@@ -316,7 +315,7 @@ def _undecodable_case(draw: st.DrawFn) -> Case:
             )
         )
     elif kind == "not_object":
-        raw = orjson.dumps(draw(st.one_of(_junk_scalar, st.lists(_junk_scalar, max_size=5))))
+        raw = json.dumps(draw(st.one_of(_junk_scalar, st.lists(_junk_scalar, max_size=5)))).encode()
     elif kind == "too_deep":
         depth = draw(st.integers(1100, 5000))
         raw = b'{"symbol":' * depth + b'"BTCUSDT"' + b"}" * depth
@@ -328,8 +327,6 @@ def _undecodable_case(draw: st.DrawFn) -> Case:
 
 
 def _json_object(raw: bytes) -> bool:
-    import json
-
     try:
         return isinstance(json.loads(raw.decode("utf-8")), dict)
     except (ValueError, RecursionError):
