@@ -271,7 +271,8 @@ def _decodable_case(draw: st.DrawFn) -> Case:
         raw = json.dumps(payload).encode()  # Python producers write NaN / Infinity / huge ints
     if draw(st.integers(0, 9)) == 0:
         # The float written the way json.dumps writes NaN / Infinity (not JSON, yet accepted).
-        raw = raw.replace(b'"NaN"', b"NaN").replace(b'"-Infinity"', b"-Infinity")
+        # Values only (``:"NaN"``): an object key "NaN" unquoted would make the JSON undecodable.
+        raw = raw.replace(b':"NaN"', b":NaN").replace(b':"-Infinity"', b":-Infinity")
     fields = _envelope(raw, draw(st.sampled_from((b"payload", b"payload", b"data", b"json"))))
     if draw(st.integers(0, 9)) == 0:
         fields[b"\xff\xfeextra"] = b"\xc3\x28 invalid utf-8 outside the payload"
@@ -427,7 +428,8 @@ def _check_batch(
             figures.undecodable += 1
         else:
             if sid in dead:
-                problems.append(f"{sid} {case.defect}: decodable but dead-lettered ({code})")
+                message = result.error.message if result.error else ""
+                problems.append(f"{sid} {case.defect}: decodable but dead-lettered ({code}: {message[:300]})")
             figures.rejected += 1
         figures.reasons[code] += 1
         figures.defects[case.defect.split("+")[0]] += 1
