@@ -570,7 +570,9 @@ class IntentConsumer:
             if begun is BeginState.DONE:
                 await self._retry_redis(lambda: self._ack_duplicate(entry, key), "ack")
                 return
-            resume = begun is BeginState.RESUMED or entry.deliveries > 1
+            # Orders are sent only after the in-flight mark, so an entry delivered before whose mark
+            # was never written cannot have orders: it runs as new, without waiting out lookups.
+            resume = begun is BeginState.RESUMED
 
             async def still_owner() -> bool:
                 # Right before each order (see fencing.py). A lease Redis confirmed moments ago
