@@ -69,6 +69,8 @@ class Simulator:
         self.engine = Engine(self.market, self.server_time_ms, slippage_bps=self.config.slippage_bps)
         self.limiter = RateLimiter(self.config.limits)
         self.rate_limits_enabled = self.config.rate_limits
+        # Binance requests being handled right now (a test waits for 0 instead of sleeping).
+        self.requests_in_progress = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
         self._exchange_info_tail = orjson.dumps(info)[1:]
@@ -110,6 +112,7 @@ class Simulator:
             **self.engine.state(),
             "faults": self.faults.to_json(),
             "rateLimits": self.rate_limits_enabled,
+            "requestsInProgress": self.requests_in_progress,
         }
 
     def reset(self) -> None:
@@ -155,6 +158,13 @@ class Simulator:
         path = request.path
         if path.startswith("/_sim/"):
             return await self._control(request, path)
+        self.requests_in_progress += 1
+        try:
+            return await self._serve(request, path)
+        finally:
+            self.requests_in_progress -= 1
+
+    async def _serve(self, request: web.Request, path: str) -> web.StreamResponse:
         method = request.method
         endpoint = self._routes.get((method, path))
         if endpoint is None:

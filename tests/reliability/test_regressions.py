@@ -63,6 +63,14 @@ async def _die_during(sim: Simulator, path: str, payload: dict[str, Any]) -> Non
     await first.close()
 
 
+async def _until_idle(sim: Simulator, timeout_s: float = 10.0) -> None:
+    """Wait until the simulator is handling no request (a dead attempt's order has been processed)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while sim.state()["requestsInProgress"]:
+        assert asyncio.get_running_loop().time() < deadline, "a request is still inside the simulator"
+        await asyncio.sleep(0.01)
+
+
 async def test_resume_while_the_dead_entry_request_is_still_in_the_exchange(sim: Simulator) -> None:
     payload = {
         "intent_id": "late-entry",
@@ -78,7 +86,7 @@ async def test_resume_while_the_dead_entry_request_is_still_in_the_exchange(sim:
         result = await second.execute(intent(**payload), resume=True)
     finally:
         await second.close()
-    await asyncio.sleep(1.0)  # let the dead request land if it had not yet (it lands at 800 ms)
+    await _until_idle(sim)  # the dead request, if still inside the exchange, has landed
     entries = [o for o in orders(sim) if o["clientOrderId"] == client_order_id("late-entry", "entry")]
     assert len(entries) == 1, entries
     assert result.status is ResultStatus.FILLED and result.order_id == entries[0]["orderId"]
@@ -105,7 +113,7 @@ async def test_resume_while_the_dead_stop_request_is_still_in_the_exchange(sim: 
     finally:
         await second.close()
     assert closed.status is ResultStatus.FILLED
-    await asyncio.sleep(1.0)  # let the dead request land if it had not yet
+    await _until_idle(sim)  # the dead request, if still inside the exchange, has landed
     assert position_amount(sim, "SOLUSDT") == 0
     assert algo_orders(sim, symbol="SOLUSDT", status="NEW") == []  # nothing armed on a flat symbol
 
