@@ -184,11 +184,6 @@ class Executor:
     def exchange_url(self) -> str:
         return self.gateway.base_url
 
-    @property
-    def ready(self) -> bool:
-        """Rules loaded and the exchange answered since the last failure to reach it."""
-        return self.gateway.rules.loaded and self.gateway.reachable
-
     # -- entry point -------------------------------------------------------------------------
 
     async def execute(
