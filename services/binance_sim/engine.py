@@ -1071,7 +1071,7 @@ class Engine:
             "breakEvenPrice": fmt(_money(break_even).normalize()) if pos.amount else "0.0",
             "markPrice": fmt_places(mark, MONEY_PLACES),
             "unRealizedProfit": fmt_places(upnl, MONEY_PLACES),
-            "liquidationPrice": fmt(liquidation.liquidation_price(self, pos).normalize()),
+            "liquidationPrice": _liquidation_text(liquidation.liquidation_price(self, pos)),
             "leverage": leverage,
             "maxNotionalValue": fmt(spec.max_notional(leverage)),
             "marginType": "isolated" if isolated else "cross",
@@ -1386,6 +1386,11 @@ def _crossed(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bo
     if order_type.startswith("STOP"):
         return price >= trigger if side == "BUY" else price <= trigger
     return price <= trigger if side == "BUY" else price >= trigger
+
+
+def _liquidation_text(price: Decimal) -> str:
+    """Binance prints a liquidation price to 8 places, and "0" when there is none."""
+    return fmt_places(price, MONEY_PLACES) if price else "0"
 
 
 def _price_text(value: Decimal, places: int) -> str:
