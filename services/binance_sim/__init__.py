@@ -58,8 +58,22 @@ that acted are counted down.
 
 from __future__ import annotations
 
+from binance_sim.book import BookConfig
 from binance_sim.config import SimConfig
+from binance_sim.funding import FundingConfig
+from binance_sim.options import config_from_args
 from binance_sim.ratelimit import Limits
 from binance_sim.server import Simulator, run_in_thread, serve_forever
+from binance_sim.walk import WalkConfig
 
-__all__ = ["Limits", "SimConfig", "Simulator", "run_in_thread", "serve_forever"]
+__all__ = [
+    "BookConfig",
+    "FundingConfig",
+    "Limits",
+    "SimConfig",
+    "Simulator",
+    "WalkConfig",
+    "config_from_args",
+    "run_in_thread",
+    "serve_forever",
+]
