@@ -871,6 +871,7 @@ class Engine:
         algo.algo_status = "CANCELED"
         algo.update_time = self.clock()
         self.open_algo.pop(algo.algo_id, None)
+        self._on_algo_update(algo)
 
     def cancel_all_algo_orders(self, params: Params) -> JSON:
         """DELETE /fapi/v1/algoOpenOrders for one symbol."""

@@ -13,7 +13,9 @@ immediately cancelled"; "all liquidation orders are Immediate or Cancel orders" 
 bankruptcy price" (the price at which the position's margin is gone), so the order's ``price`` is the
 bankruptcy price while it fills at the market (here: the mark, or the bankruptcy price if the mark
 is already beyond it). A liquidation fee (``liquidationFee`` of exchangeInfo, on the liquidated
-notional, at most what margin is left) goes to the insurance fund: an INSURANCE_CLEAR income row.
+notional, at most what margin is left) goes to the insurance fund: an INSURANCE_CLEAR income row and
+an ACCOUNT_UPDATE of that reason (one of the documented reasons "m" of "Event: Balance and Position
+Update"), after the ORDER one of the liquidation fill.
 Binance's forced orders carry ``clientOrderId`` "autoclose-<time><sequence>" (``GET
 /fapi/v1/forceOrders`` example) and order type LIQUIDATION in the user data stream.
 
@@ -168,11 +170,7 @@ def liquidate_below_maintenance(engine: Engine) -> list[int]:
 
     Returns the ids of the LIQUIDATION orders (empty when nothing was liquidated).
     """
-    doomed = _below_maintenance(engine)
-    order_ids = [_liquidate(engine, pos) for pos in doomed if pos.amount]
-    if order_ids:
-        engine._on_account_update("ORDER", sorted({p.symbol for p in doomed}), ("USDT",))
-    return order_ids
+    return [_liquidate(engine, pos) for pos in _below_maintenance(engine) if pos.amount]
 
 
 def _cancel_orders_of(engine: Engine, symbol: str) -> None:
@@ -220,6 +218,7 @@ def _liquidate(engine: Engine, pos: Position) -> int:
     trade = engine._fill(order, qty, fill_price, maker=False)
     order.status = "FILLED"
     engine._on_order_update(order, trade)
+    engine._on_account_update("ORDER", (pos.symbol,), ("USDT",))
     if engine.margin_type_of(pos.symbol) == "ISOLATED":
         left = margin_before + trade.realized_pnl - trade.commission
     else:
@@ -230,4 +229,5 @@ def _liquidate(engine: Engine, pos: Position) -> int:
     if fee > 0:
         engine.account.wallet["USDT"] = engine.account.wallet.get("USDT", ZERO) - fee
         engine.income.book("INSURANCE_CLEAR", -fee, now, pos.symbol)
+        engine._on_account_update("INSURANCE_CLEAR", (pos.symbol,), ("USDT",))
     return order_id

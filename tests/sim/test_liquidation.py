@@ -163,9 +163,12 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
     assert engine.account.wallet["USDT"] == wallet - Decimal("1552.71")
     assert engine.events == [
         ("order", "LIMIT", "CANCELED", None),
+        ("algo", "STOP_MARKET", "CANCELED"),
+        ("algo", "TAKE_PROFIT_MARKET", "CANCELED"),
         ("order", "LIQUIDATION", "NEW", None),
         ("order", "LIQUIDATION", "FILLED", Decimal("2964.97")),
         ("account", "ORDER", ("ETHUSDT",), ("USDT",)),
+        ("account", "INSURANCE_CLEAR", ("ETHUSDT",), ("USDT",)),
     ]
 
 
