@@ -63,7 +63,7 @@ def take_bound(spec: SymbolSpec, side: str, mark: Decimal) -> Decimal | None:
     return mark * (ONE + spec.market_take_bound if side == "BUY" else ONE - spec.market_take_bound)
 
 
-def walk(
+def market_fills(
     spec: SymbolSpec, side: str, qty: Decimal, mark: Decimal, config: BookConfig, slippage_bps: Decimal
 ) -> list[tuple[Decimal, Decimal]]:
     """The (price, quantity) trades of a MARKET order of ``qty``; their sum is short of ``qty`` when the

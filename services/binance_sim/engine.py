@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from binance_sim import book, errors, liquidation
-from binance_sim.book import BookConfig
+from binance_sim import errors, liquidation
+from binance_sim.book import BookConfig, best_price, market_fills
 from binance_sim.errors import SimError
 from binance_sim.funding import FundingConfig, is_perpetual, next_funding_time
 from binance_sim.income import IncomeLedger
@@ -510,7 +510,7 @@ class Engine:
     def _market_fill_price(self, spec: SymbolSpec, side: str) -> Decimal:
         """The best price a taker meets in the synthetic book; -4131 when it is outside PERCENT_PRICE."""
         mark = self.mark(spec.symbol)
-        price = book.best_price(spec, side, mark, self.book, self.slippage_bps)
+        price = best_price(spec, side, mark, self.book, self.slippage_bps)
         if side == "BUY":
             if spec.multiplier_up and price > mark * spec.multiplier_up:
                 raise errors.PERCENT_PRICE()
@@ -608,7 +608,7 @@ class Engine:
                 price = min(order.price, taker) if order.side == "BUY" else max(order.price, taker)
             if qty > 0 and order.type == "MARKET":
                 # Level by level through the synthetic book, up to the marketTakeBound (the rest expires).
-                for level_price, level_qty in book.walk(
+                for level_price, level_qty in market_fills(
                     spec, order.side, qty, self.mark(spec.symbol), self.book, self.slippage_bps
                 ):
                     self._fill(order, level_qty, level_price, maker=False)
