@@ -8,11 +8,13 @@ tick), each holding ``depth`` USDT of notional (rounded down to the MARKET_LOT_S
 one step). Without a depth the book is one level deep enough for any order: one trade at the best
 price, which is exactly the simulator's behaviour before the book existed.
 
-``marketTakeBound`` (exchangeInfo, per symbol) caps how far from the mark a MARKET order may take:
-Binance documents it as "the max price difference rate (from mark price) a market order can make".
-Levels beyond ``mark × (1 ± marketTakeBound)`` are not taken and the unfilled rest expires, so the
-order ends EXPIRED with a partial ``executedQty`` (EXPIRED is the status of "MARKET orders that
-partially fill", Binance's order status table).
+``marketTakeBound`` (exchangeInfo, per symbol; 0.05 on every fixture symbol) caps how far from the
+mark a MARKET order may take: Binance's exchangeInfo field comment reads 市价吃单(相对于标记价格)允许可
+造成的最大价格偏离比例, "the largest price deviation (relative to the mark price) a market taker order
+may cause". Levels beyond ``mark × (1 ± marketTakeBound)`` are not taken and the unfilled rest
+expires, so the order ends EXPIRED with a partial ``executedQty``: Binance's order status table
+defines EXPIRED as "canceled according to the order type's rules (e.g. LIMIT FOK orders with no fill,
+LIMIT IOC or MARKET orders that partially fill)".
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from binance.exceptions import BinanceAPIException
 from binance_sim import SimConfig, Simulator
 from binance_sim.engine import Engine
 from binance_sim.funding import FundingConfig, settle_funding
-from binance_sim.market import load_market
+from binance_sim.market import load_market, parse_market
 from binance_sim.params import Params
 
 from .conftest import API_KEY, API_SECRET, FakeClock, Raw
@@ -90,6 +92,19 @@ def test_premium_index_shows_the_rate_and_next_settlement(engine_factory: Engine
     assert row["lastFundingRate"] == "0.00010000"
 
 
+def test_market_state_may_carry_funding_rates() -> None:
+    fixtures = resources.files("binance_sim") / "fixtures"
+    state = json.loads((fixtures / "market_state.json").read_text())
+    state["fundingRates"] = {"BTCUSDT": "-0.00005", "NOSUCHUSDT": "1"}
+    market = parse_market(json.loads((fixtures / "exchange_info.json").read_text()), state)
+    engine = Engine(market, FakeClock())
+    assert (engine.funding_rate("BTCUSDT"), engine.funding_rate("ETHUSDT")) == (
+        Decimal("-0.00005"),
+        Decimal("0.0001"),
+    )
+    assert "NOSUCHUSDT" not in market.funding_rates
+
+
 async def _income(client: AsyncClient, **params: Any) -> list[dict[str, Any]]:
     rows = await client.futures_income_history(**params)
     assert isinstance(rows, list)
@@ -141,6 +156,9 @@ async def test_income_history_records_pnl_commission_funding_and_transfers(
     with pytest.raises(BinanceAPIException) as bad:
         await _income(client, incomeType="SALARY")
     assert bad.value.code == -1130
+    _, _, first = await raw.signed("GET", "/fapi/v1/income", {})
+    _, _, second = await raw.signed("GET", "/fapi/v1/income", {})
+    assert int(second["X-MBX-USED-WEIGHT-1M"]) - int(first["X-MBX-USED-WEIGHT-1M"]) == 30
 
 
 async def test_funding_timer_settles_on_its_interval() -> None:
