@@ -161,6 +161,25 @@ async def test_income_history_records_pnl_commission_funding_and_transfers(
     assert int(second["X-MBX-USED-WEIGHT-1M"]) - int(first["X-MBX-USED-WEIGHT-1M"]) == 30
 
 
+async def test_funding_rate_control_shows_in_premium_index_and_state(
+    sim: Simulator, client: AsyncClient, raw: Raw
+) -> None:
+    body = '{"symbol": "BTCUSDT", "rate": "-0.00031"}'
+    status, _, _ = await raw.request("POST", "/_sim/fundingRate", body=body, api_key=None)
+    assert status == 200
+    premium = await client.futures_mark_price(symbol="BTCUSDT")
+    assert premium["lastFundingRate"] == "-0.00031000"
+    assert premium["nextFundingTime"] % 28_800_000 == 0 and premium["nextFundingTime"] > premium["time"]
+    status, state, _ = await raw.request("GET", "/_sim/state", api_key=None)
+    assert (state["fundingRates"]["BTCUSDT"], state["nextFundingTime"]) == (
+        "-0.00031",
+        premium["nextFundingTime"],
+    )
+    await client.futures_create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.010")
+    (row,) = sim.settle_funding()
+    assert row.income == Decimal("-0.29522695")  # a short pays a negative rate: 95234.50 * 0.01 * 0.00031
+
+
 async def test_funding_timer_settles_on_its_interval() -> None:
     sim = Simulator(SimConfig(rate_limits=False, funding=FundingConfig(interval_ms=200, auto=True)))
     await sim.start()

@@ -98,6 +98,21 @@ def test_liquidation_price_uses_the_bracket_it_falls_in(engine_factory: EngineFa
     assert _position(engine, "BTCUSDT")["maintMargin"] == "203.84170850"  # 50474.285 * 0.0081 - 205
 
 
+def test_hedge_mode_cross_positions_share_one_liquidation_price(engine_factory: EngineFactory) -> None:
+    engine = engine_factory()
+    engine.change_position_mode(Params({"dualSidePosition": "true"}))
+    _send(engine, symbol="BTCUSDT", side="BUY", positionSide="LONG", type="MARKET", quantity="0.050")
+    _send(engine, symbol="BTCUSDT", side="SELL", positionSide="SHORT", type="MARKET", quantity="0.200")
+    # WB = 10855.45 - 2.3808625 - 9.52345 = 10843.5456875; both in bracket 1 (0.004, cum 0):
+    # LP = (WB + cumL + cumS - 0.05 * 95234.50 + 0.2 * 95234.50)
+    #      / (0.05 * 0.004 + 0.2 * 0.004 - 0.05 + 0.2) = 25128.7206875 / 0.151 = 166415.36879139...
+    rows = engine.position_risk(Params({"symbol": "BTCUSDT"}), 3)
+    assert {(r["positionSide"], r["liquidationPrice"]) for r in rows} == {
+        ("LONG", "166415.36879139"),
+        ("SHORT", "166415.36879139"),
+    }
+
+
 def test_flat_or_safe_positions_show_zero(engine_factory: EngineFactory) -> None:
     engine = engine_factory()
     (flat,) = engine.position_risk(Params({"symbol": "BTCUSDT"}), 2)
