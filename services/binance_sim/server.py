@@ -231,9 +231,8 @@ class Simulator:
         timers, self._timers = self._timers, []
         for timer in timers:
             timer.cancel()
-        for timer in timers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        # Waits for the timers to end; a cancellation of stop() itself still propagates.
+        await asyncio.gather(*timers, return_exceptions=True)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
