@@ -151,26 +151,31 @@ def _bankruptcy_price(engine: Engine, pos: Position) -> Decimal:
     return max(spec.tick_size, round_to_step(price, spec.tick_size, up=pos.amount > 0))
 
 
-def _below_maintenance(engine: Engine) -> list[Position]:
-    doomed = [
-        p
-        for p in _active(engine, isolated=True)
-        if isolated_wallet(engine, p) + engine._unrealized(p) <= position_maint_margin(engine, p)
-    ]
+def _next_to_liquidate(engine: Engine) -> Position | None:
+    """An isolated position at or below its maintenance margin; else, when the cross account is, the
+    cross position holding the largest maintenance margin; else None."""
+    for pos in _active(engine, isolated=True):
+        if isolated_wallet(engine, pos) + engine._unrealized(pos) <= position_maint_margin(engine, pos):
+            return pos
     cross = _active(engine, isolated=False)
-    if cross:
-        balance = cross_wallet(engine) + sum((engine._unrealized(p) for p in cross), ZERO)
-        if balance <= sum((position_maint_margin(engine, p) for p in cross), ZERO):
-            doomed += cross
-    return doomed
+    if not cross:
+        return None
+    balance = cross_wallet(engine) + sum((engine._unrealized(p) for p in cross), ZERO)
+    if balance > sum((position_maint_margin(engine, p) for p in cross), ZERO):
+        return None
+    return max(cross, key=lambda p: position_maint_margin(engine, p))
 
 
 def liquidate_below_maintenance(engine: Engine) -> list[int]:
-    """Liquidate every position whose margin balance is at or below its maintenance margin.
+    """Liquidate positions, one at a time, while one is at or below its maintenance margin (a cross
+    account stops losing positions as soon as it is compliant again, as Binance's does).
 
     Returns the ids of the LIQUIDATION orders (empty when nothing was liquidated).
     """
-    return [_liquidate(engine, pos) for pos in _below_maintenance(engine) if pos.amount]
+    order_ids = []
+    while (pos := _next_to_liquidate(engine)) is not None:
+        order_ids.append(_liquidate(engine, pos))
+    return order_ids
 
 
 def _cancel_orders_of(engine: Engine, symbol: str) -> None:
