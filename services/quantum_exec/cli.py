@@ -320,12 +320,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--latency-ms", type=int, default=0, help="added to every response (default 0)")
     p.add_argument("--no-rate-limits", action="store_true", help="do not enforce Binance's rate limits")
-    p.add_argument("--slippage-bps", type=Decimal, default=Decimal(0), help="fill past the mark")
-    p.add_argument("--depth", action="append", default=[], metavar="[SYMBOL=]USDT", help="per level")
+    p.add_argument(
+        "--slippage-bps", type=Decimal, default=Decimal(0), help="MARKET fills this far past the mark"
+    )
+    p.add_argument(
+        "--depth",
+        action="append",
+        default=[],
+        metavar="[SYMBOL=]USDT",
+        help="USDT notional per book level (repeatable)",
+    )
     p.add_argument("--spread-bps", type=Decimal, default=Decimal(0), help="bid-ask spread of the book")
-    p.add_argument("--level-bps", type=Decimal, default=Decimal(0), help="gap between levels")
-    p.add_argument("--walk", type=Decimal, metavar="VOL", help="walk the marks (e.g. 0.001)")
-    p.add_argument("--walk-interval", type=float, default=1.0, metavar="SECONDS", help="walk step")
+    p.add_argument(
+        "--level-bps", type=Decimal, default=Decimal(0), help="gap between book levels (0: one tick)"
+    )
+    p.add_argument(
+        "--walk", type=Decimal, metavar="VOL", help="random-walk every mark, VOL per step (e.g. 0.001)"
+    )
+    p.add_argument(
+        "--walk-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time between walk steps (default 1)",
+    )
     p.add_argument("--walk-seed", type=int, default=0, help="seed of the walk (the same seed, the same path)")
     p.add_argument("--funding-interval", type=float, default=28_800.0, metavar="SECONDS", help="default 8 h")
     p.add_argument("--funding-rate", type=Decimal, default=Decimal("0.0001"), help="default funding rate")
