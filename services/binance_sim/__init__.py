@@ -6,13 +6,39 @@ received query string + body, recvWindow checks, the exchangeInfo filters, ``-41
 types on ``/fapi/v1/order``, the algo order lifecycle, positions, balances and commissions, and the
 rate-limit headers, 429s and 418 bans. ``/_sim/`` (unsigned, loopback only) is the control surface.
 
+Market model (each part switchable; the defaults keep a MARKET order one trade at the mark):
+
+- Book (``book.py``, ``SimConfig.book = BookConfig(depth_notional, depth_by_symbol, spread_bps,
+  level_bps)``): MARKET orders walk a synthetic book, several trades and a VWAP ``avgPrice``; fills
+  never go beyond ``markPrice × (1 ± marketTakeBound)`` and the rest expires (status EXPIRED with a
+  partial ``executedQty``). ``slippage_bps`` moves the best level further from the mark.
+- Walk (``walk.py``, ``SimConfig.walk = WalkConfig(volatility, interval_s, seed)``): a seeded random
+  walk of every mark on a timer; the index price (premiumIndex ``indexPrice``) and the last price
+  (ticker ``price``, what CONTRACT_PRICE triggers watch) stay near the mark, apart from it.
+- Funding (``funding.py``, ``SimConfig.funding = FundingConfig(interval_ms, auto, default_rate)``):
+  every interval (8 h, epoch-aligned) positions pay ``markPrice × positionAmt × fundingRate`` (longs
+  pay a positive rate), booked in the wallet and as FUNDING_FEE income; premiumIndex shows the rate
+  and ``nextFundingTime``. ``auto=False`` (the default in-process) settles only when asked.
+- Income (``income.py``): ``GET /fapi/v1/income`` (weight 30) with REALIZED_PNL and COMMISSION of
+  every fill, FUNDING_FEE, TRANSFER (each ``/_sim/balance`` change) and INSURANCE_CLEAR.
+- Liquidation (``liquidation.py``, ``SimConfig.liquidation``, default on): maintenance margin from
+  the brackets, Binance's liquidation price in positionRisk, ``maintMargin``/``totalMaintMargin``;
+  when a mark move (or a funding payment) takes a position's margin to its maintenance margin, its
+  orders and algo orders are canceled and a LIQUIDATION order (``autoclose-…``) closes it at the
+  mark, issued at the bankruptcy price, with a liquidation fee as INSURANCE_CLEAR.
+
 Python API::
 
     sim = Simulator(SimConfig(api_key=..., api_secret=..., latency_ms=0, rate_limits=True,
-                              slippage_bps=Decimal("0")))
+                              slippage_bps=Decimal("0"), book=BookConfig(depth_notional=Decimal(50_000)),
+                              walk=WalkConfig(volatility=Decimal("0.001"), seed=7),
+                              funding=FundingConfig(auto=True), liquidation=True))
     await sim.start(host="127.0.0.1", port=0)        # sim.base_url = "http://127.0.0.1:PORT"
     sim.set_mark_price("BTCUSDT", Decimal("90000"))   # fires crossed triggers / resting orders
+    sim.set_mark_price("BTCUSDT", "90000", index="90010", last="89990")   # index/last apart
     sim.walk_mark_price("BTCUSDT", ["91000", "89000"])
+    sim.walk_step(5); sim.settle_funding(); sim.set_funding_rate("BTCUSDT", "-0.0002")
+    sim.set_liquidation(False)
     sim.set_faults({"faults": [...]}) or sim.set_faults(faults=[...], clock_skew_ms=1500)
     sim.set_balance("USDT", "50"); sim.set_rate_limits(False)
     sim.state(); sim.reset(); await sim.stop()        # stop() is safe twice
@@ -25,6 +51,16 @@ Control surface (JSON bodies; form fields also accepted):
 - ``GET /_sim/state``; ``POST /_sim/reset``; ``GET|POST /_sim/faults``
 - ``POST /_sim/balance`` ``{"asset": "USDT", "balance": "50"}``
 - ``POST /_sim/rateLimits`` ``{"enabled": false}``
+- ``POST /_sim/markPrice`` also takes ``"indexPrice"`` and ``"lastPrice"`` (absent: they follow the mark)
+- ``POST /_sim/walk`` ``{"steps": 3}``: take steps of the seeded walk now (needs a walk volatility)
+- ``POST /_sim/funding``: settle funding now; answers ``{"rows": [<income rows booked>]}``
+- ``POST /_sim/fundingRate`` ``{"symbol": "BTCUSDT", "rate": "-0.0002"}``
+- ``POST /_sim/liquidation`` ``{"enabled": false}``
+
+Command line (``python -m binance_sim`` and ``quantum-exec sim``): ``--slippage-bps``, ``--depth
+[SYMBOL=]USDT`` (repeatable), ``--spread-bps``, ``--level-bps``, ``--walk VOL``, ``--walk-interval S``,
+``--walk-seed N``, ``--funding-interval S`` (default 28800), ``--funding-rate``, ``--no-funding``,
+``--no-liquidation``. From the command line funding settles on its timer unless ``--no-funding``.
 
 Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
 
@@ -58,8 +94,22 @@ that acted are counted down.
 
 from __future__ import annotations
 
+from binance_sim.book import BookConfig
 from binance_sim.config import SimConfig
+from binance_sim.funding import FundingConfig
+from binance_sim.options import config_from_args
 from binance_sim.ratelimit import Limits
 from binance_sim.server import Simulator, run_in_thread, serve_forever
+from binance_sim.walk import WalkConfig
 
-__all__ = ["Limits", "SimConfig", "Simulator", "run_in_thread", "serve_forever"]
+__all__ = [
+    "BookConfig",
+    "FundingConfig",
+    "Limits",
+    "SimConfig",
+    "Simulator",
+    "WalkConfig",
+    "config_from_args",
+    "run_in_thread",
+    "serve_forever",
+]

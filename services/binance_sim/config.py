@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from binance_sim.book import BookConfig
+from binance_sim.funding import FundingConfig
 from binance_sim.ratelimit import Limits
+from binance_sim.walk import WalkConfig
 
 DEFAULT_API_KEY = "quantum-sim-key"
 DEFAULT_API_SECRET = "quantum-sim-secret"  # noqa: S105 - a well-known local test pair, not a secret
@@ -17,7 +20,12 @@ class SimConfig:
     """Settings of one simulator instance.
 
     ``credentials`` adds further key/secret pairs to the default one. ``latency_ms`` delays every
-    response. ``slippage_bps`` moves MARKET fills away from the mark (against the taker).
+    response. ``slippage_bps`` moves MARKET fills away from the mark (against the taker). ``book``
+    shapes the synthetic order book MARKET orders walk (default: one level of unlimited depth, i.e.
+    one trade at the mark plus slippage). ``walk`` moves the marks on a timer (default off).
+    ``funding`` sets the funding interval and whether the server settles by itself (default: 8 h,
+    settled only on ``POST /_sim/funding``). ``liquidation`` liquidates positions whose margin falls
+    to their maintenance margin at a mark move (default on).
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -28,6 +36,10 @@ class SimConfig:
     rate_limits: bool = True
     limits: Limits = field(default_factory=Limits)
     slippage_bps: Decimal = Decimal("0")
+    book: BookConfig = field(default_factory=BookConfig)
+    walk: WalkConfig = field(default_factory=WalkConfig)
+    funding: FundingConfig = field(default_factory=FundingConfig)
+    liquidation: bool = True
     exchange_info_path: Path | None = None
     market_state_path: Path | None = None
     loopback_only_control: bool = True

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from binance_sim import errors
+from binance_sim import errors, liquidation
+from binance_sim.book import BookConfig, best_price, market_fills
 from binance_sim.errors import SimError
+from binance_sim.funding import FundingConfig, is_perpetual, next_funding_time
+from binance_sim.income import IncomeLedger
 from binance_sim.market import ONE, ZERO, MarketData, SymbolSpec, decimals_of, fmt, fmt_places, round_to_step
 from binance_sim.params import Params
 
@@ -36,7 +39,6 @@ MAX_OPEN_ALGO_ORDERS: Final = 200
 DEFAULT_LEVERAGE: Final = 20
 MONEY_PLACES: Final = 8
 _MONEY_QUANT: Final = Decimal(1).scaleb(-MONEY_PLACES)
-_BPS: Final = Decimal(10_000)
 _HUNDRED: Final = Decimal(100)
 
 
@@ -181,10 +183,22 @@ def _new_client_id() -> str:
 class Engine:
     """The state of one simulated account on one exchange."""
 
-    def __init__(self, market: MarketData, clock: Callable[[], int], *, slippage_bps: Decimal = ZERO) -> None:
+    def __init__(
+        self,
+        market: MarketData,
+        clock: Callable[[], int],
+        *,
+        slippage_bps: Decimal = ZERO,
+        book: BookConfig | None = None,
+        funding: FundingConfig | None = None,
+        liquidation: bool = True,
+    ) -> None:
         self.market = market
         self.clock = clock
         self.slippage_bps = slippage_bps
+        self.book = book or BookConfig()
+        self.funding = funding or FundingConfig()
+        self.liquidation = liquidation
         self._ids = _Ids()
         self.reset()
 
@@ -201,6 +215,11 @@ class Engine:
         self.open_algo: dict[int, AlgoOrder] = {}
         self.positions: dict[tuple[str, str], Position] = {}
         self.trades: list[Trade] = []
+        self.income = IncomeLedger()
+        self.funding_rates: dict[str, Decimal] = dict(self.market.funding_rates)
+        # Index and last (contract) price where they differ from the mark (absent: equal to the mark).
+        self.index_prices: dict[str, Decimal] = {}
+        self.last_prices: dict[str, Decimal] = {}
 
     # ----- market data -------------------------------------------------------------------------
 
@@ -221,6 +240,29 @@ class Engine:
         """Current mark price (the fixture's until moved)."""
         return self.marks[symbol]
 
+    def index_price(self, symbol: str) -> Decimal:
+        """Index price (premiumIndex's indexPrice): the mark unless set apart."""
+        return self.index_prices.get(symbol, self.marks[symbol])
+
+    def last_price(self, symbol: str) -> Decimal:
+        """Last contract price (the ticker's price; CONTRACT_PRICE triggers watch it): the mark unless set."""
+        return self.last_prices.get(symbol, self.marks[symbol])
+
+    def set_reference_prices(self, symbol: str, *, index: Decimal | None, last: Decimal | None) -> None:
+        """Set the index and last price apart from the mark (None: follow the mark again)."""
+        self.spec(symbol)
+        for prices, value in ((self.index_prices, index), (self.last_prices, last)):
+            if value is None:
+                prices.pop(symbol, None)
+            elif value <= 0:
+                raise errors.PRICE_NOT_POSITIVE()
+            else:
+                prices[symbol] = value
+
+    def funding_rate(self, symbol: str) -> Decimal:
+        """The funding rate the next settlement of ``symbol`` uses."""
+        return self.funding_rates.get(symbol, self.funding.default_rate)
+
     def _symbols(self, params: Params) -> list[SymbolSpec]:
         symbol = params.opt_str("symbol")
         return [self.spec(symbol)] if symbol else list(self.market.symbols.values())
@@ -228,16 +270,16 @@ class Engine:
     def premium_index(self, params: Params) -> JSON | list[JSON]:
         """GET /fapi/v1/premiumIndex."""
         now = self.clock()
-        next_funding = (now // 28_800_000 + 1) * 28_800_000
+        next_funding = next_funding_time(now, self.funding.interval_ms)
         rows = [
             {
                 "symbol": s.symbol,
                 "markPrice": fmt_places(self.mark(s.symbol), s.price_places),
-                "indexPrice": fmt_places(self.mark(s.symbol), s.price_places),
-                "estimatedSettlePrice": fmt_places(self.mark(s.symbol), s.price_places),
-                "lastFundingRate": "0.00010000",
-                "interestRate": "0.00010000",
-                "nextFundingTime": next_funding,
+                "indexPrice": fmt_places(self.index_price(s.symbol), s.price_places),
+                "estimatedSettlePrice": fmt_places(self.index_price(s.symbol), s.price_places),
+                "lastFundingRate": fmt_places(self.funding_rate(s.symbol), 8) if is_perpetual(s) else "",
+                "interestRate": "0.00010000" if is_perpetual(s) else "",
+                "nextFundingTime": next_funding if is_perpetual(s) else 0,
                 "time": now,
             }
             for s in self._symbols(params)
@@ -246,10 +288,10 @@ class Engine:
         return rows[0] if params.has("symbol") else rows
 
     def ticker_price(self, params: Params) -> JSON | list[JSON]:
-        """GET /fapi/v1/ticker/price and /fapi/v2/ticker/price (last price modelled as the mark)."""
+        """GET /fapi/v1/ticker/price and /fapi/v2/ticker/price (the last contract price)."""
         now = self.clock()
         rows = [
-            {"symbol": s.symbol, "price": fmt_places(self.mark(s.symbol), s.price_places), "time": now}
+            {"symbol": s.symbol, "price": fmt_places(self.last_price(s.symbol), s.price_places), "time": now}
             for s in self._symbols(params)
             if s.symbol in self.marks
         ]
@@ -259,22 +301,17 @@ class Engine:
         """GET /fapi/v1/leverageBracket: an object when a symbol is given, else a list."""
         rows = []
         for s in self._symbols(params):
-            cum = ZERO
-            brackets = []
-            previous_ratio = ZERO
-            for b in s.brackets:
-                cum += b.notional_floor * (b.maint_margin_ratio - previous_ratio)
-                previous_ratio = b.maint_margin_ratio
-                brackets.append(
-                    {
-                        "bracket": b.bracket,
-                        "initialLeverage": b.initial_leverage,
-                        "notionalCap": int(b.notional_cap),
-                        "notionalFloor": int(b.notional_floor),
-                        "maintMarginRatio": float(b.maint_margin_ratio),
-                        "cum": float(cum),
-                    }
-                )
+            brackets = [
+                {
+                    "bracket": b.bracket,
+                    "initialLeverage": b.initial_leverage,
+                    "notionalCap": int(b.notional_cap),
+                    "notionalFloor": int(b.notional_floor),
+                    "maintMarginRatio": float(b.maint_margin_ratio),
+                    "cum": float(b.cum),
+                }
+                for b in s.brackets
+            ]
             rows.append({"symbol": s.symbol, "brackets": brackets})
         return rows[0] if params.has("symbol") else rows
 
@@ -471,16 +508,14 @@ class Engine:
         return position_side
 
     def _market_fill_price(self, spec: SymbolSpec, side: str) -> Decimal:
+        """The best price a taker meets in the synthetic book; -4131 when it is outside PERCENT_PRICE."""
         mark = self.mark(spec.symbol)
-        slip = mark * self.slippage_bps / _BPS
+        price = best_price(spec, side, mark, self.book, self.slippage_bps)
         if side == "BUY":
-            price = round_to_step(mark + slip, spec.tick_size, up=True)
             if spec.multiplier_up and price > mark * spec.multiplier_up:
                 raise errors.PERCENT_PRICE()
-        else:
-            price = round_to_step(mark - slip, spec.tick_size, up=False)
-            if spec.multiplier_down and price < mark * spec.multiplier_down:
-                raise errors.PERCENT_PRICE()
+        elif spec.multiplier_down and price < mark * spec.multiplier_down:
+            raise errors.PERCENT_PRICE()
         return price
 
     # ----- orders -------------------------------------------------------------------------------
@@ -571,7 +606,13 @@ class Engine:
             if order.type == "LIMIT":
                 taker = self._market_fill_price(spec, order.side)
                 price = min(order.price, taker) if order.side == "BUY" else max(order.price, taker)
-            if qty > 0:
+            if qty > 0 and order.type == "MARKET":
+                # Level by level through the synthetic book, up to the marketTakeBound (the rest expires).
+                for level_price, level_qty in market_fills(
+                    spec, order.side, qty, self.mark(spec.symbol), self.book, self.slippage_bps
+                ):
+                    self._fill(order, level_qty, level_price, maker=False)
+            elif qty > 0:
                 self._fill(order, qty, price, maker=False)
             order.status = "FILLED" if order.executed_qty == order.orig_qty else "EXPIRED"
         elif order.time_in_force in ("IOC", "FOK"):
@@ -757,7 +798,7 @@ class Engine:
             reference = activate if activate is not None else mark
         else:
             trigger = self._price(spec, params, "triggerPrice")
-            if _crossed(order_type, side, trigger, mark):
+            if _crossed(order_type, side, trigger, self._working_price(spec.symbol, working_type)):
                 raise errors.WOULD_TRIGGER()
             reference = trigger
         if not (reduce_only or close_position) and qty * (price or reference) < spec.min_notional:
@@ -830,6 +871,7 @@ class Engine:
         algo.algo_status = "CANCELED"
         algo.update_time = self.clock()
         self.open_algo.pop(algo.algo_id, None)
+        self._on_algo_update(algo)
 
     def cancel_all_algo_orders(self, params: Params) -> JSON:
         """DELETE /fapi/v1/algoOpenOrders for one symbol."""
@@ -880,8 +922,31 @@ class Engine:
             if crossed:
                 self._fill_resting(order)
         for algo in [a for a in self.open_algo.values() if a.symbol == symbol]:
-            if self._should_fire(algo, price):
+            if self._should_fire(algo, self._working_price(symbol, algo.working_type)):
                 self._fire(algo)
+        self._check_liquidation()
+
+    def _working_price(self, symbol: str, working_type: str) -> Decimal:
+        """The price a trigger watches: the mark for MARK_PRICE, the last price for CONTRACT_PRICE."""
+        return self.mark(symbol) if working_type == "MARK_PRICE" else self.last_price(symbol)
+
+    def _check_liquidation(self) -> None:
+        """Liquidate positions at or below their maintenance margin (when liquidation is switched on)."""
+        if self.liquidation:
+            liquidation.liquidate_below_maintenance(self)
+
+    # ----- events (part A implements them: the user data stream) ------------------------------------
+
+    def _on_order_update(self, order: Order, trade: Trade | None = None) -> None:
+        """An order changed (new, filled by ``trade``, canceled, expired): ORDER_TRADE_UPDATE."""
+
+    def _on_account_update(
+        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+    ) -> None:
+        """Balances or positions changed for ``reason`` (ORDER, FUNDING_FEE, ...): ACCOUNT_UPDATE."""
+
+    def _on_algo_update(self, algo: AlgoOrder) -> None:
+        """An algo order changed status: ALGO_UPDATE."""
 
     def _fill_resting(self, order: Order) -> None:
         qty = order.orig_qty - order.executed_qty
@@ -993,7 +1058,7 @@ class Engine:
         upnl = _money(self._unrealized(pos))
         margin = _money(self._position_margin(pos)) if pos.amount else ZERO
         isolated = self.margin_type_of(spec.symbol) == "ISOLATED"
-        isolated_wallet = _money(abs(pos.amount) * pos.entry_price / leverage) if isolated else ZERO
+        isolated_wallet = _money(liquidation.isolated_wallet(self, pos))
         fee = self.market.taker_rate
         break_even = pos.entry_price * (ONE + fee if pos.amount > 0 else ONE - fee) if pos.amount else ZERO
         order_margin = sum(
@@ -1007,7 +1072,7 @@ class Engine:
             "breakEvenPrice": fmt(_money(break_even).normalize()) if pos.amount else "0.0",
             "markPrice": fmt_places(mark, MONEY_PLACES),
             "unRealizedProfit": fmt_places(upnl, MONEY_PLACES),
-            "liquidationPrice": "0",
+            "liquidationPrice": _liquidation_text(liquidation.liquidation_price(self, pos)),
             "leverage": leverage,
             "maxNotionalValue": fmt(spec.max_notional(leverage)),
             "marginType": "isolated" if isolated else "cross",
@@ -1018,9 +1083,7 @@ class Engine:
             "initialMargin": fmt_places(_money(margin + order_margin), MONEY_PLACES),
             "positionInitialMargin": fmt_places(margin, MONEY_PLACES),
             "openOrderInitialMargin": fmt_places(_money(order_margin), MONEY_PLACES),
-            "maintMargin": fmt_places(
-                _money(abs(pos.amount) * mark * spec.brackets[0].maint_margin_ratio), 8
-            ),
+            "maintMargin": fmt_places(_money(liquidation.position_maint_margin(self, pos)), MONEY_PLACES),
             "updateTime": pos.update_time,
         }
 
@@ -1061,7 +1124,9 @@ class Engine:
                     "marginBalance": fmt_places(
                         _money(balance + (totals["upnl"] if usdt else ZERO)), MONEY_PLACES
                     ),
-                    "maintMargin": "0.00000000",
+                    "maintMargin": fmt_places(
+                        _money(liquidation.total_maint_margin(self)) if usdt else ZERO, MONEY_PLACES
+                    ),
                     "initialMargin": fmt_places(
                         _money(totals["position_margin"] + totals["order_margin"]) if usdt else ZERO,
                         MONEY_PLACES,
@@ -1115,7 +1180,7 @@ class Engine:
             }
         body |= {
             "totalInitialMargin": fmt_places(margin, MONEY_PLACES),
-            "totalMaintMargin": "0.00000000",
+            "totalMaintMargin": fmt_places(_money(liquidation.total_maint_margin(self)), MONEY_PLACES),
             "totalWalletBalance": fmt_places(totals["wallet"], MONEY_PLACES),
             "totalUnrealizedProfit": fmt_places(_money(totals["upnl"]), MONEY_PLACES),
             "totalMarginBalance": fmt_places(_money(totals["wallet"] + totals["upnl"]), MONEY_PLACES),
@@ -1322,6 +1387,11 @@ def _crossed(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bo
     if order_type.startswith("STOP"):
         return price >= trigger if side == "BUY" else price <= trigger
     return price <= trigger if side == "BUY" else price >= trigger
+
+
+def _liquidation_text(price: Decimal) -> str:
+    """Binance prints a liquidation price to 8 places, and "0" when there is none."""
+    return fmt_places(price, MONEY_PLACES) if price else "0"
 
 
 def _price_text(value: Decimal, places: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
@@ -55,6 +55,7 @@ class LeverageBracket:
     notional_floor: Decimal
     notional_cap: Decimal
     maint_margin_ratio: Decimal
+    cum: Decimal = ZERO  # maintenance amount: floor * (ratio - previous ratio) + previous cum
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class SymbolSpec:
     multiplier_down: Decimal
     max_leverage: int
     brackets: tuple[LeverageBracket, ...]
+    market_take_bound: Decimal = ZERO  # exchangeInfo marketTakeBound: how far from the mark a MARKET may fill
+    liquidation_fee: Decimal = ZERO  # exchangeInfo liquidationFee: the clearance fee rate of a liquidation
+    contract_type: str = "PERPETUAL"
 
     @property
     def price_places(self) -> int:
@@ -91,6 +95,13 @@ class SymbolSpec:
         """Fraction digits used to print quantities."""
         return max(self.quantity_precision, decimals_of(self.lot_step))
 
+    def bracket_for(self, notional: Decimal) -> LeverageBracket:
+        """The bracket a position of ``notional`` (absolute, at the mark) falls in."""
+        for bracket in self.brackets:
+            if notional <= bracket.notional_cap:
+                return bracket
+        return self.brackets[-1]
+
     def max_notional(self, leverage: int) -> Decimal:
         """Largest position notional allowed at ``leverage`` (the cap of the last bracket that allows it)."""
         allowed = [b.notional_cap for b in self.brackets if b.initial_leverage >= leverage]
@@ -100,11 +111,15 @@ class SymbolSpec:
 def _brackets(max_leverage: int) -> tuple[LeverageBracket, ...]:
     tiers: list[LeverageBracket] = []
     floor = ZERO
+    cum = ZERO
+    previous_ratio = ZERO
     for index, (cap, divisor) in enumerate(zip(_BRACKET_CAPS, _BRACKET_DIVISORS, strict=True)):
         leverage = 1 if divisor == 0 else max(1, max_leverage // divisor)
         ratio = (Decimal("0.5") / Decimal(leverage)).quantize(Decimal("0.0001"))
-        tiers.append(LeverageBracket(index + 1, leverage, floor, cap, ratio))
+        cum += floor * (ratio - previous_ratio)
+        tiers.append(LeverageBracket(index + 1, leverage, floor, cap, ratio, cum))
         floor = cap
+        previous_ratio = ratio
     return tuple(tiers)
 
 
@@ -134,6 +149,9 @@ def _parse_symbol(raw: dict[str, Any], max_leverage: int) -> SymbolSpec:
         multiplier_down=Decimal(percent.get("multiplierDown", "0")),
         max_leverage=max_leverage,
         brackets=_brackets(max_leverage),
+        market_take_bound=Decimal(raw.get("marketTakeBound", "0")),
+        liquidation_fee=Decimal(raw.get("liquidationFee", "0")),
+        contract_type=raw.get("contractType", "PERPETUAL"),
     )
 
 
@@ -147,6 +165,7 @@ class MarketData:
     taker_rate: Decimal
     maker_rate: Decimal
     wallet: dict[str, Decimal]
+    funding_rates: dict[str, Decimal] = field(default_factory=dict)
 
 
 def parse_market(exchange_info: dict[str, Any], market_state: dict[str, Any]) -> MarketData:
@@ -163,6 +182,9 @@ def parse_market(exchange_info: dict[str, Any], market_state: dict[str, Any]) ->
         taker_rate=Decimal(market_state.get("takerCommissionRate", "0.0005")),
         maker_rate=Decimal(market_state.get("makerCommissionRate", "0.0002")),
         wallet={k: Decimal(v) for k, v in market_state.get("walletBalance", {"USDT": "10000"}).items()},
+        funding_rates={
+            k: Decimal(v) for k, v in market_state.get("fundingRates", {}).items() if k in symbols
+        },
     )
 
 

@@ -26,9 +26,12 @@ from binance_sim.config import SimConfig
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
 from binance_sim.faults import Fault, FaultSet
-from binance_sim.market import load_market
+from binance_sim.funding import next_funding_time, settle_funding
+from binance_sim.income import IncomeRow, income_history
+from binance_sim.market import fmt, load_market
 from binance_sim.params import Params
 from binance_sim.ratelimit import RateLimiter, Verdict
+from binance_sim.walk import PriceWalk
 
 log = logging.getLogger("binance_sim")
 
@@ -66,7 +69,16 @@ class Simulator:
         self.config = config or SimConfig()
         self.market = load_market(self.config.exchange_info_path, self.config.market_state_path)
         self.faults = FaultSet()
-        self.engine = Engine(self.market, self.server_time_ms, slippage_bps=self.config.slippage_bps)
+        self.engine = Engine(
+            self.market,
+            self.server_time_ms,
+            slippage_bps=self.config.slippage_bps,
+            book=self.config.book,
+            funding=self.config.funding,
+            liquidation=self.config.liquidation,
+        )
+        self.walk = PriceWalk(self.config.walk)
+        self._timers: list[asyncio.Task[None]] = []
         self.limiter = RateLimiter(self.config.limits)
         self.rate_limits_enabled = self.config.rate_limits
         # Binance requests being handled right now (a test waits for 0 instead of sleeping).
@@ -84,8 +96,22 @@ class Simulator:
         """Server time in ms: the wall clock plus the configured clock skew."""
         return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms
 
-    def set_mark_price(self, symbol: str, price: Decimal | str) -> None:
-        """Move the mark price of ``symbol``; fires every trigger and resting order it crosses."""
+    def set_mark_price(
+        self,
+        symbol: str,
+        price: Decimal | str,
+        *,
+        index: Decimal | str | None = None,
+        last: Decimal | str | None = None,
+    ) -> None:
+        """Move the mark price of ``symbol``; fires every trigger and resting order it crosses and
+        liquidates what falls to its maintenance margin. ``index``/``last`` set the index and last
+        (contract) price apart from the mark; without them both follow the mark."""
+        self.engine.set_reference_prices(
+            symbol,
+            index=None if index is None else Decimal(index),
+            last=None if last is None else Decimal(last),
+        )
         self.engine.set_mark_price(symbol, Decimal(price))
 
     def walk_mark_price(self, symbol: str, prices: list[Decimal] | list[str]) -> None:
@@ -98,8 +124,30 @@ class Simulator:
         self.faults.apply({**(spec or {}), **fields})
 
     def set_balance(self, asset: str, balance: Decimal | str) -> None:
-        """Set a wallet balance (e.g. to provoke -2019)."""
+        """Set a wallet balance (e.g. to provoke -2019); the difference is booked as TRANSFER income,
+        as a transfer between the spot and the futures wallet would be."""
+        change = Decimal(balance) - self.engine.account.wallet.get(asset, Decimal(0))
         self.engine.set_balance(asset, Decimal(balance))
+        if change:
+            self.engine.income.book("TRANSFER", change, self.server_time_ms(), asset=asset)
+
+    def settle_funding(self) -> list[IncomeRow]:
+        """Settle funding now (what the funding timer does at each funding time); returns the rows."""
+        return settle_funding(self.engine, self.server_time_ms())
+
+    def set_funding_rate(self, symbol: str, rate: Decimal | str) -> None:
+        """Set the funding rate the next settlements of ``symbol`` use (premiumIndex shows it)."""
+        self.engine.spec(symbol)
+        self.engine.funding_rates[symbol] = Decimal(rate)
+
+    def walk_step(self, steps: int = 1) -> None:
+        """Take ``steps`` steps of the seeded mark walk now (what the walk timer does)."""
+        for _ in range(steps):
+            self.walk.step(self.engine)
+
+    def set_liquidation(self, enabled: bool) -> None:
+        """Switch forced liquidation on or off."""
+        self.engine.liquidation = enabled
 
     def set_rate_limits(self, enabled: bool) -> None:
         """Switch rate limiting on or off (counters restart)."""
@@ -110,6 +158,11 @@ class Simulator:
         """Orders, algo orders, positions, trades, balances and faults (GET /_sim/state)."""
         return {
             **self.engine.state(),
+            "indexPrices": {s: fmt(p) for s, p in self.engine.index_prices.items()},
+            "lastPrices": {s: fmt(p) for s, p in self.engine.last_prices.items()},
+            "fundingRates": {s: fmt(self.engine.funding_rate(s)) for s in self.engine.marks},
+            "nextFundingTime": next_funding_time(self.server_time_ms(), self.config.funding.interval_ms),
+            "liquidation": self.engine.liquidation,
             "faults": self.faults.to_json(),
             "rateLimits": self.rate_limits_enabled,
             "requestsInProgress": self.requests_in_progress,
@@ -118,6 +171,8 @@ class Simulator:
     def reset(self) -> None:
         """Back to the starting state: account, orders, marks, faults and rate-limit counters."""
         self.engine.reset()
+        self.engine.liquidation = self.config.liquidation
+        self.walk = PriceWalk(self.config.walk)
         self.faults = FaultSet()
         self.limiter.reset()
         self.rate_limits_enabled = self.config.rate_limits
@@ -142,11 +197,42 @@ class Simulator:
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.base_url = f"http://{shown}:{bound_port}"
+        if self.config.walk.volatility:
+            self._timers.append(asyncio.create_task(self._walk_loop(), name="binance-sim-walk"))
+        if self.config.funding.auto:
+            self._timers.append(asyncio.create_task(self._funding_loop(), name="binance-sim-funding"))
         log.info("sim.started base_url=%s rate_limits=%s", self.base_url, self.rate_limits_enabled)
         return self.base_url
 
+    async def _walk_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.walk.interval_s)
+            try:
+                self.walk_step()
+            except Exception:
+                log.exception("sim.walk_failed")
+
+    async def _funding_loop(self) -> None:
+        interval_ms = self.config.funding.interval_ms
+        last_due = 0
+        while True:
+            now = self.server_time_ms()
+            due = max(next_funding_time(now, interval_ms), last_due + interval_ms)
+            await asyncio.sleep(max(0, due - now) / 1000)
+            last_due = due
+            try:
+                rows = settle_funding(self.engine, due)
+                log.info("sim.funding_settled time=%d positions=%d", due, len(rows))
+            except Exception:
+                log.exception("sim.funding_failed")
+
     async def stop(self) -> None:
         """Stop serving; safe to call twice."""
+        timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        # Waits for the timers to end; a cancellation of stop() itself still propagates.
+        await asyncio.gather(*timers, return_exceptions=True)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -301,6 +387,7 @@ class Simulator:
             ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(e.cancel_all_algo_orders, 1),
             ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(e.list_all_algo_orders, 5),
             ("GET", "/fapi/v1/userTrades"): Endpoint(e.user_trades, 5),
+            ("GET", "/fapi/v1/income"): Endpoint(functools.partial(income_history, e), 30),
         }
         for version in (2, 3):
             routes[("GET", f"/fapi/v{version}/positionRisk")] = Endpoint(
@@ -337,8 +424,32 @@ class Simulator:
                     prices = [body.get("price")]
                 if not isinstance(prices, list) or not prices:
                     raise errors.mandatory("price")
-                self.walk_mark_price(symbol, [_decimal(p, "price") for p in prices])
+                reference = {
+                    name: None if body.get(key) is None else _decimal(body[key], key)
+                    for name, key in (("index", "indexPrice"), ("last", "lastPrice"))
+                }
+                for price in prices:
+                    self.set_mark_price(symbol, _decimal(price, "price"), **reference)
                 return _json({"symbol": symbol, "markPrice": str(self.engine.mark(symbol))}, 200)
+            if action == ("POST", "/_sim/funding"):
+                return _json({"rows": [row.to_json() for row in self.settle_funding()]}, 200)
+            if action == ("POST", "/_sim/fundingRate"):
+                self.set_funding_rate(str(body.get("symbol", "")), _decimal(body.get("rate"), "rate"))
+                return _json({"code": 200, "msg": "success"}, 200)
+            if action == ("POST", "/_sim/walk"):
+                steps = body.get("steps", 1)
+                if isinstance(steps, str) and steps.isdigit():
+                    steps = int(steps)
+                if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 10_000:
+                    raise errors.invalid_value("steps")
+                self.walk_step(steps)
+                return _json({"markPrices": {s: fmt(p) for s, p in self.engine.marks.items()}}, 200)
+            if action == ("POST", "/_sim/liquidation"):
+                enabled = body.get("enabled")
+                if not isinstance(enabled, bool):
+                    raise errors.invalid_value("enabled")
+                self.set_liquidation(enabled)
+                return _json({"enabled": enabled}, 200)
             if action == ("POST", "/_sim/faults"):
                 self.set_faults(body)
                 return _json(self.faults.to_json(), 200)

@@ -155,12 +155,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     import binance_sim
 
-    config = binance_sim.SimConfig(
-        api_key=args.api_key,
-        api_secret=args.api_secret,
-        latency_ms=args.latency_ms,
-        rate_limits=not args.no_rate_limits,
-    )
+    try:
+        config = binance_sim.config_from_args(args)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     binance_sim.serve_forever(config, host=args.host, port=args.port)
     return 0
 
@@ -322,6 +320,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--latency-ms", type=int, default=0, help="added to every response (default 0)")
     p.add_argument("--no-rate-limits", action="store_true", help="do not enforce Binance's rate limits")
+    p.add_argument(
+        "--slippage-bps", type=Decimal, default=Decimal(0), help="MARKET fills this far past the mark"
+    )
+    p.add_argument(
+        "--depth",
+        action="append",
+        default=[],
+        metavar="[SYMBOL=]USDT",
+        help="USDT notional per book level (repeatable)",
+    )
+    p.add_argument("--spread-bps", type=Decimal, default=Decimal(0), help="bid-ask spread of the book")
+    p.add_argument(
+        "--level-bps", type=Decimal, default=Decimal(0), help="gap between book levels (0: one tick)"
+    )
+    p.add_argument(
+        "--walk", type=Decimal, metavar="VOL", help="random-walk every mark, VOL per step (e.g. 0.001)"
+    )
+    p.add_argument(
+        "--walk-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time between walk steps (default 1)",
+    )
+    p.add_argument("--walk-seed", type=int, default=0, help="seed of the walk (the same seed, the same path)")
+    p.add_argument("--funding-interval", type=float, default=28_800.0, metavar="SECONDS", help="default 8 h")
+    p.add_argument("--funding-rate", type=Decimal, default=Decimal("0.0001"), help="default funding rate")
+    p.add_argument("--no-funding", action="store_true", help="settle funding only on POST /_sim/funding")
+    p.add_argument("--no-liquidation", action="store_true", help="never liquidate positions")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser(

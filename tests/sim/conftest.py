@@ -108,7 +108,7 @@ class FakeClock:
 def engine_factory() -> Callable[..., Engine]:
     market = load_market()
 
-    def make(slippage_bps: Decimal = Decimal(0)) -> Engine:
-        return Engine(market, FakeClock(), slippage_bps=slippage_bps)
+    def make(slippage_bps: Decimal = Decimal(0), **options: Any) -> Engine:
+        return Engine(market, FakeClock(), slippage_bps=slippage_bps, **options)
 
     return make

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from binance import Client
@@ -55,3 +56,61 @@ def test_module_cli_serves_and_exits_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+MARKET_FLAGS = [
+    "--slippage-bps",
+    "2",
+    "--depth",
+    "50000",
+    "--depth",
+    "btcusdt=250000",
+    "--spread-bps",
+    "1.5",
+    "--level-bps",
+    "3",
+    "--walk",
+    "0.001",
+    "--walk-interval",
+    "0.5",
+    "--walk-seed",
+    "7",
+    "--funding-interval",
+    "3600",
+    "--funding-rate",
+    "0.0002",
+    "--no-liquidation",
+]
+
+
+def test_market_flags_make_the_same_config_from_both_entry_points() -> None:
+    from binance_sim import BookConfig, FundingConfig, WalkConfig, config_from_args
+    from binance_sim.options import build_parser
+    from quantum_exec.cli import build_parser as quantum_exec_parser
+
+    config = config_from_args(build_parser().parse_args(MARKET_FLAGS))
+    assert config.slippage_bps == Decimal(2)
+    assert config.book == BookConfig(
+        depth_notional=Decimal(50_000),
+        depth_by_symbol={"BTCUSDT": Decimal(250_000)},
+        spread_bps=Decimal("1.5"),
+        level_bps=Decimal(3),
+    )
+    assert config.walk == WalkConfig(volatility=Decimal("0.001"), interval_s=0.5, seed=7)
+    assert config.funding == FundingConfig(interval_ms=3_600_000, auto=True, default_rate=Decimal("0.0002"))
+    assert config.liquidation is False
+    assert config_from_args(quantum_exec_parser().parse_args(["sim", *MARKET_FLAGS])) == config
+
+
+def test_market_flag_defaults_keep_the_plain_fill_and_settle_funding_every_8_hours() -> None:
+    from binance_sim import config_from_args
+    from binance_sim.options import build_parser
+
+    config = config_from_args(build_parser().parse_args([]))
+    assert config.book.depth_of("BTCUSDT") is None and config.walk.volatility is None
+    assert (config.funding.interval_ms, config.funding.auto, config.liquidation) == (28_800_000, True, True)
+    assert config_from_args(build_parser().parse_args(["--no-funding"])).funding.auto is False
+    with pytest.raises(ValueError, match="--depth"):
+        config_from_args(build_parser().parse_args(["--depth", "BTCUSDT=lots"]))
+    with pytest.raises(ValueError, match="--walk"):
+        config_from_args(build_parser().parse_args(["--walk", "-0.1"]))
