@@ -112,8 +112,12 @@ class Service:
     async def _start(self) -> None:
         settings = self.settings
         if settings.embedded_redis:
-            self.embedded_redis = EmbeddedRedis()
-            await asyncio.to_thread(self.embedded_redis.start)
+            state = settings.state_dir / "redis" if settings.state_dir is not None else None
+            self.embedded_redis = EmbeddedRedis(state_dir=state)
+            # Started from the loop's own thread, not a worker thread: the server's death signal
+            # is tied to the thread that forked it (PR_SET_PDEATHSIG), and the loop thread lives
+            # as long as the service does.
+            self.embedded_redis.start()
             self.redis_url = self.embedded_redis.url
         assert self.redis_url is not None
         self._redis = redis_client(self.redis_url, settings)

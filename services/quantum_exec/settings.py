@@ -64,6 +64,13 @@ class LogFormat(StrEnum):
     TEXT = "text"
 
 
+def default_state_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/quantum-exec`` (or ``~/.local/state/quantum-exec``)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "quantum-exec"
+
+
 def default_consumer_name() -> str:
     """Stable per instance: the host name plus the systemd unit (or ``manual``), never random."""
     unit = os.environ.get("QUANTUM_UNIT_NAME") or "quantum-execution"
@@ -144,6 +151,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_file: Path | None = None
     watchdog: bool = True
+
+    # Embedded defaults: where `serve` keeps the private Redis's data (and the paper account);
+    # unset = a throwaway directory (`serve` fills in default_state_dir()).
+    state_dir: Path | None = None
 
     # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
     sim_latency_ms: int = Field(default=0, ge=0)
