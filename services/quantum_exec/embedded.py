@@ -122,7 +122,12 @@ class EmbeddedRedis:
     """
 
     def __init__(
-        self, *, persistent: bool = False, state_dir: Path | None = None, binary: str | None = None
+        self,
+        *,
+        persistent: bool = False,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        binary: str | None = None,
     ) -> None:
         self.persistent = persistent or state_dir is not None
         self.state_dir = state_dir
@@ -130,7 +135,7 @@ class EmbeddedRedis:
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._lock: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
+        self._port: int | None = port
 
     @property
     def port(self) -> int:

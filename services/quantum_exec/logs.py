@@ -86,7 +86,9 @@ class Redactor:
         usable = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         self._secrets = tuple(sorted(usable, key=len, reverse=True))
         self._pattern = (
-            re.compile("|".join(re.escape(s) for s in self._secrets), re.IGNORECASE) if self._secrets else None
+            re.compile("|".join(re.escape(s) for s in self._secrets), re.IGNORECASE)
+            if self._secrets
+            else None
         )
 
     def text(self, value: str) -> str:

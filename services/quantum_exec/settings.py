@@ -226,13 +226,13 @@ class Settings(BaseSettings):
             if isinstance(field_value, SecretStr):
                 out[name] = "**********" if field_value.get_secret_value() else ""
             elif name == "redis_url" and value:
-                out[name] = _mask_url_password(str(value))
+                out[name] = mask_url_password(str(value))
             else:
                 out[name] = value
         return out
 
 
-def _mask_url_password(url: str) -> str:
+def mask_url_password(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
