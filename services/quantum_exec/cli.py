@@ -16,7 +16,7 @@ import orjson
 
 from quantum_exec import __version__
 from quantum_exec.errors import ConfigError, QuantumError
-from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, load_settings
+from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, default_state_dir, load_settings
 
 DESCRIPTION = """\
 quantum-exec executes TradeIntents from a Redis stream on Binance USD-M futures: MARKET entry,
@@ -91,6 +91,9 @@ def _run(coro: Any) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.embedded_redis and settings.state_dir is None:
+        # A private Redis that keeps its data: a killed `serve` started again answers every intent.
+        settings = settings.model_copy(update={"state_dir": default_state_dir()})
     if args.print_config:
         sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0

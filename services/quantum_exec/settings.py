@@ -64,6 +64,13 @@ class LogFormat(StrEnum):
     TEXT = "text"
 
 
+def default_state_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/quantum-exec`` (or ``~/.local/state/quantum-exec``)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "quantum-exec"
+
+
 def default_consumer_name() -> str:
     """Stable per instance: the host name plus the systemd unit (or ``manual``), never random."""
     unit = os.environ.get("QUANTUM_UNIT_NAME") or "quantum-execution"
@@ -145,6 +152,10 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     watchdog: bool = True
 
+    # Embedded defaults: where `serve` keeps the private Redis's data (and the paper account);
+    # unset = a throwaway directory (`serve` fills in default_state_dir()).
+    state_dir: Path | None = None
+
     # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
     sim_latency_ms: int = Field(default=0, ge=0)
     sim_rate_limits: bool = True
@@ -215,13 +226,13 @@ class Settings(BaseSettings):
             if isinstance(field_value, SecretStr):
                 out[name] = "**********" if field_value.get_secret_value() else ""
             elif name == "redis_url" and value:
-                out[name] = _mask_url_password(str(value))
+                out[name] = mask_url_password(str(value))
             else:
                 out[name] = value
         return out
 
 
-def _mask_url_password(url: str) -> str:
+def mask_url_password(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

@@ -289,6 +289,9 @@ class IntentConsumer:
                 backoff = await self._pause(backoff)
             except REDIS_DOWN as exc:
                 self._redis_lost(exc, "read")
+                # Alive and retrying: keep feeding the watchdog (/readyz says not ready), so a
+                # Redis outage does not turn into systemd restarts that burn the start limit.
+                self._progress()
                 backoff = await self._pause(backoff)
             except Exception as exc:
                 log.exception("consumer.read_failed", error=str(exc))

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from binance_sim import Simulator
+from quantum_exec.embedded import EmbeddedRedis
 
 from .conftest import NotifySocket
 
@@ -115,3 +117,71 @@ async def test_ready_watchdog_stopping_in_order(
     for line in output.splitlines():
         assert orjson.loads(line)["event"], line  # JSON lines on stdout, one event each
     assert SIM_SECRET not in output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_outage_at_start_and_mid_run_keeps_the_unit_alive(
+    sim: Simulator, unique_names: dict[str, Any], notify_socket: NotifySocket
+) -> None:
+    """READY only once Redis answers; meanwhile the start timeout is extended (no failed start, no
+    restart loop); an outage after READY keeps the watchdog fed from the reconnect loop."""
+    script = Path(sys.executable).parent / "quantum-exec"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTUM_", "BINANCE_"))}
+    env.update({f"QUANTUM_{k.upper()}": str(v) for k, v in unique_names.items()})
+    env.update(
+        {
+            "QUANTUM_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "QUANTUM_BINANCE_BASE_URL": sim.base_url,
+            "BINANCE_API_KEY": SIM_KEY,
+            "BINANCE_API_SECRET": SIM_SECRET,
+            "QUANTUM_METRICS_HOST": "127.0.0.1",
+            "QUANTUM_METRICS_PORT": "0",
+            "QUANTUM_BLOCK_MS": "100",
+            "QUANTUM_REDIS_RECONNECT_MAX_S": "0.2",
+            "NOTIFY_SOCKET": notify_socket.address,
+            "WATCHDOG_USEC": str(WATCHDOG_USEC),
+        }
+    )
+    env.pop("WATCHDOG_PID", None)
+    proc = await asyncio.create_subprocess_exec(
+        str(script), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    got = Received(notify_socket)
+    server: EmbeddedRedis | None = None
+    try:
+        await got.until(
+            lambda: sum(m.startswith("EXTEND_TIMEOUT_USEC=") for m in got.messages) >= 3,
+            30,
+            "start-up to ask for more time while Redis is unreachable",
+        )
+        assert got.index("READY=1") is None
+        assert proc.returncode is None  # still trying, not failed
+        server = EmbeddedRedis(port=port).start()
+        await got.until(lambda: got.index("READY=1") is not None, 30, "READY=1 once Redis answers")
+
+        server.stop()
+        down_at = len(got.messages)
+        await got.until(
+            lambda: got.messages[down_at:].count("WATCHDOG=1") >= 3,
+            15,
+            "WATCHDOG=1 while Redis is down (the reconnect loop is alive)",
+        )
+        assert proc.returncode is None
+        server = EmbeddedRedis(port=port).start()
+        proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if server is not None:
+            server.stop()
+        output = (await proc.stdout.read()).decode() if proc.stdout else ""
+    assert returncode == 0, output
+    assert "redis.unreachable_at_start" in output

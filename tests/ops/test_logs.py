@@ -133,6 +133,18 @@ def test_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
     assert redact(f"x {API_KEY} y") == f"x {REDACTED} y"
 
 
+def test_redaction_ignores_letter_case(tmp_path: Path) -> None:
+    out = io.StringIO()
+    setup_logging(settings(), stream=out)
+    get_logger("quantum_exec.stream").warning(
+        "intent.meta", meta={"note": f"key {API_KEY.upper()} and {API_SECRET.lower()}"}
+    )
+    text = out.getvalue()
+    for secret in SECRETS:
+        assert secret.upper() not in text and secret.lower() not in text
+    assert lines(out)[0]["meta"]["note"] == f"key {REDACTED} and {REDACTED}"
+
+
 def test_file_handler_only_when_configured_and_setup_is_idempotent(tmp_path: Path) -> None:
     root = logging.getLogger()
     before = len(root.handlers)
