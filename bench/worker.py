@@ -30,14 +30,14 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from quantum_exec import exchange
-from quantum_exec.exchange import BinanceGateway
-from quantum_exec.executor import Executor
-from quantum_exec.logs import setup_logging
-from quantum_exec.ratelimit import RateLimiter
+from quantum_exec.exchange import gateway as exchange
+from quantum_exec.exchange.gateway import BinanceGateway
+from quantum_exec.exchange.pacing import RateLimiter
+from quantum_exec.execution.executor import Executor
+from quantum_exec.ops.logs import setup_logging
 from quantum_exec.service import Service
 from quantum_exec.settings import Settings
-from quantum_exec.store import Store
+from quantum_exec.stream.store import Store
 
 
 class Rec:

@@ -97,9 +97,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    from quantum_exec.logs import get_logger, secret_values, setup_logging
+    from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
+    from quantum_exec.ops.secrets_check import check_secret_file_permissions
     from quantum_exec.runtime import clear_endpoints, write_endpoints
-    from quantum_exec.secrets_check import check_secret_file_permissions
     from quantum_exec.service import Service
 
     setup_logging(settings, secrets=secret_values(settings))
@@ -136,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from quantum_exec.health import check
+    from quantum_exec.ops.health import check
 
     try:
         settings = _settings(args)
@@ -145,7 +145,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         # credentials in its own environment must still ask the service rather than fail here.
         port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
         settings = Settings(metrics_port=int(port) if port.isdigit() else 9108)
-    from quantum_exec.logs import setup_logging
+    from quantum_exec.ops.logs import setup_logging
     from quantum_exec.settings import LogFormat
 
     setup_logging(settings.model_copy(update={"log_format": LogFormat.TEXT, "log_level": "WARNING"}))

@@ -132,7 +132,7 @@ def _verdict(items: list[Scenario], results: dict[str, ExecutionResult]) -> list
 
 async def run_demo(settings: Settings, *, verbose: bool = False) -> int:
     """Run the demo; 0 when every sample intent came back as expected."""
-    from quantum_exec.logs import secret_values, setup_logging
+    from quantum_exec.ops.logs import secret_values, setup_logging
     from quantum_exec.service import Service
 
     setup_logging(settings.model_copy(update={"log_format": LogFormat.TEXT}), secrets=secret_values(settings))

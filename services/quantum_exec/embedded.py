@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from quantum_exec.logs import get_logger
+from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -16,15 +16,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from quantum_exec import __version__, metrics
+from quantum_exec import __version__
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.errors import ConfigError
-from quantum_exec.health import MetricsServer
-from quantum_exec.logs import get_logger
-from quantum_exec.notify import Notifier
+from quantum_exec.ops import metrics
+from quantum_exec.ops.health import MetricsServer
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.notify import Notifier
 from quantum_exec.settings import Settings, mask_url_password
-from quantum_exec.stream import REDIS_DOWN, Handler, IntentConsumer
+from quantum_exec.stream.consumer import REDIS_DOWN, Handler, IntentConsumer
 
 log = get_logger(__name__)
 
@@ -177,11 +178,15 @@ class Service:
             return
 
     async def _executor_handler(self) -> Handler:
-        from quantum_exec import executor as executor_module  # imported when used: pulls the exchange stack
+        from quantum_exec.execution import (
+            executor as executor_module,  # imported when used: pulls the exchange stack
+        )
 
         create = getattr(executor_module, "create_executor", None)
         if create is None:
-            raise ConfigError("no executor available: quantum_exec.executor.create_executor is missing")
+            raise ConfigError(
+                "no executor available: quantum_exec.execution.executor.create_executor is missing"
+            )
         executor = self.executor = await create(self.settings)
 
         async def execute(

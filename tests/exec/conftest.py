@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec.executor import Executor, create_executor
+from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.settings import Settings
 
 SIM_KEY = "quantum-sim-key"

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec import metrics
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.executor import Executor, create_executor
+from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
+from quantum_exec.ops import metrics
 from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, mark, orders, position_amount
 

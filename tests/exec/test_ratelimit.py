@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantum_exec.ratelimit import Limits, RateLimiter
+from quantum_exec.exchange.pacing import Limits, RateLimiter
 
 
 class FakeClock:

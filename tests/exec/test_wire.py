@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quantum_exec.wire import AlgoOrder, Fees, Order, Position, Trade, parse_max_leverage
+from quantum_exec.exchange.wire import AlgoOrder, Fees, Order, Position, Trade, parse_max_leverage
 
 # Shapes as documented by Binance (USD-M futures), values from a MARKET order with RESULT.
 ORDER_RESULT = {

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from quantum_exec import metrics
+from quantum_exec.ops import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -52,7 +52,7 @@ def check_expression(expr: str, where: str) -> list[str]:
     problems = []
     used = set(METRIC.findall(expr))
     for name in sorted(used - set(known)):
-        problems.append(f"{where}: {name} is not exported by quantum_exec.metrics")
+        problems.append(f"{where}: {name} is not exported by quantum_exec.ops.metrics")
     allowed = set(TARGET_LABELS).union(*(known.get(n, frozenset()) for n in used))
     for name, matchers in SELECTOR.findall(expr):
         for label in LABEL_MATCHER.findall(matchers):

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quantum_exec import health, metrics
-from quantum_exec.health import MetricsServer
+from quantum_exec.ops import health, metrics
+from quantum_exec.ops.health import MetricsServer
 from quantum_exec.settings import Settings
 
 

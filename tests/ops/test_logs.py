@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from quantum_exec.logs import REDACTED, get_logger, redact, setup_logging
+from quantum_exec.ops.logs import REDACTED, get_logger, redact, setup_logging
 from quantum_exec.settings import Settings
 
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
@@ -36,7 +36,7 @@ def restore_root_logger() -> Iterator[None]:
 
 def setup_state_reset() -> None:
     # Forget the test secrets so later tests in the session see the default redactor.
-    from quantum_exec import logs
+    from quantum_exec.ops import logs
 
     logs._REDACTOR.set_secrets(())
 
@@ -58,15 +58,15 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 def test_json_line_shape() -> None:
     out = io.StringIO()
     setup_logging(settings(), stream=out)
-    get_logger("quantum_exec.executor").info(
+    get_logger("quantum_exec.execution.executor").info(
         "entry.filled", intent_id="i-1", symbol="BTCUSDT", quantity=Decimal("0.001"), latency_ms=12.5
     )
-    get_logger("quantum_exec.executor").debug("not.shown")
+    get_logger("quantum_exec.execution.executor").debug("not.shown")
     [line] = lines(out)
     assert list(line)[:4] == ["ts", "level", "logger", "event"]
     assert line["ts"].endswith("Z") and "T" in line["ts"]
     assert line["level"] == "info"
-    assert line["logger"] == "quantum_exec.executor"
+    assert line["logger"] == "quantum_exec.execution.executor"
     assert line["event"] == "entry.filled"
     assert line["intent_id"] == "i-1"
     assert line["quantity"] == "0.001"  # exact text, never a float
@@ -92,12 +92,12 @@ def test_json_exception_and_reserved_field_names() -> None:
 def test_text_format() -> None:
     out = io.StringIO()
     setup_logging(settings(log_format="text"), stream=out)
-    get_logger("quantum_exec.stream").warning("claim.done", claimed=3, note="two words", empty="")
+    get_logger("quantum_exec.stream.consumer").warning("claim.done", claimed=3, note="two words", empty="")
     text = out.getvalue().rstrip("\n")
     ts, level, logger, event, *fields = text.split(" ", 4)
     assert ts.endswith("Z")
     assert level == "WARNING"
-    assert logger == "quantum_exec.stream"
+    assert logger == "quantum_exec.stream.consumer"
     assert event == "claim.done"
     assert fields == ['claimed=3 note="two words" empty=""']
 
@@ -107,7 +107,7 @@ def test_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "exec.log"
     extra = "an-extra-token-value"
     setup_logging(settings(log_file=log_file), secrets=[extra], stream=out)
-    log = get_logger("quantum_exec.exchange")
+    log = get_logger("quantum_exec.exchange.gateway")
     log.info(
         f"event with {API_KEY}",
         url=f"https://fapi.binance.com/fapi/v1/order?signature=x&apiKey={API_KEY}",
@@ -136,7 +136,7 @@ def test_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
 def test_redaction_ignores_letter_case(tmp_path: Path) -> None:
     out = io.StringIO()
     setup_logging(settings(), stream=out)
-    get_logger("quantum_exec.stream").warning(
+    get_logger("quantum_exec.stream.consumer").warning(
         "intent.meta", meta={"note": f"key {API_KEY.upper()} and {API_SECRET.lower()}"}
     )
     text = out.getvalue()

@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 
-from quantum_exec.notify import Notifier
+from quantum_exec.ops.notify import Notifier
 
 from .conftest import NotifySocket
 

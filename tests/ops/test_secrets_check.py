@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantum_exec.secrets_check import check_secret_file_permissions
+from quantum_exec.ops.secrets_check import check_secret_file_permissions
 
 
 def test_private_file_passes_and_open_files_warn(tmp_path: Path) -> None:

@@ -129,11 +129,11 @@ except OSError:
     pass
 import asyncio, aiohttp, orjson, hiredis, redis.asyncio, uvloop, pydantic, binance
 import Crypto.Hash.SHA256, Crypto.Hash.HMAC
-import quantum_exec.health, quantum_exec.logs, quantum_exec.notify, quantum_exec.settings
+import quantum_exec.ops.health, quantum_exec.ops.logs, quantum_exec.ops.notify, quantum_exec.settings
 orjson.dumps({"x": 1}); hiredis.Reader().feed(b"+OK\\r\\n")
 assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda v: v + 1)(1) == 2  # a libffi closure
 async def main():
-    server = quantum_exec.health.MetricsServer("127.0.0.1", 0)
+    server = quantum_exec.ops.health.MetricsServer("127.0.0.1", 0)
     await server.start()
     async with aiohttp.ClientSession() as s, s.get(server.url + "/metrics") as r:
         assert r.status == 200

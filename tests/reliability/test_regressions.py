@@ -15,7 +15,7 @@ import pytest
 
 from binance_sim import SimConfig, Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.executor import Executor, create_executor
+from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
 from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, orders, position_amount
@@ -126,7 +126,7 @@ async def test_poisoned_intent_whose_earlier_attempt_began_is_reported_unprotect
     import redis.asyncio as aioredis
 
     from quantum_exec.contracts import decode_result_fields, encode_intent_fields
-    from quantum_exec.stream import IntentConsumer
+    from quantum_exec.stream.consumer import IntentConsumer
 
     settings = Settings(
         redis_url=redis_url,

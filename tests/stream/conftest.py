@@ -21,7 +21,7 @@ from quantum_exec.contracts import (
     intent_key,
 )
 from quantum_exec.settings import Settings
-from quantum_exec.stream import IntentConsumer
+from quantum_exec.stream.consumer import IntentConsumer
 
 
 @dataclass

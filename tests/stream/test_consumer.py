@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from quantum_exec import metrics
 from quantum_exec.contracts import ErrorSource, ResultStatus
+from quantum_exec.ops import metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

@@ -17,11 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from quantum_exec import metrics
 from quantum_exec.contracts import decode_result_fields, encode_intent_fields
 from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.ops import metrics
 from quantum_exec.service import redis_client
-from quantum_exec.stream import IntentConsumer
+from quantum_exec.stream.consumer import IntentConsumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

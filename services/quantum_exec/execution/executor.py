@@ -25,7 +25,6 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
-from quantum_exec import metrics
 from quantum_exec.contracts import (
     CloseFill,
     ErrorSource,
@@ -47,13 +46,14 @@ from quantum_exec.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange import BinanceGateway, rest_root
-from quantum_exec.fencing import ensure_owner
+from quantum_exec.exchange.gateway import BinanceGateway, rest_root
+from quantum_exec.exchange.wire import AlgoOrder, Fees, Order
+from quantum_exec.execution.fencing import ensure_owner
 from quantum_exec.ids import client_order_id, is_own_protective
-from quantum_exec.logs import get_logger
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, check_protection, round_trigger, size_quantity, trigger_from_pct
 from quantum_exec.settings import LeveragePolicy, ProtectionFailurePolicy, ProtectionMode, Settings
-from quantum_exec.wire import AlgoOrder, Fees, Order
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from quantum_exec import metrics
+from quantum_exec.ops import metrics
 
 
 @dataclass(frozen=True, slots=True)

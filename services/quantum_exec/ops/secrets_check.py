@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from quantum_exec.logs import get_logger
+from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -20,8 +20,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from quantum_exec import metrics
-from quantum_exec.logs import get_logger, redact
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger, redact
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)

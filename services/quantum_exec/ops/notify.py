@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from quantum_exec.logs import get_logger
+from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 

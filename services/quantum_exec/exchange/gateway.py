@@ -4,7 +4,7 @@ Everything about talking to the exchange lives here: base URLs per environment, 
 python-binance), server-time offset, pacing below the rate limits, reading the rate-limit headers
 of *each* response (``client.response`` only holds the last one, useless under concurrency),
 turning Binance errors into the typed errors of :mod:`quantum_exec.errors`, and parsing replies
-into the records of :mod:`quantum_exec.wire`. Reads are retried here; state-changing requests are
+into the records of :mod:`quantum_exec.exchange.wire`. Reads are retried here; state-changing requests are
 never re-sent here: an unknown outcome is raised for the executor to resolve by client id.
 """
 
@@ -22,7 +22,6 @@ import aiohttp
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from quantum_exec import metrics
 from quantum_exec.errors import (
     ALREADY_DONE_CODES,
     RULES_STALE_CODES,
@@ -34,11 +33,12 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
     classify,
 )
-from quantum_exec.logs import get_logger
-from quantum_exec.ratelimit import Limits, RateLimiter
+from quantum_exec.exchange.pacing import Limits, RateLimiter
+from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, fmt, parse_exchange_info
 from quantum_exec.settings import ExchangeEnv, Settings
-from quantum_exec.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
 
 log = get_logger(__name__)
 

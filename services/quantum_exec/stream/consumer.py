@@ -36,7 +36,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from quantum_exec import fencing, metrics
 from quantum_exec.contracts import (
     ErrorSource,
     ExecutionResult,
@@ -52,9 +51,11 @@ from quantum_exec.contracts import (
     parse_intent,
 )
 from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.logs import get_logger
+from quantum_exec.execution import fencing
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
-from quantum_exec.store import BeginState, CommitOutcome, CommitStatus, Lease, Store
+from quantum_exec.stream.store import BeginState, CommitOutcome, CommitStatus, Lease, Store
 
 log = get_logger(__name__)
 

@@ -1,0 +1,232 @@
+"""Validation of one intent field each, and the table that drives the parser and the JSON Schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from quantum_exec.contracts.codec import show
+from quantum_exec.contracts.enums import Side
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.settings import MarginType
+
+# Numbers outside these bounds are typos or attacks, never prices or sizes.
+MAX_MAGNITUDE: Final = Decimal("1e15")
+MAX_SIGNIFICANT_DIGITS: Final = 24
+MAX_DECIMAL_PLACES: Final = 20
+MAX_LEVERAGE: Final = 125
+# Epoch values below this are seconds (it is the year 5138 in seconds, 1973 in milliseconds).
+EPOCH_SECONDS_BELOW: Final = Decimal(10**11)
+EPOCH_MS_BELOW: Final = Decimal(10**14)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_INTENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SYMBOL_RE: Final = re.compile(r"[A-Z0-9_]{2,30}")
+_NUMBER_RE: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_MAX_CHARS: Final = 48
+
+
+def _reject(field: str, problem: str, value: Any) -> IntentRejected:
+    return IntentRejected(ReasonCode.INVALID_FIELD, f"{field}: {problem} (got {show(value)})")
+
+
+def _to_decimal(field: str, raw: Any) -> Decimal:
+    """A finite, sane Decimal from a JSON number, a numeric string, or a Decimal."""
+    if isinstance(raw, bool):
+        raise _reject(field, "must be a number, not a boolean", raw)
+    if isinstance(raw, Decimal):
+        value = raw
+    elif isinstance(raw, int):
+        if abs(raw) > MAX_MAGNITUDE:
+            raise _reject(field, f"magnitude above {MAX_MAGNITUDE:f}", raw)
+        value = Decimal(int(raw))
+    elif isinstance(raw, float):
+        value = Decimal(repr(raw))
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if len(text) > _NUMBER_MAX_CHARS or not _NUMBER_RE.fullmatch(text):
+            raise _reject(field, "must be a number", raw)
+        value = Decimal(text)
+    else:
+        raise _reject(field, "must be a number", raw)
+    if not value.is_finite():
+        raise _reject(field, "must be a finite number", raw)
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite, so never 'n'/'N'/'F'
+    if len(digits) > MAX_SIGNIFICANT_DIGITS or exponent < -MAX_DECIMAL_PLACES:
+        raise _reject(
+            field, f"too many digits (at most {MAX_SIGNIFICANT_DIGITS}, {MAX_DECIMAL_PLACES} decimals)", raw
+        )
+    if abs(value) > MAX_MAGNITUDE:
+        raise _reject(field, f"magnitude above {MAX_MAGNITUDE:f}", raw)
+    return value
+
+
+def _positive(field: str, raw: Any) -> Decimal:
+    value = _to_decimal(field, raw)
+    if value <= 0:
+        raise _reject(field, "must be greater than 0", raw)
+    return value
+
+
+def _percent(field: str, raw: Any) -> Decimal:
+    value = _positive(field, raw)
+    if value >= 100:
+        raise _reject(field, "must be a percentage below 100", raw)
+    return value
+
+
+def _intent_id(field: str, raw: Any) -> str:
+    # Integer ids are accepted: their text is a valid id and some producers count.
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or not _INTENT_ID_RE.fullmatch(raw):
+        raise _reject(field, "must be 1-64 characters of [A-Za-z0-9._:-]", raw)
+    return raw
+
+
+def _symbol(field: str, raw: Any) -> str:
+    # isascii first: str.upper() maps some non-ASCII letters onto ASCII ones ('ı' -> 'I').
+    if not isinstance(raw, str) or not raw.isascii():
+        raise _reject(field, "must be a symbol like BTCUSDT", raw)
+    symbol = raw.strip().upper()
+    if not _SYMBOL_RE.fullmatch(symbol):
+        raise _reject(field, "must be a symbol like BTCUSDT", raw)
+    return symbol
+
+
+# LONG/SHORT are accepted because in one-way position mode (the only mode this service trades)
+# they mean exactly BUY/SELL; nothing else is guessed.
+_SIDE_WORDS: Final = {
+    "BUY": Side.BUY,
+    "SELL": Side.SELL,
+    "CLOSE": Side.CLOSE,
+    "LONG": Side.BUY,
+    "SHORT": Side.SELL,
+}
+
+
+def _side(field: str, raw: Any) -> Side:
+    side = _SIDE_WORDS.get(raw.strip().upper()) if isinstance(raw, str) else None
+    if side is None:
+        raise _reject(field, "must be BUY, SELL or CLOSE", raw)
+    return side
+
+
+_MARGIN_WORDS: Final = {
+    "ISOLATED": MarginType.ISOLATED,
+    "CROSSED": MarginType.CROSSED,
+    "CROSS": MarginType.CROSSED,
+}
+
+
+def _margin_type(field: str, raw: Any) -> MarginType:
+    margin = _MARGIN_WORDS.get(raw.strip().upper()) if isinstance(raw, str) else None
+    if margin is None:
+        raise _reject(field, "must be ISOLATED or CROSSED", raw)
+    return margin
+
+
+def _leverage(field: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise _reject(field, "must be a whole number, not a boolean", raw)
+    if isinstance(raw, int):
+        leverage = int(raw)
+    else:
+        value = _to_decimal(field, raw)
+        if value != value.to_integral_value():
+            raise _reject(field, f"must be a whole number 1..{MAX_LEVERAGE}", raw)
+        leverage = int(value)
+    if not 1 <= leverage <= MAX_LEVERAGE:
+        raise _reject(field, f"must be between 1 and {MAX_LEVERAGE}", raw)
+    return leverage
+
+
+def _reduce_only(field: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in ("true", "false"):
+            return word == "true"
+    raise _reject(field, "must be true or false", raw)
+
+
+def _timestamp(field: str, raw: Any) -> datetime:
+    """ISO-8601 (naive means UTC), epoch milliseconds, or epoch seconds when clearly seconds."""
+    if isinstance(raw, datetime):
+        return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
+    if isinstance(raw, str) and not _NUMBER_RE.fullmatch(raw.strip()):
+        if len(raw) > 64:
+            raise _reject(field, "must be an ISO-8601 time or epoch milliseconds", raw)
+        try:
+            parsed = datetime.fromisoformat(raw.strip())
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise _reject(field, "must be an ISO-8601 time or epoch milliseconds", raw) from None
+    epoch = _to_decimal(field, raw)
+    if epoch <= 0:
+        raise _reject(field, "must be a positive epoch time", raw)
+    if epoch < EPOCH_SECONDS_BELOW:
+        micros = epoch * 1_000_000
+    elif epoch < EPOCH_MS_BELOW:
+        micros = epoch * 1000
+    else:
+        raise _reject(field, "epoch value too large (expected milliseconds)", raw)
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+# One table serves the parser and the published JSON Schema, so they cannot drift apart.
+_NUMBER_SCHEMA: Final[dict[str, Any]] = {"type": ["number", "string"]}
+FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
+    "intent_id": (
+        _intent_id,
+        {
+            "type": ["string", "integer"],
+            "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+            "description": "idempotency key; the stream entry id when absent",
+        },
+    ),
+    "symbol": (
+        _symbol,
+        {"type": "string", "pattern": "^[A-Za-z0-9_]{2,30}$", "description": "case-insensitive"},
+    ),
+    "side": (
+        _side,
+        {
+            "type": "string",
+            "description": "BUY, SELL or CLOSE, case-insensitive (LONG = BUY, SHORT = SELL)",
+            "examples": ["BUY", "SELL", "CLOSE"],
+        },
+    ),
+    "action": (_side, {"type": "string", "description": "alias of side"}),
+    "position_size_usd": (_positive, {**_NUMBER_SCHEMA, "description": "notional in the quote asset, > 0"}),
+    "quantity": (
+        _positive,
+        {**_NUMBER_SCHEMA, "description": "base quantity, > 0; wins over position_size_usd"},
+    ),
+    "entry_price": (_positive, {**_NUMBER_SCHEMA, "description": "reference price for sizing, > 0"}),
+    "leverage": (_leverage, {"type": ["integer", "number", "string"], "minimum": 1, "maximum": MAX_LEVERAGE}),
+    "margin_type": (
+        _margin_type,
+        {"type": "string", "description": "ISOLATED or CROSSED (CROSS), case-insensitive"},
+    ),
+    "stop_loss": (_positive, {**_NUMBER_SCHEMA, "description": "absolute trigger price, > 0"}),
+    "take_profit": (_positive, {**_NUMBER_SCHEMA, "description": "absolute trigger price, > 0"}),
+    "stop_loss_pct": (
+        _percent,
+        {**_NUMBER_SCHEMA, "description": "percent from the fill price, 0 < pct < 100"},
+    ),
+    "take_profit_pct": (
+        _percent,
+        {**_NUMBER_SCHEMA, "description": "percent from the fill price, 0 < pct < 100"},
+    ),
+    "reduce_only": (_reduce_only, {"type": ["boolean", "string"], "description": "true/false"}),
+    "timestamp": (
+        _timestamp,
+        {"type": ["string", "integer", "number"], "description": "ISO-8601 (naive = UTC) or epoch ms / s"},
+    ),
+}

@@ -1,0 +1,131 @@
+"""The TradeIntent we consume: :func:`parse_intent` validates a decoded payload or raises
+:class:`IntentRejected` (the producer gets a ``rejected`` result naming the field and the value)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from quantum_exec.contracts.codec import show
+from quantum_exec.contracts.enums import Side
+from quantum_exec.contracts.fields import FIELDS
+from quantum_exec.contracts.meta import bounded_meta
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.settings import MarginType
+
+
+def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
+    """Validate and normalize a raw payload into TradeIntent field values (raises IntentRejected)."""
+    values: dict[str, Any] = {}
+    extras: dict[Any, Any] = {}
+    for key, raw in payload.items():
+        spec = FIELDS.get(key) if type(key) is str else None
+        if spec is None:
+            if key == "meta" and isinstance(raw, Mapping):
+                # Our own meta coming back (model_dump -> TradeIntent): unfold it, do not nest it.
+                extras.update(raw)
+            else:
+                extras[key] = raw
+        elif raw is not None:  # null means absent, which is how many producers write optionals
+            values[key] = spec[0](key, raw)
+
+    action = values.pop("action", None)
+    side = values.setdefault("side", action)
+    if side is None:
+        raise IntentRejected(ReasonCode.INVALID_FIELD, "side: required (BUY, SELL or CLOSE; alias action)")
+    if action is not None and action is not side:
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            f"side: {side.value} contradicts action {action.value} (send one of them)",
+        )
+    if "symbol" not in values:
+        raise IntentRejected(ReasonCode.INVALID_FIELD, "symbol: required (e.g. BTCUSDT)")
+    if side is not Side.CLOSE and "quantity" not in values and "position_size_usd" not in values:
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD, f"position_size_usd: required for {side.value} (or quantity)"
+        )
+    values["meta"] = bounded_meta(extras) if extras else {}
+    return values
+
+
+class TradeIntent(BaseModel):
+    """A validated trade intent. Build it from untrusted data with :func:`parse_intent`.
+
+    ``quantity`` wins over ``position_size_usd``; absolute ``stop_loss``/``take_profit`` win over
+    the ``*_pct`` variants. The constructor applies the same rules as :func:`parse_intent` (and
+    raises :class:`IntentRejected`), so a ``model_dump()`` can be fed back in.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intent_id: str | None = None
+    symbol: str
+    side: Side
+    position_size_usd: Decimal | None = None
+    quantity: Decimal | None = None
+    entry_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss_pct: Decimal | None = None
+    take_profit_pct: Decimal | None = None
+    leverage: int | None = None
+    margin_type: MarginType | None = None
+    reduce_only: bool = False
+    timestamp: datetime | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_raw(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return _normalize_intent(data)
+        return data
+
+    @property
+    def is_long(self) -> bool:
+        """True for BUY, False for SELL; CLOSE has no direction and raises ValueError."""
+        if self.side is Side.CLOSE:
+            raise ValueError("a CLOSE intent has no direction")
+        return self.side is Side.BUY
+
+
+def parse_intent(payload: dict[str, Any]) -> TradeIntent:
+    """Validate a decoded payload into a :class:`TradeIntent`.
+
+    Raises :class:`IntentRejected` (and nothing else) with ``INVALID_PAYLOAD`` when the payload
+    is not an object and ``INVALID_FIELD`` otherwise; the message names the field and the value.
+    Unknown fields are kept in ``meta`` (bounded in size) and echoed in the result.
+    """
+    if not isinstance(payload, Mapping):
+        raise IntentRejected(
+            ReasonCode.INVALID_PAYLOAD, f"payload: must be a JSON object (got {show(payload)})"
+        )
+    return TradeIntent.model_construct(**_normalize_intent(payload))
+
+
+def intent_key(intent: TradeIntent, stream_id: str) -> str:
+    """The idempotency key of an intent: the producer's ``intent_id``, else the stream entry id."""
+    return intent.intent_id or stream_id
+
+
+def intent_json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the TradeIntent payload this service accepts."""
+    properties = {name: dict(schema) for name, (_, schema) in FIELDS.items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:quantum:trade.intent",
+        "title": "TradeIntent",
+        "description": (
+            "Payload of a trade.intent stream entry. Unknown fields are allowed and echoed back in "
+            "the result's meta. BUY/SELL need position_size_usd or quantity."
+        ),
+        "type": "object",
+        "properties": properties,
+        "required": ["symbol"],
+        "anyOf": [{"required": ["side"]}, {"required": ["action"]}],
+        "additionalProperties": True,
+    }
