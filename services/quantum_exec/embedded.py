@@ -26,9 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+from pydantic import SecretStr
 
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from binance_sim import Simulator
 
 log = get_logger(__name__)
 
@@ -303,3 +309,34 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
+    """Start the in-process simulator of the embedded default on a free loopback port.
+
+    Returns it (the caller stops it) and the settings pointed at it, with the simulator's default
+    credentials unless keys are configured.
+    """
+    from binance_sim import SimConfig, Simulator
+
+    defaults = SimConfig()
+    key = settings.api_key.get_secret_value() if settings.api_key else defaults.api_key
+    secret = settings.api_secret.get_secret_value() if settings.api_secret else defaults.api_secret
+    simulator = Simulator(
+        SimConfig(
+            api_key=key,
+            api_secret=secret,
+            latency_ms=settings.sim_latency_ms,
+            rate_limits=settings.sim_rate_limits,
+        )
+    )
+    await simulator.start(host="127.0.0.1", port=0)
+    log.info("exchange.embedded_simulator", url=simulator.base_url)
+    pointed = settings.model_copy(
+        update={
+            "binance_base_url": simulator.base_url,
+            "api_key": SecretStr(key),
+            "api_secret": SecretStr(secret),
+        }
+    )
+    return simulator, pointed

@@ -1,4 +1,4 @@
-"""Typed errors and the tables that classify Binance error codes.
+"""Typed errors (the Binance codes that map to them are in :mod:`quantum_exec.exchange.codes`).
 
 Every failure the service can meet is one of three kinds, because each asks for a different move:
 
@@ -88,37 +88,3 @@ class IntentRejected(QuantumError):
         super().__init__(message)
         self.code = str(code)
         self.message = message
-
-
-# Binance codes whose request certainly did not take effect and may be tried again.
-RETRYABLE_CODES: frozenset[int] = frozenset({-1001, -1008, -1003, -1021, -1015})
-# Binance codes after which the outcome of a state-changing request is unknown: look it up.
-UNKNOWN_OUTCOME_CODES: frozenset[int] = frozenset({-1006, -1007})
-# HTTP statuses that mean "rate limited / banned": pause, do not hammer.
-RATE_LIMIT_STATUSES: frozenset[int] = frozenset({429, 418})
-# Codes that mean the exchange rules we cached may be outdated: refresh exchangeInfo.
-RULES_STALE_CODES: frozenset[int] = frozenset({-1111, -4014, -4023})
-# Codes that mean success for an idempotent setting call.
-ALREADY_DONE_CODES: frozenset[int] = frozenset({-4046})
-
-
-def classify(code: int | None, http_status: int | None, message: str) -> type[ExchangeError]:
-    """Map a Binance error (code, HTTP status, message) to the kind of error it is.
-
-    503 with "Unknown error" means the request reached the matching engine and its outcome is
-    unknown; 503 "Service Unavailable" means it was not processed. Other 5xx are treated as
-    unknown because a state-changing request may have been executed.
-    """
-    if http_status in RATE_LIMIT_STATUSES or code == -1003:
-        return RateLimitedError
-    if code == -1021:
-        return ClockSkewError
-    if code in UNKNOWN_OUTCOME_CODES:
-        return UnknownOutcomeError
-    if http_status is not None and http_status >= 500:
-        if "service unavailable" in message.lower():
-            return RetryableError
-        return UnknownOutcomeError
-    if code in RETRYABLE_CODES:
-        return RetryableError
-    return PermanentError

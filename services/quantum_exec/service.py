@@ -12,20 +12,23 @@ import contextlib
 import signal
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from quantum_exec import __version__
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
-from quantum_exec.errors import ConfigError
 from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
 from quantum_exec.settings import Settings, mask_url_password
 from quantum_exec.stream.consumer import REDIS_DOWN, Handler, IntentConsumer
+
+if TYPE_CHECKING:
+    from binance_sim import Simulator
+    from quantum_exec.execution.executor import Executor
 
 log = get_logger(__name__)
 
@@ -79,7 +82,9 @@ class Service:
         self.embedded_redis: EmbeddedRedis | None = None
         self._redis: Redis | None = None
         self.redis_url: str | None = settings.redis_url
-        self.executor: Any = None
+        self.executor: Executor | None = None
+        # The in-process simulator of the embedded default (None against a real exchange).
+        self.simulator: Simulator | None = None
         self.consumer: IntentConsumer | None = None
         self.metrics_server: MetricsServer | None = None
         self.notifier: Notifier | None = None
@@ -99,13 +104,8 @@ class Service:
 
     @property
     def exchange_url(self) -> str | None:
-        """The exchange REST root the executor talks to, when it says."""
-        return getattr(self.executor, "exchange_url", None)
-
-    @property
-    def simulator(self) -> Any:
-        """The in-process simulator, when the executor runs one."""
-        return getattr(self.executor, "simulator", None)
+        """The exchange REST root the executor talks to (None with an injected handler)."""
+        return self.executor.gateway.base_url if self.executor is not None else None
 
     async def start(self) -> None:
         """Connect (or start the embedded Redis), build the executor and start consuming."""
@@ -178,24 +178,19 @@ class Service:
             return
 
     async def _executor_handler(self) -> Handler:
-        from quantum_exec.execution import (
-            executor as executor_module,  # imported when used: pulls the exchange stack
-        )
+        # Imported when used: the exchange stack (python-binance) is not needed with a handler.
+        from quantum_exec.embedded import start_simulator
+        from quantum_exec.execution.executor import create_executor
 
-        create = getattr(executor_module, "create_executor", None)
-        if create is None:
-            raise ConfigError(
-                "no executor available: quantum_exec.execution.executor.create_executor is missing"
-            )
-        executor = self.executor = await create(self.settings)
+        settings = self.settings
+        if settings.embedded_sim:
+            self.simulator, settings = await start_simulator(settings)
+        executor = self.executor = await create_executor(settings)
 
         async def execute(
             intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
         ) -> ExecutionResult:
-            result: ExecutionResult = await executor.execute(
-                intent, stream_id=stream_id, received_at=received_at, resume=resume
-            )
-            return result
+            return await executor.execute(intent, stream_id=stream_id, received_at=received_at, resume=resume)
 
         return execute
 
@@ -217,10 +212,12 @@ class Service:
         return any(g.get("name") in (wanted, wanted.encode()) for g in groups)
 
     async def _rules_ready(self) -> bool:
-        return bool(self.executor.gateway.rules.loaded)
+        assert self.executor is not None
+        return self.executor.gateway.rules.loaded
 
     async def _exchange_ready(self) -> bool:
-        return bool(self.executor.gateway.reachable)
+        assert self.executor is not None
+        return self.executor.gateway.reachable
 
     async def stop(self) -> bool:
         """Drain and release everything; True when nothing in flight had to be cancelled. Safe twice."""
@@ -245,6 +242,8 @@ class Service:
                 await self.executor.close()
             except Exception:
                 log.exception("service.executor_close_failed")
+        if self.simulator is not None:
+            await self.simulator.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         if self._redis is not None:

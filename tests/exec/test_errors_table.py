@@ -10,8 +10,8 @@ from quantum_exec.errors import (
     RateLimitedError,
     RetryableError,
     UnknownOutcomeError,
-    classify,
 )
+from quantum_exec.exchange.codes import classify
 
 CASES = [
     # (code, http status, message, expected kind)

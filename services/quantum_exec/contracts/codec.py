@@ -203,3 +203,9 @@ def encode_intent_fields(payload: dict[str, Any], source: str) -> dict[str, byte
         "timestamp": isoformat(utcnow()).encode(),
         "source": source.encode(),
     }
+
+
+def stream_id_time_s(stream_id: str) -> float | None:
+    """The time a Redis stream id was assigned (its milliseconds part), None when not an id."""
+    millis = stream_id.partition("-")[0]
+    return int(millis) / 1000 if millis.isdigit() else None

@@ -23,16 +23,14 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from quantum_exec.errors import (
-    ALREADY_DONE_CODES,
-    RULES_STALE_CODES,
     ClockSkewError,
     ExchangeError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UnknownOutcomeError,
-    classify,
 )
+from quantum_exec.exchange.codes import ALREADY_DONE_CODES, NOT_FOUND_CODES, RULES_STALE_CODES, classify
 from quantum_exec.exchange.pacing import Limits, RateLimiter
 from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
 from quantum_exec.ops import metrics
@@ -47,7 +45,6 @@ REST_ROOTS: Mapping[ExchangeEnv, str] = {
     ExchangeEnv.TESTNET: "https://testnet.binancefuture.com",
     ExchangeEnv.DEMO: "https://demo-fapi.binance.com",
 }
-NOT_FOUND_CODES = frozenset({-2013, -2011})
 READ_RETRIES = 2
 RATE_LIMIT_RETRIES = 3
 DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
@@ -86,14 +83,12 @@ EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
 EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
 
 
-def rest_root(settings: Settings, sim_base_url: str | None = None) -> str:
+def rest_root(settings: Settings) -> str:
     """The REST root (without ``/fapi``) for the configured environment."""
     if settings.binance_base_url:
         return settings.binance_base_url
     if settings.exchange is ExchangeEnv.SIM:
-        if sim_base_url is None:
-            raise ValueError("sim environment without QUANTUM_BINANCE_BASE_URL needs the embedded simulator")
-        return sim_base_url
+        raise ValueError("sim environment without QUANTUM_BINANCE_BASE_URL needs the embedded simulator")
     return REST_ROOTS[settings.exchange]
 
 

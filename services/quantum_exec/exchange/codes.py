@@ -1,0 +1,60 @@
+"""Every Binance error code the service acts on, and what it means: one table, tested as a table.
+
+NautilusTrader keeps its codes beside its HTTP client the same way; here they sit beside the
+gateway, and the executor and gateway import the names instead of repeating numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from quantum_exec.errors import (
+    ClockSkewError,
+    ExchangeError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    UnknownOutcomeError,
+)
+
+# Codes whose request certainly did not take effect and may be tried again.
+RETRYABLE_CODES: frozenset[int] = frozenset({-1001, -1008, -1003, -1021, -1015})
+# Binance codes after which the outcome of a state-changing request is unknown: look it up.
+UNKNOWN_OUTCOME_CODES: frozenset[int] = frozenset({-1006, -1007})
+# HTTP statuses that mean "rate limited / banned": pause, do not hammer.
+RATE_LIMIT_STATUSES: frozenset[int] = frozenset({429, 418})
+# Codes that mean the exchange rules we cached may be outdated: refresh exchangeInfo.
+RULES_STALE_CODES: frozenset[int] = frozenset({-1111, -4014, -4023})
+# Codes that mean success for an idempotent setting call.
+ALREADY_DONE_CODES: frozenset[int] = frozenset({-4046})
+
+
+def classify(code: int | None, http_status: int | None, message: str) -> type[ExchangeError]:
+    """Map a Binance error (code, HTTP status, message) to the kind of error it is.
+
+    503 with "Unknown error" means the request reached the matching engine and its outcome is
+    unknown; 503 "Service Unavailable" means it was not processed. Other 5xx are treated as
+    unknown because a state-changing request may have been executed.
+    """
+    if http_status in RATE_LIMIT_STATUSES or code == -1003:
+        return RateLimitedError
+    if code == -1021:
+        return ClockSkewError
+    if code in UNKNOWN_OUTCOME_CODES:
+        return UnknownOutcomeError
+    if http_status is not None and http_status >= 500:
+        if "service unavailable" in message.lower():
+            return RetryableError
+        return UnknownOutcomeError
+    if code in RETRYABLE_CODES:
+        return RetryableError
+    return PermanentError
+
+
+# The order or algo order does not exist (query or cancel): -2013 "Order does not exist",
+# -2011 "Unknown order sent" (also a cancel of an algo order that is TRIGGERING).
+NOT_FOUND_CODES: frozenset[int] = frozenset({-2013, -2011})
+# The stop or take-profit would trigger at once: its trigger is already crossed.
+IMMEDIATE_TRIGGER: Final = -2021
+# The client order id was used before (the earlier order exists or existed).
+DUPLICATE_CLIENT_ID: Final = -4116

@@ -1,0 +1,134 @@
+"""The pre-trade guards: every check an intent passes before any order may be sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from quantum_exec.contracts import TradeIntent
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.execution.ports import Gateway
+from quantum_exec.execution.run import Run
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules, check_protection, round_trigger, size_quantity, trigger_from_pct
+from quantum_exec.settings import LeveragePolicy, Settings
+
+log = get_logger(__name__)
+
+
+def wants_protection(intent: TradeIntent) -> bool:
+    """True when the intent asks for a stop or a target (a reduce-only intent never does)."""
+    return not intent.reduce_only and any(
+        v is not None
+        for v in (intent.stop_loss, intent.take_profit, intent.stop_loss_pct, intent.take_profit_pct)
+    )
+
+
+class Guards:
+    """Symbol, freshness, leverage, size, notional and trigger checks, with the numbers in each reason."""
+
+    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+        self._settings = settings
+        self._gateway = gateway
+
+    def rules_for(self, symbol: str) -> SymbolRules:
+        """The symbol's rules, or a rejection saying why it cannot be traded."""
+        s = self._settings
+        if s.symbol_allowlist and symbol not in s.symbol_allowlist:
+            raise IntentRejected(
+                ReasonCode.SYMBOL_NOT_ALLOWED, f"{symbol} is not in QUANTUM_SYMBOL_ALLOWLIST"
+            )
+        rules = self._gateway.rules.get(symbol)
+        if rules is None:
+            raise IntentRejected(ReasonCode.UNKNOWN_SYMBOL, f"{symbol} is not a symbol of this exchange")
+        if rules.status != "TRADING":
+            raise IntentRejected(ReasonCode.SYMBOL_NOT_TRADING, f"{symbol} is {rules.status}, not TRADING")
+        if rules.contract_type != "PERPETUAL" and not s.allow_non_perpetual:
+            raise IntentRejected(
+                ReasonCode.CONTRACT_NOT_ALLOWED,
+                f"{symbol} is a {rules.contract_type} contract; only perpetuals are executable "
+                "(QUANTUM_ALLOW_NON_PERPETUAL)",
+            )
+        return rules
+
+    def check_fresh(self, intent: TradeIntent, now: datetime) -> None:
+        """Reject an intent older than ``QUANTUM_INTENT_TTL_S``."""
+        if intent.timestamp is None:
+            return
+        age_s = (now - intent.timestamp).total_seconds()
+        if age_s > self._settings.intent_ttl_s:
+            raise IntentRejected(
+                ReasonCode.STALE_INTENT,
+                f"intent created {age_s:.1f}s ago, "
+                f"older than QUANTUM_INTENT_TTL_S={self._settings.intent_ttl_s:g}",
+            )
+
+    async def leverage_for(self, run: Run, symbol: str) -> int:
+        """The leverage to set: the intent's or the default, within our limit and the symbol's."""
+        s = self._settings
+        leverage = run.intent.leverage or s.default_leverage
+        if leverage > s.max_leverage:
+            raise IntentRejected(
+                ReasonCode.LEVERAGE_ABOVE_LIMIT,
+                f"leverage {leverage} above QUANTUM_MAX_LEVERAGE={s.max_leverage}",
+            )
+        bracket_max = await self._gateway.max_leverage(symbol)
+        if bracket_max is not None and leverage > bracket_max:
+            if s.leverage_policy is LeveragePolicy.REJECT:
+                raise IntentRejected(
+                    ReasonCode.LEVERAGE_ABOVE_LIMIT,
+                    f"leverage {leverage} above the maximum {bracket_max} of {symbol}",
+                )
+            log.info("leverage.capped", intent_id=run.key, symbol=symbol, requested=leverage, cap=bracket_max)
+            leverage = bracket_max
+        return leverage
+
+    @staticmethod
+    def triggers(
+        rules: SymbolRules, intent: TradeIntent, *, long: bool, price: Decimal
+    ) -> tuple[Decimal | None, Decimal | None]:
+        """Rounded SL/TP trigger prices: absolute ones as given, percentages from ``price``."""
+        sl = intent.stop_loss
+        if sl is None and intent.stop_loss_pct is not None:
+            sl = trigger_from_pct(price, intent.stop_loss_pct, long=long, kind="SL")
+        tp = intent.take_profit
+        if tp is None and intent.take_profit_pct is not None:
+            tp = trigger_from_pct(price, intent.take_profit_pct, long=long, kind="TP")
+        return (
+            round_trigger(rules, sl, long=long, kind="SL") if sl is not None else None,
+            round_trigger(rules, tp, long=long, kind="TP") if tp is not None else None,
+        )
+
+    async def pre_trade(self, run: Run, *, long: bool) -> tuple[SymbolRules, Decimal, Decimal]:
+        """Every check before an order may be sent: returns the rules, reference price and quantity."""
+        intent, s, out = run.intent, self._settings, run.out
+        symbol = intent.symbol
+        self.check_fresh(intent, run.received_at)
+        rules = self.rules_for(symbol)
+        out.leverage = await self.leverage_for(run, symbol)
+        out.margin_type = (intent.margin_type or s.default_margin_type).value
+        reference = intent.entry_price
+        if reference is None:
+            with run.step("mark_price"):
+                reference = await self._gateway.mark_price(symbol)
+        out.reference_price = reference
+        quantity = size_quantity(
+            rules,
+            price=reference,
+            notional_usd=intent.position_size_usd,
+            quantity=intent.quantity,
+            max_qty_policy=s.max_qty_policy,
+        )
+        notional_usd = intent.position_size_usd or Decimal(0)
+        out.requested_quantity = intent.quantity if intent.quantity is not None else notional_usd / reference
+        out.quantity = quantity
+        if quantity * reference > s.max_notional_usd:
+            raise IntentRejected(
+                ReasonCode.NOTIONAL_ABOVE_LIMIT,
+                f"notional {quantity * reference} above QUANTUM_MAX_NOTIONAL_USD={s.max_notional_usd}",
+            )
+        if wants_protection(intent):
+            # Reject a wrong-side intent before any order reaches the exchange.
+            sl, tp = self.triggers(rules, intent, long=long, price=reference)
+            check_protection(rules, long=long, reference=reference, sl=sl, tp=tp)
+        return rules, reference, quantity

@@ -1,0 +1,81 @@
+"""What the executor needs from the exchange: a small Protocol the gateway satisfies.
+
+The executor's decision tree depends on this and nothing else of the exchange stack, so it can be
+driven by a scripted fake in unit tests as well as by :class:`BinanceGateway` over HTTP.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade
+from quantum_exec.rules import SymbolRules
+
+
+class Rules(Protocol):
+    """The cached exchange rules."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def get(self, symbol: str) -> SymbolRules | None: ...
+
+
+class Gateway(Protocol):
+    """The exchange operations the executor uses (see :class:`BinanceGateway` for semantics)."""
+
+    @property
+    def rules(self) -> Rules: ...
+
+    @property
+    def hedge_mode(self) -> bool: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def reachable(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def mark_price(self, symbol: str) -> Decimal: ...
+
+    async def max_leverage(self, symbol: str) -> int | None: ...
+
+    async def positions(self, symbol: str | None = None) -> list[Position]: ...
+
+    async def position_amount(self, symbol: str) -> Decimal: ...
+
+    async def get_order(self, symbol: str, client_order_id: str) -> Order | None: ...
+
+    async def get_algo(self, client_algo_id: str) -> AlgoOrder | None: ...
+
+    async def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]: ...
+
+    async def user_trades(self, symbol: str, order_id: int) -> list[Trade]: ...
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int: ...
+
+    async def set_margin_type(self, symbol: str, margin_type: str) -> None: ...
+
+    async def place_market(
+        self, symbol: str, side: str, quantity: Decimal, client_order_id: str, *, reduce_only: bool = False
+    ) -> Order: ...
+
+    async def place_algo(
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        *,
+        quantity: Decimal | None,
+        working_type: str,
+        price_protect: bool,
+    ) -> AlgoOrder: ...
+
+    async def cancel_algo(self, algo_id: int) -> bool: ...

@@ -1,0 +1,256 @@
+"""Protection after the entry: SL and TP through the Algo Order API, and the failure policy.
+
+Both legs are placed concurrently, sized from the executed quantity (or as closePosition). A leg
+that cannot be placed leaves the position ``partial``/``unprotected`` (policy ``keep``) or closes it
+at market (policy ``close``, the default): a position is never left naked without saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from quantum_exec.backoff import Backoff
+from quantum_exec.contracts import CloseFill, ErrorSource, ProtectionState, ProtectiveOrder, ResultStatus
+from quantum_exec.errors import (
+    ExchangeError,
+    IntentRejected,
+    PermanentError,
+    ReasonCode,
+    RetryableError,
+    UnknownOutcomeError,
+)
+from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
+from quantum_exec.exchange.wire import AlgoOrder, Order
+from quantum_exec.execution.fencing import ensure_owner
+from quantum_exec.execution.guards import Guards
+from quantum_exec.execution.ports import Gateway
+from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.run import Run, result_error
+from quantum_exec.ids import client_order_id
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules, check_protection
+from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
+
+log = get_logger(__name__)
+
+RETRY_LEG = Backoff(base_s=0.1, cap_s=1.0)
+
+
+@dataclass(slots=True)
+class Leg:
+    """One protective order: what was asked, and what became of it."""
+
+    kind: Literal["SL", "TP"]
+    order_type: str
+    side: str
+    client_algo_id: str
+    trigger_price: Decimal | None
+    quantity: Decimal | None
+    order: AlgoOrder | None = None
+    error: ExchangeError | IntentRejected | None = None
+
+    def to_contract(self) -> ProtectiveOrder:
+        state = self.order.status if self.order else ("FAILED" if self.error else "NOT_PLACED")
+        return ProtectiveOrder(
+            order_type=self.order_type,
+            side=self.side,
+            algo_id=self.order.algo_id if self.order else None,
+            client_algo_id=self.client_algo_id,
+            trigger_price=self.order.trigger_price if self.order else self.trigger_price,
+            quantity=self.quantity,
+            close_position=self.quantity is None,
+            state=state,
+            error=result_error(self.error) if self.error else None,
+        )
+
+
+class Protector:
+    """Places the legs, applies the failure policy, and records our open protective orders."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Gateway,
+        resolver: OrderResolver,
+        own_protective: dict[str, set[int]],
+    ) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        self._resolver = resolver
+        # Algo ids of our own protective orders that may still be open, per symbol.
+        self.own = own_protective
+
+    async def protect(
+        self, run: Run, rules: SymbolRules, entry: Order, *, long: bool, resume: bool
+    ) -> Order | None:
+        """Place SL and TP concurrently; apply the failure policy. Returns an emergency close order."""
+        s, intent, out = self._settings, run.intent, run.out
+        symbol = intent.symbol
+        exit_side = "SELL" if long else "BUY"
+        quantity = None if s.protection_mode is ProtectionMode.CLOSE_POSITION else entry.executed_qty
+        sl, tp = Guards.triggers(rules, intent, long=long, price=entry.avg_price)
+        legs: list[Leg] = []
+        if sl is not None:
+            legs.append(Leg("SL", "STOP_MARKET", exit_side, client_order_id(run.key, "sl"), sl, quantity))
+        if tp is not None:
+            legs.append(
+                Leg("TP", "TAKE_PROFIT_MARKET", exit_side, client_order_id(run.key, "tp"), tp, quantity)
+            )
+        try:
+            check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
+        except IntentRejected as exc:
+            # The fill moved past a trigger: such an order would fire at once.
+            for leg in legs:
+                leg.error = exc
+        else:
+            resumed_at = run.began if resume else None
+            await asyncio.gather(*(self._place_leg(symbol, leg, resumed_at) for leg in legs))
+        for leg in legs:
+            if leg.order is not None:
+                self.own.setdefault(symbol, set()).add(leg.order.algo_id)
+        failed = [leg for leg in legs if leg.order is None]
+        flatten: Order | None = None
+        if not failed:
+            out.protection = ProtectionState.PROTECTED
+            metrics.TIME_TO_PROTECTED.observe(max(0.0, time.time() - run.created_s()))
+        else:
+            reasons = "; ".join(f"{leg.kind}: {leg.error}" for leg in failed)
+            if s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:
+                flatten = await self._emergency_close(run, entry, exit_side, legs, reasons)
+            else:
+                out.protection = (
+                    ProtectionState.PARTIAL if len(failed) < len(legs) else ProtectionState.UNPROTECTED
+                )
+                run.error(
+                    ReasonCode.PROTECTION_FAILED,
+                    ErrorSource.EXCHANGE,
+                    f"position left {out.protection.value} by policy keep: {reasons}",
+                )
+                log.error("position.unprotected", intent_id=run.key, symbol=symbol, reasons=reasons)
+        for leg in legs:
+            if leg.kind == "SL":
+                out.stop_loss = leg.to_contract()
+            else:
+                out.take_profit = leg.to_contract()
+        return flatten
+
+    async def _place_leg(self, symbol: str, leg: Leg, resumed_at: float | None) -> None:
+        """Place one protective order with the allowed retries; records the order or the error."""
+        s = self._settings
+        assert leg.trigger_price is not None
+        trigger = leg.trigger_price
+        if resumed_at is not None:
+            found = await self._resolver.resolve(
+                resumed_at, lambda: self._gateway.get_algo(leg.client_algo_id)
+            )
+            if found is not None:
+                leg.order = found
+                return
+        waits = RETRY_LEG.delays()
+        for attempt in range(s.protection_retries + 1):
+            await ensure_owner(f"order {leg.client_algo_id}")
+            sent_at = time.monotonic()
+            try:
+                leg.order = await self._gateway.place_algo(
+                    symbol,
+                    leg.side,
+                    leg.order_type,
+                    trigger,
+                    leg.client_algo_id,
+                    quantity=leg.quantity,
+                    working_type=s.working_type.value,
+                    price_protect=s.price_protect,
+                )
+                leg.error = None
+                return
+            except UnknownOutcomeError as exc:
+                leg.error = exc
+                found = await self._resolver.resolve(
+                    sent_at, lambda: self._gateway.get_algo(leg.client_algo_id)
+                )
+                if found is not None:
+                    leg.order, leg.error = found, None
+                    return
+            except PermanentError as exc:
+                leg.error = exc
+                if exc.code == DUPLICATE_CLIENT_ID:
+                    found = await self._gateway.get_algo(leg.client_algo_id)
+                    if found is not None:
+                        leg.order, leg.error = found, None
+                        return
+                if exc.code != IMMEDIATE_TRIGGER:
+                    return
+            except RetryableError as exc:
+                leg.error = exc
+            if attempt < s.protection_retries:
+                await asyncio.sleep(next(waits))
+        log.warning(
+            "protection.failed",
+            symbol=symbol,
+            kind=leg.kind,
+            client_algo_id=leg.client_algo_id,
+            detail=str(leg.error),
+        )
+
+    async def _emergency_close(
+        self, run: Run, entry: Order, exit_side: str, legs: list[Leg], reasons: str
+    ) -> Order | None:
+        """Close the just-opened position at market (reduce-only) and cancel what was placed."""
+        symbol, out = run.intent.symbol, run.out
+        for leg in legs:
+            if leg.order is not None:
+                with contextlib.suppress(ExchangeError):
+                    if await self._gateway.cancel_algo(leg.order.algo_id):
+                        self.own.get(symbol, set()).discard(leg.order.algo_id)
+                        leg.order = dataclasses.replace(leg.order, status="CANCELED")
+        close_id = client_order_id(run.key, "flatten")
+        try:
+            order = await self._resolver.submit(
+                symbol,
+                close_id,
+                lambda: self._gateway.place_market(
+                    symbol, exit_side, entry.executed_qty, close_id, reduce_only=True
+                ),
+            )
+            order = await self._resolver.until_final(symbol, order)
+        except ExchangeError as exc:
+            out.protection = ProtectionState.UNPROTECTED
+            out.status = ResultStatus.FAILED
+            run.error(
+                ReasonCode.PROTECTION_FAILED,
+                ErrorSource.EXCHANGE,
+                f"protection failed ({reasons}) and the emergency close failed too: {exc.message}",
+            )
+            log.error(
+                "position.unprotected",
+                intent_id=run.key,
+                symbol=symbol,
+                reasons=reasons,
+                close_error=exc.message,
+            )
+            return None
+        out.protection = ProtectionState.CLOSED_EMERGENCY
+        out.status = ResultStatus.FAILED
+        out.emergency_close = CloseFill(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            side=exit_side,
+            quantity=entry.executed_qty,
+            executed_quantity=order.executed_qty,
+            avg_price=order.avg_price,
+            status=order.status,
+        )
+        run.error(
+            ReasonCode.PROTECTION_FAILED,
+            ErrorSource.EXCHANGE,
+            f"protection failed ({reasons}); position closed at market by policy close",
+        )
+        log.error("position.closed_emergency", intent_id=run.key, symbol=symbol, reasons=reasons)
+        return order

@@ -1,0 +1,101 @@
+"""Orders whose outcome is unknown: looked up by client id until found or certainly absent.
+
+design.md §3: a request that timed out, got a 5xx, ``-1006`` or ``-1007`` may have been executed;
+it is never blindly re-sent. The exchange rejects a request it processes after
+``timestamp + recvWindow``, so once that has passed (plus a margin for clock offset) an order
+that is still not found never will be, and only then may it be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from quantum_exec.backoff import Backoff
+from quantum_exec.errors import ExchangeError, RetryableError, UnknownOutcomeError
+from quantum_exec.exchange.wire import Order
+from quantum_exec.execution.fencing import ensure_owner
+from quantum_exec.execution.ports import Gateway
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+# Attempts at sending one order when the exchange certainly did not take it (retryable, or an
+# unknown outcome resolved as absent).
+SEND_ATTEMPTS = 3
+RETRY_SEND = Backoff(base_s=0.2, cap_s=1.0)
+# A clock offset the exchange may have beyond recvWindow before "not found" is certain.
+CLOCK_MARGIN_S = 1.0
+
+
+class OrderResolver:
+    """Sends orders and resolves unknown outcomes (see the module docstring)."""
+
+    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        interval_s = settings.order_lookup_interval_s
+        self._lookups = Backoff(base_s=interval_s / 4, cap_s=interval_s * 4)
+
+    async def submit(self, symbol: str, client_id: str, send: Callable[[], Awaitable[Order]]) -> Order:
+        """Place an order; after an unknown outcome look it up, re-send only when certainly absent."""
+        waits = RETRY_SEND.delays()
+        for _ in range(SEND_ATTEMPTS):
+            await ensure_owner(f"order {client_id}")
+            sent_at = time.monotonic()
+            try:
+                return await send()
+            except UnknownOutcomeError as exc:
+                log.warning(
+                    "order.outcome_unknown", client_order_id=client_id, symbol=symbol, detail=exc.message
+                )
+                found = await self.resolve(sent_at, lambda: self._gateway.get_order(symbol, client_id))
+                if found is not None:
+                    return found
+                log.warning("order.certainly_absent", client_order_id=client_id, symbol=symbol)
+            except RetryableError as exc:
+                log.warning("order.retry", client_order_id=client_id, symbol=symbol, detail=exc.message)
+                await asyncio.sleep(next(waits))
+        raise UnknownOutcomeError(
+            f"order {client_id} could not be placed or found after {SEND_ATTEMPTS} attempts"
+        )
+
+    async def resolve(self, sent_at: float, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
+        """Poll ``lookup`` until it finds the order or the request can no longer be accepted.
+
+        ``sent_at`` is the monotonic time the request left (or, on resume, when this attempt
+        began: a request of the dead attempt left before it).
+        """
+        s = self._settings
+        certain_after = sent_at + s.recv_window_ms / 1000 + CLOCK_MARGIN_S
+        waits = self._lookups.delays()
+        failures = 0
+        while True:
+            try:
+                found = await lookup()
+            except ExchangeError as exc:
+                failures += 1
+                if failures > s.order_lookup_attempts and time.monotonic() > certain_after:
+                    raise UnknownOutcomeError(f"order lookup keeps failing: {exc.message}") from None
+            else:
+                if found is not None:
+                    return found
+                if time.monotonic() > certain_after:
+                    return None
+            await asyncio.sleep(min(next(waits), max(0.0, certain_after - time.monotonic()) + 0.01))
+
+    async def until_final(self, symbol: str, order: Order) -> Order:
+        """A MARKET order reported NEW (e.g. found by lookup while matching) is polled until final."""
+        s = self._settings
+        for _ in range(s.order_lookup_attempts * 4):
+            if order.is_final:
+                return order
+            await asyncio.sleep(s.order_lookup_interval_s / 4)
+            found = await self._gateway.get_order(symbol, order.client_order_id)
+            if found is not None:
+                order = found
+        return order

@@ -1,0 +1,135 @@
+"""One attempt at one intent: what it has established so far, typed, and the result built from it."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from quantum_exec.contracts import (
+    CloseFill,
+    ErrorSource,
+    ExecutionResult,
+    ProtectionState,
+    ProtectiveOrder,
+    ResultError,
+    ResultStatus,
+    TradeIntent,
+)
+from quantum_exec.contracts.codec import stream_id_time_s
+from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.ops import metrics
+from quantum_exec.settings import ExchangeEnv
+
+
+def result_error(exc: ExchangeError | IntentRejected) -> ResultError:
+    """The result's ``error`` for a rejection (validation) or an exchange error."""
+    if isinstance(exc, IntentRejected):
+        return ResultError(code=exc.code, source=ErrorSource.VALIDATION, message=exc.message)
+    code = str(exc.code) if exc.code is not None else ReasonCode.EXCHANGE_UNAVAILABLE.value
+    return ResultError(code=code, source=ErrorSource.EXCHANGE, message=exc.message)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Every fact of the result the steps establish; None until a step knows it."""
+
+    status: ResultStatus | None = None
+    leverage: int | None = None
+    margin_type: str | None = None
+    order_id: int | None = None
+    client_order_id: str | None = None
+    requested_quantity: Decimal | None = None
+    quantity: Decimal | None = None
+    executed_quantity: Decimal | None = None
+    avg_price: Decimal | None = None
+    notional: Decimal | None = None
+    reference_price: Decimal | None = None
+    slippage_pct: Decimal | None = None
+    commission: Decimal | None = None
+    commission_asset: str | None = None
+    fee_usd: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    stop_loss: ProtectiveOrder | None = None
+    take_profit: ProtectiveOrder | None = None
+    protection: ProtectionState = ProtectionState.NOT_REQUESTED
+    emergency_close: CloseFill | None = None
+    error: ResultError | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """One execution attempt: the intent, its key, timings and the outcome filled in step by step."""
+
+    intent: TradeIntent
+    key: str
+    stream_id: str | None
+    received_at: datetime
+    started: float = field(default_factory=time.perf_counter)
+    # When this attempt began (monotonic): a request of an earlier, dead attempt was sent before it.
+    began: float = field(default_factory=time.monotonic)
+    out: Outcome = field(default_factory=Outcome)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step into the per-step latency histogram."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            metrics.STEP_LATENCY.labels(step=name).observe(time.perf_counter() - started)
+
+    def error(self, code: str, source: ErrorSource, message: str) -> None:
+        self.out.error = ResultError(code=code, source=source, message=message)
+
+    def fail_unless_set(self, status: ResultStatus) -> None:
+        """Set the status unless a step (a fill) already set it."""
+        if self.out.status is None:
+            self.out.status = status
+
+    def created_s(self) -> float:
+        """When the intent entered the system: its stream id's time, else when it was received."""
+        created = stream_id_time_s(self.stream_id) if self.stream_id else None
+        return created if created is not None else self.received_at.timestamp()
+
+    def result(self, environment: ExchangeEnv) -> ExecutionResult:
+        """The ExecutionResult of this attempt (legacy fields derived from the new ones)."""
+        completed = datetime.now(UTC)
+        out, intent = self.out, self.intent
+        return ExecutionResult(
+            intent_id=self.key,
+            stream_id=self.stream_id,
+            symbol=intent.symbol,
+            action=intent.side,
+            status=out.status or ResultStatus.FAILED,
+            leverage=out.leverage if out.leverage is not None else intent.leverage,
+            order_id=out.order_id,
+            client_order_id=out.client_order_id,
+            requested_quantity=out.requested_quantity,
+            quantity=out.quantity,
+            executed_quantity=out.executed_quantity,
+            avg_price=out.avg_price,
+            entry_price=out.avg_price,
+            notional=out.notional,
+            position_size_usd=out.notional,
+            reference_price=out.reference_price,
+            slippage_pct=out.slippage_pct,
+            commission=out.commission,
+            commission_asset=out.commission_asset,
+            fee_usd=out.fee_usd,
+            realized_pnl=out.realized_pnl,
+            stop_loss=out.stop_loss,
+            take_profit=out.take_profit,
+            protection=out.protection,
+            emergency_close=out.emergency_close,
+            error=out.error,
+            environment=environment,
+            received_at=self.received_at,
+            completed_at=completed,
+            timestamp=completed,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            meta=intent.meta,
+        )
