@@ -24,7 +24,8 @@ from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
 from quantum_exec.settings import Settings, mask_url_password
-from quantum_exec.stream.consumer import REDIS_DOWN, Handler, IntentConsumer
+from quantum_exec.stream.consumer import Handler, IntentConsumer
+from quantum_exec.stream.link import REDIS_DOWN
 
 if TYPE_CHECKING:
     from binance_sim import Simulator

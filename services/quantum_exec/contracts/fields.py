@@ -23,7 +23,7 @@ EPOCH_SECONDS_BELOW: Final = Decimal(10**11)
 EPOCH_MS_BELOW: Final = Decimal(10**14)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_INTENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+INTENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _SYMBOL_RE: Final = re.compile(r"[A-Z0-9_]{2,30}")
 _NUMBER_RE: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_MAX_CHARS: Final = 48
@@ -83,7 +83,7 @@ def _intent_id(field: str, raw: Any) -> str:
     # Integer ids are accepted: their text is a valid id and some producers count.
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
-    if not isinstance(raw, str) or not _INTENT_ID_RE.fullmatch(raw):
+    if not isinstance(raw, str) or not INTENT_ID_RE.fullmatch(raw):
         raise _reject(field, "must be 1-64 characters of [A-Za-z0-9._:-]", raw)
     return raw
 

@@ -1,0 +1,176 @@
+"""Publishing answers: the atomic commit, and the answers that need no exchange.
+
+Every entry gets exactly one answer. The result is published, the idempotency record set to
+``done`` and the entry acked in one Lua script (:meth:`Store.commit`); an intent already ``done``
+is only acked. Undecodable and poison entries are dead-lettered *and* answered with a
+rejected/failed result in that same script.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from quantum_exec.contracts import (
+    ErrorSource,
+    ExecutionResult,
+    ProtectionState,
+    ResultError,
+    ResultStatus,
+    Side,
+    TradeIntent,
+    encode_result_fields,
+)
+from quantum_exec.contracts.codec import stream_id_time_s
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+from quantum_exec.stream.entries import Entry, dead_letter_fields, payload_intent_id, raw_symbol, text
+from quantum_exec.stream.link import RedisLink
+from quantum_exec.stream.store import CommitOutcome, CommitStatus, Lease, Store
+
+log = get_logger(__name__)
+
+
+class Answers:
+    """Writes results (and dead letters) for this consumer."""
+
+    def __init__(self, redis: Redis, store: Store, settings: Settings, link: RedisLink) -> None:
+        self._redis = redis
+        self._store = store
+        self._keys = store.keys
+        self._settings = settings
+        self._consumer = settings.consumer_name
+        self._link = link
+
+    async def commit(
+        self,
+        entry: Entry,
+        key: str,
+        result: ExecutionResult,
+        *,
+        lease: Lease | None,
+        dead_letter: dict[bytes | str, bytes | str] | None = None,
+    ) -> None:
+        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away."""
+        fields = encode_result_fields(result)
+        outcome: CommitOutcome = await self._link.retry(
+            lambda: self._store.commit(
+                intent_key=key,
+                stream_id=entry.stream_id,
+                result_fields=fields,
+                lease=lease,
+                dead_letter=dead_letter,
+            ),
+            "commit",
+        )
+        reason = result.error.code if result.error is not None else "ok"
+        if outcome.status is CommitStatus.PUBLISHED:
+            metrics.RESULTS_PUBLISHED.inc()
+            metrics.INTENTS_EXECUTED.labels(status=result.status.value, reason=reason).inc()
+            created = stream_id_time_s(entry.stream_id)
+            if created is not None:
+                metrics.INTENT_LATENCY.observe(max(0.0, time.time() - created))
+            if dead_letter is not None:
+                metrics.DEAD_LETTERS.labels(reason=text(dead_letter["reason"])).inc()
+                log.warning("intent.dead_lettered", stream_id=entry.stream_id, intent_id=key, reason=reason)
+            log.info(
+                "intent.result_published",
+                stream_id=entry.stream_id,
+                intent_id=key,
+                symbol=result.symbol,
+                status=result.status.value,
+                reason=reason,
+                result_id=outcome.result_id,
+            )
+        elif outcome.status is CommitStatus.DUPLICATE:
+            metrics.DUPLICATES.inc()
+            log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
+        else:
+            log.warning(
+                "intent.commit_fenced", stream_id=entry.stream_id, intent_id=key, symbol=result.symbol
+            )
+
+    async def invalid(
+        self, entry: Entry, reason: ReasonCode, message: str, payload: dict[str, Any] | None
+    ) -> None:
+        """Dead-letter the entry and answer it with a rejected (undecodable) or failed (poison) result."""
+        entry.started = True
+        poison = reason is ReasonCode.POISON_MESSAGE
+        key = payload_intent_id(payload) or entry.stream_id
+        result = ExecutionResult(
+            symbol=raw_symbol(entry.fields) or "",
+            status=ResultStatus.FAILED if poison else ResultStatus.REJECTED,
+            intent_id=key,
+            stream_id=entry.stream_id,
+            error=ResultError(
+                code=reason.value,
+                source=ErrorSource.INTERNAL if poison else ErrorSource.VALIDATION,
+                message=message,
+            ),
+            received_at=entry.received_at,
+            completed_at=datetime.now(UTC),
+            meta={},
+        )
+        dead_letter = dead_letter_fields(entry, reason, message, self._consumer)
+        await self.commit(entry, key, result, lease=None, dead_letter=dead_letter)
+
+    async def rejected(self, entry: Entry, payload: dict[str, Any], exc: IntentRejected) -> None:
+        """Answer an intent that failed validation (no dead letter: the producer is told why)."""
+        entry.started = True
+        key = payload_intent_id(payload) or entry.stream_id
+        side = payload.get("side", payload.get("action"))
+        result = ExecutionResult(
+            symbol=raw_symbol(entry.fields) or "",
+            status=ResultStatus.REJECTED,
+            intent_id=key,
+            stream_id=entry.stream_id,
+            error=ResultError(code=exc.code, source=ErrorSource.VALIDATION, message=exc.message),
+            received_at=entry.received_at,
+            completed_at=datetime.now(UTC),
+            meta={"side": side} if isinstance(side, str) else {},
+        )
+        await self.commit(entry, key, result, lease=None)
+
+    async def duplicate(self, entry: Entry, key: str) -> None:
+        """Ack an entry whose intent already has its result."""
+        await self._redis.xack(self._keys.intent_stream, self._keys.consumer_group, entry.stream_id)
+        metrics.DUPLICATES.inc()
+        log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
+
+    async def poison(self, entry: Entry, intent: TradeIntent, key: str, lease: Lease) -> None:
+        """Dead-letter an intent that keeps failing, saying whether a position may be left open."""
+        entry.started = True
+        message = f"delivered {entry.deliveries} times (max_deliveries={self._settings.max_deliveries})"
+        protection = ProtectionState.NOT_REQUESTED
+        state = await self._link.retry(
+            lambda: self._redis.hget(self._keys.idempotency(key), "state"), "poison"
+        )
+        if state is not None and text(state) == "in_flight" and intent.side is not Side.CLOSE:
+            # An earlier attempt began executing: it may have filled the entry without SL/TP.
+            protection = ProtectionState.UNPROTECTED
+            message += (
+                f"; an earlier attempt began executing and may have opened a {intent.symbol} position "
+                "that is not protected: check it"
+            )
+            log.error("position.unverified", intent_id=key, symbol=intent.symbol, stream_id=entry.stream_id)
+        result = ExecutionResult(
+            symbol=intent.symbol,
+            action=intent.side,
+            status=ResultStatus.FAILED,
+            protection=protection,
+            intent_id=key,
+            stream_id=entry.stream_id,
+            error=ResultError(
+                code=ReasonCode.POISON_MESSAGE.value, source=ErrorSource.INTERNAL, message=message
+            ),
+            received_at=entry.received_at,
+            completed_at=datetime.now(UTC),
+            meta=intent.meta,
+        )
+        dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
+        await self.commit(entry, key, result, lease=lease, dead_letter=dead_letter)

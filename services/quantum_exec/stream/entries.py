@@ -1,0 +1,83 @@
+"""Stream entries as the consumer holds them, and small pure helpers over entries and ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from quantum_exec.contracts import PayloadError, TradeIntent, decode_entry
+from quantum_exec.contracts.fields import INTENT_ID_RE
+from quantum_exec.errors import ReasonCode
+
+# Stream entry fields as redis-py returns them (bytes keys and values with decode_responses off).
+Fields = dict[Any, Any]
+
+
+def text(value: object) -> str:
+    """A Redis reply value as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def id_order(stream_id: str) -> tuple[int, int]:
+    """Sort key of a stream id (``ms-seq``)."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def raw_symbol(fields: Fields) -> str | None:
+    """The symbol an entry names, normalised like ``parse_intent``; None when undecodable."""
+    try:
+        symbol = decode_entry(fields).get("symbol")
+    except PayloadError:
+        return None
+    if not isinstance(symbol, str):
+        return None
+    return symbol.strip().upper()
+
+
+def read_entries(reply: Any) -> list[tuple[str, Fields]]:
+    """The entries of an XREADGROUP reply for one stream."""
+    if not reply:
+        return []
+    return [(text(sid), fields) for sid, fields in reply[0][1]]
+
+
+def payload_intent_id(payload: dict[str, Any] | None) -> str | None:
+    """The producer's intent id when the payload carries a valid one."""
+    if not isinstance(payload, dict):
+        return None
+    raw = payload.get("intent_id")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    return raw if isinstance(raw, str) and INTENT_ID_RE.fullmatch(raw) else None
+
+
+@dataclass(eq=False)
+class Entry:
+    """One delivered entry while this consumer holds it."""
+
+    stream_id: str
+    fields: Fields
+    deliveries: int
+    received_at: datetime
+    intent: TradeIntent | None = None
+    started: bool = False  # past the point where it may be dropped (handler or commit under way)
+    dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
+
+
+def dead_letter_fields(
+    entry: Entry, reason: ReasonCode, message: str, consumer: str
+) -> dict[bytes | str, bytes | str]:
+    """The dead-letter entry: why, where from, and the original fields (prefixed ``orig.``)."""
+    fields: dict[bytes | str, bytes | str] = {
+        "reason": reason.value,
+        "message": message[:1000],
+        "stream_id": entry.stream_id,
+        "deliveries": str(entry.deliveries),
+        "consumer": consumer,
+    }
+    # The original fields, prefixed so they can never collide with ours.
+    for name, value in entry.fields.items():
+        fields[b"orig." + (name if isinstance(name, bytes) else name.encode())] = value
+    return fields

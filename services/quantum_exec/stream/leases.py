@@ -1,0 +1,106 @@
+"""Per-symbol leases while an intent executes: taking one, keeping it, and the fence before orders.
+
+Only the lease holder executes intents of a symbol; every acquisition gets a new fencing token,
+checked by the commit (a holder whose lease expired and was taken over cannot publish) and, right
+before every order request, by :func:`quantum_exec.execution.fencing.ensure_owner` through the
+check made here (a holder that lost the lease cannot send orders either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from quantum_exec.backoff import Backoff
+from quantum_exec.execution.fencing import OwnershipCheck
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+from quantum_exec.stream.entries import Entry
+from quantum_exec.stream.link import REDIS_DOWN, RedisLink
+from quantum_exec.stream.store import BeginState, Lease, Store
+
+log = get_logger(__name__)
+
+# A lease confirmed by Redis this recently needs no renewal round trip before an order.
+FENCE_FRESH_S = 0.05
+ACQUIRE_POLL = Backoff(base_s=0.02, cap_s=0.5)
+
+
+class Leases:
+    """Takes, keeps and checks per-symbol leases for this consumer (``owner``)."""
+
+    def __init__(self, store: Store, settings: Settings, link: RedisLink, stopping: asyncio.Event) -> None:
+        self._store = store
+        self._owner = settings.consumer_name
+        self._renew_every_s = settings.lease_ttl_ms / 3000
+        self._link = link
+        self._stopping = stopping
+
+    async def acquire(
+        self, entry: Entry, symbol: str, begin_key: str | None
+    ) -> tuple[Lease, BeginState | None] | None:
+        """Wait for the symbol's lease; with ``begin_key`` also mark that intent in flight.
+
+        None when stopping or the entry was dropped meanwhile.
+        """
+        waits = ACQUIRE_POLL.delays()
+        while not self._stopping.is_set() and not entry.dropped:
+            taken: tuple[Lease, BeginState | None] | None
+            try:
+                if begin_key is None:
+                    lease = await self._store.acquire_lease(symbol, self._owner)
+                    taken = (lease, None) if lease is not None else None
+                else:
+                    taken = await self._store.acquire_and_begin(
+                        symbol, self._owner, begin_key, entry.stream_id
+                    )
+            except REDIS_DOWN as exc:
+                self._link.lost(exc, "lease")
+                taken = None
+            if taken is not None:
+                return taken
+            await asyncio.sleep(next(waits))
+        return None
+
+    async def keep(self, lease: Lease, released: asyncio.Event) -> None:
+        """Renew the lease every third of its TTL until ``released`` is set or it is lost."""
+        while not released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self._renew_every_s)
+            if released.is_set():
+                return
+            try:
+                if not await self._store.renew_lease(lease):
+                    log.warning("lease.lost", symbol=lease.symbol, token=lease.token)
+                    return
+            except REDIS_DOWN as exc:
+                self._link.lost(exc, "lease_renew")
+            except Exception:
+                log.exception("lease.renew_failed", symbol=lease.symbol)
+
+    def owner_check(self, lease: Lease, confirmed_at: float) -> OwnershipCheck:
+        """The check run right before each order: is ``lease`` still ours?
+
+        A lease Redis confirmed moments ago (``confirmed_at``, monotonic, taken before the request
+        that confirmed it) cannot have expired, and a takeover needs expiry (or a restart under our
+        own name): within :data:`FENCE_FRESH_S` the round trip would only add latency to every order.
+        """
+        confirmed = confirmed_at
+
+        async def still_owner() -> bool:
+            nonlocal confirmed
+            asked_at = time.monotonic()
+            if asked_at - confirmed < FENCE_FRESH_S:
+                return True
+            owned = await self._link.retry(lambda: self._store.renew_lease(lease), "fence")
+            if owned:
+                confirmed = asked_at
+            return owned
+
+        return still_owner
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease back if still ours (else it expires by itself after lease_ttl_ms)."""
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._store.release_lease(lease)

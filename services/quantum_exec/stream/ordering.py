@@ -1,0 +1,112 @@
+"""Per-symbol order across instances: an entry runs only when no older entry of its symbol is pending.
+
+Entries are delivered in id order, so every smaller id of the group is either pending or acked:
+before entry E of symbol S runs, the group's pending list is scanned for older entries of S (their
+symbols are looked up once and cached: entries are immutable). Within one instance a per-symbol
+queue hands its worker the smallest id first, so a worker never waits on itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from quantum_exec.backoff import Backoff
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.stream.entries import Entry, id_order, raw_symbol, text
+from quantum_exec.stream.link import REDIS_DOWN, RedisLink
+from quantum_exec.stream.store import Keys
+
+log = get_logger(__name__)
+
+SYMBOL_CACHE_SIZE = 100_000
+PENDING_PAGE = 500
+# How often a waiting entry looks at the pending list again (a local wakeup comes sooner).
+TURN_POLL = Backoff(base_s=0.02, cap_s=0.5)
+
+
+@dataclass(eq=False)
+class SymbolQueue:
+    """The entries of one symbol held by this consumer, smallest id first, and their worker."""
+
+    heap: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+
+    def push(self, stream_id: str) -> None:
+        heapq.heappush(self.heap, (id_order(stream_id), stream_id))
+        self.wakeup.set()
+
+    def remove(self, stream_id: str) -> None:
+        self.heap = [item for item in self.heap if item[1] != stream_id]
+        heapq.heapify(self.heap)
+
+
+class SymbolOrder:
+    """Answers "may this entry run now?" against the group's pending list."""
+
+    def __init__(self, redis: Redis, keys: Keys, link: RedisLink) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._link = link
+        self._symbols: OrderedDict[str, str | None] = OrderedDict()
+
+    def remember(self, stream_id: str, symbol: str | None) -> None:
+        """Cache an entry's symbol (bounded)."""
+        self._symbols[stream_id] = symbol
+        if len(self._symbols) > SYMBOL_CACHE_SIZE:
+            self._symbols.popitem(last=False)
+
+    async def wait_turn(self, symbol: str, queue: SymbolQueue, entry: Entry, stopping: asyncio.Event) -> bool:
+        """Wait until no smaller entry of ``symbol`` is pending in the group; False to re-pick."""
+        stream_id = entry.stream_id
+        waits = TURN_POLL.delays()
+        logged = False
+        while not stopping.is_set():
+            if entry.dropped or queue.heap[0][1] != stream_id:
+                return False
+            try:
+                blockers = await self.pending_before(symbol, stream_id)
+            except REDIS_DOWN as exc:
+                self._link.lost(exc, "order_check")
+                blockers = ["redis-down"]
+            if not blockers:
+                return True
+            if not logged:
+                log.info("intent.waiting_for_order", stream_id=stream_id, symbol=symbol, before=blockers[:5])
+                logged = True
+            queue.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.wakeup.wait(), next(waits))
+        return False
+
+    async def pending_before(self, symbol: str, stream_id: str) -> list[str]:
+        """Ids of entries of ``symbol`` older than ``stream_id`` still pending in the group."""
+        older: list[str] = []
+        start = "-"
+        while True:
+            rows = await self._redis.xpending_range(
+                self._keys.intent_stream,
+                self._keys.consumer_group,
+                min=start,
+                max=f"({stream_id}",
+                count=PENDING_PAGE,
+            )
+            older += [text(row["message_id"]) for row in rows]
+            if len(rows) < PENDING_PAGE:
+                break
+            start = f"({older[-1]}"
+        unknown = [sid for sid in older if sid not in self._symbols]
+        if unknown:
+            # Entries are immutable: look each one up once and remember its symbol.
+            pipe = self._redis.pipeline(transaction=False)
+            for sid in unknown:
+                pipe.xrange(self._keys.intent_stream, sid, sid, count=1)
+            for sid, found in zip(unknown, await pipe.execute(), strict=True):
+                self.remember(sid, raw_symbol(found[0][1]) if found else None)
+        return [sid for sid in older if self._symbols.get(sid) == symbol]
