@@ -13,8 +13,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quantum_exec.errors import ConfigError
 
@@ -77,12 +85,12 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}:{unit}"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Effective configuration of one service instance."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True
-    )
+    # Only explicit values: load_settings() maps the environment, so constructing Settings in a
+    # test never picks up whatever the developer's shell happens to export.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     # Redis and streams
     # May embed a password: kept out of repr(); masked() shows it with the password hidden.
@@ -159,19 +167,6 @@ class Settings(BaseSettings):
     # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
     sim_latency_ms: int = Field(default=0, ge=0)
     sim_rate_limits: bool = True
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only explicit values: load_settings() maps the environment, so constructing Settings in a
-        # test never picks up whatever the developer's shell happens to export.
-        return (init_settings,)
 
     @field_validator("symbol_allowlist", mode="before")
     @classmethod

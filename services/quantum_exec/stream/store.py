@@ -3,7 +3,7 @@
 Keys (``P`` is ``settings.key_prefix``):
 
 * ``P:idem:<intent key>`` - hash: ``state`` (``in_flight`` then ``done``), ``owner``, ``token``,
-  ``stream_id``, and once done ``result_id`` + ``payload`` (the published result). Expires after
+  ``stream_id``, and once done ``result_id`` (the published result's stream id). Expires after
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
   executes intents of the symbol. Renewed while working, released by compare-and-delete.
@@ -123,7 +123,7 @@ return 0
 """
 
 # KEYS: idem, fence, result stream, intent stream, dlq stream
-# ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, payload, n result args,
+# ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, n result args,
 #       result field/value pairs, then dlq field/value pairs (none = no dead letter)
 _COMMIT = """
 if ARGV[1] ~= '0' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'fenced'} end
@@ -131,16 +131,16 @@ if redis.call('HGET', KEYS[1], 'state') == 'done' then
   redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
   return {'duplicate'}
 end
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[6])
 local fields = {}
-for i = 8, 7 + n do fields[#fields + 1] = ARGV[i] end
+for i = 7, 6 + n do fields[#fields + 1] = ARGV[i] end
 local rid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
-if #ARGV > 7 + n then
+if #ARGV > 6 + n then
   local dlq = {}
-  for i = 8 + n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
+  for i = 7 + n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
   redis.call('XADD', KEYS[5], '*', unpack(dlq))
 end
-redis.call('HSET', KEYS[1], 'state', 'done', 'stream_id', ARGV[3], 'result_id', rid, 'payload', ARGV[6])
+redis.call('HSET', KEYS[1], 'state', 'done', 'stream_id', ARGV[3], 'result_id', rid)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
 return {'published', rid}
@@ -236,7 +236,6 @@ class Store:
             stream_id,
             self._result_maxlen,
             self._ttl_s,
-            result_fields.get("payload", b""),
             len(result_args),
             *result_args,
             *dlq_args,
