@@ -10,30 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
+
+from support.waiting import alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 EXE = str(Path(sys.executable).parent / "quantum-exec")
 RESULTS = "quantum:stream:execution.result"
 INTENTS = "quantum:stream:trade.intent"
-
-
-def _wait(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 class Serve:
@@ -61,7 +49,7 @@ class Serve:
 
     def start(self) -> redis.Redis:
         self.proc = subprocess.Popen([EXE, "serve"], env=self.env, stdout=self.log, stderr=self.log)
-        _wait(self.endpoints, 60, "serve to record its endpoints")
+        wait_until(self.endpoints, 60, "serve to record its endpoints")
         return redis.Redis.from_url(str(self.endpoints()["redis_url"]), protocol=2)
 
     def kill(self) -> None:
@@ -110,10 +98,10 @@ def test_sigkilled_serve_restarted_answers_every_intent(tmp_path: Path) -> None:
             client.xadd(INTENTS, _intent(n))
         serve.kill()  # at once: most intents are unread or in flight
         client.close()
-        _wait(lambda: not _alive(redis_pid), 10, "the private redis-server to die with serve")
+        wait_until(lambda: not alive(redis_pid), 10, "the private redis-server to die with serve")
 
         client = serve.start()
-        _wait(lambda: len(_result_ids(client)) >= 12, 60, "a result for every intent")
+        wait_until(lambda: len(_result_ids(client)) >= 12, 60, "a result for every intent")
         ids = _result_ids(client)
         assert sorted(ids) == sorted(f"restart-{n}" for n in range(12))  # each exactly once
         assert client.xlen(INTENTS) == 12  # the intents published before the kill were kept

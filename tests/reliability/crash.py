@@ -29,11 +29,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.ids import client_order_id
 from reliability.harness import (
     SYMBOLS,
-    Names,
+    Rig,
     ServiceProcess,
     SimProcess,
     Streams,
@@ -42,6 +41,7 @@ from reliability.harness import (
     secret_blobs,
     verdict,
 )
+from support.waiting import poll_until
 
 MODES = ("random", "startup", "entry_inflight", "protect_window", "after_result")
 
@@ -60,15 +60,6 @@ class CrashFigures:
     errors: Counter[str] = field(default_factory=Counter)
     secrets_found: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
-
-
-def _poll(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll_s)
-    return False
 
 
 class _Intents:
@@ -117,62 +108,51 @@ def run_crash_cycles(
     rng = random.Random(seed)
     figures = CrashFigures()
     started = time.monotonic()
-    names = Names()
-    gen = _Intents(rng, f"k{names.tag[:6]}")
-    with EmbeddedRedis() as server:
-        sim = SimProcess(work).start()
-        streams = Streams(server.url, names)
-        services = {c: ServiceProcess(work, server.url, sim, names, consumer=c) for c in ("rel-a", "rel-b")}
+    with Rig(work) as rig:
+        names, sim, streams = rig.names, rig.sim, rig.streams
+        gen = _Intents(rng, f"k{names.tag[:6]}")
+        services = {c: rig.service(c) for c in ("rel-a", "rel-b")}
         base = {s: Decimal(sim.state()["markPrices"][s]) for s in SYMBOLS}
         current = services["rel-a"]
-        try:
-            for cycle in range(cycles):
-                if rng.random() < 0.25:
-                    current = services["rel-b" if current.consumer == "rel-a" else "rel-a"]
-                mode = rng.choice(MODES)
-                figures.kills[mode] += 1
-                batch = [gen.next() for _ in range(rng.randint(2, 5))]
-                if gen.all and rng.random() < 0.1:
-                    # A producer retry: the same intent_id published again.
-                    batch.append(dict(gen.all[rng.choice(list(gen.all))]))
-                    figures.duplicates_published += 1
-                hit = _cycle(rng, mode, current, sim, streams, batch)
-                if hit:
-                    figures.hits[mode] += 1
-                sim.faults([])
-                if rng.random() < 0.3:
-                    symbol = rng.choice(SYMBOLS)
-                    sim.mark(
-                        symbol,
-                        (base[symbol] * Decimal(1 + rng.uniform(-0.035, 0.035))).quantize(Decimal("0.0001")),
-                    )
-                    figures.price_moves += 1
-                figures.cycles += 1
-                if progress and (cycle + 1) % 10 == 0:
-                    progress(
-                        f"  {cycle + 1}/{cycles} cycles, {len(gen.all)} intents, "
-                        f"{streams.result_count()} results"
-                    )
-            # Drain with one clean instance; the other name's leftovers are claimed from it.
+        for cycle in range(cycles):
+            if rng.random() < 0.25:
+                current = services["rel-b" if current.consumer == "rel-a" else "rel-a"]
+            mode = rng.choice(MODES)
+            figures.kills[mode] += 1
+            batch = [gen.next() for _ in range(rng.randint(2, 5))]
+            if gen.all and rng.random() < 0.1:
+                # A producer retry: the same intent_id published again.
+                batch.append(dict(gen.all[rng.choice(list(gen.all))]))
+                figures.duplicates_published += 1
+            hit = _cycle(rng, mode, current, sim, streams, batch)
+            if hit:
+                figures.hits[mode] += 1
             sim.faults([])
-            final = services["rel-a"].start()
-            results = streams.wait_answered(set(gen.all), final_timeout_s)
-            exit_code = final.terminate()
-            assert exit_code == 0, f"clean stop exited {exit_code}"
-            state = sim.state()
-            figures.intents = len(gen.all)
-            figures.statuses = Counter(r.status.value for r in results)
-            figures.protections = Counter(r.protection.value for r in results)
-            figures.errors = Counter(
-                f"{r.status.value}:{r.error.code}" for r in results if r.error is not None
-            )
-            figures.verdict = verdict(gen.all, results, state)
-            figures.secrets_found = find_secrets(secret_blobs(streams, list(services.values())))
-        finally:
-            for service in services.values():
-                service.kill()
-            streams.close()
-            sim.stop()
+            if rng.random() < 0.3:
+                symbol = rng.choice(SYMBOLS)
+                sim.mark(
+                    symbol,
+                    (base[symbol] * Decimal(1 + rng.uniform(-0.035, 0.035))).quantize(Decimal("0.0001")),
+                )
+                figures.price_moves += 1
+            figures.cycles += 1
+            if progress and (cycle + 1) % 10 == 0:
+                progress(
+                    f"  {cycle + 1}/{cycles} cycles, {len(gen.all)} intents, {streams.result_count()} results"
+                )
+        # Drain with one clean instance; the other name's leftovers are claimed from it.
+        sim.faults([])
+        final = services["rel-a"].start()
+        results = streams.wait_answered(set(gen.all), final_timeout_s)
+        exit_code = final.terminate()
+        assert exit_code == 0, f"clean stop exited {exit_code}"
+        state = sim.state()
+        figures.intents = len(gen.all)
+        figures.statuses = Counter(r.status.value for r in results)
+        figures.protections = Counter(r.protection.value for r in results)
+        figures.errors = Counter(f"{r.status.value}:{r.error.code}" for r in results if r.error is not None)
+        figures.verdict = verdict(gen.all, results, state)
+        figures.secrets_found = find_secrets(secret_blobs(streams, list(services.values())))
     figures.seconds = time.monotonic() - started
     return figures
 
@@ -205,7 +185,7 @@ def _cycle(
     if mode == "random":
         time.sleep(rng.uniform(0.0, 1.0))  # the random instant itself
     elif mode == "entry_inflight":
-        hit = _poll(lambda: any(streams.idem_state(i) == "in_flight" for i in ids), 5)
+        hit = poll_until(lambda: any(streams.idem_state(i) == "in_flight" for i in ids), 5)
         time.sleep(rng.uniform(0.05, 0.6))  # somewhere inside the 700 ms the order request takes
     elif mode == "protect_window":
         entries = {client_order_id(i, "entry"): i for i in ids}
@@ -216,8 +196,8 @@ def _cycle(
             legs = {a["clientAlgoId"] for a in state["algoOrders"]}
             return any(client_order_id(i, "sl") not in legs for i in filled)
 
-        hit = _poll(unprotected_entry, 5, poll_s=0.01)
+        hit = poll_until(unprotected_entry, 5, poll_s=0.01)
     elif mode == "after_result":
-        hit = _poll(lambda: streams.result_count() > before, 5, poll_s=0.005)
+        hit = poll_until(lambda: streams.result_count() > before, 5, poll_s=0.005)
     service.kill()
     return hit

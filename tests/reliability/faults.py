@@ -20,10 +20,9 @@ from typing import Any
 import redis
 
 from quantum_exec.contracts import ExecutionResult
-from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.ids import client_order_id
 from reliability.harness import (
-    Names,
+    Rig,
     ServiceProcess,
     SimProcess,
     Streams,
@@ -250,42 +249,35 @@ def exchange_cases(tag: str) -> list[FaultCase]:
 def run_exchange_faults(work: Path, *, progress: Callable[[str], None] | None = None) -> FaultFigures:
     figures = FaultFigures()
     started = time.monotonic()
-    names = Names()
-    with EmbeddedRedis() as server:
-        sim = SimProcess(work).start()
-        streams = Streams(server.url, names)
-        service = ServiceProcess(work, server.url, sim, names, consumer="rel-exch")
+    with Rig(work) as rig:
+        names, sim, streams = rig.names, rig.sim, rig.streams
+        service = rig.service("rel-exch")
         intents: dict[str, dict[str, Any]] = {}
-        try:
-            service.start()
-            for case in exchange_cases(names.tag):
-                spec: dict[str, Any] = {}
-                if case.clock_skew_ms is not None:
-                    spec["clock_skew_ms"] = case.clock_skew_ms
-                sim.faults(case.faults, **spec)
-                intent_id = case.payload["intent_id"]
-                intents[intent_id] = case.payload
-                streams.publish(case.payload)
-                results = streams.wait_answered({intent_id}, 60)
-                [result] = [r for r in results if r.intent_id == intent_id]
-                sim.faults([])
-                case.check(result, sim.state(), intent_id)
-                observed = f"{result.status.value}/{result.protection.value}" + (
-                    f" {result.error.code}" if result.error else ""
-                )
-                figures.rows.append((case.name, case.expected, observed))
-                if progress:
-                    progress(f"  {case.name}: {observed}")
-            figures.secrets_found = find_secrets(
-                {**secret_blobs(streams, [service]), "metrics": service.scrape_metrics()}
+        service.start()
+        for case in exchange_cases(names.tag):
+            spec: dict[str, Any] = {}
+            if case.clock_skew_ms is not None:
+                spec["clock_skew_ms"] = case.clock_skew_ms
+            sim.faults(case.faults, **spec)
+            intent_id = case.payload["intent_id"]
+            intents[intent_id] = case.payload
+            streams.publish(case.payload)
+            results = streams.wait_answered({intent_id}, 60)
+            [result] = [r for r in results if r.intent_id == intent_id]
+            sim.faults([])
+            case.check(result, sim.state(), intent_id)
+            observed = f"{result.status.value}/{result.protection.value}" + (
+                f" {result.error.code}" if result.error else ""
             )
-            assert service.terminate() == 0
-            figures.intents = len(intents)
-            figures.verdict = verdict(intents, streams.results(), sim.state())
-        finally:
-            service.kill()
-            streams.close()
-            sim.stop()
+            figures.rows.append((case.name, case.expected, observed))
+            if progress:
+                progress(f"  {case.name}: {observed}")
+        figures.secrets_found = find_secrets(
+            {**secret_blobs(streams, [service]), "metrics": service.scrape_metrics()}
+        )
+        assert service.terminate() == 0
+        figures.intents = len(intents)
+        figures.verdict = verdict(intents, streams.results(), sim.state())
     figures.seconds = time.monotonic() - started
     return figures
 
@@ -334,49 +326,38 @@ def run_redis_fault(work: Path, scenario: str, *, rounds: int = 3) -> RedisFigur
     """``restart`` | ``drops`` | ``stale_consumer``; ``rounds`` open+close waves (or restarts)."""
     figures = RedisFigures(scenario)
     started = time.monotonic()
-    names = Names()
     intents: dict[str, dict[str, Any]] = {}
-    with EmbeddedRedis(persistent=True) as server:
-        sim = SimProcess(work).start()
-        streams = Streams(server.url, names)
-        a = ServiceProcess(work, server.url, sim, names, consumer="rel-a")
-        b = ServiceProcess(work, server.url, sim, names, consumer="rel-b")
-        try:
-            a.start()
-            for r in range(rounds):
-                for close in (False, True):
-                    wave = _wave(f"{names.tag}-{r}", len(WAVE_SYMBOLS), close)
-                    intents.update({p["intent_id"]: p for p in wave})
-                    if scenario == "restart":
-                        _publish_retrying(streams, wave)
-                        time.sleep(0.05 * (r + 1))  # a few ms into the wave: intents in flight
-                        server.restart()
-                        figures.events += 1
-                    elif scenario == "drops":
-                        _publish_retrying(streams, wave)
-                        for _ in range(5):
-                            killed = streams.client.client_kill_filter(_type="normal", skipme=True)
-                            figures.events += int(killed or 0)
-                            time.sleep(0.03)
-                    elif scenario == "stale_consumer":
-                        figures.events += _freeze_and_claim(sim, streams, a, b, wave)
-                        a, b = b, a
-                    else:
-                        raise ValueError(scenario)
-                    _wait_answered(streams, set(intents), a, b)
-            for service in (a, b):
-                if service.alive:
-                    assert service.terminate() == 0
-            figures.intents = len(intents)
-            figures.verdict = verdict(intents, streams.results(), sim.state())
-            figures.secrets_found = find_secrets(secret_blobs(streams, [a, b]))
-        finally:
-            for service in (a, b):
-                if service.alive:
-                    service.resume()
-                    service.kill()
-            streams.close()
-            sim.stop()
+    with Rig(work, persistent=True) as rig:
+        names, sim, streams = rig.names, rig.sim, rig.streams
+        a, b = rig.service("rel-a"), rig.service("rel-b")
+        a.start()
+        for r in range(rounds):
+            for close in (False, True):
+                wave = _wave(f"{names.tag}-{r}", len(WAVE_SYMBOLS), close)
+                intents.update({p["intent_id"]: p for p in wave})
+                if scenario == "restart":
+                    _publish_retrying(streams, wave)
+                    time.sleep(0.05 * (r + 1))  # a few ms into the wave: intents in flight
+                    rig.redis.restart()
+                    figures.events += 1
+                elif scenario == "drops":
+                    _publish_retrying(streams, wave)
+                    for _ in range(5):
+                        killed = streams.client.client_kill_filter(_type="normal", skipme=True)
+                        figures.events += int(killed or 0)
+                        time.sleep(0.03)
+                elif scenario == "stale_consumer":
+                    figures.events += _freeze_and_claim(sim, streams, a, b, wave)
+                    a, b = b, a
+                else:
+                    raise ValueError(scenario)
+                _wait_answered(streams, set(intents), a, b)
+        for service in (a, b):
+            if service.alive:
+                assert service.terminate() == 0
+        figures.intents = len(intents)
+        figures.verdict = verdict(intents, streams.results(), sim.state())
+        figures.secrets_found = find_secrets(secret_blobs(streams, [a, b]))
     figures.seconds = time.monotonic() - started
     return figures
 

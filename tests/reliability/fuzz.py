@@ -32,8 +32,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from quantum_exec.embedded import EmbeddedRedis
-from reliability.harness import Names, ServiceProcess, SimProcess, Streams, find_secrets, secret_blobs
+from reliability.harness import Rig, ServiceProcess, SimProcess, Streams, find_secrets, secret_blobs
 
 UNDECODABLE = "undecodable"
 REJECTED = "rejected"
@@ -351,40 +350,33 @@ def run_fuzz(
 ) -> FuzzFigures:
     figures = FuzzFigures()
     started = time.monotonic()
-    names = Names()
-    with EmbeddedRedis() as server:
-        sim = SimProcess(work).start()
-        streams = Streams(server.url, names)
-        service = ServiceProcess(work, server.url, sim, names, consumer="rel-fuzz")
+    with Rig(work) as rig:
+        sim, streams = rig.sim, rig.streams
+        service = rig.service("rel-fuzz")
         initial = sim.state()
-        try:
-            service.start()
+        service.start()
 
-            @settings(
-                max_examples=max(1, cases // batch),
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(st.lists(CASES, min_size=batch, max_size=batch))
-            def one_batch(generated: list[Case]) -> None:
-                _check_batch(generated, service, sim, streams, figures)
-                if progress and figures.batches % 10 == 0:
-                    progress(f"  {figures.cases} fuzz cases")
+        @settings(
+            max_examples=max(1, cases // batch),
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(st.lists(CASES, min_size=batch, max_size=batch))
+        def one_batch(generated: list[Case]) -> None:
+            _check_batch(generated, service, sim, streams, figures)
+            if progress and figures.batches % 10 == 0:
+                progress(f"  {figures.cases} fuzz cases")
 
-            hypothesis_seed(seed)(one_batch)()
-            figures.secrets_found = find_secrets(
-                {**secret_blobs(streams, [service]), "metrics": service.scrape_metrics()}
-            )
-            figures.exit_code = service.terminate()
-            final = sim.state()
-            assert final["orders"] == [] and final["algoOrders"] == [] and final["positions"] == []
-            assert final["leverage"] == initial["leverage"], "a leverage change reached the exchange"
-        finally:
-            service.kill()
-            streams.close()
-            sim.stop()
+        hypothesis_seed(seed)(one_batch)()
+        figures.secrets_found = find_secrets(
+            {**secret_blobs(streams, [service]), "metrics": service.scrape_metrics()}
+        )
+        figures.exit_code = service.terminate()
+        final = sim.state()
+        assert final["orders"] == [] and final["algoOrders"] == [] and final["positions"] == []
+        assert final["leverage"] == initial["leverage"], "a leverage change reached the exchange"
     figures.seconds = time.monotonic() - started
     return figures
 

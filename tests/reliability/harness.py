@@ -18,11 +18,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +31,9 @@ import orjson
 import redis
 
 from quantum_exec.contracts import ExecutionResult, decode_result_fields, encode_intent_fields
+from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.ids import client_order_id
+from support.waiting import wait_until
 
 # Known credentials: the service runs with them and they must never appear in its output.
 API_KEY = "relKEY7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e2b4d6f0a9c7e5b3d1f8a6c4e2b0d9f7a"
@@ -48,15 +49,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.02) -> None:
-    """Poll ``condition`` until true; AssertionError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def _http(url: str, body: Any = None, timeout_s: float = 10.0) -> Any:
@@ -558,3 +550,46 @@ def secret_blobs(streams: Streams, services: list[ServiceProcess]) -> dict[str, 
 def workdir(prefix: str = "quantum-rel-") -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as path:
         yield Path(path)
+
+
+class Rig:
+    """One scenario's world: a private Redis, the simulator process, the streams, the services.
+
+    ``with Rig(work) as rig:`` starts them; leaving the block kills every service it made (a
+    frozen one is resumed first), closes the streams and stops the simulator and Redis.
+    """
+
+    def __init__(self, work: Path, *, persistent: bool = False) -> None:
+        self.work = work
+        self.names = Names()
+        self.redis = EmbeddedRedis(persistent=persistent)
+        self.sim: SimProcess
+        self.streams: Streams
+        self.services: list[ServiceProcess] = []
+
+    def __enter__(self) -> Rig:
+        self.redis.start()
+        try:
+            self.sim = SimProcess(self.work).start()
+            self.streams = Streams(self.redis.url, self.names)
+        except BaseException:
+            self.redis.stop()
+            raise
+        return self
+
+    def service(self, consumer: str) -> ServiceProcess:
+        """A service process (not started) of this rig under the stable ``consumer`` name."""
+        service = ServiceProcess(self.work, self.redis.url, self.sim, self.names, consumer=consumer)
+        self.services.append(service)
+        return service
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for service in self.services:
+                if service.alive:
+                    service.resume()
+                service.kill()
+            self.streams.close()
+            self.sim.stop()
+        finally:
+            self.redis.stop()

@@ -22,6 +22,7 @@ from quantum_exec.contracts import (
 )
 from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
+from support.waiting import wait_for as wait_until
 
 
 @dataclass
@@ -145,20 +146,6 @@ class StreamKit:
 
         await wait_until(ready, timeout_s, f"{count} results")
         return results
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool] | bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
 from quantum_exec.embedded import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from support.waiting import alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -50,24 +48,6 @@ def test_session_fixture_is_not_6379(redis_url: str) -> None:
     client.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child still answers kill(0); /proc tells whether it has exited.
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_state_dir_keeps_data_across_owners_and_refuses_a_second_owner(tmp_path: Path) -> None:
     state = tmp_path / "redis"
     with EmbeddedRedis(state_dir=state) as server:
@@ -98,10 +78,10 @@ def test_server_dies_with_a_sigkilled_owner(tmp_path: Path) -> None:
     try:
         assert owner.stdout is not None and owner.stdout.readline().strip() == b"up"
         pid = int((state / "redis.pid").read_text())
-        assert _alive(pid)
+        assert alive(pid)
         owner.kill()
         owner.wait()
-        _wait(lambda: not _alive(pid), 10, "redis-server to die with its owner")
+        wait_until(lambda: not alive(pid), 10, "redis-server to die with its owner")
     finally:
         owner.kill()
         owner.wait()
@@ -134,7 +114,7 @@ def test_next_start_stops_a_server_left_behind(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: (state / "redis.pid").exists(), 10, "the stray server's pidfile")
+        wait_until(lambda: (state / "redis.pid").exists(), 10, "the stray server's pidfile")
         with EmbeddedRedis(state_dir=state) as server:
             assert stray.wait(timeout=10) is not None
             assert int((state / "redis.pid").read_text()) != stray.pid
