@@ -13,7 +13,7 @@ import pytest
 from binance_sim import SimConfig, Simulator
 from binance_sim.ratelimit import Limits as SimLimits
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.exchange.gateway import RulesCache
+from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ops import metrics
 from quantum_exec.settings import Settings

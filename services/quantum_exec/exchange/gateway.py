@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,11 +30,30 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
 )
 from quantum_exec.exchange.codes import ALREADY_DONE_CODES, NOT_FOUND_CODES, RULES_STALE_CODES, classify
-from quantum_exec.exchange.pacing import Limits, RateLimiter
+from quantum_exec.exchange.endpoints import (
+    EP_CANCEL_ALGO,
+    EP_EXCHANGE_INFO,
+    EP_GET_ALGO,
+    EP_GET_ORDER,
+    EP_LEVERAGE_BRACKET,
+    EP_MARK_PRICE,
+    EP_NEW_ALGO,
+    EP_NEW_ORDER,
+    EP_OPEN_ALGO,
+    EP_POSITION_MODE,
+    EP_POSITION_RISK,
+    EP_SET_LEVERAGE,
+    EP_SET_MARGIN,
+    EP_TIME,
+    EP_USER_TRADES,
+    Endpoint,
+)
+from quantum_exec.exchange.pacing import RateLimiter
+from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, fmt, parse_exchange_info
+from quantum_exec.rules import fmt
 from quantum_exec.settings import ExchangeEnv, Settings
 
 log = get_logger(__name__)
@@ -50,37 +68,6 @@ RATE_LIMIT_RETRIES = 3
 DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
 TIME_SYNC_INTERVAL_S = 300.0
 UNREACHABLE_PROBE_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One REST endpoint: how to call it and what it costs against the limits."""
-
-    method: str
-    path: str
-    version: int = 1
-    signed: bool = True
-    weight: int = 1
-    orders: int = 0
-    mutates: bool = False
-
-
-EP_TIME = Endpoint("get", "time", signed=False)
-EP_EXCHANGE_INFO = Endpoint("get", "exchangeInfo", signed=False)
-EP_MARK_PRICE = Endpoint("get", "premiumIndex", signed=False)
-EP_LEVERAGE_BRACKET = Endpoint("get", "leverageBracket")
-EP_POSITION_MODE = Endpoint("get", "positionSide/dual", weight=30)
-EP_SET_LEVERAGE = Endpoint("post", "leverage", mutates=True)
-EP_SET_MARGIN = Endpoint("post", "marginType", mutates=True)
-EP_NEW_ORDER = Endpoint("post", "order", weight=0, orders=1, mutates=True)
-EP_GET_ORDER = Endpoint("get", "order")
-EP_NEW_ALGO = Endpoint("post", "algoOrder", weight=0, orders=1, mutates=True)
-EP_GET_ALGO = Endpoint("get", "algoOrder")
-EP_CANCEL_ALGO = Endpoint("delete", "algoOrder", mutates=True)
-EP_CANCEL_ALL_ALGO = Endpoint("delete", "algoOpenOrders", mutates=True)
-EP_OPEN_ALGO = Endpoint("get", "openAlgoOrders")
-EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
-EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
 
 
 def rest_root(settings: Settings) -> str:
@@ -110,60 +97,6 @@ class _Client(AsyncClient):  # type: ignore[misc]
     async def _handle_response(self, response: aiohttp.ClientResponse) -> Any:
         self._on_headers(response.headers)
         return await super()._handle_response(response)
-
-
-class RulesCache:
-    """exchangeInfo rules per symbol, refreshed in the background; a failed refresh keeps the last copy."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[dict[str, Any]]], refresh_s: float) -> None:
-        self._fetch = fetch
-        self._refresh_s = refresh_s
-        self._rules: dict[str, SymbolRules] = {}
-        self._loaded_at: float | None = None
-        self._refresh_requested = asyncio.Event()
-        self.raw_limits = Limits()
-        metrics.EXCHANGE_INFO_AGE.set_function(self.age_s)
-
-    def age_s(self) -> float:
-        return time.monotonic() - self._loaded_at if self._loaded_at is not None else float("nan")
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded_at is not None
-
-    def get(self, symbol: str) -> SymbolRules | None:
-        return self._rules.get(symbol)
-
-    async def load(self) -> None:
-        """Fetch and parse exchangeInfo; raises when it fails (the caller keeps the last copy)."""
-        try:
-            raw = await self._fetch()
-            rules = parse_exchange_info(raw)
-        except Exception:
-            metrics.EXCHANGE_INFO_REFRESHES.labels(outcome="error").inc()
-            raise
-        self._rules = rules
-        self.raw_limits = Limits.from_exchange_info(raw)
-        self._loaded_at = time.monotonic()
-        metrics.EXCHANGE_INFO_REFRESHES.labels(outcome="ok").inc()
-        log.info("rules.loaded", symbols=len(rules))
-
-    def request_refresh(self) -> None:
-        """Ask the background loop for an early refresh (after -1111/-4014/-4023)."""
-        self._refresh_requested.set()
-
-    async def run(self) -> None:
-        """Background loop: refresh every ``refresh_s`` or when asked; never dies on a failure."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._refresh_requested.wait(), timeout=self._refresh_s)
-            self._refresh_requested.clear()
-            try:
-                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("rules.refresh_failed", error=type(exc).__name__, detail=str(exc)[:200])
 
 
 class BinanceGateway:
