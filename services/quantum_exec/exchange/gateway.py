@@ -50,7 +50,16 @@ from quantum_exec.exchange.endpoints import (
 )
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
-from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade, dec, parse_max_leverage
+from quantum_exec.exchange.wire import (
+    AlgoOrder,
+    Order,
+    OrderSide,
+    OrderType,
+    Position,
+    Trade,
+    dec,
+    parse_max_leverage,
+)
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import fmt
@@ -365,13 +374,19 @@ class BinanceGateway:
             raise
 
     async def place_market(
-        self, symbol: str, side: str, quantity: Decimal, client_order_id: str, *, reduce_only: bool = False
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        client_order_id: str,
+        *,
+        reduce_only: bool = False,
     ) -> Order:
         """MARKET order with ``newOrderRespType=RESULT`` (ACK would report no fill)."""
         params = {
             "symbol": symbol,
             "side": side,
-            "type": "MARKET",
+            "type": OrderType.MARKET.value,
             "quantity": fmt(quantity),
             "newClientOrderId": client_order_id,
             "newOrderRespType": "RESULT",
@@ -383,8 +398,8 @@ class BinanceGateway:
     async def place_algo(
         self,
         symbol: str,
-        side: str,
-        order_type: str,
+        side: OrderSide,
+        order_type: OrderType,
         trigger_price: Decimal,
         client_algo_id: str,
         *,

@@ -8,16 +8,80 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from quantum_exec.errors import PermanentError
 
 ZERO = Decimal(0)
 
+
+class OrderSide(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> OrderSide:
+        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+
+
+class OrderType(StrEnum):
+    """The order types the service sends or meets (entries, protective legs, the exchange's own)."""
+
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_MARKET = "STOP_MARKET"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+    TRAILING_STOP_MARKET = "TRAILING_STOP_MARKET"
+    LIQUIDATION = "LIQUIDATION"
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
+
+
+class AlgoStatus(StrEnum):
+    """The Algo Order API lifecycle: NEW -> TRIGGERING -> TRIGGERED -> FINISHED, or ended otherwise."""
+
+    NEW = "NEW"
+    TRIGGERING = "TRIGGERING"
+    TRIGGERED = "TRIGGERED"
+    FINISHED = "FINISHED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
 # Order statuses that will not change any more.
-FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH"})
+FINAL_ORDER_STATUSES = frozenset(
+    {
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.EXPIRED,
+        OrderStatus.REJECTED,
+        OrderStatus.EXPIRED_IN_MATCH,
+    }
+)
 # Algo statuses under which the protective order is still armed on the exchange.
-LIVE_ALGO_STATUSES = frozenset({"NEW", "TRIGGERING"})
+LIVE_ALGO_STATUSES = frozenset({AlgoStatus.NEW, AlgoStatus.TRIGGERING})
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def enum_of(kind: type[E], raw: Any, field: str) -> E:
+    """A Binance enumeration value as our enum; a value we do not know is an error naming it."""
+    try:
+        return kind(str(raw))
+    except ValueError:
+        raise PermanentError(f"unexpected {field} in exchange response: {raw!r}") from None
 
 
 def dec(raw: Any, field: str = "value") -> Decimal:
@@ -43,9 +107,9 @@ class Order:
     order_id: int
     client_order_id: str
     symbol: str
-    side: str
-    order_type: str
-    status: str
+    side: OrderSide
+    order_type: OrderType
+    status: OrderStatus
     orig_qty: Decimal
     executed_qty: Decimal
     avg_price: Decimal
@@ -63,9 +127,9 @@ class Order:
             order_id=int(raw["orderId"]),
             client_order_id=str(raw.get("clientOrderId", "")),
             symbol=str(raw.get("symbol", "")),
-            side=str(raw.get("side", "")),
-            order_type=str(raw.get("type", raw.get("origType", ""))),
-            status=str(raw.get("status", "")),
+            side=enum_of(OrderSide, raw.get("side"), "side"),
+            order_type=enum_of(OrderType, raw.get("type", raw.get("origType")), "type"),
+            status=enum_of(OrderStatus, raw.get("status"), "status"),
             orig_qty=dec(raw.get("origQty"), "origQty"),
             executed_qty=dec(raw.get("executedQty"), "executedQty"),
             avg_price=dec(raw.get("avgPrice"), "avgPrice"),
@@ -82,9 +146,9 @@ class AlgoOrder:
     algo_id: int
     client_algo_id: str
     symbol: str
-    side: str
-    order_type: str
-    status: str
+    side: OrderSide
+    order_type: OrderType
+    status: AlgoStatus
     trigger_price: Decimal
     quantity: Decimal
     close_position: bool
@@ -101,9 +165,9 @@ class AlgoOrder:
             algo_id=int(raw["algoId"]),
             client_algo_id=str(raw.get("clientAlgoId", "")),
             symbol=str(raw.get("symbol", "")),
-            side=str(raw.get("side", "")),
-            order_type=str(raw.get("orderType", raw.get("type", ""))),
-            status=str(raw.get("algoStatus", "")),
+            side=enum_of(OrderSide, raw.get("side"), "side"),
+            order_type=enum_of(OrderType, raw.get("orderType", raw.get("type")), "orderType"),
+            status=enum_of(AlgoStatus, raw.get("algoStatus"), "algoStatus"),
             trigger_price=dec(raw.get("triggerPrice"), "triggerPrice"),
             quantity=dec(raw.get("quantity"), "quantity"),
             close_position=_bool(raw.get("closePosition", False)),

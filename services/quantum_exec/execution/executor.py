@@ -30,7 +30,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.wire import Order
+from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.ports import Gateway
@@ -174,7 +174,11 @@ class Executor:
                     symbol,
                     entry_id,
                     lambda: self.gateway.place_market(
-                        symbol, "BUY" if long else "SELL", quantity, entry_id, reduce_only=intent.reduce_only
+                        symbol,
+                        OrderSide.BUY if long else OrderSide.SELL,
+                        quantity,
+                        entry_id,
+                        reduce_only=intent.reduce_only,
                     ),
                 )
         entry = await self._resolver.until_final(symbol, entry)
@@ -189,7 +193,7 @@ class Executor:
             return
         out.status = (
             ResultStatus.FILLED
-            if entry.status == "FILLED" and entry.executed_qty >= quantity
+            if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity
             else ResultStatus.PARTIAL
         )
         order_ids = [entry.order_id]
@@ -272,7 +276,7 @@ class Executor:
                         f"no open position on {symbol}: nothing to close "
                         f"({cancelled} open conditional orders cancelled)",
                     )
-                side = "SELL" if amount > 0 else "BUY"
+                side = OrderSide.SELL if amount > 0 else OrderSide.BUY
                 quantity = abs(amount)
                 out.requested_quantity = quantity
                 out.quantity = quantity
@@ -287,7 +291,7 @@ class Executor:
         if order.executed_qty > 0:
             out.avg_price = order.avg_price
             out.notional = order.cum_quote
-        out.status = ResultStatus.FILLED if order.status == "FILLED" else ResultStatus.PARTIAL
+        out.status = ResultStatus.FILLED if order.status is OrderStatus.FILLED else ResultStatus.PARTIAL
         if order.executed_qty <= 0:
             out.status = ResultStatus.FAILED
             run.error(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-from quantum_exec.exchange.wire import AlgoOrder, Order, Position, Trade
+from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderType, Position, Trade
 from quantum_exec.rules import SymbolRules
 
 
@@ -62,14 +62,20 @@ class Gateway(Protocol):
     async def set_margin_type(self, symbol: str, margin_type: str) -> None: ...
 
     async def place_market(
-        self, symbol: str, side: str, quantity: Decimal, client_order_id: str, *, reduce_only: bool = False
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        client_order_id: str,
+        *,
+        reduce_only: bool = False,
     ) -> Order: ...
 
     async def place_algo(
         self,
         symbol: str,
-        side: str,
-        order_type: str,
+        side: OrderSide,
+        order_type: OrderType,
         trigger_price: Decimal,
         client_algo_id: str,
         *,

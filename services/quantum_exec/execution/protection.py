@@ -26,7 +26,7 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
 )
 from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
-from quantum_exec.exchange.wire import AlgoOrder, Order
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
 from quantum_exec.execution.fencing import ensure_owner
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.ports import Gateway
@@ -48,8 +48,8 @@ class Leg:
     """One protective order: what was asked, and what became of it."""
 
     kind: Literal["SL", "TP"]
-    order_type: str
-    side: str
+    order_type: OrderType
+    side: OrderSide
     client_algo_id: str
     trigger_price: Decimal | None
     quantity: Decimal | None
@@ -93,15 +93,24 @@ class Protector:
         """Place SL and TP concurrently; apply the failure policy. Returns an emergency close order."""
         s, intent, out = self._settings, run.intent, run.out
         symbol = intent.symbol
-        exit_side = "SELL" if long else "BUY"
+        exit_side = OrderSide.SELL if long else OrderSide.BUY
         quantity = None if s.protection_mode is ProtectionMode.CLOSE_POSITION else entry.executed_qty
         sl, tp = Guards.triggers(rules, intent, long=long, price=entry.avg_price)
         legs: list[Leg] = []
         if sl is not None:
-            legs.append(Leg("SL", "STOP_MARKET", exit_side, client_order_id(run.key, "sl"), sl, quantity))
+            legs.append(
+                Leg("SL", OrderType.STOP_MARKET, exit_side, client_order_id(run.key, "sl"), sl, quantity)
+            )
         if tp is not None:
             legs.append(
-                Leg("TP", "TAKE_PROFIT_MARKET", exit_side, client_order_id(run.key, "tp"), tp, quantity)
+                Leg(
+                    "TP",
+                    OrderType.TAKE_PROFIT_MARKET,
+                    exit_side,
+                    client_order_id(run.key, "tp"),
+                    tp,
+                    quantity,
+                )
             )
         try:
             check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
@@ -200,7 +209,7 @@ class Protector:
         )
 
     async def _emergency_close(
-        self, run: Run, entry: Order, exit_side: str, legs: list[Leg], reasons: str
+        self, run: Run, entry: Order, exit_side: OrderSide, legs: list[Leg], reasons: str
     ) -> Order | None:
         """Close the just-opened position at market (reduce-only) and cancel what was placed."""
         symbol, out = run.intent.symbol, run.out
@@ -209,7 +218,7 @@ class Protector:
                 with contextlib.suppress(ExchangeError):
                     if await self._gateway.cancel_algo(leg.order.algo_id):
                         self.own.get(symbol, set()).discard(leg.order.algo_id)
-                        leg.order = dataclasses.replace(leg.order, status="CANCELED")
+                        leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
         close_id = client_order_id(run.key, "flatten")
         try:
             order = await self._resolver.submit(
