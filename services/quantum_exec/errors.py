@@ -40,7 +40,22 @@ class PermanentError(ExchangeError):
 
 
 class UnknownOutcomeError(ExchangeError):
-    """The request may have been executed: look it up by client id before anything else."""
+    """The request may have been executed: look it up by client id before anything else.
+
+    ``sent_at`` is the monotonic time the request really left (after pacing and any 429 retry):
+    "certainly absent" is counted from it, never from before the wait.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        sent_at: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        self.sent_at = sent_at
 
 
 class RateLimitedError(RetryableError):
@@ -78,6 +93,7 @@ class ReasonCode(StrEnum):
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
     POISON_MESSAGE = "POISON_MESSAGE"
+    INTENT_ID_CONFLICT = "INTENT_ID_CONFLICT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

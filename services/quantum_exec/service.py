@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from quantum_exec import __version__
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
@@ -189,9 +190,11 @@ class Service:
         executor = self.executor = await create_executor(settings)
 
         async def execute(
-            intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+            intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
         ) -> ExecutionResult:
-            return await executor.execute(intent, stream_id=stream_id, received_at=received_at, resume=resume)
+            return await executor.execute(
+                intent, stream_id=stream_id, received_at=received_at, attempt=attempt
+            )
 
         return execute
 

@@ -106,6 +106,9 @@ class Settings(BaseModel):
     block_ms: int = Field(default=1000, ge=1, le=60_000)
     max_concurrency: int = Field(default=32, ge=1, le=1024)
     max_deliveries: int = Field(default=5, ge=1)
+    # Attempts in which the process died while executing the intent, before it is repaired and
+    # dead-lettered as poison (deliveries that never began executing do not count).
+    max_attempts: int = Field(default=3, ge=1)
     claim_idle_ms: int = Field(default=60_000, ge=1000)
     claim_interval_s: float = Field(default=5.0, gt=0)
     claim_page_size: int = Field(default=100, ge=1)
@@ -148,6 +151,8 @@ class Settings(BaseModel):
 
     # Pre-trade guards
     intent_ttl_s: float = Field(default=120.0, gt=0)
+    # A timestamp further ahead of our clock than this is rejected (INVALID_FIELD).
+    max_clock_skew_s: float = Field(default=5.0, ge=0)
     symbol_allowlist: frozenset[str] = frozenset()
     max_notional_usd: Decimal = Field(default=Decimal("50000"), gt=0)
     max_leverage: int = Field(default=20, ge=1, le=125)

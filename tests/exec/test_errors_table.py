@@ -55,6 +55,24 @@ def test_classification(code: int | None, status: int, message: str, expected: t
     assert classify(code, status, message) is expected
 
 
+# For a request that places an order the same answers can leave the order in the matching engine.
+ORDER_CASES = [
+    (-1000, 400, "An unknown error occured while processing the request.", UnknownOutcomeError),
+    (-1001, 400, "Internal error; unable to process your request. Please try again.", UnknownOutcomeError),
+    (None, 503, "Service Unavailable.", UnknownOutcomeError),
+    (None, 500, "Internal Server Error", UnknownOutcomeError),
+    (-1007, 408, "Timeout waiting for response from backend server.", UnknownOutcomeError),
+    (-1008, 400, "Server is currently overloaded with other requests.", RetryableError),
+    (-1003, 429, "Too many requests.", RateLimitedError),
+    (-2019, 400, "Margin is insufficient.", PermanentError),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "message", "expected"), ORDER_CASES)
+def test_order_request_classification(code: int | None, status: int, message: str, expected: type) -> None:
+    assert classify(code, status, message, order=True) is expected
+
+
 def test_kinds_are_distinct_branches() -> None:
     # A rate limit is retryable but must be told apart: it needs a pause, not a quick retry.
     assert issubclass(RateLimitedError, RetryableError)

@@ -121,8 +121,9 @@ async def test_resume_while_the_dead_stop_request_is_still_in_the_exchange(sim: 
 async def test_poisoned_intent_whose_earlier_attempt_began_is_reported_unprotected(
     redis_url: str, unique_names: dict[str, Any]
 ) -> None:
-    # Killed 5 times mid-execution: the 6th delivery is poison, but the first attempts may have
-    # filled the entry; the result must not say "not_requested" over a possibly naked position.
+    # Killed in 5 attempts mid-execution and again during the one repair: the intent is poison,
+    # but the attempts may have filled the entry; the result must not say "not_requested" over a
+    # possibly naked position.
     import redis.asyncio as aioredis
 
     from quantum_exec.contracts import decode_result_fields, encode_intent_fields
@@ -131,7 +132,7 @@ async def test_poisoned_intent_whose_earlier_attempt_began_is_reported_unprotect
     settings = Settings(
         redis_url=redis_url,
         **unique_names,
-        max_deliveries=1,
+        max_attempts=5,
         block_ms=100,
         claim_idle_ms=1000,
         claim_interval_s=0.1,
@@ -144,7 +145,10 @@ async def test_poisoned_intent_whose_earlier_attempt_began_is_reported_unprotect
         await client.xadd(stream, encode_intent_fields(payload, "test"))
         for _ in range(2):  # two deliveries to the (dead) consumer itself
             await client.xreadgroup(group, settings.consumer_name, {stream: "0" if _ else ">"})
-        await client.hset(f"{unique_names['key_prefix']}:idem:poison-began", mapping={"state": "in_flight"})
+        await client.hset(
+            f"{unique_names['key_prefix']}:idem:poison-began",
+            mapping={"state": "in_flight", "attempts": 5, "repair": 1},
+        )
 
         async def never(*_args: Any, **_kw: Any) -> Any:
             raise AssertionError("a poison entry is not executed")

@@ -20,6 +20,8 @@ from quantum_exec.contracts import (
     encode_intent_fields,
     intent_key,
 )
+from quantum_exec.exchange import fencing
+from quantum_exec.execution.run import Attempt
 from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
 from support.waiting import wait_for as wait_until
@@ -34,6 +36,7 @@ class Call:
     started: float
     finished: float | None = None
     resume: bool = False
+    repair: bool = False
 
 
 @dataclass
@@ -46,11 +49,20 @@ class RecordingHandler:
     gate: asyncio.Event | None = None  # when set, every call waits for it
     started: asyncio.Event = field(default_factory=asyncio.Event)
     fail_times: int = 0  # raise on the first N calls
+    sends_order: bool = False  # pass the fence as an order request would
 
     async def __call__(
-        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
     ) -> ExecutionResult:
-        call = Call(stream_id, intent.symbol, intent.intent_id, self.name, time.monotonic(), resume=resume)
+        call = Call(
+            stream_id,
+            intent.symbol,
+            intent.intent_id,
+            self.name,
+            time.monotonic(),
+            resume=attempt.resume,
+            repair=attempt.repair,
+        )
         self.calls.append(call)
         self.started.set()
         if self.fail_times > 0:
@@ -58,6 +70,8 @@ class RecordingHandler:
             raise RuntimeError("simulated handler bug")
         if self.gate is not None:
             await self.gate.wait()
+        if self.sends_order:
+            await fencing.ensure_owner("a test order")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         call.finished = time.monotonic()

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from quantum_exec.contracts import ExecutionResult, ResultStatus, TradeIntent, intent_key
+from quantum_exec.execution.run import Attempt
 from quantum_exec.service import Service
 from quantum_exec.settings import Settings
 
@@ -31,9 +32,9 @@ def main() -> int:
             out.write(line + "\n")
 
     async def handler(
-        intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+        intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
     ) -> ExecutionResult:
-        record(f"started {stream_id} {int(resume)}")
+        record(f"started {stream_id} {int(attempt.resume)}")
         await asyncio.sleep(delay_s)
         record(f"finished {stream_id}")
         return ExecutionResult(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from quantum_exec.contracts import ErrorSource, ResultStatus
-from quantum_exec.ops import metrics
+from quantum_exec.contracts import ErrorSource, ProtectionState, ResultStatus
+from quantum_exec.ops import logs, metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -96,22 +96,92 @@ async def _deliver_to_ghost(kit: Any, times: int) -> None:
         await kit.redis.xreadgroup(group, "ghost", {stream: "0"}, count=100)
 
 
-async def test_poison_entry_is_dead_lettered_with_a_failed_result(kit: Any, handler_cls: Any) -> None:
-    stream_id = await kit.publish(_intent(intent_id="poison-1"))
-    await _deliver_to_ghost(kit, times=2)
+async def test_entry_delivered_often_but_never_begun_is_not_poison(kit: Any, handler_cls: Any) -> None:
+    """Deliveries alone (a crash loop before the entry's turn) never make an intent poison."""
+    stream_id = await kit.publish(_intent(intent_id="innocent-1"))
+    await _deliver_to_ghost(kit, times=4)
     handler = handler_cls()
-    # Same consumer name: its own pending list is read again, the third delivery > max_deliveries.
-    await kit.consumer(handler, consumer_name="ghost", max_deliveries=2)
+    await kit.consumer(handler, consumer_name="ghost", max_deliveries=2, max_attempts=2)
     [result] = await kit.wait_results(1)
-    assert result.stream_id == stream_id
-    assert result.intent_id == "poison-1"
-    assert result.status is ResultStatus.FAILED
-    assert result.error is not None and result.error.code == "POISON_MESSAGE"
+    assert result.stream_id == stream_id and result.status is ResultStatus.FILLED
+    assert await kit.dead_letters() == []
+    assert [(c.resume, c.repair) for c in handler.calls] == [(False, False)]
+
+
+async def _died_attempts(kit: Any, intent_id: str, attempts: int, **fields: Any) -> None:
+    """The idempotency record earlier attempts leave when the process died while executing."""
+    key = f"{kit.names['key_prefix']}:idem:{intent_id}"
+    await kit.redis.hset(key, mapping={"state": "in_flight", "attempts": attempts, **fields})
+
+
+async def test_poison_after_max_attempts_is_repaired_once_then_dead_lettered(
+    kit: Any, handler_cls: Any
+) -> None:
+    stream_id = await kit.publish(_intent(intent_id="poison-1"))
+    await _deliver_to_ghost(kit, times=1)
+    await _died_attempts(kit, "poison-1", 3, fenced_at=0)
+    handler = handler_cls()
+    await kit.consumer(handler, consumer_name="ghost", max_attempts=3)
+    [result] = await kit.wait_results(1)
+    assert result.stream_id == stream_id and result.intent_id == "poison-1"
+    assert [(c.resume, c.repair) for c in handler.calls] == [(True, True)]  # the repair ran once
     [letter] = await kit.dead_letters()
     assert letter[b"reason"] == b"POISON_MESSAGE"
-    assert letter[b"deliveries"] == b"3"
     assert b"orig.payload" in letter
+    assert await kit.redis.hget(f"{kit.names['key_prefix']}:idem:poison-1", "repair") == b"1"
+
+
+async def test_repair_that_died_too_is_answered_unprotected_without_the_exchange(
+    kit: Any, handler_cls: Any
+) -> None:
+    await kit.publish(_intent(intent_id="poison-2"))
+    await _deliver_to_ghost(kit, times=1)
+    await _died_attempts(kit, "poison-2", 3, repair=1)
+    handler = handler_cls()
+    await kit.consumer(handler, consumer_name="ghost", max_attempts=3)
+    [result] = await kit.wait_results(1)
+    assert result.status is ResultStatus.FAILED and result.protection is ProtectionState.UNPROTECTED
+    assert result.error is not None and result.error.code == "POISON_MESSAGE"
+    assert "may have opened a BTCUSDT position" in result.error.message
     assert handler.calls == []
+    [letter] = await kit.dead_letters()
+    assert letter[b"reason"] == b"POISON_MESSAGE"
+
+
+@pytest.mark.parametrize("sends_order", [False, True])
+async def test_a_resume_counts_as_an_attempt_only_when_it_sends(
+    kit: Any, handler_cls: Any, sends_order: bool
+) -> None:
+    await kit.publish(_intent(intent_id=f"resume-{sends_order}"))
+    await _deliver_to_ghost(kit, times=1)
+    await _died_attempts(kit, f"resume-{sends_order}", 1, fenced_at=0)
+    handler = handler_cls(sends_order=sends_order)
+    await kit.consumer(handler, consumer_name="ghost", max_attempts=3)
+    [result] = await kit.wait_results(1)
+    assert result.status is ResultStatus.FILLED and handler.calls[0].resume
+    attempts = await kit.redis.hget(f"{kit.names['key_prefix']}:idem:resume-{sends_order}", "attempts")
+    assert attempts == (b"2" if sends_order else b"1")
+
+
+async def test_reused_intent_id_with_another_intent_is_dead_lettered(kit: Any, handler_cls: Any) -> None:
+    handler = handler_cls()
+    await kit.consumer(handler)
+    await kit.publish(_intent(intent_id="same-id"))
+    [first] = await kit.wait_results(1)
+    before = _sample("quantum_exec_intent_id_conflicts_total")
+    other = await kit.publish({**_intent(intent_id="same-id"), "position_size_usd": 999})
+    await kit.wait_until(lambda: _has_dead_letter(kit), 10, "the conflicting intent dead-lettered")
+    [letter] = await kit.dead_letters()
+    assert letter[b"reason"] == b"INTENT_ID_CONFLICT" and letter[b"stream_id"] == other.encode()
+    assert b"already used for a different intent" in letter[b"message"]
+    assert [r.stream_id for r in await kit.results()] == [first.stream_id]  # the first one's result stands
+    assert len(handler.calls) == 1
+    assert _sample("quantum_exec_intent_id_conflicts_total") == before + 1
+    assert await kit.pending() == 0
+
+
+async def _has_dead_letter(kit: Any) -> bool:
+    return bool(await kit.dead_letters())
 
 
 async def test_handler_exception_is_retried_after_claim_idle(kit: Any, handler_cls: Any) -> None:
@@ -202,3 +272,22 @@ async def test_per_symbol_order_with_three_consumers(kit: Any, handler_cls: Any,
     )
     assert overlapping, "different symbols never ran concurrently"
     assert len({c.consumer for c in calls}) >= 2, "one consumer did all the work"
+
+
+async def test_a_secret_echoed_by_a_producer_is_not_published(kit: Any, handler_cls: Any) -> None:
+    secret = "Echoed-Secret-Value-0123456789"
+    logs._REDACTOR.set_secrets([secret])
+    try:
+        await kit.consumer(handler_cls())
+        await kit.publish(_intent(intent_id="leaky-1", note=f"key {secret.upper()}"))
+        await kit.publish({"intent_id": "leaky-2", "symbol": "BTCUSDT", "side": "BUY", "size": secret})
+        results = await kit.wait_results(2)
+        published = b""
+        for stream in ("result_stream", "dlq_stream"):
+            for _sid, fields in await kit.redis.xrange(kit.names[stream]):
+                published += b"".join(fields.values())
+        assert len(results) == 2
+        assert secret.lower().encode() not in published.lower()
+        assert b"[REDACTED]" in published
+    finally:
+        logs._REDACTOR.set_secrets(())

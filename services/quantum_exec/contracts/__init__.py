@@ -22,7 +22,13 @@ from quantum_exec.contracts.codec import (
     encode_intent_fields,
 )
 from quantum_exec.contracts.enums import ErrorSource, ProtectionState, ResultStatus, Side
-from quantum_exec.contracts.intent import TradeIntent, intent_json_schema, intent_key, parse_intent
+from quantum_exec.contracts.intent import (
+    TradeIntent,
+    intent_digest,
+    intent_json_schema,
+    intent_key,
+    parse_intent,
+)
 from quantum_exec.contracts.meta import META_MAX_BYTES, META_TRUNCATED_KEY
 from quantum_exec.contracts.result import (
     CloseFill,
@@ -56,6 +62,7 @@ __all__ = [
     "dumps",
     "encode_intent_fields",
     "encode_result_fields",
+    "intent_digest",
     "intent_json_schema",
     "intent_key",
     "parse_intent",

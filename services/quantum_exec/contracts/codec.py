@@ -186,9 +186,10 @@ def json_default(obj: Any) -> Any:
 _DUMPS_OPTIONS: Final = orjson.OPT_NAIVE_UTC
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
     """JSON bytes with Decimals as exact numbers, models as objects, datetimes ISO-8601 UTC."""
-    return orjson.dumps(obj, default=json_default, option=_DUMPS_OPTIONS)
+    option = _DUMPS_OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _DUMPS_OPTIONS
+    return orjson.dumps(obj, default=json_default, option=option)
 
 
 def isoformat(moment: datetime) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quantum_exec.contracts.codec import show
+from quantum_exec.contracts.codec import dumps, show
 from quantum_exec.contracts.enums import Side
 from quantum_exec.contracts.fields import FIELDS
 from quantum_exec.contracts.meta import bounded_meta
@@ -129,3 +130,8 @@ def intent_json_schema() -> dict[str, Any]:
         "anyOf": [{"required": ["side"]}, {"required": ["action"]}],
         "additionalProperties": True,
     }
+
+
+def intent_digest(intent: TradeIntent) -> str:
+    """A hash of the normalized intent: two payloads that mean the same intent hash the same."""
+    return hashlib.sha256(dumps(intent.model_dump(), sort_keys=True)).hexdigest()[:32]

@@ -17,8 +17,13 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
 )
 
-# Codes whose request certainly did not take effect and may be tried again.
-RETRYABLE_CODES: frozenset[int] = frozenset({-1001, -1008, -1003, -1021, -1015})
+# Codes whose request certainly did not take effect and may be tried again (-1003 and -1021 are
+# classified before this table: rate limited, clock skew).
+RETRYABLE_CODES: frozenset[int] = frozenset({-1001, -1008, -1015})
+# Codes that leave an order request's outcome unknown although a read may simply be retried:
+# -1000 "An unknown error occurred while processing the request", -1001 "Internal error; unable
+# to process your request" - the order may have reached the matching engine.
+ORDER_UNKNOWN_CODES: frozenset[int] = frozenset({-1000, -1001})
 # Binance codes after which the outcome of a state-changing request is unknown: look it up.
 UNKNOWN_OUTCOME_CODES: frozenset[int] = frozenset({-1006, -1007})
 # HTTP statuses that mean "rate limited / banned": pause, do not hammer.
@@ -29,18 +34,23 @@ RULES_STALE_CODES: frozenset[int] = frozenset({-1111, -4014, -4023})
 ALREADY_DONE_CODES: frozenset[int] = frozenset({-4046})
 
 
-def classify(code: int | None, http_status: int | None, message: str) -> type[ExchangeError]:
+def classify(
+    code: int | None, http_status: int | None, message: str, *, order: bool = False
+) -> type[ExchangeError]:
     """Map a Binance error (code, HTTP status, message) to the kind of error it is.
 
     503 with "Unknown error" means the request reached the matching engine and its outcome is
-    unknown; 503 "Service Unavailable" means it was not processed. Other 5xx are treated as
-    unknown because a state-changing request may have been executed.
+    unknown; 503 "Service Unavailable" means it was not processed - for a read. For an ``order``
+    request (one that places an order) every 5xx arrives after the request left and ``-1000``/
+    ``-1001`` do not say it was not executed: all are unknown outcomes, looked up, never re-sent.
     """
     if http_status in RATE_LIMIT_STATUSES or code == -1003:
         return RateLimitedError
     if code == -1021:
         return ClockSkewError
     if code in UNKNOWN_OUTCOME_CODES:
+        return UnknownOutcomeError
+    if order and (code in ORDER_UNKNOWN_CODES or (http_status is not None and http_status >= 500)):
         return UnknownOutcomeError
     if http_status is not None and http_status >= 500:
         if "service unavailable" in message.lower():

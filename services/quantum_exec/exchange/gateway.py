@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from binance import AsyncClient
@@ -48,6 +48,7 @@ from quantum_exec.exchange.endpoints import (
     EP_USER_TRADES,
     Endpoint,
 )
+from quantum_exec.exchange.fencing import ensure_owner
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.exchange.wire import (
@@ -66,6 +67,7 @@ from quantum_exec.rules import fmt
 from quantum_exec.settings import ExchangeEnv, Settings
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 REST_ROOTS: Mapping[ExchangeEnv, str] = {
     ExchangeEnv.LIVE: "https://fapi.binance.com",
@@ -200,13 +202,22 @@ class BinanceGateway:
         *,
         weight: int | None = None,
         resync: bool = True,
+        parse: Callable[[Any], T] | None = None,
     ) -> Any:
-        """Send one request; retries what is safe to retry and raises a typed error otherwise."""
+        """Send one request; retries what is safe to retry and raises a typed error otherwise.
+
+        An order request is fenced right before it leaves (after pacing): a caller that lost its
+        intent's lease sends nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``,
+        the moment it really left, and an answer ``parse`` cannot read is an unknown outcome too.
+        """
         label = f"/fapi/v{ep.version}/{ep.path}"
         read_attempts = 0
         rate_limited = 0
         while True:
             await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
+            if ep.orders:
+                await ensure_owner(f"{ep.method.upper()} {label}")
+            sent_at = time.monotonic()
             started = time.perf_counter()
             try:
                 result = await self._client._request_futures_api(
@@ -214,7 +225,7 @@ class BinanceGateway:
                 )
             except BinanceAPIException as exc:
                 self.reachable = True
-                error = self._typed(exc)
+                error = self._typed(exc, order=ep.orders > 0, sent_at=sent_at)
                 outcome = (
                     "rate_limited"
                     if isinstance(error, RateLimitedError)
@@ -269,11 +280,22 @@ class BinanceGateway:
                     await asyncio.sleep(0.05 * read_attempts)
                     continue
                 raise UnknownOutcomeError(
-                    f"no usable answer from {ep.method.upper()} {label}: {type(exc).__name__}"
+                    f"no usable answer from {ep.method.upper()} {label}: {type(exc).__name__}",
+                    sent_at=sent_at,
                 ) from None
             self._record(ep, label, "ok", started)
             self.reachable = True
-            return result
+            if parse is None:
+                return result
+            try:
+                return parse(result)
+            except (KeyError, TypeError, ValueError, PermanentError) as exc:
+                if not ep.mutates:
+                    raise PermanentError(f"unreadable answer from {label}: {exc}") from None
+                raise UnknownOutcomeError(
+                    f"unreadable answer from {ep.method.upper()} {label}: {type(exc).__name__} {exc}",
+                    sent_at=sent_at,
+                ) from None
 
     @staticmethod
     def _record(ep: Endpoint, label: str, outcome: str, started: float) -> None:
@@ -282,11 +304,11 @@ class BinanceGateway:
         metrics.EXCHANGE_REQUESTS.labels(method=method, endpoint=label, outcome=outcome).inc()
 
     @staticmethod
-    def _typed(exc: BinanceAPIException) -> ExchangeError:
+    def _typed(exc: BinanceAPIException, *, order: bool, sent_at: float) -> ExchangeError:
         code = int(exc.code) if isinstance(exc.code, int) and exc.code else None
         status = int(exc.status_code) if exc.status_code else None
         message = str(exc.message or "")[:300]
-        kind = classify(code, status, message)
+        kind = classify(code, status, message, order=order)
         text = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}: {message}"
         if kind is RateLimitedError:
             headers = getattr(exc.response, "headers", None) or {}
@@ -295,6 +317,8 @@ class BinanceGateway:
                 float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S.get(status or 0, 5.0)
             )
             return RateLimitedError(text, code=code, http_status=status, retry_after_s=seconds)
+        if kind is UnknownOutcomeError:
+            return UnknownOutcomeError(text, code=code, http_status=status, sent_at=sent_at)
         return kind(text, code=code, http_status=status)
 
     # -- reads -------------------------------------------------------------------------------
@@ -393,7 +417,8 @@ class BinanceGateway:
         }
         if reduce_only:
             params["reduceOnly"] = "true"
-        return Order.parse(await self._call(EP_NEW_ORDER, params))
+        order: Order = await self._call(EP_NEW_ORDER, params, parse=Order.parse)
+        return order
 
     async def place_algo(
         self,
@@ -423,7 +448,8 @@ class BinanceGateway:
         else:
             params["quantity"] = fmt(quantity)
             params["reduceOnly"] = "true"
-        return AlgoOrder.parse(await self._call(EP_NEW_ALGO, params))
+        algo: AlgoOrder = await self._call(EP_NEW_ALGO, params, parse=AlgoOrder.parse)
+        return algo
 
     async def cancel_algo(self, algo_id: int) -> bool:
         """Cancel one algo order; False when it was no longer open."""

@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quantum_exec.contracts import ErrorSource, ExecutionResult, ResultStatus, Side, TradeIntent, intent_key
+from quantum_exec.contracts import (
+    ErrorSource,
+    ExecutionResult,
+    ProtectionState,
+    ResultError,
+    ResultStatus,
+    Side,
+    TradeIntent,
+    intent_key,
+)
 from quantum_exec.errors import (
     ConfigError,
     ExchangeError,
@@ -35,8 +44,8 @@ from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.protection import Protector
-from quantum_exec.execution.resolution import OrderResolver
-from quantum_exec.execution.run import Run, result_error
+from quantum_exec.execution.resolution import OrderResolver, run_together
+from quantum_exec.execution.run import Attempt, Run, result_error
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -96,36 +105,34 @@ class Executor:
         stream_id: str | None = None,
         received_at: datetime | None = None,
         resume: bool = False,
+        attempt: Attempt | None = None,
     ) -> ExecutionResult:
-        """Execute one intent; ``resume`` when it may have been (partly) executed before."""
+        """Execute one intent; ``resume`` (or ``attempt``) when it may have been executed before.
+
+        Raises :class:`UnknownOutcomeError` (incl. a lost lease) only: the intent is then left
+        for the next attempt, which resumes through client-id lookups.
+        """
         if intent.intent_id is None and not stream_id:
             raise ValueError("an intent without intent_id needs its stream id as the idempotency key")
-        run = Run(intent, intent_key(intent, stream_id or ""), stream_id, received_at or datetime.now(UTC))
+        attempt = attempt or Attempt(resume=resume)
+        key = intent_key(intent, stream_id or "")
+        run = Run(intent, key, stream_id, received_at or datetime.now(UTC), attempt=attempt)
         lock = self._locks.setdefault(intent.symbol, asyncio.Lock())
         async with lock:
             try:
                 if intent.side is Side.CLOSE:
-                    await self._close(run, resume)
+                    await self._close(run)
                 else:
-                    await self._open(run, resume)
-            except IntentRejected as exc:
-                run.out.status = ResultStatus.REJECTED
-                run.error(exc.code, ErrorSource.VALIDATION, exc.message)
-            except PermanentError as exc:
-                # The exchange refused before anything was filled (a fill sets the status itself).
-                run.fail_unless_set(ResultStatus.REJECTED)
-                run.out.error = result_error(exc)
+                    await self._open(run)
             except UnknownOutcomeError:
                 raise
-            except ExchangeError as exc:
-                run.fail_unless_set(ResultStatus.FAILED)
-                run.out.error = result_error(exc)
+            except (IntentRejected, ExchangeError) as exc:
+                self._failed(run, exc)
             except Exception as exc:
                 log.exception("execute.internal_error", intent_id=run.key, symbol=intent.symbol)
-                run.out.status = ResultStatus.FAILED
-                run.error(
-                    ReasonCode.INTERNAL_ERROR, ErrorSource.INTERNAL, f"internal error: {type(exc).__name__}"
-                )
+                self._failed(run, exc)
+        if attempt.repair:
+            self._as_poison(run)
         result = run.result(self._settings.exchange)
         log.info(
             "intent.executed",
@@ -139,10 +146,67 @@ class Executor:
         )
         return result
 
+    @staticmethod
+    def _failed(run: Run, exc: Exception) -> None:
+        """Record why the intent failed; never ``not_requested`` once an entry may exist."""
+        out, intent = run.out, run.intent
+        if isinstance(exc, IntentRejected | ExchangeError):
+            error = result_error(exc)
+        else:
+            error = ResultError(
+                code=ReasonCode.INTERNAL_ERROR,
+                source=ErrorSource.INTERNAL,
+                message=f"internal error: {type(exc).__name__}",
+            )
+        if run.entry_sent and wants_protection(intent) and out.protection is ProtectionState.NOT_REQUESTED:
+            # The entry may have filled: say the position may be naked, and which one.
+            quantity = out.executed_quantity or out.quantity
+            out.protection = ProtectionState.UNPROTECTED
+            run.fail_unless_set(ResultStatus.FAILED)
+            run.error(
+                ReasonCode.PROTECTION_FAILED,
+                error.source,
+                f"entry {out.client_order_id} may have opened a {intent.symbol} {intent.side.value} position "
+                f"of {quantity} that has no SL/TP: {error.message}",
+            )
+            log.error("position.unverified", intent_id=run.key, symbol=intent.symbol, detail=error.message)
+            return
+        if isinstance(exc, IntentRejected):
+            out.status = ResultStatus.REJECTED
+        elif isinstance(exc, PermanentError):
+            # The exchange refused before anything was filled (a fill sets the status itself).
+            run.fail_unless_set(ResultStatus.REJECTED)
+        else:
+            run.fail_unless_set(ResultStatus.FAILED)
+        out.error = error
+
+    def _as_poison(self, run: Run) -> None:
+        """The repair's result: failed POISON_MESSAGE, stating what is true on the exchange."""
+        out = run.out
+        if out.executed_quantity:
+            state = (
+                f"{out.client_order_id} filled {out.executed_quantity} at {out.avg_price}; "
+                f"protection {out.protection.value}"
+            )
+        elif run.entry_sent:
+            state = f"{out.client_order_id}: {out.error.message if out.error else 'nothing filled'}"
+        else:
+            state = f"{out.client_order_id} does not exist on the exchange: nothing was opened"
+        if out.error is not None and out.executed_quantity:
+            state += f" ({out.error.message})"
+        out.status = ResultStatus.FAILED
+        run.error(
+            ReasonCode.POISON_MESSAGE,
+            ErrorSource.INTERNAL,
+            f"the process died in {self._settings.max_attempts} attempts at this intent "
+            f"(QUANTUM_MAX_ATTEMPTS); repaired once: {state}",
+        )
+
     # -- BUY / SELL ----------------------------------------------------------------------------
 
-    async def _open(self, run: Run, resume: bool) -> None:
+    async def _open(self, run: Run) -> None:
         intent, out = run.intent, run.out
+        resume = run.attempt.resume
         symbol = intent.symbol
         long = intent.side is Side.BUY
         entry_id = client_order_id(run.key, "entry")
@@ -151,9 +215,10 @@ class Executor:
         if resume:
             # First: an entry that already exists must be protected whatever the checks say now
             # (the intent may have gone stale, the price may have moved since it was placed).
+            run.entry_sent = True  # until the lookup proves otherwise
             with run.step("lookup"):
                 entry = await self._resolver.resolve(
-                    run.began, lambda: self.gateway.get_order(symbol, entry_id)
+                    run.earlier_sent_by, lambda: self.gateway.get_order(symbol, entry_id)
                 )
         if entry is not None:
             log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
@@ -163,24 +228,33 @@ class Executor:
             out.reference_price, out.quantity, out.requested_quantity = reference, quantity, quantity
             if rules is None:
                 raise ExchangeError(f"entry {entry_id} exists but the rules of {symbol} are not loaded")
+        elif run.attempt.repair:
+            run.entry_sent = False  # certainly absent: the repair never places a new entry
+            return
         else:
+            run.entry_sent = False
             rules, reference, quantity = await self._guards.pre_trade(run, long=long)
             await self._cancel_orphans(run, symbol)
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
                 await self._configure(symbol, out.leverage, out.margin_type)
+            run.entry_sent = True
             with run.step("entry"):
-                entry = await self._resolver.submit(
-                    symbol,
-                    entry_id,
-                    lambda: self.gateway.place_market(
+                try:
+                    entry = await self._resolver.submit(
                         symbol,
-                        OrderSide.BUY if long else OrderSide.SELL,
-                        quantity,
                         entry_id,
-                        reduce_only=intent.reduce_only,
-                    ),
-                )
+                        lambda: self.gateway.place_market(
+                            symbol,
+                            OrderSide.BUY if long else OrderSide.SELL,
+                            quantity,
+                            entry_id,
+                            reduce_only=intent.reduce_only,
+                        ),
+                    )
+                except PermanentError:
+                    run.entry_sent = False  # refused by the exchange: certainly not placed
+                    raise
         entry = await self._resolver.until_final(symbol, entry)
         self._record_fill(run, entry, reference, long=long)
         if entry.executed_qty <= 0:
@@ -245,21 +319,26 @@ class Executor:
             if await self.gateway.position_amount(symbol) != 0:
                 return
             ids = sorted(own)
-            await asyncio.gather(*(self.gateway.cancel_algo(algo_id) for algo_id in ids))
+            await run_together(*(self._cancel(algo_id) for algo_id in ids))
             own.difference_update(ids)
         log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(ids))
 
     # -- CLOSE -----------------------------------------------------------------------------------
 
-    async def _close(self, run: Run, resume: bool) -> None:
+    async def _close(self, run: Run) -> None:
         symbol, out = run.intent.symbol, run.out
+        resume = run.attempt.resume
         close_id = client_order_id(run.key, "close")
         out.client_order_id = close_id
         order: Order | None = None
         if resume:
-            order = await self._resolver.resolve(run.began, lambda: self.gateway.get_order(symbol, close_id))
+            order = await self._resolver.resolve(
+                run.earlier_sent_by, lambda: self.gateway.get_order(symbol, close_id)
+            )
+        if order is None and run.attempt.repair:
+            return  # certainly never sent: the repair sends nothing new
         if order is None:
-            self._guards.check_fresh(run.intent, run.received_at)
+            self._guards.check_fresh(run)
             rules = self._guards.rules_for(symbol)
         else:
             found = self.gateway.rules.get(symbol)
@@ -301,10 +380,13 @@ class Executor:
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, [order.order_id])
 
+    async def _cancel(self, algo_id: int) -> None:
+        await self.gateway.cancel_algo(algo_id)
+
     async def _cancel_all_protective(self, symbol: str) -> int:
         """Cancel every open conditional order of the symbol; returns how many were open."""
         open_orders = await self.gateway.open_algo_orders(symbol)
-        await asyncio.gather(*(self.gateway.cancel_algo(o.algo_id) for o in open_orders))
+        await run_together(*(self._cancel(o.algo_id) for o in open_orders))
         self._own_protective.pop(symbol, None)
         return len(open_orders)
 

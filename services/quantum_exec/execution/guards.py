@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.contracts.codec import stream_id_time_s
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
@@ -51,16 +52,31 @@ class Guards:
             )
         return rules
 
-    def check_fresh(self, intent: TradeIntent, now: datetime) -> None:
-        """Reject an intent older than ``QUANTUM_INTENT_TTL_S``."""
-        if intent.timestamp is None:
+    def check_fresh(self, run: Run) -> None:
+        """Reject an intent older than ``QUANTUM_INTENT_TTL_S`` or stamped in the future.
+
+        Without a ``timestamp`` the intent ages from its stream id's time (when it was published),
+        so an old backlog never executes. A timestamp more than ``QUANTUM_MAX_CLOCK_SKEW_S`` ahead
+        of our clock is a producer bug (or a clock far off): rejected, naming the value.
+        """
+        s, intent, now = self._settings, run.intent, run.received_at
+        if intent.timestamp is not None:
+            created, source = intent.timestamp, "intent created"
+        elif run.stream_id and (published_s := stream_id_time_s(run.stream_id)) is not None:
+            created, source = datetime.fromtimestamp(published_s, UTC), "intent published (no timestamp)"
+        else:
             return
-        age_s = (now - intent.timestamp).total_seconds()
-        if age_s > self._settings.intent_ttl_s:
+        age_s = (now - created).total_seconds()
+        if age_s < -s.max_clock_skew_s:
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD,
+                f"timestamp: {created.isoformat()} is {-age_s:.1f}s in the future "
+                f"(more than QUANTUM_MAX_CLOCK_SKEW_S={s.max_clock_skew_s:g})",
+            )
+        if age_s > s.intent_ttl_s:
             raise IntentRejected(
                 ReasonCode.STALE_INTENT,
-                f"intent created {age_s:.1f}s ago, "
-                f"older than QUANTUM_INTENT_TTL_S={self._settings.intent_ttl_s:g}",
+                f"{source} {age_s:.1f}s ago, older than QUANTUM_INTENT_TTL_S={s.intent_ttl_s:g}",
             )
 
     async def leverage_for(self, run: Run, symbol: str) -> int:
@@ -103,7 +119,7 @@ class Guards:
         """Every check before an order may be sent: returns the rules, reference price and quantity."""
         intent, s, out = run.intent, self._settings, run.out
         symbol = intent.symbol
-        self.check_fresh(intent, run.received_at)
+        self.check_fresh(run)
         rules = self.rules_for(symbol)
         out.leverage = await self.leverage_for(run, symbol)
         out.margin_type = (intent.margin_type or s.default_margin_type).value

@@ -26,16 +26,16 @@ from quantum_exec.errors import (
     UnknownOutcomeError,
 )
 from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
+from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
-from quantum_exec.execution.fencing import ensure_owner
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.ports import Gateway
-from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Run, result_error
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, check_protection
+from quantum_exec.rules import SymbolRules, ceil_to_step, check_protection, floor_to_step
 from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
 
 log = get_logger(__name__)
@@ -119,8 +119,8 @@ class Protector:
             for leg in legs:
                 leg.error = exc
         else:
-            resumed_at = run.began if resume else None
-            await asyncio.gather(*(self._place_leg(symbol, leg, resumed_at) for leg in legs))
+            resumed_at = run.earlier_sent_by if resume else None
+            await run_together(*(self._place_leg(rules, symbol, leg, resumed_at) for leg in legs))
         for leg in legs:
             if leg.order is not None:
                 self.own.setdefault(symbol, set()).add(leg.order.algo_id)
@@ -132,7 +132,7 @@ class Protector:
         else:
             reasons = "; ".join(f"{leg.kind}: {leg.error}" for leg in failed)
             if s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:
-                flatten = await self._emergency_close(run, entry, exit_side, legs, reasons)
+                flatten = await self._emergency_close(run, entry, exit_side, legs, reasons, resume=resume)
             else:
                 out.protection = (
                     ProtectionState.PARTIAL if len(failed) < len(legs) else ProtectionState.UNPROTECTED
@@ -150,11 +150,16 @@ class Protector:
                 out.take_profit = leg.to_contract()
         return flatten
 
-    async def _place_leg(self, symbol: str, leg: Leg, resumed_at: float | None) -> None:
-        """Place one protective order with the allowed retries; records the order or the error."""
+    async def _place_leg(self, rules: SymbolRules, symbol: str, leg: Leg, resumed_at: float | None) -> None:
+        """Place one protective order with the allowed retries; records the order or the error.
+
+        ``-2021`` (the trigger is already crossed) is answered once by moving the trigger one tick
+        inside the current mark on its safe side (the price already passed the level, so the leg
+        fires at once, which is what the intent asked for there); never by sending the same trigger
+        again. A second refusal leaves the leg to the failure policy.
+        """
         s = self._settings
         assert leg.trigger_price is not None
-        trigger = leg.trigger_price
         if resumed_at is not None:
             found = await self._resolver.resolve(
                 resumed_at, lambda: self._gateway.get_algo(leg.client_algo_id)
@@ -163,9 +168,11 @@ class Protector:
                 leg.order = found
                 return
         waits = RETRY_LEG.delays()
-        for attempt in range(s.protection_retries + 1):
-            await ensure_owner(f"order {leg.client_algo_id}")
-            sent_at = time.monotonic()
+        rerounded = False
+        attempt = 0
+        while attempt <= s.protection_retries:
+            trigger = leg.trigger_price
+            asked_at = time.monotonic()
             try:
                 leg.order = await self._gateway.place_algo(
                     symbol,
@@ -179,8 +186,11 @@ class Protector:
                 )
                 leg.error = None
                 return
+            except OwnershipLost:
+                raise
             except UnknownOutcomeError as exc:
                 leg.error = exc
+                sent_at = exc.sent_at if exc.sent_at is not None else asked_at
                 found = await self._resolver.resolve(
                     sent_at, lambda: self._gateway.get_algo(leg.client_algo_id)
                 )
@@ -194,11 +204,24 @@ class Protector:
                     if found is not None:
                         leg.order, leg.error = found, None
                         return
-                if exc.code != IMMEDIATE_TRIGGER:
-                    return
+                if exc.code != IMMEDIATE_TRIGGER or rerounded:
+                    break
+                rerounded = True
+                mark = await self._gateway.mark_price(symbol)
+                leg.trigger_price = inside_mark(rules, leg.side, leg.order_type, mark)
+                log.warning(
+                    "protection.trigger_rerounded",
+                    symbol=symbol,
+                    kind=leg.kind,
+                    trigger=str(trigger),
+                    mark=str(mark),
+                    new_trigger=str(leg.trigger_price),
+                )
+                continue  # the re-rounded trigger is a new request, not a retry of the same one
             except RetryableError as exc:
                 leg.error = exc
-            if attempt < s.protection_retries:
+            attempt += 1
+            if attempt <= s.protection_retries:
                 await asyncio.sleep(next(waits))
         log.warning(
             "protection.failed",
@@ -209,26 +232,38 @@ class Protector:
         )
 
     async def _emergency_close(
-        self, run: Run, entry: Order, exit_side: OrderSide, legs: list[Leg], reasons: str
+        self, run: Run, entry: Order, exit_side: OrderSide, legs: list[Leg], reasons: str, *, resume: bool
     ) -> Order | None:
-        """Close the just-opened position at market (reduce-only) and cancel what was placed."""
+        """Close the just-opened position at market (reduce-only) and cancel what was placed.
+
+        An unknown outcome or a lost lease propagates (the intent is resumed and this close looked
+        up by its client id); only a definite refusal ends in ``unprotected``.
+        """
         symbol, out = run.intent.symbol, run.out
         for leg in legs:
             if leg.order is not None:
-                with contextlib.suppress(ExchangeError):
+                with contextlib.suppress(PermanentError, RetryableError):
                     if await self._gateway.cancel_algo(leg.order.algo_id):
                         self.own.get(symbol, set()).discard(leg.order.algo_id)
                         leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
         close_id = client_order_id(run.key, "flatten")
         try:
-            order = await self._resolver.submit(
-                symbol,
-                close_id,
-                lambda: self._gateway.place_market(
-                    symbol, exit_side, entry.executed_qty, close_id, reduce_only=True
-                ),
-            )
+            order: Order | None = None
+            if resume:
+                order = await self._resolver.resolve(
+                    run.earlier_sent_by, lambda: self._gateway.get_order(symbol, close_id)
+                )
+            if order is None:
+                order = await self._resolver.submit(
+                    symbol,
+                    close_id,
+                    lambda: self._gateway.place_market(
+                        symbol, exit_side, entry.executed_qty, close_id, reduce_only=True
+                    ),
+                )
             order = await self._resolver.until_final(symbol, order)
+        except UnknownOutcomeError:
+            raise
         except ExchangeError as exc:
             out.protection = ProtectionState.UNPROTECTED
             out.status = ResultStatus.FAILED
@@ -263,3 +298,14 @@ class Protector:
         )
         log.error("position.closed_emergency", intent_id=run.key, symbol=symbol, reasons=reasons)
         return order
+
+
+def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:
+    """One tick inside ``mark`` on the side where the leg's trigger is valid.
+
+    A SELL stop and a BUY take-profit trigger when the price falls to them (valid below the
+    mark); a BUY stop and a SELL take-profit when it rises to them (valid above).
+    """
+    below = (side is OrderSide.SELL) == (order_type is OrderType.STOP_MARKET)
+    tick = rules.tick_size
+    return floor_to_step(mark - tick, tick) if below else ceil_to_step(mark + tick, tick)

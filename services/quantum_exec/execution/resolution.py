@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from quantum_exec.backoff import Backoff
 from quantum_exec.errors import ExchangeError, RetryableError, UnknownOutcomeError
+from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import Order
-from quantum_exec.execution.fencing import ensure_owner
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -42,17 +42,24 @@ class OrderResolver:
         self._lookups = Backoff(base_s=interval_s / 4, cap_s=interval_s * 4)
 
     async def submit(self, symbol: str, client_id: str, send: Callable[[], Awaitable[Order]]) -> Order:
-        """Place an order; after an unknown outcome look it up, re-send only when certainly absent."""
+        """Place an order; after an unknown outcome look it up, re-send only when certainly absent.
+
+        The gateway fences the request right before it leaves: :class:`OwnershipLost` ends the
+        attempt without anything sent.
+        """
         waits = RETRY_SEND.delays()
         for _ in range(SEND_ATTEMPTS):
-            await ensure_owner(f"order {client_id}")
-            sent_at = time.monotonic()
+            asked_at = time.monotonic()
             try:
                 return await send()
             except UnknownOutcomeError as exc:
+                if isinstance(exc, OwnershipLost):
+                    raise
                 log.warning(
                     "order.outcome_unknown", client_order_id=client_id, symbol=symbol, detail=exc.message
                 )
+                # From when the request really left (after pacing), never from before the wait.
+                sent_at = exc.sent_at if exc.sent_at is not None else asked_at
                 found = await self.resolve(sent_at, lambda: self._gateway.get_order(symbol, client_id))
                 if found is not None:
                     return found
@@ -99,3 +106,17 @@ class OrderResolver:
             if found is not None:
                 order = found
         return order
+
+
+async def run_together(*steps: Awaitable[None]) -> None:
+    """Run sibling steps in a TaskGroup: one failure cancels the others, nothing outlives the call.
+
+    The first failure is raised as itself (not as an ExceptionGroup), so callers keep catching
+    the typed errors they expect.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for step in steps:
+                group.create_task(step)  # type: ignore[arg-type]
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None

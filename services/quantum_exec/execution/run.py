@@ -25,6 +25,25 @@ from quantum_exec.ops import metrics
 from quantum_exec.settings import ExchangeEnv
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How this attempt at an intent relates to earlier ones (set by the stream layer).
+
+    ``resume``: an earlier attempt began, so its orders are looked up before anything is placed.
+    ``earlier_sent_by``: the monotonic time by which every order of the earlier attempts was sent
+    (from their last recorded fence), so "not found" is certain once recvWindow has passed since;
+    None means unknown, and now is used. ``repair``: the intent is poison; only protect or close
+    what its earlier attempts opened, never place a new entry, and report what is true.
+    """
+
+    resume: bool = False
+    earlier_sent_by: float | None = None
+    repair: bool = False
+
+
+FIRST_ATTEMPT = Attempt()
+
+
 def result_error(exc: ExchangeError | IntentRejected) -> ResultError:
     """The result's ``error`` for a rejection (validation) or an exchange error."""
     if isinstance(exc, IntentRejected):
@@ -68,10 +87,19 @@ class Run:
     key: str
     stream_id: str | None
     received_at: datetime
+    attempt: Attempt = FIRST_ATTEMPT
     started: float = field(default_factory=time.perf_counter)
-    # When this attempt began (monotonic): a request of an earlier, dead attempt was sent before it.
+    # When this attempt began (monotonic).
     began: float = field(default_factory=time.monotonic)
     out: Outcome = field(default_factory=Outcome)
+    # Set right before the entry is sent: from then on a position may exist.
+    entry_sent: bool = False
+
+    @property
+    def earlier_sent_by(self) -> float:
+        """Monotonic time by which any order of an earlier attempt was sent (see :class:`Attempt`)."""
+        known = self.attempt.earlier_sent_by
+        return known if known is not None else self.began
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:

@@ -91,6 +91,11 @@ class Redactor:
             else None
         )
 
+    @property
+    def empty(self) -> bool:
+        """True when no secret is known (nothing to redact)."""
+        return self._pattern is None
+
     def text(self, value: str) -> str:
         """``value`` with every known secret (in any letter case) replaced by ``[REDACTED]``."""
         if self._pattern is None:
@@ -123,6 +128,24 @@ _REDACTOR = Redactor()
 def redact(text: str) -> str:
     """``text`` with the secrets known to :func:`setup_logging` removed (e.g. for HTTP error bodies)."""
     return _REDACTOR.text(text)
+
+
+def redact_fields(fields: Mapping[Any, Any]) -> dict[Any, Any]:
+    """Stream entry fields with every known secret removed from their values (results, dead
+    letters): a producer that echoes a key in an intent field must not get it published back."""
+    if _REDACTOR.empty:
+        return dict(fields)
+    out: dict[Any, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            text = value.decode("utf-8", "surrogateescape")
+            redacted = _REDACTOR.text(text)
+            out[name] = value if redacted == text else redacted.encode("utf-8", "surrogateescape")
+        elif isinstance(value, str):
+            out[name] = _REDACTOR.text(value)
+        else:
+            out[name] = value
+    return out
 
 
 class RedactionFilter(logging.Filter):

@@ -88,6 +88,17 @@ PENDING = Gauge(
     f"{PREFIX}_pending_entries", "Entries delivered to the group but not yet acknowledged.", registry=REGISTRY
 )
 IN_FLIGHT = Gauge(f"{PREFIX}_in_flight_intents", "Intents being executed now.", registry=REGISTRY)
+TASK_FAILURES = Counter(
+    f"{PREFIX}_task_failures_total",
+    "Background tasks of the consumer that ended with an exception (each is also logged).",
+    ["task"],
+    registry=REGISTRY,
+)
+INTENT_ID_CONFLICTS = Counter(
+    f"{PREFIX}_intent_id_conflicts_total",
+    "Intents whose intent_id was already used for a different intent (dead-lettered, no result).",
+    registry=REGISTRY,
+)
 INTENT_LATENCY = Histogram(
     f"{PREFIX}_intent_latency_seconds",
     "End to end: the intent's stream id time to its result published.",

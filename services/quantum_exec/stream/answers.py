@@ -27,7 +27,7 @@ from quantum_exec.contracts import (
 from quantum_exec.contracts.codec import stream_id_time_s
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.ops import metrics
-from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.logs import get_logger, redact_fields
 from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry, dead_letter_fields, payload_intent_id, raw_symbol, text
 from quantum_exec.stream.link import RedisLink
@@ -56,8 +56,13 @@ class Answers:
         lease: Lease | None,
         dead_letter: dict[bytes | str, bytes | str] | None = None,
     ) -> None:
-        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away."""
-        fields = encode_result_fields(result)
+        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away.
+
+        Known secrets are removed from what is published (echoed producer fields, messages).
+        """
+        fields = redact_fields(encode_result_fields(result))
+        if dead_letter is not None:
+            dead_letter = redact_fields(dead_letter)
         outcome: CommitOutcome = await self._link.retry(
             lambda: self._store.commit(
                 intent_key=key,
@@ -142,21 +147,20 @@ class Answers:
         metrics.DUPLICATES.inc()
         log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
 
-    async def poison(self, entry: Entry, intent: TradeIntent, key: str, lease: Lease) -> None:
-        """Dead-letter an intent that keeps failing, saying whether a position may be left open."""
+    async def poison(
+        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int
+    ) -> None:
+        """Dead-letter a poison intent whose one repair died too: answered without the exchange."""
         entry.started = True
-        message = f"delivered {entry.deliveries} times (max_deliveries={self._settings.max_deliveries})"
-        protection = ProtectionState.NOT_REQUESTED
-        state = await self._link.retry(
-            lambda: self._redis.hget(self._keys.idempotency(key), "state"), "poison"
+        message = (
+            f"the process died in {attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS="
+            f"{self._settings.max_attempts}) and again while repairing it"
         )
-        if state is not None and text(state) == "in_flight" and intent.side is not Side.CLOSE:
+        protection = ProtectionState.NOT_REQUESTED
+        if intent.side is not Side.CLOSE:
             # An earlier attempt began executing: it may have filled the entry without SL/TP.
             protection = ProtectionState.UNPROTECTED
-            message += (
-                f"; an earlier attempt began executing and may have opened a {intent.symbol} position "
-                "that is not protected: check it"
-            )
+            message += f"; it may have opened a {intent.symbol} position that is not protected: check it"
             log.error("position.unverified", intent_id=key, symbol=intent.symbol, stream_id=entry.stream_id)
         result = ExecutionResult(
             symbol=intent.symbol,
@@ -174,3 +178,15 @@ class Answers:
         )
         dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
         await self.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+
+    async def conflict(self, entry: Entry, key: str) -> None:
+        """A re-used intent_id with a different intent: dead-lettered, no second result."""
+        entry.started = True
+        message = f"intent_id {key!r} was already used for a different intent; the first one's result stands"
+        await self._store.dead_letter_only(
+            entry.stream_id,
+            redact_fields(dead_letter_fields(entry, ReasonCode.INTENT_ID_CONFLICT, message, self._consumer)),
+        )
+        metrics.INTENT_ID_CONFLICTS.inc()
+        metrics.DEAD_LETTERS.labels(reason=ReasonCode.INTENT_ID_CONFLICT.value).inc()
+        log.warning("intent.id_conflict", stream_id=entry.stream_id, intent_id=key)

@@ -30,21 +30,23 @@ from quantum_exec.contracts import (
     PayloadError,
     TradeIntent,
     decode_entry,
+    intent_digest,
     intent_key,
     parse_intent,
 )
 from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.execution import fencing
+from quantum_exec.exchange import fencing
+from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, raw_symbol, read_entries
-from quantum_exec.stream.leases import Leases
+from quantum_exec.stream.entries import Entry, Fields, dead_letter_fields, raw_symbol, read_entries
+from quantum_exec.stream.leases import FENCE_FRESH_S, Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
-from quantum_exec.stream.store import BeginState, Store
+from quantum_exec.stream.store import BeginState, Begun, Lease, Store
 
 log = get_logger(__name__)
 
@@ -52,18 +54,21 @@ log = get_logger(__name__)
 class Handler(Protocol):
     """Executes one valid intent (the executor in production); never raises for business outcomes.
 
-    ``resume`` is true when an earlier attempt may have placed orders (the idempotency record
-    was already in flight, or the entry was delivered before): look orders up before placing.
+    ``attempt.resume`` is true when an earlier attempt began (its orders are looked up before
+    anything is placed); ``attempt.repair`` when the intent is poison (protect or close what it
+    opened, report, place nothing new).
     """
 
     def __call__(
-        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, resume: bool
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
     ) -> Awaitable[ExecutionResult]: ...
 
 
 ProgressHook = Callable[[], None]
 
 _KEEPER_EXIT_S = 1.0
+# How long a new intent waits for the recovery of earlier ones before it runs anyway.
+RECOVERY_WAIT_S = 30.0
 CANCEL_WAIT_S = 5.0
 
 
@@ -98,6 +103,12 @@ class IntentConsumer:
         self._space = asyncio.Event()
         self._stopping = asyncio.Event()
         self._group_ready = False
+        # Entries that were delivered before (own pending at start, claimed from the dead): the
+        # intents among them that were executing run first, one at a time.
+        self._recovering: set[str] = set()
+        self._recovered = asyncio.Event()
+        self._recovered.set()
+        self._recovery = asyncio.Lock()
         self._link = RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
@@ -298,7 +309,10 @@ class IntentConsumer:
         if stream_id in self._held or self._stopping.is_set():
             return  # when stopping, the entry stays pending for the next start or another consumer
         metrics.INTENTS_RECEIVED.inc()
-        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC))
+        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
+        if entry.recovering:
+            self._recovering.add(stream_id)
+            self._recovered.clear()
         self._held[stream_id] = entry
         try:
             payload = decode_entry(fields)
@@ -328,11 +342,19 @@ class IntentConsumer:
             queue.worker = asyncio.create_task(
                 self._symbol_worker(intent.symbol, queue), name=f"symbol-{intent.symbol}"
             )
+            queue.worker.add_done_callback(self._task_done)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Every task the consumer spawns has its failure logged and counted, never lost."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            metrics.TASK_FAILURES.labels(task=task.get_name().split("-")[0]).inc()
+            log.error("consumer.task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
 
     async def _answer(self, entry: Entry, answer: Coroutine[Any, Any, None]) -> None:
         try:
@@ -342,6 +364,7 @@ class IntentConsumer:
 
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
+        self._recovery_finished(entry)
         self._space.set()
 
     # valid intents: one worker per symbol
@@ -372,45 +395,50 @@ class IntentConsumer:
                 del self._queues[symbol]
 
     async def _run(self, entry: Entry, symbol: str) -> None:
-        """Take the lease, then execute (or dead-letter a poison entry) and commit under it."""
+        """Take the lease with the in-flight mark, then execute (or repair a poison intent) and commit."""
         intent = entry.intent
         assert intent is not None
         key = intent_key(intent, entry.stream_id)
-        poison = entry.deliveries > self.settings.max_deliveries
+        if not entry.recovering:
+            await self._recovery_done()
         # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
         confirmed_at = time.monotonic()
-        taken = await self._leases.acquire(entry, symbol, None if poison else key)
+        taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
         if taken is None:
             return
         lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
         try:
-            if begun is None:
-                await self._answers.poison(entry, intent, key, lease)
-                return
             entry.started = True
-            if begun is BeginState.DONE:
+            if begun.state is BeginState.DONE:
                 await self._link.retry(lambda: self._answers.duplicate(entry, key), "ack")
                 return
-            # Orders are sent only after the in-flight mark, so an entry delivered before whose mark
-            # was never written cannot have orders: it runs as new, without waiting out lookups.
-            resume = begun is BeginState.RESUMED
-            metrics.IN_FLIGHT.inc()
-            fence = fencing.set_check(self._leases.owner_check(lease, confirmed_at))
-            try:
-                result = await self.handler(intent, entry.stream_id, entry.received_at, resume=resume)
-            except Exception as exc:
-                # A bug, not a business outcome: leave the entry pending so it is claimed again
-                # after claim_idle_ms; max_deliveries turns a repeating failure into a dead letter.
-                log.exception(
-                    "intent.handler_failed", stream_id=entry.stream_id, intent_id=key, error=str(exc)
-                )
+            if begun.state is BeginState.CONFLICT:
+                await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
                 return
-            finally:
-                fencing.reset_check(fence)
-                metrics.IN_FLIGHT.dec()
-            await self._answers.commit(entry, key, result, lease=lease)
+            attempt = self._attempt(begun)
+            if attempt.repair:
+                if begun.repair_started:
+                    # The repair itself died: answer without the exchange.
+                    await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts)
+                    return
+                await self._link.retry(lambda: self.store.mark_repair(key), "repair")
+                log.error(
+                    "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
+                )
+            # After an unclean restart the intents that were executing run one at a time, so a
+            # real poison intent is identified alone and innocent ones are not counted with it.
+            serial = self._recovery if attempt.resume else contextlib.nullcontext()
+            async with serial:
+                result = await self._execute(entry, intent, key, lease, confirmed_at, attempt)
+            if result is None:
+                return
+            dead_letter = None
+            if attempt.repair:
+                message = result.error.message if result.error is not None else "repaired"
+                dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self.consumer)
+            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
         finally:
             # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
             # client library, and the keeper would then renew forever.
@@ -418,6 +446,54 @@ class IntentConsumer:
             await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
             await self._leases.release(lease)
+
+    async def _execute(
+        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, confirmed_at: float, attempt: Attempt
+    ) -> ExecutionResult | None:
+        """Run the handler under the fence; None when it failed and the entry stays pending."""
+        metrics.IN_FLIGHT.inc()
+        check = self._leases.owner_check(lease, key, confirmed_at, resumed=attempt.resume)
+        fence = fencing.set_check(check)
+        try:
+            return await self.handler(intent, entry.stream_id, entry.received_at, attempt=attempt)
+        except Exception as exc:
+            # An unknown outcome or a bug: leave the entry pending; it is claimed again after
+            # claim_idle_ms (or re-read at the next start) and resumed by client-id lookups.
+            log.exception("intent.handler_failed", stream_id=entry.stream_id, intent_id=key, error=str(exc))
+            return None
+        finally:
+            fencing.reset_check(fence)
+            metrics.IN_FLIGHT.dec()
+
+    def _attempt(self, begun: Begun) -> Attempt:
+        """What the executor must know of earlier attempts (see :class:`Attempt`)."""
+        if begun.state is not BeginState.RESUMED:
+            return Attempt()
+        earlier_sent_by = None
+        if begun.fenced_at_ms:
+            # The last fence of the dead attempts, on Redis's clock, moved to ours: no order of
+            # theirs left later than FENCE_FRESH_S after it. So the recvWindow wait shrinks across
+            # restarts instead of starting over with every one.
+            ahead_s = (begun.fenced_at_ms - begun.now_ms) / 1000 + FENCE_FRESH_S
+            earlier_sent_by = time.monotonic() + ahead_s
+        return Attempt(
+            resume=True,
+            earlier_sent_by=earlier_sent_by,
+            repair=begun.attempts >= self.settings.max_attempts,
+        )
+
+    async def _recovery_done(self) -> None:
+        """Let the entries that were executing before a restart go first (bounded wait)."""
+        if not self._recovering:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._recovered.wait(), RECOVERY_WAIT_S)
+
+    def _recovery_finished(self, entry: Entry) -> None:
+        if entry.recovering:
+            self._recovering.discard(entry.stream_id)
+            if not self._recovering:
+                self._recovered.set()
 
 
 async def cancel_task(task: asyncio.Task[Any] | None) -> None:

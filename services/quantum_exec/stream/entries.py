@@ -64,6 +64,7 @@ class Entry:
     intent: TradeIntent | None = None
     started: bool = False  # past the point where it may be dropped (handler or commit under way)
     dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
+    recovering: bool = False  # delivered before (a restart or a claim): may have been executing
 
 
 def dead_letter_fields(

@@ -2,7 +2,7 @@
 
 Only the lease holder executes intents of a symbol; every acquisition gets a new fencing token,
 checked by the commit (a holder whose lease expired and was taken over cannot publish) and, right
-before every order request, by :func:`quantum_exec.execution.fencing.ensure_owner` through the
+before every order request, by :func:`quantum_exec.exchange.fencing.ensure_owner` through the
 check made here (a holder that lost the lease cannot send orders either).
 """
 
@@ -13,12 +13,12 @@ import contextlib
 import time
 
 from quantum_exec.backoff import Backoff
-from quantum_exec.execution.fencing import OwnershipCheck
+from quantum_exec.exchange.fencing import OwnershipCheck
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
-from quantum_exec.stream.store import BeginState, Lease, Store
+from quantum_exec.stream.store import Begun, Lease, Store
 
 log = get_logger(__name__)
 
@@ -38,23 +38,19 @@ class Leases:
         self._stopping = stopping
 
     async def acquire(
-        self, entry: Entry, symbol: str, begin_key: str | None
-    ) -> tuple[Lease, BeginState | None] | None:
-        """Wait for the symbol's lease; with ``begin_key`` also mark that intent in flight.
+        self, entry: Entry, symbol: str, key: str, intent_hash: str
+    ) -> tuple[Lease, Begun] | None:
+        """Wait for the symbol's lease and mark the intent in flight under it (one script).
 
         None when stopping or the entry was dropped meanwhile.
         """
         waits = ACQUIRE_POLL.delays()
         while not self._stopping.is_set() and not entry.dropped:
-            taken: tuple[Lease, BeginState | None] | None
+            taken: tuple[Lease, Begun] | None
             try:
-                if begin_key is None:
-                    lease = await self._store.acquire_lease(symbol, self._owner)
-                    taken = (lease, None) if lease is not None else None
-                else:
-                    taken = await self._store.acquire_and_begin(
-                        symbol, self._owner, begin_key, entry.stream_id
-                    )
+                taken = await self._store.acquire_and_begin(
+                    symbol, self._owner, key, entry.stream_id, intent_hash
+                )
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "lease")
                 taken = None
@@ -79,23 +75,32 @@ class Leases:
             except Exception:
                 log.exception("lease.renew_failed", symbol=lease.symbol)
 
-    def owner_check(self, lease: Lease, confirmed_at: float) -> OwnershipCheck:
+    def owner_check(self, lease: Lease, key: str, confirmed_at: float, *, resumed: bool) -> OwnershipCheck:
         """The check run right before each order: is ``lease`` still ours?
 
         A lease Redis confirmed moments ago (``confirmed_at``, monotonic, taken before the request
         that confirmed it) cannot have expired, and a takeover needs expiry (or a restart under our
         own name): within :data:`FENCE_FRESH_S` the round trip would only add latency to every order.
+        Every check that goes to Redis records its time on the intent (``fenced_at``: no order of
+        this attempt leaves later than it plus FENCE_FRESH_S). A ``resumed`` attempt goes to Redis
+        for its first order, which counts the attempt: a resume that only looked orders up, or
+        waited out an earlier attempt's recvWindow, never counts towards the poison bound.
         """
-        confirmed = confirmed_at
+        confirmed = float("-inf") if resumed else confirmed_at
+        count_next = resumed
 
         async def still_owner() -> bool:
-            nonlocal confirmed
+            nonlocal confirmed, count_next
             asked_at = time.monotonic()
             if asked_at - confirmed < FENCE_FRESH_S:
                 return True
-            owned = await self._link.retry(lambda: self._store.renew_lease(lease), "fence")
+            count = count_next
+            owned = await self._link.retry(
+                lambda: self._store.fence(lease, key, count_attempt=count), "fence"
+            )
             if owned:
                 confirmed = asked_at
+                count_next = False
             return owned
 
         return still_owner

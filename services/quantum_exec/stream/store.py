@@ -3,7 +3,10 @@
 Keys (``P`` is ``settings.key_prefix``):
 
 * ``P:idem:<intent key>`` - hash: ``state`` (``in_flight`` then ``done``), ``owner``, ``token``,
-  ``stream_id``, and once done ``result_id`` (the published result's stream id). Expires after
+  ``stream_id``, ``hash`` (of the normalized intent: a re-used id with another payload is a
+  conflict), ``attempts`` (attempts that began executing: the first, and each resume that sent an
+  order), ``fenced_at`` (ms, Redis clock: the last moment the attempt was allowed to send an
+  order), ``repair`` (the poison repair began), and once done ``result_id``. Expires after
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
   executes intents of the symbol. Renewed while working, released by compare-and-delete.
@@ -67,6 +70,19 @@ class BeginState(StrEnum):
     DONE = "done"  # a final result exists: only ack
     NEW = "new"  # first attempt
     RESUMED = "resumed"  # an earlier attempt started: the executor must look its orders up first
+    CONFLICT = "conflict"  # the intent id was used before for a different intent
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What the begin script found: the state, how many attempts died executing, and when an
+    earlier attempt was last allowed to send an order (ms of Redis's clock, 0 when unknown)."""
+
+    state: BeginState
+    attempts: int = 0
+    fenced_at_ms: int = 0
+    repair_started: bool = False
+    now_ms: int = 0
 
 
 class CommitStatus(StrEnum):
@@ -96,19 +112,58 @@ redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
 
 _ACQUIRE = _TAKE_LEASE + "return token\n"
 
+# Milliseconds of Redis's clock: one clock for every instance and restart.
+_NOW_MS = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+"""
+
 # The lease and the in-flight mark in one round trip (both sit on the path to the first order).
-# State 0: already done; 1: first attempt; 2: an earlier attempt started (and may have placed orders).
+# ARGV[5] is the hash of the normalized intent: the same key with another payload is a conflict.
+# Reply: {token, state, attempts, fenced_at ms, repair flag, now ms}; state 0 done, 1 first attempt
+# (it counts as attempt 1 and its lease confirmation is its fence time), 2 resumed (an earlier
+# attempt began: it counts only when it sends an order, see _FENCE), 3 intent id conflict.
 _ACQUIRE_AND_BEGIN = (
     _TAKE_LEASE
+    + _NOW_MS
     + """
-local state = redis.call('HGET', KEYS[3], 'state')
-if state == 'done' then return {token, 0} end
-redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3])
+local rec = redis.call('HMGET', KEYS[3], 'state', 'hash', 'attempts', 'fenced_at', 'repair')
+if rec[2] and rec[2] ~= ARGV[5] then return {token, 3, 0, 0, 0, now_ms} end
+if rec[1] == 'done' then return {token, 0, 0, 0, 0, now_ms} end
+if rec[1] then
+  redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3], 'hash', ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), rec[5] and 1 or 0, now_ms}
+end
+redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3],
+  'hash', ARGV[5], 'attempts', 1, 'fenced_at', now_ms)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-if state then return {token, 2} end
-return {token, 1}
+return {token, 1, 1, now_ms, 0, now_ms}
 """
 )
+
+# The fence right before an order: renew the lease if still ours and record when (fenced_at
+# bounds when this attempt can last have sent an order); ARGV[3] == '1' counts the attempt (the
+# first order of a resumed attempt). KEYS: lease, idem; ARGV: lease value, ttl ms, count flag.
+_FENCE = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+    + _NOW_MS
+    + """
+redis.call('HSET', KEYS[2], 'fenced_at', now_ms)
+if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'attempts', 1) end
+return 1
+"""
+)
+
+# KEYS: intent stream, dlq stream; ARGV: group, stream id, dlq field/value pairs.
+_DEAD_LETTER_ONLY = """
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -164,6 +219,8 @@ class Store:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._acquire_and_begin = redis.register_script(_ACQUIRE_AND_BEGIN)
+        self._fence = redis.register_script(_FENCE)
+        self._dead_letter_only = redis.register_script(_DEAD_LETTER_ONLY)
         self._commit = redis.register_script(_COMMIT)
 
     async def acquire_lease(self, symbol: str, owner: str) -> Lease | None:
@@ -187,22 +244,47 @@ class Store:
         await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
 
     async def acquire_and_begin(
-        self, symbol: str, owner: str, intent_key: str, stream_id: str
-    ) -> tuple[Lease, BeginState] | None:
+        self, symbol: str, owner: str, intent_key: str, stream_id: str, intent_hash: str
+    ) -> tuple[Lease, Begun] | None:
         """Take the symbol's lease and mark the intent in flight under it, atomically.
 
-        None when another owner holds the lease; otherwise the lease and whether the intent is
-        done, new or resumed.
+        None when another owner holds the lease; otherwise the lease and what the record says
+        (done, new, resumed with its attempt count and last fence time, or an id conflict).
         """
         reply = await self._acquire_and_begin(
             keys=[self.keys.lease(symbol), self.keys.fence(symbol), self.keys.idempotency(intent_key)],
-            args=[owner, self._lease_ttl_ms, stream_id, self._ttl_s],
+            args=[owner, self._lease_ttl_ms, stream_id, self._ttl_s, intent_hash],
         )
         if reply is None:
             return None
-        token, state = int(reply[0]), int(reply[1])
-        begun = (BeginState.DONE, BeginState.NEW, BeginState.RESUMED)[state]
+        token, state, attempts, fenced_at, repair, now_ms = (int(v) for v in reply)
+        begun = Begun(
+            (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],
+            attempts=attempts,
+            fenced_at_ms=fenced_at,
+            repair_started=bool(repair),
+            now_ms=now_ms,
+        )
         return Lease(symbol=symbol, owner=owner, token=token), begun
+
+    async def fence(self, lease: Lease, intent_key: str, *, count_attempt: bool) -> bool:
+        """Renew the lease right before an order and record the time; False when it was lost."""
+        renewed = await self._fence(
+            keys=[self.keys.lease(lease.symbol), self.keys.idempotency(intent_key)],
+            args=[lease.value, self._lease_ttl_ms, "1" if count_attempt else "0"],
+        )
+        return bool(renewed)
+
+    async def mark_repair(self, intent_key: str) -> None:
+        """Record that the one repair of a poison intent began (a second crash skips it)."""
+        await self.redis.hset(self.keys.idempotency(intent_key), "repair", "1")
+
+    async def dead_letter_only(self, stream_id: str, dead_letter: Mapping[bytes | str, bytes | str]) -> None:
+        """Dead-letter an entry and ack it, publishing no result (its intent already has one)."""
+        args: list[bytes | str] = [self.keys.consumer_group, stream_id]
+        for name, value in dead_letter.items():
+            args += [name, value]
+        await self._dead_letter_only(keys=[self.keys.intent_stream, self.keys.dlq_stream], args=args)
 
     async def is_done(self, intent_key: str) -> bool:
         """True when the intent already has a published final result."""
