@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from reliability.crash import run_crash_cycles  # noqa: E402
+from reliability.crash import run_crash_cycles, run_crash_loop  # noqa: E402
 from reliability.faults import run_exchange_faults, run_redis_fault  # noqa: E402
 from reliability.fuzz import run_fuzz  # noqa: E402
 from reliability.harness import Verdict  # noqa: E402
@@ -70,6 +70,28 @@ def main(argv: list[str] | None = None) -> int:
                 f"(+{crash.duplicates_published} re-published)",
                 _counts(v),
                 crash.secrets_found,
+            )
+        )
+
+        print("\n[1b] crash loop: 48 opens on 12 symbols, SIGKILL 0.05-0.7 s after each restart", flush=True)
+        (work / "loop").mkdir()
+        loop = run_crash_loop(work / "loop", args.cycles, opens=48, seed=args.seed)
+        print(
+            f"  results: {dict(loop.statuses)}; errors: {dict(loop.errors)}; kills with work: {loop.kills_with_work}"
+        )
+        print(f"  positions not as expected: {loop.wrong_positions}")
+        assert loop.verdict is not None
+        rows.append(
+            (
+                "crash loop",
+                f"{loop.cycles} cycles, {loop.intents} opens, {loop.kills_with_work} kills with work",
+                {
+                    **_counts(loop.verdict),
+                    "poison": loop.errors.get("POISON_MESSAGE", 0),
+                    "not filled": loop.intents - loop.statuses.get("filled", 0),
+                    "wrong positions": len(loop.wrong_positions),
+                },
+                loop.secrets_found,
             )
         )
 

@@ -108,7 +108,7 @@ class Settings(BaseModel):
     max_deliveries: int = Field(default=5, ge=1)
     # Attempts in which the process died while executing the intent, before it is repaired and
     # dead-lettered as poison (deliveries that never began executing do not count).
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
     claim_idle_ms: int = Field(default=60_000, ge=1000)
     claim_interval_s: float = Field(default=5.0, gt=0)
     claim_page_size: int = Field(default=100, ge=1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -201,3 +201,101 @@ def _cycle(
         hit = poll_until(lambda: streams.result_count() > before, 5, poll_s=0.005)
     service.kill()
     return hit
+
+
+# --------------------------------------------------------------------------------------------
+# The crash loop: systemd restarting a crashing unit, as an operator meets it
+
+LOOP_SYMBOLS = (
+    "BTCUSDT",
+    "ETHUSDT",
+    "BNBUSDT",
+    "SOLUSDT",
+    "XRPUSDT",
+    "DOTUSDT",
+    "ARBUSDT",
+    "NEARUSDT",
+    "ADAUSDT",
+    "LINKUSDT",
+    "LTCUSDT",
+    "AVAXUSDT",
+)
+# One order quantity per symbol (each above the symbol's minimum notional at the fixture marks).
+LOOP_QUANTITY_USD = Decimal(300)
+
+
+@dataclass
+class LoopFigures:
+    cycles: int = 0
+    intents: int = 0
+    kills_with_work: int = 0  # kills that landed while intents were still unanswered
+    seconds: float = 0.0
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    wrong_positions: list[str] = field(default_factory=list)
+    secrets_found: list[str] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+def run_crash_loop(
+    work: Path, cycles: int, *, opens: int = 48, seed: int = 1, latency_ms: int = 40
+) -> LoopFigures:
+    """``opens`` opens on 12 symbols published at once; the service is SIGKILLed 0.05-0.7 s after
+    each restart for ``cycles`` cycles, then one clean run finishes.
+
+    Every request to the simulator takes ``latency_ms``, so kills land while intents execute.
+    Expected: every intent filled, its position exactly the sum of its opens, both legs
+    covering it, no POISON_MESSAGE, no loss, no duplicate result or entry.
+    """
+    rng = random.Random(seed)
+    figures = LoopFigures()
+    started = time.monotonic()
+    with Rig(work) as rig:
+        sim, streams = rig.sim, rig.streams
+        sim.faults([{"kind": "latency", "ms": latency_ms}])
+        service = rig.service("rel-loop", intent_ttl_s=600)
+        intents: dict[str, dict[str, Any]] = {}
+        expected: dict[str, Decimal] = defaultdict(Decimal)
+        for n in range(opens):
+            symbol = LOOP_SYMBOLS[n % len(LOOP_SYMBOLS)]
+            side = "BUY" if LOOP_SYMBOLS.index(symbol) % 2 == 0 else "SELL"
+            intent_id = f"loop-{rig.names.tag[:6]}-{n}"
+            intents[intent_id] = {
+                "intent_id": intent_id,
+                "symbol": symbol,
+                "side": side,
+                "position_size_usd": LOOP_QUANTITY_USD,
+                "leverage": 2,
+                "stop_loss_pct": 5,
+                "take_profit_pct": 5,
+            }
+        streams.publish_many(list(intents.values()))
+        for _cycle in range(cycles):
+            service.start()
+            time.sleep(rng.uniform(0.05, 0.7))  # the crash moment, chosen at random
+            if streams.result_count() < len(intents):
+                figures.kills_with_work += 1
+            service.kill()
+            figures.cycles += 1
+        service.start()
+        results = streams.wait_answered(set(intents), timeout_s=120)
+        assert service.terminate() == 0
+        state = sim.state()
+        figures.intents = len(intents)
+        figures.verdict = verdict(intents, results, state)
+        for result in results:
+            figures.statuses[result.status.value] += 1
+            if result.error is not None:
+                figures.errors[result.error.code] += 1
+            if result.status.value == "filled" and result.executed_quantity is not None:
+                sign = 1 if intents[result.intent_id]["side"] == "BUY" else -1
+                expected[result.symbol] += sign * result.executed_quantity
+        held: dict[str, Decimal] = defaultdict(Decimal)
+        for p in state["positions"]:
+            held[p["symbol"]] += Decimal(str(p["positionAmt"]))
+        for symbol in LOOP_SYMBOLS:
+            if held[symbol] != expected[symbol] or expected[symbol] == 0:
+                figures.wrong_positions.append(f"{symbol}: held {held[symbol]}, expected {expected[symbol]}")
+        figures.secrets_found = find_secrets(secret_blobs(streams, rig.services))
+    figures.seconds = time.monotonic() - started
+    return figures

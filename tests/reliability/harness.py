@@ -496,11 +496,14 @@ def verdict(
         leg_of[client_order_id(intent_id, "tp")] = (intent_id, "sl")
     order_index = {i: n for n, i in enumerate(intents)}
     last_executed: dict[str, int] = {}
+    last_close: dict[str, int] = {}
     for intent_id, payload in intents.items():
         result = by_id.get(intent_id)
         if result is not None and result.status.value in ("filled", "partial", "failed"):
             symbol = str(payload.get("symbol", "")).upper()
             last_executed[symbol] = max(last_executed.get(symbol, -1), order_index[intent_id])
+            if str(payload.get("side")).upper() == "CLOSE":
+                last_close[symbol] = max(last_close.get(symbol, -1), order_index[intent_id])
     for a in open_algos:
         symbol = a["symbol"]
         amount = positions.get(symbol, Decimal(0))
@@ -510,8 +513,8 @@ def verdict(
             continue
         intent_id, sibling_kind = owner
         closing_ok = amount != 0 and a["side"] == ("SELL" if amount > 0 else "BUY")
-        if closing_ok and order_index[intent_id] == last_executed.get(symbol):
-            continue  # protects the live position
+        if closing_ok and order_index[intent_id] > last_close.get(symbol, -1):
+            continue  # protects the live position (one of the opens since the last CLOSE: pyramiding)
         sibling = by_algo_client.get(client_order_id(intent_id, sibling_kind))
         fired = sibling is not None and sibling["algoStatus"] in ("TRIGGERED", "FINISHED")
         if fired and order_index[intent_id] == last_executed.get(symbol):
@@ -577,9 +580,17 @@ class Rig:
             raise
         return self
 
-    def service(self, consumer: str) -> ServiceProcess:
-        """A service process (not started) of this rig under the stable ``consumer`` name."""
-        service = ServiceProcess(self.work, self.redis.url, self.sim, self.names, consumer=consumer)
+    def service(self, consumer: str, **env: Any) -> ServiceProcess:
+        """A service process (not started) of this rig under the stable ``consumer`` name;
+        ``env`` sets more QUANTUM_* variables (``intent_ttl_s=600``)."""
+        service = ServiceProcess(
+            self.work,
+            self.redis.url,
+            self.sim,
+            self.names,
+            consumer=consumer,
+            **{f"quantum_{k}": v for k, v in env.items()},
+        )
         self.services.append(service)
         return service
 

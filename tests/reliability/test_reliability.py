@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.crash import run_crash_cycles
+from reliability.crash import run_crash_cycles, run_crash_loop
 from reliability.faults import run_exchange_faults, run_redis_fault
 from reliability.fuzz import run_fuzz
 
@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 KILL_CYCLES = int(os.environ.get("QUANTUM_REL_KILL_CYCLES", "20"))
 FUZZ_CASES = int(os.environ.get("QUANTUM_REL_FUZZ_CASES", "1000"))
+LOOP_CYCLES = int(os.environ.get("QUANTUM_REL_LOOP_CYCLES", "20"))
 
 
 @pytest.mark.timeout(240)
@@ -31,6 +32,21 @@ def test_sigkill_cycles_keep_every_promise(tmp_path: Path) -> None:
     figures.verdict.assert_clean()
     assert figures.cycles == KILL_CYCLES and figures.intents >= 2 * KILL_CYCLES
     assert sum(figures.hits.values()) > 0  # the narrow windows were really hit
+    assert figures.secrets_found == []
+
+
+@pytest.mark.timeout(300)
+def test_a_crash_loop_poisons_nothing_and_leaves_every_position_protected(tmp_path: Path) -> None:
+    """48 opens on 12 symbols, SIGKILL 0.05-0.7 s after each of 20 restarts, then a clean finish."""
+    figures = run_crash_loop(
+        tmp_path, LOOP_CYCLES, opens=48, seed=int(os.environ.get("QUANTUM_REL_SEED", "7"))
+    )
+    assert figures.verdict is not None
+    figures.verdict.assert_clean()
+    assert figures.cycles == LOOP_CYCLES and figures.kills_with_work > 0
+    assert figures.errors.get("POISON_MESSAGE", 0) == 0, figures.errors
+    assert figures.statuses == {"filled": 48}, (figures.statuses, figures.errors)
+    assert figures.wrong_positions == []
     assert figures.secrets_found == []
 
 
