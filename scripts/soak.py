@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n[1b] crash loop: 48 opens on 12 symbols, SIGKILL 0.05-0.7 s after each restart", flush=True)
         (work / "loop").mkdir()
         loop = run_crash_loop(work / "loop", args.cycles, opens=48, seed=args.seed)
-        print(
-            f"  results: {dict(loop.statuses)}; errors: {dict(loop.errors)}; kills with work: {loop.kills_with_work}"
-        )
+        print(f"  results: {dict(loop.statuses)}; errors: {dict(loop.errors)}")
+        print(f"  kills while work was left: {loop.kills_with_work} of {loop.cycles}")
         print(f"  positions not as expected: {loop.wrong_positions}")
         assert loop.verdict is not None
         rows.append(
