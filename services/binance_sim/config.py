@@ -26,6 +26,7 @@ class SimConfig:
     ``funding`` sets the funding interval and whether the server settles by itself (default: 8 h,
     settled only on ``POST /_sim/funding``). ``liquidation`` liquidates positions whose margin falls
     to their maintenance margin at a mark move (default on).
+    ``state_path`` keeps the account (orders, positions, wallet, trades) across restarts.
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -43,6 +44,8 @@ class SimConfig:
     exchange_info_path: Path | None = None
     market_state_path: Path | None = None
     loopback_only_control: bool = True
+    # Keep the account in this file across restarts (a paper account); None: in memory only.
+    state_path: Path | None = None
 
     def secrets(self) -> dict[str, str]:
         """Every accepted API key mapped to its secret."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from binance_sim.book import BookConfig
 from binance_sim.config import DEFAULT_API_KEY, DEFAULT_API_SECRET, SimConfig
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--funding-rate", type=Decimal, default=DEFAULT_FUNDING_RATE)
     parser.add_argument("--no-funding", action="store_true")
     parser.add_argument("--no-liquidation", action="store_true")
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE")
     return parser
 
 
@@ -77,6 +79,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         api_secret=args.api_secret,
         latency_ms=args.latency_ms,
         rate_limits=not args.no_rate_limits,
+        state_path=getattr(args, "state", None),
         slippage_bps=getattr(args, "slippage_bps", Decimal(0)),
         book=book,
         walk=WalkConfig(

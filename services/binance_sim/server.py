@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from binance_sim import errors
+from binance_sim import errors, persist
 from binance_sim.config import SimConfig
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
@@ -40,6 +40,8 @@ _MAX_RECV_WINDOW: Final = 60_000
 _DEFAULT_RECV_WINDOW: Final = 5_000
 _JSON: Final = "application/json"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+# How often a changed account is written to the state file (a SIGKILL loses at most this much).
+PERSIST_INTERVAL_S: Final = 0.25
 _INTERNAL: Final = SimError(-1000, "An unknown error occured while processing the request.", 500)
 
 Handler = Callable[[Params], Any]
@@ -77,12 +79,14 @@ class Simulator:
             funding=self.config.funding,
             liquidation=self.config.liquidation,
         )
+        self._restore()
         self.walk = PriceWalk(self.config.walk)
         self._timers: list[asyncio.Task[None]] = []
         self.limiter = RateLimiter(self.config.limits)
         self.rate_limits_enabled = self.config.rate_limits
         # Binance requests being handled right now (a test waits for 0 instead of sleeping).
         self.requests_in_progress = 0
+        self._changes = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
         self._exchange_info_tail = orjson.dumps(info)[1:]
@@ -197,12 +201,32 @@ class Simulator:
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.base_url = f"http://{shown}:{bound_port}"
+        if self.config.state_path is not None:
+            self._timers.append(asyncio.create_task(self._persist_loop(), name="binance-sim-persist"))
         if self.config.walk.volatility:
             self._timers.append(asyncio.create_task(self._walk_loop(), name="binance-sim-walk"))
         if self.config.funding.auto:
             self._timers.append(asyncio.create_task(self._funding_loop(), name="binance-sim-funding"))
         log.info("sim.started base_url=%s rate_limits=%s", self.base_url, self.rate_limits_enabled)
         return self.base_url
+
+    def _restore(self) -> None:
+        path = self.config.state_path
+        if path is not None and persist.load(self.engine, path):
+            log.info("sim.state_restored path=%s orders=%d", path, len(self.engine.orders))
+
+    async def _persist_loop(self) -> None:
+        """Save the account when requests changed it (at most every PERSIST_INTERVAL_S)."""
+        assert self.config.state_path is not None
+        saved = self._changes
+        while True:
+            await asyncio.sleep(PERSIST_INTERVAL_S)
+            if self._changes != saved:
+                saved = self._changes
+                try:
+                    persist.save(self.engine, self.config.state_path)
+                except Exception:
+                    log.exception("sim.state_save_failed")
 
     async def _walk_loop(self) -> None:
         while True:
@@ -236,12 +260,16 @@ class Simulator:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            if self.config.state_path is not None:
+                persist.save(self.engine, self.config.state_path)
             log.info("sim.stopped base_url=%s", self.base_url)
 
     # ----- request handling -------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if request.method != "GET":
+            self._changes += 1  # for the state file: orders, cancels, settings, controls
         if path.startswith("/_sim/"):
             return await self._control(request, path)
         self.requests_in_progress += 1

@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--funding-rate", type=Decimal, default=Decimal("0.0001"), help="default funding rate")
     p.add_argument("--no-funding", action="store_true", help="settle funding only on POST /_sim/funding")
     p.add_argument("--no-liquidation", action="store_true", help="never liquidate positions")
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the account in FILE across restarts (a paper account)",
+    )
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser(

@@ -322,12 +322,15 @@ async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
     defaults = SimConfig()
     key = settings.api_key.get_secret_value() if settings.api_key else defaults.api_key
     secret = settings.api_secret.get_secret_value() if settings.api_secret else defaults.api_secret
+    # With a state directory (serve's embedded defaults) the paper account survives restarts.
+    state_path = settings.state_dir / "paper-account.pickle" if settings.state_dir is not None else None
     simulator = Simulator(
         SimConfig(
             api_key=key,
             api_secret=secret,
             latency_ms=settings.sim_latency_ms,
             rate_limits=settings.sim_rate_limits,
+            state_path=state_path,
         )
     )
     await simulator.start(host="127.0.0.1", port=0)
