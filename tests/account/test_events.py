@@ -195,3 +195,13 @@ def test_malformed_algo_status() -> None:
 def test_non_object_message_is_an_error() -> None:
     with pytest.raises(EventError):
         parse_event([1, 2])  # type: ignore[arg-type]
+
+
+def test_numbers_decoded_as_floats_stay_exact() -> None:
+    raw = fill_message()
+    raw["o"]["L"] = 60000.1
+    raw["o"]["l"] = 3
+    event = parse_event(raw)
+    assert isinstance(event, OrderTradeUpdate)
+    assert event.last_price == Decimal("60000.1")
+    assert event.last_qty == Decimal(3)

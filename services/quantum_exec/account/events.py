@@ -139,6 +139,8 @@ class _Fields:
         value = self._get(key, required)
         if value is None or value == "":
             return ZERO
+        if isinstance(value, float):
+            value = repr(value)  # the shortest repr is the text the exchange sent
         if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
             raise self._fail(key, f"not a number: {value!r}")
         try:
