@@ -16,7 +16,7 @@ orders (``settlement_autoclose-``) and every id not ours are ``external``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -31,6 +31,8 @@ ZERO: Final = Decimal(0)
 POSITION_EVENT_TYPE: Final = "position.event"
 LIQUIDATION_PREFIX: Final = "autoclose-"
 ADL_PREFIX: Final = "adl_autoclose"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 JsonDecimal = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
@@ -176,7 +178,7 @@ def position_event(
         commission_asset=fill.commission_asset or None,
         intent_id=intent_id,
         order_id=fill.order_id,
-        time=datetime.fromtimestamp(fill.trade_time_ms / 1000, UTC),
+        time=_EPOCH + timedelta(milliseconds=fill.trade_time_ms),  # exact, never through float
     )
 
 
