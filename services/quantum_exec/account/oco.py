@@ -1,0 +1,87 @@
+"""The live OCO: which of our protective orders to cancel or shrink, given the account after an event.
+
+Binance has no OCO for futures: when a stop fills, its target stays armed (the orphan TP that
+users of the peers complain about; Nautilus #4043 is the restart-between-fill-and-cancel case;
+neither Nautilus nor Hummingbot cancels the sibling at the exchange). The plan is computed from
+the state alone, not from the event, so it is idempotent: run again after a restart or a
+replayed event, it asks for nothing more once the exchange has caught up.
+
+Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the symbol:
+
+* the position is flat -> cancel;
+* its side cannot reduce the position (a SELL stop under a short) -> cancel;
+* its sibling leg of the same intent filled completely -> cancel;
+* it is larger than what is left of the position -> replace it by one of the remaining size.
+
+Orders of anybody else are never touched; TRIGGERING/TRIGGERED ones are in flight (a cancel
+answers -2011) and are left to finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from quantum_exec.account.events import AlgoStatus, OrderSide
+from quantum_exec.account.roles import sibling_of
+from quantum_exec.account.state import AccountState, AlgoView
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel the conditional order ``client_algo_id``; ``reason`` is for the log."""
+
+    symbol: str
+    client_algo_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """Cancel ``old`` and place the same order (side, type, trigger) for ``new_qty``."""
+
+    symbol: str
+    old: AlgoView
+    new_qty: Decimal
+
+    @property
+    def client_algo_id(self) -> str:
+        return self.old.client_algo_id
+
+
+Action = Cancel | Replace
+
+
+def can_reduce(side: OrderSide, position_amount: Decimal) -> bool:
+    """True when an order on ``side`` reduces a one-way position of ``position_amount``."""
+    return position_amount > 0 if side is OrderSide.SELL else position_amount < 0
+
+
+def _sibling_filled(state: AccountState, leg: AlgoView) -> bool:
+    sibling_id = sibling_of(leg.client_algo_id)
+    sibling = state.algo_order(sibling_id) if sibling_id else None
+    if sibling is None or sibling.status is not AlgoStatus.FINISHED or sibling.executed_qty <= 0:
+        return False
+    return sibling.close_position or sibling.executed_qty >= sibling.quantity
+
+
+def plan_oco(state: AccountState, symbol: str) -> list[Action]:
+    """The actions that keep our protection on ``symbol`` consistent with the position.
+
+    Raises :class:`~quantum_exec.account.state.StaleStateError` when the view is stale.
+    """
+    amount = state.position(symbol).amount
+    remaining = abs(amount)
+    actions: list[Action] = []
+    for leg in sorted(state.open_protective(symbol), key=lambda a: a.client_algo_id):
+        if not leg.is_armed:
+            continue
+        if amount == 0:
+            actions.append(Cancel(symbol, leg.client_algo_id, "position flat"))
+        elif not can_reduce(leg.side, amount):
+            actions.append(Cancel(symbol, leg.client_algo_id, "side cannot reduce the position"))
+        elif _sibling_filled(state, leg):
+            actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
+        elif not leg.close_position and leg.quantity > remaining:
+            actions.append(Replace(symbol, leg, remaining))
+    return actions

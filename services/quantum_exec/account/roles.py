@@ -1,0 +1,37 @@
+"""What our client ids say about an order: its role, its intent (as a digest) and its sibling leg.
+
+``quantum_exec.ids`` makes ids ``qx<role letter>-<30 hex>`` where the hex is a hash of the intent
+key alone: the two protective legs of one intent share it, and swapping the letter gives the
+sibling. The hash is one-way, so the intent id comes from the owner's records (by digest).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, cast
+
+from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective
+
+_ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
+_OWN_RE: Final = re.compile(rf"{PREFIX}([{''.join(ROLE_LETTERS.values())}])-([0-9a-f]{{30}})")
+_SIBLING_LETTER: Final = {ROLE_LETTERS["sl"]: ROLE_LETTERS["tp"], ROLE_LETTERS["tp"]: ROLE_LETTERS["sl"]}
+
+
+def role_of(client_id: str) -> Role | None:
+    """The role of an order we placed, or ``None`` when the id is not one of ours."""
+    match = _OWN_RE.fullmatch(client_id)
+    return _ROLES_BY_LETTER[match.group(1)] if match else None
+
+
+def intent_digest(client_id: str) -> str | None:
+    """The intent part of one of our ids (equal for every order of one intent), else ``None``."""
+    match = _OWN_RE.fullmatch(client_id)
+    return match.group(2) if match else None
+
+
+def sibling_of(client_algo_id: str) -> str | None:
+    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``."""
+    if not is_own_protective(client_algo_id):
+        return None
+    cut = len(PREFIX)
+    return client_algo_id[:cut] + _SIBLING_LETTER[client_algo_id[cut]] + client_algo_id[cut + 1 :]

@@ -1,0 +1,328 @@
+"""AccountState: the live view of the account, built from the user data stream, trusted only when fresh.
+
+Positions move by fills only (deduplicated by trade id) and are replaced by a REST snapshot on
+:meth:`AccountState.resync`. ACCOUNT_UPDATE positions are kept as the exchange's own word and
+compared by :meth:`AccountState.drifted_symbols`: events of different types are not ordered
+against each other (Binance's "Message Ordering Guarantee" covers one type on one connection),
+so adding a pushed amount and a fill could count one trade twice. NautilusTrader builds its
+positions from fills the same way and re-checks by REST after every reconnect; Hummingbot's
+issues #7590/#7679 show what trusting a silent stream costs. So the view starts stale, a resync
+makes it fresh, :meth:`AccountState.mark_stale` (stream down, key expired) makes every query
+raise :class:`StaleStateError` until the next resync.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Final
+
+from quantum_exec.account.events import (
+    AccountUpdate,
+    AlgoStatus,
+    AlgoUpdate,
+    ListenKeyExpired,
+    OrderSide,
+    OrderTradeUpdate,
+    UserEvent,
+)
+from quantum_exec.account.positions import PositionView, apply_fill
+from quantum_exec.errors import QuantumError
+from quantum_exec.ids import is_own_protective
+from quantum_exec.wire import AlgoOrder, Position
+
+ZERO: Final = Decimal(0)
+# Fills are kept for this many recent orders; the executor reads them right after its own order.
+MAX_ORDERS_WITH_FILLS: Final = 4096
+# Final algo orders are remembered this long (count), so the OCO can see which leg filled.
+MAX_CLOSED_ALGO_ORDERS: Final = 4096
+
+
+class StaleStateError(QuantumError):
+    """The view is not known to match the exchange (stream down, or no resync yet): do not act on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoView:
+    """A conditional order as last seen (REST snapshot or ALGO_UPDATE)."""
+
+    client_algo_id: str
+    algo_id: int
+    symbol: str
+    side: OrderSide
+    order_type: str
+    quantity: Decimal
+    trigger_price: Decimal
+    close_position: bool
+    reduce_only: bool
+    status: AlgoStatus
+    actual_order_id: str = ""
+    executed_qty: Decimal = ZERO
+    reject_reason: str = ""
+    update_time_ms: int = 0
+
+    @property
+    def is_armed(self) -> bool:
+        """Waiting for its trigger: the only state in which a cancel or replace is certain to work."""
+        return self.status is AlgoStatus.NEW
+
+    @classmethod
+    def from_event(cls, event: AlgoUpdate) -> AlgoView:
+        return cls(
+            client_algo_id=event.client_algo_id,
+            algo_id=event.algo_id,
+            symbol=event.symbol,
+            side=event.side,
+            order_type=event.order_type,
+            quantity=event.quantity,
+            trigger_price=event.trigger_price,
+            close_position=event.close_position,
+            reduce_only=event.reduce_only,
+            status=event.status,
+            actual_order_id=event.actual_order_id,
+            executed_qty=event.executed_qty,
+            reject_reason=event.reject_reason,
+            update_time_ms=event.event_time_ms,
+        )
+
+    @classmethod
+    def from_rest(cls, order: AlgoOrder) -> AlgoView:
+        return cls(
+            client_algo_id=order.client_algo_id,
+            algo_id=order.algo_id,
+            symbol=order.symbol,
+            side=OrderSide(order.side),
+            order_type=order.order_type,
+            quantity=order.quantity,
+            trigger_price=order.trigger_price,
+            close_position=order.close_position,
+            reduce_only=order.reduce_only,
+            status=AlgoStatus(order.status),
+            actual_order_id=order.actual_order_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One trade of an order, from ORDER_TRADE_UPDATE."""
+
+    trade_id: int
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal
+    commission_asset: str
+    realized_pnl: Decimal
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FillSummary:
+    """An order's fills summed: ``commission_asset`` is ``MIXED`` over several assets, ``None`` for none."""
+
+    quantity: Decimal
+    avg_price: Decimal
+    commission: Decimal
+    commission_asset: str | None
+    realized_pnl: Decimal
+    trade_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, fills: Iterable[Fill]) -> FillSummary:
+        trades = sorted(fills, key=lambda f: f.trade_id)
+        quantity = sum((f.quantity for f in trades), ZERO)
+        notional = sum((f.quantity * f.price for f in trades), ZERO)
+        assets = {f.commission_asset for f in trades if f.commission_asset}
+        return cls(
+            quantity=quantity,
+            avg_price=notional / quantity if quantity else ZERO,
+            commission=sum((f.commission for f in trades), ZERO),
+            commission_asset=assets.pop() if len(assets) == 1 else ("MIXED" if assets else None),
+            realized_pnl=sum((f.realized_pnl for f in trades), ZERO),
+            trade_ids=tuple(f.trade_id for f in trades),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`AccountState.apply` changed: for a new fill, the position before and after it."""
+
+    fill: OrderTradeUpdate | None = None
+    before: PositionView | None = None
+    after: PositionView | None = None
+
+
+_NOTHING: Final = Applied()
+
+
+class AccountState:
+    """The account as the user data stream tells it, between two REST resyncs."""
+
+    def __init__(self) -> None:
+        self._positions: dict[str, PositionView] = {}
+        self._pushed: dict[str, tuple[int, PositionView]] = {}
+        self._last_fill_ms: dict[str, int] = {}
+        self._algos: dict[str, AlgoView] = {}
+        self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
+        self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
+        self.last_event_time_ms: int | None = None
+        self.generation = 0
+        self.stale = True
+
+    # ---- the owner: freshness
+
+    def mark_stale(self) -> None:
+        """The stream is down or its key expired: queries raise until the next :meth:`resync`."""
+        self.stale = True
+
+    def resync(
+        self, positions: Iterable[Position], open_algo_orders: Iterable[AlgoOrder], *, as_of_ms: int = 0
+    ) -> None:
+        """Replace the view with REST snapshots (positionRisk, openAlgoOrders) and make it fresh.
+
+        Fills already recorded stay (they are history); the generation goes up, so a caller holding
+        an older generation can tell its reading predates the gap.
+        """
+        self._positions = {
+            p.symbol: PositionView(p.symbol, p.amount, p.entry_price if p.amount else ZERO)
+            for p in positions
+            if p.position_side == "BOTH"
+        }
+        self._pushed.clear()
+        self._last_fill_ms = dict.fromkeys(self._positions, as_of_ms)
+        self._algos = {}
+        for order in open_algo_orders:
+            view = AlgoView.from_rest(order)
+            if not view.status.is_final:
+                self._algos[view.client_algo_id] = view
+        self.generation += 1
+        self.stale = False
+
+    def is_current(self, generation: int) -> bool:
+        """True when the view is fresh and no resync happened since ``generation`` was read."""
+        return not self.stale and generation == self.generation
+
+    # ---- the stream
+
+    def apply(self, event: UserEvent) -> Applied:
+        """Fold one event into the view (even while stale: the next resync supersedes it)."""
+        if isinstance(event, ListenKeyExpired):
+            self.mark_stale()
+            return _NOTHING
+        self.last_event_time_ms = max(self.last_event_time_ms or 0, event.event_time_ms)
+        if isinstance(event, OrderTradeUpdate):
+            return self._apply_order(event)
+        if isinstance(event, AlgoUpdate):
+            self._apply_algo(event)
+        elif isinstance(event, AccountUpdate):
+            for pushed in event.positions:
+                if pushed.position_side == "BOTH":
+                    view = PositionView(pushed.symbol, pushed.amount, pushed.entry_price)
+                    self._pushed[pushed.symbol] = (event.transaction_time_ms, view)
+        return _NOTHING
+
+    def _apply_order(self, event: OrderTradeUpdate) -> Applied:
+        if not event.is_fill:
+            return _NOTHING
+        key = (event.symbol, event.order_id)
+        trades = self._fills.get(key)
+        if trades is None:
+            trades = self._fills[key] = {}
+            while len(self._fills) > MAX_ORDERS_WITH_FILLS:
+                self._fills.popitem(last=False)
+        if event.trade_id in trades:
+            return _NOTHING  # a replayed event: counted once
+        trades[event.trade_id] = Fill(
+            trade_id=event.trade_id,
+            quantity=event.last_qty,
+            price=event.last_price,
+            commission=event.commission,
+            commission_asset=event.commission_asset,
+            realized_pnl=event.realized_profit,
+            time_ms=event.trade_time_ms,
+        )
+        before = self._positions.get(event.symbol) or PositionView(event.symbol)
+        after = apply_fill(before, event)
+        self._positions[event.symbol] = after
+        last = self._last_fill_ms.get(event.symbol, 0)
+        self._last_fill_ms[event.symbol] = max(last, event.transaction_time_ms)
+        return Applied(fill=event, before=before, after=after)
+
+    def _apply_algo(self, event: AlgoUpdate) -> None:
+        current = self._algos.get(event.client_algo_id)
+        if current is not None and current.update_time_ms > event.event_time_ms:
+            return  # older than what we have
+        view = AlgoView.from_event(event)
+        if view.status.is_final:
+            self._algos.pop(view.client_algo_id, None)
+            self._closed_algos[view.client_algo_id] = view
+            self._closed_algos.move_to_end(view.client_algo_id)
+            while len(self._closed_algos) > MAX_CLOSED_ALGO_ORDERS:
+                self._closed_algos.popitem(last=False)
+        elif current is None:
+            self._algos[view.client_algo_id] = view
+        else:
+            # A triggered update may omit what the first one said; keep the last non-empty values.
+            self._algos[view.client_algo_id] = replace(
+                view, actual_order_id=view.actual_order_id or current.actual_order_id
+            )
+
+    # ---- queries (raise StaleStateError while stale)
+
+    def _fresh(self) -> None:
+        if self.stale:
+            raise StaleStateError("account view is stale: resync by REST before acting on it")
+
+    def position(self, symbol: str) -> PositionView:
+        """The one-way position on ``symbol`` (flat when unknown)."""
+        self._fresh()
+        return self._positions.get(symbol) or PositionView(symbol)
+
+    def positions(self) -> list[PositionView]:
+        """Every open position, by symbol."""
+        self._fresh()
+        return [p for _, p in sorted(self._positions.items()) if not p.is_flat]
+
+    def open_algo_orders(self, symbol: str | None = None) -> list[AlgoView]:
+        """Conditional orders not yet final (NEW, TRIGGERING, TRIGGERED), of any owner."""
+        self._fresh()
+        return [a for a in self._algos.values() if symbol is None or a.symbol == symbol]
+
+    def open_protective(self, symbol: str) -> list[AlgoView]:
+        """Our own stop-loss / take-profit orders on ``symbol`` that are not final yet."""
+        return [a for a in self.open_algo_orders(symbol) if is_own_protective(a.client_algo_id)]
+
+    def algo_order(self, client_algo_id: str) -> AlgoView | None:
+        """A conditional order by client id: open, or recently final (with its last status)."""
+        self._fresh()
+        return self._algos.get(client_algo_id) or self._closed_algos.get(client_algo_id)
+
+    def algo_for_order(self, order_id: int) -> AlgoView | None:
+        """The conditional order whose trigger placed the regular order ``order_id`` (its ``ai``)."""
+        wanted = str(order_id)
+        for view in (*self._algos.values(), *self._closed_algos.values()):
+            if view.actual_order_id == wanted:
+                return view
+        return None
+
+    def fills_of(self, symbol: str, order_id: int) -> FillSummary | None:
+        """The fills of one order summed (exact), or ``None`` when none was seen.
+
+        Keyed by symbol too: Binance order ids are unique per symbol only.
+        """
+        self._fresh()
+        trades = self._fills.get((symbol, order_id))
+        return FillSummary.of(trades.values()) if trades else None
+
+    def drifted_symbols(self) -> list[str]:
+        """Symbols whose pushed ACCOUNT_UPDATE amount disagrees with the fills, once no fill is newer.
+
+        A non-empty answer means a fill was missed (or a trade was not a fill to us): resync.
+        """
+        drifted = []
+        for symbol, (time_ms, pushed) in sorted(self._pushed.items()):
+            ours = self._positions.get(symbol) or PositionView(symbol)
+            if time_ms >= self._last_fill_ms.get(symbol, 0) and pushed.amount != ours.amount:
+                drifted.append(symbol)
+        return drifted

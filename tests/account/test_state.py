@@ -1,0 +1,225 @@
+"""AccountState: fills, positions, algo orders, freshness and resync."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from account.samples import ACCOUNT_UPDATE, LISTEN_KEY_EXPIRED, algo_message, fill_message
+from quantum_exec.account.events import AlgoStatus, parse_event
+from quantum_exec.account.positions import PositionView
+from quantum_exec.account.state import AccountState, StaleStateError
+from quantum_exec.ids import client_order_id
+from quantum_exec.wire import AlgoOrder, Position
+
+D = Decimal
+SL = client_order_id("k1", "sl")
+TP = client_order_id("k1", "tp")
+
+
+def feed(state: AccountState, raw: dict[str, Any]) -> Any:
+    event = parse_event(raw)
+    assert event is not None
+    return state.apply(event)
+
+
+def fresh() -> AccountState:
+    state = AccountState()
+    state.resync([], [])
+    return state
+
+
+def rest_position(symbol: str, amount: str, entry: str) -> Position:
+    return Position.parse(
+        {"symbol": symbol, "positionAmt": amount, "entryPrice": entry, "positionSide": "BOTH"}
+    )
+
+
+def rest_algo(client_algo_id: str, status: str = "NEW", qty: str = "0.010") -> AlgoOrder:
+    return AlgoOrder.parse(
+        {
+            "algoId": 5,
+            "clientAlgoId": client_algo_id,
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "orderType": "STOP_MARKET",
+            "algoStatus": status,
+            "triggerPrice": "58000",
+            "quantity": qty,
+            "reduceOnly": True,
+        }
+    )
+
+
+def test_new_state_is_stale_until_resync() -> None:
+    state = AccountState()
+    with pytest.raises(StaleStateError):
+        state.position("BTCUSDT")
+    state.resync([], [])
+    assert state.position("BTCUSDT") == PositionView("BTCUSDT")
+    assert state.generation == 1
+
+
+def test_mark_stale_blocks_every_query() -> None:
+    state = fresh()
+    state.mark_stale()
+    for query in (
+        lambda: state.position("BTCUSDT"),
+        state.positions,
+        state.open_algo_orders,
+        lambda: state.open_protective("BTCUSDT"),
+        lambda: state.fills_of("BTCUSDT", 1),
+        lambda: state.algo_order(SL),
+    ):
+        with pytest.raises(StaleStateError):
+            query()
+
+
+def test_listen_key_expired_marks_stale() -> None:
+    state = fresh()
+    feed(state, LISTEN_KEY_EXPIRED)
+    assert state.stale
+    assert not state.is_current(1)
+
+
+def test_generation_tells_a_reading_from_before_a_gap() -> None:
+    state = fresh()
+    generation = state.generation
+    assert state.is_current(generation)
+    state.mark_stale()
+    state.resync([], [])
+    assert not state.is_current(generation)
+    assert state.is_current(generation + 1)
+
+
+def test_fills_move_the_position_and_sum_per_order() -> None:
+    state = fresh()
+    a = feed(state, fill_message(order_id=1, trade_id=11, qty="0.004", price="60000", commission="0.096"))
+    b = feed(state, fill_message(order_id=1, trade_id=12, qty="0.006", price="60100", commission="0.14424"))
+    assert a.before == PositionView("BTCUSDT") and a.after.amount == D("0.004")
+    assert b.before == a.after and b.after.amount == D("0.010")
+    assert state.position("BTCUSDT") == PositionView("BTCUSDT", D("0.010"), D("60060"))
+    summary = state.fills_of("BTCUSDT", 1)
+    assert summary is not None
+    assert summary.quantity == D("0.010")
+    assert summary.avg_price == D("60060")
+    assert summary.commission == D("0.24024")
+    assert summary.commission_asset == "USDT"
+    assert summary.realized_pnl == D(0)
+    assert summary.trade_ids == (11, 12)
+    assert state.last_event_time_ms == 1_700_000_000_001
+
+
+def test_replayed_fill_counts_once() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=11))
+    again = feed(state, fill_message(order_id=1, trade_id=11))
+    assert again.fill is None
+    assert state.position("BTCUSDT").amount == D("0.010")
+    summary = state.fills_of("BTCUSDT", 1)
+    assert summary is not None and summary.trade_ids == (11,)
+
+
+def test_realized_pnl_and_mixed_commission_assets() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", price="60000"))
+    close1 = fill_message(side="SELL", order_id=2, trade_id=2, qty="0.004", price="61000", realized="4")
+    close2 = fill_message(side="SELL", order_id=2, trade_id=3, qty="0.006", price="61000", realized="6")
+    close2["o"]["N"] = "BNB"
+    feed(state, close1)
+    feed(state, close2)
+    summary = state.fills_of("BTCUSDT", 2)
+    assert summary is not None
+    assert summary.realized_pnl == D("10")
+    assert summary.commission_asset == "MIXED"
+    assert state.position("BTCUSDT").is_flat
+
+
+def test_fills_are_keyed_by_symbol() -> None:
+    state = fresh()
+    feed(state, fill_message(symbol="ETHUSDT", order_id=1, trade_id=1))
+    assert state.fills_of("BTCUSDT", 1) is None
+    assert state.fills_of("ETHUSDT", 1) is not None
+
+
+def test_non_fill_order_events_change_nothing() -> None:
+    state = fresh()
+    raw = fill_message()
+    raw["o"].update({"x": "NEW", "X": "NEW", "l": "0", "z": "0"})
+    assert feed(state, raw).fill is None
+    assert state.position("BTCUSDT").is_flat
+
+
+def test_algo_lifecycle() -> None:
+    state = fresh()
+    feed(state, algo_message(client_algo_id=SL, status="NEW", time_ms=1))
+    feed(state, algo_message(client_algo_id=TP, status="NEW", order_type="TAKE_PROFIT_MARKET", time_ms=1))
+    feed(state, algo_message(client_algo_id="web_x", status="NEW", time_ms=1))
+    assert [a.client_algo_id for a in state.open_protective("BTCUSDT")] == [SL, TP]
+    assert len(state.open_algo_orders()) == 3
+    feed(state, algo_message(client_algo_id=SL, status="TRIGGERED", actual_order_id="9001", time_ms=2))
+    view = state.algo_order(SL)
+    assert view is not None and view.status is AlgoStatus.TRIGGERED and not view.is_armed
+    feed(
+        state,
+        algo_message(
+            client_algo_id=SL, status="FINISHED", executed="0.010", actual_order_id="9001", time_ms=3
+        ),
+    )
+    assert [a.client_algo_id for a in state.open_protective("BTCUSDT")] == [TP]
+    finished = state.algo_order(SL)
+    assert finished is not None and finished.status is AlgoStatus.FINISHED
+    assert finished.executed_qty == D("0.010")
+    assert state.algo_for_order(9001) == finished
+
+
+def test_older_algo_update_is_ignored() -> None:
+    state = fresh()
+    feed(state, algo_message(client_algo_id=SL, status="TRIGGERING", time_ms=5))
+    feed(state, algo_message(client_algo_id=SL, status="NEW", time_ms=4))
+    view = state.algo_order(SL)
+    assert view is not None and view.status is AlgoStatus.TRIGGERING
+
+
+def test_resync_replaces_the_view() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1))
+    feed(state, algo_message(client_algo_id=TP, time_ms=1))
+    state.mark_stale()
+    state.resync(
+        [rest_position("ETHUSDT", "-2.5", "3000.5"), rest_position("BTCUSDT", "0", "0")],
+        [rest_algo(SL), rest_algo("qxs-old", status="CANCELED")],
+    )
+    assert state.positions() == [PositionView("ETHUSDT", D("-2.5"), D("3000.5"))]
+    assert state.position("BTCUSDT").is_flat
+    assert [a.client_algo_id for a in state.open_algo_orders()] == [SL]
+    assert state.fills_of("BTCUSDT", 1) is not None  # history survives a resync
+
+
+def test_pushed_account_update_agreeing_is_no_drift() -> None:
+    state = fresh()
+    feed(state, fill_message(qty="20", price="6563.665", time_ms=1564745798938))
+    update = deepcopy(ACCOUNT_UPDATE)
+    update["a"]["P"] = [dict(update["a"]["P"][1], ps="BOTH")]
+    feed(state, update)
+    assert state.drifted_symbols() == []
+
+
+def test_pushed_account_update_disagreeing_is_drift() -> None:
+    state = fresh()
+    update = deepcopy(ACCOUNT_UPDATE)
+    update["a"]["P"] = [dict(update["a"]["P"][1], ps="BOTH")]
+    feed(state, update)
+    assert state.drifted_symbols() == ["BTCUSDT"]
+
+
+def test_pushed_update_older_than_a_fill_is_not_drift() -> None:
+    state = fresh()
+    update = deepcopy(ACCOUNT_UPDATE)  # T = 1564745798938, says 20
+    update["a"]["P"] = [dict(update["a"]["P"][1], ps="BOTH")]
+    feed(state, update)
+    feed(state, fill_message(qty="25", time_ms=1564745798999))
+    assert state.drifted_symbols() == []
