@@ -10,17 +10,15 @@ import pytest
 from account.samples import ACCOUNT_UPDATE, ALGO_UPDATE, LISTEN_KEY_EXPIRED, ORDER_TRADE_UPDATE, fill_message
 from quantum_exec.account.events import (
     AccountUpdate,
-    AlgoStatus,
     AlgoUpdate,
     EventError,
     ExecutionType,
     ListenKeyExpired,
-    OrderSide,
-    OrderStatus,
     OrderTradeUpdate,
     PositionSide,
     parse_event,
 )
+from quantum_exec.exchange.wire import AlgoStatus, OrderSide, OrderStatus
 
 
 def test_order_trade_update_documented_sample() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quantum_exec.account.events import OrderSide
 from quantum_exec.account.oco import Cancel
 from quantum_exec.account.reconcile import IntentRecord, Protect, RecordFlat, ReportExternal, plan_reconcile
+from quantum_exec.exchange.wire import AlgoOrder, OrderSide, Position
 from quantum_exec.ids import client_order_id
-from quantum_exec.wire import AlgoOrder, Position
 
 D = Decimal
 SL, TP = client_order_id("k1", "sl"), client_order_id("k1", "tp")

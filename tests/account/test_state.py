@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from account.samples import ACCOUNT_UPDATE, LISTEN_KEY_EXPIRED, algo_message, fill_message
-from quantum_exec.account.events import AlgoStatus, parse_event
+from quantum_exec.account.events import parse_event
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.state import AccountState, StaleStateError
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Position
 from quantum_exec.ids import client_order_id
-from quantum_exec.wire import AlgoOrder, Position
 
 D = Decimal
 SL = client_order_id("k1", "sl")

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from quantum_exec.errors import QuantumError
+from quantum_exec.exchange.wire import AlgoStatus, OrderSide, OrderStatus
 
 ZERO: Final = Decimal(0)
 
@@ -38,11 +39,6 @@ class EventError(QuantumError):
         super().__init__(f"{event_type} {field}: {problem}")
         self.event_type = event_type
         self.field = field
-
-
-class OrderSide(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
 
 
 class PositionSide(StrEnum):
@@ -60,38 +56,6 @@ class ExecutionType(StrEnum):
     EXPIRED = "EXPIRED"
     TRADE = "TRADE"
     AMENDMENT = "AMENDMENT"
-
-
-class OrderStatus(StrEnum):
-    NEW = "NEW"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCELED = "CANCELED"
-    EXPIRED = "EXPIRED"
-    EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
-    NEW_INSURANCE = "NEW_INSURANCE"
-    NEW_ADL = "NEW_ADL"
-
-
-class AlgoStatus(StrEnum):
-    """``X`` of ALGO_UPDATE: NEW -> TRIGGERING -> TRIGGERED -> FINISHED, or CANCELED/REJECTED/EXPIRED."""
-
-    NEW = "NEW"
-    TRIGGERING = "TRIGGERING"
-    TRIGGERED = "TRIGGERED"
-    FINISHED = "FINISHED"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL_ALGO
-
-
-_FINAL_ALGO: Final = frozenset(
-    {AlgoStatus.FINISHED, AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED}
-)
 
 
 class _Fields:

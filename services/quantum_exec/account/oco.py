@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from quantum_exec.account.events import AlgoStatus, OrderSide
 from quantum_exec.account.roles import sibling_of
 from quantum_exec.account.state import AccountState, AlgoView
+from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-import orjson
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from quantum_exec.account.events import OrderTradeUpdate
 from quantum_exec.account.roles import role_of
+from quantum_exec.contracts.codec import dumps
 
 ZERO: Final = Decimal(0)
 POSITION_EVENT_TYPE: Final = "position.event"
@@ -182,16 +182,9 @@ def position_event(
     )
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        # Exact digits as a JSON number, never through float (as contracts.dumps does).
-        return orjson.Fragment(format(obj, "f") if abs(obj.adjusted()) <= 40 else str(obj))
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
 def dumps_position_event(event: PositionEvent) -> bytes:
     """JSON bytes of an event with Decimals as exact numbers and the time in ISO-8601 UTC."""
-    return orjson.dumps(event.__dict__, default=_json_default)
+    return dumps(event)
 
 
 def position_event_json_schema() -> dict[str, Any]:

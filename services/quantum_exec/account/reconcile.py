@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from quantum_exec.account.events import AlgoStatus, OrderSide
 from quantum_exec.account.oco import Cancel, can_reduce
 from quantum_exec.account.state import AlgoView
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, Position
 from quantum_exec.ids import client_order_id, is_own_protective
-from quantum_exec.wire import AlgoOrder, Position
 
 ZERO: Final = Decimal(0)
 ORDER_TYPES: Final = {"sl": "STOP_MARKET", "tp": "TAKE_PROFIT_MARKET"}

@@ -21,17 +21,15 @@ from typing import Final
 
 from quantum_exec.account.events import (
     AccountUpdate,
-    AlgoStatus,
     AlgoUpdate,
     ListenKeyExpired,
-    OrderSide,
     OrderTradeUpdate,
     UserEvent,
 )
 from quantum_exec.account.positions import PositionView, apply_fill
 from quantum_exec.errors import QuantumError
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, Position
 from quantum_exec.ids import is_own_protective
-from quantum_exec.wire import AlgoOrder, Position
 
 ZERO: Final = Decimal(0)
 # Fills are kept for this many recent orders; the executor reads them right after its own order.

@@ -46,6 +46,8 @@ class OrderStatus(StrEnum):
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
     EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
+    NEW_INSURANCE = "NEW_INSURANCE"  # liquidation with the insurance fund (user data stream)
+    NEW_ADL = "NEW_ADL"  # auto-deleveraging (user data stream)
 
 
 class AlgoStatus(StrEnum):
@@ -58,6 +60,11 @@ class AlgoStatus(StrEnum):
     CANCELED = "CANCELED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the order will not change any more (FINISHED, CANCELED, REJECTED, EXPIRED)."""
+        return self in (AlgoStatus.FINISHED, AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED)
 
 
 # Order statuses that will not change any more.
