@@ -137,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from quantum_exec.ops.health import check
+    from quantum_exec.runtime import read_endpoints
 
     try:
         settings = _settings(args)
@@ -145,6 +146,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         # credentials in its own environment must still ask the service rather than fail here.
         port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
         settings = Settings(metrics_port=int(port) if port.isdigit() else 9108)
+    recorded = read_endpoints().get("metrics_port")
+    if "QUANTUM_METRICS_PORT" not in os.environ and isinstance(recorded, int):
+        # An embedded `serve` in another terminal says where it listens (like submit/results).
+        settings = settings.model_copy(update={"metrics_port": recorded})
     from quantum_exec.ops.logs import setup_logging
     from quantum_exec.settings import LogFormat
 
@@ -219,10 +224,20 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
     payload.update({k: v for k, v in flags.items() if v is not None})
     if args.reduce_only:
         payload["reduce_only"] = True
+    if getattr(args, "now", False):
+        payload["timestamp"] = datetime.now(UTC).isoformat()  # a sample file older than the TTL
     payload.setdefault("timestamp", datetime.now(UTC).isoformat())
     for field in ("symbol", "side"):
         if field not in payload and not (field == "side" and "action" in payload):
             raise ConfigError(f"submit needs --{field} (or a JSON file with it)")
+    # Refuse here, with the service's own message, what the service would only reject.
+    from quantum_exec.contracts import parse_intent
+    from quantum_exec.errors import IntentRejected
+
+    try:
+        parse_intent(payload)
+    except IntentRejected as exc:
+        raise ConfigError(f"not submitted: {exc.code}: {exc.message}") from None
     return payload
 
 
@@ -384,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sl-pct", type=_decimal_arg, help="stop-loss distance from the fill, percent")
     p.add_argument("--tp-pct", type=_decimal_arg, help="take-profit distance from the fill, percent")
     p.add_argument("--reduce-only", action="store_true", help="the entry may only reduce a position")
+    p.add_argument(
+        "--now", action="store_true", help="stamp the intent with the current time (a --file sample)"
+    )
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("results", help="show recent results", description="Show ExecutionResults.")

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING
 from pydantic import SecretStr
 
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
+from quantum_exec.settings import ExchangeEnv, Settings
 
 if TYPE_CHECKING:
     from binance_sim import Simulator
@@ -311,6 +311,20 @@ class EmbeddedRedis:
         self.stop()
 
 
+def with_sim_credentials(settings: Settings) -> Settings:
+    """For ``QUANTUM_EXCHANGE=sim`` without keys: the simulator's default pair (what it accepts)."""
+    if settings.exchange is not ExchangeEnv.SIM or (settings.api_key and settings.api_secret):
+        return settings
+    from binance_sim.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    return settings.model_copy(
+        update={
+            "api_key": settings.api_key or SecretStr(DEFAULT_API_KEY),
+            "api_secret": settings.api_secret or SecretStr(DEFAULT_API_SECRET),
+        }
+    )
+
+
 async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
     """Start the in-process simulator of the embedded default on a free loopback port.
 
@@ -319,15 +333,14 @@ async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
     """
     from binance_sim import SimConfig, Simulator
 
-    defaults = SimConfig()
-    key = settings.api_key.get_secret_value() if settings.api_key else defaults.api_key
-    secret = settings.api_secret.get_secret_value() if settings.api_secret else defaults.api_secret
+    settings = with_sim_credentials(settings)
+    assert settings.api_key is not None and settings.api_secret is not None
     # With a state directory (serve's embedded defaults) the paper account survives restarts.
     state_path = settings.state_dir / "paper-account.pickle" if settings.state_dir is not None else None
     simulator = Simulator(
         SimConfig(
-            api_key=key,
-            api_secret=secret,
+            api_key=settings.api_key.get_secret_value(),
+            api_secret=settings.api_secret.get_secret_value(),
             latency_ms=settings.sim_latency_ms,
             rate_limits=settings.sim_rate_limits,
             state_path=state_path,
@@ -335,11 +348,4 @@ async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
     )
     await simulator.start(host="127.0.0.1", port=0)
     log.info("exchange.embedded_simulator", url=simulator.base_url)
-    pointed = settings.model_copy(
-        update={
-            "binance_base_url": simulator.base_url,
-            "api_key": SecretStr(key),
-            "api_secret": SecretStr(secret),
-        }
-    )
-    return simulator, pointed
+    return simulator, settings.model_copy(update={"binance_base_url": simulator.base_url})

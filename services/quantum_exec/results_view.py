@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from quantum_exec.contracts import ExecutionResult, PayloadError, decode_result_fields
+from quantum_exec.contracts.codec import payload_value
 from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
 
@@ -68,14 +69,20 @@ def format_table(results: Iterable[ExecutionResult]) -> str:
     return "\n".join(lines)
 
 
-def _decode(entries: Sequence[tuple[Any, dict[Any, Any]]]) -> list[tuple[str, ExecutionResult]]:
+Shown = tuple[str, ExecutionResult, bytes]
+
+
+def _decode(entries: Sequence[tuple[Any, dict[Any, Any]]]) -> list[Shown]:
+    """(stream id, result, the payload exactly as published) of each readable result entry."""
     out = []
     for stream_id, fields in entries:
         try:
             result = decode_result_fields(fields)
         except (PayloadError, ValueError):
             continue
-        out.append((stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id), result))
+        raw = payload_value(fields)
+        wire = raw if isinstance(raw, bytes) else str(raw).encode()
+        out.append((stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id), result, wire))
     return out
 
 
@@ -103,12 +110,13 @@ async def show_results(settings: Settings, redis_url: str, *, count: int, follow
     return 0
 
 
-def _print(results: list[tuple[str, ExecutionResult]], *, as_json: bool, header: bool) -> None:
+def _print(results: list[Shown], *, as_json: bool, header: bool) -> None:
     if as_json:
-        for _stream_id, result in results:
-            sys.stdout.write(result.model_dump_json() + "\n")
+        # The wire payload itself: exact JSON numbers, times as published, nothing re-encoded.
+        for _stream_id, _result, wire in results:
+            sys.stdout.buffer.write(wire + b"\n")
     elif results or header:
-        table = format_table(r for _, r in results)
+        table = format_table(r for _, r, _w in results)
         lines = table.splitlines()
         sys.stdout.write("\n".join(lines if header else lines[2:]) + "\n")
     sys.stdout.flush()

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from quantum_exec import __version__
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.errors import ConfigError
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
@@ -147,7 +148,14 @@ class Service:
             if self.executor is not None:
                 self.metrics_server.add_check("exchange_rules", self._rules_ready)
                 self.metrics_server.add_check("exchange", self._exchange_ready)
-            await self.metrics_server.start()
+            try:
+                await self.metrics_server.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"QUANTUM_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                    f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); "
+                    "another process holds the port: stop it or choose another port (0 = any free one)"
+                ) from None
         await self.consumer.start()
         if self.notifier is not None:
             self.notifier.ready(f"consuming {settings.intent_stream} as {settings.consumer_name}")
@@ -181,12 +189,14 @@ class Service:
 
     async def _executor_handler(self) -> Handler:
         # Imported when used: the exchange stack (python-binance) is not needed with a handler.
-        from quantum_exec.embedded import start_simulator
+        from quantum_exec.embedded import start_simulator, with_sim_credentials
         from quantum_exec.execution.executor import create_executor
 
         settings = self.settings
         if settings.embedded_sim:
             self.simulator, settings = await start_simulator(settings)
+        else:
+            settings = with_sim_credentials(settings)  # a standalone `quantum-exec sim`
         executor = self.executor = await create_executor(settings)
 
         async def execute(

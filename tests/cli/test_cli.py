@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,35 @@ def test_submit_from_a_json_file(redis_url: str, unique_names: dict[str, Any], t
     assert payload["model"] == "ensemble" and payload["leverage"] == 2
 
 
+def test_submit_refuses_what_the_service_would_reject(redis_url: str, unique_names: dict[str, Any]) -> None:
+    out = run("submit", "--symbol", "BTCUSDT", "--side", "BUY", env=stream_env(redis_url, unique_names))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "INVALID_FIELD: position_size_usd: required for BUY (or quantity)" in out.stderr
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    try:
+        assert client.xlen(unique_names["intent_stream"]) == 0  # nothing published
+    finally:
+        client.close()
+
+
+def test_submit_now_restamps_an_old_sample(
+    redis_url: str, unique_names: dict[str, Any], tmp_path: Path
+) -> None:
+    sample = tmp_path / "sample.json"
+    sample.write_text(
+        json.dumps({"symbol": "ETHUSDT", "side": "BUY", "quantity": 0.1, "timestamp": 1700000000000})
+    )
+    out = run("submit", "--file", str(sample), "--now", env=stream_env(redis_url, unique_names))
+    assert out.returncode == 0, out.stderr
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    try:
+        payload = decode_entry(client.xrange(unique_names["intent_stream"])[0][1])
+    finally:
+        client.close()
+    stamped = datetime.fromisoformat(str(payload["timestamp"]))
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 30
+
+
 def test_submit_without_redis_says_how_to_fix_it(tmp_path: Path) -> None:
     out = run(
         "submit",
@@ -160,6 +190,8 @@ def test_results_shows_a_table_and_json_lines(redis_url: str, unique_names: dict
     assert "cli-res-1" in table.stdout and "rejected" in table.stdout
     lines = run("results", "--json", env=env).stdout.strip().splitlines()
     assert json.loads(lines[-1])["intent_id"] == "cli-res-1"
+    # Exactly the wire payload: the bytes published, not a re-encoding (decimals stay numbers).
+    assert lines[-1].encode() == encode_result_fields(result)["payload"]
 
 
 def test_check_fails_when_nothing_listens() -> None:

@@ -1,12 +1,13 @@
-"""`quantum-exec serve` on the embedded defaults, killed with SIGKILL and started again: the private
-Redis dies with it, keeps its data in the state directory, and every intent published before the
-kill gets exactly one result after the restart."""
+"""`quantum-exec serve` as an operator runs it: killed with SIGKILL and started again on the
+embedded defaults (the private Redis dies with it and keeps its data, every intent published before
+the kill gets exactly one result), `check` beside it, a busy metrics port, a standalone simulator."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,8 +48,10 @@ class Serve:
             return {}
         return data if self.proc is not None and data.get("pid") == self.proc.pid else {}
 
-    def start(self) -> redis.Redis:
-        self.proc = subprocess.Popen([EXE, "serve"], env=self.env, stdout=self.log, stderr=self.log)
+    def start(self, **env: str) -> redis.Redis:
+        self.proc = subprocess.Popen(
+            [EXE, "serve"], env={**self.env, **env}, stdout=self.log, stderr=self.log
+        )
         wait_until(self.endpoints, 60, "serve to record its endpoints")
         return redis.Redis.from_url(str(self.endpoints()["redis_url"]), protocol=2)
 
@@ -108,3 +111,47 @@ def test_sigkilled_serve_restarted_answers_every_intent(tmp_path: Path) -> None:
         client.close()
     finally:
         serve.stop()
+
+
+def test_check_finds_the_port_an_embedded_serve_recorded(tmp_path: Path) -> None:
+    serve = Serve(tmp_path)
+    try:
+        serve.start().close()
+        env = {k: v for k, v in serve.env.items() if k != "QUANTUM_METRICS_PORT"}
+        probe = subprocess.run([EXE, "check"], env=env, capture_output=True, text=True, timeout=30)
+        assert probe.returncode == 0, probe.stderr
+    finally:
+        serve.stop()
+
+
+def test_a_busy_metrics_port_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        serve = Serve(tmp_path)
+        env = {**serve.env, "QUANTUM_METRICS_PORT": str(port)}
+        out = subprocess.run([EXE, "serve"], env=env, capture_output=True, text=True, timeout=60)
+        serve.log.close()
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    [line] = [x for x in out.stderr.splitlines() if x.startswith("quantum-exec:")]
+    assert (f"QUANTUM_METRICS_PORT={port}" in line and "in use" in line) or "already" in line
+
+
+def test_serve_against_a_standalone_sim_needs_no_keys(tmp_path: Path) -> None:
+    sim = subprocess.Popen([EXE, "sim", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    serve = Serve(tmp_path)
+    try:
+        assert sim.stdout is not None
+        base_url = sim.stdout.readline().split()[3]
+        client = serve.start(QUANTUM_EXCHANGE="sim", QUANTUM_BINANCE_BASE_URL=base_url)
+        client.xadd(INTENTS, _intent(0))
+        wait_until(lambda: _result_ids(client), 30, "the result")
+        [(_sid, fields)] = client.xrange(RESULTS)
+        assert json.loads(fields[b"payload"])["status"] == "filled"
+        client.close()
+    finally:
+        serve.stop()
+        sim.kill()
+        sim.wait()
