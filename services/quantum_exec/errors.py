@@ -58,6 +58,10 @@ class UnknownOutcomeError(ExchangeError):
         self.sent_at = sent_at
 
 
+class ListenKeyGone(PermanentError):
+    """The user data stream's listenKey no longer exists (``-1125``): create a new one."""
+
+
 class RateLimitedError(RetryableError):
     """429 / 418 / -1003: the client must pause for ``retry_after_s``."""
 

@@ -121,6 +121,8 @@ class Settings(BaseModel):
     # Exchange
     exchange: ExchangeEnv = ExchangeEnv.SIM
     binance_base_url: str | None = None
+    # User data stream root (wss://...); unset = the environment's (sim: the simulator's address).
+    binance_stream_url: str | None = None
     api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BINANCE_API_KEY", "QUANTUM_API_KEY")
     )

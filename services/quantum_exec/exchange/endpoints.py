@@ -34,3 +34,7 @@ EP_CANCEL_ALL_ALGO = Endpoint("delete", "algoOpenOrders", mutates=True)
 EP_OPEN_ALGO = Endpoint("get", "openAlgoOrders")
 EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
 EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
+# The user data stream's key: API key header, no signature (weight 1).
+EP_LISTEN_KEY_NEW = Endpoint("post", "listenKey", signed=False)
+EP_LISTEN_KEY_KEEP = Endpoint("put", "listenKey", signed=False)
+EP_LISTEN_KEY_CLOSE = Endpoint("delete", "listenKey", signed=False)

@@ -24,18 +24,28 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 from quantum_exec.errors import (
     ClockSkewError,
     ExchangeError,
+    ListenKeyGone,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.codes import ALREADY_DONE_CODES, NOT_FOUND_CODES, RULES_STALE_CODES, classify
+from quantum_exec.exchange.codes import (
+    ALREADY_DONE_CODES,
+    LISTEN_KEY_GONE,
+    NOT_FOUND_CODES,
+    RULES_STALE_CODES,
+    classify,
+)
 from quantum_exec.exchange.endpoints import (
     EP_CANCEL_ALGO,
     EP_EXCHANGE_INFO,
     EP_GET_ALGO,
     EP_GET_ORDER,
     EP_LEVERAGE_BRACKET,
+    EP_LISTEN_KEY_CLOSE,
+    EP_LISTEN_KEY_KEEP,
+    EP_LISTEN_KEY_NEW,
     EP_MARK_PRICE,
     EP_NEW_ALGO,
     EP_NEW_ORDER,
@@ -79,6 +89,23 @@ RATE_LIMIT_RETRIES = 3
 DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
 TIME_SYNC_INTERVAL_S = 300.0
 UNREACHABLE_PROBE_S = 5.0
+
+
+STREAM_ROOTS: Mapping[ExchangeEnv, str] = {
+    ExchangeEnv.LIVE: "wss://fstream.binance.com",
+    ExchangeEnv.TESTNET: "wss://fstream.binancefuture.com",
+    ExchangeEnv.DEMO: "wss://fstream.binancefuture.com",
+}
+
+
+def stream_root(settings: Settings) -> str:
+    """The user data stream root: ``QUANTUM_BINANCE_STREAM_URL``, else the environment's (the
+    simulator serves it on its own host and port)."""
+    if settings.binance_stream_url:
+        return settings.binance_stream_url
+    if settings.exchange is ExchangeEnv.SIM:
+        return rest_root(settings).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return STREAM_ROOTS[settings.exchange]
 
 
 def rest_root(settings: Settings) -> str:
@@ -460,3 +487,24 @@ class BinanceGateway:
                 return False
             raise
         return True
+
+    # -- user data stream key ------------------------------------------------------------------
+
+    async def create_listen_key(self) -> str:
+        """The account's listenKey (Binance returns the active one if there is one)."""
+        raw = await self._call(EP_LISTEN_KEY_NEW)
+        return str(raw["listenKey"])
+
+    async def keepalive_listen_key(self, key: str) -> None:
+        """Extend the key by 60 minutes; :class:`ListenKeyGone` when it no longer exists."""
+        try:
+            await self._call(EP_LISTEN_KEY_KEEP, {"listenKey": key})
+        except PermanentError as exc:
+            if exc.code == LISTEN_KEY_GONE:
+                raise ListenKeyGone(exc.message) from None
+            raise
+
+    async def close_listen_key(self, key: str) -> None:
+        """Close the key (for every holder of it)."""
+        with contextlib.suppress(PermanentError):
+            await self._call(EP_LISTEN_KEY_CLOSE, {"listenKey": key})
