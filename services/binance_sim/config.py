@@ -26,6 +26,10 @@ class SimConfig:
     ``funding`` sets the funding interval and whether the server settles by itself (default: 8 h,
     settled only on ``POST /_sim/funding``). ``liquidation`` liquidates positions whose margin falls
     to their maintenance margin at a mark move (default on).
+    ``listen_key_lifetime_ms`` is how long a listenKey lives without a keepalive (Binance: 60 min);
+    ``stream_ping_interval_s`` how often the server pings user-stream sockets (Binance: 3 min).
+    ``trigger_delay_ms`` is how long a crossed algo order stays TRIGGERING before its order is placed.
+    ``max_algo_orders_per_symbol`` overrides the MAX_NUM_ALGO_ORDERS filter (10 when exchangeInfo has none).
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -43,6 +47,10 @@ class SimConfig:
     exchange_info_path: Path | None = None
     market_state_path: Path | None = None
     loopback_only_control: bool = True
+    listen_key_lifetime_ms: int = 60 * 60 * 1000
+    stream_ping_interval_s: float = 180.0
+    trigger_delay_ms: int = 5
+    max_algo_orders_per_symbol: int | None = None
 
     def secrets(self) -> dict[str, str]:
         """Every accepted API key mapped to its secret."""
