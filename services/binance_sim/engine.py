@@ -1287,7 +1287,10 @@ class Engine:
         positions = []
         for spec, pos in self._position_rows(self.market.symbols.values(), only_active=version >= 3):
             f = self._position_fields(spec, pos)
-            row = {k: f[k] for k in _ACCOUNT_POSITION_KEYS}
+            # /fapi/v2|v3/account spells it unrealizedProfit (positionRisk: unRealizedProfit).
+            row = {
+                ("unrealizedProfit" if k == "unRealizedProfit" else k): f[k] for k in _ACCOUNT_POSITION_KEYS
+            }
             if version < 3:
                 row |= {
                     "leverage": str(f["leverage"]),
@@ -1360,14 +1363,27 @@ class Engine:
             "algoStatus": algo.algo_status,
         }
         if query:
+            # GET /fapi/v1/algoOrder: "actualOrderId" "" and "actualPrice" "0.00000" until triggered.
             body["actualOrderId"] = "" if algo.actual_order_id is None else str(algo.actual_order_id)
             body["actualPrice"] = (
-                "" if algo.actual_price is None else _price_text(algo.actual_price, spec.price_places)
+                "0.00000" if algo.actual_price is None else _price_text(algo.actual_price, spec.price_places)
             )
         body |= {
             "triggerPrice": fmt_places(algo.trigger_price, spec.price_places),
             "price": fmt_places(algo.price, spec.price_places),
             "icebergQuantity": None,
+        }
+        if query:
+            # The query answers carry the (unused for CONDITIONAL) TP/SL attachment fields too.
+            zero = fmt_places(ZERO, spec.price_places)
+            body |= {
+                "tpTriggerPrice": zero,
+                "tpPrice": zero,
+                "slTriggerPrice": zero,
+                "slPrice": zero,
+                "tpOrderType": "",
+            }
+        body |= {
             "selfTradePreventionMode": algo.self_trade_prevention_mode,
             "workingType": algo.working_type,
             "priceMatch": "NONE",
@@ -1392,6 +1408,7 @@ class Engine:
             "commission": fmt_places(trade.commission, MONEY_PLACES),
             "commissionAsset": "USDT",
             "id": trade.trade_id,
+            "marginAsset": "USDT",
             "maker": trade.maker,
             "orderId": trade.order_id,
             "price": fmt_places(trade.price, spec.price_places),

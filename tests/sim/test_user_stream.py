@@ -360,3 +360,20 @@ async def test_python_binance_futures_user_socket_end_to_end(sim: Simulator, cli
         parse(event)
     positions = [e["a"]["P"][0]["pa"] for e in received if e["e"] == "ACCOUNT_UPDATE"]
     assert positions == ["0.010", "0.000"]
+
+
+async def test_rest_field_names_as_binance_sends_them(raw: Raw) -> None:
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    for version in (2, 3):
+        _, account, _ = await raw.signed("GET", f"/fapi/v{version}/account", {})
+        (row,) = [p for p in account["positions"] if p["symbol"] == "BTCUSDT"]
+        assert "unrealizedProfit" in row and "unRealizedProfit" not in row
+    _, risk, _ = await raw.signed("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})
+    assert "unRealizedProfit" in risk[0]  # positionRisk keeps Binance's other spelling
+    _, trades, _ = await raw.signed("GET", "/fapi/v1/userTrades", {"symbol": "BTCUSDT"})
+    assert trades[-1]["marginAsset"] == "USDT"
+    _, placed = await algo(raw, side="SELL", type="STOP_MARKET", triggerPrice="94000", closePosition="true")
+    _, queried, _ = await raw.signed("GET", "/fapi/v1/algoOrder", {"algoId": placed["algoId"]})
+    assert (queried["actualOrderId"], queried["actualPrice"]) == ("", "0.00000")
+    assert (queried["tpTriggerPrice"], queried["tpOrderType"]) == ("0.00", "")
+    assert "tpTriggerPrice" not in placed  # the placement answer has no TP/SL attachment fields
