@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -30,9 +30,13 @@ def fmt(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+_QUANTS: Final = tuple(Decimal(1).scaleb(-places) for places in range(19))
+
+
 def fmt_places(value: Decimal, places: int) -> str:
     """Decimal text with exactly ``places`` fraction digits (how Binance prints prices and quantities)."""
-    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
+    quant = _QUANTS[places] if 0 <= places < len(_QUANTS) else Decimal(1).scaleb(-places)
+    return format(value.quantize(quant), "f")
 
 
 def decimals_of(value: Decimal) -> int:
