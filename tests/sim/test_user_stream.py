@@ -92,13 +92,18 @@ async def mark(raw: Raw, price: str) -> None:
         assert r.status == 200, await r.text()
 
 
-async def test_listen_key_post_shares_put_extends_delete_closes(raw: Raw) -> None:
+async def test_listen_key_post_shares_put_extends_delete_closes(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
     first = await listen_key(raw)
     assert await listen_key(raw) == first  # every instance of the account shares the active key
+    listener = await connect(session, sim, f"/private/ws/{first}")
     status, body, _ = await raw.request("PUT", "/fapi/v1/listenKey", body=f"listenKey={first}")
     assert (status, body) == (200, {"listenKey": first})
     status, body, _ = await raw.request("DELETE", "/fapi/v1/listenKey", body=f"listenKey={first}")
     assert (status, body) == (200, {})
+    await asyncio.wait_for(listener.closed.wait(), 5)  # DELETE closes the key's sockets
+    assert listener.events == []  # closed, not expired: no listenKeyExpired
     for method in ("PUT", "DELETE"):
         status, body, _ = await raw.request(method, "/fapi/v1/listenKey", body=f"listenKey={first}")
         assert (status, body) == (400, {"code": -1125, "msg": "This listenKey does not exist."})
@@ -221,25 +226,28 @@ async def test_triggering_hold_answers_minus_2011_then_releases(
     await listener.close()
 
 
+@pytest.mark.parametrize("sim_config", [SimConfig(rate_limits=False, trigger_delay_ms=300)])
 async def test_triggering_is_observable_during_the_trigger_delay(sim: Simulator, raw: Raw) -> None:
     await order(raw, side="BUY", type="MARKET", quantity="0.010")
     _, stop = await algo(raw, side="SELL", type="STOP_MARKET", triggerPrice="94000", closePosition="true")
-    seen: set[str] = set()
+    seen: list[str] = []
 
     async def poll() -> None:
-        while True:
+        while not seen or seen[-1] != "FINISHED":
             _, body, _ = await raw.signed("GET", "/fapi/v1/algoOrder", {"algoId": stop["algoId"]})
-            seen.add(body["algoStatus"])
-            if body["algoStatus"] == "FINISHED":
-                return
+            seen.append(body["algoStatus"])
 
     poller = asyncio.create_task(poll())
     await wait_for(lambda: "NEW" in seen, 5, "a first poll")
-    await mark(raw, "93000")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await mark(raw, "93000")  # answers once the trigger completed
+    assert loop.time() - started >= 0.3
+    _, body, _ = await raw.signed("GET", "/fapi/v1/algoOrder", {"algoId": stop["algoId"]})
+    assert body["algoStatus"] == "FINISHED"
     await asyncio.wait_for(poller, 5)
-    assert {"NEW", "FINISHED"} <= seen
-    (config_delay,) = {sim.config.trigger_delay_ms}
-    assert config_delay > 0
+    assert "TRIGGERING" in seen
+    assert [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s] == ["NEW", "TRIGGERING", "FINISHED"]
 
 
 async def test_reduce_only_trigger_without_position_is_rejected(
