@@ -68,7 +68,13 @@ async def listen(session: aiohttp.ClientSession, url: str, counts: list[int], in
                 counts[index] += 1
 
 
-async def run(base_url: str, seconds: float, workers: int, sockets: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` has used (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(base_url: str, seconds: float, workers: int, sockets: int, server_pid: int) -> None:
     connector = aiohttp.TCPConnector(limit=workers)
     async with aiohttp.ClientSession(connector=connector) as session:
         # Fees of tens of thousands of fills would drain the fixture wallet into -2019 rejections.
@@ -90,10 +96,14 @@ async def run(base_url: str, seconds: float, workers: int, sockets: int) -> None
             ("POST /fapi/v1/order MARKET", market_order),
         ):
             await drive(session, make, 0.5, workers)  # warm up connections
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds(server_pid)
             ok, other = await drive(session, make, seconds, workers)
             elapsed = time.monotonic() - started
-            print(f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}")
+            per_request = (cpu_seconds(server_pid) - cpu) / max(ok + other, 1) * 1e6
+            print(
+                f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}"
+                f"  server CPU {per_request:.0f} us/request"
+            )
         if sockets:
             async with session.post(f"{base_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": API_KEY}) as r:
                 key = (await r.json())["listenKey"]
@@ -102,16 +112,20 @@ async def run(base_url: str, seconds: float, workers: int, sockets: int) -> None
             listeners = [asyncio.create_task(listen(session, ws_url, counts, i)) for i in range(sockets)]
             await drive(session, market_order, 0.5, workers)  # warm up, sockets connect
             before = sum(counts)
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds(server_pid)
             ok, other = await drive(session, market_order, seconds, workers)
             elapsed = time.monotonic() - started
             deadline = time.monotonic() + 10  # let the fan-out drain: 4 events per order per socket
             while sum(counts) - before < ok * 4 * sockets and time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline poll of counters
                 await asyncio.sleep(0.05)
             drained = time.monotonic() - started
+            per_request = (cpu_seconds(server_pid) - cpu) / max(ok + other, 1) * 1e6
             delivered = sum(counts) - before
             name = f"POST /fapi/v1/order + {sockets} sockets"
-            print(f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}")
+            print(
+                f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}"
+                f"  server CPU {per_request:.0f} us/request (events included)"
+            )
             print(
                 f"{'  events delivered':34s} {delivered / drained:8.0f} ev/s  "
                 f"{delivered}/{ok * 4 * sockets} in {drained:.1f}s"
@@ -139,7 +153,7 @@ def main() -> None:
         assert server.stdout is not None
         line = server.stdout.readline()
         base_url = line.split()[3]
-        asyncio.run(run(base_url, args.seconds, args.concurrency, args.sockets))
+        asyncio.run(run(base_url, args.seconds, args.concurrency, args.sockets, server.pid))
     finally:
         server.terminate()
         server.wait(timeout=10)

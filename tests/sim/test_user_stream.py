@@ -343,7 +343,9 @@ async def test_python_binance_futures_user_socket_end_to_end(sim: Simulator, cli
     manager = BinanceSocketManager(client)
     manager.FSTREAM_URL = sim.base_url.replace("http", "ws") + "/"
     received: list[dict[str, Any]] = []
-    async with manager.futures_user_socket() as socket:
+    socket = manager.futures_user_socket()
+    socket.TIMEOUT = 1  # its read loop polls with this timeout; closing waits for it (default 10 s)
+    async with socket:
 
         async def read() -> None:
             while True:
