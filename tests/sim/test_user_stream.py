@@ -28,6 +28,7 @@ class Listener:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
+        self.out_of_order: list[tuple[int, int]] = []
         self.closed = asyncio.Event()
         self._task = asyncio.create_task(self._read())
 
@@ -36,6 +37,8 @@ class Listener:
             if message.type == aiohttp.WSMsgType.TEXT:
                 event = orjson.loads(message.data)
                 parse(event)  # strict: unknown keys or wrong JSON types fail the test here
+                if self.events and int(event["E"]) <= int(self.events[-1]["E"]):
+                    self.out_of_order.append((int(self.events[-1]["E"]), int(event["E"])))
                 self.events.append(event)
         self.closed.set()
 
@@ -49,6 +52,7 @@ class Listener:
         await self.ws.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        assert self.out_of_order == []  # E strictly increases on one connection
 
 
 @pytest.fixture
@@ -387,3 +391,16 @@ async def test_rest_field_names_as_binance_sends_them(raw: Raw) -> None:
     assert (queried["actualOrderId"], queried["actualPrice"]) == ("", "0.00000")
     assert (queried["tpTriggerPrice"], queried["tpOrderType"]) == ("0.00", "")
     assert "tpTriggerPrice" not in placed  # the placement answer has no TP/SL attachment fields
+
+
+async def test_engine_driven_from_another_thread_still_publishes(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    key = await listen_key(raw)
+    listener = await connect(session, sim, f"/private/ws/{key}")
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    await algo(raw, side="SELL", type="STOP_MARKET", triggerPrice="94000", closePosition="true")
+    await asyncio.to_thread(sim.set_mark_price, "BTCUSDT", "93900")  # publishes from a worker thread
+    await listener.wait("FINISHED", lambda e: e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED")
+    assert [e["o"]["X"] for e in listener.of("ALGO_UPDATE")] == ["NEW", "TRIGGERING", "TRIGGERED", "FINISHED"]
+    await listener.close()
