@@ -2,8 +2,11 @@
 
 Runs the simulator in its own process (``python -m binance_sim --no-rate-limits``) so client and server
 do not share one core, then drives it with aiohttp at a fixed concurrency for a few seconds each.
+With ``--sockets N`` (default 20) the MARKET phase runs again while N user-data-stream WebSockets
+receive every event (ORDER_TRADE_UPDATE x2, TRADE_LITE, ACCOUNT_UPDATE per order), to show that
+fanning events out does not slow orders down.
 
-    python bench/sim_rps.py [--seconds 3] [--concurrency 32]
+    python bench/sim_rps.py [--seconds 3] [--concurrency 32] [--sockets 20]
 """
 
 from __future__ import annotations
@@ -57,7 +60,21 @@ async def drive(
     return counts[0], counts[1]
 
 
-async def run(base_url: str, seconds: float, workers: int) -> None:
+async def listen(session: aiohttp.ClientSession, url: str, counts: list[int], index: int) -> None:
+    """Count the events one user-stream socket receives until it closes."""
+    async with session.ws_connect(url) as ws:
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                counts[index] += 1
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` has used (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(base_url: str, seconds: float, workers: int, sockets: int, server_pid: int) -> None:
     connector = aiohttp.TCPConnector(limit=workers)
     async with aiohttp.ClientSession(connector=connector) as session:
         # Fees of tens of thousands of fills would drain the fixture wallet into -2019 rejections.
@@ -79,16 +96,50 @@ async def run(base_url: str, seconds: float, workers: int) -> None:
             ("POST /fapi/v1/order MARKET", market_order),
         ):
             await drive(session, make, 0.5, workers)  # warm up connections
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds(server_pid)
             ok, other = await drive(session, make, seconds, workers)
             elapsed = time.monotonic() - started
-            print(f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}")
+            per_request = (cpu_seconds(server_pid) - cpu) / max(ok + other, 1) * 1e6
+            print(
+                f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}"
+                f"  server CPU {per_request:.0f} us/request"
+            )
+        if sockets:
+            async with session.post(f"{base_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": API_KEY}) as r:
+                key = (await r.json())["listenKey"]
+            counts = [0] * sockets
+            ws_url = base_url.replace("http", "ws") + f"/private/ws/{key}"
+            listeners = [asyncio.create_task(listen(session, ws_url, counts, i)) for i in range(sockets)]
+            await drive(session, market_order, 0.5, workers)  # warm up, sockets connect
+            before = sum(counts)
+            started, cpu = time.monotonic(), cpu_seconds(server_pid)
+            ok, other = await drive(session, market_order, seconds, workers)
+            elapsed = time.monotonic() - started
+            deadline = time.monotonic() + 10  # let the fan-out drain: 4 events per order per socket
+            while sum(counts) - before < ok * 4 * sockets and time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline poll of counters
+                await asyncio.sleep(0.05)
+            drained = time.monotonic() - started
+            per_request = (cpu_seconds(server_pid) - cpu) / max(ok + other, 1) * 1e6
+            delivered = sum(counts) - before
+            name = f"POST /fapi/v1/order + {sockets} sockets"
+            print(
+                f"{name:34s} {ok / elapsed:8.0f} req/s  ok={ok} non-200={other} concurrency={workers}"
+                f"  server CPU {per_request:.0f} us/request (events included)"
+            )
+            print(
+                f"{'  events delivered':34s} {delivered / drained:8.0f} ev/s  "
+                f"{delivered}/{ok * 4 * sockets} in {drained:.1f}s"
+            )
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--sockets", type=int, default=20)
     args = parser.parse_args()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
@@ -102,7 +153,7 @@ def main() -> None:
         assert server.stdout is not None
         line = server.stdout.readline()
         base_url = line.split()[3]
-        asyncio.run(run(base_url, args.seconds, args.concurrency))
+        asyncio.run(run(base_url, args.seconds, args.concurrency, args.sockets, server.pid))
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -27,6 +27,38 @@ Market model (each part switchable; the defaults keep a MARKET order one trade a
   orders and algo orders are canceled and a LIQUIDATION order (``autoclose-…``) closes it at the
   mark, issued at the bankruptcy price, with a liquidation fee as INSURANCE_CLEAR.
 
+User data stream (``userstream.py`` keys, sockets and fan-out; ``events.py`` the event JSON):
+
+- ``POST|PUT|DELETE /fapi/v1/listenKey`` (``X-MBX-APIKEY`` only, no signature, weight 1): POST
+  answers ``{"listenKey"}``, the active key (extended) if there is one, so every instance of the
+  account shares it; PUT extends it by ``SimConfig.listen_key_lifetime_ms`` (60 min); DELETE answers
+  ``{}`` and closes its sockets; an unknown or expired key answers 400 ``-1125`` "This listenKey does
+  not exist.". A key not kept alive expires: its sockets get ``{"e": "listenKeyExpired", "E":
+  "<ms as a string>", "listenKey"}`` and are closed.
+- WebSocket on the simulator's own host and port: ``/private/ws/<key>``, ``/private/ws?listenKey=
+  <key>`` (Binance since 2026-04-23; python-binance 1.0.37's ``futures_user_socket()`` with
+  ``FSTREAM_URL = "ws://host:port/"``) and the legacy ``/ws/<key>``; any number of sockets per key,
+  each gets every event; the server pings every ``SimConfig.stream_ping_interval_s`` (180 s) and
+  answers pings. No permessage-deflate.
+- Events, in order of a strictly increasing ``E`` per account: ``ORDER_TRADE_UPDATE`` for every
+  order state change and every fill (``x`` TRADE with that fill's l/L/n/N/t/rp/m), ``TRADE_LITE``
+  per fill, ``ACCOUNT_UPDATE`` after each fill (``m`` ORDER) and for FUNDING_FEE and
+  INSURANCE_CLEAR (``B`` the USDT balance, ``P`` the symbol's positions), ``ALGO_UPDATE`` for every
+  algo status change (``ai`` the real order id once triggered, ``rm`` why it was rejected). Events
+  are only built while a socket listens.
+- Trigger lifecycle: a crossed trigger goes NEW -> TRIGGERING -> TRIGGERED -> FINISHED (FINISHED
+  when its real order is filled, canceled or expired; a LIMIT that rests stays TRIGGERED). It stays
+  TRIGGERING ``SimConfig.trigger_delay_ms`` (5 ms) when the mark moves through ``POST
+  /_sim/markPrice``, which answers only after the due triggers completed, so a caller sees them done
+  and a concurrent client can see TRIGGERING; ``Simulator.set_mark_price`` and the walk complete
+  them before returning. A cancel in TRIGGERING answers ``-2011``. A reduce-only or closePosition
+  trigger that finds no position ends REJECTED, rm "Reduce Only reject", with no order behind it;
+  one whose order fails the margin check ends REJECTED with that error's message.
+- Limits: open (NEW or TRIGGERING) conditional orders are limited per symbol by exchangeInfo's
+  MAX_NUM_ALGO_ORDERS filter (10 when absent; ``SimConfig.max_algo_orders_per_symbol`` overrides)
+  and to 200 per account: ``-4045`` "Reach max stop order limit." beyond. A reduce-only MARKET
+  larger than the position fills the position size, its origQty shrunk to it, status FILLED.
+
 Python API::
 
     sim = Simulator(SimConfig(api_key=..., api_secret=..., latency_ms=0, rate_limits=True,
@@ -42,6 +74,7 @@ Python API::
     sim.set_faults({"faults": [...]}) or sim.set_faults(faults=[...], clock_skew_ms=1500)
     sim.set_balance("USDT", "50"); sim.set_rate_limits(False)
     sim.state(); sim.reset(); await sim.stop()        # stop() is safe twice
+    sim.stream.connections; sim.stream.key            # the user stream's sockets and listenKey
     with run_in_thread(cfg) as base_url: ...          # for synchronous code
     serve_forever(cfg, host="127.0.0.1", port=8765)   # blocks until SIGINT/SIGTERM
 
@@ -67,6 +100,12 @@ Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
     {
       "mode": "replace",            # or "append"; replace (default) drops the current rules
       "clock_skew_ms": 0,           # optional: server time = wall clock + skew (kept when absent)
+      "stream_delay_ms": 0,         # optional: every user-stream event leaves this much later (kept)
+      "hold_triggering": false,     # optional: crossed algo orders stay TRIGGERING (kept when absent);
+                                    #   setting it false places the held ones at once
+      "actions": ["drop_user_streams", "expire_listen_key"],   # optional one-shot actions, now:
+                                    #   close every user-stream socket (the key stays valid) /
+                                    #   expire the listenKey (listenKeyExpired, sockets closed, -1125)
       "faults": [
         {"kind": "latency", "ms": 250, "method": "POST", "path": "/fapi/v1/order", "count": 3},
         {"kind": "unknown_after", "method": "POST", "path": "/fapi/v1/order", "count": 1}

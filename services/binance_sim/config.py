@@ -27,6 +27,10 @@ class SimConfig:
     settled only on ``POST /_sim/funding``). ``liquidation`` liquidates positions whose margin falls
     to their maintenance margin at a mark move (default on).
     ``state_path`` keeps the account (orders, positions, wallet, trades) across restarts.
+    ``listen_key_lifetime_ms`` is how long a listenKey lives without a keepalive (Binance: 60 min);
+    ``stream_ping_interval_s`` how often the server pings user-stream sockets (Binance: 3 min).
+    ``trigger_delay_ms`` is how long a crossed algo order stays TRIGGERING before its order is placed.
+    ``max_algo_orders_per_symbol`` overrides the MAX_NUM_ALGO_ORDERS filter (10 when exchangeInfo has none).
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -46,6 +50,10 @@ class SimConfig:
     loopback_only_control: bool = True
     # Keep the account in this file across restarts (a paper account); None: in memory only.
     state_path: Path | None = None
+    listen_key_lifetime_ms: int = 60 * 60 * 1000
+    stream_ping_interval_s: float = 180.0
+    trigger_delay_ms: int = 5
+    max_algo_orders_per_symbol: int | None = None
 
     def secrets(self) -> dict[str, str]:
         """Every accepted API key mapped to its secret."""

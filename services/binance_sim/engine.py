@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from binance_sim import errors, liquidation
+from binance_sim import errors, events, liquidation
 from binance_sim.book import BookConfig, best_price, market_fills
 from binance_sim.errors import SimError
 from binance_sim.funding import FundingConfig, is_perpetual, next_funding_time
@@ -22,6 +22,20 @@ from binance_sim.market import ONE, ZERO, MarketData, SymbolSpec, decimals_of, f
 from binance_sim.params import Params
 
 JSON = dict[str, Any]
+
+
+class EventSink(Protocol):
+    """Where the engine's hooks put user data stream events (binance_sim.userstream.UserStream)."""
+
+    @property
+    def active(self) -> bool:
+        """True when someone listens (events are only built then)."""
+        ...
+
+    def publish(self, event: JSON) -> None:
+        """Queue one event."""
+        ...
+
 
 SIDES: Final = frozenset({"BUY", "SELL"})
 ORDER_TYPES: Final = frozenset({"LIMIT", "MARKET"})
@@ -109,6 +123,7 @@ class AlgoOrder:
     actual_order_id: int | None = None
     actual_price: Decimal | None = None
     trailing_extreme: Decimal | None = None
+    reject_reason: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -192,8 +207,14 @@ class Engine:
         book: BookConfig | None = None,
         funding: FundingConfig | None = None,
         liquidation: bool = True,
+        max_algo_orders_per_symbol: int | None = None,
     ) -> None:
         self.market = market
+        # Where events go (the server's user stream); None: nobody listens.
+        self.stream: EventSink | None = None
+        # True: a crossed trigger stops in TRIGGERING until complete_triggers() (the server paces it).
+        self.defer_triggers = False
+        self.max_algo_orders_per_symbol = max_algo_orders_per_symbol
         self.clock = clock
         self.slippage_bps = slippage_bps
         self.book = book or BookConfig()
@@ -213,6 +234,9 @@ class Engine:
         self.open_orders: dict[int, Order] = {}
         self.algo_orders: dict[int, AlgoOrder] = {}
         self.open_algo: dict[int, AlgoOrder] = {}
+        # Crossed triggers waiting to be placed (TRIGGERING) and triggered algos by their real order.
+        self.triggering: dict[int, AlgoOrder] = {}
+        self._algo_by_order: dict[int, AlgoOrder] = {}
         self.positions: dict[tuple[str, str], Position] = {}
         self.trades: list[Trade] = []
         self.income = IncomeLedger()
@@ -596,12 +620,18 @@ class Engine:
         return self._order_json(order, ack=resp_type == "ACK", with_cum_qty=True)
 
     def _execute(self, order: Order, *, reduce_only: bool, fill_price: Decimal, marketable: bool) -> None:
-        """Fill a new order now (MARKET, marketable LIMIT) or rest it (GTC/GTD LIMIT) or expire it."""
+        """Fill a new order now (MARKET, marketable LIMIT) or rest it (GTC/GTD LIMIT) or expire it.
+
+        A reduce-only MARKET larger than the position fills the position size: its origQty shrinks
+        to it and it ends FILLED (Binance answers such an order that way, not with a partial fill)."""
         spec = self.spec(order.symbol)
         if marketable:
             qty = order.orig_qty
             if reduce_only:
                 qty = min(qty, self._reducible(order.symbol, order.side, order.position_side))
+                if order.type == "MARKET" and 0 < qty < order.orig_qty:
+                    order.orig_qty = qty
+            self._on_order_update(order)
             price = fill_price
             if order.type == "LIMIT":
                 taker = self._market_fill_price(spec, order.side)
@@ -611,14 +641,29 @@ class Engine:
                 for level_price, level_qty in market_fills(
                     spec, order.side, qty, self.mark(spec.symbol), self.book, self.slippage_bps
                 ):
-                    self._fill(order, level_qty, level_price, maker=False)
+                    self._book_fill(order, level_qty, level_price, maker=False)
             elif qty > 0:
-                self._fill(order, qty, price, maker=False)
-            order.status = "FILLED" if order.executed_qty == order.orig_qty else "EXPIRED"
+                self._book_fill(order, qty, price, maker=False)
+            if order.executed_qty != order.orig_qty:
+                order.status = "EXPIRED"
+                self._on_order_update(order)
         elif order.time_in_force in ("IOC", "FOK"):
+            self._on_order_update(order)
             order.status = "EXPIRED"
+            self._on_order_update(order)
         else:
             self.open_orders[order.order_id] = order
+            self._on_order_update(order)
+
+    def _book_fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> Trade:
+        """One fill with its events: ORDER_TRADE_UPDATE (x=TRADE), TRADE_LITE, ACCOUNT_UPDATE (ORDER)."""
+        trade = self._fill(order, qty, price, maker=maker)
+        order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
+        if order.status == "FILLED":
+            self.open_orders.pop(order.order_id, None)
+        self._on_order_update(order, trade)
+        self._on_account_update("ORDER", (order.symbol,))
+        return trade
 
     def _fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> Trade:
         """Book one fill: position, realized PnL, commission, wallet, order progress and the trade."""
@@ -696,6 +741,7 @@ class Engine:
         order.status = "CANCELED"
         order.update_time = self.clock()
         self.open_orders.pop(order.order_id, None)
+        self._on_order_update(order)
         return self._order_json(order, with_cum_qty=True)
 
     def list_open_orders(self, params: Params) -> list[JSON]:
@@ -803,7 +849,11 @@ class Engine:
             reference = trigger
         if not (reduce_only or close_position) and qty * (price or reference) < spec.min_notional:
             raise errors.min_notional(fmt(spec.min_notional))
-        if len(self.open_algo) >= MAX_OPEN_ALGO_ORDERS:
+        per_symbol = self.max_algo_orders_per_symbol or spec.max_num_algo_orders
+        pending = [*self.open_algo.values(), *self.triggering.values()]
+        if len(pending) >= MAX_OPEN_ALGO_ORDERS or (
+            sum(1 for a in pending if a.symbol == spec.symbol) >= per_symbol
+        ):
             raise errors.MAX_STOP_ORDERS()
         if any(a.client_algo_id == client_id for a in self.open_algo.values()):
             raise errors.CLIENT_ID_DUPLICATED()
@@ -833,6 +883,7 @@ class Engine:
         )
         self.algo_orders[algo.algo_id] = algo
         self.open_algo[algo.algo_id] = algo
+        self._on_algo_update(algo)
         return self._algo_json(algo, query=False)
 
     def _find_algo(self, params: Params) -> AlgoOrder:
@@ -868,10 +919,8 @@ class Engine:
         return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
 
     def _cancel_algo(self, algo: AlgoOrder) -> None:
-        algo.algo_status = "CANCELED"
-        algo.update_time = self.clock()
         self.open_algo.pop(algo.algo_id, None)
-        self._on_algo_update(algo)
+        self._set_algo_status(algo, "CANCELED")
 
     def cancel_all_algo_orders(self, params: Params) -> JSON:
         """DELETE /fapi/v1/algoOpenOrders for one symbol."""
@@ -924,7 +973,10 @@ class Engine:
         for algo in [a for a in self.open_algo.values() if a.symbol == symbol]:
             if self._should_fire(algo, self._working_price(symbol, algo.working_type)):
                 self._fire(algo)
-        self._check_liquidation()
+        if not self.defer_triggers:
+            self.complete_triggers()  # checks liquidation after the placements
+        elif not self.triggering:
+            self._check_liquidation()
 
     def _working_price(self, symbol: str, working_type: str) -> Decimal:
         """The price a trigger watches: the mark for MARK_PRICE, the last price for CONTRACT_PRICE."""
@@ -935,28 +987,58 @@ class Engine:
         if self.liquidation:
             liquidation.liquidate_below_maintenance(self)
 
-    # ----- events (part A implements them: the user data stream) ------------------------------------
+    # ----- events: the user data stream ---------------------------------------------------------------
 
     def _on_order_update(self, order: Order, trade: Trade | None = None) -> None:
-        """An order changed (new, filled by ``trade``, canceled, expired): ORDER_TRADE_UPDATE."""
+        """An order changed (new, filled by ``trade``, canceled, expired): ORDER_TRADE_UPDATE (and
+        TRADE_LITE for a fill). An algo order whose real order is done becomes FINISHED."""
+        stream = self.stream
+        if stream is not None and stream.active:
+            now = self.clock()
+            if trade is not None:
+                stream.publish(events.trade_lite(self, order, trade, now))
+            stream.publish(events.order_trade_update(self, order, trade, now))
+        if not order.is_open:
+            algo = self._algo_by_order.pop(order.order_id, None)
+            if algo is not None and algo.algo_status == "TRIGGERED":
+                self._set_algo_status(algo, "FINISHED")
 
     def _on_account_update(
         self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
     ) -> None:
         """Balances or positions changed for ``reason`` (ORDER, FUNDING_FEE, ...): ACCOUNT_UPDATE."""
+        stream = self.stream
+        if stream is not None and stream.active:
+            stream.publish(events.account_update(self, reason, symbols, assets, self.clock()))
 
     def _on_algo_update(self, algo: AlgoOrder) -> None:
         """An algo order changed status: ALGO_UPDATE."""
+        stream = self.stream
+        if stream is not None and stream.active:
+            stream.publish(events.algo_update(self, algo, self.clock()))
+
+    def _set_algo_status(self, algo: AlgoOrder, status: str, reason: str = "") -> None:
+        algo.algo_status = status
+        algo.update_time = self.clock()
+        if reason:
+            algo.reject_reason = reason
+        if algo.actual_order_id is not None:
+            actual = self.orders.get(algo.actual_order_id)
+            if actual is not None and actual.executed_qty:
+                algo.actual_price = actual.avg_price
+        self._on_algo_update(algo)
 
     def _fill_resting(self, order: Order) -> None:
         qty = order.orig_qty - order.executed_qty
         if order.reduce_only:
             qty = min(qty, self._reducible(order.symbol, order.side, order.position_side))
-        if qty > 0:
-            self._fill(order, qty, order.price, maker=True)
-        order.status = "FILLED" if order.executed_qty == order.orig_qty else "EXPIRED"
-        order.update_time = self.clock()
         self.open_orders.pop(order.order_id, None)
+        if qty > 0:
+            self._book_fill(order, qty, order.price, maker=True)
+        if order.executed_qty != order.orig_qty:
+            order.status = "EXPIRED"
+            order.update_time = self.clock()
+            self._on_order_update(order)
 
     def _should_fire(self, algo: AlgoOrder, price: Decimal) -> bool:
         if algo.order_type != "TRAILING_STOP_MARKET":
@@ -981,12 +1063,26 @@ class Engine:
         return fire
 
     def _fire(self, algo: AlgoOrder) -> None:
-        """Trigger: submit the real order. Reduce-only/closePosition with nothing to reduce expires."""
+        """The trigger is crossed: NEW -> TRIGGERING (placed by :meth:`complete_triggers`, at once
+        unless the server paces it with its trigger delay)."""
         now = self.clock()
         algo.trigger_time = now
-        algo.update_time = now
-        algo.algo_status = "TRIGGERED"
         self.open_algo.pop(algo.algo_id, None)
+        self.triggering[algo.algo_id] = algo
+        self._set_algo_status(algo, "TRIGGERING")
+
+    def complete_triggers(self) -> None:
+        """Place the real order of every TRIGGERING algo order (TRIGGERED, then FINISHED once that
+        order is filled, canceled or expired; REJECTED when it cannot be placed)."""
+        while self.triggering:
+            algo_id = next(iter(self.triggering))
+            self._place_triggered(self.triggering.pop(algo_id))
+        self._check_liquidation()
+
+    def _place_triggered(self, algo: AlgoOrder) -> None:
+        """Submit the real order. A reduce-only/closePosition trigger with nothing to reduce is
+        REJECTED with rm "Reduce Only reject" and no order behind it (ALGO_UPDATE docs)."""
+        now = self.clock()
         spec = self.spec(algo.symbol)
         market = algo.order_type.endswith("_MARKET")
         reduce_only = algo.reduce_only or algo.close_position
@@ -994,6 +1090,16 @@ class Engine:
         qty = reducible if algo.close_position else algo.quantity
         if algo.position_side != "BOTH" and reducible > 0:
             reduce_only = True
+        if reduce_only and reducible <= 0:
+            self._set_algo_status(algo, "REJECTED", "Reduce Only reject")
+            return
+        try:
+            if not reduce_only:
+                self._check_margin(spec, qty, self.mark(spec.symbol) if market else algo.price)
+            fill_price = self._market_fill_price(spec, algo.side) if market else ZERO
+        except SimError as exc:
+            self._set_algo_status(algo, "REJECTED", exc.msg)
+            return
         order = Order(
             order_id=self._ids.next_order(),
             symbol=algo.symbol,
@@ -1015,27 +1121,13 @@ class Engine:
             self_trade_prevention_mode=algo.self_trade_prevention_mode,
             good_till_date=algo.good_till_date,
         )
-        if reduce_only and reducible <= 0:
-            order.status = "EXPIRED"
-            self.orders[order.order_id] = order
-            algo.actual_order_id = order.order_id
-            algo.algo_status = "FINISHED"
-            return
-        try:
-            if not reduce_only:
-                self._check_margin(spec, qty, self.mark(spec.symbol) if market else algo.price)
-            fill_price = self._market_fill_price(spec, algo.side) if market else ZERO
-        except SimError:
-            algo.algo_status = "REJECTED"
-            return
         mark = self.mark(spec.symbol)
         marketable = market or (algo.price >= mark if algo.side == "BUY" else algo.price <= mark)
         self.orders[order.order_id] = order
-        self._execute(order, reduce_only=reduce_only, fill_price=fill_price, marketable=marketable)
         algo.actual_order_id = order.order_id
-        if order.executed_qty:
-            algo.actual_price = order.avg_price
-        algo.algo_status = "FINISHED"
+        self._algo_by_order[order.order_id] = algo
+        self._set_algo_status(algo, "TRIGGERED")
+        self._execute(order, reduce_only=reduce_only, fill_price=fill_price, marketable=marketable)
 
     # ----- account views ----------------------------------------------------------------------------
 
@@ -1195,7 +1287,10 @@ class Engine:
         positions = []
         for spec, pos in self._position_rows(self.market.symbols.values(), only_active=version >= 3):
             f = self._position_fields(spec, pos)
-            row = {k: f[k] for k in _ACCOUNT_POSITION_KEYS}
+            # /fapi/v2|v3/account spells it unrealizedProfit (positionRisk: unRealizedProfit).
+            row = {
+                ("unrealizedProfit" if k == "unRealizedProfit" else k): f[k] for k in _ACCOUNT_POSITION_KEYS
+            }
             if version < 3:
                 row |= {
                     "leverage": str(f["leverage"]),
@@ -1268,14 +1363,27 @@ class Engine:
             "algoStatus": algo.algo_status,
         }
         if query:
+            # GET /fapi/v1/algoOrder: "actualOrderId" "" and "actualPrice" "0.00000" until triggered.
             body["actualOrderId"] = "" if algo.actual_order_id is None else str(algo.actual_order_id)
             body["actualPrice"] = (
-                "" if algo.actual_price is None else _price_text(algo.actual_price, spec.price_places)
+                "0.00000" if algo.actual_price is None else _price_text(algo.actual_price, spec.price_places)
             )
         body |= {
             "triggerPrice": fmt_places(algo.trigger_price, spec.price_places),
             "price": fmt_places(algo.price, spec.price_places),
             "icebergQuantity": None,
+        }
+        if query:
+            # The query answers carry the (unused for CONDITIONAL) TP/SL attachment fields too.
+            zero = fmt_places(ZERO, spec.price_places)
+            body |= {
+                "tpTriggerPrice": zero,
+                "tpPrice": zero,
+                "slTriggerPrice": zero,
+                "slPrice": zero,
+                "tpOrderType": "",
+            }
+        body |= {
             "selfTradePreventionMode": algo.self_trade_prevention_mode,
             "workingType": algo.working_type,
             "priceMatch": "NONE",
@@ -1300,6 +1408,7 @@ class Engine:
             "commission": fmt_places(trade.commission, MONEY_PLACES),
             "commissionAsset": "USDT",
             "id": trade.trade_id,
+            "marginAsset": "USDT",
             "maker": trade.maker,
             "orderId": trade.order_id,
             "price": fmt_places(trade.price, spec.price_places),

@@ -39,6 +39,8 @@ _KINDS: Final[dict[str, tuple[str, str, str, int, int | None, str]]] = {
     "insufficient_margin": ("POST", "/fapi/v1/order", "before", 400, -2019, "Margin is insufficient."),
 }
 FAULT_KINDS: Final = frozenset(_KINDS)
+# One-shot user-stream faults ("actions" of the faults document).
+STREAM_ACTIONS: Final = frozenset({"drop_user_streams", "expire_listen_key"})
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ class FaultSet:
 
     rules: list[Fault] = field(default_factory=list)
     clock_skew_ms: int = 0
+    stream_delay_ms: int = 0  # every user-stream event leaves this much later
+    hold_triggering: bool = False  # crossed algo orders stay TRIGGERING until released
 
     def plan(self, method: str, path: str) -> FaultPlan:
         """Consume the rules that hit this request (every latency rule, then the first other one)."""
@@ -130,10 +134,25 @@ class FaultSet:
 
     def to_json(self) -> dict[str, Any]:
         """Current faults in the shape ``POST /_sim/faults`` accepts."""
-        return {"faults": [r.to_json() for r in self.rules], "clock_skew_ms": self.clock_skew_ms}
+        return {
+            "faults": [r.to_json() for r in self.rules],
+            "clock_skew_ms": self.clock_skew_ms,
+            "stream_delay_ms": self.stream_delay_ms,
+            "hold_triggering": self.hold_triggering,
+        }
 
-    def apply(self, spec: Mapping[str, Any]) -> None:
-        """Apply a ``POST /_sim/faults`` document (replace or append rules, set the clock skew)."""
+    def apply(self, spec: Mapping[str, Any]) -> list[str]:
+        """Apply a ``POST /_sim/faults`` document (replace or append rules, set the clock skew, the
+        user-stream delay and the TRIGGERING hold); returns the one-shot ``actions`` to run now."""
+        actions = spec.get("actions", [])
+        if not isinstance(actions, list) or any(a not in STREAM_ACTIONS for a in actions):
+            raise _bad(f"actions must be a list of {sorted(STREAM_ACTIONS)}")
+        delay = spec.get("stream_delay_ms", self.stream_delay_ms)
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+            raise _bad("stream_delay_ms must be a non-negative integer")
+        hold = spec.get("hold_triggering", self.hold_triggering)
+        if not isinstance(hold, bool):
+            raise _bad("hold_triggering must be a boolean")
         mode = spec.get("mode", "replace")
         if mode not in ("replace", "append"):
             raise _bad("mode must be 'replace' or 'append'")
@@ -144,6 +163,9 @@ class FaultSet:
             if not isinstance(skew, int) or isinstance(skew, bool):
                 raise _bad("clock_skew_ms must be an integer")
             self.clock_skew_ms = skew
+        self.stream_delay_ms = delay
+        self.hold_triggering = hold
+        return list(actions)
 
 
 def _bad(message: str) -> SimError:

@@ -233,6 +233,7 @@ def _liquidate(engine: Engine, pos: Position) -> int:
     fee = min(spec.liquidation_fee * qty * fill_price, max(left, ZERO)).quantize(_MONEY, ROUND_HALF_UP)
     if fee > 0:
         engine.account.wallet["USDT"] = engine.account.wallet.get("USDT", ZERO) - fee
-        engine.income.book("INSURANCE_CLEAR", -fee, now, pos.symbol)
+        # Booked with the fill (its time), not when the liquidation began: income lists it after the PnL.
+        engine.income.book("INSURANCE_CLEAR", -fee, trade.time, pos.symbol)
         engine._on_account_update("INSURANCE_CLEAR", (pos.symbol,), ("USDT",))
     return order_id

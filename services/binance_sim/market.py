@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -30,9 +30,13 @@ def fmt(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+_QUANTS: Final = tuple(Decimal(1).scaleb(-places) for places in range(19))
+
+
 def fmt_places(value: Decimal, places: int) -> str:
     """Decimal text with exactly ``places`` fraction digits (how Binance prints prices and quantities)."""
-    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
+    quant = _QUANTS[places] if 0 <= places < len(_QUANTS) else Decimal(1).scaleb(-places)
+    return format(value.quantize(quant), "f")
 
 
 def decimals_of(value: Decimal) -> int:
@@ -84,6 +88,7 @@ class SymbolSpec:
     market_take_bound: Decimal = ZERO  # exchangeInfo marketTakeBound: how far from the mark a MARKET may fill
     liquidation_fee: Decimal = ZERO  # exchangeInfo liquidationFee: the clearance fee rate of a liquidation
     contract_type: str = "PERPETUAL"
+    max_num_algo_orders: int = 10  # exchangeInfo MAX_NUM_ALGO_ORDERS: open conditional orders per symbol
 
     @property
     def price_places(self) -> int:
@@ -144,6 +149,7 @@ def _parse_symbol(raw: dict[str, Any], max_leverage: int) -> SymbolSpec:
         market_max_qty=Decimal(market.get("maxQty", "0")),
         market_step=Decimal(market.get("stepSize", "0.00000001")),
         max_num_orders=int(filters.get("MAX_NUM_ORDERS", {}).get("limit", 200)),
+        max_num_algo_orders=int(filters.get("MAX_NUM_ALGO_ORDERS", {}).get("limit", 10)),
         min_notional=Decimal(filters.get("MIN_NOTIONAL", {}).get("notional", "0")),
         multiplier_up=Decimal(percent.get("multiplierUp", "0")),
         multiplier_down=Decimal(percent.get("multiplierDown", "0")),

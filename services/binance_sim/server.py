@@ -31,6 +31,7 @@ from binance_sim.income import IncomeRow, income_history
 from binance_sim.market import fmt, load_market
 from binance_sim.params import Params
 from binance_sim.ratelimit import RateLimiter, Verdict
+from binance_sim.userstream import UserStream
 from binance_sim.walk import PriceWalk
 
 log = logging.getLogger("binance_sim")
@@ -56,6 +57,7 @@ class Endpoint:
     weight_without_symbol: int | None = None
     signed: bool = True
     is_order: bool = False
+    api_key: bool = False  # USER_STREAM: X-MBX-APIKEY checked, no signature
 
     def weight_of(self, params: Params) -> int:
         """Binance's IP weight for this request."""
@@ -78,8 +80,17 @@ class Simulator:
             book=self.config.book,
             funding=self.config.funding,
             liquidation=self.config.liquidation,
+            max_algo_orders_per_symbol=self.config.max_algo_orders_per_symbol,
         )
         self._restore()
+        # Crossed triggers wait in TRIGGERING for the trigger delay (see _complete_triggers).
+        self.engine.defer_triggers = True
+        self.stream = UserStream(
+            self.server_time_ms,
+            lifetime_ms=self.config.listen_key_lifetime_ms,
+            ping_interval_s=self.config.stream_ping_interval_s,
+        )
+        self.engine.stream = self.stream
         self.walk = PriceWalk(self.config.walk)
         self._timers: list[asyncio.Task[None]] = []
         self.limiter = RateLimiter(self.config.limits)
@@ -110,7 +121,20 @@ class Simulator:
     ) -> None:
         """Move the mark price of ``symbol``; fires every trigger and resting order it crosses and
         liquidates what falls to its maintenance margin. ``index``/``last`` set the index and last
-        (contract) price apart from the mark; without them both follow the mark."""
+        (contract) price apart from the mark; without them both follow the mark. From Python the
+        crossed triggers are placed before this returns (no trigger delay) unless the
+        ``hold_triggering`` fault holds them; ``POST /_sim/markPrice`` waits the trigger delay."""
+        self._move_mark(symbol, price, index=index, last=last)
+        self._complete_triggers()
+
+    def _move_mark(
+        self,
+        symbol: str,
+        price: Decimal | str,
+        *,
+        index: Decimal | str | None = None,
+        last: Decimal | str | None = None,
+    ) -> None:
         self.engine.set_reference_prices(
             symbol,
             index=None if index is None else Decimal(index),
@@ -118,14 +142,35 @@ class Simulator:
         )
         self.engine.set_mark_price(symbol, Decimal(price))
 
+    def _complete_triggers(self) -> None:
+        """Place the orders of the TRIGGERING algo orders, unless the hold fault keeps them there."""
+        if self.engine.triggering and not self.faults.hold_triggering:
+            self.engine.complete_triggers()
+
+    async def _move_mark_and_trigger(self, symbol: str, price: Decimal, **reference: Any) -> None:
+        """The markPrice control: move, let TRIGGERING last the trigger delay, then place; it answers
+        only after the due triggers completed, so callers see them done (FINISHED/REJECTED)."""
+        self._move_mark(symbol, price, **reference)
+        if self.engine.triggering and self.config.trigger_delay_ms and not self.faults.hold_triggering:
+            await asyncio.sleep(self.config.trigger_delay_ms / 1000)
+        self._complete_triggers()
+
     def walk_mark_price(self, symbol: str, prices: list[Decimal] | list[str]) -> None:
         """Move the mark through each price in turn (triggers fire at each step)."""
         for price in prices:
             self.set_mark_price(symbol, Decimal(price))
 
     def set_faults(self, spec: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
-        """Install faults; same document as ``POST /_sim/faults`` (given as a mapping and/or keywords)."""
-        self.faults.apply({**(spec or {}), **fields})
+        """Install faults; same document as ``POST /_sim/faults`` (given as a mapping and/or keywords).
+        Releasing ``hold_triggering`` places the held triggers now."""
+        actions = self.faults.apply({**(spec or {}), **fields})
+        self.stream.delay_ms = self.faults.stream_delay_ms
+        for action in actions:
+            if action == "expire_listen_key":
+                self.stream.expire_now()
+            elif action == "drop_user_streams":
+                self.stream.drop_soon()
+        self._complete_triggers()
 
     def set_balance(self, asset: str, balance: Decimal | str) -> None:
         """Set a wallet balance (e.g. to provoke -2019); the difference is booked as TRANSFER income,
@@ -148,6 +193,7 @@ class Simulator:
         """Take ``steps`` steps of the seeded mark walk now (what the walk timer does)."""
         for _ in range(steps):
             self.walk.step(self.engine)
+            self._complete_triggers()
 
     def set_liquidation(self, enabled: bool) -> None:
         """Switch forced liquidation on or off."""
@@ -176,6 +222,7 @@ class Simulator:
         """Back to the starting state: account, orders, marks, faults and rate-limit counters."""
         self.engine.reset()
         self.engine.liquidation = self.config.liquidation
+        self.stream.delay_ms = 0
         self.walk = PriceWalk(self.config.walk)
         self.faults = FaultSet()
         self.limiter.reset()
@@ -198,6 +245,7 @@ class Simulator:
         site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
         self._runner = runner
+        self.stream.start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.base_url = f"http://{shown}:{bound_port}"
@@ -259,6 +307,7 @@ class Simulator:
         await asyncio.gather(*timers, return_exceptions=True)
         runner, self._runner = self._runner, None
         if runner is not None:
+            await self.stream.stop()
             await runner.cleanup()
             if self.config.state_path is not None:
                 persist.save(self.engine, self.config.state_path)
@@ -272,6 +321,8 @@ class Simulator:
             self._changes += 1  # for the state file: orders, cancels, settings, controls
         if path.startswith("/_sim/"):
             return await self._control(request, path)
+        if path.startswith(("/private/ws", "/ws/")) and request.method == "GET":
+            return await self._user_socket(request, path)
         self.requests_in_progress += 1
         try:
             return await self._serve(request, path)
@@ -304,6 +355,8 @@ class Simulator:
         try:
             if endpoint.signed:
                 self._authenticate(request, params, raw_query, raw_body, ip)
+            elif endpoint.api_key:
+                self._check_api_key(request, ip)
             result = endpoint.handler(params)
             if isinstance(result, bytes):
                 response = web.Response(body=result, status=200, content_type=_JSON, headers=headers)
@@ -318,6 +371,15 @@ class Simulator:
             # The request was processed (an order may now exist); only the reply is lost or replaced.
             return self._fault_reply(request, plan.after, path, headers)
         return response
+
+    async def _user_socket(self, request: web.Request, path: str) -> web.StreamResponse:
+        """The user data stream socket: ``/private/ws/<key>`` (python-binance 1.0.37),
+        ``/private/ws?listenKey=<key>`` (Binance since 2026-04-23) and the legacy ``/ws/<key>``."""
+        if path in ("/private/ws", "/private/ws/"):
+            key = request.query.get("listenKey")
+        else:
+            key = path.rsplit("/", 1)[1]
+        return await self.stream.serve(request, key)
 
     def _count(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict:
         # Counted even when switched off, so the headers stay truthful for clients that pace themselves.
@@ -352,15 +414,19 @@ class Simulator:
             headers["Retry-After"] = str(fault.retry_after_s)
         return _json(fault.body(path, self.server_time_ms()), fault.status, headers)
 
-    def _authenticate(
-        self, request: web.Request, params: Params, raw_query: bytes, raw_body: bytes, ip: str
-    ) -> None:
+    def _check_api_key(self, request: web.Request, ip: str) -> bytes:
         api_key = request.headers.get("X-MBX-APIKEY", "")
         if not _API_KEY_RE.match(api_key):
             raise SimError(-2014, "API-key format invalid.", 401)
         secret = self._secrets.get(api_key)
         if secret is None:
             raise SimError(-2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}", 401)
+        return secret
+
+    def _authenticate(
+        self, request: web.Request, params: Params, raw_query: bytes, raw_body: bytes, ip: str
+    ) -> None:
+        secret = self._check_api_key(request, ip)
         if not params.has("timestamp"):
             raise errors.mandatory("timestamp")
         try:
@@ -416,6 +482,11 @@ class Simulator:
             ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(e.list_all_algo_orders, 5),
             ("GET", "/fapi/v1/userTrades"): Endpoint(e.user_trades, 5),
             ("GET", "/fapi/v1/income"): Endpoint(functools.partial(income_history, e), 30),
+            ("POST", "/fapi/v1/listenKey"): Endpoint(
+                lambda p: {"listenKey": self.stream.create()}, 1, signed=False, api_key=True
+            ),
+            ("PUT", "/fapi/v1/listenKey"): Endpoint(self._keepalive, 1, signed=False, api_key=True),
+            ("DELETE", "/fapi/v1/listenKey"): Endpoint(self._close_key, 1, signed=False, api_key=True),
         }
         for version in (2, 3):
             routes[("GET", f"/fapi/v{version}/positionRisk")] = Endpoint(
@@ -428,6 +499,15 @@ class Simulator:
                 functools.partial(_unversioned_params, e.account_info, version), 5
             )
         return routes
+
+    def _keepalive(self, params: Params) -> Any:
+        """PUT /fapi/v1/listenKey: the ``listenKey`` parameter is optional (the account's key)."""
+        return {"listenKey": self.stream.keepalive(params.opt_str("listenKey") or self.stream.key)}
+
+    def _close_key(self, params: Params) -> Any:
+        """DELETE /fapi/v1/listenKey: answers ``{}`` as Binance does."""
+        self.stream.close(params.opt_str("listenKey") or self.stream.key)
+        return {}
 
     def _exchange_info(self, params: Params) -> bytes:
         return b'{"serverTime":%d,' % self.server_time_ms() + self._exchange_info_tail
@@ -457,7 +537,7 @@ class Simulator:
                     for name, key in (("index", "indexPrice"), ("last", "lastPrice"))
                 }
                 for price in prices:
-                    self.set_mark_price(symbol, _decimal(price, "price"), **reference)
+                    await self._move_mark_and_trigger(symbol, _decimal(price, "price"), **reference)
                 return _json({"symbol": symbol, "markPrice": str(self.engine.mark(symbol))}, 200)
             if action == ("POST", "/_sim/funding"):
                 return _json({"rows": [row.to_json() for row in self.settle_funding()]}, 200)

@@ -264,7 +264,11 @@ def test_triggered_close_position_on_flat_position_opens_nothing(engine_factory:
     )
     engine.set_mark_price("BTCUSDT", Decimal("96500"))
     assert position(engine) == 0 and not engine.trades
-    assert {o.status for o in engine.orders.values()} == {"EXPIRED"}
+    # Binance rejects such a trigger in the algo service: no order is placed behind it.
+    assert not engine.orders
+    assert {(a.algo_status, a.reject_reason) for a in engine.algo_orders.values()} == {
+        ("REJECTED", "Reduce Only reject")
+    }
     assert not engine.open_algo
 
 
@@ -305,7 +309,8 @@ def test_algo_rules(engine_factory: EngineFactory) -> None:
 
 
 def test_algo_cancel_query_and_limit(engine_factory: EngineFactory) -> None:
-    engine = engine_factory()
+    # The per-symbol MAX_NUM_ALGO_ORDERS filter lifted so that the 200-per-account limit is what bites.
+    engine = engine_factory(max_algo_orders_per_symbol=1000)
     placed = algo(
         engine, side="SELL", type="STOP_MARKET", triggerPrice="90000", quantity="0.010", clientAlgoId="a1"
     )
