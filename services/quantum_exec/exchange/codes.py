@@ -6,7 +6,10 @@ gateway, and the executor and gateway import the names instead of repeating numb
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
+
+from binance.exceptions import BinanceAPIException
 
 from quantum_exec.errors import (
     ClockSkewError,
@@ -32,6 +35,38 @@ RATE_LIMIT_STATUSES: frozenset[int] = frozenset({429, 418})
 RULES_STALE_CODES: frozenset[int] = frozenset({-1111, -4014, -4023})
 # Codes that mean success for an idempotent setting call.
 ALREADY_DONE_CODES: frozenset[int] = frozenset({-4046})
+
+
+# Pause after a 429/418 that carries no Retry-After header.
+DEFAULT_RETRY_AFTER_S: Final = {429: 5.0, 418: 120.0}
+
+
+def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer response header, None when absent or not a number."""
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def typed_error(exc: BinanceAPIException, *, order: bool, sent_at: float) -> ExchangeError:
+    """python-binance's API error as our typed error (``order``: the request places an order)."""
+    code = int(exc.code) if isinstance(exc.code, int) and exc.code else None
+    status = int(exc.status_code) if exc.status_code else None
+    message = str(exc.message or "")[:300]
+    kind = classify(code, status, message, order=order)
+    text = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}: {message}"
+    if kind is RateLimitedError:
+        headers = getattr(exc.response, "headers", None) or {}
+        retry_after = header_int(headers, "Retry-After")
+        seconds = (
+            float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S.get(status or 0, 5.0)
+        )
+        return RateLimitedError(text, code=code, http_status=status, retry_after_s=seconds)
+    if kind is UnknownOutcomeError:
+        return UnknownOutcomeError(text, code=code, http_status=status, sent_at=sent_at)
+    return kind(text, code=code, http_status=status)
 
 
 def classify(

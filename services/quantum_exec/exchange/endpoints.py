@@ -1,8 +1,11 @@
-"""The USD-M futures REST endpoints the service calls, with their weight and order cost."""
+"""The USD-M futures endpoints the service calls (weight and order cost), and each environment's roots."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from quantum_exec.settings import ExchangeEnv, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +41,36 @@ EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
 EP_LISTEN_KEY_NEW = Endpoint("post", "listenKey", signed=False)
 EP_LISTEN_KEY_KEEP = Endpoint("put", "listenKey", signed=False)
 EP_LISTEN_KEY_CLOSE = Endpoint("delete", "listenKey", signed=False)
+
+
+REST_ROOTS: Mapping[ExchangeEnv, str] = {
+    ExchangeEnv.LIVE: "https://fapi.binance.com",
+    ExchangeEnv.TESTNET: "https://testnet.binancefuture.com",
+    ExchangeEnv.DEMO: "https://demo-fapi.binance.com",
+}
+
+
+STREAM_ROOTS: Mapping[ExchangeEnv, str] = {
+    ExchangeEnv.LIVE: "wss://fstream.binance.com",
+    ExchangeEnv.TESTNET: "wss://fstream.binancefuture.com",
+    ExchangeEnv.DEMO: "wss://fstream.binancefuture.com",
+}
+
+
+def stream_root(settings: Settings) -> str:
+    """The user data stream root: ``QUANTUM_BINANCE_STREAM_URL``, else the environment's (the
+    simulator serves it on its own host and port)."""
+    if settings.binance_stream_url:
+        return settings.binance_stream_url
+    if settings.exchange is ExchangeEnv.SIM:
+        return rest_root(settings).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return STREAM_ROOTS[settings.exchange]
+
+
+def rest_root(settings: Settings) -> str:
+    """The REST root (without ``/fapi``) for the configured environment."""
+    if settings.binance_base_url:
+        return settings.binance_base_url
+    if settings.exchange is ExchangeEnv.SIM:
+        raise ValueError("sim environment without QUANTUM_BINANCE_BASE_URL needs the embedded simulator")
+    return REST_ROOTS[settings.exchange]

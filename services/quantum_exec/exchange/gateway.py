@@ -23,7 +23,6 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from quantum_exec.errors import (
     ClockSkewError,
-    ExchangeError,
     ListenKeyGone,
     PermanentError,
     RateLimitedError,
@@ -35,7 +34,8 @@ from quantum_exec.exchange.codes import (
     LISTEN_KEY_GONE,
     NOT_FOUND_CODES,
     RULES_STALE_CODES,
-    classify,
+    header_int,
+    typed_error,
 )
 from quantum_exec.exchange.endpoints import (
     EP_CANCEL_ALGO,
@@ -74,55 +74,15 @@ from quantum_exec.exchange.wire import (
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import fmt
-from quantum_exec.settings import ExchangeEnv, Settings
+from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-REST_ROOTS: Mapping[ExchangeEnv, str] = {
-    ExchangeEnv.LIVE: "https://fapi.binance.com",
-    ExchangeEnv.TESTNET: "https://testnet.binancefuture.com",
-    ExchangeEnv.DEMO: "https://demo-fapi.binance.com",
-}
 READ_RETRIES = 2
 RATE_LIMIT_RETRIES = 3
-DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}
 TIME_SYNC_INTERVAL_S = 300.0
 UNREACHABLE_PROBE_S = 5.0
-
-
-STREAM_ROOTS: Mapping[ExchangeEnv, str] = {
-    ExchangeEnv.LIVE: "wss://fstream.binance.com",
-    ExchangeEnv.TESTNET: "wss://fstream.binancefuture.com",
-    ExchangeEnv.DEMO: "wss://fstream.binancefuture.com",
-}
-
-
-def stream_root(settings: Settings) -> str:
-    """The user data stream root: ``QUANTUM_BINANCE_STREAM_URL``, else the environment's (the
-    simulator serves it on its own host and port)."""
-    if settings.binance_stream_url:
-        return settings.binance_stream_url
-    if settings.exchange is ExchangeEnv.SIM:
-        return rest_root(settings).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return STREAM_ROOTS[settings.exchange]
-
-
-def rest_root(settings: Settings) -> str:
-    """The REST root (without ``/fapi``) for the configured environment."""
-    if settings.binance_base_url:
-        return settings.binance_base_url
-    if settings.exchange is ExchangeEnv.SIM:
-        raise ValueError("sim environment without QUANTUM_BINANCE_BASE_URL needs the embedded simulator")
-    return REST_ROOTS[settings.exchange]
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class _Client(AsyncClient):  # type: ignore[misc]
@@ -211,14 +171,14 @@ class BinanceGateway:
     # -- the one request path ----------------------------------------------------------------
 
     def _observe_headers(self, headers: Mapping[str, str]) -> None:
-        weight = _header_int(headers, "X-MBX-USED-WEIGHT-1M")
+        weight = header_int(headers, "X-MBX-USED-WEIGHT-1M")
         if weight is not None:
             metrics.USED_WEIGHT_1M.set(weight)
             self.limiter.observe(weight)
-        orders_10s = _header_int(headers, "X-MBX-ORDER-COUNT-10S")
+        orders_10s = header_int(headers, "X-MBX-ORDER-COUNT-10S")
         if orders_10s is not None:
             metrics.ORDER_COUNT_10S.set(orders_10s)
-        orders_1m = _header_int(headers, "X-MBX-ORDER-COUNT-1M")
+        orders_1m = header_int(headers, "X-MBX-ORDER-COUNT-1M")
         if orders_1m is not None:
             metrics.ORDER_COUNT_1M.set(orders_1m)
 
@@ -252,7 +212,7 @@ class BinanceGateway:
                 )
             except BinanceAPIException as exc:
                 self.reachable = True
-                error = self._typed(exc, order=ep.orders > 0, sent_at=sent_at)
+                error = typed_error(exc, order=ep.orders > 0, sent_at=sent_at)
                 outcome = (
                     "rate_limited"
                     if isinstance(error, RateLimitedError)
@@ -329,24 +289,6 @@ class BinanceGateway:
         method = ep.method.upper()
         metrics.EXCHANGE_LATENCY.labels(method=method, endpoint=label).observe(time.perf_counter() - started)
         metrics.EXCHANGE_REQUESTS.labels(method=method, endpoint=label, outcome=outcome).inc()
-
-    @staticmethod
-    def _typed(exc: BinanceAPIException, *, order: bool, sent_at: float) -> ExchangeError:
-        code = int(exc.code) if isinstance(exc.code, int) and exc.code else None
-        status = int(exc.status_code) if exc.status_code else None
-        message = str(exc.message or "")[:300]
-        kind = classify(code, status, message, order=order)
-        text = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}: {message}"
-        if kind is RateLimitedError:
-            headers = getattr(exc.response, "headers", None) or {}
-            retry_after = _header_int(headers, "Retry-After")
-            seconds = (
-                float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S.get(status or 0, 5.0)
-            )
-            return RateLimitedError(text, code=code, http_status=status, retry_after_s=seconds)
-        if kind is UnknownOutcomeError:
-            return UnknownOutcomeError(text, code=code, http_status=status, sent_at=sent_at)
-        return kind(text, code=code, http_status=status)
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -393,7 +393,8 @@ class Executor:
 
 async def create_executor(settings: Settings) -> Executor:
     """Build and start the executor for ``binance_base_url`` (or the environment's REST root)."""
-    from quantum_exec.exchange.gateway import BinanceGateway, rest_root  # the python-binance stack
+    from quantum_exec.exchange.endpoints import rest_root
+    from quantum_exec.exchange.gateway import BinanceGateway  # the python-binance stack
 
     executor = Executor(settings, BinanceGateway(settings, rest_root(settings)))
     try:

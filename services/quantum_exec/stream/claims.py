@@ -1,4 +1,4 @@
-"""Keeping pending entries alive and claiming the dead's: the consumer's maintenance loop.
+"""Pending entries: our own after a restart, keeping held ones alive, claiming the dead's.
 
 Every ``claim_interval_s``: the entries this consumer holds are kept fresh (XCLAIM JUSTID to
 itself), so one that waits for its turn or runs long is not stolen while its owner is alive;
@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
-from quantum_exec.stream.entries import Entry, Fields, text
+from quantum_exec.stream.entries import Entry, Fields, read_entries, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Keys
 
@@ -72,6 +72,30 @@ class Claims:
                 log.exception("consumer.maintenance_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self._settings.claim_interval_s)
+
+    async def own_pending(self, stopping: asyncio.Event) -> None:
+        """Re-process what this consumer name was given before a crash or restart."""
+        last = "0"
+        while not stopping.is_set():
+            reply = await self._redis.xreadgroup(
+                self._keys.consumer_group,
+                self._consumer,
+                {self._keys.intent_stream: last},
+                count=self._settings.read_count,
+            )
+            entries = read_entries(reply)
+            if not entries:
+                return
+            counts = await self.delivery_counts(entries[0][0], entries[-1][0])
+            deleted = [sid for sid, fields in entries if not fields]
+            if deleted:
+                await self.ack_deleted(deleted, "own_pending")
+            for stream_id, fields in entries:
+                if fields and stream_id not in self._held:
+                    metrics.REDELIVERIES.inc()
+                    self._dispatch(stream_id, fields, counts.get(stream_id, 2))
+            log.info("consumer.own_pending", entries=len(entries), deleted=len(deleted))
+            last = entries[-1][0]
 
     async def delivery_counts(self, first: str, last: str) -> dict[str, int]:
         """How often each of our pending entries between ``first`` and ``last`` was delivered."""

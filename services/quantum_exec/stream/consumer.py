@@ -43,10 +43,11 @@ from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
 from quantum_exec.stream.entries import Entry, Fields, dead_letter_fields, raw_symbol, read_entries
-from quantum_exec.stream.leases import FENCE_FRESH_S, Leases
+from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
-from quantum_exec.stream.store import BeginState, Begun, Lease, Store
+from quantum_exec.stream.recovery import RecoveryGate, attempt_of
+from quantum_exec.stream.store import BeginState, Lease, Store
 
 log = get_logger(__name__)
 
@@ -67,8 +68,6 @@ class Handler(Protocol):
 ProgressHook = Callable[[], None]
 
 _KEEPER_EXIT_S = 1.0
-# How long a new intent waits for the recovery of earlier ones before it runs anyway.
-RECOVERY_WAIT_S = 30.0
 CANCEL_WAIT_S = 5.0
 
 
@@ -105,10 +104,7 @@ class IntentConsumer:
         self._group_ready = False
         # Entries that were delivered before (own pending at start, claimed from the dead): the
         # intents among them that were executing run first, one at a time.
-        self._recovering: set[str] = set()
-        self._recovered = asyncio.Event()
-        self._recovered.set()
-        self._recovery = asyncio.Lock()
+        self._recovery = RecoveryGate()
         self._link = RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
@@ -209,7 +205,7 @@ class IntentConsumer:
             try:
                 await self._ensure_group()
                 if not own_pending_done:
-                    await self._read_own_pending()
+                    await self._claims.own_pending(self._stopping)
                     own_pending_done = True
                 capacity = self._limit - len(self._held)
                 if capacity <= 0:
@@ -279,30 +275,6 @@ class IntentConsumer:
                 raise
         self._group_ready = True
 
-    async def _read_own_pending(self) -> None:
-        """Re-process what this consumer name was given before a crash or restart."""
-        last = "0"
-        while not self._stopping.is_set():
-            reply = await self.redis.xreadgroup(
-                self.keys.consumer_group,
-                self.consumer,
-                {self.keys.intent_stream: last},
-                count=self.settings.read_count,
-            )
-            entries = read_entries(reply)
-            if not entries:
-                return
-            counts = await self._claims.delivery_counts(entries[0][0], entries[-1][0])
-            deleted = [sid for sid, fields in entries if not fields]
-            if deleted:
-                await self._claims.ack_deleted(deleted, "own_pending")
-            for stream_id, fields in entries:
-                if fields and stream_id not in self._held:
-                    metrics.REDELIVERIES.inc()
-                    self._dispatch(stream_id, fields, counts.get(stream_id, 2))
-            log.info("consumer.own_pending", entries=len(entries), deleted=len(deleted))
-            last = entries[-1][0]
-
     # dispatching
 
     def _dispatch(self, stream_id: str, fields: Fields, deliveries: int) -> None:
@@ -311,8 +283,7 @@ class IntentConsumer:
         metrics.INTENTS_RECEIVED.inc()
         entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
         if entry.recovering:
-            self._recovering.add(stream_id)
-            self._recovered.clear()
+            self._recovery.arrived(stream_id)
         self._held[stream_id] = entry
         try:
             payload = decode_entry(fields)
@@ -364,7 +335,8 @@ class IntentConsumer:
 
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
-        self._recovery_finished(entry)
+        if entry.recovering:
+            self._recovery.finished(entry.stream_id)
         self._space.set()
 
     # valid intents: one worker per symbol
@@ -400,7 +372,7 @@ class IntentConsumer:
         assert intent is not None
         key = intent_key(intent, entry.stream_id)
         if not entry.recovering:
-            await self._recovery_done()
+            await self._recovery.wait_turn()
         # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
         confirmed_at = time.monotonic()
         taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
@@ -417,7 +389,7 @@ class IntentConsumer:
             if begun.state is BeginState.CONFLICT:
                 await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
                 return
-            attempt = self._attempt(begun)
+            attempt = attempt_of(begun, self.settings.max_attempts)
             if attempt.repair:
                 if begun.repair_started:
                     # The repair itself died: answer without the exchange.
@@ -429,8 +401,7 @@ class IntentConsumer:
                 )
             # After an unclean restart the intents that were executing run one at a time, so a
             # real poison intent is identified alone and innocent ones are not counted with it.
-            serial = self._recovery if attempt.resume else contextlib.nullcontext()
-            async with serial:
+            async with self._recovery.serial(attempt):
                 result = await self._execute(entry, intent, key, lease, confirmed_at, attempt)
             if result is None:
                 return
@@ -464,36 +435,6 @@ class IntentConsumer:
         finally:
             fencing.reset_check(fence)
             metrics.IN_FLIGHT.dec()
-
-    def _attempt(self, begun: Begun) -> Attempt:
-        """What the executor must know of earlier attempts (see :class:`Attempt`)."""
-        if begun.state is not BeginState.RESUMED:
-            return Attempt()
-        earlier_sent_by = None
-        if begun.fenced_at_ms:
-            # The last fence of the dead attempts, on Redis's clock, moved to ours: no order of
-            # theirs left later than FENCE_FRESH_S after it. So the recvWindow wait shrinks across
-            # restarts instead of starting over with every one.
-            ahead_s = (begun.fenced_at_ms - begun.now_ms) / 1000 + FENCE_FRESH_S
-            earlier_sent_by = time.monotonic() + ahead_s
-        return Attempt(
-            resume=True,
-            earlier_sent_by=earlier_sent_by,
-            repair=begun.attempts >= self.settings.max_attempts,
-        )
-
-    async def _recovery_done(self) -> None:
-        """Let the entries that were executing before a restart go first (bounded wait)."""
-        if not self._recovering:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._recovered.wait(), RECOVERY_WAIT_S)
-
-    def _recovery_finished(self, entry: Entry) -> None:
-        if entry.recovering:
-            self._recovering.discard(entry.stream_id)
-            if not self._recovering:
-                self._recovered.set()
 
 
 async def cancel_task(task: asyncio.Task[Any] | None) -> None:

@@ -1,0 +1,66 @@
+"""After an unclean restart (or a claim from a dead consumer): what an attempt knows of the earlier
+ones, and the order in which the intents that were executing run again.
+
+The intents that were executing run one at a time, before new ones, so a real poison intent is
+identified alone and innocent ones are not counted with it; new intents wait for that (bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from quantum_exec.execution.run import Attempt
+from quantum_exec.stream.leases import FENCE_FRESH_S
+from quantum_exec.stream.store import BeginState, Begun
+
+# How long a new intent waits for the recovery of earlier ones before it runs anyway.
+RECOVERY_WAIT_S = 30.0
+
+
+def attempt_of(begun: Begun, max_attempts: int) -> Attempt:
+    """What the executor must know of earlier attempts (see :class:`Attempt`)."""
+    if begun.state is not BeginState.RESUMED:
+        return Attempt()
+    earlier_sent_by = None
+    if begun.fenced_at_ms:
+        # The last fence of the dead attempts, on Redis's clock, moved to ours: no order of
+        # theirs left later than FENCE_FRESH_S after it. So the recvWindow wait shrinks across
+        # restarts instead of starting over with every one.
+        ahead_s = (begun.fenced_at_ms - begun.now_ms) / 1000 + FENCE_FRESH_S
+        earlier_sent_by = time.monotonic() + ahead_s
+    return Attempt(resume=True, earlier_sent_by=earlier_sent_by, repair=begun.attempts >= max_attempts)
+
+
+class RecoveryGate:
+    """Entries delivered before (``recovering``) go first; resumed ones one at a time."""
+
+    def __init__(self) -> None:
+        self._recovering: set[str] = set()
+        self._done = asyncio.Event()
+        self._done.set()
+        self._serial = asyncio.Lock()
+
+    def arrived(self, stream_id: str) -> None:
+        """A recovering entry was dispatched."""
+        self._recovering.add(stream_id)
+        self._done.clear()
+
+    def finished(self, stream_id: str) -> None:
+        """A recovering entry left the consumer (answered, dropped, or left pending)."""
+        self._recovering.discard(stream_id)
+        if not self._recovering:
+            self._done.set()
+
+    async def wait_turn(self) -> None:
+        """For a new entry: wait until the recovering ones are done (at most RECOVERY_WAIT_S)."""
+        if self._recovering:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), RECOVERY_WAIT_S)
+
+    def serial(self, attempt: Attempt) -> AbstractAsyncContextManager[Any]:
+        """Held around a resumed attempt: the intents that were executing run one at a time."""
+        return self._serial if attempt.resume else contextlib.nullcontext()
