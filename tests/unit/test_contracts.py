@@ -696,3 +696,14 @@ def test_extreme_numbers_in_meta_stay_small_and_valid_json() -> None:
     assert meta["c"] == Decimal("1E-300")
     assert isinstance(meta["d"], str) and meta["d"].startswith("999")
     assert decode_result_fields(encode_result_fields(result)).meta == meta
+
+
+def test_intent_digest_tells_another_intent_from_a_retry() -> None:
+    from quantum_exec.contracts import intent_digest
+
+    base = {"intent_id": "d-1", "symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 100}
+    first = intent_digest(parse_intent({**base, "timestamp": 1_795_000_000_000}))
+    assert intent_digest(parse_intent({**base, "timestamp": 1_795_000_009_000})) == first  # a retry
+    assert intent_digest(parse_intent({**base, "position_size_usd": 100.0})) == first  # same number
+    assert intent_digest(parse_intent({**base, "position_size_usd": 200})) != first
+    assert intent_digest(parse_intent({**base, "side": "SELL"})) != first

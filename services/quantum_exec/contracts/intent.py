@@ -133,5 +133,13 @@ def intent_json_schema() -> dict[str, Any]:
 
 
 def intent_digest(intent: TradeIntent) -> str:
-    """A hash of the normalized intent: two payloads that mean the same intent hash the same."""
-    return hashlib.sha256(dumps(intent.model_dump(), sort_keys=True)).hexdigest()[:32]
+    """A hash of the normalized intent: two payloads that mean the same intent hash the same.
+
+    The ``timestamp`` is left out: a producer that re-sends the same intent stamped anew is
+    retrying, not re-using the id for another trade.
+    """
+    fields = {
+        name: format(value.normalize(), "f") if isinstance(value, Decimal) else value  # 100 == 100.0
+        for name, value in intent.model_dump(exclude={"timestamp"}).items()
+    }
+    return hashlib.sha256(dumps(fields, sort_keys=True)).hexdigest()[:32]
