@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -97,6 +98,8 @@ class Simulator:
         self.rate_limits_enabled = self.config.rate_limits
         # Binance requests being handled right now (a test waits for 0 instead of sleeping).
         self.requests_in_progress = 0
+        # Binance requests served, by "METHOD /path" (a test asserts what was, or was not, asked).
+        self.request_counts: collections.Counter[str] = collections.Counter()
         self._changes = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
@@ -324,6 +327,7 @@ class Simulator:
         if path.startswith(("/private/ws", "/ws/")) and request.method == "GET":
             return await self._user_socket(request, path)
         self.requests_in_progress += 1
+        self.request_counts[f"{request.method} {path}"] += 1
         try:
             return await self._serve(request, path)
         finally:
