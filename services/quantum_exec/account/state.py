@@ -28,7 +28,14 @@ from quantum_exec.account.events import (
 )
 from quantum_exec.account.positions import PositionView, apply_fill
 from quantum_exec.errors import QuantumError
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, Position
+from quantum_exec.exchange.wire import (
+    FINAL_ORDER_STATUSES,
+    AlgoOrder,
+    AlgoStatus,
+    OrderSide,
+    OrderStatus,
+    Position,
+)
 from quantum_exec.ids import is_own_protective
 
 ZERO: Final = Decimal(0)
@@ -164,6 +171,7 @@ class AccountState:
         self._algos: dict[str, AlgoView] = {}
         self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
         self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
+        self._final_orders: OrderedDict[tuple[str, int], OrderStatus] = OrderedDict()
         self.last_event_time_ms: int | None = None
         self.generation = 0
         self.stale = True
@@ -221,6 +229,10 @@ class AccountState:
         return _NOTHING
 
     def _apply_order(self, event: OrderTradeUpdate) -> Applied:
+        if event.status in FINAL_ORDER_STATUSES:
+            self._final_orders[(event.symbol, event.order_id)] = event.status
+            while len(self._final_orders) > MAX_ORDERS_WITH_FILLS:
+                self._final_orders.popitem(last=False)
         if not event.is_fill:
             return _NOTHING
         key = (event.symbol, event.order_id)
@@ -324,3 +336,46 @@ class AccountState:
             if time_ms >= self._last_fill_ms.get(symbol, 0) and pushed.amount != ours.amount:
                 drifted.append(symbol)
         return drifted
+
+    # ---- the owner's bookkeeping (no freshness check: used to bridge a gap)
+
+    def known_amount(self, symbol: str) -> Decimal:
+        """The last known position amount, fresh or not (the resync compares it with REST)."""
+        view = self._positions.get(symbol)
+        return view.amount if view else ZERO
+
+    def open_count(self) -> int:
+        """How many symbols hold a position, as last known."""
+        return sum(1 for p in self._positions.values() if not p.is_flat)
+
+    def symbols(self) -> set[str]:
+        """Every symbol with a known position or a conditional order."""
+        return {*self._positions, *(a.symbol for a in self._algos.values())}
+
+    def last_fill_ms(self, symbol: str) -> int | None:
+        """Transaction time of the last fill seen on ``symbol`` (or of the resync), if any."""
+        return self._last_fill_ms.get(symbol)
+
+    def has_trade(self, symbol: str, order_id: int, trade_id: int) -> bool:
+        """True when this fill was applied already (the gap replay skips it)."""
+        return trade_id in self._fills.get((symbol, order_id), {})
+
+    def order_done(self, symbol: str, order_id: int) -> bool:
+        """True once an ORDER_TRADE_UPDATE said the order is final: its fills are all here."""
+        return (symbol, order_id) in self._final_orders
+
+    def own_protective_known(self, symbol: str) -> list[AlgoView]:
+        """Our open protective orders as last seen, fresh or not."""
+        return [a for a in self._algos.values() if a.symbol == symbol and is_own_protective(a.client_algo_id)]
+
+    def record_algo(self, order: AlgoOrder) -> None:
+        """Fold a REST lookup of one conditional order in (a leg that went final during a gap)."""
+        view = AlgoView.from_rest(order)
+        if view.status.is_final:
+            self._algos.pop(view.client_algo_id, None)
+            self._closed_algos[view.client_algo_id] = view
+            self._closed_algos.move_to_end(view.client_algo_id)
+            while len(self._closed_algos) > MAX_CLOSED_ALGO_ORDERS:
+                self._closed_algos.popitem(last=False)
+        else:
+            self._algos[view.client_algo_id] = view

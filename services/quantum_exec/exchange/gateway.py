@@ -352,6 +352,23 @@ class BinanceGateway:
         raw = await self._call(EP_USER_TRADES, {"symbol": symbol, "orderId": str(order_id)})
         return [Trade.parse(item) for item in raw or []]
 
+    async def user_trades_since(self, symbol: str, start_ms: int) -> list[Trade]:
+        """The account's trades on ``symbol`` from ``start_ms`` (the gap of a reconnect), oldest first."""
+        raw = await self._call(
+            EP_USER_TRADES, {"symbol": symbol, "startTime": str(start_ms), "limit": "1000"}
+        )
+        return sorted((Trade.parse(item) for item in raw or []), key=lambda t: t.trade_id)
+
+    async def get_order_by_id(self, symbol: str, order_id: int) -> Order | None:
+        """Look an order up by the exchange's id; None when it does not exist."""
+        try:
+            raw = await self._call(EP_GET_ORDER, {"symbol": symbol, "orderId": str(order_id)})
+        except PermanentError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return None
+            raise
+        return Order.parse(raw)
+
     # -- writes ------------------------------------------------------------------------------
 
     async def set_leverage(self, symbol: str, leverage: int) -> int:

@@ -123,6 +123,7 @@ class Order:
     cum_quote: Decimal
     reduce_only: bool
     update_time_ms: int
+    orig_type: str = ""  # what was placed: STOP_MARKET for an order a conditional order triggered
 
     @property
     def is_final(self) -> bool:
@@ -143,6 +144,7 @@ class Order:
             cum_quote=dec(raw.get("cumQuote"), "cumQuote"),
             reduce_only=_bool(raw.get("reduceOnly", False)),
             update_time_ms=int(raw.get("updateTime") or 0),
+            orig_type=str(raw.get("origType", "")),
         )
 
 
@@ -195,6 +197,9 @@ class Trade:
     commission: Decimal
     commission_asset: str
     realized_pnl: Decimal
+    side: str = ""
+    time_ms: int = 0
+    maker: bool = False
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Trade:
@@ -207,6 +212,9 @@ class Trade:
             commission=dec(raw.get("commission"), "commission"),
             commission_asset=str(raw.get("commissionAsset", "")),
             realized_pnl=dec(raw.get("realizedPnl"), "realizedPnl"),
+            side=str(raw.get("side", "")),
+            time_ms=int(raw.get("time", 0)),
+            maker=bool(raw.get("maker", False)),
         )
 
 
