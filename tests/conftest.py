@@ -38,6 +38,7 @@ def unique_names() -> dict[str, Any]:
         "consumer_group": f"test:{tag}:group",
         "result_stream": f"test:{tag}:result",
         "dlq_stream": f"test:{tag}:dlq",
+        "position_stream": f"test:{tag}:position",
         "key_prefix": f"test:{tag}:exec",
         "consumer_name": f"test-{tag}",
     }

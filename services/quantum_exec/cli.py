@@ -34,7 +34,7 @@ commands:
   submit    publish one intent (flags or a JSON file); prints its stream id
   results   show recent results (--follow to tail)
   check     health check: exit 0 when the running service is ready, 1 otherwise
-  schema    print the JSON Schemas of TradeIntent and ExecutionResult
+  schema    print the JSON Schemas of TradeIntent, ExecutionResult and PositionEvent
 
 Settings come from QUANTUM_* environment variables (and the --env-file); see
 etc/quantum/execution.env.example. `quantum-exec serve --print-config` shows them.
@@ -287,6 +287,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
         schemas["TradeIntent"] = intent_json_schema()
     if args.which in ("result", "all"):
         schemas["ExecutionResult"] = result_json_schema()
+    if args.which in ("position", "all"):
+        from quantum_exec.account.positions import position_event_json_schema
+
+        schemas["PositionEvent"] = position_event_json_schema()
     out = schemas if args.which == "all" else next(iter(schemas.values()))
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
@@ -420,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="print JSON Schemas", description="JSON Schemas of the payloads.")
-    p.add_argument("which", nargs="?", choices=["intent", "result", "all"], default="all")
+    p.add_argument("which", nargs="?", choices=["intent", "result", "position", "all"], default="all")
     p.set_defaults(func=cmd_schema)
     return parser
 

@@ -7,6 +7,8 @@ moves the mark price through the long's stop to show the exchange-side protectio
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
 import time
@@ -158,10 +160,11 @@ async def run_demo(settings: Settings, *, verbose: bool = False) -> int:
         _out(
             format_table(results[i.payload["intent_id"]] for i in items if i.payload["intent_id"] in results)
         )
+        stop_problems: list[str] = []
         long_result = results.get(items[0].payload["intent_id"])
         if long_result is not None and long_result.stop_loss and long_result.stop_loss.trigger_price:
-            await _show_stop(service, long_result)
-        problems = _verdict(items, results)
+            stop_problems = await _show_stop(service, long_result)
+        problems = _verdict(items, results) + stop_problems
     finally:
         await service.stop()
     elapsed = time.monotonic() - started
@@ -174,20 +177,64 @@ async def run_demo(settings: Settings, *, verbose: bool = False) -> int:
     return 0
 
 
-async def _show_stop(service: Any, result: ExecutionResult) -> None:
-    """Move the mark through the long's stop: the simulator fires it, the position closes."""
+async def _show_stop(service: Any, result: ExecutionResult) -> list[str]:
+    """Move the mark through the long's stop: the simulator fires it, the live OCO cancels the target."""
     sim = service.simulator
     if sim is None or result.stop_loss is None or result.stop_loss.trigger_price is None:
-        return
+        return []
     below = result.stop_loss.trigger_price * Decimal("0.999")
+    moved_at = time.monotonic()
     sim.set_mark_price(result.symbol, below)
+    target_id = result.take_profit.client_algo_id if result.take_profit else None
+    event = await _stop_event(service, result.symbol, result.intent_id)
+    for _ in range(1000):  # the live OCO cancels the target within one round trip; 5 s at most
+        if service.account is None or _algo_status(sim, target_id) != "NEW":
+            break
+        await asyncio.sleep(0.005)
+    cancelled_ms = (time.monotonic() - moved_at) * 1000
     state = sim.state()
-    amount = Decimal(0)
-    for position in state.get("positions", []):
-        if position.get("symbol") == result.symbol:
-            amount += Decimal(str(position.get("positionAmt", "0")))
-    _out(
-        f"\nmark {result.symbol} moved to {below.normalize()}: stop {result.stop_loss.trigger_price} "
-        f"fired on the exchange, position now {amount.normalize()}; the target stays open until the next "
-        "intent on the symbol cancels it (Binance has no OCO)."
+    amount = sum(
+        (
+            Decimal(str(p.get("positionAmt", "0")))
+            for p in state.get("positions", [])
+            if p.get("symbol") == result.symbol
+        ),
+        Decimal(0),
     )
+    target = next((a for a in state.get("algoOrders", []) if a.get("clientAlgoId") == target_id), None)
+    target_state = target.get("algoStatus") if target else "absent"
+    _out(
+        f"\nmark {result.symbol} moved to {below.normalize()}: stop {result.stop_loss.trigger_price} fired, "
+        f"position now {amount.normalize()}; target {target_state}"
+    )
+    if event is None:
+        return [] if service.account is None else ["no position event for the stop within the deadline"]
+    _out(
+        f"position event: {event['kind']} {event['reason']} at {event['price']}, realized_pnl "
+        f"{event['realized_pnl']}, commission {event['commission']} {event['commission_asset']} "
+        f"(target cancelled and event published {cancelled_ms:.0f} ms after the mark moved)"
+    )
+    return [] if target_state == "CANCELED" else [f"the target of the stopped long is {target_state}"]
+
+
+def _algo_status(sim: Any, client_algo_id: str | None) -> str:
+    found = [a for a in sim.state().get("algoOrders", []) if a.get("clientAlgoId") == client_algo_id]
+    return str(found[0].get("algoStatus")) if found else "absent"
+
+
+async def _stop_event(service: Any, symbol: str, intent_id: str | None) -> dict[str, Any] | None:
+    """The ``closed`` position event of the stop, read from the position stream (None after 5 s)."""
+    if service.account is None:
+        return None
+    stream = service.settings.position_stream
+    deadline = time.monotonic() + 5.0
+    last_id = "0"
+    while time.monotonic() < deadline:
+        reply = await service.redis.xread({stream: last_id}, block=200, count=100)
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                event = json.loads(fields[b"payload"], parse_float=Decimal)
+                if event["symbol"] == symbol and event["reason"] == "stop_loss" and event["kind"] == "closed":
+                    return dict(event)
+    return None

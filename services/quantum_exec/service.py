@@ -31,6 +31,7 @@ from quantum_exec.stream.link import REDIS_DOWN
 
 if TYPE_CHECKING:
     from binance_sim import Simulator
+    from quantum_exec.account.follower import AccountFollower
     from quantum_exec.execution.executor import Executor
 
 log = get_logger(__name__)
@@ -86,6 +87,8 @@ class Service:
         self._redis: Redis | None = None
         self.redis_url: str | None = settings.redis_url
         self.executor: Executor | None = None
+        # The live account (user data stream), when following it is on.
+        self.account: AccountFollower | None = None
         # The in-process simulator of the embedded default (None against a real exchange).
         self.simulator: Simulator | None = None
         self.consumer: IntentConsumer | None = None
@@ -198,6 +201,8 @@ class Service:
         else:
             settings = with_sim_credentials(settings)  # a standalone `quantum-exec sim`
         executor = self.executor = await create_executor(settings)
+        if settings.user_stream:
+            await self._follow_account(executor, settings)
 
         async def execute(
             intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
@@ -207,6 +212,26 @@ class Service:
             )
 
         return execute
+
+    async def _follow_account(self, executor: Executor, settings: Settings) -> None:
+        """Start the account follower; intents wait for its first resync and reconciliation."""
+        from quantum_exec.account.follower import AccountFollower
+        from quantum_exec.account.store import AccountStore
+        from quantum_exec.exchange.gateway import BinanceGateway
+
+        assert isinstance(executor.gateway, BinanceGateway)
+        account = self.account = AccountFollower(
+            settings, executor.gateway, AccountStore(self.redis, settings)
+        )
+        await account.start()
+        executor.account = account
+        timeout_s = settings.user_stream_start_timeout_s
+        if not await account.wait_synced(timeout_s):
+            log.warning(
+                "account.not_synced_at_start",
+                timeout_s=timeout_s,
+                detail="consuming with REST lookups until the user data stream is up",
+            )
 
     def _progress(self) -> None:
         if self.notifier is not None:
@@ -251,6 +276,11 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
+        if self.account is not None:
+            try:
+                await self.account.stop()
+            except Exception:
+                log.exception("service.account_stop_failed")
         if self.executor is not None:
             try:
                 await self.executor.close()

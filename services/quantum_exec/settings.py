@@ -99,6 +99,7 @@ class Settings(BaseModel):
     consumer_group: str = "quantum:group:execution:trade.intent"
     result_stream: str = "quantum:stream:execution.result"
     dlq_stream: str = "quantum:stream:trade.intent.dlq"
+    position_stream: str = "quantum:stream:position.event"
     key_prefix: str = "quantum:exec"
     consumer_name: str = Field(default_factory=default_consumer_name)
     result_maxlen: int = Field(default=100_000, ge=100)
@@ -123,6 +124,14 @@ class Settings(BaseModel):
     binance_base_url: str | None = None
     # User data stream root (wss://...); unset = the environment's (sim: the simulator's address).
     binance_stream_url: str | None = None
+    # Follow the account over the user data stream (live OCO, fills, position events); off = REST only.
+    user_stream: bool = True
+    # Reject BUY/SELL intents without a stop-loss instead of opening a naked position.
+    require_protection: bool = False
+    # The account lease (one instance acts on account events): taken over this long after its holder died.
+    account_lease_ttl_s: float = Field(default=3.0, ge=0.5, le=60)
+    # How long start-up waits for the first resync and reconciliation before consuming anyway (REST fallback).
+    user_stream_start_timeout_s: float = Field(default=10.0, ge=0)
     api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BINANCE_API_KEY", "QUANTUM_API_KEY")
     )

@@ -425,3 +425,22 @@ async def test_stale_intent_not_yet_executed_is_still_rejected_on_resume(
     )
     assert result.error is not None and result.error.code == "STALE_INTENT"
     assert orders(sim) == []
+
+
+async def test_require_protection_rejects_an_open_without_a_stop(
+    make_settings: Callable[..., Settings], sim: Simulator
+) -> None:
+    ex = await create_executor(make_settings(require_protection=True))
+    try:
+        naked = await ex.execute(
+            intent(intent_id="req-1", symbol="BTCUSDT", side="BUY", position_size_usd=500)
+        )
+        reducing = await ex.execute(
+            intent(intent_id="req-2", symbol="BTCUSDT", side="SELL", quantity="0.001", reduce_only=True)
+        )
+    finally:
+        await ex.close()
+    assert naked.status.value == "rejected" and naked.error is not None
+    assert naked.error.code == "PROTECTION_REQUIRED" and "QUANTUM_REQUIRE_PROTECTION" in naked.error.message
+    assert reducing.error is None or reducing.error.code != "PROTECTION_REQUIRED"
+    assert not [o for o in orders(sim) if o["clientOrderId"] == naked.client_order_id]

@@ -42,7 +42,7 @@ from quantum_exec.errors import (
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
-from quantum_exec.execution.ports import Gateway
+from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
@@ -68,9 +68,11 @@ class _SymbolState:
 class Executor:
     """Runs the execution steps of design.md §3 for one intent at a time per symbol."""
 
-    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+    def __init__(self, settings: Settings, gateway: Gateway, account: AccountView | None = None) -> None:
         self._settings = settings
         self.gateway = gateway
+        # The live account view (user data stream); None or stale: the REST lookups of wave 1.
+        self.account = account
         self._state: dict[str, _SymbolState] = {}
         self._own_protective: dict[str, set[int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -238,6 +240,8 @@ class Executor:
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
                 await self._configure(symbol, out.leverage, out.margin_type)
+            if self.account is not None:
+                await self.account.opening(run.key, intent)
             run.entry_sent = True
             with run.step("entry"):
                 try:
@@ -254,6 +258,8 @@ class Executor:
                     )
                 except PermanentError:
                     run.entry_sent = False  # refused by the exchange: certainly not placed
+                    if self.account is not None:
+                        await self.account.opened(run.key, intent, Decimal(0))
                     raise
         entry = await self._resolver.until_final(symbol, entry)
         self._record_fill(run, entry, reference, long=long)
@@ -264,6 +270,8 @@ class Executor:
                 ErrorSource.EXCHANGE,
                 f"entry {entry_id} ended {entry.status} with nothing filled",
             )
+            if self.account is not None:
+                await self.account.opened(run.key, intent, Decimal(0))
             return
         out.status = (
             ResultStatus.FILLED
@@ -278,7 +286,17 @@ class Executor:
                 order_ids.append(flatten.order_id)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         with run.step("fees"):
-            await record_fees(self.gateway, run, rules, order_ids)
+            await record_fees(self.gateway, run, rules, order_ids, self.account)
+        if self.account is not None:
+            # After protection (off the time-to-protected path); a redelivery writes it again.
+            held = Decimal(0) if out.protection is ProtectionState.CLOSED_EMERGENCY else entry.executed_qty
+            await self.account.opened(
+                run.key,
+                intent,
+                held,
+                stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
+                take_profit=out.take_profit.trigger_price if out.take_profit else None,
+            )
 
     @staticmethod
     def _record_fill(run: Run, order: Order, reference: Decimal, *, long: bool) -> None:
@@ -312,6 +330,15 @@ class Executor:
 
     async def _cancel_orphans(self, run: Run, symbol: str) -> None:
         """Cancel our protective orders left on a flat symbol, so they cannot close a new position."""
+        if self.account is not None:
+            amount, legs = self.account.position_amount(symbol), self.account.own_protective(symbol)
+            if amount is not None and legs is not None:
+                # The live view answers without a request (the live OCO usually got there first).
+                if amount == 0 and legs:
+                    with run.step("orphans"):
+                        await run_together(*(self._cancel(leg.algo_id) for leg in legs))
+                    log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(legs))
+                return
         own = self._own_protective.get(symbol)
         if not own:
             return
@@ -348,7 +375,7 @@ class Executor:
         with run.step("close"):
             cancelled = await self._cancel_all_protective(symbol)
             if order is None:
-                amount = await self.gateway.position_amount(symbol)
+                amount = await self._position_amount(symbol)
                 if amount == 0:
                     raise IntentRejected(
                         ReasonCode.NO_POSITION,
@@ -359,6 +386,8 @@ class Executor:
                 quantity = abs(amount)
                 out.requested_quantity = quantity
                 out.quantity = quantity
+                if self.account is not None:
+                    await self.account.opening(run.key, run.intent)
                 order = await self._resolver.submit(
                     symbol,
                     close_id,
@@ -378,7 +407,12 @@ class Executor:
             )
             return
         with run.step("fees"):
-            await record_fees(self.gateway, run, rules, [order.order_id])
+            await record_fees(self.gateway, run, rules, [order.order_id], self.account)
+
+    async def _position_amount(self, symbol: str) -> Decimal:
+        """The position from the live view when it is fresh, else from REST (positionRisk)."""
+        known = self.account.position_amount(symbol) if self.account is not None else None
+        return known if known is not None else await self.gateway.position_amount(symbol)
 
     async def _cancel(self, algo_id: int) -> None:
         await self.gateway.cancel_algo(algo_id)
@@ -391,12 +425,12 @@ class Executor:
         return len(open_orders)
 
 
-async def create_executor(settings: Settings) -> Executor:
+async def create_executor(settings: Settings, account: AccountView | None = None) -> Executor:
     """Build and start the executor for ``binance_base_url`` (or the environment's REST root)."""
     from quantum_exec.exchange.endpoints import rest_root
     from quantum_exec.exchange.gateway import BinanceGateway  # the python-binance stack
 
-    executor = Executor(settings, BinanceGateway(settings, rest_root(settings)))
+    executor = Executor(settings, BinanceGateway(settings, rest_root(settings)), account)
     try:
         await executor.start()
     except BaseException:

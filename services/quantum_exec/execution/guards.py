@@ -120,6 +120,16 @@ class Guards:
         intent, s, out = run.intent, self._settings, run.out
         symbol = intent.symbol
         self.check_fresh(run)
+        if (
+            s.require_protection
+            and not intent.reduce_only
+            and (intent.stop_loss is None and intent.stop_loss_pct is None)
+        ):
+            raise IntentRejected(
+                ReasonCode.PROTECTION_REQUIRED,
+                f"{intent.side.value} {symbol} has no stop_loss or stop_loss_pct and "
+                "QUANTUM_REQUIRE_PROTECTION=true: a position is never opened without a stop",
+            )
         rules = self.rules_for(symbol)
         out.leverage = await self.leverage_for(run, symbol)
         out.margin_type = (intent.margin_type or s.default_margin_type).value

@@ -6,9 +6,11 @@ driven by a scripted fake in unit tests as well as by :class:`BinanceGateway` ov
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
+from quantum_exec.contracts import TradeIntent
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderType, Position, Trade
 from quantum_exec.rules import SymbolRules
 
@@ -85,3 +87,51 @@ class Gateway(Protocol):
     ) -> AlgoOrder: ...
 
     async def cancel_algo(self, algo_id: int) -> bool: ...
+
+
+class Fills(Protocol):
+    """An order's fills summed (``account.state.FillSummary``)."""
+
+    @property
+    def quantity(self) -> Decimal: ...
+
+    @property
+    def commission(self) -> Decimal: ...
+
+    @property
+    def commission_asset(self) -> str | None: ...
+
+    @property
+    def realized_pnl(self) -> Decimal: ...
+
+
+class ProtectiveLeg(Protocol):
+    """One of our armed protective orders, as the live view knows it."""
+
+    @property
+    def algo_id(self) -> int: ...
+
+    @property
+    def client_algo_id(self) -> str: ...
+
+
+class AccountView(Protocol):
+    """The live account (``account.follower.AccountFollower``); ``None`` answers mean "use REST"."""
+
+    def position_amount(self, symbol: str) -> Decimal | None: ...
+
+    def own_protective(self, symbol: str) -> Sequence[ProtectiveLeg] | None: ...
+
+    async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> Fills | None: ...
+
+    async def opening(self, key: str, intent: TradeIntent) -> None: ...
+
+    async def opened(
+        self,
+        key: str,
+        intent: TradeIntent,
+        executed: Decimal,
+        *,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+    ) -> None: ...

@@ -198,6 +198,64 @@ READINESS_CHECK = Gauge(
     ["check"],
     registry=REGISTRY,
 )
+USER_STREAM_CONNECTED = Gauge(
+    f"{PREFIX}_user_stream_connected",
+    "1 while the user data stream is connected and resynced (the account view is fresh), else 0.",
+    registry=REGISTRY,
+)
+USER_STREAM_RECONNECTS = Counter(
+    f"{PREFIX}_user_stream_reconnects_total", "User data stream connections lost.", registry=REGISTRY
+)
+USER_STREAM_LAST_EVENT = Gauge(
+    f"{PREFIX}_user_stream_last_event_timestamp_seconds",
+    "Unix time of the last user data stream event (or resync); time() minus it is the event age.",
+    registry=REGISTRY,
+)
+USER_STREAM_EVENTS = Counter(
+    f"{PREFIX}_user_stream_events_total",
+    "User data stream events received, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+ACCOUNT_RESYNCS = Counter(
+    f"{PREFIX}_account_resyncs_total",
+    "REST resyncs of the account view, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ACCOUNT_LEASE_HELD = Gauge(
+    f"{PREFIX}_account_lease_held",
+    "1 on the instance that acts on account events (cancels, events, reconciliation).",
+    registry=REGISTRY,
+)
+POSITION_EVENTS = Counter(
+    f"{PREFIX}_position_events_total",
+    "Position events published, by kind and reason.",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+OCO_ACTIONS = Counter(
+    f"{PREFIX}_oco_actions_total",
+    "Protective orders cancelled or resized because the position changed, by action and outcome.",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+RECONCILE_ACTIONS = Counter(
+    f"{PREFIX}_reconcile_actions_total",
+    "Reconciliation actions (cancel, protect, record_flat, external), by outcome.",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+EXTERNAL_POSITIONS = Gauge(
+    f"{PREFIX}_external_positions",
+    "Positions (or parts) on the account that this service did not open, at the last reconciliation.",
+    registry=REGISTRY,
+)
+OPEN_POSITIONS = Gauge(
+    f"{PREFIX}_open_positions",
+    "Open positions on the account, as the live view knows them.",
+    registry=REGISTRY,
+)
 # CPU, memory, open fds and start time of this process, under the service's own prefix.
 PROCESS = ProcessCollector(namespace=PREFIX, registry=REGISTRY)
 BUILD_INFO = Gauge(

@@ -1,0 +1,650 @@
+"""Following the account live: the user data stream folded into :class:`AccountState`, and acted on.
+
+Every instance follows the stream (its executor reads positions and fills from the live view);
+exactly one - the holder of the account lease (:mod:`.store`) - acts on it:
+
+* **Live OCO** (:func:`.oco.plan_oco`): after every fill and every final conditional order, our
+  legs that protect nothing any more are cancelled, legs larger than what is left are replaced.
+* **Position events**: one per fill that moved a position, published once (the id is the fill's).
+* **Reconciliation** (:func:`.reconcile.plan_reconcile`) after every resync: orphan legs
+  cancelled, our positions whose protection is missing re-armed from the recorded triggers,
+  positions we did not open reported and left alone.
+
+On every (re)connect the view is resynced by REST before an event is trusted; fills that happened
+while the socket was down are fetched (``userTrades`` from the last fill seen) and replayed through
+the same path, so a stop that fired during a gap still cancels its sibling and is published once.
+While the stream is down :meth:`position_amount` answers ``None`` and the executor falls back to
+REST: nothing acts on a stale view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from quantum_exec.account.events import (
+    AccountUpdate,
+    AlgoUpdate,
+    EventError,
+    ExecutionType,
+    OrderTradeUpdate,
+    PositionSide,
+    parse_event,
+)
+from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.positions import (
+    PositionEvent,
+    PositionKind,
+    PositionReason,
+    PositionView,
+    position_event,
+)
+from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, plan_reconcile
+from quantum_exec.account.roles import intent_digest, role_of
+from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
+from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.userstream import UserStream
+from quantum_exec.contracts import Side, TradeIntent
+from quantum_exec.exchange.endpoints import stream_root
+from quantum_exec.exchange.fencing import reset_check, set_check
+from quantum_exec.exchange.gateway import BinanceGateway
+from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderStatus, OrderType, Position, Trade
+from quantum_exec.ids import client_order_id
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
+
+log = get_logger(__name__)
+
+ZERO: Final = Decimal(0)
+# Conditional order types whose triggered order carries an id of the exchange's, not ours.
+_TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"})
+# How long a fill of a triggered order waits for its ALGO_UPDATE (events of different types are
+# not ordered against each other) before it is published as external.
+_ORIGIN_WAIT_S: Final = 1.0
+# Events a non-holder keeps, to publish them itself if the holder dies before it did.
+_KEEP_UNPUBLISHED_S: Final = 600.0
+# When nothing is known of a symbol's last fill, a gap is searched this far back.
+_GAP_LOOKBACK_MS: Final = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """A fill that moved a position, waiting for its event to be built and published."""
+
+    fill: OrderTradeUpdate
+    before: PositionView
+    after: PositionView
+    seen_at: float
+
+
+class AccountFollower:
+    """Runs the user stream, keeps :attr:`state`, and (as lease holder) acts on it."""
+
+    def __init__(self, settings: Settings, gateway: BinanceGateway, store: AccountStore) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        self.store = store
+        self.state = AccountState()
+        self.stream = UserStream(
+            gateway,
+            stream_root(settings),
+            on_event=self._on_raw,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            reconnect_max_s=min(settings.redis_reconnect_max_s, 30.0),
+        )
+        self.synced = asyncio.Event()
+        self.leader = False
+        self._changed = asyncio.Condition()
+        self._moves: asyncio.Queue[_Moved] = asyncio.Queue()
+        self._unpublished: deque[_Moved] = deque(maxlen=4096)
+        self._intent_ids: dict[str, str | None] = {}
+        self._oco_tasks: dict[str, asyncio.Task[None]] = {}
+        self._oco_dirty: set[str] = set()
+        self._acted_on: set[int] = set()  # algo ids cancelled by us (their CANCELED may still be on the way)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._resync_lock = asyncio.Lock()
+
+    # ---- life cycle
+
+    async def start(self) -> None:
+        """Take the lease if free, then start the stream (returns at once)."""
+        await self._tick_lease()
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name="account-lease"),
+            asyncio.create_task(self._publisher(), name="position-events"),
+        ]
+        await self.stream.start()
+
+    async def wait_synced(self, timeout_s: float) -> bool:
+        """Wait for the first resync (and, as holder, reconciliation); False after ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.synced.wait(), timeout_s)
+        return self.synced.is_set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self.stream.stop()
+        tasks = [*self._tasks, *self._oco_tasks.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.store.release_lease()
+        metrics.ACCOUNT_LEASE_HELD.set(0)
+        metrics.USER_STREAM_CONNECTED.set(0)
+
+    # ---- what the executor reads (None / empty: not known, fall back to REST)
+
+    def position_amount(self, symbol: str) -> Decimal | None:
+        """The live position amount, or ``None`` while the view is stale."""
+        try:
+            return self.state.position(symbol).amount
+        except StaleStateError:
+            return None
+
+    def own_protective(self, symbol: str) -> list[AlgoView] | None:
+        """Our armed protective orders on ``symbol``, or ``None`` while the view is stale."""
+        try:
+            return [a for a in self.state.open_protective(symbol) if a.algo_id not in self._acted_on]
+        except StaleStateError:
+            return None
+
+    async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> FillSummary | None:
+        """The order's fills once its final ORDER_TRADE_UPDATE arrived; ``None`` if stale or late."""
+        if self.state.stale:
+            return None
+
+        def done() -> bool:
+            return self.state.stale or self.state.order_done(symbol, order_id)
+
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(done), timeout_s)
+        if self.state.stale or not self.state.order_done(symbol, order_id):
+            return None
+        return self.state.fills_of(symbol, order_id)
+
+    async def opening(self, key: str, intent: TradeIntent) -> None:
+        """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
+        digest = intent_digest(client_order_id(key, "entry"))
+        assert digest is not None
+        self._intent_ids[digest] = intent.intent_id
+        long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
+        await self.store.put_record(
+            Record(
+                digest=digest,
+                intent_key=key,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                long=long,
+                quantity=intent.quantity or ZERO,
+                stop_loss=intent.stop_loss,
+                take_profit=intent.take_profit,
+                opened=False,
+            )
+        )
+
+    async def opened(
+        self,
+        key: str,
+        intent: TradeIntent,
+        executed: Decimal,
+        *,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+    ) -> None:
+        """The entry filled ``executed``: the record holds a position and the triggers placed
+        (after rounding, or from ``*_pct``); dropped when nothing filled."""
+        digest = intent_digest(client_order_id(key, "entry"))
+        assert digest is not None
+        if executed <= 0 or intent.side is Side.CLOSE:
+            await self.store.drop_record(digest)
+            return
+        await self.store.put_record(
+            Record(
+                digest=digest,
+                intent_key=key,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                long=intent.side is Side.BUY,
+                quantity=executed,
+                stop_loss=stop_loss,
+                take_profit=take_profit,
+                opened=True,
+            )
+        )
+
+    # ---- the stream's callbacks
+
+    async def _on_raw(self, raw: dict[str, Any]) -> None:
+        try:
+            event = parse_event(raw)
+        except EventError as exc:
+            log.error("user_stream.bad_event", error=str(exc))
+            metrics.USER_STREAM_EVENTS.labels(type="malformed").inc()
+            return
+        metrics.USER_STREAM_EVENTS.labels(type=str(raw.get("e", "unknown"))).inc()
+        metrics.USER_STREAM_LAST_EVENT.set(time.time())
+        if event is None:
+            return
+        applied = self.state.apply(event)
+        if isinstance(event, OrderTradeUpdate):
+            if applied.fill is not None and applied.before is not None and applied.after is not None:
+                self._moved(applied.fill, applied.before, applied.after)
+            async with self._changed:
+                self._changed.notify_all()
+        elif isinstance(event, AlgoUpdate):
+            async with self._changed:
+                self._changed.notify_all()
+            if event.status.is_final:
+                self._acted_on.discard(event.algo_id)
+                self._kick(event.symbol)
+        elif (
+            isinstance(event, AccountUpdate)
+            and self.state.drifted_symbols()
+            and not self._resync_lock.locked()
+        ):
+            log.warning("account.drift", symbols=self.state.drifted_symbols())
+            self._spawn(self._resync(), "account-resync")
+
+    def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
+        self._moves.put_nowait(_Moved(fill, before, after, time.monotonic()))
+        metrics.OPEN_POSITIONS.set(self.state.open_count())
+        self._kick(fill.symbol)
+
+    async def _on_connected(self) -> None:
+        await self._resync()
+        metrics.USER_STREAM_CONNECTED.set(1)
+        log.info("account.synced", generation=self.state.generation, leader=self.leader)
+
+    def _on_disconnected(self) -> None:
+        self.state.mark_stale()
+        metrics.USER_STREAM_CONNECTED.set(0)
+        if self._stopping.is_set():
+            return
+        metrics.USER_STREAM_RECONNECTS.inc()
+        log.warning("account.stream_down", detail="the account view is stale: REST until the next resync")
+
+    # ---- resync, gap replay, reconciliation
+
+    async def _resync(self) -> None:
+        async with self._resync_lock:
+            try:
+                positions = await self._gateway.positions()
+                algos = await self._gateway.open_algo_orders()
+                if self.state.generation > 0:
+                    await self._replay_gap(positions, algos)
+                self.state.resync(positions, algos, as_of_ms=int(time.time() * 1000))
+            except Exception:
+                metrics.ACCOUNT_RESYNCS.labels(outcome="failed").inc()
+                raise
+            metrics.ACCOUNT_RESYNCS.labels(outcome="ok").inc()
+            metrics.USER_STREAM_LAST_EVENT.set(time.time())
+            metrics.OPEN_POSITIONS.set(sum(1 for p in positions if p.amount and p.position_side == "BOTH"))
+            if self.leader:
+                await self._reconcile(positions, algos)
+                for symbol in sorted(self.state.symbols()):
+                    self._kick(symbol)
+            self.synced.set()
+
+    async def _replay_gap(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
+        """Fills missed while the socket was down, applied (and published) as if they had been pushed."""
+        rest = {p.symbol: p.amount for p in positions if p.position_side == "BOTH"}
+        still_open = {a.client_algo_id for a in algos}
+        for symbol in sorted(self.state.symbols() | set(rest)):
+            if rest.get(symbol, ZERO) == self.state.known_amount(symbol):
+                continue
+            # Legs of ours that ended during the gap: their triggered order ids name the fills.
+            for leg in self.state.own_protective_known(symbol):
+                if leg.client_algo_id not in still_open:
+                    found = await self._gateway.get_algo(leg.client_algo_id)
+                    if found is not None:
+                        self.state.record_algo(found)
+            since = self.state.last_fill_ms(symbol)
+            start = since + 1 if since else int(time.time() * 1000) - _GAP_LOOKBACK_MS
+            orders: dict[int, Any] = {}
+            for trade in await self._gateway.user_trades_since(symbol, start):
+                if self.state.has_trade(symbol, trade.order_id, trade.trade_id):
+                    continue
+                if trade.order_id not in orders:
+                    orders[trade.order_id] = await self._gateway.get_order_by_id(symbol, trade.order_id)
+                fill = _fill_of(symbol, trade, orders[trade.order_id])
+                applied = self.state.apply(fill)
+                if applied.fill is not None and applied.before is not None and applied.after is not None:
+                    log.info(
+                        "account.gap_fill", symbol=symbol, order_id=trade.order_id, trade_id=trade.trade_id
+                    )
+                    self._moved(applied.fill, applied.before, applied.after)
+
+    async def _reconcile(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
+        records = [r for r in (rec.as_intent_record() for rec in await self.store.records()) if r is not None]
+        by_client_id = {a.client_algo_id: a for a in algos}
+        external = 0
+        token = set_check(self._still_leader)
+        try:
+            for action in plan_reconcile(positions, algos, records):
+                kind = type(action).__name__
+                try:
+                    if isinstance(action, Cancel):
+                        await self._cancel(by_client_id[action.client_algo_id].algo_id, action.reason)
+                    elif isinstance(action, Protect):
+                        await self._protect(action, by_client_id)
+                    elif isinstance(action, RecordFlat):
+                        digest = intent_digest(client_order_id(action.intent_key, "entry"))
+                        if digest:
+                            await self.store.drop_record(digest)
+                    elif isinstance(action, ReportExternal):
+                        external += 1
+                        await self._report_external(action)
+                except Exception as exc:
+                    metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="failed").inc()
+                    log.error(
+                        "reconcile.failed",
+                        action=kind,
+                        symbol=action.symbol,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                else:
+                    metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="done").inc()
+                    log.info("reconcile.done", action=kind, symbol=action.symbol)
+        finally:
+            reset_check(token)
+        metrics.EXTERNAL_POSITIONS.set(external)
+
+    async def _protect(self, action: Protect, by_client_id: dict[str, AlgoOrder]) -> None:
+        if action.replaces is not None:
+            await self._cancel(by_client_id[action.replaces].algo_id, "protection too small")
+        s = self._settings
+        await self._gateway.place_algo(
+            action.symbol,
+            action.side,
+            OrderType(action.order_type),
+            action.trigger_price,
+            action.client_algo_id,
+            quantity=action.quantity,
+            working_type=s.working_type.value,
+            price_protect=s.price_protect,
+        )
+        log.warning(
+            "reconcile.protected",
+            symbol=action.symbol,
+            role=action.role,
+            client_algo_id=action.client_algo_id,
+            trigger_price=str(action.trigger_price),
+            quantity=str(action.quantity),
+        )
+
+    async def _report_external(self, action: ReportExternal) -> None:
+        log.warning(
+            "position.external",
+            symbol=action.symbol,
+            amount=str(action.amount),
+            ours=str(action.ours),
+            detail="a position this service did not open: reported, never touched",
+        )
+        now = datetime.now(UTC)
+        event = PositionEvent(
+            event_id=f"{action.symbol}:external:{action.amount}:{action.entry_price}:{action.ours}",
+            symbol=action.symbol,
+            kind=PositionKind.OPENED,
+            reason=PositionReason.EXTERNAL,
+            position_amount=action.amount,
+            entry_price=action.entry_price,
+            price=action.entry_price,
+            quantity=abs(action.amount) - action.ours,
+            realized_pnl=ZERO,
+            commission=ZERO,
+            order_id=0,
+            time=now.replace(microsecond=now.microsecond // 1000 * 1000),
+        )
+        await self._publish(event)
+
+    # ---- the live OCO
+
+    def _kick(self, symbol: str) -> None:
+        """Run the OCO for ``symbol`` now, or once more after the run in progress."""
+        if not self.leader or self._stopping.is_set():
+            return
+        task = self._oco_tasks.get(symbol)
+        if task is not None and not task.done():
+            self._oco_dirty.add(symbol)
+            return
+        self._oco_tasks[symbol] = asyncio.create_task(self._oco(symbol), name=f"oco-{symbol}")
+
+    async def _oco(self, symbol: str) -> None:
+        token = set_check(self._still_leader)
+        try:
+            while True:
+                self._oco_dirty.discard(symbol)
+                try:
+                    actions = plan_oco(self.state, symbol)
+                except StaleStateError:
+                    return  # the resync kicks every symbol again
+                for action in actions:
+                    await self._apply_oco(symbol, action)
+                if self.position_amount(symbol) == 0:
+                    await self._drop_records(symbol)
+                if symbol not in self._oco_dirty:
+                    return
+        except Exception:
+            log.exception("oco.failed", symbol=symbol)
+        finally:
+            reset_check(token)
+
+    async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
+        if isinstance(action, Cancel):
+            leg = self.state.algo_order(action.client_algo_id)
+            if leg is None or leg.algo_id in self._acted_on:
+                return
+            await self._cancel(leg.algo_id, action.reason, action="cancel")
+            return
+        old = action.old
+        if old.algo_id in self._acted_on:
+            return
+        if not await self._cancel(old.algo_id, "resize to the position", action="replace"):
+            return
+        s = self._settings
+        await self._gateway.place_algo(
+            symbol,
+            old.side,
+            OrderType(old.order_type),
+            old.trigger_price,
+            old.client_algo_id,
+            quantity=action.new_qty,
+            working_type=s.working_type.value,
+            price_protect=s.price_protect,
+        )
+        log.info(
+            "oco.resized", symbol=symbol, client_algo_id=old.client_algo_id, quantity=str(action.new_qty)
+        )
+
+    async def _cancel(self, algo_id: int, reason: str, *, action: str = "cancel") -> bool:
+        self._acted_on.add(algo_id)
+        try:
+            done = await self._gateway.cancel_algo(algo_id)
+        except Exception:
+            self._acted_on.discard(algo_id)
+            metrics.OCO_ACTIONS.labels(action=action, outcome="failed").inc()
+            raise
+        metrics.OCO_ACTIONS.labels(action=action, outcome="done" if done else "gone").inc()
+        log.info("oco.cancelled", algo_id=algo_id, reason=reason, cancelled=done)
+        return done
+
+    async def _drop_records(self, symbol: str) -> None:
+        for record in await self.store.records():
+            if record.symbol == symbol and (record.opened or record.long is None):
+                await self.store.drop_record(record.digest)
+
+    # ---- position events
+
+    async def _publisher(self) -> None:
+        while True:
+            moved = await self._moves.get()
+            try:
+                event = await self._event_of(moved)
+                if event is not None and await self._publish(event) == -1:
+                    self._unpublished.append(moved)
+            except REDIS_DOWN as exc:
+                log.warning("position_event.redis_down", error=str(exc))
+                self._unpublished.append(moved)
+            except Exception:
+                log.exception("position_event.failed", symbol=moved.fill.symbol)
+
+    async def _event_of(self, moved: _Moved) -> PositionEvent | None:
+        fill = moved.fill
+        algo = await self._origin(fill)
+        client_id = (
+            fill.client_order_id if role_of(fill.client_order_id) else (algo.client_algo_id if algo else "")
+        )
+        digest = intent_digest(client_id) if client_id else None
+        intent_id = await self._intent_id(digest) if digest else None
+        return position_event(
+            fill,
+            moved.before,
+            moved.after,
+            intent_id=intent_id,
+            algo_client_id=algo.client_algo_id if algo else None,
+        )
+
+    async def _origin(self, fill: OrderTradeUpdate) -> AlgoView | None:
+        """The conditional order that placed ``fill``'s order, waiting briefly for its ALGO_UPDATE."""
+        algo = self.state.algo_for_order(fill.order_id)
+        if algo is not None or role_of(fill.client_order_id) or fill.original_type not in _TRIGGERED_TYPES:
+            return algo
+
+        def found() -> bool:
+            return self.state.algo_for_order(fill.order_id) is not None
+
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(found), _ORIGIN_WAIT_S)
+        return self.state.algo_for_order(fill.order_id)
+
+    async def _intent_id(self, digest: str) -> str | None:
+        if digest not in self._intent_ids:
+            record = await self.store.get_record(digest)
+            self._intent_ids[digest] = record.intent_id if record is not None else None
+        return self._intent_ids[digest]
+
+    async def _publish(self, event: PositionEvent) -> int:
+        if not self.leader:
+            return -1
+        outcome = await self.store.publish(event)
+        if outcome == 1:
+            metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
+            log.info(
+                "position.event",
+                event_id=event.event_id,
+                symbol=event.symbol,
+                kind=event.kind.value,
+                reason=event.reason.value,
+                position_amount=str(event.position_amount),
+                realized_pnl=str(event.realized_pnl),
+            )
+            await self._after_published(event)
+        return outcome
+
+    async def _after_published(self, event: PositionEvent) -> None:
+        """A stop or target filled: the record of the intent it protected shrinks by the fill."""
+        if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
+            return
+        for record in await self.store.records():
+            if record.intent_id == event.intent_id and record.symbol == event.symbol and record.opened:
+                left = record.quantity - event.quantity
+                if left <= 0:
+                    await self.store.drop_record(record.digest)
+                else:
+                    await self.store.put_record(replace(record, quantity=left))
+
+    # ---- the account lease
+
+    async def _lease_loop(self) -> None:
+        every = self._settings.account_lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._tick_lease()
+            except REDIS_DOWN as exc:
+                log.warning("account_lease.redis_down", error=str(exc))
+            except Exception:
+                log.exception("account_lease.failed")
+
+    async def _tick_lease(self) -> None:
+        was = self.leader
+        self.leader = await self.store.take_lease() > 0
+        metrics.ACCOUNT_LEASE_HELD.set(1 if self.leader else 0)
+        if self.leader and not was:
+            log.info("account_lease.taken", token=self.store.token)
+            if self.synced.is_set() and not self.state.stale:
+                self._spawn(self._take_over(), "account-takeover")
+        elif was and not self.leader:
+            log.warning("account_lease.lost")
+
+    async def _take_over(self) -> None:
+        """A new holder: publish what the old one may not have, then resync and reconcile."""
+        cutoff = time.monotonic() - _KEEP_UNPUBLISHED_S
+        pending = [m for m in self._unpublished if m.seen_at >= cutoff]
+        self._unpublished.clear()
+        for moved in pending:
+            self._moves.put_nowait(moved)
+        try:
+            await self._resync()
+        except Exception:
+            log.exception("account.takeover_resync_failed")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(work, name=name))
+
+    async def _still_leader(self) -> bool:
+        """The fence before each order the follower sends: is the account lease still ours?"""
+        try:
+            self.leader = await self.store.take_lease() > 0
+        except REDIS_DOWN:
+            return False
+        return self.leader
+
+
+def _fill_of(symbol: str, trade: Trade, order: Any) -> OrderTradeUpdate:
+    """A trade fetched by REST, shaped as the ORDER_TRADE_UPDATE that would have pushed it."""
+    return OrderTradeUpdate(
+        event_time_ms=trade.time_ms,
+        transaction_time_ms=trade.time_ms,
+        symbol=symbol,
+        client_order_id=order.client_order_id if order is not None else "",
+        side=OrderSide(trade.side),
+        order_type=order.order_type.value if order is not None else "MARKET",
+        original_type=order.orig_type if order is not None else "",
+        execution_type=ExecutionType.TRADE,
+        status=order.status if order is not None else OrderStatus.FILLED,
+        order_id=trade.order_id,
+        orig_qty=order.orig_qty if order is not None else trade.qty,
+        price=ZERO,
+        avg_price=order.avg_price if order is not None else trade.price,
+        stop_price=ZERO,
+        last_qty=trade.qty,
+        cum_qty=order.executed_qty if order is not None else trade.qty,
+        last_price=trade.price,
+        commission=trade.commission,
+        commission_asset=trade.commission_asset,
+        realized_profit=trade.realized_pnl,
+        trade_id=trade.trade_id,
+        trade_time_ms=trade.time_ms,
+        maker=trade.maker,
+        reduce_only=order.reduce_only if order is not None else False,
+        close_position=False,
+        position_side=PositionSide.BOTH,
+    )

@@ -1,0 +1,195 @@
+"""The account's Redis side: the fenced account lease, position events published once, intent records.
+
+* **Account lease** (``<prefix>:account:lease``): every instance follows the stream, exactly one at
+  a time acts on it (cancels, replacements, position events, reconciliation). Each acquisition
+  takes a new fencing token (``<prefix>:account:fence``); a holder that stops renewing loses it
+  within ``ttl`` and another instance takes over.
+* **Position events**: one script checks the lease, claims the event id (``SET NX``) and appends
+  the entry, so a takeover that replays an event publishes nothing twice, and a holder that lost
+  the lease publishes nothing at all.
+* **Intent records** (``<prefix>:account:records``, a hash by the intent's id digest): written
+  before an entry is sent, so the instance that sees the fill - maybe not the one that placed it -
+  knows which intent it was, and the reconciliation knows which positions are ours and their
+  triggers (the "recorded triggers" of the idempotency record).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+from redis.asyncio import Redis
+
+from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, dumps_position_event
+from quantum_exec.account.reconcile import IntentRecord
+from quantum_exec.contracts.codec import isoformat
+from quantum_exec.settings import Settings
+
+# Keeps an event id claimed long after any replay could come (a week of restarts and takeovers).
+EVENT_ID_TTL_S: Final = 7 * 24 * 3600
+POSITION_EVENT_SOURCE: Final = "quantum-exec"
+
+# KEYS: lease, fence. ARGV: owner, ttl ms. Returns the token held (0 when another instance holds it).
+_TAKE: Final = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local sep = string.find(held, '|', 1, true)
+  if string.sub(held, sep + 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(held, 1, sep - 1))
+  end
+  return 0
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+# KEYS: lease. ARGV: held value. Deletes the lease only when it is still ours.
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: lease, event id key, stream. ARGV: held value, id ttl s, maxlen, field/value pairs...
+# Returns 1 published, 0 already published, -1 not the lease holder.
+_PUBLISH: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What is kept about an intent that may hold a position: its id, side, size and triggers."""
+
+    digest: str
+    intent_key: str
+    intent_id: str | None
+    symbol: str
+    long: bool | None  # None for a CLOSE intent
+    quantity: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    opened: bool  # the entry filled (quantity is then the executed quantity)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "intent_key": self.intent_key,
+                "intent_id": self.intent_id,
+                "symbol": self.symbol,
+                "long": self.long,
+                "quantity": str(self.quantity),
+                "stop_loss": None if self.stop_loss is None else str(self.stop_loss),
+                "take_profit": None if self.take_profit is None else str(self.take_profit),
+                "opened": self.opened,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, digest: str, raw: bytes | str) -> Record:
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(
+            digest=digest,
+            intent_key=str(data["intent_key"]),
+            intent_id=data.get("intent_id"),
+            symbol=str(data["symbol"]),
+            long=data.get("long"),
+            quantity=Decimal(str(data["quantity"])),
+            stop_loss=_dec(data.get("stop_loss")),
+            take_profit=_dec(data.get("take_profit")),
+            opened=bool(data.get("opened")),
+        )
+
+    def as_intent_record(self) -> IntentRecord | None:
+        """The reconciliation's view, for an opened position with a direction."""
+        if not self.opened or self.long is None or self.quantity <= 0:
+            return None
+        return IntentRecord(
+            intent_key=self.intent_key,
+            symbol=self.symbol,
+            long=self.long,
+            quantity=self.quantity,
+            stop_loss=self.stop_loss,
+            take_profit=self.take_profit,
+            intent_id=self.intent_id,
+        )
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+class AccountStore:
+    """The Redis calls of the account follower (see the module docstring)."""
+
+    def __init__(self, redis: Redis, settings: Settings, owner: str | None = None) -> None:
+        prefix = settings.key_prefix
+        self._redis = redis
+        self.owner = owner or f"{settings.consumer_name}:{uuid.uuid4().hex[:8]}"
+        self.lease_key = f"{prefix}:account:lease"
+        self._fence_key = f"{prefix}:account:fence"
+        self.records_key = f"{prefix}:account:records"
+        self._event_prefix = f"{prefix}:account:event:"
+        self.position_stream = settings.position_stream
+        self._maxlen = settings.result_maxlen
+        self._ttl_ms = int(settings.account_lease_ttl_s * 1000)
+        self._take = redis.register_script(_TAKE)
+        self._release = redis.register_script(_RELEASE)
+        self._publish = redis.register_script(_PUBLISH)
+        self.token = 0
+
+    @property
+    def held_value(self) -> str:
+        return f"{self.token}|{self.owner}"
+
+    async def take_lease(self) -> int:
+        """Take or renew the account lease; the token held, 0 when another instance holds it."""
+        self.token = int(
+            await self._take(keys=[self.lease_key, self._fence_key], args=[self.owner, self._ttl_ms])
+        )
+        return self.token
+
+    async def release_lease(self) -> None:
+        if self.token:
+            await self._release(keys=[self.lease_key], args=[self.held_value])
+            self.token = 0
+
+    async def publish(self, event: PositionEvent) -> int:
+        """Publish ``event`` once under the lease: 1 published, 0 published before, -1 lease lost."""
+        fields: list[str | bytes] = [
+            "event_type",
+            POSITION_EVENT_TYPE,
+            "payload",
+            dumps_position_event(event),
+            "timestamp",
+            isoformat(event.time),
+            "source",
+            POSITION_EVENT_SOURCE,
+        ]
+        return int(
+            await self._publish(
+                keys=[self.lease_key, self._event_prefix + event.event_id, self.position_stream],
+                args=[self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields],
+            )
+        )
+
+    async def put_record(self, record: Record) -> None:
+        await self._redis.hset(self.records_key, record.digest, record.to_json())
+
+    async def get_record(self, digest: str) -> Record | None:
+        raw = await self._redis.hget(self.records_key, digest)
+        return Record.from_json(digest, raw) if raw is not None else None
+
+    async def records(self) -> list[Record]:
+        raw: dict[Any, Any] = await self._redis.hgetall(self.records_key)
+        return [Record.from_json(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw.items()]
+
+    async def drop_record(self, digest: str) -> None:
+        await self._redis.hdel(self.records_key, digest)

@@ -1,0 +1,106 @@
+"""The account's Redis scripts against a real Redis: the fenced lease and publish-once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
+from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.settings import Settings
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _event(event_id: str = "BTCUSDT:7:9") -> PositionEvent:
+    return PositionEvent(
+        event_id=event_id,
+        symbol="BTCUSDT",
+        kind=PositionKind.CLOSED,
+        reason=PositionReason.STOP_LOSS,
+        position_amount=Decimal(0),
+        entry_price=Decimal(0),
+        price=Decimal("93236.50"),
+        quantity=Decimal("0.010"),
+        realized_pnl=Decimal("-41.95800000"),
+        commission=Decimal("0.46618250"),
+        commission_asset="USDT",
+        intent_id="i-1",
+        order_id=7,
+        time=datetime(2026, 11, 28, 22, 0, 0, 123000, tzinfo=UTC),
+    )
+
+
+async def test_one_holder_and_a_takeover_with_a_new_token(
+    redis: aioredis.Redis, unique_names: dict[str, Any]
+) -> None:
+    settings = Settings(**unique_names, account_lease_ttl_s=0.5)
+    a, b = AccountStore(redis, settings, owner="a"), AccountStore(redis, settings, owner="b")
+    first = await a.take_lease()
+    assert first > 0 and await b.take_lease() == 0
+    assert await a.take_lease() == first  # renewal keeps the token
+
+    async def b_took_over() -> bool:
+        return await b.take_lease() > 0
+
+    await wait_for(b_took_over, 5, "b taking the expired lease")  # a stopped renewing
+    assert b.token > first and await a.take_lease() == 0
+
+
+async def test_an_event_is_published_once_and_never_by_a_non_holder(
+    redis: aioredis.Redis, unique_names: dict[str, Any]
+) -> None:
+    settings = Settings(**unique_names, account_lease_ttl_s=5)
+    holder, other = AccountStore(redis, settings, owner="h"), AccountStore(redis, settings, owner="o")
+    await holder.take_lease()
+    await other.take_lease()
+    assert await other.publish(_event()) == -1
+    assert await holder.publish(_event()) == 1
+    assert await holder.publish(_event()) == 0  # a replay
+    rows = await redis.xrange(settings.position_stream)
+    assert len(rows) == 1
+    fields = rows[0][1]
+    assert fields[b"event_type"] == b"position.event" and fields[b"source"] == b"quantum-exec"
+    payload = json.loads(fields[b"payload"], parse_float=Decimal)
+    assert payload["realized_pnl"] == Decimal("-41.95800000") and payload["commission_asset"] == "USDT"
+    assert payload["time"] == "2026-11-28T22:00:00.123000Z" or payload["time"].startswith(
+        "2026-11-28T22:00:00.123"
+    )
+
+
+async def test_records_round_trip_exactly(redis: aioredis.Redis, unique_names: dict[str, Any]) -> None:
+    store = AccountStore(redis, Settings(**unique_names))
+    record = Record(
+        digest="ab" * 15,
+        intent_key="k-1",
+        intent_id="k-1",
+        symbol="ETHUSDT",
+        long=False,
+        quantity=Decimal("0.483"),
+        stop_loss=Decimal("3152.00"),
+        take_profit=None,
+        opened=True,
+    )
+    await store.put_record(record)
+    assert await store.get_record(record.digest) == record
+    assert await store.records() == [record]
+    intent_record = record.as_intent_record()
+    assert intent_record is not None and intent_record.stop_loss == Decimal("3152.00")
+    await store.drop_record(record.digest)
+    assert await store.records() == []
