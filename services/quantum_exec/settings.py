@@ -62,6 +62,11 @@ class ProtectionFailurePolicy(StrEnum):
     KEEP = "keep"
 
 
+class OppositePolicy(StrEnum):
+    NET = "net"
+    REJECT = "reject"
+
+
 class WorkingType(StrEnum):
     MARK_PRICE = "MARK_PRICE"
     CONTRACT_PRICE = "CONTRACT_PRICE"
@@ -157,6 +162,9 @@ class Settings(BaseModel):
     protection_mode: ProtectionMode = ProtectionMode.QUANTITY
     protection_failure_policy: ProtectionFailurePolicy = ProtectionFailurePolicy.CLOSE
     protection_retries: int = Field(default=2, ge=0, le=10)
+    # A BUY/SELL meeting an opposite one-way position: net against it (reduce, close or flip),
+    # or reject the intent before anything is sent.
+    opposite_policy: OppositePolicy = OppositePolicy.NET
     working_type: WorkingType = WorkingType.MARK_PRICE
     price_protect: bool = True
 

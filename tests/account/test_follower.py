@@ -328,6 +328,42 @@ async def test_a_reduced_position_gets_legs_resized_to_what_is_left(desk: Desk) 
     assert reduce_event["reason"] == "reduce_intent" and reduce_event["intent_id"] == "acc-rs-2"
 
 
+async def test_a_sell_larger_than_the_long_flips_and_only_the_short_is_protected(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(**_long("acc-flip-1", mark, quantity="0.010"))
+    long_result = await desk.result("acc-flip-1")
+    assert long_result.stop_loss is not None and long_result.take_profit is not None
+    await desk.publish(
+        intent_id="acc-flip-2",
+        symbol="BTCUSDT",
+        side="SELL",
+        quantity="0.025",
+        stop_loss=str((mark * Decimal("1.02")).quantize(Decimal("0.1"))),
+        take_profit=str((mark * Decimal("0.96")).quantize(Decimal("0.1"))),
+    )
+    flip = await desk.result("acc-flip-2")
+    assert flip.status is ResultStatus.FILLED and flip.protection is ProtectionState.PROTECTED
+    assert flip.meta["_position"]["netting"] == "opposite_larger"
+    assert Decimal(str(flip.meta["_position"]["after"])) == Decimal("-0.015")
+    assert desk.position("BTCUSDT") == Decimal("-0.015")
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 5, "only the short's two legs open")
+    legs = desk.open_algos("BTCUSDT")
+    assert {a["side"] for a in legs} == {"BUY"} and {Decimal(a["quantity"]) for a in legs} == {
+        Decimal("0.015")
+    }
+    assert desk.algo_status(long_result.stop_loss.client_algo_id) == "CANCELED"
+    assert desk.algo_status(long_result.take_profit.client_algo_id) == "CANCELED"
+
+    async def flipped() -> list[dict[str, Any]]:
+        return [e for e in await desk.events() if e["kind"] == "flipped"]
+
+    await wait_for(flipped, 5, "the flipped event")
+    [event] = await flipped()
+    assert event["intent_id"] == "acc-flip-2" and event["reason"] == "entry"
+    assert event["position_amount"] == Decimal("-0.015") and event["quantity"] == Decimal("0.025")
+
+
 async def test_a_position_opened_by_hand_is_reported_and_never_touched(desk: Desk, sim: Simulator) -> None:
     settings = desk.settings()
     gateway = BinanceGateway(settings, sim.base_url)

@@ -1,8 +1,9 @@
 """Protection after the entry: SL and TP through the Algo Order API, and the failure policy.
 
-Both legs are placed concurrently, sized from the executed quantity (or as closePosition). A leg
-that cannot be placed leaves the position ``partial``/``unprotected`` (policy ``keep``) or closes it
-at market (policy ``close``, the default): a position is never left naked without saying so.
+Both legs are placed concurrently, sized from what the entry opened (its executed quantity, less
+any opposite position it netted against) or as closePosition. A leg that cannot be placed leaves
+the position ``partial``/``unprotected`` (policy ``keep``) or closes it at market (policy
+``close``, the default): a position is never left naked without saying so.
 """
 
 from __future__ import annotations
@@ -88,13 +89,17 @@ class Protector:
         self.own = own_protective
 
     async def protect(
-        self, run: Run, rules: SymbolRules, entry: Order, *, long: bool, resume: bool
+        self, run: Run, rules: SymbolRules, entry: Order, size: Decimal, *, long: bool, resume: bool
     ) -> Order | None:
-        """Place SL and TP concurrently; apply the failure policy. Returns an emergency close order."""
+        """Place SL and TP concurrently; apply the failure policy. Returns an emergency close order.
+
+        ``size`` is the position the entry opened on its side: its executed quantity, or less when
+        it first netted against an opposite position (only the rest needs covering or closing).
+        """
         s, intent, out = self._settings, run.intent, run.out
         symbol = intent.symbol
         exit_side = OrderSide.SELL if long else OrderSide.BUY
-        quantity = None if s.protection_mode is ProtectionMode.CLOSE_POSITION else entry.executed_qty
+        quantity = None if s.protection_mode is ProtectionMode.CLOSE_POSITION else size
         sl, tp = Guards.triggers(rules, intent, long=long, price=entry.avg_price)
         legs: list[Leg] = []
         if sl is not None:
@@ -132,7 +137,7 @@ class Protector:
         else:
             reasons = "; ".join(f"{leg.kind}: {leg.error}" for leg in failed)
             if s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:
-                flatten = await self._emergency_close(run, entry, exit_side, legs, reasons, resume=resume)
+                flatten = await self._emergency_close(run, size, exit_side, legs, reasons, resume=resume)
             else:
                 out.protection = (
                     ProtectionState.PARTIAL if len(failed) < len(legs) else ProtectionState.UNPROTECTED
@@ -232,9 +237,9 @@ class Protector:
         )
 
     async def _emergency_close(
-        self, run: Run, entry: Order, exit_side: OrderSide, legs: list[Leg], reasons: str, *, resume: bool
+        self, run: Run, size: Decimal, exit_side: OrderSide, legs: list[Leg], reasons: str, *, resume: bool
     ) -> Order | None:
-        """Close the just-opened position at market (reduce-only) and cancel what was placed.
+        """Close the just-opened position (``size``) at market, reduce-only, and cancel what was placed.
 
         An unknown outcome or a lost lease propagates (the intent is resumed and this close looked
         up by its client id); only a definite refusal ends in ``unprotected``.
@@ -257,9 +262,7 @@ class Protector:
                 order = await self._resolver.submit(
                     symbol,
                     close_id,
-                    lambda: self._gateway.place_market(
-                        symbol, exit_side, entry.executed_qty, close_id, reduce_only=True
-                    ),
+                    lambda: self._gateway.place_market(symbol, exit_side, size, close_id, reduce_only=True),
                 )
             order = await self._resolver.until_final(symbol, order)
         except UnknownOutcomeError:
@@ -286,7 +289,7 @@ class Protector:
             order_id=order.order_id,
             client_order_id=order.client_order_id,
             side=exit_side,
-            quantity=entry.executed_qty,
+            quantity=size,
             executed_quantity=order.executed_qty,
             avg_price=order.avg_price,
             status=order.status,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from quantum_exec.contracts import (
     CloseFill,
@@ -77,6 +78,8 @@ class Outcome:
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     emergency_close: CloseFill | None = None
     error: ResultError | None = None
+    # What the service adds to the echoed ``meta`` (keys start with "_", like "_meta_truncated").
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -94,6 +97,9 @@ class Run:
     out: Outcome = field(default_factory=Outcome)
     # Set right before the entry is sent: from then on a position may exist.
     entry_sent: bool = False
+    # The symbol's signed one-way position read before the entry; None when not read (a resumed
+    # entry, a reduce-only intent): the entry is then taken to open all it executes.
+    position_before: Decimal | None = None
 
     @property
     def earlier_sent_by(self) -> float:
@@ -159,5 +165,5 @@ class Run:
             completed_at=completed,
             timestamp=completed,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            meta=intent.meta,
+            meta={**intent.meta, **out.meta} if out.meta else intent.meta,
         )
