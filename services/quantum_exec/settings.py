@@ -179,6 +179,10 @@ class Settings(BaseModel):
     # Operations
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # Bearer token for the read-only /api/* (positions, orders, trades, PnL). Unset: loopback only.
+    api_token: SecretStr | None = Field(default=None, repr=False)
+    # Closed trades older than this are trimmed from the ledger stream.
+    ledger_retention_days: int = Field(default=365, ge=1)
     log_format: LogFormat = LogFormat.JSON
     log_level: str = "INFO"
     log_file: Path | None = None

@@ -35,6 +35,8 @@ EP_GET_ALGO = Endpoint("get", "algoOrder")
 EP_CANCEL_ALGO = Endpoint("delete", "algoOrder", mutates=True)
 EP_CANCEL_ALL_ALGO = Endpoint("delete", "algoOpenOrders", mutates=True)
 EP_OPEN_ALGO = Endpoint("get", "openAlgoOrders")
+EP_OPEN_ORDERS = Endpoint("get", "openOrders")
+EP_INCOME = Endpoint("get", "income", weight=30)
 EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
 EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
 # The user data stream's key: API key header, no signature (weight 1).

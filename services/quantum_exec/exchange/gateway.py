@@ -42,6 +42,7 @@ from quantum_exec.exchange.endpoints import (
     EP_EXCHANGE_INFO,
     EP_GET_ALGO,
     EP_GET_ORDER,
+    EP_INCOME,
     EP_LEVERAGE_BRACKET,
     EP_LISTEN_KEY_CLOSE,
     EP_LISTEN_KEY_KEEP,
@@ -50,6 +51,7 @@ from quantum_exec.exchange.endpoints import (
     EP_NEW_ALGO,
     EP_NEW_ORDER,
     EP_OPEN_ALGO,
+    EP_OPEN_ORDERS,
     EP_POSITION_MODE,
     EP_POSITION_RISK,
     EP_SET_LEVERAGE,
@@ -63,6 +65,7 @@ from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.exchange.wire import (
     AlgoOrder,
+    Income,
     Order,
     OrderSide,
     OrderType,
@@ -351,6 +354,19 @@ class BinanceGateway:
     async def user_trades(self, symbol: str, order_id: int) -> list[Trade]:
         raw = await self._call(EP_USER_TRADES, {"symbol": symbol, "orderId": str(order_id)})
         return [Trade.parse(item) for item in raw or []]
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Open regular orders (weight 1 with a symbol, 40 without)."""
+        params = {"symbol": symbol} if symbol else None
+        raw = await self._call(EP_OPEN_ORDERS, params, weight=1 if symbol else 40)
+        return [Order.parse(item) for item in raw or []]
+
+    async def funding_since(self, start_ms: int) -> list[Income]:
+        """FUNDING_FEE income rows from ``start_ms`` on (weight 30), oldest first."""
+        raw = await self._call(
+            EP_INCOME, {"incomeType": "FUNDING_FEE", "startTime": str(start_ms), "limit": "1000"}
+        )
+        return [Income.parse(item) for item in raw or []]
 
     async def user_trades_since(self, symbol: str, start_ms: int) -> list[Trade]:
         """The account's trades on ``symbol`` from ``start_ms`` (the gap of a reconnect), oldest first."""

@@ -124,6 +124,7 @@ class Order:
     reduce_only: bool
     update_time_ms: int
     orig_type: str = ""  # what was placed: STOP_MARKET for an order a conditional order triggered
+    price: Decimal = ZERO  # limit price (0 for MARKET)
 
     @property
     def is_final(self) -> bool:
@@ -145,6 +146,7 @@ class Order:
             reduce_only=_bool(raw.get("reduceOnly", False)),
             update_time_ms=int(raw.get("updateTime") or 0),
             orig_type=str(raw.get("origType", "")),
+            price=dec(raw.get("price", "0"), "price"),
         )
 
 
@@ -228,6 +230,8 @@ class Position:
     entry_price: Decimal
     leverage: int | None
     margin_type: str | None
+    mark_price: Decimal = ZERO
+    unrealized_pnl: Decimal = ZERO
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Position:
@@ -242,6 +246,31 @@ class Position:
             entry_price=dec(raw.get("entryPrice"), "entryPrice"),
             leverage=int(leverage) if leverage not in (None, "") else None,
             margin_type=margin_type,
+            mark_price=dec(raw.get("markPrice", "0"), "markPrice"),
+            unrealized_pnl=dec(raw.get("unRealizedProfit", "0"), "unRealizedProfit"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Income:
+    """One row of GET /fapi/v1/income (a FUNDING_FEE, a commission, a realized PnL, ...)."""
+
+    tran_id: str
+    symbol: str
+    income_type: str
+    income: Decimal
+    asset: str
+    time_ms: int
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Income:
+        return cls(
+            tran_id=str(raw.get("tranId", "")),
+            symbol=str(raw.get("symbol", "")),
+            income_type=str(raw.get("incomeType", "")),
+            income=dec(raw.get("income"), "income"),
+            asset=str(raw.get("asset", "")),
+            time_ms=int(raw.get("time", 0)),
         )
 
 

@@ -239,9 +239,9 @@ class TextFormatter(logging.Formatter):
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """The secret values a settings object holds: API key and secret, the Redis URL's password."""
+    """The secret values a settings object holds: API key and secret, API token, the Redis URL's password."""
     found: list[str] = []
-    for secret in (settings.api_key, settings.api_secret):
+    for secret in (settings.api_key, settings.api_secret, settings.api_token):
         if secret is not None and secret.get_secret_value():
             found.append(secret.get_secret_value())
     if settings.redis_url:

@@ -256,6 +256,30 @@ OPEN_POSITIONS = Gauge(
     "Open positions on the account, as the live view knows them.",
     registry=REGISTRY,
 )
+OPEN_POSITION_NOTIONAL = Gauge(
+    f"{PREFIX}_open_position_notional",
+    "Notional of the open position at its entry price (quote asset), by symbol.",
+    ["symbol"],
+    registry=REGISTRY,
+)
+LEDGER_REALIZED_PNL = Gauge(
+    f"{PREFIX}_ledger_realized_pnl",
+    "Realized PnL of the closed round trips kept in the ledger (quote asset), by symbol.",
+    ["symbol"],
+    registry=REGISTRY,
+)
+LEDGER_NET_PNL = Gauge(
+    f"{PREFIX}_ledger_net_pnl",
+    "Net PnL (realized - commission + funding) of the closed round trips in the ledger, by symbol.",
+    ["symbol"],
+    registry=REGISTRY,
+)
+LEDGER_TRADES = Counter(
+    f"{PREFIX}_ledger_trades_total",
+    "Round trips closed, by exit reason and outcome (win: net PnL > 0, loss: < 0, even).",
+    ["exit_reason", "outcome"],
+    registry=REGISTRY,
+)
 # CPU, memory, open fds and start time of this process, under the service's own prefix.
 PROCESS = ProcessCollector(namespace=PREFIX, registry=REGISTRY)
 BUILD_INFO = Gauge(
