@@ -25,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -33,29 +32,23 @@ from quantum_exec.account.events import (
     AccountUpdate,
     AlgoUpdate,
     EventError,
-    ExecutionType,
     OrderTradeUpdate,
-    PositionSide,
     parse_event,
 )
-from quantum_exec.account.oco import Cancel, Replace, plan_oco
 from quantum_exec.account.positions import (
     PositionEvent,
-    PositionKind,
     PositionReason,
     PositionView,
     position_event,
 )
-from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, plan_reconcile
+from quantum_exec.account.resync import Resyncing
 from quantum_exec.account.roles import intent_digest, role_of
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.account.userstream import UserStream
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
-from quantum_exec.exchange.fencing import reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderStatus, OrderType, Position, Trade
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -86,7 +79,7 @@ class _Moved:
     seen_at: float
 
 
-class AccountFollower:
+class AccountFollower(Resyncing):
     """Runs the user stream, keeps :attr:`state`, and (as lease holder) acts on it."""
 
     def __init__(self, settings: Settings, gateway: BinanceGateway, store: AccountStore) -> None:
@@ -114,6 +107,8 @@ class AccountFollower:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._resync_lock = asyncio.Lock()
+        # Event time of the last FUNDING_FEE account update: the ledger fetches the income rows.
+        self.funding_seen_ms = 0
 
     # ---- life cycle
 
@@ -183,6 +178,7 @@ class AccountFollower:
         assert digest is not None
         self._intent_ids[digest] = intent.intent_id
         long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
+        labels = {k: str(intent.meta[k]) for k in ("model", "strategy") if intent.meta.get(k) is not None}
         await self.store.put_record(
             Record(
                 digest=digest,
@@ -194,7 +190,8 @@ class AccountFollower:
                 stop_loss=intent.stop_loss,
                 take_profit=intent.take_profit,
                 opened=False,
-            )
+            ),
+            labels,
         )
 
     async def opened(
@@ -227,6 +224,13 @@ class AccountFollower:
             )
         )
 
+    async def closed(self, symbol: str, *, long: bool | None = None) -> None:
+        """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
+        position it closed (of side ``long``, or every side) hold nothing any more."""
+        for record in await self.store.records():
+            if record.symbol == symbol and record.opened and (long is None or record.long is long):
+                await self.store.drop_record(record.digest)
+
     # ---- the stream's callbacks
 
     async def _on_raw(self, raw: dict[str, Any]) -> None:
@@ -252,6 +256,8 @@ class AccountFollower:
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
+        elif isinstance(event, AccountUpdate) and event.reason == "FUNDING_FEE":
+            self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
         elif (
             isinstance(event, AccountUpdate)
             and self.state.drifted_symbols()
@@ -263,6 +269,9 @@ class AccountFollower:
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
         self._moves.put_nowait(_Moved(fill, before, after, time.monotonic()))
         metrics.OPEN_POSITIONS.set(self.state.open_count())
+        metrics.OPEN_POSITION_NOTIONAL.labels(symbol=fill.symbol).set(
+            float(abs(after.amount) * after.entry_price)
+        )
         self._kick(fill.symbol)
 
     async def _on_connected(self) -> None:
@@ -277,216 +286,6 @@ class AccountFollower:
             return
         metrics.USER_STREAM_RECONNECTS.inc()
         log.warning("account.stream_down", detail="the account view is stale: REST until the next resync")
-
-    # ---- resync, gap replay, reconciliation
-
-    async def _resync(self) -> None:
-        async with self._resync_lock:
-            try:
-                positions = await self._gateway.positions()
-                algos = await self._gateway.open_algo_orders()
-                if self.state.generation > 0:
-                    await self._replay_gap(positions, algos)
-                self.state.resync(positions, algos, as_of_ms=int(time.time() * 1000))
-            except Exception:
-                metrics.ACCOUNT_RESYNCS.labels(outcome="failed").inc()
-                raise
-            metrics.ACCOUNT_RESYNCS.labels(outcome="ok").inc()
-            metrics.USER_STREAM_LAST_EVENT.set(time.time())
-            metrics.OPEN_POSITIONS.set(sum(1 for p in positions if p.amount and p.position_side == "BOTH"))
-            if self.leader:
-                await self._reconcile(positions, algos)
-                for symbol in sorted(self.state.symbols()):
-                    self._kick(symbol)
-            self.synced.set()
-
-    async def _replay_gap(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
-        """Fills missed while the socket was down, applied (and published) as if they had been pushed."""
-        rest = {p.symbol: p.amount for p in positions if p.position_side == "BOTH"}
-        still_open = {a.client_algo_id for a in algos}
-        for symbol in sorted(self.state.symbols() | set(rest)):
-            if rest.get(symbol, ZERO) == self.state.known_amount(symbol):
-                continue
-            # Legs of ours that ended during the gap: their triggered order ids name the fills.
-            for leg in self.state.own_protective_known(symbol):
-                if leg.client_algo_id not in still_open:
-                    found = await self._gateway.get_algo(leg.client_algo_id)
-                    if found is not None:
-                        self.state.record_algo(found)
-            since = self.state.last_fill_ms(symbol)
-            start = since + 1 if since else int(time.time() * 1000) - _GAP_LOOKBACK_MS
-            orders: dict[int, Any] = {}
-            for trade in await self._gateway.user_trades_since(symbol, start):
-                if self.state.has_trade(symbol, trade.order_id, trade.trade_id):
-                    continue
-                if trade.order_id not in orders:
-                    orders[trade.order_id] = await self._gateway.get_order_by_id(symbol, trade.order_id)
-                fill = _fill_of(symbol, trade, orders[trade.order_id])
-                applied = self.state.apply(fill)
-                if applied.fill is not None and applied.before is not None and applied.after is not None:
-                    log.info(
-                        "account.gap_fill", symbol=symbol, order_id=trade.order_id, trade_id=trade.trade_id
-                    )
-                    self._moved(applied.fill, applied.before, applied.after)
-
-    async def _reconcile(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
-        records = [r for r in (rec.as_intent_record() for rec in await self.store.records()) if r is not None]
-        by_client_id = {a.client_algo_id: a for a in algos}
-        external = 0
-        token = set_check(self._still_leader)
-        try:
-            for action in plan_reconcile(positions, algos, records):
-                kind = type(action).__name__
-                try:
-                    if isinstance(action, Cancel):
-                        await self._cancel(by_client_id[action.client_algo_id].algo_id, action.reason)
-                    elif isinstance(action, Protect):
-                        await self._protect(action, by_client_id)
-                    elif isinstance(action, RecordFlat):
-                        digest = intent_digest(client_order_id(action.intent_key, "entry"))
-                        if digest:
-                            await self.store.drop_record(digest)
-                    elif isinstance(action, ReportExternal):
-                        external += 1
-                        await self._report_external(action)
-                except Exception as exc:
-                    metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="failed").inc()
-                    log.error(
-                        "reconcile.failed",
-                        action=kind,
-                        symbol=action.symbol,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                else:
-                    metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="done").inc()
-                    log.info("reconcile.done", action=kind, symbol=action.symbol)
-        finally:
-            reset_check(token)
-        metrics.EXTERNAL_POSITIONS.set(external)
-
-    async def _protect(self, action: Protect, by_client_id: dict[str, AlgoOrder]) -> None:
-        if action.replaces is not None:
-            await self._cancel(by_client_id[action.replaces].algo_id, "protection too small")
-        s = self._settings
-        await self._gateway.place_algo(
-            action.symbol,
-            action.side,
-            OrderType(action.order_type),
-            action.trigger_price,
-            action.client_algo_id,
-            quantity=action.quantity,
-            working_type=s.working_type.value,
-            price_protect=s.price_protect,
-        )
-        log.warning(
-            "reconcile.protected",
-            symbol=action.symbol,
-            role=action.role,
-            client_algo_id=action.client_algo_id,
-            trigger_price=str(action.trigger_price),
-            quantity=str(action.quantity),
-        )
-
-    async def _report_external(self, action: ReportExternal) -> None:
-        log.warning(
-            "position.external",
-            symbol=action.symbol,
-            amount=str(action.amount),
-            ours=str(action.ours),
-            detail="a position this service did not open: reported, never touched",
-        )
-        now = datetime.now(UTC)
-        event = PositionEvent(
-            event_id=f"{action.symbol}:external:{action.amount}:{action.entry_price}:{action.ours}",
-            symbol=action.symbol,
-            kind=PositionKind.OPENED,
-            reason=PositionReason.EXTERNAL,
-            position_amount=action.amount,
-            entry_price=action.entry_price,
-            price=action.entry_price,
-            quantity=abs(action.amount) - action.ours,
-            realized_pnl=ZERO,
-            commission=ZERO,
-            order_id=0,
-            time=now.replace(microsecond=now.microsecond // 1000 * 1000),
-        )
-        await self._publish(event)
-
-    # ---- the live OCO
-
-    def _kick(self, symbol: str) -> None:
-        """Run the OCO for ``symbol`` now, or once more after the run in progress."""
-        if not self.leader or self._stopping.is_set():
-            return
-        task = self._oco_tasks.get(symbol)
-        if task is not None and not task.done():
-            self._oco_dirty.add(symbol)
-            return
-        self._oco_tasks[symbol] = asyncio.create_task(self._oco(symbol), name=f"oco-{symbol}")
-
-    async def _oco(self, symbol: str) -> None:
-        token = set_check(self._still_leader)
-        try:
-            while True:
-                self._oco_dirty.discard(symbol)
-                try:
-                    actions = plan_oco(self.state, symbol)
-                except StaleStateError:
-                    return  # the resync kicks every symbol again
-                for action in actions:
-                    await self._apply_oco(symbol, action)
-                if self.position_amount(symbol) == 0:
-                    await self._drop_records(symbol)
-                if symbol not in self._oco_dirty:
-                    return
-        except Exception:
-            log.exception("oco.failed", symbol=symbol)
-        finally:
-            reset_check(token)
-
-    async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
-        if isinstance(action, Cancel):
-            leg = self.state.algo_order(action.client_algo_id)
-            if leg is None or leg.algo_id in self._acted_on:
-                return
-            await self._cancel(leg.algo_id, action.reason, action="cancel")
-            return
-        old = action.old
-        if old.algo_id in self._acted_on:
-            return
-        if not await self._cancel(old.algo_id, "resize to the position", action="replace"):
-            return
-        s = self._settings
-        await self._gateway.place_algo(
-            symbol,
-            old.side,
-            OrderType(old.order_type),
-            old.trigger_price,
-            old.client_algo_id,
-            quantity=action.new_qty,
-            working_type=s.working_type.value,
-            price_protect=s.price_protect,
-        )
-        log.info(
-            "oco.resized", symbol=symbol, client_algo_id=old.client_algo_id, quantity=str(action.new_qty)
-        )
-
-    async def _cancel(self, algo_id: int, reason: str, *, action: str = "cancel") -> bool:
-        self._acted_on.add(algo_id)
-        try:
-            done = await self._gateway.cancel_algo(algo_id)
-        except Exception:
-            self._acted_on.discard(algo_id)
-            metrics.OCO_ACTIONS.labels(action=action, outcome="failed").inc()
-            raise
-        metrics.OCO_ACTIONS.labels(action=action, outcome="done" if done else "gone").inc()
-        log.info("oco.cancelled", algo_id=algo_id, reason=reason, cancelled=done)
-        return done
-
-    async def _drop_records(self, symbol: str) -> None:
-        for record in await self.store.records():
-            if record.symbol == symbol and (record.opened or record.long is None):
-                await self.store.drop_record(record.digest)
 
     # ---- position events
 
@@ -616,35 +415,3 @@ class AccountFollower:
         except REDIS_DOWN:
             return False
         return self.leader
-
-
-def _fill_of(symbol: str, trade: Trade, order: Any) -> OrderTradeUpdate:
-    """A trade fetched by REST, shaped as the ORDER_TRADE_UPDATE that would have pushed it."""
-    return OrderTradeUpdate(
-        event_time_ms=trade.time_ms,
-        transaction_time_ms=trade.time_ms,
-        symbol=symbol,
-        client_order_id=order.client_order_id if order is not None else "",
-        side=OrderSide(trade.side),
-        order_type=order.order_type.value if order is not None else "MARKET",
-        original_type=order.orig_type if order is not None else "",
-        execution_type=ExecutionType.TRADE,
-        status=order.status if order is not None else OrderStatus.FILLED,
-        order_id=trade.order_id,
-        orig_qty=order.orig_qty if order is not None else trade.qty,
-        price=ZERO,
-        avg_price=order.avg_price if order is not None else trade.price,
-        stop_price=ZERO,
-        last_qty=trade.qty,
-        cum_qty=order.executed_qty if order is not None else trade.qty,
-        last_price=trade.price,
-        commission=trade.commission,
-        commission_asset=trade.commission_asset,
-        realized_profit=trade.realized_pnl,
-        trade_id=trade.trade_id,
-        trade_time_ms=trade.time_ms,
-        maker=trade.maker,
-        reduce_only=order.reduce_only if order is not None else False,
-        close_position=False,
-        position_side=PositionSide.BOTH,
-    )

@@ -31,6 +31,8 @@ from quantum_exec.settings import Settings
 # Keeps an event id claimed long after any replay could come (a week of restarts and takeovers).
 EVENT_ID_TTL_S: Final = 7 * 24 * 3600
 POSITION_EVENT_SOURCE: Final = "quantum-exec"
+# The producer's model/strategy of an intent are kept this long for the ledger's round trips.
+LABELS_TTL_S: Final = 90 * 24 * 3600
 
 # KEYS: lease, fence. ARGV: owner, ttl ms. Returns the token held (0 when another instance holds it).
 _TAKE: Final = """
@@ -137,6 +139,7 @@ class AccountStore:
         self._fence_key = f"{prefix}:account:fence"
         self.records_key = f"{prefix}:account:records"
         self._event_prefix = f"{prefix}:account:event:"
+        self._labels_prefix = f"{prefix}:ledger:intent:"
         self.position_stream = settings.position_stream
         self._maxlen = settings.result_maxlen
         self._ttl_ms = int(settings.account_lease_ttl_s * 1000)
@@ -180,8 +183,23 @@ class AccountStore:
             )
         )
 
-    async def put_record(self, record: Record) -> None:
-        await self._redis.hset(self.records_key, record.digest, record.to_json())
+    async def put_record(self, record: Record, labels: dict[str, str] | None = None) -> None:
+        """Write ``record``; ``labels`` (the producer's model/strategy) are kept for the ledger."""
+        if not labels or not record.intent_id:
+            await self._redis.hset(self.records_key, record.digest, record.to_json())
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.records_key, record.digest, record.to_json())
+            pipe.set(self.labels_key(record.intent_id), orjson.dumps(labels), ex=LABELS_TTL_S)
+            await pipe.execute()
+
+    def labels_key(self, intent_id: str) -> str:
+        return f"{self._labels_prefix}{intent_id}"
+
+    async def labels(self, intent_id: str) -> dict[str, str]:
+        """The model/strategy the producer gave the intent (empty when unknown)."""
+        raw = await self._redis.get(self.labels_key(intent_id))
+        return dict(orjson.loads(raw)) if raw else {}
 
     async def get_record(self, digest: str) -> Record | None:
         raw = await self._redis.hget(self.records_key, digest)

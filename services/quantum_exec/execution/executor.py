@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quantum_exec.account.oco import can_reduce
 from quantum_exec.contracts import (
     ErrorSource,
     ExecutionResult,
@@ -40,11 +39,11 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.fencing import OwnershipLost
-from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus
+from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
-from quantum_exec.execution.netting import Netting, is_opposite, netting, opened, signed
+from quantum_exec.execution.netting import is_opposite, opened
+from quantum_exec.execution.opposite import check_opposite, netted, opened_size
 from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
@@ -52,15 +51,12 @@ from quantum_exec.execution.run import Attempt, Run, result_error
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, floor_to_step
-from quantum_exec.settings import OppositePolicy, Settings
+from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
 HUNDRED = Decimal(100)
 SLIPPAGE_QUANTUM = Decimal("0.0001")
-# The result's meta key that says how an entry netted against an opposite position.
-POSITION_META_KEY = "_position"
 
 
 @dataclass(slots=True)
@@ -254,7 +250,7 @@ class Executor:
                 # A reduce-only intent keeps its own meaning (it never flips): nothing to net.
                 with run.step("position"):
                     run.position_before = await self._position_before(symbol)
-                self._check_opposite(run, run.position_before, quantity, long=long)
+                check_opposite(self._settings, run, run.position_before, quantity, long=long)
             await self._cancel_orphans(run, symbol)
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
@@ -298,7 +294,7 @@ class Executor:
             else ResultStatus.PARTIAL
         )
         order_ids = [entry.order_id]
-        size = self._opened_size(run, rules, entry, long=long)
+        size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
         if wants_protection(intent) and size > 0:
             with run.step("protection"):
@@ -307,7 +303,9 @@ class Executor:
                 order_ids.append(flatten.order_id)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         if run.position_before is not None and is_opposite(run.position_before, long=long):
-            await self._netted(run, entry, size, flatten, long=long)
+            await netted(
+                self.gateway, self.account, self._own_protective, run, entry, size, flatten, long=long
+            )
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
         if self.account is not None:
@@ -336,121 +334,6 @@ class Executor:
     async def _position_before(self, symbol: str) -> Decimal:
         """The symbol's signed one-way position before an entry: the live view, else REST."""
         return await self._position_amount(symbol)
-
-    def _check_opposite(self, run: Run, position: Decimal, quantity: Decimal, *, long: bool) -> None:
-        """Under ``QUANTUM_OPPOSITE_POLICY=reject``, refuse an entry against an opposite position."""
-        if self._settings.opposite_policy is OppositePolicy.NET or not is_opposite(position, long=long):
-            return
-        intent = run.intent
-        raise IntentRejected(
-            ReasonCode.OPPOSITE_POSITION,
-            f"{intent.symbol} holds a {'short' if position < 0 else 'long'} position of {position}: "
-            f"a {intent.side.value} of {quantity} would net against it (QUANTUM_OPPOSITE_POLICY=reject)",
-        )
-
-    @staticmethod
-    def _opened_size(run: Run, rules: SymbolRules, entry: Order, *, long: bool) -> Decimal:
-        """The position the entry opened on its side: what its new SL/TP must cover."""
-        before = run.position_before
-        if before is None or not is_opposite(before, long=long):
-            return entry.executed_qty
-        return floor_to_step(opened(before, entry.executed_qty, long=long), rules.market_step_size)
-
-    async def _netted(
-        self, run: Run, entry: Order, size: Decimal, flatten: Order | None, *, long: bool
-    ) -> None:
-        """After an entry met an opposite position: drop our legs that cannot act, say what happened.
-
-        Reduced: the old legs stay (they still protect the rest; a reduce-only leg larger than the
-        position only closes what is there). Closed or flipped: our legs on the intent's side
-        protected the old position and can reduce nothing now, so they are cancelled.
-        """
-        intent, out = run.intent, run.out
-        before = run.position_before
-        assert before is not None
-        case = netting(before, entry.executed_qty, long=long)
-        after = before + signed(entry.executed_qty, long=long)
-        if flatten is not None:
-            after -= signed(flatten.executed_qty, long=long)
-        cancelled: list[int] = []
-        if case is not Netting.OPPOSITE_SMALLER:
-            cancelled = await self._cancel_stale_legs(run, intent.symbol, after)
-        side, symbol = intent.side.value, intent.symbol
-        if case is Netting.OPPOSITE_SMALLER:
-            note = (
-                f"{side} {entry.executed_qty} reduced the {symbol} position from {before} to {after}: "
-                "nothing opened, so no new SL/TP; the protective orders already there cover the rest"
-            )
-        elif case is Netting.OPPOSITE_EQUAL:
-            note = (
-                f"{side} {entry.executed_qty} closed the {symbol} position of {before}: no new SL/TP; "
-                f"{len(cancelled)} of our protective orders that could act no more cancelled"
-            )
-        else:
-            note = (
-                f"{side} {entry.executed_qty} closed the {symbol} position of {before} and opened {size}: "
-                f"SL/TP sized to {size}; {len(cancelled)} of our protective orders of the old position "
-                "cancelled"
-            )
-        out.meta[POSITION_META_KEY] = {
-            "netting": case.value,
-            "before": before,
-            "after": after,
-            "cancelled_algo_ids": cancelled,
-            "note": note,
-        }
-        log.info(
-            "position.netted",
-            intent_id=run.key,
-            symbol=symbol,
-            netting=case.value,
-            before=str(before),
-            after=str(after),
-            protected=str(size),
-            cancelled=len(cancelled),
-        )
-
-    async def _cancel_stale_legs(self, run: Run, symbol: str, position: Decimal) -> list[int]:
-        """Cancel our own protective orders on ``symbol`` that cannot reduce ``position``.
-
-        Orders we did not place are never touched. A failure is logged, not raised: the position
-        is what the intent asked for, a leg that cannot reduce is refused if it triggers, and
-        ``_cancel_orphans`` retries on a flat symbol.
-        """
-        cancelled: list[int] = []
-        gone: set[int] = set()  # cancelled now, or no longer open
-
-        async def cancel(order: AlgoOrder) -> None:
-            try:
-                if await self.gateway.cancel_algo(order.algo_id):
-                    cancelled.append(order.algo_id)
-                gone.add(order.algo_id)
-            except OwnershipLost:
-                raise
-            except ExchangeError as exc:
-                log.warning(
-                    "position.stale_leg_left",
-                    intent_id=run.key,
-                    symbol=symbol,
-                    algo_id=order.algo_id,
-                    detail=exc.message,
-                )
-
-        with run.step("stale_legs"):
-            try:
-                stale = [
-                    order
-                    for order in await self.gateway.open_algo_orders(symbol)
-                    if is_own_protective(order.client_algo_id) and not can_reduce(order.side, position)
-                ]
-            except ExchangeError as exc:
-                log.warning(
-                    "position.stale_legs_unknown", intent_id=run.key, symbol=symbol, detail=exc.message
-                )
-                return cancelled
-            await run_together(*(cancel(order) for order in stale))
-        self._own_protective.get(symbol, set()).difference_update(gone)
-        return sorted(cancelled)
 
     async def _configure(self, symbol: str, leverage: int, margin_type: str) -> None:
         """Set margin type and leverage only where they differ from what is known to be set."""
@@ -537,6 +420,9 @@ class Executor:
                     lambda: self.gateway.place_market(symbol, side, quantity, close_id, reduce_only=True),
                 )
             order = await self._resolver.until_final(symbol, order)
+            if self.account is not None and order.executed_qty > 0:
+                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                await self.account.closed(symbol)
         out.order_id = order.order_id
         out.executed_quantity = order.executed_qty
         if order.executed_qty > 0:

@@ -126,6 +126,8 @@ class AccountView(Protocol):
 
     async def opening(self, key: str, intent: TradeIntent) -> None: ...
 
+    async def closed(self, symbol: str, *, long: bool | None = None) -> None: ...
+
     async def opened(
         self,
         key: str,
