@@ -35,6 +35,9 @@ commands:
   results   show recent results (--follow to tail)
   check     health check: exit 0 when the running service is ready, 1 otherwise
   schema    print the JSON Schemas of TradeIntent, ExecutionResult and PositionEvent
+  positions open positions with their SL/TP (the running service's /api/positions)
+  trades    round trips with exact PnL (--symbol --model --since --limit --json --csv)
+  summary   PnL summary: win rate, profit factor, drawdown, by symbol and model
 
 Settings come from QUANTUM_* environment variables (and the --env-file); see
 etc/quantum/execution.env.example. `quantum-exec serve --print-config` shows them.
@@ -426,7 +429,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print JSON Schemas", description="JSON Schemas of the payloads.")
     p.add_argument("which", nargs="?", choices=["intent", "result", "position", "all"], default="all")
     p.set_defaults(func=cmd_schema)
+
+    from quantum_exec.book_cli import add_commands
+
+    add_commands(sub, _add_settings_args, _with_reader_settings)
     return parser
+
+
+def _with_reader_settings(handler: Any) -> Any:
+    """Run a read command with the settings it needs: where the API listens and its token."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            settings = _settings(args)
+        except ConfigError:
+            # Reading the book needs no exchange credentials: only the port and the token.
+            port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
+            settings = Settings(
+                metrics_port=int(port) if port.isdigit() else 9108,
+                api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
+            )
+        return int(handler(args, settings))
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -164,6 +164,7 @@ async def run_demo(settings: Settings, *, verbose: bool = False) -> int:
         long_result = results.get(items[0].payload["intent_id"])
         if long_result is not None and long_result.stop_loss and long_result.stop_loss.trigger_price:
             stop_problems = await _show_stop(service, long_result)
+            stop_problems += await _show_book(service, expected=2)
         problems = _verdict(items, results) + stop_problems
     finally:
         await service.stop()
@@ -215,6 +216,28 @@ async def _show_stop(service: Any, result: ExecutionResult) -> list[str]:
         f"(target cancelled and event published {cancelled_ms:.0f} ms after the mark moved)"
     )
     return [] if target_state == "CANCELED" else [f"the target of the stopped long is {target_state}"]
+
+
+async def _show_book(service: Any, *, expected: int) -> list[str]:
+    """The ledger's summary of the round trips the demo closed (the short's CLOSE, the long's stop)."""
+    from quantum_exec.ledger.query import TradeQuery
+    from quantum_exec.ledger.summary import summarize
+    from quantum_exec.ledger.view import format_summary, format_trades
+
+    book = service.book
+    if book is None:
+        return []
+    trades: list[Any] = []
+    for _ in range(500):  # the book follows the position events within milliseconds; 5 s at most
+        trades = await book.closed_trades(TradeQuery())
+        if len(trades) >= expected:
+            break
+        await asyncio.sleep(0.01)
+    _out("\ntrades (quantum-exec trades):")
+    _out(format_trades(trades))
+    _out("\nsummary (quantum-exec summary):")
+    _out(format_summary(summarize(trades)))
+    return [] if len(trades) >= expected else [f"the ledger closed {len(trades)} of {expected} round trips"]
 
 
 def _algo_status(sim: Any, client_algo_id: str | None) -> str:

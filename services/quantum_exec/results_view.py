@@ -59,8 +59,13 @@ def result_row(result: ExecutionResult) -> tuple[str, ...]:
 
 def format_table(results: Iterable[ExecutionResult]) -> str:
     """A plain-text table, columns sized to their content."""
-    rows = [COLUMNS, *(result_row(r) for r in results)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return render_table(COLUMNS, [result_row(r) for r in results])
+
+
+def render_table(columns: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+    """Rows under a header and a rule, each column as wide as its widest cell."""
+    rows = [tuple(columns), *(tuple(r) for r in body)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())

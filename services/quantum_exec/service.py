@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from binance_sim import Simulator
     from quantum_exec.account.follower import AccountFollower
     from quantum_exec.execution.executor import Executor
+    from quantum_exec.ledger.book import LedgerBook
 
 log = get_logger(__name__)
 
@@ -89,6 +90,8 @@ class Service:
         self.executor: Executor | None = None
         # The live account (user data stream), when following it is on.
         self.account: AccountFollower | None = None
+        # The trade ledger built from the position events (with the account follower).
+        self.book: LedgerBook | None = None
         # The in-process simulator of the embedded default (None against a real exchange).
         self.simulator: Simulator | None = None
         self.consumer: IntentConsumer | None = None
@@ -151,6 +154,7 @@ class Service:
             if self.executor is not None:
                 self.metrics_server.add_check("exchange_rules", self._rules_ready)
                 self.metrics_server.add_check("exchange", self._exchange_ready)
+                self._mount_api(self.metrics_server)
             try:
                 await self.metrics_server.start()
             except OSError as exc:
@@ -225,6 +229,17 @@ class Service:
         )
         await account.start()
         executor.account = account
+        from quantum_exec.ledger.book import LedgerBook
+
+        self.book = LedgerBook(
+            self.redis,
+            settings,
+            account.store,
+            is_leader=lambda: account.leader,
+            funding_seen_ms=lambda: account.funding_seen_ms,
+            funding=executor.gateway.funding_since,
+        )
+        await self.book.start()
         timeout_s = settings.user_stream_start_timeout_s
         if not await account.wait_synced(timeout_s):
             log.warning(
@@ -232,6 +247,21 @@ class Service:
                 timeout_s=timeout_s,
                 detail="consuming with REST lookups until the user data stream is up",
             )
+
+    def _mount_api(self, server: MetricsServer) -> None:
+        """The read-only /api/* (positions, orders, trades, summary) on the metrics port."""
+        from quantum_exec.api import ReadApi
+        from quantum_exec.exchange.gateway import BinanceGateway
+
+        assert self.executor is not None
+        gateway = self.executor.gateway
+        api = ReadApi(
+            self.settings,
+            book=self.book,
+            account=self.account,
+            gateway=gateway if isinstance(gateway, BinanceGateway) else None,
+        )
+        server.mount(api.routes(), middleware=api.guard, fallback=api.not_found)
 
     def _progress(self) -> None:
         if self.notifier is not None:
@@ -276,6 +306,8 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
+        if self.book is not None:
+            await self.book.stop()
         if self.account is not None:
             try:
                 await self.account.stop()

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -27,6 +28,7 @@ from quantum_exec.settings import Settings
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An async callable: returns ``None``/``True`` when ready; ``False`` or an exception means not ready."""
 
 CHECK_TIMEOUT_S = 2.0
@@ -79,6 +81,9 @@ class MetricsServer:
         self._stopping = False
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._extra_routes: dict[str, Handler] = {}
+        self._middlewares: list[Any] = []
+        self._fallback: Handler | None = None
         for name, check in checks:
             self.add_check(name, check)
 
@@ -94,6 +99,13 @@ class MetricsServer:
         if name in self._checks:
             raise ValueError(f"readiness check {name!r} is already registered")
         self._checks[name] = check
+
+    def mount(self, routes: dict[str, Handler], *, middleware: Any, fallback: Handler) -> None:
+        """Serve more GET routes (the read API) behind ``middleware``; ``fallback`` answers the rest
+        of their prefix. Before :meth:`start`."""
+        self._extra_routes.update(routes)
+        self._middlewares.append(middleware)
+        self._fallback = fallback
 
     def mark_stopping(self) -> None:
         """From now on ``/readyz`` fails with ``stopping``: the instance takes no new work."""
@@ -115,7 +127,12 @@ class MetricsServer:
         """Bind and serve; raises ``OSError`` when the address is taken."""
         if self._runner is not None:
             return
-        app = web.Application()
+        app = web.Application(middlewares=self._middlewares)
+        for path, handler in self._extra_routes.items():
+            app.router.add_get(path, handler)
+        if self._fallback is not None:
+            app.router.add_route("*", "/api/{tail:.*}", self._fallback)
+            app.router.add_route("*", "/api", self._fallback)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)

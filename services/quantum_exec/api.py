@@ -1,0 +1,253 @@
+"""The read-only HTTP API on the metrics port: positions, orders, trades and their summary.
+
+``GET /api/positions``, ``/api/orders``, ``/api/trades``, ``/api/trades/summary``. Numbers are
+exact JSON numbers, as in the results. A bad query parameter is a 400 whose JSON error names it;
+an unknown ``/api`` path a 404; anything but GET a 405 (aiohttp's own).
+
+Positions and PnL are confidential: with ``QUANTUM_API_TOKEN`` set, ``/api/*`` wants
+``Authorization: Bearer <token>`` (compared in constant time, 401 otherwise); without one only
+loopback clients are answered (403 naming the setting). ``/metrics``, ``/healthz`` and ``/readyz``
+are not affected.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from quantum_exec.contracts.codec import dumps
+from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
+from quantum_exec.ledger.summary import summarize
+from quantum_exec.ledger.trades import trade_to_json
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from quantum_exec.account.follower import AccountFollower
+    from quantum_exec.exchange.gateway import BinanceGateway
+    from quantum_exec.ledger.book import LedgerBook
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PREFIX: Final = "/api/"
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=dumps(body), content_type="application/json")
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return _json(status, {"error": {"message": message, **extra}})
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class ReadApi:
+    """The ``/api`` routes; each part may be missing (then the route answers 503 saying why)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        book: LedgerBook | None,
+        account: AccountFollower | None,
+        gateway: BinanceGateway | None,
+    ) -> None:
+        token = settings.api_token.get_secret_value() if settings.api_token else ""
+        self._token = token.encode()
+        self._book = book
+        self._account = account
+        self._gateway = gateway
+
+    def routes(self) -> dict[str, Handler]:
+        return {
+            "/api/positions": self.positions,
+            "/api/orders": self.orders,
+            "/api/trades": self.trades,
+            "/api/trades/summary": self.summary,
+        }
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Authorization of ``/api/*``; everything else passes untouched."""
+        if not request.path.startswith(PREFIX) and request.path != "/api":
+            return await handler(request)
+        if self._token:
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
+                return _error(
+                    401, "missing or wrong bearer token (Authorization: Bearer <QUANTUM_API_TOKEN>)"
+                )
+        elif not _is_loopback(request.remote):
+            return _error(
+                403,
+                "the API answers loopback clients only while QUANTUM_API_TOKEN is unset: "
+                "set QUANTUM_API_TOKEN and send it as a bearer token",
+                setting="QUANTUM_API_TOKEN",
+            )
+        return await handler(request)
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        if request.path in self.routes():
+            return _error(
+                405, f"the API is read-only: {request.method} {request.path} is not allowed, use GET"
+            )
+        paths = ", ".join(sorted(self.routes()))
+        return _error(404, f"no such API path {request.path!r}; the API has {paths}", path=request.path)
+
+    # ---- the book
+
+    async def trades(self, request: web.Request) -> web.StreamResponse:
+        if self._book is None:
+            return _error(
+                503, "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
+            )
+        try:
+            query = parse_trade_query(request.query)
+        except QueryError as exc:
+            return _json(400, exc.to_json())
+        found = [t for t in await self._book.open_trades() if query.matches(t)]
+        found += await self._book.closed_trades(query, limit=query.limit)
+        found.sort(key=lambda t: t.closed_at or t.opened_at, reverse=True)
+        found = found[: query.limit]
+        return _json(200, {"trades": [trade_to_json(t) for t in found], "count": len(found)})
+
+    async def summary(self, request: web.Request) -> web.StreamResponse:
+        if self._book is None:
+            return _error(
+                503, "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
+            )
+        try:
+            query = parse_summary_query(request.query)
+        except QueryError as exc:
+            return _json(400, exc.to_json())
+        return _json(200, summarize(await self._book.closed_trades(query)))
+
+    # ---- the account
+
+    async def positions(self, request: web.Request) -> web.StreamResponse:
+        if request.query:
+            name = next(iter(request.query))
+            return _error(400, f"unknown parameter {name!r}: /api/positions takes none", parameter=name)
+        if self._gateway is None:
+            return _error(503, "no exchange connection in this process")
+        positions = [p for p in await self._gateway.positions() if p.amount != 0]
+        legs = await self._algo_orders()
+        body = []
+        for p in sorted(positions, key=lambda p: p.symbol):
+            body.append(
+                {
+                    "symbol": p.symbol,
+                    "side": "LONG" if p.amount > 0 else "SHORT",
+                    "position_amount": p.amount,
+                    "entry_price": p.entry_price,
+                    "mark_price": p.mark_price,
+                    "unrealized_pnl": p.unrealized_pnl,
+                    "notional": abs(p.amount) * p.mark_price,
+                    "leverage": p.leverage,
+                    "margin_type": p.margin_type,
+                    "protective_orders": [leg for leg in legs if leg["symbol"] == p.symbol],
+                }
+            )
+        return _json(200, {"positions": body, "count": len(body)})
+
+    async def orders(self, request: web.Request) -> web.StreamResponse:
+        symbol = request.query.get("symbol")
+        extra = [k for k in request.query if k != "symbol"]
+        if extra:
+            return _error(
+                400, f"unknown parameter {extra[0]!r}: /api/orders takes symbol", parameter=extra[0]
+            )
+        if symbol is not None and not (symbol.isascii() and symbol.isalnum() and 2 <= len(symbol) <= 20):
+            return _error(400, f"symbol {symbol!r} is not a symbol such as BTCUSDT", parameter="symbol")
+        if self._gateway is None:
+            return _error(503, "no exchange connection in this process")
+        symbol = symbol.upper() if symbol else None
+        regular = await self._gateway.open_orders(symbol)
+        conditional = [a for a in await self._algo_orders() if symbol is None or a["symbol"] == symbol]
+        orders = [
+            {
+                "symbol": o.symbol,
+                "order_id": o.order_id,
+                "client_order_id": o.client_order_id,
+                "side": o.side.value,
+                "type": o.order_type.value,
+                "price": o.price,
+                "quantity": o.orig_qty,
+                "executed_quantity": o.executed_qty,
+                "reduce_only": o.reduce_only,
+                "status": o.status.value,
+            }
+            for o in regular
+        ]
+        return _json(200, {"orders": orders, "conditional_orders": conditional})
+
+    async def _algo_orders(self) -> list[dict[str, Any]]:
+        """Open conditional orders: the live view when fresh (no request), else REST."""
+        views = None
+        if self._account is not None:
+            try:
+                views = self._account.state.open_algo_orders()
+            except Exception:
+                views = None
+        if views is not None:
+            rows = [
+                (
+                    v.symbol,
+                    v.algo_id,
+                    v.client_algo_id,
+                    v.side.value,
+                    v.order_type,
+                    v.trigger_price,
+                    v.quantity,
+                    v.close_position,
+                    v.status.value,
+                )
+                for v in views
+            ]
+        else:
+            assert self._gateway is not None
+            rows = [
+                (
+                    a.symbol,
+                    a.algo_id,
+                    a.client_algo_id,
+                    str(a.side),
+                    a.order_type,
+                    a.trigger_price,
+                    a.quantity,
+                    a.close_position,
+                    str(a.status),
+                )
+                for a in await self._gateway.open_algo_orders()
+            ]
+        out = []
+        for symbol, algo_id, client_id, side, order_type, trigger, qty, close_position, status in sorted(
+            rows
+        ):
+            out.append(
+                {
+                    "symbol": symbol,
+                    "algo_id": algo_id,
+                    "client_algo_id": client_id,
+                    "side": side,
+                    "type": order_type,
+                    "trigger_price": trigger,
+                    "quantity": None if close_position else qty,
+                    "close_position": close_position,
+                    "state": status,
+                    "ours": client_id.startswith("qx"),
+                }
+            )
+        return out
