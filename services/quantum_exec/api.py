@@ -15,11 +15,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
+from redis.asyncio import Redis
 
-from quantum_exec.contracts.codec import dumps
+from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
@@ -35,6 +37,16 @@ log = get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX: Final = "/api/"
+# The console page (issue #15): static files shipped in the package, no third-party origin.
+CONSOLE_FILES: Final = {
+    "/": ("index.html", "text/html"),
+    "/console.js": ("console.js", "text/javascript"),
+    "/console.css": ("console.css", "text/css"),
+}
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -62,24 +74,44 @@ class ReadApi:
         book: LedgerBook | None,
         account: AccountFollower | None,
         gateway: BinanceGateway | None,
+        redis: Redis | None = None,
+        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         token = settings.api_token.get_secret_value() if settings.api_token else ""
         self._token = token.encode()
         self._book = book
         self._account = account
         self._gateway = gateway
+        self._redis = redis
+        self._status = status
+        self._result_stream = settings.result_stream
 
     def routes(self) -> dict[str, Handler]:
+        return {**dict.fromkeys(CONSOLE_FILES, self.console), **self.api_routes()}
+
+    def api_routes(self) -> dict[str, Handler]:
         return {
             "/api/positions": self.positions,
             "/api/orders": self.orders,
             "/api/trades": self.trades,
             "/api/trades/summary": self.summary,
+            "/api/results": self.results,
+            "/api/status": self.status,
         }
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authorization of ``/api/*``; everything else passes untouched."""
+        if request.path in CONSOLE_FILES:
+            # The page holds no data: with a token it is served to anyone (its script asks for the
+            # token); without one, like the API, to loopback clients only.
+            if self._token or _is_loopback(request.remote):
+                return await handler(request)
+            return web.Response(
+                status=403,
+                text="The quantum-exec console answers loopback clients only while QUANTUM_API_TOKEN "
+                "is unset: open it on the service's host, or set QUANTUM_API_TOKEN.",
+            )
         if not request.path.startswith(PREFIX) and request.path != "/api":
             return await handler(request)
         if self._token:
@@ -98,12 +130,28 @@ class ReadApi:
             )
         return await handler(request)
 
+    async def console(self, request: web.Request) -> web.StreamResponse:
+        """The console page and its two assets, with a strict Content-Security-Policy."""
+        name, content_type = CONSOLE_FILES[request.path]
+        body = (resources.files("quantum_exec") / "console" / name).read_bytes()
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
+
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         if request.path in self.routes():
             return _error(
                 405, f"the API is read-only: {request.method} {request.path} is not allowed, use GET"
             )
-        paths = ", ".join(sorted(self.routes()))
+        paths = ", ".join(sorted(self.api_routes()))
         return _error(404, f"no such API path {request.path!r}; the API has {paths}", path=request.path)
 
     # ---- the book
@@ -133,6 +181,31 @@ class ReadApi:
         except QueryError as exc:
             return _json(400, exc.to_json())
         return _json(200, summarize(await self._book.closed_trades(query)))
+
+    # ---- the service
+
+    async def results(self, request: web.Request) -> web.StreamResponse:
+        """The last results as published (``limit`` 1-200, default 20), newest first."""
+        extra = [k for k in request.query if k != "limit"]
+        if extra:
+            name = extra[0]
+            return _error(400, f"unknown parameter {name!r}: /api/results takes limit", parameter=name)
+        raw = request.query.get("limit", "20").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 200:
+            return _error(400, f"limit={raw!r} must be a whole number from 1 to 200", parameter="limit")
+        if self._redis is None:
+            return _error(503, "no Redis connection in this process")
+        rows: Any = await self._redis.xrevrange(self._result_stream, count=int(raw))
+        payloads = [payload_value(fields) for _sid, fields in rows]
+        # The payloads are spliced in as published: their numbers stay exactly what was written.
+        body = b'{"results":[' + b",".join(bytes(p) for p in payloads if p is not None) + b"]}"
+        return web.Response(status=200, body=body, content_type="application/json")
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        """Environment, version and the health of each dependency."""
+        if self._status is None:
+            return _error(503, "status is not available in this process")
+        return _json(200, await self._status())
 
     # ---- the account
 

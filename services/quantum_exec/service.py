@@ -45,6 +45,8 @@ _HEALTH_CHECK_INTERVAL_S = 15
 # (EXTEND_TIMEOUT_USEC), so an outage longer than TimeoutStartSec neither fails the start nor
 # burns the unit's start limit in restart loops.
 _START_EXTENSION_S = 30.0
+# Each of the ledger and the account follower gets this long to stop.
+_PART_STOP_S = 5.0
 
 
 def redis_client(url: str, settings: Settings) -> Redis:
@@ -260,8 +262,37 @@ class Service:
             book=self.book,
             account=self.account,
             gateway=gateway if isinstance(gateway, BinanceGateway) else None,
+            redis=self.redis,
+            status=self._status,
         )
         server.mount(api.routes(), middleware=api.guard, fallback=api.not_found)
+
+    async def _status(self) -> dict[str, Any]:
+        """What the console's health strip shows: environment, version, every dependency."""
+        import time
+
+        checks = await self.metrics_server.evaluate() if self.metrics_server is not None else []
+        account = self.account
+        stream: dict[str, Any] = {"enabled": account is not None}
+        if account is not None:
+            last = account.stream.last_event_at
+            stream.update(
+                connected=not account.state.stale,
+                reconnects=account.stream.reconnects,
+                last_event_age_s=None if last is None else round(time.monotonic() - last, 3),
+                lease_holder=account.leader,
+            )
+        rules = getattr(self.executor.gateway, "rules", None) if self.executor is not None else None
+        age = getattr(rules, "age_s", None)
+        return {
+            "environment": self.settings.exchange.value,
+            "version": __version__,
+            "consumer": self.settings.consumer_name,
+            "ready": all(c.ok for c in checks),
+            "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in checks],
+            "user_stream": stream,
+            "rules_age_s": round(age(), 1) if callable(age) else None,
+        }
 
     def _progress(self) -> None:
         if self.notifier is not None:
@@ -306,13 +337,16 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
-        if self.book is not None:
-            await self.book.stop()
-        if self.account is not None:
+        for name, part in (("ledger", self.book), ("account", self.account)):
+            if part is None:
+                continue
             try:
-                await self.account.stop()
+                # Bounded: a stuck socket or Redis call must not hold the drain past systemd's stop.
+                await asyncio.wait_for(part.stop(), _PART_STOP_S)
+            except TimeoutError:
+                log.error("service.stop_slow", part=name, timeout_s=_PART_STOP_S)
             except Exception:
-                log.exception("service.account_stop_failed")
+                log.exception("service.stop_failed", part=name)
         if self.executor is not None:
             try:
                 await self.executor.close()

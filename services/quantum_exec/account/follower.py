@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
@@ -63,6 +63,8 @@ _TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP"
 # How long a fill of a triggered order waits for its ALGO_UPDATE (events of different types are
 # not ordered against each other) before it is published as external.
 _ORIGIN_WAIT_S: Final = 1.0
+# A record write during a Redis outage is tried this often (waits between, seconds), then logged.
+_BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
 # Events a non-holder keeps, to publish them itself if the holder dies before it did.
 _KEEP_UNPUBLISHED_S: Final = 600.0
 # When nothing is known of a symbol's last fill, a gap is searched this far back.
@@ -174,6 +176,47 @@ class AccountFollower(Resyncing):
 
     async def opening(self, key: str, intent: TradeIntent) -> None:
         """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
+        await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent))
+
+    async def opened(
+        self,
+        key: str,
+        intent: TradeIntent,
+        executed: Decimal,
+        *,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+    ) -> None:
+        """The entry filled ``executed``: the record holds a position and the triggers placed
+        (after rounding, or from ``*_pct``); dropped when nothing filled."""
+        await self._bookkeeping(
+            "opened", intent.symbol, lambda: self._opened(key, intent, executed, stop_loss, take_profit)
+        )
+
+    async def closed(self, symbol: str, *, long: bool | None = None) -> None:
+        """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
+        position it closed (of side ``long``, or every side) hold nothing any more."""
+        await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long))
+
+    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run a record write for the executor; it never fails an intent.
+
+        The records serve the reconciliation and the events' intent ids, not the order flow: a
+        Redis outage is retried briefly, then logged (the next redelivery or reconcile repairs it).
+        """
+        for delay_s in _BOOKKEEPING_RETRIES:
+            try:
+                await work()
+                return
+            except REDIS_DOWN as exc:
+                error = str(exc)
+                await asyncio.sleep(delay_s)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                break
+        log.error("account.record_failed", step=what, symbol=symbol, error=error)
+
+    async def _opening(self, key: str, intent: TradeIntent) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
         self._intent_ids[digest] = intent.intent_id
@@ -194,17 +237,14 @@ class AccountFollower(Resyncing):
             labels,
         )
 
-    async def opened(
+    async def _opened(
         self,
         key: str,
         intent: TradeIntent,
         executed: Decimal,
-        *,
-        stop_loss: Decimal | None = None,
-        take_profit: Decimal | None = None,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | None,
     ) -> None:
-        """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``); dropped when nothing filled."""
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
         if executed <= 0 or intent.side is Side.CLOSE:
@@ -224,9 +264,7 @@ class AccountFollower(Resyncing):
             )
         )
 
-    async def closed(self, symbol: str, *, long: bool | None = None) -> None:
-        """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
-        position it closed (of side ``long``, or every side) hold nothing any more."""
+    async def _closed(self, symbol: str, long: bool | None) -> None:
         for record in await self.store.records():
             if record.symbol == symbol and record.opened and (long is None or record.long is long):
                 await self.store.drop_record(record.digest)

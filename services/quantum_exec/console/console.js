@@ -1,0 +1,246 @@
+// The quantum-exec console: reads the service's own /api/* every few seconds and draws the book.
+// No library, no build step, no third-party origin (the page's Content-Security-Policy forbids it).
+// Numbers are kept as the exact text the API sent (JSON.parse source access) and only turned into
+// floats to draw the charts.
+"use strict";
+
+const REFRESH_MS = 3000;
+const TOKEN_KEY = "quantum-exec-api-token";
+const $ = (id) => document.getElementById(id);
+
+function parseExact(text) {
+  // Chromium and friends pass the source text of each number to the reviver: keep it verbatim.
+  return JSON.parse(text, (key, value, context) =>
+    typeof value === "number" && context && typeof context.source === "string" ? context.source : value);
+}
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) =>
+    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function num(value) {
+  return value === null || value === undefined ? "-" : esc(value);
+}
+
+function signClass(value) {
+  const n = parseFloat(value);
+  return n > 0 ? "pos" : n < 0 ? "neg" : "";
+}
+
+function when(iso) {
+  if (!iso) return "-";
+  return esc(String(iso).replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, ""));
+}
+
+class AuthNeeded extends Error {}
+
+async function api(path) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { headers, cache: "no-store" });
+  } catch (err) {
+    throw new Error(`the service does not answer (${err.message}); is quantum-exec still running?`);
+  }
+  const text = await response.text();
+  if (response.status === 401) throw new AuthNeeded();
+  let body;
+  try {
+    body = parseExact(text);
+  } catch (err) {
+    throw new Error(`${path} answered ${response.status} with something that is not JSON`);
+  }
+  if (!response.ok) {
+    const message = body && body.error && body.error.message ? body.error.message : `status ${response.status}`;
+    throw new Error(`${path}: ${message}`);
+  }
+  return body;
+}
+
+function table(columns, rows, emptyText) {
+  if (!rows.length) return `<p class="empty">${esc(emptyText)}</p>`;
+  const head = columns.map(([label, , cls]) => `<th class="${cls || ""}">${esc(label)}</th>`).join("");
+  const body = rows
+    .map((row) => `<tr>${columns.map(([, cell, cls]) => `<td class="${cls || ""}">${cell(row)}</td>`).join("")}</tr>`)
+    .join("");
+  return `<div class="tablewrap"><table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
+}
+
+function renderStatus(status) {
+  const env = String(status.environment || "unknown");
+  const badge = $("environment");
+  badge.dataset.env = env;
+  badge.textContent = env === "live" ? "LIVE — real money" : env;
+  document.body.classList.toggle("live", env === "live");
+  $("version").textContent = status.version ? `v${status.version}` : "";
+  const chips = (status.checks || []).map((c) =>
+    `<span class="chip ${c.ok ? "ok" : "fail"}" title="${esc(c.error || "ok")}">${esc(c.name)} ${c.ok ? "ok" : "failing"}</span>`);
+  const stream = status.user_stream || {};
+  if (stream.enabled) {
+    const age = stream.last_event_age_s === null || stream.last_event_age_s === undefined ? "no event yet" : `last event ${esc(stream.last_event_age_s)} s ago`;
+    chips.push(`<span class="chip ${stream.connected ? "ok" : "fail"}">user stream ${stream.connected ? "live" : "down"} (${age})</span>`);
+  } else {
+    chips.push('<span class="chip fail">user stream off (QUANTUM_USER_STREAM=false)</span>');
+  }
+  if (status.rules_age_s !== null && status.rules_age_s !== undefined) {
+    chips.push(`<span class="chip ok">exchange rules ${esc(status.rules_age_s)} s old</span>`);
+  }
+  $("health").innerHTML = chips.join("");
+}
+
+function renderSummary(s) {
+  if (!s.total_trades || s.total_trades === "0") {
+    $("summary").innerHTML = '<p class="empty">No round trip has closed yet: the summary starts with the first one.</p>';
+    return;
+  }
+  const card = (label, value, cls) => `<div class="card"><div class="label">${esc(label)}</div><div class="value ${cls || ""}" data-field="${esc(label)}">${num(value)}</div></div>`;
+  $("summary").innerHTML = [
+    card("net pnl", s.net_pnl, signClass(s.net_pnl)),
+    card("trades", s.total_trades),
+    card("win rate", s.win_rate),
+    card("profit factor", s.profit_factor),
+    card("max drawdown", s.max_drawdown),
+    card("gross pnl", s.gross_pnl, signClass(s.gross_pnl)),
+    card("commission", s.commission),
+    card("funding", s.funding, signClass(s.funding)),
+  ].join("");
+}
+
+function svgCurve(trades) {
+  const closed = trades.filter((t) => t.status === "closed").sort((a, b) => (a.closed_at < b.closed_at ? -1 : 1));
+  if (!closed.length) return '<p class="empty">No closed round trip yet: the curve starts with the first one.</p>';
+  let total = 0;
+  const points = [0, ...closed.map((t) => (total += parseFloat(t.net_pnl)))];
+  const lo = Math.min(...points), hi = Math.max(...points), span = hi - lo || 1;
+  const w = 600, h = 180, pad = 24;
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(points.length - 1, 1);
+  const y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / span;
+  const path = points.map((v, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+  return `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="cumulative net PnL">
+    <line class="axis" x1="${pad}" x2="${w - pad}" y1="${y(0)}" y2="${y(0)}"/>
+    <path class="line" d="${path}"/>
+    <text x="${pad}" y="12">${esc(hi.toFixed(2))}</text><text x="${pad}" y="${h - 4}">${esc(lo.toFixed(2))}</text>
+  </svg>`;
+}
+
+function svgDaily(daily) {
+  if (!daily || !daily.length) return '<p class="empty">No closed round trip yet: one bar per day appears with the first.</p>';
+  const values = daily.map((d) => parseFloat(d.net_pnl));
+  const hi = Math.max(0, ...values), lo = Math.min(0, ...values), span = hi - lo || 1;
+  const w = 600, h = 180, pad = 24;
+  const bw = (w - 2 * pad) / values.length;
+  const y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / span;
+  const bars = values.map((v, i) => {
+    const top = Math.min(y(v), y(0)), height = Math.max(Math.abs(y(v) - y(0)), 1);
+    return `<rect class="${v >= 0 ? "barpos" : "barneg"}" x="${(pad + i * bw + 1).toFixed(1)}" y="${top.toFixed(1)}" width="${Math.max(bw - 2, 1).toFixed(1)}" height="${height.toFixed(1)}"><title>${esc(daily[i].date)}: ${esc(daily[i].net_pnl)}</title></rect>`;
+  }).join("");
+  return `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="daily net PnL"><line class="axis" x1="${pad}" x2="${w - pad}" y1="${y(0)}" y2="${y(0)}"/>${bars}
+    <text x="${pad}" y="${h - 4}">${esc(daily[0].date)}</text><text x="${w - pad - 60}" y="${h - 4}">${esc(daily[daily.length - 1].date)}</text></svg>`;
+}
+
+function distance(mark, trigger) {
+  const m = parseFloat(mark), t = parseFloat(trigger);
+  if (!m || !t) return "";
+  return ` (${(((t - m) / m) * 100).toFixed(2)}%)`;
+}
+
+function renderPositions(body) {
+  const leg = (p, type) => {
+    const found = (p.protective_orders || []).filter((o) => o.type === type);
+    if (!found.length) return '<span class="neg">none</span>';
+    return found.map((o) => `${num(o.trigger_price)}${esc(distance(p.mark_price, o.trigger_price))} × ${num(o.quantity ?? "all")}`).join("<br>");
+  };
+  $("positions").innerHTML = table([
+    ["symbol", (p) => esc(p.symbol)],
+    ["side", (p) => esc(p.side)],
+    ["amount", (p) => num(p.position_amount), "num"],
+    ["entry", (p) => num(p.entry_price), "num"],
+    ["mark", (p) => num(p.mark_price), "num"],
+    ["unrealized", (p) => `<span class="${signClass(p.unrealized_pnl)}">${num(p.unrealized_pnl)}</span>`, "num"],
+    ["stop-loss (distance)", (p) => leg(p, "STOP_MARKET")],
+    ["take-profit (distance)", (p) => leg(p, "TAKE_PROFIT_MARKET")],
+  ], body.positions || [], "No open position: the account is flat.");
+}
+
+function renderOrders(body) {
+  const rows = [
+    ...(body.orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.price, qty: o.quantity, state: o.status, id: o.client_order_id })),
+    ...(body.conditional_orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.trigger_price, qty: o.quantity ?? "close position", state: o.state, id: o.client_algo_id })),
+  ];
+  $("orders").innerHTML = table([
+    ["symbol", (o) => esc(o.symbol)], ["type", (o) => esc(o.kind)], ["side", (o) => esc(o.side)],
+    ["price / trigger", (o) => num(o.price), "num"], ["quantity", (o) => num(o.qty), "num"],
+    ["state", (o) => esc(o.state)], ["client id", (o) => esc(o.id)],
+  ], rows, "No open order: nothing is waiting on the exchange.");
+}
+
+function renderResults(body) {
+  $("results").innerHTML = table([
+    ["time", (r) => when(r.timestamp)], ["intent", (r) => esc(r.intent_id)], ["symbol", (r) => esc(r.symbol)],
+    ["action", (r) => esc(r.action)], ["status", (r) => esc(r.status)], ["protection", (r) => esc(r.protection)],
+    ["latency ms", (r) => num(r.latency_ms), "num"],
+    ["reason", (r) => (r.error ? `${esc(r.error.code)}: ${esc(r.error.message)}` : "")],
+  ], body.results || [], "No result yet: publish an intent (quantum-exec submit) and it appears here.");
+}
+
+function renderTrades(body) {
+  const closed = (body.trades || []).filter((t) => t.status === "closed");
+  $("trades").innerHTML = table([
+    ["closed", (t) => when(t.closed_at)], ["symbol", (t) => esc(t.symbol)], ["side", (t) => esc(t.side)],
+    ["qty", (t) => num(t.max_quantity), "num"], ["entry", (t) => num(t.entry_price), "num"],
+    ["exit", (t) => num(t.exit_price), "num"], ["reason", (t) => esc(t.exit_reason)],
+    ["net pnl", (t) => `<span class="${signClass(t.net_pnl)}" data-trade="${esc(t.trade_id)}">${num(t.net_pnl)}</span>`, "num"],
+    ["model", (t) => esc(t.model || "-")],
+  ], closed, "No round trip has closed yet.");
+  $("curve").innerHTML = svgCurve(body.trades || []);
+}
+
+function showError(message) {
+  const banner = $("banner");
+  banner.hidden = !message;
+  banner.textContent = message || "";
+}
+
+async function refresh() {
+  try {
+    const [status, summary, trades, positions, orders, results] = await Promise.all([
+      api("/api/status"), api("/api/trades/summary"), api("/api/trades?limit=1000"),
+      api("/api/positions"), api("/api/orders"), api("/api/results?limit=20"),
+    ]);
+    renderStatus(status);
+    renderSummary(summary);
+    $("daily").innerHTML = svgDaily(summary.daily);
+    renderTrades(trades);
+    renderPositions(positions);
+    renderOrders(orders);
+    renderResults(results);
+    showError(status.ready ? "" : "The service is not ready: see the failing checks in Health.");
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.loaded = "true";
+  } catch (err) {
+    if (err instanceof AuthNeeded) {
+      $("login").hidden = false;
+      $("main").hidden = true;
+      showError(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused: enter the service's QUANTUM_API_TOKEN." : "");
+      return;
+    }
+    showError(`Cannot show the book: ${err.message}`);
+  }
+}
+
+function start() {
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value);
+    $("login").hidden = true;
+    $("main").hidden = false;
+    refresh();
+  });
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,272 @@
+"""The operator console in a real browser: ``serve`` on embedded defaults, trades on the simulator,
+the page in headless Chromium showing exactly what ``/api/*`` says, without a console error.
+
+Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped with the reason where it is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis import asyncio as aioredis
+
+from quantum_exec.contracts import encode_intent_fields
+from support.cdp import Browser, browser_binary
+from support.waiting import wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(
+        browser_binary() is None,
+        reason="no chromium on this machine (apt-get install chromium; .ci/run installs it as root)",
+    ),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "console.png"
+
+
+@dataclass
+class Served:
+    url: str
+    exchange_url: str
+    redis: aioredis.Redis
+    proc: subprocess.Popen[bytes]
+
+
+def _endpoints(runtime: Path) -> dict[str, Any]:
+    path = runtime / "quantum-exec" / "endpoints.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "quantum_exec.cli", "serve"], env=env, stderr=log, stdout=log
+    )
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("QUANTUM_", "BINANCE_"))},
+        "XDG_RUNTIME_DIR": str(runtime),
+        "QUANTUM_STATE_DIR": str(tmp_path / "state"),
+        "QUANTUM_METRICS_PORT": "0",
+        "QUANTUM_METRICS_HOST": "127.0.0.1",
+        "QUANTUM_WATCHDOG": "false",
+    }
+    proc = _serve(env, tmp_path / "serve.log")
+    try:
+        await wait_for(lambda: "metrics_port" in _endpoints(runtime), 60, "serve recording its endpoints")
+        found = _endpoints(runtime)
+        redis = aioredis.Redis.from_url(found["redis_url"], protocol=2)
+        try:
+            yield Served(f"http://127.0.0.1:{found['metrics_port']}", found["exchange_url"], redis, proc)
+        finally:
+            await redis.aclose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return json.loads(await response.read(), parse_float=Decimal)
+
+
+async def _trade(served: Served, session: aiohttp.ClientSession) -> None:
+    """A stopped long, a CLOSEd short and an open long with its SL/TP."""
+    marks = await _json(session, f"{served.exchange_url}/fapi/v1/premiumIndex")
+    mark = {m["symbol"]: Decimal(m["markPrice"]) for m in marks}
+    btc = mark["BTCUSDT"]
+    q = Decimal("0.1")
+    intents = [
+        {
+            "intent_id": "con-1",
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "quantity": "0.010",
+            "model": "alpha",
+            "stop_loss": str((btc * Decimal("0.98")).quantize(q)),
+            "take_profit": str((btc * Decimal("1.05")).quantize(q)),
+        },
+        {"intent_id": "con-2", "symbol": "ETHUSDT", "side": "SELL", "quantity": "0.300", "model": "beta"},
+    ]
+    for payload in intents:
+        await served.redis.xadd("quantum:stream:trade.intent", encode_intent_fields(payload, "test"))  # type: ignore[arg-type]
+
+    async def results(n: int) -> bool:
+        return await served.redis.xlen("quantum:stream:execution.result") >= n
+
+    await wait_for(lambda: results(2), 30, "two results")
+    async with session.post(
+        f"{served.exchange_url}/_sim/markPrice",
+        json={"symbol": "BTCUSDT", "price": str(btc * Decimal("0.97"))},
+    ) as response:
+        assert response.status == 200
+    close = {"intent_id": "con-3", "symbol": "ETHUSDT", "side": "CLOSE"}
+    await served.redis.xadd("quantum:stream:trade.intent", encode_intent_fields(close, "test"))  # type: ignore[arg-type]
+    await wait_for(lambda: results(3), 30, "the CLOSE result")
+    btc_now = btc * Decimal("0.97")
+    opened = {
+        "intent_id": "con-4",
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "quantity": "0.005",
+        "model": "alpha",
+        "stop_loss": str((btc_now * Decimal("0.98")).quantize(q)),
+        "take_profit": str((btc_now * Decimal("1.05")).quantize(q)),
+    }
+    await served.redis.xadd("quantum:stream:trade.intent", encode_intent_fields(opened, "test"))  # type: ignore[arg-type]
+    await wait_for(lambda: results(4), 30, "the last result")
+
+    async def two_closed() -> bool:
+        body = await _json(session, f"{served.url}/api/trades/summary")
+        return body["total_trades"] >= 2
+
+    await wait_for(two_closed, 20, "two round trips in the ledger")
+
+
+async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(served.url + "/") as page:
+            assert page.status == 200
+            csp = page.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "default-src 'none'" in csp and "http" not in csp
+        await _trade(served, session)
+        summary = await _json(session, f"{served.url}/api/trades/summary")
+        trades = await _json(session, f"{served.url}/api/trades?limit=1000")
+        positions = await _json(session, f"{served.url}/api/positions")
+
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    async with Browser(profile) as browser:
+        await browser.goto(served.url + "/")
+
+        async def loaded() -> bool:
+            script = "!!document.body && document.body.dataset.loaded === 'true'"
+            return await browser.evaluate(script) is True
+
+        await wait_for(loaded, 20, "the page showing the data")
+        shown = await browser.evaluate(
+            """({
+              env: document.getElementById('environment').dataset.env,
+              net: document.querySelector('[data-field="net pnl"]').textContent,
+              trades: document.querySelector('[data-field="trades"]').textContent,
+              winRate: document.querySelector('[data-field="win rate"]').textContent,
+              perTrade: Object.fromEntries([...document.querySelectorAll('[data-trade]')]
+                          .map(e => [e.dataset.trade, e.textContent])),
+              positions: [...document.querySelectorAll('#positions tbody tr')]
+                          .map(r => [...r.cells].map(c => c.textContent)),
+              results: document.querySelectorAll('#results tbody tr').length,
+              curve: !!document.querySelector('#curve svg path.line'),
+              bars: document.querySelectorAll('#daily svg rect').length,
+              health: document.getElementById('health').textContent,
+            })"""
+        )
+        assert shown["env"] == "sim"
+        assert Decimal(shown["net"]) == summary["net_pnl"] and int(shown["trades"]) == summary["total_trades"]
+        assert Decimal(shown["winRate"]) == summary["win_rate"]
+        closed = {t["trade_id"]: t["net_pnl"] for t in trades["trades"] if t["status"] == "closed"}
+        assert {k: Decimal(v) for k, v in shown["perTrade"].items()} == closed
+        assert [row[0] for row in shown["positions"]] == [p["symbol"] for p in positions["positions"]]
+        [btc] = [p for p in positions["positions"] if p["symbol"] == "BTCUSDT"]
+        [row] = [r for r in shown["positions"] if r[0] == "BTCUSDT"]
+        assert Decimal(row[2]) == btc["position_amount"] and Decimal(row[3]) == btc["entry_price"]
+        [stop] = [o for o in btc["protective_orders"] if o["type"] == "STOP_MARKET"]
+        assert (
+            row[6].startswith(str(stop["trigger_price"]))
+            and Decimal(row[6].split("×")[1]) == stop["quantity"]
+        )
+        assert shown["results"] == 4 and shown["curve"] and shown["bars"] >= 1
+        assert "user stream live" in shown["health"]
+        await browser.screenshot(tmp_path / "console.png")
+        if os.environ.get("QUANTUM_CONSOLE_SCREENSHOT"):
+            await browser.screenshot(SCREENSHOT)
+
+        # 1,000 closed trades: measured in the browser (reported, not asserted as a timing).
+        base = json.dumps(
+            {k: str(v) if isinstance(v, Decimal) else v for k, v in trades["trades"][-1].items()}
+        )
+        render = await browser.evaluate(
+            f"""(() => {{
+              const base = {base};
+              const many = Array.from({{length: 1000}}, (_, i) => ({{...base, trade_id: 'synthetic-' + i,
+                 net_pnl: String((i % 7) - 3 + 0.25),
+                 closed_at: new Date(Date.UTC(2026, 0, 1) + i * 3600e3).toISOString()}}));
+              const t0 = performance.now();
+              renderTrades({{trades: many}});
+              const ms = performance.now() - t0;
+              return {{ms, rows: document.querySelectorAll('#trades tbody tr').length}};
+            }})()"""
+        )
+        assert render["rows"] == 1000
+        (tmp_path / "render-1000.txt").write_text(f"{render['ms']:.1f} ms\n")
+        print(f"console: 1,000 closed trades rendered in {render['ms']:.1f} ms")
+
+        # A narrow window: nothing wider than the screen (tables scroll inside their panels).
+        await browser.viewport(380, 800)
+        await asyncio.sleep(0)  # let layout run
+        overflow = await browser.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"page {overflow}px wider than a 380px window"
+        assert browser.errors == [], browser.errors
+
+
+async def test_errors_read_as_sentences(tmp_path: Path) -> None:
+    """With the service gone, the page says so in words instead of going blank."""
+    from aiohttp import web
+
+    from quantum_exec.api import ReadApi
+    from quantum_exec.settings import Settings
+
+    api = ReadApi(Settings(), book=None, account=None, gateway=None)
+    app = web.Application(middlewares=[api.guard])
+    for path, handler in api.routes().items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    try:
+        async with Browser(profile) as browser:
+            await browser.goto(f"http://127.0.0.1:{port}/")
+
+            async def banner() -> str:
+                script = (
+                    "document.getElementById('banner') ? document.getElementById('banner').textContent : ''"
+                )
+                return str(await browser.evaluate(script))
+
+            await wait_for(banner, 20, "an error banner")
+            text = await banner()
+            assert text.startswith("Cannot show the book:") and "Traceback" not in text
+            assert await browser.evaluate("document.getElementById('trades').textContent.trim().length") > 0
+    finally:
+        await runner.cleanup()
