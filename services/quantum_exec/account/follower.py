@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -63,6 +63,8 @@ _TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP"
 # How long a fill of a triggered order waits for its ALGO_UPDATE (events of different types are
 # not ordered against each other) before it is published as external.
 _ORIGIN_WAIT_S: Final = 1.0
+# Intent ids remembered by digest (far more than can be in flight).
+_MAX_INTENT_IDS: Final = 10_000
 # A record write during a Redis outage is tried this often (waits between, seconds), then logged.
 _BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
 # Events a non-holder keeps, to publish them itself if the holder dies before it did.
@@ -102,7 +104,8 @@ class AccountFollower(Resyncing):
         self._changed = asyncio.Condition()
         self._moves: asyncio.Queue[_Moved] = asyncio.Queue()
         self._unpublished: deque[_Moved] = deque(maxlen=4096)
-        self._intent_ids: dict[str, str | None] = {}
+        # digest -> intent id, the most recent ones (events name their intent from here first).
+        self._intent_ids: OrderedDict[str, str | None] = OrderedDict()
         self._oco_tasks: dict[str, asyncio.Task[None]] = {}
         self._oco_dirty: set[str] = set()
         self._acted_on: set[int] = set()  # algo ids cancelled by us (their CANCELED may still be on the way)
@@ -219,7 +222,7 @@ class AccountFollower(Resyncing):
     async def _opening(self, key: str, intent: TradeIntent) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
-        self._intent_ids[digest] = intent.intent_id
+        self._remember_intent(digest, intent.intent_id)
         long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
         labels = {k: str(intent.meta[k]) for k in ("model", "strategy") if intent.meta.get(k) is not None}
         await self.store.put_record(
@@ -370,11 +373,24 @@ class AccountFollower(Resyncing):
                 await asyncio.wait_for(self._changed.wait_for(found), _ORIGIN_WAIT_S)
         return self.state.algo_for_order(fill.order_id)
 
+    def _remember_intent(self, digest: str, intent_id: str | None) -> None:
+        self._intent_ids[digest] = intent_id
+        self._intent_ids.move_to_end(digest)
+        while len(self._intent_ids) > _MAX_INTENT_IDS:
+            self._intent_ids.popitem(last=False)
+
     async def _intent_id(self, digest: str) -> str | None:
-        if digest not in self._intent_ids:
+        """The intent id of one of our ids: from memory, else its record (written while the order
+        travelled, so on another instance it may land a moment after the fill)."""
+        if digest in self._intent_ids:
+            return self._intent_ids[digest]
+        for delay_s in (0.0, *_BOOKKEEPING_RETRIES):
+            await asyncio.sleep(delay_s)
             record = await self.store.get_record(digest)
-            self._intent_ids[digest] = record.intent_id if record is not None else None
-        return self._intent_ids[digest]
+            if record is not None:
+                self._remember_intent(digest, record.intent_id)
+                return record.intent_id
+        return None
 
     async def _publish(self, event: PositionEvent) -> int:
         if not self.leader:

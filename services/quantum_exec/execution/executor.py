@@ -255,8 +255,10 @@ class Executor:
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
                 await self._configure(symbol, out.leverage, out.margin_type)
-            if self.account is not None:
-                await self.account.opening(run.key, intent)
+            # The record goes to Redis while the order travels (not one more round trip before
+            # it): a fill comes back an exchange round trip later, and this instance names its
+            # intent from memory meanwhile.
+            recording = self._record_opening(run)
             run.entry_sent = True
             with run.step("entry"):
                 try:
@@ -274,8 +276,11 @@ class Executor:
                 except PermanentError:
                     run.entry_sent = False  # refused by the exchange: certainly not placed
                     if self.account is not None:
+                        await recording
                         await self.account.opened(run.key, intent, Decimal(0))
                     raise
+                finally:
+                    await recording
         entry = await self._resolver.until_final(symbol, entry)
         self._record_fill(run, entry, reference, long=long)
         if entry.executed_qty <= 0:
@@ -412,13 +417,15 @@ class Executor:
                 quantity = abs(amount)
                 out.requested_quantity = quantity
                 out.quantity = quantity
-                if self.account is not None:
-                    await self.account.opening(run.key, run.intent)
-                order = await self._resolver.submit(
-                    symbol,
-                    close_id,
-                    lambda: self.gateway.place_market(symbol, side, quantity, close_id, reduce_only=True),
-                )
+                recording = self._record_opening(run)
+                try:
+                    order = await self._resolver.submit(
+                        symbol,
+                        close_id,
+                        lambda: self.gateway.place_market(symbol, side, quantity, close_id, reduce_only=True),
+                    )
+                finally:
+                    await recording
             order = await self._resolver.until_final(symbol, order)
             if self.account is not None and order.executed_qty > 0:
                 # Whatever was open is closed: no record of it may be re-protected by a reconcile.
@@ -437,6 +444,14 @@ class Executor:
             return
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, [order.order_id], self.account)
+
+    def _record_opening(self, run: Run) -> asyncio.Future[None]:
+        """Start writing the intent's record (never fails; awaited once the order was sent)."""
+        if self.account is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.ensure_future(self.account.opening(run.key, run.intent))
 
     async def _position_amount(self, symbol: str) -> Decimal:
         """The position from the live view when it is fresh, else from REST (positionRisk)."""
