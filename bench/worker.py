@@ -19,6 +19,7 @@ its records to the ``out`` path of the config.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -184,6 +185,8 @@ def main() -> None:
         log_format="json",
         log_level="INFO",
         watchdog=False,
+        # BENCH_USER_STREAM=0 measures the service without following the account (wave 1's REST path).
+        user_stream=os.environ.get("BENCH_USER_STREAM", "1") != "0",
     )
     with Path(config["log"]).open("a") as log:
         setup_logging(settings, stream=log)

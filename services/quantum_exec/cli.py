@@ -223,6 +223,11 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
         "take_profit": args.tp,
         "stop_loss_pct": args.sl_pct,
         "take_profit_pct": args.tp_pct,
+        "order_type": args.type,
+        "price": args.price,
+        "limit_offset_pct": args.limit_offset_pct,
+        "time_in_force": args.tif,
+        "expire_after_s": args.expire_after,
     }
     payload.update({k: v for k, v in flags.items() if v is not None})
     if args.reduce_only:
@@ -406,6 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sl-pct", type=_decimal_arg, help="stop-loss distance from the fill, percent")
     p.add_argument("--tp-pct", type=_decimal_arg, help="take-profit distance from the fill, percent")
     p.add_argument("--reduce-only", action="store_true", help="the entry may only reduce a position")
+    p.add_argument("--type", type=str.upper, choices=["MARKET", "LIMIT"], help="entry order type (MARKET)")
+    p.add_argument("--price", type=_decimal_arg, help="LIMIT price")
+    p.add_argument(
+        "--limit-offset-pct", type=_decimal_arg, help="LIMIT price this percent from the mark, passive"
+    )
+    p.add_argument("--tif", type=str.upper, choices=["GTC", "IOC", "FOK", "GTX"], help="LIMIT time in force")
+    p.add_argument(
+        "--expire-after", type=_decimal_arg, help="LIMIT: cancel the unfilled rest after S seconds"
+    )
     p.add_argument(
         "--now", action="store_true", help="stamp the intent with the current time (a --file sample)"
     )

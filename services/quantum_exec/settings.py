@@ -131,6 +131,8 @@ class Settings(BaseModel):
     binance_stream_url: str | None = None
     # Follow the account over the user data stream (live OCO, fills, position events); off = REST only.
     user_stream: bool = True
+    # A LIMIT entry works at most this long (also without expire_after_s); then its remainder is cancelled.
+    working_order_max_s: float = Field(default=300.0, gt=0, le=86_400)
     # Reject BUY/SELL intents without a stop-loss instead of opening a naked position.
     require_protection: bool = False
     # The account lease (one instance acts on account events): taken over this long after its holder died.

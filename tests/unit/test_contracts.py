@@ -595,6 +595,11 @@ def test_intent_schema_describes_every_accepted_field() -> None:
         "take_profit_pct",
         "reduce_only",
         "timestamp",
+        "order_type",
+        "price",
+        "limit_offset_pct",
+        "time_in_force",
+        "expire_after_s",
     }
     assert {"required": ["action"]} in schema["anyOf"]
     assert "number" in schema["properties"]["take_profit"]["type"]
@@ -707,3 +712,45 @@ def test_intent_digest_tells_another_intent_from_a_retry() -> None:
     assert intent_digest(parse_intent({**base, "position_size_usd": 100.0})) == first  # same number
     assert intent_digest(parse_intent({**base, "position_size_usd": 200})) != first
     assert intent_digest(parse_intent({**base, "side": "SELL"})) != first
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"order_type": "LIMIT"}, "price"),
+        ({"order_type": "LIMIT", "price": "90000", "limit_offset_pct": "0.5"}, "price"),
+        ({"price": "90000"}, "price"),
+        ({"time_in_force": "GTX"}, "time_in_force"),
+        ({"order_type": "STOP_MARKET"}, "order_type"),
+        ({"order_type": "LIMIT", "price": "1", "time_in_force": "DAY"}, "time_in_force"),
+        ({"order_type": "LIMIT", "price": "1", "expire_after_s": "0"}, "expire_after_s"),
+    ],
+)
+def test_limit_fields_that_disagree_are_rejected_by_name(extra: dict[str, str], field: str) -> None:
+    payload = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.01", **extra}
+    with pytest.raises(IntentRejected) as caught:
+        parse_intent(payload)
+    assert caught.value.code == "INVALID_FIELD" and caught.value.message.startswith(f"{field}:")
+
+
+def test_a_limit_intent_parses() -> None:
+    intent = parse_intent(
+        {
+            "symbol": "btcusdt",
+            "side": "BUY",
+            "quantity": "0.01",
+            "order_type": "limit",
+            "limit_offset_pct": "0.5",
+            "time_in_force": "gtx",
+            "expire_after_s": 30,
+        }
+    )
+    assert (intent.order_type, intent.limit_offset_pct, intent.time_in_force) == (
+        "LIMIT",
+        Decimal("0.5"),
+        "GTX",
+    )
+    assert intent.expire_after_s == Decimal(30) and intent.price is None
+    with pytest.raises(IntentRejected) as caught:
+        parse_intent({"symbol": "BTCUSDT", "side": "CLOSE", "order_type": "LIMIT"})
+    assert "a CLOSE is always a MARKET order" in caught.value.message

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from quantum_exec.execution.run import Attempt
 from quantum_exec.ids import client_order_id
 from quantum_exec.rules import SymbolRules, parse_exchange_info
 from quantum_exec.settings import Settings
+from support.waiting import wait_for
 
 FIXTURE = Path(__file__).parents[2] / "services" / "binance_sim" / "fixtures" / "exchange_info.json"
 RULES = parse_exchange_info(json.loads(FIXTURE.read_text()))
@@ -143,6 +144,34 @@ class ScriptedGateway:
     async def cancel_algo(self, algo_id: int) -> bool:
         self.cancelled.append(algo_id)
         return True
+
+    async def place_limit(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        price: Decimal,
+        client_order_id: str,
+        *,
+        time_in_force: str,
+    ) -> Order:
+        self.market_calls.append((time.monotonic(), client_order_id, side, quantity))
+        order = replace(
+            filled_order(client_order_id, side, quantity, OrderStatus.NEW),
+            order_type=OrderType.LIMIT,
+            price=price,
+            avg_price=Decimal(0),
+            cum_quote=Decimal(0),
+        )
+        self.orders[client_order_id] = order
+        return order
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None:
+        order = self.orders.get(client_order_id)
+        if order is None or order.is_final:
+            return None
+        self.orders[client_order_id] = replace(order, status=OrderStatus.CANCELED)
+        return self.orders[client_order_id]
 
 
 def filled_order(
@@ -409,3 +438,56 @@ async def test_a_timestamp_in_the_future_is_rejected_naming_the_setting() -> Non
     assert "in the future" in result.error.message and "QUANTUM_MAX_CLOCK_SKEW_S=5" in result.error.message
     ok = await ex.execute(open_long(intent_id="skew-ok", timestamp=int((time.time() + 2) * 1000)))
     assert ok.status is ResultStatus.FILLED  # within the allowed skew
+
+
+async def test_a_limit_filling_in_pieces_is_protected_at_its_first_fill_once() -> None:
+    gw = ScriptedGateway()
+    ex = await executor(gw)
+    intent = open_long(order_type="LIMIT", price="94000", expire_after_s=5)
+    entry_id = client_order_id(KEY, "entry")
+
+    async def fills_in_pieces() -> None:
+        await wait_for(lambda: entry_id in gw.orders, 5, "the LIMIT placed")
+        first = gw.orders[entry_id]
+        gw.orders[entry_id] = replace(
+            first,
+            status=OrderStatus.PARTIALLY_FILLED,
+            executed_qty=Decimal("0.004"),
+            avg_price=Decimal("94000"),
+        )
+        # Protected at the first fill, while the rest still works.
+        await wait_for(lambda: bool(gw.algo_calls), 5, "the legs at the first fill")
+        gw.orders[entry_id] = replace(
+            gw.orders[entry_id], status=OrderStatus.FILLED, executed_qty=Decimal("0.01")
+        )
+
+    filler = asyncio.create_task(fills_in_pieces())
+    result = await ex.execute(intent)
+    await filler
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert sorted(cid for _, cid, _ in gw.algo_calls) == sorted([SL_ID, TP_ID])  # once each
+    assert all(gw.algos[cid].close_position for cid in (SL_ID, TP_ID))
+    assert result.executed_quantity == Decimal("0.01")
+
+
+async def test_a_partly_filled_limit_that_expires_keeps_its_filled_part_protected() -> None:
+    gw = ScriptedGateway()
+    ex = await executor(gw)
+    intent = open_long(order_type="LIMIT", price="94000", expire_after_s="0.3")
+    entry_id = client_order_id(KEY, "entry")
+
+    async def one_piece() -> None:
+        await wait_for(lambda: entry_id in gw.orders, 5, "the LIMIT placed")
+        gw.orders[entry_id] = replace(
+            gw.orders[entry_id],
+            status=OrderStatus.PARTIALLY_FILLED,
+            executed_qty=Decimal("0.003"),
+            avg_price=Decimal("94000"),
+        )
+
+    filler = asyncio.create_task(one_piece())
+    result = await ex.execute(intent)
+    await filler
+    assert gw.orders[entry_id].status is OrderStatus.CANCELED
+    assert result.status is ResultStatus.PARTIAL and result.executed_quantity == Decimal("0.003")
+    assert result.protection is ProtectionState.PROTECTED and len(gw.algo_calls) == 2

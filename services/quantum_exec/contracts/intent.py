@@ -49,8 +49,33 @@ def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
         raise IntentRejected(
             ReasonCode.INVALID_FIELD, f"position_size_usd: required for {side.value} (or quantity)"
         )
+    _check_entry(values, side)
     values["meta"] = bounded_meta(extras) if extras else {}
     return values
+
+
+def _check_entry(values: dict[str, Any], side: Side) -> None:
+    """The entry fields agree with each other (a LIMIT has one way to its price, nothing else does)."""
+    order_type = values.get("order_type", "MARKET")
+    limit_only = [n for n in ("price", "limit_offset_pct", "time_in_force", "expire_after_s") if n in values]
+    if side is Side.CLOSE:
+        if order_type != "MARKET" or limit_only:
+            field = "order_type" if order_type != "MARKET" else limit_only[0]
+            raise IntentRejected(ReasonCode.INVALID_FIELD, f"{field}: a CLOSE is always a MARKET order")
+        return
+    if order_type == "MARKET":
+        if limit_only:
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD, f"{limit_only[0]}: only for order_type LIMIT (this entry is MARKET)"
+            )
+        return
+    has_price, has_offset = "price" in values, "limit_offset_pct" in values
+    if has_price == has_offset:
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            "price: a LIMIT entry needs exactly one of price and limit_offset_pct"
+            + (" (got both)" if has_price else ""),
+        )
 
 
 class TradeIntent(BaseModel):
@@ -76,6 +101,11 @@ class TradeIntent(BaseModel):
     leverage: int | None = None
     margin_type: MarginType | None = None
     reduce_only: bool = False
+    order_type: str = "MARKET"
+    price: Decimal | None = None
+    limit_offset_pct: Decimal | None = None
+    time_in_force: str | None = None
+    expire_after_s: Decimal | None = None
     timestamp: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 

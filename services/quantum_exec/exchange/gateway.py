@@ -39,6 +39,7 @@ from quantum_exec.exchange.codes import (
 )
 from quantum_exec.exchange.endpoints import (
     EP_CANCEL_ALGO,
+    EP_CANCEL_ORDER,
     EP_EXCHANGE_INFO,
     EP_GET_ALGO,
     EP_GET_ORDER,
@@ -421,6 +422,40 @@ class BinanceGateway:
             params["reduceOnly"] = "true"
         order: Order = await self._call(EP_NEW_ORDER, params, parse=Order.parse)
         return order
+
+    async def place_limit(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        price: Decimal,
+        client_order_id: str,
+        *,
+        time_in_force: str,
+    ) -> Order:
+        """LIMIT order (GTC/IOC/FOK/GTX) with ``newOrderRespType=RESULT``."""
+        params = {
+            "symbol": symbol,
+            "side": side,
+            "type": "LIMIT",
+            "quantity": fmt(quantity),
+            "price": fmt(price),
+            "timeInForce": time_in_force,
+            "newClientOrderId": client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        order: Order = await self._call(EP_NEW_ORDER, params, parse=Order.parse)
+        return order
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None:
+        """Cancel a working order by client id; None when it is no longer open (filled, gone)."""
+        try:
+            raw = await self._call(EP_CANCEL_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id})
+        except PermanentError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return None
+            raise
+        return Order.parse(raw)
 
     async def place_algo(
         self,

@@ -39,7 +39,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
+from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
@@ -48,6 +48,7 @@ from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
+from quantum_exec.execution.working import WorkingEntry
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -81,6 +82,7 @@ class Executor:
         self._guards = Guards(settings, gateway)
         self._resolver = OrderResolver(settings, gateway)
         self._protector = Protector(settings, gateway, self._resolver, self._own_protective)
+        self._working = WorkingEntry(settings, gateway, self._resolver, self._protector, lambda: self.account)
 
     async def start(self) -> None:
         """Start the gateway and learn the account's current settings and open protective orders."""
@@ -235,7 +237,10 @@ class Executor:
         if entry is not None:
             log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
             rules = self.gateway.rules.get(symbol)
-            reference = intent.entry_price or entry.avg_price
+            # A resting LIMIT found on resume may have filled nothing yet: its price is the reference.
+            reference = (
+                entry.price if entry.order_type is OrderType.LIMIT else intent.entry_price or entry.avg_price
+            )
             quantity = entry.orig_qty
             out.reference_price, out.quantity, out.requested_quantity = reference, quantity, quantity
             if rules is None:
@@ -265,13 +270,7 @@ class Executor:
                     entry = await self._resolver.submit(
                         symbol,
                         entry_id,
-                        lambda: self.gateway.place_market(
-                            symbol,
-                            OrderSide.BUY if long else OrderSide.SELL,
-                            quantity,
-                            entry_id,
-                            reduce_only=intent.reduce_only,
-                        ),
+                        lambda: self._place_entry(run, quantity, entry_id, long=long),
                     )
                 except PermanentError:
                     run.entry_sent = False  # refused by the exchange: certainly not placed
@@ -281,15 +280,26 @@ class Executor:
                     raise
                 finally:
                     await recording
-        entry = await self._resolver.until_final(symbol, entry)
+        early: Order | bool = False  # a LIMIT protected while it worked (and its emergency close)
+        if entry.order_type is OrderType.LIMIT:
+            entry, early = await self._working.work(run, rules, entry, long=long, resume=resume)
+        else:
+            entry = await self._resolver.until_final(symbol, entry)
         self._record_fill(run, entry, reference, long=long)
         if entry.executed_qty <= 0:
             out.status = ResultStatus.FAILED
-            run.error(
-                ReasonCode.ENTRY_NOT_FILLED,
-                ErrorSource.EXCHANGE,
-                f"entry {entry_id} ended {entry.status} with nothing filled",
-            )
+            if entry.order_type is OrderType.LIMIT:
+                run.error(
+                    ReasonCode.ENTRY_EXPIRED,
+                    ErrorSource.EXCHANGE,
+                    f"LIMIT entry {entry_id} at {entry.price} ended {entry.status} with nothing filled",
+                )
+            else:
+                run.error(
+                    ReasonCode.ENTRY_NOT_FILLED,
+                    ErrorSource.EXCHANGE,
+                    f"entry {entry_id} ended {entry.status} with nothing filled",
+                )
             if self.account is not None:
                 await self.account.opened(run.key, intent, Decimal(0))
             return
@@ -301,7 +311,13 @@ class Executor:
         order_ids = [entry.order_id]
         size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
-        if wants_protection(intent) and size > 0:
+        if early is not False:
+            # Protected (closePosition) at its first fill while it worked: nothing twice.
+            flatten = early if isinstance(early, Order) else None
+            if flatten is not None:
+                order_ids.append(flatten.order_id)
+            metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
+        elif wants_protection(intent) and size > 0:
             with run.step("protection"):
                 flatten = await self._protector.protect(run, rules, entry, size, long=long, resume=resume)
             if flatten is not None:
@@ -444,6 +460,23 @@ class Executor:
             return
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, [order.order_id], self.account)
+
+    async def _place_entry(self, run: Run, quantity: Decimal, entry_id: str, *, long: bool) -> Order:
+        """The entry order: MARKET, or LIMIT at the run's price with the intent's time in force."""
+        intent = run.intent
+        side = OrderSide.BUY if long else OrderSide.SELL
+        if run.limit_price is not None:
+            return await self.gateway.place_limit(
+                intent.symbol,
+                side,
+                quantity,
+                run.limit_price,
+                entry_id,
+                time_in_force=intent.time_in_force or "GTC",
+            )
+        return await self.gateway.place_market(
+            intent.symbol, side, quantity, entry_id, reduce_only=intent.reduce_only
+        )
 
     def _record_opening(self, run: Run) -> asyncio.Future[None]:
         """Start writing the intent's record (never fails; awaited once the order was sent)."""

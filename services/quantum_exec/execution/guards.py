@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,10 +12,21 @@ from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, check_protection, round_trigger, size_quantity, trigger_from_pct
+from quantum_exec.rules import (
+    SymbolRules,
+    ceil_to_step,
+    check_protection,
+    floor_to_step,
+    fmt,
+    round_trigger,
+    size_quantity,
+    trigger_from_pct,
+)
 from quantum_exec.settings import LeveragePolicy, Settings
 
 log = get_logger(__name__)
+
+HUNDRED = Decimal(100)
 
 
 def wants_protection(intent: TradeIntent) -> bool:
@@ -23,6 +35,35 @@ def wants_protection(intent: TradeIntent) -> bool:
         v is not None
         for v in (intent.stop_loss, intent.take_profit, intent.stop_loss_pct, intent.take_profit_pct)
     )
+
+
+def limit_price(rules: SymbolRules, intent: TradeIntent, reference: Decimal, *, long: bool) -> Decimal:
+    """The LIMIT price: given, or ``limit_offset_pct`` from the reference toward the passive side;
+    rounded to the tick toward the passive side (a BUY down, a SELL up) and checked against
+    PRICE_FILTER and PERCENT_PRICE, with the numbers in the reason."""
+    if intent.price is not None:
+        raw = intent.price
+        asked = f"price {fmt(raw)}"
+    else:
+        assert intent.limit_offset_pct is not None
+        factor = (HUNDRED - intent.limit_offset_pct) if long else (HUNDRED + intent.limit_offset_pct)
+        raw = reference * factor / HUNDRED
+        asked = f"limit_offset_pct {fmt(intent.limit_offset_pct)} from {fmt(reference)}"
+    price = floor_to_step(raw, rules.tick_size) if long else ceil_to_step(raw, rules.tick_size)
+    where = f"for {rules.symbol}"
+    if price <= 0 or price < rules.min_price or (rules.max_price > 0 and price > rules.max_price):
+        raise IntentRejected(
+            ReasonCode.PRICE_OUT_OF_RANGE,
+            f"{asked} gives {fmt(price)}, outside {fmt(rules.min_price)}..{fmt(rules.max_price)} {where}",
+        )
+    up, down = rules.multiplier_up, rules.multiplier_down
+    if up is not None and down is not None and not (reference * down <= price <= reference * up):
+        raise IntentRejected(
+            ReasonCode.PRICE_OUT_OF_RANGE,
+            f"{asked} gives {fmt(price)}, outside PERCENT_PRICE "
+            f"{fmt(reference * down)}..{fmt(reference * up)} (reference {fmt(reference)}) {where}",
+        )
+    return price
 
 
 class Guards:
@@ -137,9 +178,19 @@ class Guards:
         if reference is None:
             with run.step("mark_price"):
                 reference = await self._gateway.mark_price(symbol)
+        sizing = rules
+        if intent.order_type == "LIMIT":
+            run.limit_price = reference = limit_price(rules, intent, reference, long=long)
+            # A LIMIT order is sized by LOT_SIZE, not MARKET_LOT_SIZE, and its notional at its price.
+            sizing = replace(
+                rules,
+                market_min_qty=rules.min_qty,
+                market_max_qty=rules.max_qty,
+                market_step_size=rules.step_size,
+            )
         out.reference_price = reference
         quantity = size_quantity(
-            rules,
+            sizing,
             price=reference,
             notional_usd=intent.position_size_usd,
             quantity=intent.quantity,

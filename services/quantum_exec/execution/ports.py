@@ -73,6 +73,19 @@ class Gateway(Protocol):
         reduce_only: bool = False,
     ) -> Order: ...
 
+    async def place_limit(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        price: Decimal,
+        client_order_id: str,
+        *,
+        time_in_force: str,
+    ) -> Order: ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None: ...
+
     async def place_algo(
         self,
         symbol: str,

@@ -89,7 +89,15 @@ class Protector:
         self.own = own_protective
 
     async def protect(
-        self, run: Run, rules: SymbolRules, entry: Order, size: Decimal, *, long: bool, resume: bool
+        self,
+        run: Run,
+        rules: SymbolRules,
+        entry: Order,
+        size: Decimal,
+        *,
+        long: bool,
+        resume: bool,
+        close_position: bool = False,
     ) -> Order | None:
         """Place SL and TP concurrently; apply the failure policy. Returns an emergency close order.
 
@@ -99,7 +107,8 @@ class Protector:
         s, intent, out = self._settings, run.intent, run.out
         symbol = intent.symbol
         exit_side = OrderSide.SELL if long else OrderSide.BUY
-        quantity = None if s.protection_mode is ProtectionMode.CLOSE_POSITION else size
+        # closePosition when configured, or for an entry still working (it covers what fills later).
+        quantity = None if close_position or s.protection_mode is ProtectionMode.CLOSE_POSITION else size
         sl, tp = Guards.triggers(rules, intent, long=long, price=entry.avg_price)
         legs: list[Leg] = []
         if sl is not None:

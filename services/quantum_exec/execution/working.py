@@ -1,0 +1,120 @@
+"""A LIMIT entry while it works: wait for its fills, protect at the first one, end it on time.
+
+A resting order may fill in pieces, long after it was placed. Its SL/TP are armed at the first
+fill as closePosition orders, which cover whatever fills afterwards, so nothing is protected twice
+and no fill waits naked for the rest. The order is given ``expire_after_s`` (at most
+``QUANTUM_WORKING_ORDER_MAX_S``, which also bounds a GTC without one: the symbol's later intents
+wait behind it), then its remainder is cancelled: the filled part stays protected.
+
+The fills are seen on the user data stream when it is up (the wait wakes on the order's final
+event); a REST lookup by client id every ``POLL_S`` notices partial fills and is the only source
+while the stream is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from quantum_exec.exchange.wire import Order
+from quantum_exec.execution.guards import wants_protection
+from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.protection import Protector
+from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.run import Run
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules
+from quantum_exec.settings import Settings
+
+log = get_logger(__name__)
+
+POLL_S = 1.0
+
+
+class WorkingEntry:
+    """Runs a LIMIT entry to its end (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Gateway,
+        resolver: OrderResolver,
+        protector: Protector,
+        account: Callable[[], AccountView | None],
+    ) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        self._resolver = resolver
+        self._protector = protector
+        self._account = account
+
+    async def work(
+        self, run: Run, rules: SymbolRules, entry: Order, *, long: bool, resume: bool
+    ) -> tuple[Order, Order | bool]:
+        """The entry once final, and ``False`` or ``True`` / the emergency close order when it was
+        protected while working."""
+        intent = run.intent
+        limit_s = float(self._settings.working_order_max_s)
+        if intent.expire_after_s is not None:
+            limit_s = min(limit_s, float(intent.expire_after_s))
+        deadline = run.began + limit_s
+        protected: Order | bool = False
+        with run.step("working"):
+            while not entry.is_final:
+                if entry.executed_qty > 0 and protected is False and wants_protection(intent):
+                    flatten = await self._protector.protect(
+                        run, rules, entry, entry.executed_qty, long=long, resume=resume, close_position=True
+                    )
+                    protected = flatten if flatten is not None else True
+                    if flatten is not None:
+                        # Protection failed and the position was closed: stop buying into it.
+                        entry = await self._end(run, entry, "protection failed")
+                        break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    entry = await self._end(run, entry, f"expire_after {limit_s:g} s")
+                    break
+                await self._wait(intent.symbol, entry, min(remaining, POLL_S))
+                found = await self._gateway.get_order(intent.symbol, entry.client_order_id)
+                if found is not None:
+                    entry = found
+        log.info(
+            "entry.worked",
+            intent_id=run.key,
+            symbol=intent.symbol,
+            status=entry.status.value,
+            executed=str(entry.executed_qty),
+            price=str(entry.price),
+        )
+        return entry, protected
+
+    async def _wait(self, symbol: str, entry: Order, timeout_s: float) -> None:
+        """Until the order's final event (user stream) or ``timeout_s``; a plain sleep when stale."""
+        account = self._account()
+        if account is not None and account.position_amount(symbol) is not None:
+            await account.fills(symbol, entry.order_id, timeout_s)
+            return
+        await asyncio.sleep(timeout_s)
+
+    async def _end(self, run: Run, entry: Order, why: str) -> Order:
+        """Cancel the unfilled remainder; the order as it ended (filled meanwhile is fine too)."""
+        symbol = run.intent.symbol
+        cancelled = await self._gateway.cancel_order(symbol, entry.client_order_id)
+        found = (
+            cancelled
+            if cancelled is not None
+            else await self._gateway.get_order(symbol, entry.client_order_id)
+        )
+        if found is not None:
+            entry = found
+        if not entry.is_final:
+            entry = await self._resolver.until_final(symbol, entry)
+        log.info(
+            "entry.remainder_cancelled",
+            intent_id=run.key,
+            symbol=symbol,
+            why=why,
+            executed=str(entry.executed_qty),
+        )
+        return entry

@@ -1,0 +1,128 @@
+"""LIMIT entries on the simulator over HTTP and the user data stream: rest, fill, protect, expire."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from binance_sim import Simulator
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from support.desk import Desk
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def desk(sim: Simulator, redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Desk]:
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    desk = Desk(sim, client, unique_names, redis_url)
+    try:
+        yield desk
+    finally:
+        for service in desk.services:
+            await asyncio.wait_for(service.stop(), 30)
+        await client.aclose()
+
+
+def _orders(sim: Simulator, client_id: str) -> list[dict[str, Any]]:
+    return [o for o in sim.state()["orders"] if o["clientOrderId"] == client_id]
+
+
+async def test_a_resting_limit_buy_fills_when_the_market_comes_down_and_is_protected(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    price = (mark * Decimal("0.995")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="lim-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        order_type="LIMIT",
+        price=str(price + Decimal("0.07")),  # off the tick: a BUY rounds down to it
+        stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+        take_profit=str((mark * Decimal("1.03")).quantize(Decimal("0.1"))),
+    )
+
+    def resting() -> list[dict[str, Any]]:
+        return [o for o in desk.sim.state()["orders"] if o["type"] == "LIMIT" and o["status"] == "NEW"]
+
+    await wait_for(resting, 10, "the LIMIT resting on the book")
+    [order] = resting()
+    assert Decimal(order["price"]) == price and order["timeInForce"] == "GTC"
+    assert desk.position("BTCUSDT") == 0 and not desk.open_algos("BTCUSDT")
+    desk.sim.set_mark_price("BTCUSDT", price - Decimal("10"))
+    result = await desk.result("lim-1")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.avg_price == price and result.executed_quantity == Decimal("0.010")
+    assert desk.position("BTCUSDT") == Decimal("0.010")
+    legs = desk.open_algos("BTCUSDT")
+    assert {a["orderType"] for a in legs} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+    # Filled whole by the time it was seen: legs sized to the fill (a partial one is covered by
+    # closePosition legs armed at once, see execution/working.py).
+    assert all(Decimal(a["quantity"]) == Decimal("0.010") and a["side"] == "SELL" for a in legs)
+    [trade] = desk.trades_of(result.order_id or 0)
+    assert trade["maker"] is True and result.commission == Decimal(trade["commission"])
+
+
+async def test_post_only_that_would_take_is_rejected_with_the_exchange_code(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("ETHUSDT")
+    await desk.publish(
+        intent_id="lim-gtx",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.100",
+        order_type="LIMIT",
+        price=str((mark * Decimal("1.002")).quantize(Decimal("0.01"))),
+        time_in_force="GTX",
+    )
+    result = await desk.result("lim-gtx")
+    assert result.status is ResultStatus.REJECTED and result.error is not None
+    assert result.error.code == "-5022" and desk.position("ETHUSDT") == 0
+
+
+async def test_an_unfilled_limit_expires_and_nothing_is_left(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("ETHUSDT")
+    await desk.publish(
+        intent_id="lim-exp",
+        symbol="ETHUSDT",
+        side="SELL",
+        quantity="0.100",
+        order_type="LIMIT",
+        limit_offset_pct="1",
+        expire_after_s="1.5",
+        stop_loss=str((mark * Decimal("1.05")).quantize(Decimal("0.01"))),
+    )
+    result = await desk.result("lim-exp")
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == "ENTRY_EXPIRED" and "nothing filled" in result.error.message
+    [order] = _orders(desk.sim, result.client_order_id or "")
+    assert order["status"] == "CANCELED" and Decimal(order["price"]) >= mark * Decimal("1.01")
+    assert desk.position("ETHUSDT") == 0 and not desk.open_algos("ETHUSDT")
+
+
+async def test_ioc_fills_at_once_at_or_better_than_its_price(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="lim-ioc",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.005",
+        order_type="LIMIT",
+        price=str((mark * Decimal("1.001")).quantize(Decimal("0.1"))),
+        time_in_force="IOC",
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    result = await desk.result("lim-ioc")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.avg_price is not None and result.avg_price <= mark * Decimal("1.001")
+    assert desk.position("BTCUSDT") == Decimal("0.005")
