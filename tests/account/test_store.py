@@ -98,9 +98,10 @@ async def test_records_round_trip_exactly(redis: aioredis.Redis, unique_names: d
         opened=True,
     )
     await store.put_record(record)
-    assert await store.get_record(record.digest) == record
-    assert await store.records() == [record]
+    assert await store.get_record("ETHUSDT", record.digest) == record
+    assert await store.records() == [record] and await store.records_of("ETHUSDT") == [record]
+    assert await store.records_of("BTCUSDT") == []
     intent_record = record.as_intent_record()
     assert intent_record is not None and intent_record.stop_loss == Decimal("3152.00")
-    await store.drop_record(record.digest)
+    await store.drop_record("ETHUSDT", record.digest)
     assert await store.records() == []

@@ -246,3 +246,12 @@ def test_queries_parse_dates_and_epoch_ms() -> None:
     assert q.until == datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
     with pytest.raises(QueryError):
         parse_summary_query({"limit": "5"})
+
+
+def test_a_report_of_an_external_position_moves_no_trade() -> None:
+    ledger = Ledger()
+    ledger.apply(ev(1, "opened", "0.5", "100", "0.5"))
+    report = ev(2, "opened", "0.8", "100", "0.3", reason="external").model_copy(update={"order_id": 0})
+    assert ledger.apply(report) == []
+    [trade] = ledger.open_trades()
+    assert trade.max_quantity == D("0.5") and trade.events == 1

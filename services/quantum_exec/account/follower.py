@@ -101,7 +101,9 @@ class AccountFollower(Resyncing):
         )
         self.synced = asyncio.Event()
         self.leader = False
-        self._changed = asyncio.Condition()
+        # Waiters woken by one order's final event / one order's ALGO_UPDATE (never all at once).
+        self._order_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
+        self._origin_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._moves: asyncio.Queue[_Moved] = asyncio.Queue()
         self._unpublished: deque[_Moved] = deque(maxlen=4096)
         # digest -> intent id, the most recent ones (events name their intent from here first).
@@ -167,12 +169,8 @@ class AccountFollower(Resyncing):
         if self.state.stale:
             return None
 
-        def done() -> bool:
-            return self.state.stale or self.state.order_done(symbol, order_id)
-
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(done), timeout_s)
+        if not self.state.order_done(symbol, order_id):
+            await _wait(self._order_waiters, (symbol, order_id), timeout_s)
         if self.state.stale or not self.state.order_done(symbol, order_id):
             return None
         return self.state.fills_of(symbol, order_id)
@@ -251,7 +249,7 @@ class AccountFollower(Resyncing):
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
         if executed <= 0 or intent.side is Side.CLOSE:
-            await self.store.drop_record(digest)
+            await self.store.drop_record(intent.symbol, digest)
             return
         await self.store.put_record(
             Record(
@@ -268,9 +266,9 @@ class AccountFollower(Resyncing):
         )
 
     async def _closed(self, symbol: str, long: bool | None) -> None:
-        for record in await self.store.records():
-            if record.symbol == symbol and record.opened and (long is None or record.long is long):
-                await self.store.drop_record(record.digest)
+        for record in await self.store.records_of(symbol):
+            if record.opened and (long is None or record.long is long):
+                await self.store.drop_record(symbol, record.digest)
 
     # ---- the stream's callbacks
 
@@ -289,11 +287,11 @@ class AccountFollower(Resyncing):
         if isinstance(event, OrderTradeUpdate):
             if applied.fill is not None and applied.before is not None and applied.after is not None:
                 self._moved(applied.fill, applied.before, applied.after)
-            async with self._changed:
-                self._changed.notify_all()
+            if self.state.order_done(event.symbol, event.order_id):
+                _wake(self._order_waiters, (event.symbol, event.order_id))
         elif isinstance(event, AlgoUpdate):
-            async with self._changed:
-                self._changed.notify_all()
+            if event.actual_order_id:
+                _wake(self._origin_waiters, event.actual_order_id)
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
@@ -322,6 +320,9 @@ class AccountFollower(Resyncing):
 
     def _on_disconnected(self) -> None:
         self.state.mark_stale()
+        for table in (self._order_waiters, self._origin_waiters):
+            for key in list(table):
+                _wake(table, key)  # stale now: nobody waits for an event that may never come
         metrics.USER_STREAM_CONNECTED.set(0)
         if self._stopping.is_set():
             return
@@ -350,7 +351,7 @@ class AccountFollower(Resyncing):
             fill.client_order_id if role_of(fill.client_order_id) else (algo.client_algo_id if algo else "")
         )
         digest = intent_digest(client_id) if client_id else None
-        intent_id = await self._intent_id(digest) if digest else None
+        intent_id = await self._intent_id(fill.symbol, digest) if digest else None
         return position_event(
             fill,
             moved.before,
@@ -365,12 +366,7 @@ class AccountFollower(Resyncing):
         if algo is not None or role_of(fill.client_order_id) or fill.original_type not in _TRIGGERED_TYPES:
             return algo
 
-        def found() -> bool:
-            return self.state.algo_for_order(fill.order_id) is not None
-
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(found), _ORIGIN_WAIT_S)
+        await _wait(self._origin_waiters, str(fill.order_id), _ORIGIN_WAIT_S)
         return self.state.algo_for_order(fill.order_id)
 
     def _remember_intent(self, digest: str, intent_id: str | None) -> None:
@@ -379,14 +375,14 @@ class AccountFollower(Resyncing):
         while len(self._intent_ids) > _MAX_INTENT_IDS:
             self._intent_ids.popitem(last=False)
 
-    async def _intent_id(self, digest: str) -> str | None:
+    async def _intent_id(self, symbol: str, digest: str) -> str | None:
         """The intent id of one of our ids: from memory, else its record (written while the order
         travelled, so on another instance it may land a moment after the fill)."""
         if digest in self._intent_ids:
             return self._intent_ids[digest]
         for delay_s in (0.0, *_BOOKKEEPING_RETRIES):
             await asyncio.sleep(delay_s)
-            record = await self.store.get_record(digest)
+            record = await self.store.get_record(symbol, digest)
             if record is not None:
                 self._remember_intent(digest, record.intent_id)
                 return record.intent_id
@@ -414,11 +410,11 @@ class AccountFollower(Resyncing):
         """A stop or target filled: the record of the intent it protected shrinks by the fill."""
         if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
             return
-        for record in await self.store.records():
-            if record.intent_id == event.intent_id and record.symbol == event.symbol and record.opened:
+        for record in await self.store.records_of(event.symbol):
+            if record.intent_id == event.intent_id and record.opened:
                 left = record.quantity - event.quantity
                 if left <= 0:
-                    await self.store.drop_record(record.digest)
+                    await self.store.drop_record(event.symbol, record.digest)
                 else:
                     await self.store.put_record(replace(record, quantity=left))
 
@@ -469,3 +465,25 @@ class AccountFollower(Resyncing):
         except REDIS_DOWN:
             return False
         return self.leader
+
+
+async def _wait(table: dict[Any, list[asyncio.Future[None]]], key: Any, timeout_s: float) -> None:
+    """Wait until ``key`` is woken or ``timeout_s`` passed."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    table.setdefault(key, []).append(future)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, timeout_s)
+    finally:
+        waiting = table.get(key)
+        if waiting is not None:
+            with contextlib.suppress(ValueError):
+                waiting.remove(future)
+            if not waiting:
+                del table[key]
+
+
+def _wake(table: dict[Any, list[asyncio.Future[None]]], key: Any) -> None:
+    for future in table.pop(key, []):
+        if not future.done():
+            future.set_result(None)

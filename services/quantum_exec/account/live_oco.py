@@ -109,6 +109,6 @@ class LiveOco:
         return done
 
     async def _drop_records(self, symbol: str) -> None:
-        for record in await self.store.records():
-            if record.symbol == symbol and (record.opened or record.long is None):
-                await self.store.drop_record(record.digest)
+        for record in await self.store.records_of(symbol):
+            if record.opened or record.long is None:
+                await self.store.drop_record(symbol, record.digest)

@@ -118,7 +118,7 @@ class Resyncing(LiveOco):
                     elif isinstance(action, RecordFlat):
                         digest = intent_digest(client_order_id(action.intent_key, "entry"))
                         if digest:
-                            await self.store.drop_record(digest)
+                            await self.store.drop_record(action.symbol, digest)
                     elif isinstance(action, ReportExternal):
                         external += 1
                         await self._report_external(action)

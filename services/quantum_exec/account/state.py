@@ -172,6 +172,8 @@ class AccountState:
         self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
         self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
         self._final_orders: OrderedDict[tuple[str, int], OrderStatus] = OrderedDict()
+        # actualOrderId -> client algo id of the conditional order that placed it (bounded).
+        self._by_actual: OrderedDict[str, str] = OrderedDict()
         self.last_event_time_ms: int | None = None
         self.generation = 0
         self.stale = True
@@ -200,6 +202,7 @@ class AccountState:
         self._algos = {}
         for order in open_algo_orders:
             view = AlgoView.from_rest(order)
+            self._index(view)
             if not view.status.is_final:
                 self._algos[view.client_algo_id] = view
         self.generation += 1
@@ -264,6 +267,7 @@ class AccountState:
         if current is not None and current.update_time_ms > event.event_time_ms:
             return  # older than what we have
         view = AlgoView.from_event(event)
+        self._index(view)
         if view.status.is_final:
             self._algos.pop(view.client_algo_id, None)
             self._closed_algos[view.client_algo_id] = view
@@ -310,11 +314,17 @@ class AccountState:
 
     def algo_for_order(self, order_id: int) -> AlgoView | None:
         """The conditional order whose trigger placed the regular order ``order_id`` (its ``ai``)."""
-        wanted = str(order_id)
-        for view in (*self._algos.values(), *self._closed_algos.values()):
-            if view.actual_order_id == wanted:
-                return view
-        return None
+        client_algo_id = self._by_actual.get(str(order_id))
+        if client_algo_id is None:
+            return None
+        return self._algos.get(client_algo_id) or self._closed_algos.get(client_algo_id)
+
+    def _index(self, view: AlgoView) -> None:
+        if view.actual_order_id:
+            self._by_actual[view.actual_order_id] = view.client_algo_id
+            self._by_actual.move_to_end(view.actual_order_id)
+            while len(self._by_actual) > MAX_CLOSED_ALGO_ORDERS:
+                self._by_actual.popitem(last=False)
 
     def fills_of(self, symbol: str, order_id: int) -> FillSummary | None:
         """The fills of one order summed (exact), or ``None`` when none was seen.
@@ -371,6 +381,7 @@ class AccountState:
     def record_algo(self, order: AlgoOrder) -> None:
         """Fold a REST lookup of one conditional order in (a leg that went final during a gap)."""
         view = AlgoView.from_rest(order)
+        self._index(view)
         if view.status.is_final:
             self._algos.pop(view.client_algo_id, None)
             self._closed_algos[view.client_algo_id] = view

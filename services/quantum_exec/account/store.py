@@ -138,6 +138,7 @@ class AccountStore:
         self.lease_key = f"{prefix}:account:lease"
         self._fence_key = f"{prefix}:account:fence"
         self.records_key = f"{prefix}:account:records"
+        self._symbols_key = f"{prefix}:account:records:symbols"
         self._event_prefix = f"{prefix}:account:event:"
         self._labels_prefix = f"{prefix}:ledger:intent:"
         self.position_stream = settings.position_stream
@@ -183,14 +184,16 @@ class AccountStore:
             )
         )
 
+    def _records_of(self, symbol: str) -> str:
+        return f"{self.records_key}:{symbol}"
+
     async def put_record(self, record: Record, labels: dict[str, str] | None = None) -> None:
         """Write ``record``; ``labels`` (the producer's model/strategy) are kept for the ledger."""
-        if not labels or not record.intent_id:
-            await self._redis.hset(self.records_key, record.digest, record.to_json())
-            return
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.records_key, record.digest, record.to_json())
-            pipe.set(self.labels_key(record.intent_id), orjson.dumps(labels), ex=LABELS_TTL_S)
+            pipe.hset(self._records_of(record.symbol), record.digest, record.to_json())
+            pipe.sadd(self._symbols_key, record.symbol)
+            if labels and record.intent_id:
+                pipe.set(self.labels_key(record.intent_id), orjson.dumps(labels), ex=LABELS_TTL_S)
             await pipe.execute()
 
     def labels_key(self, intent_id: str) -> str:
@@ -201,13 +204,22 @@ class AccountStore:
         raw = await self._redis.get(self.labels_key(intent_id))
         return dict(orjson.loads(raw)) if raw else {}
 
-    async def get_record(self, digest: str) -> Record | None:
-        raw = await self._redis.hget(self.records_key, digest)
+    async def get_record(self, symbol: str, digest: str) -> Record | None:
+        raw = await self._redis.hget(self._records_of(symbol), digest)
         return Record.from_json(digest, raw) if raw is not None else None
 
-    async def records(self) -> list[Record]:
-        raw: dict[Any, Any] = await self._redis.hgetall(self.records_key)
+    async def records_of(self, symbol: str) -> list[Record]:
+        """The records of one symbol (kept apart so a fill reads only its own symbol's)."""
+        raw: dict[Any, Any] = await self._redis.hgetall(self._records_of(symbol))
         return [Record.from_json(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw.items()]
 
-    async def drop_record(self, digest: str) -> None:
-        await self._redis.hdel(self.records_key, digest)
+    async def records(self) -> list[Record]:
+        """Every record (the reconciliation's input)."""
+        symbols: Any = await self._redis.smembers(self._symbols_key)
+        found: list[Record] = []
+        for symbol in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in symbols):
+            found.extend(await self.records_of(symbol))
+        return found
+
+    async def drop_record(self, symbol: str, digest: str) -> None:
+        await self._redis.hdel(self._records_of(symbol), digest)

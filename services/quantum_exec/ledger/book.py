@@ -39,7 +39,10 @@ from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
-_BATCH: Final = 100
+_BATCH: Final = 500
+# After a read that found events, wait this long for more before committing: the open state is
+# written once per batch, and the ledger is for people, not the order path.
+_GATHER_S: Final = 0.05
 _IDLE_S: Final = 0.2
 _DAY_MS: Final = 86_400_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,6 +90,8 @@ class LedgerBook:
         self._ledger: Ledger | None = None  # loaded while leading
         self._cursor = "0-0"
         self._funding_fetched_ms = 0
+        self._gathered = False
+        self._carry: list[Income] = []
         self._task: asyncio.Task[None] | None = None
         self.applied = asyncio.Event()  # set after each commit (tests wait on it)
 
@@ -179,12 +184,18 @@ class LedgerBook:
     async def _step(self) -> None:
         ledger = self._ledger
         assert ledger is not None
+        if self._gathered:
+            await asyncio.sleep(_GATHER_S)
         reply: Any = await self._redis.xread(
             {self._position_stream: self._cursor}, count=_BATCH, block=int(_IDLE_S * 1000)
         )
-        funding_changed = await self._book_funding(ledger)
-        if not reply and not funding_changed:
+        self._gathered = bool(reply)
+        funding = await self._funding_rows()
+        if not reply and funding is None:
             return
+        # Rows are applied in time order between the events; those later than every event read so
+        # far wait for the next batch (the fill before them may not be published yet).
+        pending = sorted([*self._carry, *(funding or [])], key=lambda r: r.time_ms)
         closed: list[Trade] = []
         cursor = self._cursor
         for _stream, entries in reply or []:
@@ -193,22 +204,26 @@ class LedgerBook:
                 event = _event_of(fields)
                 if event is None:
                     continue
+                # Funding settled before this fill belongs to the trade open at the time.
+                while pending and _time(pending[0].time_ms) <= event.time:
+                    row = pending.pop(0)
+                    ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id)
                 labels: dict[str, str] = {}
                 if event.kind in (PositionKind.OPENED, PositionKind.FLIPPED) and event.intent_id:
                     labels = await self._store.labels(event.intent_id)
                 closed.extend(ledger.apply(event, model=labels.get("model"), strategy=labels.get("strategy")))
+        self._carry = pending
         await self._save(ledger, cursor, closed)
 
-    async def _book_funding(self, ledger: Ledger) -> bool:
+    async def _funding_rows(self) -> list[Income] | None:
+        """FUNDING_FEE rows settled since the last fetch, when the stream showed one (else None)."""
         seen = self._funding_seen_ms()
         if self._funding is None or seen <= self._funding_fetched_ms:
-            return False
+            return None
         start = self._funding_fetched_ms + 1 if self._funding_fetched_ms else seen - _DAY_MS
         rows = await self._funding(start)
-        for row in rows:
-            ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id)
         self._funding_fetched_ms = max([seen, *(r.time_ms for r in rows)])
-        return True
+        return rows
 
     async def _save(self, ledger: Ledger, cursor: str, closed: list[Trade]) -> None:
         state = orjson.dumps(

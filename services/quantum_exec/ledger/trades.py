@@ -28,6 +28,8 @@ from quantum_exec.account.positions import PositionEvent, PositionKind, Position
 ZERO: Final = Decimal(0)
 # Event and funding ids remembered for idempotency (far more than can be in flight at once).
 MAX_APPLIED: Final = 10_000
+# How many of them are stored with the open state (a commit writes them every batch).
+PERSISTED_APPLIED: Final = 256
 _EXIT_REASONS: Final = {PositionReason.ENTRY: "opposite_entry"}
 
 
@@ -176,6 +178,10 @@ class Ledger:
         """Fold one position event in; returns the trades it closed (usually none or one)."""
         if not self._remember(f"e:{event.event_id}"):
             return []
+        if event.order_id == 0:
+            # A reconciliation's report of a position we did not open (no fill behind it): it
+            # describes the account, it moves no trade.
+            return []
         after, qty, kind = event.position_amount, event.quantity, event.kind
         trade = self._open.get(event.symbol)
         closed: list[Trade] = []
@@ -249,10 +255,12 @@ class Ledger:
     # ---- persistence
 
     def to_record(self) -> dict[str, Any]:
+        """The open trades and the most recent applied ids (the book's cursor is what makes a
+        restart exact; these few ids only guard a replay around it), JSON-safe."""
         return {
             "quote_asset": self.quote_asset,
             "open": [_open_to_json(t) for t in self._open.values()],
-            "applied": list(self._applied),
+            "applied": list(self._applied)[-PERSISTED_APPLIED:],
             "skipped": self.skipped,
         }
 
