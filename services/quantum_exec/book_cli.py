@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from quantum_exec.errors import ConfigError
+from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
 
 TIMEOUT_S = 10.0
@@ -80,7 +81,10 @@ def _filters(args: argparse.Namespace, *, limit: bool) -> dict[str, str]:
 
 
 def _num(value: Any) -> str:
-    return "-" if value is None else str(value)
+    """Exact, without exponent or trailing zeros (0E-8 -> 0, 95234.50000000 -> 95234.5)."""
+    if value is None:
+        return "-"
+    return fmt(value) if isinstance(value, Decimal) else str(value)
 
 
 def format_positions(body: dict[str, Any]) -> str:

@@ -20,7 +20,9 @@ function esc(value) {
 }
 
 function num(value) {
-  return value === null || value === undefined ? "-" : esc(value);
+  if (value === null || value === undefined) return "-";
+  // Exact text as sent; only an exponent form (0E-8) is shown plainly.
+  return esc(/^-?[0-9.]+[eE][-+]?[0-9]+$/.test(String(value)) ? String(Number(value)) : value);
 }
 
 function signClass(value) {
