@@ -270,3 +270,50 @@ async def test_errors_read_as_sentences(tmp_path: Path) -> None:
             assert await browser.evaluate("document.getElementById('trades').textContent.trim().length") > 0
     finally:
         await runner.cleanup()
+
+
+async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) -> None:
+    """A token set: the page asks once, keeps it in session storage, and sends it as a bearer."""
+    from aiohttp import web
+
+    from quantum_exec.api import ReadApi
+    from quantum_exec.settings import Settings
+
+    api = ReadApi(Settings(api_token="page-token-123"), book=None, account=None, gateway=None)
+    seen: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            seen.append(request.headers.get("Authorization", ""))
+        return await handler(request)
+
+    app = web.Application(middlewares=[record, api.guard])
+    for path, handler in api.routes().items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    try:
+        async with Browser(profile) as browser:
+            await browser.goto(f"http://127.0.0.1:{port}/")
+
+            async def asking() -> bool:
+                script = "!!document.getElementById('login') && !document.getElementById('login').hidden"
+                return await browser.evaluate(script) is True
+
+            await wait_for(asking, 20, "the token prompt")
+            assert "" in seen and "Bearer page-token-123" not in seen  # refused without it
+            await browser.evaluate(
+                "document.getElementById('token').value = 'page-token-123';"
+                "document.getElementById('login').requestSubmit(); true"
+            )
+            await wait_for(lambda: "Bearer page-token-123" in seen, 20, "the API asked with the token")
+            stored = await browser.evaluate("sessionStorage.getItem('quantum-exec-api-token')")
+            assert stored == "page-token-123"
+    finally:
+        await runner.cleanup()

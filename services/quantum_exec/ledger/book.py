@@ -162,11 +162,13 @@ class LedgerBook:
         raw = await self._redis.get(self.state_key)
         if raw is None:
             self._ledger, self._cursor, self._funding_fetched_ms = Ledger(self._quote_asset), "0-0", 0
+            self._carry = []
         else:
             state = orjson.loads(raw)
             self._ledger = Ledger.from_record(state["ledger"])
             self._cursor = str(state["cursor"])
             self._funding_fetched_ms = int(state.get("funding_fetched_ms", 0))
+            self._carry = [Income.parse(r) for r in state.get("funding_carry", [])]
         await self._publish_totals()
         log.info("ledger.loaded", cursor=self._cursor, open=len(self._ledger.open_trades()))
 
@@ -227,7 +229,13 @@ class LedgerBook:
 
     async def _save(self, ledger: Ledger, cursor: str, closed: list[Trade]) -> None:
         state = orjson.dumps(
-            {"ledger": ledger.to_record(), "cursor": cursor, "funding_fetched_ms": self._funding_fetched_ms}
+            {
+                "ledger": ledger.to_record(),
+                "cursor": cursor,
+                "funding_fetched_ms": self._funding_fetched_ms,
+                # Funding rows later than every event read: kept for the next batch across restarts.
+                "funding_carry": [_income_json(r) for r in self._carry],
+            }
         )
         minid = str(int(time.time() * 1000) - self._retention_ms)
         payloads = [dumps(trade_to_json(t)) for t in closed]
@@ -267,6 +275,18 @@ def _event_of(fields: Any) -> PositionEvent | None:
     except ValueError as exc:
         log.error("ledger.bad_event", error=str(exc)[:200])
         return None
+
+
+def _income_json(row: Income) -> dict[str, Any]:
+    """An income row as ``GET /fapi/v1/income`` writes it (``Income.parse`` reads it back)."""
+    return {
+        "tranId": row.tran_id,
+        "symbol": row.symbol,
+        "incomeType": row.income_type,
+        "income": str(row.income),
+        "asset": row.asset,
+        "time": row.time_ms,
+    }
 
 
 def _ms(moment: datetime) -> int:
