@@ -24,7 +24,6 @@ import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -36,13 +35,16 @@ from quantum_exec.account.events import (
     parse_event,
 )
 from quantum_exec.account.positions import (
-    PositionEvent,
-    PositionReason,
     PositionView,
-    position_event,
+)
+from quantum_exec.account.publishing import (
+    BOOKKEEPING_RETRIES,
+    Moved,
+    wait_for_key,
+    wake_key,
 )
 from quantum_exec.account.resync import Resyncing
-from quantum_exec.account.roles import intent_digest, role_of
+from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.account.userstream import UserStream
@@ -58,29 +60,8 @@ from quantum_exec.stream.link import REDIS_DOWN
 log = get_logger(__name__)
 
 ZERO: Final = Decimal(0)
-# Conditional order types whose triggered order carries an id of the exchange's, not ours.
-_TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"})
-# How long a fill of a triggered order waits for its ALGO_UPDATE (events of different types are
-# not ordered against each other) before it is published as external.
-_ORIGIN_WAIT_S: Final = 1.0
-# Intent ids remembered by digest (far more than can be in flight).
-_MAX_INTENT_IDS: Final = 10_000
-# A record write during a Redis outage is tried this often (waits between, seconds), then logged.
-_BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
 # Events a non-holder keeps, to publish them itself if the holder dies before it did.
 _KEEP_UNPUBLISHED_S: Final = 600.0
-# When nothing is known of a symbol's last fill, a gap is searched this far back.
-_GAP_LOOKBACK_MS: Final = 60_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Moved:
-    """A fill that moved a position, waiting for its event to be built and published."""
-
-    fill: OrderTradeUpdate
-    before: PositionView
-    after: PositionView
-    seen_at: float
 
 
 class AccountFollower(Resyncing):
@@ -104,8 +85,8 @@ class AccountFollower(Resyncing):
         # Waiters woken by one order's final event / one order's ALGO_UPDATE (never all at once).
         self._order_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self._origin_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._moves: asyncio.Queue[_Moved] = asyncio.Queue()
-        self._unpublished: deque[_Moved] = deque(maxlen=4096)
+        self._moves: asyncio.Queue[Moved] = asyncio.Queue()
+        self._unpublished: deque[Moved] = deque(maxlen=4096)
         # digest -> intent id, the most recent ones (events name their intent from here first).
         self._intent_ids: OrderedDict[str, str | None] = OrderedDict()
         self._oco_tasks: dict[str, asyncio.Task[None]] = {}
@@ -170,7 +151,7 @@ class AccountFollower(Resyncing):
             return None
 
         if not self.state.order_done(symbol, order_id):
-            await _wait(self._order_waiters, (symbol, order_id), timeout_s)
+            await wait_for_key(self._order_waiters, (symbol, order_id), timeout_s)
         if self.state.stale or not self.state.order_done(symbol, order_id):
             return None
         return self.state.fills_of(symbol, order_id)
@@ -205,7 +186,7 @@ class AccountFollower(Resyncing):
         The records serve the reconciliation and the events' intent ids, not the order flow: a
         Redis outage is retried briefly, then logged (the next redelivery or reconcile repairs it).
         """
-        for delay_s in _BOOKKEEPING_RETRIES:
+        for delay_s in BOOKKEEPING_RETRIES:
             try:
                 await work()
                 return
@@ -288,10 +269,10 @@ class AccountFollower(Resyncing):
             if applied.fill is not None and applied.before is not None and applied.after is not None:
                 self._moved(applied.fill, applied.before, applied.after)
             if self.state.order_done(event.symbol, event.order_id):
-                _wake(self._order_waiters, (event.symbol, event.order_id))
+                wake_key(self._order_waiters, (event.symbol, event.order_id))
         elif isinstance(event, AlgoUpdate):
             if event.actual_order_id:
-                _wake(self._origin_waiters, event.actual_order_id)
+                wake_key(self._origin_waiters, event.actual_order_id)
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
@@ -306,7 +287,7 @@ class AccountFollower(Resyncing):
             self._spawn(self._resync(), "account-resync")
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
-        self._moves.put_nowait(_Moved(fill, before, after, time.monotonic()))
+        self._moves.put_nowait(Moved(fill, before, after, time.monotonic()))
         metrics.OPEN_POSITIONS.set(self.state.open_count())
         metrics.OPEN_POSITION_NOTIONAL.labels(symbol=fill.symbol).set(
             float(abs(after.amount) * after.entry_price)
@@ -322,101 +303,12 @@ class AccountFollower(Resyncing):
         self.state.mark_stale()
         for table in (self._order_waiters, self._origin_waiters):
             for key in list(table):
-                _wake(table, key)  # stale now: nobody waits for an event that may never come
+                wake_key(table, key)  # stale now: nobody waits for an event that may never come
         metrics.USER_STREAM_CONNECTED.set(0)
         if self._stopping.is_set():
             return
         metrics.USER_STREAM_RECONNECTS.inc()
         log.warning("account.stream_down", detail="the account view is stale: REST until the next resync")
-
-    # ---- position events
-
-    async def _publisher(self) -> None:
-        while True:
-            moved = await self._moves.get()
-            try:
-                event = await self._event_of(moved)
-                if event is not None and await self._publish(event) == -1:
-                    self._unpublished.append(moved)
-            except REDIS_DOWN as exc:
-                log.warning("position_event.redis_down", error=str(exc))
-                self._unpublished.append(moved)
-            except Exception:
-                log.exception("position_event.failed", symbol=moved.fill.symbol)
-
-    async def _event_of(self, moved: _Moved) -> PositionEvent | None:
-        fill = moved.fill
-        algo = await self._origin(fill)
-        client_id = (
-            fill.client_order_id if role_of(fill.client_order_id) else (algo.client_algo_id if algo else "")
-        )
-        digest = intent_digest(client_id) if client_id else None
-        intent_id = await self._intent_id(fill.symbol, digest) if digest else None
-        return position_event(
-            fill,
-            moved.before,
-            moved.after,
-            intent_id=intent_id,
-            algo_client_id=algo.client_algo_id if algo else None,
-        )
-
-    async def _origin(self, fill: OrderTradeUpdate) -> AlgoView | None:
-        """The conditional order that placed ``fill``'s order, waiting briefly for its ALGO_UPDATE."""
-        algo = self.state.algo_for_order(fill.order_id)
-        if algo is not None or role_of(fill.client_order_id) or fill.original_type not in _TRIGGERED_TYPES:
-            return algo
-
-        await _wait(self._origin_waiters, str(fill.order_id), _ORIGIN_WAIT_S)
-        return self.state.algo_for_order(fill.order_id)
-
-    def _remember_intent(self, digest: str, intent_id: str | None) -> None:
-        self._intent_ids[digest] = intent_id
-        self._intent_ids.move_to_end(digest)
-        while len(self._intent_ids) > _MAX_INTENT_IDS:
-            self._intent_ids.popitem(last=False)
-
-    async def _intent_id(self, symbol: str, digest: str) -> str | None:
-        """The intent id of one of our ids: from memory, else its record (written while the order
-        travelled, so on another instance it may land a moment after the fill)."""
-        if digest in self._intent_ids:
-            return self._intent_ids[digest]
-        for delay_s in (0.0, *_BOOKKEEPING_RETRIES):
-            await asyncio.sleep(delay_s)
-            record = await self.store.get_record(symbol, digest)
-            if record is not None:
-                self._remember_intent(digest, record.intent_id)
-                return record.intent_id
-        return None
-
-    async def _publish(self, event: PositionEvent) -> int:
-        if not self.leader:
-            return -1
-        outcome = await self.store.publish(event)
-        if outcome == 1:
-            metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
-            log.info(
-                "position.event",
-                event_id=event.event_id,
-                symbol=event.symbol,
-                kind=event.kind.value,
-                reason=event.reason.value,
-                position_amount=str(event.position_amount),
-                realized_pnl=str(event.realized_pnl),
-            )
-            await self._after_published(event)
-        return outcome
-
-    async def _after_published(self, event: PositionEvent) -> None:
-        """A stop or target filled: the record of the intent it protected shrinks by the fill."""
-        if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
-            return
-        for record in await self.store.records_of(event.symbol):
-            if record.intent_id == event.intent_id and record.opened:
-                left = record.quantity - event.quantity
-                if left <= 0:
-                    await self.store.drop_record(event.symbol, record.digest)
-                else:
-                    await self.store.put_record(replace(record, quantity=left))
 
     # ---- the account lease
 
@@ -465,25 +357,3 @@ class AccountFollower(Resyncing):
         except REDIS_DOWN:
             return False
         return self.leader
-
-
-async def _wait(table: dict[Any, list[asyncio.Future[None]]], key: Any, timeout_s: float) -> None:
-    """Wait until ``key`` is woken or ``timeout_s`` passed."""
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    table.setdefault(key, []).append(future)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, timeout_s)
-    finally:
-        waiting = table.get(key)
-        if waiting is not None:
-            with contextlib.suppress(ValueError):
-                waiting.remove(future)
-            if not waiting:
-                del table[key]
-
-
-def _wake(table: dict[Any, list[asyncio.Future[None]]], key: Any) -> None:
-    for future in table.pop(key, []):
-        if not future.done():
-            future.set_result(None)

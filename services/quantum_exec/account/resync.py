@@ -20,6 +20,7 @@ from quantum_exec.account.events import ExecutionType, OrderTradeUpdate, Positio
 from quantum_exec.account.live_oco import LiveOco
 from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason, PositionView
+from quantum_exec.account.publishing import Publishing
 from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, plan_reconcile
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.state import AccountState
@@ -39,7 +40,7 @@ ZERO: Final = Decimal(0)
 _GAP_LOOKBACK_MS: Final = 60_000
 
 
-class Resyncing(LiveOco):
+class Resyncing(LiveOco, Publishing):
     """The REST side of following the account; the follower provides the attributes below."""
 
     _settings: Settings
@@ -50,7 +51,6 @@ class Resyncing(LiveOco):
     synced: asyncio.Event
     _resync_lock: asyncio.Lock
     _moved: Callable[[OrderTradeUpdate, PositionView, PositionView], None]
-    _publish: Callable[[PositionEvent], Awaitable[int]]
     _still_leader: Callable[[], Awaitable[bool]]
 
     async def _resync(self) -> None:
