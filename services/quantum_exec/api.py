@@ -12,6 +12,7 @@ are not affected.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from redis.asyncio import Redis
 
+from quantum_exec.account.state import AlgoView, StaleStateError
 from quantum_exec.contracts.codec import dumps, payload_value
+from quantum_exec.ids import is_own_protective
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
@@ -268,59 +271,25 @@ class ReadApi:
 
     async def _algo_orders(self) -> list[dict[str, Any]]:
         """Open conditional orders: the live view when fresh (no request), else REST."""
-        views = None
+        views: list[AlgoView] | None = None
         if self._account is not None:
-            try:
+            with contextlib.suppress(StaleStateError):
                 views = self._account.state.open_algo_orders()
-            except Exception:
-                views = None
-        if views is not None:
-            rows = [
-                (
-                    v.symbol,
-                    v.algo_id,
-                    v.client_algo_id,
-                    v.side.value,
-                    v.order_type,
-                    v.trigger_price,
-                    v.quantity,
-                    v.close_position,
-                    v.status.value,
-                )
-                for v in views
-            ]
-        else:
+        if views is None:
             assert self._gateway is not None
-            rows = [
-                (
-                    a.symbol,
-                    a.algo_id,
-                    a.client_algo_id,
-                    str(a.side),
-                    a.order_type,
-                    a.trigger_price,
-                    a.quantity,
-                    a.close_position,
-                    str(a.status),
-                )
-                for a in await self._gateway.open_algo_orders()
-            ]
-        out = []
-        for symbol, algo_id, client_id, side, order_type, trigger, qty, close_position, status in sorted(
-            rows
-        ):
-            out.append(
-                {
-                    "symbol": symbol,
-                    "algo_id": algo_id,
-                    "client_algo_id": client_id,
-                    "side": side,
-                    "type": order_type,
-                    "trigger_price": trigger,
-                    "quantity": None if close_position else qty,
-                    "close_position": close_position,
-                    "state": status,
-                    "ours": client_id.startswith("qx"),
-                }
-            )
-        return out
+            views = [AlgoView.from_rest(a) for a in await self._gateway.open_algo_orders()]
+        return [
+            {
+                "symbol": v.symbol,
+                "algo_id": v.algo_id,
+                "client_algo_id": v.client_algo_id,
+                "side": v.side.value,
+                "type": v.order_type,
+                "trigger_price": v.trigger_price,
+                "quantity": None if v.close_position else v.quantity,
+                "close_position": v.close_position,
+                "state": v.status.value,
+                "ours": is_own_protective(v.client_algo_id),
+            }
+            for v in sorted(views, key=lambda v: (v.symbol, v.algo_id))
+        ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -19,31 +18,18 @@ from typing import Any
 import aiohttp
 
 from quantum_exec.errors import ConfigError
+from quantum_exec.ops.health import local_url
 from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
 
 TIMEOUT_S = 10.0
 
 
-def _base_url(settings: Settings) -> str:
-    from quantum_exec.runtime import read_endpoints
-
-    port = settings.metrics_port
-    recorded = read_endpoints().get("metrics_port")
-    if "QUANTUM_METRICS_PORT" not in os.environ and isinstance(recorded, int):
-        port = recorded
-    host = settings.metrics_host
-    host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
 async def _get(settings: Settings, path: str, params: dict[str, str]) -> tuple[int, bytes]:
     headers = {}
     if settings.api_token is not None:
         headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
-    url = _base_url(settings) + path
+    url = local_url(settings) + path
     try:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
         async with (
@@ -53,7 +39,7 @@ async def _get(settings: Settings, path: str, params: dict[str, str]) -> tuple[i
             return response.status, await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ConfigError(
-            f"no quantum-exec service answers at {_base_url(settings)} ({type(exc).__name__}); "
+            f"no quantum-exec service answers at {local_url(settings)} ({type(exc).__name__}); "
             "start `quantum-exec serve` or set QUANTUM_METRICS_PORT"
         ) from None
 

@@ -138,21 +138,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(_run(run_demo(settings, verbose=args.verbose)))
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from quantum_exec.ops.health import check
+def _local_settings(args: argparse.Namespace) -> Settings:
+    """Settings to ask the running service over HTTP: where its metrics port is, and the token.
+
+    A client needs no exchange credentials: without them in its own environment it must still
+    ask the service rather than fail. An embedded ``serve`` in another terminal records where it
+    listens (as for submit/results); ``QUANTUM_METRICS_PORT`` wins.
+    """
     from quantum_exec.runtime import read_endpoints
 
     try:
         settings = _settings(args)
     except ConfigError:
-        # The probe needs only where /readyz listens; a health check without the service's
-        # credentials in its own environment must still ask the service rather than fail here.
         port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
-        settings = Settings(metrics_port=int(port) if port.isdigit() else 9108)
+        settings = Settings(
+            metrics_port=int(port) if port.isdigit() else 9108,
+            api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
+        )
     recorded = read_endpoints().get("metrics_port")
     if "QUANTUM_METRICS_PORT" not in os.environ and isinstance(recorded, int):
-        # An embedded `serve` in another terminal says where it listens (like submit/results).
         settings = settings.model_copy(update={"metrics_port": recorded})
+    return settings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from quantum_exec.ops.health import check
+
+    settings = _local_settings(args)
     from quantum_exec.ops.logs import setup_logging
     from quantum_exec.settings import LogFormat
 
@@ -454,16 +466,7 @@ def _with_reader_settings(handler: Any) -> Any:
     """Run a read command with the settings it needs: where the API listens and its token."""
 
     def run(args: argparse.Namespace) -> int:
-        try:
-            settings = _settings(args)
-        except ConfigError:
-            # Reading the book needs no exchange credentials: only the port and the token.
-            port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
-            settings = Settings(
-                metrics_port=int(port) if port.isdigit() else 9108,
-                api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
-            )
-        return int(handler(args, settings))
+        return int(handler(args, _local_settings(args)))
 
     return run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 from collections.abc import Callable
 from datetime import datetime
@@ -282,8 +283,7 @@ class Service:
                 last_event_age_s=None if last is None else round(time.monotonic() - last, 3),
                 lease_holder=account.leader,
             )
-        rules = getattr(self.executor.gateway, "rules", None) if self.executor is not None else None
-        age = getattr(rules, "age_s", None)
+        age = self.executor.gateway.rules.age_s() if self.executor is not None else None
         return {
             "environment": self.settings.exchange.value,
             "version": __version__,
@@ -291,7 +291,7 @@ class Service:
             "ready": all(c.ok for c in checks),
             "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in checks],
             "user_stream": stream,
-            "rules_age_s": round(age(), 1) if callable(age) else None,
+            "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
         }
 
     def _progress(self) -> None:

@@ -7,13 +7,10 @@ the exchange's own state (algo orders, trades) and the position events on their 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from redis import asyncio as aioredis
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
@@ -28,18 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SIM_KEY = "quantum-sim-key"
 SIM_SECRET = "quantum-sim-secret"
-
-
-@pytest.fixture
-async def desk(sim: Simulator, redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Desk]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    desk = Desk(sim, client, unique_names, redis_url)
-    try:
-        yield desk
-    finally:
-        for service in desk.services:
-            await asyncio.wait_for(service.stop(), 30)
-        await client.aclose()
 
 
 def _long(intent_id: str, mark: Decimal, quantity: str = "0.010", **extra: Any) -> dict[str, Any]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from redis import asyncio as aioredis
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
@@ -16,18 +13,6 @@ from support.desk import Desk
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-async def desk(sim: Simulator, redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Desk]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    desk = Desk(sim, client, unique_names, redis_url)
-    try:
-        yield desk
-    finally:
-        for service in desk.services:
-            await asyncio.wait_for(service.stop(), 30)
-        await client.aclose()
 
 
 def _orders(sim: Simulator, client_id: str) -> list[dict[str, Any]]:

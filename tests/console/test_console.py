@@ -6,7 +6,7 @@ Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped with the reason w
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,9 +20,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from redis import asyncio as aioredis
 
+from quantum_exec.api import ReadApi
 from quantum_exec.contracts import encode_intent_fields
+from quantum_exec.settings import Settings
 from support.cdp import Browser, browser_binary
 from support.waiting import wait_for
 
@@ -229,22 +232,16 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         print(f"console: 1,000 closed trades rendered in {render['ms']:.1f} ms")
 
         # A narrow window: nothing wider than the screen (tables scroll inside their panels).
-        await browser.viewport(380, 800)
-        await asyncio.sleep(0)  # let layout run
+        await browser.viewport(380, 800)  # reading scrollWidth below lays the page out anew
         overflow = await browser.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"page {overflow}px wider than a 380px window"
         assert browser.errors == [], browser.errors
 
 
-async def test_errors_read_as_sentences(tmp_path: Path) -> None:
-    """With the service gone, the page says so in words instead of going blank."""
-    from aiohttp import web
-
-    from quantum_exec.api import ReadApi
-    from quantum_exec.settings import Settings
-
-    api = ReadApi(Settings(), book=None, account=None, gateway=None)
-    app = web.Application(middlewares=[api.guard])
+@contextlib.asynccontextmanager
+async def _page_only(api: ReadApi, *middlewares: Any) -> AsyncIterator[str]:
+    """The console and ``/api`` with nothing behind them (every data route answers 503)."""
+    app = web.Application(middlewares=[*middlewares, api.guard])
     for path, handler in api.routes().items():
         app.router.add_get(path, handler)
     runner = web.AppRunner(app)
@@ -252,34 +249,32 @@ async def test_errors_read_as_sentences(tmp_path: Path) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    profile = tmp_path / "browser"
-    profile.mkdir()
     try:
-        async with Browser(profile) as browser:
-            await browser.goto(f"http://127.0.0.1:{port}/")
-
-            async def banner() -> str:
-                script = (
-                    "document.getElementById('banner') ? document.getElementById('banner').textContent : ''"
-                )
-                return str(await browser.evaluate(script))
-
-            await wait_for(banner, 20, "an error banner")
-            text = await banner()
-            assert text.startswith("Cannot show the book:") and "Traceback" not in text
-            assert await browser.evaluate("document.getElementById('trades').textContent.trim().length") > 0
+        yield f"http://127.0.0.1:{port}/"
     finally:
         await runner.cleanup()
 
 
+async def test_errors_read_as_sentences(tmp_path: Path) -> None:
+    """With the service gone, the page says so in words instead of going blank."""
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    api = ReadApi(Settings(), book=None, account=None, gateway=None)
+    async with _page_only(api) as url, Browser(profile) as browser:
+        await browser.goto(url)
+
+        async def banner() -> str:
+            script = "document.getElementById('banner') ? document.getElementById('banner').textContent : ''"
+            return str(await browser.evaluate(script))
+
+        await wait_for(banner, 20, "an error banner")
+        text = await banner()
+        assert text.startswith("Cannot show the book:") and "Traceback" not in text
+        assert await browser.evaluate("document.getElementById('trades').textContent.trim().length") > 0
+
+
 async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) -> None:
     """A token set: the page asks once, keeps it in session storage, and sends it as a bearer."""
-    from aiohttp import web
-
-    from quantum_exec.api import ReadApi
-    from quantum_exec.settings import Settings
-
-    api = ReadApi(Settings(api_token="page-token-123"), book=None, account=None, gateway=None)
     seen: list[str] = []
 
     @web.middleware
@@ -288,32 +283,22 @@ async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) ->
             seen.append(request.headers.get("Authorization", ""))
         return await handler(request)
 
-    app = web.Application(middlewares=[record, api.guard])
-    for path, handler in api.routes().items():
-        app.router.add_get(path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     profile = tmp_path / "browser"
     profile.mkdir()
-    try:
-        async with Browser(profile) as browser:
-            await browser.goto(f"http://127.0.0.1:{port}/")
+    api = ReadApi(Settings(api_token="page-token-123"), book=None, account=None, gateway=None)
+    async with _page_only(api, record) as url, Browser(profile) as browser:
+        await browser.goto(url)
 
-            async def asking() -> bool:
-                script = "!!document.getElementById('login') && !document.getElementById('login').hidden"
-                return await browser.evaluate(script) is True
+        async def asking() -> bool:
+            script = "!!document.getElementById('login') && !document.getElementById('login').hidden"
+            return await browser.evaluate(script) is True
 
-            await wait_for(asking, 20, "the token prompt")
-            assert "" in seen and "Bearer page-token-123" not in seen  # refused without it
-            await browser.evaluate(
-                "document.getElementById('token').value = 'page-token-123';"
-                "document.getElementById('login').requestSubmit(); true"
-            )
-            await wait_for(lambda: "Bearer page-token-123" in seen, 20, "the API asked with the token")
-            stored = await browser.evaluate("sessionStorage.getItem('quantum-exec-api-token')")
-            assert stored == "page-token-123"
-    finally:
-        await runner.cleanup()
+        await wait_for(asking, 20, "the token prompt")
+        assert "" in seen and "Bearer page-token-123" not in seen  # refused without it
+        await browser.evaluate(
+            "document.getElementById('token').value = 'page-token-123';"
+            "document.getElementById('login').requestSubmit(); true"
+        )
+        await wait_for(lambda: "Bearer page-token-123" in seen, 20, "the API asked with the token")
+        stored = await browser.evaluate("sessionStorage.getItem('quantum-exec-api-token')")
+        assert stored == "page-token-123"

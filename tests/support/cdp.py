@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from support.waiting import wait_for
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -71,13 +73,9 @@ class Browser:
 
     async def __aenter__(self) -> Browser:
         self._proc = self._launch()
-        port = None
-        for _ in range(300):
-            port = self._devtools_port()
-            if port is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert port is not None, "chromium did not open its DevTools port"
+        await wait_for(lambda: self._devtools_port() is not None, 15, "chromium's DevTools port")
+        port = self._devtools_port()
+        assert port is not None
         self._session = aiohttp.ClientSession()
         async with self._session.get(f"http://127.0.0.1:{port}/json/list") as response:
             targets = await response.json()

@@ -53,6 +53,9 @@ class Rules:
     def get(self, symbol: str) -> SymbolRules | None:
         return RULES.get(symbol)
 
+    def age_s(self) -> float:
+        return 0.0
+
 
 Step = Callable[..., Any]
 

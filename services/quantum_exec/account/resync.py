@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from quantum_exec.account.events import ExecutionType, OrderTradeUpdate, PositionSide
 from quantum_exec.account.live_oco import LiveOco
@@ -27,7 +27,7 @@ from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.exchange.fencing import reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderStatus, OrderType, Position, Trade
+from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -88,7 +88,7 @@ class Resyncing(LiveOco, Publishing):
                         self.state.record_algo(found)
             since = self.state.last_fill_ms(symbol)
             start = since + 1 if since else int(time.time() * 1000) - _GAP_LOOKBACK_MS
-            orders: dict[int, Any] = {}
+            orders: dict[int, Order | None] = {}
             for trade in await self._gateway.user_trades_since(symbol, start):
                 if self.state.has_trade(symbol, trade.order_id, trade.trade_id):
                     continue
@@ -186,7 +186,7 @@ class Resyncing(LiveOco, Publishing):
         await self._publish(event)
 
 
-def _fill_of(symbol: str, trade: Trade, order: Any) -> OrderTradeUpdate:
+def _fill_of(symbol: str, trade: Trade, order: Order | None) -> OrderTradeUpdate:
     """A trade fetched by REST, shaped as the ORDER_TRADE_UPDATE that would have pushed it."""
     return OrderTradeUpdate(
         event_time_ms=trade.time_ms,

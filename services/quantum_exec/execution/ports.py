@@ -23,6 +23,8 @@ class Rules(Protocol):
 
     def get(self, symbol: str) -> SymbolRules | None: ...
 
+    def age_s(self) -> float: ...
+
 
 class Gateway(Protocol):
     """The exchange operations the executor uses (see :class:`BinanceGateway` for semantics)."""

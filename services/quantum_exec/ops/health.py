@@ -198,12 +198,17 @@ def _json(status: int, body: object) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def check_url(settings: Settings) -> str:
-    """Where ``quantum-exec check`` looks: ``/readyz`` on this host's metrics port."""
+def local_url(settings: Settings) -> str:
+    """This host's metrics server as a client reaches it (a wildcard bind is asked on loopback)."""
     host = "127.0.0.1" if settings.metrics_host in _WILDCARD_HOSTS else settings.metrics_host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.metrics_port}/readyz"
+    return f"http://{host}:{settings.metrics_port}"
+
+
+def check_url(settings: Settings) -> str:
+    """Where ``quantum-exec check`` looks: ``/readyz`` on this host's metrics port."""
+    return local_url(settings) + "/readyz"
 
 
 async def check(settings: Settings, *, timeout_s: float = CLIENT_TIMEOUT_S) -> bool:
