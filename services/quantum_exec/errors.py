@@ -94,6 +94,9 @@ class ReasonCode(StrEnum):
     NO_POSITION = "NO_POSITION"
     PRICE_OUT_OF_RANGE = "PRICE_OUT_OF_RANGE"
     ENTRY_EXPIRED = "ENTRY_EXPIRED"
+    # A TWAP/sliced entry or a working LIMIT ended before all of it was sent or filled (a CLOSE
+    # came, its stop fired, a later child was refused): what filled stands, protected.
+    ENTRY_ENDED_EARLY = "ENTRY_ENDED_EARLY"
     OPPOSITE_POSITION = "OPPOSITE_POSITION"
     ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"
     PROTECTION_FAILED = "PROTECTION_FAILED"

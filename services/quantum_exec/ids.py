@@ -7,6 +7,11 @@ we gave them, so that id is a pure function of the intent key and the order's ro
 Format ``qx<role letter>-<30 hex>``: 34 characters, within Binance's 36 and its
 ``^[.A-Z:/a-z0-9_-]{1,36}$``, but without ``:`` and ``/``: python-binance signs the raw values
 and then sends them form-encoded, so those characters would break the signature.
+
+An entry or close sent as several child orders (TWAP slices, a quantity above MARKET_LOT_SIZE
+maxQty) numbers its children after the role letter: ``qxe1-<30 hex>`` .. ``qxe99-<30 hex>``
+(35-36 characters; a ``-s1`` suffix would not fit 36 beside a 30-hex digest). The digest is the
+intent's, so every child maps back to its intent like the single order does.
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ _PERSON: Final = b"quantum-exec-id"
 _OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}[st]-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 
 
-def client_order_id(intent_key: str, role: Role) -> str:
-    """The client id of the order playing ``role`` for the intent ``intent_key`` (always the same).
+MAX_CHILDREN: Final = 99
+
+
+def client_order_id(intent_key: str, role: Role, child: int | None = None) -> str:
+    """The client id of the order playing ``role`` for the intent ``intent_key`` (always the same);
+    ``child`` (1..99) numbers the child orders of a sliced entry or close.
 
     The role letter sits outside the hash, so two roles of one intent can never collide.
     """
     letter = ROLE_LETTERS[role]
+    if child is not None:
+        if not 1 <= child <= MAX_CHILDREN:
+            raise ValueError(f"child order number {child} outside 1..{MAX_CHILDREN}")
+        letter += str(child)
     digest = hashlib.blake2b(
         intent_key.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES, person=_PERSON
     ).hexdigest()

@@ -197,7 +197,8 @@ def size_quantity(
     """The MARKET order quantity for ``notional_usd`` at ``price`` (or the given ``quantity``).
 
     Floored to the MARKET_LOT_SIZE step (never rounds up: the order must not exceed what was
-    asked). Above maxQty: clamp to it or reject (``QTY_ABOVE_MAX``) per ``max_qty_policy``.
+    asked). Above maxQty: clamp to it or reject (``QTY_ABOVE_MAX``) per ``max_qty_policy``; ``split``
+    keeps the whole quantity (the caller sends it as child orders of at most maxQty each).
     Raises :class:`IntentRejected` with ``QTY_BELOW_MIN`` or ``NOTIONAL_BELOW_MIN`` and a message
     stating the numbers. ``quantity`` wins when both are given.
     """
@@ -215,7 +216,7 @@ def size_quantity(
     step = rules.market_step_size
     qty = floor_to_step(raw_qty, step)
     max_qty = rules.market_max_qty
-    if max_qty > 0 and qty > max_qty:
+    if max_qty > 0 and qty > max_qty and max_qty_policy is not MaxQtyPolicy.SPLIT:
         if max_qty_policy is not MaxQtyPolicy.CLAMP:
             raise IntentRejected(ReasonCode.QTY_ABOVE_MAX, f"{asked} above maxQty {fmt(max_qty)} {where}")
         qty = floor_to_step(max_qty, step)

@@ -143,7 +143,18 @@ class Service:
         self._redis = redis_client(self.redis_url, settings)
         await self._wait_for_redis(self._redis)
         handler = self._handler or await self._executor_handler()
-        self.consumer = IntentConsumer(self._redis, settings, handler, on_progress=self._progress)
+        on_close = None
+        if self.executor is not None:
+            from quantum_exec.stream.signals import CloseSignals, RedisPlans
+            from quantum_exec.stream.store import Keys
+
+            closes = CloseSignals(self._redis, settings)
+            self.executor.plans = RedisPlans(self._redis, Keys(settings))
+            self.executor.closes = closes
+            on_close = closes.announce
+        self.consumer = IntentConsumer(
+            self._redis, settings, handler, on_progress=self._progress, on_close=on_close
+        )
         if self._operations:
             metrics.set_build_info(__version__)
             self.metrics_server = MetricsServer.from_settings(

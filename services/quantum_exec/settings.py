@@ -48,6 +48,7 @@ class LeveragePolicy(StrEnum):
 
 
 class MaxQtyPolicy(StrEnum):
+    SPLIT = "split"  # into child orders at most maxQty each (a MARKET entry or a CLOSE)
     REJECT = "reject"
     CLAMP = "clamp"
 
@@ -160,7 +161,7 @@ class Settings(BaseModel):
     default_leverage: int = Field(default=1, ge=1, le=125)
     default_margin_type: MarginType = MarginType.ISOLATED
     leverage_policy: LeveragePolicy = LeveragePolicy.CAP
-    max_qty_policy: MaxQtyPolicy = MaxQtyPolicy.REJECT
+    max_qty_policy: MaxQtyPolicy = MaxQtyPolicy.SPLIT
     protection_mode: ProtectionMode = ProtectionMode.QUANTITY
     protection_failure_policy: ProtectionFailurePolicy = ProtectionFailurePolicy.CLOSE
     protection_retries: int = Field(default=2, ge=0, le=10)

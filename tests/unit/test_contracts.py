@@ -600,7 +600,9 @@ def test_intent_schema_describes_every_accepted_field() -> None:
         "limit_offset_pct",
         "time_in_force",
         "expire_after_s",
+        "execution",
     }
+    assert schema["properties"]["execution"]["required"] == ["algo", "slices", "interval_s"]
     assert {"required": ["action"]} in schema["anyOf"]
     assert "number" in schema["properties"]["take_profit"]["type"]
     json.dumps(schema)
@@ -650,9 +652,9 @@ def test_parse_intent_raises_only_intent_rejected(payload: dict[Any, Any]) -> No
         intent = parse_intent(payload)
     except IntentRejected as exc:
         assert exc.code in {ReasonCode.INVALID_FIELD, ReasonCode.INVALID_PAYLOAD}
-        assert exc.message.split(":", 1)[0] in intent_json_schema()["properties"] or exc.message.startswith(
-            "payload"
-        )
+        # The field named first; a nested one as ``execution.slices``.
+        named = exc.message.split(":", 1)[0].split(".", 1)[0]
+        assert named in intent_json_schema()["properties"] or exc.message.startswith("payload")
         return
     result = ExecutionResult(
         symbol=intent.symbol, status=ResultStatus.REJECTED, intent_id="k", meta=intent.meta

@@ -31,6 +31,7 @@ from quantum_exec.contracts.intent import (
 )
 from quantum_exec.contracts.meta import META_MAX_BYTES, META_TRUNCATED_KEY
 from quantum_exec.contracts.result import (
+    ChildOrder,
     CloseFill,
     ExecutionResult,
     ProtectiveOrder,
@@ -46,6 +47,7 @@ __all__ = [
     "META_TRUNCATED_KEY",
     "RESULT_EVENT_TYPE",
     "RESULT_SOURCE",
+    "ChildOrder",
     "CloseFill",
     "EntryFields",
     "ErrorSource",

@@ -6,7 +6,9 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from quantum_exec.contracts.codec import show
 from quantum_exec.contracts.enums import Side
@@ -209,6 +211,52 @@ def _expire_after(field: str, raw: Any) -> Decimal:
     return value
 
 
+TWAP_MAX_SLICES: Final = 50
+TWAP_MAX_INTERVAL_S: Final = Decimal(3600)
+
+
+class Twap(BaseModel):
+    """``execution: {"algo": "twap", "slices": N, "interval_s": S}``: N MARKET slices S apart."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    algo: Literal["twap"] = "twap"
+    slices: int
+    interval_s: Decimal
+
+    @property
+    def duration_s(self) -> Decimal:
+        """From the first slice to the last."""
+        return self.interval_s * (self.slices - 1)
+
+
+def _execution(field: str, raw: Any) -> Twap:
+    if isinstance(raw, Twap):
+        return raw
+    if not isinstance(raw, dict):
+        raise _reject(field, 'must be an object like {"algo": "twap", "slices": 5, "interval_s": 2}', raw)
+    unknown = sorted(str(k) for k in raw if k not in ("algo", "slices", "interval_s"))
+    if unknown:
+        raise _reject(f"{field}.{unknown[0]}", "unknown key (algo, slices, interval_s)", raw[unknown[0]])
+    algo = raw.get("algo")
+    if not isinstance(algo, str) or algo.strip().lower() != "twap":
+        raise _reject(f"{field}.algo", 'must be "twap"', algo)
+    slices = raw.get("slices")
+    if isinstance(slices, bool) or not isinstance(slices, int | str | Decimal | float):
+        raise _reject(f"{field}.slices", f"must be a whole number 2..{TWAP_MAX_SLICES}", slices)
+    count = _to_decimal(f"{field}.slices", slices)
+    if count != count.to_integral_value() or not 2 <= count <= TWAP_MAX_SLICES:
+        raise _reject(f"{field}.slices", f"must be a whole number 2..{TWAP_MAX_SLICES}", slices)
+    if raw.get("interval_s") is None:
+        raise _reject(f"{field}.interval_s", "required: seconds between slices", None)
+    interval = _positive(f"{field}.interval_s", raw["interval_s"])
+    if interval > TWAP_MAX_INTERVAL_S:
+        raise _reject(
+            f"{field}.interval_s", f"must be at most {TWAP_MAX_INTERVAL_S} seconds", raw["interval_s"]
+        )
+    return Twap(slices=int(count), interval_s=interval)
+
+
 # One table serves the parser and the published JSON Schema, so they cannot drift apart.
 _NUMBER_SCHEMA: Final[dict[str, Any]] = {"type": ["number", "string"]}
 FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
@@ -276,6 +324,21 @@ FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
     "expire_after_s": (
         _expire_after,
         {**_NUMBER_SCHEMA, "description": "LIMIT only: the unfilled remainder is cancelled after this"},
+    ),
+    "execution": (
+        _execution,
+        {
+            "type": "object",
+            "properties": {
+                "algo": {"const": "twap"},
+                "slices": {"type": "integer", "minimum": 2, "maximum": TWAP_MAX_SLICES},
+                "interval_s": {**_NUMBER_SCHEMA, "exclusiveMinimum": 0, "maximum": int(TWAP_MAX_INTERVAL_S)},
+            },
+            "required": ["algo", "slices", "interval_s"],
+            "additionalProperties": False,
+            "description": "TWAP: MARKET slices interval_s apart, quantities to the step summing exactly "
+            "to the total (MARKET entries only)",
+        },
     ),
     "reduce_only": (_reduce_only, {"type": ["boolean", "string"], "description": "true/false"}),
     "timestamp": (

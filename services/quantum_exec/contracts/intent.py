@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quantum_exec.contracts.codec import dumps, show
 from quantum_exec.contracts.enums import Side
-from quantum_exec.contracts.fields import FIELDS
+from quantum_exec.contracts.fields import FIELDS, Twap
 from quantum_exec.contracts.meta import bounded_meta
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.settings import MarginType
@@ -59,10 +59,17 @@ def _check_entry(values: dict[str, Any], side: Side) -> None:
     order_type = values.get("order_type", "MARKET")
     limit_only = [n for n in ("price", "limit_offset_pct", "time_in_force", "expire_after_s") if n in values]
     if side is Side.CLOSE:
-        if order_type != "MARKET" or limit_only:
-            field = "order_type" if order_type != "MARKET" else limit_only[0]
+        if order_type != "MARKET" or limit_only or "execution" in values:
+            extra: list[str] = [*limit_only, "execution"]
+            field = "order_type" if order_type != "MARKET" else extra[0]
             raise IntentRejected(ReasonCode.INVALID_FIELD, f"{field}: a CLOSE is always a MARKET order")
         return
+    if "execution" in values and (order_type != "MARKET" or values.get("reduce_only")):
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            "execution: TWAP slices are MARKET orders opening a position "
+            + ("(not reduce_only)" if order_type == "MARKET" else f"(this entry is {order_type})"),
+        )
     if order_type == "MARKET":
         if limit_only:
             raise IntentRejected(
@@ -106,6 +113,7 @@ class TradeIntent(BaseModel):
     limit_offset_pct: Decimal | None = None
     time_in_force: str | None = None
     expire_after_s: Decimal | None = None
+    execution: Twap | None = None
     timestamp: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 

@@ -61,6 +61,20 @@ class CloseFill(BaseModel):
     error: ResultError | None = None
 
 
+class ChildOrder(BaseModel):
+    """One child of an entry or close sent as several orders (TWAP slices, maxQty parts)."""
+
+    number: int
+    client_order_id: str
+    order_id: int | None = None
+    quantity: JsonDecimal
+    executed_quantity: JsonDecimal | None = None
+    avg_price: JsonDecimal | None = None
+    status: str  # the order's status, or NOT_SENT when the schedule ended before it
+    scheduled_at: datetime
+    updated_at: datetime | None = None
+
+
 class ExecutionResult(BaseModel):
     """Exactly one per intent. The first ten fields are what the existing consumers read."""
 
@@ -93,6 +107,8 @@ class ExecutionResult(BaseModel):
     commission_asset: str | None = None
     realized_pnl: JsonDecimal | None = None
     emergency_close: CloseFill | None = None
+    # The child orders when the entry or close was sent as several (TWAP, above maxQty).
+    children: list[ChildOrder] | None = None
     error: ResultError | None = None
     environment: ExchangeEnv | None = None
     received_at: datetime | None = None

@@ -15,6 +15,7 @@ policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,14 +45,17 @@ from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
-from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
+from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders, child_orders
+from quantum_exec.execution.slices import Plan, needs_children, plan_children
 from quantum_exec.execution.working import WorkingEntry
-from quantum_exec.ids import client_order_id, is_own_protective
+from quantum_exec.ids import Role, client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
@@ -82,7 +86,15 @@ class Executor:
         self._guards = Guards(settings, gateway)
         self._resolver = OrderResolver(settings, gateway)
         self._protector = Protector(settings, gateway, self._resolver, self._own_protective)
-        self._working = WorkingEntry(settings, gateway, self._resolver, self._protector, lambda: self.account)
+        # Sliced entries' plans (Redis in the service) and the CLOSEs that end a working entry.
+        self.plans: Plans = MemoryPlans()
+        self.closes: CloseRequests | None = None
+        self._working = WorkingEntry(
+            settings, gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
+        )
+        self._sliced = SlicedOrders(
+            gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
+        )
 
     async def start(self) -> None:
         """Start the gateway and learn the account's current settings and open protective orders."""
@@ -223,28 +235,56 @@ class Executor:
         resume = run.attempt.resume
         symbol = intent.symbol
         long = intent.side is Side.BUY
+        side = OrderSide.BUY if long else OrderSide.SELL
         entry_id = client_order_id(run.key, "entry")
         out.client_order_id = entry_id
         entry: Order | None = None
+        plan: Plan | None = None
+        sliced: Sliced | None = None
         if resume:
             # First: an entry that already exists must be protected whatever the checks say now
             # (the intent may have gone stale, the price may have moved since it was placed).
             run.entry_sent = True  # until the lookup proves otherwise
-            with run.step("lookup"):
-                entry = await self._resolver.resolve(
-                    run.earlier_sent_by, lambda: self.gateway.get_order(symbol, entry_id)
+            saved = await self.plans.load(run.key)
+            if saved is not None:
+                plan = Plan.from_json(saved)
+            else:
+                with run.step("lookup"):
+                    entry = await self._resolver.resolve(
+                        run.earlier_sent_by, lambda: self.gateway.get_order(symbol, entry_id)
+                    )
+        if plan is not None:
+            # A sliced entry resumes its schedule: children are looked up, the missing ones sent.
+            found_rules = self.gateway.rules.get(symbol)
+            if found_rules is None:
+                raise ExchangeError(f"entry {entry_id} has children but the rules of {symbol} are not loaded")
+            rules, quantity = found_rules, plan.total
+            out.quantity = out.requested_quantity = quantity
+            if run.attempt.repair:
+                sliced = await self._sliced.find(run, plan, "entry")
+            else:
+                sliced = await self._send_children(
+                    run, rules, plan, "entry", side, reduce_only=intent.reduce_only, resume=True
                 )
-        if entry is not None:
+            if not sliced.orders:
+                run.entry_sent = False
+                if run.attempt.repair:
+                    return
+            reference = intent.entry_price or (sliced.orders[0].avg_price if sliced.orders else Decimal(0))
+            out.reference_price = reference
+            entry = sliced.combined(entry_id, side, quantity)
+        elif entry is not None:
             log.info("entry.found_on_resume", intent_id=run.key, symbol=symbol, order_id=entry.order_id)
-            rules = self.gateway.rules.get(symbol)
+            known = self.gateway.rules.get(symbol)
             # A resting LIMIT found on resume may have filled nothing yet: its price is the reference.
             reference = (
                 entry.price if entry.order_type is OrderType.LIMIT else intent.entry_price or entry.avg_price
             )
             quantity = entry.orig_qty
             out.reference_price, out.quantity, out.requested_quantity = reference, quantity, quantity
-            if rules is None:
+            if known is None:
                 raise ExchangeError(f"entry {entry_id} exists but the rules of {symbol} are not loaded")
+            rules = known
         elif run.attempt.repair:
             run.entry_sent = False  # certainly absent: the repair never places a new entry
             return
@@ -260,9 +300,28 @@ class Executor:
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
                 await self._configure(symbol, out.leverage, out.margin_type)
+            if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
+                plan = self._plan(run, rules, quantity, reference, long=long)
             # The record goes to Redis while the order travels (not one more round trip before
             # it): a fill comes back an exchange round trip later, and this instance names its
             # intent from memory meanwhile.
+        if entry is None and plan is not None:
+            # Before the first child leaves: a restart must resume this very schedule.
+            await self.plans.save(run.key, plan.to_json())
+            recording = self._record_opening(run)
+            try:
+                sliced = await self._send_children(
+                    run, rules, plan, "entry", side, reduce_only=intent.reduce_only, resume=False
+                )
+            except PermanentError:
+                if self.account is not None:
+                    await recording
+                    await self.account.opened(run.key, intent, Decimal(0))
+                raise
+            finally:
+                await recording
+            entry = sliced.combined(entry_id, side, quantity)
+        elif entry is None:
             recording = self._record_opening(run)
             run.entry_sent = True
             with run.step("entry"):
@@ -280,8 +339,13 @@ class Executor:
                     raise
                 finally:
                     await recording
+        assert entry is not None
         early: Order | bool = False  # a LIMIT protected while it worked (and its emergency close)
-        if entry.order_type is OrderType.LIMIT:
+        if sliced is not None:
+            assert plan is not None
+            early = sliced.protected
+            self._slices_done(run, plan, sliced, "entry")
+        elif entry.order_type is OrderType.LIMIT:
             entry, early = await self._working.work(run, rules, entry, long=long, resume=resume)
         else:
             entry = await self._resolver.until_final(symbol, entry)
@@ -308,7 +372,7 @@ class Executor:
             if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity
             else ResultStatus.PARTIAL
         )
-        order_ids = [entry.order_id]
+        order_ids = [o.order_id for o in sliced.orders] if sliced is not None else [entry.order_id]
         size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
         if early is not False:
@@ -339,6 +403,58 @@ class Executor:
                 held,
                 stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
                 take_profit=out.take_profit.trigger_price if out.take_profit else None,
+            )
+
+    def _plan(
+        self, run: Run, rules: SymbolRules, quantity: Decimal, reference: Decimal, *, long: bool
+    ) -> Plan:
+        """The child orders of a TWAP or of an entry above MARKET_LOT_SIZE maxQty (checked first)."""
+        intent, s = run.intent, self._settings
+        before = run.position_before
+        if before is not None and is_opposite(before, long=long):
+            raise IntentRejected(
+                ReasonCode.OPPOSITE_POSITION,
+                f"{intent.symbol} holds {before}: a TWAP, or an entry above maxQty "
+                f"{rules.market_max_qty}, goes out as several orders and does not net against an "
+                "opposite position; CLOSE it first",
+            )
+        twap = intent.execution
+        if twap is not None and twap.duration_s > Decimal(str(s.working_order_max_s)):
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD,
+                f"execution: {twap.slices} slices {twap.interval_s}s apart take {twap.duration_s}s, longer "
+                f"than QUANTUM_WORKING_ORDER_MAX_S={s.working_order_max_s:g} (the symbol's later intents "
+                "wait behind it)",
+            )
+        return plan_children(rules, quantity, reference, twap, time.time())
+
+    async def _send_children(
+        self,
+        run: Run,
+        rules: SymbolRules,
+        plan: Plan,
+        role: Role,
+        side: OrderSide,
+        *,
+        reduce_only: bool,
+        resume: bool,
+    ) -> Sliced:
+        with run.step("slices"):
+            return await self._sliced.send(
+                run, rules, plan, role, side, reduce_only=reduce_only, resume=resume
+            )
+
+    @staticmethod
+    def _slices_done(run: Run, plan: Plan, sliced: Sliced, role: Role) -> None:
+        """The result's children, and why the schedule ended early when it did."""
+        run.out.children = child_orders(plan, sliced.orders, run.key, role)
+        if sliced.ended_early and sliced.orders:
+            sent = sum((o.executed_qty for o in sliced.orders), Decimal(0))
+            run.error(
+                ReasonCode.ENTRY_ENDED_EARLY,
+                ErrorSource.INTERNAL,
+                f"{len(sliced.orders)} of {len(plan.children)} orders sent ({sent} of {plan.total} filled): "
+                f"{sliced.ended_early}",
             )
 
     @staticmethod
@@ -405,13 +521,19 @@ class Executor:
         close_id = client_order_id(run.key, "close")
         out.client_order_id = close_id
         order: Order | None = None
+        plan: Plan | None = None
+        sliced: Sliced | None = None
         if resume:
-            order = await self._resolver.resolve(
-                run.earlier_sent_by, lambda: self.gateway.get_order(symbol, close_id)
-            )
-        if order is None and run.attempt.repair:
+            saved = await self.plans.load(run.key)
+            if saved is not None:
+                plan = Plan.from_json(saved)
+            else:
+                order = await self._resolver.resolve(
+                    run.earlier_sent_by, lambda: self.gateway.get_order(symbol, close_id)
+                )
+        if order is None and plan is None and run.attempt.repair:
             return  # certainly never sent: the repair sends nothing new
-        if order is None:
+        if order is None and plan is None:
             self._guards.check_fresh(run)
             rules = self._guards.rules_for(symbol)
         else:
@@ -421,7 +543,17 @@ class Executor:
             rules = found
         with run.step("close"):
             cancelled = await self._cancel_all_protective(symbol)
-            if order is None:
+            if plan is not None:
+                # A close sent in parts resumes: parts are looked up, the missing ones sent.
+                out.requested_quantity = out.quantity = plan.total
+                side = OrderSide(plan.side)
+                if run.attempt.repair:
+                    sliced = await self._sliced.find(run, plan, "close")
+                else:
+                    sliced = await self._send_children(
+                        run, rules, plan, "close", side, reduce_only=True, resume=True
+                    )
+            elif order is None:
                 amount = await self._position_amount(symbol)
                 if amount == 0:
                     raise IntentRejected(
@@ -435,14 +567,30 @@ class Executor:
                 out.quantity = quantity
                 recording = self._record_opening(run)
                 try:
-                    order = await self._resolver.submit(
-                        symbol,
-                        close_id,
-                        lambda: self.gateway.place_market(symbol, side, quantity, close_id, reduce_only=True),
-                    )
+                    if needs_children(rules, quantity, None):
+                        # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
+                        plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
+                        await self.plans.save(run.key, plan.to_json())
+                        sliced = await self._send_children(
+                            run, rules, plan, "close", side, reduce_only=True, resume=False
+                        )
+                    else:
+                        order = await self._resolver.submit(
+                            symbol,
+                            close_id,
+                            lambda: self.gateway.place_market(
+                                symbol, side, quantity, close_id, reduce_only=True
+                            ),
+                        )
                 finally:
                     await recording
-            order = await self._resolver.until_final(symbol, order)
+            if sliced is not None:
+                assert plan is not None
+                self._slices_done(run, plan, sliced, "close")
+                order = sliced.combined(close_id, OrderSide(plan.side), plan.total)
+            else:
+                assert order is not None
+                order = await self._resolver.until_final(symbol, order)
             if self.account is not None and order.executed_qty > 0:
                 # Whatever was open is closed: no record of it may be re-protected by a reconcile.
                 await self.account.closed(symbol)
@@ -459,7 +607,8 @@ class Executor:
             )
             return
         with run.step("fees"):
-            await record_fees(self.gateway, run, rules, [order.order_id], self.account)
+            ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
+            await record_fees(self.gateway, run, rules, ids, self.account)
 
     async def _place_entry(self, run: Run, quantity: Decimal, entry_id: str, *, long: bool) -> Order:
         """The entry order: MARKET, or LIMIT at the run's price with the intent's time in force."""

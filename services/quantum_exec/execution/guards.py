@@ -22,7 +22,7 @@ from quantum_exec.rules import (
     size_quantity,
     trigger_from_pct,
 )
-from quantum_exec.settings import LeveragePolicy, Settings
+from quantum_exec.settings import LeveragePolicy, MaxQtyPolicy, Settings
 
 log = get_logger(__name__)
 
@@ -178,8 +178,10 @@ class Guards:
         if reference is None:
             with run.step("mark_price"):
                 reference = await self._gateway.mark_price(symbol)
-        sizing = rules
+        sizing, policy = rules, s.max_qty_policy
         if intent.order_type == "LIMIT":
+            # One resting order: never split (LOT_SIZE maxQty is far above MARKET_LOT_SIZE's).
+            policy = MaxQtyPolicy.REJECT if policy is MaxQtyPolicy.SPLIT else policy
             run.limit_price = reference = limit_price(rules, intent, reference, long=long)
             # A LIMIT order is sized by LOT_SIZE, not MARKET_LOT_SIZE, and its notional at its price.
             sizing = replace(
@@ -194,7 +196,7 @@ class Guards:
             price=reference,
             notional_usd=intent.position_size_usd,
             quantity=intent.quantity,
-            max_qty_policy=s.max_qty_policy,
+            max_qty_policy=policy,
         )
         notional_usd = intent.position_size_usd or Decimal(0)
         out.requested_quantity = intent.quantity if intent.quantity is not None else notional_usd / reference

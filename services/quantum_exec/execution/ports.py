@@ -152,3 +152,20 @@ class AccountView(Protocol):
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
     ) -> None: ...
+
+
+class Plans(Protocol):
+    """Where a sliced entry's plan (``execution.slices.Plan`` as JSON) is kept across restarts."""
+
+    async def load(self, key: str) -> bytes | None: ...
+
+    async def save(self, key: str, plan: bytes) -> None: ...
+
+
+class CloseRequests(Protocol):
+    """CLOSE intents waiting behind a working entry of their symbol (they end it early)."""
+
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
+        """True once a CLOSE of ``symbol`` published after ``stream_id`` is waiting; else after
+        ``timeout_s``, False."""
+        ...

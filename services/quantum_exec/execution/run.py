@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from quantum_exec.contracts import (
+    ChildOrder,
     CloseFill,
     ErrorSource,
     ExecutionResult,
@@ -77,6 +78,7 @@ class Outcome:
     take_profit: ProtectiveOrder | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     emergency_close: CloseFill | None = None
+    children: list[ChildOrder] | None = None
     error: ResultError | None = None
     # What the service adds to the echoed ``meta`` (keys start with "_", like "_meta_truncated").
     meta: dict[str, Any] = field(default_factory=dict)
@@ -161,6 +163,7 @@ class Run:
             take_profit=out.take_profit,
             protection=out.protection,
             emergency_close=out.emergency_close,
+            children=out.children,
             error=out.error,
             environment=environment,
             received_at=self.received_at,

@@ -17,9 +17,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from quantum_exec.contracts import ErrorSource
+from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import Order
 from quantum_exec.execution.guards import wants_protection
-from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
@@ -42,8 +44,10 @@ class WorkingEntry:
         resolver: OrderResolver,
         protector: Protector,
         account: Callable[[], AccountView | None],
+        closes: Callable[[], CloseRequests | None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._closes = closes
         self._gateway = gateway
         self._resolver = resolver
         self._protector = protector
@@ -60,6 +64,7 @@ class WorkingEntry:
             limit_s = min(limit_s, float(intent.expire_after_s))
         deadline = run.began + limit_s
         protected: Order | bool = False
+        ended_by_close = False
         with run.step("working"):
             while not entry.is_final:
                 if entry.executed_qty > 0 and protected is False and wants_protection(intent):
@@ -75,10 +80,23 @@ class WorkingEntry:
                 if remaining <= 0:
                     entry = await self._end(run, entry, f"expire_after {limit_s:g} s")
                     break
+                closes = self._closes()
+                if closes is not None and await closes.wait(intent.symbol, run.stream_id, 0):
+                    # A CLOSE of the symbol waits behind this entry: end it now, the CLOSE follows.
+                    entry = await self._end(run, entry, "a CLOSE of the symbol is waiting")
+                    ended_by_close = True
+                    break
                 await self._wait(intent.symbol, entry, min(remaining, POLL_S))
                 found = await self._gateway.get_order(intent.symbol, entry.client_order_id)
                 if found is not None:
                     entry = found
+        if ended_by_close and entry.executed_qty > 0:
+            run.error(
+                ReasonCode.ENTRY_ENDED_EARLY,
+                ErrorSource.INTERNAL,
+                f"LIMIT entry {entry.client_order_id} cancelled with {entry.executed_qty} of "
+                f"{entry.orig_qty} filled: a CLOSE of the symbol was waiting",
+            )
         log.info(
             "entry.worked",
             intent_id=run.key,

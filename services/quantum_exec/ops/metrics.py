@@ -160,6 +160,12 @@ RATE_LIMIT_PAUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SLICES_SENT = Counter(
+    f"{PREFIX}_slices_sent_total",
+    "Child orders sent for entries and closes sent as several (TWAP slices, maxQty parts), by role.",
+    ["role"],
+    registry=REGISTRY,
+)
 POSITIONS_OPENED = Counter(
     f"{PREFIX}_positions_opened_total",
     "Entries filled, by the protection state they ended in.",

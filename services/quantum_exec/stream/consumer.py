@@ -28,6 +28,7 @@ from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import (
     ExecutionResult,
     PayloadError,
+    Side,
     TradeIntent,
     decode_entry,
     intent_digest,
@@ -86,8 +87,11 @@ class IntentConsumer:
         handler: Handler,
         *,
         on_progress: ProgressHook | None = None,
+        on_close: Callable[[str, str], None] | None = None,
     ) -> None:
         self.redis = redis
+        # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early.
+        self.on_close = on_close
         self.settings = settings
         self.handler = handler
         self.on_progress = on_progress
@@ -305,6 +309,8 @@ class IntentConsumer:
             return
         entry.intent = intent
         self._order.remember(stream_id, intent.symbol)
+        if intent.side is Side.CLOSE and self.on_close is not None:
+            self.on_close(intent.symbol, stream_id)
         queue = self._queues.get(intent.symbol)
         if queue is None:
             queue = self._queues[intent.symbol] = SymbolQueue()

@@ -52,6 +52,14 @@ class Keys:
         """Per-symbol fencing-token counter."""
         return f"{self.prefix}:fence:{symbol}"
 
+    def plan(self, intent_key: str) -> str:
+        """The child orders of a sliced entry or close (``execution.slices.Plan``)."""
+        return f"{self.prefix}:plan:{intent_key}"
+
+    def close_signal(self, symbol: str) -> str:
+        """The stream id of the newest CLOSE of ``symbol`` read by any consumer."""
+        return f"{self.prefix}:close:{symbol}"
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:

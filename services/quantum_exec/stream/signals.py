@@ -1,0 +1,114 @@
+"""What the executor keeps in Redis beside the stream: sliced entries' plans and CLOSE signals.
+
+``RedisPlans``: a TWAP's or a split order's plan (``execution.slices.Plan``) is written before its
+first child is sent, so a restart or another instance resumes the very same schedule.
+
+``CloseSignals``: a CLOSE intent waits behind the working entry of its symbol (per-symbol order);
+the consumer that reads it announces it, here and in Redis, and the working entry (a resting
+LIMIT, a TWAP) ends early so the CLOSE runs now rather than after ``QUANTUM_WORKING_ORDER_MAX_S``.
+Only entries published before the CLOSE are ended: stream ids order them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from redis.asyncio import Redis
+
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+from quantum_exec.stream.entries import id_order, text
+from quantum_exec.stream.link import REDIS_DOWN
+from quantum_exec.stream.store import Keys
+
+log = get_logger(__name__)
+
+# Plans outlive any schedule (at most a day) and a restart after it.
+PLAN_TTL_S = 7 * 86_400
+
+
+class RedisPlans:
+    """Plans by intent key (see the module docstring)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def load(self, key: str) -> bytes | None:
+        found = await self._redis.get(self._keys.plan(key))
+        if found is None:
+            return None
+        return found.encode() if isinstance(found, str) else bytes(found)
+
+    async def save(self, key: str, plan: bytes) -> None:
+        await self._redis.set(self._keys.plan(key), plan, ex=PLAN_TTL_S)
+
+
+class CloseSignals:
+    """CLOSEs announced per symbol (see the module docstring)."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._keys = Keys(settings)
+        self._ttl_s = max(60, int(settings.working_order_max_s * 2))
+        self._newest: dict[str, str] = {}
+        self._events: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def announce(self, symbol: str, stream_id: str) -> None:
+        """A CLOSE of ``symbol`` was read (the consumer calls this; it never blocks)."""
+        if self._newer(stream_id, self._newest.get(symbol)):
+            self._newest[symbol] = stream_id
+        self._events.setdefault(symbol, asyncio.Event()).set()
+        task = asyncio.get_running_loop().create_task(self._publish(symbol, stream_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
+        """True once a CLOSE of ``symbol`` newer than ``stream_id`` is waiting (here or elsewhere)."""
+        if self._newer(self._newest.get(symbol), stream_id):
+            return True
+        try:
+            remote = await self._redis.get(self._keys.close_signal(symbol))
+        except REDIS_DOWN:
+            remote = None  # the local signal still works; another instance's waits for the entry
+        if remote is not None and self._newer(text(remote), stream_id):
+            return True
+        if timeout_s > 0:
+            event = self._events.setdefault(symbol, asyncio.Event())
+            event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout_s)
+        return self._newer(self._newest.get(symbol), stream_id)
+
+    async def _publish(self, symbol: str, stream_id: str) -> None:
+        try:
+            # Keep the newest: a CLOSE read late (a claim) must not hide a newer one.
+            await self._redis.eval(_SET_NEWER, 1, self._keys.close_signal(symbol), stream_id, self._ttl_s)
+        except REDIS_DOWN as exc:
+            log.warning("close_signal.not_published", symbol=symbol, detail=str(exc))
+
+    @staticmethod
+    def _newer(candidate: str | None, than: str | None) -> bool:
+        if candidate is None:
+            return False
+        return than is None or id_order(candidate) > id_order(than)
+
+
+_SET_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+if cur then
+  local cm, cs = parts(cur)
+  local nm, ns = parts(ARGV[1])
+  if cm and nm and (cm > nm or (cm == nm and cs >= ns)) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""

@@ -1,0 +1,215 @@
+"""TWAP and maxQty-split entries and closes on the simulator, over HTTP and the user data stream."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.ids import client_order_id
+from support.desk import SIM_KEY, SIM_SECRET, Desk
+from support.waiting import wait_for
+
+WORKER = Path(__file__).with_name("account_worker.py")
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def _children(desk: Desk, key: str, role: str = "entry") -> list[dict[str, Any]]:
+    """The simulator's orders of the intent's children, in child order."""
+    ids = {client_order_id(key, role, n): n for n in range(1, 100)}  # type: ignore[arg-type]
+    found = [o for o in desk.sim.state()["orders"] if o["clientOrderId"] in ids]
+    return sorted(found, key=lambda o: ids[o["clientOrderId"]])
+
+
+async def test_twap_of_five_slices_adds_up_exactly_and_is_protected_once(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="twap-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.011",  # 0.0022 a slice: to the 0.001 step the drift is carried
+        execution={"algo": "twap", "slices": 5, "interval_s": 0.5},
+        stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+        take_profit=str((mark * Decimal("1.03")).quantize(Decimal("0.1"))),
+    )
+    result = await desk.result("twap-1", timeout_s=30)
+    orders = _children(desk, "twap-1")
+    assert [Decimal(o["origQty"]) for o in orders] == [Decimal("0.002")] * 4 + [Decimal("0.003")]
+    assert all(o["type"] == "MARKET" and o["status"] == "FILLED" for o in orders)
+    # The schedule kept its pace: 4 intervals of 0.5 s between the first and the last slice.
+    times = [int(o["updateTime"]) for o in orders]
+    assert times[-1] - times[0] >= 1900
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.executed_quantity == Decimal("0.011") == desk.position("BTCUSDT")
+    trades = [t for o in orders for t in desk.trades_of(int(o["orderId"]))]
+    quote = sum(Decimal(t["quoteQty"]) for t in trades)
+    assert result.avg_price == quote / Decimal("0.011")
+    assert result.commission == sum(Decimal(t["commission"]) for t in trades)
+    assert result.children is not None and [c.status for c in result.children] == ["FILLED"] * 5
+    assert [c.client_order_id for c in result.children] == [o["clientOrderId"] for o in orders]
+    # One protection for the whole of it: closePosition legs, armed once.
+    legs = desk.open_algos("BTCUSDT")
+    assert sorted(a["orderType"] for a in legs) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert all(a["closePosition"] is True and a["side"] == "SELL" for a in legs)
+    assert len([a for a in desk.sim.state()["algoOrders"] if a["symbol"] == "BTCUSDT"]) == 2
+
+
+async def test_an_entry_and_a_close_above_market_max_qty_go_out_in_compliant_parts(desk: Desk) -> None:
+    desk.sim.set_balance("USDT", Decimal("1000000"))
+    await desk.service(max_notional_usd=Decimal("10000000"))
+    # DOTUSDT: MARKET_LOT_SIZE maxQty 120,000; twice that is 240,000 (~1.1 M USDT).
+    await desk.publish(intent_id="big-open", symbol="DOTUSDT", side="SELL", quantity="240000", leverage=5)
+    opened = await desk.result("big-open")
+    assert opened.status is ResultStatus.FILLED, opened.error
+    parts = _children(desk, "big-open")
+    assert [Decimal(o["origQty"]) for o in parts] == [Decimal("120000")] * 2
+    assert desk.position("DOTUSDT") == Decimal("-240000")
+
+    await desk.publish(intent_id="big-close", symbol="DOTUSDT", side="CLOSE")
+    closed = await desk.result("big-close")
+    assert closed.status is ResultStatus.FILLED, closed.error
+    parts = _children(desk, "big-close", "close")
+    assert [(Decimal(o["origQty"]), o["side"], o["reduceOnly"]) for o in parts] == [
+        (Decimal("120000"), "BUY", True)
+    ] * 2
+    assert desk.position("DOTUSDT") == 0
+    assert closed.executed_quantity == Decimal("240000")
+    assert closed.children is not None and len(closed.children) == 2
+
+
+async def test_a_close_ends_a_working_twap_at_once(desk: Desk) -> None:
+    await desk.service()
+    await desk.publish(
+        intent_id="slow-twap",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.5",
+        execution={"algo": "twap", "slices": 5, "interval_s": 5},
+        stop_loss_pct="3",
+    )
+
+    await wait_for(lambda: len(_children(desk, "slow-twap")) == 1, 10, "the first slice")
+    await desk.publish(intent_id="close-it", symbol="ETHUSDT", side="CLOSE")
+    twap = await desk.result("slow-twap", timeout_s=5)  # long before the 20 s schedule's end
+    closed = await desk.result("close-it", timeout_s=10)
+    assert twap.status is ResultStatus.PARTIAL and twap.error is not None
+    assert twap.error.code == "ENTRY_ENDED_EARLY" and "CLOSE" in twap.error.message
+    assert twap.children is not None
+    assert [c.status for c in twap.children] == ["FILLED"] + ["NOT_SENT"] * 4
+    assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.1")
+    assert desk.position("ETHUSDT") == 0 and not desk.open_algos("ETHUSDT")
+    assert len(_children(desk, "slow-twap")) == 1
+
+
+async def test_a_close_cancels_a_resting_limit_entry_first(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="rest-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="LIMIT",
+        price=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+        expire_after_s=200,
+    )
+    entry_id = client_order_id("rest-1", "entry")
+    orders = desk.sim.state
+    await wait_for(lambda: any(o["clientOrderId"] == entry_id for o in orders()["orders"]), 10, "the LIMIT")
+    await desk.publish(intent_id="close-rest", symbol="BTCUSDT", side="CLOSE")
+    entry = await desk.result("rest-1", timeout_s=10)
+    closed = await desk.result("close-rest", timeout_s=10)
+    assert entry.status is ResultStatus.FAILED and entry.error is not None
+    assert entry.error.code == "ENTRY_EXPIRED"
+    [order] = [o for o in desk.sim.state()["orders"] if o["clientOrderId"] == entry_id]
+    assert order["status"] == "CANCELED"
+    assert closed.status is ResultStatus.REJECTED and closed.error is not None
+    assert closed.error.code == "NO_POSITION"
+
+
+async def test_a_twap_that_would_outlast_the_working_bound_is_rejected_naming_it(desk: Desk) -> None:
+    await desk.service(working_order_max_s=10)
+    await desk.publish(
+        intent_id="too-long",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        execution={"algo": "twap", "slices": 4, "interval_s": 5},
+    )
+    result = await desk.result("too-long")
+    assert result.status is ResultStatus.REJECTED and result.error is not None
+    assert result.error.code == "INVALID_FIELD"
+    assert "15" in result.error.message and "QUANTUM_WORKING_ORDER_MAX_S=10" in result.error.message
+    assert not _children(desk, "too-long")
+
+
+async def test_sigkill_in_the_middle_of_a_twap_resumes_the_schedule_without_a_duplicate_slice(
+    desk: Desk, tmp_path: Path
+) -> None:
+    config = {
+        **desk.names,
+        "redis_url": desk.redis_url,
+        "consumer_name": "twap-worker",
+        "binance_base_url": desk.sim.base_url,
+        "api_key": SIM_KEY,
+        "api_secret": SIM_SECRET,
+        "block_ms": 100,
+        "claim_interval_s": 0.2,
+        "order_lookup_interval_s": 0.05,
+        "recv_window_ms": 2000,
+        "account_lease_ttl_s": 1.0,
+        "lease_ttl_ms": 2000,
+        "watchdog": False,
+        "events_path": str(tmp_path / "events.txt"),
+    }
+
+    def spawn() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "worker.log").open("ab")
+        return subprocess.Popen([sys.executable, str(WORKER), orjson.dumps(config).decode()], stderr=log)
+
+    def started() -> int:
+        path = tmp_path / "events.txt"
+        return len(path.read_text().split("\n")) - 1 if path.exists() else 0
+
+    mark = desk.sim.engine.mark("BTCUSDT")
+    proc = spawn()
+    try:
+        await wait_for(lambda: started() == 1, 30, "the worker ready")
+        await desk.publish(
+            intent_id="twap-kill",
+            symbol="BTCUSDT",
+            side="BUY",
+            quantity="0.012",
+            execution={"algo": "twap", "slices": 6, "interval_s": 0.6},
+            stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+        )
+        await wait_for(lambda: len(_children(desk, "twap-kill")) >= 3, 20, "three slices sent")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        sent_before = len(_children(desk, "twap-kill"))
+        assert sent_before < 6, "the kill came after the whole schedule"
+        proc = spawn()
+        result = await desk.result("twap-kill", timeout_s=40)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    orders = _children(desk, "twap-kill")
+    ids = [o["clientOrderId"] for o in orders]
+    assert len(ids) == len(set(ids)) == 6, ids  # every slice exactly once
+    assert [Decimal(o["origQty"]) for o in orders] == [Decimal("0.002")] * 6
+    assert result.status is ResultStatus.FILLED and result.executed_quantity == Decimal("0.012")
+    assert desk.position("BTCUSDT") == Decimal("0.012")
+    assert result.protection is ProtectionState.PROTECTED
+    stops = [a for a in desk.sim.state()["algoOrders"] if a["symbol"] == "BTCUSDT"]
+    assert len(stops) == 1 and stops[0]["closePosition"] is True  # protected once, across the kill
+    rows = await desk.redis.xrange(desk.names["result_stream"])
+    assert len(rows) == 1
