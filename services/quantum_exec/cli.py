@@ -213,6 +213,14 @@ def _decimal_arg(value: str) -> Decimal:
     return number
 
 
+def _twap_arg(value: str) -> dict[str, Any]:
+    """``SLICES:INTERVAL_S`` as the intent's ``execution`` object."""
+    slices, sep, interval = value.partition(":")
+    if not sep or not slices.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected SLICES:INTERVAL_S, e.g. 5:2 (got {value!r})")
+    return {"algo": "twap", "slices": int(slices), "interval_s": str(_decimal_arg(interval))}
+
+
 def build_intent(args: argparse.Namespace) -> dict[str, Any]:
     """The intent payload from ``submit``'s flags or JSON file (flags override the file)."""
     payload: dict[str, Any] = {}
@@ -240,6 +248,7 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
         "limit_offset_pct": args.limit_offset_pct,
         "time_in_force": args.tif,
         "expire_after_s": args.expire_after,
+        "execution": getattr(args, "twap", None),
     }
     payload.update({k: v for k, v in flags.items() if v is not None})
     if args.reduce_only:
@@ -431,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tif", type=str.upper, choices=["GTC", "IOC", "FOK", "GTX"], help="LIMIT time in force")
     p.add_argument(
         "--expire-after", type=_decimal_arg, help="LIMIT: cancel the unfilled rest after S seconds"
+    )
+    p.add_argument(
+        "--twap",
+        type=_twap_arg,
+        metavar="SLICES:INTERVAL_S",
+        help="send the MARKET entry as SLICES orders INTERVAL_S seconds apart (e.g. 5:2)",
     )
     p.add_argument(
         "--now", action="store_true", help="stamp the intent with the current time (a --file sample)"

@@ -213,3 +213,96 @@ async def test_sigkill_in_the_middle_of_a_twap_resumes_the_schedule_without_a_du
     assert len(stops) == 1 and stops[0]["closePosition"] is True  # protected once, across the kill
     rows = await desk.redis.xrange(desk.names["result_stream"])
     assert len(rows) == 1
+
+
+async def test_a_stop_market_entry_opens_when_the_market_breaks_out_and_is_protected(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    trigger = (mark * Decimal("1.01")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="breakout",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        stop_loss_pct="2",
+        take_profit_pct="4",
+    )
+    entry_id = client_order_id("breakout", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    assert desk.position("BTCUSDT") == 0
+    algo = desk.algo(entry_id)
+    assert algo is not None and algo["orderType"] == "STOP_MARKET" and algo["reduceOnly"] is False
+    desk.sim.set_mark_price("BTCUSDT", trigger + Decimal("5"))
+    result = await desk.result("breakout")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.executed_quantity == Decimal("0.01") == desk.position("BTCUSDT")
+    assert result.reference_price == trigger and result.client_order_id == entry_id
+    [trade] = desk.trades_of(result.order_id or 0)
+    assert result.avg_price == Decimal(trade["price"]) and result.commission == Decimal(trade["commission"])
+    legs = [a for a in desk.open_algos("BTCUSDT") if a["clientAlgoId"] != entry_id]
+    assert sorted(a["orderType"] for a in legs) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert all(Decimal(a["quantity"]) == Decimal("0.01") and a["side"] == "SELL" for a in legs)
+
+
+async def test_a_stop_limit_sell_entry_triggers_and_fills_at_its_limit(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("ETHUSDT")
+    trigger = (mark * Decimal("0.99")).quantize(Decimal("0.01"))
+    limit = (trigger - Decimal("2")).quantize(Decimal("0.01"))
+    await desk.publish(
+        intent_id="breakdown",
+        symbol="ETHUSDT",
+        side="SELL",
+        quantity="0.1",
+        order_type="STOP",
+        stop_price=str(trigger),
+        price=str(limit),
+        stop_loss=str((mark * Decimal("1.03")).quantize(Decimal("0.01"))),
+    )
+    entry_id = client_order_id("breakdown", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    algo = desk.algo(entry_id)
+    assert algo is not None and algo["orderType"] == "STOP" and Decimal(algo["price"]) == limit
+    desk.sim.set_mark_price("ETHUSDT", trigger - Decimal("1"))
+    result = await desk.result("breakdown")
+    assert result.status is ResultStatus.FILLED, result.error
+    assert desk.position("ETHUSDT") == Decimal("-0.1") and result.protection is ProtectionState.PROTECTED
+    assert result.avg_price is not None and result.avg_price >= limit  # a SELL fills at its limit or better
+
+
+async def test_an_untriggered_stop_entry_expires_and_is_cancelled(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="never",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str((mark * Decimal("1.02")).quantize(Decimal("0.1"))),
+        expire_after_s=1,
+    )
+    result = await desk.result("never")
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == "ENTRY_EXPIRED" and "untriggered" in result.error.message
+    assert desk.algo_status(client_order_id("never", "entry")) == "CANCELED"
+    assert desk.position("BTCUSDT") == 0
+
+
+async def test_a_stop_entry_that_would_trigger_at_once_is_rejected_with_the_exchange_code(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="late",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str((mark * Decimal("0.99")).quantize(Decimal("0.1"))),  # already below the mark
+    )
+    result = await desk.result("late")
+    assert result.status is ResultStatus.REJECTED and result.error is not None
+    assert result.error.code == "-2021"
+    assert desk.algo(client_order_id("late", "entry")) is None

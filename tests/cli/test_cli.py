@@ -108,6 +108,23 @@ def test_submit_from_flags_publishes_the_intent(redis_url: str, unique_names: di
     assert payload["intent_id"] == "cli-1" and "timestamp" in payload
 
 
+def test_submit_twap_publishes_the_execution_object(redis_url: str, unique_names: dict[str, Any]) -> None:
+    env = stream_env(redis_url, unique_names)
+    base = ("submit", "--symbol", "BTCUSDT", "--side", "BUY", "--quantity", "0.01")
+    out = run(*base, "--twap", "5:2", env=env)
+    assert out.returncode == 0, out.stderr
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    try:
+        payload = decode_entry(client.xrange(unique_names["intent_stream"])[0][1])
+    finally:
+        client.close()
+    assert payload["execution"] == {"algo": "twap", "slices": 5, "interval_s": "2"}
+    bad = run(*base, "--twap", "five", env=env)
+    assert bad.returncode == 2 and "expected SLICES:INTERVAL_S" in bad.stderr
+    one = run(*base, "--twap", "1:2", env=env)
+    assert one.returncode == 2 and "execution.slices: must be a whole number 2..50 (got 1)" in one.stderr
+
+
 def test_submit_from_a_json_file(redis_url: str, unique_names: dict[str, Any], tmp_path: Path) -> None:
     intent_file = tmp_path / "intent.json"
     intent_file.write_text(

@@ -601,6 +601,7 @@ def test_intent_schema_describes_every_accepted_field() -> None:
         "time_in_force",
         "expire_after_s",
         "execution",
+        "stop_price",
     }
     assert schema["properties"]["execution"]["required"] == ["algo", "slices", "interval_s"]
     assert {"required": ["action"]} in schema["anyOf"]
@@ -723,7 +724,20 @@ def test_intent_digest_tells_another_intent_from_a_retry() -> None:
         ({"order_type": "LIMIT", "price": "90000", "limit_offset_pct": "0.5"}, "price"),
         ({"price": "90000"}, "price"),
         ({"time_in_force": "GTX"}, "time_in_force"),
-        ({"order_type": "STOP_MARKET"}, "order_type"),
+        ({"order_type": "STOP_MARKET"}, "stop_price"),
+        ({"order_type": "STOP_MARKET", "stop_price": "99000", "price": "99100"}, "price"),
+        ({"order_type": "STOP", "stop_price": "99000"}, "price"),
+        ({"order_type": "LIMIT", "price": "1", "stop_price": "2"}, "stop_price"),
+        ({"order_type": "STOP_MARKET", "stop_price": "99000", "reduce_only": True}, "reduce_only"),
+        ({"order_type": "TRAILING_STOP_MARKET"}, "order_type"),
+        (
+            {
+                "order_type": "LIMIT",
+                "price": "1",
+                "execution": {"algo": "twap", "slices": 2, "interval_s": 1},
+            },
+            "execution",
+        ),
         ({"order_type": "LIMIT", "price": "1", "time_in_force": "DAY"}, "time_in_force"),
         ({"order_type": "LIMIT", "price": "1", "expire_after_s": "0"}, "expire_after_s"),
     ],

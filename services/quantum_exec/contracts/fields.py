@@ -181,19 +181,17 @@ def _timestamp(field: str, raw: Any) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
 
 
-ORDER_TYPES: Final = ("MARKET", "LIMIT")
-# In the wave 2 contract but not executed yet: refused by name rather than run as a MARKET.
-_LATER_ORDER_TYPES: Final = ("STOP", "STOP_MARKET")
+# STOP (stop-limit) and STOP_MARKET entries go through the Algo Order API and open a position
+# when the market reaches stop_price.
+ORDER_TYPES: Final = ("MARKET", "LIMIT", "STOP", "STOP_MARKET")
 TIME_IN_FORCE: Final = ("GTC", "IOC", "FOK", "GTX")
 MAX_EXPIRE_AFTER_S: Final = Decimal(86_400)
 
 
 def _order_type(field: str, raw: Any) -> str:
     word = raw.strip().upper() if isinstance(raw, str) else None
-    if word in _LATER_ORDER_TYPES:
-        raise _reject(field, "STOP and STOP_MARKET entries are not supported yet: use MARKET or LIMIT", raw)
     if word not in ORDER_TYPES:
-        raise _reject(field, "must be MARKET or LIMIT", raw)
+        raise _reject(field, "must be MARKET, LIMIT, STOP or STOP_MARKET", raw)
     return word
 
 
@@ -310,6 +308,10 @@ FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
         _positive,
         {**_NUMBER_SCHEMA, "description": "LIMIT price, > 0 (rounded to the tick, passive side)"},
     ),
+    "stop_price": (
+        _positive,
+        {**_NUMBER_SCHEMA, "description": "STOP / STOP_MARKET entries: the trigger price, > 0"},
+    ),
     "limit_offset_pct": (
         _percent,
         {
@@ -319,11 +321,15 @@ FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
     ),
     "time_in_force": (
         _time_in_force,
-        {"type": "string", "enum": list(TIME_IN_FORCE), "description": "LIMIT only; GTC when absent"},
+        {"type": "string", "enum": list(TIME_IN_FORCE), "description": "LIMIT and STOP; GTC when absent"},
     ),
     "expire_after_s": (
         _expire_after,
-        {**_NUMBER_SCHEMA, "description": "LIMIT only: the unfilled remainder is cancelled after this"},
+        {
+            **_NUMBER_SCHEMA,
+            "description": "LIMIT and stop entries: the untriggered order or unfilled remainder is "
+            "cancelled after this",
+        },
     ),
     "execution": (
         _execution,

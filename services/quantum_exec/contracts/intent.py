@@ -55,12 +55,13 @@ def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def _check_entry(values: dict[str, Any], side: Side) -> None:
-    """The entry fields agree with each other (a LIMIT has one way to its price, nothing else does)."""
+    """The entry fields agree with each other: a LIMIT has one way to its price, a STOP_MARKET a
+    stop_price, a STOP both, a MARKET none of them."""
     order_type = values.get("order_type", "MARKET")
     limit_only = [n for n in ("price", "limit_offset_pct", "time_in_force", "expire_after_s") if n in values]
     if side is Side.CLOSE:
-        if order_type != "MARKET" or limit_only or "execution" in values:
-            extra: list[str] = [*limit_only, "execution"]
+        extra: list[str] = [*limit_only, *(n for n in ("stop_price", "execution") if n in values)]
+        if order_type != "MARKET" or extra:
             field = "order_type" if order_type != "MARKET" else extra[0]
             raise IntentRejected(ReasonCode.INVALID_FIELD, f"{field}: a CLOSE is always a MARKET order")
         return
@@ -70,10 +71,34 @@ def _check_entry(values: dict[str, Any], side: Side) -> None:
             "execution: TWAP slices are MARKET orders opening a position "
             + ("(not reduce_only)" if order_type == "MARKET" else f"(this entry is {order_type})"),
         )
+    stop = order_type in ("STOP", "STOP_MARKET")
+    if "stop_price" in values and not stop:
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            f"stop_price: only for STOP and STOP_MARKET entries (this one is {order_type})",
+        )
+    if stop and "stop_price" not in values:
+        raise IntentRejected(ReasonCode.INVALID_FIELD, f"stop_price: required for a {order_type} entry")
+    if stop and values.get("reduce_only"):
+        raise IntentRejected(ReasonCode.INVALID_FIELD, f"reduce_only: a {order_type} entry opens a position")
     if order_type == "MARKET":
         if limit_only:
             raise IntentRejected(
                 ReasonCode.INVALID_FIELD, f"{limit_only[0]}: only for order_type LIMIT (this entry is MARKET)"
+            )
+        return
+    if order_type == "STOP_MARKET":
+        for name in ("price", "limit_offset_pct", "time_in_force"):
+            if name in values:
+                raise IntentRejected(
+                    ReasonCode.INVALID_FIELD, f"{name}: a STOP_MARKET entry has no limit price (use STOP)"
+                )
+        return
+    if order_type == "STOP":
+        if "price" not in values or "limit_offset_pct" in values:
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD,
+                "price: a STOP entry needs its limit price (limit_offset_pct is for LIMIT entries)",
             )
         return
     has_price, has_offset = "price" in values, "limit_offset_pct" in values
@@ -110,6 +135,7 @@ class TradeIntent(BaseModel):
     reduce_only: bool = False
     order_type: str = "MARKET"
     price: Decimal | None = None
+    stop_price: Decimal | None = None
     limit_offset_pct: Decimal | None = None
     time_in_force: str | None = None
     expire_after_s: Decimal | None = None

@@ -488,6 +488,36 @@ class BinanceGateway:
         algo: AlgoOrder = await self._call(EP_NEW_ALGO, params, parse=AlgoOrder.parse)
         return algo
 
+    async def place_stop_entry(
+        self,
+        symbol: str,
+        side: OrderSide,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        quantity: Decimal,
+        *,
+        price: Decimal | None,
+        time_in_force: str | None,
+        working_type: str,
+    ) -> AlgoOrder:
+        """A STOP_MARKET (``price=None``) or STOP entry: a CONDITIONAL algo order that opens a
+        position (not reduce-only) when the market reaches ``trigger_price``."""
+        params = {
+            "algoType": "CONDITIONAL",
+            "symbol": symbol,
+            "side": side,
+            "type": "STOP_MARKET" if price is None else "STOP",
+            "triggerPrice": fmt(trigger_price),
+            "quantity": fmt(quantity),
+            "workingType": working_type,
+            "clientAlgoId": client_algo_id,
+        }
+        if price is not None:
+            params["price"] = fmt(price)
+            params["timeInForce"] = time_in_force or "GTC"
+        algo: AlgoOrder = await self._call(EP_NEW_ALGO, params, parse=AlgoOrder.parse)
+        return algo
+
     async def cancel_algo(self, algo_id: int) -> bool:
         """Cancel one algo order; False when it was no longer open."""
         try:

@@ -40,7 +40,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
+from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
@@ -51,6 +51,7 @@ from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
 from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders, child_orders
 from quantum_exec.execution.slices import Plan, needs_children, plan_children
+from quantum_exec.execution.stop_entry import StopEntry
 from quantum_exec.execution.working import WorkingEntry
 from quantum_exec.ids import Role, client_order_id, is_own_protective
 from quantum_exec.ops import metrics
@@ -61,6 +62,7 @@ from quantum_exec.settings import Settings
 log = get_logger(__name__)
 
 HUNDRED = Decimal(100)
+STOP_ENTRIES = frozenset({"STOP", "STOP_MARKET"})
 SLIPPAGE_QUANTUM = Decimal("0.0001")
 
 
@@ -92,6 +94,7 @@ class Executor:
         self._working = WorkingEntry(
             settings, gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
         )
+        self._stop_entry = StopEntry(settings, gateway, self._resolver, lambda: self.closes)
         self._sliced = SlicedOrders(
             gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
         )
@@ -241,6 +244,7 @@ class Executor:
         entry: Order | None = None
         plan: Plan | None = None
         sliced: Sliced | None = None
+        algo: AlgoOrder | None = None  # a STOP / STOP_MARKET entry's conditional order
         if resume:
             # First: an entry that already exists must be protected whatever the checks say now
             # (the intent may have gone stale, the price may have moved since it was placed).
@@ -248,12 +252,24 @@ class Executor:
             saved = await self.plans.load(run.key)
             if saved is not None:
                 plan = Plan.from_json(saved)
+            elif intent.order_type in STOP_ENTRIES:
+                with run.step("lookup"):
+                    algo = await self._resolver.resolve(
+                        run.earlier_sent_by, lambda: self.gateway.get_algo(entry_id)
+                    )
             else:
                 with run.step("lookup"):
                     entry = await self._resolver.resolve(
                         run.earlier_sent_by, lambda: self.gateway.get_order(symbol, entry_id)
                     )
-        if plan is not None:
+        if algo is not None:
+            # A stop entry placed before: follow it (it may have triggered meanwhile).
+            known_rules = self.gateway.rules.get(symbol)
+            if known_rules is None:
+                raise ExchangeError(f"entry {entry_id} exists but the rules of {symbol} are not loaded")
+            rules, reference, quantity = known_rules, algo.trigger_price, algo.quantity
+            out.reference_price, out.quantity, out.requested_quantity = reference, quantity, quantity
+        elif plan is not None:
             # A sliced entry resumes its schedule: children are looked up, the missing ones sent.
             found_rules = self.gateway.rules.get(symbol)
             if found_rules is None:
@@ -321,7 +337,21 @@ class Executor:
             finally:
                 await recording
             entry = sliced.combined(entry_id, side, quantity)
-        elif entry is None:
+        elif entry is None and algo is None and run.stop_price is not None:
+            recording = self._record_opening(run)
+            run.entry_sent = True
+            try:
+                with run.step("entry"):
+                    algo = await self._stop_entry.place(run, entry_id, quantity, side)
+            except PermanentError:
+                run.entry_sent = False
+                if self.account is not None:
+                    await recording
+                    await self.account.opened(run.key, intent, Decimal(0))
+                raise
+            finally:
+                await recording
+        elif entry is None and algo is None:
             recording = self._record_opening(run)
             run.entry_sent = True
             with run.step("entry"):
@@ -339,6 +369,11 @@ class Executor:
                     raise
                 finally:
                     await recording
+        if algo is not None:
+            entry, algo = await self._stop_entry.triggered(run, algo)
+            if entry is None:
+                await self._untriggered(run, algo)
+                return
         assert entry is not None
         early: Order | bool = False  # a LIMIT protected while it worked (and its emergency close)
         if sliced is not None:
@@ -443,6 +478,20 @@ class Executor:
             return await self._sliced.send(
                 run, rules, plan, role, side, reduce_only=reduce_only, resume=resume
             )
+
+    async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
+        """A stop entry that ended without triggering: failed, nothing opened."""
+        out = run.out
+        out.status = ResultStatus.FAILED
+        run.error(
+            ReasonCode.ENTRY_EXPIRED,
+            ErrorSource.EXCHANGE,
+            f"{algo.order_type} entry {algo.client_algo_id} at trigger {algo.trigger_price} ended "
+            f"{algo.status} untriggered: nothing filled",
+        )
+        out.executed_quantity = Decimal(0)
+        if self.account is not None:
+            await self.account.opened(run.key, run.intent, Decimal(0))
 
     @staticmethod
     def _slices_done(run: Run, plan: Plan, sliced: Sliced, role: Role) -> None:

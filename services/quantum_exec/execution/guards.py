@@ -179,10 +179,30 @@ class Guards:
             with run.step("mark_price"):
                 reference = await self._gateway.mark_price(symbol)
         sizing, policy = rules, s.max_qty_policy
-        if intent.order_type == "LIMIT":
-            # One resting order: never split (LOT_SIZE maxQty is far above MARKET_LOT_SIZE's).
+        if intent.order_type != "MARKET":
+            # One order: never split (a resting LIMIT's LOT_SIZE maxQty is far above MARKET_LOT_SIZE's).
             policy = MaxQtyPolicy.REJECT if policy is MaxQtyPolicy.SPLIT else policy
-            run.limit_price = reference = limit_price(rules, intent, reference, long=long)
+        if intent.stop_price is not None:
+            # A stop entry: sized and checked at its trigger (its limit price for a STOP), a BUY's
+            # trigger rounded up to the tick and a SELL's down (never earlier than asked).
+            stop = (
+                ceil_to_step(intent.stop_price, rules.tick_size)
+                if long
+                else floor_to_step(intent.stop_price, rules.tick_size)
+            )
+            if stop < rules.min_price or (rules.max_price > 0 and stop > rules.max_price):
+                raise IntentRejected(
+                    ReasonCode.PRICE_OUT_OF_RANGE,
+                    f"stop_price {fmt(intent.stop_price)} gives {fmt(stop)}, outside "
+                    f"{fmt(rules.min_price)}..{fmt(rules.max_price)} for {symbol}",
+                )
+            run.stop_price = stop
+            if intent.order_type == "STOP":
+                run.limit_price = limit_price(rules, intent, stop, long=long)
+            reference = run.limit_price or stop
+        if intent.order_type in ("LIMIT", "STOP"):
+            if intent.order_type == "LIMIT":
+                run.limit_price = reference = limit_price(rules, intent, reference, long=long)
             # A LIMIT order is sized by LOT_SIZE, not MARKET_LOT_SIZE, and its notional at its price.
             sizing = replace(
                 rules,

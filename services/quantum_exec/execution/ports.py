@@ -103,6 +103,21 @@ class Gateway(Protocol):
 
     async def cancel_algo(self, algo_id: int) -> bool: ...
 
+    async def place_stop_entry(
+        self,
+        symbol: str,
+        side: OrderSide,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        quantity: Decimal,
+        *,
+        price: Decimal | None,
+        time_in_force: str | None,
+        working_type: str,
+    ) -> AlgoOrder: ...
+
+    async def get_order_by_id(self, symbol: str, order_id: int) -> Order | None: ...
+
 
 class Fills(Protocol):
     """An order's fills summed (``account.state.FillSummary``)."""

@@ -102,8 +102,10 @@ class Run:
     # The symbol's signed one-way position read before the entry; None when not read (a resumed
     # entry, a reduce-only intent): the entry is then taken to open all it executes.
     position_before: Decimal | None = None
-    # The LIMIT entry's price (rounded to the tick); None for a MARKET entry.
+    # The LIMIT (or STOP) entry's price (rounded to the tick); None for a MARKET entry.
     limit_price: Decimal | None = None
+    # A STOP / STOP_MARKET entry's trigger (rounded to the tick).
+    stop_price: Decimal | None = None
 
     @property
     def earlier_sent_by(self) -> float:
