@@ -245,6 +245,7 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
         "take_profit_pct": args.tp_pct,
         "order_type": args.type,
         "price": args.price,
+        "stop_price": getattr(args, "stop_price", None),
         "limit_offset_pct": args.limit_offset_pct,
         "time_in_force": args.tif,
         "expire_after_s": args.expire_after,
@@ -432,8 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sl-pct", type=_decimal_arg, help="stop-loss distance from the fill, percent")
     p.add_argument("--tp-pct", type=_decimal_arg, help="take-profit distance from the fill, percent")
     p.add_argument("--reduce-only", action="store_true", help="the entry may only reduce a position")
-    p.add_argument("--type", type=str.upper, choices=["MARKET", "LIMIT"], help="entry order type (MARKET)")
-    p.add_argument("--price", type=_decimal_arg, help="LIMIT price")
+    p.add_argument(
+        "--type",
+        type=str.upper,
+        choices=["MARKET", "LIMIT", "STOP", "STOP_MARKET"],
+        help="entry order type (MARKET)",
+    )
+    p.add_argument("--price", type=_decimal_arg, help="LIMIT (or STOP) price")
+    p.add_argument("--stop-price", type=_decimal_arg, help="STOP / STOP_MARKET entry: the trigger price")
     p.add_argument(
         "--limit-offset-pct", type=_decimal_arg, help="LIMIT price this percent from the mark, passive"
     )

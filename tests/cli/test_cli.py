@@ -121,6 +121,14 @@ def test_submit_twap_publishes_the_execution_object(redis_url: str, unique_names
     assert payload["execution"] == {"algo": "twap", "slices": 5, "interval_s": "2"}
     bad = run(*base, "--twap", "five", env=env)
     assert bad.returncode == 2 and "expected SLICES:INTERVAL_S" in bad.stderr
+    stop = run(*base, "--type", "stop_market", "--stop-price", "99000.5", env=env)
+    assert stop.returncode == 0, stop.stderr
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    try:
+        last = decode_entry(client.xrange(unique_names["intent_stream"])[-1][1])
+    finally:
+        client.close()
+    assert (last["order_type"], str(last["stop_price"])) == ("STOP_MARKET", "99000.5")
     one = run(*base, "--twap", "1:2", env=env)
     assert one.returncode == 2 and "execution.slices: must be a whole number 2..50 (got 1)" in one.stderr
 
