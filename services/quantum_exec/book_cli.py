@@ -83,7 +83,8 @@ def format_positions(body: dict[str, Any]) -> str:
     ]
     for p in rows:
         legs = ", ".join(
-            f"{leg['type']} {leg['side']} {_num(leg['trigger_price'])} x {_num(leg['quantity'])} "
+            f"{leg['type']} {leg['side']} {_num(leg['trigger_price'])} "
+            f"{'x all (closePosition)' if leg.get('close_position') else 'x ' + _num(leg['quantity'])} "
             f"{leg['state']}"
             for leg in p.get("protective_orders", [])
         )
