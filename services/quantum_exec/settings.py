@@ -53,6 +53,11 @@ class MaxQtyPolicy(StrEnum):
     CLAMP = "clamp"
 
 
+class ProtectionTiming(StrEnum):
+    AFTER_FILL = "after_fill"  # SL/TP placed once the entry's fill is known
+    WITH_ENTRY = "with_entry"  # closePosition SL/TP sent beside the MARKET entry (absolute triggers)
+
+
 class ProtectionMode(StrEnum):
     QUANTITY = "quantity"
     CLOSE_POSITION = "close_position"
@@ -163,6 +168,9 @@ class Settings(BaseModel):
     leverage_policy: LeveragePolicy = LeveragePolicy.CAP
     max_qty_policy: MaxQtyPolicy = MaxQtyPolicy.SPLIT
     protection_mode: ProtectionMode = ProtectionMode.QUANTITY
+    # with_entry: a MARKET entry on a flat symbol with absolute stop_loss/take_profit gets its
+    # closePosition legs in the same round trip as the entry (see README "Protection timing").
+    protection_timing: ProtectionTiming = ProtectionTiming.AFTER_FILL
     protection_failure_policy: ProtectionFailurePolicy = ProtectionFailurePolicy.CLOSE
     protection_retries: int = Field(default=2, ge=0, le=10)
     # A BUY/SELL meeting an opposite one-way position: net against it (reduce, close or flip),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -306,3 +307,70 @@ async def test_a_stop_entry_that_would_trigger_at_once_is_rejected_with_the_exch
     assert result.status is ResultStatus.REJECTED and result.error is not None
     assert result.error.code == "-2021"
     assert desk.algo(client_order_id("late", "entry")) is None
+
+
+async def test_protection_with_the_entry_arms_close_position_legs_in_the_same_round_trip(desk: Desk) -> None:
+    await desk.service(protection_timing="with_entry")
+    # 150 ms each way: legs sent after the fill would be created a round trip after the entry.
+    desk.sim.config = dataclasses.replace(desk.sim.config, latency_ms=150)
+    mark = desk.sim.engine.mark("BTCUSDT")
+    sl, tp = (
+        (mark * Decimal("0.98")).quantize(Decimal("0.1")),
+        (mark * Decimal("1.02")).quantize(Decimal("0.1")),
+    )
+    before = dict(desk.sim.request_counts)
+    await desk.publish(
+        intent_id="beside",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        stop_loss=str(sl),
+        take_profit=str(tp),
+    )
+    result = await desk.result("beside")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert (
+        result.stop_loss is not None
+        and result.stop_loss.close_position
+        and result.stop_loss.trigger_price == sl
+    )
+    assert (
+        result.take_profit is not None
+        and result.take_profit.close_position
+        and result.take_profit.trigger_price == tp
+    )
+    legs = desk.open_algos("BTCUSDT")
+    assert sorted((a["orderType"], a["closePosition"]) for a in legs) == [
+        ("STOP_MARKET", True),
+        ("TAKE_PROFIT_MARKET", True),
+    ]
+    [order] = [o for o in desk.sim.state()["orders"] if o["clientOrderId"] == result.client_order_id]
+    # The legs reached the exchange with the entry (well inside the 150 ms a round trip takes).
+    assert all(abs(int(a["createTime"]) - int(order["time"])) < 100 for a in legs), (legs, order)
+    sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}
+    assert sent.get("POST /fapi/v1/algoOrder") == 2 and sent.get("POST /fapi/v1/order") == 1
+    # A percentage trigger needs the fill: such an intent keeps the after-fill path (sized legs).
+    await desk.publish(intent_id="pct", symbol="ETHUSDT", side="SELL", quantity="0.1", stop_loss_pct="2")
+    pct = await desk.result("pct")
+    assert pct.stop_loss is not None and not pct.stop_loss.close_position
+
+
+async def test_legs_sent_beside_an_entry_that_is_refused_are_withdrawn(desk: Desk) -> None:
+    desk.sim.set_balance("USDT", Decimal("5"))  # the entry is refused for margin (-2019)
+    await desk.service(protection_timing="with_entry")
+    mark = desk.sim.engine.mark("ETHUSDT")
+    await desk.publish(
+        intent_id="refused",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="1",
+        stop_loss=str((mark * Decimal("0.98")).quantize(Decimal("0.01"))),
+        take_profit=str((mark * Decimal("1.02")).quantize(Decimal("0.01"))),
+    )
+    result = await desk.result("refused")
+    assert (
+        result.status is ResultStatus.REJECTED and result.error is not None and result.error.code == "-2019"
+    )
+    assert not desk.open_algos("ETHUSDT") and desk.position("ETHUSDT") == 0
+    placed = [a for a in desk.sim.state()["algoOrders"] if a["symbol"] == "ETHUSDT"]
+    assert len(placed) == 2 and {a["algoStatus"] for a in placed} == {"CANCELED"}

@@ -46,7 +46,7 @@ from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
-from quantum_exec.execution.protection import Protector
+from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
 from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders, child_orders
@@ -57,7 +57,7 @@ from quantum_exec.ids import Role, client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import Settings
+from quantum_exec.settings import ProtectionTiming, Settings
 
 log = get_logger(__name__)
 
@@ -245,6 +245,7 @@ class Executor:
         plan: Plan | None = None
         sliced: Sliced | None = None
         algo: AlgoOrder | None = None  # a STOP / STOP_MARKET entry's conditional order
+        beside: list[Leg] = []  # SL/TP sent beside the entry (protection_timing=with_entry)
         if resume:
             # First: an entry that already exists must be protected whatever the checks say now
             # (the intent may have gone stale, the price may have moved since it was placed).
@@ -352,6 +353,10 @@ class Executor:
             finally:
                 await recording
         elif entry is None and algo is None:
+            # QUANTUM_PROTECTION_TIMING=with_entry: the legs travel beside the entry.
+            beside = self._legs_beside_entry(run, rules, reference, quantity, long=long)
+            placing = self._protector.place(rules, symbol, beside, None) if beside else None
+            placed = asyncio.ensure_future(placing) if placing is not None else None
             recording = self._record_opening(run)
             run.entry_sent = True
             with run.step("entry"):
@@ -363,12 +368,23 @@ class Executor:
                     )
                 except PermanentError:
                     run.entry_sent = False  # refused by the exchange: certainly not placed
+                    if placed is not None:
+                        await asyncio.gather(placed, return_exceptions=True)
+                        await self._protector.withdraw(symbol, beside)
                     if self.account is not None:
                         await recording
                         await self.account.opened(run.key, intent, Decimal(0))
                     raise
+                except BaseException:
+                    if placed is not None:
+                        # Unknown outcome: the closePosition legs stay (they protect the entry if
+                        # it exists; on a flat symbol the next intent cancels them as orphans).
+                        await asyncio.gather(placed, return_exceptions=True)
+                    raise
                 finally:
                     await recording
+                if placed is not None:
+                    await placed
         if algo is not None:
             entry, algo = await self._stop_entry.triggered(run, algo)
             if entry is None:
@@ -384,6 +400,17 @@ class Executor:
             entry, early = await self._working.work(run, rules, entry, long=long, resume=resume)
         else:
             entry = await self._resolver.until_final(symbol, entry)
+        if beside and entry.executed_qty > 0:
+            with run.step("protection"):
+                missing = [leg for leg in beside if leg.order is None]
+                if missing:  # refused beside the entry: one more try now that the fill is known
+                    await self._protector.place(rules, symbol, missing, None)
+                flatten_beside = await self._protector.settle(
+                    run, beside, entry.executed_qty, long=long, resume=resume
+                )
+            early = flatten_beside if flatten_beside is not None else True
+        elif beside:
+            await self._protector.withdraw(symbol, beside)  # nothing opened: nothing to protect
         self._record_fill(run, entry, reference, long=long)
         if entry.executed_qty <= 0:
             out.status = ResultStatus.FAILED
@@ -478,6 +505,28 @@ class Executor:
             return await self._sliced.send(
                 run, rules, plan, role, side, reduce_only=reduce_only, resume=resume
             )
+
+    def _legs_beside_entry(
+        self, run: Run, rules: SymbolRules, reference: Decimal, quantity: Decimal, *, long: bool
+    ) -> list[Leg]:
+        """The closePosition legs to send with the entry, or none (then they follow the fill).
+
+        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order opening a flat
+        symbol, and absolute triggers (a percentage needs the fill price): a closePosition leg
+        covers the whole position, so on a symbol already holding one it would protect more than
+        this intent opened.
+        """
+        intent = run.intent
+        if (
+            self._settings.protection_timing is not ProtectionTiming.WITH_ENTRY
+            or intent.order_type != "MARKET"
+            or intent.stop_loss_pct is not None
+            or intent.take_profit_pct is not None
+            or not wants_protection(intent)
+            or run.position_before != 0
+        ):
+            return []
+        return self._protector.legs(run, rules, reference, quantity, long=long, close_position=True)
 
     async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
         """A stop entry that ended without triggering: failed, nothing opened."""

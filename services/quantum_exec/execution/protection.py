@@ -104,12 +104,32 @@ class Protector:
         ``size`` is the position the entry opened on its side: its executed quantity, or less when
         it first netted against an opposite position (only the rest needs covering or closing).
         """
-        s, intent, out = self._settings, run.intent, run.out
-        symbol = intent.symbol
+        symbol = run.intent.symbol
+        legs = self.legs(run, rules, entry.avg_price, size, long=long, close_position=close_position)
+        sl = next((leg.trigger_price for leg in legs if leg.kind == "SL"), None)
+        tp = next((leg.trigger_price for leg in legs if leg.kind == "TP"), None)
+        try:
+            check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
+        except IntentRejected as exc:
+            # The fill moved past a trigger: such an order would fire at once.
+            for leg in legs:
+                leg.error = exc
+        else:
+            await self.place(rules, symbol, legs, run.earlier_sent_by if resume else None)
+        return await self.settle(run, legs, size, long=long, resume=resume)
+
+    def legs(
+        self, run: Run, rules: SymbolRules, price: Decimal, size: Decimal, *, long: bool, close_position: bool
+    ) -> list[Leg]:
+        """The SL/TP legs of the intent, triggers from ``price`` (percentages) or as given."""
         exit_side = OrderSide.SELL if long else OrderSide.BUY
         # closePosition when configured, or for an entry still working (it covers what fills later).
-        quantity = None if close_position or s.protection_mode is ProtectionMode.CLOSE_POSITION else size
-        sl, tp = Guards.triggers(rules, intent, long=long, price=entry.avg_price)
+        quantity = (
+            None
+            if close_position or self._settings.protection_mode is ProtectionMode.CLOSE_POSITION
+            else size
+        )
+        sl, tp = Guards.triggers(rules, run.intent, long=long, price=price)
         legs: list[Leg] = []
         if sl is not None:
             legs.append(
@@ -126,15 +146,31 @@ class Protector:
                     quantity,
                 )
             )
-        try:
-            check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
-        except IntentRejected as exc:
-            # The fill moved past a trigger: such an order would fire at once.
-            for leg in legs:
-                leg.error = exc
-        else:
-            resumed_at = run.earlier_sent_by if resume else None
-            await run_together(*(self._place_leg(rules, symbol, leg, resumed_at) for leg in legs))
+        return legs
+
+    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg], resumed_at: float | None) -> None:
+        """Place the legs concurrently (each with its retries); each records its order or error."""
+        await run_together(*(self._place_leg(rules, symbol, leg, resumed_at) for leg in legs))
+
+    async def withdraw(self, symbol: str, legs: list[Leg]) -> None:
+        """Cancel legs placed beside an entry that opened nothing (best effort, logged)."""
+        for leg in legs:
+            if leg.order is None:
+                continue
+            try:
+                await self._gateway.cancel_algo(leg.order.algo_id)
+            except (PermanentError, RetryableError) as exc:
+                log.warning("protection.withdraw_failed", symbol=symbol, kind=leg.kind, detail=str(exc))
+                continue
+            self.own.get(symbol, set()).discard(leg.order.algo_id)
+            leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
+
+    async def settle(
+        self, run: Run, legs: list[Leg], size: Decimal, *, long: bool, resume: bool
+    ) -> Order | None:
+        """Record what the legs became and apply the failure policy; the emergency close, if any."""
+        s, out, symbol = self._settings, run.out, run.intent.symbol
+        exit_side = OrderSide.SELL if long else OrderSide.BUY
         for leg in legs:
             if leg.order is not None:
                 self.own.setdefault(symbol, set()).add(leg.order.algo_id)
