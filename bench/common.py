@@ -83,6 +83,9 @@ def workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> li
     200 open conditional orders) and each open lands on a symbol whose leverage is already set.
     """
     marks = {s: float(mark_of(BENCH_SYMBOLS.index(s))) for s in symbols}
+    # BENCH_PROTECTION_TIMING=with_entry: absolute triggers (2 % / 4 % from the reference), which
+    # the service can send beside the entry; percentages otherwise (placed after the fill).
+    absolute = os.environ.get("BENCH_PROTECTION_TIMING") == "with_entry"
     intents: list[dict[str, Any]] = []
     n = 0
     rnd = 0
@@ -92,18 +95,21 @@ def workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> li
             for symbol in symbols:
                 n += 1
                 if phase == "open":
-                    intents.append(
-                        {
-                            "intent_id": f"{tag}-{n}",
-                            "symbol": symbol,
-                            "side": side,
-                            "position_size_usd": POSITION_USD,
-                            "entry_price": marks[symbol],
-                            "leverage": LEVERAGE,
-                            "stop_loss_pct": 2,
-                            "take_profit_pct": 4,
-                        }
-                    )
+                    intent: dict[str, Any] = {
+                        "intent_id": f"{tag}-{n}",
+                        "symbol": symbol,
+                        "side": side,
+                        "position_size_usd": POSITION_USD,
+                        "entry_price": marks[symbol],
+                        "leverage": LEVERAGE,
+                    }
+                    if absolute:
+                        sign = 1 if side == "BUY" else -1
+                        intent["stop_loss"] = round(marks[symbol] * (1 - 0.02 * sign), 6)
+                        intent["take_profit"] = round(marks[symbol] * (1 + 0.04 * sign), 6)
+                    else:
+                        intent["stop_loss_pct"], intent["take_profit_pct"] = 2, 4
+                    intents.append(intent)
                 else:
                     intents.append({"intent_id": f"{tag}-{n}", "symbol": symbol, "side": "CLOSE"})
         rnd += 1

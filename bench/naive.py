@@ -60,8 +60,12 @@ class NaiveExecutor:
         long = side == "BUY"
         exit_side = "SELL" if long else "BUY"
         tick = Decimal(1).scaleb(-price_places)
-        sl = (entry * (1 - Decimal(intent["stop_loss_pct"]) / 100 * (1 if long else -1))).quantize(tick)
-        tp = (entry * (1 + Decimal(intent["take_profit_pct"]) / 100 * (1 if long else -1))).quantize(tick)
+        if "stop_loss" in intent:
+            sl = Decimal(str(intent["stop_loss"])).quantize(tick)
+            tp = Decimal(str(intent["take_profit"])).quantize(tick)
+        else:
+            sl = (entry * (1 - Decimal(intent["stop_loss_pct"]) / 100 * (1 if long else -1))).quantize(tick)
+            tp = (entry * (1 + Decimal(intent["take_profit_pct"]) / 100 * (1 if long else -1))).quantize(tick)
         c.futures_change_leverage(symbol=symbol, leverage=intent["leverage"])
         c.futures_create_order(symbol=symbol, side=side, type="MARKET", quantity=str(qty))
         self.positions[symbol] = (exit_side, str(qty))

@@ -187,6 +187,9 @@ def main() -> None:
         watchdog=False,
         # BENCH_USER_STREAM=0 measures the service without following the account (wave 1's REST path).
         user_stream=os.environ.get("BENCH_USER_STREAM", "1") != "0",
+        # BENCH_PROTECTION_TIMING=with_entry sends the SL/TP beside the entry (the workload then
+        # carries absolute triggers, see bench.common.workload).
+        protection_timing=os.environ.get("BENCH_PROTECTION_TIMING", "after_fill"),
     )
     with Path(config["log"]).open("a") as log:
         setup_logging(settings, stream=log)
