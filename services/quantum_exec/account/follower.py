@@ -145,6 +145,13 @@ class AccountFollower(Resyncing):
         except StaleStateError:
             return None
 
+    def open_algo_ids(self, symbol: str) -> list[int] | None:
+        """Every armed conditional order on ``symbol`` (anyone's), or ``None`` while stale."""
+        try:
+            return [a.algo_id for a in self.state.open_algo_orders(symbol) if a.is_armed]
+        except StaleStateError:
+            return None
+
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> FillSummary | None:
         """The order's fills once its final ORDER_TRADE_UPDATE arrived; ``None`` if stale or late."""
         if self.state.stale:

@@ -640,58 +640,73 @@ class Executor:
                 raise ExchangeError(f"close {close_id} exists but the rules of {symbol} are not loaded")
             rules = found
         with run.step("close"):
-            cancelled = await self._cancel_all_protective(symbol)
-            if plan is not None:
-                # A close sent in parts resumes: parts are looked up, the missing ones sent.
-                out.requested_quantity = out.quantity = plan.total
-                side = OrderSide(plan.side)
-                if run.attempt.repair:
-                    sliced = await self._sliced.find(run, plan, "close")
-                else:
-                    sliced = await self._send_children(
-                        run, rules, plan, "close", side, reduce_only=True, resume=True
-                    )
-            elif order is None:
-                amount = await self._position_amount(symbol)
-                if amount == 0:
-                    raise IntentRejected(
-                        ReasonCode.NO_POSITION,
-                        f"no open position on {symbol}: nothing to close "
-                        f"({cancelled} open conditional orders cancelled)",
-                    )
-                side = OrderSide.SELL if amount > 0 else OrderSide.BUY
-                quantity = abs(amount)
-                out.requested_quantity = quantity
-                out.quantity = quantity
-                recording = self._record_opening(run)
-                try:
-                    if needs_children(rules, quantity, None):
-                        # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
-                        plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
-                        await self.plans.save(run.key, plan.to_json())
-                        sliced = await self._send_children(
-                            run, rules, plan, "close", side, reduce_only=True, resume=False
-                        )
-                    else:
-                        order = await self._resolver.submit(
-                            symbol,
-                            close_id,
-                            lambda: self.gateway.place_market(
-                                symbol, side, quantity, close_id, reduce_only=True
-                            ),
-                        )
-                finally:
-                    await recording
-            if sliced is not None:
-                assert plan is not None
-                self._slices_done(run, plan, sliced, "close")
-                order = sliced.combined(close_id, OrderSide(plan.side), plan.total)
+            live_ids = self.account.open_algo_ids(symbol) if self.account is not None else None
+            cancelling: asyncio.Future[None] | None = None
+            if live_ids is None:
+                cancelled = await self._cancel_all_protective(symbol)
             else:
-                assert order is not None
-                order = await self._resolver.until_final(symbol, order)
-            if self.account is not None and order.executed_qty > 0:
-                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                await self.account.closed(symbol)
+                # The live view knows every armed conditional order of the symbol: they are
+                # cancelled while the close travels (one round trip instead of three).
+                cancelled = len(live_ids)
+                cancelling = asyncio.ensure_future(self._cancel_ids(symbol, live_ids))
+            try:
+                if plan is not None:
+                    # A close sent in parts resumes: parts are looked up, the missing ones sent.
+                    out.requested_quantity = out.quantity = plan.total
+                    side = OrderSide(plan.side)
+                    if run.attempt.repair:
+                        sliced = await self._sliced.find(run, plan, "close")
+                    else:
+                        sliced = await self._send_children(
+                            run, rules, plan, "close", side, reduce_only=True, resume=True
+                        )
+                elif order is None:
+                    amount = await self._position_amount(symbol)
+                    if amount == 0:
+                        raise IntentRejected(
+                            ReasonCode.NO_POSITION,
+                            f"no open position on {symbol}: nothing to close "
+                            f"({cancelled} open conditional orders cancelled)",
+                        )
+                    side = OrderSide.SELL if amount > 0 else OrderSide.BUY
+                    quantity = abs(amount)
+                    out.requested_quantity = quantity
+                    out.quantity = quantity
+                    recording = self._record_opening(run)
+                    try:
+                        if needs_children(rules, quantity, None):
+                            # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
+                            plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
+                            await self.plans.save(run.key, plan.to_json())
+                            sliced = await self._send_children(
+                                run, rules, plan, "close", side, reduce_only=True, resume=False
+                            )
+                        else:
+                            order = await self._resolver.submit(
+                                symbol,
+                                close_id,
+                                lambda: self.gateway.place_market(
+                                    symbol, side, quantity, close_id, reduce_only=True
+                                ),
+                            )
+                    finally:
+                        await recording
+                if sliced is not None:
+                    assert plan is not None
+                    self._slices_done(run, plan, sliced, "close")
+                    order = sliced.combined(close_id, OrderSide(plan.side), plan.total)
+                else:
+                    assert order is not None
+                    order = await self._resolver.until_final(symbol, order)
+                if self.account is not None and order.executed_qty > 0:
+                    # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                    await self.account.closed(symbol)
+            except BaseException:
+                if cancelling is not None:
+                    await asyncio.gather(cancelling, return_exceptions=True)
+                raise
+            if cancelling is not None:
+                await cancelling
         out.order_id = order.order_id
         out.executed_quantity = order.executed_qty
         if order.executed_qty > 0:
@@ -740,6 +755,10 @@ class Executor:
 
     async def _cancel(self, algo_id: int) -> None:
         await self.gateway.cancel_algo(algo_id)
+
+    async def _cancel_ids(self, symbol: str, algo_ids: list[int]) -> None:
+        await run_together(*(self._cancel(algo_id) for algo_id in algo_ids))
+        self._own_protective.pop(symbol, None)
 
     async def _cancel_all_protective(self, symbol: str) -> int:
         """Cancel every open conditional order of the symbol; returns how many were open."""
