@@ -100,6 +100,8 @@ class Simulator:
         self.requests_in_progress = 0
         # Binance requests served, by "METHOD /path" (a test asserts what was, or was not, asked).
         self.request_counts: collections.Counter[str] = collections.Counter()
+        # Requests refused by the rate limiter, by HTTP status (429, 418).
+        self.rate_limited: collections.Counter[int] = collections.Counter()
         self._changes = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
@@ -348,6 +350,7 @@ class Simulator:
             return self._refuse(exc, self._count(ip, 1, endpoint, headers), headers)
         verdict = self._count(ip, endpoint.weight_of(params), endpoint, headers)
         if not verdict.allowed:
+            self.rate_limited[verdict.status] += 1
             headers["Retry-After"] = str(verdict.retry_after_s)
             return _json({"code": verdict.code, "msg": verdict.msg}, verdict.status, headers)
         plan = self.faults.plan(method, path)
@@ -402,6 +405,7 @@ class Simulator:
 
     def _refuse(self, exc: SimError, verdict: Verdict, headers: dict[str, str]) -> web.Response:
         if not verdict.allowed:
+            self.rate_limited[verdict.status] += 1
             headers["Retry-After"] = str(verdict.retry_after_s)
             return _json({"code": verdict.code, "msg": verdict.msg}, verdict.status, headers)
         return _json({"code": exc.code, "msg": exc.msg}, exc.status, headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantum_exec.exchange.pacing import Limits, RateLimiter
+from quantum_exec.exchange.pacing import SEND_BY, Limits, PacingDeadline, RateLimiter
 
 
 class FakeClock:
@@ -47,6 +47,24 @@ async def test_sends_in_any_10s_window_never_exceed_the_budget() -> None:
         assert in_10s <= 270
     minute = [t for t in stamps if t < stamps[0] + 60.0]
     assert len(minute) <= 1080
+
+
+async def test_an_order_pacing_would_hold_past_its_deadline_is_shed_without_waiting() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=2, orders_1m=1000), clock)
+    token = SEND_BY.set(clock.now + 3.0)
+    try:
+        assert await limiter.acquire(weight=1, orders=1) == 0
+        assert await limiter.acquire(weight=1, orders=1) == 0
+        with pytest.raises(PacingDeadline) as shed:
+            await limiter.acquire(weight=1, orders=1)  # the next slot is 10 s away, the deadline 3 s
+        assert shed.value.wait_s == pytest.approx(10.0) and shed.value.late_s == pytest.approx(7.0)
+        assert clock.slept == []  # shed at once: no time spent waiting for a slot it cannot use
+        assert await limiter.acquire(weight=1) == 0  # a request that is not an order is not shed
+    finally:
+        SEND_BY.reset(token)
+    # Without a deadline (a protective order, a close) the same request waits for its slot.
+    assert await limiter.acquire(weight=1, orders=1) == pytest.approx(10.0)
 
 
 async def test_weight_budget_uses_headroom() -> None:

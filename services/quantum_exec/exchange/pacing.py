@@ -13,10 +13,26 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from quantum_exec.ops import metrics
+
+# The monotonic time by which an order request must leave, or None. The executor sets it around an
+# entry (its intent's TTL): an entry that pacing would hold past it is not sent at all (shed), so
+# a burst above the exchange's order limits never executes an intent after it went stale.
+# Protective orders and closes never carry one: they are never shed.
+SEND_BY: ContextVar[float | None] = ContextVar("quantum_send_by", default=None)
+
+
+class PacingDeadline(Exception):
+    """Pacing would hold an order request past its :data:`SEND_BY`; nothing was sent."""
+
+    def __init__(self, wait_s: float, late_s: float) -> None:
+        super().__init__(f"pacing would wait {wait_s:.2f} s, {late_s:.2f} s past the deadline")
+        self.wait_s = wait_s
+        self.late_s = late_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +151,22 @@ class RateLimiter:
         """
         if not self.enabled:
             delay = self._paused_until - self._clock()
+            deadline = SEND_BY.get() if orders else None
+            if deadline is not None and delay > 0 and self._clock() + delay > deadline:
+                metrics.ORDERS_SHED.inc()
+                raise PacingDeadline(delay, self._clock() + delay - deadline)
             if delay > 0:
                 await self._sleep(delay)
                 return delay
             return 0.0
         waited = 0.0
+        deadline = SEND_BY.get() if orders else None  # after the first wait: still within it
         while True:
             now = self._clock()
             delay = self._delay(now, weight, orders)
+            if deadline is not None and now + delay > deadline:
+                metrics.ORDERS_SHED.inc()
+                raise PacingDeadline(waited + delay, now + delay - deadline)
             if delay <= 0:
                 self._weight.add(now, weight)
                 self._orders_10s.add(now, orders)

@@ -15,8 +15,9 @@ policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,6 +41,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
+from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
@@ -342,13 +344,15 @@ class Executor:
             recording = self._record_opening(run)
             run.entry_sent = True
             try:
-                with run.step("entry"):
+                with run.step("entry"), self._send_by(run):
                     algo = await self._stop_entry.place(run, entry_id, quantity, side)
-            except PermanentError:
+            except (PermanentError, PacingDeadline) as refused:
                 run.entry_sent = False
                 if self.account is not None:
                     await recording
                     await self.account.opened(run.key, intent, Decimal(0))
+                if isinstance(refused, PacingDeadline):
+                    raise self._shed(run, refused) from None
                 raise
             finally:
                 await recording
@@ -359,14 +363,14 @@ class Executor:
             placed = asyncio.ensure_future(placing) if placing is not None else None
             recording = self._record_opening(run)
             run.entry_sent = True
-            with run.step("entry"):
+            with run.step("entry"), self._send_by(run):
                 try:
                     entry = await self._resolver.submit(
                         symbol,
                         entry_id,
                         lambda: self._place_entry(run, quantity, entry_id, long=long),
                     )
-                except PermanentError:
+                except (PermanentError, PacingDeadline) as refused:
                     run.entry_sent = False  # refused by the exchange: certainly not placed
                     if placed is not None:
                         await asyncio.gather(placed, return_exceptions=True)
@@ -374,6 +378,8 @@ class Executor:
                     if self.account is not None:
                         await recording
                         await self.account.opened(run.key, intent, Decimal(0))
+                    if isinstance(refused, PacingDeadline):
+                        raise self._shed(run, refused) from None
                     raise
                 except BaseException:
                     if placed is not None:
@@ -505,6 +511,25 @@ class Executor:
             return await self._sliced.send(
                 run, rules, plan, role, side, reduce_only=reduce_only, resume=resume
             )
+
+    @contextlib.contextmanager
+    def _send_by(self, run: Run) -> Iterator[None]:
+        """Within this block an entry that pacing would hold past the intent's TTL is shed."""
+        ttl_left_s = run.created_s() + self._settings.intent_ttl_s - time.time()
+        token = SEND_BY.set(time.monotonic() + ttl_left_s)
+        try:
+            yield
+        finally:
+            SEND_BY.reset(token)
+
+    def _shed(self, run: Run, late: PacingDeadline) -> IntentRejected:
+        """The rejection of an entry shed by pacing (nothing was sent)."""
+        log.warning("entry.shed", intent_id=run.key, symbol=run.intent.symbol, wait_s=round(late.wait_s, 3))
+        return IntentRejected(
+            ReasonCode.STALE_INTENT,
+            f"not sent: the exchange's order-rate limits would hold the entry {late.wait_s:.1f} s, "
+            f"{late.late_s:.1f} s past QUANTUM_INTENT_TTL_S={self._settings.intent_ttl_s:g}",
+        )
 
     def _legs_beside_entry(
         self, run: Run, rules: SymbolRules, reference: Decimal, quantity: Decimal, *, long: bool

@@ -1,0 +1,50 @@
+"""A burst above Binance's order limits, the limits enforced by the simulator: entries that pacing
+would hold past their intent's TTL are shed (never sent late), and the exchange never says 429."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from quantum_exec.contracts import ResultStatus
+from quantum_exec.ids import client_order_id
+from support.desk import Desk
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+# Small notionals on several symbols: ~330 one-order entries (the budget is 270 per 10 s).
+SYMBOLS = {"DOGEUSDT": "40", "XRPUSDT": "3.0", "ADAUSDT": "14", "ARBUSDT": "15.0", "NEARUSDT": "5"}
+
+
+async def test_entries_pacing_would_send_past_their_ttl_are_shed_not_sent_late(desk: Desk) -> None:
+    ttl_s = 3.0
+    await desk.service(intent_ttl_s=ttl_s, max_concurrency=64)
+    published: dict[str, float] = {}
+    for i in range(330):
+        symbol = list(SYMBOLS)[i % len(SYMBOLS)]
+        key = f"burst-{i}"
+        published[key] = time.time()
+        await desk.publish(intent_id=key, symbol=symbol, side="BUY", quantity=SYMBOLS[symbol])
+
+    async def all_answered() -> bool:
+        return len(await desk.results()) >= len(published)
+
+    await wait_for(all_answered, 60, "a result for every intent")
+    results = await desk.results()
+    filled = [k for k, r in results.items() if r.status is ResultStatus.FILLED]
+    shed = [k for k, r in results.items() if r.error is not None and "not sent" in r.error.message]
+    assert len(filled) + len(shed) == len(published), {r.status for r in results.values()}
+    assert 200 <= len(filled) <= 300 and shed, (len(filled), len(shed))
+    assert all(results[k].error.code == "STALE_INTENT" for k in shed)  # type: ignore[union-attr]
+    orders = {o["clientOrderId"]: o for o in desk.sim.state()["orders"]}
+    for key in shed:  # shed means never sent
+        assert client_order_id(key, "entry") not in orders
+    for key in filled:  # and nothing was sent after its intent went stale
+        sent_ms = int(orders[client_order_id(key, "entry")]["time"])
+        assert sent_ms / 1000 <= published[key] + ttl_s + 0.05, key
+    assert desk.sim.request_counts["POST /fapi/v1/order"] == len(filled)
+    assert desk.sim.rate_limited[429] == 0 and desk.sim.rate_limited[418] == 0
+    assert sum(Decimal(p["positionAmt"]) != 0 for p in desk.sim.state()["positions"]) == len(SYMBOLS)
