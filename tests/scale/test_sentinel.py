@@ -64,9 +64,7 @@ async def desk(sim: Simulator, sentinels: SentinelSet, unique_names: dict[str, A
     try:
         yield desk
     finally:
-        for service in desk.services:
-            await asyncio.wait_for(service.stop(), 30)
-        await client.aclose()
+        await desk.close()
 
 
 def _intent(n: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,12 @@ class Desk:
         # How the services reach Redis: the URL, or other settings (Sentinel).
         self.connection = connection if connection is not None else {"redis_url": redis_url}
         self.services: list[Service] = []
+
+    async def close(self) -> None:
+        """Stop every service the desk started, then close its client."""
+        for service in self.services:
+            await asyncio.wait_for(service.stop(), 30)
+        await self.redis.aclose()
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
