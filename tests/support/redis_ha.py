@@ -190,7 +190,13 @@ class ClusterSet(_Group):
         nodes = [
             self._add(
                 f"node-{i}",
-                ["cluster-enabled yes", 'cluster-config-file "nodes.conf"', "cluster-node-timeout 2000"],
+                [
+                    "cluster-enabled yes",
+                    'cluster-config-file "nodes.conf"',
+                    "cluster-node-timeout 2000",
+                    # Its own free port: the default (port + 10000) may be taken or above 65535.
+                    f"cluster-port {_free_port()}",
+                ],
             )
             for i in range(masters)
         ]
