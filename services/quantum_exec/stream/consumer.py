@@ -46,7 +46,7 @@ from quantum_exec.stream.entries import Entry, Fields, dead_letter_fields, raw_s
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
-from quantum_exec.stream.recovery import RecoveryGate, attempt_of
+from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
 from quantum_exec.stream.store import BeginState, Lease, Store
 
 log = get_logger(__name__)
@@ -396,9 +396,10 @@ class IntentConsumer:
             if begun.state is BeginState.CONFLICT:
                 await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
                 return
-            attempt = attempt_of(
-                begun, self.settings.max_attempts, record_lost_by=self._record_lost_by(entry)
+            lost_by = record_lost_by(
+                self._link.writes_maybe_lost_since(), entry.deliveries, self._connected_at
             )
+            attempt = attempt_of(begun, self.settings.max_attempts, record_lost_by=lost_by)
             if attempt.resume and begun.state is BeginState.NEW:
                 log.info(
                     "intent.record_maybe_lost",
@@ -436,22 +437,6 @@ class IntentConsumer:
             await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
             await self._leases.release(lease)
-
-    def _record_lost_by(self, entry: Entry) -> float | None:
-        """When this new record may replace one lost with acknowledged writes: by when the lost
-        attempt's orders were sent (monotonic), else None.
-
-        After an outage this process saw, any intent may be one whose records the outage took
-        (a failover rolls back the group too, so it comes again as new): its orders left before
-        the outage began. A redelivered entry may have lost its record to an outage before this
-        process connected: its orders left before that.
-        """
-        since = self._link.writes_maybe_lost_since()
-        if since is not None:
-            return since
-        if entry.deliveries > 1:
-            return self._connected_at
-        return None
 
     async def _execute(
         self,

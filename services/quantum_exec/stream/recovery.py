@@ -42,6 +42,22 @@ def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None 
     return Attempt(resume=True, earlier_sent_by=earlier_sent_by, repair=begun.attempts >= max_attempts)
 
 
+def record_lost_by(outage_since: float | None, deliveries: int, connected_at: float | None) -> float | None:
+    """When a new begin record may stand in for one lost with acknowledged writes (a failover):
+    the monotonic time by which the lost attempt's orders were sent; None when it cannot be.
+
+    After an outage this process saw (``outage_since``, its start), any intent may be one whose
+    records the outage took (a failover rolls the group back too, so it comes again as new): its
+    orders left before the outage began. A redelivered entry may have lost its record to an
+    outage before this process connected (``connected_at``): its orders left before that.
+    """
+    if outage_since is not None:
+        return outage_since
+    if deliveries > 1:
+        return connected_at
+    return None
+
+
 class RecoveryGate:
     """Entries delivered before (``recovering``) go first; resumed ones one at a time."""
 
