@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis import asyncio as aioredis
 
 from binance_sim import SimConfig, Simulator
 from quantum_exec.embedded import EmbeddedRedis
+from support.desk import Desk
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +61,13 @@ async def sim(sim_config: SimConfig) -> AsyncIterator[Simulator]:
         yield simulator
     finally:
         await simulator.stop()
+
+
+@pytest.fixture
+async def desk(sim: Simulator, redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Desk]:
+    """A whole service on the simulator as a test drives it; its services stopped after the test."""
+    desk = Desk(sim, aioredis.Redis.from_url(redis_url, protocol=2), unique_names, redis_url)
+    try:
+        yield desk
+    finally:
+        await desk.close()

@@ -189,8 +189,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 # -- submit / results -------------------------------------------------------------------------------
 
 
-def _redis_url(settings: Settings) -> str:
-    if settings.redis_url:
+def _redis_url(settings: Settings) -> str | None:
+    """The URL of the Redis to use; None when Sentinel names it."""
+    if settings.redis_url or settings.redis_sentinels:
         return settings.redis_url
     from quantum_exec.runtime import read_endpoints, runtime_file
 
@@ -272,11 +273,10 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _submit(settings: Settings, payload: dict[str, Any]) -> str:
-    import redis.asyncio as aioredis
-
     from quantum_exec.contracts import encode_intent_fields
+    from quantum_exec.redis_client import connect
 
-    client = aioredis.from_url(_redis_url(settings), protocol=2)
+    client = connect(settings, _redis_url(settings))
     try:
         fields: Any = encode_intent_fields(payload, "quantum-exec-cli")
         stream_id = await client.xadd(settings.intent_stream, fields)

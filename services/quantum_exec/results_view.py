@@ -7,12 +7,14 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from quantum_exec.contracts import ExecutionResult, PayloadError, decode_result_fields
 from quantum_exec.contracts.codec import payload_value
+from quantum_exec.redis_client import connect
 from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
+
+# How long one read of ``results --follow`` waits for new results.
+_FOLLOW_BLOCK_MS = 5000
 
 COLUMNS = (
     "intent",
@@ -91,9 +93,11 @@ def _decode(entries: Sequence[tuple[Any, dict[Any, Any]]]) -> list[Shown]:
     return out
 
 
-async def show_results(settings: Settings, redis_url: str, *, count: int, follow: bool, as_json: bool) -> int:
+async def show_results(
+    settings: Settings, redis_url: str | None, *, count: int, follow: bool, as_json: bool
+) -> int:
     """Print the last ``count`` results, then (``follow``) every new one as it arrives."""
-    client = aioredis.from_url(redis_url, protocol=2)
+    client = connect(settings, redis_url, block_ms=_FOLLOW_BLOCK_MS)
     try:
         recent: Any = await client.xrevrange(settings.result_stream, count=count)
         decoded = list(reversed(_decode(recent)))
@@ -103,7 +107,9 @@ async def show_results(settings: Settings, redis_url: str, *, count: int, follow
             raw = recent[0][0]
             last_id = raw.decode() if isinstance(raw, bytes) else str(raw)
         while follow:
-            reply: Any = await client.xread({settings.result_stream: last_id}, block=5000, count=100)
+            reply: Any = await client.xread(
+                {settings.result_stream: last_id}, block=_FOLLOW_BLOCK_MS, count=100
+            )
             for _stream, entries in reply or []:
                 fresh = _decode(entries)
                 if entries:

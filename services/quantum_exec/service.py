@@ -26,7 +26,8 @@ from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
-from quantum_exec.settings import Settings, mask_url_password
+from quantum_exec.redis_client import connect, location
+from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import Handler, IntentConsumer
 from quantum_exec.stream.link import REDIS_DOWN
 
@@ -39,28 +40,12 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 Hook = Callable[[], None]
-# Above block_ms, so a blocking XREADGROUP is never cut short by the client's own timeout.
-_SOCKET_MARGIN_S = 5.0
-_HEALTH_CHECK_INTERVAL_S = 15
 # While Redis is unreachable at start, each retry asks systemd for this much more start time
 # (EXTEND_TIMEOUT_USEC), so an outage longer than TimeoutStartSec neither fails the start nor
 # burns the unit's start limit in restart loops.
 _START_EXTENSION_S = 30.0
 # Each of the ledger and the account follower gets this long to stop.
 _PART_STOP_S = 5.0
-
-
-def redis_client(url: str, settings: Settings) -> Redis:
-    """The service's Redis client: RESP2 pinned (the shapes we parse), hiredis when installed."""
-    return Redis.from_url(
-        url,
-        protocol=2,
-        socket_timeout=settings.block_ms / 1000 + _SOCKET_MARGIN_S,
-        socket_connect_timeout=_SOCKET_MARGIN_S,
-        socket_keepalive=True,
-        health_check_interval=_HEALTH_CHECK_INTERVAL_S,
-        client_name="quantum-exec",
-    )
 
 
 class Service:
@@ -137,10 +122,9 @@ class Service:
             # as long as the service does.
             self.embedded_redis.start()
             self.redis_url = self.embedded_redis.url
-        assert self.redis_url is not None
         if self._operations:
             self.notifier = Notifier.from_env(watchdog=settings.watchdog)
-        self._redis = redis_client(self.redis_url, settings)
+        self._redis = connect(settings, self.redis_url)
         await self._wait_for_redis(self._redis)
         handler = self._handler or await self._executor_handler()
         on_close = None
@@ -193,7 +177,7 @@ class Service:
                 await redis.ping()
             except REDIS_DOWN as exc:
                 attempts += 1
-                where = mask_url_password(self.redis_url or "")
+                where = location(self.settings, self.redis_url)
                 if attempts == 1 or attempts % 10 == 0:
                     log.warning("redis.unreachable_at_start", url=where, error=str(exc), attempts=attempts)
                 if self.notifier is not None:

@@ -106,6 +106,16 @@ class Settings(BaseModel):
     # Redis and streams
     # May embed a password: kept out of repr(); masked() shows it with the password hidden.
     redis_url: str | None = Field(default=None, repr=False)
+    # Redis behind Sentinel (instead of redis_url): host:port of each sentinel and the master's name.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str | None = None
+    # Password of the servers found through Sentinel or Cluster (a URL's own password wins), and
+    # of the sentinels themselves.
+    redis_password: SecretStr | None = Field(default=None, repr=False)
+    redis_sentinel_password: SecretStr | None = Field(default=None, repr=False)
+    # TLS to the sentinels and the servers they name (a URL says it with rediss://).
+    redis_tls: bool = False
+    redis_tls_ca_file: Path | None = None
     intent_stream: str = "quantum:stream:trade.intent"
     consumer_group: str = "quantum:group:execution:trade.intent"
     result_stream: str = "quantum:stream:execution.result"
@@ -214,6 +224,17 @@ class Settings(BaseModel):
             return frozenset(s.strip().upper() for s in value.split(",") if s.strip())
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(s.strip() for s in value.split(",") if s.strip())
+        for address in value:
+            host, sep, port = str(address).rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port (give host:port,host:port,...)")
+        return value
+
     @field_validator("binance_base_url")
     @classmethod
     def _strip_fapi(cls, value: str | None) -> str | None:
@@ -235,6 +256,22 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError(
+                "QUANTUM_REDIS_SENTINELS needs QUANTUM_REDIS_SENTINEL_MASTER (the name monitored)"
+            )
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            raise ValueError("QUANTUM_REDIS_SENTINEL_MASTER needs QUANTUM_REDIS_SENTINELS (host:port,...)")
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError("set either QUANTUM_REDIS_URL or QUANTUM_REDIS_SENTINELS, not both")
+        if self.redis_cluster:
+            problem = cluster_key_problem(self)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _live_needs_confirmation(self) -> Settings:
         if self.exchange is ExchangeEnv.LIVE and self.live_confirm != "yes":
             raise ValueError("QUANTUM_EXCHANGE=live trades real money and requires QUANTUM_LIVE_CONFIRM=yes")
@@ -246,7 +283,12 @@ class Settings(BaseModel):
 
     @property
     def embedded_redis(self) -> bool:
-        return not self.redis_url
+        return not self.redis_url and not self.redis_sentinels
+
+    @property
+    def redis_cluster(self) -> bool:
+        """``QUANTUM_REDIS_URL=redis+cluster://`` (or ``rediss+cluster://``): a Redis Cluster."""
+        return bool(self.redis_url) and str(self.redis_url).split("://", 1)[0] in CLUSTER_SCHEMES
 
     @property
     def embedded_sim(self) -> bool:
@@ -264,6 +306,48 @@ class Settings(BaseModel):
             else:
                 out[name] = value
         return out
+
+
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+# (setting, variable, default name without a tag) of every key the service's scripts combine.
+_TAGGED = (
+    ("intent_stream", "QUANTUM_INTENT_STREAM", "stream:trade.intent"),
+    ("result_stream", "QUANTUM_RESULT_STREAM", "stream:execution.result"),
+    ("dlq_stream", "QUANTUM_DLQ_STREAM", "stream:trade.intent.dlq"),
+    ("position_stream", "QUANTUM_POSITION_STREAM", "stream:position.event"),
+    ("key_prefix", "QUANTUM_KEY_PREFIX", "exec"),
+)
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag of a key as Redis Cluster reads it (``{...}``, first one, non-empty), or None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1 : end]
+
+
+def cluster_key_problem(settings: Settings) -> str | None:
+    """Why the stream names and key prefix cannot live in one Redis Cluster slot, or None.
+
+    The atomic scripts (publish + record + ack, lease + begin, event claim + publish) combine
+    the streams with the internal keys, and a script's keys must all hash to one slot.
+    """
+    tags = {var: hash_tag(str(getattr(settings, field))) for field, var, _ in _TAGGED}
+    if len(set(tags.values())) == 1 and None not in tags.values():
+        return None
+    found = [t for t in tags.values() if t is not None]
+    tag = max(set(found), key=found.count) if found else "quantum"
+    now = ", ".join(f"{var}={getattr(settings, f)}" for f, var, _ in _TAGGED)
+    wanted = " ".join(f"{var}={{{tag}}}:{name}" for _, var, name in _TAGGED)
+    return (
+        "QUANTUM_REDIS_URL is a Redis Cluster: the stream names and the key prefix must share one "
+        f"hash tag so every script's keys are in one slot; set {wanted} (producers and consumers "
+        f"use the same stream names). Now: {now}"
+    )
 
 
 def mask_url_password(url: str) -> str:

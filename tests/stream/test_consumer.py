@@ -105,7 +105,8 @@ async def test_entry_delivered_often_but_never_begun_is_not_poison(kit: Any, han
     [result] = await kit.wait_results(1)
     assert result.stream_id == stream_id and result.status is ResultStatus.FILLED
     assert await kit.dead_letters() == []
-    assert [(c.resume, c.repair) for c in handler.calls] == [(False, False)]
+    # Not poison; looked up first all the same: a failover may have lost its begin record.
+    assert [(c.resume, c.repair) for c in handler.calls] == [(True, False)]
 
 
 async def _died_attempts(kit: Any, intent_id: str, attempts: int, **fields: Any) -> None:
@@ -205,9 +206,9 @@ async def test_autoclaim_takes_over_from_dead_consumer(kit: Any, handler_cls: An
     await kit.consumer(handler, consumer_name="rescuer")
     results = await kit.wait_results(2, timeout_s=15)
     assert [r.stream_id for r in results] == [ids[0], ids[2]]
-    # Delivered twice, but the ghost never wrote the in-flight mark, so it cannot have sent an
-    # order: the rescuer runs them as new (no lookups, no recvWindow wait).
-    assert handler.calls and not any(c.resume for c in handler.calls)
+    # Delivered twice and no in-flight mark: not resumed from a record, but looked up first all
+    # the same (a failover before the rescuer connected may have lost the ghost's record).
+    assert handler.calls and all(c.resume and not c.repair for c in handler.calls)
     assert _sample("quantum_exec_claimed_total") >= claimed_before + 2
     assert _sample("quantum_exec_claim_deleted_total") == deleted_before + 1
 

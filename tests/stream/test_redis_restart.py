@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from quantum_exec.contracts import decode_result_fields, encode_intent_fields
 from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.ops import metrics
-from quantum_exec.service import redis_client
+from quantum_exec.redis_client import connect
 from quantum_exec.stream.consumer import IntentConsumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -58,7 +58,7 @@ async def test_restart_with_persistence_loses_nothing(
     kit = kit_factory(server.url)
     settings = kit.settings(redis_reconnect_max_s=0.2)
     handler = handler_cls(delay_s=0.02)
-    client = redis_client(server.url, settings)
+    client = connect(settings, server.url)
     producer = aioredis.Redis.from_url(server.url, protocol=2)
     consumer = IntentConsumer(client, settings, handler)
     await consumer.start()
@@ -100,7 +100,7 @@ async def test_restart_without_persistence_recovers(
     kit = kit_factory(server.url)
     settings = kit.settings(redis_reconnect_max_s=0.2)
     handler = handler_cls()
-    client = redis_client(server.url, settings)
+    client = connect(settings, server.url)
     producer = aioredis.Redis.from_url(server.url, protocol=2)
     consumer = IntentConsumer(client, settings, handler)
     await consumer.start()

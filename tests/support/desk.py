@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -22,16 +23,32 @@ SIM_SECRET = "quantum-sim-secret"
 class Desk:
     """One test's view: settings on the simulator, a Redis client, and what the service published."""
 
-    def __init__(self, sim: Simulator, redis: aioredis.Redis, names: dict[str, Any], redis_url: str) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        redis: aioredis.Redis,
+        names: dict[str, Any],
+        redis_url: str | None,
+        *,
+        connection: dict[str, Any] | None = None,
+    ) -> None:
         self.sim = sim
         self.redis = redis
         self.names = names
         self.redis_url = redis_url
+        # How the services reach Redis: the URL, or other settings (Sentinel).
+        self.connection = connection if connection is not None else {"redis_url": redis_url}
         self.services: list[Service] = []
+
+    async def close(self) -> None:
+        """Stop every service the desk started, then close its client."""
+        for service in self.services:
+            await asyncio.wait_for(service.stop(), 30)
+        await self.redis.aclose()
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "redis_url": self.redis_url,
+            **self.connection,
             **self.names,
             "binance_base_url": self.sim.base_url,
             "api_key": SIM_KEY,

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from quantum_exec.errors import ConfigError
-from quantum_exec.settings import ExchangeEnv, load_settings, read_env_file
+from quantum_exec.ops.logs import secret_values
+from quantum_exec.redis_client import location
+from quantum_exec.settings import ExchangeEnv, hash_tag, load_settings, read_env_file
 
 
 def test_defaults_are_the_embedded_sim_setup() -> None:
@@ -105,3 +107,77 @@ def test_read_env_file_parses_systemd_style(tmp_path: Path) -> None:
     path = tmp_path / "x.env"
     path.write_text("A=1\n; semicolon comment\nB='two words'\n\nNOEQUALS\nC=\n")
     assert read_env_file(path) == {"A": "1", "B": "two words", "C": ""}
+
+
+def test_sentinel_settings_are_parsed_and_their_passwords_masked() -> None:
+    secret = "sentinel-pass-never-shown"
+    settings = load_settings(
+        environ={
+            "QUANTUM_REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379,",
+            "QUANTUM_REDIS_SENTINEL_MASTER": "quantum",
+            "QUANTUM_REDIS_PASSWORD": secret,
+            "QUANTUM_REDIS_SENTINEL_PASSWORD": secret + "-2",
+            "QUANTUM_REDIS_TLS": "true",
+        }
+    )
+    assert settings.redis_sentinels == ("10.0.0.1:26379", "10.0.0.2:26379")
+    assert not settings.embedded_redis and not settings.redis_cluster and settings.redis_tls
+    assert secret not in str(settings.masked()) + repr(settings)
+    assert location(settings) == "sentinel master quantum via 10.0.0.1:26379,10.0.0.2:26379"
+    assert {secret, secret + "-2"} <= set(secret_values(settings))
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"QUANTUM_REDIS_SENTINELS": "a:1"}, "QUANTUM_REDIS_SENTINEL_MASTER"),
+        ({"QUANTUM_REDIS_SENTINEL_MASTER": "m"}, "QUANTUM_REDIS_SENTINELS"),
+        ({"QUANTUM_REDIS_SENTINELS": "a", "QUANTUM_REDIS_SENTINEL_MASTER": "m"}, "not host:port"),
+        (
+            {
+                "QUANTUM_REDIS_SENTINELS": "a:1",
+                "QUANTUM_REDIS_SENTINEL_MASTER": "m",
+                "QUANTUM_REDIS_URL": "redis://x",
+            },
+            "not both",
+        ),
+    ],
+)
+def test_sentinel_misconfiguration_fails_at_start(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)
+
+
+def test_cluster_refuses_untagged_names_and_says_how_to_set_them() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"QUANTUM_REDIS_URL": "redis+cluster://127.0.0.1:7000"})
+    message = str(exc.value)
+    for expected in (
+        "QUANTUM_INTENT_STREAM={quantum}:stream:trade.intent",
+        "QUANTUM_RESULT_STREAM={quantum}:stream:execution.result",
+        "QUANTUM_DLQ_STREAM={quantum}:stream:trade.intent.dlq",
+        "QUANTUM_POSITION_STREAM={quantum}:stream:position.event",
+        "QUANTUM_KEY_PREFIX={quantum}:exec",
+    ):
+        assert expected in message
+    # One tag differing is refused too; the tag most names carry is the one suggested.
+    tagged = {
+        "QUANTUM_REDIS_URL": "rediss+cluster://127.0.0.1:7000",
+        "QUANTUM_INTENT_STREAM": "{desk}:in",
+        "QUANTUM_RESULT_STREAM": "{desk}:out",
+        "QUANTUM_DLQ_STREAM": "{desk}:dlq",
+        "QUANTUM_POSITION_STREAM": "{desk}:positions",
+        "QUANTUM_KEY_PREFIX": "{other}:exec",
+    }
+    with pytest.raises(ConfigError, match=r"QUANTUM_KEY_PREFIX=\{desk\}:exec"):
+        load_settings(environ=tagged)
+    settings = load_settings(environ={**tagged, "QUANTUM_KEY_PREFIX": "{desk}:exec"})
+    assert settings.redis_cluster
+
+
+@pytest.mark.parametrize(
+    ("key", "tag"),
+    [("{quantum}:stream", "quantum"), ("a{b}c{d}", "b"), ("{}x{y}", None), ("plain", None), ("x{y", None)],
+)
+def test_hash_tag_reads_keys_like_redis_cluster(key: str, tag: str | None) -> None:
+    assert hash_tag(key) == tag

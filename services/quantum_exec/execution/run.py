@@ -31,7 +31,8 @@ from quantum_exec.settings import ExchangeEnv
 class Attempt:
     """How this attempt at an intent relates to earlier ones (set by the stream layer).
 
-    ``resume``: an earlier attempt began, so its orders are looked up before anything is placed.
+    ``resume``: an earlier attempt began (or may have: its record can be lost in a Redis
+    failover), so its orders are looked up before anything is placed.
     ``earlier_sent_by``: the monotonic time by which every order of the earlier attempts was sent
     (from their last recorded fence), so "not found" is certain once recvWindow has passed since;
     None means unknown, and now is used. ``repair``: the intent is poison; only protect or close

@@ -239,9 +239,15 @@ class TextFormatter(logging.Formatter):
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """The secret values a settings object holds: API key and secret, API token, the Redis URL's password."""
+    """The secret values a settings object holds: API key and secret, API token, Redis passwords."""
     found: list[str] = []
-    for secret in (settings.api_key, settings.api_secret, settings.api_token):
+    for secret in (
+        settings.api_key,
+        settings.api_secret,
+        settings.api_token,
+        settings.redis_password,
+        settings.redis_sentinel_password,
+    ):
         if secret is not None and secret.get_secret_value():
             found.append(secret.get_secret_value())
     if settings.redis_url:

@@ -47,7 +47,7 @@ from quantum_exec.stream.entries import Entry, Fields, dead_letter_fields, raw_s
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
-from quantum_exec.stream.recovery import RecoveryGate, attempt_of
+from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
 from quantum_exec.stream.store import BeginState, Lease, Store
 
 log = get_logger(__name__)
@@ -127,6 +127,9 @@ class IntentConsumer:
         self._reader: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        # Monotonic time of the first successful command: a data loss this process did not see
+        # happened before it, and so did the sending of every order whose record it lost.
+        self._connected_at: float | None = None
         self.drained = True  # False when stop() had to cancel work after the grace period
         if settings.claim_interval_s * 1000 * 2 > settings.claim_idle_ms:
             # Held entries are refreshed once per claim interval: slower than half the idle bound
@@ -147,6 +150,7 @@ class IntentConsumer:
         if self._reader is not None:
             return
         await self._ensure_group()
+        self._connected_at = time.monotonic()
         self._reader = asyncio.create_task(self._read_loop(), name="intent-reader")
         self._maintainer = asyncio.create_task(
             self._claims.run(self._stopping, lambda: self._group_ready), name="intent-maintenance"
@@ -247,6 +251,9 @@ class IntentConsumer:
                 await self._pause(next(waits))
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "read")
+                # Redis may come back as another server (a Sentinel failover): what it holds of
+                # our pending list is read again, with the entries whose commit it lost.
+                own_pending_done = False
                 # Alive and retrying: keep feeding the watchdog (/readyz says not ready), so a
                 # Redis outage does not turn into systemd restarts that burn the start limit.
                 self._progress()
@@ -395,7 +402,17 @@ class IntentConsumer:
             if begun.state is BeginState.CONFLICT:
                 await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
                 return
-            attempt = attempt_of(begun, self.settings.max_attempts)
+            lost_by = record_lost_by(
+                self._link.writes_maybe_lost_since(), entry.deliveries, self._connected_at
+            )
+            attempt = attempt_of(begun, self.settings.max_attempts, record_lost_by=lost_by)
+            if attempt.resume and begun.state is BeginState.NEW:
+                log.info(
+                    "intent.record_maybe_lost",
+                    stream_id=entry.stream_id,
+                    intent_id=key,
+                    deliveries=entry.deliveries,
+                )
             if attempt.repair:
                 if begun.repair_started:
                     # The repair itself died: answer without the exchange.
@@ -407,8 +424,11 @@ class IntentConsumer:
                 )
             # After an unclean restart the intents that were executing run one at a time, so a
             # real poison intent is identified alone and innocent ones are not counted with it.
-            async with self._recovery.serial(attempt):
-                result = await self._execute(entry, intent, key, lease, confirmed_at, attempt)
+            resumed = begun.state is BeginState.RESUMED
+            async with self._recovery.serial(resumed):
+                result = await self._execute(
+                    entry, intent, key, lease, confirmed_at, attempt, resumed=resumed
+                )
             if result is None:
                 return
             dead_letter = None
@@ -425,11 +445,19 @@ class IntentConsumer:
             await self._leases.release(lease)
 
     async def _execute(
-        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, confirmed_at: float, attempt: Attempt
+        self,
+        entry: Entry,
+        intent: TradeIntent,
+        key: str,
+        lease: Lease,
+        confirmed_at: float,
+        attempt: Attempt,
+        *,
+        resumed: bool,
     ) -> ExecutionResult | None:
         """Run the handler under the fence; None when it failed and the entry stays pending."""
         metrics.IN_FLIGHT.inc()
-        check = self._leases.owner_check(lease, key, confirmed_at, resumed=attempt.resume)
+        check = self._leases.owner_check(lease, key, confirmed_at, resumed=resumed)
         fence = fencing.set_check(check)
         try:
             return await self.handler(intent, entry.stream_id, entry.received_at, attempt=attempt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,6 +19,10 @@ log = get_logger(__name__)
 T = TypeVar("T")
 # Errors after which the client reconnects by itself on the next command.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# After an outage, for this long an intent whose begin record is missing may have lost it with
+# the outage (an asynchronous failover, a restart that lost the last second of writes): its
+# orders are looked up before the first send. Redeliveries after the outage arrive within it.
+LOST_WRITES_WINDOW_S = 60.0
 
 
 class RedisLink:
@@ -26,11 +31,15 @@ class RedisLink:
     def __init__(self, reconnect_max_s: float) -> None:
         self.down = False
         self.retry_policy = Backoff(base_s=0.05, cap_s=reconnect_max_s)
+        # Monotonic times: when this process first saw the last outage, and when it ended.
+        self.lost_at: float | None = None
+        self.restored_at: float | None = None
 
     def lost(self, exc: BaseException, where: str) -> None:
         """A call failed for want of Redis."""
         if not self.down:
             self.down = True
+            self.lost_at = time.monotonic()
             metrics.REDIS_RECONNECTS.inc()
             log.warning("redis.connection_lost", where=where, error=str(exc))
 
@@ -38,7 +47,22 @@ class RedisLink:
         """A call went through."""
         if self.down:
             self.down = False
+            self.restored_at = time.monotonic()
             log.info("redis.connection_restored")
+
+    def writes_maybe_lost_since(self) -> float | None:
+        """Start of a recent outage that may have lost acknowledged writes, or None.
+
+        Every order of an attempt is sent right after a fence confirmed by Redis, so the orders
+        of an attempt whose records the outage lost left no later than (about) its start.
+        """
+        if self.lost_at is None:
+            return None
+        if self.down or (
+            self.restored_at is not None and time.monotonic() - self.restored_at < LOST_WRITES_WINDOW_S
+        ):
+            return self.lost_at
+        return None
 
     async def retry(self, call: Callable[[], Awaitable[T]], where: str) -> T:
         """Run a Redis call until it gets through; only for idempotent calls."""

@@ -21,8 +21,15 @@ from quantum_exec.stream.store import BeginState, Begun
 RECOVERY_WAIT_S = 30.0
 
 
-def attempt_of(begun: Begun, max_attempts: int) -> Attempt:
-    """What the executor must know of earlier attempts (see :class:`Attempt`)."""
+def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None = None) -> Attempt:
+    """What the executor must know of earlier attempts (see :class:`Attempt`).
+
+    ``record_lost_by``: for a new record, when an earlier attempt may have begun and its record
+    been lost since (acknowledged writes lost in a failover), the monotonic time by which its
+    orders were sent; the attempt then looks its orders up by client id before sending any.
+    """
+    if begun.state is BeginState.NEW and record_lost_by is not None:
+        return Attempt(resume=True, earlier_sent_by=record_lost_by)
     if begun.state is not BeginState.RESUMED:
         return Attempt()
     earlier_sent_by = None
@@ -33,6 +40,22 @@ def attempt_of(begun: Begun, max_attempts: int) -> Attempt:
         ahead_s = (begun.fenced_at_ms - begun.now_ms) / 1000 + FENCE_FRESH_S
         earlier_sent_by = time.monotonic() + ahead_s
     return Attempt(resume=True, earlier_sent_by=earlier_sent_by, repair=begun.attempts >= max_attempts)
+
+
+def record_lost_by(outage_since: float | None, deliveries: int, connected_at: float | None) -> float | None:
+    """When a new begin record may stand in for one lost with acknowledged writes (a failover):
+    the monotonic time by which the lost attempt's orders were sent; None when it cannot be.
+
+    After an outage this process saw (``outage_since``, its start), any intent may be one whose
+    records the outage took (a failover rolls the group back too, so it comes again as new): its
+    orders left before the outage began. A redelivered entry may have lost its record to an
+    outage before this process connected (``connected_at``): its orders left before that.
+    """
+    if outage_since is not None:
+        return outage_since
+    if deliveries > 1:
+        return connected_at
+    return None
 
 
 class RecoveryGate:
@@ -61,6 +84,6 @@ class RecoveryGate:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._done.wait(), RECOVERY_WAIT_S)
 
-    def serial(self, attempt: Attempt) -> AbstractAsyncContextManager[Any]:
+    def serial(self, resumed: bool) -> AbstractAsyncContextManager[Any]:
         """Held around a resumed attempt: the intents that were executing run one at a time."""
-        return self._serial if attempt.resume else contextlib.nullcontext()
+        return self._serial if resumed else contextlib.nullcontext()
