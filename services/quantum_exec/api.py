@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from redis.asyncio import Redis
 
+from quantum_exec.account.roles import role_of
 from quantum_exec.account.state import AlgoView, StaleStateError
 from quantum_exec.contracts.codec import dumps, payload_value
-from quantum_exec.ids import is_own_protective
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
@@ -289,7 +289,8 @@ class ReadApi:
                 "quantity": None if v.close_position else v.quantity,
                 "close_position": v.close_position,
                 "state": v.status.value,
-                "ours": is_own_protective(v.client_algo_id),
+                # A stop-loss, a take-profit or an armed STOP entry of this service.
+                "ours": role_of(v.client_algo_id) is not None,
             }
             for v in sorted(views, key=lambda v: (v.symbol, v.algo_id))
         ]
