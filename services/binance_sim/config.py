@@ -37,6 +37,9 @@ class SimConfig:
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
     credentials: dict[str, str] = field(default_factory=dict)
+    # API keys that sign with a private key: API key -> the public key in PEM (Ed25519 or RSA).
+    # Such a key's requests are verified against it instead of an HMAC secret.
+    public_keys: dict[str, str] = field(default_factory=dict)
     latency_ms: int = 0
     rate_limits: bool = True
     limits: Limits = field(default_factory=Limits)

@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--api-secret", default=DEFAULT_API_SECRET)
+    parser.add_argument("--ed25519-public-key", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--rsa-public-key", type=Path, default=None, metavar="FILE")
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--no-rate-limits", action="store_true")
     parser.add_argument("--slippage-bps", type=Decimal, default=Decimal("0"))
@@ -74,9 +76,18 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise ValueError("--walk and --walk-interval must be positive")
     if funding_interval <= 0:
         raise ValueError("--funding-interval must be positive")
+    public_keys: dict[str, str] = {}
+    for flag in ("ed25519_public_key", "rsa_public_key"):
+        path = getattr(args, flag, None)
+        if path is not None:
+            try:
+                public_keys[args.api_key] = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"--{flag.replace('_', '-')} {path}: {exc.strerror}") from None
     return SimConfig(
         api_key=args.api_key,
         api_secret=args.api_secret,
+        public_keys=public_keys,
         latency_ms=args.latency_ms,
         rate_limits=not args.no_rate_limits,
         state_path=getattr(args, "state", None),

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from binance_sim import errors, persist
+from binance_sim import errors, persist, signing
 from binance_sim.config import SimConfig
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
@@ -104,6 +104,7 @@ class Simulator:
         self.rate_limited: collections.Counter[int] = collections.Counter()
         self._changes = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
+        self._public_keys = {k: signing.load_public_key(pem) for k, pem in self.config.public_keys.items()}
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
         self._exchange_info_tail = orjson.dumps(info)[1:]
         self._routes = self._build_routes()
@@ -422,11 +423,13 @@ class Simulator:
             headers["Retry-After"] = str(fault.retry_after_s)
         return _json(fault.body(path, self.server_time_ms()), fault.status, headers)
 
-    def _check_api_key(self, request: web.Request, ip: str) -> bytes:
+    def _check_api_key(self, request: web.Request, ip: str) -> bytes | signing.PublicKey:
+        """The API key's HMAC secret, or its public key when it signs with Ed25519 / RSA."""
         api_key = request.headers.get("X-MBX-APIKEY", "")
         if not _API_KEY_RE.match(api_key):
             raise SimError(-2014, "API-key format invalid.", 401)
-        secret = self._secrets.get(api_key)
+        public = self._public_keys.get(api_key)
+        secret = public if public is not None else self._secrets.get(api_key)
         if secret is None:
             raise SimError(-2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}", 401)
         return secret
@@ -450,8 +453,12 @@ class Simulator:
         if signature is None:
             raise errors.mandatory("signature")
         payload = _without_signature(raw_query) + _without_signature(raw_body)
-        expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        if isinstance(secret, bytes):
+            expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
+            valid = hmac.compare_digest(expected, signature.lower())
+        else:
+            valid = signing.verify(secret, payload, signature)
+        if not valid:
             raise SimError(-1022, "Signature for this request is not valid.")
         now = self.server_time_ms()
         if timestamp >= now + 1000:

@@ -370,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-secret", default="quantum-sim-secret", help="accepted API secret (default quantum-sim-secret)"
     )
+    p.add_argument(
+        "--ed25519-public-key",
+        type=Path,
+        metavar="FILE",
+        help="the API key signs with Ed25519: verify its requests against this public key (PEM)",
+    )
+    p.add_argument(
+        "--rsa-public-key", type=Path, metavar="FILE", help="the API key signs with RSA: its public key (PEM)"
+    )
     p.add_argument("--latency-ms", type=int, default=0, help="added to every response (default 0)")
     p.add_argument("--no-rate-limits", action="store_true", help="do not enforce Binance's rate limits")
     p.add_argument(

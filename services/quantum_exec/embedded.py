@@ -337,10 +337,24 @@ async def start_simulator(settings: Settings) -> tuple[Simulator, Settings]:
     assert settings.api_key is not None and settings.api_secret is not None
     # With a state directory (serve's embedded defaults) the paper account survives restarts.
     state_path = settings.state_dir / "paper-account.pickle" if settings.state_dir is not None else None
+    public_keys: dict[str, str] = {}
+    if settings.private_key_file is not None:
+        # An Ed25519 / RSA key: the embedded exchange verifies with its public half.
+        from quantum_exec.exchange.keys import load_private_key
+
+        passphrase = settings.private_key_passphrase
+        private = load_private_key(
+            settings.private_key_file, passphrase.get_secret_value() if passphrase else None
+        )
+        public = private.public_key().export_key(format="PEM")
+        public_keys[settings.api_key.get_secret_value()] = (
+            public if isinstance(public, str) else public.decode()
+        )
     simulator = Simulator(
         SimConfig(
             api_key=settings.api_key.get_secret_value(),
             api_secret=settings.api_secret.get_secret_value(),
+            public_keys=public_keys,
             latency_ms=settings.sim_latency_ms,
             rate_limits=settings.sim_rate_limits,
             state_path=state_path,

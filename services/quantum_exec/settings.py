@@ -161,6 +161,16 @@ class Settings(BaseModel):
     api_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BINANCE_API_SECRET", "QUANTUM_API_SECRET")
     )
+    # An Ed25519 (Binance's recommended key type) or RSA private key in PEM, instead of the HMAC
+    # secret: it signs every REST request. The passphrase of an encrypted key beside it.
+    private_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("BINANCE_PRIVATE_KEY_FILE", "QUANTUM_PRIVATE_KEY_FILE")
+    )
+    private_key_passphrase: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BINANCE_PRIVATE_KEY_PASSPHRASE", "QUANTUM_PRIVATE_KEY_PASSPHRASE"),
+        repr=False,
+    )
     live_confirm: str = ""
     request_timeout_s: float = Field(default=10.0, gt=0)
     recv_window_ms: int = Field(default=5000, ge=1, le=60_000)
@@ -275,10 +285,15 @@ class Settings(BaseModel):
     def _live_needs_confirmation(self) -> Settings:
         if self.exchange is ExchangeEnv.LIVE and self.live_confirm != "yes":
             raise ValueError("QUANTUM_EXCHANGE=live trades real money and requires QUANTUM_LIVE_CONFIRM=yes")
-        if self.exchange is not ExchangeEnv.SIM and (self.api_key is None or self.api_secret is None):
+        if self.exchange is not ExchangeEnv.SIM and (
+            self.api_key is None or (self.api_secret is None and self.private_key_file is None)
+        ):
             raise ValueError(
-                f"QUANTUM_EXCHANGE={self.exchange.value} needs BINANCE_API_KEY and BINANCE_API_SECRET"
+                f"QUANTUM_EXCHANGE={self.exchange.value} needs BINANCE_API_KEY and BINANCE_API_SECRET "
+                "(or BINANCE_PRIVATE_KEY_FILE for an Ed25519 or RSA key)"
             )
+        if self.private_key_file is not None and not self.private_key_file.is_file():
+            raise ValueError(f"BINANCE_PRIVATE_KEY_FILE: {self.private_key_file} is not a readable file")
         return self
 
     @property
@@ -383,16 +398,20 @@ def read_credentials(directory: str | None) -> dict[str, str]:
     found: dict[str, str] = {}
     if not directory:
         return found
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_PASSPHRASE"):
         path = Path(directory) / name
         if path.is_file():
             found[name] = path.read_text(encoding="utf-8").strip()
+    # The private key itself as a credential: its path is passed on, never its content.
+    key = Path(directory) / "BINANCE_PRIVATE_KEY"
+    if key.is_file():
+        found["BINANCE_PRIVATE_KEY_FILE"] = str(key)
     return found
 
 
 def env_var_names(field: str) -> tuple[str, ...]:
     """The environment variables that set ``field``, in order of preference."""
-    if field in {"api_key", "api_secret"}:
+    if field in {"api_key", "api_secret", "private_key_file", "private_key_passphrase"}:
         return (f"BINANCE_{field.upper()}", f"{ENV_PREFIX}{field.upper()}")
     return (f"{ENV_PREFIX}{field.upper()}",)
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
+from Crypto.PublicKey import RSA
 
 from quantum_exec.errors import (
     ClockSkewError,
@@ -62,6 +63,7 @@ from quantum_exec.exchange.endpoints import (
     Endpoint,
 )
 from quantum_exec.exchange.fencing import ensure_owner
+from quantum_exec.exchange.keys import load_private_key
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.exchange.wire import (
@@ -109,12 +111,22 @@ class BinanceGateway:
         self.base_url = base_url
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
+        private = None
+        if settings.private_key_file is not None:
+            passphrase = settings.private_key_passphrase
+            private = load_private_key(
+                settings.private_key_file, passphrase.get_secret_value() if passphrase else None
+            )
         self._client = _Client(
             key,
             secret,
             requests_params={"timeout": aiohttp.ClientTimeout(total=settings.request_timeout_s)},
             on_headers=self._observe_headers,
         )
+        if private is not None:
+            # An Ed25519 or RSA key signs instead of the HMAC secret (python-binance reads these two).
+            self._client.PRIVATE_KEY = private
+            self._client._is_rsa = isinstance(private, RSA.RsaKey)
         # Set on the instance: python-binance's class attributes would otherwise win.
         self._client.FUTURES_URL = base_url.rstrip("/") + "/fapi"
         self._client.REQUEST_RECVWINDOW = settings.recv_window_ms

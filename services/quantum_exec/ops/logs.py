@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -254,7 +255,23 @@ def secret_values(settings: Settings) -> list[str]:
         password = urlsplit(settings.redis_url).password
         if password:
             found.extend({password, unquote(password)})
+    if settings.private_key_passphrase is not None and settings.private_key_passphrase.get_secret_value():
+        found.append(settings.private_key_passphrase.get_secret_value())
+    found.extend(_key_file_secrets(settings.private_key_file))
     return found
+
+
+def _key_file_secrets(path: Path | None) -> list[str]:
+    """What of a private key file must never be logged: its text and each line of its PEM body."""
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    body = [line.strip() for line in text.splitlines() if not line.startswith("-----")]
+    # Body lines are 64 characters; a short last line ("Xw==") would mangle unrelated text.
+    return [text.strip(), *(line for line in body if len(line) >= 16)]
 
 
 def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
