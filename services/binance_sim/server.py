@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from binance_sim import errors, persist, signing
+from binance_sim import errors, persist, signing, ws_api
 from binance_sim.config import SimConfig
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
@@ -105,6 +105,7 @@ class Simulator:
         self._changes = 0
         self._secrets = {k: v.encode() for k, v in self.config.secrets().items()}
         self._public_keys = {k: signing.load_public_key(pem) for k, pem in self.config.public_keys.items()}
+        self.ws_api = ws_api.WsApi(self)
         info = {k: v for k, v in self.market.exchange_info.items() if k != "serverTime"}
         self._exchange_info_tail = orjson.dumps(info)[1:]
         self._routes = self._build_routes()
@@ -314,6 +315,7 @@ class Simulator:
         runner, self._runner = self._runner, None
         if runner is not None:
             await self.stream.stop()
+            await self.ws_api.close_all()
             await runner.cleanup()
             if self.config.state_path is not None:
                 persist.save(self.engine, self.config.state_path)
@@ -329,6 +331,8 @@ class Simulator:
             return await self._control(request, path)
         if path.startswith(("/private/ws", "/ws/")) and request.method == "GET":
             return await self._user_socket(request, path)
+        if path == ws_api.PATH and request.method == "GET":
+            return await self.ws_api.serve(request)
         self.requests_in_progress += 1
         self.request_counts[f"{request.method} {path}"] += 1
         try:
@@ -389,6 +393,14 @@ class Simulator:
             key = path.rsplit("/", 1)[1]
         return await self.stream.serve(request, key)
 
+    def route(self, method: str, path: str) -> Endpoint:
+        """The REST route of ``method path`` (the WebSocket API runs the same handlers)."""
+        return self._routes[(method, path)]
+
+    def count_request(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict:
+        """Count one request against the shared limits (REST and WebSocket API alike)."""
+        return self._count(ip, weight, endpoint, headers)
+
     def _count(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict:
         # Counted even when switched off, so the headers stay truthful for clients that pace themselves.
         verdict = self.limiter.check(
@@ -425,7 +437,10 @@ class Simulator:
 
     def _check_api_key(self, request: web.Request, ip: str) -> bytes | signing.PublicKey:
         """The API key's HMAC secret, or its public key when it signs with Ed25519 / RSA."""
-        api_key = request.headers.get("X-MBX-APIKEY", "")
+        return self.key_of(request.headers.get("X-MBX-APIKEY", ""), ip)
+
+    def key_of(self, api_key: str, ip: str) -> bytes | signing.PublicKey:
+        """The HMAC secret or public key of ``api_key`` (-2014 / -2015 as Binance answers)."""
         if not _API_KEY_RE.match(api_key):
             raise SimError(-2014, "API-key format invalid.", 401)
         public = self._public_keys.get(api_key)
@@ -438,6 +453,12 @@ class Simulator:
         self, request: web.Request, params: Params, raw_query: bytes, raw_body: bytes, ip: str
     ) -> None:
         secret = self._check_api_key(request, ip)
+        payload = _without_signature(raw_query) + _without_signature(raw_body)
+        self.verify_signed(secret, params, payload)
+
+    def verify_signed(self, secret: bytes | signing.PublicKey, params: Params, payload: bytes) -> None:
+        """Binance's checks of a SIGNED request: timestamp, recvWindow, and the signature of
+        ``payload`` (REST: query string + body; WebSocket API: the sorted params)."""
         if not params.has("timestamp"):
             raise errors.mandatory("timestamp")
         try:
@@ -452,7 +473,6 @@ class Simulator:
         signature = params.opt_str("signature")
         if signature is None:
             raise errors.mandatory("signature")
-        payload = _without_signature(raw_query) + _without_signature(raw_body)
         if isinstance(secret, bytes):
             expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
             valid = hmac.compare_digest(expected, signature.lower())

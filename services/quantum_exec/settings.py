@@ -53,6 +53,11 @@ class MaxQtyPolicy(StrEnum):
     CLAMP = "clamp"
 
 
+class OrderTransport(StrEnum):
+    REST = "rest"
+    WEBSOCKET = "websocket"  # Binance's WebSocket API (ws-fapi), REST when the socket is down
+
+
 class ProtectionTiming(StrEnum):
     AFTER_FILL = "after_fill"  # SL/TP placed once the entry's fill is known
     WITH_ENTRY = "with_entry"  # closePosition SL/TP sent beside the MARKET entry (absolute triggers)
@@ -191,6 +196,10 @@ class Settings(BaseModel):
     # with_entry: a MARKET entry on a flat symbol with absolute stop_loss/take_profit gets its
     # closePosition legs in the same round trip as the entry (see README "Protection timing").
     protection_timing: ProtectionTiming = ProtectionTiming.AFTER_FILL
+    # How orders travel: REST, or Binance's WebSocket API (place/status/cancel of orders and algo
+    # orders over one signed socket; REST while it is down, and for everything else).
+    order_transport: OrderTransport = OrderTransport.REST
+    binance_ws_api_url: str | None = None
     protection_failure_policy: ProtectionFailurePolicy = ProtectionFailurePolicy.CLOSE
     protection_retries: int = Field(default=2, ge=0, le=10)
     # A BUY/SELL meeting an opposite one-way position: net against it (reduce, close or flip),

@@ -54,12 +54,31 @@ def typed_error(exc: BinanceAPIException, *, order: bool, sent_at: float) -> Exc
     """python-binance's API error as our typed error (``order``: the request places an order)."""
     code = int(exc.code) if isinstance(exc.code, int) and exc.code else None
     status = int(exc.status_code) if exc.status_code else None
-    message = str(exc.message or "")[:300]
+    headers = getattr(exc.response, "headers", None) or {}
+    return error_of(
+        code,
+        status,
+        str(exc.message or ""),
+        order=order,
+        sent_at=sent_at,
+        retry_after=header_int(headers, "Retry-After"),
+    )
+
+
+def error_of(
+    code: int | None,
+    status: int | None,
+    message: str,
+    *,
+    order: bool,
+    sent_at: float,
+    retry_after: int | None = None,
+) -> ExchangeError:
+    """An exchange error (REST or WebSocket API: code, HTTP-like status, message) as our typed error."""
+    message = message[:300]
     kind = classify(code, status, message, order=order)
     text = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}: {message}"
     if kind is RateLimitedError:
-        headers = getattr(exc.response, "headers", None) or {}
-        retry_after = header_int(headers, "Retry-After")
         seconds = (
             float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S.get(status or 0, 5.0)
         )

@@ -60,6 +60,33 @@ STREAM_ROOTS: Mapping[ExchangeEnv, str] = {
 }
 
 
+# Binance's WebSocket API (orders over one socket), per environment.
+WS_API_URLS: Mapping[ExchangeEnv, str] = {
+    ExchangeEnv.LIVE: "wss://ws-fapi.binance.com/ws-fapi/v1",
+    ExchangeEnv.TESTNET: "wss://testnet.binancefuture.com/ws-fapi/v1",
+    ExchangeEnv.DEMO: "wss://testnet.binancefuture.com/ws-fapi/v1",
+}
+# The REST routes the WebSocket API also serves, by its method name.
+WS_API_METHODS: Mapping[Endpoint, str] = {
+    EP_NEW_ORDER: "order.place",
+    EP_GET_ORDER: "order.status",
+    EP_CANCEL_ORDER: "order.cancel",
+    EP_NEW_ALGO: "algoOrder.place",
+    EP_CANCEL_ALGO: "algoOrder.cancel",
+}
+
+
+def ws_api_url(settings: Settings) -> str:
+    """The WebSocket API URL: ``QUANTUM_BINANCE_WS_API_URL``, else the environment's (the simulator
+    serves it on its own host and port)."""
+    if settings.binance_ws_api_url:
+        return settings.binance_ws_api_url
+    if settings.exchange is ExchangeEnv.SIM:
+        root = rest_root(settings).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return root.rstrip("/") + "/ws-fapi/v1"
+    return WS_API_URLS[settings.exchange]
+
+
 def stream_root(settings: Settings) -> str:
     """The user data stream root: ``QUANTUM_BINANCE_STREAM_URL``, else the environment's (the
     simulator serves it on its own host and port)."""

@@ -35,6 +35,7 @@ from quantum_exec.exchange.codes import (
     LISTEN_KEY_GONE,
     NOT_FOUND_CODES,
     RULES_STALE_CODES,
+    error_of,
     header_int,
     typed_error,
 )
@@ -60,7 +61,9 @@ from quantum_exec.exchange.endpoints import (
     EP_SET_MARGIN,
     EP_TIME,
     EP_USER_TRADES,
+    WS_API_METHODS,
     Endpoint,
+    ws_api_url,
 )
 from quantum_exec.exchange.fencing import ensure_owner
 from quantum_exec.exchange.keys import load_private_key
@@ -77,10 +80,11 @@ from quantum_exec.exchange.wire import (
     dec,
     parse_max_leverage,
 )
+from quantum_exec.exchange.ws_api import NotConnected, Unanswered, WsApi
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import fmt
-from quantum_exec.settings import Settings
+from quantum_exec.settings import OrderTransport, Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -137,6 +141,8 @@ class BinanceGateway:
         self.hedge_mode = False
         # False from a failure to connect (or no answer) until the next answered request.
         self.reachable = True
+        # QUANTUM_ORDER_TRANSPORT=websocket: the order requests' socket (None: REST only).
+        self.ws: WsApi | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -147,6 +153,16 @@ class BinanceGateway:
         self.limiter.set_limits(self.rules.raw_limits)
         mode = await self._call(EP_POSITION_MODE)
         self.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        if self._settings.order_transport is OrderTransport.WEBSOCKET:
+            self.ws = WsApi(
+                ws_api_url(self._settings),
+                self._client.API_KEY,
+                self._ws_signature,
+                timeout_s=self._settings.request_timeout_s,
+                recv_window_ms=self._settings.recv_window_ms,
+                clock_offset_ms=lambda: int(self._client.timestamp_offset),
+            )
+            await self.ws.start()
         self._tasks = [
             asyncio.create_task(self.rules.run(), name="rules-refresh"),
             asyncio.create_task(self._time_sync_loop(), name="time-sync"),
@@ -160,8 +176,20 @@ class BinanceGateway:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.ws is not None:
+            await self.ws.close()
+            self.ws = None
         with contextlib.suppress(Exception):
             await self._client.close_connection()
+
+    def _ws_signature(self, payload: str) -> str:
+        """A WebSocket API request's signature: HMAC hex, or the Ed25519 / RSA key's base64."""
+        client = self._client
+        if client.PRIVATE_KEY:
+            return str(
+                client._rsa_signature(payload) if client._is_rsa else client._ed25519_signature(payload)
+            )
+        return str(client._hmac_signature(payload))
 
     async def sync_time(self) -> None:
         """Set the timestamp offset from the server clock (-1021 triggers this too)."""
@@ -206,6 +234,7 @@ class BinanceGateway:
         weight: int | None = None,
         resync: bool = True,
         parse: Callable[[Any], T] | None = None,
+        rest_only: bool = False,
     ) -> Any:
         """Send one request; retries what is safe to retry and raises a typed error otherwise.
 
@@ -213,6 +242,12 @@ class BinanceGateway:
         intent's lease sends nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``,
         the moment it really left, and an answer ``parse`` cannot read is an unknown outcome too.
         """
+        ws_method = WS_API_METHODS.get(ep) if self.ws is not None and rest_only is False else None
+        if ws_method is not None and self.ws is not None and self.ws.connected:
+            try:
+                return await self._ws_call(ep, ws_method, params, weight=weight, parse=parse)
+            except NotConnected:
+                pass  # went down before sending: REST below
         label = f"/fapi/v{ep.version}/{ep.path}"
         read_attempts = 0
         rate_limited = 0
@@ -299,6 +334,77 @@ class BinanceGateway:
                     f"unreadable answer from {ep.method.upper()} {label}: {type(exc).__name__} {exc}",
                     sent_at=sent_at,
                 ) from None
+
+    async def _ws_call(
+        self,
+        ep: Endpoint,
+        method: str,
+        params: Mapping[str, str] | None,
+        *,
+        weight: int | None,
+        parse: Callable[[Any], T] | None,
+    ) -> Any:
+        """One request over the WebSocket API, with REST's pacing, fencing and error rules."""
+        assert self.ws is not None
+        label = f"ws:{method}"
+        await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
+        if ep.orders:
+            await ensure_owner(label)
+        sent_at = time.monotonic()
+        started = time.perf_counter()
+        try:
+            answer = await self.ws.request(method, dict(params or {}))
+        except Unanswered as exc:
+            self._record(ep, label, "unknown", started)
+            if ep.mutates:
+                raise UnknownOutcomeError(f"{method}: {exc}", sent_at=sent_at) from None
+            # A read: ask again over REST.
+            return await self._call(ep, params, weight=0, parse=parse, rest_only=True)
+        self.reachable = True
+        self._observe_rate_limits(answer.get("rateLimits"))
+        status = int(answer.get("status") or 0)
+        if status == 200:
+            self._record(ep, label, "ok", started)
+            result = answer.get("result")
+            return parse(result) if parse is not None else result
+        error = answer.get("error") or {}
+        code = error.get("code")
+        failure = error_of(
+            int(code) if isinstance(code, int) else None,
+            status,
+            str(error.get("msg", "")),
+            order=ep.orders > 0,
+            sent_at=sent_at,
+        )
+        outcome = "rate_limited" if isinstance(failure, RateLimitedError) else "error"
+        self._record(ep, label, outcome, started)
+        metrics.EXCHANGE_ERRORS.labels(code=str(code or status)).inc()
+        if isinstance(failure, RateLimitedError):
+            # Refused before processing: wait as told, then the REST path (which paces again).
+            self.limiter.pause(failure.retry_after_s, reason=f"http_{status}")
+            return await self._call(ep, params, weight=weight, parse=parse, rest_only=True)
+        if isinstance(failure, ClockSkewError):
+            await self.sync_time()
+            return await self._call(ep, params, weight=weight, parse=parse, rest_only=True)
+        raise failure
+
+    def _observe_rate_limits(self, limits: Any) -> None:
+        """The WebSocket API's ``rateLimits`` echo: the same usage REST reports in headers."""
+        if not isinstance(limits, list):
+            return
+        for item in limits:
+            if not isinstance(item, dict):
+                continue
+            kind, interval, count = item.get("rateLimitType"), item.get("interval"), item.get("count")
+            if not isinstance(count, int):
+                continue
+            if kind == "REQUEST_WEIGHT" and interval == "MINUTE":
+                metrics.USED_WEIGHT_1M.set(count)
+                self.limiter.observe(count)
+            elif kind == "ORDERS" and interval == "SECOND":
+                metrics.ORDER_COUNT_10S.set(count)
+            elif kind == "ORDERS" and interval == "MINUTE":
+                metrics.ORDER_COUNT_1M.set(count)
 
     @staticmethod
     def _record(ep: Endpoint, label: str, outcome: str, started: float) -> None:

@@ -154,6 +154,16 @@ WEIGHT_LIMIT_1M = Gauge(
 ORDER_LIMIT_10S = Gauge(
     f"{PREFIX}_rate_limit_order_limit_10s", "ORDERS limit per 10 s from exchangeInfo.", registry=REGISTRY
 )
+WS_API_CONNECTED = Gauge(
+    f"{PREFIX}_ws_api_connected",
+    "1 while the WebSocket API order transport is connected (QUANTUM_ORDER_TRANSPORT=websocket).",
+    registry=REGISTRY,
+)
+WS_API_RECONNECTS = Counter(
+    f"{PREFIX}_ws_api_reconnects_total",
+    "Reconnections of the WebSocket API order transport.",
+    registry=REGISTRY,
+)
 ORDERS_SHED = Counter(
     f"{PREFIX}_entries_shed_total",
     "Entries not sent because rate-limit pacing would have held them past their intent's TTL.",

@@ -1,0 +1,167 @@
+"""Binance's WebSocket API for USDⓈ-M futures (``/ws-fapi/v1``): the trade methods over one socket.
+
+A request is ``{"id", "method", "params"}``; the answer ``{"id", "status": 200, "result": ...,
+"rateLimits": [...]}`` or ``{"id", "status": 4xx, "error": {"code", "msg"}, "rateLimits": [...]}``
+(https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-api-general-info).
+A SIGNED request carries ``apiKey``, ``timestamp`` (and ``recvWindow``) and ``signature`` in its
+params; the signed payload is every other param sorted by name, ``key=value`` joined by ``&``;
+HMAC, RSA and Ed25519 keys verify as on REST (Ed25519/RSA signatures in base64).
+
+Each method runs the REST route it mirrors (``order.place`` is ``POST /fapi/v1/order``, ...), so the
+engine, the error codes, the rate limits (shared with REST: same counters per IP and account) and
+the configured faults are the same; a ``drop_*`` fault closes the socket (before or after the
+request was processed), the transport's "no answer" case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from binance_sim.errors import SimError
+from binance_sim.params import Params
+
+if TYPE_CHECKING:
+    from binance_sim.server import Simulator
+
+log = logging.getLogger("binance_sim")
+
+PATH: Final = "/ws-fapi/v1"
+# method -> the REST route it mirrors
+METHODS: Final[dict[str, tuple[str, str]]] = {
+    "order.place": ("POST", "/fapi/v1/order"),
+    "order.status": ("GET", "/fapi/v1/order"),
+    "order.cancel": ("DELETE", "/fapi/v1/order"),
+    "algoOrder.place": ("POST", "/fapi/v1/algoOrder"),
+    "algoOrder.cancel": ("DELETE", "/fapi/v1/algoOrder"),
+}
+
+
+def signed_payload(params: dict[str, str]) -> bytes:
+    """What a WebSocket API request signs: its params but the signature, sorted, ``k=v&...``."""
+    return "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "signature").encode()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class WsApi:
+    """Serves ``/ws-fapi/v1`` for one :class:`Simulator` (see the module docstring)."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=None, autoping=True, compress=False)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        ip = request.remote or ""
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                # Requests on one connection are processed one after another, as they arrived.
+                if not await self._answer(ws, message.data, ip):
+                    break
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    async def close_all(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+
+    async def _answer(self, ws: web.WebSocketResponse, raw: str, ip: str) -> bool:
+        """Process one request; False when the socket was closed (a drop fault)."""
+        try:
+            request = orjson.loads(raw)
+            ident, method, raw_params = request.get("id"), request.get("method"), request.get("params") or {}
+            if not isinstance(raw_params, dict):
+                raise ValueError("params")
+        except (orjson.JSONDecodeError, ValueError, AttributeError):
+            await ws.send_str(_reply(None, 400, {"code": -1000, "msg": "Invalid JSON request"}, []))
+            return True
+        sim = self._sim
+        route = METHODS.get(str(method))
+        if route is None:
+            await ws.send_str(_reply(ident, 400, {"code": -1102, "msg": f"Unknown method '{method}'."}, []))
+            return True
+        http_method, path = route
+        endpoint = sim.route(http_method, path)
+        sim.request_counts[f"WS {method}"] += 1
+        params = {k: _text(v) for k, v in raw_params.items()}
+        typed = Params(params)
+        headers: dict[str, str] = {}
+        verdict = sim.count_request(ip, endpoint.weight_of(typed), endpoint, headers)
+        limits = _rate_limits(sim, verdict)
+        if not verdict.allowed:
+            sim.rate_limited[verdict.status] += 1
+            refused = {"code": verdict.code, "msg": verdict.msg}
+            await ws.send_str(_reply(ident, verdict.status, refused, limits))
+            return True
+        plan = sim.faults.plan(http_method, path)
+        delay_ms = sim.config.latency_ms + plan.delay_ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if plan.before is not None:
+            if plan.before.kind.startswith("drop"):
+                await ws.close()
+                return False
+            body = plan.before.body(path, sim.server_time_ms())
+            await ws.send_str(_reply(ident, plan.before.status, body, limits))
+            return True
+        try:
+            secret = sim.key_of(params.get("apiKey", ""), ip)
+            sim.verify_signed(secret, typed, signed_payload(params))
+            business = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
+            result: Any = endpoint.handler(Params(business))
+            if isinstance(result, bytes):
+                result = orjson.loads(result)
+            answer = _reply(ident, 200, None, limits, result)
+        except SimError as exc:
+            answer = _reply(ident, exc.status, {"code": exc.code, "msg": exc.msg}, limits)
+        except Exception:
+            log.exception("sim.ws_api_failed method=%s", method)
+            unknown = {"code": -1000, "msg": "An unknown error occured while processing the request."}
+            answer = _reply(ident, 500, unknown, limits)
+        if plan.after is not None:
+            # Processed (an order may now exist); the answer is lost or replaced.
+            if plan.after.kind.startswith("drop"):
+                await ws.close()
+                return False
+            answer = _reply(ident, plan.after.status, plan.after.body(path, sim.server_time_ms()), limits)
+        await ws.send_str(answer)
+        return True
+
+
+def _rate_limits(sim: Simulator, verdict: Any) -> list[dict[str, Any]]:
+    limits = sim.config.limits
+    return [
+        _limit("REQUEST_WEIGHT", "MINUTE", 1, limits.weight_per_minute, verdict.used_weight),
+        _limit("ORDERS", "SECOND", 10, limits.orders_per_10s, verdict.orders_10s),
+        _limit("ORDERS", "MINUTE", 1, limits.orders_per_minute, verdict.orders_1m),
+    ]
+
+
+def _limit(kind: str, interval: str, num: int, limit: int, count: int) -> dict[str, Any]:
+    return {"rateLimitType": kind, "interval": interval, "intervalNum": num, "limit": limit, "count": count}
+
+
+def _reply(
+    ident: Any, status: int, error: dict[str, Any] | None, limits: list[dict[str, Any]], result: Any = None
+) -> str:
+    body: dict[str, Any] = {"id": ident, "status": status}
+    if error is not None:
+        body["error"] = error
+    else:
+        body["result"] = result
+    body["rateLimits"] = limits
+    return orjson.dumps(body).decode()

@@ -1,0 +1,169 @@
+"""Binance's WebSocket API (``ws-fapi``) as the order transport: one signed socket, requests by id.
+
+``QUANTUM_ORDER_TRANSPORT=websocket`` sends the order requests (``order.place``, ``order.status``,
+``order.cancel``, ``algoOrder.place``, ``algoOrder.cancel``) over one long-lived socket instead of
+an HTTP request each; everything else stays on REST. A request is ``{"id", "method", "params"}``
+with ``apiKey``, ``timestamp`` and ``recvWindow`` added and signed like REST (HMAC hex, or the
+Ed25519 / RSA key's base64 signature) over the params sorted by name; the answer carries
+``status`` and ``result`` or ``error``, and ``rateLimits`` (the usage the pacer follows).
+
+The same unknown-outcome rules as REST: a request that left and got no answer (a timeout, the
+socket closing) raises :class:`Unanswered`; the gateway turns it into an unknown outcome for an
+order (looked up by client id, never re-sent blindly) and retries a read over REST. While the
+socket is down, requests go over REST; it reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from quantum_exec.backoff import Backoff
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
+
+log = get_logger(__name__)
+
+RECONNECT = Backoff(base_s=0.2, cap_s=5.0)
+# Binance closes a connection after 24 h; reconnect a little earlier, between requests.
+MAX_CONNECTION_S = 23 * 3600.0
+
+
+class NotConnected(Exception):
+    """The socket is down: nothing was sent (the caller uses REST)."""
+
+
+class Unanswered(Exception):
+    """The request left and no answer came (timeout or the socket closed): its outcome is unknown."""
+
+
+class WsApi:
+    """One WebSocket API connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        sign: Callable[[str], str],
+        *,
+        timeout_s: float,
+        recv_window_ms: int,
+        clock_offset_ms: Callable[[], int],
+    ) -> None:
+        self._url = url
+        self._api_key = api_key
+        self._sign = sign
+        self._timeout_s = timeout_s
+        self._recv_window_ms = recv_window_ms
+        self._offset = clock_offset_ms
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        """Connect (in the background from then on); waits up to ``wait_s`` for the first socket."""
+        self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._run(), name="ws-api")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), wait_s)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+        self._fail_pending("closed")
+
+    async def request(self, method: str, params: dict[str, str]) -> dict[str, Any]:
+        """Send one signed request and return the whole answer (``status``, ``result``/``error``,
+        ``rateLimits``). :class:`NotConnected` before sending, :class:`Unanswered` after."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise NotConnected(method)
+        ident = f"qx{next(self._ids)}"
+        signed = {
+            **params,
+            "apiKey": self._api_key,
+            "recvWindow": str(self._recv_window_ms),
+            "timestamp": str(int(time.time() * 1000) + self._offset()),
+        }
+        payload = "&".join(f"{k}={v}" for k, v in sorted(signed.items()))
+        signed["signature"] = self._sign(payload)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = answer
+        try:
+            try:
+                # A text frame, as Binance's WebSocket API expects JSON.
+                await ws.send_str(orjson.dumps({"id": ident, "method": method, "params": signed}).decode())
+            except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+                # The frame may or may not have left: the caller must treat it as unknown.
+                raise Unanswered(f"{method}: send failed ({type(exc).__name__})") from None
+            try:
+                return await asyncio.wait_for(answer, self._timeout_s)
+            except TimeoutError:
+                raise Unanswered(f"{method}: no answer in {self._timeout_s:g} s") from None
+        finally:
+            self._pending.pop(ident, None)
+
+    async def _run(self) -> None:
+        waits = RECONNECT.delays()
+        assert self._session is not None
+        while not self._closing:
+            try:
+                async with self._session.ws_connect(self._url, heartbeat=20.0, autoping=True) as ws:
+                    self._ws = ws
+                    self._connected.set()
+                    metrics.WS_API_CONNECTED.set(1)
+                    log.info("ws_api.connected", url=self._url)
+                    waits = RECONNECT.delays()
+                    opened = time.monotonic()
+                    async for message in ws:
+                        if message.type is aiohttp.WSMsgType.TEXT or message.type is aiohttp.WSMsgType.BINARY:
+                            self._deliver(message.data)
+                        if time.monotonic() - opened > MAX_CONNECTION_S and not self._pending:
+                            break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("ws_api.connect_failed", url=self._url, error=type(exc).__name__)
+            finally:
+                self._ws = None
+                self._connected.clear()
+                metrics.WS_API_CONNECTED.set(0)
+                self._fail_pending("the socket closed")
+            if self._closing:
+                return
+            metrics.WS_API_RECONNECTS.inc()
+            await asyncio.sleep(next(waits))
+
+    def _deliver(self, raw: str | bytes) -> None:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("ws_api.unreadable_answer")
+            return
+        waiter = self._pending.get(str(body.get("id")))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(body)
+
+    def _fail_pending(self, why: str) -> None:
+        for waiter in self._pending.values():
+            if not waiter.done():
+                waiter.set_exception(Unanswered(why))

@@ -1,0 +1,170 @@
+"""Orders over Binance's WebSocket API (QUANTUM_ORDER_TRANSPORT=websocket) against the simulator's
+``/ws-fapi/v1``: same results as REST, unknown outcomes looked up (never re-sent), REST when down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from binance_sim import Simulator
+from binance_sim.ws_api import signed_payload
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.exchange.wire import OrderSide
+from quantum_exec.execution.executor import Executor, create_executor
+from quantum_exec.ids import client_order_id
+from quantum_exec.settings import Settings
+from support.sim_state import intent, orders
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def ws_executor(make_settings: Callable[..., Settings]) -> AsyncIterator[Executor]:
+    ex = await create_executor(make_settings(order_transport="websocket"))
+    try:
+        yield ex
+    finally:
+        await ex.close()
+
+
+def _over_ws(sim: Simulator) -> dict[str, int]:
+    return {k: v for k, v in sim.request_counts.items() if k.startswith("WS ")}
+
+
+async def test_a_whole_intent_travels_over_the_websocket_api(ws_executor: Executor, sim: Simulator) -> None:
+    assert ws_executor.gateway.ws is not None and ws_executor.gateway.ws.connected
+    rest_before = sim.request_counts["POST /fapi/v1/order"]
+    result = await ws_executor.execute(
+        intent(
+            intent_id="ws-1",
+            symbol="BTCUSDT",
+            side="BUY",
+            quantity="0.01",
+            stop_loss_pct=2,
+            take_profit_pct=3,
+        )
+    )
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert _over_ws(sim) == {"WS order.place": 1, "WS algoOrder.place": 2}
+    assert sim.request_counts["POST /fapi/v1/order"] == rest_before  # nothing of it over REST
+    [entry] = orders(sim, symbol="BTCUSDT", type_="MARKET")
+    assert entry["orderId"] == result.order_id and Decimal(entry["executedQty"]) == Decimal("0.01")
+    # status and cancel too: a resting LIMIT placed, looked up and cancelled over the socket.
+    gateway = ws_executor.gateway
+    mark = await gateway.mark_price("ETHUSDT")
+    cid = "qx-ws-limit-1"
+    placed = await gateway.place_limit(
+        "ETHUSDT",
+        OrderSide.BUY,
+        Decimal("0.01"),
+        (mark * Decimal("0.97")).quantize(Decimal("0.01")),
+        cid,
+        time_in_force="GTC",
+    )
+    found = await gateway.get_order("ETHUSDT", cid)
+    cancelled = await gateway.cancel_order("ETHUSDT", cid)
+    assert found is not None and found.order_id == placed.order_id
+    assert cancelled is not None and cancelled.status.value == "CANCELED"
+    assert {"WS order.status", "WS order.cancel"} <= set(_over_ws(sim))
+
+
+async def test_an_exchange_refusal_over_the_socket_is_the_same_typed_answer(
+    ws_executor: Executor, sim: Simulator
+) -> None:
+    sim.set_balance("USDT", Decimal("1"))
+    result = await ws_executor.execute(
+        intent(intent_id="ws-poor", symbol="ETHUSDT", side="BUY", quantity="1")
+    )
+    assert (
+        result.status is ResultStatus.REJECTED and result.error is not None and result.error.code == "-2019"
+    )
+
+
+@pytest.mark.parametrize("kind", ["drop_after", "unknown_after"])
+async def test_no_answer_over_the_socket_is_looked_up_never_sent_twice(
+    ws_executor: Executor, sim: Simulator, kind: str
+) -> None:
+    sim.set_faults(faults=[{"kind": kind, "method": "POST", "path": "/fapi/v1/order", "count": 1}])
+    result = await ws_executor.execute(
+        intent(intent_id=f"ws-{kind}", symbol="SOLUSDT", side="BUY", position_size_usd=300, stop_loss_pct=3)
+    )
+    assert result.status is ResultStatus.FILLED, result.error
+    entries = orders(sim, symbol="SOLUSDT", type_="MARKET")
+    assert len(entries) == 1 and entries[0]["clientOrderId"] == client_order_id(f"ws-{kind}", "entry")
+    assert result.protection is ProtectionState.PROTECTED
+    assert sim.request_counts["WS order.place"] == 1  # sent once over the socket, found by lookup
+    # The socket comes back after a drop, and carries the next order.
+    ws = ws_executor.gateway.ws
+    assert ws is not None
+    await wait_for(lambda: ws.connected, 10, "the WebSocket API reconnected")
+    again = await ws_executor.execute(
+        intent(intent_id=f"ws-{kind}-2", symbol="SOLUSDT", side="BUY", position_size_usd=300)
+    )
+    assert again.status is ResultStatus.FILLED and sim.request_counts["WS order.place"] == 2
+
+
+async def test_while_the_socket_is_down_orders_go_over_rest(
+    make_settings: Callable[..., Settings], sim: Simulator
+) -> None:
+    # A WebSocket API URL nobody serves: the transport never connects, REST carries everything.
+    ex = await create_executor(
+        make_settings(
+            order_transport="websocket", binance_ws_api_url=sim.base_url.replace("http", "ws") + "/nowhere"
+        )
+    )
+    try:
+        result = await ex.execute(
+            intent(intent_id="ws-down", symbol="XRPUSDT", side="SELL", position_size_usd=200)
+        )
+    finally:
+        await ex.close()
+    assert result.status is ResultStatus.FILLED, result.error
+    assert not _over_ws(sim) and len(orders(sim, symbol="XRPUSDT")) == 1
+
+
+async def test_the_simulator_answers_like_binance(sim: Simulator) -> None:
+    """Shapes of the simulator's WebSocket API: result + rateLimits, error + code, a bad signature."""
+    import hashlib
+    import hmac
+    import time
+
+    url = sim.base_url.replace("http", "ws") + "/ws-fapi/v1"
+
+    def signed(params: dict[str, str], secret: str = "quantum-sim-secret") -> dict[str, str]:
+        full = {**params, "apiKey": "quantum-sim-key", "timestamp": str(int(time.time() * 1000))}
+        full["signature"] = hmac.new(secret.encode(), signed_payload(full), hashlib.sha256).hexdigest()
+        return full
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+
+        async def ask(method: str, params: dict[str, str]) -> dict[str, Any]:
+            await ws.send_str(orjson.dumps({"id": "r1", "method": method, "params": params}).decode())
+            return dict(orjson.loads((await ws.receive()).data))
+
+        placed = await ask(
+            "order.place",
+            signed(
+                {
+                    "symbol": "BTCUSDT",
+                    "side": "BUY",
+                    "type": "MARKET",
+                    "quantity": "0.002",
+                    "newOrderRespType": "RESULT",
+                }
+            ),
+        )
+        assert placed["id"] == "r1" and placed["status"] == 200 and placed["result"]["status"] == "FILLED"
+        kinds = {(r["rateLimitType"], r["interval"]): r for r in placed["rateLimits"]}
+        assert kinds[("ORDERS", "SECOND")]["limit"] == 300 and kinds[("ORDERS", "SECOND")]["count"] >= 1
+        missing = await ask("order.status", signed({"symbol": "BTCUSDT", "origClientOrderId": "nope"}))
+        assert missing["status"] == 400 and missing["error"]["code"] == -2013
+        forged = await ask("order.status", signed({"symbol": "BTCUSDT", "orderId": "1"}, secret="wrong"))
+        assert forged["error"] == {"code": -1022, "msg": "Signature for this request is not valid."}
+        unknown = await ask("order.explode", {})
+        assert unknown["status"] == 400 and unknown["error"]["code"] == -1102
