@@ -249,6 +249,12 @@ def start_sim(workdir: Path, info: Path, state: Path, latency_ms: int, rate_limi
 
 @contextlib.contextmanager
 def workdir() -> Iterator[Path]:
+    if os.environ.get("BENCH_KEEP_WORKDIR"):
+        # Keep the logs of every process (worker, simulator) for a look afterwards.
+        kept = Path(tempfile.mkdtemp(prefix="quantum-bench-"))
+        out(f"work directory kept: {kept}")
+        yield kept
+        return
     with tempfile.TemporaryDirectory(prefix="quantum-bench-") as name:
         yield Path(name)
 

@@ -190,6 +190,8 @@ def main() -> None:
         # BENCH_PROTECTION_TIMING=with_entry sends the SL/TP beside the entry (the workload then
         # carries absolute triggers, see bench.common.workload).
         protection_timing=os.environ.get("BENCH_PROTECTION_TIMING", "after_fill"),
+        # BENCH_ORDER_TRANSPORT=websocket sends the orders over the simulator's WebSocket API.
+        order_transport=os.environ.get("BENCH_ORDER_TRANSPORT", "rest"),
     )
     with Path(config["log"]).open("a") as log:
         setup_logging(settings, stream=log)

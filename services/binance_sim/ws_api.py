@@ -64,15 +64,21 @@ class WsApi:
         await ws.prepare(request)
         self.sockets.add(ws)
         ip = request.remote or ""
+        answering: set[asyncio.Task[bool]] = set()
         try:
             async for message in ws:
                 if message.type is not WSMsgType.TEXT:
                     continue
-                # Requests on one connection are processed one after another, as they arrived.
-                if not await self._answer(ws, message.data, ip):
-                    break
+                # Each request is answered on its own: one waiting out the configured latency
+                # (a network delay) does not hold the next one back, as on Binance, where
+                # answers come back as they are ready (matched to requests by id).
+                task = asyncio.create_task(self._answer(ws, message.data, ip))
+                answering.add(task)
+                task.add_done_callback(answering.discard)
         finally:
             self.sockets.discard(ws)
+            for task in list(answering):
+                task.cancel()
         return ws
 
     async def close_all(self) -> None:

@@ -24,6 +24,10 @@ from quantum_exec.settings import CLUSTER_SCHEMES, Settings, mask_url_password
 SOCKET_MARGIN_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 15
 CLIENT_NAME = "quantum-exec"
+# Connections per pool. redis-py's asyncio default (100) is below what a burst needs: up to
+# QUANTUM_MAX_CONCURRENCY intents each holding one briefly, plus the reader, leases, the account
+# follower and the ledger; past it redis-py raises "Too many connections" (local, not an outage).
+MAX_CONNECTIONS = 1024
 
 
 class SentinelRedis(Redis):
@@ -50,6 +54,7 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
         "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "client_name": CLIENT_NAME,
+        "max_connections": MAX_CONNECTIONS,
     }
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     if settings.redis_sentinels:

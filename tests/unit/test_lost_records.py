@@ -22,3 +22,16 @@ def test_a_suspect_new_record_resumes_by_lookups_and_never_repairs() -> None:
     assert not attempt_of(Begun(BeginState.NEW, attempts=1), 1).resume
     # A record that exists keeps its own meaning whatever the outage.
     assert attempt_of(Begun(BeginState.RESUMED, attempts=1), 5, record_lost_by=42.0).earlier_sent_by != 42.0
+
+
+def test_an_exhausted_client_pool_is_not_an_outage_that_may_have_lost_writes() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import MaxConnectionsError
+
+    from quantum_exec.stream.link import RedisLink
+
+    link = RedisLink(0.2)
+    link.lost(MaxConnectionsError("Too many connections"), "fence")
+    assert not link.down and link.writes_maybe_lost_since() is None
+    link.lost(RedisConnectionError("Connection refused"), "read")
+    assert link.down and link.writes_maybe_lost_since() is not None

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quantum_exec.backoff import Backoff
@@ -37,6 +38,12 @@ class RedisLink:
 
     def lost(self, exc: BaseException, where: str) -> None:
         """A call failed for want of Redis."""
+        if isinstance(exc, MaxConnectionsError):
+            # The client's own pool is exhausted: Redis is fine and lost nothing (the caller
+            # retries); taking it for an outage would send every intent of the next minute to
+            # look its orders up first.
+            log.warning("redis.pool_exhausted", where=where)
+            return
         if not self.down:
             self.down = True
             self.lost_at = time.monotonic()
