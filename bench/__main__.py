@@ -27,7 +27,7 @@ from bench import report, scenarios
 from bench.common import Sim, median, out, redis_client, start_sim, workdir, write_fixture
 from quantum_exec.embedded import EmbeddedRedis, find_redis_server
 
-SCENARIOS = ("latency", "naive", "throughput", "pacing")
+SCENARIOS = ("latency", "naive", "throughput", "pacing", "limits")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--segments", type=int, help="throughput segments (default 20, quick 4)")
     parser.add_argument("--per-segment", type=int, help="intents per segment (default 5000, quick 2500)")
     parser.add_argument("--burst", type=int, help="pacing burst size (default 1000, quick 200)")
+    parser.add_argument("--limits-seconds", type=float, help="limits run length (default 300, quick 60)")
+    parser.add_argument(
+        "--limits-rates", default="13,18", help="intents/s of the limits runs (open/close rounds), comma list"
+    )
     parser.add_argument("--naive-intents", type=int, help="naive latency intents (default 80, quick 40)")
     parser.add_argument("--naive-burst", type=int, help="naive throughput burst (default 1000, quick 300)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -55,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "burst": 200 if quick else 1000,
         "naive_intents": 40 if quick else 80,
         "naive_burst": 300 if quick else 1000,
+        "limits_seconds": 60.0 if quick else 300.0,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -207,6 +212,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"429: {p['http_429']}, 418: {p['http_418']}, "
                     f"pacing wait {p['pacing_wait_total_s']:.1f}s"
                 )
+        if "limits" in args.only:
+            results["limits"] = {}
+            for rate in (float(r) for r in args.limits_rates.split(",")):
+                with simulator(env, fixture, 0, rate_limits=True) as sim:
+                    out(
+                        f"[{time.monotonic() - started:5.0f}s] limits: {rate:g} intents/s "
+                        f"(open/close rounds) for {args.limits_seconds:g}s, limits enforced, pacing on"
+                    )
+                    lim = scenarios.limits(env, sim, seconds=args.limits_seconds, rate=rate)
+                    results["limits"][f"{rate:g}"] = lim
+                    out(
+                        f"    {lim['opens_filled']}/{lim['opens']} opens filled "
+                        f"({lim['opens_per_s']:.2f}/s), shed {lim['shed']}, "
+                        f"429: {lim['http_429']}, 418: {lim['http_418']}"
+                    )
     results["elapsed_s"] = time.monotonic() - started
     return results
 

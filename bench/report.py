@@ -150,4 +150,20 @@ def markdown(results: dict[str, Any]) -> str:
             f"({p['intents_paced']} of {p['intents']} intents waited) | reported |",
             "",
         ]
+    lim = results.get("limits")
+    if lim:
+        lines += [
+            "Sustained open/close rounds, simulator enforcing Binance's limits, pacing on (RTT 0):",
+            "",
+            "| intents/s published | opens filled/s | opens filled | shed (not sent past TTL) | 429 / 418 |",
+            "|---|---|---|---|---|",
+        ]
+        for rate, row in lim.items():
+            clean = row["http_429"] == 0 and row["http_418"] == 0
+            lines.append(
+                f"| {rate} for {row['seconds']:.0f} s | {row['opens_per_s']:.2f} | "
+                f"{row['opens_filled']} / {row['opens']} | {row['shed']} | "
+                f"{row['http_429']} / {row['http_418']}: {_ok(clean)} |"
+            )
+        lines.append("")
     return "\n".join(lines)

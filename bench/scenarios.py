@@ -418,6 +418,42 @@ def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
     }
 
 
+def limits(env: Env, sim: Sim, *, seconds: float, rate: float) -> dict[str, Any]:
+    """Open/close rounds at ``rate`` intents/s for ``seconds``, the simulator enforcing Binance's
+    limits and the service pacing itself: what the order-count bound lets through, 429/418 (must be
+    0) and how many entries were shed rather than sent past their TTL (``BENCH_INTENT_TTL_S``)."""
+    env.clean()
+    sim.fresh(rate_limits=True)
+    tag = env.next_tag("limits-")
+    child, outfile = start_worker(env, sim, pacing=True, instrument=True, tag=tag)
+    intents = workload(tag, whole_rounds(int(seconds * rate)))
+    try:
+        started = time.monotonic()
+        sent = publish_paced(env.r, intents, rate)
+        wait_results(env.r, len(intents), 900)
+        elapsed = time.monotonic() - started
+    finally:
+        data = stop_worker(child, outfile)
+    results, _ = read_results(env.r)
+    statuses = {int(k): v for k, v in data["statuses"].items()}
+    opens = [r for r in results if r.get("action") in ("BUY", "SELL")]
+    filled = [r for r in opens if r.get("status") in ("filled", "partial")]
+    shed = [r for r in results if "not sent" in str((r.get("error") or {}).get("message", ""))]
+    return {
+        "seconds": elapsed,
+        "published": len(sent),
+        "rate": rate,
+        "opens": len(opens),
+        "opens_filled": len(filled),
+        "opens_per_s": len(filled) / elapsed,
+        "shed": len(shed),
+        "other_outcomes": sorted({str(r.get("status")) for r in results} - {"filled", "partial"}),
+        "http_429": statuses.get(429, 0),
+        "http_418": statuses.get(418, 0),
+        "pacing_wait_total_s": data["pacing"]["seconds"],
+    }
+
+
 def _first(n: int) -> tuple[str, ...]:
     from bench.common import BENCH_SYMBOLS
 

@@ -192,6 +192,8 @@ def main() -> None:
         protection_timing=os.environ.get("BENCH_PROTECTION_TIMING", "after_fill"),
         # BENCH_ORDER_TRANSPORT=websocket sends the orders over the simulator's WebSocket API.
         order_transport=os.environ.get("BENCH_ORDER_TRANSPORT", "rest"),
+        # BENCH_INTENT_TTL_S: entries pacing would hold past it are shed (the limits scenario).
+        intent_ttl_s=float(os.environ.get("BENCH_INTENT_TTL_S", "120")),
     )
     with Path(config["log"]).open("a") as log:
         setup_logging(settings, stream=log)

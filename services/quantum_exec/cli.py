@@ -107,7 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(settings, secrets=secret_values(settings))
     log = get_logger("quantum_exec.cli")
-    check_secret_file_permissions([_env_file_arg(args.env_file)])  # logs a warning per loose file
+    # Logs a warning per loose file: the EnvironmentFile and a private key.
+    check_secret_file_permissions([_env_file_arg(args.env_file), settings.private_key_file])
 
     def on_ready() -> None:
         # Lets `submit`/`results` in another terminal find a private Redis without configuration.
