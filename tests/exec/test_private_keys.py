@@ -86,7 +86,18 @@ async def test_an_ed25519_key_signs_every_request_of_a_whole_intent(
     hidden = [s for s in secret_values(settings) if len(s) >= 16]
     body = keys["ed_private"].read_text().splitlines()[1]
     assert body in hidden and PASSPHRASE in hidden
-    assert not any(h in caplog.text for h in hidden)
+    published = ""
+    for stream in (desk.names["result_stream"], desk.names["position_stream"]):
+        for _sid, fields in await desk.redis.xrange(stream):
+            published += b"".join(fields.values()).decode()
+    assert "ed-1" in published
+    from prometheus_client import generate_latest
+
+    from quantum_exec.ops import metrics
+
+    exposed = generate_latest(metrics.REGISTRY).decode()
+    for text in (caplog.text, published, exposed):
+        assert not any(h in text for h in hidden)
 
 
 async def test_an_rsa_key_signs_too(desk: Desk, keys: dict[str, Path]) -> None:

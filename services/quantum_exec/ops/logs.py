@@ -270,8 +270,9 @@ def _key_file_secrets(path: Path | None) -> list[str]:
     except OSError:
         return []
     body = [line.strip() for line in text.splitlines() if not line.startswith("-----")]
-    # Body lines are 64 characters; a short last line ("Xw==") would mangle unrelated text.
-    return [text.strip(), *(line for line in body if len(line) >= 16)]
+    # Body lines are 64 characters; a short last line ("Xw==") would mangle unrelated text. The
+    # body joined on one line is hidden too (how a key pasted into an env var would appear).
+    return [text.strip(), "".join(body), *(line for line in body if len(line) >= 16)]
 
 
 def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
