@@ -154,6 +154,11 @@ WEIGHT_LIMIT_1M = Gauge(
 ORDER_LIMIT_10S = Gauge(
     f"{PREFIX}_rate_limit_order_limit_10s", "ORDERS limit per 10 s from exchangeInfo.", registry=REGISTRY
 )
+PACING_INSTANCES = Gauge(
+    f"{PREFIX}_pacing_instances",
+    "Live instances sharing the account's pacing budget (each paces itself to 1/N of it).",
+    registry=REGISTRY,
+)
 ORDERS_SHED = Counter(
     f"{PREFIX}_entries_shed_total",
     "Entries not sent because rate-limit pacing would have held them past their intent's TTL.",
