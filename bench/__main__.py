@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m bench [--quick] [--only latency,naive,throughput,pacing]``.
+"""``make bench`` / ``python -m bench [--quick] [--only latency,naive,throughput,pacing,scaling]``.
 
 Runs the service (its own process) against a real Redis server (EmbeddedRedis) and the Binance
 simulator (its own process, bench fixture with 50 extra symbols), plus a naive baseline bot, and
@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from bench import report, scenarios
+from bench import report, scaling, scenarios
 from bench.common import Sim, median, out, redis_client, start_sim, workdir, write_fixture
 from quantum_exec.embedded import EmbeddedRedis, find_redis_server
 
-SCENARIOS = ("latency", "naive", "throughput", "pacing", "limits")
+SCENARIOS = ("latency", "naive", "throughput", "pacing", "limits", "scaling")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--naive-intents", type=int, help="naive latency intents (default 80, quick 40)")
     parser.add_argument("--naive-burst", type=int, help="naive throughput burst (default 1000, quick 300)")
+    parser.add_argument("--processes", default="1,2,4", help="scaling: service processes, comma list")
+    parser.add_argument("--scale-burst", type=int, help="scaling burst per run (default 2000, quick 1000)")
+    parser.add_argument("--scale-paced", type=int, help="scaling open-loop intents (default 300, quick 150)")
+    parser.add_argument("--kill-intents", type=int, help="scaling SIGKILL run (default 600, quick 400)")
+    parser.add_argument("--kill-rate", type=float, default=200.0, help="intents/s of the SIGKILL run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -60,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "naive_intents": 40 if quick else 80,
         "naive_burst": 300 if quick else 1000,
         "limits_seconds": 60.0 if quick else 300.0,
+        "scale_burst": 1000 if quick else 2000,
+        "scale_paced": 150 if quick else 300,
+        "kill_intents": 400 if quick else 600,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -69,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     args.rtt = [int(x) for x in args.rtt.split(",") if x.strip()]
+    args.processes = [int(x) for x in args.processes.split(",") if x.strip()]
     return args
 
 
@@ -227,6 +236,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"({lim['opens_per_s']:.2f}/s), shed {lim['shed']}, "
                         f"429: {lim['http_429']}, 418: {lim['http_418']}"
                     )
+        if "scaling" in args.only:
+            with simulator(env, fixture, 0, rate_limits=False) as sim:
+                out(
+                    f"[{time.monotonic() - started:5.0f}s] scaling: {args.processes} service processes "
+                    "on one Redis and one simulator, RTT 0, limits off"
+                )
+                results["scaling"] = scaling.scaling(
+                    env,
+                    sim,
+                    processes=args.processes,
+                    burst=args.scale_burst,
+                    paced=args.scale_paced,
+                    rate=args.rate,
+                    kill_count=args.kill_intents,
+                    kill_rate=args.kill_rate,
+                )
     results["elapsed_s"] = time.monotonic() - started
     return results
 

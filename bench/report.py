@@ -166,4 +166,30 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['http_429']} / {row['http_418']}: {_ok(clean)} |"
             )
         lines.append("")
+    sc = results.get("scaling")
+    if sc:
+        lines += [
+            "Several service processes, one Redis, one simulator (RTT 0, limits off, pacing off):",
+            "",
+            "| processes | intents/s (burst) | CPU ms/intent | time to protected p50 / p99 (ms) "
+            "| ordering violations | duplicate results | intents per process |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sc["runs"]:
+            lines.append(
+                f"| {r['processes']} | {r['intents_per_s']:.0f} | {_f(r['cpu_ms_per_intent'])} "
+                f"| {_f(_q(r['ttp_ms'], 50))} / {_f(_q(r['ttp_ms'], 99))} | {r['ordering_violations']} "
+                f"| {r['duplicate_results']} | {r['intents_per_process']} |"
+            )
+        k = sc["kill"]
+        lines += [
+            "",
+            f"SIGKILL of one of 2 processes ({k['intents']} intents at {k['rate']:g}/s, leases and claims "
+            f"after {k['takeover_ms']} ms): the victim held {k['victim_symbol_leases_at_kill']} symbol "
+            f"leases (account lease: {k['victim_held_account_lease']}) and {k['victim_pending_at_kill']} "
+            f"pending entries, all answered {k['victim_entries_answered_s_after_kill']:.1f} s after the "
+            f"kill; lost {k['lost']}, duplicate results {k['duplicate_results']}, ordering violations "
+            f"{k['ordering_violations']}, entry orders {k['entry_orders']} for {k['opens']} opens.",
+            "",
+        ]
     return "\n".join(lines)

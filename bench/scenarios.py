@@ -54,9 +54,13 @@ class Env:
 # -- the processes under test ------------------------------------------------------------------
 
 
-def start_worker(env: Env, sim: Sim, *, pacing: bool, instrument: bool, tag: str) -> tuple[Child, Path]:
+def start_worker(
+    env: Env, sim: Sim, *, pacing: bool, instrument: bool, tag: str, **overrides: Any
+) -> tuple[Child, Path]:
+    """One service process; ``overrides`` go to its config (consumer_name, lease_ttl_ms, ...)."""
     outfile = env.workdir / f"worker-{tag}.json"
     config = {
+        **overrides,
         "sim_url": sim.url,
         "redis_url": env.redis_url,
         "api_key": API_KEY,

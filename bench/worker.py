@@ -179,8 +179,13 @@ def main() -> None:
         redis_url=config["redis_url"],
         api_key=SecretStr(config["api_key"]),
         api_secret=SecretStr(config["api_secret"]),
-        consumer_name="bench-worker",
+        consumer_name=config.get("consumer_name", "bench-worker"),
         max_concurrency=config.get("max_concurrency", 64),
+        # The scaling scenario's SIGKILL run: a dead instance's leases and entries are taken over
+        # after these (the defaults, 30 s and 60 s, are for production).
+        lease_ttl_ms=config.get("lease_ttl_ms", 30_000),
+        claim_idle_ms=config.get("claim_idle_ms", 60_000),
+        claim_interval_s=config.get("claim_interval_s", 5.0),
         rate_limit_pacing=config["pacing"],
         log_format="json",
         log_level="INFO",

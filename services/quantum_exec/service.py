@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from quantum_exec.account.follower import AccountFollower
     from quantum_exec.execution.executor import Executor
     from quantum_exec.ledger.book import LedgerBook
+    from quantum_exec.stream.shared_pacing import SharedPacing
 
 log = get_logger(__name__)
 
@@ -83,6 +84,8 @@ class Service:
         # The in-process simulator of the embedded default (None against a real exchange).
         self.simulator: Simulator | None = None
         self.consumer: IntentConsumer | None = None
+        # The pacing budget shared with the account's other instances (with the real executor).
+        self.shared_pacing: SharedPacing | None = None
         self.metrics_server: MetricsServer | None = None
         self.notifier: Notifier | None = None
         self._stop_task: asyncio.Task[bool] | None = None
@@ -129,6 +132,8 @@ class Service:
         handler = self._handler or await self._executor_handler()
         on_close = None
         if self.executor is not None:
+            from quantum_exec.exchange.gateway import BinanceGateway
+            from quantum_exec.stream.shared_pacing import SharedPacing
             from quantum_exec.stream.signals import CloseSignals, RedisPlans
             from quantum_exec.stream.store import Keys
 
@@ -136,6 +141,12 @@ class Service:
             self.executor.plans = RedisPlans(self._redis, Keys(settings))
             self.executor.closes = closes
             on_close = closes.announce
+            gateway = self.executor.gateway
+            if settings.shared_pacing and isinstance(gateway, BinanceGateway) and gateway.limiter.enabled:
+                self.shared_pacing = SharedPacing(
+                    self._redis, Keys(settings), settings.consumer_name, gateway.limiter
+                )
+                await self.shared_pacing.start()
         self.consumer = IntentConsumer(
             self._redis, settings, handler, on_progress=self._progress, on_close=on_close
         )
@@ -332,6 +343,8 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
+        if self.shared_pacing is not None:
+            await self.shared_pacing.stop()
         for name, part in (("ledger", self.book), ("account", self.account)):
             if part is None:
                 continue

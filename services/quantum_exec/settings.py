@@ -186,6 +186,8 @@ class Settings(BaseModel):
     # Pace requests below the exchange's published limits (off only for benchmarks against a
     # simulator whose limits are switched off).
     rate_limit_pacing: bool = True
+    # Instances of one account share the pacing budget through Redis (each keeps to 1/N of it).
+    shared_pacing: bool = True
 
     # Execution policy
     default_leverage: int = Field(default=1, ge=1, le=125)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantum_exec.exchange.pacing import SEND_BY, Limits, PacingDeadline, RateLimiter
+from quantum_exec.exchange.pacing import SEND_BY, Limits, PacingDeadline, RateLimiter, Usage
 
 
 class FakeClock:
@@ -115,3 +115,79 @@ def test_limits_from_exchange_info() -> None:
         ]
     }
     assert Limits.from_exchange_info(raw) == Limits(weight_1m=2400, orders_10s=300, orders_1m=1200)
+
+
+async def test_two_instances_each_pace_to_half_of_the_budget() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=300, orders_1m=1200), clock, headroom=0.9)
+    limiter.share(instances=2, others=Usage(), valid_s=3.0)
+    for _ in range(135):  # 270 / 2
+        assert await limiter.acquire(weight=1, orders=1) == 0
+    assert await limiter.acquire(weight=1, orders=1) == pytest.approx(10.0)
+
+
+async def test_four_instances_divide_the_weight_budget() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=2400, orders_10s=300, orders_1m=1200), clock, headroom=0.9)
+    limiter.share(instances=4, others=Usage(), valid_s=3.0)
+    for _ in range(54):  # 2160 / 4 = 540 weight, 10 per request
+        assert await limiter.acquire(weight=10) == 0
+    assert await limiter.acquire(weight=10) == pytest.approx(60.0)
+
+
+async def test_the_share_shrinks_at_once_and_grows_only_after_the_window() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=100, orders_1m=10_000), clock)
+    limiter.share(instances=2, others=Usage(), valid_s=3.0)
+    assert limiter.instances(10.0) == 2
+    clock.now += 5.0
+    limiter.share(instances=1, others=Usage(), valid_s=3.0)  # the other instance left
+    # Its requests of the last 10 s still count on the exchange: the 10 s share stays at half ...
+    assert limiter.instances(10.0) == 2
+    for _ in range(50):
+        assert await limiter.acquire(weight=0, orders=1) == 0
+    assert await limiter.acquire(weight=0, orders=1) == pytest.approx(10.0)
+    # ... until the window has slid past the moment it left.
+    assert limiter.instances(10.0) == 1
+    clock.now += 10.0
+    for _ in range(100):
+        assert await limiter.acquire(weight=0, orders=1) == 0
+    limiter.share(instances=3, others=Usage(), valid_s=3.0)  # a third joins: shrink now
+    assert limiter.instances(10.0) == 3
+
+
+async def test_usage_the_others_reported_counts_against_the_whole_budget() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=100, orders_1m=10_000), clock)
+    # A joiner: the instance already there sent 90 orders in the last 10 s (before it shrank).
+    limiter.share(instances=2, others=Usage(orders_10s=90, orders_1m=90), valid_s=3.0)
+    for _ in range(10):
+        assert await limiter.acquire(weight=0, orders=1) == 0
+    # 10 + 90 = the whole budget: wait for the next report, not for a whole window.
+    token = SEND_BY.set(clock.now + 0.5)
+    try:
+        with pytest.raises(PacingDeadline):
+            await limiter.acquire(weight=0, orders=1)
+    finally:
+        SEND_BY.reset(token)
+    clock.now += 1.0
+    limiter.share(instances=2, others=Usage(orders_10s=40, orders_1m=90), valid_s=3.0)
+    assert await limiter.acquire(weight=0, orders=1) == 0
+
+
+async def test_a_report_not_renewed_is_ignored_and_the_share_still_holds() -> None:
+    clock = FakeClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=100, orders_1m=10_000), clock)
+    limiter.share(instances=2, others=Usage(orders_10s=100), valid_s=3.0)
+    clock.now += 3.0  # no report since (Redis unreachable): only the share of 50 applies
+    for _ in range(50):
+        assert await limiter.acquire(weight=0, orders=1) == 0
+    assert await limiter.acquire(weight=0, orders=1) == pytest.approx(10.0)
+
+
+def test_usage_round_trips_through_the_heartbeat_form() -> None:
+    usage = Usage(weight_1m=120, orders_10s=7, orders_1m=30)
+    assert Usage.decode(usage.encode()) == usage
+    assert Usage.decode(b"120,7,30") == usage
+    assert Usage.decode("garbage") == Usage()
+    assert usage + Usage(1, 2, 3) == Usage(121, 9, 33)

@@ -213,11 +213,20 @@ def test_compose_services_are_wired(compose: dict[str, Any]) -> None:
     assert env["QUANTUM_EXCHANGE"] == "sim"
     assert exec_service["command"] == ["serve"]
     assert exec_service["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert exec_service["ports"] == [f"127.0.0.1:{env['QUANTUM_METRICS_PORT']}:9108"]
+    # Several replicas: each publishes its metrics port on one port of the range, and none is
+    # given a fixed consumer name (the replicas would be one consumer).
+    replicas = exec_service["deploy"]["replicas"]
+    assert replicas >= 2
+    assert env["QUANTUM_METRICS_PORT"] == "9108"
+    (published,) = exec_service["ports"]
+    first, last = (int(x) for x in published.split(":")[1].split("-"))
+    assert published == f"127.0.0.1:{first}-{last}:9108" and last - first + 1 >= replicas
+    assert "QUANTUM_CONSUMER_NAME" not in env
     grace = int(exec_service["stop_grace_period"].removesuffix("s"))
     assert grace > Settings().shutdown_grace_s
-    # Prometheus scrapes the service under its compose name.
-    assert '"exec:9108"' in (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    # Prometheus scrapes every replica: the compose name resolved to all their addresses.
+    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert 'names: ["exec"]' in scrape and "port: 9108" in scrape
 
 
 def test_compose_images_are_pinned_and_mounts_exist(compose: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The systemd unit: systemd-analyze verify, the directives we rely on, MemoryDenyWriteExecute."""
+"""The systemd units (one instance, and the template for several): systemd-analyze verify, the
+directives we rely on, MemoryDenyWriteExecute."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from quantum_exec.settings import Settings
+from quantum_exec.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "quantum-execution.service"
+TEMPLATE = ROOT / "deploy" / "systemd" / "quantum-execution@.service"
+# The template as systemd loads one instance of it (the instance name is the metrics port).
+INSTANCE = "quantum-execution@9108.service"
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -41,7 +45,8 @@ def seconds(value: str) -> float:
     return float(value)
 
 
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("unit", "name"), [(UNIT, UNIT.name), (TEMPLATE, INSTANCE)])
+def test_systemd_analyze_verify(tmp_path: Path, unit: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed (apt-get install systemd): unit not verified")
@@ -50,10 +55,10 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "quantum-exec"
     if not script.exists():
         pytest.skip(f"{script} missing: install the package (pip install -e .) to verify the unit")
-    text = UNIT.read_text()
+    text = unit.read_text()
     shipped = "ExecStart=/opt/quantum-exec/venv/bin/quantum-exec serve"
     assert shipped in text
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / name
     copy.write_text(text.replace(shipped, f"ExecStart={script} serve"))
     proc = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     # verify exits 0 on unknown keys and unparsable values: any diagnostic about our file fails.
@@ -62,8 +67,9 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert diagnostics == []
 
 
-def test_required_directives() -> None:
-    service = parse_unit(UNIT)["Service"]
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=["single", "template"])
+def test_required_directives(unit: Path) -> None:
+    service = parse_unit(unit)["Service"]
 
     def one(key: str) -> str:
         assert key in service, f"{key}= missing"
@@ -108,6 +114,39 @@ def test_required_directives() -> None:
         assert one(key) == "yes", key
     assert one("ProtectSystem") == "strict"
     assert one("SystemCallArchitectures") == "native"
+
+
+def test_the_template_is_the_single_unit_plus_the_instance_settings() -> None:
+    """Everything but the instance lines stays in step with the tested single-instance unit."""
+    single, template = parse_unit(UNIT), parse_unit(TEMPLATE)
+    assert single.keys() == template.keys()
+    for section, directives in template.items():
+        differs = {
+            k
+            for k in directives.keys() | single[section].keys()
+            if directives.get(k) != single[section].get(k)
+        }
+        assert differs <= {"Description", "EnvironmentFile", "Environment"}, (section, differs)
+    service = template["Service"]
+    assert service["EnvironmentFile"] == [
+        *single["Service"]["EnvironmentFile"],
+        "-/etc/quantum/execution.%i.env",
+    ]
+    assert set(service["Environment"]) == {"QUANTUM_UNIT_NAME=%n", "QUANTUM_METRICS_PORT=%i"}
+
+
+def test_template_instances_get_distinct_consumer_names_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = parse_unit(TEMPLATE)["Service"]["Environment"]
+    seen = set()
+    for port in ("9108", "9109"):
+        unit_name = f"quantum-execution@{port}.service"
+        values = dict(e.replace("%n", unit_name).replace("%i", port).split("=", 1) for e in environment)
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings(environ=values)
+        seen.add((settings.consumer_name, settings.metrics_port))
+        assert settings.consumer_name.endswith(f":{unit_name}") and settings.metrics_port == int(port)
+    assert len({name for name, _ in seen}) == len({port for _, port in seen}) == 2
 
 
 def test_exec_start_is_the_packaged_console_script() -> None:

@@ -213,6 +213,22 @@ async def test_autoclaim_takes_over_from_dead_consumer(kit: Any, handler_cls: An
     assert _sample("quantum_exec_claim_deleted_total") == deleted_before + 1
 
 
+async def test_a_consumer_full_of_entries_waiting_on_a_dead_ones_still_claims_them(
+    kit: Any, handler_cls: Any
+) -> None:
+    """Found by the scaling bench: the survivor of a SIGKILL had read as many entries as it may
+    hold, all waiting for their symbol's turn behind the dead consumer's older entries, and so
+    never claimed those: it waited forever."""
+    older = [await kit.publish(_intent("ETHUSDT", intent_id=f"dead-{n}")) for n in range(2)]
+    await _deliver_to_ghost(kit, times=1)
+    newer = [await kit.publish(_intent("ETHUSDT", intent_id=f"behind-{n}")) for n in range(4)]
+    handler = handler_cls()
+    # May hold max_concurrency + read_count = 2 entries: both read at once, both wait on 'ghost'.
+    await kit.consumer(handler, consumer_name="survivor", max_concurrency=1, read_count=1)
+    results = await kit.wait_results(6, timeout_s=15)
+    assert [r.stream_id for r in results] == older + newer
+
+
 async def test_lag_and_pending_gauges(kit: Any, handler_cls: Any) -> None:
     gate = asyncio.Event()
     handler = handler_cls(gate=gate)

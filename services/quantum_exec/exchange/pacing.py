@@ -5,6 +5,13 @@ keep a sliding log of what *we* sent: a sliding count is never below the fixed-w
 staying under the limits in the log keeps us under them on the exchange. The response headers
 (``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S/1M``) add usage we did not send ourselves
 (another process on the same account or IP), and a 429/418 ``Retry-After`` pauses everything.
+
+Several instances on one account share the budget (:meth:`RateLimiter.share`, fed every second
+by :mod:`quantum_exec.stream.shared_pacing`): each keeps its own log under ``budget / N`` of every
+window, where ``N`` is the largest number of live instances seen within that window (it shrinks at
+once when an instance joins, and grows only once a departed instance's requests have left the
+window), and the usage the others reported with their heartbeat counts against the whole budget
+beside our own.
 """
 
 from __future__ import annotations
@@ -33,6 +40,43 @@ class PacingDeadline(Exception):
         super().__init__(f"pacing would wait {wait_s:.2f} s, {late_s:.2f} s past the deadline")
         self.wait_s = wait_s
         self.late_s = late_s
+
+
+# Checks against the others' reported usage, which changes only with their next report, wait at
+# most this long before looking again (the heartbeat period of the shared pacing).
+RECHECK_S = 1.0
+# The longest window: an instance count older than this no longer limits any window.
+LONGEST_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What was sent within each window: weight in the last minute, orders in 10 s and in a minute."""
+
+    weight_1m: int = 0
+    orders_10s: int = 0
+    orders_1m: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.weight_1m + other.weight_1m,
+            self.orders_10s + other.orders_10s,
+            self.orders_1m + other.orders_1m,
+        )
+
+    def encode(self) -> str:
+        """The compact form an instance's heartbeat carries: ``weight,orders10s,orders1m``."""
+        return f"{self.weight_1m},{self.orders_10s},{self.orders_1m}"
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Usage:
+        """Parse :meth:`encode`; anything unreadable counts as nothing sent."""
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            weight, orders_10s, orders_1m = (max(0, int(x)) for x in text.split(","))
+        except ValueError:
+            return cls()
+        return cls(weight, orders_10s, orders_1m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +159,11 @@ class RateLimiter:
         # Usage reported by the exchange beyond our own log, valid until the window it came from ends.
         self._external_weight = 0
         self._external_until = 0.0
+        # Instance counts as (since, N), oldest first; the first entry is in force before the others.
+        self._instances: deque[tuple[float, int]] = deque([(float("-inf"), 1)])
+        # What the other instances reported they sent, and until when that report is trusted.
+        self._others = Usage()
+        self._others_until = 0.0
         self.set_limits(limits or Limits())
 
     def set_limits(self, limits: Limits) -> None:
@@ -126,21 +175,70 @@ class RateLimiter:
         metrics.WEIGHT_LIMIT_1M.set(limits.weight_1m)
         metrics.ORDER_LIMIT_10S.set(limits.orders_10s)
 
+    def share(self, instances: int, others: Usage, valid_s: float) -> None:
+        """Share the budget with ``instances`` live instances (this one included).
+
+        ``others`` is what the other instances reported they sent in each window; it is trusted
+        for ``valid_s`` (a report not renewed by then, e.g. while Redis is down, is ignored and
+        only the share limits this instance).
+        """
+        now = self._clock()
+        instances = max(1, instances)
+        if instances != self._instances[-1][1]:
+            self._instances.append((now, instances))
+        horizon = now - LONGEST_WINDOW_S
+        while len(self._instances) > 1 and self._instances[1][0] <= horizon:
+            self._instances.popleft()
+        self._others = others
+        self._others_until = now + valid_s
+        metrics.PACING_INSTANCES.set(instances)
+
+    def instances(self, span_s: float = LONGEST_WINDOW_S) -> int:
+        """The largest instance count in force within the last ``span_s`` seconds.
+
+        A window's share is its budget divided by this: an instance that left still has requests
+        in the window until it has slid past them, so the share grows only after that.
+        """
+        horizon = self._clock() - span_s
+        found = 1
+        counts = list(self._instances)
+        for i, (_since, n) in enumerate(counts):
+            ends = counts[i + 1][0] if i + 1 < len(counts) else float("inf")
+            if ends > horizon:
+                found = max(found, n)
+        return found
+
+    def usage(self) -> Usage:
+        """What this instance sent within each window (its own log)."""
+        now = self._clock()
+        for window in (self._weight, self._orders_10s, self._orders_1m):
+            window.prune(now)
+        return Usage(self._weight.total, self._orders_10s.total, self._orders_1m.total)
+
     def _delay(self, now: float, weight: int, orders: int) -> float:
         for window in (self._weight, self._orders_10s, self._orders_1m):
             window.prune(now)
         external = self._external_weight if now < self._external_until else 0
+        others = self._others if now < self._others_until else Usage()
         until = self._paused_until
         if self._weight.total + external + weight > self._budget_weight:
             if external and self._weight.total + weight <= self._budget_weight:
                 until = max(until, self._external_until)
             else:
                 until = max(until, self._weight.free_at(now, weight + external, self._budget_weight))
+        checks = [(self._weight, weight, self._budget_weight, others.weight_1m, 60.0)]
         if orders:
-            if self._orders_10s.total + orders > self._budget_10s:
-                until = max(until, self._orders_10s.free_at(now, orders, self._budget_10s))
-            if self._orders_1m.total + orders > self._budget_1m:
-                until = max(until, self._orders_1m.free_at(now, orders, self._budget_1m))
+            checks.append((self._orders_10s, orders, self._budget_10s, others.orders_10s, 10.0))
+            checks.append((self._orders_1m, orders, self._budget_1m, others.orders_1m, 60.0))
+        for window, need, budget, reported, span_s in checks:
+            if not need:
+                continue
+            share = max(1, budget // self.instances(span_s))
+            if window.total + need > share:
+                until = max(until, window.free_at(now, need, share))
+            if window.total + reported + need > budget:
+                # The others' usage changes only with their next report: look again by then.
+                until = max(until, min(window.free_at(now, need + reported, budget), now + RECHECK_S))
         return max(0.0, until - now)
 
     async def acquire(self, weight: int, orders: int = 0) -> float:

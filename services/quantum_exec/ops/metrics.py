@@ -164,6 +164,11 @@ WS_API_RECONNECTS = Counter(
     "Reconnections of the WebSocket API order transport.",
     registry=REGISTRY,
 )
+PACING_INSTANCES = Gauge(
+    f"{PREFIX}_pacing_instances",
+    "Live instances sharing the account's pacing budget (each paces itself to 1/N of it).",
+    registry=REGISTRY,
+)
 ORDERS_SHED = Counter(
     f"{PREFIX}_entries_shed_total",
     "Entries not sent because rate-limit pacing would have held them past their intent's TTL.",

@@ -154,10 +154,15 @@ class Claims:
                 await self.ack_deleted(deleted, "refresh")
 
     async def autoclaim(self, stopping: asyncio.Event) -> None:
-        """Claim entries idle longer than ``claim_idle_ms`` (their consumer died) and dispatch them."""
+        """Claim entries idle longer than ``claim_idle_ms`` (their consumer died) and dispatch them.
+
+        The first page is claimed even when we hold all we may: what we hold may be waiting for
+        its symbol's turn behind exactly these entries (older, of a dead consumer), and without
+        them nothing would ever run. That overshoot is bounded by what the dead left pending.
+        """
         s = self._settings
-        for _page in range(s.claim_max_pages):
-            if stopping.is_set() or len(self._held) >= self._limit:
+        for page in range(s.claim_max_pages):
+            if stopping.is_set() or (page and len(self._held) >= self._limit):
                 return
             reply: Any = await self._redis.xautoclaim(
                 self._keys.intent_stream,

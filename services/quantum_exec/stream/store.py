@@ -10,6 +10,9 @@ Keys (``P`` is ``settings.key_prefix``):
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
   executes intents of the symbol. Renewed while working, released by compare-and-delete.
+* ``P:pacing:instances`` - sorted set: each live instance (consumer name) scored with the Redis
+  time (ms) its heartbeat expires; ``P:pacing:usage`` - hash: what each of them last reported it
+  sent (:mod:`quantum_exec.stream.shared_pacing`).
 * ``P:fence:<symbol>`` - the last fencing token issued for the symbol (INCR, never expires: it is
   a counter, not a lock). The final commit checks it atomically, so a holder whose lease expired
   and was taken over cannot publish over the newer owner.
@@ -55,6 +58,14 @@ class Keys:
     def plan(self, intent_key: str) -> str:
         """The child orders of a sliced entry or close (``execution.slices.Plan``)."""
         return f"{self.prefix}:plan:{intent_key}"
+
+    def pacing_instances(self) -> str:
+        """The live instances sharing the account's pacing budget, scored by heartbeat expiry."""
+        return f"{self.prefix}:pacing:instances"
+
+    def pacing_usage(self) -> str:
+        """Each live instance's reported usage of the rate-limit windows."""
+        return f"{self.prefix}:pacing:usage"
 
     def close_signal(self, symbol: str) -> str:
         """The stream id of the newest CLOSE of ``symbol`` read by any consumer."""
