@@ -343,9 +343,7 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
-        if self.shared_pacing is not None:
-            await self.shared_pacing.stop()
-        for name, part in (("ledger", self.book), ("account", self.account)):
+        for name, part in (("pacing", self.shared_pacing), ("ledger", self.book), ("account", self.account)):
             if part is None:
                 continue
             try:

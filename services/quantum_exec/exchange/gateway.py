@@ -22,6 +22,7 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from Crypto.PublicKey import RSA
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.errors import (
     ClockSkewError,
     ListenKeyGone,
@@ -172,10 +173,7 @@ class BinanceGateway:
         """Stop background work and close the HTTP session; safe to call twice."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
         if self.ws is not None:
             await self.ws.close()
             self.ws = None

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.backoff import Backoff
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -84,9 +85,7 @@ class WsApi:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_task(self._task)
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import (
     ExecutionResult,
@@ -469,10 +470,3 @@ class IntentConsumer:
         finally:
             fencing.reset_check(fence)
             metrics.IN_FLIGHT.dec()
-
-
-async def cancel_task(task: asyncio.Task[Any] | None) -> None:
-    """Cancel and wait, cancelling again if a library call under way swallowed the first one."""
-    while task is not None and not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)

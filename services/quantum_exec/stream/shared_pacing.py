@@ -15,12 +15,12 @@ idle for the rest of the window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Final
 
 from redis.asyncio import Redis
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.exchange.pacing import RateLimiter, Usage
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -127,13 +127,14 @@ class SharedPacing:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_task(task)
         try:
-            await self._leave(keys=self._keys, args=[self._member])
+            await asyncio.wait_for(self._leave(keys=self._keys, args=[self._member]), LEAVE_TIMEOUT_S)
         except Exception as exc:
             log.warning("pacing.leave_failed", error=type(exc).__name__)
+
+
+LEAVE_TIMEOUT_S = 1.0
 
 
 def _text(value: str | bytes) -> str:
