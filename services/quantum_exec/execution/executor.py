@@ -282,7 +282,7 @@ class Executor:
             if run.attempt.repair:
                 sliced = await self._sliced.find(run, plan, "entry")
             else:
-                sliced = await self._send_children(
+                sliced = await self._sliced.send(
                     run, rules, plan, "entry", side, reduce_only=intent.reduce_only, resume=True
                 )
             if not sliced.orders:
@@ -329,7 +329,7 @@ class Executor:
             await self.plans.save(run.key, plan.to_json())
             recording = self._record_opening(run)
             try:
-                sliced = await self._send_children(
+                sliced = await self._sliced.send(
                     run, rules, plan, "entry", side, reduce_only=intent.reduce_only, resume=False
                 )
             except PermanentError:
@@ -495,22 +495,6 @@ class Executor:
                 "wait behind it)",
             )
         return plan_children(rules, quantity, reference, twap, time.time())
-
-    async def _send_children(
-        self,
-        run: Run,
-        rules: SymbolRules,
-        plan: Plan,
-        role: Role,
-        side: OrderSide,
-        *,
-        reduce_only: bool,
-        resume: bool,
-    ) -> Sliced:
-        with run.step("slices"):
-            return await self._sliced.send(
-                run, rules, plan, role, side, reduce_only=reduce_only, resume=resume
-            )
 
     @contextlib.contextmanager
     def _send_by(self, run: Run) -> Iterator[None]:
@@ -682,7 +666,7 @@ class Executor:
                     if run.attempt.repair:
                         sliced = await self._sliced.find(run, plan, "close")
                     else:
-                        sliced = await self._send_children(
+                        sliced = await self._sliced.send(
                             run, rules, plan, "close", side, reduce_only=True, resume=True
                         )
                 elif order is None:
@@ -703,7 +687,7 @@ class Executor:
                             # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
                             plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
                             await self.plans.save(run.key, plan.to_json())
-                            sliced = await self._send_children(
+                            sliced = await self._sliced.send(
                                 run, rules, plan, "close", side, reduce_only=True, resume=False
                             )
                         else:

@@ -145,6 +145,20 @@ class SlicedOrders:
         resume: bool,
     ) -> Sliced:
         """Send (or find) every child when due; protect an entry at its first fill."""
+        with run.step("slices"):
+            return await self._send(run, rules, plan, role, side, reduce_only=reduce_only, resume=resume)
+
+    async def _send(
+        self,
+        run: Run,
+        rules: SymbolRules,
+        plan: Plan,
+        role: Role,
+        side: OrderSide,
+        *,
+        reduce_only: bool,
+        resume: bool,
+    ) -> Sliced:
         intent, symbol = run.intent, run.intent.symbol
         long = side is OrderSide.BUY
         protect = role == "entry" and wants_protection(intent)

@@ -23,6 +23,7 @@ from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
+from quantum_exec.execution.working import working_limit_s
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 
@@ -72,9 +73,7 @@ class StopEntry:
     async def triggered(self, run: Run, algo: AlgoOrder) -> tuple[Order | None, AlgoOrder]:
         """The order the entry triggered (None when it ended untriggered), and the algo order."""
         intent = run.intent
-        limit_s = float(self._settings.working_order_max_s)
-        if intent.expire_after_s is not None:
-            limit_s = min(limit_s, float(intent.expire_after_s))
+        limit_s = working_limit_s(self._settings, intent)
         deadline = run.began + limit_s
         with run.step("stop_entry"):
             while True:

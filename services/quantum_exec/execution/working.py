@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from quantum_exec.contracts import ErrorSource
+from quantum_exec.contracts import ErrorSource, TradeIntent
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import Order
 from quantum_exec.execution.guards import wants_protection
@@ -32,6 +32,14 @@ from quantum_exec.settings import Settings
 log = get_logger(__name__)
 
 POLL_S = 1.0
+
+
+def working_limit_s(settings: Settings, intent: TradeIntent) -> float:
+    """How long an entry may work: ``expire_after_s``, at most ``QUANTUM_WORKING_ORDER_MAX_S``."""
+    limit_s = float(settings.working_order_max_s)
+    if intent.expire_after_s is not None:
+        limit_s = min(limit_s, float(intent.expire_after_s))
+    return limit_s
 
 
 class WorkingEntry:
@@ -59,9 +67,7 @@ class WorkingEntry:
         """The entry once final, and ``False`` or ``True`` / the emergency close order when it was
         protected while working."""
         intent = run.intent
-        limit_s = float(self._settings.working_order_max_s)
-        if intent.expire_after_s is not None:
-            limit_s = min(limit_s, float(intent.expire_after_s))
+        limit_s = working_limit_s(self._settings, intent)
         deadline = run.began + limit_s
         protected: Order | bool = False
         ended_by_close = False
