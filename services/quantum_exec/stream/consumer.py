@@ -49,7 +49,7 @@ from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
 from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
-from quantum_exec.stream.store import BeginState, Lease, Store
+from quantum_exec.stream.store import BeginState, Lease, Older, Store
 
 log = get_logger(__name__)
 
@@ -364,10 +364,14 @@ class IntentConsumer:
                     queue.remove(stream_id)
                     continue
                 try:
-                    if not await self._order.wait_turn(symbol, queue, entry, self._stopping):
-                        continue  # a smaller id arrived, the entry was dropped, or stopping
                     async with self._slots:
-                        await self._run(entry, symbol)
+                        older = await self._run(entry, symbol)
+                    if older is not None:
+                        # Older entries are pending in the group: wait (without a slot) until none
+                        # of them is of this symbol, then run without asking again.
+                        if await self._order.wait_turn(symbol, queue, entry, self._stopping, older):
+                            entry.order_checked = True
+                        continue  # run it now, or re-pick: a smaller id arrived, dropped, stopping
                 except Exception as exc:
                     # Left pending: claimed again after claim_idle_ms (max_deliveries bounds it).
                     log.exception(
@@ -380,8 +384,10 @@ class IntentConsumer:
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
 
-    async def _run(self, entry: Entry, symbol: str) -> None:
-        """Take the lease with the in-flight mark, then execute (or repair a poison intent) and commit."""
+    async def _run(self, entry: Entry, symbol: str) -> Older | None:
+        """Check the order and take the lease with the in-flight mark (one script), then execute
+        (or repair a poison intent) and commit. The older pending entries when the check found
+        some (nothing was taken)."""
         intent = entry.intent
         assert intent is not None
         key = intent_key(intent, entry.stream_id)
@@ -391,7 +397,9 @@ class IntentConsumer:
         confirmed_at = time.monotonic()
         taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
         if taken is None:
-            return
+            return None
+        if isinstance(taken, Older):
+            return taken
         lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
@@ -399,10 +407,10 @@ class IntentConsumer:
             entry.started = True
             if begun.state is BeginState.DONE:
                 await self._link.retry(lambda: self._answers.duplicate(entry, key), "ack")
-                return
+                return None
             if begun.state is BeginState.CONFLICT:
                 await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
-                return
+                return None
             lost_by = record_lost_by(
                 self._link.writes_maybe_lost_since(), entry.deliveries, self._connected_at
             )
@@ -418,7 +426,7 @@ class IntentConsumer:
                 if begun.repair_started:
                     # The repair itself died: answer without the exchange.
                     await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts)
-                    return
+                    return None
                 await self._link.retry(lambda: self.store.mark_repair(key), "repair")
                 log.error(
                     "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
@@ -431,12 +439,13 @@ class IntentConsumer:
                     entry, intent, key, lease, confirmed_at, attempt, resumed=resumed
                 )
             if result is None:
-                return
+                return None
             dead_letter = None
             if attempt.repair:
                 message = result.error.message if result.error is not None else "repaired"
                 dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self.consumer)
             await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+            return None
         finally:
             # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
             # client library, and the keeper would then renew forever.

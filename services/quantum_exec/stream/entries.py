@@ -65,6 +65,7 @@ class Entry:
     started: bool = False  # past the point where it may be dropped (handler or commit under way)
     dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
     recovering: bool = False  # delivered before (a restart or a claim): may have been executing
+    order_checked: bool = False  # no older entry of its symbol is pending any more (checked once)
 
 
 def dead_letter_fields(

@@ -18,7 +18,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
-from quantum_exec.stream.store import Begun, Lease, Store
+from quantum_exec.stream.store import Begun, Lease, Older, Store
 
 log = get_logger(__name__)
 
@@ -39,17 +39,24 @@ class Leases:
 
     async def acquire(
         self, entry: Entry, symbol: str, key: str, intent_hash: str
-    ) -> tuple[Lease, Begun] | None:
+    ) -> tuple[Lease, Begun] | Older | None:
         """Wait for the symbol's lease and mark the intent in flight under it (one script).
 
+        Unless the entry's order was checked already, the same script first looks for older
+        entries pending in the group and returns them (:class:`Older`) instead of taking anything.
         None when stopping or the entry was dropped meanwhile.
         """
         waits = ACQUIRE_POLL.delays()
         while not self._stopping.is_set() and not entry.dropped:
-            taken: tuple[Lease, Begun] | None
+            taken: tuple[Lease, Begun] | Older | None
             try:
                 taken = await self._store.acquire_and_begin(
-                    symbol, self._owner, key, entry.stream_id, intent_hash
+                    symbol,
+                    self._owner,
+                    key,
+                    entry.stream_id,
+                    intent_hash,
+                    order_check=not entry.order_checked,
                 )
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "lease")

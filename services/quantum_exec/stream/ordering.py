@@ -2,7 +2,10 @@
 
 Entries are delivered in id order, so every smaller id of the group is either pending or acked:
 before entry E of symbol S runs, the group's pending list is scanned for older entries of S (their
-symbols are looked up once and cached: entries are immutable). Within one instance a per-symbol
+symbols are looked up once and cached: entries are immutable). The first scan is part of the lease
+script (:meth:`.store.Store.acquire_and_begin`): with nothing older pending, the order check, the
+lease and the in-flight mark cost one round trip; otherwise :meth:`SymbolOrder.wait_turn` sorts
+out the older entries it returned and waits for those of S. Within one instance a per-symbol
 queue hands its worker the smallest id first, so a worker never waits on itself.
 """
 
@@ -20,7 +23,7 @@ from quantum_exec.backoff import Backoff
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.entries import Entry, id_order, raw_symbol, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
-from quantum_exec.stream.store import Keys
+from quantum_exec.stream.store import Keys, Older
 
 log = get_logger(__name__)
 
@@ -62,16 +65,31 @@ class SymbolOrder:
         if len(self._symbols) > SYMBOL_CACHE_SIZE:
             self._symbols.popitem(last=False)
 
-    async def wait_turn(self, symbol: str, queue: SymbolQueue, entry: Entry, stopping: asyncio.Event) -> bool:
-        """Wait until no smaller entry of ``symbol`` is pending in the group; False to re-pick."""
+    async def wait_turn(
+        self,
+        symbol: str,
+        queue: SymbolQueue,
+        entry: Entry,
+        stopping: asyncio.Event,
+        older: Older | None = None,
+    ) -> bool:
+        """Wait until no smaller entry of ``symbol`` is pending in the group; False to re-pick.
+
+        ``older``: the older pending entries the lease script just found (its order check), looked
+        at first instead of asking the group again.
+        """
         stream_id = entry.stream_id
         waits = TURN_POLL.delays()
         logged = False
         while not stopping.is_set():
-            if entry.dropped or queue.heap[0][1] != stream_id:
+            if entry.dropped or not queue.heap or queue.heap[0][1] != stream_id:
                 return False
             try:
-                blockers = await self.pending_before(symbol, stream_id)
+                if older is not None and older.complete:
+                    blockers = await self._of_symbol(symbol, older.ids)
+                else:
+                    blockers = await self.pending_before(symbol, stream_id)
+                older = None
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "order_check")
                 blockers = ["redis-down"]
@@ -101,7 +119,11 @@ class SymbolOrder:
             if len(rows) < PENDING_PAGE:
                 break
             start = f"({older[-1]}"
-        unknown = [sid for sid in older if sid not in self._symbols]
+        return await self._of_symbol(symbol, older)
+
+    async def _of_symbol(self, symbol: str, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that are entries of ``symbol``."""
+        unknown = [sid for sid in ids if sid not in self._symbols]
         if unknown:
             # Entries are immutable: look each one up once and remember its symbol.
             pipe = self._redis.pipeline(transaction=False)
@@ -109,4 +131,4 @@ class SymbolOrder:
                 pipe.xrange(self._keys.intent_stream, sid, sid, count=1)
             for sid, found in zip(unknown, await pipe.execute(), strict=True):
                 self.remember(sid, raw_symbol(found[0][1]) if found else None)
-        return [sid for sid in older if self._symbols.get(sid) == symbol]
+        return [sid for sid in ids if self._symbols.get(sid) == symbol]

@@ -111,6 +111,17 @@ class CommitStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Older:
+    """Entries older than the one asking were pending in the group (nothing was taken).
+
+    ``ids`` is the first page of them; ``complete`` is false when there may be more.
+    """
+
+    ids: list[str]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CommitOutcome:
     status: CommitStatus
     result_id: str | None = None
@@ -137,13 +148,31 @@ local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 """
 
-# The lease and the in-flight mark in one round trip (both sit on the path to the first order).
+# The per-symbol order check, the lease and the in-flight mark in one round trip (all three sit
+# on the path to the first order). KEYS: lease, fence, idem, intent stream; ARGV: owner, lease ttl
+# ms, stream id, idem ttl s, intent hash, group ('' skips the order check), page size.
+# The order check: when any entry older than this one is pending in the group, nothing is taken and
+# the reply is {-1, their ids...} (at most a page): the caller tells by their symbols whether one
+# of them is of this symbol. Older pending entries only go away (ids grow and are delivered in
+# order), so once none of them is of this symbol the check may be skipped.
 # ARGV[5] is the hash of the normalized intent: the same key with another payload is a conflict.
 # Reply: {token, state, attempts, fenced_at ms, repair flag, now ms}; state 0 done, 1 first attempt
 # (it counts as attempt 1 and its lease confirmation is its fence time), 2 resumed (an earlier
 # attempt began: it counts only when it sends an order, see _FENCE), 3 intent id conflict.
+_ORDER_CHECK = """
+if ARGV[6] ~= '' then
+  local older = redis.call('XPENDING', KEYS[4], ARGV[6], '-', '(' .. ARGV[3], tonumber(ARGV[7]))
+  if #older > 0 then
+    local reply = {-1}
+    for _, row in ipairs(older) do reply[#reply + 1] = row[1] end
+    return reply
+  end
+end
+"""
+
 _ACQUIRE_AND_BEGIN = (
-    _TAKE_LEASE
+    _ORDER_CHECK
+    + _TAKE_LEASE
     + _NOW_MS
     + """
 local rec = redis.call('HMGET', KEYS[3], 'state', 'hash', 'attempts', 'fenced_at', 'repair')
@@ -221,6 +250,10 @@ return {'published', rid}
 """
 
 
+# How many older pending ids the order check returns at most (more: the caller pages itself).
+ORDER_CHECK_PAGE = 200
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -263,19 +296,44 @@ class Store:
         await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
 
     async def acquire_and_begin(
-        self, symbol: str, owner: str, intent_key: str, stream_id: str, intent_hash: str
-    ) -> tuple[Lease, Begun] | None:
-        """Take the symbol's lease and mark the intent in flight under it, atomically.
+        self,
+        symbol: str,
+        owner: str,
+        intent_key: str,
+        stream_id: str,
+        intent_hash: str,
+        *,
+        order_check: bool = True,
+    ) -> tuple[Lease, Begun] | Older | None:
+        """Check the order, take the symbol's lease and mark the intent in flight under it, atomically.
 
-        None when another owner holds the lease; otherwise the lease and what the record says
-        (done, new, resumed with its attempt count and last fence time, or an id conflict).
+        :class:`Older` when ``order_check`` found older entries pending in the group (the caller
+        sorts out whether one is of this symbol); None when another owner holds the lease;
+        otherwise the lease and what the record says (done, new, resumed with its attempt count
+        and last fence time, or an id conflict).
         """
         reply = await self._acquire_and_begin(
-            keys=[self.keys.lease(symbol), self.keys.fence(symbol), self.keys.idempotency(intent_key)],
-            args=[owner, self._lease_ttl_ms, stream_id, self._ttl_s, intent_hash],
+            keys=[
+                self.keys.lease(symbol),
+                self.keys.fence(symbol),
+                self.keys.idempotency(intent_key),
+                self.keys.intent_stream,
+            ],
+            args=[
+                owner,
+                self._lease_ttl_ms,
+                stream_id,
+                self._ttl_s,
+                intent_hash,
+                self.keys.consumer_group if order_check else "",
+                ORDER_CHECK_PAGE,
+            ],
         )
         if reply is None:
             return None
+        if int(reply[0]) == -1:
+            ids = [_text(v) for v in reply[1:]]
+            return Older(ids, complete=len(ids) < ORDER_CHECK_PAGE)
         token, state, attempts, fenced_at, repair, now_ms = (int(v) for v in reply)
         begun = Begun(
             (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],

@@ -1,0 +1,81 @@
+"""The lead-in to the first order: the order check, the lease and the in-flight mark in one script."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from quantum_exec.contracts import encode_intent_fields
+from quantum_exec.stream.store import BeginState, Older, Store
+
+
+async def _deliver(kit: Any, store: Store, *symbols: str) -> list[str]:
+    """Publish one intent per symbol and read them all into one consumer's pending list."""
+    await kit.redis.xgroup_create(store.keys.intent_stream, store.keys.consumer_group, id="0", mkstream=True)
+    ids = []
+    for n, symbol in enumerate(symbols):
+        payload = {"symbol": symbol, "side": "BUY", "position_size_usd": 100, "intent_id": f"lead-{n}"}
+        ids.append(
+            (await kit.redis.xadd(store.keys.intent_stream, encode_intent_fields(payload, "t"))).decode()
+        )
+    await kit.redis.xreadgroup(store.keys.consumer_group, "someone", {store.keys.intent_stream: ">"})
+    return ids
+
+
+async def test_an_older_pending_entry_is_returned_and_nothing_is_taken(kit: Any) -> None:
+    store = Store(kit.redis, kit.settings())
+    eth, btc = await _deliver(kit, store, "ETHUSDT", "BTCUSDT")
+
+    found = await store.acquire_and_begin("BTCUSDT", "me", "k-btc", btc, "h-btc")
+
+    assert found == Older([eth], complete=True)
+    assert await kit.redis.get(store.keys.lease("BTCUSDT")) is None
+    assert await kit.redis.exists(store.keys.idempotency("k-btc")) == 0
+
+
+async def test_with_nothing_older_pending_one_script_takes_the_lease_and_begins(kit: Any) -> None:
+    store = Store(kit.redis, kit.settings())
+    eth, btc = await _deliver(kit, store, "ETHUSDT", "BTCUSDT")
+
+    taken = await store.acquire_and_begin("ETHUSDT", "me", "k-eth", eth, "h-eth")
+
+    assert taken is not None and not isinstance(taken, Older)
+    lease, begun = taken
+    assert begun.state is BeginState.NEW
+    assert (await kit.redis.get(store.keys.lease("ETHUSDT"))).decode() == lease.value
+    assert (await kit.redis.hget(store.keys.idempotency("k-eth"), "state")).decode() == "in_flight"
+    # The older entry is of another symbol: once told, the caller skips the check.
+    skipped = await store.acquire_and_begin("BTCUSDT", "me", "k-btc", btc, "h-btc", order_check=False)
+    assert skipped is not None and not isinstance(skipped, Older)
+    # Acked, the older entry no longer shows.
+    await kit.redis.xack(store.keys.intent_stream, store.keys.consumer_group, eth)
+    assert not isinstance(await store.acquire_and_begin("BTCUSDT", "me", "k-btc", btc, "h-btc"), Older)
+
+
+async def test_a_quiet_stream_costs_one_redis_round_trip_before_the_handler(
+    kit: Any, handler_cls: Any
+) -> None:
+    """Between the entry's delivery and the executor, its symbol worker sends one command."""
+    sent: list[tuple[str, str]] = []
+    original = kit.redis.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        sent.append((task.get_name() if task else "", str(args[0])))
+        return await original(*args, **kwargs)
+
+    kit.redis.execute_command = counting
+    seen: list[tuple[str, str]] = []
+
+    class Snapshot(handler_cls):  # type: ignore[misc,valid-type]
+        async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            seen.extend(sent)
+            return await super().__call__(*args, **kwargs)
+
+    handler = Snapshot()
+    await kit.consumer(handler, claim_interval_s=5.0, claim_idle_ms=60_000)
+    await kit.publish({"symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 100, "intent_id": "quiet"})
+    await kit.wait_results(1)
+
+    worker = [command for task, command in seen if task == "symbol-BTCUSDT"]
+    assert worker == ["EVALSHA"], worker
