@@ -408,7 +408,7 @@ async def test_an_unreadable_order_answer_is_an_unknown_outcome_stamped_with_its
     async def answer(*_args: Any, **_kwargs: Any) -> Any:
         return {"status": "FILLED", "executedQty": "not-a-number"}
 
-    gateway._client._request_futures_api = answer  # type: ignore[method-assign]
+    gateway._rest.send = answer  # type: ignore[method-assign]
     before = time.monotonic()
     try:
         with pytest.raises(UnknownOutcomeError) as caught:

@@ -1,11 +1,11 @@
-"""The Binance USD-M futures adapter over python-binance's ``AsyncClient``.
+"""The Binance USD-M futures adapter: python-binance's keys and session, a lean request path.
 
-Everything about talking to the exchange lives here: base URLs per environment, signing (by
-python-binance), server-time offset, pacing below the rate limits, reading the rate-limit headers
-of *each* response (``client.response`` only holds the last one, useless under concurrency),
-turning Binance errors into the typed errors of :mod:`quantum_exec.errors`, and parsing replies
-into the records of :mod:`quantum_exec.exchange.wire`. Reads are retried here; state-changing requests are
-never re-sent here: an unknown outcome is raised for the executor to resolve by client id.
+Everything about talking to the exchange lives here: base URLs per environment, signing (with
+python-binance's helpers, on the lean path of :mod:`.signed`), server-time offset, pacing below
+the rate limits, reading the rate-limit headers of *each* response, turning Binance errors into
+the typed errors of :mod:`quantum_exec.errors`, and parsing replies into the records of
+:mod:`quantum_exec.exchange.wire`. Reads are retried here; state-changing requests are never
+re-sent here: an unknown outcome is raised for the executor to resolve by client id.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ from quantum_exec.exchange.fencing import ensure_owner
 from quantum_exec.exchange.keys import load_private_key
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
+from quantum_exec.exchange.signed import RestSender
 from quantum_exec.exchange.wire import (
     AlgoOrder,
     Income,
@@ -96,18 +97,6 @@ TIME_SYNC_INTERVAL_S = 300.0
 UNREACHABLE_PROBE_S = 5.0
 
 
-class _Client(AsyncClient):  # type: ignore[misc]
-    """AsyncClient that hands every response's headers to the gateway before parsing it."""
-
-    def __init__(self, *args: Any, on_headers: Callable[[Mapping[str, str]], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_headers = on_headers
-
-    async def _handle_response(self, response: aiohttp.ClientResponse) -> Any:
-        self._on_headers(response.headers)
-        return await super()._handle_response(response)
-
-
 class BinanceGateway:
     """Typed, instrumented, paced access to the USD-M futures REST API."""
 
@@ -122,19 +111,17 @@ class BinanceGateway:
             private = load_private_key(
                 settings.private_key_file, passphrase.get_secret_value() if passphrase else None
             )
-        self._client = _Client(
-            key,
-            secret,
-            requests_params={"timeout": aiohttp.ClientTimeout(total=settings.request_timeout_s)},
-            on_headers=self._observe_headers,
-        )
+        # python-binance's client holds the keys, the signing helpers, the clock offset and the
+        # one HTTP session; requests go out by the lean path of :mod:`.signed`.
+        self._client = AsyncClient(key, secret)
         if private is not None:
             # An Ed25519 or RSA key signs instead of the HMAC secret (python-binance reads these two).
             self._client.PRIVATE_KEY = private
             self._client._is_rsa = isinstance(private, RSA.RsaKey)
-        # Set on the instance: python-binance's class attributes would otherwise win.
-        self._client.FUTURES_URL = base_url.rstrip("/") + "/fapi"
         self._client.REQUEST_RECVWINDOW = settings.recv_window_ms
+        self._rest = RestSender(
+            self._client, base_url, timeout_s=settings.request_timeout_s, on_headers=self._observe_headers
+        )
         self.limiter = RateLimiter(enabled=settings.rate_limit_pacing)
         self.rules = RulesCache(self._fetch_exchange_info, settings.exchange_info_refresh_s)
         self._max_leverage: dict[str, int | None] = {}
@@ -256,9 +243,7 @@ class BinanceGateway:
             sent_at = time.monotonic()
             started = time.perf_counter()
             try:
-                result = await self._client._request_futures_api(
-                    ep.method, ep.path, ep.signed, version=ep.version, data=dict(params or {})
-                )
+                result = await self._rest.send(ep, params)
             except BinanceAPIException as exc:
                 self.reachable = True
                 error = typed_error(exc, order=ep.orders > 0, sent_at=sent_at)
