@@ -243,17 +243,24 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
     before: list[float] = []
     inside: list[float] = []
     after: list[float] = []
+    lead: dict[str, list[float]] = {"read": [], "to_script": [], "script": [], "to_execute": []}
     for sid, xadd_at in sent.items():
         row = records.get(sid)
         if row is None:
             continue
-        _, start, end, committed, busy, _paced, _calls, acks = row
+        _, start, end, committed, busy, _paced, _calls, acks, stamps = row
         if committed:
             e2e.append(committed - xadd_at)
             overhead.append(committed - xadd_at - busy)
             before.append(start - xadd_at)
             inside.append(end - start - busy)
             after.append(committed - end)
+            if stamps and stamps[2]:
+                read, sent_at, answered = stamps
+                lead["read"].append(read - xadd_at)
+                lead["to_script"].append(sent_at - read)
+                lead["script"].append(answered - sent_at)
+                lead["to_execute"].append(start - answered)
         if len(acks) == 2:
             ttp.append(max(acks) - xadd_at)
     ms = 1000.0
@@ -270,6 +277,10 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
             "executor_own": pct(inside, 50) * ms,
             "result_to_commit": pct(after, 50) * ms,
         },
+        # XADD -> executor in detail: the entry read and dispatched; dispatched -> the lead-in
+        # script sent (worker start, parsing, digest); the script's round trip; its reply ->
+        # the executor called.
+        "lead_in_p50_ms": {name: pct(values, 50) * ms for name, values in lead.items() if values},
         "check": check,
         "statuses": data["statuses"],
     }

@@ -8,7 +8,9 @@ real executor against the simulator over HTTP), optionally instrumented from the
   (a counter of calls in flight; time counts while at least one is open), so SL and TP placed
   together count once;
 - ``BinanceGateway.place_algo`` stamps each protective order's acknowledgement;
-- ``Store.commit`` stamps when the result was published and the entry acked.
+- ``Store.commit`` stamps when the result was published and the entry acked;
+- ``IntentConsumer._dispatch`` stamps when the entry was read, ``Store.acquire_and_begin`` when
+  the lead-in script (order check, lease, in-flight mark) was sent and answered.
 
 Every HTTP status the gateway receives and every pacing wait is counted (also when not
 instrumented: a dict increment per response). Nothing in the service is changed; the wrappers
@@ -31,13 +33,14 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from quantum_exec.exchange import gateway as exchange
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.pacing import RateLimiter
+from quantum_exec.exchange.signed import RestSender
 from quantum_exec.execution.executor import Executor
 from quantum_exec.ops.logs import setup_logging
 from quantum_exec.service import Service
 from quantum_exec.settings import Settings
+from quantum_exec.stream.consumer import IntentConsumer
 from quantum_exec.stream.store import Store
 
 
@@ -62,16 +65,18 @@ CURRENT: ContextVar[Rec | None] = ContextVar("bench_record", default=None)
 RECORDS: dict[str, Rec] = {}
 STATUSES: Counter[int] = Counter()
 PACING = {"requests": 0, "seconds": 0.0}
+# stream id -> [read and dispatched, lead-in script sent, its reply] (epoch seconds).
+STAMPS: dict[str, list[float]] = {}
 
 
 def count_responses() -> None:
-    original = exchange._Client._handle_response
+    original = RestSender.received
 
-    async def handle_response(self: Any, response: Any) -> Any:
+    def received(self: RestSender, response: Any) -> None:
         STATUSES[int(response.status)] += 1
-        return await original(self, response)
+        original(self, response)
 
-    exchange._Client._handle_response = handle_response
+    RestSender.received = received  # type: ignore[method-assign]
 
     acquire = RateLimiter.acquire
 
@@ -138,6 +143,26 @@ def instrument() -> None:
             rec.committed = time.time()
         return outcome
 
+    dispatch = IntentConsumer._dispatch
+
+    def timed_dispatch(self: IntentConsumer, stream_id: str, *args: Any) -> None:
+        STAMPS.setdefault(stream_id, [time.time(), 0.0, 0.0])
+        dispatch(self, stream_id, *args)
+
+    lead_in = Store.acquire_and_begin
+
+    async def timed_lead_in(self: Store, *args: Any, **kwargs: Any) -> Any:
+        stamps = STAMPS.get(args[3])
+        if stamps is not None and not stamps[1]:
+            stamps[1] = time.time()
+        try:
+            return await lead_in(self, *args, **kwargs)
+        finally:
+            if stamps is not None:
+                stamps[2] = time.time()
+
+    IntentConsumer._dispatch = timed_dispatch  # type: ignore[method-assign]
+    Store.acquire_and_begin = timed_lead_in  # type: ignore[method-assign]
     Executor.execute = timed_execute  # type: ignore[method-assign]
     BinanceGateway._call = timed_call  # type: ignore[method-assign]
     BinanceGateway.place_algo = timed_place_algo  # type: ignore[method-assign]
@@ -156,7 +181,8 @@ async def serve(settings: Settings, out: Path) -> None:
     await stop.wait()
     drained = await service.stop()
     records = [
-        [sid, r.start, r.end, r.committed, r.busy, r.paced, r.calls, r.acks] for sid, r in RECORDS.items()
+        [sid, r.start, r.end, r.committed, r.busy, r.paced, r.calls, r.acks, STAMPS.get(sid)]
+        for sid, r in RECORDS.items()
     ]
     await asyncio.to_thread(
         out.write_bytes,
