@@ -9,12 +9,13 @@ import pytest
 
 from quantum_exec.contracts import ResultStatus
 from support.desk import Desk
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 async def test_a_close_takes_one_round_trip_when_the_live_view_knows_the_legs(desk: Desk) -> None:
-    await desk.service()
+    service = await desk.service()
     await desk.publish(
         intent_id="open", symbol="ETHUSDT", side="BUY", quantity="0.2", stop_loss_pct="2", take_profit_pct="3"
     )
@@ -26,9 +27,50 @@ async def test_a_close_takes_one_round_trip_when_the_live_view_knows_the_legs(de
     closed = await desk.result("close")
     assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.2")
     assert desk.position("ETHUSDT") == 0 and not desk.open_algos("ETHUSDT")
+    # Let the follower see the legs cancelled and its live OCO (woken by the close's fill) finish.
+    account = service.account
+    assert account is not None
+
+    async def settled() -> bool:
+        armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
+        oco = account._oco_tasks.get("ETHUSDT")
+        return not armed and (oco is None or oco.done())
+
+    await wait_for(settled, 10, "the legs seen cancelled and the OCO idle")
     sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}
     # No listing of the open conditional orders: the live view had them.
     assert "GET /fapi/v1/openAlgoOrders" not in sent
-    assert sent.get("POST /fapi/v1/order") == 1 and sent.get("DELETE /fapi/v1/algoOrder", 0) >= 2
+    # One DELETE per leg: the live OCO leaves the legs the close is cancelling alone.
+    assert sent.get("POST /fapi/v1/order") == 1 and sent.get("DELETE /fapi/v1/algoOrder") == 2, sent
     # Cancels and the close travelled together: well under two 150 ms round trips.
     assert closed.latency_ms is not None and closed.latency_ms < 280, closed.latency_ms
+
+
+async def test_each_leg_is_cancelled_once_when_the_close_fills_before_its_cancels(desk: Desk) -> None:
+    """With no latency the close's fill reaches the live OCO while the close's own cancels are on
+    the way: the OCO must leave those legs alone (a second DELETE only earns -2011)."""
+    service = await desk.service()
+    account = service.account
+    assert account is not None
+    for n in range(3):
+        await desk.publish(
+            intent_id=f"open-{n}",
+            symbol="ETHUSDT",
+            side="BUY",
+            quantity="0.2",
+            stop_loss_pct="2",
+            take_profit_pct="3",
+        )
+        assert (await desk.result(f"open-{n}")).status is ResultStatus.FILLED
+        before = dict(desk.sim.request_counts)
+        await desk.publish(intent_id=f"close-{n}", symbol="ETHUSDT", side="CLOSE")
+        assert (await desk.result(f"close-{n}")).status is ResultStatus.FILLED
+
+        async def settled() -> bool:
+            armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
+            oco = account._oco_tasks.get("ETHUSDT")
+            return not desk.open_algos("ETHUSDT") and not armed and (oco is None or oco.done())
+
+        await wait_for(settled, 10, "the legs seen cancelled and the OCO idle")
+        sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items()}
+        assert sent.get("DELETE /fapi/v1/algoOrder") == 2, sent

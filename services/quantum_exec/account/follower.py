@@ -145,12 +145,25 @@ class AccountFollower(Resyncing):
         except StaleStateError:
             return None
 
-    def open_algo_ids(self, symbol: str) -> list[int] | None:
-        """Every armed conditional order on ``symbol`` (anyone's), or ``None`` while stale."""
+    def take_for_cancel(self, symbol: str) -> list[int] | None:
+        """Every armed conditional order on ``symbol`` (anyone's) that nobody here is cancelling
+        yet, now marked as cancelled by the caller (the live OCO leaves them alone: one DELETE
+        each, not two); ``None`` while stale. A caller whose cancel failed calls
+        :meth:`cancel_failed`."""
         try:
-            return [a.algo_id for a in self.state.open_algo_orders(symbol) if a.is_armed]
+            ids = [
+                a.algo_id
+                for a in self.state.open_algo_orders(symbol)
+                if a.is_armed and a.algo_id not in self._acted_on
+            ]
         except StaleStateError:
             return None
+        self._acted_on.update(ids)
+        return ids
+
+    def cancel_failed(self, algo_id: int) -> None:
+        """A cancel taken with :meth:`take_for_cancel` failed: the OCO may act on the order again."""
+        self._acted_on.discard(algo_id)
 
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> FillSummary | None:
         """The order's fills once its final ORDER_TRADE_UPDATE arrived; ``None`` if stale or late."""

@@ -649,7 +649,7 @@ class Executor:
                 raise ExchangeError(f"close {close_id} exists but the rules of {symbol} are not loaded")
             rules = found
         with run.step("close"):
-            live_ids = self.account.open_algo_ids(symbol) if self.account is not None else None
+            live_ids = self.account.take_for_cancel(symbol) if self.account is not None else None
             cancelling: asyncio.Future[None] | None = None
             if live_ids is None:
                 cancelled = await self._cancel_all_protective(symbol)
@@ -763,7 +763,12 @@ class Executor:
         return known if known is not None else await self.gateway.position_amount(symbol)
 
     async def _cancel(self, algo_id: int) -> None:
-        await self.gateway.cancel_algo(algo_id)
+        try:
+            await self.gateway.cancel_algo(algo_id)
+        except BaseException:
+            if self.account is not None:
+                self.account.cancel_failed(algo_id)
+            raise
 
     async def _cancel_ids(self, symbol: str, algo_ids: list[int]) -> None:
         await run_together(*(self._cancel(algo_id) for algo_id in algo_ids))
