@@ -24,10 +24,21 @@ from typing import Any
 import orjson
 
 from bench import report, scaling, scenarios
-from bench.common import Sim, median, out, redis_client, start_sim, workdir, write_fixture
+from bench.common import (
+    API_KEY,
+    API_SECRET,
+    Sim,
+    median,
+    out,
+    redis_client,
+    start_sim,
+    workdir,
+    write_fixture,
+)
+from bench.request_path import request_path
 from quantum_exec.embedded import EmbeddedRedis, find_redis_server
 
-SCENARIOS = ("latency", "naive", "throughput", "pacing", "limits", "scaling")
+SCENARIOS = ("latency", "naive", "requests", "throughput", "pacing", "limits", "scaling")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -43,8 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-segment", type=int, help="intents per segment (default 5000, quick 2500)")
     parser.add_argument("--burst", type=int, help="pacing burst size (default 1000, quick 200)")
     parser.add_argument("--limits-seconds", type=float, help="limits run length (default 300, quick 60)")
+    parser.add_argument("--limits-rates", default="8,11", help="intents/s of the limits runs, comma list")
     parser.add_argument(
-        "--limits-rates", default="13,18", help="intents/s of the limits runs (open/close rounds), comma list"
+        "--limits-mix",
+        default="rounds",
+        choices=("opens", "rounds"),
+        help="limits workload: repeated opens on warm symbols (3 orders each) or open/close rounds",
     )
     parser.add_argument("--naive-intents", type=int, help="naive latency intents (default 80, quick 40)")
     parser.add_argument("--naive-burst", type=int, help="naive throughput burst (default 1000, quick 300)")
@@ -53,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale-paced", type=int, help="scaling open-loop intents (default 300, quick 150)")
     parser.add_argument("--kill-intents", type=int, help="scaling SIGKILL run (default 600, quick 400)")
     parser.add_argument("--kill-rate", type=float, default=200.0, help="intents/s of the SIGKILL run")
+    parser.add_argument("--requests", type=int, help="requests per kind and path (default 2000, quick 500)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -68,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "scale_burst": 1000 if quick else 2000,
         "scale_paced": 150 if quick else 300,
         "kill_intents": 400 if quick else 600,
+        "requests": 500 if quick else 2000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -227,15 +244,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 with simulator(env, fixture, 0, rate_limits=True) as sim:
                     out(
                         f"[{time.monotonic() - started:5.0f}s] limits: {rate:g} intents/s "
-                        f"(open/close rounds) for {args.limits_seconds:g}s, limits enforced, pacing on"
+                        f"({args.limits_mix}) for {args.limits_seconds:g}s, limits enforced, pacing on"
                     )
-                    lim = scenarios.limits(env, sim, seconds=args.limits_seconds, rate=rate)
+                    lim = scenarios.limits(
+                        env, sim, seconds=args.limits_seconds, rate=rate, mix=args.limits_mix
+                    )
                     results["limits"][f"{rate:g}"] = lim
                     out(
                         f"    {lim['opens_filled']}/{lim['opens']} opens filled "
                         f"({lim['opens_per_s']:.2f}/s), shed {lim['shed']}, "
+                        f"stale {lim['rejected_stale']}, past TTL {lim['entries_past_ttl']}, "
+                        f"densest 10 s / 60 s: {lim['orders_max_10s']} / {lim['orders_max_1m']} orders, "
                         f"429: {lim['http_429']}, 418: {lim['http_418']}"
                     )
+        if "requests" in args.only:
+            with simulator(env, fixture, 0, rate_limits=False) as sim:
+                out(
+                    f"[{time.monotonic() - started:5.0f}s] requests: {args.requests} signed GETs and "
+                    "MARKET POSTs per path, python-binance's _request against the lean path, RTT 0"
+                )
+                paths = request_path(sim.url, API_KEY, API_SECRET, args.requests)
+                results["requests"] = paths
+                for name, row in paths.items():
+                    out(f"    {name:20s} wall {row['wall_us']:7.0f} us, client CPU {row['cpu_us']:6.0f} us")
         if "scaling" in args.only:
             with simulator(env, fixture, 0, rate_limits=False) as sim:
                 out(

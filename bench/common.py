@@ -116,6 +116,35 @@ def workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> li
     return intents[:count]
 
 
+def opens_workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> list[dict[str, Any]]:
+    """``count`` opens, one symbol after the other (half the symbols long, half short, always the
+    same side): repeated signals on warm symbols, each adding to a position that already holds
+    our protection. No CLOSE: every intent costs the account 3 orders (entry, SL, TP)."""
+    marks = {s: float(mark_of(BENCH_SYMBOLS.index(s))) for s in symbols}
+    absolute = os.environ.get("BENCH_PROTECTION_TIMING") == "with_entry"
+    intents: list[dict[str, Any]] = []
+    for n in range(count):
+        index = n % len(symbols)
+        symbol = symbols[index]
+        side = "BUY" if index % 2 == 0 else "SELL"
+        intent: dict[str, Any] = {
+            "intent_id": f"{tag}-{n}",
+            "symbol": symbol,
+            "side": side,
+            "position_size_usd": POSITION_USD,
+            "entry_price": marks[symbol],
+            "leverage": LEVERAGE,
+        }
+        if absolute:
+            sign = 1 if side == "BUY" else -1
+            intent["stop_loss"] = round(marks[symbol] * (1 - 0.02 * sign), 6)
+            intent["take_profit"] = round(marks[symbol] * (1 + 0.04 * sign), 6)
+        else:
+            intent["stop_loss_pct"], intent["take_profit_pct"] = 2, 4
+        intents.append(intent)
+    return intents
+
+
 def whole_rounds(count: int, symbols: int = len(BENCH_SYMBOLS)) -> int:
     """``count`` rounded up to whole open+close rounds, so every position ends closed."""
     size = 2 * symbols

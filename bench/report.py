@@ -153,18 +153,43 @@ def markdown(results: dict[str, Any]) -> str:
     lim = results.get("limits")
     if lim:
         lines += [
-            "Sustained open/close rounds, simulator enforcing Binance's limits, pacing on (RTT 0):",
+            "Sustained load, intents evenly spread, simulator enforcing Binance's limits, pacing on (RTT 0):",
             "",
-            "| intents/s published | opens filled/s | opens filled | shed (not sent past TTL) | 429 / 418 |",
-            "|---|---|---|---|---|",
+            "| mix | intents/s published | opens filled/s | opens filled | shed (not sent) | rejected stale "
+            "| entries placed past the TTL | densest 10 s / 60 s (orders) | 429 / 418 |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for rate, row in lim.items():
             clean = row["http_429"] == 0 and row["http_418"] == 0
-            lines.append(
-                f"| {rate} for {row['seconds']:.0f} s | {row['opens_per_s']:.2f} | "
-                f"{row['opens_filled']} / {row['opens']} | {row['shed']} | "
-                f"{row['http_429']} / {row['http_418']}: {_ok(clean)} |"
-            )
+            cells = [
+                row.get("mix", "rounds"),
+                f"{rate} for {row['seconds']:.0f} s",
+                f"{row['opens_per_s']:.2f}",
+                f"{row['opens_filled']} / {row['opens']}",
+                row["shed"],
+                row.get("rejected_stale", "-"),
+                row.get("entries_past_ttl", "-"),
+                f"{row.get('orders_max_10s', '-')} / {row.get('orders_max_1m', '-')}",
+                f"{row['http_429']} / {row['http_418']}: {_ok(clean)}",
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append("")
+    req = results.get("requests")
+    if req:
+        lines += [
+            "One signed request, sequential, RTT 0: python-binance's generic _request against the lean path:",
+            "",
+            "| request | python-binance wall / CPU (us) | lean wall / CPU (us) | CPU lean / generic |",
+            "|---|---|---|---|",
+        ]
+        for kind, label in (("get", "GET /fapi/v1/order"), ("post", "POST /fapi/v1/order (MARKET)")):
+            generic, lean = req.get(f"python-binance {kind}"), req.get(f"lean {kind}")
+            if generic and lean:
+                ratio = lean["cpu_us"] / generic["cpu_us"]
+                lines.append(
+                    f"| {label} | {generic['wall_us']:.0f} / {generic['cpu_us']:.0f} | "
+                    f"{lean['wall_us']:.0f} / {lean['cpu_us']:.0f} | {ratio:.2f} |"
+                )
         lines.append("")
     sc = results.get("scaling")
     if sc:

@@ -21,6 +21,7 @@ from bench.common import (
     Sim,
     cpu_s,
     median,
+    opens_workload,
     out,
     pct,
     rss_mb,
@@ -281,6 +282,11 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
         # script sent (worker start, parsing, digest); the script's round trip; its reply ->
         # the executor called.
         "lead_in_p50_ms": {name: pct(values, 50) * ms for name, values in lead.items() if values},
+        # The executor's steps, mean ms per call (its per-step histogram; the exchange calls
+        # inside a step count in it).
+        "steps_mean_ms": {
+            step: seconds / count * ms for step, (count, seconds) in data.get("steps", {}).items() if count
+        },
         "check": check,
         "statuses": data["statuses"],
     }
@@ -433,15 +439,22 @@ def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
     }
 
 
-def limits(env: Env, sim: Sim, *, seconds: float, rate: float) -> dict[str, Any]:
-    """Open/close rounds at ``rate`` intents/s for ``seconds``, the simulator enforcing Binance's
-    limits and the service pacing itself: what the order-count bound lets through, 429/418 (must be
-    0) and how many entries were shed rather than sent past their TTL (``BENCH_INTENT_TTL_S``)."""
+def limits(env: Env, sim: Sim, *, seconds: float, rate: float, mix: str = "rounds") -> dict[str, Any]:
+    """Intents evenly spread at ``rate``/s for ``seconds``, the simulator enforcing Binance's limits
+    and the service pacing itself: what the order-count bound lets through, 429/418 (must be 0),
+    how many entries were shed rather than sent past their TTL (``BENCH_INTENT_TTL_S``), and, from
+    the exchange's own order times, that no entry was placed after its intent went stale.
+
+    ``mix``: ``rounds`` (every symbol opened, then every symbol closed: 4 orders per round, and the
+    protective orders never pile up) or ``opens`` (repeated opens on warm symbols, 3 orders each;
+    each open adds two conditional orders, so the account's 200 stop in after 100 opens)."""
     env.clean()
     sim.fresh(rate_limits=True)
     tag = env.next_tag("limits-")
     child, outfile = start_worker(env, sim, pacing=True, instrument=True, tag=tag)
-    intents = workload(tag, whole_rounds(int(seconds * rate)))
+    count = int(seconds * rate)
+    intents = opens_workload(tag, count) if mix == "opens" else workload(tag, whole_rounds(count))
+    ttl_s = float(os.environ.get("BENCH_INTENT_TTL_S", "120"))
     try:
         started = time.monotonic()
         sent = publish_paced(env.r, intents, rate)
@@ -454,19 +467,56 @@ def limits(env: Env, sim: Sim, *, seconds: float, rate: float) -> dict[str, Any]
     opens = [r for r in results if r.get("action") in ("BUY", "SELL")]
     filled = [r for r in opens if r.get("status") in ("filled", "partial")]
     shed = [r for r in results if "not sent" in str((r.get("error") or {}).get("message", ""))]
+    stale = [r for r in results if (r.get("error") or {}).get("code") == "STALE_INTENT" and r not in shed]
+    # The exchange's time of each filled entry against its intent's XADD: never past the TTL.
+    state = sim.state()
+    placed_ms = {o["orderId"]: o["time"] for o in state["orders"] if "time" in o}
+    ages = [
+        placed_ms[r["order_id"]] / 1000 - sent[r["stream_id"]]
+        for r in filled
+        if r.get("order_id") in placed_ms and r.get("stream_id") in sent
+    ]
+    windows = _busiest_windows(state)
     return {
+        "mix": mix,
         "seconds": elapsed,
         "published": len(sent),
         "rate": rate,
+        "ttl_s": ttl_s,
         "opens": len(opens),
         "opens_filled": len(filled),
         "opens_per_s": len(filled) / elapsed,
         "shed": len(shed),
-        "other_outcomes": sorted({str(r.get("status")) for r in results} - {"filled", "partial"}),
+        "rejected_stale": len(stale),
+        "entry_age_at_exchange_s": {"50": pct(ages, 50), "99": pct(ages, 99), "max": max(ages, default=0.0)},
+        "entries_past_ttl": sum(1 for age in ages if age > ttl_s),
+        "orders_max_10s": windows[0],
+        "orders_max_1m": windows[1],
+        "outcomes": dict(
+            Counter(f"{r.get('status')} {(r.get('error') or {}).get('code', '')}".strip() for r in results)
+        ),
         "http_429": statuses.get(429, 0),
         "http_418": statuses.get(418, 0),
         "pacing_wait_total_s": data["pacing"]["seconds"],
     }
+
+
+def _busiest_windows(state: dict[str, Any]) -> tuple[int, int]:
+    """The most orders (regular and conditional) the exchange stamped within any 10 s and any 60 s."""
+    times = sorted(
+        [o["time"] for o in state["orders"] if "time" in o]
+        + [a["createTime"] for a in state["algoOrders"] if a.get("createTime")]
+    )
+    return _densest(times, 10_000), _densest(times, 60_000)
+
+
+def _densest(times: list[int], span_ms: int) -> int:
+    best, low = 0, 0
+    for high, at in enumerate(times):
+        while times[low] <= at - span_ms:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
 
 
 def _first(n: int) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.signed import RestSender
 from quantum_exec.execution.executor import Executor
+from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import setup_logging
 from quantum_exec.service import Service
 from quantum_exec.settings import Settings
@@ -169,6 +170,22 @@ def instrument() -> None:
     Store.commit = timed_commit  # type: ignore[method-assign]
 
 
+def step_totals() -> dict[str, list[float]]:
+    """The executor's per-step histogram as {step: [count, seconds]} (where its own time goes)."""
+    totals: dict[str, list[float]] = {}
+    for family in metrics.STEP_LATENCY.collect():
+        for sample in family.samples:
+            step = sample.labels.get("step")
+            if step is None:
+                continue
+            row = totals.setdefault(step, [0.0, 0.0])
+            if sample.name.endswith("_count"):
+                row[0] = sample.value
+            elif sample.name.endswith("_sum"):
+                row[1] = sample.value
+    return totals
+
+
 async def serve(settings: Settings, out: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -192,6 +209,7 @@ async def serve(settings: Settings, out: Path) -> None:
                 "records": records,
                 "statuses": {str(k): v for k, v in STATUSES.items()},
                 "pacing": PACING,
+                "steps": step_totals(),
             }
         ),
     )
