@@ -456,9 +456,11 @@ class Simulator:
         payload = _without_signature(raw_query) + _without_signature(raw_body)
         self.verify_signed(secret, params, payload)
 
-    def verify_signed(self, secret: bytes | signing.PublicKey, params: Params, payload: bytes) -> None:
+    def verify_signed(self, secret: bytes | signing.PublicKey | None, params: Params, payload: bytes) -> None:
         """Binance's checks of a SIGNED request: timestamp, recvWindow, and the signature of
-        ``payload`` (REST: query string + body; WebSocket API: the sorted params)."""
+        ``payload`` (REST: query string + body; WebSocket API: the sorted params). ``secret``
+        None: a WebSocket API request of a connection authenticated by ``session.logon``, which
+        carries no signature (its timestamp and recvWindow are still checked)."""
         if not params.has("timestamp"):
             raise errors.mandatory("timestamp")
         try:
@@ -471,9 +473,11 @@ class Simulator:
         elif recv_window > _MAX_RECV_WINDOW:
             raise errors.invalid_value("recvWindow")
         signature = params.opt_str("signature")
-        if signature is None:
+        if secret is None:
+            valid = True
+        elif signature is None:
             raise errors.mandatory("signature")
-        if isinstance(secret, bytes):
+        elif isinstance(secret, bytes):
             expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
             valid = hmac.compare_digest(expected, signature.lower())
         else:

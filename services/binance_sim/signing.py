@@ -45,3 +45,8 @@ def verify(key: PublicKey, payload: bytes, signature: str) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+def is_ed25519(key: bytes | PublicKey) -> bool:
+    """True for an Ed25519 public key (the only type ``session.logon`` accepts)."""
+    return isinstance(key, ECC.EccKey) and key.curve == "Ed25519"

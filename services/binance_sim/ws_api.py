@@ -11,17 +11,28 @@ Each method runs the REST route it mirrors (``order.place`` is ``POST /fapi/v1/o
 engine, the error codes, the rate limits (shared with REST: same counters per IP and account) and
 the configured faults are the same; a ``drop_*`` fault closes the socket (before or after the
 request was processed), the transport's "no answer" case.
+
+Session authentication (same page, "Authenticate after connection"): ``session.logon`` (SIGNED:
+``apiKey``, ``timestamp``, optional ``recvWindow``, ``signature``; only Ed25519 keys; weight 2)
+ties an API key to the connection, after which requests may omit ``apiKey`` and ``signature``
+(their ``timestamp`` and ``recvWindow`` are still checked); a request that carries them is
+verified as given. ``session.status`` and ``session.logout`` (weight 2) answer
+``{apiKey, authorizedSince, connectedSince, returnRateLimits, serverTime}``. The code Binance
+returns for a logon with an HMAC or RSA key is not documented for futures; the simulator answers
+``-1002`` "You are not authorized to execute this request." (Binance's unauthorized code).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from binance_sim import signing
 from binance_sim.errors import SimError
 from binance_sim.params import Params
 
@@ -39,6 +50,28 @@ METHODS: Final[dict[str, tuple[str, str]]] = {
     "algoOrder.place": ("POST", "/fapi/v1/algoOrder"),
     "algoOrder.cancel": ("DELETE", "/fapi/v1/algoOrder"),
 }
+
+
+SESSION_METHODS: Final = ("session.logon", "session.status", "session.logout")
+SESSION_WEIGHT: Final = 2
+
+
+@dataclass(slots=True)
+class Session:
+    """One connection's authentication: the API key ``session.logon`` tied to it, if any."""
+
+    connected_since: int
+    api_key: str | None = None
+    authorized_since: int | None = None
+
+    def status(self, server_time: int) -> dict[str, Any]:
+        return {
+            "apiKey": self.api_key,
+            "authorizedSince": self.authorized_since,
+            "connectedSince": self.connected_since,
+            "returnRateLimits": True,
+            "serverTime": server_time,
+        }
 
 
 def signed_payload(params: dict[str, str]) -> bytes:
@@ -64,6 +97,7 @@ class WsApi:
         await ws.prepare(request)
         self.sockets.add(ws)
         ip = request.remote or ""
+        session = Session(connected_since=self._sim.server_time_ms())
         answering: set[asyncio.Task[bool]] = set()
         try:
             async for message in ws:
@@ -72,7 +106,7 @@ class WsApi:
                 # Each request is answered on its own: one waiting out the configured latency
                 # (a network delay) does not hold the next one back, as on Binance, where
                 # answers come back as they are ready (matched to requests by id).
-                task = asyncio.create_task(self._answer(ws, message.data, ip))
+                task = asyncio.create_task(self._answer(ws, message.data, ip, session))
                 answering.add(task)
                 task.add_done_callback(answering.discard)
         finally:
@@ -85,7 +119,7 @@ class WsApi:
         for ws in list(self.sockets):
             await ws.close()
 
-    async def _answer(self, ws: web.WebSocketResponse, raw: str, ip: str) -> bool:
+    async def _answer(self, ws: web.WebSocketResponse, raw: str, ip: str, session: Session) -> bool:
         """Process one request; False when the socket was closed (a drop fault)."""
         try:
             request = orjson.loads(raw)
@@ -96,6 +130,9 @@ class WsApi:
             await ws.send_str(_reply(None, 400, {"code": -1000, "msg": "Invalid JSON request"}, []))
             return True
         sim = self._sim
+        if method in SESSION_METHODS:
+            await ws.send_str(self._session(session, str(method), ident, raw_params, ip))
+            return True
         route = METHODS.get(str(method))
         if route is None:
             await ws.send_str(_reply(ident, 400, {"code": -1102, "msg": f"Unknown method '{method}'."}, []))
@@ -125,8 +162,13 @@ class WsApi:
             await ws.send_str(_reply(ident, plan.before.status, body, limits))
             return True
         try:
-            secret = sim.key_of(params.get("apiKey", ""), ip)
-            sim.verify_signed(secret, typed, signed_payload(params))
+            if session.api_key is not None and "apiKey" not in params and "signature" not in params:
+                # Authenticated by session.logon: the timestamp and recvWindow are still checked.
+                sim.key_of(session.api_key, ip)
+                sim.verify_signed(None, typed, b"")
+            else:
+                secret = sim.key_of(params.get("apiKey", ""), ip)
+                sim.verify_signed(secret, typed, signed_payload(params))
             business = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
             result: Any = endpoint.handler(Params(business))
             if isinstance(result, bytes):
@@ -146,6 +188,34 @@ class WsApi:
             answer = _reply(ident, plan.after.status, plan.after.body(path, sim.server_time_ms()), limits)
         await ws.send_str(answer)
         return True
+
+    def _session(self, session: Session, method: str, ident: Any, raw_params: dict[str, Any], ip: str) -> str:
+        """``session.logon`` / ``session.status`` / ``session.logout`` (weight 2 each)."""
+        from binance_sim.server import Endpoint
+
+        sim = self._sim
+        sim.request_counts[f"WS {method}"] += 1
+        params = {k: _text(v) for k, v in raw_params.items()}
+        counted = Endpoint(lambda p: b"{}", SESSION_WEIGHT, signed=method == "session.logon")
+        verdict = sim.count_request(ip, SESSION_WEIGHT, counted, {})
+        limits = _rate_limits(sim, verdict)
+        if not verdict.allowed:
+            sim.rate_limited[verdict.status] += 1
+            return _reply(ident, verdict.status, {"code": verdict.code, "msg": verdict.msg}, limits)
+        if method == "session.logon":
+            try:
+                api_key = params.get("apiKey", "")
+                secret = sim.key_of(api_key, ip)
+                if not signing.is_ed25519(secret):
+                    raise SimError(-1002, "You are not authorized to execute this request.", 401)
+                sim.verify_signed(secret, Params(params), signed_payload(params))
+            except SimError as exc:
+                return _reply(ident, exc.status, {"code": exc.code, "msg": exc.msg}, limits)
+            session.api_key = api_key
+            session.authorized_since = sim.server_time_ms()
+        elif method == "session.logout":
+            session.api_key = session.authorized_since = None
+        return _reply(ident, 200, None, limits, session.status(sim.server_time_ms()))
 
 
 def _rate_limits(sim: Simulator, verdict: Any) -> list[dict[str, Any]]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from Crypto.PublicKey import ECC, RSA
+from Crypto.Signature import eddsa
 
 from binance_sim import Simulator
 from binance_sim.config import SimConfig
+from binance_sim.ws_api import signed_payload
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.errors import ConfigError, PermanentError
 from quantum_exec.exchange.gateway import BinanceGateway
@@ -173,3 +180,104 @@ async def test_the_key_and_its_passphrase_as_systemd_credentials(
     assert settings.private_key_passphrase.get_secret_value() == PASSPHRASE
     gateway = BinanceGateway(settings, "http://127.0.0.1:1")  # the key loads with the passphrase
     await gateway.close()
+
+
+async def test_an_ed25519_key_logs_the_order_socket_on_once_and_orders_travel_unsigned(
+    desk: Desk, keys: dict[str, Path]
+) -> None:
+    service = await desk.service(
+        order_transport="websocket", **_keyed(desk, ED_KEY, keys["ed_private"], PASSPHRASE)
+    )
+    assert service.executor is not None
+    ws = service.executor.gateway.ws
+    assert ws is not None and ws.logged_on
+    await desk.publish(
+        intent_id="ed-ws",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    result = await desk.result("ed-ws")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    counts = desk.sim.request_counts
+    assert counts["WS session.logon"] == 1
+    assert counts["WS order.place"] == 1 and counts["WS algoOrder.place"] == 2
+
+
+async def test_an_rsa_key_signs_every_websocket_request_instead(desk: Desk, keys: dict[str, Path]) -> None:
+    service = await desk.service(order_transport="websocket", **_keyed(desk, RSA_KEY, keys["rsa_private"]))
+    assert service.executor is not None
+    ws = service.executor.gateway.ws
+    assert ws is not None and ws.connected and not ws.logged_on
+    await desk.publish(intent_id="rsa-ws", symbol="ETHUSDT", side="SELL", quantity="0.1", stop_loss_pct="2")
+    assert (await desk.result("rsa-ws")).status is ResultStatus.FILLED
+    assert desk.sim.request_counts["WS session.logon"] == 0 and desk.sim.request_counts["WS order.place"] == 1
+
+
+async def test_the_simulator_ties_an_ed25519_key_to_the_connection_as_binance_does(
+    sim: Simulator, keys: dict[str, Path]
+) -> None:
+    """session.logon / status / logout over the raw protocol: only Ed25519 keys may log on, a
+    logged-on connection sends orders without apiKey and signature, another one may not."""
+    ed = ECC.import_key(keys["ed_private"].read_text(), passphrase=PASSPHRASE)
+    other = ECC.import_key(keys["other_private"].read_text())
+
+    def signed(params: dict[str, str], key: ECC.EccKey = ed, api_key: str = ED_KEY) -> dict[str, str]:
+        full = {**params, "apiKey": api_key, "timestamp": str(int(time.time() * 1000))}
+        full["signature"] = base64.b64encode(eddsa.new(key, "rfc8032").sign(signed_payload(full))).decode()
+        return full
+
+    order = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "MARKET",
+        "quantity": "0.002",
+        "newOrderRespType": "RESULT",
+    }
+    url = sim.base_url.replace("http", "ws", 1) + "/ws-fapi/v1"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url) as ws:
+
+            async def ask(method: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+                await ws.send_str(
+                    orjson.dumps({"id": method, "method": method, "params": params or {}}).decode()
+                )
+                return dict(orjson.loads((await ws.receive()).data))
+
+            bare = {**order, "timestamp": str(int(time.time() * 1000))}
+            refused = await ask("order.place", bare)
+            assert refused["status"] == 401 and refused["error"]["code"] == -2014  # no key yet
+            forged = await ask("session.logon", signed({}, key=other))
+            assert forged["error"]["code"] == -1022
+            hmac_key = await ask(
+                "session.logon", {"apiKey": "quantum-sim-key", "timestamp": "1", "signature": "x"}
+            )
+            assert hmac_key["status"] == 401 and hmac_key["error"]["code"] == -1002
+            logon = await ask("session.logon", signed({}))
+            assert logon["status"] == 200 and logon["result"]["apiKey"] == ED_KEY
+            assert logon["result"]["authorizedSince"] >= logon["result"]["connectedSince"]
+            placed = await ask("order.place", {**order, "timestamp": str(int(time.time() * 1000))})
+            assert placed["status"] == 200 and placed["result"]["status"] == "FILLED"
+            stale = await ask("order.place", {**order, "timestamp": str(int(time.time() * 1000) - 60_000)})
+            assert stale["error"]["code"] == -1021  # the timestamp is still checked
+            status = await ask("session.status")
+            assert status["result"]["apiKey"] == ED_KEY and status["rateLimits"]
+            out = await ask("session.logout")
+            assert out["result"]["apiKey"] is None and out["result"]["authorizedSince"] is None
+            again = await ask("order.place", {**order, "timestamp": str(int(time.time() * 1000))})
+            assert again["error"]["code"] == -2014
+        # The logon belonged to that connection only.
+        async with session.ws_connect(url) as fresh:
+            await fresh.send_str(
+                orjson.dumps(
+                    {
+                        "id": 1,
+                        "method": "order.place",
+                        "params": {**order, "timestamp": str(int(time.time() * 1000))},
+                    }
+                ).decode()
+            )
+            assert dict(orjson.loads((await fresh.receive()).data))["error"]["code"] == -2014
+    assert sim.request_counts["WS session.logon"] == 3

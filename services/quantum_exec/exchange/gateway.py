@@ -149,6 +149,8 @@ class BinanceGateway:
                 timeout_s=self._settings.request_timeout_s,
                 recv_window_ms=self._settings.recv_window_ms,
                 clock_offset_ms=lambda: int(self._client.timestamp_offset),
+                # Binance authenticates a connection by session.logon with Ed25519 keys only.
+                logon=bool(self._client.PRIVATE_KEY) and not self._client._is_rsa,
             )
             await self.ws.start()
         self._tasks = [

@@ -7,6 +7,11 @@ with ``apiKey``, ``timestamp`` and ``recvWindow`` added and signed like REST (HM
 Ed25519 / RSA key's base64 signature) over the params sorted by name; the answer carries
 ``status`` and ``result`` or ``error``, and ``rateLimits`` (the usage the pacer follows).
 
+With an Ed25519 key the connection is authenticated once, right after it opens, by
+``session.logon`` (the only key type Binance accepts for it): the requests then carry no
+``apiKey`` and no signature (their ``timestamp`` and ``recvWindow`` still), which saves the
+Ed25519 signature (~85 µs of CPU) on every order. A refused logon leaves every request signed.
+
 The same unknown-outcome rules as REST: a request that left and got no answer (a timeout, the
 socket closing) raises :class:`Unanswered`; the gateway turns it into an unknown outcome for an
 order (looked up by client id, never re-sent blindly) and retries a read over REST. While the
@@ -57,6 +62,7 @@ class WsApi:
         timeout_s: float,
         recv_window_ms: int,
         clock_offset_ms: Callable[[], int],
+        logon: bool = False,
     ) -> None:
         self._url = url
         self._api_key = api_key
@@ -71,6 +77,10 @@ class WsApi:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        # session.logon on every new connection (Ed25519 keys); True while the current one is.
+        self._logon = logon
+        self._logon_task: asyncio.Task[None] | None = None
+        self.logged_on = False
 
     @property
     def connected(self) -> bool:
@@ -85,6 +95,7 @@ class WsApi:
 
     async def close(self) -> None:
         self._closing = True
+        await cancel_task(self._logon_task)
         await cancel_task(self._task)
         if self._ws is not None:
             await self._ws.close()
@@ -98,15 +109,23 @@ class WsApi:
         ws = self._ws
         if ws is None or ws.closed:
             raise NotConnected(method)
-        ident = f"qx{next(self._ids)}"
-        signed = {
+        stamped = {
             **params,
-            "apiKey": self._api_key,
             "recvWindow": str(self._recv_window_ms),
             "timestamp": str(int(time.time() * 1000) + self._offset()),
         }
+        return await self._send(ws, method, stamped if self.logged_on else self._signed(stamped))
+
+    def _signed(self, params: dict[str, str]) -> dict[str, str]:
+        signed = {**params, "apiKey": self._api_key}
         payload = "&".join(f"{k}={v}" for k, v in sorted(signed.items()))
         signed["signature"] = self._sign(payload)
+        return signed
+
+    async def _send(
+        self, ws: aiohttp.ClientWebSocketResponse, method: str, signed: dict[str, str]
+    ) -> dict[str, Any]:
+        ident = f"qx{next(self._ids)}"
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = answer
         try:
@@ -130,7 +149,11 @@ class WsApi:
             try:
                 async with self._session.ws_connect(self._url, heartbeat=20.0, autoping=True) as ws:
                     self._ws = ws
-                    self._connected.set()
+                    if self._logon:
+                        # Answers are read by this loop: the logon waits in a task beside it.
+                        self._logon_task = asyncio.create_task(self._log_on(ws), name="ws-api-logon")
+                    else:
+                        self._connected.set()
                     metrics.WS_API_CONNECTED.set(1)
                     log.info("ws_api.connected", url=self._url)
                     waits = RECONNECT.delays()
@@ -144,6 +167,7 @@ class WsApi:
                 log.warning("ws_api.connect_failed", url=self._url, error=type(exc).__name__)
             finally:
                 self._ws = None
+                self.logged_on = False
                 self._connected.clear()
                 metrics.WS_API_CONNECTED.set(0)
                 self._fail_pending("the socket closed")
@@ -151,6 +175,26 @@ class WsApi:
                 return
             metrics.WS_API_RECONNECTS.inc()
             await asyncio.sleep(next(waits))
+
+    async def _log_on(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Authenticate the connection (``session.logon``); requests wait for it (``connected``)."""
+        stamped = {
+            "recvWindow": str(self._recv_window_ms),
+            "timestamp": str(int(time.time() * 1000) + self._offset()),
+        }
+        try:
+            answer = await self._send(ws, "session.logon", self._signed(stamped))
+        except Unanswered as exc:
+            log.warning("ws_api.logon_unanswered", error=str(exc))
+            return  # the socket is going away: the next one logs on again
+        if answer.get("status") == 200:
+            self.logged_on = True
+            log.info("ws_api.logged_on")
+        else:
+            error = answer.get("error") or {}
+            log.warning("ws_api.logon_refused", code=error.get("code"), msg=error.get("msg"))
+        if self._ws is ws:
+            self._connected.set()
 
     def _deliver(self, raw: str | bytes) -> None:
         try:
