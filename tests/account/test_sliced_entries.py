@@ -6,6 +6,7 @@ import dataclasses
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import orjson
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.exchange.wire import AlgoStatus
+from quantum_exec.execution import stop_entry
 from quantum_exec.ids import client_order_id
 from support.desk import SIM_KEY, SIM_SECRET, Desk
 from support.waiting import wait_for
@@ -290,6 +293,120 @@ async def test_an_untriggered_stop_entry_expires_and_is_cancelled(desk: Desk) ->
     assert result.error.code == "ENTRY_EXPIRED" and "untriggered" in result.error.message
     assert desk.algo_status(client_order_id("never", "entry")) == "CANCELED"
     assert desk.position("BTCUSDT") == 0
+
+
+async def test_an_armed_stop_entry_waits_on_its_algo_update_not_on_rest_reads(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLOSE check out of the way: only the ALGO_UPDATE can end a wait before the REST check.
+    monkeypatch.setattr(stop_entry, "CLOSE_CHECK_S", 60.0)
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    trigger = (mark * Decimal("1.01")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="quiet",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        expire_after_s=60,
+    )
+    entry_id = client_order_id("quiet", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+
+    def reads() -> int:
+        return desk.sim.request_counts["GET /fapi/v1/algoOrder"]
+
+    # Armed for 2 s: a REST poll every 0.25 s would read the order 8 times; the stream needs none.
+    with pytest.raises(AssertionError, match="timed out"):
+        await wait_for(lambda: reads() > 2, 2.0, "more than two reads of the armed stop entry")
+    armed_reads = reads()
+    moved_at = time.monotonic()
+    desk.sim.set_mark_price("BTCUSDT", trigger + Decimal("5"))
+    result = await desk.result("quiet")
+    # Woken by the ALGO_UPDATE, not by the REST check due CHECK_S after the entry armed.
+    assert time.monotonic() - moved_at < 1.0 < stop_entry.CHECK_S - 2.0
+    assert result.status is ResultStatus.FILLED and result.executed_quantity == Decimal("0.01")
+    assert desk.position("BTCUSDT") == Decimal("0.01") and desk.algo_status(entry_id) == "FINISHED"
+    assert armed_reads <= 2 and reads() - armed_reads == 1  # one authoritative read once triggered
+
+
+async def test_an_armed_stop_entry_is_read_by_rest_once_the_stream_drops(desk: Desk) -> None:
+    service = await desk.service()
+    account = service.account
+    assert account is not None
+    mark = desk.sim.engine.mark("BTCUSDT")
+    trigger = (mark * Decimal("1.01")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="dropped",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        expire_after_s=60,
+    )
+    entry_id = client_order_id("dropped", "entry")
+    view = await account.algo_changed(entry_id, 10)  # its NEW, from the stream
+    assert view is not None and view.status is AlgoStatus.NEW
+    # The socket goes down and stays down (listenKey refused): no ALGO_UPDATE will come.
+    desk.sim.set_faults(
+        faults=[{"kind": "unavailable", "method": "POST", "path": "/fapi/v1/listenKey", "count": None}],
+        actions=["drop_user_streams"],
+    )
+    await wait_for(lambda: not account.stream.connected, 5, "the stream down")
+    assert await account.algo_changed(entry_id, 10, view) is None  # stale: at once, not in 10 s
+    desk.sim.set_mark_price("BTCUSDT", trigger + Decimal("5"))
+    result = await desk.result("dropped", timeout_s=stop_entry.CHECK_S - 1)
+    assert result.status is ResultStatus.FILLED and desk.position("BTCUSDT") == Decimal("0.01")
+    desk.sim.set_faults(faults=[])
+
+
+async def test_a_stop_entry_without_the_user_stream_is_read_by_rest_and_triggers(desk: Desk) -> None:
+    await desk.service(user_stream=False)
+    mark = desk.sim.engine.mark("ETHUSDT")
+    trigger = (mark * Decimal("0.99")).quantize(Decimal("0.01"))
+    await desk.publish(
+        intent_id="no-stream",
+        symbol="ETHUSDT",
+        side="SELL",
+        quantity="0.1",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        expire_after_s=60,
+    )
+    entry_id = client_order_id("no-stream", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    desk.sim.set_mark_price("ETHUSDT", trigger - Decimal("1"))
+    result = await desk.result("no-stream", timeout_s=5)
+    assert result.status is ResultStatus.FILLED, result.error
+    assert desk.position("ETHUSDT") == Decimal("-0.1")
+    assert desk.sim.request_counts["GET /fapi/v1/algoOrder"] >= 1
+
+
+async def test_a_close_ends_an_armed_stop_entry_at_once(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="armed-then-closed",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str((mark * Decimal("1.02")).quantize(Decimal("0.1"))),
+        expire_after_s=200,
+    )
+    entry_id = client_order_id("armed-then-closed", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    await desk.publish(intent_id="close-armed", symbol="BTCUSDT", side="CLOSE")
+    entry = await desk.result("armed-then-closed", timeout_s=5)  # long before its 200 s
+    closed = await desk.result("close-armed", timeout_s=10)
+    assert entry.status is ResultStatus.FAILED and entry.error is not None
+    assert entry.error.code == "ENTRY_EXPIRED" and "untriggered" in entry.error.message
+    assert desk.algo_status(entry_id) == "CANCELED" and desk.position("BTCUSDT") == 0
+    assert closed.status is ResultStatus.REJECTED and closed.error is not None
+    assert closed.error.code == "NO_POSITION"
 
 
 async def test_a_stop_entry_that_would_trigger_at_once_is_rejected_with_the_exchange_code(desk: Desk) -> None:

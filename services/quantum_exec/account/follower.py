@@ -82,9 +82,11 @@ class AccountFollower(Resyncing):
         )
         self.synced = asyncio.Event()
         self.leader = False
-        # Waiters woken by one order's final event / one order's ALGO_UPDATE (never all at once).
+        # Waiters woken by one order's final event / the ALGO_UPDATE naming one order as its
+        # triggered order / one conditional order's ALGO_UPDATE (never all at once).
         self._order_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self._origin_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._algo_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._moves: asyncio.Queue[Moved] = asyncio.Queue()
         self._unpublished: deque[Moved] = deque(maxlen=4096)
         # digest -> intent id, the most recent ones (events name their intent from here first).
@@ -175,6 +177,26 @@ class AccountFollower(Resyncing):
         if self.state.stale or not self.state.order_done(symbol, order_id):
             return None
         return self.state.fills_of(symbol, order_id)
+
+    async def algo_changed(
+        self, client_algo_id: str, timeout_s: float, seen: object = None
+    ) -> AlgoView | None:
+        """The conditional order as the live view holds it, once that differs from ``seen`` (the
+        view this returned before; at once when it differs already, so an update between two calls
+        is not lost); ``None`` after ``timeout_s`` or while the view is stale (read it by REST).
+
+        Only this order's ALGO_UPDATE wakes the wait.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self.state.stale:
+            view = self.state.algo_order(client_algo_id)
+            if view is not None and view != seen:
+                return view
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                break
+            await wait_for_key(self._algo_waiters, client_algo_id, left_s)
+        return None
 
     async def opening(self, key: str, intent: TradeIntent) -> None:
         """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
@@ -291,6 +313,7 @@ class AccountFollower(Resyncing):
             if self.state.order_done(event.symbol, event.order_id):
                 wake_key(self._order_waiters, (event.symbol, event.order_id))
         elif isinstance(event, AlgoUpdate):
+            wake_key(self._algo_waiters, event.client_algo_id)
             if event.actual_order_id:
                 wake_key(self._origin_waiters, event.actual_order_id)
             if event.status.is_final:
@@ -321,7 +344,7 @@ class AccountFollower(Resyncing):
 
     def _on_disconnected(self) -> None:
         self.state.mark_stale()
-        for table in (self._order_waiters, self._origin_waiters):
+        for table in (self._order_waiters, self._origin_waiters, self._algo_waiters):
             for key in list(table):
                 wake_key(table, key)  # stale now: nobody waits for an event that may never come
         metrics.USER_STREAM_CONNECTED.set(0)

@@ -96,7 +96,9 @@ class Executor:
         self._working = WorkingEntry(
             settings, gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
         )
-        self._stop_entry = StopEntry(settings, gateway, self._resolver, lambda: self.closes)
+        self._stop_entry = StopEntry(
+            settings, gateway, self._resolver, lambda: self.account, lambda: self.closes
+        )
         self._sliced = SlicedOrders(
             gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
         )

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderType, Position, Trade
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType, Position, Trade
 from quantum_exec.rules import SymbolRules
 
 
@@ -145,6 +145,13 @@ class ProtectiveLeg(Protocol):
     def client_algo_id(self) -> str: ...
 
 
+class AlgoState(Protocol):
+    """A conditional order as the live view last saw it (``account.state.AlgoView``)."""
+
+    @property
+    def status(self) -> AlgoStatus: ...
+
+
 class AccountView(Protocol):
     """The live account (``account.follower.AccountFollower``); ``None`` answers mean "use REST"."""
 
@@ -157,6 +164,10 @@ class AccountView(Protocol):
     def cancel_failed(self, algo_id: int) -> None: ...
 
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> Fills | None: ...
+
+    async def algo_changed(
+        self, client_algo_id: str, timeout_s: float, seen: object = None
+    ) -> AlgoState | None: ...
 
     async def opening(self, key: str, intent: TradeIntent) -> None: ...
 

@@ -7,8 +7,13 @@ once; a STOP's is a LIMIT that may rest, and is then worked like a LIMIT entry
 (:mod:`.working`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
 symbol is waiting; one that triggered meanwhile is followed through.
 
-The algo order is looked up every ``POLL_S`` (one weight-1 request): a stop entry waits for the
-market, seconds to minutes, and the user data stream's ALGO_UPDATE is not wired to it yet.
+A stop entry waits for the market, seconds to minutes, so it is not polled: while the account
+view is live it waits on the algo order's ALGO_UPDATE (the user data stream), and reads the order
+by REST (one weight-1 request) only when the stream says it triggered or ended, or every
+``CHECK_S`` all the same (a silent stream is not trusted). Armed, it costs no request weight
+between those checks; triggered, it is noticed as soon as the event arrives. While the view is
+stale (stream down, no resync yet) or there is none, the order is read every ``POLL_S``. A
+waiting CLOSE is looked for every ``CLOSE_CHECK_S`` (the close signal in Redis, never the exchange).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from decimal import Decimal
 
 from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide
-from quantum_exec.execution.ports import CloseRequests, Gateway
+from quantum_exec.execution.ports import AccountView, AlgoState, CloseRequests, Gateway
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
 from quantum_exec.execution.working import working_limit_s
@@ -29,7 +34,14 @@ from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
+# Without the live view: the algo order is read by REST this often.
 POLL_S = 0.25
+# With it: read by REST at least this often all the same (a missed event costs this much, no more).
+CHECK_S = 5.0
+# A CLOSE of the symbol (announced here or by another instance) is looked for this often.
+CLOSE_CHECK_S = 0.25
+# The statuses in which no order stands behind the entry yet.
+_UNTRIGGERED = frozenset({AlgoStatus.NEW, AlgoStatus.TRIGGERING})
 
 
 class StopEntry:
@@ -40,11 +52,13 @@ class StopEntry:
         settings: Settings,
         gateway: Gateway,
         resolver: OrderResolver,
+        account: Callable[[], AccountView | None],
         closes: Callable[[], CloseRequests | None],
     ) -> None:
         self._settings = settings
         self._gateway = gateway
         self._resolver = resolver
+        self._account = account
         self._closes = closes
 
     async def place(self, run: Run, client_algo_id: str, quantity: Decimal, side: OrderSide) -> AlgoOrder:
@@ -75,17 +89,13 @@ class StopEntry:
         intent = run.intent
         limit_s = working_limit_s(self._settings, intent)
         deadline = run.began + limit_s
+        seen: AlgoState | None = None
         with run.step("stop_entry"):
             while True:
                 order = await self._order_of(intent.symbol, algo)
                 if order is not None or algo.status.is_final:
                     return order, algo
-                closes = self._closes()
-                why = None
-                if time.monotonic() >= deadline:
-                    why = f"expire_after {limit_s:g} s"
-                elif closes is not None and await closes.wait(intent.symbol, run.stream_id, 0):
-                    why = "a CLOSE of the symbol is waiting"
+                why, view = await self._wait(run, algo.client_algo_id, seen, deadline, limit_s)
                 if why is not None:
                     cancelled = await self._gateway.cancel_algo(algo.algo_id)
                     log.info("stop_entry.cancelled", intent_id=run.key, why=why, cancelled=cancelled)
@@ -94,12 +104,45 @@ class StopEntry:
                         algo = found
                     # Triggered in the meantime: its order is followed like any other.
                     return await self._order_of(intent.symbol, algo), algo
-                await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+                if view is not None:
+                    seen = view
+                    if view.status in _UNTRIGGERED:
+                        continue  # the stream says it still waits: nothing to read
                 found = await self._gateway.get_algo(algo.client_algo_id)
                 if found is not None:
                     algo = found
 
+    async def _wait(
+        self, run: Run, client_algo_id: str, seen: AlgoState | None, deadline: float, limit_s: float
+    ) -> tuple[str | None, AlgoState | None]:
+        """Until the algo order changed on the live view (the view), a REST read is due (neither),
+        or the entry must end (why)."""
+        symbol = run.intent.symbol
+        account = self._account()
+        if account is not None and account.position_amount(symbol) is None:
+            account = None  # stale: REST until the next resync
+        until = min(deadline, time.monotonic() + (POLL_S if account is None else CHECK_S))
+        while True:
+            if time.monotonic() >= deadline:
+                return f"expire_after {limit_s:g} s", None
+            closes = self._closes()
+            if closes is not None and await closes.wait(symbol, run.stream_id, 0):
+                return "a CLOSE of the symbol is waiting", None
+            left_s = until - time.monotonic()
+            if left_s <= 0:
+                return None, None
+            if account is None:
+                await asyncio.sleep(left_s)
+                return None, None
+            # One wait per CLOSE check, each against ``seen``: an update between two is not lost.
+            # (Not raced against the check: on Python 3.11 a Redis read may ignore its cancel.)
+            view = await account.algo_changed(client_algo_id, min(left_s, CLOSE_CHECK_S), seen)
+            if view is not None:
+                return None, view
+            if account.position_amount(symbol) is None:
+                return None, None  # went stale while waiting
+
     async def _order_of(self, symbol: str, algo: AlgoOrder) -> Order | None:
-        if algo.status in (AlgoStatus.NEW, AlgoStatus.TRIGGERING) or algo.actual_order_id in ("", "0"):
+        if algo.status in _UNTRIGGERED or algo.actual_order_id in ("", "0"):
             return None
         return await self._gateway.get_order_by_id(symbol, int(algo.actual_order_id))
