@@ -105,3 +105,22 @@ async def test_records_round_trip_exactly(redis: aioredis.Redis, unique_names: d
     assert intent_record is not None and intent_record.stop_loss == Decimal("3152.00")
     await store.drop_record("ETHUSDT", record.digest)
     assert await store.records() == []
+
+
+async def test_a_batch_of_events_goes_out_in_order_in_one_pipeline_each_once(
+    redis: aioredis.Redis, unique_names: dict[str, Any]
+) -> None:
+    settings = Settings(**unique_names, account_lease_ttl_s=5)
+    holder, other = AccountStore(redis, settings, owner="h"), AccountStore(redis, settings, owner="o")
+    await holder.take_lease()
+    await other.take_lease()
+    events = [_event(f"BTCUSDT:{n}:1") for n in range(300)]
+    assert await other.publish_many(events[:3]) == [-1, -1, -1]
+    assert await holder.publish_many(events[:100]) == [1] * 100
+    # A replay overlapping the first batch: the first 100 answer "before", the rest go out.
+    assert await holder.publish_many(events) == [0] * 100 + [1] * 200
+    rows = await redis.xrange(settings.position_stream)
+    assert [json.loads(f[b"payload"])["event_id"] for _sid, f in rows] == [e.event_id for e in events]
+    # A server that lost the script (a restart, a failover) is answered one by one, loading it.
+    await redis.script_flush()
+    assert await holder.publish_many([_event("BTCUSDT:900:1"), _event("BTCUSDT:901:1")]) == [1, 1]

@@ -1,10 +1,11 @@
 """Position events of the account follower (a mixin of AccountFollower).
 
 Each fill that moved a position is queued as it is applied and turned into one event by a single
-publisher task, in order: the intent is named from memory or its record (written while the order
-travelled), a triggered order's conditional order is awaited briefly (events of different types are
-not ordered against each other), and the event goes out through the store's publish-once script.
-A non-holder keeps what it could not publish for the next holder.
+publisher task, in order, a batch at a time (whatever queued up meanwhile goes out in one
+pipeline, so a burst of fills never outruns it): the intent is named from memory or its record
+(written while the order travelled), a triggered order's conditional order is awaited briefly
+(events of different types are not ordered against each other), and each event goes out through
+the store's publish-once script. A non-holder keeps what it could not publish for the next holder.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP"
 _ORIGIN_WAIT_S: Final = 1.0
 # Intent ids remembered by digest (far more than can be in flight).
 _MAX_INTENT_IDS: Final = 10_000
+# The most position events published in one pipeline.
+_BATCH: Final = 256
 # A record read or write during a Redis outage is tried this often (waits between, seconds).
 BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
 
@@ -59,16 +62,45 @@ class Publishing:
 
     async def _publisher(self) -> None:
         while True:
-            moved = await self._moves.get()
-            try:
-                event = await self._event_of(moved)
-                if event is not None and await self._publish(event) == -1:
+            batch = [await self._moves.get()]
+            while len(batch) < _BATCH and not self._moves.empty():
+                batch.append(self._moves.get_nowait())
+            built: list[tuple[Moved, PositionEvent]] = []
+            for moved in batch:
+                try:
+                    event = await self._event_of(moved)
+                except REDIS_DOWN as exc:
+                    log.warning("position_event.redis_down", error=str(exc))
                     self._unpublished.append(moved)
-            except REDIS_DOWN as exc:
-                log.warning("position_event.redis_down", error=str(exc))
+                    continue
+                except Exception:
+                    log.exception("position_event.failed", symbol=moved.fill.symbol)
+                    continue
+                if event is not None:
+                    built.append((moved, event))
+            if built:
+                await self._publish_built(built)
+
+    async def _publish_built(self, built: list[tuple[Moved, PositionEvent]]) -> None:
+        try:
+            outcomes = await self._publish_all([event for _moved, event in built])
+        except REDIS_DOWN as exc:
+            log.warning("position_event.redis_down", error=str(exc))
+            self._unpublished.extend(moved for moved, _event in built)
+            return
+        except Exception:
+            log.exception("position_event.failed", symbol=built[0][1].symbol)
+            return
+        for (moved, event), outcome in zip(built, outcomes, strict=True):
+            if outcome == -1:
                 self._unpublished.append(moved)
-            except Exception:
-                log.exception("position_event.failed", symbol=moved.fill.symbol)
+            elif outcome == 1:
+                try:
+                    await self._published(event)
+                except REDIS_DOWN as exc:
+                    log.warning("position_event.redis_down", error=str(exc))
+                except Exception:
+                    log.exception("position_event.failed", symbol=event.symbol)
 
     async def _event_of(self, moved: Moved) -> PositionEvent | None:
         fill = moved.fill
@@ -115,22 +147,29 @@ class Publishing:
         return None
 
     async def _publish(self, event: PositionEvent) -> int:
-        if not self.leader:
-            return -1
-        outcome = await self.store.publish(event)
+        """Publish one event now (1 published, 0 before, -1 not the holder)."""
+        [outcome] = await self._publish_all([event])
         if outcome == 1:
-            metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
-            log.info(
-                "position.event",
-                event_id=event.event_id,
-                symbol=event.symbol,
-                kind=event.kind.value,
-                reason=event.reason.value,
-                position_amount=str(event.position_amount),
-                realized_pnl=str(event.realized_pnl),
-            )
-            await self._after_published(event)
+            await self._published(event)
         return outcome
+
+    async def _publish_all(self, events: list[PositionEvent]) -> list[int]:
+        if not self.leader:
+            return [-1] * len(events)
+        return await self.store.publish_many(events)
+
+    async def _published(self, event: PositionEvent) -> None:
+        metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
+        log.info(
+            "position.event",
+            event_id=event.event_id,
+            symbol=event.symbol,
+            kind=event.kind.value,
+            reason=event.reason.value,
+            position_amount=str(event.position_amount),
+            realized_pnl=str(event.realized_pnl),
+        )
+        await self._after_published(event)
 
     async def _after_published(self, event: PositionEvent) -> None:
         """A stop or target filled: the record of the intent it protected shrinks by the fill."""

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, dumps_position_event
 from quantum_exec.account.reconcile import IntentRecord
@@ -167,6 +168,28 @@ class AccountStore:
 
     async def publish(self, event: PositionEvent) -> int:
         """Publish ``event`` once under the lease: 1 published, 0 published before, -1 lease lost."""
+        return (await self.publish_many([event]))[0]
+
+    async def publish_many(self, events: list[PositionEvent]) -> list[int]:
+        """:meth:`publish` for each of ``events``, in order, in one round trip (a pipeline of the
+        publish-once script: each event is still checked and added on its own)."""
+        if len(events) > 1:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for event in events:
+                        keys, args = self._publish_args(event)
+                        await self._publish(keys=keys, args=args, client=pipe)
+                    return [int(outcome) for outcome in await pipe.execute()]
+            except NoScriptError:
+                pass  # a server (or cluster node) without the script: one by one loads it
+        outcomes = []
+        for event in events:
+            keys, args = self._publish_args(event)
+            # Publish-once: an event the pipeline did add answers 0 here.
+            outcomes.append(int(await self._publish(keys=keys, args=args)))
+        return outcomes
+
+    def _publish_args(self, event: PositionEvent) -> tuple[list[str], list[Any]]:
         fields: list[str | bytes] = [
             "event_type",
             POSITION_EVENT_TYPE,
@@ -177,12 +200,8 @@ class AccountStore:
             "source",
             POSITION_EVENT_SOURCE,
         ]
-        return int(
-            await self._publish(
-                keys=[self.lease_key, self._event_prefix + event.event_id, self.position_stream],
-                args=[self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields],
-            )
-        )
+        keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
+        return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields]
 
     def _records_of(self, symbol: str) -> str:
         return f"{self.records_key}:{symbol}"
