@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from contextvars import ContextVar
 from pathlib import Path
@@ -170,6 +171,18 @@ def instrument() -> None:
     Store.commit = timed_commit  # type: ignore[method-assign]
 
 
+async def object_census(every_s: float = 10.0) -> None:
+    """BENCH_OBJECTS=1: the live objects by type every ``every_s`` (a leak shows as a growing type)."""
+    import gc
+
+    while True:
+        await asyncio.sleep(every_s)
+        counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+        top = ", ".join(f"{name} {n}" for name, n in counts.most_common(25))
+        sys.stderr.write(f"OBJECTS {time.time():.0f} {top}\n")
+        sys.stderr.flush()
+
+
 def step_totals() -> dict[str, list[float]]:
     """The executor's per-step histogram as {step: [count, seconds]} (where its own time goes)."""
     totals: dict[str, list[float]] = {}
@@ -193,10 +206,23 @@ async def serve(settings: Settings, out: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     service = Service(settings, operations=False)
     await service.start()
+    census: asyncio.Task[None] | None = None
+    if os.environ.get("BENCH_OBJECTS") == "1":
+        census = asyncio.create_task(object_census())
     sys.stdout.write("READY\n")
     sys.stdout.flush()
     await stop.wait()
+    if census is not None:
+        census.cancel()
     drained = await service.stop()
+    if tracemalloc.is_tracing():
+        # BENCH_TRACEMALLOC=1: where the memory that is still held was allocated (largest first).
+        top = tracemalloc.take_snapshot().statistics("traceback")[:15]
+        for stat in top:
+            sys.stderr.write(f"TRACEMALLOC {stat.size / 1e6:.1f} MB in {stat.count} blocks\n")
+            for line in stat.traceback.format()[-12:]:
+                sys.stderr.write(f"    {line}\n")
+        sys.stderr.flush()
     records = [
         [sid, r.start, r.end, r.committed, r.busy, r.paced, r.calls, r.acks, STAMPS.get(sid)]
         for sid, r in RECORDS.items()
@@ -216,6 +242,8 @@ async def serve(settings: Settings, out: Path) -> None:
 
 
 def main() -> None:
+    if os.environ.get("BENCH_TRACEMALLOC") == "1":
+        tracemalloc.start(12)
     config = orjson.loads(Path(sys.argv[1]).read_bytes())
     settings = Settings(
         exchange="sim",
