@@ -76,16 +76,36 @@ def write_fixture(directory: Path) -> tuple[Path, Path]:
 # -- workload ----------------------------------------------------------------------------------
 
 
+def open_intent(intent_id: str, symbol: str, side: str) -> dict[str, Any]:
+    """One open as a strategy sends it: $500 at leverage 5, the reference price, SL 2 % / TP 4 %.
+
+    BENCH_PROTECTION_TIMING=with_entry: absolute triggers (2 % / 4 % from the reference), which the
+    service can send beside the entry; percentages otherwise (placed after the fill).
+    """
+    mark = float(mark_of(BENCH_SYMBOLS.index(symbol)))
+    intent: dict[str, Any] = {
+        "intent_id": intent_id,
+        "symbol": symbol,
+        "side": side,
+        "position_size_usd": POSITION_USD,
+        "entry_price": mark,
+        "leverage": LEVERAGE,
+    }
+    if os.environ.get("BENCH_PROTECTION_TIMING") == "with_entry":
+        sign = 1 if side == "BUY" else -1
+        intent["stop_loss"] = round(mark * (1 - 0.02 * sign), 6)
+        intent["take_profit"] = round(mark * (1 + 0.04 * sign), 6)
+    else:
+        intent["stop_loss_pct"], intent["take_profit_pct"] = 2, 4
+    return intent
+
+
 def workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> list[dict[str, Any]]:
     """``count`` intents: rounds of one open per symbol (BUY, then SELL next round) then one CLOSE each.
 
     Every symbol alternates open and close, so protective orders never pile up (the exchange allows
     200 open conditional orders) and each open lands on a symbol whose leverage is already set.
     """
-    marks = {s: float(mark_of(BENCH_SYMBOLS.index(s))) for s in symbols}
-    # BENCH_PROTECTION_TIMING=with_entry: absolute triggers (2 % / 4 % from the reference), which
-    # the service can send beside the entry; percentages otherwise (placed after the fill).
-    absolute = os.environ.get("BENCH_PROTECTION_TIMING") == "with_entry"
     intents: list[dict[str, Any]] = []
     n = 0
     rnd = 0
@@ -95,21 +115,7 @@ def workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS) -> li
             for symbol in symbols:
                 n += 1
                 if phase == "open":
-                    intent: dict[str, Any] = {
-                        "intent_id": f"{tag}-{n}",
-                        "symbol": symbol,
-                        "side": side,
-                        "position_size_usd": POSITION_USD,
-                        "entry_price": marks[symbol],
-                        "leverage": LEVERAGE,
-                    }
-                    if absolute:
-                        sign = 1 if side == "BUY" else -1
-                        intent["stop_loss"] = round(marks[symbol] * (1 - 0.02 * sign), 6)
-                        intent["take_profit"] = round(marks[symbol] * (1 + 0.04 * sign), 6)
-                    else:
-                        intent["stop_loss_pct"], intent["take_profit_pct"] = 2, 4
-                    intents.append(intent)
+                    intents.append(open_intent(f"{tag}-{n}", symbol, side))
                 else:
                     intents.append({"intent_id": f"{tag}-{n}", "symbol": symbol, "side": "CLOSE"})
         rnd += 1
@@ -120,29 +126,10 @@ def opens_workload(tag: str, count: int, symbols: Sequence[str] = BENCH_SYMBOLS)
     """``count`` opens, one symbol after the other (half the symbols long, half short, always the
     same side): repeated signals on warm symbols, each adding to a position that already holds
     our protection. No CLOSE: every intent costs the account 3 orders (entry, SL, TP)."""
-    marks = {s: float(mark_of(BENCH_SYMBOLS.index(s))) for s in symbols}
-    absolute = os.environ.get("BENCH_PROTECTION_TIMING") == "with_entry"
-    intents: list[dict[str, Any]] = []
-    for n in range(count):
-        index = n % len(symbols)
-        symbol = symbols[index]
-        side = "BUY" if index % 2 == 0 else "SELL"
-        intent: dict[str, Any] = {
-            "intent_id": f"{tag}-{n}",
-            "symbol": symbol,
-            "side": side,
-            "position_size_usd": POSITION_USD,
-            "entry_price": marks[symbol],
-            "leverage": LEVERAGE,
-        }
-        if absolute:
-            sign = 1 if side == "BUY" else -1
-            intent["stop_loss"] = round(marks[symbol] * (1 - 0.02 * sign), 6)
-            intent["take_profit"] = round(marks[symbol] * (1 + 0.04 * sign), 6)
-        else:
-            intent["stop_loss_pct"], intent["take_profit_pct"] = 2, 4
-        intents.append(intent)
-    return intents
+    return [
+        open_intent(f"{tag}-{n}", symbols[n % len(symbols)], "BUY" if n % len(symbols) % 2 == 0 else "SELL")
+        for n in range(count)
+    ]
 
 
 def whole_rounds(count: int, symbols: int = len(BENCH_SYMBOLS)) -> int:
