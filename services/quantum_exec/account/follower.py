@@ -48,6 +48,7 @@ from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.account.userstream import UserStream
+from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
@@ -124,8 +125,8 @@ class AccountFollower(Resyncing):
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Again until done: a cancellation landing as a Redis call completes can be lost.
+            await cancel_task(task)
         with contextlib.suppress(Exception):
             await self.store.release_lease()
         metrics.ACCOUNT_LEASE_HELD.set(0)

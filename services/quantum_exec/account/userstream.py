@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.errors import ListenKeyGone
 from quantum_exec.ops.logs import get_logger
 
@@ -88,10 +89,7 @@ class UserStream:
         """Close the socket and stop; safe twice. The key is left to expire (others may share it)."""
         self._stopping.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         session, self._session = self._session, None
         if session is not None:
             await session.close()

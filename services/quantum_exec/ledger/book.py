@@ -15,7 +15,6 @@ next position event is applied, so a trade closed after a funding settlement car
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from redis.asyncio import Redis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind
 from quantum_exec.account.store import AccountStore
+from quantum_exec.aio import cancel_task
 from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.exchange.wire import Income
 from quantum_exec.ledger.query import TradeQuery
@@ -101,10 +101,7 @@ class LedgerBook:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     # ---- reading (any instance)
 
