@@ -218,10 +218,13 @@ class AccountStore:
     def labels_key(self, intent_id: str) -> str:
         return f"{self._labels_prefix}{intent_id}"
 
-    async def labels(self, intent_id: str) -> dict[str, str]:
-        """The model/strategy the producer gave the intent (empty when unknown)."""
-        raw = await self._redis.get(self.labels_key(intent_id))
-        return dict(orjson.loads(raw)) if raw else {}
+    async def labels_many(self, intent_ids: list[str]) -> dict[str, dict[str, str]]:
+        """The model/strategy the producer gave each intent, in one round trip (``{}`` unknown)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for intent_id in intent_ids:
+                pipe.get(self.labels_key(intent_id))
+            raws = await pipe.execute()
+        return {i: dict(orjson.loads(raw)) if raw else {} for i, raw in zip(intent_ids, raws, strict=True)}
 
     async def get_record(self, symbol: str, digest: str) -> Record | None:
         raw = await self._redis.hget(self._records_of(symbol), digest)

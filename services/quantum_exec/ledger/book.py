@@ -40,6 +40,8 @@ from quantum_exec.stream.link import REDIS_DOWN
 log = get_logger(__name__)
 
 _BATCH: Final = 500
+# The events that open a trade (the producer's model/strategy labels are looked up for them).
+_OPENING: Final = frozenset({PositionKind.OPENED, PositionKind.FLIPPED})
 # After a read that found events, wait this long for more before committing: the open state is
 # written once per batch, and the ledger is for people, not the order path.
 _GATHER_S: Final = 0.05
@@ -197,20 +199,25 @@ class LedgerBook:
         pending = sorted([*self._carry, *(funding or [])], key=lambda r: r.time_ms)
         closed: list[Trade] = []
         cursor = self._cursor
+        events: list[PositionEvent] = []
         for _stream, entries in reply or []:
             for stream_id, fields in entries:
                 cursor = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
                 event = _event_of(fields)
-                if event is None:
-                    continue
-                # Funding settled before this fill belongs to the trade open at the time.
-                while pending and _time(pending[0].time_ms) <= event.time:
-                    row = pending.pop(0)
-                    ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id)
-                labels: dict[str, str] = {}
-                if event.kind in (PositionKind.OPENED, PositionKind.FLIPPED) and event.intent_id:
-                    labels = await self._store.labels(event.intent_id)
-                closed.extend(ledger.apply(event, model=labels.get("model"), strategy=labels.get("strategy")))
+                if event is not None:
+                    events.append(event)
+        # The producers' labels of the trades the batch opens, in one round trip (not one per event).
+        opening = [e.intent_id for e in events if e.kind in _OPENING and e.intent_id]
+        labels_of = await self._store.labels_many(opening) if opening else {}
+        for event in events:
+            # Funding settled before this fill belongs to the trade open at the time.
+            while pending and _time(pending[0].time_ms) <= event.time:
+                row = pending.pop(0)
+                ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id)
+            labels: dict[str, str] = {}
+            if event.kind in _OPENING and event.intent_id:
+                labels = labels_of.get(event.intent_id, {})
+            closed.extend(ledger.apply(event, model=labels.get("model"), strategy=labels.get("strategy")))
         self._carry = pending
         await self._save(ledger, cursor, closed)
 
