@@ -70,9 +70,9 @@ async def test_an_event_is_published_once_and_never_by_a_non_holder(
     holder, other = AccountStore(redis, settings, owner="h"), AccountStore(redis, settings, owner="o")
     await holder.take_lease()
     await other.take_lease()
-    assert await other.publish(_event()) == -1
-    assert await holder.publish(_event()) == 1
-    assert await holder.publish(_event()) == 0  # a replay
+    assert await other.publish_many([_event()]) == [-1]
+    assert await holder.publish_many([_event()]) == [1]
+    assert await holder.publish_many([_event()]) == [0]  # a replay
     rows = await redis.xrange(settings.position_stream)
     assert len(rows) == 1
     fields = rows[0][1]

@@ -166,13 +166,10 @@ class AccountStore:
             await self._release(keys=[self.lease_key], args=[self.held_value])
             self.token = 0
 
-    async def publish(self, event: PositionEvent) -> int:
-        """Publish ``event`` once under the lease: 1 published, 0 published before, -1 lease lost."""
-        return (await self.publish_many([event]))[0]
-
     async def publish_many(self, events: list[PositionEvent]) -> list[int]:
-        """:meth:`publish` for each of ``events``, in order, in one round trip (a pipeline of the
-        publish-once script: each event is still checked and added on its own)."""
+        """Publish each of ``events`` once under the lease, in order, in one round trip (a pipeline
+        of the publish-once script, each event checked and added on its own): per event 1
+        published, 0 published before, -1 lease lost."""
         if len(events) > 1:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:

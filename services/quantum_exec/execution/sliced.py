@@ -146,81 +146,69 @@ class SlicedOrders:
     ) -> Sliced:
         """Send (or find) every child when due; protect an entry at its first fill."""
         with run.step("slices"):
-            return await self._send(run, rules, plan, role, side, reduce_only=reduce_only, resume=resume)
-
-    async def _send(
-        self,
-        run: Run,
-        rules: SymbolRules,
-        plan: Plan,
-        role: Role,
-        side: OrderSide,
-        *,
-        reduce_only: bool,
-        resume: bool,
-    ) -> Sliced:
-        intent, symbol = run.intent, run.intent.symbol
-        long = side is OrderSide.BUY
-        protect = role == "entry" and wants_protection(intent)
-        done = Sliced()
-        for child in plan.children:
-            client_id = client_order_id(run.key, role, child.number)
-            order: Order | None = None
-            if resume:
-                order = await self._resolver.resolve(
-                    run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
-                )
-            if order is None:
-                why = await self._until_due(run, plan.started_at + child.due_s, protected=done.protected)
-                if why is not None:
-                    done.ended_early = why
-                    break
-                run.entry_sent = True
-                try:
-                    order = await self._resolver.submit(
-                        symbol,
-                        client_id,
-                        partial(
-                            self._gateway.place_market,
+            intent, symbol = run.intent, run.intent.symbol
+            long = side is OrderSide.BUY
+            protect = role == "entry" and wants_protection(intent)
+            done = Sliced()
+            for child in plan.children:
+                client_id = client_order_id(run.key, role, child.number)
+                order: Order | None = None
+                if resume:
+                    order = await self._resolver.resolve(
+                        run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
+                    )
+                if order is None:
+                    why = await self._until_due(run, plan.started_at + child.due_s, protected=done.protected)
+                    if why is not None:
+                        done.ended_early = why
+                        break
+                    run.entry_sent = True
+                    try:
+                        order = await self._resolver.submit(
                             symbol,
-                            side,
-                            child.quantity,
                             client_id,
-                            reduce_only=reduce_only,
-                        ),
-                    )
-                except PermanentError:
-                    if not done.orders:
-                        run.entry_sent = False  # refused before anything was placed
-                        raise
-                    # A later child refused (margin, a filter): the children filled so far stand.
-                    log.exception("slice.refused", intent_id=run.key, symbol=symbol, child=child.number)
-                    done.ended_early = f"child {child.number} refused by the exchange"
-                    break
-                metrics.SLICES_SENT.labels(role=role).inc()
-            order = await self._resolver.until_final(symbol, order)
-            done.orders.append(order)
-            log.info(
-                "slice.done",
-                intent_id=run.key,
-                symbol=symbol,
-                child=child.number,
-                of=len(plan.children),
-                status=order.status.value,
-                executed=str(order.executed_qty),
-            )
-            if protect and done.protected is False and order.executed_qty > 0:
-                with run.step("protection"):
-                    flatten = await self._protector.protect(
-                        run, rules, order, order.executed_qty, long=long, resume=resume, close_position=True
-                    )
-                done.protected = flatten if flatten is not None else True
-                if flatten is not None:
-                    done.ended_early = "protection failed and the position was closed"
-                    break
-        if done.ended_early:
-            log.warning("slices.ended_early", intent_id=run.key, symbol=symbol, why=done.ended_early)
-        return done
+                            partial(
+                                self._gateway.place_market,
+                                symbol,
+                                side,
+                                child.quantity,
+                                client_id,
+                                reduce_only=reduce_only,
+                            ),
+                        )
+                    except PermanentError:
+                        if not done.orders:
+                            run.entry_sent = False  # refused before anything was placed
+                            raise
+                        # A later child refused (margin, a filter): the children filled so far stand.
+                        log.exception("slice.refused", intent_id=run.key, symbol=symbol, child=child.number)
+                        done.ended_early = f"child {child.number} refused by the exchange"
+                        break
+                    metrics.SLICES_SENT.labels(role=role).inc()
+                order = await self._resolver.until_final(symbol, order)
+                done.orders.append(order)
+                log.info(
+                    "slice.done",
+                    intent_id=run.key,
+                    symbol=symbol,
+                    child=child.number,
+                    of=len(plan.children),
+                    status=order.status.value,
+                    executed=str(order.executed_qty),
+                )
+                if protect and done.protected is False and order.executed_qty > 0:
+                    with run.step("protection"):
+                        size = order.executed_qty
+                        flatten = await self._protector.protect(
+                            run, rules, order, size, long=long, resume=resume, close_position=True
+                        )
+                    done.protected = flatten if flatten is not None else True
+                    if flatten is not None:
+                        done.ended_early = "protection failed and the position was closed"
+                        break
+            if done.ended_early:
+                log.warning("slices.ended_early", intent_id=run.key, symbol=symbol, why=done.ended_early)
+            return done
 
     async def find(self, run: Run, plan: Plan, role: Role) -> Sliced:
         """The children an earlier attempt sent, looked up only (a repair never sends)."""
