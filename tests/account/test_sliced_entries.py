@@ -156,56 +156,75 @@ async def test_a_twap_that_would_outlast_the_working_bound_is_rejected_naming_it
     assert not _children(desk, "too-long")
 
 
+class _Worker:
+    """The whole service as a process (``account_worker.py``), to be SIGKILLed and started again."""
+
+    def __init__(self, desk: Desk, tmp_path: Path) -> None:
+        self._tmp = tmp_path
+        self._config = {
+            **desk.names,
+            "redis_url": desk.redis_url,
+            "consumer_name": "twap-worker",
+            "binance_base_url": desk.sim.base_url,
+            "api_key": SIM_KEY,
+            "api_secret": SIM_SECRET,
+            "block_ms": 100,
+            "claim_interval_s": 0.2,
+            "order_lookup_interval_s": 0.05,
+            "recv_window_ms": 2000,
+            "account_lease_ttl_s": 1.0,
+            "lease_ttl_ms": 2000,
+            "watchdog": False,
+            "events_path": str(tmp_path / "events.txt"),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> None:
+        log = (self._tmp / "worker.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), orjson.dumps(self._config).decode()], stderr=log
+        )
+
+    def started(self) -> int:
+        path = self._tmp / "events.txt"
+        return len(path.read_text().split("\n")) - 1 if path.exists() else 0
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+async def _twap_killed_mid_schedule(desk: Desk, worker: _Worker, intent_id: str) -> int:
+    """Publish a 6-slice TWAP to the worker and SIGKILL it after 3 slices; how many were sent."""
+    mark = desk.sim.engine.mark("BTCUSDT")
+    worker.spawn()
+    await wait_for(lambda: worker.started() == 1, 30, "the worker ready")
+    await desk.publish(
+        intent_id=intent_id,
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.012",
+        execution={"algo": "twap", "slices": 6, "interval_s": 0.6},
+        stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+    )
+    await wait_for(lambda: len(_children(desk, intent_id)) >= 3, 20, "three slices sent")
+    worker.kill()
+    sent_before = len(_children(desk, intent_id))
+    assert sent_before < 6, "the kill came after the whole schedule"
+    return sent_before
+
+
 async def test_sigkill_in_the_middle_of_a_twap_resumes_the_schedule_without_a_duplicate_slice(
     desk: Desk, tmp_path: Path
 ) -> None:
-    config = {
-        **desk.names,
-        "redis_url": desk.redis_url,
-        "consumer_name": "twap-worker",
-        "binance_base_url": desk.sim.base_url,
-        "api_key": SIM_KEY,
-        "api_secret": SIM_SECRET,
-        "block_ms": 100,
-        "claim_interval_s": 0.2,
-        "order_lookup_interval_s": 0.05,
-        "recv_window_ms": 2000,
-        "account_lease_ttl_s": 1.0,
-        "lease_ttl_ms": 2000,
-        "watchdog": False,
-        "events_path": str(tmp_path / "events.txt"),
-    }
-
-    def spawn() -> subprocess.Popen[bytes]:
-        log = (tmp_path / "worker.log").open("ab")
-        return subprocess.Popen([sys.executable, str(WORKER), orjson.dumps(config).decode()], stderr=log)
-
-    def started() -> int:
-        path = tmp_path / "events.txt"
-        return len(path.read_text().split("\n")) - 1 if path.exists() else 0
-
-    mark = desk.sim.engine.mark("BTCUSDT")
-    proc = spawn()
+    worker = _Worker(desk, tmp_path)
     try:
-        await wait_for(lambda: started() == 1, 30, "the worker ready")
-        await desk.publish(
-            intent_id="twap-kill",
-            symbol="BTCUSDT",
-            side="BUY",
-            quantity="0.012",
-            execution={"algo": "twap", "slices": 6, "interval_s": 0.6},
-            stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
-        )
-        await wait_for(lambda: len(_children(desk, "twap-kill")) >= 3, 20, "three slices sent")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        sent_before = len(_children(desk, "twap-kill"))
-        assert sent_before < 6, "the kill came after the whole schedule"
-        proc = spawn()
+        await _twap_killed_mid_schedule(desk, worker, "twap-kill")
+        worker.spawn()
         result = await desk.result("twap-kill", timeout_s=40)
     finally:
-        proc.kill()
-        proc.wait(10)
+        worker.kill()
     orders = _children(desk, "twap-kill")
     ids = [o["clientOrderId"] for o in orders]
     assert len(ids) == len(set(ids)) == 6, ids  # every slice exactly once
@@ -217,6 +236,39 @@ async def test_sigkill_in_the_middle_of_a_twap_resumes_the_schedule_without_a_du
     assert len(stops) == 1 and stops[0]["closePosition"] is True  # protected once, across the kill
     rows = await desk.redis.xrange(desk.names["result_stream"])
     assert len(rows) == 1
+
+
+async def test_a_twap_whose_plan_was_lost_in_a_failover_finds_its_slices_and_sends_none_twice(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """Hole 2 of the order-core review: a plan lost with Redis writes was planned again, and the
+    slices already filled were sent again under the same client ids (a double position)."""
+    worker = _Worker(desk, tmp_path)
+    try:
+        sent_before = await _twap_killed_mid_schedule(desk, worker, "twap-lost")
+        # What a failover that dropped the last acknowledged writes leaves: no plan.
+        assert await desk.redis.delete(f"{desk.names['key_prefix']}:plan:twap-lost") == 1
+        worker.spawn()
+        result = await desk.result("twap-lost", timeout_s=40)
+    finally:
+        worker.kill()
+    orders = _children(desk, "twap-lost")
+    ids = [o["clientOrderId"] for o in orders]
+    assert len(ids) == len(set(ids)), f"a slice was placed twice: {ids}"  # P2, from the exchange
+    held = sum((Decimal(o["executedQty"]) for o in orders), Decimal(0))
+    assert desk.position("BTCUSDT") == held
+    # P5: the result says every slice the exchange filled, and that the schedule ended early.
+    assert result.executed_quantity == held and len(orders) >= sent_before
+    assert result.status is ResultStatus.PARTIAL
+    assert result.error is not None and "plan was lost" in result.error.message
+    assert [c.client_order_id for c in result.children] == ids
+    # P3: the position is protected on the exchange.
+    assert result.protection is ProtectionState.PROTECTED
+    stops = [
+        a for a in desk.sim.state()["algoOrders"] if a["symbol"] == "BTCUSDT" and a["algoStatus"] == "NEW"
+    ]
+    assert len(stops) == 1 and stops[0]["closePosition"] is True
+    assert len(await desk.redis.xrange(desk.names["result_stream"])) == 1  # P1
 
 
 async def test_a_stop_market_entry_opens_when_the_market_breaks_out_and_is_protected(desk: Desk) -> None:

@@ -267,6 +267,11 @@ class Executor:
                     entry = await self._resolver.resolve(
                         run.earlier_sent_by, lambda: self.gateway.get_order(symbol, entry_id)
                     )
+                    if entry is None and intent.order_type == "MARKET":
+                        # No plan, no entry: a plan lost with Redis writes leaves its children.
+                        plan = await self._sliced.recover(run, "entry")
+                        if plan is not None:
+                            await self.plans.save(run.key, plan.to_json())
         if algo is not None:
             # A stop entry placed before: follow it (it may have triggered meanwhile).
             known_rules = self.gateway.rules.get(symbol)
@@ -439,7 +444,9 @@ class Executor:
             return
         out.status = (
             ResultStatus.FILLED
-            if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity
+            if entry.status is OrderStatus.FILLED
+            and entry.executed_qty >= quantity
+            and not (plan is not None and plan.recovered)
             else ResultStatus.PARTIAL
         )
         order_ids = [o.order_id for o in sliced.orders] if sliced is not None else [entry.order_id]

@@ -9,6 +9,10 @@ An entry is protected at its first fill with closePosition SL/TP (they cover wha
 slices add, so nothing is protected twice and no slice waits naked). The schedule ends early when
 a CLOSE of the symbol is waiting behind it, when the protection had to close the position, or
 when the position is gone (the stop fired): the children sent so far are the result.
+
+A plan lost with Redis writes (a failover that dropped acknowledged writes) is never planned
+again: the children are found on the exchange by their client ids (:meth:`SlicedOrders.recover`),
+followed and protected, and no child is sent after them, so none is sent twice.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.slices import Plan
-from quantum_exec.ids import Role, client_order_id
+from quantum_exec.execution.slices import Child, Plan
+from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
@@ -206,9 +210,45 @@ class SlicedOrders:
                     if flatten is not None:
                         done.ended_early = "protection failed and the position was closed"
                         break
+            if plan.recovered and not done.ended_early:
+                done.ended_early = (
+                    f"the saved plan was lost with Redis writes; {len(plan.children)} orders found on the "
+                    "exchange by their client ids and none sent after them, so none is sent twice"
+                )
             if done.ended_early:
                 log.warning("slices.ended_early", intent_id=run.key, symbol=symbol, why=done.ended_early)
             return done
+
+    async def recover(self, run: Run, role: Role) -> Plan | None:
+        """The plan of the children an earlier attempt sent, rebuilt from the exchange; None if none.
+
+        Children leave one after the other (each is final before the next is sent), so they are
+        the numbers 1..k: the lookups stop at the first number the exchange does not know.
+        """
+        symbol = run.intent.symbol
+        found: list[Order] = []
+        for number in range(1, MAX_CHILDREN + 1):
+            client_id = client_order_id(run.key, role, number)
+            order = await self._resolver.resolve(
+                run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
+            )
+            if order is None:
+                break
+            found.append(order)
+        if not found:
+            return None
+        first_ms = found[0].update_time_ms
+        log.warning("slices.plan_recovered", intent_id=run.key, symbol=symbol, children=len(found))
+        return Plan(
+            tuple(
+                Child(number, order.orig_qty, max(0.0, (order.update_time_ms - first_ms) / 1000))
+                for number, order in enumerate(found, start=1)
+            ),
+            first_ms / 1000,
+            twap=run.intent.execution is not None,
+            side=found[0].side.value,
+            recovered=True,
+        )
 
     async def find(self, run: Run, plan: Plan, role: Role) -> Sliced:
         """The children an earlier attempt sent, looked up only (a repair never sends)."""

@@ -48,6 +48,9 @@ class Plan:
     started_at: float
     twap: bool = False
     side: str = ""  # BUY or SELL: a resumed close sends the same side whatever the position is now
+    # Rebuilt from the children found on the exchange after the saved plan was lost (a failover
+    # that dropped acknowledged writes): only those children, none sent after them.
+    recovered: bool = False
 
     @property
     def total(self) -> Decimal:
@@ -59,6 +62,7 @@ class Plan:
                 "started_at": self.started_at,
                 "twap": self.twap,
                 "side": self.side,
+                "recovered": self.recovered,
                 "children": [[c.number, str(c.quantity), c.due_s] for c in self.children],
             }
         )
@@ -71,6 +75,7 @@ class Plan:
             started_at=float(data["started_at"]),
             twap=bool(data.get("twap", False)),
             side=str(data.get("side", "")),
+            recovered=bool(data.get("recovered", False)),
         )
 
 
