@@ -86,6 +86,9 @@ Control surface (JSON bodies; form fields also accepted):
 - ``POST /_sim/rateLimits`` ``{"enabled": false}``
 - ``POST /_sim/markPrice`` also takes ``"indexPrice"`` and ``"lastPrice"`` (absent: they follow the mark)
 - ``POST /_sim/walk`` ``{"steps": 3}``: take steps of the seeded walk now (needs a walk volatility)
+- ``POST /_sim/trade`` ``{"symbol": "BTCUSDT", "origClientOrderId": "...", "quantity": "0.005"}``: a taker
+  trades that much against a resting order at its price (one maker fill, PARTIALLY_FILLED until the
+  last piece), as a resting LIMIT fills in pieces on Binance; a mark crossing the price fills the rest
 - ``POST /_sim/funding``: settle funding now; answers ``{"rows": [<income rows booked>]}``
 - ``POST /_sim/fundingRate`` ``{"symbol": "BTCUSDT", "rate": "-0.0002"}``
 - ``POST /_sim/liquidation`` ``{"enabled": false}``

@@ -1028,6 +1028,28 @@ class Engine:
                 algo.actual_price = actual.avg_price
         self._on_algo_update(algo)
 
+    def trade_against(self, symbol: str, client_order_id: str, quantity: Decimal) -> dict[str, Any]:
+        """A taker trades ``quantity`` against our resting order at its price (one maker fill).
+
+        On Binance a resting LIMIT fills in pieces as takers meet it, each with its own
+        ORDER_TRADE_UPDATE (x=TRADE, X=PARTIALLY_FILLED until the last) and ACCOUNT_UPDATE; the mark
+        crossing the price (``set_mark_price``) fills the whole remainder. At most the remainder
+        fills; a reduce-only order at most what it can reduce."""
+        order = next(
+            (o for o in self.open_orders.values() if o.symbol == symbol and o.client_order_id == client_order_id),
+            None,
+        )
+        if order is None:
+            raise errors.UNKNOWN_ORDER()
+        if quantity <= 0:
+            raise errors.invalid_value("quantity")
+        qty = min(quantity, order.orig_qty - order.executed_qty)
+        if order.reduce_only:
+            qty = min(qty, self._reducible(order.symbol, order.side, order.position_side))
+        if qty > 0:
+            self._book_fill(order, qty, order.price, maker=True)
+        return self._order_json(order, ack=False, with_cum_qty=True)
+
     def _fill_resting(self, order: Order) -> None:
         qty = order.orig_qty - order.executed_qty
         if order.reduce_only:

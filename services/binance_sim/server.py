@@ -578,6 +578,13 @@ class Simulator:
                 for price in prices:
                     await self._move_mark_and_trigger(symbol, _decimal(price, "price"), **reference)
                 return _json({"symbol": symbol, "markPrice": str(self.engine.mark(symbol))}, 200)
+            if action == ("POST", "/_sim/trade"):
+                traded = self.engine.trade_against(
+                    str(body.get("symbol", "")),
+                    str(body.get("origClientOrderId", "")),
+                    _decimal(body.get("quantity"), "quantity"),
+                )
+                return _json(traded, 200)
             if action == ("POST", "/_sim/funding"):
                 return _json({"rows": [row.to_json() for row in self.settle_funding()]}, 200)
             if action == ("POST", "/_sim/fundingRate"):

@@ -10,7 +10,7 @@ import pytest
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
-from support.waiting import wait_for
+from support.waiting import happens_within, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -111,3 +111,67 @@ async def test_ioc_fills_at_once_at_or_better_than_its_price(desk: Desk) -> None
     assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
     assert result.avg_price is not None and result.avg_price <= mark * Decimal("1.001")
     assert desk.position("BTCUSDT") == Decimal("0.005")
+
+
+async def test_a_limit_that_nets_a_short_away_in_pieces_is_protected_on_its_own_side(desk: Desk) -> None:
+    """Hole 6 of the order-core review: a LIMIT against an opposite position armed its legs at its
+    first fill, which only reduced the short; at flat the OCO cancelled them as orphans, and the
+    long it opened had none while its result said ``protected``."""
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    tick = Decimal("0.1")
+    await desk.publish(
+        intent_id="net-short",
+        symbol="BTCUSDT",
+        side="SELL",
+        quantity="0.010",
+        stop_loss=str((mark * Decimal("1.03")).quantize(tick)),
+        take_profit=str((mark * Decimal("0.97")).quantize(tick)),
+    )
+    short = await desk.result("net-short")
+    assert short.protection is ProtectionState.PROTECTED and desk.position("BTCUSDT") == Decimal("-0.010")
+    await desk.publish(
+        intent_id="net-limit",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.020",
+        order_type="LIMIT",
+        price=str((mark * Decimal("0.995")).quantize(tick)),
+        stop_loss=str((mark * Decimal("0.97")).quantize(tick)),
+        take_profit=str((mark * Decimal("1.03")).quantize(tick)),
+    )
+
+    def resting() -> list[dict[str, Any]]:
+        return [
+            o
+            for o in desk.sim.state()["orders"]
+            if o["type"] == "LIMIT" and o["status"] in ("NEW", "PARTIALLY_FILLED")
+        ]
+
+    await wait_for(resting, 10, "the LIMIT resting on the book")
+    [limit] = resting()
+
+    def long_side_legs() -> list[dict[str, Any]]:
+        return [a for a in desk.open_algos("BTCUSDT") if a["side"] == "SELL"]
+
+    # Takers meet the resting BUY in pieces: the short shrinks, goes flat, then flips long. The
+    # service reads a working order at least once a second: each piece is given that long to be
+    # seen (the waits end early when legs appear or go, as they did before the fix).
+    desk.sim.engine.trade_against("BTCUSDT", limit["clientOrderId"], Decimal("0.005"))
+    assert desk.position("BTCUSDT") == Decimal("-0.005")
+    armed = await happens_within(lambda: bool(long_side_legs()), 3.0)
+    assert not armed, "legs of the long armed while the position was still short"
+    desk.sim.engine.trade_against("BTCUSDT", limit["clientOrderId"], Decimal("0.005"))
+    assert desk.position("BTCUSDT") == 0
+    desk.sim.engine.trade_against("BTCUSDT", limit["clientOrderId"], Decimal("0.010"))
+    result = await desk.result("net-limit")
+    assert desk.position("BTCUSDT") == Decimal("0.010")
+    assert result.status is ResultStatus.FILLED and result.executed_quantity == Decimal("0.020")
+    # P3 on the exchange: the long has a stop and a target, and nothing of the short's is left.
+    assert result.protection is ProtectionState.PROTECTED
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 10, "only the long's legs open")
+    legs = desk.open_algos("BTCUSDT")
+    assert {(a["orderType"], a["side"]) for a in legs} == {
+        ("STOP_MARKET", "SELL"),
+        ("TAKE_PROFIT_MARKET", "SELL"),
+    }

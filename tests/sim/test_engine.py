@@ -372,3 +372,27 @@ def test_state_and_reset(engine_factory: EngineFactory) -> None:
     engine.reset()
     state = engine.state()
     assert state["orders"] == [] and state["positions"] == [] and state["markPrices"]["BTCUSDT"] == "95234.50"
+
+
+def test_takers_fill_a_resting_limit_in_pieces_at_its_price(engine_factory: EngineFactory) -> None:
+    engine = engine_factory()
+    order(engine, side="SELL", quantity="0.010")  # a short for the BUY to net against
+    resting = order(
+        engine,
+        side="BUY",
+        type="LIMIT",
+        quantity="0.020",
+        price="90000",
+        timeInForce="GTC",
+        newClientOrderId="r1",
+    )
+    assert resting["status"] == "NEW"
+    piece = engine.trade_against("BTCUSDT", "r1", Decimal("0.005"))
+    assert piece["status"] == "PARTIALLY_FILLED" and piece["executedQty"] == "0.005"
+    assert position(engine) == Decimal("-0.005")
+    last = engine.trade_against("BTCUSDT", "r1", Decimal("1"))  # at most the remainder fills
+    assert last["status"] == "FILLED" and last["executedQty"] == "0.020"
+    assert position(engine) == Decimal("0.010")
+    maker_fills = [t for t in engine.trades if t.order_id == resting["orderId"]]
+    assert [t.price for t in maker_fills] == [Decimal("90000")] * 2 and all(t.maker for t in maker_fills)
+    assert code_of(lambda: engine.trade_against("BTCUSDT", "r1", Decimal("0.001"))) == -2011  # no longer open

@@ -41,6 +41,18 @@ async def wait_for(
         await asyncio.sleep(poll_s)
 
 
+async def happens_within(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.02) -> bool:
+    """Async: True as soon as ``condition`` holds, False when ``timeout_s`` passed without it.
+
+    For what must not happen: the wait ends early when it does (and the test then fails on it)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll_s)
+    return True
+
+
 def alive(pid: int) -> bool:
     """True while process ``pid`` exists and is not a zombie."""
     status = Path(f"/proc/{pid}/status")

@@ -1,7 +1,8 @@
 """A LIMIT entry while it works: wait for its fills, protect at the first one, end it on time.
 
 A resting order may fill in pieces, long after it was placed. Its SL/TP are armed at the first
-fill as closePosition orders, which cover whatever fills afterwards, so nothing is protected twice
+fill that opens a position on the intent's side (a fill that only reduces an opposite position
+opens nothing) as closePosition orders, which cover whatever fills afterwards, so nothing is protected twice
 and no fill waits naked for the rest. The order is given ``expire_after_s`` (at most
 ``QUANTUM_WORKING_ORDER_MAX_S``, which also bounds a GTC without one: the symbol's later intents
 wait behind it), then its remainder is cancelled: the filled part stays protected.
@@ -21,6 +22,7 @@ from quantum_exec.contracts import ErrorSource, TradeIntent
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import Order
 from quantum_exec.execution.guards import wants_protection
+from quantum_exec.execution.opposite import opened_size
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
@@ -73,9 +75,13 @@ class WorkingEntry:
         ended_by_close = False
         with run.step("working"):
             while not entry.is_final:
-                if entry.executed_qty > 0 and protected is False and wants_protection(intent):
+                # Against an opposite position the first fills only reduce it: legs on the intent's
+                # side are armed once a fill opens a position there, not before (at flat the OCO
+                # would cancel them as orphans and the new position would have none).
+                size = opened_size(run, rules, entry, long=long)
+                if protected is False and size > 0 and wants_protection(intent):
                     flatten = await self._protector.protect(
-                        run, rules, entry, entry.executed_qty, long=long, resume=resume, close_position=True
+                        run, rules, entry, size, long=long, resume=resume, close_position=True
                     )
                     protected = flatten if flatten is not None else True
                     if flatten is not None:
