@@ -52,11 +52,24 @@ def sim_config() -> SimConfig:
     return SimConfig()
 
 
+def stream_reorder_from_env() -> dict[str, Any] | None:
+    """``QUANTUM_TEST_STREAM_REORDER=<seed>[:<max delay ms>]`` runs every test's simulator with user-
+    stream events of different types in a seeded random order (the ``stream_reorder`` fault)."""
+    raw = os.environ.get("QUANTUM_TEST_STREAM_REORDER")
+    if not raw:
+        return None
+    seed, _, max_delay_ms = raw.partition(":")
+    return {"seed": int(seed), "max_delay_ms": int(max_delay_ms or 30)}
+
+
 @pytest.fixture
 async def sim(sim_config: SimConfig) -> AsyncIterator[Simulator]:
     """The exchange simulator in-process on a free loopback port, stopped after the test."""
     simulator = Simulator(sim_config)
     await simulator.start(host="127.0.0.1", port=0)
+    reorder = stream_reorder_from_env()
+    if reorder is not None:
+        simulator.set_faults(stream_reorder=reorder)
     try:
         yield simulator
     finally:

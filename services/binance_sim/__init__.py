@@ -104,6 +104,9 @@ Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
       "mode": "replace",            # or "append"; replace (default) drops the current rules
       "clock_skew_ms": 0,           # optional: server time = wall clock + skew (kept when absent)
       "stream_delay_ms": 0,         # optional: every user-stream event leaves this much later (kept)
+      "stream_reorder": {"seed": 7, "max_delay_ms": 40, "type_delay_ms": {"ACCOUNT_UPDATE": 20}},
+                                    # optional (null = off, kept when absent): events of different types
+                                    #   leave in any order (seeded), the order within one type kept
       "hold_triggering": false,     # optional: crossed algo orders stay TRIGGERING (kept when absent);
                                     #   setting it false places the held ones at once
       "actions": ["drop_user_streams", "expire_listen_key"],   # optional one-shot actions, now:

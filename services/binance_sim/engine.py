@@ -1036,7 +1036,11 @@ class Engine:
         crossing the price (``set_mark_price``) fills the whole remainder. At most the remainder
         fills; a reduce-only order at most what it can reduce."""
         order = next(
-            (o for o in self.open_orders.values() if o.symbol == symbol and o.client_order_id == client_order_id),
+            (
+                o
+                for o in self.open_orders.values()
+                if o.symbol == symbol and o.client_order_id == client_order_id
+            ),
             None,
         )
         if order is None:

@@ -6,6 +6,7 @@ docstring; :func:`parse_faults` is its only parser.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -99,6 +100,61 @@ class FaultPlan:
 
 
 @dataclass(slots=True)
+class StreamReorder:
+    """Seeded fault: user-stream events of different types leave in any order.
+
+    Binance guarantees the order of events of one type only (binance-futures.md, "event order across
+    types not guaranteed"): an ACCOUNT_UPDATE may come before the ORDER_TRADE_UPDATE of its fill, an
+    ORDER_TRADE_UPDATE before the ALGO_UPDATE that placed its order. Each event is held
+    ``type_delay_ms[type]`` plus a seeded random ``0..max_delay_ms``, never less than the event of the
+    same type before it, so the order within a type stays and the order across types is shuffled.
+    """
+
+    seed: int = 0
+    max_delay_ms: int = 0
+    type_delay_ms: dict[str, int] = field(default_factory=dict)
+    _rng: random.Random = field(init=False, repr=False)
+    _last_due: dict[str, float] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def due(self, event_type: str, now_s: float) -> float:
+        """When an event of ``event_type`` published at ``now_s`` (monotonic) leaves."""
+        held_ms = self.type_delay_ms.get(event_type, 0) + self._rng.uniform(0, self.max_delay_ms)
+        due = max(now_s + held_ms / 1000, self._last_due.get(event_type, 0.0))
+        self._last_due[event_type] = due
+        return due
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "max_delay_ms": self.max_delay_ms,
+            "type_delay_ms": dict(self.type_delay_ms),
+        }
+
+    @classmethod
+    def parse(cls, raw: Any) -> StreamReorder | None:
+        """The ``stream_reorder`` object of a faults document (null: off); SimError naming a bad field."""
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise _bad("stream_reorder must be an object or null")
+        seed, max_delay = raw.get("seed", 0), raw.get("max_delay_ms", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise _bad("stream_reorder.seed must be an integer")
+        if not isinstance(max_delay, int) or isinstance(max_delay, bool) or not 0 <= max_delay <= 60_000:
+            raise _bad("stream_reorder.max_delay_ms must be an integer in 0..60000")
+        per_type = raw.get("type_delay_ms", {})
+        if not isinstance(per_type, Mapping) or any(
+            not isinstance(k, str) or not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 60_000
+            for k, v in per_type.items()
+        ):
+            raise _bad("stream_reorder.type_delay_ms must map event types to integers in 0..60000")
+        return cls(seed=seed, max_delay_ms=max_delay, type_delay_ms=dict(per_type))
+
+
+@dataclass(slots=True)
 class FaultSet:
     """Active fault rules and the server clock offset."""
 
@@ -106,6 +162,7 @@ class FaultSet:
     clock_skew_ms: int = 0
     stream_delay_ms: int = 0  # every user-stream event leaves this much later
     hold_triggering: bool = False  # crossed algo orders stay TRIGGERING until released
+    stream_reorder: StreamReorder | None = None  # events of different types in any order
 
     def plan(self, method: str, path: str) -> FaultPlan:
         """Consume the rules that hit this request (every latency rule, then the first other one)."""
@@ -139,6 +196,7 @@ class FaultSet:
             "clock_skew_ms": self.clock_skew_ms,
             "stream_delay_ms": self.stream_delay_ms,
             "hold_triggering": self.hold_triggering,
+            "stream_reorder": self.stream_reorder.to_json() if self.stream_reorder else None,
         }
 
     def apply(self, spec: Mapping[str, Any]) -> list[str]:
@@ -153,6 +211,9 @@ class FaultSet:
         hold = spec.get("hold_triggering", self.hold_triggering)
         if not isinstance(hold, bool):
             raise _bad("hold_triggering must be a boolean")
+        reorder = (
+            StreamReorder.parse(spec["stream_reorder"]) if "stream_reorder" in spec else self.stream_reorder
+        )
         mode = spec.get("mode", "replace")
         if mode not in ("replace", "append"):
             raise _bad("mode must be 'replace' or 'append'")
@@ -165,6 +226,7 @@ class FaultSet:
             self.clock_skew_ms = skew
         self.stream_delay_ms = delay
         self.hold_triggering = hold
+        self.stream_reorder = reorder
         return list(actions)
 
 

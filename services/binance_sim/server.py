@@ -172,6 +172,7 @@ class Simulator:
         Releasing ``hold_triggering`` places the held triggers now."""
         actions = self.faults.apply({**(spec or {}), **fields})
         self.stream.delay_ms = self.faults.stream_delay_ms
+        self.stream.reorder = self.faults.stream_reorder
         for action in actions:
             if action == "expire_listen_key":
                 self.stream.expire_now()
@@ -230,6 +231,7 @@ class Simulator:
         self.engine.reset()
         self.engine.liquidation = self.config.liquidation
         self.stream.delay_ms = 0
+        self.stream.reorder = None
         self.walk = PriceWalk(self.config.walk)
         self.faults = FaultSet()
         self.limiter.reset()

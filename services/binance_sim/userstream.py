@@ -6,7 +6,9 @@ a key is valid 60 minutes; a POST while one is active returns that same key (and
 instance of an account shares it; PUT extends it by 60 minutes; DELETE closes the stream; an unknown or
 expired key answers ``-1125`` "This listenKey does not exist.". When a key expires, its connections get
 ``listenKeyExpired`` and no further events ("Event: User Data Stream Expired"); here they are then
-closed. Events of one account are strictly ordered by ``E`` ("Message Ordering Guarantee").
+closed. Events of one account are stamped with strictly increasing ``E``; they leave in that order
+unless the ``stream_reorder`` fault holds events of different types for different times (Binance
+guarantees the order within one event type only).
 
 The engine is synchronous and may run on the server's loop or, through the Python API, on another
 thread: :meth:`UserStream.publish` only appends to a locked queue and wakes the pump task on the
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +33,7 @@ from aiohttp import WSCloseCode, web
 
 from binance_sim.errors import SimError
 from binance_sim.events import listen_key_expired
+from binance_sim.faults import StreamReorder
 
 log = logging.getLogger("binance_sim")
 
@@ -57,11 +61,14 @@ class UserStream:
         self.key: str | None = None
         self.expires_at = 0
         self.delay_ms = 0
+        self.reorder: StreamReorder | None = None
         # Each socket with the transport its frames are written to.
         self.connections: dict[web.WebSocketResponse, asyncio.Transport] = {}
         self.sent = 0
         self._lock = threading.Lock()
-        self._queue: deque[tuple[float, dict[str, Any]]] = deque()  # (enqueued at, event)
+        # (due at, sequence, event): events leave when due, in publication order when due together.
+        self._queue: list[tuple[float, int, dict[str, Any]]] = []
+        self._sequence = itertools.count()
         self._last_e = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
@@ -157,12 +164,18 @@ class UserStream:
         with self._lock:
             now = event["E"]
             event["E"] = self._last_e = max(now, self._last_e + 1)
-            self._queue.append((time.monotonic(), event))
+            self._push(event, str(event.get("e", "")))
         self._notify()
+
+    def _push(self, item: dict[str, Any], event_type: str) -> None:
+        """Queue ``item`` for when it is due (the caller holds the lock)."""
+        now = time.monotonic() + self.delay_ms / 1000  # fault: every event leaves delay_ms late
+        due = self.reorder.due(event_type, now) if self.reorder is not None else now
+        heapq.heappush(self._queue, (due, next(self._sequence), item))
 
     def _enqueue(self, event: dict[str, Any], *, closing: bool = False) -> None:
         with self._lock:
-            self._queue.append((time.monotonic(), {"__close__": True, "event": event} if closing else event))
+            self._push({"__close__": True, "event": event} if closing else event, str(event.get("e", "")))
         self._notify()
 
     def _notify(self) -> None:
@@ -198,12 +211,11 @@ class UserStream:
                 wait_s = 0.0
                 with self._lock:
                     while self._queue:
-                        queued_at, item = self._queue[0]
-                        if self.delay_ms:  # fault: each event leaves delay_ms after it happened
-                            wait_s = queued_at + self.delay_ms / 1000 - time.monotonic()
-                            if wait_s > 0:
-                                break
-                        self._queue.popleft()
+                        due, _, item = self._queue[0]
+                        wait_s = due - time.monotonic()
+                        if wait_s > 0:
+                            break
+                        heapq.heappop(self._queue)
                         if "__close__" in item:
                             batch.append(item["event"])
                             closing = True

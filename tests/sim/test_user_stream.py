@@ -404,3 +404,32 @@ async def test_engine_driven_from_another_thread_still_publishes(
     await listener.wait("FINISHED", lambda e: e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED")
     assert [e["o"]["X"] for e in listener.of("ALGO_UPDATE")] == ["NEW", "TRIGGERING", "TRIGGERED", "FINISHED"]
     await listener.close()
+
+
+async def test_the_reorder_fault_shuffles_event_types_and_keeps_each_type_in_order(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    """Binance orders events within one type only: the seeded fault delivers an ACCOUNT_UPDATE before
+    the ORDER_TRADE_UPDATE of its own fill, while each type keeps its own order."""
+    key = await listen_key(raw)
+    listener = await connect(session, sim, f"/private/ws/{key}")
+    sim.set_faults(
+        stream_reorder={"seed": 3, "max_delay_ms": 5, "type_delay_ms": {"ORDER_TRADE_UPDATE": 150}}
+    )
+    await order(raw, side="BUY", type="MARKET", quantity="0.010", newClientOrderId="one")
+    await order(raw, side="BUY", type="MARKET", quantity="0.020", newClientOrderId="two")
+    await listener.wait(
+        "the second fill",
+        lambda e: e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["c"] == "two" and e["o"]["X"] == "FILLED",
+    )
+    kinds = [e["e"] for e in listener.events]
+    assert kinds.index("ACCOUNT_UPDATE") < kinds.index("ORDER_TRADE_UPDATE")  # across types: any order
+    trades = [(e["o"]["c"], e["o"]["X"]) for e in listener.of("ORDER_TRADE_UPDATE")]
+    assert trades == [("one", "NEW"), ("one", "FILLED"), ("two", "NEW"), ("two", "FILLED")]  # within: kept
+    amounts = [e["a"]["P"][0]["pa"] for e in listener.of("ACCOUNT_UPDATE")]
+    assert amounts == ["0.010", "0.030"]
+    assert sim.faults.to_json()["stream_reorder"]["seed"] == 3
+    sim.set_faults(stream_reorder=None)
+    assert sim.stream.reorder is None
+    listener.out_of_order.clear()  # E leaves out of order across types under this fault, by design
+    await listener.close()
