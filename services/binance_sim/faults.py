@@ -106,6 +106,7 @@ class FaultSet:
     clock_skew_ms: int = 0
     stream_delay_ms: int = 0  # every user-stream event leaves this much later
     hold_triggering: bool = False  # crossed algo orders stay TRIGGERING until released
+    income_delay_ms: int = 0  # GET /fapi/v1/income lists a row only this long after its time
 
     def plan(self, method: str, path: str) -> FaultPlan:
         """Consume the rules that hit this request (every latency rule, then the first other one)."""
@@ -139,17 +140,22 @@ class FaultSet:
             "clock_skew_ms": self.clock_skew_ms,
             "stream_delay_ms": self.stream_delay_ms,
             "hold_triggering": self.hold_triggering,
+            "income_delay_ms": self.income_delay_ms,
         }
 
     def apply(self, spec: Mapping[str, Any]) -> list[str]:
         """Apply a ``POST /_sim/faults`` document (replace or append rules, set the clock skew, the
-        user-stream delay and the TRIGGERING hold); returns the one-shot ``actions`` to run now."""
+        user-stream delay, the TRIGGERING hold and the income delay); returns the one-shot
+        ``actions`` to run now."""
         actions = spec.get("actions", [])
         if not isinstance(actions, list) or any(a not in STREAM_ACTIONS for a in actions):
             raise _bad(f"actions must be a list of {sorted(STREAM_ACTIONS)}")
         delay = spec.get("stream_delay_ms", self.stream_delay_ms)
         if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
             raise _bad("stream_delay_ms must be a non-negative integer")
+        income_delay = spec.get("income_delay_ms", self.income_delay_ms)
+        if not isinstance(income_delay, int) or isinstance(income_delay, bool) or income_delay < 0:
+            raise _bad("income_delay_ms must be a non-negative integer")
         hold = spec.get("hold_triggering", self.hold_triggering)
         if not isinstance(hold, bool):
             raise _bad("hold_triggering must be a boolean")
@@ -165,6 +171,7 @@ class FaultSet:
             self.clock_skew_ms = skew
         self.stream_delay_ms = delay
         self.hold_triggering = hold
+        self.income_delay_ms = income_delay
         return list(actions)
 
 
