@@ -179,3 +179,28 @@ async def test_a_funding_row_listed_after_its_trade_closed_is_booked_to_that_tra
         row.income,
         trade["net_pnl"],
     )
+
+
+async def test_a_settlement_still_unlisted_at_a_restart_is_asked_for_by_the_next_leader(
+    desk: Desk, sim: Simulator
+) -> None:
+    first = await _service(desk)
+    entry, row = await _short_settled_unlisted(desk, sim, "restart-open")
+    asked = sim.request_counts[INCOME]
+    # A second request: the ledger committed what the first one found (nothing) before it.
+    await wait_for(lambda: sim.request_counts[INCOME] > asked, 10, "the ledger asking the history again")
+    await asyncio.wait_for(first.stop(), 30)
+    desk.services.remove(first)
+    sim.set_faults(income_delay_ms=0)  # listed while no ledger runs; the stream will not report it again
+    second = await _service(desk)
+    close = await _filled(desk, intent_id="restart-close", symbol="BTCUSDT", side="CLOSE")
+
+    async def funded() -> bool:
+        trade = await _trade(second, "restart-open")
+        return trade is not None and trade["status"] == "closed" and trade["funding"] != 0
+
+    await wait_for(funded, 30, "the funding booked after the restart")
+    trade = await _trade(second, "restart-open")
+    assert trade is not None
+    realized, commission = _money(desk, entry, close)
+    assert trade["funding"] == row.income and trade["net_pnl"] == realized - commission + row.income
