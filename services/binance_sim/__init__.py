@@ -109,6 +109,9 @@ Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
                                     #   leave in any order (seeded), the order within one type kept
       "hold_triggering": false,     # optional: crossed algo orders stay TRIGGERING (kept when absent);
                                     #   setting it false places the held ones at once
+      "income_delay_ms": 0,         # optional: GET /fapi/v1/income lists a row only this long after
+                                    #   its time, as Binance's eventually consistent income history
+                                    #   can (kept when absent); 0 lists the held rows at once
       "actions": ["drop_user_streams", "expire_listen_key"],   # optional one-shot actions, now:
                                     #   close every user-stream socket (the key stays valid) /
                                     #   expire the listenKey (listenKeyExpired, sockets closed, -1125)

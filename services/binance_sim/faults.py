@@ -163,6 +163,7 @@ class FaultSet:
     stream_delay_ms: int = 0  # every user-stream event leaves this much later
     hold_triggering: bool = False  # crossed algo orders stay TRIGGERING until released
     stream_reorder: StreamReorder | None = None  # events of different types in any order
+    income_delay_ms: int = 0  # GET /fapi/v1/income lists a row only this long after its time
 
     def plan(self, method: str, path: str) -> FaultPlan:
         """Consume the rules that hit this request (every latency rule, then the first other one)."""
@@ -197,17 +198,22 @@ class FaultSet:
             "stream_delay_ms": self.stream_delay_ms,
             "hold_triggering": self.hold_triggering,
             "stream_reorder": self.stream_reorder.to_json() if self.stream_reorder else None,
+            "income_delay_ms": self.income_delay_ms,
         }
 
     def apply(self, spec: Mapping[str, Any]) -> list[str]:
         """Apply a ``POST /_sim/faults`` document (replace or append rules, set the clock skew, the
-        user-stream delay and the TRIGGERING hold); returns the one-shot ``actions`` to run now."""
+        user-stream delay, the TRIGGERING hold and the income delay); returns the one-shot
+        ``actions`` to run now."""
         actions = spec.get("actions", [])
         if not isinstance(actions, list) or any(a not in STREAM_ACTIONS for a in actions):
             raise _bad(f"actions must be a list of {sorted(STREAM_ACTIONS)}")
         delay = spec.get("stream_delay_ms", self.stream_delay_ms)
         if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
             raise _bad("stream_delay_ms must be a non-negative integer")
+        income_delay = spec.get("income_delay_ms", self.income_delay_ms)
+        if not isinstance(income_delay, int) or isinstance(income_delay, bool) or income_delay < 0:
+            raise _bad("income_delay_ms must be a non-negative integer")
         hold = spec.get("hold_triggering", self.hold_triggering)
         if not isinstance(hold, bool):
             raise _bad("hold_triggering must be a boolean")
@@ -227,6 +233,7 @@ class FaultSet:
         self.stream_delay_ms = delay
         self.hold_triggering = hold
         self.stream_reorder = reorder
+        self.income_delay_ms = income_delay
         return list(actions)
 
 

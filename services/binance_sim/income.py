@@ -9,6 +9,11 @@ unique in the same incomeType for a user". The rows that come from trades (REALI
 realized a PnL, COMMISSION when it paid a fee) are derived from the trade list, with the trade id as
 their ``tranId``; the others (FUNDING_FEE, TRANSFER, INSURANCE_CLEAR) are booked in an
 :class:`IncomeLedger`.
+
+Binance's income history is eventually consistent: a row (a FUNDING_FEE above all) can be listed
+seconds or minutes after the ACCOUNT_UPDATE that reported the flow. ``lag_ms`` (the
+``income_delay_ms`` fault) reproduces that: a row is listed only once the server clock is that far
+past its time.
 """
 
 from __future__ import annotations
@@ -126,8 +131,8 @@ def trade_rows(trades: Iterable[Trade]) -> Iterator[IncomeRow]:
             )
 
 
-def income_history(engine: Engine, params: Params) -> list[dict[str, Any]]:
-    """GET /fapi/v1/income."""
+def income_history(engine: Engine, params: Params, lag_ms: int = 0) -> list[dict[str, Any]]:
+    """GET /fapi/v1/income; rows younger than ``lag_ms`` are not listed yet."""
     symbol = params.opt_str("symbol")
     if symbol:
         engine.spec(symbol)
@@ -145,6 +150,7 @@ def income_history(engine: Engine, params: Params) -> list[dict[str, Any]]:
         end = engine.clock() if start is None else max(engine.clock(), start)
     if start is None:
         start = end - DEFAULT_WINDOW_MS
+    listed_until = engine.clock() - lag_ms
     rows = sorted(
         (
             row
@@ -152,6 +158,7 @@ def income_history(engine: Engine, params: Params) -> list[dict[str, Any]]:
             if (not symbol or row.symbol == symbol)
             and (income_type is None or row.income_type == income_type)
             and start <= row.time <= end
+            and row.time <= listed_until
         ),
         key=lambda row: (row.time, row.order),
     )

@@ -522,7 +522,9 @@ class Simulator:
             ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(e.cancel_all_algo_orders, 1),
             ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(e.list_all_algo_orders, 5),
             ("GET", "/fapi/v1/userTrades"): Endpoint(e.user_trades, 5),
-            ("GET", "/fapi/v1/income"): Endpoint(functools.partial(income_history, e), 30),
+            ("GET", "/fapi/v1/income"): Endpoint(
+                lambda p: income_history(e, p, self.faults.income_delay_ms), 30
+            ),
             ("POST", "/fapi/v1/listenKey"): Endpoint(
                 lambda p: {"listenKey": self.stream.create()}, 1, signed=False, api_key=True
             ),

@@ -13,7 +13,7 @@ from quantum_exec.account.positions import PositionEvent, PositionKind, Position
 from quantum_exec.contracts.codec import dumps
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
-from quantum_exec.ledger.trades import Ledger, Trade, trade_from_json, trade_to_json
+from quantum_exec.ledger.trades import Ledger, Trade, covers, trade_from_json, trade_to_json, with_funding
 from quantum_exec.ledger.view import format_summary, format_trades, trades_csv
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -138,6 +138,19 @@ def test_replays_are_ignored_and_funding_is_booked_once() -> None:
     [trade] = ledger.apply(closing)
     assert ledger.apply(closing) == []
     assert trade.funding == D("-0.25") and trade.net_pnl == D("0.75") and trade.side == "SHORT"
+
+
+def test_funding_belongs_to_the_trade_open_at_the_settlement() -> None:
+    ledger = Ledger()
+    ledger.apply(ev(1, "opened", "1", "50", "1"))
+    assert not ledger.apply_funding("BTCUSDT", D("-1"), T0 + timedelta(seconds=1), "f-at-open")
+    assert ledger.apply_funding("BTCUSDT", D("-0.25"), T0 + timedelta(seconds=5), "f-1")
+    [trade] = ledger.apply(ev(2, "closed", "0", "51", "1", reason="close_intent", rp="1", seconds=10))
+    assert trade.funding == D("-0.25")
+    assert covers(trade, T0 + timedelta(seconds=10)) and not covers(trade, T0 + timedelta(seconds=11))
+    assert not ledger.apply_funding("BTCUSDT", D("-0.5"), T0 + timedelta(seconds=10), "f-late")  # closed
+    late = with_funding(trade, D("-0.5"))
+    assert (late.funding, late.net_pnl) == (D("-0.75"), trade.net_pnl - D("0.5"))
 
 
 def test_the_open_state_survives_a_restart_exactly() -> None:

@@ -162,6 +162,26 @@ async def test_income_history_records_pnl_commission_funding_and_transfers(
     assert int(second["X-MBX-USED-WEIGHT-1M"]) - int(first["X-MBX-USED-WEIGHT-1M"]) == 30
 
 
+async def test_the_income_delay_lists_a_funding_row_late_as_binance_can(
+    sim: Simulator, client: AsyncClient, raw: Raw
+) -> None:
+    await client.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+    body = '{"income_delay_ms": 3600000}'
+    status, faults, _ = await raw.request("POST", "/_sim/faults", body=body, api_key=None)
+    assert status == 200 and faults["income_delay_ms"] == 3_600_000
+    (row,) = sim.settle_funding()
+    # Booked (the wallet moved, the ACCOUNT_UPDATE went out) but not listed yet, nor its trade's rows.
+    assert await _income(client, incomeType="FUNDING_FEE") == []
+    assert await _income(client) == []
+    sim.set_faults(income_delay_ms=0)  # the history catches up: everything is listed at once
+    (funding,) = await _income(client, incomeType="FUNDING_FEE")
+    assert (funding["tranId"], funding["time"]) == (row.tran_id, row.time)
+    assert Decimal(funding["income"]) == row.income
+    assert sim.state()["faults"]["income_delay_ms"] == 0
+    status, error, _ = await raw.request("POST", "/_sim/faults", body='{"income_delay_ms": -1}', api_key=None)
+    assert status == 400 and "income_delay_ms" in error["msg"]
+
+
 async def test_funding_rate_control_shows_in_premium_index_and_state(
     sim: Simulator, client: AsyncClient, raw: Raw
 ) -> None:

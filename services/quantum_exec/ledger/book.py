@@ -7,9 +7,12 @@ restart or a takeover resumes at the first event not yet applied: nothing is cou
 nothing is skipped. Closed trades live in a stream (``<prefix>:ledger:trades``) trimmed to
 ``QUANTUM_LEDGER_RETENTION_DAYS``; the open ones in ``<prefix>:ledger:state``.
 
-Funding is booked from ``GET /fapi/v1/income`` (FUNDING_FEE rows, idempotent by ``tranId``)
-whenever the user stream has shown a FUNDING_FEE account update since the last fetch, before the
-next position event is applied, so a trade closed after a funding settlement carries it.
+Funding is booked from ``GET /fapi/v1/income`` (FUNDING_FEE rows) once the user stream has shown a
+FUNDING_FEE account update; :class:`~quantum_exec.ledger.funding.FundingReader` asks until the
+history lists the settlement (it is eventually consistent) and hands each row over once. A row is
+applied in time order between the position events, so it lands on the trade open at the
+settlement. The history may list it only after that trade closed: then the trade is written to the
+stream again with the funding added, and readers take the newest record of each trade.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -30,8 +33,9 @@ from quantum_exec.account.store import AccountStore
 from quantum_exec.aio import cancel_task
 from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.exchange.wire import Income
+from quantum_exec.ledger.funding import SETTLEMENT_SLACK_MS, FundingReader, FundingSource
 from quantum_exec.ledger.query import TradeQuery
-from quantum_exec.ledger.trades import Ledger, Trade, trade_from_json, trade_to_json
+from quantum_exec.ledger.trades import Ledger, Trade, covers, trade_from_json, trade_to_json, with_funding
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -60,8 +64,6 @@ redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
-FundingSource = Callable[[int], Awaitable[list[Income]]]
-
 
 class LedgerBook:
     """Builds the ledger (as lease holder) and answers the API's questions (any instance)."""
@@ -82,7 +84,7 @@ class LedgerBook:
         self._store = store
         self._is_leader = is_leader
         self._funding_seen_ms = funding_seen_ms
-        self._funding = funding
+        self._reader = None if funding is None else FundingReader(funding)
         self._quote_asset = quote_asset
         self._position_stream = settings.position_stream
         self._retention_ms = settings.ledger_retention_days * _DAY_MS
@@ -91,7 +93,7 @@ class LedgerBook:
         self._commit = redis.register_script(_COMMIT)
         self._ledger: Ledger | None = None  # loaded while leading
         self._cursor = "0-0"
-        self._funding_fetched_ms = 0
+        self._last_event: datetime | None = None  # the latest event time applied
         self._gathered = False
         self._carry: list[Income] = []
         self._task: asyncio.Task[None] | None = None
@@ -111,19 +113,27 @@ class LedgerBook:
         """Closed trades matching ``query``, newest first (at most ``limit``)."""
         # Entries are stamped when committed, never before the trade closed: ``since`` bounds the
         # read, ``until`` cannot (a rebuild commits old trades late) and is only filtered.
-        high = "+"
-        low = "-" if query.since is None else str(_ms(query.since))
         found: list[Trade] = []
+        async for trade in self._written_since("-" if query.since is None else str(_ms(query.since))):
+            if query.matches(trade):
+                found.append(trade)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    async def _written_since(self, low: str) -> AsyncIterator[Trade]:
+        """The newest record of each trade written at or after stream id ``low``, newest first."""
+        high = "+"
+        seen: set[str] = set()
         while True:
             rows: Any = await self._redis.xrevrange(self.trades_key, max=high, min=low, count=500)
             for _stream_id, fields in rows:
                 trade = trade_from_json(json.loads(payload_value(fields) or b"{}", parse_float=Decimal))
-                if query.matches(trade):
-                    found.append(trade)
-                    if limit is not None and len(found) >= limit:
-                        return found
+                if trade.trade_id not in seen:  # an older record of a trade revised since
+                    seen.add(trade.trade_id)
+                    yield trade
             if len(rows) < 500:
-                return found
+                return
             last = rows[-1][0]
             high = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
@@ -159,15 +169,15 @@ class LedgerBook:
 
     async def _load(self) -> None:
         raw = await self._redis.get(self.state_key)
-        if raw is None:
-            self._ledger, self._cursor, self._funding_fetched_ms = Ledger(self._quote_asset), "0-0", 0
-            self._carry = []
-        else:
-            state = orjson.loads(raw)
-            self._ledger = Ledger.from_record(state["ledger"])
-            self._cursor = str(state["cursor"])
-            self._funding_fetched_ms = int(state.get("funding_fetched_ms", 0))
-            self._carry = [Income.parse(r) for r in state.get("funding_carry", [])]
+        state: dict[str, Any] = {} if raw is None else orjson.loads(raw)
+        self._ledger = Ledger.from_record(state["ledger"]) if state else Ledger(self._quote_asset)
+        self._cursor = str(state.get("cursor", "0-0"))
+        self._carry = [Income.parse(r) for r in state.get("funding_carry", [])]
+        last = state.get("last_event")
+        self._last_event = None if last is None else datetime.fromisoformat(last)
+        if self._reader is not None:
+            legacy = {"fetched_ms": state["funding_fetched_ms"]} if "funding_fetched_ms" in state else None
+            self._reader.load(state.get("funding", legacy))
         await self._publish_totals()
         log.info("ledger.loaded", cursor=self._cursor, open=len(self._ledger.open_trades()))
 
@@ -191,12 +201,22 @@ class LedgerBook:
             {self._position_stream: self._cursor}, count=_BATCH, block=int(_IDLE_S * 1000)
         )
         self._gathered = bool(reply)
-        funding = await self._funding_rows()
-        if not reply and funding is None:
+        seen = self._funding_seen_ms()
+        fresh = None if self._reader is None else await self._reader.new_rows(seen)
+        if not reply and fresh is None:
             return
-        # Rows are applied in time order between the events; those later than every event read so
-        # far wait for the next batch (the fill before them may not be published yet).
-        pending = sorted([*self._carry, *(funding or [])], key=lambda r: r.time_ms)
+        # Rows are applied in time order between the events; those later than every event applied
+        # so far wait for a later batch (the fill before them may not be published yet).
+        pending = sorted([*self._carry, *(fresh or [])], key=lambda r: r.time_ms)
+        unbooked: list[Income] = []  # covered by no open trade: a closed one's, or none of ours
+
+        def book_until(moment: datetime | None) -> None:
+            while pending and moment is not None and _time(pending[0].time_ms) <= moment:
+                row = pending.pop(0)
+                if not ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id):
+                    unbooked.append(row)
+
+        book_until(self._last_event)  # listed late: every fill before them is applied
         closed: list[Trade] = []
         cursor = self._cursor
         events: list[PositionEvent] = []
@@ -210,39 +230,51 @@ class LedgerBook:
         opening = [e.intent_id for e in events if e.kind in _OPENING and e.intent_id]
         labels_of = await self._store.labels_many(opening) if opening else {}
         for event in events:
-            # Funding settled before this fill belongs to the trade open at the time.
-            while pending and _time(pending[0].time_ms) <= event.time:
-                row = pending.pop(0)
-                ledger.apply_funding(row.symbol, row.income, _time(row.time_ms), row.tran_id)
+            book_until(event.time)  # funding settled before this fill: the trade open at the time
             labels: dict[str, str] = {}
             if event.kind in _OPENING and event.intent_id:
                 labels = labels_of.get(event.intent_id, {})
             closed.extend(ledger.apply(event, model=labels.get("model"), strategy=labels.get("strategy")))
+            self._last_event = max(event.time, self._last_event or event.time)
         self._carry = pending
-        await self._save(ledger, cursor, closed)
+        await self._save(ledger, cursor, closed, await self._book_on_closed(unbooked))
 
-    async def _funding_rows(self) -> list[Income] | None:
-        """FUNDING_FEE rows settled since the last fetch, when the stream showed one (else None)."""
-        seen = self._funding_seen_ms()
-        if self._funding is None or seen <= self._funding_fetched_ms:
-            return None
-        start = self._funding_fetched_ms + 1 if self._funding_fetched_ms else seen - _DAY_MS
-        rows = await self._funding(start)
-        self._funding_fetched_ms = max([seen, *(r.time_ms for r in rows)])
-        return rows
+    async def _book_on_closed(self, rows: list[Income]) -> list[tuple[Trade, Decimal]]:
+        """Book the funding rows no open trade covered on the closed trades that cover them (the
+        history listed them after the trade closed); each revised trade with what it gained. A row
+        no trade covers (a position not ours) is left."""
+        if not rows:
+            return []
+        revised: dict[str, tuple[Trade, Decimal]] = {}
+        left = list(rows)
+        # A trade is written once closed, so after the settlement it covers (the slack: clocks).
+        low = str(max(0, min(r.time_ms for r in rows) - SETTLEMENT_SLACK_MS))
+        async for trade in self._written_since(low):
+            for row in [r for r in left if r.symbol == trade.symbol and covers(trade, _time(r.time_ms))]:
+                left.remove(row)
+                before, gained = revised.get(trade.trade_id, (trade, Decimal(0)))
+                revised[trade.trade_id] = (with_funding(before, row.income), gained + row.income)
+            if not left:
+                break
+        for row in left:
+            log.info("ledger.funding_not_ours", symbol=row.symbol, tran_id=row.tran_id, time_ms=row.time_ms)
+        return list(revised.values())
 
-    async def _save(self, ledger: Ledger, cursor: str, closed: list[Trade]) -> None:
+    async def _save(
+        self, ledger: Ledger, cursor: str, closed: list[Trade], revised: list[tuple[Trade, Decimal]]
+    ) -> None:
         state = orjson.dumps(
             {
                 "ledger": ledger.to_record(),
                 "cursor": cursor,
-                "funding_fetched_ms": self._funding_fetched_ms,
+                "last_event": None if self._last_event is None else self._last_event.isoformat(),
+                "funding": None if self._reader is None else self._reader.to_record(),
                 # Funding rows later than every event read: kept for the next batch across restarts.
                 "funding_carry": [_income_json(r) for r in self._carry],
             }
         )
         minid = str(int(time.time() * 1000) - self._retention_ms)
-        payloads = [dumps(trade_to_json(t)) for t in closed]
+        payloads = [dumps(trade_to_json(t)) for t in [*closed, *(trade for trade, _ in revised)]]
         outcome = await self._commit(
             keys=[self._store.lease_key, self.state_key, self.trades_key],
             args=[self._store.held_value, state, minid, *payloads],
@@ -265,6 +297,15 @@ class LedgerBook:
                 symbol=trade.symbol,
                 side=trade.side,
                 exit_reason=trade.exit_reason,
+                net_pnl=str(trade.net_pnl),
+            )
+        for trade, gained in revised:
+            metrics.LEDGER_NET_PNL.labels(symbol=trade.symbol).inc(float(gained))
+            log.info(
+                "ledger.funding_after_close",
+                trade_id=trade.trade_id,
+                symbol=trade.symbol,
+                funding=str(gained),
                 net_pnl=str(trade.net_pnl),
             )
         self.applied.set()

@@ -10,6 +10,9 @@ realized PnL: the new part realizes nothing) and the rest opens the new one at t
 commission is split pro rata by quantity, the closing share rounded to the commission's own
 decimals and the opening share the remainder, so the two add up to what was charged.
 
+A funding payment belongs to the trade whose position was open at the settlement (:func:`covers`);
+one the income history lists after that trade closed is booked on it afterwards (:func:`with_funding`).
+
 :meth:`Ledger.apply` is idempotent by ``event_id`` and :meth:`Ledger.apply_funding` by the income
 row's id, so a replay never counts twice; :meth:`Ledger.to_record` / :meth:`Ledger.from_record`
 keep the open trades across restarts.
@@ -18,7 +21,7 @@ keep the open trades across restarts.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -136,6 +139,18 @@ class _Open:
         )
 
 
+def covers(trade: Trade | _Open, time: datetime) -> bool:
+    """True when a funding settlement at ``time`` is the trade's: its position was open then. One
+    at the instant it opened is not (the position did not exist yet); one at the instant it closed
+    is (the rows of a settlement are booked before the fills of the same instant)."""
+    return trade.opened_at < time and (trade.closed_at is None or time <= trade.closed_at)
+
+
+def with_funding(trade: Trade, amount: Decimal) -> Trade:
+    """``trade`` with a funding payment booked after it closed (a row the history listed late)."""
+    return replace(trade, funding=trade.funding + amount, net_pnl=trade.net_pnl + amount)
+
+
 def _seconds(delta: timedelta) -> Decimal:
     """Exact seconds of ``delta`` (``total_seconds`` goes through float)."""
     return Decimal(delta.days * 86_400 + delta.seconds) + Decimal(delta.microseconds) / Decimal(1_000_000)
@@ -244,13 +259,17 @@ class Ledger:
         del self._open[trade.symbol]
         return trade.snapshot()
 
-    def apply_funding(self, symbol: str, amount: Decimal, time: datetime, funding_id: str) -> None:
-        """Book a funding payment (signed, as the income row says) on the symbol's open trade."""
+    def apply_funding(self, symbol: str, amount: Decimal, time: datetime, funding_id: str) -> bool:
+        """Book a funding payment (signed, as the income row says) on the symbol's open trade if
+        it was open at ``time`` (see :func:`covers`); False when it was not (nor booked before):
+        the payment belongs to a closed trade, or to none of ours."""
         if not self._remember(f"f:{funding_id}"):
-            return
+            return True
         trade = self._open.get(symbol)
-        if trade is not None and time >= trade.opened_at:
+        if trade is not None and covers(trade, time):
             trade.funding += amount
+            return True
+        return False
 
     # ---- persistence
 
