@@ -14,11 +14,13 @@ import pytest
 from binance_sim import Simulator
 from binance_sim.ws_api import signed_payload
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.exchange.wire import OrderSide
+from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
 from quantum_exec.settings import Settings
-from support.sim_state import intent, orders
+from support.desk import Desk
+from support.sim_state import algo_orders, intent, orders
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -107,6 +109,121 @@ async def test_no_answer_over_the_socket_is_looked_up_never_sent_twice(
         intent(intent_id=f"ws-{kind}-2", symbol="SOLUSDT", side="BUY", position_size_usd=300)
     )
     assert again.status is ResultStatus.FILLED and sim.request_counts["WS order.place"] == 2
+
+
+# The request whose 200 answer arrives unreadable, as the simulator's faults name it.
+UNREADABLE = {
+    "order.place": ("POST", "/fapi/v1/order"),
+    "algoOrder.place": ("POST", "/fapi/v1/algoOrder"),
+}
+
+
+@pytest.mark.parametrize("kind", ["garbled_after", "truncated_after"])
+@pytest.mark.parametrize("method", sorted(UNREADABLE))
+async def test_an_unreadable_answer_over_the_socket_is_an_unknown_outcome_looked_up(
+    desk: Desk, method: str, kind: str
+) -> None:
+    """A 200 whose result lacks its fields, or a frame cut off: the request was executed, so it
+    is looked up by client id and the intent completes, filled and protected, nothing sent twice."""
+    service = await desk.service(order_transport="websocket")
+    assert service.executor is not None and service.executor.gateway.ws is not None
+    sim = desk.sim
+    http_method, path = UNREADABLE[method]
+    sim.set_faults(faults=[{"kind": kind, "method": http_method, "path": path, "count": 1}])
+    intent_id = f"ws-{kind}-{method}"
+    await desk.publish(
+        intent_id=intent_id,
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    result = await desk.result(intent_id)
+    # At once: an answer that cannot be read is not waited out like a missing one.
+    timeout_ms = service.settings.request_timeout_s * 1000
+    assert result.latency_ms is not None and result.latency_ms < timeout_ms
+    assert not sim.faults.rules, "the fault was not used"
+    assert sim.request_counts[f"WS {method}"] >= 1
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED, result.error
+    entries = orders(sim, symbol="BTCUSDT", type_="MARKET")
+    assert [e["clientOrderId"] for e in entries] == [client_order_id(intent_id, "entry")]  # P2
+    assert entries[0]["status"] == "FILLED" and result.order_id == entries[0]["orderId"]
+    assert result.stop_loss is not None and result.take_profit is not None
+    legs = algo_orders(sim, symbol="BTCUSDT")
+    assert sorted(a["clientAlgoId"] for a in legs) == sorted(
+        [result.stop_loss.client_algo_id, result.take_profit.client_algo_id]
+    )  # each leg placed once
+    assert all(a["algoStatus"] == "NEW" for a in legs)
+    assert {a["algoId"] for a in legs} == {result.stop_loss.algo_id, result.take_profit.algo_id}
+
+
+def _garble(sim: Simulator, method: str, path: str) -> None:
+    sim.set_faults(faults=[{"kind": "garbled_after", "method": method, "path": path, "count": 1}])
+
+
+async def test_unreadable_answers_to_a_cancel_are_unknown_and_to_a_read_asked_again(
+    ws_executor: Executor, sim: Simulator
+) -> None:
+    """order.cancel / algoOrder.cancel answered unreadably: an unknown outcome (the cancel took
+    effect on the exchange); order.status answered unreadably: asked again over REST."""
+    gateway = ws_executor.gateway
+    mark = await gateway.mark_price("ETHUSDT")
+    cid = "qx-ws-garbled-1"
+    placed = await gateway.place_limit(
+        "ETHUSDT",
+        OrderSide.BUY,
+        Decimal("0.01"),
+        (mark * Decimal("0.97")).quantize(Decimal("0.01")),
+        cid,
+        time_in_force="GTC",
+    )
+    rest_reads = sim.request_counts["GET /fapi/v1/order"]
+    _garble(sim, "GET", "/fapi/v1/order")
+    found = await gateway.get_order("ETHUSDT", cid)
+    assert found is not None and found.order_id == placed.order_id
+    assert sim.request_counts["WS order.status"] == 1
+    assert sim.request_counts["GET /fapi/v1/order"] == rest_reads + 1  # asked again over REST
+
+    _garble(sim, "DELETE", "/fapi/v1/order")
+    with pytest.raises(UnknownOutcomeError):
+        await gateway.cancel_order("ETHUSDT", cid)
+    [limit] = orders(sim, symbol="ETHUSDT", type_="LIMIT")
+    assert limit["status"] == "CANCELED" and sim.request_counts["WS order.cancel"] == 1
+
+    algo = await gateway.place_algo(
+        "ETHUSDT",
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        (mark * Decimal("0.9")).quantize(Decimal("0.01")),
+        "qx-ws-garbled-2",
+        quantity=None,
+        working_type="MARK_PRICE",
+        price_protect=False,
+    )
+    _garble(sim, "DELETE", "/fapi/v1/algoOrder")
+    with pytest.raises(UnknownOutcomeError):
+        await gateway.cancel_algo(algo.algo_id)
+    [stop] = algo_orders(sim, symbol="ETHUSDT")
+    assert stop["algoStatus"] == "CANCELED" and sim.request_counts["WS algoOrder.cancel"] == 1
+    assert not sim.faults.rules
+
+
+async def test_a_frame_that_answers_no_request_leaves_the_socket_working(
+    ws_executor: Executor, sim: Simulator
+) -> None:
+    """An answer whose id matches no request (Binance's ``"id": null`` to a frame it cannot read)
+    is dropped: the reader goes on and the next request is answered over the same socket."""
+    ws = ws_executor.gateway.ws
+    assert ws is not None and ws._ws is not None
+    # Answered {"id": null, "status": 400, ...} and {"id": "qx-nobody", "status": 400, ...}.
+    await ws._ws.send_str("not a request")
+    await ws._ws.send_str(orjson.dumps({"id": "qx-nobody", "method": "order.explode"}).decode())
+    for attempt in range(2):
+        found = await ws_executor.gateway.get_order("ETHUSDT", f"qx-never-placed-{attempt}")
+        assert found is None and sim.request_counts["WS order.status"] == attempt + 1
+    assert ws.connected and sim.request_counts["GET /fapi/v1/order"] == 0
 
 
 async def test_while_the_socket_is_down_orders_go_over_rest(
