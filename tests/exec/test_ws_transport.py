@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -10,12 +11,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from binance_sim import Simulator
 from binance_sim.ws_api import signed_payload
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.exchange.wire import OrderSide, OrderType
+from quantum_exec.exchange.ws_api import Unanswered, WsApi
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
 from quantum_exec.settings import Settings
@@ -224,6 +227,56 @@ async def test_a_frame_that_answers_no_request_leaves_the_socket_working(
         found = await ws_executor.gateway.get_order("ETHUSDT", f"qx-never-placed-{attempt}")
         assert found is None and sim.request_counts["WS order.status"] == attempt + 1
     assert ws.connected and sim.request_counts["GET /fapi/v1/order"] == 0
+
+
+async def test_a_frame_that_is_no_answer_object_fails_the_pending_request_at_once_and_reconnects() -> None:
+    """JSON that is not an object (Binance never sends one; the simulator cannot) answered some
+    pending request, which one cannot be told: that request is unanswered at once (an unknown
+    outcome, not a wait for the timeout), and the reader lives on over a new connection. A peer
+    scripted here sends it, the only fake in this file."""
+    connections = 0
+
+    async def serve(request: web.Request) -> web.WebSocketResponse:
+        nonlocal connections
+        connections += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            ident = orjson.loads(message.data)["id"]
+            if connections == 1:
+                await ws.send_str(orjson.dumps([ident, 200]).decode())
+            else:
+                await ws.send_str(orjson.dumps({"id": ident, "status": 200, "result": {"ok": 1}}).decode())
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws-fapi/v1", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    timeout_s = 5.0
+    api = WsApi(
+        f"ws://127.0.0.1:{port}/ws-fapi/v1",
+        "key",
+        lambda payload: "signature",
+        timeout_s=timeout_s,
+        recv_window_ms=1000,
+        clock_offset_ms=lambda: 0,
+    )
+    try:
+        await api.start()
+        asked_at = time.monotonic()
+        with pytest.raises(Unanswered):
+            await api.request("order.status", {"symbol": "BTCUSDT", "origClientOrderId": "qx-1"})
+        assert time.monotonic() - asked_at < timeout_s / 2
+        await wait_for(lambda: api.connected, 10, "the WebSocket API reconnected")
+        answer = await api.request("order.status", {"symbol": "BTCUSDT", "origClientOrderId": "qx-1"})
+        assert answer.status == 200 and answer.result == {"ok": 1} and connections == 2
+    finally:
+        await api.close()
+        await runner.cleanup()
 
 
 async def test_while_the_socket_is_down_orders_go_over_rest(
