@@ -132,6 +132,10 @@ header on the fault's reply, as Binance sends with every 429/418). Kinds:
 - ``unknown_after``: processed (the order exists), then 503 ``Unknown error, please check your
   request or try again later.`` (body ``{"timestamp", "path", "msg"}`` as recorded from Binance).
 - ``timeout_after``: processed, then 408 ``-1007`` Timeout waiting for response from backend server.
+- ``garbled_after``: processed, then 200 with a body (over the WebSocket API, a ``result``) that has
+  none of the fields asked for (``{"timestamp", "path", "msg": "garbled"}``): an unreadable answer.
+- ``truncated_after``: processed, then the real answer cut off halfway (REST: the body; WebSocket
+  API: the text frame), so its JSON cannot be parsed.
 - ``drop_before`` / ``drop_after``: close the connection without a reply, before / after processing.
 - ``would_trigger``: ``-2021`` on the next algo placement(s) (default target POST /fapi/v1/algoOrder).
 - ``insufficient_margin``: ``-2019`` on the next order(s) (default target POST /fapi/v1/order).

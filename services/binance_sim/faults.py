@@ -34,6 +34,10 @@ _KINDS: Final[dict[str, tuple[str, str, str, int, int | None, str]]] = {
         -1007,
         "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
     ),
+    # Processed, then a 200 whose result is not what was asked for: it has none of its fields.
+    "garbled_after": ("*", "*", "after", 200, None, "garbled"),
+    # Processed, then the real answer cut off halfway (its JSON cannot be parsed).
+    "truncated_after": ("*", "*", "after", 0, None, ""),
     "drop_before": ("*", "*", "before", 0, None, ""),
     "drop_after": ("*", "*", "after", 0, None, ""),
     "would_trigger": ("POST", "/fapi/v1/algoOrder", "before", 400, -2021, "Order would immediately trigger."),
@@ -74,6 +78,10 @@ class Fault:
         if self.code is None:
             return {"timestamp": now_ms, "path": path, "msg": self.msg}
         return {"code": self.code, "msg": self.msg}
+
+    def cut(self, answer: bytes) -> bytes:
+        """A ``truncated_after`` fault's reply: the first half of the real answer."""
+        return answer[: len(answer) // 2]
 
     def to_json(self) -> dict[str, Any]:
         """The rule as the JSON it can be given in."""

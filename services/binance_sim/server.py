@@ -383,7 +383,7 @@ class Simulator:
             response = _json({"code": _INTERNAL.code, "msg": _INTERNAL.msg}, _INTERNAL.status, headers)
         if plan.after is not None:
             # The request was processed (an order may now exist); only the reply is lost or replaced.
-            return self._fault_reply(request, plan.after, path, headers)
+            return self._fault_reply(request, plan.after, path, headers, answer=response)
         return response
 
     async def _user_socket(self, request: web.Request, path: str) -> web.StreamResponse:
@@ -426,13 +426,22 @@ class Simulator:
         return _json({"code": exc.code, "msg": exc.msg}, exc.status, headers)
 
     def _fault_reply(
-        self, request: web.Request, fault: Fault, path: str, headers: dict[str, str]
+        self,
+        request: web.Request,
+        fault: Fault,
+        path: str,
+        headers: dict[str, str],
+        *,
+        answer: web.Response | None = None,
     ) -> web.Response:
         if fault.kind.startswith("drop"):
             log.info("sim.fault kind=%s path=%s", fault.kind, path)
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=500)
+        if fault.kind == "truncated_after" and answer is not None and isinstance(answer.body, bytes):
+            cut = fault.cut(answer.body)
+            return web.Response(body=cut, status=answer.status, content_type=_JSON, headers=headers)
         if fault.retry_after_s is not None:
             headers["Retry-After"] = str(fault.retry_after_s)
         return _json(fault.body(path, self.server_time_ms()), fault.status, headers)

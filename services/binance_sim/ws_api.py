@@ -10,7 +10,9 @@ HMAC, RSA and Ed25519 keys verify as on REST (Ed25519/RSA signatures in base64).
 Each method runs the REST route it mirrors (``order.place`` is ``POST /fapi/v1/order``, ...), so the
 engine, the error codes, the rate limits (shared with REST: same counters per IP and account) and
 the configured faults are the same; a ``drop_*`` fault closes the socket (before or after the
-request was processed), the transport's "no answer" case.
+request was processed), the transport's "no answer" case; ``truncated_after`` sends the first half
+of the answer's text frame; a fault answering a 2xx status (``garbled_after``) carries its body
+as the ``result``.
 
 Session authentication (same page, "Authenticate after connection"): ``session.logon`` (SIGNED:
 ``apiKey``, ``timestamp``, optional ``recvWindow``, ``signature``; only Ed25519 keys; weight 2)
@@ -181,11 +183,18 @@ class WsApi:
             unknown = {"code": -1000, "msg": "An unknown error occured while processing the request."}
             answer = _reply(ident, 500, unknown, limits)
         if plan.after is not None:
-            # Processed (an order may now exist); the answer is lost or replaced.
-            if plan.after.kind.startswith("drop"):
+            # Processed (an order may now exist); the answer is lost, cut off or replaced.
+            fault = plan.after
+            if fault.kind.startswith("drop"):
                 await ws.close()
                 return False
-            answer = _reply(ident, plan.after.status, plan.after.body(path, sim.server_time_ms()), limits)
+            if fault.kind == "truncated_after":
+                answer = fault.cut(answer.encode()).decode(errors="ignore")
+            else:
+                body = fault.body(path, sim.server_time_ms())
+                # A 2xx answer carries its body as the result, any other as the error.
+                ok = 200 <= fault.status < 300
+                answer = _reply(ident, fault.status, None if ok else body, limits, body if ok else None)
         await ws.send_str(answer)
         return True
 

@@ -225,6 +225,19 @@ async def test_timeout_after_and_unavailable_before(sim: Simulator, raw) -> None
     assert await _order_count(sim) == 1
 
 
+async def test_unreadable_answer_faults_after_processing(sim: Simulator, raw) -> None:
+    """garbled_after: a 200 without the order's fields; truncated_after: the answer cut off."""
+    for kind in ("garbled_after", "truncated_after"):
+        sim.set_faults(mode="append", faults=[{"kind": kind, "path": "/fapi/v1/order", "count": 1}])
+    status, body, _ = await raw.signed("POST", "/fapi/v1/order", {**ORDER, "newClientOrderId": "g1"})
+    assert status == 200 and "orderId" not in body and body["msg"] == "garbled"
+    url = f"{sim.base_url}/fapi/v1/order?{raw.signed_query({**ORDER, 'newClientOrderId': 'g2'})}"
+    async with raw.session.post(url, headers={"X-MBX-APIKEY": "quantum-sim-key"}) as response:
+        cut = await response.read()
+    assert response.status == 200 and cut.startswith(b'{"orderId"') and not cut.endswith(b"}")
+    assert [o["clientOrderId"] for o in sim.state()["orders"]] == ["g1", "g2"]  # both processed
+
+
 @pytest.mark.parametrize(("kind", "orders_after"), [("drop_before", 0), ("drop_after", 1)])
 async def test_dropped_connections(sim: Simulator, raw, kind: str, orders_after: int) -> None:
     sim.set_faults(faults=[{"kind": kind, "method": "POST", "path": "/fapi/v1/order", "count": 1}])

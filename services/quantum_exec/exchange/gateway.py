@@ -82,7 +82,7 @@ from quantum_exec.exchange.wire import (
     dec,
     parse_max_leverage,
 )
-from quantum_exec.exchange.ws_api import NotConnected, Unanswered, WsApi
+from quantum_exec.exchange.ws_api import NotConnected, Unanswered, Unreadable, WsApi
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import fmt
@@ -91,10 +91,17 @@ from quantum_exec.settings import OrderTransport, Settings
 log = get_logger(__name__)
 T = TypeVar("T")
 
+# What a parser raises on an answer it cannot read (wire.py names the field in a PermanentError).
+UNREADABLE = (KeyError, TypeError, ValueError, PermanentError)
 READ_RETRIES = 2
 RATE_LIMIT_RETRIES = 3
 TIME_SYNC_INTERVAL_S = 300.0
 UNREACHABLE_PROBE_S = 5.0
+
+
+def _algo_id_of(raw: Any) -> int:
+    """The ``algoId`` an algo order cancel answers with (``{"algoId", "clientAlgoId", "code", "msg"}``)."""
+    return int(raw["algoId"])
 
 
 class BinanceGateway:
@@ -312,7 +319,7 @@ class BinanceGateway:
                 return result
             try:
                 return parse(result)
-            except (KeyError, TypeError, ValueError, PermanentError) as exc:
+            except UNREADABLE as exc:
                 if not ep.mutates:
                     raise PermanentError(f"unreadable answer from {label}: {exc}") from None
                 raise UnknownOutcomeError(
@@ -340,27 +347,22 @@ class BinanceGateway:
         try:
             answer = await self.ws.request(method, dict(params or {}))
         except Unanswered as exc:
-            self._record(ep, label, "unknown", started)
-            if ep.mutates:
-                raise UnknownOutcomeError(f"{method}: {exc}", sent_at=sent_at) from None
-            # A read: ask again over REST.
-            return await self._call(ep, params, weight=0, parse=parse, rest_only=True)
+            return await self._ws_unknown(ep, label, params, f"{method}: {exc}", sent_at, started, parse)
+        except Unreadable as exc:
+            self.reachable = True
+            return await self._ws_unknown(ep, label, params, str(exc), sent_at, started, parse)
         self.reachable = True
-        self._observe_rate_limits(answer.get("rateLimits"))
-        status = int(answer.get("status") or 0)
-        if status == 200:
+        self._observe_rate_limits(answer.rate_limits)
+        if answer.status == 200:
+            try:
+                value = answer.result if parse is None else parse(answer.result)
+            except UNREADABLE as exc:
+                why = f"unreadable answer from {label}: {type(exc).__name__} {exc}"
+                return await self._ws_unknown(ep, label, params, why, sent_at, started, parse)
             self._record(ep, label, "ok", started)
-            result = answer.get("result")
-            return parse(result) if parse is not None else result
-        error = answer.get("error") or {}
-        code = error.get("code")
-        failure = error_of(
-            int(code) if isinstance(code, int) else None,
-            status,
-            str(error.get("msg", "")),
-            order=ep.orders > 0,
-            sent_at=sent_at,
-        )
+            return value
+        status, code = answer.status, answer.code
+        failure = error_of(code, status, answer.msg, order=ep.orders > 0, sent_at=sent_at)
         outcome = "rate_limited" if isinstance(failure, RateLimitedError) else "error"
         self._record(ep, label, outcome, started)
         metrics.EXCHANGE_ERRORS.labels(code=str(code or status)).inc()
@@ -372,6 +374,26 @@ class BinanceGateway:
             await self.sync_time()
             return await self._call(ep, params, weight=weight, parse=parse, rest_only=True)
         raise failure
+
+    async def _ws_unknown(
+        self,
+        ep: Endpoint,
+        label: str,
+        params: Mapping[str, str] | None,
+        why: str,
+        sent_at: float,
+        started: float,
+        parse: Callable[[Any], T] | None,
+    ) -> Any:
+        """No usable answer over the socket (none, or unreadable): the request may have been
+        executed. A state-changing one is an unknown outcome (looked up by client id, never sent
+        again here); a read is asked again over REST."""
+        self._record(ep, label, "unknown", started)
+        metrics.EXCHANGE_ERRORS.labels(code="ws_unknown").inc()
+        if ep.mutates:
+            raise UnknownOutcomeError(why, sent_at=sent_at)
+        log.warning("exchange.ws_read_unusable", endpoint=label, detail=why)
+        return await self._call(ep, params, weight=0, parse=parse, rest_only=True)
 
     def _observe_rate_limits(self, limits: Any) -> None:
         """The WebSocket API's ``rateLimits`` echo: the same usage REST reports in headers."""
@@ -432,22 +454,26 @@ class BinanceGateway:
     async def get_order(self, symbol: str, client_order_id: str) -> Order | None:
         """Look an order up by client id; None when the exchange says it does not exist."""
         try:
-            raw = await self._call(EP_GET_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id})
+            order: Order = await self._call(
+                EP_GET_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id}, parse=Order.parse
+            )
         except PermanentError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return None
             raise
-        return Order.parse(raw)
+        return order
 
     async def get_algo(self, client_algo_id: str) -> AlgoOrder | None:
         """Look a conditional order up by client algo id; None when it does not exist."""
         try:
-            raw = await self._call(EP_GET_ALGO, {"clientAlgoId": client_algo_id})
+            algo: AlgoOrder = await self._call(
+                EP_GET_ALGO, {"clientAlgoId": client_algo_id}, parse=AlgoOrder.parse
+            )
         except PermanentError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return None
             raise
-        return AlgoOrder.parse(raw)
+        return algo
 
     async def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
         params = {"symbol": symbol} if symbol else None
@@ -482,12 +508,14 @@ class BinanceGateway:
     async def get_order_by_id(self, symbol: str, order_id: int) -> Order | None:
         """Look an order up by the exchange's id; None when it does not exist."""
         try:
-            raw = await self._call(EP_GET_ORDER, {"symbol": symbol, "orderId": str(order_id)})
+            order: Order = await self._call(
+                EP_GET_ORDER, {"symbol": symbol, "orderId": str(order_id)}, parse=Order.parse
+            )
         except PermanentError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return None
             raise
-        return Order.parse(raw)
+        return order
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -553,12 +581,14 @@ class BinanceGateway:
     async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None:
         """Cancel a working order by client id; None when it is no longer open (filled, gone)."""
         try:
-            raw = await self._call(EP_CANCEL_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id})
+            order: Order = await self._call(
+                EP_CANCEL_ORDER, {"symbol": symbol, "origClientOrderId": client_order_id}, parse=Order.parse
+            )
         except PermanentError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return None
             raise
-        return Order.parse(raw)
+        return order
 
     async def place_algo(
         self,
@@ -624,7 +654,8 @@ class BinanceGateway:
     async def cancel_algo(self, algo_id: int) -> bool:
         """Cancel one algo order; False when it was no longer open."""
         try:
-            await self._call(EP_CANCEL_ALGO, {"algoId": str(algo_id)})
+            # The answer is read (its algoId) so that an unreadable one is an unknown outcome.
+            await self._call(EP_CANCEL_ALGO, {"algoId": str(algo_id)}, parse=_algo_id_of)
         except PermanentError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return False

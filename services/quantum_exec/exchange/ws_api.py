@@ -13,9 +13,14 @@ With an Ed25519 key the connection is authenticated once, right after it opens, 
 Ed25519 signature (~85 µs of CPU) on every order. A refused logon leaves every request signed.
 
 The same unknown-outcome rules as REST: a request that left and got no answer (a timeout, the
-socket closing) raises :class:`Unanswered`; the gateway turns it into an unknown outcome for an
-order (looked up by client id, never re-sent blindly) and retries a read over REST. While the
-socket is down, requests go over REST; it reconnects with backoff.
+socket closing) raises :class:`Unanswered`, one whose answer is not Binance's envelope (no integer
+``status``, a 200 without ``result``, an ``error`` that is not an object) :class:`Unreadable`; the
+gateway turns either into an unknown outcome for an order (looked up by client id, never re-sent
+blindly) and asks a read again over REST. A frame that cannot be read at all (not JSON, or not an
+object) answered one of the pending requests, and which one cannot be told: the connection is
+closed, so every pending request is :class:`Unanswered` at once instead of waiting out its
+timeout. An answer whose id matches no pending request (a late one, or Binance's ``"id": null``)
+is dropped. While the socket is down, requests go over REST; it reconnects with backoff.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -40,6 +46,7 @@ log = get_logger(__name__)
 RECONNECT = Backoff(base_s=0.2, cap_s=5.0)
 # Binance closes a connection after 24 h; reconnect a little earlier, between requests.
 MAX_CONNECTION_S = 23 * 3600.0
+ANSWER_FRAMES = frozenset({aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY})
 
 
 class NotConnected(Exception):
@@ -48,6 +55,51 @@ class NotConnected(Exception):
 
 class Unanswered(Exception):
     """The request left and no answer came (timeout or the socket closed): its outcome is unknown."""
+
+
+class Unreadable(Exception):
+    """An answer came that is not Binance's envelope: the request's outcome is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer of the WebSocket API: ``status`` and the ``result``, or the error's code and msg."""
+
+    status: int
+    result: Any = None
+    code: int | None = None
+    msg: str = ""
+    rate_limits: Any = None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Answer:
+        """Read a decoded answer's envelope; :class:`Unreadable` when it is not Binance's."""
+        status, limits = body.get("status"), body.get("rateLimits")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise Unreadable(f"status {status!r}")
+        if status == 200:
+            if "result" not in body:
+                raise Unreadable("status 200 without a result")
+            return cls(status, result=body["result"], rate_limits=limits)
+        error = body.get("error")
+        if not isinstance(error, dict):
+            raise Unreadable(f"status {status} without an error object")
+        code = error.get("code")
+        return cls(
+            status,
+            code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            msg=str(error.get("msg", "")),
+            rate_limits=limits,
+        )
+
+
+def decode_frame(raw: str | bytes) -> dict[str, Any] | None:
+    """A text frame as the answer object it should be; None when it is not JSON or not an object."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 class WsApi:
@@ -103,9 +155,9 @@ class WsApi:
             await self._session.close()
         self._fail_pending("closed")
 
-    async def request(self, method: str, params: dict[str, str]) -> dict[str, Any]:
-        """Send one signed request and return the whole answer (``status``, ``result``/``error``,
-        ``rateLimits``). :class:`NotConnected` before sending, :class:`Unanswered` after."""
+    async def request(self, method: str, params: dict[str, str]) -> Answer:
+        """Send one signed request and return its answer. :class:`NotConnected` before sending,
+        :class:`Unanswered` or :class:`Unreadable` after."""
         ws = self._ws
         if ws is None or ws.closed:
             raise NotConnected(method)
@@ -122,9 +174,7 @@ class WsApi:
         signed["signature"] = self._sign(payload)
         return signed
 
-    async def _send(
-        self, ws: aiohttp.ClientWebSocketResponse, method: str, signed: dict[str, str]
-    ) -> dict[str, Any]:
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, method: str, signed: dict[str, str]) -> Answer:
         ident = f"qx{next(self._ids)}"
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = answer
@@ -136,9 +186,13 @@ class WsApi:
                 # The frame may or may not have left: the caller must treat it as unknown.
                 raise Unanswered(f"{method}: send failed ({type(exc).__name__})") from None
             try:
-                return await asyncio.wait_for(answer, self._timeout_s)
+                body = await asyncio.wait_for(answer, self._timeout_s)
             except TimeoutError:
                 raise Unanswered(f"{method}: no answer in {self._timeout_s:g} s") from None
+            try:
+                return Answer.of(body)
+            except Unreadable as exc:
+                raise Unreadable(f"{method}: unreadable answer ({exc})") from None
         finally:
             self._pending.pop(ident, None)
 
@@ -146,6 +200,7 @@ class WsApi:
         waits = RECONNECT.delays()
         assert self._session is not None
         while not self._closing:
+            why = "the socket closed"
             try:
                 async with self._session.ws_connect(self._url, heartbeat=20.0, autoping=True) as ws:
                     self._ws = ws
@@ -159,18 +214,22 @@ class WsApi:
                     waits = RECONNECT.delays()
                     opened = time.monotonic()
                     async for message in ws:
-                        if message.type is aiohttp.WSMsgType.TEXT or message.type is aiohttp.WSMsgType.BINARY:
-                            self._deliver(message.data)
+                        if message.type in ANSWER_FRAMES and not self._deliver(message.data):
+                            why = "an unreadable frame closed the socket"
+                            break  # the pending requests are unanswered (finally)
                         if time.monotonic() - opened > MAX_CONNECTION_S and not self._pending:
                             break
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("ws_api.connect_failed", url=self._url, error=type(exc).__name__)
+            except Exception:
+                # Never dies silently: logged, the pending requests unanswered, and it reconnects.
+                log.exception("ws_api.reader_failed", url=self._url)
             finally:
                 self._ws = None
                 self.logged_on = False
                 self._connected.clear()
                 metrics.WS_API_CONNECTED.set(0)
-                self._fail_pending("the socket closed")
+                self._fail_pending(why)
             if self._closing:
                 return
             metrics.WS_API_RECONNECTS.inc()
@@ -187,24 +246,29 @@ class WsApi:
         except Unanswered as exc:
             log.warning("ws_api.logon_unanswered", error=str(exc))
             return  # the socket is going away: the next one logs on again
-        if answer.get("status") == 200:
-            self.logged_on = True
-            log.info("ws_api.logged_on")
+        except Unreadable as exc:
+            log.warning("ws_api.logon_unreadable", error=str(exc))  # requests stay signed
         else:
-            error = answer.get("error") or {}
-            log.warning("ws_api.logon_refused", code=error.get("code"), msg=error.get("msg"))
+            if answer.status == 200:
+                self.logged_on = True
+                log.info("ws_api.logged_on")
+            else:
+                log.warning("ws_api.logon_refused", code=answer.code, msg=answer.msg)
         if self._ws is ws:
             self._connected.set()
 
-    def _deliver(self, raw: str | bytes) -> None:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            log.warning("ws_api.unreadable_answer")
-            return
+    def _deliver(self, raw: str | bytes) -> bool:
+        """Hand an answer to its request; False when the frame cannot be read (close the socket)."""
+        body = decode_frame(raw)
+        if body is None:
+            log.warning("ws_api.unreadable_frame", pending=len(self._pending), size=len(raw))
+            return False
         waiter = self._pending.get(str(body.get("id")))
-        if waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            log.warning("ws_api.unmatched_answer", id=str(body.get("id")), status=str(body.get("status")))
+        else:
             waiter.set_result(body)
+        return True
 
     def _fail_pending(self, why: str) -> None:
         for waiter in self._pending.values():
