@@ -149,14 +149,14 @@ class AccountFollower(Resyncing):
             return None
 
     def take_for_cancel(self, symbol: str) -> list[int] | None:
-        """Every armed conditional order on ``symbol`` (anyone's) that nobody here is cancelling
-        yet, now marked as cancelled by the caller (the live OCO leaves them alone: one DELETE
-        each, not two); ``None`` while stale. A caller whose cancel failed calls
-        :meth:`cancel_failed`."""
+        """Our armed protective orders on ``symbol`` (never anyone else's) that nobody here is
+        cancelling yet, now marked as cancelled by the caller (the live OCO leaves them alone: one
+        DELETE each, not two); ``None`` while stale. A caller whose cancel failed, or that keeps
+        them after all, calls :meth:`cancel_failed`."""
         try:
             ids = [
                 a.algo_id
-                for a in self.state.open_algo_orders(symbol)
+                for a in self.state.open_protective(symbol)
                 if a.is_armed and a.algo_id not in self._acted_on
             ]
         except StaleStateError:
