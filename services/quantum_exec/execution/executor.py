@@ -9,8 +9,8 @@ Exactly-once effects rest on deterministic client ids (:mod:`quantum_exec.ids`):
 (``resume=True``) looks every order up by its id first and completes only the missing steps
 (:mod:`.resolution`). The steps live beside this module: the pre-trade checks in :mod:`.guards`,
 how an entry nets against an opposite one-way position in :mod:`.netting`, SL/TP and the failure
-policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.run`; the CLOSE in
-:mod:`.entries.close`.
+policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.run`; the CLOSE
+and the legs sent beside a MARKET entry in :mod:`.entries`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from quantum_exec.errors import (
 )
 from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType
+from quantum_exec.execution.entries.beside import LegsBesideEntry
 from quantum_exec.execution.entries.close import Closer
 from quantum_exec.execution.entries.own_legs import OwnLegs
 from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
@@ -63,7 +64,7 @@ from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import ProtectionTiming, Settings
+from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
@@ -106,6 +107,7 @@ class Executor:
         self._sliced = SlicedOrders(
             gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
         )
+        self._beside = LegsBesideEntry(settings, gateway, self._protector, lambda: self.account)
         self._own_legs = OwnLegs(gateway, lambda: self.account, self._own_protective)
         self._closer = Closer(
             gateway,
@@ -170,6 +172,8 @@ class Executor:
             except Exception as exc:
                 log.exception("execute.internal_error", intent_id=run.key, symbol=intent.symbol)
                 self._failed(run, exc)
+            finally:
+                self._beside.release(intent.symbol)
         if attempt.repair:
             self._as_poison(run)
         result = run.result(self._settings.exchange)
@@ -374,8 +378,8 @@ class Executor:
                 await recording
         elif entry is None and algo is None:
             # QUANTUM_PROTECTION_TIMING=with_entry: the legs travel beside the entry.
-            beside = self._legs_beside_entry(run, rules, reference, quantity, long=long)
-            placing = self._protector.place(rules, symbol, beside, None) if beside else None
+            beside = self._beside.legs(run, rules, reference, quantity, long=long)
+            placing = self._beside.place(rules, symbol, beside) if beside else None
             placed = asyncio.ensure_future(placing) if placing is not None else None
             recording = record_opening(self.account, run)
             run.entry_sent = True
@@ -424,11 +428,9 @@ class Executor:
             entry = await self._resolver.until_final(symbol, entry)
         if beside and entry.executed_qty > 0:
             with run.step("protection"):
-                missing = [leg for leg in beside if leg.order is None]
-                if missing:  # refused beside the entry: one more try now that the fill is known
-                    await self._protector.place(rules, symbol, missing, None)
-                flatten_beside = await self._protector.settle(
-                    run, beside, entry.executed_qty, long=long, resume=resume
+                # What the exchange made of them while the entry travelled; placed again if ended.
+                flatten_beside = await self._beside.settle(
+                    run, rules, beside, entry, long=long, resume=resume
                 )
             early = flatten_beside if flatten_beside is not None else True
         elif beside:
@@ -451,11 +453,12 @@ class Executor:
             if self.account is not None:
                 await self.account.opened(run.key, intent, Decimal(0))
             return
-        out.status = (
-            ResultStatus.FILLED
-            if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity
-            else ResultStatus.PARTIAL
-        )
+        if out.protection is not ProtectionState.CLOSED_EMERGENCY:  # closed at its fill: FAILED stands
+            out.status = (
+                ResultStatus.FILLED
+                if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity
+                else ResultStatus.PARTIAL
+            )
         order_ids = [o.order_id for o in sliced.orders] if sliced is not None else [entry.order_id]
         size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
@@ -530,28 +533,6 @@ class Executor:
             f"not sent: the exchange's order-rate limits would hold the entry {late.wait_s:.1f} s, "
             f"{late.late_s:.1f} s past QUANTUM_INTENT_TTL_S={self._settings.intent_ttl_s:g}",
         )
-
-    def _legs_beside_entry(
-        self, run: Run, rules: SymbolRules, reference: Decimal, quantity: Decimal, *, long: bool
-    ) -> list[Leg]:
-        """The closePosition legs to send with the entry, or none (then they follow the fill).
-
-        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order opening a flat
-        symbol, and absolute triggers (a percentage needs the fill price): a closePosition leg
-        covers the whole position, so on a symbol already holding one it would protect more than
-        this intent opened.
-        """
-        intent = run.intent
-        if (
-            self._settings.protection_timing is not ProtectionTiming.WITH_ENTRY
-            or intent.order_type != "MARKET"
-            or intent.stop_loss_pct is not None
-            or intent.take_profit_pct is not None
-            or not wants_protection(intent)
-            or run.position_before != 0
-        ):
-            return []
-        return self._protector.legs(run, rules, reference, quantity, long=long, close_position=True)
 
     async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
         """A stop entry that ended without triggering: failed, nothing opened."""
