@@ -99,3 +99,20 @@ async def test_a_leg_rejected_with_the_mark_still_past_it_applies_the_failure_po
     assert result.emergency_close is not None
     assert desk.position(SYMBOL) == 0
     assert not desk.open_algos(SYMBOL)
+
+
+async def test_a_leg_rejected_with_the_mark_still_past_it_is_reported_failed_by_policy_keep(
+    desk: Desk,
+) -> None:
+    await desk.service(protection_timing="with_entry", protection_failure_policy="keep")
+    _mark, sl, _tp = await _send_slow_entry(desk, "kept")
+    desk.sim.set_mark_price(SYMBOL, sl - 10)
+    await wait_for(lambda: desk.algo_status(client_order_id("kept", "sl")) == "REJECTED", 5, "SL rejected")
+    result = await desk.result("kept")
+    assert result.protection is ProtectionState.PARTIAL, result
+    assert result.error is not None and result.error.code == "PROTECTION_FAILED"
+    assert result.stop_loss is not None and result.stop_loss.state == "FAILED"
+    assert desk.algo_status(client_order_id("kept", "sl")) == "REJECTED"
+    assert result.take_profit is not None and result.take_profit.state == "NEW"
+    assert desk.algo_status(client_order_id("kept", "tp")) == "NEW"
+    assert desk.position(SYMBOL) == Decimal("0.01")
