@@ -11,6 +11,7 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
@@ -327,6 +328,46 @@ async def test_close_flattens_and_cancels_protection(executor: Executor, sim: Si
     assert algo_orders(sim, symbol="AVAXUSDT", status="NEW") == []
     assert closed.realized_pnl is not None and closed.realized_pnl > 0
     assert closed.commission is not None and closed.commission > 0
+
+
+async def test_close_without_the_live_view_cancels_our_legs_only_once_it_filled(
+    executor: Executor, sim: Simulator
+) -> None:
+    opened = await executor.execute(
+        intent(
+            intent_id="cr-open",
+            symbol="AVAXUSDT",
+            side="BUY",
+            position_size_usd=400,
+            stop_loss_pct=2,
+            take_profit_pct=2,
+        )
+    )
+    assert opened.protection is ProtectionState.PROTECTED
+    assert opened.stop_loss is not None and opened.take_profit is not None
+    ours = {opened.stop_loss.client_algo_id, opened.take_profit.client_algo_id}
+    foreign = await executor.gateway.place_algo(
+        "AVAXUSDT",
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        (mark(sim, "AVAXUSDT") * Decimal("0.8")).quantize(Decimal("0.001")),
+        "manual-stop-2",
+        quantity=Decimal("1"),
+        working_type="MARK_PRICE",
+        price_protect=False,
+    )
+    inject(
+        sim, "error", method="POST", path="/fapi/v1/order", code=-2022, msg="ReduceOnly Order is rejected."
+    )
+    refused = await executor.execute(intent(intent_id="cr-close-1", symbol="AVAXUSDT", side="CLOSE"))
+    assert refused.status is ResultStatus.REJECTED, refused.error
+    assert position_amount(sim, "AVAXUSDT") == opened.executed_quantity
+    armed = {a["clientAlgoId"] for a in algo_orders(sim, symbol="AVAXUSDT", status="NEW")}
+    assert armed == ours | {foreign.client_algo_id}
+    closed = await executor.execute(intent(intent_id="cr-close-2", symbol="AVAXUSDT", side="CLOSE"))
+    assert closed.status is ResultStatus.FILLED, closed.error
+    assert position_amount(sim, "AVAXUSDT") == 0
+    assert [a["clientAlgoId"] for a in algo_orders(sim, symbol="AVAXUSDT", status="NEW")] == ["manual-stop-2"]
 
 
 async def test_orphan_target_is_cancelled_before_a_new_position(executor: Executor, sim: Simulator) -> None:

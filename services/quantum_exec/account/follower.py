@@ -95,6 +95,7 @@ class AccountFollower(Resyncing):
         self._oco_tasks: dict[str, asyncio.Task[None]] = {}
         self._oco_dirty: set[str] = set()
         self._acted_on: set[int] = set()  # algo ids cancelled by us (their CANCELED may still be on the way)
+        self._held_legs: set[str] = set()  # client ids of legs whose entry is still travelling
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._resync_lock = asyncio.Lock()
@@ -149,14 +150,14 @@ class AccountFollower(Resyncing):
             return None
 
     def take_for_cancel(self, symbol: str) -> list[int] | None:
-        """Every armed conditional order on ``symbol`` (anyone's) that nobody here is cancelling
-        yet, now marked as cancelled by the caller (the live OCO leaves them alone: one DELETE
-        each, not two); ``None`` while stale. A caller whose cancel failed calls
-        :meth:`cancel_failed`."""
+        """Our armed protective orders on ``symbol`` (never anyone else's) that nobody here is
+        cancelling yet, now marked as cancelled by the caller (the live OCO leaves them alone: one
+        DELETE each, not two); ``None`` while stale. A caller whose cancel failed, or that keeps
+        them after all, calls :meth:`cancel_failed`."""
         try:
             ids = [
                 a.algo_id
-                for a in self.state.open_algo_orders(symbol)
+                for a in self.state.open_protective(symbol)
                 if a.is_armed and a.algo_id not in self._acted_on
             ]
         except StaleStateError:
@@ -167,6 +168,15 @@ class AccountFollower(Resyncing):
     def cancel_failed(self, algo_id: int) -> None:
         """A cancel taken with :meth:`take_for_cancel` failed: the OCO may act on the order again."""
         self._acted_on.discard(algo_id)
+
+    def hold_legs(self, client_algo_ids: list[str]) -> None:
+        """Legs sent beside an entry still travelling: the symbol is flat only until it fills, so
+        the live OCO leaves them alone until :meth:`release_legs`."""
+        self._held_legs.update(client_algo_ids)
+
+    def release_legs(self, client_algo_ids: list[str]) -> None:
+        """The entry of legs held with :meth:`hold_legs` is done: the live OCO looks after them."""
+        self._held_legs.difference_update(client_algo_ids)
 
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> FillSummary | None:
         """The order's fills once its final ORDER_TRADE_UPDATE arrived; ``None`` if stale or late."""

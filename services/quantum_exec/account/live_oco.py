@@ -3,7 +3,8 @@
 After every fill and every final conditional order, :func:`.oco.plan_oco` says which of our legs
 on the symbol protect nothing any more (cancel) or are larger than what is left (replace); one
 task per symbol runs it, again when more events came meanwhile. Every order it sends is fenced by
-the account lease; an algo id it cancelled is not asked twice while its CANCELED is on the way.
+the account lease; an algo id it cancelled is not asked twice while its CANCELED is on the way,
+and legs sent beside an entry still travelling (held by the executor) are left alone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LiveOco:
     _oco_tasks: dict[str, asyncio.Task[None]]
     _oco_dirty: set[str]
     _acted_on: set[int]
+    _held_legs: set[str]
     _still_leader: Callable[[], Awaitable[bool]]
     position_amount: Callable[[str], object]
 
@@ -70,6 +72,8 @@ class LiveOco:
             reset_check(token)
 
     async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
+        if action.client_algo_id in self._held_legs:
+            return  # beside an entry still travelling: flat only until it fills
         if isinstance(action, Cancel):
             leg = self.state.algo_order(action.client_algo_id)
             if leg is None or leg.algo_id in self._acted_on:

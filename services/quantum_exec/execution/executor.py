@@ -9,7 +9,8 @@ Exactly-once effects rest on deterministic client ids (:mod:`quantum_exec.ids`):
 (``resume=True``) looks every order up by its id first and completes only the missing steps
 (:mod:`.resolution`). The steps live beside this module: the pre-trade checks in :mod:`.guards`,
 how an entry nets against an opposite one-way position in :mod:`.netting`, SL/TP and the failure
-policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.run`.
+policy in :mod:`.protection`, fees in :mod:`.fees`, the typed result in :mod:`.run`; the CLOSE
+and the legs sent beside a MARKET entry in :mod:`.entries`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from quantum_exec.errors import (
 )
 from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType
+from quantum_exec.execution.entries.beside import LegsBesideEntry
+from quantum_exec.execution.entries.close import Closer
+from quantum_exec.execution.entries.own_legs import OwnLegs
+from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
@@ -51,15 +56,15 @@ from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Pl
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
-from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders, child_orders
+from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders
 from quantum_exec.execution.slices import Plan, needs_children, plan_children
 from quantum_exec.execution.stop_entry import StopEntry
 from quantum_exec.execution.working import WorkingEntry
-from quantum_exec.ids import Role, client_order_id, is_own_protective
+from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import ProtectionTiming, Settings
+from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
@@ -101,6 +106,17 @@ class Executor:
         )
         self._sliced = SlicedOrders(
             gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
+        )
+        self._beside = LegsBesideEntry(settings, gateway, self._protector, lambda: self.account)
+        self._own_legs = OwnLegs(gateway, lambda: self.account, self._own_protective)
+        self._closer = Closer(
+            gateway,
+            self._resolver,
+            self._guards,
+            self._sliced,
+            self._own_legs,
+            lambda: self.plans,
+            lambda: self.account,
         )
 
     async def start(self) -> None:
@@ -146,7 +162,7 @@ class Executor:
         async with lock:
             try:
                 if intent.side is Side.CLOSE:
-                    await self._close(run)
+                    await self._closer.close(run)
                 else:
                     await self._open(run)
             except UnknownOutcomeError:
@@ -156,6 +172,8 @@ class Executor:
             except Exception as exc:
                 log.exception("execute.internal_error", intent_id=run.key, symbol=intent.symbol)
                 self._failed(run, exc)
+            finally:
+                self._beside.release(intent.symbol)
         if attempt.repair:
             self._as_poison(run)
         result = run.result(self._settings.exchange)
@@ -334,7 +352,7 @@ class Executor:
         if entry is None and plan is not None:
             # Before the first child leaves: a restart must resume this very schedule.
             await self.plans.save(run.key, plan.to_json())
-            recording = self._record_opening(run)
+            recording = record_opening(self.account, run)
             try:
                 sliced = await self._sliced.send(
                     run, rules, plan, "entry", side, reduce_only=intent.reduce_only, resume=False
@@ -348,7 +366,7 @@ class Executor:
                 await recording
             entry = sliced.combined(entry_id, side, quantity)
         elif entry is None and algo is None and run.stop_price is not None:
-            recording = self._record_opening(run)
+            recording = record_opening(self.account, run)
             run.entry_sent = True
             try:
                 with run.step("entry"), self._send_by(run):
@@ -365,10 +383,10 @@ class Executor:
                 await recording
         elif entry is None and algo is None:
             # QUANTUM_PROTECTION_TIMING=with_entry: the legs travel beside the entry.
-            beside = self._legs_beside_entry(run, rules, reference, quantity, long=long)
-            placing = self._protector.place(rules, symbol, beside, None) if beside else None
+            beside = self._beside.legs(run, rules, reference, quantity, long=long)
+            placing = self._beside.place(rules, symbol, beside) if beside else None
             placed = asyncio.ensure_future(placing) if placing is not None else None
-            recording = self._record_opening(run)
+            recording = record_opening(self.account, run)
             run.entry_sent = True
             with run.step("entry"), self._send_by(run):
                 try:
@@ -408,18 +426,16 @@ class Executor:
         if sliced is not None:
             assert plan is not None
             early = sliced.protected
-            self._slices_done(run, plan, sliced, "entry")
+            slices_done(run, plan, sliced, "entry")
         elif entry.order_type is OrderType.LIMIT:
             entry, early = await self._working.work(run, rules, entry, long=long, resume=resume)
         else:
             entry = await self._resolver.until_final(symbol, entry)
         if beside and entry.executed_qty > 0:
             with run.step("protection"):
-                missing = [leg for leg in beside if leg.order is None]
-                if missing:  # refused beside the entry: one more try now that the fill is known
-                    await self._protector.place(rules, symbol, missing, None)
-                flatten_beside = await self._protector.settle(
-                    run, beside, entry.executed_qty, long=long, resume=resume
+                # What the exchange made of them while the entry travelled; placed again if ended.
+                flatten_beside = await self._beside.settle(
+                    run, rules, beside, entry, long=long, resume=resume
                 )
             early = flatten_beside if flatten_beside is not None else True
         elif beside:
@@ -442,13 +458,14 @@ class Executor:
             if self.account is not None:
                 await self.account.opened(run.key, intent, Decimal(0))
             return
-        out.status = (
-            ResultStatus.FILLED
-            if entry.status is OrderStatus.FILLED
-            and entry.executed_qty >= quantity
-            and not (plan is not None and plan.recovered)
-            else ResultStatus.PARTIAL
-        )
+        if out.protection is not ProtectionState.CLOSED_EMERGENCY:  # closed at its fill: FAILED stands
+            out.status = (
+                ResultStatus.FILLED
+                if entry.status is OrderStatus.FILLED
+                and entry.executed_qty >= quantity
+                and not (plan is not None and plan.recovered)
+                else ResultStatus.PARTIAL
+            )
         order_ids = [o.order_id for o in sliced.orders] if sliced is not None else [entry.order_id]
         size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
@@ -524,28 +541,6 @@ class Executor:
             f"{late.late_s:.1f} s past QUANTUM_INTENT_TTL_S={self._settings.intent_ttl_s:g}",
         )
 
-    def _legs_beside_entry(
-        self, run: Run, rules: SymbolRules, reference: Decimal, quantity: Decimal, *, long: bool
-    ) -> list[Leg]:
-        """The closePosition legs to send with the entry, or none (then they follow the fill).
-
-        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order opening a flat
-        symbol, and absolute triggers (a percentage needs the fill price): a closePosition leg
-        covers the whole position, so on a symbol already holding one it would protect more than
-        this intent opened.
-        """
-        intent = run.intent
-        if (
-            self._settings.protection_timing is not ProtectionTiming.WITH_ENTRY
-            or intent.order_type != "MARKET"
-            or intent.stop_loss_pct is not None
-            or intent.take_profit_pct is not None
-            or not wants_protection(intent)
-            or run.position_before != 0
-        ):
-            return []
-        return self._protector.legs(run, rules, reference, quantity, long=long, close_position=True)
-
     async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
         """A stop entry that ended without triggering: failed, nothing opened."""
         out = run.out
@@ -561,19 +556,6 @@ class Executor:
             await self.account.opened(run.key, run.intent, Decimal(0))
 
     @staticmethod
-    def _slices_done(run: Run, plan: Plan, sliced: Sliced, role: Role) -> None:
-        """The result's children, and why the schedule ended early when it did."""
-        run.out.children = child_orders(plan, sliced.orders, run.key, role)
-        if sliced.ended_early and sliced.orders:
-            sent = sum((o.executed_qty for o in sliced.orders), Decimal(0))
-            run.error(
-                ReasonCode.ENTRY_ENDED_EARLY,
-                ErrorSource.INTERNAL,
-                f"{len(sliced.orders)} of {len(plan.children)} orders sent ({sent} of {plan.total} filled): "
-                f"{sliced.ended_early}",
-            )
-
-    @staticmethod
     def _record_fill(run: Run, order: Order, reference: Decimal, *, long: bool) -> None:
         out = run.out
         out.order_id = order.order_id
@@ -586,7 +568,7 @@ class Executor:
 
     async def _position_before(self, symbol: str) -> Decimal:
         """The symbol's signed one-way position before an entry: the live view, else REST."""
-        return await self._position_amount(symbol)
+        return await position_amount(self.account, self.gateway, symbol)
 
     async def _configure(self, symbol: str, leverage: int, margin_type: str) -> None:
         """Set margin type and leverage only where they differ from what is known to be set."""
@@ -615,7 +597,7 @@ class Executor:
                 # The live view answers without a request (the live OCO usually got there first).
                 if amount == 0 and legs:
                     with run.step("orphans"):
-                        await run_together(*(self._cancel(leg.algo_id) for leg in legs))
+                        await run_together(*(self._own_legs.cancel_one(leg.algo_id) for leg in legs))
                     log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(legs))
                 return
         own = self._own_protective.get(symbol)
@@ -625,121 +607,9 @@ class Executor:
             if await self.gateway.position_amount(symbol) != 0:
                 return
             ids = sorted(own)
-            await run_together(*(self._cancel(algo_id) for algo_id in ids))
+            await run_together(*(self._own_legs.cancel_one(algo_id) for algo_id in ids))
             own.difference_update(ids)
         log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(ids))
-
-    # -- CLOSE -----------------------------------------------------------------------------------
-
-    async def _close(self, run: Run) -> None:
-        symbol, out = run.intent.symbol, run.out
-        resume = run.attempt.resume
-        close_id = client_order_id(run.key, "close")
-        out.client_order_id = close_id
-        order: Order | None = None
-        plan: Plan | None = None
-        sliced: Sliced | None = None
-        if resume:
-            saved = await self.plans.load(run.key)
-            if saved is not None:
-                plan = Plan.from_json(saved)
-            else:
-                order = await self._resolver.resolve(
-                    run.earlier_sent_by, lambda: self.gateway.get_order(symbol, close_id)
-                )
-        if order is None and plan is None and run.attempt.repair:
-            return  # certainly never sent: the repair sends nothing new
-        if order is None and plan is None:
-            self._guards.check_fresh(run)
-            rules = self._guards.rules_for(symbol)
-        else:
-            found = self.gateway.rules.get(symbol)
-            if found is None:
-                raise ExchangeError(f"close {close_id} exists but the rules of {symbol} are not loaded")
-            rules = found
-        with run.step("close"):
-            live_ids = self.account.take_for_cancel(symbol) if self.account is not None else None
-            cancelling: asyncio.Future[None] | None = None
-            if live_ids is None:
-                cancelled = await self._cancel_all_protective(symbol)
-            else:
-                # The live view knows every armed conditional order of the symbol: they are
-                # cancelled while the close travels (one round trip instead of three).
-                cancelled = len(live_ids)
-                cancelling = asyncio.ensure_future(self._cancel_ids(symbol, live_ids))
-            try:
-                if plan is not None:
-                    # A close sent in parts resumes: parts are looked up, the missing ones sent.
-                    out.requested_quantity = out.quantity = plan.total
-                    side = OrderSide(plan.side)
-                    if run.attempt.repair:
-                        sliced = await self._sliced.find(run, plan, "close")
-                    else:
-                        sliced = await self._sliced.send(
-                            run, rules, plan, "close", side, reduce_only=True, resume=True
-                        )
-                elif order is None:
-                    amount = await self._position_amount(symbol)
-                    if amount == 0:
-                        raise IntentRejected(
-                            ReasonCode.NO_POSITION,
-                            f"no open position on {symbol}: nothing to close "
-                            f"({cancelled} open conditional orders cancelled)",
-                        )
-                    side = OrderSide.SELL if amount > 0 else OrderSide.BUY
-                    quantity = abs(amount)
-                    out.requested_quantity = quantity
-                    out.quantity = quantity
-                    recording = self._record_opening(run)
-                    try:
-                        if needs_children(rules, quantity, None):
-                            # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
-                            plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
-                            await self.plans.save(run.key, plan.to_json())
-                            sliced = await self._sliced.send(
-                                run, rules, plan, "close", side, reduce_only=True, resume=False
-                            )
-                        else:
-                            order = await self._resolver.submit(
-                                symbol,
-                                close_id,
-                                lambda: self.gateway.place_market(
-                                    symbol, side, quantity, close_id, reduce_only=True
-                                ),
-                            )
-                    finally:
-                        await recording
-                if sliced is not None:
-                    assert plan is not None
-                    self._slices_done(run, plan, sliced, "close")
-                    order = sliced.combined(close_id, OrderSide(plan.side), plan.total)
-                else:
-                    assert order is not None
-                    order = await self._resolver.until_final(symbol, order)
-                if self.account is not None and order.executed_qty > 0:
-                    # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                    await self.account.closed(symbol)
-            except BaseException:
-                if cancelling is not None:
-                    await asyncio.gather(cancelling, return_exceptions=True)
-                raise
-            if cancelling is not None:
-                await cancelling
-        out.order_id = order.order_id
-        out.executed_quantity = order.executed_qty
-        if order.executed_qty > 0:
-            out.avg_price = order.avg_price
-            out.notional = order.cum_quote
-        out.status = ResultStatus.FILLED if order.status is OrderStatus.FILLED else ResultStatus.PARTIAL
-        if order.executed_qty <= 0:
-            out.status = ResultStatus.FAILED
-            run.error(
-                ReasonCode.ENTRY_NOT_FILLED, ErrorSource.EXCHANGE, f"close {close_id} ended {order.status}"
-            )
-            return
-        with run.step("fees"):
-            ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
-            await record_fees(self.gateway, run, rules, ids, self.account)
 
     async def _place_entry(self, run: Run, quantity: Decimal, entry_id: str, *, long: bool) -> Order:
         """The entry order: MARKET, or LIMIT at the run's price with the intent's time in force."""
@@ -757,38 +627,6 @@ class Executor:
         return await self.gateway.place_market(
             intent.symbol, side, quantity, entry_id, reduce_only=intent.reduce_only
         )
-
-    def _record_opening(self, run: Run) -> asyncio.Future[None]:
-        """Start writing the intent's record (never fails; awaited once the order was sent)."""
-        if self.account is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.ensure_future(self.account.opening(run.key, run.intent))
-
-    async def _position_amount(self, symbol: str) -> Decimal:
-        """The position from the live view when it is fresh, else from REST (positionRisk)."""
-        known = self.account.position_amount(symbol) if self.account is not None else None
-        return known if known is not None else await self.gateway.position_amount(symbol)
-
-    async def _cancel(self, algo_id: int) -> None:
-        try:
-            await self.gateway.cancel_algo(algo_id)
-        except BaseException:
-            if self.account is not None:
-                self.account.cancel_failed(algo_id)
-            raise
-
-    async def _cancel_ids(self, symbol: str, algo_ids: list[int]) -> None:
-        await run_together(*(self._cancel(algo_id) for algo_id in algo_ids))
-        self._own_protective.pop(symbol, None)
-
-    async def _cancel_all_protective(self, symbol: str) -> int:
-        """Cancel every open conditional order of the symbol; returns how many were open."""
-        open_orders = await self.gateway.open_algo_orders(symbol)
-        await run_together(*(self._cancel(o.algo_id) for o in open_orders))
-        self._own_protective.pop(symbol, None)
-        return len(open_orders)
 
 
 async def create_executor(settings: Settings, account: AccountView | None = None) -> Executor:

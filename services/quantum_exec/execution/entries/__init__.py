@@ -1,0 +1,1 @@
+"""Entry strategies and the CLOSE, each a small component the executor composes."""

@@ -1,0 +1,154 @@
+"""SL/TP sent beside a MARKET entry (``QUANTUM_PROTECTION_TIMING=with_entry``), made true after the fill.
+
+The closePosition legs reach the exchange with the entry instead of a round trip after its fill,
+so for that round trip they sit on a flat symbol. Meanwhile:
+
+* the live OCO would take them for orphans: they are held from it (by client id, known before
+  they are sent) until the intent's result is built;
+* the mark may cross a trigger: the exchange fires the leg on a flat symbol and rejects it
+  (``Reduce Only reject``), or refuses to place it (``-2021``).
+
+Once the entry filled, what became of each leg is read (the live view, once it has seen the fill;
+else REST): a leg that ended is placed again with the intent's trigger if the fill is still on its
+safe side, else it is failed and the failure policy applies (:meth:`Protector.settle`). The result
+says ``protected`` only when both legs are armed on the exchange.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from decimal import Decimal
+
+from quantum_exec.errors import IntentRejected, PermanentError
+from quantum_exec.exchange.wire import AlgoStatus, Order
+from quantum_exec.execution.guards import Guards, wants_protection
+from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.protection import Leg, Protector
+from quantum_exec.execution.resolution import run_together
+from quantum_exec.execution.run import Run
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules, check_protection
+from quantum_exec.settings import ProtectionTiming, Settings
+
+log = get_logger(__name__)
+
+# A leg in one of these states protects nothing: it is placed again after the fill.
+ENDED_UNFIRED = frozenset({AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED})
+
+
+class LegsBesideEntry:
+    """The with_entry legs of one MARKET entry per symbol at a time (the executor's symbol lock)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Gateway,
+        protector: Protector,
+        account: Callable[[], AccountView | None],
+    ) -> None:
+        self._settings = settings
+        self._gateway = gateway
+        self._protector = protector
+        self._account = account
+        self._held: dict[str, list[str]] = {}  # symbol -> client ids held from the live OCO
+
+    def legs(
+        self, run: Run, rules: SymbolRules, price: Decimal, quantity: Decimal, *, long: bool
+    ) -> list[Leg]:
+        """The closePosition legs to send with the entry, or none (then they follow the fill).
+
+        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order opening a flat
+        symbol, and absolute triggers (a percentage needs the fill price): a closePosition leg
+        covers the whole position, so on a symbol already holding one it would protect more than
+        this intent opened.
+        """
+        intent = run.intent
+        if (
+            self._settings.protection_timing is not ProtectionTiming.WITH_ENTRY
+            or intent.order_type != "MARKET"
+            or intent.stop_loss_pct is not None
+            or intent.take_profit_pct is not None
+            or not wants_protection(intent)
+            or run.position_before != 0
+        ):
+            return []
+        return self._protector.legs(run, rules, price, quantity, long=long, close_position=True)
+
+    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg]) -> None:
+        """Hold the legs from the live OCO, then place them (concurrently with the entry)."""
+        account = self._account()
+        if account is not None:
+            ids = [leg.client_algo_id for leg in legs]
+            account.hold_legs(ids)
+            self._held[symbol] = ids
+        await self._protector.place(rules, symbol, legs, None)
+
+    def release(self, symbol: str) -> None:
+        """The intent is done: the live OCO looks after the legs again (safe when none are held)."""
+        ids = self._held.pop(symbol, None)
+        account = self._account()
+        if ids and account is not None:
+            account.release_legs(ids)
+
+    async def settle(
+        self, run: Run, rules: SymbolRules, legs: list[Leg], entry: Order, *, long: bool, resume: bool
+    ) -> Order | None:
+        """After the fill: place again what ended or was refused, then the failure policy; returns
+        the emergency close, if any."""
+        symbol = run.intent.symbol
+        await self._read_back(symbol, entry, legs)
+        missing = [leg for leg in legs if leg.order is None]
+        if missing:
+            sl, tp = Guards.triggers(rules, run.intent, long=long, price=entry.avg_price)
+            to_place = []
+            for leg in missing:
+                leg.trigger_price = sl if leg.kind == "SL" else tp  # the intent's, not a re-rounded one
+                try:
+                    check_protection(
+                        rules,
+                        long=long,
+                        reference=entry.avg_price,
+                        sl=leg.trigger_price if leg.kind == "SL" else None,
+                        tp=leg.trigger_price if leg.kind == "TP" else None,
+                    )
+                except IntentRejected as exc:
+                    leg.error = exc  # the fill is past the trigger: the failure policy decides
+                else:
+                    to_place.append(leg)
+            if to_place:
+                await self._protector.place(rules, symbol, to_place, None)
+        return await self._protector.settle(run, legs, entry.executed_qty, long=long, resume=resume)
+
+    async def _read_back(self, symbol: str, entry: Order, legs: list[Leg]) -> None:
+        """Bring each placed leg's status up to date; a leg that ended unfired loses its order."""
+        account = self._account()
+        seen_fill = account is not None and await account.fills(symbol, entry.order_id) is not None
+
+        async def read(leg: Leg) -> None:
+            assert leg.order is not None
+            status: AlgoStatus | None = None
+            if seen_fill and account is not None:
+                # The view has seen the fill, so every earlier update of the leg too.
+                view = await account.algo_changed(leg.client_algo_id, 0)
+                status = view.status if view is not None else None
+            if status is None:
+                found = await self._gateway.get_algo(leg.client_algo_id)
+                status = found.status if found is not None else AlgoStatus.EXPIRED
+            if status in ENDED_UNFIRED:
+                log.warning(
+                    "protection.leg_ended_beside_entry",
+                    symbol=symbol,
+                    kind=leg.kind,
+                    client_algo_id=leg.client_algo_id,
+                    status=status.value,
+                )
+                self._protector.own.get(symbol, set()).discard(leg.order.algo_id)
+                leg.order = None
+                leg.error = PermanentError(
+                    f"{leg.kind} {leg.client_algo_id} ended {status.value} before the fill"
+                )
+            elif status is not leg.order.status:
+                leg.order = dataclasses.replace(leg.order, status=status)
+
+        await run_together(*(read(leg) for leg in legs if leg.order is not None))

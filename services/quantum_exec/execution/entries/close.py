@@ -1,0 +1,179 @@
+"""CLOSE: flatten the symbol's position at market, reduce-only, then cancel our legs.
+
+The legs stay armed until the close is known to have flattened the position: a close the exchange
+refuses, or one that fills only in part, leaves the position with its protection (P3). Only our own
+legs are cancelled (:mod:`.own_legs`); on a symbol with no position they protect nothing and go at
+once. A close above MARKET_LOT_SIZE maxQty goes out as reduce-only parts (:mod:`..sliced`); a
+redelivered close looks its order (or its parts) up by client id first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from quantum_exec.contracts import ErrorSource, ResultStatus
+from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
+from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
+from quantum_exec.execution.entries.own_legs import OwnLegs
+from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
+from quantum_exec.execution.fees import record_fees
+from quantum_exec.execution.guards import Guards
+from quantum_exec.execution.ports import AccountView, Gateway, Plans
+from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.run import Run
+from quantum_exec.execution.sliced import Sliced, SlicedOrders
+from quantum_exec.execution.slices import Plan, needs_children, plan_children
+from quantum_exec.ids import client_order_id
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules
+
+log = get_logger(__name__)
+
+
+class Closer:
+    """Runs one CLOSE intent (design.md §3, CLOSE)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        resolver: OrderResolver,
+        guards: Guards,
+        sliced: SlicedOrders,
+        legs: OwnLegs,
+        plans: Callable[[], Plans],
+        account: Callable[[], AccountView | None],
+    ) -> None:
+        self._gateway = gateway
+        self._resolver = resolver
+        self._guards = guards
+        self._sliced = sliced
+        self._legs = legs
+        self._plans = plans
+        self._account = account
+
+    async def close(self, run: Run) -> None:
+        """Close the position of ``run``'s symbol; the result's fields are set on ``run.out``."""
+        symbol, out = run.intent.symbol, run.out
+        close_id = client_order_id(run.key, "close")
+        out.client_order_id = close_id
+        order: Order | None = None
+        plan: Plan | None = None
+        if run.attempt.resume:
+            saved = await self._plans().load(run.key)
+            if saved is not None:
+                plan = Plan.from_json(saved)
+            else:
+                order = await self._resolver.resolve(
+                    run.earlier_sent_by, lambda: self._gateway.get_order(symbol, close_id)
+                )
+        if order is None and plan is None and run.attempt.repair:
+            return  # certainly never sent: the repair sends nothing new
+        if order is None and plan is None:
+            self._guards.check_fresh(run)
+            rules = self._guards.rules_for(symbol)
+        else:
+            found = self._gateway.rules.get(symbol)
+            if found is None:
+                raise ExchangeError(f"close {close_id} exists but the rules of {symbol} are not loaded")
+            rules = found
+        sliced: Sliced | None = None
+        with run.step("close"):
+            # Held from the live OCO while the close travels: once it fills they are cancelled here.
+            taken = self._legs.take(symbol)
+            try:
+                order, sliced = await self._send(run, rules, order, plan, taken)
+            except BaseException:
+                self._legs.release(taken or [])
+                raise
+            flat = order.status is OrderStatus.FILLED
+            account = self._account()
+            if account is not None and order.executed_qty > 0:
+                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                await account.closed(symbol)
+            if flat:
+                await self._cancel_legs(run, taken)
+            else:
+                self._legs.release(taken or [])  # what is left keeps its legs (the OCO resizes them)
+        out.order_id = order.order_id
+        out.executed_quantity = order.executed_qty
+        if order.executed_qty > 0:
+            out.avg_price = order.avg_price
+            out.notional = order.cum_quote
+        out.status = ResultStatus.FILLED if flat else ResultStatus.PARTIAL
+        if order.executed_qty <= 0:
+            out.status = ResultStatus.FAILED
+            run.error(
+                ReasonCode.ENTRY_NOT_FILLED, ErrorSource.EXCHANGE, f"close {close_id} ended {order.status}"
+            )
+            return
+        with run.step("fees"):
+            ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
+            await record_fees(self._gateway, run, rules, ids, account)
+
+    async def _send(
+        self, run: Run, rules: SymbolRules, order: Order | None, plan: Plan | None, taken: list[int] | None
+    ) -> tuple[Order, Sliced | None]:
+        """The close order (sent, or found by a resumed attempt) once final, and its parts if sliced."""
+        symbol, out = run.intent.symbol, run.out
+        close_id = client_order_id(run.key, "close")
+        sliced: Sliced | None = None
+        if plan is not None:
+            # A close sent in parts resumes: parts are looked up, the missing ones sent.
+            out.requested_quantity = out.quantity = plan.total
+            side = OrderSide(plan.side)
+            if run.attempt.repair:
+                sliced = await self._sliced.find(run, plan, "close")
+            else:
+                sliced = await self._sliced.send(
+                    run, rules, plan, "close", side, reduce_only=True, resume=True
+                )
+        elif order is None:
+            account = self._account()
+            amount = await position_amount(account, self._gateway, symbol)
+            if amount == 0:
+                # Nothing to close: our legs on the symbol protect nothing.
+                cancelled = await self._legs.cancel(symbol, taken)
+                raise IntentRejected(
+                    ReasonCode.NO_POSITION,
+                    f"no open position on {symbol}: nothing to close "
+                    f"({cancelled} of our open conditional orders cancelled)",
+                )
+            side = OrderSide.SELL if amount > 0 else OrderSide.BUY
+            quantity = abs(amount)
+            out.requested_quantity = out.quantity = quantity
+            recording = record_opening(account, run)
+            try:
+                if needs_children(rules, quantity, None):
+                    # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
+                    plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
+                    await self._plans().save(run.key, plan.to_json())
+                    sliced = await self._sliced.send(
+                        run, rules, plan, "close", side, reduce_only=True, resume=False
+                    )
+                else:
+                    order = await self._resolver.submit(
+                        symbol,
+                        close_id,
+                        lambda: self._gateway.place_market(
+                            symbol, side, quantity, close_id, reduce_only=True
+                        ),
+                    )
+            finally:
+                await recording
+        if sliced is not None:
+            assert plan is not None
+            slices_done(run, plan, sliced, "close")
+            return sliced.combined(close_id, OrderSide(plan.side), plan.total), sliced
+        assert order is not None
+        return await self._resolver.until_final(symbol, order), None
+
+    async def _cancel_legs(self, run: Run, taken: list[int] | None) -> None:
+        """Cancel our legs of the flattened symbol; a refusal leaves them as orphans (logged), which
+        the live OCO or the next entry's orphan sweep cancels: the close itself is done."""
+        symbol = run.intent.symbol
+        try:
+            await self._legs.cancel(symbol, taken)
+        except (PermanentError, RetryableError) as exc:
+            log.warning("close.legs_left", intent_id=run.key, symbol=symbol, detail=str(exc))

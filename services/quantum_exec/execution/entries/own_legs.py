@@ -1,0 +1,55 @@
+"""Cancelling our own protective legs of a symbol: after a CLOSE filled, and as orphans.
+
+Only stop-loss / take-profit orders under our client ids (:func:`quantum_exec.ids.is_own_protective`)
+are ever cancelled here; anybody else's conditional orders on the symbol are not ours to touch (P4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.resolution import run_together
+from quantum_exec.ids import is_own_protective
+
+
+class OwnLegs:
+    """Our protective legs per symbol, taken from the live view (else listed by REST) and cancelled."""
+
+    def __init__(
+        self, gateway: Gateway, account: Callable[[], AccountView | None], own: dict[str, set[int]]
+    ) -> None:
+        self._gateway = gateway
+        self._account = account
+        # Algo ids of our own protective orders that may still be open, per symbol (the Protector's).
+        self._own = own
+
+    def take(self, symbol: str) -> list[int] | None:
+        """Our armed legs of ``symbol`` as the live view knows them, now held from its OCO (one
+        DELETE each, not two) until :meth:`cancel` or :meth:`release`; ``None`` without a fresh view."""
+        account = self._account()
+        return account.take_for_cancel(symbol) if account is not None else None
+
+    def release(self, algo_ids: list[int]) -> None:
+        """Legs taken but kept (the close did not flatten): the live OCO may act on them again."""
+        account = self._account()
+        if account is not None:
+            for algo_id in algo_ids:
+                account.cancel_failed(algo_id)
+
+    async def cancel(self, symbol: str, taken: list[int] | None) -> int:
+        """Cancel the legs ``taken`` (or, with ``None``, our open ones listed by REST); how many."""
+        if taken is None:
+            listed = await self._gateway.open_algo_orders(symbol)
+            taken = [o.algo_id for o in listed if is_own_protective(o.client_algo_id)]
+        await run_together(*(self.cancel_one(algo_id) for algo_id in taken))
+        self._own.pop(symbol, None)
+        return len(taken)
+
+    async def cancel_one(self, algo_id: int) -> None:
+        """Cancel one of our legs; on failure the live OCO may act on it again."""
+        try:
+            await self._gateway.cancel_algo(algo_id)
+        except BaseException:
+            self.release([algo_id])
+            raise
