@@ -9,6 +9,7 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.waiting import wait_for
 
@@ -111,3 +112,57 @@ async def test_ioc_fills_at_once_at_or_better_than_its_price(desk: Desk) -> None
     assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
     assert result.avg_price is not None and result.avg_price <= mark * Decimal("1.001")
     assert desk.position("BTCUSDT") == Decimal("0.005")
+
+
+async def test_a_stop_entry_whose_deadline_passes_while_triggering_is_followed_and_protected(
+    desk: Desk,
+) -> None:
+    # Binance can hold a crossed algo order in TRIGGERING, where a cancel answers -2011: the
+    # order the trigger places still comes, and it must be followed, filled and protected.
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    trigger = (mark * Decimal("1.01")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="late-trigger",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        stop_loss_pct="2",
+        take_profit_pct="4",
+        expire_after_s=2,
+    )
+    entry_id = client_order_id("late-trigger", "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    desk.sim.set_faults(hold_triggering=True)
+    desk.sim.set_mark_price("BTCUSDT", trigger + Decimal("5"))
+    assert desk.algo_status(entry_id) == "TRIGGERING"
+    # The deadline passes while it triggers: the cancel is refused (-2011) and the read after it
+    # says TRIGGERING.
+    counts = desk.sim.request_counts
+
+    def cancelled_and_read() -> bool:
+        return (
+            counts["DELETE /fapi/v1/algoOrder"] >= 1
+            and counts["GET /fapi/v1/algoOrder"] >= 1
+            and desk.sim.requests_in_progress == 0
+        )
+
+    await wait_for(cancelled_and_read, 10, "the cancel at the deadline and the read after it")
+    assert desk.algo_status(entry_id) == "TRIGGERING"
+    desk.sim.set_faults(hold_triggering=False)  # the exchange places the triggered order now
+    result = await desk.result("late-trigger")
+    algo = desk.algo(entry_id)
+    assert algo is not None and algo["algoStatus"] == "FINISHED"
+    [placed] = [o for o in desk.sim.state()["orders"] if o["orderId"] == int(algo["actualOrderId"])]
+    assert placed["status"] == "FILLED" and Decimal(placed["executedQty"]) == Decimal("0.01")
+    assert desk.position("BTCUSDT") == Decimal("0.01")
+    legs = [a for a in desk.open_algos("BTCUSDT") if a["clientAlgoId"] != entry_id]
+    assert sorted((a["orderType"], a["algoStatus"]) for a in legs) == [
+        ("STOP_MARKET", "NEW"),
+        ("TAKE_PROFIT_MARKET", "NEW"),
+    ]
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED
+    assert result.executed_quantity == Decimal("0.01") and result.order_id == placed["orderId"]
