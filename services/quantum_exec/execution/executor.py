@@ -361,7 +361,7 @@ class Executor:
         elif entry is None and algo is None:
             # QUANTUM_PROTECTION_TIMING=with_entry: the legs travel beside the entry.
             beside = self._legs_beside_entry(run, rules, reference, quantity, long=long)
-            placing = self._protector.place(rules, symbol, beside, None) if beside else None
+            placing = self._protector.place(rules, symbol, beside) if beside else None
             placed = asyncio.ensure_future(placing) if placing is not None else None
             recording = self._record_opening(run)
             run.entry_sent = True
@@ -412,7 +412,7 @@ class Executor:
             with run.step("protection"):
                 missing = [leg for leg in beside if leg.order is None]
                 if missing:  # refused beside the entry: one more try now that the fill is known
-                    await self._protector.place(rules, symbol, missing, None)
+                    await self._protector.place(rules, symbol, missing)
                 flatten_beside = await self._protector.settle(
                     run, beside, entry.executed_qty, long=long, resume=resume
                 )
