@@ -200,8 +200,8 @@ class Protector:
     async def withdraw(self, symbol: str, legs: list[Leg]) -> None:
         """Cancel legs placed beside an entry that opened nothing (best effort, logged)."""
         for leg in legs:
-            if leg.order is None:
-                continue
+            if leg.order is None or not leg.order.status.is_armed:
+                continue  # never placed, or past cancelling (a cancel would answer -2011)
             try:
                 await self._gateway.cancel_algo(leg.order.algo_id)
             except (PermanentError, RetryableError) as exc:
