@@ -9,6 +9,7 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.waiting import happens_within, wait_for
 
@@ -175,3 +176,85 @@ async def test_a_limit_that_nets_a_short_away_in_pieces_is_protected_on_its_own_
         ("STOP_MARKET", "SELL"),
         ("TAKE_PROFIT_MARKET", "SELL"),
     }
+
+
+async def _caught_triggering(desk: Desk, intent_id: str, expire_after_s: float) -> str:
+    """A STOP_MARKET entry crossed and held TRIGGERING until the service was told to end it: its
+    cancel refused (-2011) and the read after it said TRIGGERING. Its client algo id."""
+    mark = desk.sim.engine.mark("BTCUSDT")
+    trigger = (mark * Decimal("1.01")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id=intent_id,
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.01",
+        order_type="STOP_MARKET",
+        stop_price=str(trigger),
+        stop_loss_pct="2",
+        take_profit_pct="4",
+        expire_after_s=expire_after_s,
+    )
+    entry_id = client_order_id(intent_id, "entry")
+    await wait_for(lambda: desk.algo_status(entry_id) == "NEW", 10, "the stop entry armed")
+    desk.sim.set_faults(hold_triggering=True)
+    desk.sim.set_mark_price("BTCUSDT", trigger + Decimal("5"))
+    assert desk.algo_status(entry_id) == "TRIGGERING"
+    return entry_id
+
+
+async def _refused_while_triggering(desk: Desk, entry_id: str) -> None:
+    counts = desk.sim.request_counts
+
+    def cancelled_and_read() -> bool:
+        return (
+            counts["DELETE /fapi/v1/algoOrder"] >= 1
+            and counts["GET /fapi/v1/algoOrder"] >= 1
+            and desk.sim.requests_in_progress == 0
+        )
+
+    await wait_for(cancelled_and_read, 10, "the cancel of the entry and the read after it")
+    assert desk.algo_status(entry_id) == "TRIGGERING"
+    desk.sim.set_faults(hold_triggering=False)  # the exchange places the triggered order now
+
+
+def _triggered_order(desk: Desk, entry_id: str) -> dict[str, Any]:
+    algo = desk.algo(entry_id)
+    assert algo is not None and algo["algoStatus"] == "FINISHED"
+    [placed] = [o for o in desk.sim.state()["orders"] if o["orderId"] == int(algo["actualOrderId"])]
+    assert placed["status"] == "FILLED" and Decimal(placed["executedQty"]) == Decimal("0.01")
+    return placed
+
+
+async def test_a_stop_entry_whose_deadline_passes_while_triggering_is_followed_and_protected(
+    desk: Desk,
+) -> None:
+    # Binance can hold a crossed algo order in TRIGGERING, where a cancel answers -2011: the
+    # order the trigger places still comes, and it must be followed, filled and protected.
+    await desk.service()
+    entry_id = await _caught_triggering(desk, "late-trigger", expire_after_s=2)
+    await _refused_while_triggering(desk, entry_id)  # cancelled at its deadline
+    result = await desk.result("late-trigger")
+    placed = _triggered_order(desk, entry_id)
+    assert desk.position("BTCUSDT") == Decimal("0.01")
+    legs = [a for a in desk.open_algos("BTCUSDT") if a["clientAlgoId"] != entry_id]
+    assert sorted((a["orderType"], a["algoStatus"]) for a in legs) == [
+        ("STOP_MARKET", "NEW"),
+        ("TAKE_PROFIT_MARKET", "NEW"),
+    ]
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.protection is ProtectionState.PROTECTED
+    assert result.executed_quantity == Decimal("0.01") and result.order_id == placed["orderId"]
+
+
+async def test_a_close_that_comes_while_a_stop_entry_triggers_closes_what_it_filled(desk: Desk) -> None:
+    await desk.service()
+    entry_id = await _caught_triggering(desk, "close-in-trigger", expire_after_s=60)
+    await desk.publish(intent_id="close-after", symbol="BTCUSDT", side="CLOSE")
+    await _refused_while_triggering(desk, entry_id)  # cancelled for the waiting CLOSE
+    opened = await desk.result("close-in-trigger")
+    placed = _triggered_order(desk, entry_id)
+    assert opened.status is ResultStatus.FILLED, opened.error
+    assert opened.protection is ProtectionState.PROTECTED and opened.order_id == placed["orderId"]
+    closed = await desk.result("close-after")
+    assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.01")
+    assert desk.position("BTCUSDT") == 0 and not desk.open_algos("BTCUSDT")

@@ -15,6 +15,7 @@ from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
+from quantum_exec.rules import floor_to_step
 from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, mark, orders, position_amount
 
@@ -485,3 +486,118 @@ async def test_require_protection_rejects_an_open_without_a_stop(
     assert naked.error.code == "PROTECTION_REQUIRED" and "QUANTUM_REQUIRE_PROTECTION" in naked.error.message
     assert reducing.error is None or reducing.error.code != "PROTECTION_REQUIRED"
     assert not [o for o in orders(sim) if o["clientOrderId"] == naked.client_order_id]
+
+
+def _sl_below(executor: Executor, sim: Simulator, symbol: str, pct: str) -> Decimal:
+    rules = executor.gateway.rules.get(symbol)
+    assert rules is not None
+    return floor_to_step(mark(sim, symbol) * (1 - Decimal(pct) / 100), rules.tick_size)
+
+
+async def _cancelled_stop_loss(executor: Executor, sim: Simulator, key: str) -> int:
+    """The entry and a cancelled SL, as an attempt that died after them leaves them; the SL's algo id."""
+    await executor.gateway.place_market("DOGEUSDT", "BUY", Decimal("2000"), client_order_id(key, "entry"))
+    old = await executor.gateway.place_algo(
+        "DOGEUSDT",
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        _sl_below(executor, sim, "DOGEUSDT", "2"),
+        client_order_id(key, "sl"),
+        quantity=Decimal("2000"),
+        working_type="MARK_PRICE",
+        price_protect=False,
+    )
+    assert await executor.gateway.cancel_algo(old.algo_id)
+    return old.algo_id
+
+
+async def test_resume_places_again_a_leg_found_cancelled(executor: Executor, sim: Simulator) -> None:
+    # The earlier attempt placed the entry and the SL, and the SL was cancelled before it died
+    # (its emergency close cancels the legs first, then sends the close). CANCELED protects nothing.
+    key = "gone-sl"
+    old_id = await _cancelled_stop_loss(executor, sim, key)
+    result = await executor.execute(
+        intent(
+            intent_id=key, symbol="DOGEUSDT", side="BUY", quantity=2000, stop_loss_pct=2, take_profit_pct=2
+        ),
+        resume=True,
+    )
+    live = algo_orders(sim, symbol="DOGEUSDT", status="NEW")
+    assert sorted(a["orderType"] for a in live) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    [sl] = [a for a in live if a["orderType"] == "STOP_MARKET"]
+    # Binance keeps clientAlgoId unique among open orders only: the cancelled one's id is free again.
+    assert sl["clientAlgoId"] == client_order_id(key, "sl") and sl["algoId"] != old_id
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.stop_loss is not None and result.stop_loss.state == "NEW"
+    assert result.stop_loss.algo_id == sl["algoId"]
+    assert len(orders(sim, symbol="DOGEUSDT")) == 1
+
+
+async def test_resume_follows_the_emergency_close_the_earlier_attempt_sent(
+    executor: Executor, sim: Simulator
+) -> None:
+    # The earlier attempt's emergency close cancelled the SL and sent the close, then died: the
+    # resumed attempt reports that close, it does not protect a position that is gone.
+    key = "gone-all"
+    await _cancelled_stop_loss(executor, sim, key)
+    flatten_id = client_order_id(key, "flatten")
+    await executor.gateway.place_market("DOGEUSDT", "SELL", Decimal("2000"), flatten_id, reduce_only=True)
+    result = await executor.execute(
+        intent(
+            intent_id=key, symbol="DOGEUSDT", side="BUY", quantity=2000, stop_loss_pct=2, take_profit_pct=2
+        ),
+        resume=True,
+    )
+    assert position_amount(sim, "DOGEUSDT") == 0
+    assert algo_orders(sim, symbol="DOGEUSDT", status="NEW") == []
+    assert len(orders(sim, symbol="DOGEUSDT")) == 2  # the entry and the one close, nothing more
+    assert result.protection is ProtectionState.CLOSED_EMERGENCY and result.status is ResultStatus.FAILED
+    assert result.emergency_close is not None and result.emergency_close.client_order_id == flatten_id
+    assert result.emergency_close.executed_quantity == Decimal("2000")
+    assert result.stop_loss is not None and result.stop_loss.state == "CANCELED"
+
+
+@pytest.mark.parametrize("policy", ["close", "keep"])
+async def test_a_failed_mark_read_in_the_re_round_goes_to_the_failure_policy(
+    make_settings: Callable[..., Settings], sim: Simulator, policy: str
+) -> None:
+    # One leg is refused with -2021; re-rounding it needs the mark, whose read fails. The leg is
+    # failed like any other (the policy decides), and its sibling is not cancelled half-placed.
+    ex = await create_executor(make_settings(protection_failure_policy=policy))
+    entry_price = mark(sim, "ETHUSDT")  # the entry is sized from it: no mark read before the legs
+    sim.set_faults(
+        {
+            "faults": [
+                {"kind": "would_trigger", "method": "POST", "path": "/fapi/v1/algoOrder", "count": 1},
+                {"kind": "error", "method": "GET", "path": "/fapi/v1/premiumIndex", "count": 100},
+            ]
+        }
+    )
+    try:
+        result = await ex.execute(
+            intent(
+                intent_id=f"no-mark-{policy}",
+                symbol="ETHUSDT",
+                side="BUY",
+                quantity="0.1",
+                entry_price=str(entry_price),
+                stop_loss_pct=2,
+                take_profit_pct=3,
+            )
+        )
+    finally:
+        sim.set_faults({"faults": []})
+        await ex.close()
+    live = algo_orders(sim, symbol="ETHUSDT", status="NEW")
+    if policy == "close":
+        assert result.protection is ProtectionState.CLOSED_EMERGENCY
+        assert position_amount(sim, "ETHUSDT") == 0 and live == []
+    else:
+        assert result.protection is ProtectionState.PARTIAL and result.status is ResultStatus.FILLED
+        assert position_amount(sim, "ETHUSDT") == Decimal("0.1")
+    assert result.error is not None and result.error.code == "PROTECTION_FAILED"
+    legs = [result.stop_loss, result.take_profit]
+    assert all(leg is not None for leg in legs)
+    if policy == "keep":
+        [standing] = [leg for leg in legs if leg is not None and leg.state == "NEW"]
+        assert [a["algoId"] for a in live] == [standing.algo_id]

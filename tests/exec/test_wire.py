@@ -97,7 +97,7 @@ def test_algo_order_reads_order_type_not_type() -> None:
     algo = AlgoOrder.parse(ALGO)
     assert algo.order_type == "STOP_MARKET"
     assert algo.trigger_price == Decimal("93000.00")
-    assert algo.is_live
+    assert algo.status.is_armed
     assert algo.reduce_only and not algo.close_position
     assert algo.actual_order_id == ""
 

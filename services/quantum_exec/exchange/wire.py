@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from quantum_exec.errors import PermanentError
+from quantum_exec.exchange.algo_status import AlgoStatus as AlgoStatus  # re-exported: one enum
 
 ZERO = Decimal(0)
 
@@ -50,23 +51,6 @@ class OrderStatus(StrEnum):
     NEW_ADL = "NEW_ADL"  # auto-deleveraging (user data stream)
 
 
-class AlgoStatus(StrEnum):
-    """The Algo Order API lifecycle: NEW -> TRIGGERING -> TRIGGERED -> FINISHED, or ended otherwise."""
-
-    NEW = "NEW"
-    TRIGGERING = "TRIGGERING"
-    TRIGGERED = "TRIGGERED"
-    FINISHED = "FINISHED"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def is_final(self) -> bool:
-        """True once the order will not change any more (FINISHED, CANCELED, REJECTED, EXPIRED)."""
-        return self in (AlgoStatus.FINISHED, AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED)
-
-
 # Order statuses that will not change any more.
 FINAL_ORDER_STATUSES = frozenset(
     {
@@ -77,8 +61,6 @@ FINAL_ORDER_STATUSES = frozenset(
         OrderStatus.EXPIRED_IN_MATCH,
     }
 )
-# Algo statuses under which the protective order is still armed on the exchange.
-LIVE_ALGO_STATUSES = frozenset({AlgoStatus.NEW, AlgoStatus.TRIGGERING})
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -165,10 +147,6 @@ class AlgoOrder:
     close_position: bool
     reduce_only: bool
     actual_order_id: str
-
-    @property
-    def is_live(self) -> bool:
-        return self.status in LIVE_ALGO_STATUSES
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> AlgoOrder:

@@ -57,6 +57,18 @@ class Leg:
     order: AlgoOrder | None = None
     error: ExchangeError | IntentRejected | None = None
 
+    @property
+    def standing(self) -> bool:
+        """Placed and not failed: armed, or fired (its order protected the position)."""
+        return self.order is not None and self.order.status.is_placed
+
+    @property
+    def failure(self) -> str:
+        """Why the leg does not stand."""
+        if self.error is not None:
+            return str(self.error)
+        return f"found {self.order.status}" if self.order is not None else "not placed"
+
     def to_contract(self) -> ProtectiveOrder:
         state = self.order.status if self.order else ("FAILED" if self.error else "NOT_PLACED")
         return ProtectiveOrder(
@@ -106,6 +118,7 @@ class Protector:
         """
         symbol = run.intent.symbol
         legs = self.legs(run, rules, entry.avg_price, size, long=long, close_position=close_position)
+        closing = False  # the earlier attempt (resumed) was in its emergency close
         sl = next((leg.trigger_price for leg in legs if leg.kind == "SL"), None)
         tp = next((leg.trigger_price for leg in legs if leg.kind == "TP"), None)
         try:
@@ -115,8 +128,38 @@ class Protector:
             for leg in legs:
                 leg.error = exc
         else:
-            await self.place(rules, symbol, legs, run.earlier_sent_by if resume else None)
-        return await self.settle(run, legs, size, long=long, resume=resume)
+            closing = resume and await self._resumed(run, legs)
+            if not closing:
+                await self.place(rules, symbol, legs)
+        return await self.settle(run, legs, size, long=long, resume=resume, closing=closing)
+
+    async def _resumed(self, run: Run, legs: list[Leg]) -> bool:
+        """Find what the earlier attempt placed; True when it was closing the position instead.
+
+        A leg found standing is kept; one found failed (CANCELED, REJECTED, EXPIRED) or absent is
+        placed again, unless its sibling fired (the position left through it). A failed or absent
+        leg may also mean the earlier attempt was in its emergency close, which cancels the legs
+        before it sends the close: that close, if it exists, is followed, never protected over.
+        """
+        found = run.earlier_sent_by
+        await run_together(*(self._find(leg, found) for leg in legs))
+        if all(leg.standing for leg in legs) or _fired(legs):
+            return False
+        symbol, close_id = run.intent.symbol, client_order_id(run.key, "flatten")
+        closing = await self._resolver.resolve(found, lambda: self._gateway.get_order(symbol, close_id))
+        return closing is not None
+
+    async def _find(self, leg: Leg, resumed_at: float) -> None:
+        leg.order = await self._resolver.resolve(
+            resumed_at, lambda: self._gateway.get_algo(leg.client_algo_id)
+        )
+        if leg.order is not None and not leg.standing:
+            log.warning(
+                "protection.leg_found_failed",
+                kind=leg.kind,
+                client_algo_id=leg.client_algo_id,
+                status=leg.order.status.value,
+            )
 
     def legs(
         self, run: Run, rules: SymbolRules, price: Decimal, size: Decimal, *, long: bool, close_position: bool
@@ -148,15 +191,17 @@ class Protector:
             )
         return legs
 
-    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg], resumed_at: float | None) -> None:
-        """Place the legs concurrently (each with its retries); each records its order or error."""
-        await run_together(*(self._place_leg(rules, symbol, leg, resumed_at) for leg in legs))
+    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg]) -> None:
+        """Place the legs not yet standing, concurrently (each with its retries); each records its
+        order or error. Nothing is placed beside a leg that fired: the position left through it."""
+        if not _fired(legs):
+            await run_together(*(self._place_leg(rules, symbol, leg) for leg in legs if not leg.standing))
 
     async def withdraw(self, symbol: str, legs: list[Leg]) -> None:
         """Cancel legs placed beside an entry that opened nothing (best effort, logged)."""
         for leg in legs:
-            if leg.order is None:
-                continue
+            if leg.order is None or not leg.order.status.is_armed:
+                continue  # never placed, or past cancelling (a cancel would answer -2011)
             try:
                 await self._gateway.cancel_algo(leg.order.algo_id)
             except (PermanentError, RetryableError) as exc:
@@ -166,22 +211,26 @@ class Protector:
             leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
 
     async def settle(
-        self, run: Run, legs: list[Leg], size: Decimal, *, long: bool, resume: bool
+        self, run: Run, legs: list[Leg], size: Decimal, *, long: bool, resume: bool, closing: bool = False
     ) -> Order | None:
-        """Record what the legs became and apply the failure policy; the emergency close, if any."""
+        """Record what the legs became and apply the failure policy; the emergency close, if any
+        (``closing``: the resumed attempt found the earlier one's, which is followed whatever the policy)."""
         s, out, symbol = self._settings, run.out, run.intent.symbol
         exit_side = OrderSide.SELL if long else OrderSide.BUY
         for leg in legs:
-            if leg.order is not None:
+            if leg.order is not None and leg.standing:
                 self.own.setdefault(symbol, set()).add(leg.order.algo_id)
-        failed = [leg for leg in legs if leg.order is None]
+        # A leg that fired did its work: a sibling cancelled after it (the OCO) is no failure.
+        failed = [] if _fired(legs) else [leg for leg in legs if not leg.standing]
         flatten: Order | None = None
-        if not failed:
+        if not failed and not closing:
             out.protection = ProtectionState.PROTECTED
             metrics.TIME_TO_PROTECTED.observe(max(0.0, time.time() - run.created_s()))
         else:
-            reasons = "; ".join(f"{leg.kind}: {leg.error}" for leg in failed)
-            if s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:
+            reasons = "; ".join(f"{leg.kind}: {leg.failure}" for leg in failed)
+            if closing:
+                reasons = f"the earlier attempt was closing the position ({reasons})"
+            if closing or s.protection_failure_policy is ProtectionFailurePolicy.CLOSE:
                 flatten = await self._emergency_close(run, size, exit_side, legs, reasons, resume=resume)
             else:
                 out.protection = (
@@ -200,23 +249,21 @@ class Protector:
                 out.take_profit = leg.to_contract()
         return flatten
 
-    async def _place_leg(self, rules: SymbolRules, symbol: str, leg: Leg, resumed_at: float | None) -> None:
+    async def _place_leg(self, rules: SymbolRules, symbol: str, leg: Leg) -> None:
         """Place one protective order with the allowed retries; records the order or the error.
 
         ``-2021`` (the trigger is already crossed) is answered once by moving the trigger one tick
         inside the current mark on its safe side (the price already passed the level, so the leg
         fires at once, which is what the intent asked for there); never by sending the same trigger
-        again. A second refusal leaves the leg to the failure policy.
+        again. A second refusal, or a mark that cannot be read, leaves the leg to the failure
+        policy: a definite failure is recorded, never raised (that would cancel the sibling leg
+        half-placed and skip the policy). Only an unknown outcome or a lost lease propagates.
+
+        The client id of a leg found failed on resume is used again: Binance keeps ``clientAlgoId``
+        unique among open orders only, and a lookup by it answers the newest order.
         """
         s = self._settings
         assert leg.trigger_price is not None
-        if resumed_at is not None:
-            found = await self._resolver.resolve(
-                resumed_at, lambda: self._gateway.get_algo(leg.client_algo_id)
-            )
-            if found is not None:
-                leg.order = found
-                return
         waits = RETRY_LEG.delays()
         rerounded = False
         attempt = 0
@@ -241,23 +288,29 @@ class Protector:
             except UnknownOutcomeError as exc:
                 leg.error = exc
                 sent_at = exc.sent_at if exc.sent_at is not None else asked_at
-                found = await self._resolver.resolve(
-                    sent_at, lambda: self._gateway.get_algo(leg.client_algo_id)
-                )
+                found = await self._resolver.resolve(sent_at, lambda: self._standing(leg.client_algo_id))
                 if found is not None:
                     leg.order, leg.error = found, None
                     return
             except PermanentError as exc:
                 leg.error = exc
-                if exc.code == DUPLICATE_CLIENT_ID:
-                    found = await self._gateway.get_algo(leg.client_algo_id)
-                    if found is not None:
-                        leg.order, leg.error = found, None
-                        return
-                if exc.code != IMMEDIATE_TRIGGER or rerounded:
+                try:
+                    if exc.code == DUPLICATE_CLIENT_ID:
+                        found = await self._standing(leg.client_algo_id)
+                        if found is not None:
+                            leg.order, leg.error = found, None
+                            return
+                    if exc.code != IMMEDIATE_TRIGGER or rerounded:
+                        break
+                    rerounded = True
+                    mark = await self._gateway.mark_price(symbol)
+                except OwnershipLost:
+                    raise
+                except ExchangeError as read:
+                    leg.error = PermanentError(
+                        f"{exc.message}; then a read failed: {read.message}", code=exc.code
+                    )
                     break
-                rerounded = True
-                mark = await self._gateway.mark_price(symbol)
                 leg.trigger_price = inside_mark(rules, leg.side, leg.order_type, mark)
                 log.warning(
                     "protection.trigger_rerounded",
@@ -281,6 +334,11 @@ class Protector:
             detail=str(leg.error),
         )
 
+    async def _standing(self, client_algo_id: str) -> AlgoOrder | None:
+        """The leg under ``client_algo_id`` if one stands; a failed one of an earlier try is none."""
+        found = await self._gateway.get_algo(client_algo_id)
+        return found if found is not None and found.status.is_placed else None
+
     async def _emergency_close(
         self, run: Run, size: Decimal, exit_side: OrderSide, legs: list[Leg], reasons: str, *, resume: bool
     ) -> Order | None:
@@ -291,7 +349,7 @@ class Protector:
         """
         symbol, out = run.intent.symbol, run.out
         for leg in legs:
-            if leg.order is not None:
+            if leg.order is not None and leg.order.status.is_armed:
                 with contextlib.suppress(PermanentError, RetryableError):
                     if await self._gateway.cancel_algo(leg.order.algo_id):
                         self.own.get(symbol, set()).discard(leg.order.algo_id)
@@ -346,6 +404,11 @@ class Protector:
         )
         log.error("position.closed_emergency", intent_id=run.key, symbol=symbol, reasons=reasons)
         return order
+
+
+def _fired(legs: list[Leg]) -> bool:
+    """True when a leg's trigger was crossed: the position is leaving (or left) through it."""
+    return any(leg.order is not None and leg.order.status.has_fired for leg in legs)
 
 
 def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:

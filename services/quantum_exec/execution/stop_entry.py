@@ -5,7 +5,9 @@ It is placed through the Algo Order API (not reduce-only) under the entry's clie
 triggered order carries an id of the exchange's (``actualOrderId``): a STOP_MARKET's fills at
 once; a STOP's is a LIMIT that may rest, and is then worked like a LIMIT entry
 (:mod:`.working`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
-symbol is waiting; one that triggered meanwhile is followed through.
+symbol is waiting; one that triggered meanwhile is followed through. So is one caught in
+TRIGGERING (the cancel answers ``-2011``): the exchange is placing its order, which is followed
+until it exists (then filled and protected like any other), for ``FOLLOW_S`` at most.
 
 A stop entry waits for the market, seconds to minutes, so it is not polled: while the account
 view is live it waits on the algo order's ALGO_UPDATE (the user data stream), and reads the order
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from quantum_exec.errors import UnknownOutcomeError
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide
+from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
 from quantum_exec.execution.ports import AccountView, AlgoState, CloseRequests, Gateway
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
@@ -40,8 +42,9 @@ POLL_S = 0.25
 CHECK_S = 5.0
 # A CLOSE of the symbol (announced here or by another instance) is looked for this often.
 CLOSE_CHECK_S = 0.25
-# The statuses in which no order stands behind the entry yet.
-_UNTRIGGERED = frozenset({AlgoStatus.NEW, AlgoStatus.TRIGGERING})
+# Asked to end but caught in TRIGGERING: its order is awaited this long at most, then the outcome
+# is unknown and the intent is left to be resumed (which follows the same algo order again).
+FOLLOW_S = 30.0
 
 
 class StopEntry:
@@ -90,27 +93,43 @@ class StopEntry:
         limit_s = working_limit_s(self._settings, intent)
         deadline = run.began + limit_s
         seen: AlgoState | None = None
+        follow_until: float | None = None  # set once asked to end: from then on only followed
         with run.step("stop_entry"):
             while True:
                 order = await self._order_of(intent.symbol, algo)
                 if order is not None or algo.status.is_final:
                     return order, algo
-                why, view = await self._wait(run, algo.client_algo_id, seen, deadline, limit_s)
-                if why is not None:
-                    cancelled = await self._gateway.cancel_algo(algo.algo_id)
-                    log.info("stop_entry.cancelled", intent_id=run.key, why=why, cancelled=cancelled)
-                    found = await self._gateway.get_algo(algo.client_algo_id)
-                    if found is not None:
-                        algo = found
-                    # Triggered in the meantime: its order is followed like any other.
-                    return await self._order_of(intent.symbol, algo), algo
+                view: AlgoState | None
+                if follow_until is None:
+                    why, view = await self._wait(run, algo.client_algo_id, seen, deadline, limit_s)
+                    if why is not None:
+                        cancelled = await self._gateway.cancel_algo(algo.algo_id)
+                        log.info("stop_entry.cancelled", intent_id=run.key, why=why, cancelled=cancelled)
+                        follow_until = time.monotonic() + FOLLOW_S
+                else:
+                    if time.monotonic() >= follow_until:
+                        raise UnknownOutcomeError(
+                            f"stop entry {algo.client_algo_id} still {algo.status} {FOLLOW_S:g} s after it "
+                            "was cancelled: the order its trigger places is not known yet"
+                        )
+                    view = await self._changed(intent.symbol, algo.client_algo_id, seen)
                 if view is not None:
                     seen = view
-                    if view.status in _UNTRIGGERED:
-                        continue  # the stream says it still waits: nothing to read
+                    if not view.status.has_order and not view.status.is_final:
+                        continue  # the stream says no order stands yet: nothing to read
+                # Cancelled, or fired meanwhile (TRIGGERING: its order is followed until it exists).
                 found = await self._gateway.get_algo(algo.client_algo_id)
                 if found is not None:
                     algo = found
+
+    async def _changed(self, symbol: str, client_algo_id: str, seen: AlgoState | None) -> AlgoState | None:
+        """While following a triggering entry: its next change on the live view, or None once a
+        REST read is due (every ``POLL_S``; a trigger completes within milliseconds)."""
+        account = self._account()
+        if account is None or account.position_amount(symbol) is None:
+            await asyncio.sleep(POLL_S)
+            return None
+        return await account.algo_changed(client_algo_id, POLL_S, seen)
 
     async def _wait(
         self, run: Run, client_algo_id: str, seen: AlgoState | None, deadline: float, limit_s: float
@@ -143,6 +162,6 @@ class StopEntry:
                 return None, None  # went stale while waiting
 
     async def _order_of(self, symbol: str, algo: AlgoOrder) -> Order | None:
-        if algo.status in _UNTRIGGERED or algo.actual_order_id in ("", "0"):
+        if not algo.status.has_order or algo.actual_order_id in ("", "0"):
             return None
         return await self._gateway.get_order_by_id(symbol, int(algo.actual_order_id))

@@ -82,7 +82,7 @@ class LegsBesideEntry:
             ids = [leg.client_algo_id for leg in legs]
             account.hold_legs(ids)
             self._held[symbol] = ids
-        await self._protector.place(rules, symbol, legs, None)
+        await self._protector.place(rules, symbol, legs)
 
     def release(self, symbol: str) -> None:
         """The intent is done: the live OCO looks after the legs again (safe when none are held)."""
@@ -117,7 +117,7 @@ class LegsBesideEntry:
                 else:
                     to_place.append(leg)
             if to_place:
-                await self._protector.place(rules, symbol, to_place, None)
+                await self._protector.place(rules, symbol, to_place)
         return await self._protector.settle(run, legs, entry.executed_qty, long=long, resume=resume)
 
     async def _read_back(self, symbol: str, entry: Order, legs: list[Leg]) -> None:
