@@ -89,6 +89,7 @@ class IntentConsumer:
         *,
         on_progress: ProgressHook | None = None,
         on_close: Callable[[str, str], None] | None = None,
+        link: RedisLink | None = None,
     ) -> None:
         self.redis = redis
         # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early.
@@ -110,7 +111,8 @@ class IntentConsumer:
         # Entries that were delivered before (own pending at start, claimed from the dead): the
         # intents among them that were executing run first, one at a time.
         self._recovery = RecoveryGate()
-        self._link = RedisLink(settings.redis_reconnect_max_s)
+        # Shared with whatever else calls Redis on the order path (plans, close signals).
+        self._link = link or RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
         self._leases = Leases(self.store, settings, self._link, self._stopping)
