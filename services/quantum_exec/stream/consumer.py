@@ -296,6 +296,7 @@ class IntentConsumer:
             return  # when stopping, the entry stays pending for the next start or another consumer
         metrics.INTENTS_RECEIVED.inc()
         entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
+        entry.outage_since = self._link.writes_maybe_lost_since()
         if entry.recovering:
             self._recovery.arrived(stream_id)
         self._held[stream_id] = entry
@@ -413,9 +414,7 @@ class IntentConsumer:
             if begun.state is BeginState.CONFLICT:
                 await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
                 return None
-            lost_by = record_lost_by(
-                self._link.writes_maybe_lost_since(), entry.deliveries, self._connected_at
-            )
+            lost_by = record_lost_by(entry, self._link.writes_maybe_lost_since(), self._connected_at)
             attempt = attempt_of(begun, self.settings.max_attempts, record_lost_by=lost_by)
             if attempt.resume and begun.state is BeginState.NEW:
                 log.info(
