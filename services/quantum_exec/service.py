@@ -28,8 +28,9 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
 from quantum_exec.redis_client import connect, location
 from quantum_exec.settings import Settings
-from quantum_exec.stream.consumer import Handler, IntentConsumer
+from quantum_exec.stream.consumer import IntentConsumer
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
+from quantum_exec.stream.runner import Handler
 
 if TYPE_CHECKING:
     from binance_sim import Simulator
