@@ -48,15 +48,15 @@ async def test_invalid_payload_reusing_an_in_flight_intent_id_leaves_the_real_re
 
     await wait_for(resting, 10, "the LIMIT resting on the book")
     invalid = {"intent_id": "reuse-1", "symbol": "BTCUSDT", "side": "HOLD", "quantity": "0.010"}
-    invalid_id = (
-        await desk.redis.xadd(names["intent_stream"], encode_intent_fields(invalid, "test"))
-    ).decode()  # type: ignore[arg-type]
+    fields = encode_intent_fields(invalid, "test")
+    invalid_id = (await desk.redis.xadd(names["intent_stream"], fields)).decode()  # type: ignore[arg-type]
 
     async def invalid_answered() -> bool:
+        [group] = await desk.redis.xinfo_groups(names["intent_stream"])
         pending = await desk.redis.xpending_range(
             names["intent_stream"], names["consumer_group"], min=invalid_id, max=invalid_id, count=1
         )
-        return not pending and await desk.redis.xlen(names["intent_stream"]) == 2
+        return group["last-delivered-id"].decode() == invalid_id and not pending
 
     await wait_for(invalid_answered, 10, "the invalid entry answered")
     assert resting(), "the resting LIMIT was touched by the invalid entry"
