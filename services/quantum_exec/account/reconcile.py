@@ -2,8 +2,8 @@
 
 The stream cannot tell what happened while it was down; NautilusTrader reconciles by REST after
 every reconnect for that reason (and its #4043 is the stop filled while the process was away
-with the target left armed). Given positionRisk, openAlgoOrders and the intents we recorded as
-holding a position, :func:`plan_reconcile` answers:
+with the target left armed). Given the account view once positionRisk and openAlgoOrders are
+merged into it, and the intents we recorded as holding a position, :func:`plan_reconcile` answers:
 
 * our protective orders on a flat symbol, or on the side that cannot reduce -> cancel;
 * a recorded position whose stop-loss or take-profit is missing or smaller than the position
@@ -24,8 +24,9 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from quantum_exec.account.oco import Cancel, can_reduce
+from quantum_exec.account.positions import PositionView
 from quantum_exec.account.state import AlgoView
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, Position
+from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 from quantum_exec.ids import client_order_id, is_own_protective
 
 ZERO: Final = Decimal(0)
@@ -82,11 +83,14 @@ ReconcileAction = Cancel | Protect | RecordFlat | ReportExternal
 
 
 def plan_reconcile(
-    positions: Iterable[Position], open_algo_orders: Iterable[AlgoOrder], records: Iterable[IntentRecord]
+    positions: Iterable[PositionView], open_algo_orders: Iterable[AlgoView], records: Iterable[IntentRecord]
 ) -> list[ReconcileAction]:
-    """The actions that bring the exchange and our records back in line (pure; see the module doc)."""
-    by_symbol = {p.symbol: p for p in positions if p.position_side == "BOTH"}
-    legs = [AlgoView.from_rest(o) for o in open_algo_orders if is_own_protective(o.client_algo_id)]
+    """The actions that bring the exchange and our records back in line (pure; see the module doc).
+
+    ``positions`` and ``open_algo_orders`` are the account view once a resync merged its snapshots.
+    """
+    by_symbol = {p.symbol: p for p in positions}
+    legs = [o for o in open_algo_orders if is_own_protective(o.client_algo_id)]
     legs_by_id = {leg.client_algo_id: leg for leg in legs if not leg.status.is_final}
     records_by_symbol: dict[str, list[IntentRecord]] = {}
     for record in records:
