@@ -364,8 +364,10 @@ class AccountFollower(Resyncing):
                 await self._tick_lease()
             except REDIS_DOWN as exc:
                 log.warning("account_lease.redis_down", error=str(exc))
+                self._lease_lost()
             except Exception:
                 log.exception("account_lease.failed")
+                self._lease_lost()
 
     async def _tick_lease(self) -> None:
         was = self.leader
@@ -377,6 +379,14 @@ class AccountFollower(Resyncing):
                 self._spawn(self._take_over(), "account-takeover")
         elif was and not self.leader:
             log.warning("account_lease.lost")
+
+    def _lease_lost(self) -> None:
+        """The lease could not be renewed: it may be another instance's by now, so act on nothing
+        until it is taken again (and the takeover resyncs)."""
+        if self.leader:
+            log.warning("account_lease.lost", detail="not renewed: acting on nothing until it is ours again")
+        self.leader = False
+        metrics.ACCOUNT_LEASE_HELD.set(0)
 
     async def _take_over(self) -> None:
         """A new holder: publish what the old one may not have, then resync and reconcile."""
@@ -399,5 +409,5 @@ class AccountFollower(Resyncing):
         try:
             self.leader = await self.store.take_lease() > 0
         except REDIS_DOWN:
-            return False
+            self._lease_lost()
         return self.leader

@@ -8,7 +8,7 @@ merged into it, and the intents we recorded as holding a position, :func:`plan_r
 * our protective orders on a flat symbol, or on the side that cannot reduce -> cancel;
 * a recorded position whose stop-loss or take-profit is missing or smaller than the position
   -> protect again with the recorded trigger, under the intent's own client id (``replaces``
-  names the order to cancel first when one exists);
+  names the leg the new one replaces when one exists: placed first, then that one cancelled);
 * a record whose position is gone (or now points the other way) -> the record is flat;
 * a position (or the part of one) we did not open -> report it, touch nothing.
 
@@ -25,6 +25,7 @@ from typing import Final, Literal
 
 from quantum_exec.account.oco import Cancel, can_reduce
 from quantum_exec.account.positions import PositionView
+from quantum_exec.account.roles import leg_ids
 from quantum_exec.account.state import AlgoView
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 from quantum_exec.ids import client_order_id, is_own_protective
@@ -48,7 +49,8 @@ class IntentRecord:
 
 @dataclass(frozen=True, slots=True)
 class Protect:
-    """Place the ``role`` leg of ``intent_key`` (after cancelling ``replaces`` when set)."""
+    """Place the ``role`` leg of ``intent_key``; with ``replaces`` set, under that leg's alternate id
+    and before cancelling it (make before break)."""
 
     symbol: str
     intent_key: str
@@ -130,7 +132,8 @@ def _protect(record: IntentRecord, needed: Decimal, legs_by_id: dict[str, AlgoVi
         if trigger is None:
             continue
         client_algo_id = client_order_id(record.intent_key, role)
-        leg = legs_by_id.get(client_algo_id)
+        plain, replaced = leg_ids(client_algo_id)
+        leg = legs_by_id.get(plain) or legs_by_id.get(replaced)
         if leg is not None and (
             leg.close_position or leg.quantity >= needed or leg.status is not AlgoStatus.NEW
         ):

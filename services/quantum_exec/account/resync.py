@@ -26,7 +26,7 @@ from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, 
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.state import AccountState, AlgoView
 from quantum_exec.account.store import AccountStore
-from quantum_exec.exchange.fencing import reset_check, set_check
+from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
 from quantum_exec.ids import client_order_id
@@ -126,6 +126,11 @@ class Resyncing(LiveOco, Publishing):
                     elif isinstance(action, ReportExternal):
                         external += 1
                         await self._report_external(action)
+                except OwnershipLost:
+                    log.warning(
+                        "reconcile.not_leader", detail="the account lease is not ours: nothing more sent"
+                    )
+                    break
                 except Exception as exc:
                     metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="failed").inc()
                     log.error(
@@ -142,19 +147,18 @@ class Resyncing(LiveOco, Publishing):
         metrics.EXTERNAL_POSITIONS.set(external)
 
     async def _protect(self, action: Protect, by_client_id: dict[str, AlgoView]) -> None:
-        if action.replaces is not None:
-            await self._cancel(by_client_id[action.replaces].algo_id, "protection too small")
-        s = self._settings
-        await self._gateway.place_algo(
-            action.symbol,
-            action.side,
-            OrderType(action.order_type),
-            action.trigger_price,
-            action.client_algo_id,
-            quantity=action.quantity,
-            working_type=s.working_type.value,
-            price_protect=s.price_protect,
-        )
+        old = by_client_id.get(action.replaces) if action.replaces is not None else None
+        if old is not None:
+            await self._replace_leg(old, action.quantity, "protection too small", action.trigger_price)
+        else:
+            await self._place_leg(
+                action.symbol,
+                action.side,
+                OrderType(action.order_type),
+                action.trigger_price,
+                action.client_algo_id,
+                action.quantity,
+            )
         log.warning(
             "reconcile.protected",
             symbol=action.symbol,
