@@ -6,12 +6,16 @@ history of conditional orders, never the service's records.
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from redis import asyncio as aioredis
 
+from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide
 from support.desk import Desk
@@ -75,25 +79,34 @@ async def test_a_failed_replacement_keeps_the_old_leg_and_ends_with_one_set_of_l
         assert old["updateTime"] >= new["createTime"], (old, new)
 
 
+async def _open_and_close_by_hand(desk: Desk, intent_id: str, cut: Any) -> tuple[str, str]:
+    """A protected long, then ``cut()`` (the leader loses Redis or its lease) and a close by hand;
+    returns the legs' client ids."""
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(**_long(intent_id, mark, "0.010"))
+    opened = await desk.result(intent_id)
+    assert opened.protection is ProtectionState.PROTECTED
+    assert opened.stop_loss is not None and opened.take_profit is not None
+    gateway = BinanceGateway(desk.settings(), desk.sim.base_url)
+    await gateway.start()
+    try:
+        await cut()
+        await gateway.place_market("BTCUSDT", OrderSide.SELL, Decimal("0.010"), "by-hand-close")
+    finally:
+        await gateway.close()
+    return opened.stop_loss.client_algo_id, opened.take_profit.client_algo_id
+
+
 async def test_a_leader_whose_lease_went_to_another_owner_cancels_no_legs(desk: Desk) -> None:
     service = await desk.service(account_lease_ttl_s=3.0)
     account = service.account
     assert account is not None and account.leader
-    mark = desk.sim.engine.mark("BTCUSDT")
-    await desk.publish(**_long("fence-open", mark, "0.010"))
-    opened = await desk.result("fence-open")
-    assert opened.protection is ProtectionState.PROTECTED
-    assert opened.stop_loss is not None and opened.take_profit is not None
-    legs = (opened.stop_loss.client_algo_id, opened.take_profit.client_algo_id)
 
-    gateway = BinanceGateway(desk.settings(), desk.sim.base_url)
-    await gateway.start()
-    try:
+    async def another_owner() -> None:
         # Another instance holds the account lease now; this one has not noticed yet.
         await desk.redis.set(account.store.lease_key, "999999|someone-else", px=60_000)
-        await gateway.place_market("BTCUSDT", OrderSide.SELL, Decimal("0.010"), "by-hand-close")
-    finally:
-        await gateway.close()
+
+    legs = await _open_and_close_by_hand(desk, "fence-open", another_owner)
     assert desk.position("BTCUSDT") == 0
     await wait_for(lambda: account.position_amount("BTCUSDT") == 0, 5, "the close seen by the follower")
     await wait_for(lambda: all(t.done() for t in account._oco_tasks.values()), 5, "the OCO idle")
@@ -106,3 +119,34 @@ async def test_a_leader_whose_lease_went_to_another_owner_cancels_no_legs(desk: 
     await wait_for(
         lambda: [desk.algo_status(leg) for leg in legs] == ["CANCELED"] * 2, 10, "the legs cancelled"
     )
+
+
+async def test_a_leader_cut_off_from_redis_cancels_no_legs(
+    sim: Simulator, unique_names: dict[str, Any]
+) -> None:
+    with EmbeddedRedis() as private:
+        desk = Desk(sim, aioredis.Redis.from_url(private.url, protocol=2), unique_names, private.url)
+        try:
+            service = await desk.service(account_lease_ttl_s=3.0)
+            account = service.account
+            assert account is not None and account.leader
+
+            async def redis_gone() -> None:
+                await asyncio.to_thread(private.stop)
+
+            legs = await _open_and_close_by_hand(desk, "cut-open", redis_gone)
+            await wait_for(
+                lambda: account.position_amount("BTCUSDT") == 0, 5, "the close seen by the follower"
+            )
+            await wait_for(lambda: all(t.done() for t in account._oco_tasks.values()), 15, "the OCO idle")
+            assert [desk.algo_status(leg) for leg in legs] == ["NEW", "NEW"]
+            assert not account.leader
+
+            # Redis back (empty): the instance takes the lease, resyncs and cancels the flat legs.
+            await asyncio.to_thread(private.start)
+            await wait_for(lambda: account.leader, 10, "the lease taken again")
+            await wait_for(
+                lambda: [desk.algo_status(leg) for leg in legs] == ["CANCELED"] * 2, 10, "the legs cancelled"
+            )
+        finally:
+            await desk.close()
