@@ -14,10 +14,11 @@ import pytest
 from redis import asyncio as aioredis
 
 from binance_sim import Simulator
+from quantum_exec.account.roles import replacement_of
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import OrderSide
+from quantum_exec.exchange.wire import OrderSide, OrderType
 from support.desk import Desk
 from support.waiting import wait_for
 
@@ -150,3 +151,35 @@ async def test_a_leader_cut_off_from_redis_cancels_no_legs(
             )
         finally:
             await desk.close()
+
+
+async def test_a_leg_armed_twice_is_left_armed_once(desk: Desk) -> None:
+    """A copy of a leg under its alternate id (a replacement whose outcome was unknown and landed
+    late, or a resumed attempt) is noticed when it is armed: one of the two is cancelled."""
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(**_long("twin-open", mark, "0.010"))
+    opened = await desk.result("twin-open")
+    assert opened.protection is ProtectionState.PROTECTED and opened.stop_loss is not None
+    gateway = BinanceGateway(desk.settings(), desk.sim.base_url)
+    await gateway.start()
+    try:
+        await gateway.place_algo(
+            "BTCUSDT",
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            opened.stop_loss.trigger_price,
+            replacement_of(opened.stop_loss.client_algo_id),
+            quantity=Decimal("0.010"),
+            working_type="MARK_PRICE",
+            price_protect=False,
+        )
+    finally:
+        await gateway.close()
+    stops = [opened.stop_loss.client_algo_id, replacement_of(opened.stop_loss.client_algo_id)]
+    await wait_for(
+        lambda: sorted(str(desk.algo_status(s)) for s in stops) == ["CANCELED", "NEW"],
+        5,
+        "one stop left armed",
+    )
+    assert len(desk.open_algos("BTCUSDT")) == 2

@@ -44,7 +44,7 @@ from quantum_exec.account.publishing import (
     wake_key,
 )
 from quantum_exec.account.resync import Resyncing
-from quantum_exec.account.roles import intent_digest
+from quantum_exec.account.roles import intent_digest, replacement_of
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.account.userstream import UserStream
@@ -52,7 +52,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.ids import client_order_id
+from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -320,6 +320,8 @@ class AccountFollower(Resyncing):
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
+            elif self._twin_open(event):
+                self._kick(event.symbol)  # a leg armed beside its other copy: the OCO keeps one
         elif isinstance(event, AccountUpdate) and event.reason == "FUNDING_FEE":
             self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
         elif (
@@ -329,6 +331,13 @@ class AccountFollower(Resyncing):
         ):
             log.warning("account.drift", symbols=self.state.drifted_symbols())
             self._spawn(self._resync(), "account-resync")
+
+    def _twin_open(self, event: AlgoUpdate) -> bool:
+        """True when our leg of ``event`` is open under both of its ids (see :func:`.roles.leg_ids`)."""
+        if not is_own_protective(event.client_algo_id):
+            return False
+        twin = replacement_of(event.client_algo_id)
+        return any(a.client_algo_id == twin for a in self.state.own_protective_known(event.symbol))
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
         self._moves.put_nowait(Moved(fill, before, after, time.monotonic()))
