@@ -2,8 +2,9 @@
 travels survives it (style.md 17), and the leader does not treat the real position as flat.
 
 The service runs whole over real Redis and the simulator; the resync is a takeover's (the account
-lease comes back to the service), made slow by the simulator's latency on openAlgoOrders, so the
-positionRisk snapshot is taken before the entry fills and applied after.
+lease comes back to the service), made slow by the simulator's latency on openAlgoOrders (the
+positionRisk snapshot is taken before the entry fills and applied after) or on positionRisk (the
+snapshot already holds the fill the stream brought).
 """
 
 from __future__ import annotations
@@ -19,26 +20,27 @@ from support.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-async def test_a_fill_during_a_slow_resync_survives_it_and_the_close_closes_it(desk: Desk) -> None:
+@pytest.mark.parametrize(
+    "slow",
+    [
+        # positionRisk answered before the fill, applied after it: the fill must survive.
+        "/fapi/v1/openAlgoOrders",
+        # positionRisk answered after the fill (it holds it already): the fill must not count twice.
+        "/fapi/v2/positionRisk",
+    ],
+)
+async def test_a_fill_during_a_slow_resync_survives_it_and_the_close_closes_it(desk: Desk, slow: str) -> None:
     service = await desk.service()
     account = service.account
     assert account is not None and account.leader
     mark = desk.sim.engine.mark("BTCUSDT")
-    desk.sim.set_faults(
-        faults=[
-            {"kind": "latency", "method": "GET", "path": "/fapi/v1/openAlgoOrders", "ms": 1500, "count": 1}
-        ]
-    )
-    listed = desk.sim.request_counts["GET /fapi/v1/openAlgoOrders"]
+    desk.sim.set_faults(faults=[{"kind": "latency", "method": "GET", "path": slow, "ms": 1500, "count": 1}])
+    asked = desk.sim.request_counts[f"GET {slow}"]
     resyncs_before = account.state.generation
     # Another owner holds the account lease for a moment; taking it back resyncs (a takeover).
     await desk.redis.set(account.store.lease_key, "999999|someone-else", px=400)
-    await wait_for(
-        lambda: desk.sim.request_counts["GET /fapi/v1/openAlgoOrders"] > listed,
-        10,
-        "the takeover's slow listing",
-    )
-    assert account.state.generation == resyncs_before  # the snapshot of positions is taken, not applied
+    await wait_for(lambda: desk.sim.request_counts[f"GET {slow}"] > asked, 10, "the takeover's slow request")
+    assert account.state.generation == resyncs_before  # the snapshots are on their way, not applied
 
     await desk.publish(
         intent_id="merge-open",
