@@ -45,6 +45,9 @@ def test_protective_ids_are_recognised() -> None:
     others: tuple[Role, ...] = ("entry", "close", "flatten")
     for role in others:
         assert not is_own_protective(client_order_id(key, role))
+    # The alternate id a replaced leg is placed under (make before break) is ours too.
+    assert is_own_protective(client_order_id(key, "sl", 1))
+    assert not is_own_protective(client_order_id(key, "sl", 2))
 
 
 @pytest.mark.parametrize(
