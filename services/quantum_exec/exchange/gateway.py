@@ -232,9 +232,10 @@ class BinanceGateway:
     ) -> Any:
         """Send one request; retries what is safe to retry and raises a typed error otherwise.
 
-        An order request is fenced right before it leaves (after pacing): a caller that lost its
-        intent's lease sends nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``,
-        the moment it really left, and an answer ``parse`` cannot read is an unknown outcome too.
+        A request that changes state (an order, a cancel, a leverage or margin-type change) is
+        fenced right before it leaves (after pacing): a caller that lost its intent's lease sends
+        nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``, the moment it really
+        left, and an answer ``parse`` cannot read is an unknown outcome too.
         """
         ws_method = WS_API_METHODS.get(ep) if self.ws is not None and rest_only is False else None
         if ws_method is not None and self.ws is not None and self.ws.connected:
@@ -247,7 +248,7 @@ class BinanceGateway:
         rate_limited = 0
         while True:
             await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
-            if ep.orders:
+            if ep.fenced:
                 await ensure_owner(f"{ep.method.upper()} {label}")
             sent_at = time.monotonic()
             started = time.perf_counter()
@@ -340,7 +341,7 @@ class BinanceGateway:
         assert self.ws is not None
         label = f"ws:{method}"
         await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
-        if ep.orders:
+        if ep.fenced:
             await ensure_owner(label)
         sent_at = time.monotonic()
         started = time.perf_counter()
