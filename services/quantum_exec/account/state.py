@@ -49,6 +49,8 @@ MAX_ORDERS_WITH_FILLS: Final = 4096
 MAX_CLOSED_ALGO_ORDERS: Final = 4096
 # Recent fills kept to be applied again over a REST snapshot older than they are.
 MAX_RECENT_FILLS: Final = 4096
+
+
 class StaleStateError(QuantumError):
     """The view is not known to match the exchange (stream down, or no resync yet): do not act on it."""
 
