@@ -852,7 +852,7 @@ class Engine:
         per_symbol = self.max_algo_orders_per_symbol or spec.max_num_algo_orders
         pending = [*self.open_algo.values(), *self.triggering.values()]
         if len(pending) >= MAX_OPEN_ALGO_ORDERS or (
-            sum(1 for a in pending if a.symbol == spec.symbol) >= per_symbol
+            per_symbol is not None and sum(1 for a in pending if a.symbol == spec.symbol) >= per_symbol
         ):
             raise errors.MAX_STOP_ORDERS()
         if any(a.client_algo_id == client_id for a in self.open_algo.values()):
