@@ -57,9 +57,9 @@ User data stream (``userstream.py`` keys, sockets and fan-out; ``events.py`` the
   them before returning. A cancel in TRIGGERING answers ``-2011``. A reduce-only or closePosition
   trigger that finds no position ends REJECTED, rm "Reduce Only reject", with no order behind it;
   one whose order fails the margin check ends REJECTED with that error's message.
-- Limits: open (NEW or TRIGGERING) conditional orders are limited per symbol by exchangeInfo's
-  MAX_NUM_ALGO_ORDERS filter (10 when absent; ``SimConfig.max_algo_orders_per_symbol`` overrides)
-  and to 200 per account: ``-4045`` "Reach max stop order limit." beyond. A reduce-only MARKET
+- Limits: open (NEW or TRIGGERING) conditional orders are limited to 200 per account, ``-4045``
+  "Reach max stop order limit." beyond (Binance removed the per-symbol MAX_NUM_ALGO_ORDERS filter of
+  10 on 2025-12-29; ``SimConfig.max_algo_orders_per_symbol`` restores one). A reduce-only MARKET
   larger than the position fills the position size, its origQty shrunk to it, status FILLED.
 
 Python API::

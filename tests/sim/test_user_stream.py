@@ -286,27 +286,16 @@ async def test_reduce_only_trigger_without_position_is_rejected(
     await listener.close()
 
 
-async def test_eleventh_open_algo_order_of_a_symbol_is_minus_4045(raw: Raw) -> None:
-    for i in range(10):
+async def test_no_per_symbol_limit_of_open_conditional_orders_since_2025_12_29(raw: Raw) -> None:
+    """Binance removed MAX_NUM_ALGO_ORDERS (10 per symbol) on 2025-12-29: only 200 per account remain."""
+    for i in range(12):
         status, body = await algo(
             raw, side="SELL", type="STOP_MARKET", triggerPrice=str(80000 + i), quantity="0.010"
         )
         assert status == 200, body
-    status, body = await algo(raw, side="SELL", type="STOP_MARKET", triggerPrice="79000", quantity="0.010")
-    assert (status, body) == (400, {"code": -4045, "msg": "Reach max stop order limit."})
-    status, body, _ = await raw.signed(
-        "POST",
-        "/fapi/v1/algoOrder",
-        {
-            "symbol": "ETHUSDT",
-            "algoType": "CONDITIONAL",
-            "side": "SELL",
-            "type": "STOP_MARKET",
-            "triggerPrice": "3000",
-            "quantity": "0.100",
-        },
-    )
-    assert status == 200, body  # the limit is per symbol
+    status, body, _ = await raw.request("GET", "/fapi/v1/exchangeInfo")
+    [btc] = [s for s in body["symbols"] if s["symbol"] == "BTCUSDT"]
+    assert "MAX_NUM_ALGO_ORDERS" not in {f["filterType"] for f in btc["filters"]}
 
 
 async def test_reduce_only_market_beyond_position_fills_the_position(raw: Raw) -> None:
