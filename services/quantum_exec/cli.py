@@ -102,9 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
-    from quantum_exec.runtime import clear_endpoints, write_endpoints
+    from quantum_exec.runtime import clear_endpoints, runtime_dir, write_endpoints
     from quantum_exec.service import Service
 
+    if settings.embedded_redis or settings.embedded_sim:
+        runtime_dir()  # refuses a directory another user planted, before anything starts
     setup_logging(settings, secrets=secret_values(settings))
     log = get_logger("quantum_exec.cli")
     # Logs a warning per loose file: the EnvironmentFile and a private key.
