@@ -16,7 +16,13 @@ import orjson
 
 from quantum_exec import __version__
 from quantum_exec.errors import ConfigError, QuantumError
-from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, default_state_dir, load_settings
+from quantum_exec.settings import (
+    DEFAULT_ENV_FILE,
+    Settings,
+    default_state_dir,
+    load_settings,
+    mask_url_password,
+)
 
 DESCRIPTION = """\
 quantum-exec executes TradeIntents from a Redis stream on Binance USD-M futures: MARKET entry,
@@ -123,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info(
                 "service.endpoints_recorded",
                 path=str(path),
-                redis_url=service.redis_url,
+                redis_url=mask_url_password(service.redis_url or ""),
                 exchange_url=service.exchange_url,
             )
 

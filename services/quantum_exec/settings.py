@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from pydantic import (
     AliasChoices,
@@ -390,12 +391,33 @@ def cluster_key_problem(settings: Settings) -> str | None:
 
 
 def mask_url_password(url: str) -> str:
-    if "@" not in url or "://" not in url:
+    """``url`` with its passwords shown as ``****``: in the userinfo and in a query parameter
+    (``?password=``, which redis-py reads as well)."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
+    rest, mark, query = rest.partition("?")
+    if "@" in rest:
+        creds, host = rest.rsplit("@", 1)
+        rest = f"{creds.split(':', 1)[0]}:****@{host}"
+    if query:
+        parts = query.split("&")
+        query = "&".join(f"{p.partition('=')[0]}=****" if _is_password_param(p) else p for p in parts)
+    return f"{scheme}://{rest}{mark}{query}"
+
+
+def url_query_passwords(url: str) -> list[str]:
+    """The values of a URL's password query parameters (decoded and as written)."""
+    found: list[str] = []
+    for part in url.partition("?")[2].split("&"):
+        value = part.partition("=")[2]
+        if _is_password_param(part) and value:
+            found.extend({value, unquote_plus(value)})
+    return found
+
+
+def _is_password_param(part: str) -> bool:
+    return "password" in unquote_plus(part.partition("=")[0]).lower()
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -16,13 +16,12 @@ import traceback
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
-if TYPE_CHECKING:
-    from quantum_exec.settings import Settings
+from quantum_exec.settings import Settings, url_query_passwords
 
 REDACTED = "[REDACTED]"
 # Shorter values would match all over ordinary text and make the logs unreadable; a secret that
@@ -301,6 +300,7 @@ def secret_values(settings: Settings) -> list[str]:
         password = urlsplit(settings.redis_url).password
         if password:
             found.extend({password, unquote(password)})
+        found.extend(url_query_passwords(settings.redis_url))
     if settings.private_key_passphrase is not None and settings.private_key_passphrase.get_secret_value():
         found.append(settings.private_key_passphrase.get_secret_value())
     found.extend(_key_file_secrets(settings.private_key_file))
