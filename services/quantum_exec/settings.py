@@ -439,12 +439,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+# The secrets systemd may pass as credentials (files named after the variables).
+CREDENTIAL_NAMES = (
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "BINANCE_PRIVATE_KEY_PASSPHRASE",
+    "QUANTUM_API_TOKEN",
+    "QUANTUM_REDIS_PASSWORD",
+    "QUANTUM_REDIS_SENTINEL_PASSWORD",
+)
+
+
 def read_credentials(directory: str | None) -> dict[str, str]:
     """Secrets passed by systemd ``LoadCredential=`` (files named after the variables)."""
     found: dict[str, str] = {}
     if not directory:
         return found
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_PASSPHRASE"):
+    for name in CREDENTIAL_NAMES:
         path = Path(directory) / name
         if path.is_file():
             found[name] = path.read_text(encoding="utf-8").strip()
