@@ -8,8 +8,11 @@ redaction filter that replaces every known secret value before any handler forma
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import traceback
@@ -321,6 +324,18 @@ def _key_file_secrets(path: Path | None) -> list[str]:
     return [text.strip(), "".join(body), *(line for line in body if len(line) >= 16)]
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Opens every log file (the first and each one after a rotation) as 0600, whatever the umask:
+    the log holds the order flow, positions and account details."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # A file left by an older version (or created under a loose umask) is tightened too.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
     """Install the service's handlers on the root logger; safe to call again (replaces them).
 
@@ -336,9 +351,9 @@ def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO
     console.setFormatter(formatter)
     handlers.append(console)
     if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Files are read by tools, not people: always JSON whatever the console format is.
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = PrivateRotatingFileHandler(
             settings.log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
         file_handler.setFormatter(JsonFormatter())
