@@ -18,6 +18,7 @@ from quantum_exec import __version__
 from quantum_exec.errors import ConfigError, QuantumError
 from quantum_exec.settings import (
     DEFAULT_ENV_FILE,
+    ExchangeEnv,
     Settings,
     default_state_dir,
     load_settings,
@@ -115,8 +116,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime_dir()  # refuses a directory another user planted, before anything starts
     setup_logging(settings, secrets=secret_values(settings))
     log = get_logger("quantum_exec.cli")
-    # Logs a warning per loose file: the EnvironmentFile and a private key.
-    check_secret_file_permissions([_env_file_arg(args.env_file), settings.private_key_file])
+    # A loose EnvironmentFile or private key: refused with real money, a warning elsewhere.
+    check_secret_file_permissions(
+        [_env_file_arg(args.env_file), settings.private_key_file],
+        refuse=settings.exchange is ExchangeEnv.LIVE,
+    )
 
     def on_ready() -> None:
         # Lets `submit`/`results` in another terminal find a private Redis without configuration.

@@ -321,6 +321,23 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _exchange_over_tls(self) -> Settings:
+        # Keys, signatures and the account's orders never travel in clear text to a real exchange.
+        if self.exchange is ExchangeEnv.SIM:
+            return self
+        for variable, url in (
+            ("QUANTUM_BINANCE_BASE_URL", self.binance_base_url),
+            ("QUANTUM_BINANCE_STREAM_URL", self.binance_stream_url),
+            ("QUANTUM_BINANCE_WS_API_URL", self.binance_ws_api_url),
+        ):
+            if url and not url.lower().startswith(("https://", "wss://")):
+                raise ValueError(
+                    f"{variable}={url} is not encrypted: QUANTUM_EXCHANGE={self.exchange.value} needs "
+                    "https:// (wss:// for WebSocket URLs)"
+                )
+        return self
+
     @property
     def embedded_redis(self) -> bool:
         return not self.redis_url and not self.redis_sentinels

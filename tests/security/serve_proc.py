@@ -52,10 +52,12 @@ class Serve:
             return {}
         return data if self.proc is not None and data.get("pid") == self.proc.pid else {}
 
-    def start(self, umask: int = 0o022) -> dict[str, Any]:
+    def start(self, umask: int = 0o022, args: tuple[str, ...] = ()) -> dict[str, Any]:
         """Start it (under a usual umask, so what it creates private it made private itself)."""
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([EXE, "serve"], env=self.env, stdout=log, stderr=log, umask=umask)
+            self.proc = subprocess.Popen(
+                [EXE, "serve", *args], env=self.env, stdout=log, stderr=log, umask=umask
+            )
         wait_until(self.endpoints, 60, "serve to record its endpoints")
         return self.endpoints()
 
