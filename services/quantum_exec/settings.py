@@ -115,8 +115,8 @@ class Settings(BaseModel):
     # Redis behind Sentinel (instead of redis_url): host:port of each sentinel and the master's name.
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str | None = None
-    # Password of the servers found through Sentinel or Cluster (a URL's own password wins), and
-    # of the sentinels themselves.
+    # Password of the Redis servers (a URL's own password wins; Sentinel: the servers it names),
+    # and of the sentinels themselves.
     redis_password: SecretStr | None = Field(default=None, repr=False)
     redis_sentinel_password: SecretStr | None = Field(default=None, repr=False)
     # TLS to the sentinels and the servers they name (a URL says it with rediss://).

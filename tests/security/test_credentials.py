@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 
 from security.serve_proc import Serve, clean_env, run_cli
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -68,3 +72,32 @@ def test_redis_passwords_come_from_credentials(tmp_path: Path) -> None:
     config = json.loads(out.stdout)
     assert config["redis_password"] == config["redis_sentinel_password"] == "**********"
     assert "from-cred" not in out.stdout and "sentinel-cred" not in out.stdout
+
+
+def test_serve_authenticates_to_redis_with_the_password_credential(tmp_path: Path, redis_url: str) -> None:
+    """The URL names a user and no password; the password comes only from the credential."""
+    password = f"cred-{uuid.uuid4().hex}"
+    user = f"qx-cred-{uuid.uuid4().hex[:8]}"
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    parts = urlsplit(redis_url)
+    url = urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc}"))
+    creds = credentials(tmp_path, QUANTUM_REDIS_PASSWORD=password)
+    serve = Serve(
+        tmp_path,
+        CREDENTIALS_DIRECTORY=str(creds),
+        QUANTUM_REDIS_URL=url,
+        QUANTUM_KEY_PREFIX=f"cred:{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        serve.start()
+        wait_until(lambda: "service.endpoints_recorded" in serve.output(), 30, "serve to be ready")
+        clients = [c for c in admin.client_list() if c.get("user") == user]
+    finally:
+        serve.stop()
+        admin.acl_deluser(user)
+        admin.close()
+    assert clients, "serve never authenticated as the credential's user"
+    assert password not in serve.output()
