@@ -575,6 +575,9 @@ class Simulator:
     async def _control(self, request: web.Request, path: str) -> web.Response:
         if self.config.loopback_only_control and request.remote not in _LOOPBACK:
             return _json({"code": -2015, "msg": "The control API only answers on loopback."}, 403)
+        refusal = _cross_site_refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             body = await _control_body(request)
             action = (request.method, path)
@@ -686,20 +689,28 @@ def _decimal(value: Any, name: str) -> Decimal:
     return result
 
 
+def _cross_site_refusal(request: web.Request) -> web.Response | None:
+    """Refuse what a web page can send to 127.0.0.1 without CORS: a foreign ``Origin`` (browsers send
+    one with every cross-site POST, body or not) and a ``text/plain`` or form body (a "simple"
+    request needs no preflight). Tools send JSON and no Origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
+        return _json({"code": -2015, "msg": f"Origin {origin} may not use the control API."}, 403)
+    if request.body_exists and request.content_type != _JSON:
+        return _json({"code": -1130, "msg": "Control bodies must be Content-Type: application/json."}, 415)
+    return None
+
+
 async def _control_body(request: web.Request) -> dict[str, Any]:
     body: dict[str, Any] = dict(request.query)
     if request.body_exists:
-        raw = await request.read()
-        if request.content_type == _JSON or raw[:1] in (b"{", b"["):
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise SimError(-1130, "Control body is not valid JSON.") from None
-            if not isinstance(parsed, dict):
-                raise SimError(-1130, "Control body must be a JSON object.")
-            body.update(parsed)
-        else:
-            body.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise SimError(-1130, "Control body is not valid JSON.") from None
+        if not isinstance(parsed, dict):
+            raise SimError(-1130, "Control body must be a JSON object.")
+        body.update(parsed)
     return body
 
 

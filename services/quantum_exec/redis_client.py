@@ -13,6 +13,7 @@ RESP2 is pinned (the reply shapes the service parses); hiredis is used when inst
 from __future__ import annotations
 
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -63,10 +64,12 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
     if not target:
         raise ValueError("no Redis configured: set QUANTUM_REDIS_URL or QUANTUM_REDIS_SENTINELS")
     scheme, _, rest = target.partition("://")
+    if password is not None and urlsplit(target).password is None:
+        # QUANTUM_REDIS_PASSWORD (or its credential) fills in a password the URL leaves out; one in
+        # the URL (userinfo or ?password=) wins.
+        options["password"] = password
     if scheme in CLUSTER_SCHEMES:
         node_url = ("rediss://" if scheme.startswith("rediss") else "redis://") + rest
-        if password is not None and "@" not in rest:
-            options["password"] = password
         cluster = RedisCluster.from_url(node_url, **options)
         # The service uses the commands both classes share (streams, scripts, hashes, plain
         # pipelines), each call's keys in one slot: the cluster client stands in for a Redis.

@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from pydantic import (
     AliasChoices,
@@ -114,8 +115,8 @@ class Settings(BaseModel):
     # Redis behind Sentinel (instead of redis_url): host:port of each sentinel and the master's name.
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str | None = None
-    # Password of the servers found through Sentinel or Cluster (a URL's own password wins), and
-    # of the sentinels themselves.
+    # Password of the Redis servers (a URL's own password wins; Sentinel: the servers it names),
+    # and of the sentinels themselves.
     redis_password: SecretStr | None = Field(default=None, repr=False)
     redis_sentinel_password: SecretStr | None = Field(default=None, repr=False)
     # TLS to the sentinels and the servers they name (a URL says it with rediss://).
@@ -320,6 +321,23 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _exchange_over_tls(self) -> Settings:
+        # Keys, signatures and the account's orders never travel in clear text to a real exchange.
+        if self.exchange is ExchangeEnv.SIM:
+            return self
+        for variable, url in (
+            ("QUANTUM_BINANCE_BASE_URL", self.binance_base_url),
+            ("QUANTUM_BINANCE_STREAM_URL", self.binance_stream_url),
+            ("QUANTUM_BINANCE_WS_API_URL", self.binance_ws_api_url),
+        ):
+            if url and not url.lower().startswith(("https://", "wss://")):
+                raise ValueError(
+                    f"{variable}={url} is not encrypted: QUANTUM_EXCHANGE={self.exchange.value} needs "
+                    "https:// (wss:// for WebSocket URLs)"
+                )
+        return self
+
     @property
     def embedded_redis(self) -> bool:
         return not self.redis_url and not self.redis_sentinels
@@ -390,12 +408,33 @@ def cluster_key_problem(settings: Settings) -> str | None:
 
 
 def mask_url_password(url: str) -> str:
-    if "@" not in url or "://" not in url:
+    """``url`` with its passwords shown as ``****``: in the userinfo and in a query parameter
+    (``?password=``, which redis-py reads as well)."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
+    rest, mark, query = rest.partition("?")
+    if "@" in rest:
+        creds, host = rest.rsplit("@", 1)
+        rest = f"{creds.split(':', 1)[0]}:****@{host}"
+    if query:
+        parts = query.split("&")
+        query = "&".join(f"{p.partition('=')[0]}=****" if _is_password_param(p) else p for p in parts)
+    return f"{scheme}://{rest}{mark}{query}"
+
+
+def url_query_passwords(url: str) -> list[str]:
+    """The values of a URL's password query parameters (decoded and as written)."""
+    found: list[str] = []
+    for part in url.partition("?")[2].split("&"):
+        value = part.partition("=")[2]
+        if _is_password_param(part) and value:
+            found.extend({value, unquote_plus(value)})
+    return found
+
+
+def _is_password_param(part: str) -> bool:
+    return "password" in unquote_plus(part.partition("=")[0]).lower()
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -417,12 +456,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+# The secrets systemd may pass as credentials (files named after the variables).
+CREDENTIAL_NAMES = (
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "BINANCE_PRIVATE_KEY_PASSPHRASE",
+    "QUANTUM_API_TOKEN",
+    "QUANTUM_REDIS_PASSWORD",
+    "QUANTUM_REDIS_SENTINEL_PASSWORD",
+)
+
+
 def read_credentials(directory: str | None) -> dict[str, str]:
     """Secrets passed by systemd ``LoadCredential=`` (files named after the variables)."""
     found: dict[str, str] = {}
     if not directory:
         return found
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_PASSPHRASE"):
+    for name in CREDENTIAL_NAMES:
         path = Path(directory) / name
         if path.is_file():
             found[name] = path.read_text(encoding="utf-8").strip()
