@@ -271,6 +271,7 @@ class Service:
             gateway=gateway if isinstance(gateway, BinanceGateway) else None,
             redis=self.redis,
             status=self._status,
+            access=server.access,
         )
         server.mount(api.routes(), middleware=api.guard, fallback=api.not_found)
 
@@ -278,7 +279,7 @@ class Service:
         """What the console's health strip shows: environment, version, every dependency."""
         import time
 
-        checks = await self.metrics_server.evaluate() if self.metrics_server is not None else []
+        checks = self.metrics_server.readiness() if self.metrics_server is not None else []
         account = self.account
         stream: dict[str, Any] = {"enabled": account is not None}
         if account is not None:

@@ -250,3 +250,15 @@ def test_subset_parser_rejects_what_it_cannot_read() -> None:
     with pytest.raises(AssertionError):
         parse_yaml_subset("a: |\n  text\n")
     assert parse_yaml_subset('a:\n  b: ["x", 1]\n  c:\n    - "d"\n') == {"a": {"b": ["x", 1], "c": ["d"]}}
+
+
+def test_the_image_binds_every_interface_and_prometheus_sends_the_scrape_token(
+    compose: dict[str, Any],
+) -> None:
+    """The service defaults to loopback; the image and compose publish the port, so they say so."""
+    assert Settings().metrics_host == "127.0.0.1"
+    assert "QUANTUM_METRICS_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text()
+    env = compose["services"]["exec"]["environment"]
+    assert env["QUANTUM_METRICS_HOST"] == "0.0.0.0"
+    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert f'credentials: "{env["QUANTUM_METRICS_TOKEN"]}"' in scrape

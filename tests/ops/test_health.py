@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quantum_exec.ops import health, metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.settings import Settings
+from support.waiting import wait_for
 
 
 class Switch:
@@ -72,10 +74,14 @@ async def test_endpoints_with_failing_then_passing_checks(session: aiohttp.Clien
         assert sample(text, "quantum_exec_readiness_check_ok", {"check": "exchange_rules"}) == 1.0
         assert sample(text, "quantum_exec_process_resident_memory_bytes") is not None
 
+        # Readiness is evaluated on a timer, not per request: the next evaluation sees the change.
         redis_check.ok = True
-        async with session.get(f"{server.url}/readyz") as response:
-            assert response.status == 200
-            assert (await response.json())["failing"] == []
+
+        async def ready() -> bool:
+            async with session.get(f"{server.url}/readyz") as response:
+                return response.status == 200 and (await response.json())["failing"] == []
+
+        await wait_for(ready, 10, "/readyz to follow the passing check")
         async with session.get(f"{server.url}/metrics") as response:
             assert sample(await response.text(), "quantum_exec_ready") == 1.0
 
@@ -129,6 +135,24 @@ async def test_slow_check_times_out_and_false_fails(session: aiohttp.ClientSessi
         await server.stop()
 
 
+async def test_scrapes_do_not_run_the_readiness_checks(session: aiohttp.ClientSession) -> None:
+    """A flood of scrapes costs Redis nothing: the checks run on the timer, once a second."""
+    redis_check = Switch(ok=True)
+    server = MetricsServer("127.0.0.1", 0, checks=[("redis", redis_check)])
+    await server.start()
+    try:
+        started = time.monotonic()
+        for _ in range(40):
+            for path in ("/metrics", "/readyz"):
+                async with session.get(f"{server.url}{path}") as response:
+                    assert response.status == 200
+        elapsed = time.monotonic() - started
+    finally:
+        await server.stop()
+    # One evaluation at start, then at most one per second of the run.
+    assert redis_check.calls <= 2 + int(elapsed), (redis_check.calls, elapsed)
+
+
 async def test_duplicate_check_name_is_refused() -> None:
     async def ok() -> None:
         return None
@@ -146,7 +170,11 @@ async def test_check_client_follows_readiness() -> None:
         settings = Settings(metrics_host="127.0.0.1", metrics_port=server.port)
         assert await health.check(settings)
         redis_check.ok = False
-        assert not await health.check(settings)
+
+        async def not_ready() -> bool:
+            return not await health.check(settings)
+
+        await wait_for(not_ready, 10, "check to follow the failing readiness check")
     finally:
         await server.stop()
     # Nobody listening any more: False, not an exception.
