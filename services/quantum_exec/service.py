@@ -173,6 +173,9 @@ class Service:
                     "another process holds the port: stop it or choose another port (0 = any free one)"
                 ) from None
         await self.consumer.start()
+        if self.metrics_server is not None:
+            # Readiness runs on a timer: evaluated now, /readyz says ready when READY=1 goes out.
+            await self.metrics_server.evaluate()
         if self.notifier is not None:
             self.notifier.ready(f"consuming {settings.intent_stream} as {settings.consumer_name}")
         if self._on_ready is not None:

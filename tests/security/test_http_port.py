@@ -138,8 +138,19 @@ def series(text: str) -> set[str]:
 
 
 async def scrape(served: Served, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(f"{served.url}/metrics", headers=headers) as r:
-        return r.status, await r.text()
+    """One scrape answered (past the per-address scrape limit, the next allowed one)."""
+    answer: list[tuple[int, str]] = []
+
+    async def answered() -> bool:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{served.url}/metrics", headers=headers) as r,
+        ):
+            answer[:] = [(r.status, await r.text())]
+            return r.status != 429
+
+    await wait_for(answered, 10, "a scrape within the scrape limit", poll_s=0.25)
+    return answer[0]
 
 
 async def open_a_position(served: Served, redis_url: str) -> None:
@@ -227,6 +238,27 @@ async def test_connections_past_the_cap_are_refused(open_port: Served) -> None:
     await wait_for(serves_again, 10, "the port to serve again once the connections are gone")
 
 
+async def test_a_scrape_flood_is_answered_429_per_address(open_port: Served) -> None:
+    async def flood_from(address: str, count: int) -> list[int]:
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            statuses = []
+            for _ in range(count):
+                async with session.get(f"{open_port.url}/metrics") as r:
+                    statuses.append(r.status)
+                    if r.status == 429:
+                        assert int(r.headers["Retry-After"]) >= 1
+            return statuses
+
+    started = time.monotonic()
+    flooded = await flood_from("127.0.0.3", 60)
+    elapsed = time.monotonic() - started
+    # A burst of 10, then 5 a second (quantum_exec.ops.health.SCRAPE_BURST, SCRAPES_PER_S).
+    assert 429 in flooded and flooded.count(200) <= 11 + 5 * elapsed, (flooded, elapsed)
+    # Another address (Prometheus) is not affected by the flood.
+    assert (await flood_from("127.0.0.4", 1)) == [200]
+
+
 # -- who may read -----------------------------------------------------------------------------------
 
 
@@ -252,7 +284,7 @@ async def test_foreign_host_is_refused_in_loopback_mode(open_port: Served, redis
         status, text = await scrape(open_port)
         return status == 200 and "quantum_exec_open_position_notional" in series(text)
 
-    await wait_for(notional_seen, 30, "the position's notional on a local scrape")
+    await wait_for(notional_seen, 30, "the position's notional on a local scrape", poll_s=0.25)
     # A rebinding page scrapes with its own host name: it gets the operational series only.
     status, text = await scrape(open_port, {"Host": f"evil.example:{open_port.port}"})
     assert status == 200
@@ -267,7 +299,7 @@ async def test_pnl_series_need_a_token_when_one_is_set(token_port: Served, redis
         status, text = await scrape(token_port, {"Authorization": f"Bearer {SCRAPE_TOKEN}"})
         return status == 200 and "quantum_exec_open_position_notional" in series(text)
 
-    await wait_for(notional_seen, 30, "the notional series with the scrape token")
+    await wait_for(notional_seen, 30, "the notional series with the scrape token", poll_s=0.25)
     status, text = await scrape(token_port, {"Authorization": f"Bearer {API_TOKEN}"})
     assert status == 200 and "quantum_exec_open_position_notional" in series(text)
     # No credentials, even from loopback: the operational series, without PnL or notional.

@@ -36,7 +36,7 @@ LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 # Failed token checks a source address may make at once, then one more every FAILURE_REFILL_S.
 FAILURE_BURST: Final = 10
 FAILURE_REFILL_S: Final = 2.0
-# Source addresses remembered by the throttle (the least recently failing are forgotten first).
+# Source addresses remembered per bucket kind (the least recently seen are forgotten first).
 MAX_TRACKED: Final = 4096
 
 
@@ -74,36 +74,32 @@ def local_host(request: web.BaseRequest) -> bool:
     return rest[1:].isdigit() and sockname is not None and int(rest[1:]) == int(sockname[1])
 
 
-class FailureThrottle:
-    """Per source address, a bucket of :data:`FAILURE_BURST` failures refilled one per
-    :data:`FAILURE_REFILL_S`; :meth:`retry_after` is how long an empty bucket must wait."""
+class AddressBuckets:
+    """A token bucket per source address: ``burst`` at once, then one more every ``refill_s``.
 
-    def __init__(
-        self,
-        burst: int = FAILURE_BURST,
-        refill_s: float = FAILURE_REFILL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    :meth:`wait_s` is how long an empty bucket must wait (whole seconds, for ``Retry-After``).
+    """
+
+    def __init__(self, burst: int, refill_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._burst = burst
         self._refill_s = refill_s
         self._clock = clock
-        # address -> (tokens, at)
+        # address -> (tokens, at); the least recently used are forgotten first.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def _tokens(self, address: str) -> float:
         tokens, at = self._buckets.get(address, (float(self._burst), self._clock()))
         return min(float(self._burst), tokens + (self._clock() - at) / self._refill_s)
 
-    def retry_after(self, address: str) -> int:
-        """0 when the address may try; else whole seconds until it may."""
+    def wait_s(self, address: str) -> int:
+        """0 when the address may go on; else whole seconds until it may."""
         if address not in self._buckets:
             return 0
         missing = 1.0 - self._tokens(address)
         return 0 if missing <= 0 else max(1, math.ceil(missing * self._refill_s))
 
-    def failed(self, address: str) -> None:
-        tokens = self._tokens(address) - 1.0
-        self._buckets[address] = (tokens, self._clock())
+    def take(self, address: str) -> None:
+        self._buckets[address] = (self._tokens(address) - 1.0, self._clock())
         self._buckets.move_to_end(address)
         while len(self._buckets) > MAX_TRACKED:
             self._buckets.popitem(last=False)
@@ -112,12 +108,10 @@ class FailureThrottle:
 class Access:
     """The access rule of the metrics port, built from the settings (tokens may be unset)."""
 
-    def __init__(
-        self, api_token: str = "", metrics_token: str = "", throttle: FailureThrottle | None = None
-    ) -> None:
+    def __init__(self, api_token: str = "", metrics_token: str = "") -> None:
         self._api_token = api_token.encode()
         self._metrics_token = metrics_token.encode()
-        self._throttle = throttle or FailureThrottle()
+        self._failures = AddressBuckets(FAILURE_BURST, FAILURE_REFILL_S)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Access:
@@ -170,7 +164,7 @@ class Access:
 
     def _check_bearer(self, request: web.BaseRequest, tokens: tuple[bytes, ...]) -> web.Response | None:
         address = request.remote or "?"
-        wait_s = self._throttle.retry_after(address)
+        wait_s = self._failures.wait_s(address)
         if wait_s:
             metrics.HTTP_REFUSED.labels(reason="throttled").inc()
             return json_error(
@@ -184,13 +178,13 @@ class Access:
         matches = [hmac.compare_digest(given, token) for token in tokens]
         if scheme.lower() == "bearer" and any(matches):
             return None
-        self._throttle.failed(address)
+        self._failures.take(address)
         metrics.HTTP_REFUSED.labels(reason="unauthorized").inc()
-        if self._throttle.retry_after(address):
+        if self._failures.wait_s(address):
             log.warning(
                 "http.token_throttled",
                 remote=address,
                 path=request.path,
-                retry_after_s=self._throttle.retry_after(address),
+                retry_after_s=self._failures.wait_s(address),
             )
         return json_error(401, "missing or wrong bearer token (Authorization: Bearer <QUANTUM_API_TOKEN>)")

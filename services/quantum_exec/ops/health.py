@@ -8,7 +8,9 @@ naming the failing checks. No request runs a check: a flood of scrapes costs Red
 ``/metrics`` follows the API's access rule (:mod:`quantum_exec.ops.access`) for the series in
 :data:`metrics.CONFIDENTIAL` (per-symbol PnL and notional); any other scrape gets the rest. A body
 is encoded afresh at most :data:`ENCODES_PER_S` times a second; past that a scrape gets the last
-body of its kind again, so the port cannot take the event loop from the order path.
+body of its kind again. One source address may scrape :data:`SCRAPES_PER_S` times a second (after
+a burst); past that it gets a short 429 with ``Retry-After``. A flood of scrapes then costs the
+event loop a parse and a few bytes per request and cannot starve the order path.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from prometheus_client.metrics_core import Metric
 
 from quantum_exec.aio import cancel_task
 from quantum_exec.ops import metrics
-from quantum_exec.ops.access import Access
+from quantum_exec.ops.access import Access, AddressBuckets, json_error
 from quantum_exec.ops.listener import HEAD_TIMEOUT_S, MAX_CONNECTIONS, Listener
 from quantum_exec.ops.logs import get_logger, redact
 from quantum_exec.settings import Settings
@@ -43,6 +45,10 @@ CHECK_TIMEOUT_S = 2.0
 READINESS_INTERVAL_S = 1.0
 # Fresh /metrics encodings per second (a burst of as many); more scrapes get the last body again.
 ENCODES_PER_S = 4.0
+# Scrapes one source address may make: a burst of SCRAPE_BURST, then SCRAPES_PER_S (Prometheus
+# asks once per scrape interval; faster than this is a loop or a flood, answered 429).
+SCRAPE_BURST = 10
+SCRAPES_PER_S = 5.0
 CLIENT_TIMEOUT_S = 3.0
 _MAX_ERROR_CHARS = 200
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -131,6 +137,7 @@ class MetricsServer:
         self._checks: dict[str, ReadinessCheck] = {}
         self._stopping = False
         self.access = access or Access()
+        self._scrapes = AddressBuckets(SCRAPE_BURST, 1.0 / SCRAPES_PER_S)
         self._readiness_interval_s = readiness_interval_s
         self._results: list[CheckResult] = []
         self._timer: asyncio.Task[None] | None = None
@@ -248,6 +255,16 @@ class MetricsServer:
         return list(self._results)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        address = request.remote or "?"
+        wait_s = self._scrapes.wait_s(address)
+        if wait_s:
+            metrics.HTTP_REFUSED.labels(reason="scrape_rate").inc()
+            return json_error(
+                429,
+                f"more than {SCRAPES_PER_S:g} scrapes a second from {address}: retry in {wait_s} s",
+                headers={"Retry-After": str(wait_s)},
+            )
+        self._scrapes.take(address)
         confidential, refusal = self.access.check_scrape(request)
         if refusal is not None:
             return refusal

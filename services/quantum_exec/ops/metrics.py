@@ -309,7 +309,7 @@ LEDGER_TRADES = Counter(
 HTTP_REFUSED = Counter(
     f"{PREFIX}_http_refused_total",
     "Requests and connections the metrics port refused, by reason (connection_cap, bad_request, "
-    "unauthorized, throttled, not_loopback, host).",
+    "unauthorized, throttled, scrape_rate, not_loopback, host).",
     ["reason"],
     registry=REGISTRY,
 )
