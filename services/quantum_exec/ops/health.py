@@ -7,10 +7,10 @@ naming the failing checks. No request runs a check: a flood of scrapes costs Red
 
 ``/metrics`` follows the API's access rule (:mod:`quantum_exec.ops.access`) for the series in
 :data:`metrics.CONFIDENTIAL` (per-symbol PnL and notional); any other scrape gets the rest. A body
-is encoded afresh at most :data:`ENCODES_PER_S` times a second; past that a scrape gets the last
-body of its kind again. One source address may scrape :data:`SCRAPES_PER_S` times a second (after
-a burst); past that it gets a short 429 with ``Retry-After``. A flood of scrapes then costs the
-event loop a parse and a few bytes per request and cannot starve the order path.
+is encoded afresh at most :data:`ENCODES_PER_S` times a second (after a small burst); past that a
+scrape gets the last body of its kind again. One source address may scrape :data:`SCRAPES_PER_S`
+times a second (after a burst); past that it gets a short 429 with ``Retry-After``. A flood of
+scrapes then costs the event loop a parse and a few bytes per request, not the order path's time.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CHECK_TIMEOUT_S = 2.0
 READINESS_INTERVAL_S = 1.0
-# Fresh /metrics encodings per second (a burst of as many); more scrapes get the last body again.
-ENCODES_PER_S = 4.0
+# Fresh /metrics encodings: a burst of ENCODE_BURST, then ENCODES_PER_S (one encoding of the whole
+# registry holds the event loop for milliseconds); more scrapes get the last body of their kind.
+ENCODE_BURST = 4
+ENCODES_PER_S = 1.0
 # Scrapes one source address may make: a burst of SCRAPE_BURST, then SCRAPES_PER_S (Prometheus
 # asks once per scrape interval; faster than this is a loop or a flood, answered 429).
 SCRAPE_BURST = 10
@@ -90,27 +92,30 @@ class _Without:
 
 
 class _Exposition:
-    """The /metrics bodies, encoded afresh at most ``rate`` times a second (a burst of as many)."""
+    """The /metrics bodies, encoded afresh :data:`ENCODE_BURST` times, then :data:`ENCODES_PER_S`."""
 
-    def __init__(self, registry: CollectorRegistry, rate: float = ENCODES_PER_S) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self._full = registry
         self._public = CollectorRegistry()
         self._public.register(_Without(registry, metrics.CONFIDENTIAL))
-        self._rate = rate
-        self._tokens = rate
+        self._tokens = float(ENCODE_BURST)
         self._at = time.monotonic()
         self._last: dict[tuple[bool, str], bytes] = {}
 
-    def body(self, accept: str, *, confidential: bool) -> tuple[bytes, str]:
+    async def body(self, accept: str, *, confidential: bool) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
         key = (confidential, content_type)
         now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._tokens = min(float(ENCODE_BURST), self._tokens + (now - self._at) * ENCODES_PER_S)
         self._at = now
         if self._tokens < 1 and key in self._last:
             return self._last[key], content_type
         self._tokens -= 1
-        body = self._last[key] = encoder(self._full if confidential else self._public)
+        # Encoding the registry takes milliseconds of pure Python: in a worker thread the event
+        # loop gets the interpreter back within the switch interval instead of after the whole body.
+        body = self._last[key] = await asyncio.to_thread(
+            encoder, self._full if confidential else self._public
+        )
         return body, content_type
 
 
@@ -268,7 +273,7 @@ class MetricsServer:
         confidential, refusal = self.access.check_scrape(request)
         if refusal is not None:
             return refusal
-        body, content_type = self._exposition.body(
+        body, content_type = await self._exposition.body(
             request.headers.get("Accept", ""), confidential=confidential
         )
         return web.Response(body=body, headers={"Content-Type": content_type})
