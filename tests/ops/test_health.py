@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantum_exec.ops import health, metrics
@@ -156,6 +158,39 @@ async def test_scrapes_do_not_run_the_readiness_checks(session: aiohttp.ClientSe
         await server.stop()
     # One evaluation at start, then at most one per second of the run.
     assert redis_check.calls <= 2 + int(elapsed), (redis_check.calls, elapsed)
+
+
+async def test_a_burst_of_scrapes_encodes_the_registry_a_few_times(session: aiohttp.ClientSession) -> None:
+    """Encoding the registry is the expensive part of a scrape: past a small burst, at most once a
+    second; the other scrapes get the last body."""
+
+    class Counting:
+        def __init__(self) -> None:
+            self.collects = 0
+
+        def collect(self) -> list[GaugeMetricFamily]:
+            self.collects += 1
+            return [GaugeMetricFamily("probe", "a probe", value=self.collects)]
+
+    probe = Counting()
+    registry = CollectorRegistry()
+    registry.register(probe)
+    server = MetricsServer("127.0.0.1", 0, registry=registry)
+    await server.start()
+    try:
+        started = time.monotonic()
+
+        async def one() -> int:
+            async with session.get(f"{server.url}/metrics") as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(one() for _ in range(health.SCRAPE_BURST)))
+        elapsed = time.monotonic() - started
+    finally:
+        await server.stop()
+    assert statuses == [200] * health.SCRAPE_BURST
+    assert probe.collects <= health.ENCODE_BURST + 1 + int(elapsed), (probe.collects, elapsed)
 
 
 async def test_duplicate_check_name_is_refused() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,22 +102,25 @@ class _Exposition:
         self._tokens = float(ENCODE_BURST)
         self._at = time.monotonic()
         self._last: dict[tuple[bool, str], bytes] = {}
+        self._locks: defaultdict[tuple[bool, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def body(self, accept: str, *, confidential: bool) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
         key = (confidential, content_type)
-        now = time.monotonic()
-        self._tokens = min(float(ENCODE_BURST), self._tokens + (now - self._at) * ENCODES_PER_S)
-        self._at = now
-        if self._tokens < 1 and key in self._last:
-            return self._last[key], content_type
-        self._tokens -= 1
-        # Encoding the registry takes milliseconds of pure Python: in a worker thread the event
-        # loop gets the interpreter back within the switch interval instead of after the whole body.
-        body = self._last[key] = await asyncio.to_thread(
-            encoder, self._full if confidential else self._public
-        )
-        return body, content_type
+        # One encoding of a kind at a time; scrapes arriving meanwhile wait for it, then take it
+        # unless the budget allows another.
+        async with self._locks[key]:
+            now = time.monotonic()
+            self._tokens = min(float(ENCODE_BURST), self._tokens + (now - self._at) * ENCODES_PER_S)
+            self._at = now
+            if self._tokens < 1 and key in self._last:
+                return self._last[key], content_type
+            self._tokens -= 1
+            # Encoding the registry takes milliseconds of pure Python: in a worker thread the event
+            # loop gets the interpreter back within the switch interval instead of after the body.
+            registry = self._full if confidential else self._public
+            body = self._last[key] = await asyncio.to_thread(encoder, registry)
+            return body, content_type
 
 
 class MetricsServer:
