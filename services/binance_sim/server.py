@@ -90,6 +90,7 @@ class Simulator:
             self.server_time_ms,
             lifetime_ms=self.config.listen_key_lifetime_ms,
             ping_interval_s=self.config.stream_ping_interval_s,
+            max_connection_s=self.config.stream_max_connection_s,
         )
         self.engine.stream = self.stream
         self.walk = PriceWalk(self.config.walk)
@@ -331,7 +332,7 @@ class Simulator:
             self._changes += 1  # for the state file: orders, cancels, settings, controls
         if path.startswith("/_sim/"):
             return await self._control(request, path)
-        if path.startswith(("/private/ws", "/ws/")) and request.method == "GET":
+        if path.startswith(("/private/ws", "/private/stream", "/ws/")) and request.method == "GET":
             return await self._user_socket(request, path)
         if path == ws_api.PATH and request.method == "GET":
             return await self.ws_api.serve(request)
@@ -387,13 +388,18 @@ class Simulator:
         return response
 
     async def _user_socket(self, request: web.Request, path: str) -> web.StreamResponse:
-        """The user data stream socket: ``/private/ws/<key>`` (python-binance 1.0.37),
-        ``/private/ws?listenKey=<key>`` (Binance since 2026-04-23) and the legacy ``/ws/<key>``."""
-        if path in ("/private/ws", "/private/ws/"):
+        """The user data stream socket: ``/private/ws?listenKey=<key>`` and ``/private/stream?
+        listenKey=<key>`` (Binance since 2026-04-23; ``events=A/B`` an allow-list), ``/private/ws/<key>``
+        (python-binance 1.0.37) and the retired ``/ws/<key>``, which opens and receives nothing."""
+        raw_events = request.query.get("events")
+        events = frozenset(e for e in raw_events.split("/") if e) if raw_events is not None else None
+        if path in ("/private/ws", "/private/ws/", "/private/stream", "/private/stream/"):
             key = request.query.get("listenKey")
-        else:
-            key = path.rsplit("/", 1)[1]
-        return await self.stream.serve(request, key)
+            envelope = path.startswith("/private/stream")
+            return await self.stream.serve(request, key, events=events, envelope=envelope)
+        if path.startswith("/private/ws/"):
+            return await self.stream.serve(request, path.rsplit("/", 1)[1], events=events)
+        return await self.stream.serve(request, path.rsplit("/", 1)[1], retired=True)
 
     def route(self, method: str, path: str) -> Endpoint:
         """The REST route of ``method path`` (the WebSocket API runs the same handlers)."""

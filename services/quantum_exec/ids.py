@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 Role = Literal["entry", "sl", "tp", "close", "flatten"]
 
@@ -28,7 +28,11 @@ ROLE_LETTERS: Final[dict[str, str]] = {"entry": "e", "sl": "s", "tp": "t", "clos
 _DIGEST_BYTES: Final = 15
 # Domain separation: the same key hashed for another purpose never yields one of these ids.
 _PERSON: Final = b"quantum-exec-id"
-_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}[st]-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+# A leg's replacement alternates with the leg under the same id numbered 1 (``qxs1-<30 hex>``):
+# an id is unique among open orders, and the new leg is placed before the old one is cancelled.
+_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}[st]1?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+_OWN_RE: Final = re.compile(rf"{PREFIX}([a-z])(?:[1-9][0-9]?)?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+_ROLE_OF_LETTER: Final[dict[str, Role]] = {ROLE_LETTERS[role]: role for role in get_args(Role)}
 
 
 MAX_CHILDREN: Final = 99
@@ -52,5 +56,13 @@ def client_order_id(intent_key: str, role: Role, child: int | None = None) -> st
 
 
 def is_own_protective(client_algo_id: str) -> bool:
-    """True when ``client_algo_id`` is a stop-loss or take-profit id made by this service."""
+    """True when ``client_algo_id`` is a stop-loss or take-profit id made by this service (or the
+    alternate id its replacement is placed under)."""
     return _OWN_PROTECTIVE_RE.fullmatch(client_algo_id) is not None
+
+
+def role_of(client_id: str) -> Role | None:
+    """The role of one of our client ids (a child order's or a replacement leg's too); None for any
+    other id."""
+    found = _OWN_RE.fullmatch(client_id)
+    return _ROLE_OF_LETTER.get(found.group(1)) if found is not None else None

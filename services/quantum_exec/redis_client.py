@@ -1,6 +1,6 @@
 """The one way every part of quantum-exec opens Redis: a URL, Sentinel, or a Redis Cluster.
 
-* ``QUANTUM_REDIS_URL=redis://...`` (or ``rediss://``): one server.
+* ``QUANTUM_REDIS_URL=redis://...`` (or ``rediss://``, or ``unix:///path/to/redis.sock``): one server.
 * ``QUANTUM_REDIS_SENTINELS`` + ``QUANTUM_REDIS_SENTINEL_MASTER``: the master the sentinels name,
   asked again on every new connection, so a failover is followed by the client's own reconnects
   (a demoted master answering READONLY is dropped the same way).
@@ -71,6 +71,8 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
         # The service uses the commands both classes share (streams, scripts, hashes, plain
         # pipelines), each call's keys in one slot: the cluster client stands in for a Redis.
         return cast("Redis", cluster)
+    if scheme == "unix":  # the embedded server's socket: keepalive is a TCP option
+        del options["socket_keepalive"]
     return Redis.from_url(target, **options)
 
 

@@ -28,8 +28,9 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
 from quantum_exec.redis_client import connect, location
 from quantum_exec.settings import Settings
-from quantum_exec.stream.consumer import Handler, IntentConsumer
-from quantum_exec.stream.link import REDIS_DOWN
+from quantum_exec.stream.consumer import IntentConsumer
+from quantum_exec.stream.link import REDIS_DOWN, RedisLink
+from quantum_exec.stream.runner import Handler
 
 if TYPE_CHECKING:
     from binance_sim import Simulator
@@ -131,14 +132,16 @@ class Service:
         await self._wait_for_redis(self._redis)
         handler = self._handler or await self._executor_handler()
         on_close = None
+        # One view of the connection for every Redis call on the order path.
+        link = RedisLink(settings.redis_reconnect_max_s)
         if self.executor is not None:
             from quantum_exec.exchange.gateway import BinanceGateway
             from quantum_exec.stream.shared_pacing import SharedPacing
             from quantum_exec.stream.signals import CloseSignals, RedisPlans
             from quantum_exec.stream.store import Keys
 
-            closes = CloseSignals(self._redis, settings)
-            self.executor.plans = RedisPlans(self._redis, Keys(settings))
+            closes = CloseSignals(self._redis, settings, link)
+            self.executor.plans = RedisPlans(self._redis, settings, link)
             self.executor.closes = closes
             on_close = closes.announce
             gateway = self.executor.gateway
@@ -148,7 +151,7 @@ class Service:
                 )
                 await self.shared_pacing.start()
         self.consumer = IntentConsumer(
-            self._redis, settings, handler, on_progress=self._progress, on_close=on_close
+            self._redis, settings, handler, on_progress=self._progress, on_close=on_close, link=link
         )
         if self._operations:
             metrics.set_build_info(__version__)

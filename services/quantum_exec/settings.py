@@ -238,6 +238,9 @@ class Settings(BaseModel):
     # Embedded defaults: where `serve` keeps the private Redis's data (and the paper account);
     # unset = a throwaway directory (`serve` fills in default_state_dir()).
     state_dir: Path | None = None
+    # The embedded Redis is for local paper trading: with a real exchange (live, demo, testnet)
+    # QUANTUM_REDIS_URL is required unless this says the embedded one is wanted all the same.
+    allow_embedded_redis: bool = False
 
     # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
     sim_latency_ms: int = Field(default=0, ge=0)
@@ -321,6 +324,16 @@ class Settings(BaseModel):
             )
         if self.private_key_file is not None and not self.private_key_file.is_file():
             raise ValueError(f"BINANCE_PRIVATE_KEY_FILE: {self.private_key_file} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_redis_is_for_paper(self) -> Settings:
+        if self.exchange is not ExchangeEnv.SIM and self.embedded_redis and not self.allow_embedded_redis:
+            raise ValueError(
+                f"QUANTUM_EXCHANGE={self.exchange.value} needs QUANTUM_REDIS_URL (or "
+                "QUANTUM_REDIS_SENTINELS): the embedded Redis is for local paper trading; set "
+                "QUANTUM_ALLOW_EMBEDDED_REDIS=true to use it with a real exchange all the same"
+            )
         return self
 
     @property

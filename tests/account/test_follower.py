@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
+from quantum_exec.account.roles import replacement_of
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide, OrderType
@@ -218,7 +219,8 @@ async def test_a_reduced_position_gets_legs_resized_to_what_is_left(desk: Desk) 
     )
     reduced = await desk.result("acc-rs-2")
     assert reduced.status is ResultStatus.FILLED and desk.position("BTCUSDT") == Decimal("0.012")
-    legs = (opened.stop_loss.client_algo_id, opened.take_profit.client_algo_id)
+    # Each leg's replacement is placed under its alternate id before the leg is cancelled.
+    legs = tuple(replacement_of(leg.client_algo_id) for leg in (opened.stop_loss, opened.take_profit))
 
     def resized() -> bool:
         found = [desk.algo(leg) for leg in legs]
@@ -232,6 +234,8 @@ async def test_a_reduced_position_gets_legs_resized_to_what_is_left(desk: Desk) 
         now = desk.algo(leg)
         assert now is not None and Decimal(now["triggerPrice"]) == was.trigger_price and now["side"] == "SELL"
     assert len(desk.open_algos("BTCUSDT")) == 2
+    assert desk.algo_status(opened.stop_loss.client_algo_id) == "CANCELED"
+    assert desk.algo_status(opened.take_profit.client_algo_id) == "CANCELED"
     [reduce_event] = [e for e in await desk.events() if e["kind"] == "reduced"]
     assert reduce_event["reason"] == "reduce_intent" and reduce_event["intent_id"] == "acc-rs-2"
 

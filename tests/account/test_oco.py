@@ -10,6 +10,7 @@ import pytest
 from account.samples import algo_message, fill_message
 from quantum_exec.account.events import parse_event
 from quantum_exec.account.oco import Cancel, Replace, can_reduce, plan_oco
+from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState, StaleStateError
 from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.ids import client_order_id
@@ -176,3 +177,29 @@ def test_plan_refuses_a_stale_view() -> None:
     state.mark_stale()
     with pytest.raises(StaleStateError):
         plan_oco(state, "BTCUSDT")
+
+
+def test_a_leg_open_twice_keeps_the_copy_that_fits() -> None:
+    state = long_with_legs("0.010")
+    feed(state, fill_message(side="SELL", order_id=5, trade_id=5, qty="0.004", client_order_id="web_c"))
+    # The SL's replacement is armed, the old one not cancelled yet (its cancel failed).
+    feed(state, algo_message(client_algo_id=replacement_of(SL), algo_id=8, qty="0.006", time_ms=2))
+    plan = plan_oco(state, "BTCUSDT")
+    assert plan[0] == Cancel("BTCUSDT", SL, "replaced")
+    assert [(type(a), a.client_algo_id) for a in plan[1:]] == [(Replace, TP)]
+
+
+def test_a_sibling_filled_under_its_alternate_id_cancels_the_leg() -> None:
+    state = long_with_legs()
+    tp_now = replacement_of(TP)
+    feed(state, algo_message(client_algo_id=tp_now, algo_id=9, order_type="TAKE_PROFIT_MARKET", time_ms=2))
+    feed(state, algo_message(client_algo_id=TP, status="CANCELED", time_ms=3))
+    feed(state, fill_message(side="SELL", order_id=77, trade_id=2, qty="0.004", client_order_id="web_x"))
+    feed(
+        state,
+        algo_message(
+            client_algo_id=tp_now, algo_id=9, status="FINISHED", qty="0.006", executed="0.006", time_ms=4
+        ),
+    )
+    # Its fill is not seen yet: only the sibling rule can tell.
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "sibling leg filled")]

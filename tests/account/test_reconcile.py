@@ -5,18 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 from quantum_exec.account.oco import Cancel
+from quantum_exec.account.positions import PositionView
 from quantum_exec.account.reconcile import IntentRecord, Protect, RecordFlat, ReportExternal, plan_reconcile
-from quantum_exec.exchange.wire import AlgoOrder, OrderSide, Position
+from quantum_exec.account.state import AlgoView
+from quantum_exec.exchange.wire import AlgoOrder, OrderSide
 from quantum_exec.ids import client_order_id
 
 D = Decimal
 SL, TP = client_order_id("k1", "sl"), client_order_id("k1", "tp")
 
 
-def position(amount: str, symbol: str = "BTCUSDT", entry: str = "60000") -> Position:
-    return Position.parse(
-        {"symbol": symbol, "positionAmt": amount, "entryPrice": entry, "positionSide": "BOTH"}
-    )
+def position(amount: str, symbol: str = "BTCUSDT", entry: str = "60000") -> PositionView:
+    return PositionView(symbol, D(amount), D(entry) if D(amount) else D(0))
 
 
 def algo(
@@ -28,20 +28,22 @@ def algo(
     order_type: str = "STOP_MARKET",
     close_position: bool = False,
     symbol: str = "BTCUSDT",
-) -> AlgoOrder:
-    return AlgoOrder.parse(
-        {
-            "algoId": 1,
-            "clientAlgoId": client_algo_id,
-            "symbol": symbol,
-            "side": side,
-            "orderType": order_type,
-            "algoStatus": status,
-            "triggerPrice": "58000",
-            "quantity": qty,
-            "closePosition": close_position,
-            "reduceOnly": not close_position,
-        }
+) -> AlgoView:
+    return AlgoView.from_rest(
+        AlgoOrder.parse(
+            {
+                "algoId": 1,
+                "clientAlgoId": client_algo_id,
+                "symbol": symbol,
+                "side": side,
+                "orderType": order_type,
+                "algoStatus": status,
+                "triggerPrice": "58000",
+                "quantity": qty,
+                "closePosition": close_position,
+                "reduceOnly": not close_position,
+            }
+        )
     )
 
 
@@ -157,10 +159,3 @@ def test_two_intents_on_one_symbol() -> None:
     second = IntentRecord("k2", "BTCUSDT", long=True, quantity=D("0.005"), stop_loss=D("57000"))
     legs = [*BOTH_LEGS, algo(client_order_id("k2", "sl"), qty="0.005")]
     assert plan_reconcile([position("0.015")], legs, [LONG, second]) == []
-
-
-def test_hedge_mode_rows_are_ignored() -> None:
-    hedged = Position.parse(
-        {"symbol": "BTCUSDT", "positionAmt": "1", "entryPrice": "1", "positionSide": "LONG"}
-    )
-    assert plan_reconcile([hedged], [], []) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantum_exec.account.roles import intent_digest, role_of, sibling_of
+from quantum_exec.account.roles import intent_digest, leg_ids, replacement_of, role_of, sibling_of
 from quantum_exec.ids import client_order_id
 
 
@@ -39,3 +39,13 @@ def test_foreign_ids_are_not_ours(client_id: str) -> None:
 
 def test_entry_has_no_sibling() -> None:
     assert sibling_of(client_order_id("k", "entry")) is None
+
+
+def test_a_replaced_leg_alternates_between_two_ids_of_the_same_intent_and_role() -> None:
+    sl = client_order_id("k", "sl")
+    alternate = replacement_of(sl)
+    assert alternate == client_order_id("k", "sl", 1)
+    assert replacement_of(alternate) == sl
+    assert role_of(alternate) == "sl" and intent_digest(alternate) == intent_digest(sl)
+    assert leg_ids(sl) == leg_ids(alternate) == (sl, alternate)
+    assert sibling_of(alternate) == client_order_id("k", "tp", 1)

@@ -32,9 +32,17 @@ def fresh() -> AccountState:
     return state
 
 
-def rest_position(symbol: str, amount: str, entry: str) -> Position:
+def rest_position(
+    symbol: str, amount: str, entry: str, update_ms: int = 0, position_side: str = "BOTH"
+) -> Position:
     return Position.parse(
-        {"symbol": symbol, "positionAmt": amount, "entryPrice": entry, "positionSide": "BOTH"}
+        {
+            "symbol": symbol,
+            "positionAmt": amount,
+            "entryPrice": entry,
+            "positionSide": position_side,
+            "updateTime": update_ms,
+        }
     )
 
 
@@ -197,6 +205,59 @@ def test_resync_replaces_the_view() -> None:
     assert state.position("BTCUSDT").is_flat
     assert [a.client_algo_id for a in state.open_algo_orders()] == [SL]
     assert state.fills_of("BTCUSDT", 1) is not None  # history survives a resync
+
+
+T0 = 1_700_000_000_000  # fill_message's default trade time
+
+
+def test_a_fill_newer_than_the_snapshot_survives_the_resync() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", price="60000", time_ms=T0 + 50))
+    # positionRisk was asked at T0 and answered flat (its last change at T0 - 1000): the fill
+    # landed while it travelled.
+    state.resync(
+        [
+            rest_position("BTCUSDT", "0", "0", update_ms=T0 - 1000),
+            rest_position("BTCUSDT", "9", "1", 0, "LONG"),
+        ],
+        [],
+        as_of_ms=T0,
+    )
+    assert state.position("BTCUSDT") == PositionView("BTCUSDT", D("0.010"), D("60000"))
+    assert state.drifted_symbols() == []
+
+
+def test_a_fill_the_snapshot_holds_is_not_counted_twice() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", price="60000", time_ms=T0 + 50))
+    feed(state, fill_message(order_id=2, trade_id=2, qty="0.005", price="61000", time_ms=T0 + 90))
+    # Asked before both fills, but answered after the first: its updateTime says so.
+    state.resync([rest_position("BTCUSDT", "0.010", "60000", update_ms=T0 + 50)], [], as_of_ms=T0)
+    assert state.position("BTCUSDT").amount == D("0.015")
+    # A snapshot asked after every fill holds them all.
+    state.resync([rest_position("BTCUSDT", "0.015", "60333.3", update_ms=T0 + 90)], [], as_of_ms=T0 + 500)
+    assert state.position("BTCUSDT") == PositionView("BTCUSDT", D("0.015"), D("60333.3"))
+
+
+def test_legs_seen_after_the_snapshot_keep_what_the_stream_said() -> None:
+    state = fresh()
+    # TP armed while the listing travelled; SL triggered and finished in the same time.
+    feed(state, algo_message(client_algo_id=TP, algo_id=6, time_ms=T0 + 10))
+    feed(state, algo_message(client_algo_id=SL, algo_id=5, status="TRIGGERING", time_ms=T0 + 20))
+    feed(
+        state,
+        algo_message(client_algo_id=SL, algo_id=5, status="FINISHED", executed="0.010", time_ms=T0 + 30),
+    )
+    other = client_order_id("k2", "sl")
+    feed(state, algo_message(client_algo_id=other, algo_id=5, status="TRIGGERING", time_ms=T0 + 40))
+    state.resync([], [rest_algo(SL), rest_algo(other)], as_of_ms=T0)
+    assert {a.client_algo_id: a.status for a in state.open_algo_orders()} == {
+        TP: AlgoStatus.NEW,
+        other: AlgoStatus.TRIGGERING,
+    }
+    # A leg the stream saw before the listing was asked, and the listing lacks, is gone.
+    state.resync([], [], as_of_ms=T0 + 1000)
+    assert state.open_algo_orders() == []
 
 
 def test_pushed_account_update_agreeing_is_no_drift() -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
+
 import pytest
 
-from quantum_exec.exchange.pacing import SEND_BY, Limits, PacingDeadline, RateLimiter, Usage
+from quantum_exec.exchange.pacing import SEND_BY, Limits, PacingDeadline, Priority, RateLimiter, Usage
+from quantum_exec.ops import metrics
 
 
 class FakeClock:
@@ -20,8 +25,47 @@ class FakeClock:
         self.now += seconds
 
 
-def make(limits: Limits, clock: FakeClock, headroom: float = 1.0) -> RateLimiter:
+class VirtualClock:
+    """Time that moves only when the test advances it: concurrent waiters sleep until then."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), woken))
+        await woken
+
+    async def advance(self, seconds: float) -> None:
+        """Move to ``now + seconds``, waking every sleeper due on the way in time order."""
+        target = self.now + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            due, _n, woken = heapq.heappop(self._sleepers)
+            self.now = max(self.now, due)
+            if not woken.done():
+                woken.set_result(None)
+            await settle()
+        self.now = target
+        await settle()
+
+
+async def settle() -> None:
+    """Let every task that can run, run (each woken waiter sends or sleeps again)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def make(limits: Limits, clock: FakeClock | VirtualClock, headroom: float = 1.0) -> RateLimiter:
     return RateLimiter(limits, headroom=headroom, clock=clock, wall_clock=clock, sleep=clock.sleep)
+
+
+def held() -> float:
+    return metrics.REGISTRY.get_sample_value("quantum_exec_pacing_held_orders") or 0.0
 
 
 async def test_orders_are_paced_within_the_10s_window() -> None:
@@ -191,3 +235,93 @@ def test_usage_round_trips_through_the_heartbeat_form() -> None:
     assert Usage.decode(b"120,7,30") == usage
     assert Usage.decode("garbage") == Usage()
     assert usage + Usage(1, 2, 3) == Usage(121, 9, 33)
+
+
+async def test_held_orders_go_legs_and_emergency_closes_first_then_closes_then_entries() -> None:
+    clock = VirtualClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=2, orders_1m=1000), clock)
+    for _ in range(2):
+        assert await limiter.acquire(weight=0, orders=1) == 0  # the window is full until +10 s
+    sent: list[str] = []
+
+    async def send(name: str, priority: Priority) -> None:
+        await limiter.acquire(weight=0, orders=1, priority=priority)
+        sent.append(name)
+
+    async with asyncio.TaskGroup() as group:
+        for n in range(3):  # a burst of entries is held first ...
+            group.create_task(send(f"entry-{n}", Priority.ENTRY))
+        await settle()
+        # ... then a close, a protective leg and an emergency close are asked for
+        group.create_task(send("close", Priority.CLOSE))
+        group.create_task(send("sl", Priority.PROTECT))
+        group.create_task(send("flatten", Priority.PROTECT))
+        await settle()
+        assert sent == [] and held() == 6
+        windows = []
+        for _ in range(3):  # two slots free every 10 s
+            await clock.advance(10.0)
+            windows.append(set(sent[2 * len(windows) :]))
+    assert windows == [{"sl", "flatten"}, {"close", "entry-0"}, {"entry-1", "entry-2"}]
+    assert held() == 0
+    assert limiter.usage().orders_10s == 2  # never more than the budget in any 10 s
+
+
+async def test_a_held_entry_is_shed_before_its_deadline_once_legs_go_ahead_of_it() -> None:
+    clock = VirtualClock()
+    limiter = make(Limits(weight_1m=10_000, orders_10s=4, orders_1m=1000), clock)
+    for _ in range(2):
+        await limiter.acquire(weight=0, orders=1)  # 2 slots free at 1010 ...
+    await clock.advance(5.0)
+    for _ in range(2):
+        await limiter.acquire(weight=0, orders=1)  # ... and 2 at 1015
+    sent: list[str] = []
+
+    async def send(name: str, priority: Priority, send_by: float | None = None) -> None:
+        token = SEND_BY.set(send_by)
+        try:
+            await limiter.acquire(weight=0, orders=1, priority=priority)
+        finally:
+            SEND_BY.reset(token)
+        sent.append(name)
+
+    entry = asyncio.create_task(send("entry", Priority.ENTRY, send_by=1013.0))  # fits at 1010
+    await settle()
+    assert not entry.done()
+    legs = [asyncio.create_task(send(leg, Priority.PROTECT)) for leg in ("sl", "tp")]
+    await settle()
+    # The legs take the slots of 1010: the entry's turn moves to 1015, past its deadline.
+    late = asyncio.create_task(send("late entry", Priority.ENTRY, send_by=1013.0))
+    await settle()
+    with pytest.raises(PacingDeadline):
+        await late  # shed on arrival: two legs are held before it
+    await clock.advance(5.0)
+    await asyncio.gather(*legs)
+    with pytest.raises(PacingDeadline) as shed:
+        await entry
+    assert clock.now == 1010.0 and sent == ["sl", "tp"]
+    assert shed.value.late_s == pytest.approx(2.0)
+
+
+async def test_the_send_by_deadline_is_on_the_wall_clock() -> None:
+    clock = FakeClock()  # monotonic, near 1000
+    wall = 1_700_000_000.0
+    limiter = RateLimiter(
+        Limits(weight_1m=10_000, orders_10s=1, orders_1m=1000),
+        headroom=1.0,
+        clock=clock,
+        wall_clock=lambda: wall,
+        sleep=clock.sleep,
+    )
+    assert await limiter.acquire(weight=0, orders=1) == 0
+    token = SEND_BY.set(wall + 3.0)  # the intent's TTL ends 3 s from now on the wall clock
+    try:
+        with pytest.raises(PacingDeadline):
+            await limiter.acquire(weight=0, orders=1)  # the next slot is 10 s away
+    finally:
+        SEND_BY.reset(token)
+    token = SEND_BY.set(wall + 11.0)
+    try:
+        assert await limiter.acquire(weight=0, orders=1) == pytest.approx(10.0)
+    finally:
+        SEND_BY.reset(token)

@@ -492,8 +492,10 @@ def verdict(
 
     leg_of: dict[str, tuple[str, str]] = {}
     for intent_id in intents:
-        leg_of[client_order_id(intent_id, "sl")] = (intent_id, "tp")
-        leg_of[client_order_id(intent_id, "tp")] = (intent_id, "sl")
+        # A leg and its replacement (the live OCO's make before break), under the id numbered 1.
+        for child in (None, 1):
+            leg_of[client_order_id(intent_id, "sl", child)] = (intent_id, "tp")
+            leg_of[client_order_id(intent_id, "tp", child)] = (intent_id, "sl")
     order_index = {i: n for n, i in enumerate(intents)}
     last_executed: dict[str, int] = {}
     last_close: dict[str, int] = {}
@@ -515,8 +517,10 @@ def verdict(
         closing_ok = amount != 0 and a["side"] == ("SELL" if amount > 0 else "BUY")
         if closing_ok and order_index[intent_id] > last_close.get(symbol, -1):
             continue  # protects the live position (one of the opens since the last CLOSE: pyramiding)
-        sibling = by_algo_client.get(client_order_id(intent_id, sibling_kind))
-        fired = sibling is not None and sibling["algoStatus"] in ("TRIGGERED", "FINISHED")
+        copies = [by_algo_client.get(client_order_id(intent_id, sibling_kind, c)) for c in (None, 1)]
+        fired_copies = [c for c in copies if c is not None and c["algoStatus"] in ("TRIGGERED", "FINISHED")]
+        sibling = fired_copies[0] if fired_copies else copies[0] or copies[1]
+        fired = bool(fired_copies)
         if fired and order_index[intent_id] == last_executed.get(symbol):
             v.explained_orphans += 1  # the next intent on the symbol cancels it
             continue

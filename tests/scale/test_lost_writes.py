@@ -70,3 +70,147 @@ async def test_intent_whose_records_a_failover_lost_is_found_on_the_exchange_not
     legs = Counter(a["clientAlgoId"] for a in state["algoOrders"])
     assert legs[client_order_id("lost-1", "sl")] == legs[client_order_id("lost-1", "tp")] == 1
     assert desk.position("BTCUSDT") == Decimal("0.010")
+
+
+async def test_an_intent_read_inside_the_window_is_looked_up_however_long_it_waits_for_a_slot(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read back inside the lost-writes window, then waiting for the one slot past its end (a
+    resting LIMIT holds it): the intent still looks its orders up before sending any."""
+    monkeypatch.setattr("quantum_exec.stream.link.LOST_WRITES_WINDOW_S", 1.0)
+    names = desk.names
+    service = await desk.service(max_concurrency=1)
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="wait-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=str((mark * Decimal("0.98")).quantize(Decimal("0.1"))),
+        take_profit=str((mark * Decimal("1.04")).quantize(Decimal("0.1"))),
+    )
+    first = await desk.result("wait-1")
+    assert first.status is ResultStatus.FILLED and first.protection is ProtectionState.PROTECTED
+    [(result_id, _)] = await _results(desk)
+    eth = desk.sim.engine.mark("ETHUSDT")
+    limit_price = (eth * Decimal("0.995")).quantize(Decimal("0.01"))
+    await desk.publish(
+        intent_id="wait-limit",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.100",
+        order_type="LIMIT",
+        price=str(limit_price),
+    )
+    limit_id = client_order_id("wait-limit", "entry")
+    await wait_for(
+        lambda: any(
+            o["clientOrderId"] == limit_id and o["status"] == "NEW" for o in desk.sim.state()["orders"]
+        ),
+        10,
+        "the LIMIT resting on the book (holding the one slot)",
+    )
+
+    async with desk.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(f"{names['key_prefix']}:idem:wait-1")
+        pipe.xdel(names["result_stream"], result_id)
+        pipe.xgroup_setid(names["intent_stream"], names["consumer_group"], "0")
+        pipe.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        await pipe.execute()
+
+    assert service.consumer is not None
+    link = service.consumer._link
+
+    async def read_back_and_window_over() -> bool:
+        pending = await desk.redis.xpending(names["intent_stream"], names["consumer_group"])
+        return (
+            int(pending["pending"]) == 2
+            and link.lost_at is not None
+            and link.writes_maybe_lost_since() is None
+        )
+
+    await wait_for(read_back_and_window_over, 15, "wait-1 read back, then the window over while it waits")
+    desk.sim.set_mark_price("ETHUSDT", limit_price - Decimal("5"))
+
+    async def answered_again() -> bool:
+        return {r.intent_id for _, r in await _results(desk)} == {"wait-1", "wait-limit"}
+
+    await wait_for(answered_again, 30, "wait-1 answered again once the slot was free")
+    [again] = [r for _, r in await _results(desk) if r.intent_id == "wait-1"]
+    assert again.status is ResultStatus.FILLED and again.order_id == first.order_id
+    state = desk.sim.state()
+    assert Counter(o["clientOrderId"] for o in state["orders"])[client_order_id("wait-1", "entry")] == 1
+    legs = Counter(a["clientAlgoId"] for a in state["algoOrders"])
+    assert legs[client_order_id("wait-1", "sl")] == legs[client_order_id("wait-1", "tp")] == 1
+    assert desk.position("BTCUSDT") == Decimal("0.010")
+
+
+async def test_an_instance_started_after_the_failover_looks_up_a_claimed_intent_that_waited_for_a_slot(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failover lost the record and the ack of an intent its dead consumer had executed; an
+    instance started after it (it saw no outage) claims the entry (a redelivery) while a resting
+    LIMIT holds its one slot, and runs it past any window: the orders are found, not placed again."""
+    monkeypatch.setattr("quantum_exec.stream.link.LOST_WRITES_WINDOW_S", 1.0)
+    names = desk.names
+    stream, group = names["intent_stream"], names["consumer_group"]
+    first_instance = await desk.service(consumer_name="inst-a")
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="late-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=str((mark * Decimal("0.98")).quantize(Decimal("0.1"))),
+        take_profit=str((mark * Decimal("1.04")).quantize(Decimal("0.1"))),
+    )
+    first = await desk.result("late-1")
+    assert first.status is ResultStatus.FILLED and first.protection is ProtectionState.PROTECTED
+    [(result_id, _)] = await _results(desk)
+    assert await first_instance.stop() is True
+
+    # What the promoted replica holds: the entry delivered to inst-a (now dead), no record, no result.
+    async with desk.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(f"{names['key_prefix']}:idem:late-1")
+        pipe.xdel(names["result_stream"], result_id)
+        pipe.xgroup_setid(stream, group, "0")
+        pipe.xreadgroup(group, "inst-a", {stream: ">"}, count=1)
+        await pipe.execute()
+
+    service = await desk.service(consumer_name="inst-b", max_concurrency=1, claim_idle_ms=2000)
+    eth = desk.sim.engine.mark("ETHUSDT")
+    limit_price = (eth * Decimal("0.995")).quantize(Decimal("0.01"))
+    await desk.publish(
+        intent_id="late-limit",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.100",
+        order_type="LIMIT",
+        price=str(limit_price),
+    )
+    limit_id = client_order_id("late-limit", "entry")
+    await wait_for(
+        lambda: any(
+            o["clientOrderId"] == limit_id and o["status"] == "NEW" for o in desk.sim.state()["orders"]
+        ),
+        10,
+        "the LIMIT resting on the book (holding the one slot)",
+    )
+
+    async def claimed_while_the_slot_is_held() -> bool:
+        rows = await desk.redis.xpending_range(stream, group, min="-", max="+", count=10)
+        return {r["consumer"] for r in rows} == {b"inst-b"} and len(rows) == 2
+
+    await wait_for(claimed_while_the_slot_is_held, 15, "late-1 claimed by inst-b behind the LIMIT")
+    assert service.consumer is not None and service.consumer._link.lost_at is None  # saw no outage
+    desk.sim.set_mark_price("ETHUSDT", limit_price - Decimal("5"))
+
+    async def answered_again() -> bool:
+        return {r.intent_id for _, r in await _results(desk)} == {"late-1", "late-limit"}
+
+    await wait_for(answered_again, 30, "late-1 answered again once the slot was free")
+    [again] = [r for _, r in await _results(desk) if r.intent_id == "late-1"]
+    assert again.status is ResultStatus.FILLED and again.order_id == first.order_id
+    state = desk.sim.state()
+    assert Counter(o["clientOrderId"] for o in state["orders"])[client_order_id("late-1", "entry")] == 1
+    assert desk.position("BTCUSDT") == Decimal("0.010")

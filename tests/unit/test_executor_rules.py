@@ -22,6 +22,7 @@ import pytest
 from quantum_exec.contracts import ProtectionState, ResultStatus, TradeIntent, parse_intent
 from quantum_exec.errors import PermanentError, UnknownOutcomeError
 from quantum_exec.exchange.fencing import OwnershipLost
+from quantum_exec.exchange.pacing import SEND_BY
 from quantum_exec.exchange.wire import (
     AlgoOrder,
     AlgoStatus,
@@ -494,3 +495,22 @@ async def test_a_partly_filled_limit_that_expires_keeps_its_filled_part_protecte
     assert gw.orders[entry_id].status is OrderStatus.CANCELED
     assert result.status is ResultStatus.PARTIAL and result.executed_quantity == Decimal("0.003")
     assert result.protection is ProtectionState.PROTECTED and len(gw.algo_calls) == 2
+
+
+async def test_the_entry_is_shed_on_the_ttl_guards_clock_from_the_ttl_guards_origin() -> None:
+    """The TTL guard ages an intent from its timestamp on the wall clock; the deadline pacing sheds
+    its entry at is that same moment plus the TTL on the same clock, not a monotonic time derived
+    from the stream id's time."""
+    deadlines: list[float | None] = []
+
+    async def capture(gw: ScriptedGateway, symbol: str, side: OrderSide, qty: Decimal, cid: str) -> Order:
+        deadlines.append(SEND_BY.get())
+        return await fill(gw, symbol, side, qty, cid)
+
+    gw = ScriptedGateway(market_script=[capture])
+    ex = await executor(gw, intent_ttl_s=30)
+    created_ms = int((time.time() - 20) * 1000)
+    published_ms = created_ms + 15_000  # it reached the stream 15 s after it was made
+    result = await ex.execute(open_long(timestamp=created_ms), stream_id=f"{published_ms}-0")
+    assert result.status is ResultStatus.FILLED
+    assert deadlines == [pytest.approx(created_ms / 1000 + 30, abs=0.001)]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantum_exec.ids import Role, client_order_id, is_own_protective
+from quantum_exec.ids import Role, client_order_id, is_own_protective, role_of
 
 ROLES: tuple[Role, ...] = get_args(Role)
 # Binance's pattern for newClientOrderId / clientAlgoId.
@@ -45,6 +45,9 @@ def test_protective_ids_are_recognised() -> None:
     others: tuple[Role, ...] = ("entry", "close", "flatten")
     for role in others:
         assert not is_own_protective(client_order_id(key, role))
+    # The alternate id a replaced leg is placed under (make before break) is ours too.
+    assert is_own_protective(client_order_id(key, "sl", 1))
+    assert not is_own_protective(client_order_id(key, "sl", 2))
 
 
 @pytest.mark.parametrize(
@@ -82,3 +85,15 @@ def test_deterministic_and_distinct_per_key(a: str, b: str, role: Role) -> None:
 def test_any_string_key_is_accepted() -> None:
     assert OURS.fullmatch(client_order_id("\ud800 lone surrogate", "tp"))
     assert OURS.fullmatch(client_order_id("x" * 10_000, "entry"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_role_is_read_back_from_our_ids_and_their_children(role: Role) -> None:
+    assert role_of(client_order_id("k", role)) == role
+    assert role_of(client_order_id("k", role, child=7)) == role
+    assert role_of(client_order_id("k", role, child=99)) == role
+
+
+@pytest.mark.parametrize("other", ["", "qx", "qxz-" + "0" * 30, "qxs0-" + "0" * 30, "abc", "web-order-1"])
+def test_a_foreign_id_has_no_role(other: str) -> None:
+    assert role_of(other) is None

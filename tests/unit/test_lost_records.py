@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.recovery import attempt_of, record_lost_by
 from quantum_exec.stream.store import BeginState, Begun
 
 
+def _entry(deliveries: int, outage_since: float | None = None) -> Entry:
+    return Entry("1-0", {}, deliveries, datetime.now(UTC), outage_since=outage_since)
+
+
 def test_after_an_outage_every_new_record_is_suspect_from_the_outage_start() -> None:
-    assert record_lost_by(100.0, 1, 5.0) == 100.0
-    assert record_lost_by(100.0, 3, 5.0) == 100.0
+    assert record_lost_by(_entry(1), 100.0, 5.0) == 100.0
+    assert record_lost_by(_entry(3), 100.0, 5.0) == 100.0
 
 
 def test_without_an_outage_only_redeliveries_are_suspect_from_the_connection() -> None:
-    assert record_lost_by(None, 2, 5.0) == 5.0
-    assert record_lost_by(None, 1, 5.0) is None
+    assert record_lost_by(_entry(2), None, 5.0) == 5.0
+    assert record_lost_by(_entry(1), None, 5.0) is None
+
+
+def test_an_entry_read_inside_the_window_stays_suspect_after_it() -> None:
+    assert record_lost_by(_entry(1, outage_since=100.0), None, 5.0) == 100.0
+    assert record_lost_by(_entry(2, outage_since=100.0), None, 5.0) == 100.0
+    # A later outage bounds the earlier attempt's orders later still: that one is kept.
+    assert record_lost_by(_entry(1, outage_since=100.0), 200.0, 5.0) == 200.0
 
 
 def test_a_suspect_new_record_resumes_by_lookups_and_never_repairs() -> None:

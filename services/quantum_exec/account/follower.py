@@ -44,7 +44,7 @@ from quantum_exec.account.publishing import (
     wake_key,
 )
 from quantum_exec.account.resync import Resyncing
-from quantum_exec.account.roles import intent_digest
+from quantum_exec.account.roles import intent_digest, replacement_of
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.account.userstream import UserStream
@@ -52,7 +52,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.ids import client_order_id
+from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -330,6 +330,8 @@ class AccountFollower(Resyncing):
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
+            elif self._twin_open(event):
+                self._kick(event.symbol)  # a leg armed beside its other copy: the OCO keeps one
         elif isinstance(event, AccountUpdate) and event.reason == "FUNDING_FEE":
             self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
         elif (
@@ -339,6 +341,13 @@ class AccountFollower(Resyncing):
         ):
             log.warning("account.drift", symbols=self.state.drifted_symbols())
             self._spawn(self._resync(), "account-resync")
+
+    def _twin_open(self, event: AlgoUpdate) -> bool:
+        """True when our leg of ``event`` is open under both of its ids (see :func:`.roles.leg_ids`)."""
+        if not is_own_protective(event.client_algo_id):
+            return False
+        twin = replacement_of(event.client_algo_id)
+        return any(a.client_algo_id == twin for a in self.state.own_protective_known(event.symbol))
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
         self._moves.put_nowait(Moved(fill, before, after, time.monotonic()))
@@ -374,8 +383,10 @@ class AccountFollower(Resyncing):
                 await self._tick_lease()
             except REDIS_DOWN as exc:
                 log.warning("account_lease.redis_down", error=str(exc))
+                self._lease_lost()
             except Exception:
                 log.exception("account_lease.failed")
+                self._lease_lost()
 
     async def _tick_lease(self) -> None:
         was = self.leader
@@ -387,6 +398,14 @@ class AccountFollower(Resyncing):
                 self._spawn(self._take_over(), "account-takeover")
         elif was and not self.leader:
             log.warning("account_lease.lost")
+
+    def _lease_lost(self) -> None:
+        """The lease could not be renewed: it may be another instance's by now, so act on nothing
+        until it is taken again (and the takeover resyncs)."""
+        if self.leader:
+            log.warning("account_lease.lost", detail="not renewed: acting on nothing until it is ours again")
+        self.leader = False
+        metrics.ACCOUNT_LEASE_HELD.set(0)
 
     async def _take_over(self) -> None:
         """A new holder: publish what the old one may not have, then resync and reconcile."""
@@ -409,5 +428,5 @@ class AccountFollower(Resyncing):
         try:
             self.leader = await self.store.take_lease() > 0
         except REDIS_DOWN:
-            return False
+            self._lease_lost()
         return self.leader

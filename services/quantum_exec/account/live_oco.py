@@ -2,27 +2,49 @@
 
 After every fill and every final conditional order, :func:`.oco.plan_oco` says which of our legs
 on the symbol protect nothing any more (cancel) or are larger than what is left (replace); one
-task per symbol runs it, again when more events came meanwhile. Every order it sends is fenced by
-the account lease; an algo id it cancelled is not asked twice while its CANCELED is on the way,
-and legs sent beside an entry still travelling (held by the executor) are left alone.
+task per symbol runs it, again when more events came meanwhile. An algo id it cancelled is not
+asked twice while its CANCELED is on the way, and legs sent beside an entry still travelling (held
+by the executor) are left alone.
+
+A replacement is make before break (Binance cannot modify an untriggered conditional order): the
+new leg is placed under the leg's alternate id (:func:`.roles.replacement_of`) and seen armed, and
+only then is the old one cancelled. A placement that fails or whose outcome is unknown (and is not
+found armed by a lookup) leaves the old leg armed - larger than the position, but reduce-only, so
+it still protects all of it - and the plan runs again after a backoff, a bounded number of times.
+
+Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
+it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Final
 
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
-from quantum_exec.account.state import AccountState, StaleStateError
+from quantum_exec.account.roles import replacement_of
+from quantum_exec.account.state import AccountState, AlgoView, StaleStateError
 from quantum_exec.account.store import AccountStore
-from quantum_exec.exchange.fencing import reset_check, set_check
+from quantum_exec.backoff import Backoff
+from quantum_exec.errors import QuantumError
+from quantum_exec.exchange.fencing import OwnershipLost, ensure_owner, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import OrderType
+from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
+
+# A plan whose orders failed runs again after these waits, this many times; the old legs stay armed.
+OCO_RETRY: Final = Backoff(base_s=0.2, cap_s=5.0, jitter=0.2)
+OCO_ATTEMPTS: Final = 6
+
+
+class LegNotArmed(QuantumError):
+    """A replacement leg was not seen armed on the exchange: the old leg stays."""
 
 
 class LiveOco:
@@ -53,6 +75,7 @@ class LiveOco:
 
     async def _oco(self, symbol: str) -> None:
         token = set_check(self._still_leader)
+        failures = 0
         try:
             while True:
                 self._oco_dirty.discard(symbol)
@@ -60,12 +83,33 @@ class LiveOco:
                     actions = plan_oco(self.state, symbol)
                 except StaleStateError:
                     return  # the resync kicks every symbol again
+                failed = False
                 for action in actions:
-                    await self._apply_oco(symbol, action)
+                    try:
+                        await self._apply_oco(symbol, action)
+                    except OwnershipLost:
+                        raise
+                    except Exception as exc:
+                        failed = True
+                        log.warning(
+                            "oco.action_failed",
+                            symbol=symbol,
+                            client_algo_id=action.client_algo_id,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
                 if self.position_amount(symbol) == 0:
                     await self._drop_records(symbol)
+                if failed:
+                    if failures >= OCO_ATTEMPTS:
+                        log.error("oco.gave_up", symbol=symbol, detail="the legs in place stay armed")
+                        return
+                    await asyncio.sleep(OCO_RETRY.delay(failures))
+                    failures += 1
+                    continue
                 if symbol not in self._oco_dirty:
                     return
+        except OwnershipLost:
+            log.warning("oco.not_leader", symbol=symbol, detail="the account lease is not ours: nothing sent")
         except Exception:
             log.exception("oco.failed", symbol=symbol)
         finally:
@@ -80,27 +124,73 @@ class LiveOco:
                 return
             await self._cancel(leg.algo_id, action.reason, action="cancel")
             return
-        old = action.old
-        if old.algo_id in self._acted_on:
+        if action.old.algo_id in self._acted_on:
             return
-        if not await self._cancel(old.algo_id, "resize to the position", action="replace"):
-            return
-        s = self._settings
-        await self._gateway.place_algo(
-            symbol,
+        await self._replace_leg(action.old, action.new_qty, "resize to the position")
+
+    async def _replace_leg(
+        self, old: AlgoView, quantity: Decimal, reason: str, trigger_price: Decimal | None = None
+    ) -> None:
+        """Make before break: place ``old`` again for ``quantity`` (at ``trigger_price`` when given)
+        under its alternate id, see it armed, then cancel ``old``. Raises with ``old`` still armed
+        when the new leg is not."""
+        await self._place_leg(
+            old.symbol,
             old.side,
             OrderType(old.order_type),
-            old.trigger_price,
-            old.client_algo_id,
-            quantity=action.new_qty,
-            working_type=s.working_type.value,
-            price_protect=s.price_protect,
+            old.trigger_price if trigger_price is None else trigger_price,
+            replacement_of(old.client_algo_id),
+            quantity,
         )
+        await self._cancel(old.algo_id, reason, action="replace")
         log.info(
-            "oco.resized", symbol=symbol, client_algo_id=old.client_algo_id, quantity=str(action.new_qty)
+            "oco.resized",
+            symbol=old.symbol,
+            client_algo_id=old.client_algo_id,
+            replaced_by=replacement_of(old.client_algo_id),
+            quantity=str(quantity),
         )
 
+    async def _place_leg(
+        self,
+        symbol: str,
+        side: OrderSide,
+        order_type: OrderType,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        quantity: Decimal,
+    ) -> AlgoOrder:
+        """Place one protective leg and return it armed; an unknown outcome (or a duplicate id) is
+        settled by looking the id up. Raises when the leg is not armed on the exchange."""
+        s = self._settings
+        try:
+            placed = await self._gateway.place_algo(
+                symbol,
+                side,
+                order_type,
+                trigger_price,
+                client_algo_id,
+                quantity=quantity,
+                working_type=s.working_type.value,
+                price_protect=s.price_protect,
+            )
+        except OwnershipLost:
+            raise
+        except Exception as exc:
+            found = await self._gateway.get_algo(client_algo_id)
+            if found is None or not found.status.is_placed or found.quantity != quantity:
+                metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
+                raise
+            log.info("oco.place_found", client_algo_id=client_algo_id, error=type(exc).__name__)
+            placed = found
+        if not placed.status.is_placed:
+            metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
+            raise LegNotArmed(f"{client_algo_id} is {placed.status} after its placement")
+        return placed
+
     async def _cancel(self, algo_id: int, reason: str, *, action: str = "cancel") -> bool:
+        # Cancels are not orders to the gateway's fence: a holder cut off from Redis must not send them.
+        await ensure_owner("DELETE /fapi/v1/algoOrder")
         self._acted_on.add(algo_id)
         try:
             done = await self._gateway.cancel_algo(algo_id)

@@ -11,7 +11,9 @@ Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the sy
 * the position is flat -> cancel;
 * its side cannot reduce the position (a SELL stop under a short) -> cancel;
 * its sibling leg of the same intent filled completely -> cancel;
-* it is larger than what is left of the position -> replace it by one of the remaining size.
+* it is larger than what is left of the position -> replace it by one of the remaining size;
+* it is open twice (a replacement placed, the old leg not cancelled yet) -> cancel all but the one
+  that fits the position best.
 
 Orders of anybody else are never touched; TRIGGERING/TRIGGERED ones are in flight (a cancel
 answers -2011) and are left to finish.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from quantum_exec.account.roles import sibling_of
+from quantum_exec.account.roles import leg_ids, sibling_of
 from quantum_exec.account.state import AccountState, AlgoView
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 
@@ -38,7 +40,7 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Replace:
-    """Cancel ``old`` and place the same order (side, type, trigger) for ``new_qty``."""
+    """Place the same order as ``old`` (side, type, trigger) for ``new_qty``, then cancel ``old``."""
 
     symbol: str
     old: AlgoView
@@ -59,10 +61,22 @@ def can_reduce(side: OrderSide, position_amount: Decimal) -> bool:
 
 def _sibling_filled(state: AccountState, leg: AlgoView) -> bool:
     sibling_id = sibling_of(leg.client_algo_id)
-    sibling = state.algo_order(sibling_id) if sibling_id else None
-    if sibling is None or sibling.status is not AlgoStatus.FINISHED or sibling.executed_qty <= 0:
-        return False
-    return sibling.close_position or sibling.executed_qty >= sibling.quantity
+    for client_algo_id in leg_ids(sibling_id) if sibling_id else ():
+        sibling = state.algo_order(client_algo_id)
+        if sibling is None or sibling.status is not AlgoStatus.FINISHED or sibling.executed_qty <= 0:
+            continue
+        if sibling.close_position or sibling.executed_qty >= sibling.quantity:
+            return True
+    return False
+
+
+def _best_fit(legs: list[AlgoView], remaining: Decimal) -> AlgoView:
+    """Of the open copies of one leg, the one to keep: closePosition, else the largest that does not
+    exceed the position, else the smallest."""
+    fitting = [leg for leg in legs if leg.close_position or leg.quantity <= remaining]
+    if fitting:
+        return max(fitting, key=lambda a: (a.close_position, a.quantity, a.client_algo_id))
+    return min(legs, key=lambda a: (a.quantity, a.client_algo_id))
 
 
 def plan_oco(state: AccountState, symbol: str) -> list[Action]:
@@ -73,15 +87,23 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
     amount = state.position(symbol).amount
     remaining = abs(amount)
     actions: list[Action] = []
-    for leg in sorted(state.open_protective(symbol), key=lambda a: a.client_algo_id):
-        if not leg.is_armed:
-            continue
+    copies: dict[str, list[AlgoView]] = {}
+    for leg in state.open_protective(symbol):
+        if leg.is_armed:
+            copies.setdefault(leg_ids(leg.client_algo_id)[0], []).append(leg)
+    for _, legs in sorted(copies.items()):
+        leg = legs[0]
+        if len(legs) > 1:
+            leg = _best_fit(legs, remaining)
+            for twin in sorted(legs, key=lambda a: a.client_algo_id):
+                if twin is not leg:
+                    actions.append(Cancel(symbol, twin.client_algo_id, "replaced"))
         if amount == 0:
             actions.append(Cancel(symbol, leg.client_algo_id, "position flat"))
         elif not can_reduce(leg.side, amount):
             actions.append(Cancel(symbol, leg.client_algo_id, "side cannot reduce the position"))
         elif _sibling_filled(state, leg):
             actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
-        elif not leg.close_position and leg.quantity > remaining:
-            actions.append(Replace(symbol, leg, remaining))
+        elif not leg.close_position and leg.quantity > remaining and len(legs) == 1:
+            actions.append(Replace(symbol, leg, remaining))  # with a twin: once its cancel is seen
     return actions

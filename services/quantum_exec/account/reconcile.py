@@ -2,13 +2,13 @@
 
 The stream cannot tell what happened while it was down; NautilusTrader reconciles by REST after
 every reconnect for that reason (and its #4043 is the stop filled while the process was away
-with the target left armed). Given positionRisk, openAlgoOrders and the intents we recorded as
-holding a position, :func:`plan_reconcile` answers:
+with the target left armed). Given the account view once positionRisk and openAlgoOrders are
+merged into it, and the intents we recorded as holding a position, :func:`plan_reconcile` answers:
 
 * our protective orders on a flat symbol, or on the side that cannot reduce -> cancel;
 * a recorded position whose stop-loss or take-profit is missing or smaller than the position
   -> protect again with the recorded trigger, under the intent's own client id (``replaces``
-  names the order to cancel first when one exists);
+  names the leg the new one replaces when one exists: placed first, then that one cancelled);
 * a record whose position is gone (or now points the other way) -> the record is flat;
 * a position (or the part of one) we did not open -> report it, touch nothing.
 
@@ -24,8 +24,10 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from quantum_exec.account.oco import Cancel, can_reduce
+from quantum_exec.account.positions import PositionView
+from quantum_exec.account.roles import leg_ids
 from quantum_exec.account.state import AlgoView
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, Position
+from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 from quantum_exec.ids import client_order_id, is_own_protective
 
 ZERO: Final = Decimal(0)
@@ -47,7 +49,8 @@ class IntentRecord:
 
 @dataclass(frozen=True, slots=True)
 class Protect:
-    """Place the ``role`` leg of ``intent_key`` (after cancelling ``replaces`` when set)."""
+    """Place the ``role`` leg of ``intent_key``; with ``replaces`` set, under that leg's alternate id
+    and before cancelling it (make before break)."""
 
     symbol: str
     intent_key: str
@@ -82,11 +85,14 @@ ReconcileAction = Cancel | Protect | RecordFlat | ReportExternal
 
 
 def plan_reconcile(
-    positions: Iterable[Position], open_algo_orders: Iterable[AlgoOrder], records: Iterable[IntentRecord]
+    positions: Iterable[PositionView], open_algo_orders: Iterable[AlgoView], records: Iterable[IntentRecord]
 ) -> list[ReconcileAction]:
-    """The actions that bring the exchange and our records back in line (pure; see the module doc)."""
-    by_symbol = {p.symbol: p for p in positions if p.position_side == "BOTH"}
-    legs = [AlgoView.from_rest(o) for o in open_algo_orders if is_own_protective(o.client_algo_id)]
+    """The actions that bring the exchange and our records back in line (pure; see the module doc).
+
+    ``positions`` and ``open_algo_orders`` are the account view once a resync merged its snapshots.
+    """
+    by_symbol = {p.symbol: p for p in positions}
+    legs = [o for o in open_algo_orders if is_own_protective(o.client_algo_id)]
     legs_by_id = {leg.client_algo_id: leg for leg in legs if not leg.status.is_final}
     records_by_symbol: dict[str, list[IntentRecord]] = {}
     for record in records:
@@ -126,7 +132,8 @@ def _protect(record: IntentRecord, needed: Decimal, legs_by_id: dict[str, AlgoVi
         if trigger is None:
             continue
         client_algo_id = client_order_id(record.intent_key, role)
-        leg = legs_by_id.get(client_algo_id)
+        plain, replaced = leg_ids(client_algo_id)
+        leg = legs_by_id.get(plain) or legs_by_id.get(replaced)
         if leg is not None and (
             leg.close_position or leg.quantity >= needed or leg.status is not AlgoStatus.NEW
         ):

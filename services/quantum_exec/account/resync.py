@@ -1,10 +1,11 @@
 """Resync, gap replay and reconciliation of the account follower (a mixin of AccountFollower).
 
-On every (re)connect the view is replaced by REST snapshots; before that, the fills of the gap
-(``userTrades`` since the last fill seen, each order looked up for its client id, our legs that
-went final looked up for the order they triggered) are replayed through the same path as pushed
-fills, so their events are published and their siblings cancelled. The lease holder then runs
-:func:`.reconcile.plan_reconcile` against the intent records.
+On every (re)connect (and takeover) REST snapshots are merged into the view by time: fills that
+arrive while they travel survive them (:meth:`.state.AccountState.resync`). Before that, the fills
+of the gap (``userTrades`` since the last fill seen, each order looked up for its client id, our
+legs that went final looked up for the order they triggered) are replayed through the same path
+as pushed fills, so their events are published and their siblings cancelled. The lease holder
+then runs :func:`.reconcile.plan_reconcile` on the merged view against the intent records.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from quantum_exec.account.positions import PositionEvent, PositionKind, Position
 from quantum_exec.account.publishing import Publishing
 from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, plan_reconcile
 from quantum_exec.account.roles import intent_digest
-from quantum_exec.account.state import AccountState
+from quantum_exec.account.state import AccountState, AlgoView
 from quantum_exec.account.store import AccountStore
-from quantum_exec.exchange.fencing import reset_check, set_check
+from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
 from quantum_exec.ids import client_order_id
@@ -56,19 +57,22 @@ class Resyncing(LiveOco, Publishing):
     async def _resync(self) -> None:
         async with self._resync_lock:
             try:
+                # Events keep arriving while the snapshots travel: the view merges them by time.
+                asked_ms = int(time.time() * 1000)
                 positions = await self._gateway.positions()
                 algos = await self._gateway.open_algo_orders()
                 if self.state.generation > 0:
                     await self._replay_gap(positions, algos)
-                self.state.resync(positions, algos, as_of_ms=int(time.time() * 1000))
+                self.state.resync(positions, algos, as_of_ms=asked_ms)
             except Exception:
                 metrics.ACCOUNT_RESYNCS.labels(outcome="failed").inc()
                 raise
             metrics.ACCOUNT_RESYNCS.labels(outcome="ok").inc()
             metrics.USER_STREAM_LAST_EVENT.set(time.time())
-            metrics.OPEN_POSITIONS.set(sum(1 for p in positions if p.amount and p.position_side == "BOTH"))
+            metrics.OPEN_POSITIONS.set(self.state.open_count())
             if self.leader:
-                await self._reconcile(positions, algos)
+                # The merged view, not the raw snapshots: a fill they missed is a position still.
+                await self._reconcile(self.state.positions(), self.state.open_algo_orders())
                 for symbol in sorted(self.state.symbols()):
                     self._kick(symbol)
             self.synced.set()
@@ -102,7 +106,7 @@ class Resyncing(LiveOco, Publishing):
                     )
                     self._moved(applied.fill, applied.before, applied.after)
 
-    async def _reconcile(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
+    async def _reconcile(self, positions: list[PositionView], algos: list[AlgoView]) -> None:
         records = [r for r in (rec.as_intent_record() for rec in await self.store.records()) if r is not None]
         by_client_id = {a.client_algo_id: a for a in algos}
         external = 0
@@ -122,6 +126,11 @@ class Resyncing(LiveOco, Publishing):
                     elif isinstance(action, ReportExternal):
                         external += 1
                         await self._report_external(action)
+                except OwnershipLost:
+                    log.warning(
+                        "reconcile.not_leader", detail="the account lease is not ours: nothing more sent"
+                    )
+                    break
                 except Exception as exc:
                     metrics.RECONCILE_ACTIONS.labels(action=kind, outcome="failed").inc()
                     log.error(
@@ -137,20 +146,19 @@ class Resyncing(LiveOco, Publishing):
             reset_check(token)
         metrics.EXTERNAL_POSITIONS.set(external)
 
-    async def _protect(self, action: Protect, by_client_id: dict[str, AlgoOrder]) -> None:
-        if action.replaces is not None:
-            await self._cancel(by_client_id[action.replaces].algo_id, "protection too small")
-        s = self._settings
-        await self._gateway.place_algo(
-            action.symbol,
-            action.side,
-            OrderType(action.order_type),
-            action.trigger_price,
-            action.client_algo_id,
-            quantity=action.quantity,
-            working_type=s.working_type.value,
-            price_protect=s.price_protect,
-        )
+    async def _protect(self, action: Protect, by_client_id: dict[str, AlgoView]) -> None:
+        old = by_client_id.get(action.replaces) if action.replaces is not None else None
+        if old is not None:
+            await self._replace_leg(old, action.quantity, "protection too small", action.trigger_price)
+        else:
+            await self._place_leg(
+                action.symbol,
+                action.side,
+                OrderType(action.order_type),
+                action.trigger_price,
+                action.client_algo_id,
+                action.quantity,
+            )
         log.warning(
             "reconcile.protected",
             symbol=action.symbol,

@@ -2,7 +2,8 @@
 
 ``quantum_exec.ids`` makes ids ``qx<role letter>-<30 hex>`` where the hex is a hash of the intent
 key alone: the two protective legs of one intent share it, and swapping the letter gives the
-sibling. The hash is one-way, so the intent id comes from the owner's records (by digest).
+sibling. The hash is one-way, so the intent id comes from the owner's records (by digest). A leg
+replaced (make before break) alternates with the same id numbered 1: :func:`replacement_of`.
 """
 
 from __future__ import annotations
@@ -36,3 +37,19 @@ def sibling_of(client_algo_id: str) -> str | None:
         return None
     cut = len(PREFIX)
     return client_algo_id[:cut] + _SIBLING_LETTER[client_algo_id[cut]] + client_algo_id[cut + 1 :]
+
+
+def replacement_of(client_algo_id: str) -> str:
+    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
+    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
+    among open orders). Both name the same intent and role."""
+    cut = len(PREFIX) + 1
+    if client_algo_id[cut] == "-":
+        return f"{client_algo_id[:cut]}1{client_algo_id[cut:]}"
+    return client_algo_id[:cut] + client_algo_id[client_algo_id.index("-", cut) :]
+
+
+def leg_ids(client_algo_id: str) -> tuple[str, str]:
+    """Both ids one protective leg of an intent may be open under (plain first)."""
+    other = replacement_of(client_algo_id)
+    return (client_algo_id, other) if len(client_algo_id) < len(other) else (other, client_algo_id)

@@ -1,7 +1,10 @@
 """AccountState: the live view of the account, built from the user data stream, trusted only when fresh.
 
-Positions move by fills only (deduplicated by trade id) and are replaced by a REST snapshot on
-:meth:`AccountState.resync`. ACCOUNT_UPDATE positions are kept as the exchange's own word and
+Positions move by fills only (deduplicated by trade id). A REST snapshot (:meth:`AccountState.resync`)
+is merged, never laid over the view (style.md 17): it was taken before the events that arrived while
+it travelled, so each fill newer than the snapshot's position (its ``updateTime``, or the moment the
+request was sent) is applied again on top of it, and a conditional order keeps what an ALGO_UPDATE
+said after the snapshot was asked. ACCOUNT_UPDATE positions are kept as the exchange's own word and
 compared by :meth:`AccountState.drifted_symbols`: events of different types are not ordered
 against each other (Binance's "Message Ordering Guarantee" covers one type on one connection),
 so adding a pushed amount and a fill could count one trade twice. NautilusTrader builds its
@@ -13,7 +16,8 @@ raise :class:`StaleStateError` until the next resync.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -43,6 +47,8 @@ ZERO: Final = Decimal(0)
 MAX_ORDERS_WITH_FILLS: Final = 4096
 # Final algo orders are remembered this long (count), so the OCO can see which leg filled.
 MAX_CLOSED_ALGO_ORDERS: Final = 4096
+# Recent fills kept to be applied again over a REST snapshot older than they are.
+MAX_RECENT_FILLS: Final = 4096
 
 
 class StaleStateError(QuantumError):
@@ -171,6 +177,7 @@ class AccountState:
         self._algos: dict[str, AlgoView] = {}
         self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
         self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
+        self._recent_fills: deque[OrderTradeUpdate] = deque(maxlen=MAX_RECENT_FILLS)
         self._final_orders: OrderedDict[tuple[str, int], OrderStatus] = OrderedDict()
         # actualOrderId -> client algo id of the conditional order that placed it (bounded).
         self._by_actual: OrderedDict[str, str] = OrderedDict()
@@ -185,28 +192,70 @@ class AccountState:
         self.stale = True
 
     def resync(
-        self, positions: Iterable[Position], open_algo_orders: Iterable[AlgoOrder], *, as_of_ms: int = 0
+        self,
+        positions: Iterable[Position],
+        open_algo_orders: Iterable[AlgoOrder],
+        *,
+        as_of_ms: int | None = None,
     ) -> None:
-        """Replace the view with REST snapshots (positionRisk, openAlgoOrders) and make it fresh.
+        """Merge REST snapshots (positionRisk, openAlgoOrders) into the view and make it fresh.
 
+        ``as_of_ms`` is when the snapshot was asked for (now when not given). A position is the
+        snapshot's plus every fill seen whose time is after the snapshot's ``updateTime`` (or after
+        ``as_of_ms`` where the snapshot says no time): a fill that landed while the request
+        travelled survives it, one the snapshot holds is not counted twice. A conditional order
+        keeps a final status or a further live status seen by ALGO_UPDATE, and one the snapshot
+        lacks stays when its update is newer than ``as_of_ms`` (placed meanwhile).
         Fills already recorded stay (they are history); the generation goes up, so a caller holding
         an older generation can tell its reading predates the gap.
         """
-        self._positions = {
-            p.symbol: PositionView(p.symbol, p.amount, p.entry_price if p.amount else ZERO)
-            for p in positions
-            if p.position_side == "BOTH"
+        asked_ms = int(time.time() * 1000) if as_of_ms is None else as_of_ms
+        merged: dict[str, PositionView] = {}
+        since: dict[str, int] = {}
+        for p in positions:
+            if p.position_side == "BOTH":
+                merged[p.symbol] = PositionView(p.symbol, p.amount, p.entry_price if p.amount else ZERO)
+                since[p.symbol] = p.update_time_ms or asked_ms
+        last_fill_ms = dict(since)
+        for fill in self._recent_fills:
+            fill_ms = _fill_time_ms(fill)
+            if fill_ms > since.get(fill.symbol, asked_ms):
+                merged[fill.symbol] = apply_fill(merged.get(fill.symbol) or PositionView(fill.symbol), fill)
+                last_fill_ms[fill.symbol] = max(last_fill_ms.get(fill.symbol, asked_ms), fill_ms)
+        self._positions = merged
+        self._last_fill_ms = last_fill_ms
+        self._pushed = {
+            symbol: pushed
+            for symbol, pushed in self._pushed.items()
+            if pushed[0] > since.get(symbol, asked_ms)
         }
-        self._pushed.clear()
-        self._last_fill_ms = dict.fromkeys(self._positions, as_of_ms)
-        self._algos = {}
+        self._algos = self._merged_algos(open_algo_orders, asked_ms)
+        self.generation += 1
+        self.stale = False
+
+    def _merged_algos(self, open_algo_orders: Iterable[AlgoOrder], asked_ms: int) -> dict[str, AlgoView]:
+        algos: dict[str, AlgoView] = {}
         for order in open_algo_orders:
             view = AlgoView.from_rest(order)
             self._index(view)
-            if not view.status.is_final:
-                self._algos[view.client_algo_id] = view
-        self.generation += 1
-        self.stale = False
+            if view.status.is_final:
+                continue
+            closed = self._closed_algos.get(view.client_algo_id)
+            if closed is not None and closed.algo_id == view.algo_id:
+                continue  # it ended after the snapshot was taken: a final status is for good
+            live = self._algos.get(view.client_algo_id)
+            if live is not None and (
+                # A snapshot never moves an order back: keep what the stream saw it become since.
+                view.status.may_become(live.status)
+                if live.algo_id == view.algo_id
+                else live.update_time_ms > asked_ms
+            ):
+                view = live
+            algos[view.client_algo_id] = view
+        for client_algo_id, live in self._algos.items():
+            if client_algo_id not in algos and live.update_time_ms > asked_ms:
+                algos[client_algo_id] = live  # placed (or moved) while the snapshot travelled
+        return algos
 
     def is_current(self, generation: int) -> bool:
         """True when the view is fresh and no resync happened since ``generation`` was read."""
@@ -246,6 +295,7 @@ class AccountState:
                 self._fills.popitem(last=False)
         if event.trade_id in trades:
             return _NOTHING  # a replayed event: counted once
+        self._recent_fills.append(event)
         trades[event.trade_id] = Fill(
             trade_id=event.trade_id,
             quantity=event.last_qty,
@@ -390,3 +440,8 @@ class AccountState:
                 self._closed_algos.popitem(last=False)
         else:
             self._algos[view.client_algo_id] = view
+
+
+def _fill_time_ms(fill: OrderTradeUpdate) -> int:
+    """When the fill happened on the exchange (its trade time; the event's transaction time)."""
+    return fill.trade_time_ms or fill.transaction_time_ms

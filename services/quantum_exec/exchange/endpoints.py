@@ -20,6 +20,11 @@ class Endpoint:
     orders: int = 0
     mutates: bool = False
 
+    @property
+    def fenced(self) -> bool:
+        """Changes state on the exchange (POST, PUT, DELETE): sent only by the intent's owner."""
+        return self.method != "get"
+
 
 EP_TIME = Endpoint("get", "time", signed=False)
 EP_EXCHANGE_INFO = Endpoint("get", "exchangeInfo", signed=False)

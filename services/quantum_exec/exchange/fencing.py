@@ -1,11 +1,14 @@
 """The fence between one attempt at an intent and the exchange: is this attempt still the owner?
 
 Fencing tokens stop a stale instance (paused, partitioned, lease expired and taken over) from
-*publishing*; they cannot stop it from *sending orders*, and an order it sends after another
+*publishing*; they cannot stop it from *acting on the exchange*. An order it sends after another
 instance took the intent over and filled the entry is a second entry (a filled order frees its
-client id). So right before every order request the executor asks the check set here by the
-stream layer - renew the symbol's lease, False when it was lost - and aborts the attempt with
-:class:`OwnershipLost` instead of sending. Unset (a bare executor, a tool) it is a no-op.
+client id); a cancel it sends removes a leg that now protects the new owner's position; a
+leverage or margin-type change alters the position the new owner is building. So right before
+every state-changing request (POST, PUT, DELETE: :attr:`Endpoint.fenced`) the gateway asks the
+check set here by its caller - the stream layer's renews the symbol's lease, the account
+follower's its account lease; False when it was lost - and aborts with :class:`OwnershipLost`
+instead of sending. Unset (a bare executor, a tool) it is a no-op.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ from quantum_exec.exchange.endpoints import (
 )
 from quantum_exec.exchange.fencing import ensure_owner
 from quantum_exec.exchange.keys import load_private_key
-from quantum_exec.exchange.pacing import RateLimiter
+from quantum_exec.exchange.pacing import ROLE_PRIORITY, Priority, RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.exchange.signed import RestSender
 from quantum_exec.exchange.wire import (
@@ -83,6 +83,7 @@ from quantum_exec.exchange.wire import (
     parse_max_leverage,
 )
 from quantum_exec.exchange.ws_api import NotConnected, Unanswered, Unreadable, WsApi
+from quantum_exec.ids import role_of
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import fmt
@@ -102,6 +103,15 @@ UNREACHABLE_PROBE_S = 5.0
 def _algo_id_of(raw: Any) -> int:
     """The ``algoId`` an algo order cancel answers with (``{"algoId", "clientAlgoId", "code", "msg"}``)."""
     return int(raw["algoId"])
+
+
+def _priority(ep: Endpoint, params: Mapping[str, str] | None) -> Priority:
+    """An order request's place when pacing holds several: by the role its client id names."""
+    if not ep.orders or not params:
+        return Priority.ENTRY
+    client_id = params.get("newClientOrderId") or params.get("clientAlgoId")
+    role = role_of(client_id) if client_id else None
+    return ROLE_PRIORITY[role] if role is not None else Priority.ENTRY
 
 
 class BinanceGateway:
@@ -232,9 +242,10 @@ class BinanceGateway:
     ) -> Any:
         """Send one request; retries what is safe to retry and raises a typed error otherwise.
 
-        An order request is fenced right before it leaves (after pacing): a caller that lost its
-        intent's lease sends nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``,
-        the moment it really left, and an answer ``parse`` cannot read is an unknown outcome too.
+        A request that changes state (an order, a cancel, a leverage or margin-type change) is
+        fenced right before it leaves (after pacing): a caller that lost its intent's lease sends
+        nothing (:mod:`.fencing`). Its unknown outcomes carry ``sent_at``, the moment it really
+        left, and an answer ``parse`` cannot read is an unknown outcome too.
         """
         ws_method = WS_API_METHODS.get(ep) if self.ws is not None and rest_only is False else None
         if ws_method is not None and self.ws is not None and self.ws.connected:
@@ -243,11 +254,12 @@ class BinanceGateway:
             except NotConnected:
                 pass  # went down before sending: REST below
         label = f"/fapi/v{ep.version}/{ep.path}"
+        priority = _priority(ep, params)
         read_attempts = 0
         rate_limited = 0
         while True:
-            await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
-            if ep.orders:
+            await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders, priority)
+            if ep.fenced:
                 await ensure_owner(f"{ep.method.upper()} {label}")
             sent_at = time.monotonic()
             started = time.perf_counter()
@@ -339,8 +351,8 @@ class BinanceGateway:
         """One request over the WebSocket API, with REST's pacing, fencing and error rules."""
         assert self.ws is not None
         label = f"ws:{method}"
-        await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders)
-        if ep.orders:
+        await self.limiter.acquire(ep.weight if weight is None else weight, ep.orders, _priority(ep, params))
+        if ep.fenced:
             await ensure_owner(label)
         sent_at = time.monotonic()
         started = time.perf_counter()

@@ -12,25 +12,53 @@ window, where ``N`` is the largest number of live instances seen within that win
 once when an instance joins, and grows only once a departed instance's requests have left the
 window), and the usage the others reported with their heartbeat counts against the whole budget
 beside our own.
+
+When the order budget is short, the order requests held go out by :class:`Priority` (protective
+legs and the emergency close first, then closes, then entries; the same priority in arrival order):
+each request counts the orders held before it as already sent, so a protective leg asked for in a
+burst of entries takes the next free slot and the entries wait behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from enum import IntEnum
+from typing import Any, Final
 
+from quantum_exec.ids import Role
 from quantum_exec.ops import metrics
 
-# The monotonic time by which an order request must leave, or None. The executor sets it around an
-# entry (its intent's TTL): an entry that pacing would hold past it is not sent at all (shed), so
-# a burst above the exchange's order limits never executes an intent after it went stale.
-# Protective orders and closes never carry one: they are never shed.
+# The wall-clock time (epoch seconds) by which an order request must leave, or None. The executor
+# sets it around an entry: its intent's TTL counted from the origin the TTL guard uses
+# (``Run.send_by``), on the same wall clock. An entry that pacing would hold past it is not sent at
+# all (shed), so a burst above the exchange's order limits never executes an intent after it went
+# stale. Protective orders and closes never carry one: they are never shed.
 SEND_BY: ContextVar[float | None] = ContextVar("quantum_send_by", default=None)
+
+
+class Priority(IntEnum):
+    """Which held order request pacing lets go first (the lowest value)."""
+
+    PROTECT = 0  # a protective leg or the emergency close: a position is exposed until it leaves
+    CLOSE = 1  # a CLOSE's order: exposure the producer asked to end
+    ENTRY = 2  # a new entry: it opens exposure, and is shed at its intent's TTL
+
+
+# An order's priority by the role its client id names (:func:`quantum_exec.ids.role_of`).
+ROLE_PRIORITY: Final[Mapping[Role, Priority]] = {
+    "flatten": Priority.PROTECT,
+    "sl": Priority.PROTECT,
+    "tp": Priority.PROTECT,
+    "close": Priority.CLOSE,
+    "entry": Priority.ENTRY,
+}
 
 
 class PacingDeadline(Exception):
@@ -164,6 +192,9 @@ class RateLimiter:
         # What the other instances reported they sent, and until when that report is trusted.
         self._others = Usage()
         self._others_until = 0.0
+        # The order requests waiting for a slot as (priority, arrival, orders), in the order they go.
+        self._held: list[tuple[int, int, int]] = []
+        self._arrivals = itertools.count()
         self.set_limits(limits or Limits())
 
     def set_limits(self, limits: Limits) -> None:
@@ -241,39 +272,65 @@ class RateLimiter:
                 until = max(until, min(window.free_at(now, need + reported, budget), now + RECHECK_S))
         return max(0.0, until - now)
 
-    async def acquire(self, weight: int, orders: int = 0) -> float:
+    async def acquire(self, weight: int, orders: int = 0, priority: Priority = Priority.ENTRY) -> float:
         """Reserve capacity for one request; returns the seconds spent waiting.
 
+        An order request (``orders`` > 0) goes after the order requests held with a higher
+        ``priority``, or the same one and held longer; one with a :data:`SEND_BY` deadline that
+        it would miss is shed (:class:`PacingDeadline`) as soon as that is known, without waiting.
         With pacing disabled, the exchange's own Retry-After (see :meth:`pause`) is still obeyed:
         ignoring it is what turns a 429 into a 418 ban.
         """
+        deadline = SEND_BY.get() if orders else None
         if not self.enabled:
             delay = self._paused_until - self._clock()
-            deadline = SEND_BY.get() if orders else None
-            if deadline is not None and delay > 0 and self._clock() + delay > deadline:
-                metrics.ORDERS_SHED.inc()
-                raise PacingDeadline(delay, self._clock() + delay - deadline)
+            if deadline is not None and delay > 0:
+                self._check_deadline(deadline, delay, 0.0)
             if delay > 0:
                 await self._sleep(delay)
                 return delay
             return 0.0
         waited = 0.0
-        deadline = SEND_BY.get() if orders else None  # after the first wait: still within it
-        while True:
-            now = self._clock()
-            delay = self._delay(now, weight, orders)
-            if deadline is not None and now + delay > deadline:
-                metrics.ORDERS_SHED.inc()
-                raise PacingDeadline(waited + delay, now + delay - deadline)
-            if delay <= 0:
-                self._weight.add(now, weight)
-                self._orders_10s.add(now, orders)
-                self._orders_1m.add(now, orders)
-                if waited:
-                    metrics.RATE_LIMIT_PAUSED.labels(reason="pacing").inc(waited)
-                return waited
-            await self._sleep(delay)
-            waited += delay
+        place = (int(priority), next(self._arrivals)) if orders else None
+        held: tuple[int, int, int] | None = None
+        try:
+            while True:
+                now = self._clock()
+                ahead = self._ahead(place) if place is not None else 0
+                delay = self._delay(now, weight, orders + ahead)
+                if deadline is not None:
+                    self._check_deadline(deadline, delay, waited)
+                if delay <= 0:
+                    self._weight.add(now, weight)
+                    self._orders_10s.add(now, orders)
+                    self._orders_1m.add(now, orders)
+                    if waited:
+                        metrics.RATE_LIMIT_PAUSED.labels(reason="pacing").inc(waited)
+                    return waited
+                if place is not None and held is None:
+                    held = (*place, orders)
+                    insort(self._held, held)
+                    metrics.PACING_HELD.set(len(self._held))
+                await self._sleep(delay)
+                waited += delay
+        finally:
+            if held is not None:
+                self._held.remove(held)
+                metrics.PACING_HELD.set(len(self._held))
+
+    def _ahead(self, place: tuple[int, int]) -> int:
+        """The orders held before ``place`` (priority, arrival): they take the next slots."""
+        held = self._held
+        if not held:
+            return 0
+        return sum(item[2] for item in held[: bisect_left(held, place)])
+
+    def _check_deadline(self, deadline: float, delay: float, waited: float) -> None:
+        """Shed a request that would leave after ``deadline`` (wall clock, like :data:`SEND_BY`)."""
+        late = self._wall() + delay - deadline
+        if late > 0:
+            metrics.ORDERS_SHED.inc()
+            raise PacingDeadline(waited + delay, late)
 
     def observe(self, used_weight_1m: int | None) -> None:
         """Account for weight the exchange reports beyond what we logged ourselves."""

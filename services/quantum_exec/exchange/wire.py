@@ -210,6 +210,7 @@ class Position:
     margin_type: str | None
     mark_price: Decimal = ZERO
     unrealized_pnl: Decimal = ZERO
+    update_time_ms: int = 0  # the last change of the position (0: never, or not said)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Position:
@@ -226,6 +227,7 @@ class Position:
             margin_type=margin_type,
             mark_price=dec(raw.get("markPrice", "0"), "markPrice"),
             unrealized_pnl=dec(raw.get("unRealizedProfit", "0"), "unRealizedProfit"),
+            update_time_ms=int(raw.get("updateTime") or 0),
         )
 
 

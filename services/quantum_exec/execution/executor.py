@@ -525,8 +525,7 @@ class Executor:
     @contextlib.contextmanager
     def _send_by(self, run: Run) -> Iterator[None]:
         """Within this block an entry that pacing would hold past the intent's TTL is shed."""
-        ttl_left_s = run.created_s() + self._settings.intent_ttl_s - time.time()
-        token = SEND_BY.set(time.monotonic() + ttl_left_s)
+        token = SEND_BY.set(run.send_by(self._settings.intent_ttl_s))
         try:
             yield
         finally:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.contracts.codec import stream_id_time_s
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
@@ -100,13 +98,11 @@ class Guards:
         so an old backlog never executes. A timestamp more than ``QUANTUM_MAX_CLOCK_SKEW_S`` ahead
         of our clock is a producer bug (or a clock far off): rejected, naming the value.
         """
-        s, intent, now = self._settings, run.intent, run.received_at
-        if intent.timestamp is not None:
-            created, source = intent.timestamp, "intent created"
-        elif run.stream_id and (published_s := stream_id_time_s(run.stream_id)) is not None:
-            created, source = datetime.fromtimestamp(published_s, UTC), "intent published (no timestamp)"
-        else:
+        s, now = self._settings, run.received_at
+        origin = run.ttl_origin()
+        if origin is None:
             return
+        created, source = origin
         age_s = (now - created).total_seconds()
         if age_s < -s.max_clock_skew_s:
             raise IntentRejected(

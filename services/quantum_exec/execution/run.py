@@ -131,6 +131,26 @@ class Run:
         if self.out.status is None:
             self.out.status = status
 
+    def ttl_origin(self) -> tuple[datetime, str] | None:
+        """Where the intent's TTL starts and what that moment is: its ``timestamp``, else when it
+        was published (its stream id's time); None when neither is known.
+
+        The TTL check at receipt and the send-by deadline of its entry (:meth:`send_by`) both count
+        from here, on the wall clock.
+        """
+        if self.intent.timestamp is not None:
+            return self.intent.timestamp, "intent created"
+        published_s = stream_id_time_s(self.stream_id) if self.stream_id else None
+        if published_s is not None:
+            return datetime.fromtimestamp(published_s, UTC), "intent published (no timestamp)"
+        return None
+
+    def send_by(self, ttl_s: float) -> float:
+        """The wall-clock time (epoch s) after which its entry must not leave: the TTL from
+        :meth:`ttl_origin` (from its receipt when there is none)."""
+        origin = self.ttl_origin()
+        return (origin[0] if origin is not None else self.received_at).timestamp() + ttl_s
+
     def created_s(self) -> float:
         """When the intent entered the system: its stream id's time, else when it was received."""
         created = stream_id_time_s(self.stream_id) if self.stream_id else None

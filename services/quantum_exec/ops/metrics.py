@@ -169,6 +169,11 @@ PACING_INSTANCES = Gauge(
     "Live instances sharing the account's pacing budget (each paces itself to 1/N of it).",
     registry=REGISTRY,
 )
+PACING_HELD = Gauge(
+    f"{PREFIX}_pacing_held_orders",
+    "Order requests pacing is holding for a slot below the order limits now.",
+    registry=REGISTRY,
+)
 ORDERS_SHED = Counter(
     f"{PREFIX}_entries_shed_total",
     "Entries not sent because rate-limit pacing would have held them past their intent's TTL.",

@@ -3,7 +3,8 @@
 Every entry gets exactly one answer. The result is published, the idempotency record set to
 ``done`` and the entry acked in one Lua script (:meth:`Store.commit`); an intent already ``done``
 is only acked. Undecodable and poison entries are dead-lettered *and* answered with a
-rejected/failed result in that same script.
+rejected/failed result in that same script. An invalid payload under the intent_id of an intent
+an attempt began is dead-lettered as ``INTENT_ID_CONFLICT``: that intent's record is its own.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class Answers:
         elif outcome.status is CommitStatus.DUPLICATE:
             metrics.DUPLICATES.inc()
             log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
+        elif outcome.status is CommitStatus.HELD:
+            # An invalid payload under the intent_id of an intent in flight: answered as a
+            # re-used id, and the intent's own result publishes when it is done.
+            await self._link.retry(lambda: self.conflict(entry, key), "conflict")
         else:
             log.warning(
                 "intent.commit_fenced", stream_id=entry.stream_id, intent_id=key, symbol=result.symbol

@@ -7,9 +7,9 @@ consumers.
 
 Effects. Each valid intent runs under its symbol's lease (:mod:`.leases`) once no older entry of
 its symbol is pending (:mod:`.ordering`), then its result is committed atomically (:mod:`.answers`,
-:mod:`.store`). Entries that need no exchange (undecodable, invalid, poison) are answered directly.
-This module is the one loop that glues them; it stays whole so the life of an entry - read,
-dispatched, queued, run, committed, forgotten - can be read in one place.
+:mod:`.store`); one attempt at it, from the lease to the commit, is :mod:`.runner`. Entries that
+need no exchange (undecodable, invalid, poison) are answered directly. This module is the loop
+that glues them: an entry read, dispatched, queued, given its turn and a slot, forgotten.
 """
 
 from __future__ import annotations
@@ -17,59 +17,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from quantum_exec.aio import cancel_task
 from quantum_exec.backoff import Backoff
-from quantum_exec.contracts import (
-    ExecutionResult,
-    PayloadError,
-    Side,
-    TradeIntent,
-    decode_entry,
-    intent_digest,
-    intent_key,
-    parse_intent,
-)
+from quantum_exec.contracts import PayloadError, Side, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.exchange import fencing
-from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, dead_letter_fields, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
-from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
-from quantum_exec.stream.store import BeginState, Lease, Older, Store
+from quantum_exec.stream.recovery import RecoveryGate
+from quantum_exec.stream.runner import Handler, IntentRunner
+from quantum_exec.stream.store import Store
 
 log = get_logger(__name__)
 
-
-class Handler(Protocol):
-    """Executes one valid intent (the executor in production); never raises for business outcomes.
-
-    ``attempt.resume`` is true when an earlier attempt began (its orders are looked up before
-    anything is placed); ``attempt.repair`` when the intent is poison (protect or close what it
-    opened, report, place nothing new).
-    """
-
-    def __call__(
-        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
-    ) -> Awaitable[ExecutionResult]: ...
-
-
 ProgressHook = Callable[[], None]
 
-_KEEPER_EXIT_S = 1.0
 CANCEL_WAIT_S = 5.0
 
 
@@ -89,6 +64,7 @@ class IntentConsumer:
         *,
         on_progress: ProgressHook | None = None,
         on_close: Callable[[str, str], None] | None = None,
+        link: RedisLink | None = None,
     ) -> None:
         self.redis = redis
         # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early.
@@ -110,7 +86,8 @@ class IntentConsumer:
         # Entries that were delivered before (own pending at start, claimed from the dead): the
         # intents among them that were executing run first, one at a time.
         self._recovery = RecoveryGate()
-        self._link = RedisLink(settings.redis_reconnect_max_s)
+        # Shared with whatever else calls Redis on the order path (plans, close signals).
+        self._link = link or RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
         self._leases = Leases(self.store, settings, self._link, self._stopping)
@@ -125,12 +102,18 @@ class IntentConsumer:
             dispatch=self._dispatch,
             forget=self._forget,
         )
+        self._runner = IntentRunner(
+            settings,
+            handler,
+            store=self.store,
+            leases=self._leases,
+            answers=self._answers,
+            recovery=self._recovery,
+            link=self._link,
+        )
         self._reader: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
-        # Monotonic time of the first successful command: a data loss this process did not see
-        # happened before it, and so did the sending of every order whose record it lost.
-        self._connected_at: float | None = None
         self.drained = True  # False when stop() had to cancel work after the grace period
         if settings.claim_interval_s * 1000 * 2 > settings.claim_idle_ms:
             # Held entries are refreshed once per claim interval: slower than half the idle bound
@@ -151,7 +134,7 @@ class IntentConsumer:
         if self._reader is not None:
             return
         await self._ensure_group()
-        self._connected_at = time.monotonic()
+        self._runner.connected_at = time.monotonic()
         self._reader = asyncio.create_task(self._read_loop(), name="intent-reader")
         self._maintainer = asyncio.create_task(
             self._claims.run(self._stopping, lambda: self._group_ready), name="intent-maintenance"
@@ -294,6 +277,7 @@ class IntentConsumer:
             return  # when stopping, the entry stays pending for the next start or another consumer
         metrics.INTENTS_RECEIVED.inc()
         entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
+        entry.outage_since = self._link.writes_maybe_lost_since()
         if entry.recovering:
             self._recovery.arrived(stream_id)
         self._held[stream_id] = entry
@@ -365,7 +349,7 @@ class IntentConsumer:
                     continue
                 try:
                     async with self._slots:
-                        older = await self._run(entry, symbol)
+                        older = await self._runner.run(entry, symbol)
                     if older is not None:
                         # Older entries are pending in the group: wait (without a slot) until none
                         # of them is of this symbol, then run without asking again.
@@ -383,99 +367,3 @@ class IntentConsumer:
             queue.worker = None
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
-
-    async def _run(self, entry: Entry, symbol: str) -> Older | None:
-        """Check the order and take the lease with the in-flight mark (one script), then execute
-        (or repair a poison intent) and commit. The older pending entries when the check found
-        some (nothing was taken)."""
-        intent = entry.intent
-        assert intent is not None
-        key = intent_key(intent, entry.stream_id)
-        if not entry.recovering:
-            await self._recovery.wait_turn()
-        # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
-        confirmed_at = time.monotonic()
-        taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
-        if taken is None:
-            return None
-        if isinstance(taken, Older):
-            return taken
-        lease, begun = taken
-        released = asyncio.Event()
-        keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
-        try:
-            entry.started = True
-            if begun.state is BeginState.DONE:
-                await self._link.retry(lambda: self._answers.duplicate(entry, key), "ack")
-                return None
-            if begun.state is BeginState.CONFLICT:
-                await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
-                return None
-            lost_by = record_lost_by(
-                self._link.writes_maybe_lost_since(), entry.deliveries, self._connected_at
-            )
-            attempt = attempt_of(begun, self.settings.max_attempts, record_lost_by=lost_by)
-            if attempt.resume and begun.state is BeginState.NEW:
-                log.info(
-                    "intent.record_maybe_lost",
-                    stream_id=entry.stream_id,
-                    intent_id=key,
-                    deliveries=entry.deliveries,
-                )
-            if attempt.repair:
-                if begun.repair_started:
-                    # The repair itself died: answer without the exchange.
-                    await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts)
-                    return None
-                await self._link.retry(lambda: self.store.mark_repair(key), "repair")
-                log.error(
-                    "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
-                )
-            # After an unclean restart the intents that were executing run one at a time, so a
-            # real poison intent is identified alone and innocent ones are not counted with it.
-            resumed = begun.state is BeginState.RESUMED
-            async with self._recovery.serial(resumed):
-                result = await self._execute(
-                    entry, intent, key, lease, confirmed_at, attempt, resumed=resumed
-                )
-            if result is None:
-                return None
-            dead_letter = None
-            if attempt.repair:
-                message = result.error.message if result.error is not None else "repaired"
-                dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self.consumer)
-            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
-            return None
-        finally:
-            # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
-            # client library, and the keeper would then renew forever.
-            released.set()
-            await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
-            keeper.cancel()
-            await self._leases.release(lease)
-
-    async def _execute(
-        self,
-        entry: Entry,
-        intent: TradeIntent,
-        key: str,
-        lease: Lease,
-        confirmed_at: float,
-        attempt: Attempt,
-        *,
-        resumed: bool,
-    ) -> ExecutionResult | None:
-        """Run the handler under the fence; None when it failed and the entry stays pending."""
-        metrics.IN_FLIGHT.inc()
-        check = self._leases.owner_check(lease, key, confirmed_at, resumed=resumed)
-        fence = fencing.set_check(check)
-        try:
-            return await self.handler(intent, entry.stream_id, entry.received_at, attempt=attempt)
-        except Exception as exc:
-            # An unknown outcome or a bug: leave the entry pending; it is claimed again after
-            # claim_idle_ms (or re-read at the next start) and resumed by client-id lookups.
-            log.exception("intent.handler_failed", stream_id=entry.stream_id, intent_id=key, error=str(exc))
-            return None
-        finally:
-            fencing.reset_check(fence)
-            metrics.IN_FLIGHT.dec()

@@ -2,8 +2,9 @@
 
 Only the lease holder executes intents of a symbol; every acquisition gets a new fencing token,
 checked by the commit (a holder whose lease expired and was taken over cannot publish) and, right
-before every order request, by :func:`quantum_exec.exchange.fencing.ensure_owner` through the
-check made here (a holder that lost the lease cannot send orders either).
+before every state-changing request (orders, cancels, leverage), by
+:func:`quantum_exec.exchange.fencing.ensure_owner` through the check made here (a holder that lost
+the lease cannot act on the exchange either).
 """
 
 from __future__ import annotations

@@ -71,15 +71,28 @@ class RedisLink:
             return self.lost_at
         return None
 
-    async def retry(self, call: Callable[[], Awaitable[T]], where: str) -> T:
-        """Run a Redis call until it gets through; only for idempotent calls."""
+    async def retry(
+        self, call: Callable[[], Awaitable[T]], where: str, *, within_s: float | None = None
+    ) -> T:
+        """Run a Redis call until it gets through; only for idempotent calls.
+
+        ``within_s``: Redis's last error is raised once the call has failed for that long (a
+        caller bounded by its lease leaves its entry pending instead of waiting on).
+        """
         waits = self.retry_policy.delays()
+        give_up_at = None if within_s is None else time.monotonic() + within_s
         while True:
             try:
                 value = await call()
             except REDIS_DOWN as exc:
                 self.lost(exc, where)
-                await asyncio.sleep(next(waits))
+                wait = next(waits)
+                if give_up_at is not None:
+                    left = give_up_at - time.monotonic()
+                    if left <= 0:
+                        raise
+                    wait = min(wait, left)
+                await asyncio.sleep(wait)
                 continue
             self.up()
             return value

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from quantum_exec.execution.run import Attempt
+from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.leases import FENCE_FRESH_S
 from quantum_exec.stream.store import BeginState, Begun
 
@@ -42,18 +43,22 @@ def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None 
     return Attempt(resume=True, earlier_sent_by=earlier_sent_by, repair=begun.attempts >= max_attempts)
 
 
-def record_lost_by(outage_since: float | None, deliveries: int, connected_at: float | None) -> float | None:
+def record_lost_by(entry: Entry, outage_since: float | None, connected_at: float | None) -> float | None:
     """When a new begin record may stand in for one lost with acknowledged writes (a failover):
     the monotonic time by which the lost attempt's orders were sent; None when it cannot be.
 
-    After an outage this process saw (``outage_since``, its start), any intent may be one whose
-    records the outage took (a failover rolls the group back too, so it comes again as new): its
-    orders left before the outage began. A redelivered entry may have lost its record to an
-    outage before this process connected (``connected_at``): its orders left before that.
+    After an outage this process saw (its start: ``outage_since`` now, or ``entry.outage_since``
+    when the entry was read, for an entry that waited past the window for a slot or its turn),
+    any intent may be one whose records the outage took (a failover rolls the group back too, so
+    it comes again as new): its orders left before the outage began. A redelivered entry may have
+    lost its record to an outage before this process connected (``connected_at``; an instance
+    started after a failover): its orders left before that.
     """
     if outage_since is not None:
-        return outage_since
-    if deliveries > 1:
+        return outage_since  # the latest outage: the later bound covers an earlier one too
+    if entry.outage_since is not None:
+        return entry.outage_since
+    if entry.deliveries > 1:
         return connected_at
     return None
 

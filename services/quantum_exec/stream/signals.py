@@ -1,7 +1,10 @@
 """What the executor keeps in Redis beside the stream: sliced entries' plans and CLOSE signals.
 
 ``RedisPlans``: a TWAP's or a split order's plan (``execution.slices.Plan``) is written before its
-first child is sent, so a restart or another instance resumes the very same schedule.
+first child is sent, so a restart or another instance resumes the very same schedule. Its calls
+are on the order path: while Redis is away they wait for it (the consumer's :class:`RedisLink`),
+at most a lease's TTL, then raise :class:`UnknownOutcomeError` so the entry stays pending for the
+next attempt (never a final failure for a dropped connection).
 
 ``CloseSignals``: a CLOSE intent waits behind the working entry of its symbol (per-symbol order);
 the consumer that reads it announces it, here and in Redis, and the working entry (a resting
@@ -13,16 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
+from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import id_order, text
-from quantum_exec.stream.link import REDIS_DOWN
+from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Keys
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 # Plans outlive any schedule (at most a day) and a restart after it.
 PLAN_TTL_S = 7 * 86_400
@@ -31,26 +39,38 @@ PLAN_TTL_S = 7 * 86_400
 class RedisPlans:
     """Plans by intent key (see the module docstring)."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, settings: Settings, link: RedisLink) -> None:
         self._redis = redis
-        self._keys = keys
+        self._keys = Keys(settings)
+        self._link = link
+        # The lease is kept while Redis answers: past its TTL another attempt may own the intent.
+        self._within_s = settings.lease_ttl_ms / 1000
 
     async def load(self, key: str) -> bytes | None:
-        found = await self._redis.get(self._keys.plan(key))
+        found = await self._retry(lambda: self._redis.get(self._keys.plan(key)), "plan_load")
         if found is None:
             return None
         return found.encode() if isinstance(found, str) else bytes(found)
 
     async def save(self, key: str, plan: bytes) -> None:
-        await self._redis.set(self._keys.plan(key), plan, ex=PLAN_TTL_S)
+        await self._retry(lambda: self._redis.set(self._keys.plan(key), plan, ex=PLAN_TTL_S), "plan_save")
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], where: str) -> T:
+        try:
+            return await self._link.retry(call, where, within_s=self._within_s)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(
+                f"Redis unreachable for {self._within_s:g}s ({where}): left for the next attempt"
+            ) from exc
 
 
 class CloseSignals:
     """CLOSEs announced per symbol (see the module docstring)."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, link: RedisLink) -> None:
         self._redis = redis
         self._keys = Keys(settings)
+        self._link = link
         self._ttl_s = max(60, int(settings.working_order_max_s * 2))
         self._newest: dict[str, str] = {}
         self._events: dict[str, asyncio.Event] = {}
@@ -70,7 +90,11 @@ class CloseSignals:
         if self._newer(self._newest.get(symbol), stream_id):
             return True
         try:
-            remote = await self._redis.get(self._keys.close_signal(symbol))
+            # One try: the caller asks again on its next poll (a working entry polls the exchange
+            # too and must not stall on Redis).
+            remote = await self._link.retry(
+                lambda: self._redis.get(self._keys.close_signal(symbol)), "close_signal", within_s=0
+            )
         except REDIS_DOWN:
             remote = None  # the local signal still works; another instance's waits for the entry
         if remote is not None and self._newer(text(remote), stream_id):
@@ -84,8 +108,16 @@ class CloseSignals:
 
     async def _publish(self, symbol: str, stream_id: str) -> None:
         try:
-            # Keep the newest: a CLOSE read late (a claim) must not hide a newer one.
-            await self._redis.eval(_SET_NEWER, 1, self._keys.close_signal(symbol), stream_id, self._ttl_s)
+            # Keep the newest: a CLOSE read late (a claim) must not hide a newer one. Worth
+            # retrying while the signal would still be read (the working entries of other
+            # instances wait for it).
+            await self._link.retry(
+                lambda: self._redis.eval(
+                    _SET_NEWER, 1, self._keys.close_signal(symbol), stream_id, self._ttl_s
+                ),
+                "close_signal",
+                within_s=self._ttl_s,
+            )
         except REDIS_DOWN as exc:
             log.warning("close_signal.not_published", symbol=symbol, detail=str(exc))
 

@@ -108,6 +108,7 @@ class CommitStatus(StrEnum):
     PUBLISHED = "published"
     DUPLICATE = "duplicate"
     FENCED = "fenced"
+    HELD = "held"  # unfenced, and an attempt began the intent: the intent_id is another's
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +226,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# An unfenced commit (an answer that needs no exchange: an invalid payload) never closes a record
+# an attempt began: that intent's own result is still to come ('held', nothing written).
 # KEYS: idem, fence, result stream, intent stream, dlq stream
 # ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, n result args,
 #       result field/value pairs, then dlq field/value pairs (none = no dead letter)
 _COMMIT = """
 if ARGV[1] ~= '0' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'fenced'} end
-if redis.call('HGET', KEYS[1], 'state') == 'done' then
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' then
   redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
   return {'duplicate'}
 end
+if state and ARGV[1] == '0' then return {'held'} end
 local n = tonumber(ARGV[6])
 local fields = {}
 for i = 7, 6 + n do fields[#fields + 1] = ARGV[i] end
@@ -381,6 +386,7 @@ class Store:
 
         With a ``lease`` the commit is refused (FENCED) when a newer token was issued for the
         symbol. When the intent is already done, nothing is published and the entry is only acked.
+        Without one it is refused (HELD) when an attempt began the intent: nothing is written.
         """
         symbol = lease.symbol if lease is not None else ""
         result_args: list[bytes | str] = []

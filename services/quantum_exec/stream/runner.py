@@ -1,0 +1,167 @@
+"""One attempt at a valid intent: its lease and in-flight mark, the handler under the fence, the commit.
+
+The consumer (:mod:`.consumer`) reads, dispatches and queues entries; each entry's turn ends here:
+the order check, the lease and the begin record in one script (:mod:`.leases`, :mod:`.store`),
+what earlier attempts left (:mod:`.recovery`), the handler run under the fence, then the atomic
+commit (:mod:`.answers`), or the entry left pending when the handler failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Protocol
+
+from quantum_exec.contracts import ExecutionResult, TradeIntent, intent_digest, intent_key
+from quantum_exec.errors import ReasonCode
+from quantum_exec.exchange import fencing
+from quantum_exec.execution.run import Attempt
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.settings import Settings
+from quantum_exec.stream.answers import Answers
+from quantum_exec.stream.entries import Entry, dead_letter_fields
+from quantum_exec.stream.leases import Leases
+from quantum_exec.stream.link import RedisLink
+from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
+from quantum_exec.stream.store import BeginState, Lease, Older, Store
+
+log = get_logger(__name__)
+
+_KEEPER_EXIT_S = 1.0
+
+
+class Handler(Protocol):
+    """Executes one valid intent (the executor in production); never raises for business outcomes.
+
+    ``attempt.resume`` is true when an earlier attempt began (its orders are looked up before
+    anything is placed); ``attempt.repair`` when the intent is poison (protect or close what it
+    opened, report, place nothing new).
+    """
+
+    def __call__(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
+    ) -> Awaitable[ExecutionResult]: ...
+
+
+class IntentRunner:
+    """Runs the intents of this consumer, one attempt per call of :meth:`run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler,
+        *,
+        store: Store,
+        leases: Leases,
+        answers: Answers,
+        recovery: RecoveryGate,
+        link: RedisLink,
+    ) -> None:
+        self._handler = handler
+        self._store = store
+        self._leases = leases
+        self._answers = answers
+        self._recovery = recovery
+        self._link = link
+        self._consumer = settings.consumer_name
+        self._max_attempts = settings.max_attempts
+        # Monotonic time of the consumer's first successful command: a data loss this process did
+        # not see happened before it, and so did the sending of every order whose record it lost.
+        self.connected_at: float | None = None
+
+    async def run(self, entry: Entry, symbol: str) -> Older | None:
+        """Check the order and take the lease with the in-flight mark (one script), then execute
+        (or repair a poison intent) and commit. The older pending entries when the check found
+        some (nothing was taken)."""
+        intent = entry.intent
+        assert intent is not None
+        key = intent_key(intent, entry.stream_id)
+        if not entry.recovering:
+            await self._recovery.wait_turn()
+        # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
+        confirmed_at = time.monotonic()
+        taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
+        if taken is None:
+            return None
+        if isinstance(taken, Older):
+            return taken
+        lease, begun = taken
+        released = asyncio.Event()
+        keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
+        try:
+            entry.started = True
+            if begun.state is BeginState.DONE:
+                await self._link.retry(lambda: self._answers.duplicate(entry, key), "ack")
+                return None
+            if begun.state is BeginState.CONFLICT:
+                await self._link.retry(lambda: self._answers.conflict(entry, key), "conflict")
+                return None
+            lost_by = record_lost_by(entry, self._link.writes_maybe_lost_since(), self.connected_at)
+            attempt = attempt_of(begun, self._max_attempts, record_lost_by=lost_by)
+            if attempt.resume and begun.state is BeginState.NEW:
+                log.info(
+                    "intent.record_maybe_lost",
+                    stream_id=entry.stream_id,
+                    intent_id=key,
+                    deliveries=entry.deliveries,
+                )
+            if attempt.repair:
+                if begun.repair_started:
+                    # The repair itself died: answer without the exchange.
+                    await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts)
+                    return None
+                await self._link.retry(lambda: self._store.mark_repair(key), "repair")
+                log.error(
+                    "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
+                )
+            # After an unclean restart the intents that were executing run one at a time, so a
+            # real poison intent is identified alone and innocent ones are not counted with it.
+            resumed = begun.state is BeginState.RESUMED
+            async with self._recovery.serial(resumed):
+                result = await self._execute(
+                    entry, intent, key, lease, confirmed_at, attempt, resumed=resumed
+                )
+            if result is None:
+                return None
+            dead_letter = None
+            if attempt.repair:
+                message = result.error.message if result.error is not None else "repaired"
+                dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
+            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+            return None
+        finally:
+            # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
+            # client library, and the keeper would then renew forever.
+            released.set()
+            await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
+            keeper.cancel()
+            await self._leases.release(lease)
+
+    async def _execute(
+        self,
+        entry: Entry,
+        intent: TradeIntent,
+        key: str,
+        lease: Lease,
+        confirmed_at: float,
+        attempt: Attempt,
+        *,
+        resumed: bool,
+    ) -> ExecutionResult | None:
+        """Run the handler under the fence; None when it failed and the entry stays pending."""
+        metrics.IN_FLIGHT.inc()
+        check = self._leases.owner_check(lease, key, confirmed_at, resumed=resumed)
+        fence = fencing.set_check(check)
+        try:
+            return await self._handler(intent, entry.stream_id, entry.received_at, attempt=attempt)
+        except Exception as exc:
+            # An unknown outcome or a bug: leave the entry pending; it is claimed again after
+            # claim_idle_ms (or re-read at the next start) and resumed by client-id lookups.
+            log.exception("intent.handler_failed", stream_id=entry.stream_id, intent_id=key, error=str(exc))
+            return None
+        finally:
+            fencing.reset_check(fence)
+            metrics.IN_FLIGHT.dec()
