@@ -83,8 +83,8 @@ def count_responses() -> None:
 
     acquire = RateLimiter.acquire
 
-    async def paced_acquire(self: RateLimiter, weight: int, orders: int = 0) -> float:
-        waited = await acquire(self, weight, orders)
+    async def paced_acquire(self: RateLimiter, weight: int, orders: int = 0, *more: Any) -> float:
+        waited = await acquire(self, weight, orders, *more)
         if waited:
             PACING["requests"] += 1
             PACING["seconds"] += waited
