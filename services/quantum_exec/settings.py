@@ -29,6 +29,8 @@ from quantum_exec.errors import ConfigError
 
 ENV_PREFIX = "QUANTUM_"
 DEFAULT_ENV_FILE = Path("/etc/quantum/execution.env")
+# A bearer token that can be guessed protects nothing (issue #25).
+MIN_TOKEN_LENGTH = 16
 
 
 class ExchangeEnv(StrEnum):
@@ -220,10 +222,13 @@ class Settings(BaseModel):
     max_leverage: int = Field(default=20, ge=1, le=125)
 
     # Operations
-    metrics_host: str = "0.0.0.0"
+    # Loopback by default: the port serves the book; the container image binds 0.0.0.0 itself.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     # Bearer token for the read-only /api/* (positions, orders, trades, PnL). Unset: loopback only.
     api_token: SecretStr | None = Field(default=None, repr=False)
+    # A scrape-only bearer token: /metrics with it includes the per-symbol PnL and notional series.
+    metrics_token: SecretStr | None = Field(default=None, repr=False)
     # Closed trades older than this are trimmed from the ledger stream.
     ledger_retention_days: int = Field(default=365, ge=1)
     log_format: LogFormat = LogFormat.JSON
@@ -270,6 +275,17 @@ class Settings(BaseModel):
             raise ValueError("give the REST root without the /fapi path, e.g. http://127.0.0.1:8765")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("api_token", "metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"shorter than {MIN_TOKEN_LENGTH} characters: use a random one, e.g. `openssl rand -hex 24`"
+            )
         return value
 
     @field_validator("log_level")

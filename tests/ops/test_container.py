@@ -267,3 +267,15 @@ def test_compose_redis_wants_a_password_from_a_secret(compose: dict[str, Any]) -
     source = compose["secrets"]["QUANTUM_REDIS_PASSWORD"]["file"]
     assert source.startswith("./secrets/")
     assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_image_binds_every_interface_and_prometheus_sends_the_scrape_token(
+    compose: dict[str, Any],
+) -> None:
+    """The service defaults to loopback; the image and compose publish the port, so they say so."""
+    assert Settings().metrics_host == "127.0.0.1"
+    assert "QUANTUM_METRICS_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text()
+    env = compose["services"]["exec"]["environment"]
+    assert env["QUANTUM_METRICS_HOST"] == "0.0.0.0"
+    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert f'credentials: "{env["QUANTUM_METRICS_TOKEN"]}"' in scrape

@@ -294,6 +294,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.api_key,
         settings.api_secret,
         settings.api_token,
+        settings.metrics_token,
         settings.redis_password,
         settings.redis_sentinel_password,
     ):

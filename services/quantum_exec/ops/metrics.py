@@ -220,7 +220,7 @@ REDIS_RECONNECTS = Counter(
 )
 READY = Gauge(
     f"{PREFIX}_ready",
-    "1 when every readiness check passed at the last /readyz or /metrics evaluation, else 0.",
+    "1 when every readiness check passed at the last evaluation (once a second), else 0.",
     registry=REGISTRY,
 )
 READINESS_CHECK = Gauge(
@@ -310,6 +310,17 @@ LEDGER_TRADES = Counter(
     "Round trips closed, by exit reason and outcome (win: net PnL > 0, loss: < 0, even).",
     ["exit_reason", "outcome"],
     registry=REGISTRY,
+)
+HTTP_REFUSED = Counter(
+    f"{PREFIX}_http_refused_total",
+    "Requests and connections the metrics port refused, by reason (connection_cap, bad_request, "
+    "unauthorized, throttled, scrape_rate, not_loopback, host).",
+    ["reason"],
+    registry=REGISTRY,
+)
+# Per-symbol PnL and notional: served on /metrics only to scrapes the API's access rule lets in.
+CONFIDENTIAL = frozenset(
+    {f"{PREFIX}_open_position_notional", f"{PREFIX}_ledger_realized_pnl", f"{PREFIX}_ledger_net_pnl"}
 )
 # CPU, memory, open fds and start time of this process, under the service's own prefix.
 PROCESS = ProcessCollector(namespace=PREFIX, registry=REGISTRY)
