@@ -29,6 +29,7 @@ from quantum_exec.contracts import ChildOrder
 from quantum_exec.errors import PermanentError
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
 from quantum_exec.execution.guards import wants_protection
+from quantum_exec.execution.parking import park
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
@@ -271,6 +272,8 @@ class SlicedOrders:
         closes = self._closes()
         while True:
             remaining = due_at - time.time()
+            if remaining > 0:
+                park()  # between slices the schedule only waits: no slot of the consumer's is held
             if closes is not None and await closes.wait(symbol, run.stream_id, max(0.0, min(remaining, 0.5))):
                 return "a CLOSE of the symbol is waiting"
             if remaining <= 0:

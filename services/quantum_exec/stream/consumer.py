@@ -28,6 +28,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import PayloadError, Side, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.execution.parking import Release
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -83,8 +84,7 @@ class IntentConsumer:
         self._space = asyncio.Event()
         self._stopping = asyncio.Event()
         self._group_ready = False
-        # Entries that were delivered before (own pending at start, claimed from the dead): the
-        # intents among them that were executing run first, one at a time.
+        # After a crash loop, the attempt that decides whether an intent is poison runs alone.
         self._recovery = RecoveryGate()
         # Shared with whatever else calls Redis on the order path (plans, close signals).
         self._link = link or RedisLink(settings.redis_reconnect_max_s)
@@ -276,10 +276,8 @@ class IntentConsumer:
         if stream_id in self._held or self._stopping.is_set():
             return  # when stopping, the entry stays pending for the next start or another consumer
         metrics.INTENTS_RECEIVED.inc()
-        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
+        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC))
         entry.outage_since = self._link.writes_maybe_lost_since()
-        if entry.recovering:
-            self._recovery.arrived(stream_id)
         self._held[stream_id] = entry
         try:
             payload = decode_entry(fields)
@@ -333,8 +331,6 @@ class IntentConsumer:
 
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
-        if entry.recovering:
-            self._recovery.finished(entry.stream_id)
         self._space.set()
 
     # valid intents: one worker per symbol
@@ -348,8 +344,14 @@ class IntentConsumer:
                     queue.remove(stream_id)
                     continue
                 try:
-                    async with self._slots:
-                        older = await self._runner.run(entry, symbol)
+                    # The slot is given back when the attempt ends, or earlier when it parks (a
+                    # working entry waiting for the market holds none of them).
+                    await self._slots.acquire()
+                    slot = _once(self._slots.release)
+                    try:
+                        older = await self._runner.run(entry, symbol, slot)
+                    finally:
+                        slot()
                     if older is not None:
                         # Older entries are pending in the group: wait (without a slot) until none
                         # of them is of this symbol, then run without asking again.
@@ -367,3 +369,16 @@ class IntentConsumer:
             queue.worker = None
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
+
+
+def _once(release: Release) -> Release:
+    """``release``, made safe to call twice."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            release()
+
+    return once

@@ -64,7 +64,6 @@ class Entry:
     intent: TradeIntent | None = None
     started: bool = False  # past the point where it may be dropped (handler or commit under way)
     dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
-    recovering: bool = False  # delivered before (a restart or a claim): may have been executing
     order_checked: bool = False  # no older entry of its symbol is pending any more (checked once)
     # Read while an outage may have lost acknowledged writes (its start, monotonic): decided when
     # read, however long the entry then waits for a slot or its turn.
