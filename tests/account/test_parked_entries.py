@@ -17,6 +17,7 @@ import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.ids import client_order_id
+from quantum_exec.ops import metrics
 from support.desk import Desk
 from support.killable import KillableService
 from support.waiting import wait_for
@@ -26,6 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 # Well inside RECOVERY_WAIT_S (30 s) and the resting LIMIT's own bound (60 s): what waits behind
 # either of them misses it.
 PROMPT_S = 8.0
+
+
+def _sample(name: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name) or 0.0
 
 
 def _entry(desk: Desk, intent_id: str) -> dict[str, Any] | None:
@@ -128,3 +133,32 @@ async def test_a_new_intent_on_another_symbol_runs_at_once_after_an_unclean_rest
     assert took_s < PROMPT_S
     assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
     assert desk.position("ETHUSDT") == Decimal("0.100")
+
+
+async def test_a_fill_naked_past_the_bound_is_counted_and_shown_while_it_lasts(desk: Desk) -> None:
+    """The other half of hole 15: nothing in metrics, alerts or the console showed naked minutes."""
+    service = await desk.service(unprotected_alert_s=0.3)
+    assert service.executor is not None
+    exposure = service.executor.exposure
+    counted_before = _sample("quantum_exec_unprotected_over_bound_total")
+    # The legs take a second to be acknowledged: the fill stands naked past the 0.3 s bound.
+    desk.sim.set_faults(
+        faults=[{"kind": "latency", "ms": 1000, "method": "POST", "path": "/fapi/v1/algoOrder"}]
+    )
+    await desk.publish(
+        intent_id="slow-legs",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.100",
+        stop_loss_pct=3,
+        take_profit_pct=3,
+    )
+    await wait_for(lambda: bool(exposure.status()["now"]), 10, "the naked fill on the console's status")
+    [naked] = exposure.status()["now"]
+    assert naked["symbol"] == "ETHUSDT" and naked["intent_id"] == "slow-legs" and naked["naked_s"] >= 0.3
+    assert _sample("quantum_exec_unprotected_now") >= 1
+    result = await desk.result("slow-legs")
+    assert result.protection is ProtectionState.PROTECTED and len(desk.open_algos("ETHUSDT")) == 2
+    assert _sample("quantum_exec_unprotected_over_bound_total") == counted_before + 1
+    assert _sample("quantum_exec_unprotected_now") == 0
+    assert exposure.status()["now"] == [] and exposure.status()["over_bound_total"] == 1

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from quantum_exec.contracts import ErrorSource, TradeIntent
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import Order
+from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.opposite import opened_size
 from quantum_exec.execution.parking import park
@@ -55,10 +56,12 @@ class WorkingEntry:
         gateway: Gateway,
         resolver: OrderResolver,
         protector: Protector,
+        exposure: Exposure,
         account: Callable[[], AccountView | None],
         closes: Callable[[], CloseRequests | None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._exposure = exposure
         self._closes = closes
         self._gateway = gateway
         self._resolver = resolver
@@ -82,9 +85,10 @@ class WorkingEntry:
                 # would cancel them as orphans and the new position would have none).
                 size = opened_size(run, rules, entry, long=long)
                 if protected is False and size > 0 and wants_protection(intent):
-                    flatten = await self._protector.protect(
-                        run, rules, entry, size, long=long, resume=resume, close_position=True
-                    )
+                    with self._exposure.naked(run, entry):
+                        flatten = await self._protector.protect(
+                            run, rules, entry, size, long=long, resume=resume, close_position=True
+                        )
                     protected = flatten if flatten is not None else True
                     if flatten is not None:
                         # Protection failed and the position was closed: stop buying into it.
