@@ -135,6 +135,23 @@ async def test_a_new_intent_on_another_symbol_runs_at_once_after_an_unclean_rest
     assert desk.position("ETHUSDT") == Decimal("0.100")
 
 
+async def test_resting_entries_hold_no_slot_and_no_read_capacity(desk: Desk) -> None:
+    """One slot, one entry read at a time: two resting LIMITs, then a MARKET, all run at once."""
+    await desk.service(max_concurrency=1, read_count=1, shutdown_grace_s=1)
+    await _limit(desk, "doge-slot", "DOGEUSDT")
+    await _limit(desk, "dot-slot", "DOTUSDT")
+    await wait_for(
+        lambda: _rests(desk, "doge-slot") and _rests(desk, "dot-slot"), PROMPT_S, "both LIMITs resting"
+    )
+    await desk.publish(intent_id="eth-slot", symbol="ETHUSDT", side="BUY", quantity="0.100", stop_loss_pct=3)
+    result = await desk.result("eth-slot", timeout_s=PROMPT_S)
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert _rests(desk, "doge-slot") and _rests(desk, "dot-slot")
+    prices = {"dot": Decimal(str(_entry(desk, "dot-slot")["price"]))}  # type: ignore[index]
+    desk.sim.set_mark_price("DOTUSDT", prices["dot"] * Decimal("0.99"))
+    await wait_for(lambda: len(desk.open_algos("DOTUSDT")) == 2, PROMPT_S, "the DOTUSDT fill's SL and TP")
+
+
 async def test_a_fill_naked_past_the_bound_is_counted_and_shown_while_it_lasts(desk: Desk) -> None:
     """The other half of hole 15: nothing in metrics, alerts or the console showed naked minutes."""
     service = await desk.service(unprotected_alert_s=0.3)

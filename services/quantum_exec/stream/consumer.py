@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,7 +35,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, busy, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -199,7 +200,7 @@ class IntentConsumer:
                 if not own_pending_done:
                     await self._claims.own_pending(self._stopping)
                     own_pending_done = True
-                capacity = self._limit - len(self._held)
+                capacity = self._limit - busy(self._held)
                 if capacity <= 0:
                     self._space.clear()
                     with contextlib.suppress(TimeoutError):
@@ -333,6 +334,12 @@ class IntentConsumer:
         self._held.pop(entry.stream_id, None)
         self._space.set()
 
+    def _park(self, entry: Entry, free: Release) -> None:
+        """The entry's attempt parked: its slot and its share of the read limit are free."""
+        entry.parked = True
+        free()
+        self._space.set()
+
     # valid intents: one worker per symbol
 
     async def _symbol_worker(self, symbol: str, queue: SymbolQueue) -> None:
@@ -347,11 +354,12 @@ class IntentConsumer:
                     # The slot is given back when the attempt ends, or earlier when it parks (a
                     # working entry waiting for the market holds none of them).
                     await self._slots.acquire()
-                    slot = _once(self._slots.release)
+                    free = _once(self._slots.release)
                     try:
-                        older = await self._runner.run(entry, symbol, slot)
+                        older = await self._runner.run(entry, symbol, partial(self._park, entry, free))
                     finally:
-                        slot()
+                        entry.parked = False
+                        free()
                     if older is not None:
                         # Older entries are pending in the group: wait (without a slot) until none
                         # of them is of this symbol, then run without asking again.
