@@ -305,6 +305,8 @@ class Service:
             "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in checks],
             "user_stream": stream,
             "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
+            # Fills without their SL/TP past QUANTUM_UNPROTECTED_ALERT_S: now, and since the start.
+            "unprotected": self.executor.exposure.status() if self.executor is not None else None,
         }
 
     def _progress(self) -> None:

@@ -157,6 +157,8 @@ class Settings(BaseModel):
     user_stream: bool = True
     # A LIMIT entry works at most this long (also without expire_after_s); then its remainder is cancelled.
     working_order_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    # A fill that stands without its SL/TP longer than this is counted, logged, alerted and shown.
+    unprotected_alert_s: float = Field(default=5.0, gt=0)
     # Reject BUY/SELL intents without a stop-loss instead of opening a naked position.
     require_protection: bool = False
     # The account lease (one instance acts on account events): taken over this long after its holder died.

@@ -207,6 +207,7 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         )
         assert shown["results"] == 4 and shown["curve"] and shown["bars"] >= 1
         assert "user stream live" in shown["health"]
+        assert "every fill protected within 5.0 s" in shown["health"]  # QUANTUM_UNPROTECTED_ALERT_S
         await browser.screenshot(tmp_path / "console.png")
         if os.environ.get("QUANTUM_CONSOLE_SCREENSHOT"):
             await browser.screenshot(SCREENSHOT)

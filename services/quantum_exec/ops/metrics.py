@@ -111,6 +111,23 @@ TIME_TO_PROTECTED = Histogram(
     buckets=LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
+UNPROTECTED_SECONDS = Histogram(
+    f"{PREFIX}_unprotected_seconds",
+    "From an entry's fill (its exchange time) to its SL/TP standing or the position closed.",
+    # Minutes too: a fill seen only after a restart or behind other work stood naked that long.
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+    registry=REGISTRY,
+)
+UNPROTECTED_OVER_BOUND = Counter(
+    f"{PREFIX}_unprotected_over_bound_total",
+    "Fills that stood without their SL/TP longer than QUANTUM_UNPROTECTED_ALERT_S.",
+    registry=REGISTRY,
+)
+UNPROTECTED_NOW = Gauge(
+    f"{PREFIX}_unprotected_now",
+    "Fills being protected right now that have stood naked longer than QUANTUM_UNPROTECTED_ALERT_S.",
+    registry=REGISTRY,
+)
 STEP_LATENCY = Histogram(
     f"{PREFIX}_step_latency_seconds",
     "Time per execution step (leverage, entry, protection, fees, close, lookup).",
