@@ -75,8 +75,10 @@ async def test_intent_whose_records_a_failover_lost_is_found_on_the_exchange_not
 async def test_an_intent_read_inside_the_window_is_looked_up_however_long_it_waits_for_a_slot(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read back inside the lost-writes window, then waiting for the one slot past its end (a
-    resting LIMIT holds it): the intent still looks its orders up before sending any."""
+    """Read back inside the lost-writes window, then waiting for the one slot past its end (an
+    entry on another symbol holds it, its order request held 4 s by the exchange): the intent
+    still looks its orders up before sending any. (A resting LIMIT no longer holds a slot: it is
+    parked while it rests.)"""
     monkeypatch.setattr("quantum_exec.stream.link.LOST_WRITES_WINDOW_S", 1.0)
     names = desk.names
     service = await desk.service(max_concurrency=1)
@@ -92,23 +94,18 @@ async def test_an_intent_read_inside_the_window_is_looked_up_however_long_it_wai
     first = await desk.result("wait-1")
     assert first.status is ResultStatus.FILLED and first.protection is ProtectionState.PROTECTED
     [(result_id, _)] = await _results(desk)
-    eth = desk.sim.engine.mark("ETHUSDT")
-    limit_price = (eth * Decimal("0.995")).quantize(Decimal("0.01"))
-    await desk.publish(
-        intent_id="wait-limit",
-        symbol="ETHUSDT",
-        side="BUY",
-        quantity="0.100",
-        order_type="LIMIT",
-        price=str(limit_price),
+    desk.sim.set_faults(
+        faults=[{"kind": "latency", "ms": 4000, "method": "POST", "path": "/fapi/v1/order", "count": 1}]
     )
-    limit_id = client_order_id("wait-limit", "entry")
+    await desk.publish(intent_id="wait-holder", symbol="ETHUSDT", side="BUY", quantity="0.100")
+    holder_id = client_order_id("wait-holder", "entry")
+
+    async def holder_in_flight() -> bool:
+        state = await desk.redis.hget(f"{names['key_prefix']}:idem:wait-holder", "state")
+        return state is not None and desk.sim.requests_in_progress > 0
+
     await wait_for(
-        lambda: any(
-            o["clientOrderId"] == limit_id and o["status"] == "NEW" for o in desk.sim.state()["orders"]
-        ),
-        10,
-        "the LIMIT resting on the book (holding the one slot)",
+        holder_in_flight, 10, "the other entry's order held by the exchange (holding the one slot)"
     )
 
     async with desk.redis.pipeline(transaction=True) as pipe:
@@ -129,11 +126,11 @@ async def test_an_intent_read_inside_the_window_is_looked_up_however_long_it_wai
             and link.writes_maybe_lost_since() is None
         )
 
-    await wait_for(read_back_and_window_over, 15, "wait-1 read back, then the window over while it waits")
-    desk.sim.set_mark_price("ETHUSDT", limit_price - Decimal("5"))
+    await wait_for(read_back_and_window_over, 3, "wait-1 read back, then the window over while it waits")
+    assert not any(o["clientOrderId"] == holder_id for o in desk.sim.state()["orders"])  # still held
 
     async def answered_again() -> bool:
-        return {r.intent_id for _, r in await _results(desk)} == {"wait-1", "wait-limit"}
+        return {r.intent_id for _, r in await _results(desk)} == {"wait-1", "wait-holder"}
 
     await wait_for(answered_again, 30, "wait-1 answered again once the slot was free")
     [again] = [r for _, r in await _results(desk) if r.intent_id == "wait-1"]
