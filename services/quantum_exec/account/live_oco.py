@@ -1,5 +1,8 @@
 """The live OCO of the account follower (a mixin of AccountFollower).
 
+Every leg it places, replaces or cancels goes through the one leg placer (:mod:`quantum_exec.execution.legs`,
+given to the follower), under its error policy.
+
 After every fill and every final conditional order, :func:`.oco.plan_oco` says which of our legs
 on the symbol protect nothing any more (cancel) or are larger than what is left (replace); one
 task per symbol runs it, again when more events came meanwhile. An algo id it cancelled is not
@@ -8,8 +11,8 @@ by the executor) are left alone.
 
 A replacement is make before break (Binance cannot modify an untriggered conditional order): the
 new leg is placed under the leg's alternate id (:func:`.roles.replacement_of`) and seen armed, and
-only then is the old one cancelled. A placement that fails or whose outcome is unknown (and is not
-found armed by a lookup) leaves the old leg armed - larger than the position, but reduce-only, so
+only then is the old one cancelled. A placement that fails under the placer's policy (retries,
+lookups and the -2021 re-round spent) leaves the old leg armed - larger than the position, but reduce-only, so
 it still protects all of it - and the plan runs again after a backoff, a bounded number of times.
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
@@ -177,7 +180,7 @@ class LiveOco:
         return placed.order
 
     async def _cancel(self, algo_id: int, reason: str) -> bool:
-        """Cancel one of our legs (fenced by the account lease in :meth:`.LegPlacer.cancel`)."""
+        """Cancel one of our legs (fenced by the account lease: :meth:`.LegPlacer.cancel`)."""
         self._acted_on.add(algo_id)
         try:
             done = await self._legs.cancel(algo_id)

@@ -27,10 +27,11 @@ the lease is lost                     :class:`OwnershipLost` raised: nothing mor
 
 A failure is returned (:attr:`Placement.error`), never raised: raising would cancel a sibling leg
 half-placed and skip the caller's failure policy. Only a lost lease, and an unknown outcome whose
-lookups keep failing, propagate. A cancel is fenced like an order (a deposed owner cancels nothing),
-answers False when the leg is no longer open (``-2011``/``-2013``) and raises any other error; a
-replacement is make before break: the new leg is placed, seen armed (``NEW``), and only then is the
-old one cancelled.
+lookups keep failing, propagate. A cancel is fenced by the gateway like an order (a deposed owner
+cancels nothing), answers False when the leg is no longer open (``-2011``/``-2013``) and raises any
+other error, an unknown outcome included (the caller's next run reads the leg again: a resumed
+intent looks its legs up, the OCO plans again from the view). A replacement is make before break:
+the new leg is placed, seen armed (``NEW``), and only then is the old one cancelled.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Final, Protocol
 from quantum_exec.backoff import Backoff
 from quantum_exec.errors import ExchangeError, PermanentError, RetryableError, UnknownOutcomeError
 from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
-from quantum_exec.exchange.fencing import OwnershipLost, ensure_owner
+from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver
@@ -194,9 +195,8 @@ class LegPlacer:
         return Replacement(placed, await self.cancel(old.algo_id))
 
     async def cancel(self, algo_id: int) -> bool:
-        """Cancel one of our legs; False when it was no longer open. Fenced: a caller that lost its
-        lease raises :class:`OwnershipLost` and sends nothing (the gateway fences orders only)."""
-        await ensure_owner("DELETE /fapi/v1/algoOrder")
+        """Cancel one of our legs; False when it was no longer open. Fenced by the gateway like an
+        order: a caller that lost its lease raises :class:`OwnershipLost` and sends nothing."""
         return await self._gateway.cancel_algo(algo_id)
 
     async def find(self, client_algo_id: str) -> AlgoOrder | None:

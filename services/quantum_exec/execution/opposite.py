@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quantum_exec.account.oco import can_reduce
 from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, Order
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.netting import Netting, is_opposite, netting, opened, signed
+from quantum_exec.execution.netting import Netting, can_reduce, is_opposite, netting, opened, signed
 from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
