@@ -112,12 +112,19 @@ PLACE_TABLE = [
         open_before=Decimal("0.010"),
     ),
     Row(
-        "-4116 and ours stands for another quantity: a failure",
+        "-4116 and ours stands for more (reduce-only: it covers): that one",
+        [],
+        standing=True,
+        orders=0,
+        open_before=Decimal("0.020"),
+    ),
+    Row(
+        "-4116 and ours stands for less: a failure",
         [],
         standing=False,
         error_code=-4116,
         orders=0,
-        open_before=Decimal("0.020"),
+        open_before=Decimal("0.005"),
     ),
     Row(
         "any other refusal: a failure, not retried",
@@ -285,4 +292,3 @@ async def test_a_replacement_that_is_not_armed_leaves_the_old_leg(
     assert done.placed.error is not None and done.placed.error.code == -2021
     assert [a["algoStatus"] for a in _history(sim, old.client_algo_id)] == ["NEW"]
     assert _history(sim, replacement.client_algo_id) == []
-

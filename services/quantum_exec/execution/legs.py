@@ -16,8 +16,9 @@ accepted                              the leg, with the status the exchange answ
 retryable (certainly not processed)   sent again after a backoff, up to ``protection_retries`` times
 unknown outcome (timeout, 5xx,        looked up by client id until found standing or certainly
 ``-1006``/``-1007``, unreadable)      absent (recvWindow passed); absent: sent again (a retry)
-``-4116`` clientAlgoId exists         ours exists: looked up; it counts when it stands for the
-                                      quantity asked, else the placement failed
+``-4116`` clientAlgoId exists         ours exists: looked up; it counts when it stands and covers
+                                      what was asked (closePosition, or a quantity at least as
+                                      large), else the placement failed
 ``-2021`` would immediately trigger   once: the trigger moved one tick inside the mark on its safe
                                       side and sent as a new request; a second ``-2021``, or a mark
                                       (or rules) that cannot be read, is a failure
@@ -151,18 +152,16 @@ class LegPlacer:
                 log.warning("legs.certainly_absent", client_algo_id=leg.client_algo_id, symbol=leg.symbol)
             except PermanentError as exc:
                 error = exc
-                if exc.code not in (DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER) or (
-                    exc.code == IMMEDIATE_TRIGGER and rerounded
-                ):
-                    break
                 try:
                     if exc.code == DUPLICATE_CLIENT_ID:
                         found = await self._standing(leg)
                         if found is not None:
                             return Placement(found, None, trigger)
                         break
+                    if exc.code != IMMEDIATE_TRIGGER or rerounded:
+                        break
                     rerounded = True
-                    trigger = await self._inside_mark(leg)
+                    trigger = await self._rerounded(leg)
                 except OwnershipLost:
                     raise
                 except ExchangeError as read:
@@ -170,13 +169,6 @@ class LegPlacer:
                     why = f"{exc.message}; then a read failed: {read.message}"
                     error = PermanentError(why, code=exc.code)
                     break
-                log.warning(
-                    "legs.trigger_rerounded",
-                    symbol=leg.symbol,
-                    client_algo_id=leg.client_algo_id,
-                    trigger=str(leg.trigger_price),
-                    new_trigger=str(trigger),
-                )
                 continue  # the re-rounded trigger is a new request, not a retry of the same one
             except RetryableError as exc:
                 error = exc
@@ -214,20 +206,31 @@ class LegPlacer:
         return [o for o in listed if is_own_protective(o.client_algo_id)]
 
     async def _standing(self, leg: LegOrder) -> AlgoOrder | None:
-        """The leg under its id if it stands for the quantity asked; a failed one of an earlier
-        try (an id is unique among open orders only) or another size is none."""
+        """The leg under its id if it stands and covers what ``leg`` asks (closePosition, or a
+        reduce-only quantity at least as large: it closes all of what is there); a failed one of
+        an earlier try (an id is unique among open orders only) or a smaller one is none."""
         found = await self.find(leg.client_algo_id)
         if found is None or not found.status.is_placed:
             return None
-        same = found.close_position if leg.quantity is None else found.quantity == leg.quantity
-        return found if same else None
+        covers = found.close_position or (leg.quantity is not None and found.quantity >= leg.quantity)
+        return found if covers else None
 
-    async def _inside_mark(self, leg: LegOrder) -> Decimal:
+    async def _rerounded(self, leg: LegOrder) -> Decimal:
+        """The trigger of ``leg`` moved one tick inside the current mark (after ``-2021``)."""
         rules = self._gateway.rules.get(leg.symbol)
         if rules is None:
             raise PermanentError(f"the rules of {leg.symbol} are not loaded")
         mark = await self._gateway.mark_price(leg.symbol)
-        return inside_mark(rules, leg.side, leg.order_type, mark)
+        trigger = inside_mark(rules, leg.side, leg.order_type, mark)
+        log.warning(
+            "legs.trigger_rerounded",
+            symbol=leg.symbol,
+            client_algo_id=leg.client_algo_id,
+            trigger=str(leg.trigger_price),
+            mark=str(mark),
+            new_trigger=str(trigger),
+        )
+        return trigger
 
 
 def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:

@@ -3,7 +3,9 @@
 Both legs are placed concurrently, sized from what the entry opened (its executed quantity, less
 any opposite position it netted against) or as closePosition. A leg that cannot be placed leaves
 the position ``partial``/``unprotected`` (policy ``keep``) or closes it at market (policy
-``close``, the default): a position is never left naked without saying so.
+``close``, the default): a position is never left naked without saying so. Every leg is placed,
+looked up and cancelled through the one leg placer (:mod:`.legs`) and its error policy; a failure
+it returns (a second ``-2021``, a mark it could not read, a refusal) is what the policy acts on.
 """
 
 from __future__ import annotations
