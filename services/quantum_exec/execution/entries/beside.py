@@ -34,9 +34,6 @@ from quantum_exec.settings import ProtectionTiming, Settings
 
 log = get_logger(__name__)
 
-# A leg in one of these states protects nothing: it is placed again after the fill.
-ENDED_UNFIRED = frozenset({AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED})
-
 
 class LegsBesideEntry:
     """The with_entry legs of one MARKET entry per symbol at a time (the executor's symbol lock)."""
@@ -136,7 +133,7 @@ class LegsBesideEntry:
             if status is None:
                 found = await self._legs.find(leg.client_algo_id)
                 status = found.status if found is not None else AlgoStatus.EXPIRED
-            if status in ENDED_UNFIRED:
+            if status.is_failed:  # protects nothing: placed again after the fill
                 log.warning(
                     "protection.leg_ended_beside_entry",
                     symbol=symbol,
