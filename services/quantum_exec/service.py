@@ -240,7 +240,7 @@ class Service:
 
         assert isinstance(executor.gateway, BinanceGateway)
         account = self.account = AccountFollower(
-            settings, executor.gateway, AccountStore(self.redis, settings)
+            settings, executor.gateway, AccountStore(self.redis, settings), legs=executor.legs
         )
         await account.start()
         executor.account = account

@@ -9,10 +9,11 @@ import pytest
 
 from account.samples import algo_message, fill_message
 from quantum_exec.account.events import parse_event
-from quantum_exec.account.oco import Cancel, Replace, can_reduce, plan_oco
+from quantum_exec.account.oco import Cancel, Replace, plan_oco
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState, StaleStateError
 from quantum_exec.exchange.wire import OrderSide
+from quantum_exec.execution.netting import can_reduce
 from quantum_exec.ids import client_order_id
 
 D = Decimal

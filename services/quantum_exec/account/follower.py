@@ -52,6 +52,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
+from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -68,9 +69,13 @@ _KEEP_UNPUBLISHED_S: Final = 600.0
 class AccountFollower(Resyncing):
     """Runs the user stream, keeps :attr:`state`, and (as lease holder) acts on it."""
 
-    def __init__(self, settings: Settings, gateway: BinanceGateway, store: AccountStore) -> None:
+    def __init__(
+        self, settings: Settings, gateway: BinanceGateway, store: AccountStore, legs: LegPlacer | None = None
+    ) -> None:
         self._settings = settings
         self._gateway = gateway
+        # Every leg the OCO and the reconcile place, replace, cancel or read goes through it.
+        self._legs = legs if legs is not None else LegPlacer(settings, gateway)
         self.store = store
         self.state = AccountState()
         self.stream = UserStream(

@@ -1,5 +1,8 @@
 """The live OCO of the account follower (a mixin of AccountFollower).
 
+Every leg it places, replaces or cancels goes through the one leg placer (:mod:`quantum_exec.execution.legs`,
+given to the follower), under its error policy.
+
 After every fill and every final conditional order, :func:`.oco.plan_oco` says which of our legs
 on the symbol protect nothing any more (cancel) or are larger than what is left (replace); one
 task per symbol runs it, again when more events came meanwhile. An algo id it cancelled is not
@@ -8,8 +11,8 @@ by the executor) are left alone.
 
 A replacement is make before break (Binance cannot modify an untriggered conditional order): the
 new leg is placed under the leg's alternate id (:func:`.roles.replacement_of`) and seen armed, and
-only then is the old one cancelled. A placement that fails or whose outcome is unknown (and is not
-found armed by a lookup) leaves the old leg armed - larger than the position, but reduce-only, so
+only then is the old one cancelled. A placement that fails under the placer's policy (retries,
+lookups and the -2021 re-round spent) leaves the old leg armed - larger than the position, but reduce-only, so
 it still protects all of it - and the plan runs again after a backoff, a bounded number of times.
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
@@ -29,9 +32,9 @@ from quantum_exec.account.state import AccountState, AlgoView, StaleStateError
 from quantum_exec.account.store import AccountStore
 from quantum_exec.backoff import Backoff
 from quantum_exec.errors import QuantumError
-from quantum_exec.exchange.fencing import OwnershipLost, ensure_owner, reset_check, set_check
-from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
+from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
+from quantum_exec.exchange.wire import AlgoOrder, OrderType
+from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -51,7 +54,7 @@ class LiveOco:
     """Cancels and resizes our legs as the position changes; the follower provides the attributes."""
 
     _settings: Settings
-    _gateway: BinanceGateway
+    _legs: LegPlacer
     store: AccountStore
     state: AccountState
     leader: bool
@@ -122,7 +125,7 @@ class LiveOco:
             leg = self.state.algo_order(action.client_algo_id)
             if leg is None or leg.algo_id in self._acted_on:
                 return
-            await self._cancel(leg.algo_id, action.reason, action="cancel")
+            await self._cancel(leg.algo_id, action.reason)
             return
         if action.old.algo_id in self._acted_on:
             return
@@ -131,10 +134,10 @@ class LiveOco:
     async def _replace_leg(
         self, old: AlgoView, quantity: Decimal, reason: str, trigger_price: Decimal | None = None
     ) -> None:
-        """Make before break: place ``old`` again for ``quantity`` (at ``trigger_price`` when given)
-        under its alternate id, see it armed, then cancel ``old``. Raises with ``old`` still armed
-        when the new leg is not."""
-        await self._place_leg(
+        """Make before break (:meth:`.LegPlacer.replace`): ``old`` again for ``quantity`` (at
+        ``trigger_price`` when given) under its alternate id, seen armed, then ``old`` cancelled.
+        Raises with ``old`` still armed when the new leg is not."""
+        new = LegOrder(
             old.symbol,
             old.side,
             OrderType(old.order_type),
@@ -142,63 +145,50 @@ class LiveOco:
             replacement_of(old.client_algo_id),
             quantity,
         )
-        await self._cancel(old.algo_id, reason, action="replace")
+        self._acted_on.add(old.algo_id)
+        try:
+            done = await self._legs.replace(old, new)
+        except Exception:
+            self._acted_on.discard(old.algo_id)
+            metrics.OCO_ACTIONS.labels(action="replace", outcome="failed").inc()
+            raise
+        if done.old_cancelled is None:
+            self._acted_on.discard(old.algo_id)
+            if done.placed.standing:
+                # Fired at once: the position leaves through it; the old leg goes once it is flat.
+                log.info("oco.replacement_fired", symbol=old.symbol, client_algo_id=new.client_algo_id)
+                return
+            metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
+            raise LegNotArmed(f"{new.client_algo_id} not armed: {done.placed.failure}")
+        metrics.OCO_ACTIONS.labels(action="replace", outcome="done" if done.old_cancelled else "gone").inc()
         log.info(
             "oco.resized",
             symbol=old.symbol,
             client_algo_id=old.client_algo_id,
-            replaced_by=replacement_of(old.client_algo_id),
+            replaced_by=new.client_algo_id,
             quantity=str(quantity),
+            reason=reason,
         )
 
-    async def _place_leg(
-        self,
-        symbol: str,
-        side: OrderSide,
-        order_type: OrderType,
-        trigger_price: Decimal,
-        client_algo_id: str,
-        quantity: Decimal,
-    ) -> AlgoOrder:
-        """Place one protective leg and return it armed; an unknown outcome (or a duplicate id) is
-        settled by looking the id up. Raises when the leg is not armed on the exchange."""
-        s = self._settings
-        try:
-            placed = await self._gateway.place_algo(
-                symbol,
-                side,
-                order_type,
-                trigger_price,
-                client_algo_id,
-                quantity=quantity,
-                working_type=s.working_type.value,
-                price_protect=s.price_protect,
-            )
-        except OwnershipLost:
-            raise
-        except Exception as exc:
-            found = await self._gateway.get_algo(client_algo_id)
-            if found is None or not found.status.is_placed or found.quantity != quantity:
-                metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
-                raise
-            log.info("oco.place_found", client_algo_id=client_algo_id, error=type(exc).__name__)
-            placed = found
-        if not placed.status.is_placed:
+    async def _place_leg(self, leg: LegOrder) -> AlgoOrder:
+        """Place one protective leg (:meth:`.LegPlacer.place`) and return it standing; raises when
+        it does not stand on the exchange."""
+        placed = await self._legs.place(leg)
+        if placed.order is None or not placed.standing:
             metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
-            raise LegNotArmed(f"{client_algo_id} is {placed.status} after its placement")
-        return placed
+            raise LegNotArmed(f"{leg.client_algo_id} not placed: {placed.failure}")
+        return placed.order
 
-    async def _cancel(self, algo_id: int, reason: str, *, action: str = "cancel") -> bool:
-        # Cancels are not orders to the gateway's fence: a holder cut off from Redis must not send them.
-        await ensure_owner("DELETE /fapi/v1/algoOrder")
+    async def _cancel(self, algo_id: int, reason: str) -> bool:
+        """Cancel one of our legs (fenced by the account lease: :meth:`.LegPlacer.cancel`)."""
         self._acted_on.add(algo_id)
         try:
-            done = await self._gateway.cancel_algo(algo_id)
+            done = await self._legs.cancel(algo_id)
         except Exception:
             self._acted_on.discard(algo_id)
-            metrics.OCO_ACTIONS.labels(action=action, outcome="failed").inc()
+            metrics.OCO_ACTIONS.labels(action="cancel", outcome="failed").inc()
             raise
-        metrics.OCO_ACTIONS.labels(action=action, outcome="done" if done else "gone").inc()
+        metrics.OCO_ACTIONS.labels(action="cancel", outcome="done" if done else "gone").inc()
         log.info("oco.cancelled", algo_id=algo_id, reason=reason, cancelled=done)
         return done
 

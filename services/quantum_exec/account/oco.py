@@ -26,7 +26,8 @@ from decimal import Decimal
 
 from quantum_exec.account.roles import leg_ids, sibling_of
 from quantum_exec.account.state import AccountState, AlgoView
-from quantum_exec.exchange.wire import AlgoStatus, OrderSide
+from quantum_exec.exchange.wire import AlgoStatus
+from quantum_exec.execution.netting import can_reduce
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +53,6 @@ class Replace:
 
 
 Action = Cancel | Replace
-
-
-def can_reduce(side: OrderSide, position_amount: Decimal) -> bool:
-    """True when an order on ``side`` reduces a one-way position of ``position_amount``."""
-    return position_amount > 0 if side is OrderSide.SELL else position_amount < 0
 
 
 def _sibling_filled(state: AccountState, leg: AlgoView) -> bool:

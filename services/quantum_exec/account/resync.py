@@ -29,6 +29,7 @@ from quantum_exec.account.store import AccountStore
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
+from quantum_exec.execution.legs import LegOrder
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -87,7 +88,7 @@ class Resyncing(LiveOco, Publishing):
             # Legs of ours that ended during the gap: their triggered order ids name the fills.
             for leg in self.state.own_protective_known(symbol):
                 if leg.client_algo_id not in still_open:
-                    found = await self._gateway.get_algo(leg.client_algo_id)
+                    found = await self._legs.find(leg.client_algo_id)
                     if found is not None:
                         self.state.record_algo(found)
             since = self.state.last_fill_ms(symbol)
@@ -152,12 +153,14 @@ class Resyncing(LiveOco, Publishing):
             await self._replace_leg(old, action.quantity, "protection too small", action.trigger_price)
         else:
             await self._place_leg(
-                action.symbol,
-                action.side,
-                OrderType(action.order_type),
-                action.trigger_price,
-                action.client_algo_id,
-                action.quantity,
+                LegOrder(
+                    action.symbol,
+                    action.side,
+                    OrderType(action.order_type),
+                    action.trigger_price,
+                    action.client_algo_id,
+                    action.quantity,
+                )
             )
         log.warning(
             "reconcile.protected",

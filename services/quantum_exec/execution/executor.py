@@ -51,6 +51,7 @@ from quantum_exec.execution.entries.shared import position_amount, record_openin
 from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
+from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.execution.netting import is_opposite, opened
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
@@ -61,7 +62,7 @@ from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders
 from quantum_exec.execution.slices import Plan, needs_children, plan_children
 from quantum_exec.execution.stop_entry import StopEntry
 from quantum_exec.execution.working import WorkingEntry
-from quantum_exec.ids import client_order_id, is_own_protective
+from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
@@ -95,7 +96,9 @@ class Executor:
         self._locks: dict[str, asyncio.Lock] = {}
         self._guards = Guards(settings, gateway)
         self._resolver = OrderResolver(settings, gateway)
-        self._protector = Protector(settings, gateway, self._resolver, self._own_protective)
+        # The one leg placer (its policy in .legs); the account follower is given this one too.
+        self.legs = LegPlacer(settings, gateway, self._resolver)
+        self._protector = Protector(settings, gateway, self._resolver, self.legs, self._own_protective)
         # How long fills stood without their SL/TP (metrics, alert, console).
         self.exposure = Exposure(settings.unprotected_alert_s)
         # Sliced entries' plans (Redis in the service) and the CLOSEs that end a working entry.
@@ -116,8 +119,8 @@ class Executor:
         self._sliced = SlicedOrders(
             gateway, self._resolver, self._protector, self.exposure, lambda: self.account, lambda: self.closes
         )
-        self._beside = LegsBesideEntry(settings, gateway, self._protector, lambda: self.account)
-        self._own_legs = OwnLegs(gateway, lambda: self.account, self._own_protective)
+        self._beside = LegsBesideEntry(settings, self.legs, self._protector, lambda: self.account)
+        self._own_legs = OwnLegs(self.legs, lambda: self.account, self._own_protective)
         self._closer = Closer(
             gateway,
             self._resolver,
@@ -138,9 +141,8 @@ class Executor:
             )
         for position in await self.gateway.positions():
             self._state[position.symbol] = _SymbolState(position.leverage, position.margin_type)
-        for order in await self.gateway.open_algo_orders():
-            if is_own_protective(order.client_algo_id):
-                self._own_protective.setdefault(order.symbol, set()).add(order.algo_id)
+        for order in await self.legs.open_own():
+            self._own_protective.setdefault(order.symbol, set()).add(order.algo_id)
 
     async def close(self) -> None:
         """Release the exchange connection; safe to call twice."""
@@ -393,7 +395,7 @@ class Executor:
         elif entry is None and algo is None:
             # QUANTUM_PROTECTION_TIMING=with_entry: the legs travel beside the entry.
             beside = self._beside.legs(run, rules, reference, quantity, long=long)
-            placing = self._beside.place(rules, symbol, beside) if beside else None
+            placing = self._beside.place(symbol, beside) if beside else None
             placed = asyncio.ensure_future(placing) if placing is not None else None
             recording = record_opening(self.account, run)
             run.entry_sent = True
@@ -491,9 +493,7 @@ class Executor:
                 order_ids.append(flatten.order_id)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         if run.position_before is not None and is_opposite(run.position_before, long=long):
-            await netted(
-                self.gateway, self.account, self._own_protective, run, entry, size, flatten, long=long
-            )
+            await netted(self.legs, self.account, self._own_protective, run, entry, size, flatten, long=long)
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
         if self.account is not None:

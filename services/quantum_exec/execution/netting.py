@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
+from quantum_exec.exchange.wire import OrderSide
+
 ZERO = Decimal(0)
 
 
@@ -24,6 +26,11 @@ class Netting(StrEnum):
     OPPOSITE_EQUAL = "opposite_equal"
     # |p| < q: the entry closes it and opens q - |p| on the intent's side.
     OPPOSITE_LARGER = "opposite_larger"
+
+
+def can_reduce(side: OrderSide, position_amount: Decimal) -> bool:
+    """True when an order on ``side`` reduces a one-way position of ``position_amount``."""
+    return position_amount > 0 if side is OrderSide.SELL else position_amount < 0
 
 
 def signed(quantity: Decimal, *, long: bool) -> Decimal:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quantum_exec.account.oco import can_reduce
 from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, Order
-from quantum_exec.execution.netting import Netting, is_opposite, netting, opened, signed
-from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.legs import LegPlacer
+from quantum_exec.execution.netting import Netting, can_reduce, is_opposite, netting, opened, signed
+from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
-from quantum_exec.ids import is_own_protective
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, floor_to_step
 from quantum_exec.settings import OppositePolicy, Settings
@@ -48,7 +47,7 @@ def opened_size(run: Run, rules: SymbolRules, entry: Order, *, long: bool) -> De
 
 
 async def netted(
-    gateway: Gateway,
+    legs: LegPlacer,
     account: AccountView | None,
     own_protective: dict[str, set[int]],
     run: Run,
@@ -73,7 +72,7 @@ async def netted(
         after -= signed(flatten.executed_qty, long=long)
     cancelled: list[int] = []
     if case is not Netting.OPPOSITE_SMALLER:
-        cancelled = await cancel_stale_legs(gateway, own_protective, run, intent.symbol, after)
+        cancelled = await cancel_stale_legs(legs, own_protective, run, intent.symbol, after)
         if account is not None:
             # The old position is gone: its records must not be re-protected later.
             await account.closed(intent.symbol, long=not long)
@@ -114,7 +113,7 @@ async def netted(
 
 
 async def cancel_stale_legs(
-    gateway: Gateway, own_protective: dict[str, set[int]], run: Run, symbol: str, position: Decimal
+    legs: LegPlacer, own_protective: dict[str, set[int]], run: Run, symbol: str, position: Decimal
 ) -> list[int]:
     """Cancel our own protective orders on ``symbol`` that cannot reduce ``position``.
 
@@ -127,7 +126,7 @@ async def cancel_stale_legs(
 
     async def cancel(order: AlgoOrder) -> None:
         try:
-            if await gateway.cancel_algo(order.algo_id):
+            if await legs.cancel(order.algo_id):
                 cancelled.append(order.algo_id)
             gone.add(order.algo_id)
         except OwnershipLost:
@@ -143,11 +142,7 @@ async def cancel_stale_legs(
 
     with run.step("stale_legs"):
         try:
-            stale = [
-                order
-                for order in await gateway.open_algo_orders(symbol)
-                if is_own_protective(order.client_algo_id) and not can_reduce(order.side, position)
-            ]
+            stale = [order for order in await legs.open_own(symbol) if not can_reduce(order.side, position)]
         except ExchangeError as exc:
             log.warning("position.stale_legs_unknown", intent_id=run.key, symbol=symbol, detail=exc.message)
             return cancelled

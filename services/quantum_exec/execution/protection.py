@@ -3,12 +3,13 @@
 Both legs are placed concurrently, sized from what the entry opened (its executed quantity, less
 any opposite position it netted against) or as closePosition. A leg that cannot be placed leaves
 the position ``partial``/``unprotected`` (policy ``keep``) or closes it at market (policy
-``close``, the default): a position is never left naked without saying so.
+``close``, the default): a position is never left naked without saying so. Every leg is placed,
+looked up and cancelled through the one leg placer (:mod:`.legs`) and its error policy; a failure
+it returns (a second ``-2021``, a mark it could not read, a refusal) is what the policy acts on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import time
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import CloseFill, ErrorSource, ProtectionState, ProtectiveOrder, ResultStatus
 from quantum_exec.errors import (
     ExchangeError,
@@ -26,22 +26,19 @@ from quantum_exec.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
-from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
 from quantum_exec.execution.guards import Guards
+from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Run, result_error
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, ceil_to_step, check_protection, floor_to_step
+from quantum_exec.rules import SymbolRules, check_protection
 from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
 
 log = get_logger(__name__)
-
-RETRY_LEG = Backoff(base_s=0.1, cap_s=1.0)
 
 
 @dataclass(slots=True)
@@ -92,11 +89,13 @@ class Protector:
         settings: Settings,
         gateway: Gateway,
         resolver: OrderResolver,
+        legs: LegPlacer,
         own_protective: dict[str, set[int]],
     ) -> None:
         self._settings = settings
         self._gateway = gateway
         self._resolver = resolver
+        self._legs = legs
         # Algo ids of our own protective orders that may still be open, per symbol.
         self.own = own_protective
 
@@ -130,7 +129,7 @@ class Protector:
         else:
             closing = resume and await self._resumed(run, legs)
             if not closing:
-                await self.place(rules, symbol, legs)
+                await self.place(symbol, legs)
         return await self.settle(run, legs, size, long=long, resume=resume, closing=closing)
 
     async def _resumed(self, run: Run, legs: list[Leg]) -> bool:
@@ -150,9 +149,7 @@ class Protector:
         return closing is not None
 
     async def _find(self, leg: Leg, resumed_at: float) -> None:
-        leg.order = await self._resolver.resolve(
-            resumed_at, lambda: self._gateway.get_algo(leg.client_algo_id)
-        )
+        leg.order = await self._legs.find_since(resumed_at, leg.client_algo_id)
         if leg.order is not None and not leg.standing:
             log.warning(
                 "protection.leg_found_failed",
@@ -191,11 +188,11 @@ class Protector:
             )
         return legs
 
-    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg]) -> None:
+    async def place(self, symbol: str, legs: list[Leg]) -> None:
         """Place the legs not yet standing, concurrently (each with its retries); each records its
         order or error. Nothing is placed beside a leg that fired: the position left through it."""
         if not _fired(legs):
-            await run_together(*(self._place_leg(rules, symbol, leg) for leg in legs if not leg.standing))
+            await run_together(*(self._place_leg(symbol, leg) for leg in legs if not leg.standing))
 
     async def withdraw(self, symbol: str, legs: list[Leg]) -> None:
         """Cancel legs placed beside an entry that opened nothing (best effort, logged)."""
@@ -203,7 +200,7 @@ class Protector:
             if leg.order is None or not leg.order.status.is_armed:
                 continue  # never placed, or past cancelling (a cancel would answer -2011)
             try:
-                await self._gateway.cancel_algo(leg.order.algo_id)
+                await self._legs.cancel(leg.order.algo_id)
             except (PermanentError, RetryableError) as exc:
                 log.warning("protection.withdraw_failed", symbol=symbol, kind=leg.kind, detail=str(exc))
                 continue
@@ -249,95 +246,23 @@ class Protector:
                 out.take_profit = leg.to_contract()
         return flatten
 
-    async def _place_leg(self, rules: SymbolRules, symbol: str, leg: Leg) -> None:
-        """Place one protective order with the allowed retries; records the order or the error.
-
-        ``-2021`` (the trigger is already crossed) is answered once by moving the trigger one tick
-        inside the current mark on its safe side (the price already passed the level, so the leg
-        fires at once, which is what the intent asked for there); never by sending the same trigger
-        again. A second refusal, or a mark that cannot be read, leaves the leg to the failure
-        policy: a definite failure is recorded, never raised (that would cancel the sibling leg
-        half-placed and skip the policy). Only an unknown outcome or a lost lease propagates.
-
-        The client id of a leg found failed on resume is used again: Binance keeps ``clientAlgoId``
-        unique among open orders only, and a lookup by it answers the newest order.
-        """
-        s = self._settings
+    async def _place_leg(self, symbol: str, leg: Leg) -> None:
+        """Place one leg under the leg placer's policy (:mod:`.legs`); records the order or the
+        error. The client id of a leg found failed on resume is used again: Binance keeps
+        ``clientAlgoId`` unique among open orders only, and a lookup by it answers the newest one."""
         assert leg.trigger_price is not None
-        waits = RETRY_LEG.delays()
-        rerounded = False
-        attempt = 0
-        while attempt <= s.protection_retries:
-            trigger = leg.trigger_price
-            asked_at = time.monotonic()
-            try:
-                leg.order = await self._gateway.place_algo(
-                    symbol,
-                    leg.side,
-                    leg.order_type,
-                    trigger,
-                    leg.client_algo_id,
-                    quantity=leg.quantity,
-                    working_type=s.working_type.value,
-                    price_protect=s.price_protect,
-                )
-                leg.error = None
-                return
-            except OwnershipLost:
-                raise
-            except UnknownOutcomeError as exc:
-                leg.error = exc
-                sent_at = exc.sent_at if exc.sent_at is not None else asked_at
-                found = await self._resolver.resolve(sent_at, lambda: self._standing(leg.client_algo_id))
-                if found is not None:
-                    leg.order, leg.error = found, None
-                    return
-            except PermanentError as exc:
-                leg.error = exc
-                try:
-                    if exc.code == DUPLICATE_CLIENT_ID:
-                        found = await self._standing(leg.client_algo_id)
-                        if found is not None:
-                            leg.order, leg.error = found, None
-                            return
-                    if exc.code != IMMEDIATE_TRIGGER or rerounded:
-                        break
-                    rerounded = True
-                    mark = await self._gateway.mark_price(symbol)
-                except OwnershipLost:
-                    raise
-                except ExchangeError as read:
-                    leg.error = PermanentError(
-                        f"{exc.message}; then a read failed: {read.message}", code=exc.code
-                    )
-                    break
-                leg.trigger_price = inside_mark(rules, leg.side, leg.order_type, mark)
-                log.warning(
-                    "protection.trigger_rerounded",
-                    symbol=symbol,
-                    kind=leg.kind,
-                    trigger=str(trigger),
-                    mark=str(mark),
-                    new_trigger=str(leg.trigger_price),
-                )
-                continue  # the re-rounded trigger is a new request, not a retry of the same one
-            except RetryableError as exc:
-                leg.error = exc
-            attempt += 1
-            if attempt <= s.protection_retries:
-                await asyncio.sleep(next(waits))
-        log.warning(
-            "protection.failed",
-            symbol=symbol,
-            kind=leg.kind,
-            client_algo_id=leg.client_algo_id,
-            detail=str(leg.error),
+        placed = await self._legs.place(
+            LegOrder(symbol, leg.side, leg.order_type, leg.trigger_price, leg.client_algo_id, leg.quantity)
         )
-
-    async def _standing(self, client_algo_id: str) -> AlgoOrder | None:
-        """The leg under ``client_algo_id`` if one stands; a failed one of an earlier try is none."""
-        found = await self._gateway.get_algo(client_algo_id)
-        return found if found is not None and found.status.is_placed else None
+        leg.order, leg.error, leg.trigger_price = placed.order, placed.error, placed.trigger_price
+        if not placed.standing:
+            log.warning(
+                "protection.failed",
+                symbol=symbol,
+                kind=leg.kind,
+                client_algo_id=leg.client_algo_id,
+                detail=leg.failure,
+            )
 
     async def _emergency_close(
         self, run: Run, size: Decimal, exit_side: OrderSide, legs: list[Leg], reasons: str, *, resume: bool
@@ -351,7 +276,7 @@ class Protector:
         for leg in legs:
             if leg.order is not None and leg.order.status.is_armed:
                 with contextlib.suppress(PermanentError, RetryableError):
-                    if await self._gateway.cancel_algo(leg.order.algo_id):
+                    if await self._legs.cancel(leg.order.algo_id):
                         self.own.get(symbol, set()).discard(leg.order.algo_id)
                         leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
         close_id = client_order_id(run.key, "flatten")
@@ -409,14 +334,3 @@ class Protector:
 def _fired(legs: list[Leg]) -> bool:
     """True when a leg's trigger was crossed: the position is leaving (or left) through it."""
     return any(leg.order is not None and leg.order.status.has_fired for leg in legs)
-
-
-def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:
-    """One tick inside ``mark`` on the side where the leg's trigger is valid.
-
-    A SELL stop and a BUY take-profit trigger when the price falls to them (valid below the
-    mark); a BUY stop and a SELL take-profit when it rises to them (valid above).
-    """
-    below = (side is OrderSide.SELL) == (order_type is OrderType.STOP_MARKET)
-    tick = rules.tick_size
-    return floor_to_step(mark - tick, tick) if below else ceil_to_step(mark + tick, tick)

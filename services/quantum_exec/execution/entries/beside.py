@@ -23,7 +23,8 @@ from decimal import Decimal
 from quantum_exec.errors import IntentRejected, PermanentError
 from quantum_exec.exchange.wire import AlgoStatus, Order
 from quantum_exec.execution.guards import Guards, wants_protection
-from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.legs import LegPlacer
+from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
@@ -33,9 +34,6 @@ from quantum_exec.settings import ProtectionTiming, Settings
 
 log = get_logger(__name__)
 
-# A leg in one of these states protects nothing: it is placed again after the fill.
-ENDED_UNFIRED = frozenset({AlgoStatus.CANCELED, AlgoStatus.REJECTED, AlgoStatus.EXPIRED})
-
 
 class LegsBesideEntry:
     """The with_entry legs of one MARKET entry per symbol at a time (the executor's symbol lock)."""
@@ -43,12 +41,12 @@ class LegsBesideEntry:
     def __init__(
         self,
         settings: Settings,
-        gateway: Gateway,
+        legs: LegPlacer,
         protector: Protector,
         account: Callable[[], AccountView | None],
     ) -> None:
         self._settings = settings
-        self._gateway = gateway
+        self._legs = legs
         self._protector = protector
         self._account = account
         self._held: dict[str, list[str]] = {}  # symbol -> client ids held from the live OCO
@@ -75,14 +73,14 @@ class LegsBesideEntry:
             return []
         return self._protector.legs(run, rules, price, quantity, long=long, close_position=True)
 
-    async def place(self, rules: SymbolRules, symbol: str, legs: list[Leg]) -> None:
+    async def place(self, symbol: str, legs: list[Leg]) -> None:
         """Hold the legs from the live OCO, then place them (concurrently with the entry)."""
         account = self._account()
         if account is not None:
             ids = [leg.client_algo_id for leg in legs]
             account.hold_legs(ids)
             self._held[symbol] = ids
-        await self._protector.place(rules, symbol, legs)
+        await self._protector.place(symbol, legs)
 
     def release(self, symbol: str) -> None:
         """The intent is done: the live OCO looks after the legs again (safe when none are held)."""
@@ -117,7 +115,7 @@ class LegsBesideEntry:
                 else:
                     to_place.append(leg)
             if to_place:
-                await self._protector.place(rules, symbol, to_place)
+                await self._protector.place(symbol, to_place)
         return await self._protector.settle(run, legs, entry.executed_qty, long=long, resume=resume)
 
     async def _read_back(self, symbol: str, entry: Order, legs: list[Leg]) -> None:
@@ -133,9 +131,9 @@ class LegsBesideEntry:
                 view = await account.algo_changed(leg.client_algo_id, 0)
                 status = view.status if view is not None else None
             if status is None:
-                found = await self._gateway.get_algo(leg.client_algo_id)
+                found = await self._legs.find(leg.client_algo_id)
                 status = found.status if found is not None else AlgoStatus.EXPIRED
-            if status in ENDED_UNFIRED:
+            if status.is_failed:  # protects nothing: placed again after the fill
                 log.warning(
                     "protection.leg_ended_beside_entry",
                     symbol=symbol,

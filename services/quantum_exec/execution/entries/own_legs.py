@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quantum_exec.execution.ports import AccountView, Gateway
+from quantum_exec.execution.legs import LegPlacer
+from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.resolution import run_together
-from quantum_exec.ids import is_own_protective
 
 
 class OwnLegs:
     """Our protective legs per symbol, taken from the live view (else listed by REST) and cancelled."""
 
     def __init__(
-        self, gateway: Gateway, account: Callable[[], AccountView | None], own: dict[str, set[int]]
+        self, legs: LegPlacer, account: Callable[[], AccountView | None], own: dict[str, set[int]]
     ) -> None:
-        self._gateway = gateway
+        self._legs = legs
         self._account = account
         # Algo ids of our own protective orders that may still be open, per symbol (the Protector's).
         self._own = own
@@ -40,8 +40,7 @@ class OwnLegs:
     async def cancel(self, symbol: str, taken: list[int] | None) -> int:
         """Cancel the legs ``taken`` (or, with ``None``, our open ones listed by REST); how many."""
         if taken is None:
-            listed = await self._gateway.open_algo_orders(symbol)
-            taken = [o.algo_id for o in listed if is_own_protective(o.client_algo_id)]
+            taken = [o.algo_id for o in await self._legs.open_own(symbol)]
         await run_together(*(self.cancel_one(algo_id) for algo_id in taken))
         self._own.pop(symbol, None)
         return len(taken)
@@ -49,7 +48,7 @@ class OwnLegs:
     async def cancel_one(self, algo_id: int) -> None:
         """Cancel one of our legs; on failure the live OCO may act on it again."""
         try:
-            await self._gateway.cancel_algo(algo_id)
+            await self._legs.cancel(algo_id)
         except BaseException:
             self.release([algo_id])
             raise
