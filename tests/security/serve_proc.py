@@ -39,7 +39,8 @@ def run_cli(env: dict[str, str], *args: str, timeout_s: float = 60) -> subproces
 class Serve:
     """A running ``serve`` on the embedded defaults; its output goes to ``log_path``."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, *, wrap: tuple[str, ...] = (), **env: str) -> None:
+        self.wrap = wrap  # a command that runs the next one elsewhere (``ip netns exec NS``)
         self.env = clean_env(tmp_path, **env)
         self.runtime = Path(self.env["XDG_RUNTIME_DIR"])
         self.log_path = tmp_path / "serve.log"
@@ -56,7 +57,7 @@ class Serve:
         """Start it (under a usual umask, so what it creates private it made private itself)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [EXE, "serve", *args], env=self.env, stdout=log, stderr=log, umask=umask
+                [*self.wrap, EXE, "serve", *args], env=self.env, stdout=log, stderr=log, umask=umask
             )
         wait_until(self.endpoints, 60, "serve to record its endpoints")
         return self.endpoints()

@@ -55,6 +55,15 @@ def test_the_api_token_credential_guards_the_book(tmp_path: Path) -> None:
     assert TOKEN not in serve.output()
 
 
+def test_the_scrape_token_is_read_from_its_credential(tmp_path: Path) -> None:
+    scrape_token = "scrape-credential-7c41d2e9a0b8"
+    creds = credentials(tmp_path, QUANTUM_METRICS_TOKEN=scrape_token)
+    out = run_cli(clean_env(tmp_path, CREDENTIALS_DIRECTORY=str(creds)), "serve", "--print-config")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["metrics_token"] == "**********"  # set (and masked)
+    assert scrape_token not in out.stdout
+
+
 def test_redis_passwords_come_from_credentials(tmp_path: Path) -> None:
     creds = credentials(
         tmp_path,
