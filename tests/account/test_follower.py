@@ -227,9 +227,12 @@ async def test_a_reduced_position_gets_legs_resized_to_what_is_left(desk: Desk) 
         return all(
             a is not None and a["algoStatus"] == "NEW" and Decimal(a["quantity"]) == Decimal("0.012")
             for a in found
+        ) and all(
+            desk.algo_status(leg.client_algo_id) != "NEW" for leg in (opened.stop_loss, opened.take_profit)
         )
 
-    await wait_for(resized, 5, "both legs resized to 0.012")
+    # The old leg is cancelled one round trip after its replacement is armed: wait for both.
+    await wait_for(resized, 5, "both legs resized to 0.012 and the old ones gone")
     for leg, was in zip(legs, (opened.stop_loss, opened.take_profit), strict=True):
         now = desk.algo(leg)
         assert now is not None and Decimal(now["triggerPrice"]) == was.trigger_price and now["side"] == "SELL"
