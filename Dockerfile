@@ -11,10 +11,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/quantum-exec
-# Dependencies first, pinned by the lock, so a code change does not re-download them.
-COPY requirements.lock pyproject.toml README.md ./
+# Dependencies first, pinned with their hashes by the lock (pip refuses any other file), so a code
+# change does not re-download them. The project itself is built with the locked setuptools.
+COPY requirements.lock ./
+RUN /opt/quantum-exec/bin/pip install --require-hashes -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY services ./services
-RUN /opt/quantum-exec/bin/pip install -c requirements.lock . \
+RUN /opt/quantum-exec/bin/pip install --no-deps --no-build-isolation . \
+    && /opt/quantum-exec/bin/pip check \
     && /opt/quantum-exec/bin/quantum-exec --version
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -3,13 +3,20 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Every dependency, the dev tools and the build backend, pinned with their hashes: pip refuses a
+# file whose hash differs (a replaced release, a compromised mirror). requirements.lock is the
+# runtime subset (the image, a production venv). `make lock` regenerates both.
+LOCK_ARGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links --no-emit-index-url
 
-.PHONY: install demo test lint bench soak clean
+.PHONY: install demo test lint bench soak clean lock
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+# The project itself cannot be hash-checked: its dependencies come from the lock first, then it is
+# installed without them, built by the locked setuptools (no isolated build fetching an unpinned one).
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,6 +38,17 @@ bench: install
 # The reliability soak: 200 SIGKILL cycles, every exchange and Redis fault, 10,000 fuzz cases.
 soak: install
 	$(BIN)/python scripts/soak.py
+
+# After changing pyproject.toml's dependencies: pins kept unless a range forces a change
+# (pip-compile --upgrade-package NAME to move one). pip-tools runs from a throwaway venv.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q pip-tools
+	.lock-venv/bin/pip-compile -q $(LOCK_ARGS) --extra dev --build-deps-for editable \
+		--output-file requirements-dev.lock pyproject.toml
+	.lock-venv/bin/pip-compile -q $(LOCK_ARGS) --build-deps-for wheel --constraint requirements-dev.lock \
+		--output-file requirements.lock pyproject.toml
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

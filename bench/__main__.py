@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m bench [--quick] [--only latency,naive,throughput,pacing,scaling]``.
+"""``make bench`` / ``python -m bench [--quick] [--only latency,naive,...,scaling,scrapeflood]``.
 
 Runs the service (its own process) against a real Redis server (EmbeddedRedis) and the Binance
 simulator (its own process, bench fixture with 50 extra symbols), plus a naive baseline bot, and
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from bench import report, scaling, scenarios
+from bench import report, scaling, scenarios, scrape_flood
 from bench.common import (
     API_KEY,
     API_SECRET,
@@ -38,7 +38,7 @@ from bench.common import (
 from bench.request_path import request_path
 from quantum_exec.embedded import EmbeddedRedis, find_redis_server
 
-SCENARIOS = ("latency", "naive", "requests", "throughput", "pacing", "limits", "scaling")
+SCENARIOS = ("latency", "naive", "requests", "throughput", "pacing", "limits", "scaling", "scrapeflood")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-intents", type=int, help="scaling SIGKILL run (default 600, quick 400)")
     parser.add_argument("--kill-rate", type=float, default=200.0, help="intents/s of the SIGKILL run")
     parser.add_argument("--requests", type=int, help="requests per kind and path (default 2000, quick 500)")
+    parser.add_argument("--flood-rps", type=float, default=200.0, help="scrapeflood: /metrics requests/s")
+    parser.add_argument("--flood-connections", type=int, default=32, help="scrapeflood: parallel scrapers")
+    parser.add_argument("--flood-rtt", type=int, default=0, help="scrapeflood: simulator latency in ms")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -282,6 +285,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rate=args.rate,
                     kill_count=args.kill_intents,
                     kill_rate=args.kill_rate,
+                )
+        if "scrapeflood" in args.only:
+            with simulator(env, fixture, args.flood_rtt, rate_limits=False) as sim:
+                out(
+                    f"[{time.monotonic() - started:5.0f}s] scrapeflood: {args.intents} intents at "
+                    f"{args.rate:g}/s, quiet then with /metrics flooded at {args.flood_rps:g} req/s over "
+                    f"{args.flood_connections} connections, {args.runs} run(s), RTT {args.flood_rtt} ms"
+                )
+                results["scrapeflood"] = f = scrape_flood.scrape_flood(
+                    env,
+                    sim,
+                    count=args.intents,
+                    rate=args.rate,
+                    flood_rps=args.flood_rps,
+                    connections=args.flood_connections,
+                    runs=args.runs,
+                )
+                out(
+                    f"    end-to-end p50 quiet {f['quiet_p50_ms']:.2f} ms, flooded "
+                    f"{f['flooded_p50_ms']:.2f} ms (x{f['ratio']:.2f}), control {f['control_p50_ms']:.2f} ms"
                 )
     results["elapsed_s"] = time.monotonic() - started
     return results

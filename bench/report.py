@@ -207,6 +207,32 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{lean['wall_us']:.0f} / {lean['cpu_us']:.0f} | {ratio:.2f} |"
                 )
         lines.append("")
+    fl = results.get("scrapeflood")
+    if fl:
+        prm = fl["params"]
+        lines += [
+            f"Metrics port flooded (issue #25): {prm['rate']:g} intents/s, /metrics at "
+            f"{prm['flood_rps']:g} req/s over {prm['connections']} connections from another process "
+            "(control: the same flood at a bystander server):",
+            "",
+            "| phase | end-to-end p50 / p99 (ms) | service CPU | flood answered/s | statuses | flooder CPU |",
+            "|---|---|---|---|---|---|",
+        ]
+        for ph in fl["phases"]:
+            flood = ph["flood"] or {}
+            lines.append(
+                f"| {ph['phase']} | {_f(_q(ph['e2e_ms'], 50))} / {_f(_q(ph['e2e_ms'], 99))} "
+                f"| {ph['service_cpu']:.2f} | {_f(flood.get('answered_per_s'), 0)} "
+                f"| {flood.get('statuses', '-')} | {_f(flood.get('flooder_cpu'))} |"
+            )
+        lines += [
+            "",
+            f"p50 quiet {fl['quiet_p50_ms']:.2f} ms, flooded {fl['flooded_p50_ms']:.2f} ms "
+            f"(x{fl['ratio']:.2f}, "
+            f"target within 10 %: {_ok(fl['ratio'] <= 1.10)}), control {fl['control_p50_ms']:.2f} ms "
+            f"(flooded / control x{fl['ratio_to_control']:.2f}).",
+            "",
+        ]
     sc = results.get("scaling")
     if sc:
         lines += [

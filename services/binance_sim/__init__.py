@@ -34,11 +34,14 @@ User data stream (``userstream.py`` keys, sockets and fan-out; ``events.py`` the
   account shares it; PUT extends it by ``SimConfig.listen_key_lifetime_ms`` (60 min); DELETE answers
   ``{}`` and closes its sockets; an unknown or expired key answers 400 ``-1125`` "This listenKey does
   not exist.". A key not kept alive expires: its sockets get ``{"e": "listenKeyExpired", "E":
-  "<ms as a string>", "listenKey"}`` and are closed.
+  "<ms as a string>", "listenKey"}`` and stay open, silent (Binance: the event says nothing about
+  the connection).
 - WebSocket on the simulator's own host and port: ``/private/ws/<key>``, ``/private/ws?listenKey=
   <key>`` (Binance since 2026-04-23; python-binance 1.0.37's ``futures_user_socket()`` with
-  ``FSTREAM_URL = "ws://host:port/"``) and the legacy ``/ws/<key>``; any number of sockets per key,
-  each gets every event; the server pings every ``SimConfig.stream_ping_interval_s`` (180 s) and
+  ``FSTREAM_URL = "ws://host:port/"``), ``/private/stream?listenKey=<key>`` (``{"stream", "data"}``
+  envelope); ``events=A/B`` is an allow-list; the retired ``/ws/<key>`` opens and receives nothing;
+  a socket closes after ``SimConfig.stream_max_connection_s`` (24 h); any number of sockets per key;
+  the server pings every ``SimConfig.stream_ping_interval_s`` (180 s) and
   answers pings. No permessage-deflate.
 - Events, in order of a strictly increasing ``E`` per account: ``ORDER_TRADE_UPDATE`` for every
   order state change and every fill (``x`` TRADE with that fill's l/L/n/N/t/rp/m), ``TRADE_LITE``
@@ -54,9 +57,9 @@ User data stream (``userstream.py`` keys, sockets and fan-out; ``events.py`` the
   them before returning. A cancel in TRIGGERING answers ``-2011``. A reduce-only or closePosition
   trigger that finds no position ends REJECTED, rm "Reduce Only reject", with no order behind it;
   one whose order fails the margin check ends REJECTED with that error's message.
-- Limits: open (NEW or TRIGGERING) conditional orders are limited per symbol by exchangeInfo's
-  MAX_NUM_ALGO_ORDERS filter (10 when absent; ``SimConfig.max_algo_orders_per_symbol`` overrides)
-  and to 200 per account: ``-4045`` "Reach max stop order limit." beyond. A reduce-only MARKET
+- Limits: open (NEW or TRIGGERING) conditional orders are limited to 200 per account, ``-4045``
+  "Reach max stop order limit." beyond (Binance removed the per-symbol MAX_NUM_ALGO_ORDERS filter of
+  10 on 2025-12-29; ``SimConfig.max_algo_orders_per_symbol`` restores one). A reduce-only MARKET
   larger than the position fills the position size, its origQty shrunk to it, status FILLED.
 
 Python API::
@@ -114,7 +117,7 @@ Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
                                     #   can (kept when absent); 0 lists the held rows at once
       "actions": ["drop_user_streams", "expire_listen_key"],   # optional one-shot actions, now:
                                     #   close every user-stream socket (the key stays valid) /
-                                    #   expire the listenKey (listenKeyExpired, sockets closed, -1125)
+                                    #   expire the listenKey (listenKeyExpired, sockets silent, -1125)
       "faults": [
         {"kind": "latency", "ms": 250, "method": "POST", "path": "/fapi/v1/order", "count": 3},
         {"kind": "unknown_after", "method": "POST", "path": "/fapi/v1/order", "count": 1}

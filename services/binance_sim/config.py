@@ -28,9 +28,11 @@ class SimConfig:
     to their maintenance margin at a mark move (default on).
     ``state_path`` keeps the account (orders, positions, wallet, trades) across restarts.
     ``listen_key_lifetime_ms`` is how long a listenKey lives without a keepalive (Binance: 60 min);
-    ``stream_ping_interval_s`` how often the server pings user-stream sockets (Binance: 3 min).
+    ``stream_ping_interval_s`` how often the server pings user-stream sockets (Binance: 3 min);
+    ``stream_max_connection_s`` how long one socket lives before the server closes it (Binance: 24 h).
     ``trigger_delay_ms`` is how long a crossed algo order stays TRIGGERING before its order is placed.
-    ``max_algo_orders_per_symbol`` overrides the MAX_NUM_ALGO_ORDERS filter (10 when exchangeInfo has none).
+    ``max_algo_orders_per_symbol`` restores a per-symbol limit of open conditional orders (Binance removed
+    its MAX_NUM_ALGO_ORDERS filter of 10 on 2025-12-29; default None: only 200 per account).
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -55,6 +57,7 @@ class SimConfig:
     state_path: Path | None = None
     listen_key_lifetime_ms: int = 60 * 60 * 1000
     stream_ping_interval_s: float = 180.0
+    stream_max_connection_s: float = 24 * 60 * 60
     trigger_delay_ms: int = 5
     max_algo_orders_per_symbol: int | None = None
 

@@ -191,6 +191,11 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(_MONEY_QUANT, ROUND_HALF_UP)
 
 
+def _hedge_closing(side: str, position_side: str) -> bool:
+    """In hedge mode, an order that closes its position side (SELL of LONG, BUY of SHORT)."""
+    return (position_side == "LONG" and side == "SELL") or (position_side == "SHORT" and side == "BUY")
+
+
 def _new_client_id() -> str:
     return uuid.uuid4().hex[:22]
 
@@ -457,8 +462,7 @@ class Engine:
             if side == "BUY":
                 return -amount if amount < 0 else ZERO
             return amount if amount > 0 else ZERO
-        closing = (position_side == "LONG" and side == "SELL") or (position_side == "SHORT" and side == "BUY")
-        return abs(amount) if closing else ZERO
+        return abs(amount) if _hedge_closing(side, position_side) else ZERO
 
     def _check_margin(self, spec: SymbolSpec, increase: Decimal, price: Decimal) -> None:
         if increase <= 0:
@@ -581,7 +585,9 @@ class Engine:
         reducible = self._reducible(spec.symbol, side, position_side)
         if reduce_only and reducible <= 0:
             raise errors.REDUCE_ONLY_REJECTED()
-        if position_side != "BOTH" and reducible and qty > reducible:
+        if _hedge_closing(side, position_side) and qty > reducible:
+            # Hedge mode: a SELL of LONG (a BUY of SHORT) only closes; beyond the position, or with
+            # none, it is refused, never a negative position.
             raise errors.REDUCE_ONLY_REJECTED()
         if any(o.client_order_id == client_id for o in self.open_orders.values()):
             raise errors.CLIENT_ID_DUPLICATED()
@@ -852,7 +858,7 @@ class Engine:
         per_symbol = self.max_algo_orders_per_symbol or spec.max_num_algo_orders
         pending = [*self.open_algo.values(), *self.triggering.values()]
         if len(pending) >= MAX_OPEN_ALGO_ORDERS or (
-            sum(1 for a in pending if a.symbol == spec.symbol) >= per_symbol
+            per_symbol is not None and sum(1 for a in pending if a.symbol == spec.symbol) >= per_symbol
         ):
             raise errors.MAX_STOP_ORDERS()
         if any(a.client_algo_id == client_id for a in self.open_algo.values()):
@@ -1114,7 +1120,7 @@ class Engine:
         reduce_only = algo.reduce_only or algo.close_position
         reducible = self._reducible(algo.symbol, algo.side, algo.position_side)
         qty = reducible if algo.close_position else algo.quantity
-        if algo.position_side != "BOTH" and reducible > 0:
+        if _hedge_closing(algo.side, algo.position_side):
             reduce_only = True
         if reduce_only and reducible <= 0:
             self._set_algo_status(algo, "REJECTED", "Reduce Only reject")

@@ -88,7 +88,9 @@ class SymbolSpec:
     market_take_bound: Decimal = ZERO  # exchangeInfo marketTakeBound: how far from the mark a MARKET may fill
     liquidation_fee: Decimal = ZERO  # exchangeInfo liquidationFee: the clearance fee rate of a liquidation
     contract_type: str = "PERPETUAL"
-    max_num_algo_orders: int = 10  # exchangeInfo MAX_NUM_ALGO_ORDERS: open conditional orders per symbol
+    # exchangeInfo MAX_NUM_ALGO_ORDERS (open conditional orders per symbol): removed by Binance on
+    # 2025-12-29, so None unless an exchangeInfo file still carries it.
+    max_num_algo_orders: int | None = None
 
     @property
     def price_places(self) -> int:
@@ -149,7 +151,9 @@ def _parse_symbol(raw: dict[str, Any], max_leverage: int) -> SymbolSpec:
         market_max_qty=Decimal(market.get("maxQty", "0")),
         market_step=Decimal(market.get("stepSize", "0.00000001")),
         max_num_orders=int(filters.get("MAX_NUM_ORDERS", {}).get("limit", 200)),
-        max_num_algo_orders=int(filters.get("MAX_NUM_ALGO_ORDERS", {}).get("limit", 10)),
+        max_num_algo_orders=(
+            int(filters["MAX_NUM_ALGO_ORDERS"]["limit"]) if "MAX_NUM_ALGO_ORDERS" in filters else None
+        ),
         min_notional=Decimal(filters.get("MIN_NOTIONAL", {}).get("notional", "0")),
         multiplier_up=Decimal(percent.get("multiplierUp", "0")),
         multiplier_down=Decimal(percent.get("multiplierDown", "0")),

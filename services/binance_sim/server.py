@@ -90,6 +90,7 @@ class Simulator:
             self.server_time_ms,
             lifetime_ms=self.config.listen_key_lifetime_ms,
             ping_interval_s=self.config.stream_ping_interval_s,
+            max_connection_s=self.config.stream_max_connection_s,
         )
         self.engine.stream = self.stream
         self.walk = PriceWalk(self.config.walk)
@@ -331,7 +332,7 @@ class Simulator:
             self._changes += 1  # for the state file: orders, cancels, settings, controls
         if path.startswith("/_sim/"):
             return await self._control(request, path)
-        if path.startswith(("/private/ws", "/ws/")) and request.method == "GET":
+        if path.startswith(("/private/ws", "/private/stream", "/ws/")) and request.method == "GET":
             return await self._user_socket(request, path)
         if path == ws_api.PATH and request.method == "GET":
             return await self.ws_api.serve(request)
@@ -387,13 +388,18 @@ class Simulator:
         return response
 
     async def _user_socket(self, request: web.Request, path: str) -> web.StreamResponse:
-        """The user data stream socket: ``/private/ws/<key>`` (python-binance 1.0.37),
-        ``/private/ws?listenKey=<key>`` (Binance since 2026-04-23) and the legacy ``/ws/<key>``."""
-        if path in ("/private/ws", "/private/ws/"):
+        """The user data stream socket: ``/private/ws?listenKey=<key>`` and ``/private/stream?
+        listenKey=<key>`` (Binance since 2026-04-23; ``events=A/B`` an allow-list), ``/private/ws/<key>``
+        (python-binance 1.0.37) and the retired ``/ws/<key>``, which opens and receives nothing."""
+        raw_events = request.query.get("events")
+        events = frozenset(e for e in raw_events.split("/") if e) if raw_events is not None else None
+        if path in ("/private/ws", "/private/ws/", "/private/stream", "/private/stream/"):
             key = request.query.get("listenKey")
-        else:
-            key = path.rsplit("/", 1)[1]
-        return await self.stream.serve(request, key)
+            envelope = path.startswith("/private/stream")
+            return await self.stream.serve(request, key, events=events, envelope=envelope)
+        if path.startswith("/private/ws/"):
+            return await self.stream.serve(request, path.rsplit("/", 1)[1], events=events)
+        return await self.stream.serve(request, path.rsplit("/", 1)[1], retired=True)
 
     def route(self, method: str, path: str) -> Endpoint:
         """The REST route of ``method path`` (the WebSocket API runs the same handlers)."""
@@ -569,6 +575,9 @@ class Simulator:
     async def _control(self, request: web.Request, path: str) -> web.Response:
         if self.config.loopback_only_control and request.remote not in _LOOPBACK:
             return _json({"code": -2015, "msg": "The control API only answers on loopback."}, 403)
+        refusal = _cross_site_refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             body = await _control_body(request)
             action = (request.method, path)
@@ -680,20 +689,28 @@ def _decimal(value: Any, name: str) -> Decimal:
     return result
 
 
+def _cross_site_refusal(request: web.Request) -> web.Response | None:
+    """Refuse what a web page can send to 127.0.0.1 without CORS: a foreign ``Origin`` (browsers send
+    one with every cross-site POST, body or not) and a ``text/plain`` or form body (a "simple"
+    request needs no preflight). Tools send JSON and no Origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
+        return _json({"code": -2015, "msg": f"Origin {origin} may not use the control API."}, 403)
+    if request.body_exists and request.content_type != _JSON:
+        return _json({"code": -1130, "msg": "Control bodies must be Content-Type: application/json."}, 415)
+    return None
+
+
 async def _control_body(request: web.Request) -> dict[str, Any]:
     body: dict[str, Any] = dict(request.query)
     if request.body_exists:
-        raw = await request.read()
-        if request.content_type == _JSON or raw[:1] in (b"{", b"["):
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise SimError(-1130, "Control body is not valid JSON.") from None
-            if not isinstance(parsed, dict):
-                raise SimError(-1130, "Control body must be a JSON object.")
-            body.update(parsed)
-        else:
-            body.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise SimError(-1130, "Control body is not valid JSON.") from None
+        if not isinstance(parsed, dict):
+            raise SimError(-1130, "Control body must be a JSON object.")
+        body.update(parsed)
     return body
 
 

@@ -5,16 +5,16 @@ exact JSON numbers, as in the results. A bad query parameter is a 400 whose JSON
 an unknown ``/api`` path a 404; anything but GET a 405 (aiohttp's own).
 
 Positions and PnL are confidential: with ``QUANTUM_API_TOKEN`` set, ``/api/*`` wants
-``Authorization: Bearer <token>`` (compared in constant time, 401 otherwise); without one only
-loopback clients are answered (403 naming the setting). ``/metrics``, ``/healthz`` and ``/readyz``
-are not affected.
+``Authorization: Bearer <token>`` (compared in constant time, 401 otherwise, 429 after repeated
+failures); without one only local clients are answered: a loopback address (403 naming the
+setting otherwise) with a loopback ``Host`` (421 otherwise). The rule is
+:class:`quantum_exec.ops.access.Access`, shared with ``/metrics``. Each ``/api`` request is logged
+at INFO: who, what, status.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +28,7 @@ from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
+from quantum_exec.ops.access import Access, json_error
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 
@@ -57,14 +58,7 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return _json(status, {"error": {"message": message, **extra}})
-
-
-def _is_loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+    return json_error(status, message, **extra)
 
 
 class ReadApi:
@@ -79,9 +73,9 @@ class ReadApi:
         gateway: BinanceGateway | None,
         redis: Redis | None = None,
         status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        access: Access | None = None,
     ) -> None:
-        token = settings.api_token.get_secret_value() if settings.api_token else ""
-        self._token = token.encode()
+        self._access = access or Access.from_settings(settings)
         self._book = book
         self._account = account
         self._gateway = gateway
@@ -107,9 +101,14 @@ class ReadApi:
         """Authorization of ``/api/*``; everything else passes untouched."""
         if request.path in CONSOLE_FILES:
             # The page holds no data: with a token it is served to anyone (its script asks for the
-            # token); without one, like the API, to loopback clients only.
-            if self._token or _is_loopback(request.remote):
+            # token); without one, like the API, to local clients only.
+            if self._access.token_mode:
                 return await handler(request)
+            refusal = self._access.check_api(request)
+            if refusal is None:
+                return await handler(request)
+            if refusal.status != 403:
+                return refusal
             return web.Response(
                 status=403,
                 text="The quantum-exec console answers loopback clients only while QUANTUM_API_TOKEN "
@@ -117,21 +116,17 @@ class ReadApi:
             )
         if not request.path.startswith(PREFIX) and request.path != "/api":
             return await handler(request)
-        if self._token:
-            given = request.headers.get("Authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
-                return _error(
-                    401, "missing or wrong bearer token (Authorization: Bearer <QUANTUM_API_TOKEN>)"
-                )
-        elif not _is_loopback(request.remote):
-            return _error(
-                403,
-                "the API answers loopback clients only while QUANTUM_API_TOKEN is unset: "
-                "set QUANTUM_API_TOKEN and send it as a bearer token",
-                setting="QUANTUM_API_TOKEN",
+        refusal = self._access.check_api(request)
+        response = refusal if refusal is not None else await handler(request)
+        if response.status != 429:  # a throttled address is logged once, by the throttle
+            log.info(
+                "api.request",
+                remote=request.remote,
+                method=request.method,
+                path=request.path_qs,
+                status=response.status,
             )
-        return await handler(request)
+        return response
 
     async def console(self, request: web.Request) -> web.StreamResponse:
         """The console page and its two assets, with a strict Content-Security-Policy."""

@@ -16,7 +16,14 @@ import orjson
 
 from quantum_exec import __version__
 from quantum_exec.errors import ConfigError, QuantumError
-from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, default_state_dir, load_settings
+from quantum_exec.settings import (
+    DEFAULT_ENV_FILE,
+    ExchangeEnv,
+    Settings,
+    default_state_dir,
+    load_settings,
+    mask_url_password,
+)
 
 DESCRIPTION = """\
 quantum-exec executes TradeIntents from a Redis stream on Binance USD-M futures: MARKET entry,
@@ -102,13 +109,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
-    from quantum_exec.runtime import clear_endpoints, write_endpoints
+    from quantum_exec.runtime import clear_endpoints, runtime_dir, write_endpoints
     from quantum_exec.service import Service
 
+    if settings.embedded_redis or settings.embedded_sim:
+        runtime_dir()  # refuses a directory another user planted, before anything starts
     setup_logging(settings, secrets=secret_values(settings))
     log = get_logger("quantum_exec.cli")
-    # Logs a warning per loose file: the EnvironmentFile and a private key.
-    check_secret_file_permissions([_env_file_arg(args.env_file), settings.private_key_file])
+    # A loose EnvironmentFile or private key: refused with real money, a warning elsewhere.
+    check_secret_file_permissions(
+        [_env_file_arg(args.env_file), settings.private_key_file],
+        refuse=settings.exchange is ExchangeEnv.LIVE,
+    )
 
     def on_ready() -> None:
         # Lets `submit`/`results` in another terminal find a private Redis without configuration.
@@ -121,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info(
                 "service.endpoints_recorded",
                 path=str(path),
-                redis_url=service.redis_url,
+                redis_url=mask_url_password(service.redis_url or ""),
                 exchange_url=service.exchange_url,
             )
 

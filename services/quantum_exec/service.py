@@ -176,6 +176,9 @@ class Service:
                     "another process holds the port: stop it or choose another port (0 = any free one)"
                 ) from None
         await self.consumer.start()
+        if self.metrics_server is not None:
+            # Readiness runs on a timer: evaluated now, /readyz says ready when READY=1 goes out.
+            await self.metrics_server.evaluate()
         if self.notifier is not None:
             self.notifier.ready(f"consuming {settings.intent_stream} as {settings.consumer_name}")
         if self._on_ready is not None:
@@ -274,6 +277,7 @@ class Service:
             gateway=gateway if isinstance(gateway, BinanceGateway) else None,
             redis=self.redis,
             status=self._status,
+            access=server.access,
         )
         server.mount(api.routes(), middleware=api.guard, fallback=api.not_found)
 
@@ -281,7 +285,7 @@ class Service:
         """What the console's health strip shows: environment, version, every dependency."""
         import time
 
-        checks = await self.metrics_server.evaluate() if self.metrics_server is not None else []
+        checks = self.metrics_server.readiness() if self.metrics_server is not None else []
         account = self.account
         stream: dict[str, Any] = {"enabled": account is not None}
         if account is not None:
@@ -301,6 +305,8 @@ class Service:
             "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in checks],
             "user_stream": stream,
             "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
+            # Fills without their SL/TP past QUANTUM_UNPROTECTED_ALERT_S: now, and since the start.
+            "unprotected": self.executor.exposure.status() if self.executor is not None else None,
         }
 
     def _progress(self) -> None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from pydantic import (
     AliasChoices,
@@ -28,6 +29,8 @@ from quantum_exec.errors import ConfigError
 
 ENV_PREFIX = "QUANTUM_"
 DEFAULT_ENV_FILE = Path("/etc/quantum/execution.env")
+# A bearer token that can be guessed protects nothing (issue #25).
+MIN_TOKEN_LENGTH = 16
 
 
 class ExchangeEnv(StrEnum):
@@ -114,8 +117,8 @@ class Settings(BaseModel):
     # Redis behind Sentinel (instead of redis_url): host:port of each sentinel and the master's name.
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str | None = None
-    # Password of the servers found through Sentinel or Cluster (a URL's own password wins), and
-    # of the sentinels themselves.
+    # Password of the Redis servers (a URL's own password wins; Sentinel: the servers it names),
+    # and of the sentinels themselves.
     redis_password: SecretStr | None = Field(default=None, repr=False)
     redis_sentinel_password: SecretStr | None = Field(default=None, repr=False)
     # TLS to the sentinels and the servers they name (a URL says it with rediss://).
@@ -154,6 +157,8 @@ class Settings(BaseModel):
     user_stream: bool = True
     # A LIMIT entry works at most this long (also without expire_after_s); then its remainder is cancelled.
     working_order_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    # A fill that stands without its SL/TP longer than this is counted, logged, alerted and shown.
+    unprotected_alert_s: float = Field(default=5.0, gt=0)
     # Reject BUY/SELL intents without a stop-loss instead of opening a naked position.
     require_protection: bool = False
     # The account lease (one instance acts on account events): taken over this long after its holder died.
@@ -219,10 +224,13 @@ class Settings(BaseModel):
     max_leverage: int = Field(default=20, ge=1, le=125)
 
     # Operations
-    metrics_host: str = "0.0.0.0"
+    # Loopback by default: the port serves the book; the container image binds 0.0.0.0 itself.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     # Bearer token for the read-only /api/* (positions, orders, trades, PnL). Unset: loopback only.
     api_token: SecretStr | None = Field(default=None, repr=False)
+    # A scrape-only bearer token: /metrics with it includes the per-symbol PnL and notional series.
+    metrics_token: SecretStr | None = Field(default=None, repr=False)
     # Closed trades older than this are trimmed from the ledger stream.
     ledger_retention_days: int = Field(default=365, ge=1)
     log_format: LogFormat = LogFormat.JSON
@@ -233,6 +241,9 @@ class Settings(BaseModel):
     # Embedded defaults: where `serve` keeps the private Redis's data (and the paper account);
     # unset = a throwaway directory (`serve` fills in default_state_dir()).
     state_dir: Path | None = None
+    # The embedded Redis is for local paper trading: with a real exchange (live, demo, testnet)
+    # QUANTUM_REDIS_URL is required unless this says the embedded one is wanted all the same.
+    allow_embedded_redis: bool = False
 
     # Embedded simulator (QUANTUM_EXCHANGE=sim without QUANTUM_BINANCE_BASE_URL)
     sim_latency_ms: int = Field(default=0, ge=0)
@@ -266,6 +277,17 @@ class Settings(BaseModel):
             raise ValueError("give the REST root without the /fapi path, e.g. http://127.0.0.1:8765")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("api_token", "metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"shorter than {MIN_TOKEN_LENGTH} characters: use a random one, e.g. `openssl rand -hex 24`"
+            )
         return value
 
     @field_validator("log_level")
@@ -305,6 +327,33 @@ class Settings(BaseModel):
             )
         if self.private_key_file is not None and not self.private_key_file.is_file():
             raise ValueError(f"BINANCE_PRIVATE_KEY_FILE: {self.private_key_file} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_redis_is_for_paper(self) -> Settings:
+        if self.exchange is not ExchangeEnv.SIM and self.embedded_redis and not self.allow_embedded_redis:
+            raise ValueError(
+                f"QUANTUM_EXCHANGE={self.exchange.value} needs QUANTUM_REDIS_URL (or "
+                "QUANTUM_REDIS_SENTINELS): the embedded Redis is for local paper trading; set "
+                "QUANTUM_ALLOW_EMBEDDED_REDIS=true to use it with a real exchange all the same"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _exchange_over_tls(self) -> Settings:
+        # Keys, signatures and the account's orders never travel in clear text to a real exchange.
+        if self.exchange is ExchangeEnv.SIM:
+            return self
+        for variable, url in (
+            ("QUANTUM_BINANCE_BASE_URL", self.binance_base_url),
+            ("QUANTUM_BINANCE_STREAM_URL", self.binance_stream_url),
+            ("QUANTUM_BINANCE_WS_API_URL", self.binance_ws_api_url),
+        ):
+            if url and not url.lower().startswith(("https://", "wss://")):
+                raise ValueError(
+                    f"{variable}={url} is not encrypted: QUANTUM_EXCHANGE={self.exchange.value} needs "
+                    "https:// (wss:// for WebSocket URLs)"
+                )
         return self
 
     @property
@@ -377,12 +426,33 @@ def cluster_key_problem(settings: Settings) -> str | None:
 
 
 def mask_url_password(url: str) -> str:
-    if "@" not in url or "://" not in url:
+    """``url`` with its passwords shown as ``****``: in the userinfo and in a query parameter
+    (``?password=``, which redis-py reads as well)."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
+    rest, mark, query = rest.partition("?")
+    if "@" in rest:
+        creds, host = rest.rsplit("@", 1)
+        rest = f"{creds.split(':', 1)[0]}:****@{host}"
+    if query:
+        parts = query.split("&")
+        query = "&".join(f"{p.partition('=')[0]}=****" if _is_password_param(p) else p for p in parts)
+    return f"{scheme}://{rest}{mark}{query}"
+
+
+def url_query_passwords(url: str) -> list[str]:
+    """The values of a URL's password query parameters (decoded and as written)."""
+    found: list[str] = []
+    for part in url.partition("?")[2].split("&"):
+        value = part.partition("=")[2]
+        if _is_password_param(part) and value:
+            found.extend({value, unquote_plus(value)})
+    return found
+
+
+def _is_password_param(part: str) -> bool:
+    return "password" in unquote_plus(part.partition("=")[0]).lower()
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -404,12 +474,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+# The secrets systemd may pass as credentials (files named after the variables).
+CREDENTIAL_NAMES = (
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "BINANCE_PRIVATE_KEY_PASSPHRASE",
+    "QUANTUM_API_TOKEN",
+    "QUANTUM_REDIS_PASSWORD",
+    "QUANTUM_REDIS_SENTINEL_PASSWORD",
+)
+
+
 def read_credentials(directory: str | None) -> dict[str, str]:
     """Secrets passed by systemd ``LoadCredential=`` (files named after the variables)."""
     found: dict[str, str] = {}
     if not directory:
         return found
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_PASSPHRASE"):
+    for name in CREDENTIAL_NAMES:
         path = Path(directory) / name
         if path.is_file():
             found[name] = path.read_text(encoding="utf-8").strip()

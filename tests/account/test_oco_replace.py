@@ -125,7 +125,9 @@ async def test_a_leader_whose_lease_went_to_another_owner_cancels_no_legs(desk: 
 async def test_a_leader_cut_off_from_redis_cancels_no_legs(
     sim: Simulator, unique_names: dict[str, Any]
 ) -> None:
-    with EmbeddedRedis() as private:
+    # TCP (port=0: chosen at the first start, kept across stop/start): the server comes back at the
+    # address the service knows, as a restarted Redis does.
+    with EmbeddedRedis(port=0) as private:
         desk = Desk(sim, aioredis.Redis.from_url(private.url, protocol=2), unique_names, private.url)
         try:
             service = await desk.service(account_lease_ttl_s=3.0)

@@ -35,10 +35,16 @@ async def test_entries_pacing_would_send_past_their_ttl_are_shed_not_sent_late(d
     await wait_for(all_answered, 60, "a result for every intent")
     results = await desk.results()
     filled = [k for k, r in results.items() if r.status is ResultStatus.FILLED]
-    shed = [k for k, r in results.items() if r.error is not None and "not sent" in r.error.message]
-    assert len(filled) + len(shed) == len(published), {r.status for r in results.values()}
-    assert 200 <= len(filled) <= 300 and shed, (len(filled), len(shed))
-    assert all(results[k].error.code == "STALE_INTENT" for k in shed)  # type: ignore[union-attr]
+    # Stale either way: shed by pacing ("not sent: ...") or, on a loaded machine, already past the
+    # TTL when its turn came (the TTL guard). Neither is ever sent.
+    shed = [k for k, r in results.items() if r.error is not None and r.error.code == "STALE_INTENT"]
+    assert len(filled) + len(shed) == len(published), {
+        (r.status, r.error and r.error.code) for r in results.values()
+    }
+    assert 200 <= len(filled) <= 300, (len(filled), len(shed))
+    assert any(
+        "not sent" in (results[k].error.message if results[k].error else "") for k in shed
+    )  # pacing shed
     orders = {o["clientOrderId"]: o for o in desk.sim.state()["orders"]}
     for key in shed:  # shed means never sent
         assert client_order_id(key, "entry") not in orders

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.exchange.wire import AlgoStatus
 from quantum_exec.execution import stop_entry
 from quantum_exec.ids import client_order_id
-from support.desk import SIM_KEY, SIM_SECRET, Desk
+from support.desk import Desk
+from support.killable import KillableService
 from support.waiting import wait_for
-
-WORKER = Path(__file__).with_name("account_worker.py")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -156,46 +151,7 @@ async def test_a_twap_that_would_outlast_the_working_bound_is_rejected_naming_it
     assert not _children(desk, "too-long")
 
 
-class _Worker:
-    """The whole service as a process (``account_worker.py``), to be SIGKILLed and started again."""
-
-    def __init__(self, desk: Desk, tmp_path: Path) -> None:
-        self._tmp = tmp_path
-        self._config = {
-            **desk.names,
-            "redis_url": desk.redis_url,
-            "consumer_name": "twap-worker",
-            "binance_base_url": desk.sim.base_url,
-            "api_key": SIM_KEY,
-            "api_secret": SIM_SECRET,
-            "block_ms": 100,
-            "claim_interval_s": 0.2,
-            "order_lookup_interval_s": 0.05,
-            "recv_window_ms": 2000,
-            "account_lease_ttl_s": 1.0,
-            "lease_ttl_ms": 2000,
-            "watchdog": False,
-            "events_path": str(tmp_path / "events.txt"),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def spawn(self) -> None:
-        log = (self._tmp / "worker.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), orjson.dumps(self._config).decode()], stderr=log
-        )
-
-    def started(self) -> int:
-        path = self._tmp / "events.txt"
-        return len(path.read_text().split("\n")) - 1 if path.exists() else 0
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-async def _twap_killed_mid_schedule(desk: Desk, worker: _Worker, intent_id: str) -> int:
+async def _twap_killed_mid_schedule(desk: Desk, worker: KillableService, intent_id: str) -> int:
     """Publish a 6-slice TWAP to the worker and SIGKILL it after 3 slices; how many were sent."""
     mark = desk.sim.engine.mark("BTCUSDT")
     worker.spawn()
@@ -218,7 +174,7 @@ async def _twap_killed_mid_schedule(desk: Desk, worker: _Worker, intent_id: str)
 async def test_sigkill_in_the_middle_of_a_twap_resumes_the_schedule_without_a_duplicate_slice(
     desk: Desk, tmp_path: Path
 ) -> None:
-    worker = _Worker(desk, tmp_path)
+    worker = KillableService(desk, tmp_path)
     try:
         await _twap_killed_mid_schedule(desk, worker, "twap-kill")
         worker.spawn()
@@ -243,7 +199,7 @@ async def test_a_twap_whose_plan_was_lost_in_a_failover_finds_its_slices_and_sen
 ) -> None:
     """Hole 2 of the order-core review: a plan lost with Redis writes was planned again, and the
     slices already filled were sent again under the same client ids (a double position)."""
-    worker = _Worker(desk, tmp_path)
+    worker = KillableService(desk, tmp_path)
     try:
         sent_before = await _twap_killed_mid_schedule(desk, worker, "twap-lost")
         # What a failover that dropped the last acknowledged writes leaves: no plan.

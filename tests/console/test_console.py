@@ -207,6 +207,7 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         )
         assert shown["results"] == 4 and shown["curve"] and shown["bars"] >= 1
         assert "user stream live" in shown["health"]
+        assert "every fill protected within 5.0 s" in shown["health"]  # QUANTUM_UNPROTECTED_ALERT_S
         await browser.screenshot(tmp_path / "console.png")
         if os.environ.get("QUANTUM_CONSOLE_SCREENSHOT"):
             await browser.screenshot(SCREENSHOT)
@@ -285,7 +286,7 @@ async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) ->
 
     profile = tmp_path / "browser"
     profile.mkdir()
-    api = ReadApi(Settings(api_token="page-token-123"), book=None, account=None, gateway=None)
+    api = ReadApi(Settings(api_token="page-token-0123456789"), book=None, account=None, gateway=None)
     async with _page_only(api, record) as url, Browser(profile) as browser:
         await browser.goto(url)
 
@@ -294,11 +295,11 @@ async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) ->
             return await browser.evaluate(script) is True
 
         await wait_for(asking, 20, "the token prompt")
-        assert "" in seen and "Bearer page-token-123" not in seen  # refused without it
+        assert "" in seen and "Bearer page-token-0123456789" not in seen  # refused without it
         await browser.evaluate(
-            "document.getElementById('token').value = 'page-token-123';"
+            "document.getElementById('token').value = 'page-token-0123456789';"
             "document.getElementById('login').requestSubmit(); true"
         )
-        await wait_for(lambda: "Bearer page-token-123" in seen, 20, "the API asked with the token")
+        await wait_for(lambda: "Bearer page-token-0123456789" in seen, 20, "the API asked with the token")
         stored = await browser.evaluate("sessionStorage.getItem('quantum-exec-api-token')")
-        assert stored == "page-token-123"
+        assert stored == "page-token-0123456789"

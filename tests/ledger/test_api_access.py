@@ -37,11 +37,11 @@ async def test_without_a_token_only_loopback_reads_the_api() -> None:
 
 
 async def test_with_a_token_a_bearer_is_required_from_anywhere() -> None:
-    api = ReadApi(Settings(api_token="s3cret-token"), book=None, account=None, gateway=None)
+    api = ReadApi(Settings(api_token="s3cret-token-0123456789"), book=None, account=None, gateway=None)
     assert (await api.guard(_request("/api/positions", "127.0.0.1"), _ok)).status == 401
     wrong = {"Authorization": "Bearer nope"}
     assert (await api.guard(_request("/api/positions", "10.1.2.3", wrong), _ok)).status == 401
-    right = {"Authorization": "Bearer s3cret-token"}
+    right = {"Authorization": "Bearer s3cret-token-0123456789"}
     assert (await api.guard(_request("/api/positions", "10.1.2.3", right), _ok)).status == 200
     denied = await api.guard(_request("/api/positions", "10.1.2.3", wrong), _ok)
     assert isinstance(denied, web.Response) and b"s3cret" not in bytes(denied.body or b"")

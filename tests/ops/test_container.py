@@ -250,3 +250,32 @@ def test_subset_parser_rejects_what_it_cannot_read() -> None:
     with pytest.raises(AssertionError):
         parse_yaml_subset("a: |\n  text\n")
     assert parse_yaml_subset('a:\n  b: ["x", 1]\n  c:\n    - "d"\n') == {"a": {"b": ["x", 1], "c": ["d"]}}
+
+
+def test_compose_redis_wants_a_password_from_a_secret(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    redis, exec_service = services["redis"], services["exec"]
+    command = " ".join(redis["command"])
+    assert '--requirepass "$$(cat /run/secrets/QUANTUM_REDIS_PASSWORD)"' in command
+    assert "docker-entrypoint.sh redis-server" in command  # still drops to the redis user
+    assert "REDISCLI_AUTH=" in " ".join(redis["healthcheck"]["test"])
+    # The service reads the same file as the credential QUANTUM_REDIS_PASSWORD.
+    for service in (redis, exec_service):
+        assert "QUANTUM_REDIS_PASSWORD" in service["secrets"]
+    assert exec_service["environment"]["CREDENTIALS_DIRECTORY"] == "/run/secrets"
+    assert "@" not in exec_service["environment"]["QUANTUM_REDIS_URL"]  # no password in this file
+    source = compose["secrets"]["QUANTUM_REDIS_PASSWORD"]["file"]
+    assert source.startswith("./secrets/")
+    assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_image_binds_every_interface_and_prometheus_sends_the_scrape_token(
+    compose: dict[str, Any],
+) -> None:
+    """The service defaults to loopback; the image and compose publish the port, so they say so."""
+    assert Settings().metrics_host == "127.0.0.1"
+    assert "QUANTUM_METRICS_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text()
+    env = compose["services"]["exec"]["environment"]
+    assert env["QUANTUM_METRICS_HOST"] == "0.0.0.0"
+    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert f'credentials: "{env["QUANTUM_METRICS_TOKEN"]}"' in scrape

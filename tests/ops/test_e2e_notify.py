@@ -132,11 +132,12 @@ async def test_redis_outage_at_start_and_mid_run_keeps_the_unit_alive(
     restart loop); an outage after READY keeps the watchdog fed from the reconnect loop."""
     script = Path(sys.executable).parent / "quantum-exec"
     port = _free_port()
+    password = "notify-test-password"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTUM_", "BINANCE_"))}
     env.update({f"QUANTUM_{k.upper()}": str(v) for k, v in unique_names.items()})
     env.update(
         {
-            "QUANTUM_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "QUANTUM_REDIS_URL": f"redis://:{password}@127.0.0.1:{port}/0",
             "QUANTUM_BINANCE_BASE_URL": sim.base_url,
             "BINANCE_API_KEY": SIM_KEY,
             "BINANCE_API_SECRET": SIM_SECRET,
@@ -162,7 +163,7 @@ async def test_redis_outage_at_start_and_mid_run_keeps_the_unit_alive(
         )
         assert got.index("READY=1") is None
         assert proc.returncode is None  # still trying, not failed
-        server = EmbeddedRedis(port=port).start()
+        server = EmbeddedRedis(port=port, password=password).start()
         await got.until(lambda: got.index("READY=1") is not None, 30, "READY=1 once Redis answers")
 
         server.stop()
@@ -173,7 +174,7 @@ async def test_redis_outage_at_start_and_mid_run_keeps_the_unit_alive(
             "WATCHDOG=1 while Redis is down (the reconnect loop is alive)",
         )
         assert proc.returncode is None
-        server = EmbeddedRedis(port=port).start()
+        server = EmbeddedRedis(port=port, password=password).start()
         proc.send_signal(signal.SIGTERM)
         returncode = await asyncio.wait_for(proc.wait(), 30)
     finally:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantum_exec.ops import health, metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.settings import Settings
+from support.waiting import wait_for
 
 
 class Switch:
@@ -72,10 +76,14 @@ async def test_endpoints_with_failing_then_passing_checks(session: aiohttp.Clien
         assert sample(text, "quantum_exec_readiness_check_ok", {"check": "exchange_rules"}) == 1.0
         assert sample(text, "quantum_exec_process_resident_memory_bytes") is not None
 
+        # Readiness is evaluated on a timer, not per request: the next evaluation sees the change.
         redis_check.ok = True
-        async with session.get(f"{server.url}/readyz") as response:
-            assert response.status == 200
-            assert (await response.json())["failing"] == []
+
+        async def ready() -> bool:
+            async with session.get(f"{server.url}/readyz") as response:
+                return response.status == 200 and (await response.json())["failing"] == []
+
+        await wait_for(ready, 10, "/readyz to follow the passing check")
         async with session.get(f"{server.url}/metrics") as response:
             assert sample(await response.text(), "quantum_exec_ready") == 1.0
 
@@ -129,6 +137,62 @@ async def test_slow_check_times_out_and_false_fails(session: aiohttp.ClientSessi
         await server.stop()
 
 
+async def test_scrapes_do_not_run_the_readiness_checks(session: aiohttp.ClientSession) -> None:
+    """A flood of scrapes costs Redis nothing: the checks run on the timer, once a second."""
+    redis_check = Switch(ok=True)
+    server = MetricsServer("127.0.0.1", 0, checks=[("redis", redis_check)])
+    await server.start()
+    try:
+        started = time.monotonic()
+        for _ in range(40):
+            async with session.get(f"{server.url}/readyz") as response:
+                assert response.status == 200
+        # /metrics too, to its per-address limit and past it (a 429 then, cheaply).
+        statuses = []
+        for _ in range(health.SCRAPE_BURST + 5):
+            async with session.get(f"{server.url}/metrics") as response:
+                statuses.append(response.status)
+        elapsed = time.monotonic() - started
+        assert statuses[0] == 200 and statuses[-1] == 429, statuses
+    finally:
+        await server.stop()
+    # One evaluation at start, then at most one per second of the run.
+    assert redis_check.calls <= 2 + int(elapsed), (redis_check.calls, elapsed)
+
+
+async def test_a_burst_of_scrapes_encodes_the_registry_a_few_times(session: aiohttp.ClientSession) -> None:
+    """Encoding the registry is the expensive part of a scrape: past a small burst, at most once a
+    second; the other scrapes get the last body."""
+
+    class Counting:
+        def __init__(self) -> None:
+            self.collects = 0
+
+        def collect(self) -> list[GaugeMetricFamily]:
+            self.collects += 1
+            return [GaugeMetricFamily("probe", "a probe", value=self.collects)]
+
+    probe = Counting()
+    registry = CollectorRegistry()
+    registry.register(probe)
+    server = MetricsServer("127.0.0.1", 0, registry=registry)
+    await server.start()
+    try:
+        started = time.monotonic()
+
+        async def one() -> int:
+            async with session.get(f"{server.url}/metrics") as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(one() for _ in range(health.SCRAPE_BURST)))
+        elapsed = time.monotonic() - started
+    finally:
+        await server.stop()
+    assert statuses == [200] * health.SCRAPE_BURST
+    assert probe.collects <= health.ENCODE_BURST + 1 + int(elapsed), (probe.collects, elapsed)
+
+
 async def test_duplicate_check_name_is_refused() -> None:
     async def ok() -> None:
         return None
@@ -146,7 +210,11 @@ async def test_check_client_follows_readiness() -> None:
         settings = Settings(metrics_host="127.0.0.1", metrics_port=server.port)
         assert await health.check(settings)
         redis_check.ok = False
-        assert not await health.check(settings)
+
+        async def not_ready() -> bool:
+            return not await health.check(settings)
+
+        await wait_for(not_ready, 10, "check to follow the failing readiness check")
     finally:
         await server.stop()
     # Nobody listening any more: False, not an exception.

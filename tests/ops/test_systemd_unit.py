@@ -3,6 +3,7 @@ directives we rely on, MemoryDenyWriteExecute."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,37 @@ def test_required_directives(unit: Path) -> None:
         assert one(key) == "yes", key
     assert one("ProtectSystem") == "strict"
     assert one("SystemCallArchitectures") == "native"
+    # Loopback only unless a drop-in allows the operator's Redis and Binance (README).
+    assert service["IPAddressDeny"] == ["any"]
+    assert service["IPAddressAllow"] == ["localhost"]
+    assert one("PrivateUsers") == "yes"
+    assert one("ProcSubset") == "pid"
+
+
+@pytest.mark.parametrize(("unit", "name"), [(UNIT, UNIT.name), (TEMPLATE, INSTANCE)])
+def test_security_exposure_stays_at_most_1_5(tmp_path: Path, unit: Path, name: str) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd): exposure not scored")
+    copy = tmp_path / name
+    copy.write_text(unit.read_text())
+    proc = subprocess.run(
+        [analyze, "security", "--offline=yes", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "--offline" in proc.stderr and "unrecognized" in proc.stderr:
+        pytest.skip("systemd-analyze too old for --offline (systemd >= 250)")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    assert float(match[1]) <= 1.5, proc.stdout
+
+
+def test_the_network_drop_in_example_is_a_valid_service_section() -> None:
+    example = ROOT / "deploy" / "systemd" / "network.conf.example"
+    assert list(parse_unit(example)) == ["Service"]
+    assert "IPAddressAllow=" in example.read_text()
 
 
 def test_the_template_is_the_single_unit_plus_the_instance_settings() -> None:

@@ -56,7 +56,9 @@ class Raw:
     ) -> tuple[int, Any, dict[str, str]]:
         headers = {} if api_key is None else {"X-MBX-APIKEY": api_key}
         if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            # Binance takes form bodies; the simulator's control API only JSON.
+            json_body = path.startswith("/_sim/")
+            headers["Content-Type"] = "application/json" if json_body else "application/x-www-form-urlencoded"
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
         async with self.session.request(method, URL(url, encoded=True), data=body, headers=headers) as r:
             assert r.content_type == "application/json", await r.text()

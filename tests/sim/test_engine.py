@@ -396,3 +396,23 @@ def test_takers_fill_a_resting_limit_in_pieces_at_its_price(engine_factory: Engi
     maker_fills = [t for t in engine.trades if t.order_id == resting["orderId"]]
     assert [t.price for t in maker_fills] == [Decimal("90000")] * 2 and all(t.maker for t in maker_fills)
     assert code_of(lambda: engine.trade_against("BTCUSDT", "r1", Decimal("0.001"))) == -2011  # no longer open
+
+
+def test_hedge_mode_closing_orders_and_triggers_without_a_position_are_refused(
+    engine_factory: EngineFactory,
+) -> None:
+    """In hedge mode a SELL of LONG (a BUY of SHORT) only closes: with no position it is refused (an
+    order: -2022; a trigger: REJECTED "Reduce Only reject"), never a negative LONG position."""
+    engine = engine_factory()
+    engine.change_position_mode(Params({"dualSidePosition": "true"}))
+    assert code_of(lambda: order(engine, side="SELL", quantity="0.010", positionSide="LONG")) == -2022
+    assert code_of(lambda: order(engine, side="BUY", quantity="0.010", positionSide="SHORT")) == -2022
+    assert position(engine, side="LONG") == 0 and position(engine, side="SHORT") == 0
+    placed = algo(
+        engine, side="SELL", positionSide="LONG", type="STOP_MARKET", triggerPrice="94000", quantity="0.010"
+    )
+    engine.set_mark_price("BTCUSDT", Decimal("93000"))
+    engine.complete_triggers()
+    [fired] = [a for a in engine.algo_orders.values() if a.algo_id == placed["algoId"]]
+    assert (fired.algo_status, fired.reject_reason) == ("REJECTED", "Reduce Only reject")
+    assert position(engine, side="LONG") == 0 and not engine.trades

@@ -36,9 +36,11 @@ class Listener:
         async for message in self.ws:
             if message.type == aiohttp.WSMsgType.TEXT:
                 event = orjson.loads(message.data)
-                parse(event)  # strict: unknown keys or wrong JSON types fail the test here
-                if self.events and int(event["E"]) <= int(self.events[-1]["E"]):
-                    self.out_of_order.append((int(self.events[-1]["E"]), int(event["E"])))
+                inner = event["data"] if set(event) == {"stream", "data"} else event  # /private/stream
+                parse(inner)  # strict: unknown keys or wrong JSON types fail the test here
+                last = self.events[-1].get("data", self.events[-1]) if self.events else None
+                if last is not None and int(inner["E"]) <= int(last["E"]):
+                    self.out_of_order.append((int(last["E"]), int(inner["E"])))
                 self.events.append(event)
         self.closed.set()
 
@@ -124,16 +126,28 @@ async def test_listen_key_expires_without_keepalive(
 ) -> None:
     key = await listen_key(raw)
     listener = await connect(session, sim, f"/private/ws/{key}")
-    await asyncio.wait_for(listener.closed.wait(), 5)
+    await listener.wait("listenKeyExpired", lambda e: e["e"] == "listenKeyExpired")
     assert listener.events == [{"e": "listenKeyExpired", "E": listener.events[0]["E"], "listenKey": key}]
     assert isinstance(listener.events[0]["E"], str)
+    # On Binance the event says nothing about the connection: the socket stays open, and silent.
+    assert not listener.closed.is_set() and not listener.ws.closed
+    new_key = await listen_key(raw)
+    assert new_key != key
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    fresh = await connect(session, sim, f"/private/ws/{new_key}")
+    await order(raw, side="SELL", type="MARKET", quantity="0.010")
+    await fresh.wait(
+        "the new key's fill", lambda e: e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["X"] == "FILLED"
+    )
+    assert [e["e"] for e in listener.events] == ["listenKeyExpired"]  # the old socket heard nothing more
+    await fresh.close()
     status, body, _ = await raw.request("PUT", "/fapi/v1/listenKey", body=f"listenKey={key}")
     assert (status, body["code"]) == (400, -1125)
     async with session.get(sim.base_url + f"/private/ws/{key}") as r:
         assert r.status == 400 and (await r.json())["code"] == -1125
 
 
-@pytest.mark.parametrize("path", ["/private/ws/{key}", "/private/ws?listenKey={key}", "/ws/{key}"])
+@pytest.mark.parametrize("path", ["/private/ws/{key}", "/private/ws?listenKey={key}"])
 async def test_every_url_and_connection_gets_every_event_in_e_order(
     sim: Simulator, raw: Raw, session: aiohttp.ClientSession, path: str
 ) -> None:
@@ -272,27 +286,16 @@ async def test_reduce_only_trigger_without_position_is_rejected(
     await listener.close()
 
 
-async def test_eleventh_open_algo_order_of_a_symbol_is_minus_4045(raw: Raw) -> None:
-    for i in range(10):
+async def test_no_per_symbol_limit_of_open_conditional_orders_since_2025_12_29(raw: Raw) -> None:
+    """Binance removed MAX_NUM_ALGO_ORDERS (10 per symbol) on 2025-12-29: only 200 per account remain."""
+    for i in range(12):
         status, body = await algo(
             raw, side="SELL", type="STOP_MARKET", triggerPrice=str(80000 + i), quantity="0.010"
         )
         assert status == 200, body
-    status, body = await algo(raw, side="SELL", type="STOP_MARKET", triggerPrice="79000", quantity="0.010")
-    assert (status, body) == (400, {"code": -4045, "msg": "Reach max stop order limit."})
-    status, body, _ = await raw.signed(
-        "POST",
-        "/fapi/v1/algoOrder",
-        {
-            "symbol": "ETHUSDT",
-            "algoType": "CONDITIONAL",
-            "side": "SELL",
-            "type": "STOP_MARKET",
-            "triggerPrice": "3000",
-            "quantity": "0.100",
-        },
-    )
-    assert status == 200, body  # the limit is per symbol
+    status, body, _ = await raw.request("GET", "/fapi/v1/exchangeInfo")
+    [btc] = [s for s in body["symbols"] if s["symbol"] == "BTCUSDT"]
+    assert "MAX_NUM_ALGO_ORDERS" not in {f["filterType"] for f in btc["filters"]}
 
 
 async def test_reduce_only_market_beyond_position_fills_the_position(raw: Raw) -> None:
@@ -328,14 +331,14 @@ async def test_cancel_and_funding_and_faults(
     assert loop.time() - start < 1.0  # each event is delayed, not the queue one after the other
     sim.set_faults(stream_delay_ms=0)
     # drop: every socket closes; the key stays valid and a new socket works
-    second = await connect(session, sim, f"/ws/{key}")
+    second = await connect(session, sim, f"/private/ws?listenKey={key}")
     sim.set_faults(actions=["drop_user_streams"])
     await asyncio.wait_for(listener.closed.wait(), 5)
     await asyncio.wait_for(second.closed.wait(), 5)
     third = await connect(session, sim, f"/private/ws/{key}")
-    # expire: listenKeyExpired, closed, -1125
+    # expire: listenKeyExpired (the socket stays open), then -1125
     sim.set_faults({"actions": ["expire_listen_key"]})
-    await asyncio.wait_for(third.closed.wait(), 5)
+    await third.wait("listenKeyExpired", lambda e: e["e"] == "listenKeyExpired")
     assert [e["e"] for e in third.events] == ["listenKeyExpired"]
     status, body, _ = await raw.request("PUT", "/fapi/v1/listenKey", body=f"listenKey={key}")
     assert (status, body["code"]) == (400, -1125)
@@ -433,3 +436,52 @@ async def test_the_reorder_fault_shuffles_event_types_and_keeps_each_type_in_ord
     assert sim.stream.reorder is None
     listener.out_of_order.clear()  # E leaves out of order across types under this fault, by design
     await listener.close()
+
+
+async def test_the_retired_ws_url_opens_and_receives_nothing(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    """Since 2026-04-23 ``/ws/<listenKey>`` is retired: a socket there opens and receives nothing."""
+    key = await listen_key(raw)
+    retired = Listener(await session.ws_connect(sim.base_url.replace("http", "ws") + f"/ws/{key}"))
+    current = await connect(session, sim, f"/private/ws?listenKey={key}")
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    await current.wait("the fill's ACCOUNT_UPDATE", lambda e: e["e"] == "ACCOUNT_UPDATE")
+    assert retired.events == [] and not retired.ws.closed
+    await retired.close()
+    await current.close()
+
+
+async def test_the_events_allow_list_and_the_private_stream_envelope(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    """``events=`` is an allow-list (a type left out is never delivered); ``/private/stream`` wraps each
+    event in ``{"stream": <listenKey>, "data": <event>}``."""
+    key = await listen_key(raw)
+    every = await connect(session, sim, f"/private/ws?listenKey={key}")
+    only = await connect(session, sim, f"/private/ws?listenKey={key}&events=ACCOUNT_UPDATE/listenKeyExpired")
+    wrapped = await connect(session, sim, f"/private/stream?listenKey={key}&events=ORDER_TRADE_UPDATE")
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    await every.wait("the fill's ACCOUNT_UPDATE", lambda e: e.get("e") == "ACCOUNT_UPDATE")
+    await only.wait("the ACCOUNT_UPDATE", lambda e: e.get("e") == "ACCOUNT_UPDATE")
+    await wrapped.wait("the fill", lambda e: e.get("data", {}).get("o", {}).get("X") == "FILLED")
+    assert {e["e"] for e in every.events} == {"ORDER_TRADE_UPDATE", "TRADE_LITE", "ACCOUNT_UPDATE"}
+    assert [e["e"] for e in only.events] == ["ACCOUNT_UPDATE"]
+    assert {e["stream"] for e in wrapped.events} == {key}
+    assert [e["data"]["o"]["X"] for e in wrapped.events] == ["NEW", "FILLED"]
+    assert [e["data"] for e in wrapped.events] == every.of("ORDER_TRADE_UPDATE")
+    for listener in (every, only, wrapped):
+        await listener.close()
+
+
+@pytest.mark.parametrize("sim_config", [SimConfig(rate_limits=False, stream_max_connection_s=0.5)])
+async def test_a_socket_is_closed_when_its_lifetime_ends(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    """Binance closes a user-data socket after 24 h (here 0.5 s); the key stays valid."""
+    key = await listen_key(raw)
+    listener = await connect(session, sim, f"/private/ws?listenKey={key}")
+    await asyncio.wait_for(listener.closed.wait(), 5)
+    again = await connect(session, sim, f"/private/ws?listenKey={key}")
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")
+    await again.wait("a fill on the new socket", lambda e: e["e"] == "ORDER_TRADE_UPDATE")

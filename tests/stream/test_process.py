@@ -68,7 +68,20 @@ async def test_sigterm_drains_in_flight_and_exits_zero(kit: Any, tmp_path: Path)
     pending = await kit.redis.xpending_range(
         kit.names["intent_stream"], kit.names["consumer_group"], "-", "+", 10
     )
-    assert [row["message_id"].decode() for row in pending] == [second]  # left for redelivery
+    pending_ids = [row["message_id"].decode() for row in pending]
+    if pending_ids != [second]:
+        # On a loaded machine SIGTERM can come before the second entry was even read: then it was
+        # never delivered, which leaves it for the next consumer just the same.
+        [group] = [
+            g
+            for g in await kit.redis.xinfo_groups(kit.names["intent_stream"])
+            if g["name"].decode() == kit.names["consumer_group"]
+        ]
+        last = tuple(int(part) for part in group["last-delivered-id"].decode().split("-"))
+        assert pending_ids == [] and last < tuple(int(part) for part in second.split("-")), (
+            pending_ids,
+            last,
+        )
 
 
 async def test_sigkill_mid_intent_is_reprocessed_from_own_pending(kit: Any, tmp_path: Path) -> None:

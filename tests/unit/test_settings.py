@@ -56,6 +56,10 @@ def test_environment_values_are_typed() -> None:
             {"QUANTUM_EXCHANGE": "live", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"},
             "QUANTUM_LIVE_CONFIRM",
         ),
+        (
+            {"QUANTUM_EXCHANGE": "demo", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"},
+            "QUANTUM_ALLOW_EMBEDDED_REDIS",
+        ),
     ],
 )
 def test_bad_values_fail_at_start_naming_the_variable(environ: dict[str, str], named: str) -> None:
@@ -64,7 +68,12 @@ def test_bad_values_fail_at_start_naming_the_variable(environ: dict[str, str], n
 
 
 def test_live_starts_only_when_confirmed() -> None:
-    env = {"QUANTUM_EXCHANGE": "live", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}
+    env = {
+        "QUANTUM_EXCHANGE": "live",
+        "BINANCE_API_KEY": "k",
+        "BINANCE_API_SECRET": "s",
+        "QUANTUM_REDIS_URL": "redis://127.0.0.1:6390/0",
+    }
     assert load_settings(environ={**env, "QUANTUM_LIVE_CONFIRM": "yes"}).exchange is ExchangeEnv.LIVE
 
 

@@ -375,6 +375,11 @@ _PARSERS: Final[dict[str, Callable[[_Fields], UserEvent]]] = {
 }
 
 
+# The event types the service reads: the user-stream subscription's ``events=`` allow-list (an
+# event type left out of it is never delivered).
+HANDLED_EVENTS: Final = tuple(_PARSERS)
+
+
 def parse_event(raw: dict[str, Any]) -> UserEvent | None:
     """The typed event of one user data stream message, or ``None`` for a type we do not use.
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from quantum_exec.account.events import HANDLED_EVENTS
 from quantum_exec.aio import cancel_task
 from quantum_exec.errors import ListenKeyGone
 from quantum_exec.ops.logs import get_logger
@@ -47,8 +48,10 @@ class ListenKeys(Protocol):
 
 
 def stream_url(root: str, key: str) -> str:
-    """Binance's 2026 user data URL: ``<root>/private/ws?listenKey=<key>``."""
-    return f"{root.rstrip('/')}/private/ws?listenKey={key}"
+    """Binance's 2026 user data URL, as the official SDK opens it: ``<root>/private/stream?listenKey=
+    <key>&events=<the types we read>`` (each event in a ``{"stream", "data"}`` envelope; ``events=`` is
+    an allow-list, so every type the service handles is named, and nothing else is sent)."""
+    return f"{root.rstrip('/')}/private/stream?listenKey={key}&events={'/'.join(HANDLED_EVENTS)}"
 
 
 class UserStream:
@@ -128,6 +131,8 @@ class UserStream:
                     if message.type is not aiohttp.WSMsgType.TEXT:
                         break
                     event = orjson.loads(message.data)
+                    if isinstance(event, dict) and "e" not in event and isinstance(event.get("data"), dict):
+                        event = event["data"]  # the /private/stream envelope
                     if not isinstance(event, dict):
                         continue
                     self.last_event_at = time.monotonic()

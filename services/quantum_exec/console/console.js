@@ -90,6 +90,18 @@ function renderStatus(status) {
   if (status.rules_age_s !== null && status.rules_age_s !== undefined) {
     chips.push(`<span class="chip ok">exchange rules ${esc(status.rules_age_s)} s old</span>`);
   }
+  const naked = status.unprotected;
+  if (naked) {
+    const bound = `${esc(naked.bound_s)} s`;
+    if (naked.now.length) {
+      const which = naked.now.map((n) => `${esc(n.symbol)} ${esc(n.naked_s)} s`).join(", ");
+      chips.push(`<span class="chip fail">without SL/TP past ${bound}: ${which}</span>`);
+    } else if (naked.over_bound_total > 0) {
+      chips.push(`<span class="chip fail">${esc(naked.over_bound_total)} fill(s) stood without SL/TP past ${bound} since start</span>`);
+    } else {
+      chips.push(`<span class="chip ok">every fill protected within ${bound}</span>`);
+    }
+  }
   $("health").innerHTML = chips.join("");
 }
 

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from quantum_exec.errors import QuantumError
+from quantum_exec.ops.logs import redact
 
 INTENT_EVENT_TYPE: Final = "trade.intent"
 RESULT_EVENT_TYPE: Final = "execution.result"
@@ -144,15 +145,19 @@ def truncate(text: str, limit: int = SHOW_CHARS) -> str:
 
 
 def show(value: Any) -> str:
-    """A short, always-printable rendering of a rejected value for a message."""
+    """A short, always-printable rendering of a rejected value for a message.
+
+    Known secrets are redacted before the value is cut: the cut would leave a prefix of a secret
+    that no longer matches it whole.
+    """
     if isinstance(value, Decimal):
         return truncate(str(value))
     if isinstance(value, str):
-        return repr(truncate(value))
+        return repr(truncate(redact(value)))
     if isinstance(value, dict | list | tuple | set | bytes):
         return f"{type(value).__name__} of length {len(value)}"
     try:
-        return truncate(repr(value))
+        return truncate(redact(repr(value)))
     except Exception:
         return f"<{type(value).__name__}>"
 
@@ -160,7 +165,7 @@ def show(value: Any) -> str:
 def show_key(key: Any) -> str:
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
-    return repr(truncate(str(key), 32))
+    return repr(truncate(redact(str(key)), 32))
 
 
 def utcnow() -> datetime:

@@ -111,9 +111,17 @@ class ExecutionResult(BaseModel):
     children: list[ChildOrder] | None = None
     error: ResultError | None = None
     environment: ExchangeEnv | None = None
-    received_at: datetime | None = None
+    received_at: datetime | None = Field(default=None, description="When this attempt's entry was read.")
     completed_at: datetime | None = None
-    latency_ms: float | None = None
+    latency_ms: float | None = Field(default=None, description="This attempt, from its start to its result.")
+    # The whole intent across redeliveries and restarts (a resting entry or a restart included).
+    first_received_at: datetime | None = Field(
+        default=None,
+        description="When the intent's first attempt was read, across redeliveries and restarts.",
+    )
+    total_ms: float | None = Field(
+        default=None, description="From first_received_at to completed_at: the whole intent, in ms."
+    )
     meta: dict[str, Any] = Field(default_factory=dict)
 
 

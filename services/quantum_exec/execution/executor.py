@@ -48,6 +48,7 @@ from quantum_exec.execution.entries.beside import LegsBesideEntry
 from quantum_exec.execution.entries.close import Closer
 from quantum_exec.execution.entries.own_legs import OwnLegs
 from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
+from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.netting import is_opposite, opened
@@ -95,17 +96,25 @@ class Executor:
         self._guards = Guards(settings, gateway)
         self._resolver = OrderResolver(settings, gateway)
         self._protector = Protector(settings, gateway, self._resolver, self._own_protective)
+        # How long fills stood without their SL/TP (metrics, alert, console).
+        self.exposure = Exposure(settings.unprotected_alert_s)
         # Sliced entries' plans (Redis in the service) and the CLOSEs that end a working entry.
         self.plans: Plans = MemoryPlans()
         self.closes: CloseRequests | None = None
         self._working = WorkingEntry(
-            settings, gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
+            settings,
+            gateway,
+            self._resolver,
+            self._protector,
+            self.exposure,
+            lambda: self.account,
+            lambda: self.closes,
         )
         self._stop_entry = StopEntry(
             settings, gateway, self._resolver, lambda: self.account, lambda: self.closes
         )
         self._sliced = SlicedOrders(
-            gateway, self._resolver, self._protector, lambda: self.account, lambda: self.closes
+            gateway, self._resolver, self._protector, self.exposure, lambda: self.account, lambda: self.closes
         )
         self._beside = LegsBesideEntry(settings, gateway, self._protector, lambda: self.account)
         self._own_legs = OwnLegs(gateway, lambda: self.account, self._own_protective)
@@ -476,7 +485,7 @@ class Executor:
                 order_ids.append(flatten.order_id)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         elif wants_protection(intent) and size > 0:
-            with run.step("protection"):
+            with run.step("protection"), self.exposure.naked(run, entry):
                 flatten = await self._protector.protect(run, rules, entry, size, long=long, resume=resume)
             if flatten is not None:
                 order_ids.append(flatten.order_id)

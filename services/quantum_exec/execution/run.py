@@ -37,11 +37,14 @@ class Attempt:
     (from their last recorded fence), so "not found" is certain once recvWindow has passed since;
     None means unknown, and now is used. ``repair``: the intent is poison; only protect or close
     what its earlier attempts opened, never place a new entry, and report what is true.
+    ``first_received_at``: when the intent's first attempt was read (its timings run from there
+    across redeliveries); None when this is the first or it is unknown.
     """
 
     resume: bool = False
     earlier_sent_by: float | None = None
     repair: bool = False
+    first_received_at: datetime | None = None
 
 
 FIRST_ATTEMPT = Attempt()
@@ -160,6 +163,7 @@ class Run:
         """The ExecutionResult of this attempt (legacy fields derived from the new ones)."""
         completed = datetime.now(UTC)
         out, intent = self.out, self.intent
+        first_received = min(self.attempt.first_received_at or self.received_at, self.received_at)
         return ExecutionResult(
             intent_id=self.key,
             stream_id=self.stream_id,
@@ -193,5 +197,7 @@ class Run:
             completed_at=completed,
             timestamp=completed,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            first_received_at=first_received,
+            total_ms=round((completed - first_received).total_seconds() * 1000, 3),
             meta={**intent.meta, **out.meta} if out.meta else intent.meta,
         )

@@ -28,7 +28,9 @@ from functools import partial
 from quantum_exec.contracts import ChildOrder
 from quantum_exec.errors import PermanentError
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
+from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.guards import wants_protection
+from quantum_exec.execution.parking import park
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
@@ -128,10 +130,12 @@ class SlicedOrders:
         gateway: Gateway,
         resolver: OrderResolver,
         protector: Protector,
+        exposure: Exposure,
         account: Callable[[], AccountView | None],
         closes: Callable[[], CloseRequests | None],
     ) -> None:
         self._gateway = gateway
+        self._exposure = exposure
         self._resolver = resolver
         self._protector = protector
         self._account = account
@@ -201,7 +205,7 @@ class SlicedOrders:
                     executed=str(order.executed_qty),
                 )
                 if protect and done.protected is False and order.executed_qty > 0:
-                    with run.step("protection"):
+                    with run.step("protection"), self._exposure.naked(run, order):
                         size = order.executed_qty
                         flatten = await self._protector.protect(
                             run, rules, order, size, long=long, resume=resume, close_position=True
@@ -271,6 +275,8 @@ class SlicedOrders:
         closes = self._closes()
         while True:
             remaining = due_at - time.time()
+            if remaining > 0:
+                park()  # between slices the schedule only waits: no slot of the consumer's is held
             if closes is not None and await closes.wait(symbol, run.stream_id, max(0.0, min(remaining, 0.5))):
                 return "a CLOSE of the symbol is waiting"
             if remaining <= 0:

@@ -27,6 +27,7 @@ from decimal import Decimal
 
 from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
+from quantum_exec.execution.parking import park
 from quantum_exec.execution.ports import AccountView, AlgoState, CloseRequests, Gateway
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
@@ -125,6 +126,7 @@ class StopEntry:
     async def _changed(self, symbol: str, client_algo_id: str, seen: AlgoState | None) -> AlgoState | None:
         """While following a triggering entry: its next change on the live view, or None once a
         REST read is due (every ``POLL_S``; a trigger completes within milliseconds)."""
+        park()
         account = self._account()
         if account is None or account.position_amount(symbol) is None:
             await asyncio.sleep(POLL_S)
@@ -137,6 +139,7 @@ class StopEntry:
         """Until the algo order changed on the live view (the view), a REST read is due (neither),
         or the entry must end (why)."""
         symbol = run.intent.symbol
+        park()  # armed, it waits for the market: no slot of the consumer's is held meanwhile
         account = self._account()
         if account is not None and account.position_amount(symbol) is None:
             account = None  # stale: REST until the next resync

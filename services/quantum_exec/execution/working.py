@@ -9,7 +9,8 @@ wait behind it), then its remainder is cancelled: the filled part stays protecte
 
 The fills are seen on the user data stream when it is up (the wait wakes on the order's final
 event); a REST lookup by client id every ``POLL_S`` notices partial fills and is the only source
-while the stream is down.
+while the stream is down. While it waits the entry is parked (:mod:`.parking`): it holds none of
+the consumer's execution slots, so a resting order delays no other symbol.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from collections.abc import Callable
 from quantum_exec.contracts import ErrorSource, TradeIntent
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import Order
+from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.opposite import opened_size
+from quantum_exec.execution.parking import park
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
@@ -53,10 +56,12 @@ class WorkingEntry:
         gateway: Gateway,
         resolver: OrderResolver,
         protector: Protector,
+        exposure: Exposure,
         account: Callable[[], AccountView | None],
         closes: Callable[[], CloseRequests | None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._exposure = exposure
         self._closes = closes
         self._gateway = gateway
         self._resolver = resolver
@@ -80,9 +85,10 @@ class WorkingEntry:
                 # would cancel them as orphans and the new position would have none).
                 size = opened_size(run, rules, entry, long=long)
                 if protected is False and size > 0 and wants_protection(intent):
-                    flatten = await self._protector.protect(
-                        run, rules, entry, size, long=long, resume=resume, close_position=True
-                    )
+                    with self._exposure.naked(run, entry):
+                        flatten = await self._protector.protect(
+                            run, rules, entry, size, long=long, resume=resume, close_position=True
+                        )
                     protected = flatten if flatten is not None else True
                     if flatten is not None:
                         # Protection failed and the position was closed: stop buying into it.
@@ -120,7 +126,11 @@ class WorkingEntry:
         return entry, protected
 
     async def _wait(self, symbol: str, entry: Order, timeout_s: float) -> None:
-        """Until the order's final event (user stream) or ``timeout_s``; a plain sleep when stale."""
+        """Until the order's final event (user stream) or ``timeout_s``; a plain sleep when stale.
+
+        Parked (:mod:`.parking`): a resting entry holds no slot of the consumer's, and its fill is
+        protected as soon as it is seen, whatever else rests or recovers."""
+        park()
         account = self._account()
         if account is not None and account.position_amount(symbol) is not None:
             await account.fills(symbol, entry.order_id, timeout_s)

@@ -1,17 +1,24 @@
 """The operations HTTP server (``/metrics``, ``/healthz``, ``/readyz``) and the ``check`` command.
 
-``/healthz`` answers 200 while the process serves HTTP at all. ``/readyz`` runs every registered
-readiness check concurrently, each under a short timeout, and answers 200 only when all pass,
-otherwise 503 with a JSON body naming the failing checks. The same evaluation runs before each
-``/metrics`` scrape so that ``quantum_exec_ready`` and ``quantum_exec_readiness_check_ok`` are
-always as fresh as the scrape itself, without a free-running timer.
+``/healthz`` answers 200 while the process serves HTTP at all. Every registered readiness check
+runs concurrently, each under a short timeout, on a timer (every :data:`READINESS_INTERVAL_S`);
+``/readyz`` answers the last outcome, 200 only when all passed, otherwise 503 with a JSON body
+naming the failing checks. No request runs a check: a flood of scrapes costs Redis nothing.
+
+``/metrics`` follows the API's access rule (:mod:`quantum_exec.ops.access`) for the series in
+:data:`metrics.CONFIDENTIAL` (per-symbol PnL and notional); any other scrape gets the rest. A body
+is encoded afresh at most :data:`ENCODES_PER_S` times a second (after a small burst); past that a
+scrape gets the last body of its kind again. One source address may scrape :data:`SCRAPES_PER_S`
+times a second (after a burst); past that it gets a short 429 with ``Retry-After``. A flood of
+scrapes then costs the event loop a parse and a few bytes per request, not the order path's time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +27,12 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
+from quantum_exec.aio import cancel_task
 from quantum_exec.ops import metrics
+from quantum_exec.ops.access import Access, AddressBuckets, json_error
+from quantum_exec.ops.listener import HEAD_TIMEOUT_S, MAX_CONNECTIONS, Listener
 from quantum_exec.ops.logs import get_logger, redact
 from quantum_exec.settings import Settings
 
@@ -32,6 +43,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An async callable: returns ``None``/``True`` when ready; ``False`` or an exception means not ready."""
 
 CHECK_TIMEOUT_S = 2.0
+READINESS_INTERVAL_S = 1.0
+# Fresh /metrics encodings: a burst of ENCODE_BURST, then ENCODES_PER_S (one encoding of the whole
+# registry holds the event loop for milliseconds); more scrapes get the last body of their kind.
+ENCODE_BURST = 4
+ENCODES_PER_S = 1.0
+# Scrapes one source address may make: a burst of SCRAPE_BURST, then SCRAPES_PER_S (Prometheus
+# asks once per scrape interval; faster than this is a loop or a flood, answered 429).
+SCRAPE_BURST = 10
+SCRAPES_PER_S = 5.0
 CLIENT_TIMEOUT_S = 3.0
 _MAX_ERROR_CHARS = 200
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -61,6 +81,48 @@ async def _run_check(name: str, check: ReadinessCheck, timeout_s: float) -> Chec
     return CheckResult(name, True, None, time.monotonic() - start)
 
 
+class _Without:
+    """A view of a registry without some metric families (the public /metrics)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterable[Metric]:
+        return (family for family in self._registry.collect() if family.name not in self._names)
+
+
+class _Exposition:
+    """The /metrics bodies, encoded afresh :data:`ENCODE_BURST` times, then :data:`ENCODES_PER_S`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._full = registry
+        self._public = CollectorRegistry()
+        self._public.register(_Without(registry, metrics.CONFIDENTIAL))
+        self._tokens = float(ENCODE_BURST)
+        self._at = time.monotonic()
+        self._last: dict[tuple[bool, str], bytes] = {}
+        self._locks: defaultdict[tuple[bool, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def body(self, accept: str, *, confidential: bool) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        key = (confidential, content_type)
+        # One encoding of a kind at a time; scrapes arriving meanwhile wait for it, then take it
+        # unless the budget allows another.
+        async with self._locks[key]:
+            now = time.monotonic()
+            self._tokens = min(float(ENCODE_BURST), self._tokens + (now - self._at) * ENCODES_PER_S)
+            self._at = now
+            if self._tokens < 1 and key in self._last:
+                return self._last[key], content_type
+            self._tokens -= 1
+            # Encoding the registry takes milliseconds of pure Python: in a worker thread the event
+            # loop gets the interpreter back within the switch interval instead of after the body.
+            registry = self._full if confidential else self._public
+            body = self._last[key] = await asyncio.to_thread(encoder, registry)
+            return body, content_type
+
+
 class MetricsServer:
     """aiohttp server for the operations endpoints; ``port`` is the bound port once started."""
 
@@ -72,15 +134,25 @@ class MetricsServer:
         checks: Sequence[tuple[str, ReadinessCheck]] = (),
         registry: CollectorRegistry = metrics.REGISTRY,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        access: Access | None = None,
+        readiness_interval_s: float = READINESS_INTERVAL_S,
+        max_connections: int = MAX_CONNECTIONS,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self._host = host
         self._requested_port = port
-        self._registry = registry
+        self._exposition = _Exposition(registry)
         self._check_timeout_s = check_timeout_s
         self._checks: dict[str, ReadinessCheck] = {}
         self._stopping = False
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        self.access = access or Access()
+        self._scrapes = AddressBuckets(SCRAPE_BURST, 1.0 / SCRAPES_PER_S)
+        self._readiness_interval_s = readiness_interval_s
+        self._results: list[CheckResult] = []
+        self._timer: asyncio.Task[None] | None = None
+        self._max_connections = max_connections
+        self._head_timeout_s = head_timeout_s
+        self._listener: Listener | None = None
         self._extra_routes: dict[str, Handler] = {}
         self._middlewares: list[Any] = []
         self._fallback: Handler | None = None
@@ -92,7 +164,9 @@ class MetricsServer:
         cls, settings: Settings, checks: Sequence[tuple[str, ReadinessCheck]] = ()
     ) -> MetricsServer:
         """Bound to ``QUANTUM_METRICS_HOST``:``QUANTUM_METRICS_PORT`` (0 picks a free port)."""
-        return cls(settings.metrics_host, settings.metrics_port, checks=checks)
+        return cls(
+            settings.metrics_host, settings.metrics_port, checks=checks, access=Access.from_settings(settings)
+        )
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         """Register a readiness check; the name appears in ``/readyz`` and as a metric label."""
@@ -110,13 +184,14 @@ class MetricsServer:
     def mark_stopping(self) -> None:
         """From now on ``/readyz`` fails with ``stopping``: the instance takes no new work."""
         self._stopping = True
+        metrics.READY.set(0)
 
     @property
     def port(self) -> int:
         """The bound TCP port (the ephemeral one when started with port 0)."""
-        if self._port is None:
+        if self._listener is None:
             raise RuntimeError("MetricsServer is not started")
-        return self._port
+        return self._listener.port
 
     @property
     def url(self) -> str:
@@ -125,7 +200,7 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Bind and serve; raises ``OSError`` when the address is taken."""
-        if self._runner is not None:
+        if self._listener is not None:
             return
         app = web.Application(middlewares=self._middlewares)
         for path, handler in self._extra_routes.items():
@@ -136,51 +211,82 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or ()
-        self._port = int(sockets[0].getsockname()[1]) if sockets else self._requested_port
-        log.info("health.listening", host=self._host, port=self._port)
+        await self.evaluate()
+        listener = Listener(
+            app,
+            self._host,
+            self._requested_port,
+            max_connections=self._max_connections,
+            head_timeout_s=self._head_timeout_s,
+        )
+        await listener.start()
+        self._listener = listener
+        self._timer = asyncio.create_task(self._evaluate_every(), name="readiness")
+        log.info("health.listening", host=self._host, port=listener.port)
 
     async def stop(self) -> None:
         """Stop serving; safe to call twice."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        timer, self._timer = self._timer, None
+        await cancel_task(timer)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+
+    async def _evaluate_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._readiness_interval_s)
+            try:
+                await self.evaluate()
+            except Exception:  # a check's own failures are caught in _run_check: this is a bug
+                metrics.TASK_FAILURES.labels(task="readiness").inc()
+                log.exception("health.evaluation_failed")
 
     async def evaluate(self) -> list[CheckResult]:
-        """Run every check concurrently and publish the outcome as gauges."""
+        """Run every check concurrently, keep the outcome and publish it as gauges."""
         results = list(
             await asyncio.gather(
                 *(_run_check(name, check, self._check_timeout_s) for name, check in self._checks.items())
             )
         )
-        if self._stopping:
-            results.append(CheckResult("stopping", False, "the service is shutting down", 0.0))
+        failing = {r.name: r.error for r in results if not r.ok}
+        if failing and failing.keys() != {r.name for r in self._results if not r.ok}:
+            log.warning("health.not_ready", failing=failing)
+        self._results = results
         for result in results:
-            if result.name in self._checks:
-                metrics.READINESS_CHECK.labels(check=result.name).set(1 if result.ok else 0)
-        metrics.READY.set(1 if all(r.ok for r in results) else 0)
-        return results
+            metrics.READINESS_CHECK.labels(check=result.name).set(1 if result.ok else 0)
+        metrics.READY.set(1 if all(r.ok for r in self.readiness()) else 0)
+        return self.readiness()
+
+    def readiness(self) -> list[CheckResult]:
+        """The outcome of the last evaluation, with ``stopping`` once :meth:`mark_stopping` ran."""
+        if self._stopping:
+            return [*self._results, CheckResult("stopping", False, "the service is shutting down", 0.0)]
+        return list(self._results)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        await self.evaluate()
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(self._registry), headers={"Content-Type": content_type})
+        address = request.remote or "?"
+        wait_s = self._scrapes.wait_s(address)
+        if wait_s:
+            metrics.HTTP_REFUSED.labels(reason="scrape_rate").inc()
+            return json_error(
+                429,
+                f"more than {SCRAPES_PER_S:g} scrapes a second from {address}: retry in {wait_s} s",
+                headers={"Retry-After": str(wait_s)},
+            )
+        self._scrapes.take(address)
+        confidential, refusal = self.access.check_scrape(request)
+        if refusal is not None:
+            return refusal
+        body, content_type = await self._exposition.body(
+            request.headers.get("Accept", ""), confidential=confidential
+        )
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return _json(200, {"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        results = await self.evaluate()
+        results = self.readiness()
         failing = {r.name: r.error for r in results if not r.ok}
         body = {
             "status": "ready" if not failing else "not_ready",
@@ -189,8 +295,6 @@ class MetricsServer:
             },
             "failing": sorted(failing),
         }
-        if failing:
-            log.warning("health.not_ready", failing=failing)
         return _json(200 if not failing else 503, body)
 
 

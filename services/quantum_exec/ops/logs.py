@@ -8,26 +8,32 @@ redaction filter that replaces every known secret value before any handler forma
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
-if TYPE_CHECKING:
-    from quantum_exec.settings import Settings
+from quantum_exec.settings import Settings, url_query_passwords
 
 REDACTED = "[REDACTED]"
 # Shorter values would match all over ordinary text and make the logs unreadable; a secret that
 # short offers no protection anyway, so setup_logging() warns about it instead.
 MIN_SECRET_LENGTH = 4
+# Any run this long of a longer secret is hidden too, not only the whole value: a message that cuts
+# a rejected value short (57 characters) or an echo of part of a key must not leak most of it.
+MIN_SECRET_RUN = 16
+_GRAM = MIN_SECRET_RUN // 2
 LOG_FILE_MAX_BYTES = 50 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 # Noisy libraries kept at WARNING unless the service itself runs at DEBUG.
@@ -72,11 +78,17 @@ def get_logger(name: str) -> StructLogger:
 
 
 class Redactor:
-    """Replaces known secret values in text and in (nested) field values."""
+    """Replaces known secret values, and any run of :data:`MIN_SECRET_RUN` characters of one, in
+    text and in (nested) field values."""
 
     def __init__(self) -> None:
         self._secrets: tuple[str, ...] = ()
         self._pattern: re.Pattern[str] | None = None
+        # Every MIN_SECRET_RUN-character window of each longer secret (lower-cased), and a pattern
+        # for the runs of text made only of those secrets' characters: only such runs can hold one.
+        self._windows: frozenset[str] = frozenset()
+        self._grams: frozenset[str] = frozenset()
+        self._candidates: re.Pattern[str] | None = None
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         """Replace the known values; longest first so a secret containing another is fully hidden.
@@ -86,22 +98,59 @@ class Redactor:
         """
         usable = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         self._secrets = tuple(sorted(usable, key=len, reverse=True))
-        self._pattern = (
-            re.compile("|".join(re.escape(s) for s in self._secrets), re.IGNORECASE)
-            if self._secrets
+        # Whole matches for the short ones; a longer secret is hidden by the run scan below.
+        short = [s for s in self._secrets if len(s) <= MIN_SECRET_RUN]
+        self._pattern = re.compile("|".join(re.escape(s) for s in short), re.IGNORECASE) if short else None
+        long = [s.lower() for s in usable if len(s) > MIN_SECRET_RUN]
+        self._windows = frozenset(
+            s[i : i + MIN_SECRET_RUN] for s in long for i in range(len(s) - MIN_SECRET_RUN + 1)
+        )
+        self._grams = frozenset(s[i : i + _GRAM] for s in long for i in range(len(s) - _GRAM + 1))
+        chars = {c for s in long for c in (*s, *s.upper())}
+        self._candidates = (
+            re.compile(f"[{''.join(re.escape(c) for c in sorted(chars))}]{{{MIN_SECRET_RUN},}}")
+            if chars
             else None
         )
 
     @property
     def empty(self) -> bool:
         """True when no secret is known (nothing to redact)."""
-        return self._pattern is None
+        return not self._secrets
 
     def text(self, value: str) -> str:
-        """``value`` with every known secret (in any letter case) replaced by ``[REDACTED]``."""
-        if self._pattern is None:
-            return value
-        return self._pattern.sub(REDACTED, value)
+        """``value`` with every known secret (in any letter case), and every run of
+        :data:`MIN_SECRET_RUN` or more characters of one, replaced by ``[REDACTED]``."""
+        if self._pattern is not None:
+            value = self._pattern.sub(REDACTED, value)
+        if self._candidates is not None:
+            value = self._candidates.sub(self._hide_runs, value)
+        return value
+
+    def _hide_runs(self, match: re.Match[str]) -> str:
+        run = match.group()
+        lowered = run.lower()
+        if len(lowered) != len(run):  # a letter whose lower case is longer: compare window by window
+            lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in run)
+        # Any run of MIN_SECRET_RUN characters of a secret holds a whole secret _GRAM-gram at a
+        # multiple of _GRAM: most text is dismissed with a few set lookups.
+        if not any(lowered[i : i + _GRAM] in self._grams for i in range(0, len(run) - _GRAM + 1, _GRAM)):
+            return run
+        width = MIN_SECRET_RUN
+        spans: list[list[int]] = []
+        for i in range(len(run) - width + 1):
+            if lowered[i : i + width] in self._windows:
+                if spans and i <= spans[-1][1]:
+                    spans[-1][1] = i + width
+                else:
+                    spans.append([i, i + width])
+        parts: list[str] = []
+        last = 0
+        for start, end in spans:
+            parts.extend((run[last:start], REDACTED))
+            last = end
+        parts.append(run[last:])
+        return "".join(parts)
 
     def value(self, value: Any) -> Any:
         """A field value with secrets removed; containers are walked, other objects kept as they are."""
@@ -132,21 +181,20 @@ def redact(text: str) -> str:
 
 
 def redact_fields(fields: Mapping[Any, Any]) -> dict[Any, Any]:
-    """Stream entry fields with every known secret removed from their values (results, dead
-    letters): a producer that echoes a key in an intent field must not get it published back."""
+    """Stream entry fields with every known secret removed from their names and values (results,
+    dead letters): a producer that echoes a key in an intent field must not get it published back.
+    Names too: a dead letter keeps the original field names (``orig.<name>``)."""
     if _REDACTOR.empty:
         return dict(fields)
-    out: dict[Any, Any] = {}
-    for name, value in fields.items():
-        if isinstance(value, bytes):
-            text = value.decode("utf-8", "surrogateescape")
-            redacted = _REDACTOR.text(text)
-            out[name] = value if redacted == text else redacted.encode("utf-8", "surrogateescape")
-        elif isinstance(value, str):
-            out[name] = _REDACTOR.text(value)
-        else:
-            out[name] = value
-    return out
+    return {_redact_entry_text(name): _redact_entry_text(value) for name, value in fields.items()}
+
+
+def _redact_entry_text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "surrogateescape")
+        redacted = _REDACTOR.text(text)
+        return value if redacted == text else redacted.encode("utf-8", "surrogateescape")
+    return _REDACTOR.text(value) if isinstance(value, str) else value
 
 
 class RedactionFilter(logging.Filter):
@@ -246,6 +294,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.api_key,
         settings.api_secret,
         settings.api_token,
+        settings.metrics_token,
         settings.redis_password,
         settings.redis_sentinel_password,
     ):
@@ -255,6 +304,7 @@ def secret_values(settings: Settings) -> list[str]:
         password = urlsplit(settings.redis_url).password
         if password:
             found.extend({password, unquote(password)})
+        found.extend(url_query_passwords(settings.redis_url))
     if settings.private_key_passphrase is not None and settings.private_key_passphrase.get_secret_value():
         found.append(settings.private_key_passphrase.get_secret_value())
     found.extend(_key_file_secrets(settings.private_key_file))
@@ -275,6 +325,18 @@ def _key_file_secrets(path: Path | None) -> list[str]:
     return [text.strip(), "".join(body), *(line for line in body if len(line) >= 16)]
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Opens every log file (the first and each one after a rotation) as 0600, whatever the umask:
+    the log holds the order flow, positions and account details."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # A file left by an older version (or created under a loose umask) is tightened too.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
     """Install the service's handlers on the root logger; safe to call again (replaces them).
 
@@ -290,9 +352,9 @@ def setup_logging(settings: Settings, *, secrets: Iterable[str] = (), stream: IO
     console.setFormatter(formatter)
     handlers.append(console)
     if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Files are read by tools, not people: always JSON whatever the console format is.
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = PrivateRotatingFileHandler(
             settings.log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
         file_handler.setFormatter(JsonFormatter())

@@ -111,6 +111,23 @@ TIME_TO_PROTECTED = Histogram(
     buckets=LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
+UNPROTECTED_SECONDS = Histogram(
+    f"{PREFIX}_unprotected_seconds",
+    "From an entry's fill (its exchange time) to its SL/TP standing or the position closed.",
+    # Minutes too: a fill seen only after a restart or behind other work stood naked that long.
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+    registry=REGISTRY,
+)
+UNPROTECTED_OVER_BOUND = Counter(
+    f"{PREFIX}_unprotected_over_bound_total",
+    "Fills that stood without their SL/TP longer than QUANTUM_UNPROTECTED_ALERT_S.",
+    registry=REGISTRY,
+)
+UNPROTECTED_NOW = Gauge(
+    f"{PREFIX}_unprotected_now",
+    "Fills being protected right now that have stood naked longer than QUANTUM_UNPROTECTED_ALERT_S.",
+    registry=REGISTRY,
+)
 STEP_LATENCY = Histogram(
     f"{PREFIX}_step_latency_seconds",
     "Time per execution step (leverage, entry, protection, fees, close, lookup).",
@@ -220,7 +237,7 @@ REDIS_RECONNECTS = Counter(
 )
 READY = Gauge(
     f"{PREFIX}_ready",
-    "1 when every readiness check passed at the last /readyz or /metrics evaluation, else 0.",
+    "1 when every readiness check passed at the last evaluation (once a second), else 0.",
     registry=REGISTRY,
 )
 READINESS_CHECK = Gauge(
@@ -310,6 +327,17 @@ LEDGER_TRADES = Counter(
     "Round trips closed, by exit reason and outcome (win: net PnL > 0, loss: < 0, even).",
     ["exit_reason", "outcome"],
     registry=REGISTRY,
+)
+HTTP_REFUSED = Counter(
+    f"{PREFIX}_http_refused_total",
+    "Requests and connections the metrics port refused, by reason (connection_cap, bad_request, "
+    "unauthorized, throttled, scrape_rate, not_loopback, host).",
+    ["reason"],
+    registry=REGISTRY,
+)
+# Per-symbol PnL and notional: served on /metrics only to scrapes the API's access rule lets in.
+CONFIDENTIAL = frozenset(
+    {f"{PREFIX}_open_position_notional", f"{PREFIX}_ledger_realized_pnl", f"{PREFIX}_ledger_net_pnl"}
 )
 # CPU, memory, open fds and start time of this process, under the service's own prefix.
 PROCESS = ProcessCollector(namespace=PREFIX, registry=REGISTRY)

@@ -1,8 +1,9 @@
-"""Start-up warning for secret-holding files that other users can read.
+"""Start-up check of secret-holding files that other users can read.
 
 The EnvironmentFile may hold ``BINANCE_API_SECRET`` and the Redis password; it should be ``0600``
 (systemd reads it as root before dropping privileges). The service calls
-:func:`check_secret_file_permissions` once at start with the files it was configured from.
+:func:`check_secret_file_permissions` once at start with the files it was configured from: with
+real money (``live``) a loose file stops the start, elsewhere it is a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from quantum_exec.errors import ConfigError
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
@@ -18,8 +20,9 @@ log = get_logger(__name__)
 _GROUP_OR_OTHER = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
 
 
-def check_secret_file_permissions(paths: Iterable[Path | str | None]) -> list[str]:
-    """Warn (log and return the messages) for each existing file readable or writable by group/others.
+def check_secret_file_permissions(paths: Iterable[Path | str | None], *, refuse: bool = False) -> list[str]:
+    """Warn (log and return the messages) for each existing file readable or writable by group/others;
+    with ``refuse`` raise :class:`ConfigError` instead (one line naming the files).
 
     Missing paths and ``None`` are skipped: an optional EnvironmentFile may legitimately be absent.
     """
@@ -42,6 +45,8 @@ def check_secret_file_permissions(paths: Iterable[Path | str | None]) -> list[st
             f"{path} holds secrets but is accessible by {who} (mode {stat.S_IMODE(mode):04o});"
             f" run: chmod 600 {path}"
         )
+    if refuse and problems:
+        raise ConfigError("; ".join(problems))
     for problem in problems:
         log.warning("secrets.file_permissions", problem=problem)
     return problems

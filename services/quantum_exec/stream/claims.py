@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
-from quantum_exec.stream.entries import Entry, Fields, read_entries, text
+from quantum_exec.stream.entries import Entry, Fields, busy, read_entries, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Keys
 
@@ -162,7 +162,7 @@ class Claims:
         """
         s = self._settings
         for page in range(s.claim_max_pages):
-            if stopping.is_set() or (page and len(self._held) >= self._limit):
+            if stopping.is_set() or (page and busy(self._held) >= self._limit):
                 return
             reply: Any = await self._redis.xautoclaim(
                 self._keys.intent_stream,

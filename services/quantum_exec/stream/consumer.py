@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,12 +29,13 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import PayloadError, Side, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.execution.parking import Release
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, busy, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -83,8 +85,7 @@ class IntentConsumer:
         self._space = asyncio.Event()
         self._stopping = asyncio.Event()
         self._group_ready = False
-        # Entries that were delivered before (own pending at start, claimed from the dead): the
-        # intents among them that were executing run first, one at a time.
+        # After a crash loop, the attempt that decides whether an intent is poison runs alone.
         self._recovery = RecoveryGate()
         # Shared with whatever else calls Redis on the order path (plans, close signals).
         self._link = link or RedisLink(settings.redis_reconnect_max_s)
@@ -199,7 +200,7 @@ class IntentConsumer:
                 if not own_pending_done:
                     await self._claims.own_pending(self._stopping)
                     own_pending_done = True
-                capacity = self._limit - len(self._held)
+                capacity = self._limit - busy(self._held)
                 if capacity <= 0:
                     self._space.clear()
                     with contextlib.suppress(TimeoutError):
@@ -276,10 +277,8 @@ class IntentConsumer:
         if stream_id in self._held or self._stopping.is_set():
             return  # when stopping, the entry stays pending for the next start or another consumer
         metrics.INTENTS_RECEIVED.inc()
-        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC), recovering=deliveries > 1)
+        entry = Entry(stream_id, fields, deliveries, datetime.now(UTC))
         entry.outage_since = self._link.writes_maybe_lost_since()
-        if entry.recovering:
-            self._recovery.arrived(stream_id)
         self._held[stream_id] = entry
         try:
             payload = decode_entry(fields)
@@ -333,8 +332,12 @@ class IntentConsumer:
 
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
-        if entry.recovering:
-            self._recovery.finished(entry.stream_id)
+        self._space.set()
+
+    def _park(self, entry: Entry, free: Release) -> None:
+        """The entry's attempt parked: its slot and its share of the read limit are free."""
+        entry.parked = True
+        free()
         self._space.set()
 
     # valid intents: one worker per symbol
@@ -348,8 +351,15 @@ class IntentConsumer:
                     queue.remove(stream_id)
                     continue
                 try:
-                    async with self._slots:
-                        older = await self._runner.run(entry, symbol)
+                    # The slot is given back when the attempt ends, or earlier when it parks (a
+                    # working entry waiting for the market holds none of them).
+                    await self._slots.acquire()
+                    free = _once(self._slots.release)
+                    try:
+                        older = await self._runner.run(entry, symbol, partial(self._park, entry, free))
+                    finally:
+                        entry.parked = False
+                        free()
                     if older is not None:
                         # Older entries are pending in the group: wait (without a slot) until none
                         # of them is of this symbol, then run without asking again.
@@ -367,3 +377,16 @@ class IntentConsumer:
             queue.worker = None
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
+
+
+def _once(release: Release) -> Release:
+    """``release``, made safe to call twice."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            release()
+
+    return once

@@ -64,8 +64,8 @@ class Entry:
     intent: TradeIntent | None = None
     started: bool = False  # past the point where it may be dropped (handler or commit under way)
     dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
-    recovering: bool = False  # delivered before (a restart or a claim): may have been executing
     order_checked: bool = False  # no older entry of its symbol is pending any more (checked once)
+    parked: bool = False  # a working entry waiting for the market: holds no slot, no read capacity
     # Read while an outage may have lost acknowledged writes (its start, monotonic): decided when
     # read, however long the entry then waits for a slot or its turn.
     outage_since: float | None = None
@@ -86,3 +86,8 @@ def dead_letter_fields(
     for name, value in entry.fields.items():
         fields[b"orig." + (name if isinstance(name, bytes) else name.encode())] = value
     return fields
+
+
+def busy(held: dict[str, Entry]) -> int:
+    """The held entries that count against the consumer's limit: all but the parked ones."""
+    return sum(1 for entry in held.values() if not entry.parked)

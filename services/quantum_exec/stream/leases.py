@@ -57,6 +57,7 @@ class Leases:
                     key,
                     entry.stream_id,
                     intent_hash,
+                    received_at=entry.received_at,
                     order_check=not entry.order_checked,
                 )
             except REDIS_DOWN as exc:

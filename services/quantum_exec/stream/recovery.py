@@ -1,25 +1,30 @@
 """After an unclean restart (or a claim from a dead consumer): what an attempt knows of the earlier
-ones, and the order in which the intents that were executing run again.
+ones, and who runs alone.
 
-The intents that were executing run one at a time, before new ones, so a real poison intent is
-identified alone and innocent ones are not counted with it; new intents wait for that (bounded).
+Resumed intents run as soon as their symbol's turn comes, beside new ones: recovery delays no
+other symbol. What the old one-at-a-time recovery gave, a real poison intent identified alone, is
+kept where it decides: the attempts of an intent are counted per intent (the first, and each
+resume that sends an order, see :mod:`.store`), and the one attempt whose death would make an
+intent poison (it died executing ``max_attempts - 1`` times already) runs alone: it waits until
+no other attempt is executing, and none starts until it ends or parks. An innocent intent counted
+with a poison one in a crash loop so gets its deciding attempt to itself and completes; only the
+poison one dies in it. Only a crash loop reaches that count: after one restart nothing waits.
+
+Alone means alone among executing attempts; a parked one (a resting LIMIT, an armed STOP, a TWAP
+between slices, see :mod:`quantum_exec.execution.parking`) is only waiting for events, and is not
+held back when its fill comes: its protection goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from contextlib import AbstractAsyncContextManager
-from typing import Any
 
+from quantum_exec.execution.parking import Release
 from quantum_exec.execution.run import Attempt
 from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.leases import FENCE_FRESH_S
 from quantum_exec.stream.store import BeginState, Begun
-
-# How long a new intent waits for the recovery of earlier ones before it runs anyway.
-RECOVERY_WAIT_S = 30.0
 
 
 def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None = None) -> Attempt:
@@ -29,10 +34,11 @@ def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None 
     been lost since (acknowledged writes lost in a failover), the monotonic time by which its
     orders were sent; the attempt then looks its orders up by client id before sending any.
     """
+    first_received_at = begun.first_received_at
     if begun.state is BeginState.NEW and record_lost_by is not None:
-        return Attempt(resume=True, earlier_sent_by=record_lost_by)
+        return Attempt(resume=True, earlier_sent_by=record_lost_by, first_received_at=first_received_at)
     if begun.state is not BeginState.RESUMED:
-        return Attempt()
+        return Attempt(first_received_at=first_received_at)
     earlier_sent_by = None
     if begun.fenced_at_ms:
         # The last fence of the dead attempts, on Redis's clock, moved to ours: no order of
@@ -40,7 +46,17 @@ def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None 
         # restarts instead of starting over with every one.
         ahead_s = (begun.fenced_at_ms - begun.now_ms) / 1000 + FENCE_FRESH_S
         earlier_sent_by = time.monotonic() + ahead_s
-    return Attempt(resume=True, earlier_sent_by=earlier_sent_by, repair=begun.attempts >= max_attempts)
+    return Attempt(
+        resume=True,
+        earlier_sent_by=earlier_sent_by,
+        repair=begun.attempts >= max_attempts,
+        first_received_at=first_received_at,
+    )
+
+
+def deciding(begun: Begun, max_attempts: int) -> bool:
+    """True for the attempt whose death would make the intent poison (or its repair): it runs alone."""
+    return begun.state is BeginState.RESUMED and begun.attempts >= max_attempts - 1
 
 
 def record_lost_by(entry: Entry, outage_since: float | None, connected_at: float | None) -> float | None:
@@ -64,31 +80,48 @@ def record_lost_by(entry: Entry, outage_since: float | None, connected_at: float
 
 
 class RecoveryGate:
-    """Entries delivered before (``recovering``) go first; resumed ones one at a time."""
+    """Executing attempts run side by side; a deciding one (see :func:`deciding`) runs alone."""
 
     def __init__(self) -> None:
-        self._recovering: set[str] = set()
-        self._done = asyncio.Event()
-        self._done.set()
-        self._serial = asyncio.Lock()
+        self._executing = 0
+        self._idle = asyncio.Event()  # no attempt executing
+        self._idle.set()
+        self._open = asyncio.Event()  # no deciding attempt runs or waits: attempts may start
+        self._open.set()
+        self._alone = asyncio.Lock()  # deciding attempts, one at a time
 
-    def arrived(self, stream_id: str) -> None:
-        """A recovering entry was dispatched."""
-        self._recovering.add(stream_id)
-        self._done.clear()
+    async def enter(self, *, alone: bool) -> Release:
+        """Wait for this attempt's turn to execute; returns its leave (safe to call twice)."""
+        if alone:
+            await self._alone.acquire()
+            self._open.clear()
+            try:
+                while self._executing:
+                    await self._idle.wait()
+            except BaseException:
+                self._reopen()
+                raise
+        else:
+            while not self._open.is_set():
+                await self._open.wait()
+            self._executing += 1
+            self._idle.clear()
+        left = False
 
-    def finished(self, stream_id: str) -> None:
-        """A recovering entry left the consumer (answered, dropped, or left pending)."""
-        self._recovering.discard(stream_id)
-        if not self._recovering:
-            self._done.set()
+        def leave() -> None:
+            nonlocal left
+            if left:
+                return
+            left = True
+            if alone:
+                self._reopen()
+                return
+            self._executing -= 1
+            if not self._executing:
+                self._idle.set()
 
-    async def wait_turn(self) -> None:
-        """For a new entry: wait until the recovering ones are done (at most RECOVERY_WAIT_S)."""
-        if self._recovering:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), RECOVERY_WAIT_S)
+        return leave
 
-    def serial(self, resumed: bool) -> AbstractAsyncContextManager[Any]:
-        """Held around a resumed attempt: the intents that were executing run one at a time."""
-        return self._serial if resumed else contextlib.nullcontext()
+    def _reopen(self) -> None:
+        self._open.set()
+        self._alone.release()

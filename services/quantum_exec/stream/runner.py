@@ -17,6 +17,8 @@ from typing import Protocol
 from quantum_exec.contracts import ExecutionResult, TradeIntent, intent_digest, intent_key
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange import fencing
+from quantum_exec.execution import parking
+from quantum_exec.execution.parking import Release
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -25,7 +27,7 @@ from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.entries import Entry, dead_letter_fields
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import RedisLink
-from quantum_exec.stream.recovery import RecoveryGate, attempt_of, record_lost_by
+from quantum_exec.stream.recovery import RecoveryGate, attempt_of, deciding, record_lost_by
 from quantum_exec.stream.store import BeginState, Lease, Older, Store
 
 log = get_logger(__name__)
@@ -72,15 +74,14 @@ class IntentRunner:
         # not see happened before it, and so did the sending of every order whose record it lost.
         self.connected_at: float | None = None
 
-    async def run(self, entry: Entry, symbol: str) -> Older | None:
+    async def run(self, entry: Entry, symbol: str, slot: Release) -> Older | None:
         """Check the order and take the lease with the in-flight mark (one script), then execute
         (or repair a poison intent) and commit. The older pending entries when the check found
-        some (nothing was taken)."""
+        some (nothing was taken). ``slot`` gives back the consumer's execution slot the caller
+        took for this attempt: called when the attempt parks (safe to call twice)."""
         intent = entry.intent
         assert intent is not None
         key = intent_key(intent, entry.stream_id)
-        if not entry.recovering:
-            await self._recovery.wait_turn()
         # Sent before the lease request: the lease is ours at least from here for lease_ttl_ms.
         confirmed_at = time.monotonic()
         taken = await self._leases.acquire(entry, symbol, key, intent_digest(intent))
@@ -117,13 +118,27 @@ class IntentRunner:
                 log.error(
                     "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
                 )
-            # After an unclean restart the intents that were executing run one at a time, so a
-            # real poison intent is identified alone and innocent ones are not counted with it.
-            resumed = begun.state is BeginState.RESUMED
-            async with self._recovery.serial(resumed):
+            # The attempt whose death would make the intent poison runs alone (see .recovery);
+            # a parked attempt gives its slot and its place back.
+            leave = await self._recovery.enter(alone=deciding(begun, self._max_attempts))
+
+            def release() -> None:
+                slot()
+                leave()
+
+            try:
                 result = await self._execute(
-                    entry, intent, key, lease, confirmed_at, attempt, resumed=resumed
+                    entry,
+                    intent,
+                    key,
+                    lease,
+                    confirmed_at,
+                    attempt,
+                    release,
+                    resumed=begun.state is BeginState.RESUMED,
                 )
+            finally:
+                leave()
             if result is None:
                 return None
             dead_letter = None
@@ -148,13 +163,16 @@ class IntentRunner:
         lease: Lease,
         confirmed_at: float,
         attempt: Attempt,
+        release: Release,
         *,
         resumed: bool,
     ) -> ExecutionResult | None:
-        """Run the handler under the fence; None when it failed and the entry stays pending."""
+        """Run the handler under the fence (``release`` is what parking gives back); None when
+        it failed and the entry stays pending."""
         metrics.IN_FLIGHT.inc()
         check = self._leases.owner_check(lease, key, confirmed_at, resumed=resumed)
         fence = fencing.set_check(check)
+        parked = parking.set_release(release)
         try:
             return await self._handler(intent, entry.stream_id, entry.received_at, attempt=attempt)
         except Exception as exc:
@@ -163,5 +181,6 @@ class IntentRunner:
             log.exception("intent.handler_failed", stream_id=entry.stream_id, intent_id=key, error=str(exc))
             return None
         finally:
+            parking.reset_release(parked)
             fencing.reset_check(fence)
             metrics.IN_FLIGHT.dec()

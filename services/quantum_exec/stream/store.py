@@ -6,7 +6,8 @@ Keys (``P`` is ``settings.key_prefix``):
   ``stream_id``, ``hash`` (of the normalized intent: a re-used id with another payload is a
   conflict), ``attempts`` (attempts that began executing: the first, and each resume that sent an
   order), ``fenced_at`` (ms, Redis clock: the last moment the attempt was allowed to send an
-  order), ``repair`` (the poison repair began), and once done ``result_id``. Expires after
+  order), ``repair`` (the poison repair began), ``received`` (ms, epoch: when the first attempt's
+  entry was read: the result's ``first_received_at``), and once done ``result_id``. Expires after
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
   executes intents of the symbol. Renewed while working, released by compare-and-delete.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -102,6 +104,13 @@ class Begun:
     fenced_at_ms: int = 0
     repair_started: bool = False
     now_ms: int = 0
+    # When the first attempt's entry was read (epoch ms; 0 when unknown): the intent's timings
+    # run from here across redeliveries and restarts.
+    received_ms: int = 0
+
+    @property
+    def first_received_at(self) -> datetime | None:
+        return datetime.fromtimestamp(self.received_ms / 1000, UTC) if self.received_ms else None
 
 
 class CommitStatus(StrEnum):
@@ -157,7 +166,9 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 # of them is of this symbol. Older pending entries only go away (ids grow and are delivered in
 # order), so once none of them is of this symbol the check may be skipped.
 # ARGV[5] is the hash of the normalized intent: the same key with another payload is a conflict.
-# Reply: {token, state, attempts, fenced_at ms, repair flag, now ms}; state 0 done, 1 first attempt
+# ARGV[8] is when this attempt's entry was read (epoch ms), kept from the first attempt on.
+# Reply: {token, state, attempts, fenced_at ms, repair flag, now ms, first received ms}; state 0
+# done, 1 first attempt
 # (it counts as attempt 1 and its lease confirmation is its fence time), 2 resumed (an earlier
 # attempt began: it counts only when it sends an order, see _FENCE), 3 intent id conflict.
 _ORDER_CHECK = """
@@ -176,18 +187,21 @@ _ACQUIRE_AND_BEGIN = (
     + _TAKE_LEASE
     + _NOW_MS
     + """
-local rec = redis.call('HMGET', KEYS[3], 'state', 'hash', 'attempts', 'fenced_at', 'repair')
-if rec[2] and rec[2] ~= ARGV[5] then return {token, 3, 0, 0, 0, now_ms} end
-if rec[1] == 'done' then return {token, 0, 0, 0, 0, now_ms} end
+local rec = redis.call('HMGET', KEYS[3], 'state', 'hash', 'attempts', 'fenced_at', 'repair', 'received')
+if rec[2] and rec[2] ~= ARGV[5] then return {token, 3, 0, 0, 0, now_ms, 0} end
+if rec[1] == 'done' then return {token, 0, 0, 0, 0, now_ms, 0} end
 if rec[1] then
-  redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3], 'hash', ARGV[5])
+  local received = rec[6] or ARGV[8]
+  redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3], 'hash', ARGV[5],
+    'received', received)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
-  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), rec[5] and 1 or 0, now_ms}
+  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), rec[5] and 1 or 0, now_ms,
+    tonumber(received)}
 end
 redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3],
-  'hash', ARGV[5], 'attempts', 1, 'fenced_at', now_ms)
+  'hash', ARGV[5], 'attempts', 1, 'fenced_at', now_ms, 'received', ARGV[8])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-return {token, 1, 1, now_ms, 0, now_ms}
+return {token, 1, 1, now_ms, 0, now_ms, tonumber(ARGV[8])}
 """
 )
 
@@ -308,12 +322,14 @@ class Store:
         stream_id: str,
         intent_hash: str,
         *,
+        received_at: datetime | None = None,
         order_check: bool = True,
     ) -> tuple[Lease, Begun] | Older | None:
         """Check the order, take the symbol's lease and mark the intent in flight under it, atomically.
 
         :class:`Older` when ``order_check`` found older entries pending in the group (the caller
         sorts out whether one is of this symbol); None when another owner holds the lease;
+        ``received_at`` (when the entry was read, now by default) is kept as the first attempt's;
         otherwise the lease and what the record says (done, new, resumed with its attempt count
         and last fence time, or an id conflict).
         """
@@ -332,6 +348,7 @@ class Store:
                 intent_hash,
                 self.keys.consumer_group if order_check else "",
                 ORDER_CHECK_PAGE,
+                int((received_at or datetime.now(UTC)).timestamp() * 1000),
             ],
         )
         if reply is None:
@@ -339,13 +356,14 @@ class Store:
         if int(reply[0]) == -1:
             ids = [_text(v) for v in reply[1:]]
             return Older(ids, complete=len(ids) < ORDER_CHECK_PAGE)
-        token, state, attempts, fenced_at, repair, now_ms = (int(v) for v in reply)
+        token, state, attempts, fenced_at, repair, now_ms, received_ms = (int(v) for v in reply)
         begun = Begun(
             (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],
             attempts=attempts,
             fenced_at_ms=fenced_at,
             repair_started=bool(repair),
             now_ms=now_ms,
+            received_ms=received_ms,
         )
         return Lease(symbol=symbol, owner=owner, token=token), begun
 
