@@ -350,7 +350,10 @@ class AccountFollower(Resyncing):
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
             elif self._twin_open(event) or self._armed_late(event):
-                self._kick(event.symbol)  # a leg armed beside its other copy: the OCO keeps one
+                # A leg armed beside its other copy (the OCO keeps one), or after the fill that
+                # left it nothing to protect (the OCO cancels it now, not at the next fill).
+                self._kick(event.symbol)
+            self._watch(event.symbol)  # a leg still settling: the OCO looks again when it has
         elif isinstance(event, AccountUpdate):
             if event.reason == "FUNDING_FEE":
                 self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
@@ -359,17 +362,12 @@ class AccountFollower(Resyncing):
         self._check_drift()
 
     def _armed_late(self, event: AlgoUpdate) -> bool:
-        """True when our leg was armed after fills that may leave it nothing to protect (its
-        ALGO_UPDATE came after them): the OCO looks at it now, not at the next fill."""
+        """True when our leg is armed and not settling: every fill before its placement has come
+        (one type is ordered), so the view can tell already whether it still protects anything."""
         if not is_own_protective(event.client_algo_id) or event.status is not AlgoStatus.NEW:
             return False
         leg = self.state.algo_order(event.client_algo_id)
-        if leg is None or not leg.is_armed:
-            return False
-        if self.state.settling(leg):
-            self._watch(event.symbol)  # the OCO looks once it has settled
-            return False
-        return True
+        return leg is not None and leg.is_armed and not self.state.settling(leg)
 
     def _watch(self, symbol: str) -> None:
         """Look at ``symbol`` again when what is settling on it (an ACCOUNT_UPDATE ahead of its fill,
