@@ -144,3 +144,35 @@ async def test_a_close_the_exchange_refuses_leaves_the_position_protected(desk: 
     assert desk.position("ETHUSDT") == Decimal("0.2")
     assert desk.algo_status(opened.stop_loss.client_algo_id) == "NEW"
     assert desk.algo_status(opened.take_profit.client_algo_id) == "NEW"
+
+
+async def test_a_close_cancels_the_legs_whose_algo_update_has_not_come_yet(desk: Desk) -> None:
+    """Events of different types are not ordered: the ALGO_UPDATEs of the legs placed for the open
+    come a second late, after the close has filled. The close still cancels them (it placed them),
+    once each: the live OCO, seeing them armed on a flat symbol later, leaves them alone."""
+    service = await desk.service()
+    account = service.account
+    assert account is not None
+    desk.sim.set_faults(stream_reorder={"seed": 1, "max_delay_ms": 0, "type_delay_ms": {"ALGO_UPDATE": 1000}})
+    await desk.publish(
+        intent_id="open", symbol="ETHUSDT", side="BUY", quantity="0.2", stop_loss_pct="2", take_profit_pct="3"
+    )
+    opened = await desk.result("open")
+    assert opened.status is ResultStatus.FILLED and opened.protection is ProtectionState.PROTECTED
+    assert account.state.open_algo_orders("ETHUSDT") == []  # not seen yet
+    before = dict(desk.sim.request_counts)
+    await desk.publish(intent_id="close", symbol="ETHUSDT", side="CLOSE")
+    closed = await desk.result("close")
+    assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.2")
+    assert desk.position("ETHUSDT") == 0 and not desk.open_algos("ETHUSDT")
+
+    async def settled() -> bool:
+        seen = account.state.algo_order(opened.stop_loss.client_algo_id) if opened.stop_loss else None
+        oco = account._oco_tasks.get("ETHUSDT")
+        armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
+        return seen is not None and not armed and (oco is None or oco.done())
+
+    await wait_for(settled, 10, "the legs' updates seen and the OCO idle")
+    sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}
+    assert "GET /fapi/v1/openAlgoOrders" not in sent
+    assert sent.get("DELETE /fapi/v1/algoOrder") == 2, sent

@@ -95,6 +95,35 @@ async def test_an_open_with_the_stream_up_costs_no_request_weight(desk: Desk) ->
     assert result.realized_pnl == Decimal(trade["realizedPnl"])
 
 
+async def test_an_account_update_ahead_of_its_fill_is_not_taken_for_drift(desk: Desk) -> None:
+    """Binance orders events within one type only: here every ORDER_TRADE_UPDATE comes 200 ms after
+    the ACCOUNT_UPDATE of its own fill. The stop still cancels its target and is published once,
+    and nothing is read by REST: a pushed position ahead of the fills is not drift."""
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(**_long("acc-ahead-1", mark))
+    result = await desk.result("acc-ahead-1")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.stop_loss is not None and result.take_profit is not None
+    desk.sim.set_faults(
+        stream_reorder={"seed": 1, "max_delay_ms": 0, "type_delay_ms": {"ORDER_TRADE_UPDATE": 200}}
+    )
+    polled_before = {k: v for k, v in desk.sim.request_counts.items() if k.startswith("GET ")}
+    desk.sim.set_mark_price("BTCUSDT", Decimal(str(result.stop_loss.trigger_price)) * Decimal("0.999"))
+    target_id = result.take_profit.client_algo_id
+    await wait_for(lambda: desk.algo_status(target_id) == "CANCELED", 5, "the target cancelled")
+
+    async def closed() -> list[dict[str, Any]]:
+        return [e for e in await desk.events() if e["kind"] == "closed"]
+
+    await wait_for(closed, 5, "the closed event")
+    [event] = await closed()
+    assert event["reason"] == "stop_loss" and event["intent_id"] == "acc-ahead-1"
+    assert [e["kind"] for e in await desk.events()] == ["opened", "closed"]
+    polled_after = {k: v for k, v in desk.sim.request_counts.items() if k.startswith("GET ")}
+    assert polled_after == polled_before
+
+
 async def test_pyramided_opens_leave_no_conditional_orders_after_the_stop(desk: Desk) -> None:
     await desk.service()
     limit = 200  # open conditional orders per account (Binance, since 2025-12-29 none per symbol)
@@ -227,9 +256,12 @@ async def test_a_reduced_position_gets_legs_resized_to_what_is_left(desk: Desk) 
         return all(
             a is not None and a["algoStatus"] == "NEW" and Decimal(a["quantity"]) == Decimal("0.012")
             for a in found
+        ) and all(
+            desk.algo_status(leg.client_algo_id) != "NEW" for leg in (opened.stop_loss, opened.take_profit)
         )
 
-    await wait_for(resized, 5, "both legs resized to 0.012")
+    # The old leg is cancelled one round trip after its replacement is armed: wait for both.
+    await wait_for(resized, 5, "both legs resized to 0.012 and the old ones gone")
     for leg, was in zip(legs, (opened.stop_loss, opened.take_profit), strict=True):
         now = desk.algo(leg)
         assert now is not None and Decimal(now["triggerPrice"]) == was.trigger_price and now["side"] == "SELL"

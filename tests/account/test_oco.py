@@ -204,3 +204,25 @@ def test_a_sibling_filled_under_its_alternate_id_cancels_the_leg() -> None:
     )
     # Its fill is not seen yet: only the sibling rule can tell.
     assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "sibling leg filled")]
+
+
+def test_a_leg_armed_ahead_of_its_entry_fill_is_not_cancelled_as_flat() -> None:
+    """Events of different types are not ordered: the ALGO_UPDATE of a leg placed after its entry
+    filled may come before that fill's ORDER_TRADE_UPDATE, while the position looks flat."""
+    state = AccountState()
+    state.resync([], [])
+    feed(state, algo_message(client_algo_id=SL, qty="0.010", trigger="58000", time_ms=1_700_000_000_100))
+    assert state.position("BTCUSDT").is_flat
+    assert plan_oco(state, "BTCUSDT") == []
+    feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", time_ms=1_700_000_000_050))
+    assert plan_oco(state, "BTCUSDT") == []
+
+
+def test_a_leg_armed_after_the_fill_that_flattened_its_position_is_cancelled() -> None:
+    """The other way round: the close filled after the leg was placed, but its fill came first."""
+    state = AccountState()
+    state.resync([], [])
+    feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", time_ms=1_700_000_000_050))
+    feed(state, fill_message(side="SELL", order_id=2, trade_id=2, qty="0.010", time_ms=1_700_000_000_200))
+    feed(state, algo_message(client_algo_id=SL, qty="0.010", trigger="58000", time_ms=1_700_000_000_100))
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "position flat")]

@@ -3,6 +3,7 @@ would hold past their intent's TTL are shed (never sent late), and the exchange 
 
 from __future__ import annotations
 
+import os
 import time
 from decimal import Decimal
 
@@ -19,6 +20,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SYMBOLS = {"DOGEUSDT": "40", "XRPUSDT": "3.0", "ADAUSDT": "14", "ARBUSDT": "15.0", "NEARUSDT": "5"}
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("QUANTUM_TEST_STREAM_REORDER")),
+    reason="a throughput bound (>= 200 fills inside a 3 s TTL): the reorder fault holds every event "
+    "30-60 ms and each entry waits for its fill's event to read its fees, so it measures the fault; "
+    "shedding itself is covered in the plain run",
+)
 async def test_entries_pacing_would_send_past_their_ttl_are_shed_not_sent_late(desk: Desk) -> None:
     ttl_s = 3.0
     await desk.service(intent_ttl_s=ttl_s, max_concurrency=64)

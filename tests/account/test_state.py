@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from copy import deepcopy
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from account.samples import ACCOUNT_UPDATE, LISTEN_KEY_EXPIRED, algo_message, fill_message
 from quantum_exec.account.events import parse_event
 from quantum_exec.account.positions import PositionView
-from quantum_exec.account.state import AccountState, StaleStateError
+from quantum_exec.account.state import SETTLE_GRACE_S, AccountState, StaleStateError
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Position
 from quantum_exec.ids import client_order_id
 
@@ -274,7 +275,67 @@ def test_pushed_account_update_disagreeing_is_drift() -> None:
     update = deepcopy(ACCOUNT_UPDATE)
     update["a"]["P"] = [dict(update["a"]["P"][1], ps="BOTH")]
     feed(state, update)
-    assert state.drifted_symbols() == ["BTCUSDT"]
+    # Its fill may still be on the way (events of different types are not ordered): not yet.
+    assert state.drifted_symbols() == []
+    assert state.drifted_symbols(time.monotonic() + SETTLE_GRACE_S) == ["BTCUSDT"]
+
+
+def test_an_account_update_ahead_of_its_fill_is_no_drift_once_the_fill_comes() -> None:
+    state = fresh()
+    update = deepcopy(ACCOUNT_UPDATE)  # T = 1564745798938, says 20
+    update["a"]["P"] = [dict(update["a"]["P"][1], ps="BOTH")]
+    feed(state, update)
+    assert state.disagreeing_symbols() == ["BTCUSDT"]
+    feed(state, fill_message(qty="20", price="6563.665", time_ms=1564745798938))  # its own fill, late
+    assert state.disagreeing_symbols() == []
+    assert state.drifted_symbols(time.monotonic() + SETTLE_GRACE_S) == []
+
+
+def test_an_account_update_older_than_the_next_fill_of_the_same_ms_is_no_drift() -> None:
+    """Two fills in one millisecond, each with its ACCOUNT_UPDATE: the first update, late behind
+    both fills, disagrees only until the second update comes."""
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1, qty="5", time_ms=1564745798938))
+    feed(state, fill_message(order_id=1, trade_id=2, qty="15", time_ms=1564745798938))
+    first = deepcopy(ACCOUNT_UPDATE)
+    first["a"]["P"] = [dict(first["a"]["P"][1], ps="BOTH", pa="5")]
+    feed(state, first)
+    second = deepcopy(ACCOUNT_UPDATE)
+    second["a"]["P"] = [dict(second["a"]["P"][1], ps="BOTH")]
+    feed(state, second)
+    assert state.drifted_symbols(time.monotonic() + SETTLE_GRACE_S) == []
+
+
+def test_a_fill_arriving_after_a_snapshot_that_holds_it_is_not_counted_twice() -> None:
+    """A resync ran while the fill's event was on the way: the snapshot has the fill already (its
+    updateTime says so), so the late event is a fill of the order but moves nothing."""
+    state = fresh()
+    state.resync([rest_position("BTCUSDT", "0.010", "60000", update_ms=T0 + 50)], [], as_of_ms=T0 + 60)
+    applied = feed(state, fill_message(order_id=1, trade_id=1, qty="0.010", price="60000", time_ms=T0 + 50))
+    assert applied.fill is None
+    assert state.position("BTCUSDT") == PositionView("BTCUSDT", D("0.010"), D("60000"))
+    summary = state.fills_of("BTCUSDT", 1)
+    assert summary is not None and summary.quantity == D("0.010")
+    # A fill newer than the snapshot still moves the position.
+    feed(state, fill_message(order_id=2, trade_id=2, qty="0.005", price="60000", time_ms=T0 + 70))
+    assert state.position("BTCUSDT").amount == D("0.015")
+
+
+def test_a_leg_armed_ahead_of_the_fill_it_protects_is_settling_for_the_grace() -> None:
+    state = fresh()
+    feed(state, fill_message(order_id=1, trade_id=1, time_ms=T0))
+    # Placed after a second entry filled at T0 + 20, whose event has not come yet.
+    feed(state, algo_message(client_algo_id=SL, algo_id=5, time_ms=T0 + 30))
+    [leg] = state.open_protective("BTCUSDT")
+    assert state.settling(leg)
+    assert not state.settling(leg, time.monotonic() + SETTLE_GRACE_S)
+    at = state.settles_at("BTCUSDT")
+    assert at is not None and 0 < at - time.monotonic() <= SETTLE_GRACE_S
+    feed(state, fill_message(order_id=2, trade_id=2, time_ms=T0 + 20))
+    assert state.settling(leg)  # a fill older than the leg: another may still be on the way
+    feed(state, fill_message(order_id=3, trade_id=3, time_ms=T0 + 40))
+    assert not state.settling(leg)  # a newer fill: every fill before the leg has come (one type)
+    assert state.settles_at("BTCUSDT") is None
 
 
 def test_pushed_update_older_than_a_fill_is_not_drift() -> None:

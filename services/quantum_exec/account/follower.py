@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from decimal import Decimal
 from typing import Any, Final
 
@@ -52,6 +52,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
+from quantum_exec.exchange.wire import AlgoStatus
 from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
@@ -101,6 +102,8 @@ class AccountFollower(Resyncing):
         self._oco_dirty: set[str] = set()
         self._acted_on: set[int] = set()  # algo ids cancelled by us (their CANCELED may still be on the way)
         self._held_legs: set[str] = set()  # client ids of legs whose entry is still travelling
+        # symbol -> the timer that looks at it again once what is settling there has settled.
+        self._settle_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._resync_lock = asyncio.Lock()
@@ -126,6 +129,9 @@ class AccountFollower(Resyncing):
 
     async def stop(self) -> None:
         self._stopping.set()
+        for timer in self._settle_timers.values():
+            timer.cancel()
+        self._settle_timers.clear()
         await self.stream.stop()
         tasks = [*self._tasks, *self._oco_tasks.values()]
         for task in tasks:
@@ -148,25 +154,37 @@ class AccountFollower(Resyncing):
             return None
 
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
-        """Our armed protective orders on ``symbol``, or ``None`` while the view is stale."""
+        """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while
+        the view is stale; a leg still settling (armed ahead of the fill it protects, which may be on
+        the way) is left out: to the view its position may look flat."""
         try:
-            return [a for a in self.state.open_protective(symbol) if a.algo_id not in self._acted_on]
-        except StaleStateError:
-            return None
-
-    def take_for_cancel(self, symbol: str) -> list[int] | None:
-        """Our armed protective orders on ``symbol`` (never anyone else's) that nobody here is
-        cancelling yet, now marked as cancelled by the caller (the live OCO leaves them alone: one
-        DELETE each, not two); ``None`` while stale. A caller whose cancel failed, or that keeps
-        them after all, calls :meth:`cancel_failed`."""
-        try:
-            ids = [
-                a.algo_id
+            return [
+                a
                 for a in self.state.open_protective(symbol)
-                if a.is_armed and a.algo_id not in self._acted_on
+                if a.algo_id not in self._acted_on and not self.state.settling(a)
             ]
         except StaleStateError:
             return None
+
+    def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None:
+        """Our armed protective orders on ``symbol`` (never anyone else's) that nobody here is
+        cancelling yet, now marked as cancelled by the caller (the live OCO leaves them alone: one
+        DELETE each, not two); ``None`` while stale. A caller whose cancel failed, or that keeps
+        them after all, calls :meth:`cancel_failed`.
+
+        ``placed`` are algo ids of our legs on ``symbol`` the caller placed itself: one the view
+        does not know yet (its ALGO_UPDATE may come after later events of other types) is taken
+        too, one the view knows ended is not."""
+        try:
+            legs = self.state.open_protective(symbol)
+        except StaleStateError:
+            return None
+        ids = [a.algo_id for a in legs if a.is_armed and a.algo_id not in self._acted_on]
+        ids += sorted(
+            algo_id
+            for algo_id in set(placed)
+            if algo_id not in self._acted_on and not self.state.knows_algo_id(algo_id)
+        )
         self._acted_on.update(ids)
         return ids
 
@@ -328,6 +346,7 @@ class AccountFollower(Resyncing):
                 self._moved(applied.fill, applied.before, applied.after)
             if self.state.order_done(event.symbol, event.order_id):
                 wake_key(self._order_waiters, (event.symbol, event.order_id))
+            self._watch(event.symbol)
         elif isinstance(event, AlgoUpdate):
             wake_key(self._algo_waiters, event.client_algo_id)
             if event.actual_order_id:
@@ -335,17 +354,54 @@ class AccountFollower(Resyncing):
             if event.status.is_final:
                 self._acted_on.discard(event.algo_id)
                 self._kick(event.symbol)
-            elif self._twin_open(event):
-                self._kick(event.symbol)  # a leg armed beside its other copy: the OCO keeps one
-        elif isinstance(event, AccountUpdate) and event.reason == "FUNDING_FEE":
-            self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
-        elif (
-            isinstance(event, AccountUpdate)
-            and self.state.drifted_symbols()
-            and not self._resync_lock.locked()
-        ):
-            log.warning("account.drift", symbols=self.state.drifted_symbols())
-            self._spawn(self._resync(), "account-resync")
+            elif self._twin_open(event) or self._armed_late(event):
+                # A leg armed beside its other copy (the OCO keeps one), or after the fill that
+                # left it nothing to protect (the OCO cancels it now, not at the next fill).
+                self._kick(event.symbol)
+            self._watch(event.symbol)  # a leg still settling: the OCO looks again when it has
+        elif isinstance(event, AccountUpdate):
+            if event.reason == "FUNDING_FEE":
+                self.funding_seen_ms = max(self.funding_seen_ms, event.event_time_ms)
+            for symbol in {p.symbol for p in event.positions}:
+                self._watch(symbol)
+        self._check_drift()
+
+    def _armed_late(self, event: AlgoUpdate) -> bool:
+        """True when our leg is armed and not settling: every fill before its placement has come
+        (one type is ordered), so the view can tell already whether it still protects anything."""
+        if not is_own_protective(event.client_algo_id) or event.status is not AlgoStatus.NEW:
+            return False
+        leg = self.state.algo_order(event.client_algo_id)
+        return leg is not None and leg.is_armed and not self.state.settling(leg)
+
+    def _watch(self, symbol: str) -> None:
+        """Look at ``symbol`` again when what is settling on it (an ACCOUNT_UPDATE ahead of its fill,
+        a leg armed ahead of the fill it protects) has had its grace: drift, and the OCO."""
+        if symbol in self._settle_timers or self._stopping.is_set():
+            return
+        at = self.state.settles_at(symbol)
+        if at is not None:
+            delay_s = max(0.0, at - time.monotonic()) + 0.001
+            loop = asyncio.get_running_loop()
+            self._settle_timers[symbol] = loop.call_later(delay_s, self._settled, symbol)
+
+    def _settled(self, symbol: str) -> None:
+        del self._settle_timers[symbol]
+        self._check_drift()
+        self._kick(symbol)
+        self._watch(symbol)
+
+    def _check_drift(self) -> None:
+        """Resync when a pushed position has disagreed with the fills for longer than the grace."""
+        drifted = self.state.drifted_symbols()
+        if drifted and not self._resync_lock.locked():
+            log.warning("account.drift", symbols=drifted)
+            self._spawn(self._drift_resync(), "account-resync")
+
+    async def _drift_resync(self) -> None:
+        await self._resync()
+        for symbol in self.state.disagreeing_symbols():
+            self._watch(symbol)
 
     def _twin_open(self, event: AlgoUpdate) -> bool:
         """True when our leg of ``event`` is open under both of its ids (see :func:`.roles.leg_ids`)."""

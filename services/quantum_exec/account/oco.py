@@ -16,7 +16,9 @@ Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the sy
   that fits the position best.
 
 Orders of anybody else are never touched; TRIGGERING/TRIGGERED ones are in flight (a cancel
-answers -2011) and are left to finish.
+answers -2011) and are left to finish. A leg still settling (:meth:`AccountState.settling`: armed
+after every fill seen, so the fill it protects may still be on the way) is left alone until it has
+settled: to a view without that fill its position may look flat.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
     remaining = abs(amount)
     actions: list[Action] = []
     copies: dict[str, list[AlgoView]] = {}
-    for leg in state.open_protective(symbol):
+    legs_now = state.open_protective(symbol)
+    settling = {leg.client_algo_id for leg in legs_now if state.settling(leg)}
+    for leg in legs_now:
         if leg.is_armed:
             copies.setdefault(leg_ids(leg.client_algo_id)[0], []).append(leg)
     for _, legs in sorted(copies.items()):
@@ -102,4 +106,4 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
             actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
         elif not leg.close_position and leg.quantity > remaining and len(legs) == 1:
             actions.append(Replace(symbol, leg, remaining))  # with a twin: once its cancel is seen
-    return actions
+    return [action for action in actions if action.client_algo_id not in settling]

@@ -4,14 +4,19 @@ Positions move by fills only (deduplicated by trade id). A REST snapshot (:meth:
 is merged, never laid over the view (style.md 17): it was taken before the events that arrived while
 it travelled, so each fill newer than the snapshot's position (its ``updateTime``, or the moment the
 request was sent) is applied again on top of it, and a conditional order keeps what an ALGO_UPDATE
-said after the snapshot was asked. ACCOUNT_UPDATE positions are kept as the exchange's own word and
-compared by :meth:`AccountState.drifted_symbols`: events of different types are not ordered
-against each other (Binance's "Message Ordering Guarantee" covers one type on one connection),
-so adding a pushed amount and a fill could count one trade twice. NautilusTrader builds its
-positions from fills the same way and re-checks by REST after every reconnect; Hummingbot's
-issues #7590/#7679 show what trusting a silent stream costs. So the view starts stale, a resync
-makes it fresh, :meth:`AccountState.mark_stale` (stream down, key expired) makes every query
-raise :class:`StaleStateError` until the next resync.
+said after the snapshot was asked; a fill that arrives after a snapshot that already holds it (its
+time is not after the snapshot's) is recorded but moves nothing. ACCOUNT_UPDATE positions are kept
+as the exchange's own word and compared by :meth:`AccountState.drifted_symbols`: events of
+different types are not ordered against each other (Binance's "Message Ordering Guarantee" covers
+one type on one connection), so adding a pushed amount and a fill could count one trade twice, and
+an ACCOUNT_UPDATE may come before the ORDER_TRADE_UPDATE of its own fill: a disagreement is drift
+only once it has lasted :data:`SETTLE_GRACE_S`. For the same reason a leg armed after every
+position fact seen on its symbol (the entry fill it protects may still be on the way) is
+:meth:`AccountState.settling` for that long, and the live OCO does not act on it meanwhile.
+NautilusTrader builds its positions from fills the same way and re-checks by REST after every
+reconnect; Hummingbot's issues #7590/#7679 show what trusting a silent stream costs. So the view
+starts stale, a resync makes it fresh, :meth:`AccountState.mark_stale` (stream down, key expired)
+makes every query raise :class:`StaleStateError` until the next resync.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ MAX_ORDERS_WITH_FILLS: Final = 4096
 MAX_CLOSED_ALGO_ORDERS: Final = 4096
 # Recent fills kept to be applied again over a REST snapshot older than they are.
 MAX_RECENT_FILLS: Final = 4096
+# How long an event may wait for an event of another type that happened before it (Binance orders
+# events within one type only): an ACCOUNT_UPDATE ahead of its fill, a leg armed ahead of the fill
+# of the entry it protects. Seconds; bounded, so a fill really missed still starts a resync.
+SETTLE_GRACE_S: Final = 0.5
+# Legs remembered as armed lately before the older ones are forgotten (they settled long ago).
+MAX_SETTLING_LEGS: Final = 1024
 
 
 class StaleStateError(QuantumError):
@@ -173,7 +184,14 @@ class AccountState:
     def __init__(self) -> None:
         self._positions: dict[str, PositionView] = {}
         self._pushed: dict[str, tuple[int, PositionView]] = {}
+        # symbol -> since when (monotonic) its pushed amount disagrees with the fills.
+        self._disagreeing: dict[str, float] = {}
         self._last_fill_ms: dict[str, int] = {}
+        # What the last resync's position snapshot holds: fills up to this time, per symbol it
+        # listed; a fill arriving later but not newer is in it already.
+        self._snapshot_ms: dict[str, int] = {}
+        # client algo id -> when (monotonic) our leg was seen armed, while it may be settling.
+        self._armed_at: dict[str, float] = {}
         self._algos: dict[str, AlgoView] = {}
         self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
         self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
@@ -224,11 +242,15 @@ class AccountState:
                 last_fill_ms[fill.symbol] = max(last_fill_ms.get(fill.symbol, asked_ms), fill_ms)
         self._positions = merged
         self._last_fill_ms = last_fill_ms
+        self._snapshot_ms = since
         self._pushed = {
             symbol: pushed
             for symbol, pushed in self._pushed.items()
             if pushed[0] > since.get(symbol, asked_ms)
         }
+        self._disagreeing.clear()
+        for symbol in self._pushed:
+            self._compare(symbol)
         self._algos = self._merged_algos(open_algo_orders, asked_ms)
         self.generation += 1
         self.stale = False
@@ -278,7 +300,21 @@ class AccountState:
                 if pushed.position_side == "BOTH":
                     view = PositionView(pushed.symbol, pushed.amount, pushed.entry_price)
                     self._pushed[pushed.symbol] = (event.transaction_time_ms, view)
+                    self._compare(pushed.symbol)
         return _NOTHING
+
+    def _compare(self, symbol: str) -> None:
+        """Note whether the pushed amount of ``symbol`` disagrees with the fills, and since when."""
+        pushed = self._pushed.get(symbol)
+        ours = self._positions.get(symbol) or PositionView(symbol)
+        if (
+            pushed is not None
+            and pushed[0] >= self._last_fill_ms.get(symbol, 0)
+            and pushed[1].amount != ours.amount
+        ):
+            self._disagreeing.setdefault(symbol, time.monotonic())
+        else:
+            self._disagreeing.pop(symbol, None)
 
     def _apply_order(self, event: OrderTradeUpdate) -> Applied:
         if event.status in FINAL_ORDER_STATUSES:
@@ -295,7 +331,6 @@ class AccountState:
                 self._fills.popitem(last=False)
         if event.trade_id in trades:
             return _NOTHING  # a replayed event: counted once
-        self._recent_fills.append(event)
         trades[event.trade_id] = Fill(
             trade_id=event.trade_id,
             quantity=event.last_qty,
@@ -305,11 +340,15 @@ class AccountState:
             realized_pnl=event.realized_profit,
             time_ms=event.trade_time_ms,
         )
+        if _fill_time_ms(event) <= self._snapshot_ms.get(event.symbol, 0):
+            return _NOTHING  # late behind the last resync, whose snapshot holds it already
+        self._recent_fills.append(event)
         before = self._positions.get(event.symbol) or PositionView(event.symbol)
         after = apply_fill(before, event)
         self._positions[event.symbol] = after
         last = self._last_fill_ms.get(event.symbol, 0)
         self._last_fill_ms[event.symbol] = max(last, event.transaction_time_ms)
+        self._compare(event.symbol)
         return Applied(fill=event, before=before, after=after)
 
     def _apply_algo(self, event: AlgoUpdate) -> None:
@@ -318,6 +357,13 @@ class AccountState:
             return  # older than what we have
         view = AlgoView.from_event(event)
         self._index(view)
+        if view.is_armed and is_own_protective(view.client_algo_id):
+            now = time.monotonic()
+            if len(self._armed_at) >= MAX_SETTLING_LEGS:  # only the last grace's matter
+                self._armed_at = {k: t for k, t in self._armed_at.items() if now - t < SETTLE_GRACE_S}
+            self._armed_at.setdefault(view.client_algo_id, now)
+        else:
+            self._armed_at.pop(view.client_algo_id, None)
         if view.status.is_final:
             self._algos.pop(view.client_algo_id, None)
             self._closed_algos[view.client_algo_id] = view
@@ -369,6 +415,10 @@ class AccountState:
             return None
         return self._algos.get(client_algo_id) or self._closed_algos.get(client_algo_id)
 
+    def knows_algo_id(self, algo_id: int) -> bool:
+        """True when a conditional order of this algo id is open or recently final in the view."""
+        return any(a.algo_id == algo_id for a in (*self._algos.values(), *self._closed_algos.values()))
+
     def _index(self, view: AlgoView) -> None:
         if view.actual_order_id:
             self._by_actual[view.actual_order_id] = view.client_algo_id
@@ -385,17 +435,40 @@ class AccountState:
         trades = self._fills.get((symbol, order_id))
         return FillSummary.of(trades.values()) if trades else None
 
-    def drifted_symbols(self) -> list[str]:
-        """Symbols whose pushed ACCOUNT_UPDATE amount disagrees with the fills, once no fill is newer.
+    def drifted_symbols(self, now: float | None = None) -> list[str]:
+        """Symbols whose pushed ACCOUNT_UPDATE amount has disagreed with the fills (no fill newer
+        than it) for :data:`SETTLE_GRACE_S` by ``now`` (monotonic; the present when not given).
 
-        A non-empty answer means a fill was missed (or a trade was not a fill to us): resync.
+        A shorter disagreement is an ACCOUNT_UPDATE ahead of its own fill, which is still on the
+        way; a non-empty answer means a fill was missed (or a trade was not a fill to us): resync.
         """
-        drifted = []
-        for symbol, (time_ms, pushed) in sorted(self._pushed.items()):
-            ours = self._positions.get(symbol) or PositionView(symbol)
-            if time_ms >= self._last_fill_ms.get(symbol, 0) and pushed.amount != ours.amount:
-                drifted.append(symbol)
-        return drifted
+        at = time.monotonic() if now is None else now
+        return sorted(s for s, since in self._disagreeing.items() if at - since >= SETTLE_GRACE_S)
+
+    def settling(self, leg: AlgoView, now: float | None = None) -> bool:
+        """True while ``leg`` (ours, armed) is newer than every position fact seen on its symbol and
+        younger than :data:`SETTLE_GRACE_S`: the fill it protects may still be on the way, so the
+        position seen is not yet the one it was placed for."""
+        armed_at = self._armed_at.get(leg.client_algo_id)
+        if armed_at is None or leg.update_time_ms <= self._last_fill_ms.get(leg.symbol, 0):
+            return False
+        return (time.monotonic() if now is None else now) - armed_at < SETTLE_GRACE_S
+
+    def settles_at(self, symbol: str) -> float | None:
+        """When (monotonic) the next thing still settling on ``symbol`` stops settling; ``None``
+        when nothing is (the follower looks again then: drift, and the OCO on settled legs)."""
+        now = time.monotonic()
+        times = [since + SETTLE_GRACE_S for s, since in self._disagreeing.items() if s == symbol]
+        times += [
+            self._armed_at[leg.client_algo_id] + SETTLE_GRACE_S
+            for leg in self.own_protective_known(symbol)
+            if self.settling(leg, now)
+        ]
+        return min((t for t in times if t > now), default=None)
+
+    def disagreeing_symbols(self) -> list[str]:
+        """Symbols whose pushed amount disagrees with the fills now, for however short a time."""
+        return sorted(self._disagreeing)
 
     # ---- the owner's bookkeeping (no freshness check: used to bridge a gap)
 

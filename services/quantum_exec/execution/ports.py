@@ -6,7 +6,7 @@ driven by a scripted fake in unit tests as well as by :class:`BinanceGateway` ov
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -159,7 +159,7 @@ class AccountView(Protocol):
 
     def own_protective(self, symbol: str) -> Sequence[ProtectiveLeg] | None: ...
 
-    def take_for_cancel(self, symbol: str) -> list[int] | None: ...
+    def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
     def cancel_failed(self, algo_id: int) -> None: ...
 

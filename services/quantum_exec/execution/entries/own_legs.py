@@ -28,7 +28,9 @@ class OwnLegs:
         """Our armed legs of ``symbol`` as the live view knows them, now held from its OCO (one
         DELETE each, not two) until :meth:`cancel` or :meth:`release`; ``None`` without a fresh view."""
         account = self._account()
-        return account.take_for_cancel(symbol) if account is not None else None
+        # With the ids placed here: a leg's ALGO_UPDATE may still be behind the events of its fill.
+        placed = self._own.get(symbol, set())
+        return account.take_for_cancel(symbol, placed) if account is not None else None
 
     def release(self, algo_ids: list[int]) -> None:
         """Legs taken but kept (the close did not flatten): the live OCO may act on them again."""
