@@ -162,12 +162,15 @@ def _local_settings(args: argparse.Namespace) -> Settings:
 
     try:
         settings = _settings(args)
-    except ConfigError:
+    except ConfigError as refused:
         port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
-        settings = Settings(
-            metrics_port=int(port) if port.isdigit() else 9108,
-            api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
-        )
+        try:
+            settings = Settings(
+                metrics_port=int(port) if port.isdigit() else 9108,
+                api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
+            )
+        except ValueError:  # the client's own settings are bad too (a short token): say why, once
+            raise refused from None
     recorded = read_endpoints().get("metrics_port")
     if "QUANTUM_METRICS_PORT" not in os.environ and isinstance(recorded, int):
         settings = settings.model_copy(update={"metrics_port": recorded})

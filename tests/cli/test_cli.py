@@ -233,3 +233,18 @@ def test_demo_runs_end_to_end_within_30_seconds() -> None:
     for expected in ("NOTIONAL_BELOW_MIN", "protected", "CLOSE"):
         assert expected in out.stdout
     assert elapsed < 30
+
+
+def test_a_short_api_token_is_one_line_for_the_book_commands_too(tmp_path: Any) -> None:
+    """The client falls back to its own settings to find the port; a bad token there is the same
+    one-line refusal that serve gives, not a validation traceback."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("QUANTUM_", "BINANCE_"))},
+        "XDG_RUNTIME_DIR": str(tmp_path),
+        "QUANTUM_API_TOKEN": "short",
+    }
+    for command in ("positions", "check"):
+        out = run(command, env=env)
+        assert out.returncode == 2, (command, out.stderr)
+        assert "Traceback" not in out.stderr and "ValidationError" not in out.stderr
+        assert out.stderr.strip().count("\n") == 0 and "QUANTUM_API_TOKEN" in out.stderr
