@@ -44,10 +44,14 @@ from quantum_exec.errors import (
 )
 from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType
-from quantum_exec.execution.entries.beside import LegsBesideEntry
 from quantum_exec.execution.entries.close import Closer
+from quantum_exec.execution.entries.limit import WorkingEntry
+from quantum_exec.execution.entries.market import LegsBesideEntry
 from quantum_exec.execution.entries.own_legs import OwnLegs
 from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
+from quantum_exec.execution.entries.sliced import MemoryPlans, Sliced, SlicedOrders
+from quantum_exec.execution.entries.slices import Plan, needs_children, plan_children
+from quantum_exec.execution.entries.stop import StopEntry
 from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
@@ -58,10 +62,6 @@ from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Pl
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Attempt, Run, result_error
-from quantum_exec.execution.sliced import MemoryPlans, Sliced, SlicedOrders
-from quantum_exec.execution.slices import Plan, needs_children, plan_children
-from quantum_exec.execution.stop_entry import StopEntry
-from quantum_exec.execution.working import WorkingEntry
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger

@@ -3,7 +3,7 @@
 The legs stay armed until the close is known to have flattened the position: a close the exchange
 refuses, or one that fills only in part, leaves the position with its protection (P3). Only our own
 legs are cancelled (:mod:`.own_legs`); on a symbol with no position they protect nothing and go at
-once. A close above MARKET_LOT_SIZE maxQty goes out as reduce-only parts (:mod:`..sliced`); a
+once. A close above MARKET_LOT_SIZE maxQty goes out as reduce-only parts (:mod:`.sliced`); a
 redelivered close looks its order (or its parts) up by client id first.
 """
 
@@ -18,13 +18,13 @@ from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, R
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.entries.own_legs import OwnLegs
 from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
+from quantum_exec.execution.entries.sliced import Sliced, SlicedOrders
+from quantum_exec.execution.entries.slices import Plan, needs_children, plan_children
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.ports import AccountView, Gateway, Plans
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.sliced import Sliced, SlicedOrders
-from quantum_exec.execution.slices import Plan, needs_children, plan_children
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules

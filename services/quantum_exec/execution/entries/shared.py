@@ -8,10 +8,10 @@ from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource
 from quantum_exec.errors import ReasonCode
+from quantum_exec.execution.entries.sliced import Sliced, child_orders
+from quantum_exec.execution.entries.slices import Plan
 from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.sliced import Sliced, child_orders
-from quantum_exec.execution.slices import Plan
 from quantum_exec.ids import Role
 
 

@@ -28,6 +28,7 @@ from functools import partial
 from quantum_exec.contracts import ChildOrder
 from quantum_exec.errors import PermanentError
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
+from quantum_exec.execution.entries.slices import Child, Plan
 from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.parking import park
@@ -35,7 +36,6 @@ from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.slices import Child, Plan
 from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger

@@ -4,7 +4,7 @@ It is placed through the Algo Order API (not reduce-only) under the entry's clie
 (``expire_after_s``, at most ``QUANTUM_WORKING_ORDER_MAX_S``) until the exchange triggers it. The
 triggered order carries an id of the exchange's (``actualOrderId``): a STOP_MARKET's fills at
 once; a STOP's is a LIMIT that may rest, and is then worked like a LIMIT entry
-(:mod:`.working`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
+(:mod:`.limit`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
 symbol is waiting; one that triggered meanwhile is followed through. So is one caught in
 TRIGGERING (the cancel answers ``-2011``): the exchange is placing its order, which is followed
 until it exists (then filled and protected like any other), for ``FOLLOW_S`` at most.
@@ -27,11 +27,11 @@ from decimal import Decimal
 
 from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
+from quantum_exec.execution.entries.limit import working_limit_s
 from quantum_exec.execution.parking import park
 from quantum_exec.execution.ports import AccountView, AlgoState, CloseRequests, Gateway
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.working import working_limit_s
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 
