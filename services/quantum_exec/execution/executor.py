@@ -28,7 +28,6 @@ from quantum_exec.contracts import (
     ErrorSource,
     ExecutionResult,
     ProtectionState,
-    ResultError,
     ResultStatus,
     Side,
     TradeIntent,
@@ -56,12 +55,13 @@ from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.netting import is_opposite, opened
+from quantum_exec.execution.netting import is_opposite
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
+from quantum_exec.execution.outcomes import as_poison, record_failure, record_fill
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
 from quantum_exec.execution.protection import Leg, Protector
-from quantum_exec.execution.resolution import OrderResolver, run_together
-from quantum_exec.execution.run import Attempt, Run, result_error
+from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.run import Attempt, Run
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -70,9 +70,7 @@ from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
-HUNDRED = Decimal(100)
 STOP_ENTRIES = frozenset({"STOP", "STOP_MARKET"})
-SLIPPAGE_QUANTUM = Decimal("0.0001")
 
 
 @dataclass(slots=True)
@@ -120,7 +118,7 @@ class Executor:
             gateway, self._resolver, self._protector, self.exposure, lambda: self.account, lambda: self.closes
         )
         self._beside = LegsBesideEntry(settings, self.legs, self._protector, lambda: self.account)
-        self._own_legs = OwnLegs(self.legs, lambda: self.account, self._own_protective)
+        self._own_legs = OwnLegs(self.legs, lambda: self.account, self._own_protective, gateway)
         self._closer = Closer(
             gateway,
             self._resolver,
@@ -179,14 +177,14 @@ class Executor:
             except UnknownOutcomeError:
                 raise
             except (IntentRejected, ExchangeError) as exc:
-                self._failed(run, exc)
+                record_failure(run, exc)
             except Exception as exc:
                 log.exception("execute.internal_error", intent_id=run.key, symbol=intent.symbol)
-                self._failed(run, exc)
+                record_failure(run, exc)
             finally:
                 self._beside.release(intent.symbol)
         if attempt.repair:
-            self._as_poison(run)
+            as_poison(run, self._settings.max_attempts)
         result = run.result(self._settings.exchange)
         log.info(
             "intent.executed",
@@ -199,70 +197,6 @@ class Executor:
             latency_ms=result.latency_ms,
         )
         return result
-
-    @staticmethod
-    def _failed(run: Run, exc: Exception) -> None:
-        """Record why the intent failed; never ``not_requested`` once an entry may exist."""
-        out, intent = run.out, run.intent
-        if isinstance(exc, IntentRejected | ExchangeError):
-            error = result_error(exc)
-        else:
-            error = ResultError(
-                code=ReasonCode.INTERNAL_ERROR,
-                source=ErrorSource.INTERNAL,
-                message=f"internal error: {type(exc).__name__}",
-            )
-        quantity = out.executed_quantity or out.quantity
-        if quantity is not None and run.position_before is not None:
-            # Only what exceeds an opposite position opens one; a reducing entry opens nothing.
-            quantity = opened(run.position_before, quantity, long=intent.side is Side.BUY)
-        if (
-            run.entry_sent
-            and wants_protection(intent)
-            and out.protection is ProtectionState.NOT_REQUESTED
-            and quantity != 0
-        ):
-            # The entry may have filled: say the position may be naked, and which one.
-            out.protection = ProtectionState.UNPROTECTED
-            run.fail_unless_set(ResultStatus.FAILED)
-            run.error(
-                ReasonCode.PROTECTION_FAILED,
-                error.source,
-                f"entry {out.client_order_id} may have opened a {intent.symbol} {intent.side.value} position "
-                f"of {quantity} that has no SL/TP: {error.message}",
-            )
-            log.error("position.unverified", intent_id=run.key, symbol=intent.symbol, detail=error.message)
-            return
-        if isinstance(exc, IntentRejected):
-            out.status = ResultStatus.REJECTED
-        elif isinstance(exc, PermanentError):
-            # The exchange refused before anything was filled (a fill sets the status itself).
-            run.fail_unless_set(ResultStatus.REJECTED)
-        else:
-            run.fail_unless_set(ResultStatus.FAILED)
-        out.error = error
-
-    def _as_poison(self, run: Run) -> None:
-        """The repair's result: failed POISON_MESSAGE, stating what is true on the exchange."""
-        out = run.out
-        if out.executed_quantity:
-            state = (
-                f"{out.client_order_id} filled {out.executed_quantity} at {out.avg_price}; "
-                f"protection {out.protection.value}"
-            )
-        elif run.entry_sent:
-            state = f"{out.client_order_id}: {out.error.message if out.error else 'nothing filled'}"
-        else:
-            state = f"{out.client_order_id} does not exist on the exchange: nothing was opened"
-        if out.error is not None and out.executed_quantity:
-            state += f" ({out.error.message})"
-        out.status = ResultStatus.FAILED
-        run.error(
-            ReasonCode.POISON_MESSAGE,
-            ErrorSource.INTERNAL,
-            f"the process died in {self._settings.max_attempts} attempts at this intent "
-            f"(QUANTUM_MAX_ATTEMPTS); repaired once: {state}",
-        )
 
     # -- BUY / SELL ----------------------------------------------------------------------------
 
@@ -351,7 +285,7 @@ class Executor:
                 with run.step("position"):
                     run.position_before = await self._position_before(symbol)
                 check_opposite(self._settings, run, run.position_before, quantity, long=long)
-            await self._cancel_orphans(run, symbol)
+            await self._own_legs.cancel_orphans(run, symbol)
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
                 await self._configure(symbol, out.leverage, out.margin_type)
@@ -451,7 +385,7 @@ class Executor:
             early = flatten_beside if flatten_beside is not None else True
         elif beside:
             await self._protector.withdraw(symbol, beside)  # nothing opened: nothing to protect
-        self._record_fill(run, entry, reference, long=long)
+        record_fill(run, entry, reference, long=long)
         if entry.executed_qty <= 0:
             out.status = ResultStatus.FAILED
             if entry.order_type is OrderType.LIMIT:
@@ -563,17 +497,6 @@ class Executor:
         if self.account is not None:
             await self.account.opened(run.key, run.intent, Decimal(0))
 
-    @staticmethod
-    def _record_fill(run: Run, order: Order, reference: Decimal, *, long: bool) -> None:
-        out = run.out
-        out.order_id = order.order_id
-        out.executed_quantity = order.executed_qty
-        if order.executed_qty > 0:
-            out.avg_price = order.avg_price
-            out.notional = order.cum_quote if order.cum_quote > 0 else order.avg_price * order.executed_qty
-            move = (order.avg_price - reference) if long else (reference - order.avg_price)
-            out.slippage_pct = (move / reference * HUNDRED).quantize(SLIPPAGE_QUANTUM)
-
     async def _position_before(self, symbol: str) -> Decimal:
         """The symbol's signed one-way position before an entry: the live view, else REST."""
         return await position_amount(self.account, self.gateway, symbol)
@@ -596,28 +519,6 @@ class Executor:
             raise failures[0]
         state.margin_type = margin_type
         state.leverage = leverage
-
-    async def _cancel_orphans(self, run: Run, symbol: str) -> None:
-        """Cancel our protective orders left on a flat symbol, so they cannot close a new position."""
-        if self.account is not None:
-            amount, legs = self.account.position_amount(symbol), self.account.own_protective(symbol)
-            if amount is not None and legs is not None:
-                # The live view answers without a request (the live OCO usually got there first).
-                if amount == 0 and legs:
-                    with run.step("orphans"):
-                        await run_together(*(self._own_legs.cancel_one(leg.algo_id) for leg in legs))
-                    log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(legs))
-                return
-        own = self._own_protective.get(symbol)
-        if not own:
-            return
-        with run.step("orphans"):
-            if await self.gateway.position_amount(symbol) != 0:
-                return
-            ids = sorted(own)
-            await run_together(*(self._own_legs.cancel_one(algo_id) for algo_id in ids))
-            own.difference_update(ids)
-        log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(ids))
 
     async def _place_entry(self, run: Run, quantity: Decimal, entry_id: str, *, long: bool) -> Order:
         """The entry order: MARKET, or LIMIT at the run's price with the intent's time in force."""
