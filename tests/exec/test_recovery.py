@@ -11,11 +11,12 @@ import pytest
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.errors import ReasonCode
+from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.execution.entries.slices import Child, Plan
 from quantum_exec.execution.executor import Executor
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ids import client_order_id
-from support.sim_state import algo_orders, intent, orders
+from support.sim_state import algo_orders, intent, mark, orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -75,3 +76,45 @@ async def test_a_repair_follows_the_slices_found_and_sends_none(executor: Execut
     assert result.executed_quantity == SLICE  # what the exchange holds, said (P5)
     assert result.protection is ProtectionState.PROTECTED
     assert len(algo_orders(sim, symbol="BTCUSDT", status="NEW")) == 2  # and protected there (P3)
+
+
+async def test_a_stop_entry_that_triggered_while_no_process_ran_is_protected_from_its_order(
+    executor: Executor, sim: Simulator
+) -> None:
+    # The earlier attempt armed the stop entry and died; the market then went through its trigger.
+    entry_id = client_order_id("rec-stop", "entry")
+    trigger = (mark(sim, "ETHUSDT") * Decimal("1.01")).quantize(Decimal("0.01"))
+    await executor.gateway.place_stop_entry(
+        "ETHUSDT",
+        OrderSide.BUY,
+        trigger,
+        entry_id,
+        Decimal("0.1"),
+        price=None,
+        time_in_force=None,
+        working_type="MARK_PRICE",
+    )
+    sim.set_mark_price("ETHUSDT", trigger + Decimal("1"))
+    stop = [a for a in algo_orders(sim, symbol="ETHUSDT") if a["clientAlgoId"] == entry_id]
+    assert stop and stop[0]["algoStatus"] == "FINISHED"
+
+    result = await executor.execute(
+        intent(
+            intent_id="rec-stop",
+            symbol="ETHUSDT",
+            side="BUY",
+            quantity=0.1,
+            order_type="STOP_MARKET",
+            stop_price=float(trigger),
+            stop_loss_pct=2,
+            take_profit_pct=4,
+        ),
+        resume=True,
+    )
+
+    assert result.status is ResultStatus.FILLED, result.error
+    assert result.executed_quantity == Decimal("0.1") and result.reference_price == trigger
+    assert len(orders(sim, symbol="ETHUSDT")) == 1  # the triggered order only: nothing placed again
+    assert len([a for a in algo_orders(sim, symbol="ETHUSDT") if a["clientAlgoId"] == entry_id]) == 1
+    assert result.protection is ProtectionState.PROTECTED
+    assert len(algo_orders(sim, symbol="ETHUSDT", status="NEW")) == 2

@@ -10,8 +10,8 @@ strategy resumes from (``find(facts)``, :mod:`.entries.base`) and the CLOSE resu
   they are the numbers 1..k and the lookups stop at the first the exchange does not know). A plan
   lost with Redis writes is rebuilt from the children found (:func:`.entries.sliced.rebuilt_plan`),
   so none is planned, or sent, again.
-* A STOP / STOP_MARKET entry is its algo order (the order its trigger placed is followed from it
-  by :mod:`.entries.stop`).
+* A STOP / STOP_MARKET entry is its algo order and, once it triggered, the order its trigger
+  placed (by the exchange's id, ``actualOrderId``); :mod:`.entries.stop` follows either.
 * Otherwise the entry (or close) order itself.
 
 Each lookup of an order that is not found waits, through :meth:`OrderResolver.resolve`, until
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from quantum_exec.exchange.wire import AlgoOrder, Order
-from quantum_exec.execution.entries.base import STOP_ENTRIES, EntryContext
+from quantum_exec.execution.entries.base import STOP_ENTRIES, EntryContext, triggered_order
 from quantum_exec.execution.entries.sliced import rebuilt_plan
 from quantum_exec.execution.entries.slices import Plan
 from quantum_exec.execution.run import Run
@@ -41,6 +41,7 @@ class ExchangeFacts:
     children: dict[int, Order] = field(default_factory=dict)  # the plan's children found, by number
     order: Order | None = None  # the entry (or close) order
     algo: AlgoOrder | None = None  # a stop entry's conditional order
+    triggered: Order | None = None  # the order its trigger placed, once it has one
 
 
 class Recovery:
@@ -62,6 +63,8 @@ class Recovery:
                 facts.algo = await self._ctx.resolver.resolve(
                     run.earlier_sent_by, partial(self._ctx.gateway.get_algo, client_id)
                 )
+                if facts.algo is not None:
+                    facts.triggered = await triggered_order(self._ctx.gateway, intent.symbol, facts.algo)
         else:
             with run.step("lookup"):
                 facts.order = await self._ctx.resolver.resolve(

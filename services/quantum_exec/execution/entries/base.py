@@ -114,6 +114,13 @@ def known_rules(ctx: EntryContext, run: Run, what: str) -> SymbolRules:
     return found
 
 
+async def triggered_order(gateway: Gateway, symbol: str, algo: AlgoOrder) -> Order | None:
+    """The order a stop entry's trigger placed; None while it has none (armed, or ended untriggered)."""
+    if not algo.status.has_order or algo.actual_order_id in ("", "0"):
+        return None
+    return await gateway.get_order_by_id(symbol, int(algo.actual_order_id))
+
+
 @contextlib.contextmanager
 def send_by(settings: Settings, run: Run) -> Iterator[None]:
     """Within this block an entry that pacing would hold past the intent's TTL is shed."""

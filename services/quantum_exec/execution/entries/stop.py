@@ -29,7 +29,15 @@ from quantum_exec.contracts import ErrorSource, ResultStatus, Side
 from quantum_exec.errors import PermanentError, ReasonCode, UnknownOutcomeError
 from quantum_exec.exchange.pacing import PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
-from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules, send_by, shed
+from quantum_exec.execution.entries.base import (
+    Entry,
+    EntryContext,
+    Fill,
+    known_rules,
+    send_by,
+    shed,
+    triggered_order,
+)
 from quantum_exec.execution.entries.limit import LimitEntry, working_limit_s
 from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.parking import park
@@ -77,7 +85,15 @@ class StopEntry:
             algo.quantity,
         )
         long = run.intent.side is Side.BUY
-        return Entry(algo.client_algo_id, rules, algo.trigger_price, algo.quantity, long, algo=algo)
+        return Entry(
+            algo.client_algo_id,
+            rules,
+            algo.trigger_price,
+            algo.quantity,
+            long,
+            order=facts.triggered,
+            algo=algo,
+        )
 
     async def send(self, run: Run, entry: Entry) -> None:
         """Arm the conditional entry; refused (or shed by pacing): nothing opened."""
@@ -101,11 +117,12 @@ class StopEntry:
     async def follow(self, run: Run, entry: Entry) -> Fill | None:
         """Until it triggered (then its order is followed like any entry) or ended untriggered."""
         assert entry.algo is not None
-        order, entry.algo = await self.triggered(run, entry.algo)
-        if order is None:
-            await self._untriggered(run, entry.algo)
-            return None
-        entry.order = order
+        if entry.order is None:  # not triggered when found (or sent just now)
+            order, entry.algo = await self.triggered(run, entry.algo)
+            if order is None:
+                await self._untriggered(run, entry.algo)
+                return None
+            entry.order = order
         return await self._limit.follow(run, entry)
 
     async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
@@ -222,6 +239,4 @@ class StopEntry:
                 return None, None  # went stale while waiting
 
     async def _order_of(self, symbol: str, algo: AlgoOrder) -> Order | None:
-        if not algo.status.has_order or algo.actual_order_id in ("", "0"):
-            return None
-        return await self._gateway.get_order_by_id(symbol, int(algo.actual_order_id))
+        return await triggered_order(self._gateway, symbol, algo)
