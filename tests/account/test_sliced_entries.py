@@ -12,7 +12,7 @@ import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.exchange.wire import AlgoStatus
-from quantum_exec.execution import stop_entry
+from quantum_exec.execution.entries import stop as stop_entry
 from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.killable import KillableService

@@ -189,7 +189,7 @@ class AccountView(Protocol):
 
 
 class Plans(Protocol):
-    """Where a sliced entry's plan (``execution.slices.Plan`` as JSON) is kept across restarts."""
+    """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) is kept across restarts."""
 
     async def load(self, key: str) -> bytes | None: ...
 

@@ -1,6 +1,6 @@
 """What the executor keeps in Redis beside the stream: sliced entries' plans and CLOSE signals.
 
-``RedisPlans``: a TWAP's or a split order's plan (``execution.slices.Plan``) is written before its
+``RedisPlans``: a TWAP's or a split order's plan (``execution.entries.slices.Plan``) is written before its
 first child is sent, so a restart or another instance resumes the very same schedule. Its calls
 are on the order path: while Redis is away they wait for it (the consumer's :class:`RedisLink`),
 at most a lease's TTL, then raise :class:`UnknownOutcomeError` so the entry stays pending for the

@@ -58,7 +58,7 @@ class Keys:
         return f"{self.prefix}:fence:{symbol}"
 
     def plan(self, intent_key: str) -> str:
-        """The child orders of a sliced entry or close (``execution.slices.Plan``)."""
+        """The child orders of a sliced entry or close (``execution.entries.slices.Plan``)."""
         return f"{self.prefix}:plan:{intent_key}"
 
     def pacing_instances(self) -> str:

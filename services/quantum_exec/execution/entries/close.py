@@ -3,28 +3,27 @@
 The legs stay armed until the close is known to have flattened the position: a close the exchange
 refuses, or one that fills only in part, leaves the position with its protection (P3). Only our own
 legs are cancelled (:mod:`.own_legs`); on a symbol with no position they protect nothing and go at
-once. A close above MARKET_LOT_SIZE maxQty goes out as reduce-only parts (:mod:`..sliced`); a
-redelivered close looks its order (or its parts) up by client id first.
+once. A close above MARKET_LOT_SIZE maxQty goes out as reduce-only parts (:mod:`.sliced`); a
+redelivered close resumes from what the exchange holds under its ids (:mod:`..recovery`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ResultStatus
 from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
+from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.entries.own_legs import OwnLegs
-from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
+from quantum_exec.execution.entries.shared import position_amount, record_opening
+from quantum_exec.execution.entries.sliced import Sliced, SlicedOrders, slices_done
+from quantum_exec.execution.entries.slices import Plan, needs_children, plan_children
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards
-from quantum_exec.execution.ports import AccountView, Gateway, Plans
-from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.recovery import ExchangeFacts, Recovery
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.sliced import Sliced, SlicedOrders
-from quantum_exec.execution.slices import Plan, needs_children, plan_children
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
@@ -36,38 +35,23 @@ class Closer:
     """Runs one CLOSE intent (design.md §3, CLOSE)."""
 
     def __init__(
-        self,
-        gateway: Gateway,
-        resolver: OrderResolver,
-        guards: Guards,
-        sliced: SlicedOrders,
-        legs: OwnLegs,
-        plans: Callable[[], Plans],
-        account: Callable[[], AccountView | None],
+        self, ctx: EntryContext, recovery: Recovery, guards: Guards, sliced: SlicedOrders, legs: OwnLegs
     ) -> None:
-        self._gateway = gateway
-        self._resolver = resolver
+        self._ctx = ctx
+        self._gateway = ctx.gateway
+        self._resolver = ctx.resolver
+        self._recovery = recovery
         self._guards = guards
         self._sliced = sliced
         self._legs = legs
-        self._plans = plans
-        self._account = account
 
     async def close(self, run: Run) -> None:
         """Close the position of ``run``'s symbol; the result's fields are set on ``run.out``."""
         symbol, out = run.intent.symbol, run.out
         close_id = client_order_id(run.key, "close")
         out.client_order_id = close_id
-        order: Order | None = None
-        plan: Plan | None = None
-        if run.attempt.resume:
-            saved = await self._plans().load(run.key)
-            if saved is not None:
-                plan = Plan.from_json(saved)
-            else:
-                order = await self._resolver.resolve(
-                    run.earlier_sent_by, lambda: self._gateway.get_order(symbol, close_id)
-                )
+        facts = await self._recovery.look_up(run, "close") if run.attempt.resume else ExchangeFacts()
+        order, plan = facts.order, facts.plan
         if order is None and plan is None and run.attempt.repair:
             return  # certainly never sent: the repair sends nothing new
         if order is None and plan is None:
@@ -83,12 +67,12 @@ class Closer:
             # Held from the live OCO while the close travels: once it fills they are cancelled here.
             taken = self._legs.take(symbol)
             try:
-                order, sliced = await self._send(run, rules, order, plan, taken)
+                order, sliced = await self._send(run, rules, order, plan, facts.children, taken)
             except BaseException:
                 self._legs.release(taken or [])
                 raise
             flat = order.status is OrderStatus.FILLED
-            account = self._account()
+            account = self._ctx.account
             if account is not None and order.executed_qty > 0:
                 # Whatever was open is closed: no record of it may be re-protected by a reconcile.
                 await account.closed(symbol)
@@ -113,7 +97,13 @@ class Closer:
             await record_fees(self._gateway, run, rules, ids, account)
 
     async def _send(
-        self, run: Run, rules: SymbolRules, order: Order | None, plan: Plan | None, taken: list[int] | None
+        self,
+        run: Run,
+        rules: SymbolRules,
+        order: Order | None,
+        plan: Plan | None,
+        found: dict[int, Order],
+        taken: list[int] | None,
     ) -> tuple[Order, Sliced | None]:
         """The close order (sent, or found by a resumed attempt) once final, and its parts if sliced."""
         symbol, out = run.intent.symbol, run.out
@@ -124,13 +114,13 @@ class Closer:
             out.requested_quantity = out.quantity = plan.total
             side = OrderSide(plan.side)
             if run.attempt.repair:
-                sliced = await self._sliced.find(run, plan, "close")
+                sliced = await self._sliced.find(run, plan, found)
             else:
                 sliced = await self._sliced.send(
-                    run, rules, plan, "close", side, reduce_only=True, resume=True
+                    run, rules, plan, "close", side, reduce_only=True, found=found
                 )
         elif order is None:
-            account = self._account()
+            account = self._ctx.account
             amount = await position_amount(account, self._gateway, symbol)
             if amount == 0:
                 # Nothing to close: our legs on the symbol protect nothing.
@@ -148,10 +138,8 @@ class Closer:
                 if needs_children(rules, quantity, None):
                     # Above MARKET_LOT_SIZE maxQty: reduce-only parts of at most maxQty each.
                     plan = plan_children(rules, quantity, Decimal(0), None, time.time(), side.value)
-                    await self._plans().save(run.key, plan.to_json())
-                    sliced = await self._sliced.send(
-                        run, rules, plan, "close", side, reduce_only=True, resume=False
-                    )
+                    await self._ctx.plans.save(run.key, plan.to_json())
+                    sliced = await self._sliced.send(run, rules, plan, "close", side, reduce_only=True)
                 else:
                     order = await self._resolver.submit(
                         symbol,

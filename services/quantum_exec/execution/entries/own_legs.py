@@ -9,17 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.ports import AccountView
+from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.resolution import run_together
+from quantum_exec.execution.run import Run
+from quantum_exec.ops.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class OwnLegs:
     """Our protective legs per symbol, taken from the live view (else listed by REST) and cancelled."""
 
     def __init__(
-        self, legs: LegPlacer, account: Callable[[], AccountView | None], own: dict[str, set[int]]
+        self,
+        legs: LegPlacer,
+        account: Callable[[], AccountView | None],
+        own: dict[str, set[int]],
+        gateway: Gateway,
     ) -> None:
         self._legs = legs
+        self._gateway = gateway
         self._account = account
         # Algo ids of our own protective orders that may still be open, per symbol (the Protector's).
         self._own = own
@@ -54,3 +63,26 @@ class OwnLegs:
         except BaseException:
             self.release([algo_id])
             raise
+
+    async def cancel_orphans(self, run: Run, symbol: str) -> None:
+        """Cancel our protective orders left on a flat symbol, so they cannot close a new position."""
+        account = self._account()
+        if account is not None:
+            amount, legs = account.position_amount(symbol), account.own_protective(symbol)
+            if amount is not None and legs is not None:
+                # The live view answers without a request (the live OCO usually got there first).
+                if amount == 0 and legs:
+                    with run.step("orphans"):
+                        await run_together(*(self.cancel_one(leg.algo_id) for leg in legs))
+                    log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(legs))
+                return
+        own = self._own.get(symbol)
+        if not own:
+            return
+        with run.step("orphans"):
+            if await self._gateway.position_amount(symbol) != 0:
+                return
+            ids = sorted(own)
+            await run_together(*(self.cancel_one(algo_id) for algo_id in ids))
+            own.difference_update(ids)
+        log.info("orphans.cancelled", intent_id=run.key, symbol=symbol, count=len(ids))

@@ -1,4 +1,5 @@
-"""A LIMIT entry while it works: wait for its fills, protect at the first one, end it on time.
+"""A LIMIT entry: sent at the run's price (:class:`LimitEntry`, the strategy of :mod:`.base`), then
+worked (:class:`WorkingEntry`): wait for its fills, protect at the first one, end it on time.
 
 A resting order may fill in pieces, long after it was placed. Its SL/TP are armed at the first
 fill that opens a position on the intent's side (a fill that only reduces an opposite position
@@ -9,7 +10,7 @@ wait behind it), then its remainder is cancelled: the filled part stays protecte
 
 The fills are seen on the user data stream when it is up (the wait wakes on the order's final
 event); a REST lookup by client id every ``POLL_S`` notices partial fills and is the only source
-while the stream is down. While it waits the entry is parked (:mod:`.parking`): it holds none of
+while the stream is down. While it waits the entry is parked (:mod:`..parking`): it holds none of
 the consumer's execution slots, so a resting order delays no other symbol.
 """
 
@@ -17,22 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import ErrorSource, TradeIntent
 from quantum_exec.errors import ReasonCode
-from quantum_exec.exchange.wire import Order
-from quantum_exec.execution.exposure import Exposure
+from quantum_exec.exchange.wire import Order, OrderType
+from quantum_exec.execution.entries.base import Entry, EntryContext, Fill
+from quantum_exec.execution.entries.market import found_order, send_order
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.opposite import opened_size
 from quantum_exec.execution.parking import park
-from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
-from quantum_exec.execution.protection import Protector
-from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
 from quantum_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from quantum_exec.execution.recovery import ExchangeFacts
 
 log = get_logger(__name__)
 
@@ -50,23 +52,13 @@ def working_limit_s(settings: Settings, intent: TradeIntent) -> float:
 class WorkingEntry:
     """Runs a LIMIT entry to its end (see the module docstring)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        gateway: Gateway,
-        resolver: OrderResolver,
-        protector: Protector,
-        exposure: Exposure,
-        account: Callable[[], AccountView | None],
-        closes: Callable[[], CloseRequests | None] = lambda: None,
-    ) -> None:
-        self._settings = settings
-        self._exposure = exposure
-        self._closes = closes
-        self._gateway = gateway
-        self._resolver = resolver
-        self._protector = protector
-        self._account = account
+    def __init__(self, ctx: EntryContext) -> None:
+        self._ctx = ctx
+        self._settings = ctx.settings
+        self._exposure = ctx.exposure
+        self._gateway = ctx.gateway
+        self._resolver = ctx.resolver
+        self._protector = ctx.protector
 
     async def work(
         self, run: Run, rules: SymbolRules, entry: Order, *, long: bool, resume: bool
@@ -98,7 +90,7 @@ class WorkingEntry:
                 if remaining <= 0:
                     entry = await self._end(run, entry, f"expire_after {limit_s:g} s")
                     break
-                closes = self._closes()
+                closes = self._ctx.closes
                 if closes is not None and await closes.wait(intent.symbol, run.stream_id, 0):
                     # A CLOSE of the symbol waits behind this entry: end it now, the CLOSE follows.
                     entry = await self._end(run, entry, "a CLOSE of the symbol is waiting")
@@ -128,10 +120,10 @@ class WorkingEntry:
     async def _wait(self, symbol: str, entry: Order, timeout_s: float) -> None:
         """Until the order's final event (user stream) or ``timeout_s``; a plain sleep when stale.
 
-        Parked (:mod:`.parking`): a resting entry holds no slot of the consumer's, and its fill is
+        Parked (:mod:`..parking`): a resting entry holds no slot of the consumer's, and its fill is
         protected as soon as it is seen, whatever else rests or recovers."""
         park()
-        account = self._account()
+        account = self._ctx.account
         if account is not None and account.position_amount(symbol) is not None:
             await account.fills(symbol, entry.order_id, timeout_s)
             return
@@ -158,3 +150,41 @@ class WorkingEntry:
             executed=str(entry.executed_qty),
         )
         return entry
+
+
+class LimitEntry:
+    """The entry strategy of a LIMIT entry: one order at the run's price, worked until its end."""
+
+    def __init__(self, ctx: EntryContext, working: WorkingEntry) -> None:
+        self._ctx = ctx
+        self.working = working
+
+    async def find(self, run: Run, facts: ExchangeFacts) -> Entry | None:
+        return found_order(self._ctx, run, facts)
+
+    async def send(self, run: Run, entry: Entry) -> None:
+        intent, gateway = run.intent, self._ctx.gateway
+        assert run.limit_price is not None
+        price = run.limit_price
+        tif = intent.time_in_force or "GTC"
+        await send_order(
+            self._ctx,
+            run,
+            entry,
+            lambda: gateway.place_limit(
+                intent.symbol, entry.side, entry.quantity, price, entry.client_id, time_in_force=tif
+            ),
+        )
+
+    async def follow(self, run: Run, entry: Entry) -> Fill | None:
+        """A LIMIT order worked to its end (protected at its first fill); any other once final."""
+        order = entry.order
+        assert order is not None
+        early: Order | bool = False
+        if order.order_type is OrderType.LIMIT:
+            order, early = await self.working.work(
+                run, entry.rules, order, long=entry.long, resume=run.attempt.resume
+            )
+        else:
+            order = await self._ctx.resolver.until_final(run.intent.symbol, order)
+        return Fill(order, early, [order.order_id])

@@ -4,7 +4,7 @@ It is placed through the Algo Order API (not reduce-only) under the entry's clie
 (``expire_after_s``, at most ``QUANTUM_WORKING_ORDER_MAX_S``) until the exchange triggers it. The
 triggered order carries an id of the exchange's (``actualOrderId``): a STOP_MARKET's fills at
 once; a STOP's is a LIMIT that may rest, and is then worked like a LIMIT entry
-(:mod:`.working`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
+(:mod:`.limit`). An untriggered entry is cancelled at its deadline or when a CLOSE of the
 symbol is waiting; one that triggered meanwhile is followed through. So is one caught in
 TRIGGERING (the cancel answers ``-2011``): the exchange is placing its order, which is followed
 until it exists (then filled and protected like any other), for ``FOLLOW_S`` at most.
@@ -22,18 +22,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.contracts import ErrorSource, ResultStatus, Side
+from quantum_exec.errors import PermanentError, ReasonCode, UnknownOutcomeError
+from quantum_exec.exchange.pacing import PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
+from quantum_exec.execution.entries.base import (
+    Entry,
+    EntryContext,
+    Fill,
+    known_rules,
+    send_by,
+    shed,
+    triggered_order,
+)
+from quantum_exec.execution.entries.limit import LimitEntry, working_limit_s
+from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.parking import park
-from quantum_exec.execution.ports import AccountView, AlgoState, CloseRequests, Gateway
-from quantum_exec.execution.resolution import OrderResolver
+from quantum_exec.execution.ports import AlgoState
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.working import working_limit_s
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
+
+if TYPE_CHECKING:
+    from quantum_exec.execution.recovery import ExchangeFacts
 
 log = get_logger(__name__)
 
@@ -49,21 +62,82 @@ FOLLOW_S = 30.0
 
 
 class StopEntry:
-    """Places and follows a stop entry until its order exists, or it ended untriggered."""
+    """The entry strategy of a stop entry: placed, and followed until its order exists (then worked
+    like a LIMIT entry, :mod:`.limit`), or it ended untriggered."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        gateway: Gateway,
-        resolver: OrderResolver,
-        account: Callable[[], AccountView | None],
-        closes: Callable[[], CloseRequests | None],
-    ) -> None:
-        self._settings = settings
-        self._gateway = gateway
-        self._resolver = resolver
-        self._account = account
-        self._closes = closes
+    def __init__(self, ctx: EntryContext, limit: LimitEntry) -> None:
+        self._ctx = ctx
+        self._settings = ctx.settings
+        self._gateway = ctx.gateway
+        self._resolver = ctx.resolver
+        self._limit = limit  # a STOP's triggered order is a LIMIT: worked like a LIMIT entry
+
+    async def find(self, run: Run, facts: ExchangeFacts) -> Entry | None:
+        """The conditional order an earlier attempt placed: followed (it may have triggered since)."""
+        algo = facts.algo
+        if algo is None:
+            return None
+        rules = known_rules(self._ctx, run, "exists")
+        out = run.out
+        out.reference_price, out.quantity, out.requested_quantity = (
+            algo.trigger_price,
+            algo.quantity,
+            algo.quantity,
+        )
+        long = run.intent.side is Side.BUY
+        return Entry(
+            algo.client_algo_id,
+            rules,
+            algo.trigger_price,
+            algo.quantity,
+            long,
+            order=facts.triggered,
+            algo=algo,
+        )
+
+    async def send(self, run: Run, entry: Entry) -> None:
+        """Arm the conditional entry; refused (or shed by pacing): nothing opened."""
+        ctx, intent = self._ctx, run.intent
+        recording = record_opening(ctx.account, run)
+        run.entry_sent = True
+        try:
+            with run.step("entry"), send_by(ctx.settings, run):
+                entry.algo = await self.place(run, entry.client_id, entry.quantity, entry.side)
+        except (PermanentError, PacingDeadline) as refused:
+            run.entry_sent = False
+            if ctx.account is not None:
+                await recording
+                await ctx.account.opened(run.key, intent, Decimal(0))
+            if isinstance(refused, PacingDeadline):
+                raise shed(ctx.settings, run, refused) from None
+            raise
+        finally:
+            await recording
+
+    async def follow(self, run: Run, entry: Entry) -> Fill | None:
+        """Until it triggered (then its order is followed like any entry) or ended untriggered."""
+        assert entry.algo is not None
+        if entry.order is None:  # not triggered when found (or sent just now)
+            order, entry.algo = await self.triggered(run, entry.algo)
+            if order is None:
+                await self._untriggered(run, entry.algo)
+                return None
+            entry.order = order
+        return await self._limit.follow(run, entry)
+
+    async def _untriggered(self, run: Run, algo: AlgoOrder) -> None:
+        """A stop entry that ended without triggering: failed, nothing opened."""
+        out = run.out
+        out.status = ResultStatus.FAILED
+        run.error(
+            ReasonCode.ENTRY_EXPIRED,
+            ErrorSource.EXCHANGE,
+            f"{algo.order_type} entry {algo.client_algo_id} at trigger {algo.trigger_price} ended "
+            f"{algo.status} untriggered: nothing filled",
+        )
+        out.executed_quantity = Decimal(0)
+        if self._ctx.account is not None:
+            await self._ctx.account.opened(run.key, run.intent, Decimal(0))
 
     async def place(self, run: Run, client_algo_id: str, quantity: Decimal, side: OrderSide) -> AlgoOrder:
         """Send the conditional entry; an unknown outcome is looked up by client id, never re-sent."""
@@ -127,7 +201,7 @@ class StopEntry:
         """While following a triggering entry: its next change on the live view, or None once a
         REST read is due (every ``POLL_S``; a trigger completes within milliseconds)."""
         park()
-        account = self._account()
+        account = self._ctx.account
         if account is None or account.position_amount(symbol) is None:
             await asyncio.sleep(POLL_S)
             return None
@@ -140,14 +214,14 @@ class StopEntry:
         or the entry must end (why)."""
         symbol = run.intent.symbol
         park()  # armed, it waits for the market: no slot of the consumer's is held meanwhile
-        account = self._account()
+        account = self._ctx.account
         if account is not None and account.position_amount(symbol) is None:
             account = None  # stale: REST until the next resync
         until = min(deadline, time.monotonic() + (POLL_S if account is None else CHECK_S))
         while True:
             if time.monotonic() >= deadline:
                 return f"expire_after {limit_s:g} s", None
-            closes = self._closes()
+            closes = self._ctx.closes
             if closes is not None and await closes.wait(symbol, run.stream_id, 0):
                 return "a CLOSE of the symbol is waiting", None
             left_s = until - time.monotonic()
@@ -165,6 +239,4 @@ class StopEntry:
                 return None, None  # went stale while waiting
 
     async def _order_of(self, symbol: str, algo: AlgoOrder) -> Order | None:
-        if not algo.status.has_order or algo.actual_order_id in ("", "0"):
-            return None
-        return await self._gateway.get_order_by_id(symbol, int(algo.actual_order_id))
+        return await triggered_order(self._gateway, symbol, algo)

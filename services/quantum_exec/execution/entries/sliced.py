@@ -1,9 +1,9 @@
 """An entry or close sent as child orders (a TWAP, or above MARKET_LOT_SIZE maxQty), to its end.
 
 The plan (:mod:`.slices`) is saved before the first child is sent and loaded on a resume, so a
-restart continues the same schedule: every child is first looked up by its client id
-(``qxe<n>-…``) and only a child that certainly never reached the exchange is sent, when it is due
-(late ones at once). Nothing is ever sent twice.
+restart continues the same schedule: the resumed attempt's facts (:mod:`..recovery`) hold every
+child found by its client id (``qxe<n>-…``), and only a child that certainly never reached the
+exchange is sent, when it is due (late ones at once). Nothing is ever sent twice.
 
 An entry is protected at its first fill with closePosition SL/TP (they cover whatever later
 slices add, so nothing is protected twice and no slice waits naked). The schedule ends early when
@@ -11,35 +11,39 @@ a CLOSE of the symbol is waiting behind it, when the protection had to close the
 when the position is gone (the stop fired): the children sent so far are the result.
 
 A plan lost with Redis writes (a failover that dropped acknowledged writes) is never planned
-again: the children are found on the exchange by their client ids (:meth:`SlicedOrders.recover`),
-followed and protected, and no child is sent after them, so none is sent twice.
+again: the children are found on the exchange by their client ids (:mod:`..recovery`, the plan
+rebuilt by :func:`rebuilt_plan`), followed and protected, and no child is sent after them, so none
+is sent twice. :class:`SlicedEntry` is the entry strategy (:mod:`.base`); the CLOSE sends its parts
+through :class:`SlicedOrders` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
+from typing import TYPE_CHECKING
 
-from quantum_exec.contracts import ChildOrder
-from quantum_exec.errors import PermanentError
+from quantum_exec.contracts import ChildOrder, ErrorSource, Side
+from quantum_exec.errors import IntentRejected, PermanentError, ReasonCode
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
-from quantum_exec.execution.exposure import Exposure
+from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules
+from quantum_exec.execution.entries.shared import record_opening
+from quantum_exec.execution.entries.slices import Child, Plan, plan_children
 from quantum_exec.execution.guards import wants_protection
+from quantum_exec.execution.netting import is_opposite
 from quantum_exec.execution.parking import park
-from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway
-from quantum_exec.execution.protection import Protector
-from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.slices import Child, Plan
-from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
+from quantum_exec.ids import Role, client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
+
+if TYPE_CHECKING:
+    from quantum_exec.execution.recovery import ExchangeFacts
 
 log = get_logger(__name__)
 
@@ -95,6 +99,25 @@ class Sliced:
         )
 
 
+def rebuilt_plan(run: Run, found: list[Order]) -> Plan | None:
+    """The plan of the children an earlier attempt sent (1..k, found by client id by
+    :mod:`..recovery`), rebuilt from the exchange when the saved one was lost; None if none."""
+    if not found:
+        return None
+    first_ms = found[0].update_time_ms
+    log.warning("slices.plan_recovered", intent_id=run.key, symbol=run.intent.symbol, children=len(found))
+    return Plan(
+        tuple(
+            Child(number, order.orig_qty, max(0.0, (order.update_time_ms - first_ms) / 1000))
+            for number, order in enumerate(found, start=1)
+        ),
+        first_ms / 1000,
+        twap=run.intent.execution is not None,
+        side=found[0].side.value,
+        recovered=True,
+    )
+
+
 def child_orders(plan: Plan, orders: list[Order], key: str, role: Role) -> list[ChildOrder]:
     """The result's ``children``: every planned child, sent or not, with what it did."""
     sent = {o.client_order_id: o for o in orders}
@@ -125,21 +148,12 @@ def child_orders(plan: Plan, orders: list[Order], key: str, role: Role) -> list[
 class SlicedOrders:
     """Runs a plan's children (see the module docstring)."""
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        resolver: OrderResolver,
-        protector: Protector,
-        exposure: Exposure,
-        account: Callable[[], AccountView | None],
-        closes: Callable[[], CloseRequests | None],
-    ) -> None:
-        self._gateway = gateway
-        self._exposure = exposure
-        self._resolver = resolver
-        self._protector = protector
-        self._account = account
-        self._closes = closes
+    def __init__(self, ctx: EntryContext) -> None:
+        self._ctx = ctx
+        self._gateway = ctx.gateway
+        self._exposure = ctx.exposure
+        self._resolver = ctx.resolver
+        self._protector = ctx.protector
 
     async def send(
         self,
@@ -150,9 +164,11 @@ class SlicedOrders:
         side: OrderSide,
         *,
         reduce_only: bool,
-        resume: bool,
+        found: dict[int, Order] | None = None,
     ) -> Sliced:
-        """Send (or find) every child when due; protect an entry at its first fill."""
+        """Send every child when due, but those ``found`` on the exchange (a resumed attempt's
+        :class:`~quantum_exec.execution.recovery.ExchangeFacts`); protect an entry at its first fill."""
+        resume = found is not None
         with run.step("slices"):
             intent, symbol = run.intent, run.intent.symbol
             long = side is OrderSide.BUY
@@ -160,11 +176,7 @@ class SlicedOrders:
             done = Sliced()
             for child in plan.children:
                 client_id = client_order_id(run.key, role, child.number)
-                order: Order | None = None
-                if resume:
-                    order = await self._resolver.resolve(
-                        run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
-                    )
+                order = found.get(child.number) if found is not None else None
                 if order is None:
                     why = await self._until_due(run, plan.started_at + child.due_s, protected=done.protected)
                     if why is not None:
@@ -223,46 +235,12 @@ class SlicedOrders:
                 log.warning("slices.ended_early", intent_id=run.key, symbol=symbol, why=done.ended_early)
             return done
 
-    async def recover(self, run: Run, role: Role) -> Plan | None:
-        """The plan of the children an earlier attempt sent, rebuilt from the exchange; None if none.
-
-        Children leave one after the other (each is final before the next is sent), so they are
-        the numbers 1..k: the lookups stop at the first number the exchange does not know.
-        """
-        symbol = run.intent.symbol
-        found: list[Order] = []
-        for number in range(1, MAX_CHILDREN + 1):
-            client_id = client_order_id(run.key, role, number)
-            order = await self._resolver.resolve(
-                run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
-            )
-            if order is None:
-                break
-            found.append(order)
-        if not found:
-            return None
-        first_ms = found[0].update_time_ms
-        log.warning("slices.plan_recovered", intent_id=run.key, symbol=symbol, children=len(found))
-        return Plan(
-            tuple(
-                Child(number, order.orig_qty, max(0.0, (order.update_time_ms - first_ms) / 1000))
-                for number, order in enumerate(found, start=1)
-            ),
-            first_ms / 1000,
-            twap=run.intent.execution is not None,
-            side=found[0].side.value,
-            recovered=True,
-        )
-
-    async def find(self, run: Run, plan: Plan, role: Role) -> Sliced:
-        """The children an earlier attempt sent, looked up only (a repair never sends)."""
+    async def find(self, run: Run, plan: Plan, found: dict[int, Order]) -> Sliced:
+        """The children an earlier attempt sent, as found, once final (a repair never sends)."""
         symbol = run.intent.symbol
         done = Sliced()
         for child in plan.children:
-            client_id = client_order_id(run.key, role, child.number)
-            order = await self._resolver.resolve(
-                run.earlier_sent_by, partial(self._gateway.get_order, symbol, client_id)
-            )
+            order = found.get(child.number)
             if order is not None:
                 done.orders.append(await self._resolver.until_final(symbol, order))
         if len(done.orders) < len(plan.children):
@@ -272,7 +250,7 @@ class SlicedOrders:
     async def _until_due(self, run: Run, due_at: float, *, protected: Order | bool) -> str | None:
         """Wait until ``due_at`` (epoch s); why the schedule must end instead, else None."""
         symbol = run.intent.symbol
-        closes = self._closes()
+        closes = self._ctx.closes
         while True:
             remaining = due_at - time.time()
             if remaining > 0:
@@ -288,8 +266,113 @@ class SlicedOrders:
         return None
 
     async def _position_gone(self, symbol: str) -> bool:
-        account = self._account()
+        account = self._ctx.account
         amount = account.position_amount(symbol) if account is not None else None
         if amount is None:
             amount = await self._gateway.position_amount(symbol)
         return amount == 0
+
+
+def slices_done(run: Run, plan: Plan, sliced: Sliced, role: Role) -> None:
+    """The result's children, and why the schedule ended early when it did."""
+    run.out.children = child_orders(plan, sliced.orders, run.key, role)
+    if sliced.ended_early and sliced.orders:
+        sent = sum((o.executed_qty for o in sliced.orders), Decimal(0))
+        run.error(
+            ReasonCode.ENTRY_ENDED_EARLY,
+            ErrorSource.INTERNAL,
+            f"{len(sliced.orders)} of {len(plan.children)} orders sent ({sent} of {plan.total} filled): "
+            f"{sliced.ended_early}",
+        )
+
+
+class SlicedEntry:
+    """The entry strategy of a MARKET entry sent as child orders: a TWAP, or above maxQty."""
+
+    def __init__(self, ctx: EntryContext, orders: SlicedOrders) -> None:
+        self._ctx = ctx
+        self._orders = orders
+
+    def plan(
+        self, run: Run, rules: SymbolRules, quantity: Decimal, reference: Decimal, *, long: bool
+    ) -> Plan:
+        """The child orders of a TWAP or of an entry above MARKET_LOT_SIZE maxQty (checked first)."""
+        intent, s = run.intent, self._ctx.settings
+        before = run.position_before
+        if before is not None and is_opposite(before, long=long):
+            raise IntentRejected(
+                ReasonCode.OPPOSITE_POSITION,
+                f"{intent.symbol} holds {before}: a TWAP, or an entry above maxQty "
+                f"{rules.market_max_qty}, goes out as several orders and does not net against an "
+                "opposite position; CLOSE it first",
+            )
+        twap = intent.execution
+        if twap is not None and twap.duration_s > Decimal(str(s.working_order_max_s)):
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD,
+                f"execution: {twap.slices} slices {twap.interval_s}s apart take {twap.duration_s}s, longer "
+                f"than QUANTUM_WORKING_ORDER_MAX_S={s.working_order_max_s:g} (the symbol's later intents "
+                "wait behind it)",
+            )
+        return plan_children(rules, quantity, reference, twap, time.time())
+
+    async def find(self, run: Run, facts: ExchangeFacts) -> Entry | None:
+        """The plan (saved, or rebuilt from the children found) and the children found by id."""
+        plan = facts.plan
+        if plan is None:
+            return None
+        if plan.recovered:
+            await self._ctx.plans.save(run.key, plan.to_json())
+        rules = known_rules(self._ctx, run, "has children")
+        run.out.quantity = run.out.requested_quantity = plan.total
+        long = run.intent.side is Side.BUY
+        entry = Entry(run.out.client_order_id or "", rules, Decimal(0), plan.total, long, plan=plan)
+        entry.children = facts.children
+        return entry
+
+    async def send(self, run: Run, entry: Entry) -> None:
+        """Save the plan (a restart resumes this very schedule), then send its children when due."""
+        ctx, intent, plan = self._ctx, run.intent, entry.plan
+        assert plan is not None
+        await ctx.plans.save(run.key, plan.to_json())
+        recording = record_opening(ctx.account, run)
+        try:
+            sliced = await self._orders.send(
+                run, entry.rules, plan, "entry", entry.side, reduce_only=intent.reduce_only
+            )
+        except PermanentError:
+            if ctx.account is not None:
+                await recording
+                await ctx.account.opened(run.key, intent, Decimal(0))
+            raise
+        finally:
+            await recording
+        entry.sliced = sliced
+        entry.order = sliced.combined(entry.client_id, entry.side, entry.quantity)
+
+    async def follow(self, run: Run, entry: Entry) -> Fill | None:
+        """The children as one fill; a resumed schedule first sends the children not found."""
+        intent, plan = run.intent, entry.plan
+        assert plan is not None
+        if entry.sliced is None:
+            found = entry.children or {}
+            if run.attempt.repair:
+                sliced = await self._orders.find(run, plan, found)
+            else:
+                sliced = await self._orders.send(
+                    run, entry.rules, plan, "entry", entry.side, reduce_only=intent.reduce_only, found=found
+                )
+            if not sliced.orders:
+                run.entry_sent = False
+                if run.attempt.repair:
+                    return None
+            entry.reference = intent.entry_price or (
+                sliced.orders[0].avg_price if sliced.orders else Decimal(0)
+            )
+            run.out.reference_price = entry.reference
+            entry.sliced = sliced
+            entry.order = sliced.combined(entry.client_id, entry.side, entry.quantity)
+        assert entry.order is not None
+        slices_done(run, plan, entry.sliced, "entry")
+        order_ids = [o.order_id for o in entry.sliced.orders]
+        return Fill(entry.order, entry.sliced.protected, order_ids, recovered=plan.recovered)

@@ -1,4 +1,8 @@
-"""SL/TP sent beside a MARKET entry (``QUANTUM_PROTECTION_TIMING=with_entry``), made true after the fill.
+"""A MARKET entry, and the SL/TP sent with it (``QUANTUM_PROTECTION_TIMING=with_entry``) made true
+after the fill.
+
+:class:`MarketEntry` is the strategy (:mod:`.base`); :func:`send_order` sends one entry order (a
+MARKET, or a LIMIT for :mod:`.limit`) and :func:`found_order` takes one from a resumed attempt's facts.
 
 The closePosition legs reach the exchange with the entry instead of a round trip after its fill,
 so for that round trip they sit on a flat symbol. Meanwhile:
@@ -16,12 +20,18 @@ says ``protected`` only when both legs are armed on the exchange.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+from quantum_exec.contracts import Side
 from quantum_exec.errors import IntentRejected, PermanentError
-from quantum_exec.exchange.wire import AlgoStatus, Order
+from quantum_exec.exchange.pacing import PacingDeadline
+from quantum_exec.exchange.wire import AlgoStatus, Order, OrderType
+from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules, send_by, shed
+from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.execution.ports import AccountView
@@ -31,6 +41,9 @@ from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, check_protection
 from quantum_exec.settings import ProtectionTiming, Settings
+
+if TYPE_CHECKING:
+    from quantum_exec.execution.recovery import ExchangeFacts
 
 log = get_logger(__name__)
 
@@ -150,3 +163,97 @@ class LegsBesideEntry:
                 leg.order = dataclasses.replace(leg.order, status=status)
 
         await run_together(*(read(leg) for leg in legs if leg.order is not None))
+
+
+def found_order(ctx: EntryContext, run: Run, facts: ExchangeFacts) -> Entry | None:
+    """The entry order an earlier attempt placed, as the facts found it; None if it never was."""
+    order, intent, out = facts.order, run.intent, run.out
+    if order is None:
+        return None
+    log.info("entry.found_on_resume", intent_id=run.key, symbol=intent.symbol, order_id=order.order_id)
+    # A resting LIMIT found on resume may have filled nothing yet: its price is the reference.
+    reference = order.price if order.order_type is OrderType.LIMIT else intent.entry_price or order.avg_price
+    out.reference_price, out.quantity, out.requested_quantity = reference, order.orig_qty, order.orig_qty
+    rules = known_rules(ctx, run, "exists")
+    long = intent.side is Side.BUY
+    return Entry(order.client_order_id, rules, reference, order.orig_qty, long, order=order)
+
+
+async def send_order(
+    ctx: EntryContext,
+    run: Run,
+    entry: Entry,
+    place: Callable[[], Awaitable[Order]],
+    beside: LegsBesideEntry | None = None,
+) -> None:
+    """Send one entry order (with its ``entry.beside`` legs, if any); refused: nothing opened."""
+    intent, symbol, legs = run.intent, run.intent.symbol, entry.beside
+    placing = beside.place(symbol, legs) if beside is not None and legs else None
+    placed = asyncio.ensure_future(placing) if placing is not None else None
+    recording = record_opening(ctx.account, run)
+    run.entry_sent = True
+    with run.step("entry"), send_by(ctx.settings, run):
+        try:
+            entry.order = await ctx.resolver.submit(symbol, entry.client_id, place)
+        except (PermanentError, PacingDeadline) as refused:
+            run.entry_sent = False  # refused by the exchange: certainly not placed
+            if placed is not None:
+                await asyncio.gather(placed, return_exceptions=True)
+                await ctx.protector.withdraw(symbol, legs)
+            if ctx.account is not None:
+                await recording
+                await ctx.account.opened(run.key, intent, Decimal(0))
+            if isinstance(refused, PacingDeadline):
+                raise shed(ctx.settings, run, refused) from None
+            raise
+        except BaseException:
+            if placed is not None:
+                # Unknown outcome: the closePosition legs stay (they protect the entry if
+                # it exists; on a flat symbol the next intent cancels them as orphans).
+                await asyncio.gather(placed, return_exceptions=True)
+            raise
+        finally:
+            await recording
+        if placed is not None:
+            await placed
+
+
+class MarketEntry:
+    """The entry strategy of one MARKET order, its with_entry legs travelling beside it."""
+
+    def __init__(self, ctx: EntryContext) -> None:
+        self._ctx = ctx
+        self.beside = LegsBesideEntry(ctx.settings, ctx.legs, ctx.protector, lambda: ctx.account)
+
+    async def find(self, run: Run, facts: ExchangeFacts) -> Entry | None:
+        return found_order(self._ctx, run, facts)
+
+    async def send(self, run: Run, entry: Entry) -> None:
+        intent, gateway = run.intent, self._ctx.gateway
+        entry.beside = self.beside.legs(run, entry.rules, entry.reference, entry.quantity, long=entry.long)
+        await send_order(
+            self._ctx,
+            run,
+            entry,
+            lambda: gateway.place_market(
+                intent.symbol, entry.side, entry.quantity, entry.client_id, reduce_only=intent.reduce_only
+            ),
+            self.beside,
+        )
+
+    async def follow(self, run: Run, entry: Entry) -> Fill | None:
+        """The order once final; legs sent with it made true (or withdrawn when nothing filled)."""
+        symbol = run.intent.symbol
+        assert entry.order is not None
+        order = await self._ctx.resolver.until_final(symbol, entry.order)
+        early: Order | bool = False
+        if entry.beside and order.executed_qty > 0:
+            with run.step("protection"):
+                # What the exchange made of them while the entry travelled; placed again if ended.
+                flatten = await self.beside.settle(
+                    run, entry.rules, entry.beside, order, long=entry.long, resume=run.attempt.resume
+                )
+            early = flatten if flatten is not None else True
+        elif entry.beside:
+            await self._ctx.protector.withdraw(symbol, entry.beside)  # nothing opened: nothing to protect
+        return Fill(order, early, [order.order_id])
