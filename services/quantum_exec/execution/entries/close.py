@@ -14,7 +14,8 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ResultStatus
-from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
+from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.entries.own_legs import OwnLegs
 from quantum_exec.execution.entries.shared import position_amount, record_opening, slices_done
@@ -170,10 +171,13 @@ class Closer:
         return await self._resolver.until_final(symbol, order), None
 
     async def _cancel_legs(self, run: Run, taken: list[int] | None) -> None:
-        """Cancel our legs of the flattened symbol; a refusal leaves them as orphans (logged), which
-        the live OCO or the next entry's orphan sweep cancels: the close itself is done."""
+        """Cancel our legs of the flattened symbol; a refusal, or a cancel whose outcome is unknown,
+        leaves at worst orphans (logged), which the live OCO or the next entry's orphan sweep
+        cancels: the close itself is done and is answered now. Only a lost lease propagates."""
         symbol = run.intent.symbol
         try:
             await self._legs.cancel(symbol, taken)
-        except (PermanentError, RetryableError) as exc:
+        except OwnershipLost:
+            raise
+        except ExchangeError as exc:
             log.warning("close.legs_left", intent_id=run.key, symbol=symbol, detail=str(exc))
