@@ -133,6 +133,10 @@ class Closer:
         elif order is None:
             account = self._account()
             amount = await position_amount(account, self._gateway, symbol)
+            if amount == 0 and account is not None:
+                # The live view's fills can lag the executor's (a fill it has not seen yet): before
+                # answering "no position", REST says.
+                amount = await self._gateway.position_amount(symbol)
             if amount == 0:
                 # Nothing to close: our legs on the symbol protect nothing.
                 cancelled = await self._legs.cancel(symbol, taken)
