@@ -45,7 +45,9 @@ SHAPES = ("market", "limit", "stop", "twap")
 STEPS: dict[str, tuple[str, ...]] = {
     "market": ("entry_inflight", "protect_window", "after_result", "stall_takeover", "unknown_entry"),
     # On an open position: the same side again, or the other side (netted against it).
-    "pyramid": ("entry_inflight", "protect_window", "after_result", "unknown_entry"),
+    # then_close: a CLOSE published the instant the pyramid is answered (its fill may still be on
+    # the way to the live view: with --fill-lag-ms it is).
+    "pyramid": ("entry_inflight", "protect_window", "after_result", "unknown_entry", "then_close"),
     "opposite": ("entry_inflight", "after_result", "stall_takeover", "unknown_entry"),
     "limit": ("resting", "protect_window", "stall_takeover"),
     "stop": ("armed", "entry_inflight", "protect_window"),
@@ -368,7 +370,10 @@ def run_adversarial(
             if _round(rng, shape, step, payload, mark, current, other, sim, streams):
                 figures.hits[f"{shape}:{step}"] += 1
             sim.faults([])
-            if shape in ("close", "opposite"):
+            if step == "then_close":
+                intents[f"{intent_id}-c"] = {"intent_id": f"{intent_id}-c", "symbol": symbol, "side": "CLOSE"}
+                open_side[symbol] = None
+            elif shape in ("close", "opposite"):
                 open_side[symbol] = None  # an opposite entry of the same size nets to flat
             elif shape != "pyramid":
                 open_side[symbol] = payload["side"]
@@ -462,6 +467,10 @@ def _round(
         hit = poll_until(entry_without_legs, 8, poll_s=0.01)
     elif step == "after_result":
         hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.005)
+    elif step == "then_close":
+        hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.005)
+        streams.publish_many([{"intent_id": f"{intent_id}-c", "symbol": symbol, "side": "CLOSE"}])
+        poll_until(lambda: streams.result_count() > before + 1, 10, poll_s=0.01)
     elif step in ("unknown_entry", "unknown_cancel"):
         # Hit when the fault was spent; the instance answers by itself (a result within 10 s: an
         # unknown outcome is looked up at once, never left for a claim a minute later).
