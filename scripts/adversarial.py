@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--with-entry", action="store_true", help="QUANTUM_PROTECTION_TIMING=with_entry for the services"
     )
+    parser.add_argument(
+        "--fill-lag-ms",
+        type=int,
+        default=0,
+        help="hold fills (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE) back this long behind the legs' updates",
+    )
     parser.add_argument("--websocket", action="store_true", help="QUANTUM_ORDER_TRANSPORT=websocket")
     args = parser.parse_args(argv)
     env: dict[str, str] = {}
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             reorder=not args.no_reorder,
             service_env=env,
             progress=print,
+            fill_lag_ms=args.fill_lag_ms,
         )
     verdict = figures.verdict
     assert verdict is not None
@@ -52,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(f"{k} {figures.hits[k]}/{n}" for k, n in sorted(figures.steps.items())),
     )
     print("results:", dict(figures.statuses), dict(figures.protections), dict(figures.errors))
+    for line in figures.internal:
+        print("  internal error:", line)
     print("violations:", verdict.counts(), f"(reported unprotected: {len(verdict.reported_unprotected)})")
     for promise, found in verdict.violations.items():
         for line in found:

@@ -176,3 +176,25 @@ async def test_a_close_cancels_the_legs_whose_algo_update_has_not_come_yet(desk:
     sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}
     assert "GET /fapi/v1/openAlgoOrders" not in sent
     assert sent.get("DELETE /fapi/v1/algoOrder") == 2, sent
+
+
+async def test_a_filled_close_answers_at_once_when_a_leg_cancel_has_an_unknown_outcome(
+    desk: Desk, outcome: str
+) -> None:
+    """The close filled: a leg cancel whose answer is lost (503 after processing, an unreadable
+    200) leaves at worst an orphan the live OCO cancels; it must not hold the close's result back
+    until the intent is claimed again (``claim_idle_ms``, a minute by default)."""
+    await desk.service()
+    await desk.publish(
+        intent_id="open", symbol="ETHUSDT", side="BUY", quantity="0.2", stop_loss_pct="2", take_profit_pct="3"
+    )
+    opened = await desk.result("open")
+    assert opened.stop_loss is not None and opened.take_profit is not None
+    desk.sim.set_faults(
+        faults=[{"kind": outcome, "method": "DELETE", "path": "/fapi/v1/algoOrder", "count": 1}]
+    )
+    await desk.publish(intent_id="close", symbol="ETHUSDT", side="CLOSE")
+    closed = await desk.result("close", timeout_s=10)
+    assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.2")
+    assert desk.position("ETHUSDT") == 0
+    await wait_for(lambda: not desk.open_algos("ETHUSDT"), 10, "no leg left on the flat symbol")

@@ -258,3 +258,59 @@ async def test_a_close_that_comes_while_a_stop_entry_triggers_closes_what_it_fil
     closed = await desk.result("close-after")
     assert closed.status is ResultStatus.FILLED and closed.executed_quantity == Decimal("0.01")
     assert desk.position("BTCUSDT") == 0 and not desk.open_algos("BTCUSDT")
+
+
+@pytest.mark.parametrize("outcome", ["unknown_after", "timeout_after", "garbled_after"])
+async def test_a_limit_entry_whose_cancel_at_its_deadline_loses_its_answer_ends_at_once(
+    desk: Desk, outcome: str
+) -> None:
+    """The cancel of a LIMIT's unfilled remainder is asked again when its answer is lost: the
+    intent is answered at its deadline, not left pending (and the order, had the cancel not been
+    processed, resting with nobody following it) until it is claimed again a minute later."""
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    desk.sim.set_faults(faults=[{"kind": outcome, "method": "DELETE", "path": "/fapi/v1/order", "count": 1}])
+    await desk.publish(
+        intent_id="lim-lost-cancel",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        order_type="LIMIT",
+        price=str((mark * Decimal("0.99")).quantize(Decimal("0.1"))),
+        expire_after_s=1,
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    result = await desk.result("lim-lost-cancel", timeout_s=10)
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == "ENTRY_EXPIRED"
+    [order] = _orders(desk.sim, client_order_id("lim-lost-cancel", "entry"))
+    assert order["status"] == "CANCELED" and desk.position("BTCUSDT") == 0
+    assert not desk.sim.faults.rules, "the lost answer was not met"
+
+
+@pytest.mark.parametrize("outcome", ["unknown_after", "timeout_after", "garbled_after"])
+async def test_a_stop_entry_whose_cancel_at_its_deadline_loses_its_answer_ends_at_once(
+    desk: Desk, outcome: str
+) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    desk.sim.set_faults(
+        faults=[{"kind": outcome, "method": "DELETE", "path": "/fapi/v1/algoOrder", "count": 1}]
+    )
+    await desk.publish(
+        intent_id="stop-lost-cancel",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        order_type="STOP_MARKET",
+        stop_price=str((mark * Decimal("1.01")).quantize(Decimal("0.1"))),
+        expire_after_s=1,
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    result = await desk.result("stop-lost-cancel", timeout_s=10)
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == "ENTRY_EXPIRED"
+    assert desk.algo_status(client_order_id("stop-lost-cancel", "entry")) == "CANCELED"
+    assert not desk.sim.faults.rules, "the lost answer was not met"

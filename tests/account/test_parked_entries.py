@@ -179,3 +179,36 @@ async def test_a_fill_naked_past_the_bound_is_counted_and_shown_while_it_lasts(d
     assert _sample("quantum_exec_unprotected_over_bound_total") == counted_before + 1
     assert _sample("quantum_exec_unprotected_now") == 0
     assert exposure.status()["now"] == [] and exposure.status()["over_bound_total"] == 1
+
+
+async def test_a_parked_limit_left_by_a_clean_stop_is_protected_at_once_by_another_instance(
+    desk: Desk,
+) -> None:
+    """A clean stop (SIGTERM) cancels a parked entry after its grace and leaves it pending: another
+    instance (a rolling restart, another host) must take it over at its next claim, not
+    ``claim_idle_ms`` (a minute) later, or a fill in between waits that long for its SL/TP."""
+    first = await desk.service(consumer_name="leaving", shutdown_grace_s=0.5)
+    mark = desk.sim.engine.mark("BTCUSDT")
+    price = (mark * Decimal("0.995")).quantize(Decimal("0.1"))
+    await desk.publish(
+        intent_id="left-resting",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        order_type="LIMIT",
+        price=str(price),
+        expire_after_s=120,
+        stop_loss_pct="2",
+        take_profit_pct="3",
+    )
+    await wait_for(lambda: _entry(desk, "left-resting") is not None, 10, "the LIMIT resting")
+    await first.stop()
+    desk.sim.set_mark_price("BTCUSDT", price - Decimal("10"))
+    await wait_for(lambda: desk.position("BTCUSDT") == Decimal("0.010"), 5, "the LIMIT filled")
+    filled_at = time.monotonic()
+    await desk.service(consumer_name="arriving")
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 60, "the SL/TP of the fill")
+    naked_s = time.monotonic() - filled_at
+    assert naked_s < PROMPT_S, f"the fill waited {naked_s:.1f} s for its SL/TP"
+    result = await desk.result("left-resting")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED

@@ -43,11 +43,16 @@ from support.waiting import poll_until
 SHAPES = ("market", "limit", "stop", "twap")
 # Where a shape can be killed: the request held by a latency fault, or the state waited for.
 STEPS: dict[str, tuple[str, ...]] = {
-    "market": ("entry_inflight", "protect_window", "after_result", "stall_takeover"),
+    "market": ("entry_inflight", "protect_window", "after_result", "stall_takeover", "unknown_entry"),
+    # On an open position: the same side again, or the other side (netted against it).
+    # then_close: a CLOSE published the instant the pyramid is answered (its fill may still be on
+    # the way to the live view: with --fill-lag-ms it is).
+    "pyramid": ("entry_inflight", "protect_window", "after_result", "unknown_entry", "then_close"),
+    "opposite": ("entry_inflight", "after_result", "stall_takeover", "unknown_entry"),
     "limit": ("resting", "protect_window", "stall_takeover"),
     "stop": ("armed", "entry_inflight", "protect_window"),
     "twap": ("between_slices", "protect_window"),
-    "close": ("close_inflight", "after_result", "stall_takeover"),
+    "close": ("close_inflight", "after_result", "stall_takeover", "unknown_cancel"),
 }
 # Above each symbol's minimum notional at the fixture's marks.
 QUANTITY = {"BTCUSDT": "0.004", "ETHUSDT": "0.100", "SOLUSDT": "2", "XRPUSDT": "150", "LINKUSDT": "20"}
@@ -202,6 +207,13 @@ def signed(sim: SimProcess, method: str, path: str, params: dict[str, Any]) -> A
         return orjson.loads(reply.read())
 
 
+def _fault_rules(sim: SimProcess) -> list[dict[str, Any]]:
+    """The simulator's fault rules not yet spent."""
+    with urllib.request.urlopen(f"{sim.base_url}/_sim/faults", timeout=10) as reply:
+        rules: list[dict[str, Any]] = orjson.loads(reply.read())["faults"]
+    return rules
+
+
 def _price(symbol: str, value: Decimal) -> str:
     return str(value.quantize(Decimal(TICK[symbol])))
 
@@ -264,6 +276,8 @@ class AdversarialFigures:
     statuses: Counter[str] = field(default_factory=Counter)
     protections: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # Results that failed inside the service (intent, shape:step, message): each one is a lead.
+    internal: list[str] = field(default_factory=list)
     seconds: float = 0.0
     verdict: PromiseVerdict | None = None
 
@@ -306,9 +320,13 @@ def run_adversarial(
     reorder: bool = True,
     service_env: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    fill_lag_ms: int = 0,
 ) -> AdversarialFigures:
     """``rounds`` rounds of one intent each, killed (or stalled) at a chosen step; then one clean
-    instance drains everything and the promises are counted from the simulator's state."""
+    instance drains everything and the promises are counted from the simulator's state.
+
+    ``fill_lag_ms`` holds every ORDER_TRADE_UPDATE and ACCOUNT_UPDATE back that long behind the
+    conditional orders' updates (the live view sees legs before the fills they protect)."""
     rng = random.Random(seed)
     figures = AdversarialFigures()
     started = time.monotonic()
@@ -317,29 +335,48 @@ def run_adversarial(
         sim, streams = rig.sim, rig.streams
         marks = {s: Decimal(sim.state()["markPrices"][s]) for s in SYMBOLS}
         foreign = place_foreign(sim, marks)
-        if reorder:
-            sim.faults([], stream_reorder={"seed": seed, "max_delay_ms": 40})
+        if reorder or fill_lag_ms:
+            lag = {"ORDER_TRADE_UPDATE": fill_lag_ms, "ACCOUNT_UPDATE": fill_lag_ms} if fill_lag_ms else {}
+            sim.faults(
+                [],
+                stream_reorder={"seed": seed, "max_delay_ms": 40 if reorder else 0, "type_delay_ms": lag},
+            )
         services = [rig.service(c, **env) for c in ("adv-a", "adv-b")]
         intents: dict[str, dict[str, Any]] = {}
-        is_open: dict[str, bool] = dict.fromkeys(SYMBOLS, False)
+        open_side: dict[str, str | None] = dict.fromkeys(SYMBOLS, None)
+        kills: dict[str, str] = {}
         for n in range(rounds):
             symbol = rng.choice(SYMBOLS)
             mark = Decimal(sim.state()["markPrices"][symbol])
             intent_id = f"adv-{rig.names.tag[:6]}-{n}"
-            if is_open[symbol]:
-                shape = "close"
-                payload: dict[str, Any] = {"intent_id": intent_id, "symbol": symbol, "side": "CLOSE"}
+            side = open_side[symbol]
+            if side is not None:
+                shape = rng.choice(("close", "close", "pyramid", "opposite"))
             else:
                 shape = rng.choice(SHAPES)
+            if shape == "close":
+                payload: dict[str, Any] = {"intent_id": intent_id, "symbol": symbol, "side": "CLOSE"}
+            elif shape == "pyramid":
+                payload = _intent("market", intent_id, symbol, side or "BUY", mark)
+            elif shape == "opposite":
+                payload = _intent("market", intent_id, symbol, "SELL" if side == "BUY" else "BUY", mark)
+            else:
                 payload = _intent(shape, intent_id, symbol, rng.choice(("BUY", "SELL")), mark)
             step = rng.choice(STEPS[shape])
             figures.steps[f"{shape}:{step}"] += 1
+            kills[intent_id] = f"{shape}:{step}"
             intents[intent_id] = payload
             current, other = (services[0], services[1]) if n % 2 == 0 else (services[1], services[0])
             if _round(rng, shape, step, payload, mark, current, other, sim, streams):
                 figures.hits[f"{shape}:{step}"] += 1
             sim.faults([])
-            is_open[symbol] = shape != "close"
+            if step == "then_close":
+                intents[f"{intent_id}-c"] = {"intent_id": f"{intent_id}-c", "symbol": symbol, "side": "CLOSE"}
+                open_side[symbol] = None
+            elif shape in ("close", "opposite"):
+                open_side[symbol] = None  # an opposite entry of the same size nets to flat
+            elif shape != "pyramid":
+                open_side[symbol] = payload["side"]
             figures.rounds += 1
             if progress is not None:
                 progress(f"  round {n + 1}/{rounds}: {shape}:{step}")
@@ -356,6 +393,11 @@ def run_adversarial(
         figures.statuses = Counter(r.status.value for r in results)
         figures.protections = Counter(r.protection.value for r in results)
         figures.errors = Counter(f"{r.status.value}:{r.error.code}" for r in results if r.error is not None)
+        figures.internal = [
+            f"{r.intent_id} ({kills.get(r.intent_id)}): {r.error.message}"
+            for r in results
+            if r.error is not None and r.error.code == "INTERNAL_ERROR"
+        ]
         figures.verdict = promises(intents, results, state, foreign)
     figures.seconds = time.monotonic() - started
     return figures
@@ -379,6 +421,13 @@ def _round(
     if step in ("entry_inflight", "close_inflight", "stall_takeover"):
         path = "/fapi/v1/algoOrder" if shape == "stop" else "/fapi/v1/order"
         sim.faults([{"kind": "latency", "ms": 900, "method": "POST", "path": path, "count": 1}])
+    elif step == "unknown_entry":
+        # Processed, then the answer lost (503, -1007 timeout, garbled or cut-off 200): not killed.
+        kind = rng.choice(("unknown_after", "timeout_after", "garbled_after", "truncated_after"))
+        sim.faults([{"kind": kind, "method": "POST", "path": "/fapi/v1/order", "count": 1}])
+    elif step == "unknown_cancel":
+        kind = rng.choice(("unknown_after", "timeout_after", "garbled_after", "truncated_after"))
+        sim.faults([{"kind": kind, "method": "DELETE", "path": "/fapi/v1/algoOrder", "count": 1}])
     elif step == "protect_window":
         sim.faults([{"kind": "latency", "ms": 900, "method": "POST", "path": "/fapi/v1/algoOrder"}])
     if not current.alive:
@@ -388,8 +437,15 @@ def _round(
 
     def on_exchange() -> dict[str, Any] | None:
         state = sim.state()
-        found = [o for o in state["orders"] if o["clientOrderId"].split("-")[-1] == entry.split("-")[-1]]
-        algos = [a for a in state["algoOrders"] if a["clientAlgoId"].split("-")[-1] == entry.split("-")[-1]]
+        digest = entry.split("-")[-1]
+        algos = [a for a in state["algoOrders"] if a["clientAlgoId"].split("-")[-1] == digest]
+        # The order a stop entry's trigger placed carries an id of the exchange's, not ours.
+        triggered = {str(a.get("actualOrderId")) for a in algos if a["clientAlgoId"] == entry}
+        found = [
+            o
+            for o in state["orders"]
+            if o["clientOrderId"].split("-")[-1] == digest or str(o["orderId"]) in triggered
+        ]
         return {"orders": found, "algos": algos} if (found or algos) else None
 
     hit = True
@@ -411,6 +467,15 @@ def _round(
         hit = poll_until(entry_without_legs, 8, poll_s=0.01)
     elif step == "after_result":
         hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.005)
+    elif step == "then_close":
+        hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.005)
+        streams.publish_many([{"intent_id": f"{intent_id}-c", "symbol": symbol, "side": "CLOSE"}])
+        poll_until(lambda: streams.result_count() > before + 1, 10, poll_s=0.01)
+    elif step in ("unknown_entry", "unknown_cancel"):
+        # Hit when the fault was spent; the instance answers by itself (a result within 10 s: an
+        # unknown outcome is looked up at once, never left for a claim a minute later).
+        hit = poll_until(lambda: not _fault_rules(sim), 10, poll_s=0.01)
+        hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.01) and hit
     elif step in ("resting", "armed"):
         hit = poll_until(lambda: on_exchange() is not None, 5)
     elif step == "between_slices":

@@ -15,6 +15,12 @@ only then is the old one cancelled. A placement that fails under the placer's po
 lookups and the -2021 re-round spent) leaves the old leg armed - larger than the position, but reduce-only, so
 it still protects all of it - and the plan runs again after a backoff, a bounded number of times.
 
+The view's fills can lag its conditional orders' updates (events of different types arrive in any
+order): legs placed for an entry whose fill is still on the way would look like orphans of a flat
+symbol. A plan that cancels, for the view's position (flat, or on the other side), a leg newer
+than the newest fill the view has applied is first checked against REST (positionRisk); when REST
+holds another position the plan acts on nothing (nor drops the records) and runs again.
+
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
 it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
 """
@@ -35,6 +41,7 @@ from quantum_exec.errors import QuantumError
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer
+from quantum_exec.execution.ports import Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
@@ -44,6 +51,8 @@ log = get_logger(__name__)
 # A plan whose orders failed runs again after these waits, this many times; the old legs stay armed.
 OCO_RETRY: Final = Backoff(base_s=0.2, cap_s=5.0, jitter=0.2)
 OCO_ATTEMPTS: Final = 6
+# Cancels that hold only if the view's position is right (checked against REST first).
+POSITION_REASONS: Final = frozenset({"position flat", "side cannot reduce the position"})
 
 
 class LegNotArmed(QuantumError):
@@ -54,6 +63,7 @@ class LiveOco:
     """Cancels and resizes our legs as the position changes; the follower provides the attributes."""
 
     _settings: Settings
+    _gateway: Gateway
     _legs: LegPlacer
     store: AccountStore
     state: AccountState
@@ -87,6 +97,10 @@ class LiveOco:
                 except StaleStateError:
                     return  # the resync kicks every symbol again
                 failed = False
+                lagging = await self._view_lags(symbol, actions)
+                if lagging:
+                    # The view's position is behind the exchange's: act on nothing of it yet.
+                    failed, actions = True, []
                 for action in actions:
                     try:
                         await self._apply_oco(symbol, action)
@@ -100,7 +114,7 @@ class LiveOco:
                             client_algo_id=action.client_algo_id,
                             error=f"{type(exc).__name__}: {exc}",
                         )
-                if self.position_amount(symbol) == 0:
+                if not lagging and self.position_amount(symbol) == 0:
                     await self._drop_records(symbol)
                 if failed:
                     if failures >= OCO_ATTEMPTS:
@@ -117,6 +131,31 @@ class LiveOco:
             log.exception("oco.failed", symbol=symbol)
         finally:
             reset_check(token)
+
+    async def _view_lags(self, symbol: str, actions: list[Cancel | Replace]) -> bool:
+        """True when the plan cancels, for the view's position, a leg placed after the newest fill
+        the view applied (it may protect a fill still on its way) and REST holds another position."""
+        last_fill_ms = self.state.last_fill_ms(symbol) or 0
+
+        def newer_than_fills(action: Cancel | Replace) -> bool:
+            if not isinstance(action, Cancel) or action.reason not in POSITION_REASONS:
+                return False
+            leg = self.state.algo_order(action.client_algo_id)
+            return (
+                leg is not None
+                and action.client_algo_id not in self._held_legs
+                and leg.algo_id not in self._acted_on
+                and leg.update_time_ms > last_fill_ms
+            )
+
+        if not any(newer_than_fills(a) for a in actions):
+            return False
+        held = self.position_amount(symbol)
+        actual = await self._gateway.position_amount(symbol)
+        if held == actual:
+            return False
+        log.warning("oco.view_lags", symbol=symbol, view=str(held), exchange=str(actual))
+        return True
 
     async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
         if action.client_algo_id in self._held_legs:

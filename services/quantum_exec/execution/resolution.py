@@ -71,6 +71,24 @@ class OrderResolver:
             f"order {client_id} could not be placed or found after {SEND_ATTEMPTS} attempts"
         )
 
+    async def cancel(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Cancel a working order (``send`` answers what became of it). A cancel may be asked again
+        safely (one already done answers "no longer open"), so an unknown outcome or a retryable
+        error is asked again, ``SEND_ATTEMPTS`` times in all: a lost answer must not leave the
+        order working with nobody following it until the intent is claimed again."""
+        waits = RETRY_SEND.delays()
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                return await send()
+            except OwnershipLost:
+                raise
+            except (UnknownOutcomeError, RetryableError) as exc:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                log.warning("order.cancel_retry", order=name, detail=exc.message)
+                await asyncio.sleep(next(waits))
+        raise AssertionError("unreachable")
+
     async def resolve(self, sent_at: float, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
         """Poll ``lookup`` until it finds the order or the request can no longer be accepted.
 

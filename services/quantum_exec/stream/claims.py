@@ -153,6 +153,28 @@ class Claims:
             if deleted:
                 await self.ack_deleted(deleted, "refresh")
 
+    async def hand_over(self, stream_ids: list[str]) -> None:
+        """The entries a clean stop leaves pending (a LIMIT resting, a STOP armed, an intent not
+        started) are made idle for ``claim_idle_ms`` at once: another instance claims them at its
+        next pass, not a whole ``claim_idle_ms`` later (a fill meanwhile would wait naked for its
+        SL/TP all that time). Best effort: Redis unreachable leaves the plain idle clock."""
+        if not stream_ids:
+            return
+        try:
+            await self._redis.xclaim(
+                self._keys.intent_stream,
+                self._keys.consumer_group,
+                self._consumer,
+                0,
+                list(stream_ids),
+                idle=self._settings.claim_idle_ms,
+                justid=True,
+            )
+        except REDIS_DOWN as exc:
+            log.warning("consumer.hand_over_failed", count=len(stream_ids), error=str(exc))
+            return
+        log.info("consumer.handed_over", count=len(stream_ids), first=stream_ids[0], last=stream_ids[-1])
+
     async def autoclaim(self, stopping: asyncio.Event) -> None:
         """Claim entries idle longer than ``claim_idle_ms`` (their consumer died) and dispatch them.
 

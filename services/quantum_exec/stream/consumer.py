@@ -179,6 +179,7 @@ class IntentConsumer:
                     task.cancel()
                 _done, late = await asyncio.wait(late, timeout=CANCEL_WAIT_S)
         await cancel_task(self._maintainer)
+        await self._claims.hand_over(sorted(self._held))
         log.info("consumer.stopped", left_pending=len(self._held))
 
     def _work(self) -> set[asyncio.Task[Any]]:

@@ -13,7 +13,8 @@ import time
 from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ResultStatus
-from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
+from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.entries.own_legs import OwnLegs
@@ -122,6 +123,10 @@ class Closer:
         elif order is None:
             account = self._ctx.account
             amount = await position_amount(account, self._gateway, symbol)
+            if amount == 0 and account is not None:
+                # The live view's fills can lag the executor's (a fill it has not seen yet): before
+                # answering "no position", REST says.
+                amount = await self._gateway.position_amount(symbol)
             if amount == 0:
                 # Nothing to close: our legs on the symbol protect nothing.
                 cancelled = await self._legs.cancel(symbol, taken)
@@ -158,10 +163,13 @@ class Closer:
         return await self._resolver.until_final(symbol, order), None
 
     async def _cancel_legs(self, run: Run, taken: list[int] | None) -> None:
-        """Cancel our legs of the flattened symbol; a refusal leaves them as orphans (logged), which
-        the live OCO or the next entry's orphan sweep cancels: the close itself is done."""
+        """Cancel our legs of the flattened symbol; a refusal, or a cancel whose outcome is unknown,
+        leaves at worst orphans (logged), which the live OCO or the next entry's orphan sweep
+        cancels: the close itself is done and is answered now. Only a lost lease propagates."""
         symbol = run.intent.symbol
         try:
             await self._legs.cancel(symbol, taken)
-        except (PermanentError, RetryableError) as exc:
+        except OwnershipLost:
+            raise
+        except ExchangeError as exc:
             log.warning("close.legs_left", intent_id=run.key, symbol=symbol, detail=str(exc))

@@ -132,7 +132,9 @@ class WorkingEntry:
     async def _end(self, run: Run, entry: Order, why: str) -> Order:
         """Cancel the unfilled remainder; the order as it ended (filled meanwhile is fine too)."""
         symbol = run.intent.symbol
-        cancelled = await self._gateway.cancel_order(symbol, entry.client_order_id)
+        cancelled = await self._resolver.cancel(
+            entry.client_order_id, lambda: self._gateway.cancel_order(symbol, entry.client_order_id)
+        )
         found = (
             cancelled
             if cancelled is not None

@@ -21,6 +21,7 @@ waiting CLOSE is looked for every ``CLOSE_CHECK_S`` (the close signal in Redis, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -178,7 +179,9 @@ class StopEntry:
                 if follow_until is None:
                     why, view = await self._wait(run, algo.client_algo_id, seen, deadline, limit_s)
                     if why is not None:
-                        cancelled = await self._gateway.cancel_algo(algo.algo_id)
+                        cancelled = await self._resolver.cancel(
+                            algo.client_algo_id, functools.partial(self._gateway.cancel_algo, algo.algo_id)
+                        )
                         log.info("stop_entry.cancelled", intent_id=run.key, why=why, cancelled=cancelled)
                         follow_until = time.monotonic() + FOLLOW_S
                 else:
