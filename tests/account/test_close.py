@@ -178,6 +178,7 @@ async def test_a_close_cancels_the_legs_whose_algo_update_has_not_come_yet(desk:
     assert sent.get("DELETE /fapi/v1/algoOrder") == 2, sent
 
 
+@pytest.mark.parametrize("outcome", ["unknown_after", "garbled_after", "truncated_after"])
 async def test_a_filled_close_answers_at_once_when_a_leg_cancel_has_an_unknown_outcome(
     desk: Desk, outcome: str
 ) -> None:
