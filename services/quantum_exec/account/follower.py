@@ -47,6 +47,7 @@ from quantum_exec.account.resync import Resyncing
 from quantum_exec.account.roles import intent_digest, replacement_of
 from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.unseen import UnseenFills
 from quantum_exec.account.userstream import UserStream
 from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import Side, TradeIntent
@@ -79,6 +80,7 @@ class AccountFollower(Resyncing):
         self._legs = legs if legs is not None else LegPlacer(settings, gateway)
         self.store = store
         self.state = AccountState()
+        self._unseen = UnseenFills()
         self.stream = UserStream(
             gateway,
             stream_root(settings),
@@ -147,11 +149,23 @@ class AccountFollower(Resyncing):
     # ---- what the executor reads (None / empty: not known, fall back to REST)
 
     def position_amount(self, symbol: str) -> Decimal | None:
-        """The live position amount, or ``None`` while the view is stale."""
+        """The live position amount, or ``None`` while the view is stale or behind an order this
+        instance saw filled by REST (its fill events still on the way: ask REST)."""
+        if self._unseen.pending(
+            symbol, lambda order_id: self.state.order_done(symbol, order_id), self.state.snapshot_ms(symbol)
+        ):
+            return None
         try:
             return self.state.position(symbol).amount
         except StaleStateError:
             return None
+
+    def saw_final(self, symbol: str, order_ids: Collection[int], update_time_ms: int) -> None:
+        """The executor saw these orders of ``symbol`` final, with fills, by REST: the view is behind
+        them until it has applied their final updates (see :mod:`.unseen`)."""
+        self._unseen.add(
+            symbol, (i for i in order_ids if not self.state.order_done(symbol, i)), update_time_ms
+        )
 
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
         """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while

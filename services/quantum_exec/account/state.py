@@ -493,6 +493,10 @@ class AccountState:
         """True when this fill was applied already (the gap replay skips it)."""
         return trade_id in self._fills.get((symbol, order_id), {})
 
+    def snapshot_ms(self, symbol: str) -> int:
+        """When the last resync's snapshot of ``symbol`` was taken (0: never)."""
+        return self._snapshot_ms.get(symbol, 0)
+
     def order_done(self, symbol: str, order_id: int) -> bool:
         """True once an ORDER_TRADE_UPDATE said the order is final: its fills are all here."""
         return (symbol, order_id) in self._final_orders

@@ -254,6 +254,9 @@ class Executor:
             return  # ended with nothing opened; the strategy said why
         entry, rules, reference, quantity = fill.order, found.rules, found.reference, found.quantity
         record_fill(run, entry, reference, long=long)
+        if self.account is not None and entry.executed_qty > 0:
+            # Known filled by REST: the live view is behind it until its fill events arrive.
+            self.account.saw_final(intent.symbol, fill.order_ids, entry.update_time_ms)
         if entry.executed_qty <= 0:
             out.status = ResultStatus.FAILED
             if entry.order_type is OrderType.LIMIT:
@@ -287,6 +290,8 @@ class Executor:
             flatten = early if isinstance(early, Order) else None
             if flatten is not None:
                 order_ids.append(flatten.order_id)
+                if self.account is not None and flatten.executed_qty > 0:
+                    self.account.saw_final(intent.symbol, [flatten.order_id], flatten.update_time_ms)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         elif wants_protection(intent) and size > 0:
             with run.step("protection"), self.exposure.naked(run, entry):
@@ -295,6 +300,8 @@ class Executor:
                 )
             if flatten is not None:
                 order_ids.append(flatten.order_id)
+                if self.account is not None and flatten.executed_qty > 0:
+                    self.account.saw_final(intent.symbol, [flatten.order_id], flatten.update_time_ms)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         if run.position_before is not None and is_opposite(run.position_before, long=long):
             await netted(self.legs, self.account, self._own_protective, run, entry, size, flatten, long=long)

@@ -75,6 +75,8 @@ class Closer:
             flat = order.status is OrderStatus.FILLED
             account = self._ctx.account
             if account is not None and order.executed_qty > 0:
+                ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
+                account.saw_final(symbol, ids, order.update_time_ms)  # its fill events may trail
                 # Whatever was open is closed: no record of it may be re-protected by a reconcile.
                 await account.closed(symbol)
             if flat:
