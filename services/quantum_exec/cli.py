@@ -506,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     from quantum_exec.book_cli import add_commands
 
     add_commands(sub, _add_settings_args, _with_reader_settings)
+    from quantum_exec.risk.cli import add_commands as add_control_commands
+
+    add_control_commands(sub, _add_settings_args, _with_reader_settings)
     return parser
 
 
