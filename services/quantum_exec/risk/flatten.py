@@ -9,8 +9,9 @@ with its ``flatten_close`` risk event, in one script). The CLOSE runs as any int
 once across kills and instances (its client ids derive from the intent id, a resumed attempt
 starts from what the exchange holds under them, :mod:`quantum_exec.execution.recovery`), behind
 the symbol's older entries, and cancels our legs once the position is gone; its result is
-published. A symbol still not clean after its CLOSE is done gets the next round (a partial fill),
-up to :data:`MAX_ROUNDS`. Once nothing is left, ``flatten_done`` is published and the flatten ends.
+published. A symbol still not clean after its CLOSE is done gets the next round (a partial
+fill), up to :data:`MAX_ROUNDS`. Once nothing is left and every CLOSE's result is published,
+``flatten_done`` is published (with the number of CLOSEs) and the flatten ends.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ class Flattener:
         """Send what the flatten still needs; True once it is done (and published so)."""
         left = await self.left()
         if not left.symbols:
+            sent = await self._store.flatten_intents(flatten_id)
+            for intent_id in sent:
+                if not await self._done(intent_id):
+                    return False  # its result is not published yet: the report waits for it
             return await self._store.finish_flatten(
-                flatten_id, fence, {"positions": 0, "protective_orders": 0}
+                flatten_id, fence, {"closes": len(sent), "positions": 0, "protective_orders": 0}
             )
         for symbol in left.symbols:
             await self._advance(flatten_id, symbol, left, fence)
@@ -88,8 +93,7 @@ class Flattener:
             if not await self._redis.exists(self._once_prefix + once):
                 await self._publish(flatten_id, symbol, round_, intent_id, once, left, fence)
                 return
-            state = await self._redis.hget(self._keys.idempotency(intent_id), "state")
-            if state is None or (state.decode() if isinstance(state, bytes) else state) != "done":
+            if not await self._done(intent_id):
                 return  # on its way: wait for it
         log.error(
             "risk.flatten_stuck",
@@ -100,6 +104,10 @@ class Flattener:
             legs=left.legs.get(symbol, 0),
             detail="still not flat after every round's CLOSE: see their results",
         )
+
+    async def _done(self, intent_id: str) -> bool:
+        state = await self._redis.hget(self._keys.idempotency(intent_id), "state")
+        return state is not None and (state.decode() if isinstance(state, bytes) else state) == "done"
 
     async def _publish(
         self, flatten_id: str, symbol: str, round_: int, intent_id: str, once: str, left: Left, fence: Fence
@@ -129,7 +137,7 @@ class Flattener:
             "reason": f"close {symbol} at market (reduce-only), then cancel our conditional orders",
             "numbers": {"position_amount": amount, "protective_orders": left.legs.get(symbol, 0)},
         }
-        outcome = await self._store.publish_close(once, fence, fields, event)
+        outcome = await self._store.publish_close(flatten_id, once, fence, intent_id, fields, event)
         if outcome == 1:
             log.warning(
                 "risk.flatten_close",

@@ -47,14 +47,17 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5 + 2 * n)
 return seq + 1
 """
 
-# KEYS: account lease, once key, intent stream, risk stream. ARGV: held value, ttl s, maxlen,
-# n intent pairs, pairs..., event pairs... Returns 1 published, 0 before, -1 not the holder.
+# KEYS: account lease, once key, intent stream, risk stream, the flatten's intent set. ARGV: held
+# value, ttl s, maxlen, intent id, n intent pairs, pairs..., event pairs...
+# Returns 1 published, 0 before, -1 not the holder.
 _PUBLISH_ONCE: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
-local n = tonumber(ARGV[4])
-redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5, 4 + 2 * n))
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5 + 2 * n))
+redis.call('SADD', KEYS[5], ARGV[4])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+local n = tonumber(ARGV[5])
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6, 5 + 2 * n))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6 + 2 * n))
 return 1
 """
 
@@ -206,8 +209,22 @@ class RiskStore:
             await pipe.execute()
         log.warning("risk.limits_changed", by=by, changes=orjson.dumps(payload["numbers"]).decode())
 
+    def flatten_intents_key(self, flatten_id: str) -> str:
+        return f"{self._once_prefix}{flatten_id}:intents"
+
+    async def flatten_intents(self, flatten_id: str) -> list[str]:
+        """The ids of the CLOSE intents a flatten published."""
+        members: Any = await self._redis.smembers(self.flatten_intents_key(flatten_id))
+        return sorted(_text(m) for m in members)
+
     async def publish_close(
-        self, once: str, fence: Fence, intent_fields: dict[str, str], event: dict[str, Any]
+        self,
+        flatten_id: str,
+        once: str,
+        fence: Fence,
+        intent_id: str,
+        intent_fields: dict[str, str],
+        event: dict[str, Any],
     ) -> int:
         """Append the flatten's CLOSE intent and its event once (1), 0 if done before, -1 deposed."""
         now = datetime.now(UTC)
@@ -215,11 +232,18 @@ class RiskStore:
             fence[1],
             ONCE_TTL_S,
             self._maxlen,
+            intent_id,
             len(intent_fields),
             *_pairs(intent_fields),
             *_pairs(self._event({**event, "time": isoformat(now)}, now)),
         ]
-        keys = [fence[0], self._once_prefix + once, self.intent_stream, self.stream]
+        keys = [
+            fence[0],
+            self._once_prefix + once,
+            self.intent_stream,
+            self.stream,
+            self.flatten_intents_key(flatten_id),
+        ]
         return int(await self._publish_once(keys=keys, args=args))
 
     async def count_intent(self, source: str, now: datetime) -> int:
