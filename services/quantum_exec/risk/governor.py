@@ -18,6 +18,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.flatten import Flattener
 from quantum_exec.risk.gate import HaltAwareCloses, RiskGate
 from quantum_exec.risk.limits import Limits
+from quantum_exec.risk.rounds import Rounds
 from quantum_exec.risk.store import Fence, RiskStore
 from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
@@ -90,7 +91,8 @@ async def start_governor(
     gate = RiskGate(store, Limits.from_settings(settings), executor.gateway)
     executor.risk = gate
     executor.closes = HaltAwareCloses(executor.closes, gate)
-    flattener = Flattener(redis, settings, store, executor.gateway) if account is not None else None
+    rounds = Rounds(redis, settings, store)
+    flattener = Flattener(store, rounds, executor.gateway) if account is not None else None
 
     def fence() -> Fence | None:
         if account is None or not account.leader:

@@ -7,8 +7,9 @@ changed at run time, the flatten's CLOSEs published once, the intent-rate counte
   holder changes nothing), and the event goes on ``QUANTUM_RISK_STREAM`` in the same script, so
   there is exactly one event per transition.
 * ``<prefix>:risk:limits`` (hash): the limits set through the control API, over the settings.
-* ``<prefix>:risk:flatten:<id>:<symbol>:<round>``: the flatten's CLOSE of one symbol, claimed with
-  ``SET NX`` in the script that appends it to the intent stream (under the account lease).
+* ``<prefix>:risk:once:<group>:<symbol>:<round>``: an intent of the governor's own (a flatten's
+  CLOSE, a liquidation-distance reduction), claimed with ``SET NX`` in the script that appends it
+  to the intent stream (under the account lease); ``<prefix>:risk:once:<group>:intents`` lists them.
 * ``<prefix>:risk:rate:<source>:<minute>``: intents counted per producer and UTC minute.
 """
 
@@ -80,7 +81,7 @@ class RiskStore:
         self._redis = redis
         self.state_key = f"{prefix}:risk:state"
         self.limits_key = f"{prefix}:risk:limits"
-        self._once_prefix = f"{prefix}:risk:flatten:"
+        self._once_prefix = f"{prefix}:risk:once:"
         self._rate_prefix = f"{prefix}:risk:rate:"
         self.stream = settings.risk_stream
         self.intent_stream = settings.intent_stream
@@ -209,24 +210,28 @@ class RiskStore:
             await pipe.execute()
         log.warning("risk.limits_changed", by=by, changes=orjson.dumps(payload["numbers"]).decode())
 
-    def flatten_intents_key(self, flatten_id: str) -> str:
-        return f"{self._once_prefix}{flatten_id}:intents"
+    def _group_key(self, group: str) -> str:
+        return f"{self._once_prefix}{group}:intents"
 
-    async def flatten_intents(self, flatten_id: str) -> list[str]:
-        """The ids of the CLOSE intents a flatten published."""
-        members: Any = await self._redis.smembers(self.flatten_intents_key(flatten_id))
+    async def group_intents(self, group: str) -> list[str]:
+        """The ids of the intents a group (a flatten, the day's liquidation reductions) published."""
+        members: Any = await self._redis.smembers(self._group_key(group))
         return sorted(_text(m) for m in members)
 
-    async def publish_close(
+    async def published(self, group: str, symbol: str, round_: int) -> bool:
+        return bool(await self._redis.exists(f"{self._once_prefix}{group}:{symbol}:{round_}"))
+
+    async def publish_once(
         self,
-        flatten_id: str,
-        once: str,
+        group: str,
+        symbol: str,
+        round_: int,
         fence: Fence,
         intent_id: str,
         intent_fields: dict[str, str],
         event: dict[str, Any],
     ) -> int:
-        """Append the flatten's CLOSE intent and its event once (1), 0 if done before, -1 deposed."""
+        """Append a governor's intent and its event once (1), 0 if done before, -1 deposed."""
         now = datetime.now(UTC)
         args: list[str | int] = [
             fence[1],
@@ -239,10 +244,10 @@ class RiskStore:
         ]
         keys = [
             fence[0],
-            self._once_prefix + once,
+            f"{self._once_prefix}{group}:{symbol}:{round_}",
             self.intent_stream,
             self.stream,
-            self.flatten_intents_key(flatten_id),
+            self._group_key(group),
         ]
         return int(await self._publish_once(keys=keys, args=args))
 
