@@ -155,7 +155,9 @@ class Service:
                 await self.shared_pacing.start()
             from quantum_exec.risk.governor import start_governor
 
-            self.governor = await start_governor(self._redis, settings, self.executor, self.account)
+            self.governor = await start_governor(
+                self._redis, settings, self.executor, self.account, self.book
+            )
         self.consumer = IntentConsumer(
             self._redis, settings, handler, on_progress=self._progress, on_close=on_close, link=link
         )

@@ -71,6 +71,7 @@ def test_a_daily_loss_halt_of_the_governor_needs_force_until_the_next_utc_day() 
         plan(locked, Request(ACTIVE, "resume", "operator:a"), NOW + timedelta(hours=11))
     forced = plan(locked, Request(ACTIVE, "resume", "operator:a", force=True), NOW)
     assert forced is not None and forced.state is ACTIVE and forced.locked_day == ""
+    assert forced.forced_day == "2026-12-06"  # the governor leaves the day to the operator
     next_day = plan(locked, Request(ACTIVE, "resume", "operator:a"), NOW + timedelta(hours=12, minutes=1))
     assert next_day is not None and next_day.state is ACTIVE
 

@@ -20,6 +20,7 @@ from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.limits import Holding, Limits, check_entry
+from quantum_exec.risk.rounds import OWN_PREFIX
 from quantum_exec.risk.states import RiskState, TradingState, admits
 from quantum_exec.risk.store import RiskStore
 
@@ -71,7 +72,10 @@ class RiskGate:
     ) -> None:
         """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers."""
         state = await self.refresh()
-        refusal = admits(state.state, close=False, reduces=reduces)
+        # The governor's own reductions (liquidation distance) run in every state; reduce-only,
+        # they can only lower exposure, whoever sends one under that id.
+        own = intent.reduce_only and (intent.intent_id or "").startswith(OWN_PREFIX)
+        refusal = admits(state.state, close=own, reduces=reduces)
         if refusal is not None:
             metrics.RISK_REFUSED.labels(code=refusal.value).inc()
             raise IntentRejected(
@@ -85,7 +89,7 @@ class RiskGate:
                 ),
             )
         limits = self.limits
-        if limits.max_intents_per_min is not None:
+        if limits.max_intents_per_min is not None and not own:
             source = intent_source(intent)
             count = await self._store.count_intent(source, datetime.now(UTC))
             if count > limits.max_intents_per_min:

@@ -26,12 +26,13 @@ from quantum_exec.stream.store import Keys
 log = get_logger(__name__)
 
 SOURCE: Final = "quantum-exec-risk"
+OWN_PREFIX: Final = "risk-"
 # What a round publishes: its intent's payload (without id and time) and its event's fields.
 Make = Callable[[int], tuple[dict[str, Any], dict[str, Any]]]
 
 
 def round_intent_id(group: str, symbol: str, round_: int) -> str:
-    return f"risk-{group}-{symbol}-{round_}"
+    return f"{OWN_PREFIX}{group}-{symbol}-{round_}"
 
 
 class Rounds:

@@ -52,6 +52,7 @@ class RiskState:
     seq: int = 0
     flatten: str = ""  # the id of the flatten under way ("" none)
     locked_day: str = ""  # a daily-loss HALT of the governor: resuming needs force until the next day
+    forced_day: str = ""  # forced out of it: the governor does not act on the day's loss again that day
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -61,6 +62,7 @@ class RiskState:
             "since": self.since,
             "flatten": self.flatten,
             "locked_day": self.locked_day,
+            "forced_day": self.forced_day,
         }
 
     @classmethod
@@ -75,6 +77,7 @@ class RiskState:
             seq=int(raw.get("seq") or 0),
             flatten=raw.get("flatten", ""),
             locked_day=raw.get("locked_day", ""),
+            forced_day=raw.get("forced_day", ""),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -138,4 +141,5 @@ def plan(current: RiskState, request: Request, now: datetime) -> RiskState | Non
         # Leaving HALTED ends a flatten under way (what it closed stays closed).
         flatten=f"f{current.seq + 1}" if wants_flatten else (current.flatten if halted else ""),
         locked_day=today if request.lock_day else (current.locked_day if halted else ""),
+        forced_day=today if locked and request.force else current.forced_day,
     )
