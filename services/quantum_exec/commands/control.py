@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from quantum_exec.commands.common import add_settings_args, with_reader_settings
 from quantum_exec.errors import ConfigError
 from quantum_exec.ops.health import local_url
 from quantum_exec.rules import fmt
@@ -114,11 +115,7 @@ def cmd_limits(args: argparse.Namespace, settings: Settings) -> int:
     return _show(args, call(settings, "POST", "/api/control/limits", body))
 
 
-def add_commands(
-    sub: Any,
-    add_settings_args: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[[argparse.Namespace], int]],
-) -> None:
+def add_commands(sub: Any) -> None:
     """Register ``halt``, ``reduce``, ``resume`` and ``limits`` on the CLI's subparsers."""
     for name, to, helptext in (
         ("halt", "HALTED", "stop trading: nothing new is sent, working entries end, legs stay"),
@@ -133,9 +130,9 @@ def add_commands(
         if name == "resume":
             p.add_argument("--force", action="store_true", help="out of the governor's daily-loss halt")
         p.add_argument("--json", action="store_true", help="the API's JSON body")
-        p.set_defaults(func=run(_state(to)), command=name)
+        p.set_defaults(func=with_reader_settings(_state(to)), command=name)
     p = sub.add_parser("limits", help="show or change the risk limits", description=__doc__)
     add_settings_args(p)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a limit (repeat); off, or default")
     p.add_argument("--json", action="store_true", help="the API's JSON body")
-    p.set_defaults(func=run(cmd_limits))
+    p.set_defaults(func=with_reader_settings(cmd_limits))
