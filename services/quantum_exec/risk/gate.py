@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
@@ -135,6 +135,9 @@ class RiskGate:
         return {"state": self.state.to_json(), "limits": self.limits.to_json()}
 
 
+HALTED_ENDS: Final = "trading is HALTED"
+
+
 class HaltAwareCloses:
     """The CLOSE signals the working entries wait on, and HALTED as one more reason to end them."""
 
@@ -142,9 +145,9 @@ class HaltAwareCloses:
         self._inner = inner
         self._gate = gate
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
         if self._gate.state.state is TradingState.HALTED:
-            return True
+            return HALTED_ENDS
         if self._inner is None:
-            return False
+            return None
         return await self._inner.wait(symbol, stream_id, timeout_s)
