@@ -56,8 +56,7 @@ async def test_legs_of_an_entry_whose_fill_lags_survive_the_oco_run_of_an_earlie
     await wait_for(caught_up, 10, "the view sees the second entry's fill")
 
     async def oco_idle() -> bool:
-        task = account._oco_tasks.get("ETHUSDT")
-        return task is None or task.done()
+        return account.oco.idle("ETHUSDT")
 
     await wait_for(oco_idle, 10, "the OCO idle")
     assert desk.position("ETHUSDT") == Decimal("0.2")
