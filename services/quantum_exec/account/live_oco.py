@@ -20,7 +20,8 @@ The view's fills can lag its conditional orders' updates (events of different ty
 order): legs placed for an entry whose fill is still on the way would look like orphans of a flat
 symbol. A plan that cancels, for the view's position (flat, or on the other side), a leg newer
 than the newest fill the view has applied is first checked against REST (positionRisk); when REST
-holds another position the plan acts on nothing (nor drops the records) and runs again.
+holds another position the plan acts on nothing (nor drops the records) and runs again. Records
+of a symbol the view sees flat are dropped only once REST says it is flat too.
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
 it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
@@ -256,6 +257,15 @@ class LiveOco:
         return done
 
     async def drop_records(self, symbol: str) -> None:
-        for record in await self._store.records_of(symbol):
-            if record.opened or record.long is None:
-                await self._store.drop_record(symbol, record.digest)
+        """The view says ``symbol`` is flat: drop its records of positions (and of CLOSEs), once
+        REST agrees. The view's fills may lag (an entry another instance filled, its events still
+        on the way): a record dropped then would make its position look external."""
+        stale = [r for r in await self._store.records_of(symbol) if r.opened or r.long is None]
+        if not stale:
+            return
+        actual = await self._gateway.position_amount(symbol)
+        if actual != 0:
+            log.warning("oco.records_kept", symbol=symbol, exchange=str(actual), detail="the view lags")
+            return
+        for record in stale:
+            await self._store.drop_record(symbol, record.digest)
