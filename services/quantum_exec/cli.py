@@ -45,6 +45,8 @@ commands:
   positions open positions with their SL/TP (the running service's /api/positions)
   trades    round trips with exact PnL (--symbol --model --since --limit --json --csv)
   summary   PnL summary: win rate, profit factor, drawdown, by symbol and model
+  gateway   HTTP webhooks in (signed producers, TradingView alerts) onto the intent stream
+  notify    trade notices out (Telegram, Slack/Discord, a JSON webhook)
 
 Settings come from QUANTUM_* environment variables (and the --env-file); see
 etc/quantum/execution.env.example. `quantum-exec serve --print-config` shows them.
@@ -506,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     from quantum_exec.book_cli import add_commands
 
     add_commands(sub, _add_settings_args, _with_reader_settings)
+    from quantum_exec.edge_cli import EdgeCommands
+    from quantum_exec.edge_cli import add_commands as add_edge_commands
+
+    add_edge_commands(
+        sub, _add_settings_args, _add_log_args, EdgeCommands(_settings, _redis_url, _env_file_arg)
+    )
     return parser
 
 
