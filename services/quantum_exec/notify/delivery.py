@@ -49,6 +49,10 @@ class Courier:
         self._retry = retry
         self.sent_messages = 0
 
+    async def prepare(self) -> None:
+        """Fix where a new channel starts (the outbox's end now) before any notice is added."""
+        await self._outbox.delivered(self.channel.name)
+
     async def run(self, stop: asyncio.Event) -> None:
         name = self.channel.name
         while not stop.is_set() and not self._is_leader():

@@ -101,6 +101,8 @@ class NoticeSidecar:
             )
             for channel in self._config.channels
         ]
+        for courier in self.couriers:
+            await courier.prepare()
         jobs: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "lease": self._keep_lease,
             "collect": self._collect,
