@@ -61,7 +61,8 @@ def test_results_told_and_not_told() -> None:
     )
     assert emergency is not None
     assert emergency.text == (
-        "BTCUSDT BUY filled, 0.021 @ 95234.5, EMERGENCY CLOSED 0.021 @ 95100.1: PROTECTION_FAILED -2021 would trigger [i-1]"
+        "BTCUSDT BUY filled, 0.021 @ 95234.5, EMERGENCY CLOSED 0.021 @ 95100.1: "
+        "PROTECTION_FAILED -2021 would trigger [i-1]"
     )
     unprotected = result_notice(
         _result(status="filled", executed_quantity="1", avg_price="2", protection="unprotected")
@@ -139,7 +140,8 @@ def test_risk_events_and_the_user_stream() -> None:
     notice = risk_notice(
         "1-0",
         {
-            "payload": '{"from": "ACTIVE", "to": "HALTED", "reason": "daily loss", "limit": "max_daily_loss", "loss": -512.30, "max": 500}'
+            "payload": '{"from": "ACTIVE", "to": "HALTED", "reason": "daily loss", '
+            '"limit": "max_daily_loss", "loss": -512.30, "max": 500}'
         },
     )
     assert notice.text == "RISK ACTIVE -> HALTED (daily loss) by max_daily_loss: loss=-512.3, max=500"
@@ -170,7 +172,8 @@ def test_each_apis_request_and_answer_and_the_token_is_never_in_a_detail() -> No
     limited = telegram.answer(
         429,
         {},
-        b'{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}',
+        b'{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7",'
+        b'"parameters":{"retry_after":7}}',
     )
     assert not limited.ok and limited.retry_after_s == 7 and "429" in limited.detail
     assert (

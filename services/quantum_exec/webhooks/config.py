@@ -35,12 +35,29 @@ class GatewayConfig:
         return [s.secret.get_secret_value() for s in self.sources.values()]
 
 
+# The edge's secrets systemd may pass as credentials (files named after the variables).
+CREDENTIAL_NAMES: Final = (
+    "QUANTUM_GATEWAY_SOURCES",
+    "QUANTUM_NOTIFY_TELEGRAM_TOKEN",
+    "QUANTUM_NOTIFY_SLACK_URL",
+    "QUANTUM_NOTIFY_WEBHOOK_URL",
+)
+
+
 def merged_environment(env_file: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """EnvironmentFile < process environment, as :func:`quantum_exec.settings.load_settings` merges."""
+    """EnvironmentFile < process environment < systemd credentials, as
+    :func:`quantum_exec.settings.load_settings` merges them. A ``QUANTUM_GATEWAY_SOURCES``
+    credential holds the JSON itself (its content, not a path)."""
+    env = os.environ if environ is None else environ
     merged: dict[str, str] = {}
     if env_file is not None:
         merged.update(read_env_file(env_file))
-    merged.update(os.environ if environ is None else environ)
+    merged.update(env)
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    for name in CREDENTIAL_NAMES if directory else ():
+        path = Path(directory or "") / name
+        if path.is_file():
+            merged[name] = path.read_text(encoding="utf-8").strip()
     return merged
 
 
