@@ -14,7 +14,7 @@ from typing import Any
 
 from quantum_exec.settings import Settings
 
-SettingsOf = Callable[[argparse.Namespace], Settings]
+SettingsOf = Callable[..., Settings]
 
 
 class EdgeCommands:
@@ -33,7 +33,10 @@ class EdgeCommands:
     def _prepare(self, args: argparse.Namespace, extra_secrets: list[str]) -> tuple[Settings, str | None]:
         from quantum_exec.ops.logs import secret_values, setup_logging
 
-        settings = self._settings_of(args)
+        # Neither process talks to the exchange: it is never configured here, whatever the file says.
+        settings = self._settings_of(
+            args, exchange="sim", api_key=None, api_secret=None, private_key_file=None
+        )
         setup_logging(settings, secrets=[*secret_values(settings), *extra_secrets])
         return settings, self._redis_url_of(settings)
 
@@ -44,12 +47,18 @@ class EdgeCommands:
         from quantum_exec.webhooks.config import gateway_config, merged_environment
         from quantum_exec.webhooks.run import run_gateway
 
-        config = gateway_config(merged_environment(self._env_file_of(args.env_file)))
+        env = merged_environment(self._env_file_of(args.env_file))
+        config = gateway_config(env)
         if args.host:
             config = replace(config, host=args.host)
         if args.port is not None:
             config = replace(config, port=args.port)
         settings, redis_url = self._prepare(args, config.secrets())
+        from quantum_exec.ops.secrets_check import check_secret_file_permissions
+
+        sources = env.get("QUANTUM_GATEWAY_SOURCES", "").strip()
+        # The sources' file holds every producer's secret: others may not read it.
+        check_secret_file_permissions([None if sources.startswith("{") else sources])
         return int(_run(run_gateway(settings, config, redis_url)))
 
     def notify(self, args: argparse.Namespace) -> int:
