@@ -101,7 +101,7 @@ async def test_a_stop_that_fires_is_one_message_with_the_trades_exact_net_pnl(
     net = sum((Decimal(t["realizedPnl"]) - Decimal(t["commission"]) for t in fills), Decimal(0))
     expected = ("+" if net > 0 else "") + format(net.normalize(), "f")
     text = message.body["text"]
-    assert text.startswith("BTCUSDT LONG closed by its stop loss: 0.01 ")
+    assert text.startswith("BTCUSDT LONG closed by its stop loss: 0.01 @ ")
     assert f"net PnL {expected} USDT" in text, (text, net)
 
 

@@ -129,7 +129,7 @@ def test_a_closed_trade_with_its_exact_net_pnl() -> None:
     notice = trade_notice(_trade("-41.9766"))
     assert notice is not None and notice.event_id == "trade:BTCUSDT:1:1"
     assert notice.text == (
-        "BTCUSDT LONG closed by its stop loss: 0.021 95234.5 -> 93329.9, net PnL -41.9766 USDT "
+        "BTCUSDT LONG closed by its stop loss: 0.021 @ 95234.5 -> 93329.9, net PnL -41.9766 USDT "
         "(realized -39.9966, fees 1.98, funding 0) in 2h13m"
     )
     summary = summary_notice(NOW, [_trade("-41.9766"), _trade("10.5")])

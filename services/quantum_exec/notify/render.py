@@ -122,7 +122,8 @@ def trade_notice(trade: Trade, quote_asset: str = "USDT") -> Notice | None:
     how = _EXITS.get(trade.exit_reason or "", f"({trade.exit_reason})")
     text = (
         f"{trade.symbol} {trade.side} closed {how}: {fmt(trade.closing_quantity)} "
-        f"{fmt(trade.entry_price)} -> {_n(trade.exit_price)}, net PnL {_signed(trade.net_pnl)} {quote_asset} "
+        f"@ {fmt(trade.entry_price)} -> {_n(trade.exit_price)}, "
+        f"net PnL {_signed(trade.net_pnl)} {quote_asset} "
         f"(realized {_signed(trade.realized_pnl)}, fees {fmt(trade.commission)}, "
         f"funding {_signed(trade.funding)})"
         f"{_duration(trade.duration_s)}"
