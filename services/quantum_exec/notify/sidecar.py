@@ -197,6 +197,9 @@ class NoticeSidecar:
         down_since: datetime | None = None
         told = False
         while not self._stop.is_set():
+            if not self._leader:
+                await sleep_or(self._stop, 0.2)
+                continue
             connected = await self._read_connected()
             now = self._clock()
             if connected is False:
@@ -213,9 +216,12 @@ class NoticeSidecar:
         hour = self._config.summary_hour
         done: str | None = None
         while not self._stop.is_set():
+            if not self._leader:
+                await sleep_or(self._stop, 0.2)
+                continue
             now = self._clock()
             day = now.date().isoformat()
-            if self._leader and now.hour == hour and done != day:
+            if now.hour == hour and done != day:
                 until = now.replace(minute=0, second=0, microsecond=0)
                 trades = await self._closed_since(until - timedelta(days=1))
                 if await self.add([summary_notice(until, trades)]) >= 0:
