@@ -512,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     from quantum_exec.edge_cli import add_commands as add_edge_commands
 
     add_edge_commands(
-        sub, _add_settings_args, _add_log_args, EdgeCommands(_settings, _redis_url, _env_file_arg)
+        sub, _add_settings_args, _add_log_args, EdgeCommands(_settings, _redis_url, _env_file_arg, _run)
     )
     return parser
 

@@ -18,17 +18,19 @@ SettingsOf = Callable[..., Settings]
 
 
 class EdgeCommands:
-    """The two commands, given the CLI's own helpers (settings, Redis URL, env file)."""
+    """The two commands, given the CLI's own helpers (settings, Redis URL, env file, event loop)."""
 
     def __init__(
         self,
         settings_of: SettingsOf,
         redis_url_of: Callable[[Settings], str | None],
         env_file_of: Callable[[str | None], Path | None],
+        run: Callable[[Any], Any],
     ) -> None:
         self._settings_of = settings_of
         self._redis_url_of = redis_url_of
         self._env_file_of = env_file_of
+        self._run = run
 
     def _prepare(self, args: argparse.Namespace, extra_secrets: list[str]) -> tuple[Settings, str | None]:
         from quantum_exec.ops.logs import secret_values, setup_logging
@@ -43,8 +45,8 @@ class EdgeCommands:
     def gateway(self, args: argparse.Namespace) -> int:
         from dataclasses import replace
 
-        from quantum_exec.cli import _run
-        from quantum_exec.webhooks.config import gateway_config, merged_environment
+        from quantum_exec.edge_env import merged_environment
+        from quantum_exec.webhooks.config import gateway_config
         from quantum_exec.webhooks.run import run_gateway
 
         env = merged_environment(self._env_file_of(args.env_file))
@@ -59,17 +61,16 @@ class EdgeCommands:
         sources = env.get("QUANTUM_GATEWAY_SOURCES", "").strip()
         # The sources' file holds every producer's secret: others may not read it.
         check_secret_file_permissions([None if sources.startswith("{") else sources])
-        return int(_run(run_gateway(settings, config, redis_url)))
+        return int(self._run(run_gateway(settings, config, redis_url)))
 
     def notify(self, args: argparse.Namespace) -> int:
-        from quantum_exec.cli import _run
+        from quantum_exec.edge_env import merged_environment
         from quantum_exec.notify.config import notify_config
         from quantum_exec.notify.run import run_notifier
-        from quantum_exec.webhooks.config import merged_environment
 
         config = notify_config(merged_environment(self._env_file_of(args.env_file)))
         settings, redis_url = self._prepare(args, config.secrets())
-        return int(_run(run_notifier(settings, config, redis_url)))
+        return int(self._run(run_notifier(settings, config, redis_url)))
 
 
 def add_commands(

@@ -8,9 +8,9 @@ from typing import Final
 
 from pydantic import SecretStr
 
+from quantum_exec.edge_env import int_setting
 from quantum_exec.errors import ConfigError
 from quantum_exec.notify.channels import Channel, Slack, Telegram, Webhook
-from quantum_exec.webhooks.config import int_setting
 
 DEFAULT_TELEGRAM_API: Final = "https://api.telegram.org"
 DEFAULT_RISK_STREAM: Final = "quantum:stream:risk.event"

@@ -33,19 +33,20 @@ SEEN_TTL_S: Final = 7 * 86_400
 OUTBOX_MAXLEN: Final = 100_000
 LEASE_TTL_MS: Final = 10_000
 
-# KEYS: lease, cursors, outbox. ARGV: owner, seen prefix, seen ttl, number of cursor pairs,
-# the pairs (stream, id), then triples (event_id, kind, text). Returns notices added, -1 not ours.
+# KEYS: lease, cursors, outbox, then one seen key per notice. ARGV: owner, seen ttl, number of
+# cursor pairs, the pairs (stream, id), then triples (event_id, kind, text) in the order of their
+# seen keys. Returns the notices added, -1 when the lease is not ours.
 _APPEND: Final = (
     """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local i = 5
-for c = 1, tonumber(ARGV[4]) do
+local i = 4
+for c = 1, tonumber(ARGV[3]) do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 local added = 0
-while i <= #ARGV do
-  if redis.call('SET', ARGV[2] .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
+for k = 4, #KEYS do
+  if redis.call('SET', KEYS[k], '1', 'NX', 'EX', ARGV[2]) then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(OUTBOX_MAXLEN)
     + """', '*',
@@ -127,12 +128,14 @@ class Outbox:
 
     async def append(self, cursors: Mapping[str, str], notices: list[Notice]) -> int:
         """Move the cursors and add the notices (those not seen before); -1 when not the lease holder."""
-        args: list[Any] = [self.owner, self._seen_prefix, SEEN_TTL_S, len(cursors)]
+        args: list[Any] = [self.owner, SEEN_TTL_S, len(cursors)]
         for stream, stream_id in cursors.items():
             args.extend((stream, stream_id))
+        keys = [self.lease_key, self.cursors_key, self.outbox_key]
         for notice in notices:
+            keys.append(self._seen_prefix + notice.event_id)
             args.extend((notice.event_id, notice.kind, notice.text))
-        return int(await self._append(keys=[self.lease_key, self.cursors_key, self.outbox_key], args=args))
+        return int(await self._append(keys=keys, args=args))
 
     async def delivered(self, channel: str) -> str:
         """The last outbox id the channel delivered ("0-0": none; a new channel starts at the end)."""
