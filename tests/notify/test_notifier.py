@@ -7,6 +7,7 @@ exactly once, honouring a 429's retry_after, and its bot token never appears in 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -233,7 +234,20 @@ async def test_slack_and_webhook_get_their_formats(
         )
         await redis.xadd(
             config.risk_stream,
-            {"payload": b'{"from": "ACTIVE", "to": "REDUCING", "reason": "daily loss", "limit": "max_loss"}'},
+            {
+                "event_type": "risk.event",
+                "payload": json.dumps(
+                    {
+                        "kind": "transition",
+                        "from": "ACTIVE",
+                        "to": "REDUCING",
+                        "reason": "daily loss",
+                        "by": "governor",
+                        "limit": "max_daily_loss_usd",
+                        "numbers": {"daily_pnl": -250.5},
+                    }
+                ),
+            },
         )
         await wait_for(
             lambda: sum(len(r.body["text"].split("\n")) for r in apis.slack) >= 2, 20, "both notices on Slack"
@@ -247,7 +261,7 @@ async def test_slack_and_webhook_get_their_formats(
     slack_lines = [line for r in apis.slack for line in r.body["text"].split("\n")]
     assert slack_lines == [
         "DEAD LETTER INVALID_PAYLOAD: payload is not valid JSON [entry 17-0]",
-        "RISK ACTIVE -> REDUCING (daily loss) by max_loss",
+        "RISK ACTIVE -> REDUCING (daily loss) by governor, limit max_daily_loss_usd: daily_pnl=-250.5",
     ]
     notices = [n for r in apis.webhook for n in r.body["notices"]]
     assert [n["kind"] for n in notices] == ["dead_letter", "risk"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -137,16 +138,49 @@ def test_a_closed_trade_with_its_exact_net_pnl() -> None:
 
 
 def test_risk_events_and_the_user_stream() -> None:
-    notice = risk_notice(
-        "1-0",
+    # The governor's payloads (issue #28), as published on quantum:stream:risk.event.
+    transition = json.dumps(
         {
-            "payload": '{"from": "ACTIVE", "to": "HALTED", "reason": "daily loss", '
-            '"limit": "max_daily_loss", "loss": -512.30, "max": 500}'
-        },
+            "kind": "transition",
+            "seq": 3,
+            "from": "ACTIVE",
+            "to": "HALTED",
+            "reason": "daily loss",
+            "by": "governor",
+            "limit": "max_daily_loss_usd",
+            "numbers": {"daily_pnl": -512.30, "max": 500},
+            "flatten": None,
+            "force": False,
+            "time": "2026-12-06T10:00:00+00:00",
+        }
     )
-    assert notice.text == "RISK ACTIVE -> HALTED (daily loss) by max_daily_loss: loss=-512.3, max=500"
-    flat = risk_notice("2-0", {"from": "HALTED", "to": "ACTIVE", "who": "operator"})
-    assert flat.text == "RISK HALTED -> ACTIVE by operator" and flat.event_id == "risk:2-0"
+    notice = risk_notice("1-0", {"event_type": "risk.event", "payload": transition})
+    assert notice.event_id == "risk:1-0"
+    assert notice.text == (
+        "RISK ACTIVE -> HALTED (daily loss) by governor, limit max_daily_loss_usd: daily_pnl=-512.3, max=500"
+    )
+    limits = json.dumps(
+        {"kind": "limits", "by": "operator", "numbers": {"max_open_positions": "3", "max_leverage": None}}
+    )
+    assert risk_notice("2-0", {"payload": limits}).text == (
+        "RISK limits changed by operator: max_open_positions=3, max_leverage=default"
+    )
+    done = json.dumps(
+        {
+            "kind": "flatten_done",
+            "from": "HALTED",
+            "to": "HALTED",
+            "flatten": "f1",
+            "reason": "all closed",
+            "by": "governor",
+            "numbers": {"closes": 2, "positions": 0},
+        }
+    )
+    assert risk_notice("3-0", {"payload": done}).text == (
+        "RISK flatten done f1 (all closed) by governor: closes=2, positions=0"
+    )
+    flat = risk_notice("4-0", {"from": "HALTED", "to": "ACTIVE", "who": "operator"})
+    assert flat.text == "RISK HALTED -> ACTIVE by operator"
     down = user_stream_notice(datetime(2026, 12, 6, 9, 58, 55, tzinfo=UTC), NOW, back=False)
     assert down.text.startswith("USER DATA STREAM DOWN since 09:58:55 UTC (65 s)")
     back = user_stream_notice(datetime(2026, 12, 6, 9, 58, 55, tzinfo=UTC), NOW, back=True)

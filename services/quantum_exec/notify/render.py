@@ -138,11 +138,16 @@ def dead_letter_notice(stream_id: str, fields: Mapping[str, str]) -> Notice:
     return Notice(f"dlq:{stream_id}", "dead_letter", f"DEAD LETTER {reason}: {message} [entry {source}]")
 
 
-_RISK_WORDS: Final = ("from", "to", "reason", "who", "limit")
+def _value(value: Any) -> str:
+    if value is None:
+        return "default"
+    return fmt(value) if isinstance(value, Decimal) and value.is_finite() else str(value)
 
 
 def risk_notice(stream_id: str, fields: Mapping[str, str]) -> Notice:
-    """A risk-state change: ``from -> to (reason) by who/limit``, then its numbers as name=value."""
+    """A risk event (the governor's ``quantum:stream:risk.event``): a state change ``from -> to
+    (reason) by who, limit``, or another kind (limits changed, a flatten's steps) with its reason;
+    then the numbers as name=value. Read from the JSON ``payload`` or flat fields."""
     data: dict[str, Any] = dict(fields)
     try:
         loaded = _loads(fields)
@@ -150,20 +155,34 @@ def risk_notice(stream_id: str, fields: Mapping[str, str]) -> Notice:
         loaded = None
     if isinstance(loaded, dict):
         data = loaded
-    head = f"RISK {data.get('from', '?')} -> {data.get('to', '?')}"
+    kind = str(data.get("kind") or "transition")
+    if "from" in data and "to" in data and data["from"] != data["to"]:
+        head = f"RISK {data['from']} -> {data['to']}"
+    elif kind == "limits":
+        head = "RISK limits changed"
+    else:
+        head = f"RISK {kind.replace('_', ' ')}" + (f" {data['flatten']}" if data.get("flatten") else "")
     if data.get("reason"):
         head += f" ({truncate(str(data['reason']), MESSAGE_CHARS)})"
-    who = data.get("who") or data.get("limit")
+    who = data.get("by") or data.get("who")
     if who:
         head += f" by {truncate(str(who), 60)}"
-    numbers = [
-        f"{k}={fmt(v) if isinstance(v, Decimal) else v}"
+    if data.get("limit"):
+        head += f", limit {truncate(str(data['limit']), 60)}"
+    numbers = data.get("numbers")
+    shown = [f"{k}={_value(v)}" for k, v in numbers.items()] if isinstance(numbers, dict) else []
+    shown += [
+        f"{k}={_value(v)}"
         for k, v in data.items()
         if k not in _RISK_WORDS and isinstance(v, Decimal | int) and not isinstance(v, bool)
     ]
-    if isinstance(data.get("numbers"), dict):
-        numbers += [f"{k}={fmt(v) if isinstance(v, Decimal) else v}" for k, v in data["numbers"].items()]
-    return Notice(f"risk:{stream_id}", "risk", head + (": " + ", ".join(numbers) if numbers else ""))
+    return Notice(f"risk:{stream_id}", "risk", head + (": " + ", ".join(shown) if shown else ""))
+
+
+# Fields of a risk event that are said in words, not listed as numbers.
+_RISK_WORDS: Final = frozenset(
+    {"kind", "seq", "from", "to", "reason", "by", "who", "limit", "numbers", "flatten", "force", "time"}
+)
 
 
 def user_stream_notice(down_since: datetime, now: datetime, *, back: bool) -> Notice:
