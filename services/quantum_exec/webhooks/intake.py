@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from quantum_exec.contracts import encode_intent_fields, intent_digest, parse_intent
+from quantum_exec.contracts import TradeIntent, encode_intent_fields, intent_digest
 from quantum_exec.settings import Settings
 from quantum_exec.stream.store import Keys
 
@@ -74,11 +74,11 @@ class Intake:
         )
         return bool(stored)
 
-    async def publish(self, payload: dict[str, Any], source: str) -> Outcome:
-        """XADD ``payload`` (validated, with an ``intent_id``) once per intent id."""
-        intent = parse_intent(payload)
+    async def publish(self, payload: dict[str, Any], intent: TradeIntent, source: str) -> Outcome:
+        """XADD ``payload`` once per intent id; ``intent`` is what :func:`parse_intent` made of it
+        (with an ``intent_id``: the gateway names every intent it publishes)."""
         intent_id = intent.intent_id
-        assert intent_id is not None  # the gateway names every intent it publishes
+        assert intent_id is not None
         fields = encode_intent_fields(payload, source)
         args: list[Any] = [intent_digest(intent), self._ttl_s]
         for name, value in fields.items():

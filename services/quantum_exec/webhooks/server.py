@@ -185,10 +185,10 @@ class Gateway:
         if payload.get("intent_id") is None:
             payload["intent_id"] = f"gw-{uuid.uuid4().hex}"
         try:
-            parse_intent(payload)  # the service's validation: the same reason codes and messages
+            intent = parse_intent(payload)  # the service's validation: its reason codes and messages
         except IntentRejected as exc:
             raise Refusal(422, exc.code, exc.message) from None
-        outcome = await self._intake.publish(payload, source.name)
+        outcome = await self._intake.publish(payload, intent, source.name)
         status = _STATUS_OF[outcome.status]
         log.info(
             "gateway.intent",
