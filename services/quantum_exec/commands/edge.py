@@ -55,8 +55,16 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from quantum_exec.notify.config import notify_config
     from quantum_exec.notify.run import run_notifier
 
-    config = notify_config(merged_environment(env_file_arg(args.env_file)))
+    env = merged_environment(env_file_arg(args.env_file))
+    config = notify_config(env)
     settings, url = _prepare(args, config.secrets())
+    if "QUANTUM_METRICS_PORT" not in env:
+        # Beside an embedded `serve`: its /metrics is where it recorded it (as `check` finds it).
+        from quantum_exec.runtime import read_endpoints
+
+        recorded = read_endpoints().get("metrics_port")
+        if isinstance(recorded, int):
+            settings = settings.model_copy(update={"metrics_port": recorded})
     return int(run(run_notifier(settings, config, url)))
 
 
