@@ -227,3 +227,15 @@ async def test_a_tradingview_alert_becomes_a_filled_protected_position(desk: Des
     armed = algo_orders(desk.sim, symbol="BTCUSDT", status="NEW")
     assert sorted(a["orderType"] for a in armed) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert all(a["clientAlgoId"].startswith("qx") for a in armed)
+
+
+async def test_redis_unreachable_is_503_in_one_line(unique_names: dict[str, Any]) -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", **unique_names)
+    process = _gateway(settings)
+    await process.start()
+    try:
+        client = Client(f"http://127.0.0.1:{process.port}", None, "")  # type: ignore[arg-type]
+        status, answer, headers = await client.signed(_intent(intent_id="down-1"))
+    finally:
+        await process.stop()
+    assert status == 503 and answer["error"]["code"] == "UNAVAILABLE" and headers["Retry-After"] == "1"

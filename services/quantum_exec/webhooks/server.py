@@ -10,7 +10,8 @@ The checks, in order, each with its status (the body is ``{"error": {"code", "me
 4. more than the source's ``rate_per_min``: 429 with ``Retry-After``;
 5. the body is not a JSON object: 400 ``INVALID_PAYLOAD``; a field the service would refuse: 422
    with the service's own reason code and message (the same decoder and validator);
-6. published: 202 ``{"status": "accepted", "intent_id", "stream_id"}``; an ``intent_id`` already
+6. Redis unreachable: 503 with ``Retry-After`` (nothing published);
+7. published: 202 ``{"status": "accepted", "intent_id", "stream_id"}``; an ``intent_id`` already
    taken with the same intent: 200 ``{"status": "duplicate"}``; with another intent: 409.
 
 Nothing reaches the stream unless every check passed. Logs name the source, the status and the
@@ -28,6 +29,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from quantum_exec.contracts import PayloadError, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
@@ -108,6 +110,14 @@ class Gateway:
         remote = client_address(request, self._config.trusted_proxies)
         try:
             response = await self._handle(request, name, remote)
+        except RedisError as exc:
+            # Nothing was published (the XADD is the script's last step, all or nothing): retry later.
+            log.warning("gateway.redis_unavailable", source=name[:64], error=type(exc).__name__)
+            return _json(
+                503,
+                {"error": {"code": "UNAVAILABLE", "message": "the intent stream is unreachable: retry"}},
+                {"Retry-After": "1"},
+            )
         except Refusal as refusal:
             headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else None
             response = _json(
