@@ -413,7 +413,17 @@ def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[st
         "rss_max_mb": max(r["rss_mb"] for r in rows),
         "all_ok": all(r["check"]["all_ok"] for r in rows),
         "statuses": data["statuses"],
+        # Every intent the service answered (warm-up included): round trips are load-independent.
+        **redis_round_trips(data.get("redis_calls", {}), total),
     }
+
+
+def redis_round_trips(calls: dict[str, int], intents: int) -> dict[str, Any]:
+    """The service's Redis round trips per intent (a pipeline once), in all and by command."""
+    per = {name: n / intents for name, n in sorted(calls.items(), key=lambda kv: -kv[1])} if intents else {}
+    # "script: ..." rows say which script each EVALSHA ran: not round trips of their own.
+    trips = sum(n for name, n in per.items() if not name.startswith("script: "))
+    return {"redis_per_intent": trips, "redis_per_intent_by_command": per}
 
 
 def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class IntentRunner:
         lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
+        given_back = False  # the commit script released the lease (one round trip, not two)
         try:
             entry.started = True
             if begun.state is BeginState.DONE:
@@ -145,7 +146,9 @@ class IntentRunner:
             if attempt.repair:
                 message = result.error.message if result.error is not None else "repaired"
                 dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
-            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+            given_back = await self._answers.commit(
+                entry, key, result, lease=lease, dead_letter=dead_letter, release=True
+            )
             return None
         finally:
             # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
@@ -153,7 +156,8 @@ class IntentRunner:
             released.set()
             await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
-            await self._leases.release(lease)
+            if not given_back:
+                await self._leases.release(lease)
 
     async def _execute(
         self,
