@@ -120,7 +120,7 @@ async def test_an_add_on_that_fills_part_has_its_legs_resized_to_the_fill(desk: 
     mark = desk.sim.engine.mark(SYMBOL)
     # One level of 0.01 BTC at the mark; the next is 6 % away, past the 5 % marketTakeBound: the
     # MARKET add-on of 0.02 fills 0.01 and its rest expires.
-    desk.sim.engine.book = BookConfig(depth_notional=mark * Decimal("0.0105"), level_bps=Decimal(600))
+    desk.sim.engine.ledger.book = BookConfig(depth_notional=mark * Decimal("0.0105"), level_bps=Decimal(600))
     sl, tp = _triggers(desk)
     await _open(desk, "part", ADD, sl, tp)
     result = await desk.result("part")
