@@ -66,3 +66,13 @@ def role_of(client_id: str) -> Role | None:
     other id."""
     found = _OWN_RE.fullmatch(client_id)
     return _ROLE_OF_LETTER.get(found.group(1)) if found is not None else None
+
+
+def replacement_of(client_algo_id: str) -> str:
+    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
+    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
+    among open orders). Both name the same intent and role."""
+    cut = len(PREFIX) + 1
+    if client_algo_id[cut] == "-":
+        return f"{client_algo_id[:cut]}1{client_algo_id[cut:]}"
+    return client_algo_id[:cut] + client_algo_id[client_algo_id.index("-", cut) :]
