@@ -62,6 +62,7 @@ from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -174,6 +175,7 @@ class Executor:
         lock = self._locks.setdefault(intent.symbol, asyncio.Lock())
         async with lock:
             try:
+                refuse_unsupported(intent)
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
                 else:

@@ -1,0 +1,28 @@
+"""What of the stop-management contract this version executes: an intent asking for more is
+refused with the field named, never run without it (a protection silently dropped is a lie)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from quantum_exec.contracts import TradeIntent
+from quantum_exec.errors import IntentRejected, ReasonCode
+
+# Fields the contract accepts and the executor does not act on yet.
+NOT_YET: Final[tuple[str, ...]] = ("take_profits", "break_even_after", "trailing_stop")
+
+
+def refuse_unsupported(intent: TradeIntent) -> None:
+    """Raise :class:`IntentRejected` when ``intent`` needs a capability not built yet."""
+    for name in NOT_YET:
+        if getattr(intent, name) is not None:
+            raise IntentRejected(
+                ReasonCode.INVALID_FIELD, f"{name}: not executed by this version of quantum-exec"
+            )
+    if intent.side.value == "MODIFY":
+        raise IntentRejected(ReasonCode.INVALID_FIELD, "MODIFY: not executed by this version of quantum-exec")
+    if intent.side.value == "CLOSE" and (intent.quantity is not None or intent.close_pct is not None):
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            "close_pct: a partial CLOSE is not executed by this version of quantum-exec",
+        )
