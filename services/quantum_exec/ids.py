@@ -30,7 +30,10 @@ _DIGEST_BYTES: Final = 15
 _PERSON: Final = b"quantum-exec-id"
 # A leg's replacement alternates with the leg under the same id numbered 1 (``qxs1-<30 hex>``):
 # an id is unique among open orders, and the new leg is placed before the old one is cancelled.
-_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}[st]1?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+# The levels 1..5 of a take-profit ladder are the take-profit numbered 2..6 (``qxt2-`` ..
+# ``qxt6-``), their replacements ``qxt12-`` .. ``qxt16-``; the plain ``qxt-`` is a single target.
+_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}(?:s1?|t1?[2-6]?)-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+MAX_TP_LEVELS: Final = 5
 _OWN_RE: Final = re.compile(rf"{PREFIX}([a-z])(?:[1-9][0-9]?)?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 _ROLE_OF_LETTER: Final[dict[str, Role]] = {ROLE_LETTERS[role]: role for role in get_args(Role)}
 
@@ -53,6 +56,22 @@ def client_order_id(intent_key: str, role: Role, child: int | None = None) -> st
         intent_key.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES, person=_PERSON
     ).hexdigest()
     return f"{PREFIX}{letter}-{digest}"
+
+
+def tp_level_id(intent_key: str, level: int) -> str:
+    """The client id of level ``level`` (1..5) of the intent's take-profit ladder."""
+    if not 1 <= level <= MAX_TP_LEVELS:
+        raise ValueError(f"take-profit level {level} outside 1..{MAX_TP_LEVELS}")
+    return client_order_id(intent_key, "tp", level + 1)
+
+
+def tp_level_of(client_algo_id: str) -> int | None:
+    """The ladder level (1..5) of one of our take-profit ids (a replacement's too), else None
+    (a single take-profit, another role, or not ours)."""
+    if not is_own_protective(client_algo_id) or client_algo_id[len(PREFIX)] != ROLE_LETTERS["tp"]:
+        return None
+    digits = client_algo_id[len(PREFIX) + 1 : client_algo_id.index("-")].removeprefix("1")
+    return int(digits) - 1 if digits else None
 
 
 def is_own_protective(client_algo_id: str) -> bool:

@@ -657,8 +657,8 @@ def test_parse_intent_raises_only_intent_rejected(payload: dict[Any, Any]) -> No
         intent = parse_intent(payload)
     except IntentRejected as exc:
         assert exc.code in {ReasonCode.INVALID_FIELD, ReasonCode.INVALID_PAYLOAD}
-        # The field named first; a nested one as ``execution.slices``.
-        named = exc.message.split(":", 1)[0].split(".", 1)[0]
+        # The field named first; a nested one as ``execution.slices`` or ``take_profits[2].pct``.
+        named = exc.message.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
         assert named in intent_json_schema()["properties"] or exc.message.startswith("payload")
         return
     result = ExecutionResult(

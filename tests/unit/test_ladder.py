@@ -99,3 +99,27 @@ def test_shrink_keeps_the_levels_in_proportion(btc: SymbolRules) -> None:
     # Levels that held less than the position keep what they held.
     assert shrink(rungs[:2], D("0.009"), btc) == rungs[:2]
     assert shrink(rungs, D(0), btc) == []
+
+
+def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> None:
+    from quantum_exec.account.roles import leg_ids, replacement_of, sibling_of
+    from quantum_exec.ids import client_order_id, is_own_protective, role_of, tp_level_id, tp_level_of
+
+    key = "ladder-1"
+    levels = [tp_level_id(key, n) for n in range(1, 6)]
+    single, stop = client_order_id(key, "tp"), client_order_id(key, "sl")
+    assert len(set(levels) | {single}) == 6 and all(len(i) <= 36 for i in levels)
+    for n, level in enumerate(levels, start=1):
+        other = replacement_of(level)
+        assert other != level and replacement_of(other) == level and other not in levels
+        assert is_own_protective(level) and is_own_protective(other)
+        assert role_of(level) == role_of(other) == "tp"
+        assert tp_level_of(level) == tp_level_of(other) == n
+        assert leg_ids(other) == (level, other)
+        # A level goes when the stop filled; the stop's sibling is the single target only.
+        assert sibling_of(level) == sibling_of(other) == stop
+    assert sibling_of(stop) == sibling_of(replacement_of(stop)) == single
+    assert tp_level_of(single) is None and tp_level_of(replacement_of(single)) is None
+    assert replacement_of(single) == single.replace("qxt-", "qxt1-")
+    with pytest.raises(ValueError, match=r"outside 1\.\.5"):
+        tp_level_id(key, 6)

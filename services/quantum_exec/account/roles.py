@@ -32,21 +32,28 @@ def intent_digest(client_id: str) -> str | None:
 
 
 def sibling_of(client_algo_id: str) -> str | None:
-    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``."""
+    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``.
+
+    A level of a take-profit ladder has the stop-loss as its sibling (the stop filled: the level
+    protects nothing), but the stop's sibling is the single take-profit only: a ladder level that
+    fills closes part of the position, and the stop shrinks to the rest instead of going."""
     if not is_own_protective(client_algo_id):
         return None
     cut = len(PREFIX)
-    return client_algo_id[:cut] + _SIBLING_LETTER[client_algo_id[cut]] + client_algo_id[cut + 1 :]
+    letter = _SIBLING_LETTER[client_algo_id[cut]]
+    return client_algo_id[:cut] + letter + client_algo_id[client_algo_id.index("-", cut) :]
 
 
 def replacement_of(client_algo_id: str) -> str:
     """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
     numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
-    among open orders). Both name the same intent and role."""
+    among open orders); a ladder level's ``qxt2-`` alternates with ``qxt12-``. Both name the same
+    intent, role and level."""
     cut = len(PREFIX) + 1
-    if client_algo_id[cut] == "-":
-        return f"{client_algo_id[:cut]}1{client_algo_id[cut:]}"
-    return client_algo_id[:cut] + client_algo_id[client_algo_id.index("-", cut) :]
+    dash = client_algo_id.index("-", cut)
+    digits = client_algo_id[cut:dash]
+    flipped = digits[1:] if digits.startswith("1") else f"1{digits}"
+    return client_algo_id[:cut] + flipped + client_algo_id[dash:]
 
 
 def leg_ids(client_algo_id: str) -> tuple[str, str]:

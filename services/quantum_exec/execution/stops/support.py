@@ -9,7 +9,7 @@ from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
 
 # Fields the contract accepts and the executor does not act on yet.
-NOT_YET: Final[tuple[str, ...]] = ("take_profits", "break_even_after", "trailing_stop")
+NOT_YET: Final[tuple[str, ...]] = ("break_even_after", "trailing_stop")
 
 
 def refuse_unsupported(intent: TradeIntent) -> None:
