@@ -141,7 +141,8 @@ def test_the_schema_publishes_the_new_fields_and_accepts_what_the_parser_accepts
 
 
 def test_submit_flags_build_the_new_fields_and_refuse_bad_ones() -> None:
-    from quantum_exec.cli import build_intent, build_parser
+    from quantum_exec.cli import build_parser
+    from quantum_exec.commands.intents import build_intent
     from quantum_exec.errors import ConfigError
 
     def payload(*argv: str) -> dict[str, Any]:
