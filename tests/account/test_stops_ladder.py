@@ -8,60 +8,17 @@ last level closes the position and no leg is left.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
+from support.protection_history import covered_at_every_moment, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 D = Decimal
-
-
-def stops_history(desk: Desk) -> list[dict[str, Any]]:
-    return [
-        a
-        for a in desk.sim.state()["algoOrders"]
-        if a["symbol"] == "BTCUSDT" and a["orderType"] == "STOP_MARKET" and a["clientAlgoId"].startswith("qx")
-    ]
-
-
-def covered_at_every_moment(desk: Desk) -> None:
-    """At each change of the position (a trade) and of the stops (placed, cancelled), some armed
-    stop covers the whole position; every stop cancelled had its replacement armed before it went."""
-    trades = sorted(
-        (t for t in desk.sim.state()["trades"] if t["symbol"] == "BTCUSDT"), key=lambda t: t["id"]
-    )
-    stops = stops_history(desk)
-    flat_at = trades[-1]["time"] if desk.position("BTCUSDT") == 0 else None
-    for old in stops:
-        if old["algoStatus"] != "CANCELED" or (flat_at is not None and old["updateTime"] >= flat_at):
-            continue  # a stop cancelled once the position was gone needs no successor
-        successors = [s for s in stops if s["algoId"] > old["algoId"]]
-        assert any(s["createTime"] <= old["updateTime"] for s in successors), (old, successors)
-    # From the moment the position was first protected (an entry stands without its stop for the
-    # time-to-protected), at each trade and each placement or cancel of a stop.
-    since = min(s["createTime"] for s in stops)
-    moments = (
-        {t["time"] for t in trades} | {s["createTime"] for s in stops} | {s["updateTime"] for s in stops}
-    )
-    for at in sorted(m for m in moments if m >= since):
-        position = sum(
-            (D(t["qty"]) if t["side"] == "BUY" else -D(t["qty"]) for t in trades if t["time"] <= at), D(0)
-        )
-        if position == 0:
-            continue
-        armed = [
-            s for s in stops if s["createTime"] <= at and (s["algoStatus"] == "NEW" or s["updateTime"] >= at)
-        ]
-        assert any(s.get("closePosition") or D(s["quantity"]) >= abs(position) for s in armed), (
-            at,
-            position,
-            armed,
-        )
 
 
 async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(desk: Desk) -> None:

@@ -105,6 +105,9 @@ class ExecutionResult(BaseModel):
     take_profit: ProtectiveOrder | None = None
     # A take-profit ladder's levels (take_profit is then its last level, for older consumers).
     take_profits: list[ProtectiveOrder] | None = None
+    # A MODIFY (or a partial CLOSE that resized the legs): our legs on the symbol before and after.
+    legs_before: list[ProtectiveOrder] | None = None
+    legs_after: list[ProtectiveOrder] | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     commission: JsonDecimal | None = None
     commission_asset: str | None = None

@@ -62,6 +62,7 @@ from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.modify import Modifier
 from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
@@ -109,6 +110,7 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
+        self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
     def account(self) -> AccountView | None:
@@ -178,6 +180,8 @@ class Executor:
                 refuse_unsupported(intent)
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
+                elif intent.side is Side.MODIFY:
+                    await self._modifier.modify(run)
                 else:
                     await self._open(run)
             except UnknownOutcomeError:
