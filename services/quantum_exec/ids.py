@@ -85,3 +85,15 @@ def role_of(client_id: str) -> Role | None:
     other id."""
     found = _OWN_RE.fullmatch(client_id)
     return _ROLE_OF_LETTER.get(found.group(1)) if found is not None else None
+
+
+def replacement_of(client_algo_id: str) -> str:
+    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
+    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
+    among open orders); a ladder level's ``qxt2-`` alternates with ``qxt12-``. Both name the same
+    intent, role and level."""
+    cut = len(PREFIX) + 1
+    dash = client_algo_id.index("-", cut)
+    digits = client_algo_id[cut:dash]
+    flipped = digits[1:] if digits.startswith("1") else f"1{digits}"
+    return client_algo_id[:cut] + flipped + client_algo_id[dash:]

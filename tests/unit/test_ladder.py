@@ -123,3 +123,21 @@ def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> 
     assert replacement_of(single) == single.replace("qxt-", "qxt1-")
     with pytest.raises(ValueError, match=r"outside 1\.\.5"):
         tp_level_id(key, 6)
+
+
+def test_close_quantity_is_the_part_asked_stepped_and_never_more_than_held(btc: SymbolRules) -> None:
+    from quantum_exec.contracts import parse_intent
+    from quantum_exec.errors import IntentRejected
+    from quantum_exec.execution.stops.partial import close_quantity
+
+    def close(**fields: object) -> Decimal:
+        return close_quantity(btc, parse_intent({"symbol": "BTCUSDT", "side": "CLOSE", **fields}), D("0.010"))
+
+    assert close() == D("0.010")
+    assert close(close_pct=30) == D("0.003")
+    assert close(close_pct="33.3") == D("0.003")  # 0.00333 floored to the step
+    assert close(close_pct=100) == D("0.010")
+    assert close(quantity="0.004") == D("0.004")
+    assert close(quantity="1") == D("0.010")  # never more than the position
+    with pytest.raises(IntentRejected, match=r"close_pct 5 of 0\.01 gives 0, below minQty 0\.001"):
+        close(close_pct=5)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Final, cast
 
-from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective
+__all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
+
+from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, replacement_of
 
 _ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
 # The role letter, an optional child number (a slice of a sliced entry or close), the digest.
@@ -42,18 +44,6 @@ def sibling_of(client_algo_id: str) -> str | None:
     cut = len(PREFIX)
     letter = _SIBLING_LETTER[client_algo_id[cut]]
     return client_algo_id[:cut] + letter + client_algo_id[client_algo_id.index("-", cut) :]
-
-
-def replacement_of(client_algo_id: str) -> str:
-    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
-    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
-    among open orders); a ladder level's ``qxt2-`` alternates with ``qxt12-``. Both name the same
-    intent, role and level."""
-    cut = len(PREFIX) + 1
-    dash = client_algo_id.index("-", cut)
-    digits = client_algo_id[cut:dash]
-    flipped = digits[1:] if digits.startswith("1") else f"1{digits}"
-    return client_algo_id[:cut] + flipped + client_algo_id[dash:]
 
 
 def leg_ids(client_algo_id: str) -> tuple[str, str]:

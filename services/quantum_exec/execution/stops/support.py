@@ -19,8 +19,3 @@ def refuse_unsupported(intent: TradeIntent) -> None:
             raise IntentRejected(
                 ReasonCode.INVALID_FIELD, f"{name}: not executed by this version of quantum-exec"
             )
-    if intent.side.value == "CLOSE" and (intent.quantity is not None or intent.close_pct is not None):
-        raise IntentRejected(
-            ReasonCode.INVALID_FIELD,
-            "close_pct: a partial CLOSE is not executed by this version of quantum-exec",
-        )
