@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Final, cast
 
+__all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
+
 from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, replacement_of
 
 _ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
@@ -34,11 +36,16 @@ def intent_digest(client_id: str) -> str | None:
 
 
 def sibling_of(client_algo_id: str) -> str | None:
-    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``."""
+    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``.
+
+    A level of a take-profit ladder has the stop-loss as its sibling (the stop filled: the level
+    protects nothing), but the stop's sibling is the single take-profit only: a ladder level that
+    fills closes part of the position, and the stop shrinks to the rest instead of going."""
     if not is_own_protective(client_algo_id):
         return None
     cut = len(PREFIX)
-    return client_algo_id[:cut] + _SIBLING_LETTER[client_algo_id[cut]] + client_algo_id[cut + 1 :]
+    letter = _SIBLING_LETTER[client_algo_id[cut]]
+    return client_algo_id[:cut] + letter + client_algo_id[client_algo_id.index("-", cut) :]
 
 
 def leg_ids(client_algo_id: str) -> tuple[str, str]:

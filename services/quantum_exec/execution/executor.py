@@ -62,6 +62,8 @@ from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.modify import Modifier
+from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
@@ -111,6 +113,7 @@ class Executor:
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
         # The account's risk governor (set by the service): asked before a new entry's first order.
         self.risk: RiskCheck | None = None
+        self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
     def account(self) -> AccountView | None:
@@ -177,8 +180,11 @@ class Executor:
         lock = self._locks.setdefault(intent.symbol, asyncio.Lock())
         async with lock:
             try:
+                refuse_unsupported(intent)
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
+                elif intent.side is Side.MODIFY:
+                    await self._modifier.modify(run)
                 else:
                     await self._open(run)
             except UnknownOutcomeError:

@@ -168,7 +168,7 @@ class Answers:
             f"read ({unread})"
         )
         protection = ProtectionState.NOT_REQUESTED
-        if intent.side is not Side.CLOSE:
+        if intent.side in (Side.BUY, Side.SELL):
             # An earlier attempt began executing: it may have filled the entry without SL/TP.
             protection = ProtectionState.UNPROTECTED
             message += f"; it may have opened a {intent.symbol} position that is not protected: check it"

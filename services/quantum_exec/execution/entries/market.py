@@ -87,6 +87,7 @@ class LegsBesideEntry:
             or intent.order_type != "MARKET"
             or intent.stop_loss_pct is not None
             or intent.take_profit_pct is not None
+            or intent.take_profits is not None  # a ladder's levels are sized from the fill
             or not wants_protection(intent)
             or before is None
             or is_opposite(before, long=long)
