@@ -59,7 +59,7 @@ def _lines(apis: ChatApis) -> list[str]:
 async def test_a_message_whose_answer_was_lost_is_sent_again_marked(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     first = NoticeSidecar(redis, settings, _config(apis))
     await first.start()
     outbox = first.outbox
@@ -87,7 +87,7 @@ async def test_a_message_whose_answer_was_lost_is_sent_again_marked(
 async def test_the_user_stream_down_past_the_bound_then_back(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     states = iter([True, False, False, False, False, True])
     now = [datetime(2026, 12, 6, 9, 58, 0, tzinfo=UTC)]
     reads = []
@@ -146,7 +146,7 @@ def _trade(trade_id: str, net: str, closed_at: datetime) -> Trade:
 async def test_the_daily_summary_once_at_its_hour(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     at = datetime.now(UTC).replace(minute=0, second=5, microsecond=0)
     trades_key = f"{settings.key_prefix}:ledger:trades"
     for trade in (
