@@ -92,6 +92,9 @@ class ReasonCode(StrEnum):
     SL_TP_WRONG_SIDE = "SL_TP_WRONG_SIDE"
     SL_TP_TOO_CLOSE = "SL_TP_TOO_CLOSE"
     NO_POSITION = "NO_POSITION"
+    # The account's open conditional orders (ours and others) plus those a change needs exceed the
+    # exchange's budget (200): refused before anything is sent.
+    CONDITIONAL_BUDGET = "CONDITIONAL_BUDGET"
     PRICE_OUT_OF_RANGE = "PRICE_OUT_OF_RANGE"
     ENTRY_EXPIRED = "ENTRY_EXPIRED"
     # A TWAP/sliced entry or a working LIMIT ended before all of it was sent or filled (a CLOSE

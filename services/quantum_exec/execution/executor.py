@@ -62,6 +62,9 @@ from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.modify import Modifier
+from quantum_exec.execution.stops.support import refuse_unsupported
+from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -110,6 +113,7 @@ class Executor:
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
         # The account's risk governor (set by the service): asked before a new entry's first order.
         self.risk: RiskCheck | None = None
+        self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
     def account(self) -> AccountView | None:
@@ -176,8 +180,11 @@ class Executor:
         lock = self._locks.setdefault(intent.symbol, asyncio.Lock())
         async with lock:
             try:
+                refuse_unsupported(intent)
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
+                elif intent.side is Side.MODIFY:
+                    await self._modifier.modify(run)
                 else:
                     await self._open(run)
             except UnknownOutcomeError:
@@ -201,6 +208,23 @@ class Executor:
             protection=result.protection.value,
             code=result.error.code if result.error else None,
             latency_ms=result.latency_ms,
+        )
+        return result
+
+    async def survey(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
+    ) -> ExecutionResult:
+        """The answer to a poison intent whose repair died too: what the exchange holds under its
+        ids, read once, nothing sent (:mod:`.survey`). Raises when the exchange cannot be read."""
+        run = Run(intent, intent_key(intent, stream_id), stream_id, received_at, attempt=attempt)
+        await survey(self.gateway, self._recovery, run, self._settings.max_attempts)
+        result = run.result(self._settings.exchange)
+        log.error(
+            "intent.poison_surveyed",
+            intent_id=run.key,
+            symbol=intent.symbol,
+            executed_quantity=str(result.executed_quantity or 0),
+            protection=result.protection.value,
         )
         return result
 

@@ -128,6 +128,17 @@ UNPROTECTED_NOW = Gauge(
     "Fills being protected right now that have stood naked longer than QUANTUM_UNPROTECTED_ALERT_S.",
     registry=REGISTRY,
 )
+CONDITIONAL_OPEN = Gauge(
+    f"{PREFIX}_conditional_orders_open",
+    "Open conditional (algo) orders of the account, ours and others, at the last count.",
+    registry=REGISTRY,
+)
+CONDITIONAL_BUDGET = Gauge(
+    f"{PREFIX}_conditional_orders_budget",
+    "The account's budget of open conditional orders (Binance: 200).",
+    registry=REGISTRY,
+)
+CONDITIONAL_BUDGET.set(200)
 STEP_LATENCY = Histogram(
     f"{PREFIX}_step_latency_seconds",
     "Time per execution step (leverage, entry, protection, fees, close, lookup).",
