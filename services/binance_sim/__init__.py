@@ -154,7 +154,8 @@ from binance_sim.config import SimConfig
 from binance_sim.funding import FundingConfig
 from binance_sim.options import config_from_args
 from binance_sim.ratelimit import Limits
-from binance_sim.server import Simulator, run_in_thread, serve_forever
+from binance_sim.runner import run_in_thread, serve_forever
+from binance_sim.server import Simulator
 from binance_sim.walk import WalkConfig
 
 __all__ = [

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from binance_sim import margin
 from binance_sim.market import ZERO, fmt, fmt_places
 
 if TYPE_CHECKING:
-    from binance_sim.engine import AlgoOrder, Engine, Order, Trade
+    from binance_sim.ledger import Ledger
+    from binance_sim.model import AlgoOrder, Order, Trade
 
 JSON = dict[str, Any]
 _MONEY_PLACES = 8
@@ -28,7 +30,7 @@ def _price(value: Decimal, places: int) -> str:
     return fmt_places(value, places)
 
 
-def order_trade_update(engine: Engine, order: Order, trade: Trade | None, now: int) -> JSON:
+def order_trade_update(engine: Ledger, order: Order, trade: Trade | None, now: int) -> JSON:
     """ORDER_TRADE_UPDATE: ``x`` is TRADE for a fill (l/L/n/N/t/rp/m of that fill), else the status."""
     spec = engine.spec(order.symbol)
     pp, qp = spec.price_places, spec.qty_places
@@ -82,7 +84,7 @@ def order_trade_update(engine: Engine, order: Order, trade: Trade | None, now: i
     return {"e": "ORDER_TRADE_UPDATE", "E": now, "T": when, "o": body}
 
 
-def trade_lite(engine: Engine, order: Order, trade: Trade, now: int) -> JSON:
+def trade_lite(engine: Ledger, order: Order, trade: Trade, now: int) -> JSON:
     """TRADE_LITE: the short fill event Binance pushes ahead of ORDER_TRADE_UPDATE."""
     spec = engine.spec(order.symbol)
     return {
@@ -103,11 +105,9 @@ def trade_lite(engine: Engine, order: Order, trade: Trade, now: int) -> JSON:
 
 
 def account_update(
-    engine: Engine, reason: str, symbols: Iterable[str], assets: Iterable[str], now: int
+    engine: Ledger, reason: str, symbols: Iterable[str], assets: Iterable[str], now: int
 ) -> JSON:
     """ACCOUNT_UPDATE: the changed balances (B) and the positions of ``symbols`` (P) after the change."""
-    from binance_sim import liquidation  # the engine imports this module's importer
-
     balances = []
     for asset in assets:
         wallet = engine.account.wallet.get(asset, ZERO)
@@ -115,17 +115,15 @@ def account_update(
             {
                 "a": asset,
                 "wb": fmt_places(wallet, _MONEY_PLACES),
-                "cw": fmt_places(
-                    liquidation.cross_wallet(engine) if asset == "USDT" else wallet, _MONEY_PLACES
-                ),
+                "cw": fmt_places(margin.cross_wallet(engine) if asset == "USDT" else wallet, _MONEY_PLACES),
                 "bc": "0",
             }
         )
     positions = []
     for symbol in symbols:
         spec = engine.spec(symbol)
-        for side in engine._position_sides():
-            pos = engine._position(symbol, side)
+        for side in engine.position_sides():
+            pos = engine.position(symbol, side)
             isolated = engine.margin_type_of(symbol) == "ISOLATED"
             fee = engine.market.taker_rate
             bep = pos.entry_price * (1 + fee if pos.amount > 0 else 1 - fee) if pos.amount else ZERO
@@ -136,10 +134,10 @@ def account_update(
                     "ep": fmt(pos.entry_price.normalize()) if pos.entry_price else "0",
                     "bep": fmt(bep.quantize(Decimal("0.00000001")).normalize()) if pos.amount else "0",
                     "cr": "0",
-                    "up": fmt_places(engine._unrealized(pos).quantize(Decimal("0.00000001")), _MONEY_PLACES),
+                    "up": fmt_places(engine.unrealized(pos).quantize(Decimal("0.00000001")), _MONEY_PLACES),
                     "mt": "isolated" if isolated else "cross",
                     "iw": fmt_places(
-                        liquidation.isolated_wallet(engine, pos).quantize(Decimal("0.00000001")),
+                        margin.isolated_wallet(engine, pos).quantize(Decimal("0.00000001")),
                         _MONEY_PLACES,
                     ),
                     "ps": side,
@@ -148,7 +146,7 @@ def account_update(
     return {"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": reason, "B": balances, "P": positions}}
 
 
-def algo_update(engine: Engine, algo: AlgoOrder, now: int) -> JSON:
+def algo_update(engine: Ledger, algo: AlgoOrder, now: int) -> JSON:
     """ALGO_UPDATE: every algo status change; ``ai`` carries the real order id once triggered."""
     spec = engine.spec(algo.symbol)
     pp, qp = spec.price_places, spec.qty_places

@@ -1,4 +1,4 @@
-"""Funding of perpetual positions (pure over the engine's state; the server runs the timer).
+"""Funding of perpetual positions: the schedule and the fee (the engine books it; the server runs the timer).
 
 Binance ("Introduction to Binance Futures Funding Rates"; "Funding Fee" in the futures FAQ): at each
 funding time a position pays or receives ``Funding Amount = Nominal Value of Positions × Funding
@@ -14,13 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from binance_sim.income import IncomeRow
 from binance_sim.market import SymbolSpec
-
-if TYPE_CHECKING:
-    from binance_sim.engine import Engine
 
 DEFAULT_FUNDING_RATE: Final = Decimal("0.0001")
 EIGHT_HOURS_MS: Final = 8 * 3_600_000
@@ -51,21 +47,3 @@ def next_funding_time(now_ms: int, interval_ms: int) -> int:
 def funding_fee(mark: Decimal, position_amt: Decimal, rate: Decimal) -> Decimal:
     """What a position receives (negative: pays): ``-(markPrice × positionAmt × fundingRate)``, 8 places."""
     return (-(mark * position_amt * rate)).quantize(_MONEY, ROUND_HALF_UP)
-
-
-def settle_funding(engine: Engine, now_ms: int) -> list[IncomeRow]:
-    """Pay or collect funding on every open perpetual position now; returns the FUNDING_FEE rows."""
-    rows: list[IncomeRow] = []
-    for pos in list(engine.positions.values()):
-        spec = engine.spec(pos.symbol)
-        if not pos.amount or not is_perpetual(spec):
-            continue
-        fee = funding_fee(engine.mark(pos.symbol), pos.amount, engine.funding_rate(pos.symbol))
-        if not fee:
-            continue
-        engine.account.wallet["USDT"] = engine.account.wallet.get("USDT", Decimal(0)) + fee
-        rows.append(engine.income.book("FUNDING_FEE", fee, now_ms, pos.symbol))
-    if rows:
-        engine._on_account_update("FUNDING_FEE", sorted({row.symbol for row in rows}), ("USDT",))
-        engine._check_liquidation()
-    return rows

@@ -38,7 +38,8 @@ STATE_ATTRS = (
 
 def save(engine: Engine, path: Path) -> None:
     """Write the engine's account state to ``path`` (atomically)."""
-    state = {name: getattr(engine, name) for name in STATE_ATTRS if hasattr(engine, name)}
+    ledger = engine.ledger
+    state = {name: getattr(ledger, name) for name in STATE_ATTRS if hasattr(ledger, name)}
     data = pickle.dumps({"format": FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
@@ -61,5 +62,5 @@ def load(engine: Engine, path: Path) -> bool:
         raise ValueError(f"{path} is not a simulator state file of format {FORMAT}")
     for name, value in data["state"].items():
         if name in STATE_ATTRS:
-            setattr(engine, name, value)
+            setattr(engine.ledger, name, value)
     return True

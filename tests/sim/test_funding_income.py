@@ -16,8 +16,10 @@ from binance.exceptions import BinanceAPIException
 
 from binance_sim import SimConfig, Simulator
 from binance_sim.engine import Engine
-from binance_sim.funding import FundingConfig, settle_funding
+from binance_sim.funding import FundingConfig
+from binance_sim.ledger import Ledger
 from binance_sim.market import load_market, parse_market
+from binance_sim.notify import Notifier
 from binance_sim.params import Params
 
 from .conftest import API_KEY, API_SECRET, FakeClock, Raw
@@ -28,14 +30,14 @@ EngineFactory = Callable[..., Engine]
 INCOME_KEYS = {"symbol", "incomeType", "income", "asset", "info", "time", "tranId", "tradeId"}
 
 
-class RecordingEngine(Engine):
-    """An engine that records the account events it announces."""
+class RecordingNotifier(Notifier):
+    """Records the account events the engine announces."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.account_events: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-        super().__init__(*args, **kwargs)
+        super().__init__(ledger)
 
-    def _on_account_update(
+    def account_update(
         self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
     ) -> None:
         self.account_events.append((reason, tuple(symbols), tuple(assets)))
@@ -47,16 +49,18 @@ def _market(engine: Engine, symbol: str, side: str, quantity: str) -> None:
 
 def test_longs_pay_and_shorts_receive_mark_times_amount_times_rate() -> None:
     clock = FakeClock()
-    engine = RecordingEngine(load_market(), clock)
+    engine = Engine(load_market(), clock, notifier=RecordingNotifier)
+    notes = engine.notify
+    assert isinstance(notes, RecordingNotifier)
     _market(engine, "BTCUSDT", "BUY", "0.500")  # long at 95234.50, default rate 0.0001: pays
     _market(engine, "SOLUSDT", "SELL", "10")  # short at 141.23, default rate: receives
     _market(engine, "ETHUSDT", "SELL", "2.000")  # short at 3105.42, negative rate: pays
     engine.funding_rates["ETHUSDT"] = Decimal("-0.0002")
     wallet = engine.account.wallet["USDT"]
     clock.now_ms += 60_000
-    engine.account_events.clear()  # the fills' ORDER updates; only the settlement's are asserted
+    notes.account_events.clear()  # the fills' ORDER updates; only the settlement's are asserted
 
-    rows = settle_funding(engine, clock.now_ms)
+    rows = engine.settle_funding(clock.now_ms)
 
     # 95234.50 * 0.5 * 0.0001 = 4.761725; 141.23 * 10 * 0.0001 = 0.14123; 3105.42 * 2 * 0.0002 = 1.242168
     assert {r.symbol: r.income for r in rows} == {
@@ -67,7 +71,7 @@ def test_longs_pay_and_shorts_receive_mark_times_amount_times_rate() -> None:
     assert engine.account.wallet["USDT"] == wallet - Decimal("4.761725") + Decimal("0.14123") - Decimal(
         "1.242168"
     )
-    assert engine.account_events == [("FUNDING_FEE", ("BTCUSDT", "ETHUSDT", "SOLUSDT"), ("USDT",))]
+    assert notes.account_events == [("FUNDING_FEE", ("BTCUSDT", "ETHUSDT", "SOLUSDT"), ("USDT",))]
     assert {r.time for r in rows} == {clock.now_ms}
 
 
@@ -76,7 +80,7 @@ def test_flat_positions_and_delivery_contracts_do_not_fund(engine_factory: Engin
     _market(engine, "BTCUSDT", "BUY", "0.010")
     _market(engine, "BTCUSDT", "SELL", "0.010")
     _market(engine, "BTCUSDT_260327", "BUY", "0.010")
-    assert settle_funding(engine, 1) == []
+    assert engine.settle_funding(1) == []
     (row,) = [r for r in engine.premium_index(Params({})) if r["symbol"] == "BTCUSDT_260327"]  # type: ignore[union-attr]
     assert (row["lastFundingRate"], row["nextFundingTime"]) == ("", 0)
 

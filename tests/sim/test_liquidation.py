@@ -10,9 +10,12 @@ import pytest
 from binance import AsyncClient
 
 from binance_sim import Simulator
-from binance_sim.engine import AlgoOrder, Engine, Order, Trade
-from binance_sim.liquidation import liquidation_price
+from binance_sim.engine import Engine
+from binance_sim.ledger import Ledger
+from binance_sim.margin import liquidation_price
 from binance_sim.market import load_market
+from binance_sim.model import AlgoOrder, Order, Trade
+from binance_sim.notify import Notifier
 from binance_sim.params import Params
 
 from .conftest import FakeClock, Raw
@@ -22,22 +25,22 @@ pytestmark = pytest.mark.timeout(30)
 EngineFactory = Callable[..., Engine]
 
 
-class RecordingEngine(Engine):
-    """An engine that records every event it announces, in order."""
+class RecordingNotifier(Notifier):
+    """Records every event the engine announces, in order."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.events: list[tuple[Any, ...]] = []
-        super().__init__(*args, **kwargs)
+        super().__init__(ledger)
 
-    def _on_order_update(self, order: Order, trade: Trade | None = None) -> None:
+    def order_update(self, order: Order, trade: Trade | None = None) -> None:
         self.events.append(("order", order.type, order.status, None if trade is None else trade.price))
 
-    def _on_account_update(
+    def account_update(
         self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
     ) -> None:
         self.events.append(("account", reason, tuple(symbols), tuple(assets)))
 
-    def _on_algo_update(self, algo: AlgoOrder) -> None:
+    def algo_update(self, algo: AlgoOrder) -> None:
         self.events.append(("algo", algo.order_type, algo.algo_status))
 
 
@@ -124,7 +127,9 @@ def test_flat_or_safe_positions_show_zero(engine_factory: EngineFactory) -> None
 
 
 def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders() -> None:
-    engine = RecordingEngine(load_market(), FakeClock())
+    engine = Engine(load_market(), FakeClock(), notifier=RecordingNotifier)
+    notes = engine.notify
+    assert isinstance(notes, RecordingNotifier)
     _isolated_eth_long(engine)
     wallet = engine.account.wallet["USDT"]
     for order_type, trigger in (("STOP_MARKET", "2900"), ("TAKE_PROFIT_MARKET", "3300")):
@@ -142,10 +147,10 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
             )
         )
     _send(engine, symbol="ETHUSDT", side="SELL", type="LIMIT", quantity="1", price="3200", timeInForce="GTC")
-    engine.events.clear()
+    notes.events.clear()
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.98"))  # one tick above the liquidation price
-    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10 and engine.events == []
+    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10 and notes.events == []
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.97"))
     assert engine.positions[("ETHUSDT", "BOTH")].amount == 0
@@ -176,7 +181,7 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
     (clearance,) = engine.income.rows
     assert (clearance.income_type, clearance.income) == ("INSURANCE_CLEAR", Decimal("-133.38515000"))
     assert engine.account.wallet["USDT"] == wallet - Decimal("1552.71")
-    assert engine.events == [
+    assert notes.events == [
         ("order", "LIMIT", "CANCELED", None),
         ("algo", "STOP_MARKET", "CANCELED"),
         ("algo", "TAKE_PROFIT_MARKET", "CANCELED"),

@@ -80,6 +80,9 @@ class Outcome:
     realized_pnl: Decimal | None = None
     stop_loss: ProtectiveOrder | None = None
     take_profit: ProtectiveOrder | None = None
+    take_profits: list[ProtectiveOrder] | None = None
+    legs_before: list[ProtectiveOrder] | None = None
+    legs_after: list[ProtectiveOrder] | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     emergency_close: CloseFill | None = None
     children: list[ChildOrder] | None = None
@@ -196,6 +199,9 @@ class Run:
             realized_pnl=out.realized_pnl,
             stop_loss=out.stop_loss,
             take_profit=out.take_profit,
+            take_profits=out.take_profits,
+            legs_before=out.legs_before,
+            legs_after=out.legs_after,
             protection=out.protection,
             emergency_close=out.emergency_close,
             children=out.children,
