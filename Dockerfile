@@ -24,16 +24,21 @@ RUN /opt/quantum-exec/bin/pip install --no-deps --no-build-isolation . \
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="quantum-exec" \
       org.opencontainers.image.description="TradeIntents from a Redis stream to protected Binance USD-M futures positions"
+# The embedded Redis keeps its data (and the paper account) in QUANTUM_STATE_DIR, a volume owned
+# by the service's user: a restarted container answers every intent the last one took.
 RUN groupadd --system --gid 10001 quantum \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin quantum
+       --shell /usr/sbin/nologin quantum \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/quantum-exec
 COPY --from=build /opt/quantum-exec /opt/quantum-exec
 ENV PATH=/opt/quantum-exec/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     QUANTUM_METRICS_HOST=0.0.0.0 \
     QUANTUM_METRICS_PORT=9108 \
-    QUANTUM_UNIT_NAME=container
+    QUANTUM_UNIT_NAME=container \
+    QUANTUM_STATE_DIR=/var/lib/quantum-exec
+VOLUME ["/var/lib/quantum-exec"]
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 9108

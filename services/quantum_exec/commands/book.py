@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
+from quantum_exec.commands.common import add_settings_args, with_reader_settings
 from quantum_exec.errors import ConfigError
 from quantum_exec.ops.health import local_url
 from quantum_exec.rules import fmt
@@ -122,16 +122,12 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(
-    sub: Any,
-    add_settings_args: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[Callable[[argparse.Namespace, Settings], int]], Callable[[argparse.Namespace], int]],
-) -> None:
+def add_commands(sub: Any) -> None:
     """Register the three commands on the CLI's subparsers."""
     p = sub.add_parser("positions", help="open positions and their SL/TP", description=__doc__)
     add_settings_args(p)
     p.add_argument("--json", action="store_true", help="the API's JSON body as served")
-    p.set_defaults(func=run(cmd_positions))
+    p.set_defaults(func=with_reader_settings(cmd_positions))
 
     for name, helptext, handler, with_limit in (
         ("trades", "closed and open round trips, newest first", cmd_trades, True),
@@ -147,4 +143,4 @@ def add_commands(
             p.add_argument("--limit", type=int, help="at most this many (1-1000, default 100)")
             p.add_argument("--csv", action="store_true", help="CSV with exact decimals")
         p.add_argument("--json", action="store_true", help="the API's JSON body as served")
-        p.set_defaults(func=run(handler))
+        p.set_defaults(func=with_reader_settings(handler))

@@ -1,0 +1,111 @@
+"""What every ``quantum-exec`` subcommand shares: settings from the environment, the event loop,
+and where a running service listens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quantum_exec.errors import ConfigError
+from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def env_file_arg(value: str | None) -> Path | None:
+    if value is not None:
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"--env-file {value}: no such file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"--env-file {value}: not readable by this user")
+        return path
+    # Under systemd the unit's EnvironmentFile is already in the environment, and the file itself
+    # (0600 root) is not readable by the service's user: the default is used only when readable.
+    if DEFAULT_ENV_FILE.is_file() and os.access(DEFAULT_ENV_FILE, os.R_OK):
+        return DEFAULT_ENV_FILE
+    return None
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "log_format", None):
+        overrides["log_format"] = args.log_format
+    if getattr(args, "log_level", None):
+        overrides["log_level"] = args.log_level
+    return load_settings(env_file_arg(getattr(args, "env_file", None)), **overrides)
+
+
+def add_settings_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help=f"EnvironmentFile with QUANTUM_* settings (default {DEFAULT_ENV_FILE} when present)",
+    )
+
+
+def add_log_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=["json", "text"], help="log line format (default json)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+
+
+def run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+
+
+def local_settings(args: argparse.Namespace) -> Settings:
+    """Settings to ask the running service over HTTP: where its metrics port is, and the token.
+
+    A client needs no exchange credentials: without them in its own environment it must still
+    ask the service rather than fail. An embedded ``serve`` in another terminal records where it
+    listens (as for submit/results); ``QUANTUM_METRICS_PORT`` wins.
+    """
+    from quantum_exec.runtime import read_endpoints
+
+    try:
+        settings = settings_from(args)
+    except ConfigError as refused:
+        port = os.environ.get("QUANTUM_METRICS_PORT", "9108")
+        try:
+            settings = Settings(
+                metrics_port=int(port) if port.isdigit() else 9108,
+                api_token=os.environ.get("QUANTUM_API_TOKEN") or None,
+            )
+        except ValueError:  # the client's own settings are bad too (a short token): say why, once
+            raise refused from None
+    recorded = read_endpoints().get("metrics_port")
+    if "QUANTUM_METRICS_PORT" not in os.environ and isinstance(recorded, int):
+        settings = settings.model_copy(update={"metrics_port": recorded})
+    return settings
+
+
+def with_reader_settings(handler: Callable[[argparse.Namespace, Settings], int]) -> Handler:
+    """Run a read command with the settings it needs: where the API listens and its token."""
+
+    def run_it(args: argparse.Namespace) -> int:
+        return int(handler(args, local_settings(args)))
+
+    return run_it
+
+
+def redis_url(settings: Settings) -> str | None:
+    """The URL of the Redis to use; None when Sentinel names it."""
+    if settings.redis_url or settings.redis_sentinels:
+        return settings.redis_url
+    from quantum_exec.runtime import read_endpoints, runtime_file
+
+    url = read_endpoints().get("redis_url")
+    if not url:
+        raise ConfigError(
+            "QUANTUM_REDIS_URL is not set and no running `quantum-exec serve` with an embedded Redis "
+            f"was found ({runtime_file()}); start `quantum-exec serve` or set QUANTUM_REDIS_URL"
+        )
+    return str(url)
