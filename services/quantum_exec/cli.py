@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantum_exec.commands.service",  # serve, demo, sim, check
     "quantum_exec.commands.intents",  # submit, results, schema
     "quantum_exec.commands.book",  # positions, trades, summary
+    "quantum_exec.commands.edge",  # gateway, notify
 )
 
 

@@ -151,7 +151,13 @@ class Service:
                 )
                 await self.shared_pacing.start()
         self.consumer = IntentConsumer(
-            self._redis, settings, handler, on_progress=self._progress, on_close=on_close, link=link
+            self._redis,
+            settings,
+            handler,
+            on_progress=self._progress,
+            on_close=on_close,
+            link=link,
+            survey=self.executor.survey if self.executor is not None else None,
         )
         if self._operations:
             metrics.set_build_info(__version__)

@@ -64,6 +64,7 @@ from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
 from quantum_exec.execution.stops.modify import Modifier
 from quantum_exec.execution.stops.support import refuse_unsupported
+from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -205,6 +206,23 @@ class Executor:
             protection=result.protection.value,
             code=result.error.code if result.error else None,
             latency_ms=result.latency_ms,
+        )
+        return result
+
+    async def survey(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
+    ) -> ExecutionResult:
+        """The answer to a poison intent whose repair died too: what the exchange holds under its
+        ids, read once, nothing sent (:mod:`.survey`). Raises when the exchange cannot be read."""
+        run = Run(intent, intent_key(intent, stream_id), stream_id, received_at, attempt=attempt)
+        await survey(self.gateway, self._recovery, run, self._settings.max_attempts)
+        result = run.result(self._settings.exchange)
+        log.error(
+            "intent.poison_surveyed",
+            intent_id=run.key,
+            symbol=intent.symbol,
+            executed_quantity=str(result.executed_quantity or 0),
+            protection=result.protection.value,
         )
         return result
 

@@ -157,6 +157,14 @@ class Run:
         origin = self.ttl_origin()
         return (origin[0] if origin is not None else self.received_at).timestamp() + ttl_s
 
+    def working_deadline(self, limit_s: float) -> float:
+        """The monotonic time a working entry's window of ``limit_s`` (its ``expire_after_s``) ends:
+        counted from the intent's first attempt, so a resumed entry does not start it over (the
+        time between the first attempt's receipt and this one's is spent already)."""
+        first = self.attempt.first_received_at
+        spent_s = max(0.0, (self.received_at - first).total_seconds()) if first is not None else 0.0
+        return self.began + limit_s - spent_s
+
     def created_s(self) -> float:
         """When the intent entered the system: its stream id's time, else when it was received."""
         created = stream_id_time_s(self.stream_id) if self.stream_id else None

@@ -153,13 +153,15 @@ class Answers:
         log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
 
     async def poison(
-        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int
+        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int, unread: str
     ) -> None:
-        """Dead-letter a poison intent whose one repair died too: answered without the exchange."""
+        """Dead-letter a poison intent whose one repair died too, answered without the exchange:
+        its lookup (see ``runner.IntentRunner._poison``) failed or died, for the reason ``unread``."""
         entry.started = True
         message = (
             f"the process died in {attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS="
-            f"{self._settings.max_attempts}) and again while repairing it"
+            f"{self._settings.max_attempts}) and again while repairing it; the exchange could not be "
+            f"read ({unread})"
         )
         protection = ProtectionState.NOT_REQUESTED
         if intent.side in (Side.BUY, Side.SELL):

@@ -6,7 +6,8 @@ Keys (``P`` is ``settings.key_prefix``):
   ``stream_id``, ``hash`` (of the normalized intent: a re-used id with another payload is a
   conflict), ``attempts`` (attempts that began executing: the first, and each resume that sent an
   order), ``fenced_at`` (ms, Redis clock: the last moment the attempt was allowed to send an
-  order), ``repair`` (the poison repair began), ``received`` (ms, epoch: when the first attempt's
+  order), ``repair`` (1: the poison repair began; 2: the read-only lookup that answers a poison
+  intent whose repair died too began), ``received`` (ms, epoch: when the first attempt's
   entry was read: the result's ``first_received_at``), and once done ``result_id``. Expires after
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
@@ -94,6 +95,11 @@ class BeginState(StrEnum):
     CONFLICT = "conflict"  # the intent id was used before for a different intent
 
 
+# The stages of a poison intent's answer, kept in its record's ``repair`` field.
+REPAIR_BEGAN: Final = 1
+LOOKUP_BEGAN: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Begun:
     """What the begin script found: the state, how many attempts died executing, and when an
@@ -102,7 +108,8 @@ class Begun:
     state: BeginState
     attempts: int = 0
     fenced_at_ms: int = 0
-    repair_started: bool = False
+    # 0, REPAIR_BEGAN or LOOKUP_BEGAN (see the ``repair`` field above).
+    repair_stage: int = 0
     now_ms: int = 0
     # When the first attempt's entry was read (epoch ms; 0 when unknown): the intent's timings
     # run from here across redeliveries and restarts.
@@ -195,7 +202,7 @@ if rec[1] then
   redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3], 'hash', ARGV[5],
     'received', received)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
-  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), rec[5] and 1 or 0, now_ms,
+  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), tonumber(rec[5] or '0'), now_ms,
     tonumber(received)}
 end
 redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3],
@@ -361,7 +368,7 @@ class Store:
             (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],
             attempts=attempts,
             fenced_at_ms=fenced_at,
-            repair_started=bool(repair),
+            repair_stage=repair,
             now_ms=now_ms,
             received_ms=received_ms,
         )
@@ -375,9 +382,10 @@ class Store:
         )
         return bool(renewed)
 
-    async def mark_repair(self, intent_key: str) -> None:
-        """Record that the one repair of a poison intent began (a second crash skips it)."""
-        await self.redis.hset(self.keys.idempotency(intent_key), "repair", "1")
+    async def mark_repair(self, intent_key: str, stage: int = 1) -> None:
+        """Record that the one repair of a poison intent began (``REPAIR_BEGAN``), or the one
+        lookup that answers it once the repair died too (``LOOKUP_BEGAN``): a crash skips it."""
+        await self.redis.hset(self.keys.idempotency(intent_key), "repair", str(stage))
 
     async def dead_letter_only(self, stream_id: str, dead_letter: Mapping[bytes | str, bytes | str]) -> None:
         """Dead-letter an entry and ack it, publishing no result (its intent already has one)."""

@@ -67,7 +67,7 @@ class WorkingEntry:
         protected while working."""
         intent = run.intent
         limit_s = working_limit_s(self._settings, intent)
-        deadline = run.began + limit_s
+        deadline = run.working_deadline(limit_s)
         protected: Order | bool = False
         ended_by_close = False
         with run.step("working"):

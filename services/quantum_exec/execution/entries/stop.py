@@ -167,7 +167,7 @@ class StopEntry:
         """The order the entry triggered (None when it ended untriggered), and the algo order."""
         intent = run.intent
         limit_s = working_limit_s(self._settings, intent)
-        deadline = run.began + limit_s
+        deadline = run.working_deadline(limit_s)
         seen: AlgoState | None = None
         follow_until: float | None = None  # set once asked to end: from then on only followed
         with run.step("stop_entry"):
