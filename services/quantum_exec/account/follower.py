@@ -171,6 +171,14 @@ class AccountFollower:
             symbol, (i for i in order_ids if not self.state.order_done(symbol, i)), update_time_ms
         )
 
+    def conditional_open(self) -> int | None:
+        """Open conditional orders of the account, anybody's (NEW or TRIGGERING: what counts toward
+        the exchange's limit of 200), or ``None`` while the view is stale."""
+        try:
+            return sum(1 for a in self.state.open_algo_orders() if not a.status.has_order)
+        except StaleStateError:
+            return None
+
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
         """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while
         the view is stale; a leg still settling (armed ahead of the fill it protects, which may be on
