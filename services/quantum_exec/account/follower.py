@@ -270,10 +270,11 @@ class AccountFollower:
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
         """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``); dropped when nothing filled."""
-        await self._records.opened(key, intent, executed, stop_loss, take_profit)
+        (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
+        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
 
     async def closed(self, symbol: str, *, long: bool | None = None) -> None:
         """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
