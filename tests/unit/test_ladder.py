@@ -143,7 +143,7 @@ def test_close_quantity_is_the_part_asked_stepped_and_never_more_than_held(btc: 
         close(close_pct=5)
 
 
-def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_to_the_safe_side(btc: SymbolRules) -> None:
+def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_safe(btc: SymbolRules) -> None:
     from quantum_exec.execution.stops.break_even import break_even_price
 
     # 0.010 at 100000.0 paid 0.4 USDT: 40 per unit, twice: 100080.0 for a long, 99920.0 for a short.
