@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantum_exec.commands.intents",  # submit, results, schema
     "quantum_exec.commands.book",  # positions, trades, summary
     "quantum_exec.commands.edge",  # gateway, notify
+    "quantum_exec.commands.control",  # halt, reduce, resume, limits
 )
 
 

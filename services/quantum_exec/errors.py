@@ -109,6 +109,11 @@ class ReasonCode(StrEnum):
     POISON_MESSAGE = "POISON_MESSAGE"
     INTENT_ID_CONFLICT = "INTENT_ID_CONFLICT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # The account's risk governor (quantum_exec.risk): a limit, the intent rate, the trading state.
+    RISK_LIMIT = "RISK_LIMIT"
+    RISK_RATE = "RISK_RATE"
+    TRADING_REDUCING = "TRADING_REDUCING"
+    TRADING_HALTED = "TRADING_HALTED"
 
 
 class IntentRejected(QuantumError):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from quantum_exec.account.follower import AccountFollower
     from quantum_exec.execution.executor import Executor
     from quantum_exec.ledger.book import LedgerBook
+    from quantum_exec.risk.governor import Governor
     from quantum_exec.stream.shared_pacing import SharedPacing
 
 log = get_logger(__name__)
@@ -87,6 +88,8 @@ class Service:
         self.consumer: IntentConsumer | None = None
         # The pacing budget shared with the account's other instances (with the real executor).
         self.shared_pacing: SharedPacing | None = None
+        # The account's risk governor (with the real executor): states, limits, the flatten.
+        self.governor: Governor | None = None
         self.metrics_server: MetricsServer | None = None
         self.notifier: Notifier | None = None
         self._stop_task: asyncio.Task[bool] | None = None
@@ -150,6 +153,11 @@ class Service:
                     self._redis, Keys(settings), settings.consumer_name, gateway.limiter
                 )
                 await self.shared_pacing.start()
+            from quantum_exec.risk.governor import start_governor
+
+            self.governor = await start_governor(
+                self._redis, settings, self.executor, self.account, self.book
+            )
         self.consumer = IntentConsumer(
             self._redis,
             settings,
@@ -285,7 +293,15 @@ class Service:
             status=self._status,
             access=server.access,
         )
-        server.mount(api.routes(), middleware=api.guard, fallback=api.not_found)
+        from quantum_exec.risk.control import ControlApi
+
+        control = ControlApi(self.settings, server.access, self.governor)
+        server.mount(
+            {**api.routes(), **control.routes()},
+            middleware=api.guard,
+            fallback=api.not_found,
+            post_routes=control.post_routes(),
+        )
 
     async def _status(self) -> dict[str, Any]:
         """What the console's health strip shows: environment, version, every dependency."""
@@ -313,6 +329,8 @@ class Service:
             "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
             # Fills without their SL/TP past QUANTUM_UNPROTECTED_ALERT_S: now, and since the start.
             "unprotected": self.executor.exposure.status() if self.executor is not None else None,
+            # The account's trading state and risk limits (the console's banner when not ACTIVE).
+            "risk": self.governor.status() if self.governor is not None else None,
         }
 
     def _progress(self) -> None:
@@ -358,7 +376,13 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
-        for name, part in (("pacing", self.shared_pacing), ("ledger", self.book), ("account", self.account)):
+        parts = (
+            ("risk", self.governor),
+            ("pacing", self.shared_pacing),
+            ("ledger", self.book),
+            ("account", self.account),
+        )
+        for name, part in parts:
             if part is None:
                 continue
             try:

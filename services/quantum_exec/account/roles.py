@@ -18,6 +18,8 @@ from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, repl
 _ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
 # The role letter, an optional child number (a slice of a sliced entry or close), the digest.
 _OWN_RE: Final = re.compile(rf"{PREFIX}([{''.join(ROLE_LETTERS.values())}])(?:[1-9][0-9]?)?-([0-9a-f]{{30}})")
+__all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
+
 _SIBLING_LETTER: Final = {ROLE_LETTERS["sl"]: ROLE_LETTERS["tp"], ROLE_LETTERS["tp"]: ROLE_LETTERS["sl"]}
 
 

@@ -54,10 +54,10 @@ from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.netting import is_opposite
+from quantum_exec.execution.netting import is_opposite, only_reduces
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
 from quantum_exec.execution.outcomes import as_poison, record_failure, record_fill
-from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
+from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans, RiskCheck
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
@@ -113,6 +113,8 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
+        # The account's risk governor (set by the service): asked before a new entry's first order.
+        self.risk: RiskCheck | None = None
         self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
@@ -264,6 +266,17 @@ class Executor:
                 with run.step("position"):
                     run.position_before = await position_amount(self.account, self.gateway, symbol)
                 check_opposite(self._settings, run, run.position_before, quantity, long=long)
+            if self.risk is not None:
+                assert out.leverage is not None
+                before = run.position_before
+                await self.risk.admit(
+                    intent,
+                    reduces=intent.reduce_only
+                    or (before is not None and only_reduces(before, quantity, long=long)),
+                    quantity=quantity,
+                    price=reference,
+                    leverage=out.leverage,
+                )
             await self._own_legs.cancel_orphans(run, symbol)
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):

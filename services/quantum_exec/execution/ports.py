@@ -193,6 +193,23 @@ class AccountView(Protocol):
     ) -> None: ...
 
 
+class RiskCheck(Protocol):
+    """The account's risk governor (``risk.gate.RiskGate``): a BUY/SELL may go on, or is refused."""
+
+    async def admit(
+        self,
+        intent: TradeIntent,
+        *,
+        reduces: bool,
+        quantity: Decimal,
+        price: Decimal,
+        leverage: int,
+    ) -> None:
+        """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
+        RISK_LIMIT) before any order is sent."""
+        ...
+
+
 class Plans(Protocol):
     """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) is kept across restarts."""
 

@@ -282,6 +282,30 @@ ACCOUNT_RESYNCS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+RISK_STATE = Gauge(
+    f"{PREFIX}_risk_trading_state",
+    "1 for the account's trading state (ACTIVE, REDUCING, HALTED) as this instance last read it.",
+    ["state"],
+    registry=REGISTRY,
+)
+RISK_LIMIT_USE = Gauge(
+    f"{PREFIX}_risk_limit_use_ratio",
+    "How much of each account risk limit is used (1 = at the limit); absent while the limit is off.",
+    ["limit"],
+    registry=REGISTRY,
+)
+RISK_REFUSED = Counter(
+    f"{PREFIX}_risk_refused_total",
+    "Intents refused by the risk governor, by reason code.",
+    ["code"],
+    registry=REGISTRY,
+)
+RISK_TRANSITIONS = Counter(
+    f"{PREFIX}_risk_transitions_total",
+    "Trading-state transitions this instance wrote, by the state entered.",
+    ["state"],
+    registry=REGISTRY,
+)
 ACCOUNT_LEASE_HELD = Gauge(
     f"{PREFIX}_account_lease_held",
     "1 on the instance that acts on account events (cancels, events, reconciliation).",

@@ -56,8 +56,10 @@ class Answers:
         *,
         lease: Lease | None,
         dead_letter: dict[bytes | str, bytes | str] | None = None,
-    ) -> None:
-        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away.
+        release: bool = False,
+    ) -> bool:
+        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away; with
+        ``release``, the lease given back in the same script. True when the lease needs no release.
 
         Known secrets are removed from what is published (echoed producer fields, messages).
         """
@@ -71,6 +73,7 @@ class Answers:
                 result_fields=fields,
                 lease=lease,
                 dead_letter=dead_letter,
+                release=release,
             ),
             "commit",
         )
@@ -104,6 +107,7 @@ class Answers:
             log.warning(
                 "intent.commit_fenced", stream_id=entry.stream_id, intent_id=key, symbol=result.symbol
             )
+        return outcome.released
 
     async def invalid(
         self, entry: Entry, reason: ReasonCode, message: str, payload: dict[str, Any] | None

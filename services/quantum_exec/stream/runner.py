@@ -96,6 +96,7 @@ class IntentRunner:
         lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
+        given_back = False  # the commit script released the lease (one round trip, not two)
         try:
             entry.started = True
             if begun.state is BeginState.DONE:
@@ -149,7 +150,9 @@ class IntentRunner:
             if attempt.repair:
                 message = result.error.message if result.error is not None else "repaired"
                 dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
-            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+            given_back = await self._answers.commit(
+                entry, key, result, lease=lease, dead_letter=dead_letter, release=True
+            )
             return None
         finally:
             # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
@@ -157,7 +160,8 @@ class IntentRunner:
             released.set()
             await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
-            await self._leases.release(lease)
+            if not given_back:
+                await self._leases.release(lease)
 
     async def _poison(
         self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, begun: Begun, attempt: Attempt

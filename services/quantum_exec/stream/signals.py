@@ -70,6 +70,8 @@ class CloseSignals:
     def __init__(self, redis: Redis, settings: Settings, link: RedisLink) -> None:
         self._redis = redis
         self._keys = Keys(settings)
+        # EVALSHA (the script loaded once), not EVAL with its text on every CLOSE.
+        self._set_newer = redis.register_script(_SET_NEWER)
         self._link = link
         self._ttl_s = max(60, int(settings.working_order_max_s * 2))
         self._newest: dict[str, str] = {}
@@ -112,8 +114,8 @@ class CloseSignals:
             # retrying while the signal would still be read (the working entries of other
             # instances wait for it).
             await self._link.retry(
-                lambda: self._redis.eval(
-                    _SET_NEWER, 1, self._keys.close_signal(symbol), stream_id, self._ttl_s
+                lambda: self._set_newer(
+                    keys=[self._keys.close_signal(symbol)], args=[stream_id, self._ttl_s]
                 ),
                 "close_signal",
                 within_s=self._ttl_s,
