@@ -161,6 +161,8 @@ class AccountView(Protocol):
 
     def own_protective(self, symbol: str) -> Sequence[ProtectiveLeg] | None: ...
 
+    def conditional_open(self) -> int | None: ...
+
     def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
     def cancel_failed(self, algo_id: int) -> None: ...
@@ -187,6 +189,7 @@ class AccountView(Protocol):
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None: ...
 
 
