@@ -51,7 +51,8 @@ def check_hmac(source: Source, headers: Mapping[str, str], body: bytes, now_ms: 
     signature = headers.get(SIGNATURE_HEADER, "")
     if not raw_ts or not signature:
         raise unauthenticated(f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required")
-    if not raw_ts.isdigit() or len(raw_ts) > 16:
+    # ASCII first: str.isdigit() is also true for '²' (which int() refuses) and '٣' (which it reads).
+    if not (raw_ts.isascii() and raw_ts.isdigit()) or len(raw_ts) > 16:
         raise unauthenticated(f"{TIMESTAMP_HEADER}: expected Unix milliseconds")
     skew_ms = now_ms - int(raw_ts)
     if abs(skew_ms) > window_ms:

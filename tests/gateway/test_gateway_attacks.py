@@ -1,0 +1,129 @@
+"""The gateway under attack, over raw sockets where a well-behaved client cannot send the bytes:
+header values no HTTP library writes, a proxy's second X-Forwarded-For line, bodies that never
+arrive. Each answer is a refusal with its status (never a 500 or a traceback), nothing is
+published, and the port keeps serving the producers afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from quantum_exec.settings import Settings
+from quantum_exec.webhooks.auth import sign
+from quantum_exec.webhooks.config import gateway_config
+from quantum_exec.webhooks.run import GatewayProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+BOT_SECRET = "bot-secret-0123456789-abcdefghij"
+TV_SECRET = "tv-secret-0123456789-abcdefghijklmnop"
+LISTED = "52.89.214.238"  # TradingView's webhook address: the one an attacker pretends to be
+SOURCES = {
+    "bot": {"kind": "hmac", "secret": BOT_SECRET, "rate_per_min": 1000},
+    "tv-listed": {"kind": "tradingview", "secret": TV_SECRET, "allow_from": [LISTED]},
+}
+BODY_TIMEOUT_S = 2
+
+
+@dataclass
+class Gw:
+    port: int
+    redis: aioredis.Redis
+    stream: str
+
+    async def entries(self) -> list[Any]:
+        return list(await self.redis.xrange(self.stream))
+
+    async def raw(self, request: bytes, *, within_s: float = 15.0) -> bytes:
+        """Send ``request`` as it is; the answer's bytes (all until the server closes or 2 s idle)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            async with asyncio.timeout(within_s):
+                return await reader.read(65536)
+        finally:
+            writer.close()
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.fixture
+async def gw(redis_url: str, unique_names: dict[str, Any]) -> AsyncIterator[Gw]:
+    settings = Settings(redis_url=redis_url, **unique_names)
+    config = gateway_config(
+        {
+            "QUANTUM_GATEWAY_SOURCES": json.dumps(SOURCES),
+            # The TLS proxy in front runs on this host.
+            "QUANTUM_GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
+            "QUANTUM_GATEWAY_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        }
+    )
+    process = GatewayProcess(settings, replace(config, port=0), settings.redis_url)
+    await process.start()
+    redis = aioredis.Redis.from_url(redis_url, protocol=2)
+    try:
+        yield Gw(process.port, redis, unique_names["intent_stream"])
+    finally:
+        await process.stop()
+        await redis.aclose()
+
+
+def _intent(intent_id: str) -> bytes:
+    return json.dumps(
+        {"intent_id": intent_id, "symbol": "BTCUSDT", "side": "BUY", "position_size_usd": 500}
+    ).encode()
+
+
+def _post(path: str, body: bytes, *header_lines: bytes) -> bytes:
+    head = b"".join(line + b"\r\n" for line in header_lines)
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {len(body)}\r\n".encode()
+        + head
+        + b"\r\n"
+        + body
+    )
+
+
+def _signed(body: bytes) -> bytes:
+    ts = time.time_ns() // 1_000_000
+    return _post(
+        "/v1/intents/bot",
+        body,
+        f"X-Quantum-Timestamp: {ts}".encode(),
+        f"X-Quantum-Signature: {sign(BOT_SECRET, ts, body)}".encode(),
+    )
+
+
+async def test_a_timestamp_of_non_ascii_digits_is_401_not_a_500(
+    gw: Gw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``str.isdigit`` is true for '²' and '٣'; ``int()`` refuses the first and reads the second."""
+    body = _intent("tsdigits-1")
+    caplog.set_level(logging.INFO)
+    for raw_ts in ("²".encode(), "¹²³".encode(), "١٧٩٦٦٠٢٣٢٤٥٨٣".encode()):
+        answer = await gw.raw(
+            _post(
+                "/v1/intents/bot",
+                body,
+                b"X-Quantum-Timestamp: " + raw_ts,
+                b"X-Quantum-Signature: " + b"0" * 64,
+            )
+        )
+        assert _status(answer) == 401, answer[:200]
+        assert b"expected Unix milliseconds" in answer, answer[:300]
+    assert _errors(caplog) == [] and await gw.entries() == []
