@@ -127,3 +127,27 @@ async def test_a_timestamp_of_non_ascii_digits_is_401_not_a_500(
         assert _status(answer) == 401, answer[:200]
         assert b"expected Unix milliseconds" in answer, answer[:300]
     assert _errors(caplog) == [] and await gw.entries() == []
+
+
+async def test_a_second_x_forwarded_for_line_is_read_not_the_attackers_first(gw: Gw) -> None:
+    """A proxy that adds its own X-Forwarded-For line (HAProxy's ``option forwardfor``) leaves the
+    client's forged line first; RFC 9110 5.3: the lines are one list, in order."""
+    alert = json.dumps(
+        {"secret": TV_SECRET, "ticker": "BTCUSDT", "action": "buy", "contracts": "0.002"}
+    ).encode()
+    forged = _post(
+        "/v1/intents/tv-listed",
+        alert,
+        f"X-Forwarded-For: {LISTED}".encode(),  # written by the attacker
+        b"X-Forwarded-For: 203.0.113.9",  # added by the proxy: the attacker's real address
+    )
+    answer = await gw.raw(forged)
+    assert _status(answer) == 403 and b"203.0.113.9" in answer, answer[:300]
+    assert await gw.entries() == []
+    # The listed sender through the same proxy still gets in (one line, or the proxy's second).
+    for lines in (
+        (f"X-Forwarded-For: {LISTED}".encode(),),
+        (b"X-Forwarded-For: 10.1.2.3", f"X-Forwarded-For: {LISTED}".encode()),
+    ):
+        answer = await gw.raw(_post("/v1/intents/tv-listed", alert, *lines))
+        assert _status(answer) == 202, answer[:300]

@@ -57,7 +57,10 @@ def client_address(request: web.Request, trusted: tuple[Any, ...]) -> str | None
     peer = request.remote
     if not trusted or not _in(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    # Every X-Forwarded-For line, in order (RFC 9110 5.3: one list): a proxy that adds its own line
+    # (HAProxy's option forwardfor) leaves the client's forged one first.
+    lines = request.headers.getall("X-Forwarded-For", [])
+    hops = [h.strip() for h in ",".join(lines).split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, trusted):
             return hop
