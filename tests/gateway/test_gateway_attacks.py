@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from redis import asyncio as aioredis
 
+from quantum_exec.ops.listener import MAX_CONNECTIONS
 from quantum_exec.settings import Settings
 from quantum_exec.webhooks.auth import sign
 from quantum_exec.webhooks.config import gateway_config
 from quantum_exec.webhooks.run import GatewayProcess
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -151,3 +153,59 @@ async def test_a_second_x_forwarded_for_line_is_read_not_the_attackers_first(gw:
     ):
         answer = await gw.raw(_post("/v1/intents/tv-listed", alert, *lines))
         assert _status(answer) == 202, answer[:300]
+
+
+async def test_bodies_that_never_arrive_cannot_hold_the_port(gw: Gw) -> None:
+    """Slowloris past the head: every connection the listener allows sends a complete head and a
+    body that stops (one byte of a promised thousand, or a chunk that never ends). Each gets 408
+    within the body timeout and the port serves a producer again."""
+    stalls: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    for n in range(MAX_CONNECTIONS):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        if n % 2:
+            writer.write(b"POST /v1/intents/bot HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n{")
+        else:
+            writer.write(
+                b"POST /v1/intents/bot HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{"
+            )
+        await writer.drain()
+        stalls.append((reader, writer))
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S + 20):
+            answers = await asyncio.gather(*(reader.read(65536) for reader, _ in stalls))
+    except TimeoutError:
+        raise AssertionError(
+            f"{MAX_CONNECTIONS} stalled bodies still hold the gateway {BODY_TIMEOUT_S + 20}s later"
+        ) from None
+    finally:
+        for _, writer in stalls:
+            writer.close()
+    assert {_status(a) for a in answers} == {408}, answers[0][:200]
+    assert all(b"Connection: close" in a for a in answers), answers[0][:300]
+    served: list[int] = []
+
+    async def a_producer_gets_in() -> bool:
+        # The closed sockets leave the listener's count as their close is processed.
+        served.append(_status(await gw.raw(_signed(_intent(f"after-stall-{len(served)}")))))
+        return served[-1] == 202
+
+    await wait_for(a_producer_gets_in, 15, "the port to serve a producer after the stalls")
+    assert set(served) <= {202, 503} and len(await gw.entries()) == 1
+
+
+async def test_a_client_gone_mid_body_is_one_info_line_not_a_traceback(
+    gw: Gw, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b'POST /v1/intents/bot HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n{"a":')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    def seen() -> bool:
+        return bool(_errors(caplog)) or any(r.getMessage() == "gateway.refused" for r in caplog.records)
+
+    await wait_for(seen, 15, "the gateway to notice the client left")
+    assert _errors(caplog) == []
+    assert await gw.entries() == []

@@ -27,12 +27,16 @@ SIGNATURE_HEADER: Final = "X-Quantum-Signature"
 class Refusal(Exception):
     """The request is refused with ``status``; ``reason`` is safe to show (never a secret)."""
 
-    def __init__(self, status: int, code: str, reason: str, *, retry_after_s: int | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, reason: str, *, retry_after_s: int | None = None, close: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.reason = reason
         self.retry_after_s = retry_after_s
+        # The body was not read to its end: the connection cannot carry another request.
+        self.close = close
 
 
 def unauthenticated(reason: str) -> Refusal:

@@ -4,7 +4,8 @@ The checks, in order, each with its status (the body is ``{"error": {"code", "me
 
 1. unknown source or a failed authentication: 401 (the same answer, so names cannot be probed);
    a source address outside ``allow_from``: 403;
-2. a body over ``QUANTUM_GATEWAY_MAX_BODY_BYTES``: 413 (read no further);
+2. a body over ``QUANTUM_GATEWAY_MAX_BODY_BYTES``: 413 (read no further); a body not complete
+   within ``QUANTUM_GATEWAY_BODY_TIMEOUT_S`` of the head: 408; a client gone mid-body: 400;
 3. HMAC sources: timestamp outside the replay window, bad signature, or a signature already
    used: 401; TradingView sources: the secret (body ``"secret"`` or ``/v1/intents/<source>/<secret>``);
 4. more than the source's ``rate_per_min``: 429 with ``Retry-After``;
@@ -20,6 +21,7 @@ intent id; never a body, a header value or a secret.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 import uuid
@@ -27,7 +29,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -126,6 +129,8 @@ class Gateway:
             response = _json(
                 refusal.status, {"error": {"code": refusal.code, "message": refusal.reason}}, headers
             )
+            if refusal.close:
+                response.force_close()
             log.info(
                 "gateway.refused",
                 source=name[:64],
@@ -170,14 +175,34 @@ class Gateway:
     async def _body(self, request: web.Request) -> bytes:
         cap = self._config.max_body_bytes
         if request.content_length is not None and request.content_length > cap:
-            raise Refusal(413, "BODY_TOO_LARGE", f"body of {request.content_length} bytes, above {cap}")
+            raise Refusal(
+                413, "BODY_TOO_LARGE", f"body of {request.content_length} bytes, above {cap}", close=True
+            )
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.read(8192):
-            size += len(chunk)
-            if size > cap:
-                raise Refusal(413, "BODY_TOO_LARGE", f"body above {cap} bytes")
-            chunks.append(chunk)
+        timeout_s = self._config.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while chunk := await request.content.read(8192):
+                    size += len(chunk)
+                    if size > cap:
+                        raise Refusal(413, "BODY_TOO_LARGE", f"body above {cap} bytes", close=True)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise Refusal(
+                408,
+                "BODY_TIMEOUT",
+                f"body not complete within {timeout_s:g}s ({size} bytes came)",
+                close=True,
+            ) from None
+        except (ConnectionError, ClientPayloadError, HttpProcessingError) as exc:
+            # The client left (or broke its chunked encoding) mid-body: nobody reads the answer.
+            raise Refusal(
+                400,
+                "BODY_INCOMPLETE",
+                f"body cut after {size} bytes ({type(exc).__name__})",
+                close=True,
+            ) from None
         return b"".join(chunks)
 
     async def _check_signature(self, source: Source, request: web.Request, body: bytes) -> None:
