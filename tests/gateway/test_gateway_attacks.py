@@ -13,17 +13,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import aiohttp
 import pytest
 from redis import asyncio as aioredis
 
+from quantum_exec.contracts import ResultStatus
 from quantum_exec.ops.listener import MAX_CONNECTIONS
+from quantum_exec.service import Service
 from quantum_exec.settings import Settings
 from quantum_exec.webhooks.auth import sign
 from quantum_exec.webhooks.config import gateway_config
 from quantum_exec.webhooks.run import GatewayProcess
+from support.desk import Desk
+from support.sim_state import position_amount
 from support.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 BOT_SECRET = "bot-secret-0123456789-abcdefghij"
 TV_SECRET = "tv-secret-0123456789-abcdefghijklmnop"
@@ -33,6 +38,7 @@ SOURCES = {
     "tv-listed": {"kind": "tradingview", "secret": TV_SECRET, "allow_from": [LISTED]},
 }
 BODY_TIMEOUT_S = 2
+CONTROL_TOKEN = "gateway-attack-control-token-0123456789"
 
 
 @dataclass
@@ -209,3 +215,50 @@ async def test_a_client_gone_mid_body_is_one_info_line_not_a_traceback(
     await wait_for(seen, 15, "the gateway to notice the client left")
     assert _errors(caplog) == []
     assert await gw.entries() == []
+
+
+async def test_a_producer_cannot_take_the_risk_governors_flatten_ids(desk: Desk) -> None:
+    """The governor's flatten publishes CLOSEs under ids anyone can predict (``risk-f1-BTCUSDT-1``
+    for the first flatten, rounds 1-5) and counts a round done when that id's result is out. A
+    producer holding a gateway secret (a leaked TradingView alert) could publish those ids first:
+    the operator's halt --flatten then found its rounds "done" and left the position open. The
+    gateway refuses the governor's namespace, and the flatten closes the position."""
+    settings = desk.settings(
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+        watchdog=False,
+        risk_stream=f"{desk.names['intent_stream']}:risk",
+        api_token=CONTROL_TOKEN,
+    )
+    service = Service(settings)
+    desk.services.append(service)
+    await service.start()
+    config = gateway_config({"QUANTUM_GATEWAY_SOURCES": json.dumps(SOURCES)})
+    process = GatewayProcess(settings, replace(config, port=0), settings.redis_url)
+    await process.start()
+    gw = Gw(process.port, desk.redis, desk.names["intent_stream"])
+    try:
+        for round_ in range(1, 6):
+            body = json.dumps(
+                {"intent_id": f"risk-f1-BTCUSDT-{round_}", "symbol": "BTCUSDT", "side": "CLOSE"}
+            ).encode()
+            answer = await gw.raw(_signed(body))
+            assert _status(answer) == 422 and b"risk-" in answer, answer[-300:]
+    finally:
+        await process.stop()
+    assert await gw.entries() == []
+
+    await desk.publish(intent_id="open-1", symbol="BTCUSDT", side="BUY", quantity="0.010", stop_loss_pct=3)
+    assert (await desk.result("open-1")).status is ResultStatus.FILLED
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{service.metrics_port}/api/control/state",
+            json={"state": "HALTED", "flatten": True, "reason": "the kill switch"},
+            headers={"Authorization": f"Bearer {CONTROL_TOKEN}"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    # The exchange's own record: flat.
+    await wait_for(lambda: position_amount(desk.sim, "BTCUSDT") == 0, 30, "the flatten to close BTCUSDT")
+    assert (await desk.result("risk-f1-BTCUSDT-1")).status is ResultStatus.FILLED

@@ -10,7 +10,8 @@ The checks, in order, each with its status (the body is ``{"error": {"code", "me
    used: 401; TradingView sources: the secret (body ``"secret"`` or ``/v1/intents/<source>/<secret>``);
 4. more than the source's ``rate_per_min``: 429 with ``Retry-After``;
 5. the body is not a JSON object: 400 ``INVALID_PAYLOAD``; a field the service would refuse: 422
-   with the service's own reason code and message (the same decoder and validator);
+   with the service's own reason code and message (the same decoder and validator); an
+   ``intent_id`` in the risk governor's namespace (``risk-*``): 422 ``INVALID_FIELD``;
 6. Redis unreachable: 503 with ``Retry-After`` (nothing published);
 7. published: 202 ``{"status": "accepted", "intent_id", "stream_id"}``; an ``intent_id`` already
    taken with the same intent: 200 ``{"status": "duplicate"}``; with another intent: 409.
@@ -36,6 +37,7 @@ from redis.exceptions import RedisError
 
 from quantum_exec.contracts import PayloadError, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.ids import GOVERNOR_INTENT_PREFIX
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.webhooks.auth import Refusal, check_hmac, check_secret, unauthenticated
 from quantum_exec.webhooks.config import GatewayConfig
@@ -226,6 +228,13 @@ class Gateway:
             intent = parse_intent(payload)  # the service's validation: its reason codes and messages
         except IntentRejected as exc:
             raise Refusal(422, exc.code, exc.message) from None
+        if (intent.intent_id or "").startswith(GOVERNOR_INTENT_PREFIX):
+            # Taken first, the governor's ids would make its flatten's rounds look done.
+            raise Refusal(
+                422,
+                ReasonCode.INVALID_FIELD.value,
+                f"intent_id {intent.intent_id}: {GOVERNOR_INTENT_PREFIX}* ids are the risk governor's own",
+            )
         outcome = await self._intake.publish(payload, intent, source.name)
         status = _STATUS_OF[outcome.status]
         log.info(
