@@ -2,8 +2,8 @@
 
 The checks, in order, each with its status (the body is ``{"error": {"code", "message"}}``):
 
-1. unknown source or a failed authentication: 401 (the same answer, so names cannot be probed);
-   a source address outside ``allow_from``: 403;
+1. unknown source or a failed authentication: 401 (one status; the message says which check
+   failed, so names can be learned: they are not secrets); a source address outside ``allow_from``: 403;
 2. a body over ``QUANTUM_GATEWAY_MAX_BODY_BYTES``: 413 (read no further); a body not complete
    within ``QUANTUM_GATEWAY_BODY_TIMEOUT_S`` of the head: 408; a client gone mid-body: 400;
 3. HMAC sources: timestamp outside the replay window, bad signature, or a signature already
