@@ -23,6 +23,9 @@ from typing import Final, Literal, get_args
 Role = Literal["entry", "sl", "tp", "close", "flatten"]
 
 PREFIX: Final = "qx"
+# Intent ids of the risk governor's own intents (its flatten's CLOSEs, its reductions): predictable
+# by design (exactly once across instances), so no producer may use them (the gateway refuses them).
+GOVERNOR_INTENT_PREFIX: Final = "risk-"
 ROLE_LETTERS: Final[dict[str, str]] = {"entry": "e", "sl": "s", "tp": "t", "close": "c", "flatten": "f"}
 # 15 bytes = 30 hex: 120 bits make a collision between two intents beyond any practical concern.
 _DIGEST_BYTES: Final = 15
