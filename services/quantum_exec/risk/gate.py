@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.contracts.intent import intent_digest
 from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
@@ -66,6 +67,7 @@ class RiskGate:
         self,
         intent: TradeIntent,
         *,
+        key: str,
         reduces: bool,
         quantity: Decimal,
         price: Decimal,
@@ -77,9 +79,10 @@ class RiskGate:
         except REDIS_DOWN as exc:
             # Nothing was sent: the intent stays pending and is tried again once Redis answers.
             raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
-        # The governor's own reductions (liquidation distance) run in every state; reduce-only,
-        # they can only lower exposure, whoever sends one under that id.
-        own = intent.reduce_only and (intent.intent_id or "").startswith(OWN_PREFIX)
+        # The governor's own reductions (liquidation distance) run in every state and are not
+        # rate-limited: only the very intent it published under that id (its digest), never a
+        # producer's re-using the id.
+        own = intent.reduce_only and await self.is_own(intent)
         refusal = admits(state.state, close=own, reduces=reduces)
         if refusal is not None:
             metrics.RISK_REFUSED.labels(code=refusal.value).inc()
@@ -96,7 +99,7 @@ class RiskGate:
         limits = self.limits
         if limits.max_intents_per_min is not None and not own:
             source = intent_source(intent)
-            count = await self._store.count_intent(source, datetime.now(UTC))
+            count = await self._store.count_intent(source, key, datetime.now(UTC))
             if count > limits.max_intents_per_min:
                 metrics.RISK_REFUSED.labels(code=ReasonCode.RISK_RATE.value).inc()
                 raise IntentRejected(
@@ -122,6 +125,17 @@ class RiskGate:
                 "risk.limit_refused", symbol=intent.symbol, **{k: str(v) for k, v in breach.to_json().items()}
             )
             raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
+
+    async def is_own(self, intent: TradeIntent) -> bool:
+        """Whether ``intent`` is one the governor published itself (:mod:`.rounds`)."""
+        intent_id = intent.intent_id or ""
+        if not intent_id.startswith(OWN_PREFIX):
+            return False
+        try:
+            digest = await self._store.own_digest(intent_id)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the governor's intents cannot be read from Redis ({exc})") from None
+        return digest is not None and digest == intent_digest(intent)
 
     async def book(self) -> list[Holding]:
         """The open positions with their marks, as the exchange reports them."""
