@@ -30,12 +30,18 @@ log = get_logger(__name__)
 
 
 def intent_source(intent: TradeIntent) -> str:
-    """Whose intent it is, for the rate limit: the producer's ``model``, else its ``source``."""
+    """Whose intent it is, for the rate limit: ``<publisher>/<model>``. The publisher is the stream
+    entry's ``source`` (the gateway writes the producer's name it authenticated there; a producer
+    appending to the stream itself writes its own), the model what the payload calls itself
+    (``model``, else ``source``/``strategy``): a producer naming another's model counts against its
+    own budget, not the other's."""
+    model = "unknown"
     for key in ("model", "source", "strategy"):
         value = intent.meta.get(key)
         if isinstance(value, str) and value:
-            return value[:64]
-    return "unknown"
+            model = value[:64]
+            break
+    return f"{intent.origin or 'unknown'}/{model}"
 
 
 class RiskGate:
