@@ -205,9 +205,15 @@ class RiskCheck(Protocol):
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
-        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key."""
+        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key. An admitted
+        ``entry`` holds back a transition that restricts trading until :meth:`settled`."""
+        ...
+
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or none was sent."""
         ...
 
 

@@ -3,7 +3,7 @@
 Run by the holder of the account lease, one step per governor tick, from what the exchange holds
 (``positionRisk`` and the open algo orders, read at each step), so a holder killed mid-flatten
 leaves nothing for the next one to guess. Each symbol with a position, or with protective legs of
-ours, gets a CLOSE intent (:mod:`.rounds`: ``risk-<flatten>-<SYMBOL>-<round>``, published at most
+ours, gets a CLOSE intent (:mod:`.rounds`: ``risk-<flatten>-<SYMBOL>-<round>-<mac>``, published at most
 once under the account lease, with its ``flatten_close`` risk event). The CLOSE runs as any intent
 does: exactly once across kills and instances (its client ids derive from the intent id, a resumed
 attempt starts from what the exchange holds under them, :mod:`quantum_exec.execution.recovery`),

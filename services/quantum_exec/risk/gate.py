@@ -1,8 +1,9 @@
 """The governor's check before any order of a BUY/SELL: the trading state, the producer's intent
 rate, the exposure limits (the executor's :class:`~quantum_exec.execution.ports.RiskCheck`).
 
-The state and the run-time limits are read from Redis for every entry (one round trip), so the
-moment a transition is written no instance sends another entry. The positions for the exposure
+The state and the run-time limits are read from Redis for every entry (one round trip); an admitted
+entry is recorded with the state's seq until its first order has the exchange's answer, so a
+restricting transition can wait for it (:mod:`.admissions`). The positions for the exposure
 limits are read from the exchange (``positionRisk``: amounts, marks, leverage) only when such a
 limit is on. :class:`HaltAwareCloses` ends working entries (LIMIT, STOP, TWAP) once HALTED, the
 way a waiting CLOSE ends them; their filled part keeps its protective legs.
@@ -10,6 +11,8 @@ way a waiting CLOSE ends them; their filled part keeps its protective legs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -20,6 +23,7 @@ from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.risk.admissions import DRAIN_DEADLINE_S
 from quantum_exec.risk.limits import Holding, Limits, check_entry
 from quantum_exec.risk.rounds import OWN_PREFIX
 from quantum_exec.risk.states import RiskState, TradingState, admits
@@ -27,6 +31,9 @@ from quantum_exec.risk.store import RiskStore
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
+
+# How long an entry waits for a restricting transition under way before it is tried again later.
+ADMIT_WAIT_S: Final = DRAIN_DEADLINE_S + 10
 
 
 def intent_source(intent: TradeIntent) -> str:
@@ -78,13 +85,53 @@ class RiskGate:
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
-        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers."""
-        try:
-            state = await self.refresh()
-        except REDIS_DOWN as exc:
-            # Nothing was sent: the intent stays pending and is tried again once Redis answers.
-            raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers.
+
+        An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
+        state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
+        once its first order has the exchange's answer or nothing was sent. A restricting transition
+        under way makes it wait; a state changed since the decision makes it decide again."""
+        give_up = time.monotonic() + ADMIT_WAIT_S
+        while True:
+            try:
+                state = await self._decide(
+                    intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
+                )
+                if state is None or not entry:
+                    return
+                recorded = await self._store.admissions.record(state.seq, key)
+                while recorded < 0 and time.monotonic() < give_up:  # a transition is draining
+                    await asyncio.sleep(0.005)
+                    recorded = await self._store.admissions.record(state.seq, key)
+            except REDIS_DOWN as exc:
+                # Nothing was sent: the intent stays pending and is tried again once Redis answers.
+                raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+            if recorded > 0:
+                return
+            if time.monotonic() >= give_up:
+                raise UnknownOutcomeError(
+                    "a change of the trading state is still under way: tried again later"
+                )
+
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or nothing was sent."""
+        await self._store.admissions.settled(key)
+
+    async def _decide(
+        self,
+        intent: TradeIntent,
+        *,
+        key: str,
+        reduces: bool,
+        quantity: Decimal,
+        price: Decimal,
+        leverage: int,
+    ) -> RiskState | None:
+        """The state the intent was admitted in (None: the governor's own, nothing to record), or
+        :class:`IntentRejected`."""
+        state = await self.refresh()
         # The governor's own reductions (liquidation distance) run in every state and are not
         # rate-limited: only the very intent it published under that id (its digest), never a
         # producer's re-using the id.
@@ -113,8 +160,10 @@ class RiskGate:
                     f"{source}: {count} intents this minute, above the limit {limits.max_intents_per_min} "
                     "(QUANTUM_RISK_MAX_INTENTS_PER_MIN)",
                 )
+        if own:
+            return None
         if reduces or not (limits.needs_book() or limits.max_leverage is not None):
-            return
+            return state
         book = await self.book() if limits.needs_book() else []
         breach = check_entry(
             limits,
@@ -131,6 +180,7 @@ class RiskGate:
                 "risk.limit_refused", symbol=intent.symbol, **{k: str(v) for k, v in breach.to_json().items()}
             )
             raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
+        return state
 
     async def is_own(self, intent: TradeIntent) -> bool:
         """Whether ``intent`` is one the governor published itself (:mod:`.rounds`)."""

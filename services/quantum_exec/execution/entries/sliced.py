@@ -205,6 +205,8 @@ class SlicedOrders:
                         done.ended_early = f"child {child.number} refused by the exchange"
                         break
                     metrics.SLICES_SENT.labels(role=role).inc()
+                    if role == "entry":
+                        await run.first_answered()  # the later children: HALTED ends them (closes)
                 order = await self._resolver.until_final(symbol, order)
                 done.orders.append(order)
                 log.info(
