@@ -99,6 +99,8 @@ class Gateway(Protocol):
         quantity: Decimal | None,
         working_type: str,
         price_protect: bool,
+        callback_rate: Decimal | None = None,
+        activate_price: Decimal | None = None,
     ) -> AlgoOrder: ...
 
     async def cancel_algo(self, algo_id: int) -> bool: ...
