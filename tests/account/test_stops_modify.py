@@ -20,7 +20,7 @@ from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.killable import KillableService
-from support.protection_history import covered_at_every_moment, stops_history
+from support.protection_history import covered_at_every_moment, protection_events, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -69,6 +69,17 @@ async def test_a_modify_moves_the_stop_make_before_break_and_answers_with_the_le
     assert stop is not None and stop["algoStatus"] == "NEW" and D(stop["triggerPrice"]) == D(new_stop)
     assert D(stop["quantity"]) == D("0.010")
     covered_at_every_moment(desk)
+    # The position stream says what changed and why, once.
+    [changed] = [e for e in await protection_events(desk) if e["reason"] == "modify"]
+    assert changed["intent_id"] == "mod-1" and changed["symbol"] == "BTCUSDT"
+    assert {leg["client_algo_id"] for leg in changed["before"]} == {
+        opened.stop_loss.client_algo_id,
+        opened.take_profit.client_algo_id,
+    }
+    assert {leg["client_algo_id"] for leg in changed["after"]} == {
+        client_order_id("mod-1", "sl"),
+        client_order_id("mod-1", "tp"),
+    }
     # The moved stop does its work: the mark falls through it and the position is closed.
     desk.sim.set_mark_price("BTCUSDT", D(new_stop) - D(1))
     await wait_for(lambda: desk.position("BTCUSDT") == 0, 10, "closed by the moved stop")

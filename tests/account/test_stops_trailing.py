@@ -12,6 +12,7 @@ import pytest
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.ids import client_order_id
 from support.desk import Desk
+from support.protection_history import protection_events
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -54,6 +55,15 @@ async def test_a_trailing_stop_activates_follows_the_mark_triggers_and_the_targe
     await wait_for(lambda: activated() is False, 10, "the view holds ia=false")
     desk.sim.set_mark_price("BTCUSDT", activation + D("0.1"))
     await wait_for(lambda: activated() is True, 10, "ia=true from ALGO_UPDATE")
+
+    async def announced() -> list[dict[str, object]]:
+        return [e for e in await protection_events(desk) if e["reason"] == "trailing_activated"]
+
+    await wait_for(announced, 10, "trailing_activated on the position stream")
+    [event] = await announced()
+    assert [(leg["client_algo_id"], leg["activated"]) for leg in event["after"]] == [
+        (trail.client_algo_id, True)
+    ]
     high = (activation * D("1.02")).quantize(D("0.1"))  # up 2 % more, still below the target
     desk.sim.set_mark_price("BTCUSDT", high)
     desk.sim.set_mark_price("BTCUSDT", (high * D("0.992")).quantize(D("0.1")))  # 0.8 % back: holds

@@ -165,6 +165,17 @@ class AccountView(Protocol):
 
     def conditional_open(self) -> int | None: ...
 
+    async def protection_changed(
+        self,
+        symbol: str,
+        reason: str,
+        change_id: str,
+        before: Sequence[AlgoOrder],
+        after: Sequence[AlgoOrder] | None = None,
+        *,
+        intent_id: str | None = None,
+    ) -> None: ...
+
     def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
     def cancel_failed(self, algo_id: int) -> None: ...

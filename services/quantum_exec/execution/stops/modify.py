@@ -204,6 +204,9 @@ class Modifier:
                 out.legs_after = [leg_contract(o) for o in await ctx.legs.open_own(symbol)]
                 return
             left = await self._cancel_old([o for o in armed if o.client_algo_id not in new_ids])
+            if account is not None:
+                after = [p.order for p in placements if p.order is not None]
+                await account.protection_changed(symbol, "modify", run.key, own, after, intent_id=run.key)
         finally:
             if account is not None:
                 account.release_legs(held)
