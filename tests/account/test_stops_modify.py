@@ -163,3 +163,31 @@ async def test_three_modifies_with_a_sigkill_inside_each_leave_one_stop_and_one_
         r for r in (await desk.results()).values() if r.intent_id and r.intent_id.startswith("kill-mod")
     ]
     assert len(rows) == 4 and len(answered) == 3
+
+
+async def test_a_modify_adds_a_trailing_stop_and_a_later_one_leaves_it_tracking(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="mt-open", symbol="BTCUSDT", side="BUY", quantity="0.010", stop_loss=price(mark, "0.97")
+    )
+    assert (await desk.result("mt-open")).protection is ProtectionState.PROTECTED
+    await desk.publish(
+        intent_id="mt-trail", symbol="BTCUSDT", action="MODIFY", trailing_stop={"callback_pct": "0.5"}
+    )
+    added = await desk.result("mt-trail")
+    assert added.status is ResultStatus.FILLED and added.trailing_stop is not None, added
+    trail_id = client_order_id("mt-trail", "trail")
+    assert added.trailing_stop.client_algo_id == trail_id and added.trailing_stop.callback_pct == D("0.5")
+    trail = desk.algo(trail_id)
+    assert trail is not None and trail["orderType"] == "TRAILING_STOP_MARKET" and trail["algoStatus"] == "NEW"
+    assert D(trail["quantity"]) == D("0.010")
+    # A MODIFY of the stop alone replaces the stop and leaves the trailing stop as it is (tracking).
+    await desk.publish(intent_id="mt-sl", symbol="BTCUSDT", action="MODIFY", stop_loss=price(mark, "0.985"))
+    moved = await desk.result("mt-sl")
+    assert moved.status is ResultStatus.FILLED, moved
+    assert desk.algo_status(trail_id) == "NEW"
+    assert moved.trailing_stop is not None and moved.trailing_stop.client_algo_id == trail_id
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 10, "one stop and the trailing stop")
+    kinds = sorted(a["orderType"] for a in desk.open_algos("BTCUSDT"))
+    assert kinds == ["STOP_MARKET", "TRAILING_STOP_MARKET"]
