@@ -232,9 +232,10 @@ class Plans(Protocol):
 
 
 class CloseRequests(Protocol):
-    """CLOSE intents waiting behind a working entry of their symbol (they end it early)."""
+    """CLOSE intents waiting behind a working entry of their symbol (they end it early), and
+    whatever else ends working entries (the trading state HALTED, ``risk.gate.HaltAwareCloses``)."""
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
-        """True once a CLOSE of ``symbol`` published after ``stream_id`` is waiting; else after
-        ``timeout_s``, False."""
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
+        """Why the working entry of ``symbol`` (its stream id ``stream_id``) must end now, once a
+        CLOSE published after it is waiting; else, after ``timeout_s``, None."""
         ...
