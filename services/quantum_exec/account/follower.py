@@ -58,6 +58,7 @@ from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.ids import client_order_id, is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
@@ -76,6 +77,9 @@ class AccountFollower(Resyncing):
     ) -> None:
         self._settings = settings
         self._gateway = gateway
+        # Redis down for the lease loop and the position events: logged as outages, not per retry.
+        self._lease_outage = OutageLog(log, "account_lease.redis_down")
+        self._publish_outage = OutageLog(log, "position_event.redis_down")
         # Every leg the OCO and the reconcile place, replace, cancel or read goes through it.
         self._legs = legs if legs is not None else LegPlacer(settings, gateway)
         self.store = store
@@ -456,8 +460,9 @@ class AccountFollower(Resyncing):
             await asyncio.sleep(every)
             try:
                 await self._tick_lease()
+                self._lease_outage.ok()
             except REDIS_DOWN as exc:
-                log.warning("account_lease.redis_down", error=str(exc))
+                self._lease_outage.failed(error=str(exc))
                 self._lease_lost()
             except Exception:
                 log.exception("account_lease.failed")

@@ -23,6 +23,7 @@ from quantum_exec.account.state import AccountState, AlgoView
 from quantum_exec.account.store import AccountStore
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
@@ -57,6 +58,7 @@ class Publishing:
     leader: bool
     _moves: asyncio.Queue[Moved]
     _unpublished: deque[Moved]
+    _publish_outage: OutageLog
     _intent_ids: OrderedDict[str, str | None]
     _origin_waiters: dict[str, list[asyncio.Future[None]]]
 
@@ -70,7 +72,7 @@ class Publishing:
                 try:
                     event = await self._event_of(moved)
                 except REDIS_DOWN as exc:
-                    log.warning("position_event.redis_down", error=str(exc))
+                    self._publish_outage.failed(error=str(exc))
                     self._unpublished.append(moved)
                     continue
                 except Exception:
@@ -85,12 +87,13 @@ class Publishing:
         try:
             outcomes = await self._publish_all([event for _moved, event in built])
         except REDIS_DOWN as exc:
-            log.warning("position_event.redis_down", error=str(exc))
+            self._publish_outage.failed(error=str(exc))
             self._unpublished.extend(moved for moved, _event in built)
             return
         except Exception:
             log.exception("position_event.failed", symbol=built[0][1].symbol)
             return
+        self._publish_outage.ok()
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
@@ -98,7 +101,7 @@ class Publishing:
                 try:
                     await self._published(event)
                 except REDIS_DOWN as exc:
-                    log.warning("position_event.redis_down", error=str(exc))
+                    self._publish_outage.failed(error=str(exc))
                 except Exception:
                     log.exception("position_event.failed", symbol=event.symbol)
 
