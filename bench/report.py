@@ -136,6 +136,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"| CPU ms per intent (process under test) | {_f(tp['cpu_ms_per_intent'] if tp else None)} | "
             f"{_f(naive_tp['cpu_ms_per_intent'] if naive_tp else None)} | |"
         )
+        if tp and tp.get("redis_per_intent_by_command"):
+            top = ", ".join(
+                f"{name} {n:.2f}"
+                for name, n in list(tp["redis_per_intent_by_command"].items())[:8]
+                if not name.startswith("script: ")
+            )
+            trips = tp["redis_per_intent"]
+            lines.append(f"| Redis round trips per intent (service; {top}) | {trips:.2f} | - | |")
         lines.append(
             f"| ours ÷ naive, intents/s | {f'{ours / theirs:.2f}×' if ours and theirs else '-'} | | |"
         )

@@ -15,6 +15,7 @@ import redis
 from bench.common import (
     API_KEY,
     API_SECRET,
+    BENCH_SYMBOLS,
     INTENT_STREAM,
     RESULT_STREAM,
     Child,
@@ -221,8 +222,12 @@ def warm_up(env: Env, symbols_intents: int = 100) -> None:
     wait_acked(env.r, last, 120)
 
 
-def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str, Any]:
-    """Light open-loop load: time to protected and service overhead per intent (one run)."""
+def service_latency(env: Env, sim: Sim, *, count: int, rate: float, mix: str = "rounds") -> dict[str, Any]:
+    """Light open-loop load: time to protected and service overhead per intent (one run).
+
+    ``mix``: ``rounds`` (open/close over the 50 symbols) or ``addons`` (repeated opens on 10
+    symbols, each after the first adding to the position: keep ``count`` ≤ 90, the account holds
+    at most 200 open conditional orders)."""
     env.clean()
     sim.fresh(rate_limits=False)
     tag = env.next_tag(f"lat{sim.latency_ms}-")
@@ -230,7 +235,10 @@ def service_latency(env: Env, sim: Sim, *, count: int, rate: float) -> dict[str,
     try:
         warm_up(env)
         already = env.r.xlen(RESULT_STREAM)
-        intents = workload(tag, whole_rounds(count))
+        if mix == "addons":
+            intents = opens_workload(tag, count, BENCH_SYMBOLS[:10])
+        else:
+            intents = workload(tag, whole_rounds(count))
         sent = publish_paced(env.r, intents, rate)
         wait_results(env.r, already + len(intents))
     finally:
@@ -413,7 +421,17 @@ def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[st
         "rss_max_mb": max(r["rss_mb"] for r in rows),
         "all_ok": all(r["check"]["all_ok"] for r in rows),
         "statuses": data["statuses"],
+        # Every intent the service answered (warm-up included): round trips are load-independent.
+        **redis_round_trips(data.get("redis_calls", {}), total),
     }
+
+
+def redis_round_trips(calls: dict[str, int], intents: int) -> dict[str, Any]:
+    """The service's Redis round trips per intent (a pipeline once), in all and by command."""
+    per = {name: n / intents for name, n in sorted(calls.items(), key=lambda kv: -kv[1])} if intents else {}
+    # "script: ..." rows say which script each EVALSHA ran: not round trips of their own.
+    trips = sum(n for name, n in per.items() if not name.startswith("script: "))
+    return {"redis_per_intent": trips, "redis_per_intent_by_command": per}
 
 
 def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:

@@ -67,6 +67,8 @@ CURRENT: ContextVar[Rec | None] = ContextVar("bench_record", default=None)
 RECORDS: dict[str, Rec] = {}
 STATUSES: Counter[int] = Counter()
 PACING = {"requests": 0, "seconds": 0.0}
+# Redis round trips by command (a pipeline counts once, as "pipeline"): load-independent.
+REDIS_CALLS: Counter[str] = Counter()
 # stream id -> [read and dispatched, lead-in script sent, its reply] (epoch seconds).
 STAMPS: dict[str, list[float]] = {}
 OPERATIONS = False
@@ -94,6 +96,40 @@ def count_responses() -> None:
         return waited
 
     RateLimiter.acquire = paced_acquire  # type: ignore[method-assign]
+
+    from redis.asyncio.client import Pipeline, Redis
+
+    execute_command = Redis.execute_command
+
+    async def counted_command(self: Redis, *args: Any, **options: Any) -> Any:
+        name = args[0] if args else "?"
+        REDIS_CALLS[name.decode() if isinstance(name, bytes) else str(name)] += 1
+        return await execute_command(self, *args, **options)
+
+    execute = Pipeline.execute
+
+    async def counted_pipeline(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if self.command_stack:
+            REDIS_CALLS["pipeline"] += 1
+        return await execute(self, *args, **kwargs)
+
+    from redis.commands.core import AsyncScript
+
+    script_call = AsyncScript.__call__
+
+    def script_name(script: AsyncScript) -> str:
+        """The script's first Lua line, enough to tell the service's scripts apart."""
+        text = script.script.decode() if isinstance(script.script, bytes) else str(script.script)
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("--")]
+        return lines[0][:60] if lines else "?"
+
+    async def counted_script(self: AsyncScript, *args: Any, **kwargs: Any) -> Any:
+        REDIS_CALLS[f"script: {script_name(self)}"] += 1
+        return await script_call(self, *args, **kwargs)
+
+    Redis.execute_command = counted_command  # type: ignore[method-assign]
+    AsyncScript.__call__ = counted_script  # type: ignore[method-assign]
+    Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
 
 
 def instrument() -> None:
@@ -236,6 +272,7 @@ async def serve(settings: Settings, out: Path) -> None:
                 "drained": drained,
                 "records": records,
                 "statuses": {str(k): v for k, v in STATUSES.items()},
+                "redis_calls": dict(REDIS_CALLS),
                 "pacing": PACING,
                 "steps": step_totals(),
             }

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from binance_sim.options import build_parser, config_from_args
-from binance_sim.server import serve_forever
+from binance_sim.runner import serve_forever
 
 
 class KvFormatter(logging.Formatter):

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from binance_sim import errors
 from binance_sim.market import fmt_places
-from binance_sim.params import Params
 
 if TYPE_CHECKING:
-    from binance_sim.engine import Engine, Trade
+    from binance_sim.model import Trade
 
 INCOME_TYPES: Final = frozenset(
     {
@@ -129,38 +127,3 @@ def trade_rows(trades: Iterable[Trade]) -> Iterator[IncomeRow]:
                 str(trade.trade_id),
                 (0, trade.trade_id * 2 + 1),
             )
-
-
-def income_history(engine: Engine, params: Params, lag_ms: int = 0) -> list[dict[str, Any]]:
-    """GET /fapi/v1/income; rows younger than ``lag_ms`` are not listed yet."""
-    symbol = params.opt_str("symbol")
-    if symbol:
-        engine.spec(symbol)
-    income_type = params.opt_str("incomeType")
-    if income_type is not None and income_type not in INCOME_TYPES:
-        raise errors.invalid_value("incomeType")
-    limit = params.opt_int("limit")
-    limit = 100 if limit is None else limit
-    if not 1 <= limit <= 1000:
-        raise errors.invalid_value("limit")
-    page = params.opt_int("page") or 1
-    start = params.opt_int("startTime")
-    end = params.opt_int("endTime")
-    if end is None:
-        end = engine.clock() if start is None else max(engine.clock(), start)
-    if start is None:
-        start = end - DEFAULT_WINDOW_MS
-    listed_until = engine.clock() - lag_ms
-    rows = sorted(
-        (
-            row
-            for row in (*trade_rows(engine.trades), *engine.income.rows)
-            if (not symbol or row.symbol == symbol)
-            and (income_type is None or row.income_type == income_type)
-            and start <= row.time <= end
-            and row.time <= listed_until
-        ),
-        key=lambda row: (row.time, row.order),
-    )
-    first = (page - 1) * limit
-    return [row.to_json() for row in rows[first : first + limit]]

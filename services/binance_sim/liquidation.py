@@ -1,8 +1,4 @@
-"""Maintenance margin, liquidation price and forced liquidation (pure over the engine's state).
-
-Binance, "Leverage and Margin of USDⓈ-M Futures": ``Maintenance Margin = Notional Position Value ×
-Maintenance Margin Rate − Maintenance Amount``, rate and amount (``maintMarginRatio``, ``cum`` of
-``GET /fapi/v1/leverageBracket``) from the bracket the notional (at the mark) falls in.
+"""Forced liquidation (over the ledger; binance_sim.margin has the maths).
 
 Binance, "Liquidation" (futures FAQ): "A liquidation is triggered when Collateral = Initial Collateral
 + Realized PnL + Unrealized PnL < Maintenance Margin", judged at the mark price ("Liquidation occurs
@@ -16,224 +12,279 @@ is already beyond it). A liquidation fee (``liquidationFee`` of exchangeInfo, on
 notional, at most what margin is left) goes to the insurance fund: an INSURANCE_CLEAR income row and
 an ACCOUNT_UPDATE of that reason (one of the documented reasons "m" of "Event: Balance and Position
 Update"), after the ORDER one of the liquidation fill.
-Binance's forced orders carry ``clientOrderId`` "autoclose-<time><sequence>" (``GET
-/fapi/v1/forceOrders`` example) and order type LIQUIDATION in the user data stream.
+Binance's forced orders carry ``clientOrderId`` "autoclose-<time><sequence>" and are, in REST (``GET
+/fapi/v1/forceOrders`` "User's Force Orders" example, also allOrders and query), ``type`` LIMIT,
+``origType`` LIMIT, ``timeInForce`` IOC; in the user data stream ("Event: Order Update") order type
+LIQUIDATION, and their fill is execution type CALCULATED ("Liquidation Execution"). The open orders
+of the symbol end EXPIRED with expiry reason 5 ("Order has expired when the account was liquidated",
+the ``er`` list of that page); its algo orders are CANCELED.
 
-Binance, "How to Calculate Liquidation Price of USDⓈ-M Futures Contracts" (one-way mode; hedge mode
-adds the LONG and SHORT terms the same way)::
+Binance, "Event: Margin Call": MARGIN_CALL is pushed "when the user's position risk ratio is too high";
+``cw`` only for a cross margin call, one ``p`` row per position at risk. The threshold is not
+documented: here the margin ratio (maintenance margin / margin balance) reaching ``margin_call_ratio``
+(0.8 by default, ``SimConfig.margin_call_ratio``), pushed once each time it is crossed upwards and
+always ahead of the liquidation that may follow in the same mark move.
 
-    LP = (WB − TMM1 + UPNL1 + cumB − Side1BOTH × Position1BOTH × EP1BOTH)
-         / (Position1BOTH × MMR_B − Side1BOTH × Position1BOTH)
-
-WB is the cross wallet balance (isolated: the position's isolated wallet, and TMM1 = UPNL1 = 0),
-TMM1 and UPNL1 the maintenance margin and unrealized PnL of all other (cross) contracts, Side 1 for
-long and −1 for short, Position the absolute size, EP the entry price. When the notional at the
-liquidation price falls in another bracket than at the mark, that bracket's rate and amount apply
-(the FAQ's note); a result at or below zero is shown as 0.
+ADL ("adl_autoclose", LIMIT GTC in forceOrders' example with autoCloseType ADL) and settlement closes
+of a delisted or delivered symbol ("settlement_autoclose-", the special client ids of the Order Update
+page) are driven through ``POST /_sim/adl`` and ``POST /_sim/settle``; both are CALCULATED fills of
+an order the stream shows as LIQUIDATION (the page lists no other type for them: our choice, stricter
+for a client than a plain LIMIT, which it would mistake for its own kind of order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from binance_sim.market import ONE, ZERO, LeverageBracket, SymbolSpec, round_to_step
-
-if TYPE_CHECKING:
-    from binance_sim.engine import Engine, Position
+from binance_sim import errors, events
+from binance_sim.ledger import Ledger
+from binance_sim.margin import (
+    active,
+    bankruptcy_price,
+    cross_wallet,
+    isolated_wallet,
+    next_to_liquidate,
+    position_maint_margin,
+)
+from binance_sim.market import ZERO
+from binance_sim.model import EXPIRE_LIQUIDATION, JSON, AlgoOrder, Order, Position
+from binance_sim.notify import Notifier
+from binance_sim.params import Params
+from binance_sim.shapes import order_json
 
 _MONEY: Final = Decimal("0.00000001")
+DEFAULT_MARGIN_CALL_RATIO: Final = Decimal("0.8")
+LIQUIDATION: Final = "LIQUIDATION"
+ADL: Final = "ADL"
+SETTLEMENT: Final = "SETTLEMENT"
+_FORCE_ORDER_KEYS: Final = (
+    "orderId",
+    "symbol",
+    "status",
+    "clientOrderId",
+    "price",
+    "avgPrice",
+    "origQty",
+    "executedQty",
+    "cumQuote",
+    "timeInForce",
+    "type",
+    "reduceOnly",
+    "closePosition",
+    "side",
+    "positionSide",
+    "stopPrice",
+    "workingType",
+    "origType",
+    "time",
+    "updateTime",
+)
+_WEEK_MS: Final = 7 * 24 * 3_600_000
 
 
-def maint_margin_of(spec: SymbolSpec, notional: Decimal) -> Decimal:
-    """Maintenance margin of an absolute ``notional``: notional × rate − amount of its bracket."""
-    if not notional:
-        return ZERO
-    bracket = spec.bracket_for(notional)
-    return notional * bracket.maint_margin_ratio - bracket.cum
+class Liquidator:
+    """Liquidates what falls to its maintenance margin, warns first (MARGIN_CALL), and closes positions
+    by ADL or settlement on request; ``cancel_algo`` cancels one algo order."""
 
+    def __init__(
+        self,
+        ledger: Ledger,
+        notify: Notifier,
+        cancel_algo: Callable[[AlgoOrder], None],
+        *,
+        margin_call_ratio: Decimal = DEFAULT_MARGIN_CALL_RATIO,
+    ) -> None:
+        self.ledger = ledger
+        self.notify = notify
+        self.cancel_algo = cancel_algo
+        self.margin_call_ratio = margin_call_ratio
+        # Margin groups ("cross", or an isolated position's (symbol, side)) past the ratio already called.
+        self._called: set[object] = set()
 
-def position_maint_margin(engine: Engine, pos: Position) -> Decimal:
-    """Maintenance margin of a position at the current mark."""
-    return maint_margin_of(engine.spec(pos.symbol), abs(pos.amount) * engine.mark(pos.symbol))
+    def liquidate_below_maintenance(self) -> list[int]:
+        """Warn (MARGIN_CALL) where the margin ratio crossed ``margin_call_ratio``, then liquidate
+        positions, one at a time, while one is at or below its maintenance margin (a cross account
+        stops losing positions as soon as it is compliant again, as Binance's does).
 
+        Returns the ids of the liquidation orders (empty when nothing was liquidated).
+        """
+        self.margin_calls()
+        order_ids = []
+        while (pos := next_to_liquidate(self.ledger)) is not None:
+            order_ids.append(self._liquidate(pos))
+        return order_ids
 
-def isolated_wallet(engine: Engine, pos: Position) -> Decimal:
-    """The margin an isolated position holds: its opening notional over the leverage."""
-    if not pos.amount or engine.margin_type_of(pos.symbol) != "ISOLATED":
-        return ZERO
-    return abs(pos.amount) * pos.entry_price / engine.leverage_of(pos.symbol)
+    def margin_calls(self) -> None:
+        """Push MARGIN_CALL for each margin group whose ratio rose to the threshold since last time."""
+        ledger = self.ledger
+        groups: dict[object, tuple[list[Position], Decimal, bool]] = {}
+        cross = active(ledger, isolated=False)
+        if cross:
+            balance = cross_wallet(ledger) + sum((ledger.unrealized(p) for p in cross), ZERO)
+            groups["cross"] = (cross, balance, True)
+        for pos in active(ledger, isolated=True):
+            balance = isolated_wallet(ledger, pos) + ledger.unrealized(pos)
+            groups[(pos.symbol, pos.position_side)] = ([pos], balance, False)
+        at_risk = set()
+        for key, (positions, balance, is_cross) in groups.items():
+            maint = sum((position_maint_margin(ledger, p) for p in positions), ZERO)
+            if balance <= 0 or maint / balance >= self.margin_call_ratio:
+                at_risk.add(key)
+                if key not in self._called:
+                    self.notify.publish(events.margin_call(ledger, positions, is_cross, ledger.clock()))
+        self._called = at_risk
 
+    def _expire_orders_of(self, symbol: str, reason: int) -> None:
+        ledger = self.ledger
+        now = ledger.clock()
+        for order in [o for o in ledger.open_orders.values() if o.symbol == symbol]:
+            order.status = "EXPIRED"
+            order.expire_reason = reason
+            order.update_time = now
+            ledger.open_orders.pop(order.order_id, None)
+            self.notify.order_update(order)
+        for algo in [a for a in ledger.open_algo.values() if a.symbol == symbol]:
+            self.cancel_algo(algo)
 
-def _active(engine: Engine, *, isolated: bool) -> list[Position]:
-    return [
-        p
-        for p in engine.positions.values()
-        if p.amount and (engine.margin_type_of(p.symbol) == "ISOLATED") == isolated
-    ]
-
-
-def cross_wallet(engine: Engine) -> Decimal:
-    """Wallet balance minus what the isolated positions hold (Binance's crossWalletBalance)."""
-    held = sum((isolated_wallet(engine, p) for p in _active(engine, isolated=True)), ZERO)
-    return engine.account.wallet.get("USDT", ZERO) - held
-
-
-def total_maint_margin(engine: Engine) -> Decimal:
-    """Maintenance margin of every open position (account information's totalMaintMargin)."""
-    return sum((position_maint_margin(engine, p) for p in engine.positions.values() if p.amount), ZERO)
-
-
-def _side(pos: Position) -> Decimal:
-    return ONE if pos.amount > 0 else -ONE
-
-
-def _formula(
-    base: Decimal, group: list[Position], brackets: list[LeverageBracket]
-) -> tuple[Decimal, Decimal]:
-    numerator = base
-    denominator = ZERO
-    for pos, bracket in zip(group, brackets, strict=True):
-        size = abs(pos.amount)
-        numerator += bracket.cum - _side(pos) * size * pos.entry_price
-        denominator += size * bracket.maint_margin_ratio - _side(pos) * size
-    return numerator, denominator
-
-
-def liquidation_price(engine: Engine, pos: Position) -> Decimal:
-    """Binance's published liquidation price of ``pos`` (0 when there is none), to 8 places."""
-    if not pos.amount:
-        return ZERO
-    spec = engine.spec(pos.symbol)
-    if engine.margin_type_of(pos.symbol) == "ISOLATED":
-        group = [pos]
-        base = isolated_wallet(engine, pos)
-    else:
-        cross = _active(engine, isolated=False)
-        group = [p for p in cross if p.symbol == pos.symbol]
-        others = [p for p in cross if p.symbol != pos.symbol]
-        base = (
-            cross_wallet(engine)
-            - sum((position_maint_margin(engine, p) for p in others), ZERO)
-            + sum((engine._unrealized(p) for p in others), ZERO)
+    def _close(
+        self, pos: Position, qty: Decimal, *, price: Decimal, fill_price: Decimal, kind: str, client_id: str
+    ) -> Order:
+        """One order of the exchange's own closing ``qty`` of ``pos`` at ``fill_price`` (its events:
+        NEW, the CALCULATED fill, ACCOUNT_UPDATE ORDER)."""
+        ledger = self.ledger
+        now = ledger.clock()
+        order = Order(
+            order_id=ledger.ids.next_order(),
+            symbol=pos.symbol,
+            client_order_id=client_id,
+            side="SELL" if pos.amount > 0 else "BUY",
+            position_side=pos.position_side,
+            type="LIMIT",
+            orig_type="LIMIT",
+            time_in_force="IOC" if kind == LIQUIDATION else "GTC",
+            orig_qty=qty,
+            price=price,
+            reduce_only=False,
+            close_position=False,
+            time=now,
+            update_time=now,
+            auto_close=kind,
         )
-    mark = engine.mark(pos.symbol)
-    brackets = [spec.bracket_for(abs(p.amount) * mark) for p in group]
-    if len(group) == 1:
-        # The bracket that applies is the one the notional at the liquidation price falls in.
-        for bracket in spec.brackets:
-            numerator, denominator = _formula(base, group, [bracket])
-            if (
-                denominator
-                and spec.bracket_for(abs(pos.amount) * max(numerator / denominator, ZERO)) is bracket
-            ):
-                brackets = [bracket]
-                break
-    numerator, denominator = _formula(base, group, brackets)
-    if not denominator:
-        return ZERO
-    price = numerator / denominator
-    if price <= 0:
-        return ZERO
-    return price.quantize(_MONEY, ROUND_HALF_UP)
+        ledger.orders[order.order_id] = order
+        self.notify.order_update(order)
+        trade = ledger.fill(order, qty, fill_price, maker=False)
+        order.status = "FILLED"
+        self.notify.order_update(order, trade)
+        self.notify.account_update("ORDER", (pos.symbol,), ("USDT",))
+        return order
 
-
-def _bankruptcy_price(engine: Engine, pos: Position) -> Decimal:
-    """The price at which the position's margin (isolated wallet, or the cross balance) is zero."""
-    spec = engine.spec(pos.symbol)
-    if engine.margin_type_of(pos.symbol) == "ISOLATED":
-        margin = isolated_wallet(engine, pos)
-    else:
-        others = [p for p in _active(engine, isolated=False) if p is not pos]
-        margin = cross_wallet(engine) + sum((engine._unrealized(p) for p in others), ZERO)
-    price = pos.entry_price - margin / pos.amount
-    # Rounded against the position: the loss never stops short of the margin.
-    return max(spec.tick_size, round_to_step(price, spec.tick_size, up=pos.amount > 0))
-
-
-def _next_to_liquidate(engine: Engine) -> Position | None:
-    """An isolated position at or below its maintenance margin; else, when the cross account is, the
-    cross position holding the largest maintenance margin; else None."""
-    for pos in _active(engine, isolated=True):
-        if isolated_wallet(engine, pos) + engine._unrealized(pos) <= position_maint_margin(engine, pos):
-            return pos
-    cross = _active(engine, isolated=False)
-    if not cross:
-        return None
-    balance = cross_wallet(engine) + sum((engine._unrealized(p) for p in cross), ZERO)
-    if balance > sum((position_maint_margin(engine, p) for p in cross), ZERO):
-        return None
-    return max(cross, key=lambda p: position_maint_margin(engine, p))
-
-
-def liquidate_below_maintenance(engine: Engine) -> list[int]:
-    """Liquidate positions, one at a time, while one is at or below its maintenance margin (a cross
-    account stops losing positions as soon as it is compliant again, as Binance's does).
-
-    Returns the ids of the LIQUIDATION orders (empty when nothing was liquidated).
-    """
-    order_ids = []
-    while (pos := _next_to_liquidate(engine)) is not None:
-        order_ids.append(_liquidate(engine, pos))
-    return order_ids
-
-
-def _cancel_orders_of(engine: Engine, symbol: str) -> None:
-    now = engine.clock()
-    for order in [o for o in engine.open_orders.values() if o.symbol == symbol]:
-        order.status = "CANCELED"
-        order.update_time = now
-        engine.open_orders.pop(order.order_id, None)
-        engine._on_order_update(order)
-    for algo in [a for a in engine.open_algo.values() if a.symbol == symbol]:
-        engine._cancel_algo(algo)
-
-
-def _liquidate(engine: Engine, pos: Position) -> int:
-    from binance_sim.engine import Order  # the engine imports this module
-
-    spec = engine.spec(pos.symbol)
-    _cancel_orders_of(engine, pos.symbol)
-    margin_before = isolated_wallet(engine, pos)
-    bankruptcy = _bankruptcy_price(engine, pos)
-    mark = engine.mark(pos.symbol)
-    long = pos.amount > 0
-    fill_price = mark if (mark >= bankruptcy if long else mark <= bankruptcy) else bankruptcy
-    qty = abs(pos.amount)
-    now = engine.clock()
-    order_id = engine._ids.next_order()
-    order = Order(
-        order_id=order_id,
-        symbol=pos.symbol,
-        client_order_id=f"autoclose-{now}{order_id % 1_000_000:06d}",
-        side="SELL" if long else "BUY",
-        position_side=pos.position_side,
-        type="LIQUIDATION",
-        orig_type="LIQUIDATION",
-        time_in_force="IOC",
-        orig_qty=qty,
-        price=bankruptcy,
-        reduce_only=False,
-        close_position=False,
-        time=now,
-        update_time=now,
-    )
-    engine.orders[order_id] = order
-    engine._on_order_update(order)
-    trade = engine._fill(order, qty, fill_price, maker=False)
-    order.status = "FILLED"
-    engine._on_order_update(order, trade)
-    engine._on_account_update("ORDER", (pos.symbol,), ("USDT",))
-    if engine.margin_type_of(pos.symbol) == "ISOLATED":
-        left = margin_before + trade.realized_pnl - trade.commission
-    else:
-        left = cross_wallet(engine) + sum(
-            (engine._unrealized(p) for p in _active(engine, isolated=False)), ZERO
+    def _liquidate(self, pos: Position) -> int:
+        engine = self.ledger
+        spec = engine.spec(pos.symbol)
+        self._expire_orders_of(pos.symbol, EXPIRE_LIQUIDATION)
+        margin_before = isolated_wallet(engine, pos)
+        bankruptcy = bankruptcy_price(engine, pos)
+        mark = engine.mark(pos.symbol)
+        long = pos.amount > 0
+        fill_price = mark if (mark >= bankruptcy if long else mark <= bankruptcy) else bankruptcy
+        qty = abs(pos.amount)
+        now = engine.clock()
+        order_id = engine.ids.order + 1
+        order = self._close(
+            pos,
+            qty,
+            price=bankruptcy,
+            fill_price=fill_price,
+            kind=LIQUIDATION,
+            client_id=f"autoclose-{now}{order_id % 1_000_000:06d}",
         )
-    fee = min(spec.liquidation_fee * qty * fill_price, max(left, ZERO)).quantize(_MONEY, ROUND_HALF_UP)
-    if fee > 0:
-        engine.account.wallet["USDT"] = engine.account.wallet.get("USDT", ZERO) - fee
-        # Booked with the fill (its time), not when the liquidation began: income lists it after the PnL.
-        engine.income.book("INSURANCE_CLEAR", -fee, trade.time, pos.symbol)
-        engine._on_account_update("INSURANCE_CLEAR", (pos.symbol,), ("USDT",))
-    return order_id
+        trade = engine.trades[-1]
+        if engine.margin_type_of(pos.symbol) == "ISOLATED":
+            left = margin_before + trade.realized_pnl - trade.commission
+        else:
+            left = cross_wallet(engine) + sum(
+                (engine.unrealized(p) for p in active(engine, isolated=False)), ZERO
+            )
+        fee = min(spec.liquidation_fee * qty * fill_price, max(left, ZERO)).quantize(_MONEY, ROUND_HALF_UP)
+        if fee > 0:
+            engine.account.wallet["USDT"] = engine.account.wallet.get("USDT", ZERO) - fee
+            # Booked with the fill (its time), not when the liquidation began: income lists it after the PnL.
+            engine.income.book("INSURANCE_CLEAR", -fee, trade.time, pos.symbol)
+            self.notify.account_update("INSURANCE_CLEAR", (pos.symbol,), ("USDT",), balance_change=-fee)
+        return order.order_id
+
+    def auto_deleverage(
+        self, symbol: str, position_side: str, quantity: Decimal | None, price: Decimal | None
+    ) -> JSON:
+        """ADL: the exchange closes ``quantity`` (all when None) of a profitable position at ``price``
+        (the mark when None), client id "adl_autoclose"; open orders stay."""
+        ledger = self.ledger
+        spec = ledger.spec(symbol)
+        pos = ledger.positions.get((symbol, position_side))
+        if pos is None or not pos.amount:
+            raise errors.REDUCE_ONLY_REJECTED()
+        qty = abs(pos.amount) if quantity is None else min(quantity, abs(pos.amount))
+        if qty <= 0:
+            raise errors.invalid_value("quantity")
+        at = ledger.mark(symbol) if price is None else price
+        order = self._close(pos, qty, price=at, fill_price=at, kind=ADL, client_id="adl_autoclose")
+        return order_json(spec, order, with_time=True)
+
+    def settle(self, symbol: str, price: Decimal) -> list[JSON]:
+        """Settlement of a delisted or delivered symbol: its orders end, every position closes at
+        ``price`` with a "settlement_autoclose-" order."""
+        ledger = self.ledger
+        spec = ledger.spec(symbol)
+        if price <= 0:
+            raise errors.PRICE_NOT_POSITIVE()
+        self._expire_orders_of(symbol, EXPIRE_LIQUIDATION)
+        closed = []
+        for side in ledger.position_sides():
+            pos = ledger.positions.get((symbol, side))
+            if pos is None or not pos.amount:
+                continue
+            client_id = f"settlement_autoclose-{ledger.clock()}{(ledger.ids.order + 1) % 1_000_000:06d}"
+            order = self._close(
+                pos, abs(pos.amount), price=price, fill_price=price, kind=SETTLEMENT, client_id=client_id
+            )
+            closed.append(order_json(spec, order, with_time=True))
+        return closed
+
+    def force_orders(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/forceOrders ("User's Force Orders"): the account's liquidation and ADL orders,
+        newest last; ``autoCloseType`` LIQUIDATION or ADL (both when absent); without ``startTime``
+        only the 7 days before ``endTime``; ``limit`` 50 by default, at most 100."""
+        ledger = self.ledger
+        symbol = params.opt_str("symbol")
+        if symbol:
+            ledger.spec(symbol)
+        kinds = {LIQUIDATION, ADL}
+        if params.has("autoCloseType"):
+            kinds = {params.enum("autoCloseType", frozenset(kinds))}
+        limit = params.opt_int("limit")
+        limit = 50 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise errors.invalid_value("limit")
+        start = params.opt_int("startTime")
+        end = params.opt_int("endTime")
+        if start is not None and end is not None and start > end:
+            raise errors.START_AFTER_END()
+        if end is None:
+            end = ledger.clock()
+        if start is None:
+            start = end - _WEEK_MS
+        rows = [
+            o
+            for o in ledger.orders.values()
+            if o.auto_close in kinds and (not symbol or o.symbol == symbol) and start <= o.time <= end
+        ]
+        return [
+            {
+                k: v
+                for k, v in order_json(ledger.spec(o.symbol), o, with_time=True).items()
+                if k in _FORCE_ORDER_KEYS
+            }
+            for o in rows[-limit:]
+        ]

@@ -11,6 +11,7 @@ snapshot, never an interchange format, and is only ever read back by the simulat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -30,6 +31,7 @@ STATE_ATTRS = (
     "trades",
     "income",
     "funding_rates",
+    "funding_history",
     "index_prices",
     "last_prices",
     "_ids",
@@ -38,7 +40,8 @@ STATE_ATTRS = (
 
 def save(engine: Engine, path: Path) -> None:
     """Write the engine's account state to ``path`` (atomically)."""
-    state = {name: getattr(engine, name) for name in STATE_ATTRS if hasattr(engine, name)}
+    ledger = engine.ledger
+    state = {name: getattr(ledger, name) for name in STATE_ATTRS if hasattr(ledger, name)}
     data = pickle.dumps({"format": FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
@@ -61,5 +64,14 @@ def load(engine: Engine, path: Path) -> bool:
         raise ValueError(f"{path} is not a simulator state file of format {FORMAT}")
     for name, value in data["state"].items():
         if name in STATE_ATTRS:
-            setattr(engine, name, value)
+            setattr(engine.ledger, name, value)
+    for record in (*engine.ledger.orders.values(), *engine.ledger.algo_orders.values()):
+        _fill_new_fields(record)
     return True
+
+
+def _fill_new_fields(record: Any) -> None:
+    """A record saved before a field was added gets that field's default."""
+    for f in dataclasses.fields(record):
+        if not hasattr(record, f.name) and f.default is not dataclasses.MISSING:
+            setattr(record, f.name, f.default)

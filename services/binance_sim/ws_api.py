@@ -27,19 +27,22 @@ returns for a logon with an HMAC or RSA key is not documented for futures; the s
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from binance_sim import signing
+from binance_sim.auth import Auth
+from binance_sim.config import SimConfig
+from binance_sim.endpoint import Endpoint
 from binance_sim.errors import SimError
+from binance_sim.faults import FaultSet
 from binance_sim.params import Params
-
-if TYPE_CHECKING:
-    from binance_sim.server import Simulator
+from binance_sim.ratelimit import Verdict
 
 log = logging.getLogger("binance_sim")
 
@@ -50,12 +53,37 @@ METHODS: Final[dict[str, tuple[str, str]]] = {
     "order.status": ("GET", "/fapi/v1/order"),
     "order.cancel": ("DELETE", "/fapi/v1/order"),
     "algoOrder.place": ("POST", "/fapi/v1/algoOrder"),
+    "order.modify": ("PUT", "/fapi/v1/order"),
     "algoOrder.cancel": ("DELETE", "/fapi/v1/algoOrder"),
+    "account.balance": ("GET", "/fapi/v2/balance"),
+    "account.status": ("GET", "/fapi/v2/account"),
+    "account.position": ("GET", "/fapi/v2/positionRisk"),
+    "v2/account.balance": ("GET", "/fapi/v3/balance"),
+    "v2/account.status": ("GET", "/fapi/v3/account"),
+    "v2/account.position": ("GET", "/fapi/v3/positionRisk"),
+    # USER_STREAM: the API key only, no signature ("Start/Keepalive/Close User Data Stream").
+    "userDataStream.start": ("POST", "/fapi/v1/listenKey"),
+    "userDataStream.ping": ("PUT", "/fapi/v1/listenKey"),
+    "userDataStream.stop": ("DELETE", "/fapi/v1/listenKey"),
 }
 
 
 SESSION_METHODS: Final = ("session.logon", "session.status", "session.logout")
 SESSION_WEIGHT: Final = 2
+
+
+class Host(Protocol):
+    """What the WebSocket API serves from (the Simulator): its routes, limits, faults and keys."""
+
+    config: SimConfig
+    faults: FaultSet
+    auth: Auth
+    request_counts: collections.Counter[str]
+    rate_limited: collections.Counter[int]
+
+    def server_time_ms(self) -> int: ...
+    def route(self, method: str, path: str) -> Endpoint: ...
+    def count_request(self, ip: str, weight: int, endpoint: Endpoint, headers: dict[str, str]) -> Verdict: ...
 
 
 @dataclass(slots=True)
@@ -88,9 +116,9 @@ def _text(value: Any) -> str:
 
 
 class WsApi:
-    """Serves ``/ws-fapi/v1`` for one :class:`Simulator` (see the module docstring)."""
+    """Serves ``/ws-fapi/v1`` for one :class:`Host` (see the module docstring)."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Host) -> None:
         self._sim = sim
         self.sockets: set[web.WebSocketResponse] = set()
 
@@ -146,7 +174,8 @@ class WsApi:
         typed = Params(params)
         headers: dict[str, str] = {}
         verdict = sim.count_request(ip, endpoint.weight_of(typed), endpoint, headers)
-        limits = _rate_limits(sim, verdict)
+        # returnRateLimits=false: the answer carries no rateLimits ("Request format", WebSocket API).
+        limits = _rate_limits(sim, verdict) if params.get("returnRateLimits") != "false" else None
         if not verdict.allowed:
             sim.rate_limited[verdict.status] += 1
             refused = {"code": verdict.code, "msg": verdict.msg}
@@ -164,14 +193,18 @@ class WsApi:
             await ws.send_str(_reply(ident, plan.before.status, body, limits))
             return True
         try:
-            if session.api_key is not None and "apiKey" not in params and "signature" not in params:
+            if not endpoint.signed:
+                sim.auth.key_of(params.get("apiKey") or session.api_key or "", ip)
+            elif session.api_key is not None and "apiKey" not in params and "signature" not in params:
                 # Authenticated by session.logon: the timestamp and recvWindow are still checked.
-                sim.key_of(session.api_key, ip)
-                sim.verify_signed(None, typed, b"")
+                sim.auth.key_of(session.api_key, ip)
+                sim.auth.verify_signed(None, typed, b"")
             else:
-                secret = sim.key_of(params.get("apiKey", ""), ip)
-                sim.verify_signed(secret, typed, signed_payload(params))
-            business = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
+                secret = sim.auth.key_of(params.get("apiKey", ""), ip)
+                sim.auth.verify_signed(secret, typed, signed_payload(params))
+            business = {
+                k: v for k, v in params.items() if k not in ("apiKey", "signature", "returnRateLimits")
+            }
             result: Any = endpoint.handler(Params(business))
             if isinstance(result, bytes):
                 result = orjson.loads(result)
@@ -200,8 +233,6 @@ class WsApi:
 
     def _session(self, session: Session, method: str, ident: Any, raw_params: dict[str, Any], ip: str) -> str:
         """``session.logon`` / ``session.status`` / ``session.logout`` (weight 2 each)."""
-        from binance_sim.server import Endpoint
-
         sim = self._sim
         sim.request_counts[f"WS {method}"] += 1
         params = {k: _text(v) for k, v in raw_params.items()}
@@ -214,10 +245,10 @@ class WsApi:
         if method == "session.logon":
             try:
                 api_key = params.get("apiKey", "")
-                secret = sim.key_of(api_key, ip)
+                secret = sim.auth.key_of(api_key, ip)
                 if not signing.is_ed25519(secret):
                     raise SimError(-1002, "You are not authorized to execute this request.", 401)
-                sim.verify_signed(secret, Params(params), signed_payload(params))
+                sim.auth.verify_signed(secret, Params(params), signed_payload(params))
             except SimError as exc:
                 return _reply(ident, exc.status, {"code": exc.code, "msg": exc.msg}, limits)
             session.api_key = api_key
@@ -227,7 +258,7 @@ class WsApi:
         return _reply(ident, 200, None, limits, session.status(sim.server_time_ms()))
 
 
-def _rate_limits(sim: Simulator, verdict: Any) -> list[dict[str, Any]]:
+def _rate_limits(sim: Host, verdict: Any) -> list[dict[str, Any]]:
     limits = sim.config.limits
     return [
         _limit("REQUEST_WEIGHT", "MINUTE", 1, limits.weight_per_minute, verdict.used_weight),
@@ -241,12 +272,17 @@ def _limit(kind: str, interval: str, num: int, limit: int, count: int) -> dict[s
 
 
 def _reply(
-    ident: Any, status: int, error: dict[str, Any] | None, limits: list[dict[str, Any]], result: Any = None
+    ident: Any,
+    status: int,
+    error: dict[str, Any] | None,
+    limits: list[dict[str, Any]] | None,
+    result: Any = None,
 ) -> str:
     body: dict[str, Any] = {"id": ident, "status": status}
     if error is not None:
         body["error"] = error
     else:
         body["result"] = result
-    body["rateLimits"] = limits
+    if limits is not None:
+        body["rateLimits"] = limits
     return orjson.dumps(body).decode()

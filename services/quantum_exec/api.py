@@ -23,7 +23,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from quantum_exec.account.roles import role_of
-from quantum_exec.account.state import AlgoView, StaleStateError
+from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize

@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantum_exec.commands.service",  # serve, demo, sim, check
     "quantum_exec.commands.intents",  # submit, results, schema
     "quantum_exec.commands.book",  # positions, trades, summary
+    "quantum_exec.commands.edge",  # gateway, notify
+    "quantum_exec.commands.control",  # halt, reduce, resume, limits
 )
 
 

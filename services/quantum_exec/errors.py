@@ -92,6 +92,9 @@ class ReasonCode(StrEnum):
     SL_TP_WRONG_SIDE = "SL_TP_WRONG_SIDE"
     SL_TP_TOO_CLOSE = "SL_TP_TOO_CLOSE"
     NO_POSITION = "NO_POSITION"
+    # The account's open conditional orders (ours and others) plus those a change needs exceed the
+    # exchange's budget (200): refused before anything is sent.
+    CONDITIONAL_BUDGET = "CONDITIONAL_BUDGET"
     PRICE_OUT_OF_RANGE = "PRICE_OUT_OF_RANGE"
     ENTRY_EXPIRED = "ENTRY_EXPIRED"
     # A TWAP/sliced entry or a working LIMIT ended before all of it was sent or filled (a CLOSE
@@ -106,6 +109,11 @@ class ReasonCode(StrEnum):
     POISON_MESSAGE = "POISON_MESSAGE"
     INTENT_ID_CONFLICT = "INTENT_ID_CONFLICT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # The account's risk governor (quantum_exec.risk): a limit, the intent rate, the trading state.
+    RISK_LIMIT = "RISK_LIMIT"
+    RISK_RATE = "RISK_RATE"
+    TRADING_REDUCING = "TRADING_REDUCING"
+    TRADING_HALTED = "TRADING_HALTED"
 
 
 class IntentRejected(QuantumError):

@@ -30,7 +30,10 @@ _DIGEST_BYTES: Final = 15
 _PERSON: Final = b"quantum-exec-id"
 # A leg's replacement alternates with the leg under the same id numbered 1 (``qxs1-<30 hex>``):
 # an id is unique among open orders, and the new leg is placed before the old one is cancelled.
-_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}[st]1?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+# The levels 1..5 of a take-profit ladder are the take-profit numbered 2..6 (``qxt2-`` ..
+# ``qxt6-``), their replacements ``qxt12-`` .. ``qxt16-``; the plain ``qxt-`` is a single target.
+_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}(?:s1?|t1?[2-6]?)-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+MAX_TP_LEVELS: Final = 5
 _OWN_RE: Final = re.compile(rf"{PREFIX}([a-z])(?:[1-9][0-9]?)?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 _ROLE_OF_LETTER: Final[dict[str, Role]] = {ROLE_LETTERS[role]: role for role in get_args(Role)}
 
@@ -55,6 +58,22 @@ def client_order_id(intent_key: str, role: Role, child: int | None = None) -> st
     return f"{PREFIX}{letter}-{digest}"
 
 
+def tp_level_id(intent_key: str, level: int) -> str:
+    """The client id of level ``level`` (1..5) of the intent's take-profit ladder."""
+    if not 1 <= level <= MAX_TP_LEVELS:
+        raise ValueError(f"take-profit level {level} outside 1..{MAX_TP_LEVELS}")
+    return client_order_id(intent_key, "tp", level + 1)
+
+
+def tp_level_of(client_algo_id: str) -> int | None:
+    """The ladder level (1..5) of one of our take-profit ids (a replacement's too), else None
+    (a single take-profit, another role, or not ours)."""
+    if not is_own_protective(client_algo_id) or client_algo_id[len(PREFIX)] != ROLE_LETTERS["tp"]:
+        return None
+    digits = client_algo_id[len(PREFIX) + 1 : client_algo_id.index("-")].removeprefix("1")
+    return int(digits) - 1 if digits else None
+
+
 def is_own_protective(client_algo_id: str) -> bool:
     """True when ``client_algo_id`` is a stop-loss or take-profit id made by this service (or the
     alternate id its replacement is placed under)."""
@@ -66,3 +85,15 @@ def role_of(client_id: str) -> Role | None:
     other id."""
     found = _OWN_RE.fullmatch(client_id)
     return _ROLE_OF_LETTER.get(found.group(1)) if found is not None else None
+
+
+def replacement_of(client_algo_id: str) -> str:
+    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
+    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
+    among open orders); a ladder level's ``qxt2-`` alternates with ``qxt12-``. Both name the same
+    intent, role and level."""
+    cut = len(PREFIX) + 1
+    dash = client_algo_id.index("-", cut)
+    digits = client_algo_id[cut:dash]
+    flipped = digits[1:] if digits.startswith("1") else f"1{digits}"
+    return client_algo_id[:cut] + flipped + client_algo_id[dash:]

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from quantum_exec.api import ReadApi
     from quantum_exec.execution.executor import Executor
     from quantum_exec.ledger.book import LedgerBook
+    from quantum_exec.risk.control import ControlApi
+    from quantum_exec.risk.governor import Governor
     from quantum_exec.stream.shared_pacing import SharedPacing
 
 log = get_logger(__name__)
@@ -90,9 +92,12 @@ class Service:
         self.consumer: IntentConsumer | None = None
         # The pacing budget shared with the account's other instances (with the real executor).
         self.shared_pacing: SharedPacing | None = None
+        # The account's risk governor (with the real executor): states, limits, the flatten.
+        self.governor: Governor | None = None
         self.metrics_server: MetricsServer | None = None
         self.notifier: Notifier | None = None
         self._api: ReadApi | None = None
+        self._control: ControlApi | None = None
         self.redis_answered = False
         self.health = ServiceHealth(self)
         self._stop_task: asyncio.Task[bool] | None = None
@@ -159,8 +164,19 @@ class Service:
                     self._redis, Keys(settings), settings.consumer_name, gateway.limiter
                 )
                 await self.shared_pacing.start()
+            from quantum_exec.risk.governor import start_governor
+
+            self.governor = await start_governor(
+                self._redis, settings, self.executor, self.account, self.book
+            )
         self.consumer = IntentConsumer(
-            self._redis, settings, handler, on_progress=self._progress, on_close=on_close, link=link
+            self._redis,
+            settings,
+            handler,
+            on_progress=self._progress,
+            on_close=on_close,
+            link=link,
+            survey=self.executor.survey if self.executor is not None else None,
         )
         if self._api is not None:
             self._attach_api()
@@ -196,7 +212,15 @@ class Service:
                 access=server.access,
                 starting=self.health.starting_reason,
             )
-            server.mount(self._api.routes(), middleware=self._api.guard, fallback=self._api.not_found)
+            from quantum_exec.risk.control import ControlApi
+
+            self._control = ControlApi(settings, server.access, None)  # the governor comes later
+            server.mount(
+                {**self._api.routes(), **self._control.routes()},
+                middleware=self._api.guard,
+                fallback=self._api.not_found,
+                post_routes=self._control.post_routes(),
+            )
         try:
             await server.start()
         except OSError as exc:
@@ -311,6 +335,8 @@ class Service:
             gateway=gateway if isinstance(gateway, BinanceGateway) else None,
             redis=self.redis,
         )
+        if self._control is not None:
+            self._control.attach(self.governor)
 
     def _progress(self) -> None:
         if self.notifier is not None:
@@ -339,7 +365,13 @@ class Service:
         if self.consumer is not None:
             await self.consumer.stop()
             drained = self.consumer.drained
-        for name, part in (("pacing", self.shared_pacing), ("ledger", self.book), ("account", self.account)):
+        parts = (
+            ("risk", self.governor),
+            ("pacing", self.shared_pacing),
+            ("ledger", self.book),
+            ("account", self.account),
+        )
+        for name, part in parts:
             if part is None:
                 continue
             try:

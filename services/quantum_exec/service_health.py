@@ -60,6 +60,8 @@ class ServiceHealth:
             "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
             # Fills without their SL/TP past QUANTUM_UNPROTECTED_ALERT_S: now, and since the start.
             "unprotected": executor.exposure.status() if executor is not None else None,
+            # The account's trading state and risk limits (the console's banner when not ACTIVE).
+            "risk": service.governor.status() if service.governor is not None else None,
         }
 
     async def redis_ready(self) -> bool | str:

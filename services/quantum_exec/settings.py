@@ -77,6 +77,12 @@ class ProtectionFailurePolicy(StrEnum):
     KEEP = "keep"
 
 
+class DailyLossAction(StrEnum):
+    REDUCE = "reduce"  # REDUCING: only intents that reduce exposure
+    HALT = "halt"  # HALTED: nothing new, working entries cancelled, protective legs kept
+    HALT_FLATTEN = "halt_flatten"  # HALTED, and every position closed
+
+
 class OppositePolicy(StrEnum):
     NET = "net"
     REJECT = "reject"
@@ -224,6 +230,23 @@ class Settings(BaseModel):
     max_notional_usd: Decimal = Field(default=Decimal("50000"), gt=0)
     max_leverage: int = Field(default=20, ge=1, le=125)
 
+    # Account risk governor (quantum_exec.risk): every limit optional, changeable at run time
+    # through the control API (POST /api/control/limits).
+    risk_stream: str = "quantum:stream:risk.event"
+    risk_max_daily_loss_usd: Decimal | None = Field(default=None, gt=0)
+    risk_on_daily_loss: DailyLossAction = DailyLossAction.REDUCE
+    risk_max_drawdown_pct: Decimal | None = Field(default=None, gt=0, le=100)
+    risk_max_gross_notional_usd: Decimal | None = Field(default=None, gt=0)
+    risk_max_symbol_notional_usd: Decimal | None = Field(default=None, gt=0)
+    risk_max_open_positions: int | None = Field(default=None, ge=1)
+    risk_max_leverage: int | None = Field(default=None, ge=1, le=125)
+    risk_min_liq_distance_pct: Decimal | None = Field(default=None, gt=0, lt=100)
+    risk_max_intents_per_min: int | None = Field(default=None, ge=1)
+    # How often the account-lease holder evaluates the day's loss, drawdown and liquidation distance.
+    risk_check_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # Host names (besides loopback) the control API answers to, e.g. the TLS proxy's name.
+    control_hosts: frozenset[str] = frozenset()
+
     # Operations
     # Loopback by default: the port serves the book; the container image binds 0.0.0.0 itself.
     metrics_host: str = "127.0.0.1"
@@ -255,6 +278,13 @@ class Settings(BaseModel):
     def _split_symbols(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(s.strip().upper() for s in value.split(",") if s.strip())
+        return value
+
+    @field_validator("control_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
         return value
 
     @field_validator("redis_sentinels", mode="before")

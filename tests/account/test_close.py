@@ -34,8 +34,7 @@ async def test_a_close_lists_nothing_when_the_live_view_knows_the_legs(desk: Des
 
     async def settled() -> bool:
         armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
-        oco = account._oco_tasks.get("ETHUSDT")
-        return not armed and (oco is None or oco.done())
+        return not armed and account.oco.idle("ETHUSDT")
 
     await wait_for(settled, 10, "the legs seen cancelled and the OCO idle")
     sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}
@@ -69,8 +68,7 @@ async def test_each_leg_is_cancelled_once_when_the_close_fills_before_its_cancel
 
         async def settled() -> bool:
             armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
-            oco = account._oco_tasks.get("ETHUSDT")
-            return not desk.open_algos("ETHUSDT") and not armed and (oco is None or oco.done())
+            return not desk.open_algos("ETHUSDT") and not armed and account.oco.idle("ETHUSDT")
 
         await wait_for(settled, 10, "the legs seen cancelled and the OCO idle")
         sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items()}
@@ -168,9 +166,8 @@ async def test_a_close_cancels_the_legs_whose_algo_update_has_not_come_yet(desk:
 
     async def settled() -> bool:
         seen = account.state.algo_order(opened.stop_loss.client_algo_id) if opened.stop_loss else None
-        oco = account._oco_tasks.get("ETHUSDT")
         armed = [a for a in account.state.open_algo_orders("ETHUSDT") if a.is_armed]
-        return seen is not None and not armed and (oco is None or oco.done())
+        return seen is not None and not armed and account.oco.idle("ETHUSDT")
 
     await wait_for(settled, 10, "the legs' updates seen and the OCO idle")
     sent = {k: v - before.get(k, 0) for k, v in desk.sim.request_counts.items() if v != before.get(k, 0)}

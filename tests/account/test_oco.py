@@ -11,7 +11,8 @@ from account.samples import algo_message, fill_message
 from quantum_exec.account.events import parse_event
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
 from quantum_exec.account.roles import replacement_of
-from quantum_exec.account.state import AccountState, StaleStateError
+from quantum_exec.account.state import AccountState
+from quantum_exec.account.views import StaleStateError
 from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.execution.netting import can_reduce
 from quantum_exec.ids import client_order_id

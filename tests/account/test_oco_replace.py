@@ -110,7 +110,7 @@ async def test_a_leader_whose_lease_went_to_another_owner_cancels_no_legs(desk: 
     legs = await _open_and_close_by_hand(desk, "fence-open", another_owner)
     assert desk.position("BTCUSDT") == 0
     await wait_for(lambda: account.position_amount("BTCUSDT") == 0, 5, "the close seen by the follower")
-    await wait_for(lambda: all(t.done() for t in account._oco_tasks.values()), 5, "the OCO idle")
+    await wait_for(lambda: account.oco.idle(), 5, "the OCO idle")
     assert [desk.algo_status(leg) for leg in legs] == ["NEW", "NEW"]
     assert not account.leader  # it asked Redis before the cancel, and stands down
 
@@ -141,7 +141,7 @@ async def test_a_leader_cut_off_from_redis_cancels_no_legs(
             await wait_for(
                 lambda: account.position_amount("BTCUSDT") == 0, 5, "the close seen by the follower"
             )
-            await wait_for(lambda: all(t.done() for t in account._oco_tasks.values()), 15, "the OCO idle")
+            await wait_for(lambda: account.oco.idle(), 15, "the OCO idle")
             assert [desk.algo_status(leg) for leg in legs] == ["NEW", "NEW"]
             assert not account.leader
 

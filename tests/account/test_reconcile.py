@@ -7,7 +7,7 @@ from decimal import Decimal
 from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.reconcile import IntentRecord, Protect, RecordFlat, ReportExternal, plan_reconcile
-from quantum_exec.account.state import AlgoView
+from quantum_exec.account.views import AlgoView
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide
 from quantum_exec.ids import client_order_id
 

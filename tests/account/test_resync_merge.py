@@ -56,13 +56,13 @@ async def test_a_fill_during_a_slow_resync_survives_it_and_the_close_closes_it(d
     assert account.state.generation == resyncs_before, "the entry must land while the resync travels"
 
     await wait_for(
-        lambda: account.state.generation > resyncs_before and not account._resync_lock.locked(),
+        lambda: account.state.generation > resyncs_before and not account.resync.busy,
         10,
         "the takeover's resync and reconciliation done",
     )
     assert account.leader
     # Reconciliation and the live OCO have run on the merged view: nothing to cancel.
-    await wait_for(lambda: all(t.done() for t in account._oco_tasks.values()), 5, "the OCO idle")
+    await wait_for(lambda: account.oco.idle(), 5, "the OCO idle")
     assert account.position_amount("BTCUSDT") == Decimal("0.010")
     assert desk.position("BTCUSDT") == Decimal("0.010")
     assert desk.algo_status(opened.stop_loss.client_algo_id) == "NEW"

@@ -48,4 +48,6 @@ def test_a_replaced_leg_alternates_between_two_ids_of_the_same_intent_and_role()
     assert replacement_of(alternate) == sl
     assert role_of(alternate) == "sl" and intent_digest(alternate) == intent_digest(sl)
     assert leg_ids(sl) == leg_ids(alternate) == (sl, alternate)
-    assert sibling_of(alternate) == client_order_id("k", "tp", 1)
+    # The sibling is named by its plain id; leg_ids covers both of its alternates.
+    assert sibling_of(alternate) == client_order_id("k", "tp")
+    assert leg_ids(sibling_of(alternate) or "") == leg_ids(client_order_id("k", "tp", 1))

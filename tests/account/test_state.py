@@ -12,7 +12,8 @@ import pytest
 from account.samples import ACCOUNT_UPDATE, LISTEN_KEY_EXPIRED, algo_message, fill_message
 from quantum_exec.account.events import parse_event
 from quantum_exec.account.positions import PositionView
-from quantum_exec.account.state import SETTLE_GRACE_S, AccountState, StaleStateError
+from quantum_exec.account.state import SETTLE_GRACE_S, AccountState
+from quantum_exec.account.views import StaleStateError
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Position
 from quantum_exec.ids import client_order_id
 

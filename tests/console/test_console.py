@@ -398,3 +398,35 @@ async def test_an_unreachable_exchange_is_a_banner_and_the_rest_is_still_shown(t
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def test_a_banner_says_when_trading_is_not_active(tmp_path: Path) -> None:
+    """The risk governor's state from /api/status: a banner while REDUCING or HALTED, none when ACTIVE."""
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    api = ReadApi(Settings(), book=None, account=None, gateway=None)
+    async with _page_only(api) as url, Browser(profile) as browser:
+        await browser.goto(url)
+        await wait_for(
+            lambda: browser.evaluate("typeof renderTrading === 'function'"), 20, "the page's script"
+        )
+        halted = {
+            "state": "HALTED",
+            "since": "2026-12-06T12:00:00+00:00",
+            "reason": "max_daily_loss_usd: 20.5 reached the limit 20",
+            "by": "governor",
+            "flatten": "f3",
+        }
+        shown = await browser.evaluate(
+            f"""(() => {{
+              renderTrading({{state: {json.dumps(halted)}}});
+              const b = document.getElementById('trading');
+              const first = [b.hidden, b.dataset.state, b.textContent];
+              renderTrading({{state: {{state: 'ACTIVE'}}}});
+              return [first, b.hidden];
+            }})()"""
+        )
+        (hidden, state, text), hidden_when_active = shown
+        assert hidden is False and state == "HALTED" and hidden_when_active is True
+        assert text.startswith("Trading HALTED since 2026-12-06T12:00:00+00:00: max_daily_loss_usd: 20.5")
+        assert "(by governor)" in text and "flatten under way" in text

@@ -3,13 +3,15 @@ under the intent's ids (execution/recovery.py), and its entry strategy resumes f
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus
 from quantum_exec.errors import ReasonCode
 from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.execution.entries.slices import Child, Plan
@@ -118,3 +120,73 @@ async def test_a_stop_entry_that_triggered_while_no_process_ran_is_protected_fro
     assert len([a for a in algo_orders(sim, symbol="ETHUSDT") if a["clientAlgoId"] == entry_id]) == 1
     assert result.protection is ProtectionState.PROTECTED
     assert len(algo_orders(sim, symbol="ETHUSDT", status="NEW")) == 2
+
+
+async def _resume_long_after_first_receipt(executor: Executor, payload: dict[str, object]) -> ExecutionResult:
+    """Resume an intent first received 120 s ago whose ``expire_after_s`` is 60: its window is over.
+    Bounded well below the 60 s a window started over at the resume would hold it."""
+    now = datetime.now(UTC)
+    attempt = Attempt(resume=True, first_received_at=now - timedelta(seconds=120))
+    return await asyncio.wait_for(
+        executor.execute(intent(**payload), received_at=now, attempt=attempt), timeout=20
+    )
+
+
+async def test_a_resumed_limit_entry_keeps_the_expiry_of_its_first_receipt(
+    executor: Executor, sim: Simulator
+) -> None:
+    entry_id = client_order_id("rec-limit-exp", "entry")
+    price = (mark(sim, "ETHUSDT") * Decimal("0.9")).quantize(Decimal("0.01"))  # rests far below
+    await executor.gateway.place_limit(
+        "ETHUSDT", OrderSide.BUY, Decimal("0.1"), price, entry_id, time_in_force="GTC"
+    )
+    payload = {
+        "intent_id": "rec-limit-exp",
+        "symbol": "ETHUSDT",
+        "side": "BUY",
+        "quantity": 0.1,
+        "order_type": "LIMIT",
+        "price": float(price),
+        "expire_after_s": 60,
+    }
+
+    result = await _resume_long_after_first_receipt(executor, payload)
+
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == ReasonCode.ENTRY_EXPIRED, result.error
+    [order] = [o for o in orders(sim, symbol="ETHUSDT") if o["clientOrderId"] == entry_id]
+    assert order["status"] == "CANCELED"  # the one order, ended; nothing placed again
+
+
+async def test_a_resumed_stop_entry_keeps_the_expiry_of_its_first_receipt(
+    executor: Executor, sim: Simulator
+) -> None:
+    entry_id = client_order_id("rec-stop-exp", "entry")
+    trigger = (mark(sim, "ETHUSDT") * Decimal("1.1")).quantize(Decimal("0.01"))  # never reached
+    await executor.gateway.place_stop_entry(
+        "ETHUSDT",
+        OrderSide.BUY,
+        trigger,
+        entry_id,
+        Decimal("0.1"),
+        price=None,
+        time_in_force=None,
+        working_type="MARK_PRICE",
+    )
+    payload = {
+        "intent_id": "rec-stop-exp",
+        "symbol": "ETHUSDT",
+        "side": "BUY",
+        "quantity": 0.1,
+        "order_type": "STOP_MARKET",
+        "stop_price": float(trigger),
+        "expire_after_s": 60,
+    }
+
+    result = await _resume_long_after_first_receipt(executor, payload)
+
+    assert result.status is ResultStatus.FAILED and result.error is not None
+    assert result.error.code == ReasonCode.ENTRY_EXPIRED, result.error
+    [stop] = [a for a in algo_orders(sim, symbol="ETHUSDT") if a["clientAlgoId"] == entry_id]
+    assert stop["algoStatus"] == "CANCELED"
+    assert orders(sim, symbol="ETHUSDT") == []

@@ -16,8 +16,10 @@ from binance.exceptions import BinanceAPIException
 
 from binance_sim import SimConfig, Simulator
 from binance_sim.engine import Engine
-from binance_sim.funding import FundingConfig, settle_funding
+from binance_sim.funding import FundingConfig
+from binance_sim.ledger import Ledger
 from binance_sim.market import load_market, parse_market
+from binance_sim.notify import Notifier
 from binance_sim.params import Params
 
 from .conftest import API_KEY, API_SECRET, FakeClock, Raw
@@ -28,17 +30,21 @@ EngineFactory = Callable[..., Engine]
 INCOME_KEYS = {"symbol", "incomeType", "income", "asset", "info", "time", "tranId", "tradeId"}
 
 
-class RecordingEngine(Engine):
-    """An engine that records the account events it announces."""
+class RecordingNotifier(Notifier):
+    """Records the account events the engine announces."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.account_events: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-        super().__init__(*args, **kwargs)
+    def __init__(self, ledger: Ledger) -> None:
+        self.account_events: list[tuple[str, tuple[str, ...], tuple[str, ...], Decimal]] = []
+        super().__init__(ledger)
 
-    def _on_account_update(
-        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+    def account_update(
+        self,
+        reason: str,
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = ("USDT",),
+        balance_change: Decimal = Decimal(0),
     ) -> None:
-        self.account_events.append((reason, tuple(symbols), tuple(assets)))
+        self.account_events.append((reason, tuple(symbols), tuple(assets), balance_change))
 
 
 def _market(engine: Engine, symbol: str, side: str, quantity: str) -> None:
@@ -47,16 +53,18 @@ def _market(engine: Engine, symbol: str, side: str, quantity: str) -> None:
 
 def test_longs_pay_and_shorts_receive_mark_times_amount_times_rate() -> None:
     clock = FakeClock()
-    engine = RecordingEngine(load_market(), clock)
+    engine = Engine(load_market(), clock, notifier=RecordingNotifier)
+    notes = engine.notify
+    assert isinstance(notes, RecordingNotifier)
     _market(engine, "BTCUSDT", "BUY", "0.500")  # long at 95234.50, default rate 0.0001: pays
     _market(engine, "SOLUSDT", "SELL", "10")  # short at 141.23, default rate: receives
     _market(engine, "ETHUSDT", "SELL", "2.000")  # short at 3105.42, negative rate: pays
     engine.funding_rates["ETHUSDT"] = Decimal("-0.0002")
     wallet = engine.account.wallet["USDT"]
     clock.now_ms += 60_000
-    engine.account_events.clear()  # the fills' ORDER updates; only the settlement's are asserted
+    notes.account_events.clear()  # the fills' ORDER updates; only the settlement's are asserted
 
-    rows = settle_funding(engine, clock.now_ms)
+    rows = engine.settle_funding(clock.now_ms)
 
     # 95234.50 * 0.5 * 0.0001 = 4.761725; 141.23 * 10 * 0.0001 = 0.14123; 3105.42 * 2 * 0.0002 = 1.242168
     assert {r.symbol: r.income for r in rows} == {
@@ -67,7 +75,8 @@ def test_longs_pay_and_shorts_receive_mark_times_amount_times_rate() -> None:
     assert engine.account.wallet["USDT"] == wallet - Decimal("4.761725") + Decimal("0.14123") - Decimal(
         "1.242168"
     )
-    assert engine.account_events == [("FUNDING_FEE", ("BTCUSDT", "ETHUSDT", "SOLUSDT"), ("USDT",))]
+    # Cross positions: the balance alone (no P), its bc the funding paid in all.
+    assert notes.account_events == [("FUNDING_FEE", (), ("USDT",), Decimal("-5.86266300"))]
     assert {r.time for r in rows} == {clock.now_ms}
 
 
@@ -76,7 +85,7 @@ def test_flat_positions_and_delivery_contracts_do_not_fund(engine_factory: Engin
     _market(engine, "BTCUSDT", "BUY", "0.010")
     _market(engine, "BTCUSDT", "SELL", "0.010")
     _market(engine, "BTCUSDT_260327", "BUY", "0.010")
-    assert settle_funding(engine, 1) == []
+    assert engine.settle_funding(1) == []
     (row,) = [r for r in engine.premium_index(Params({})) if r["symbol"] == "BTCUSDT_260327"]  # type: ignore[union-attr]
     assert (row["lastFundingRate"], row["nextFundingTime"]) == ("", 0)
 
@@ -221,3 +230,31 @@ async def test_funding_timer_settles_on_its_interval() -> None:
     finally:
         await client.close_connection()
         await sim.stop()
+
+
+def test_funding_from_the_premium_with_its_history_and_info() -> None:
+    clock = FakeClock()
+    engine = Engine(load_market(), clock, funding=FundingConfig(premium=True))
+    # Mark equal to the index: F = 0 + clamp(0.0001 - 0) = the interest, 0.0001.
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.0001")
+    # Mark 0.2 % over the index: P = 0.002, F = 0.002 + clamp(0.0001 - 0.002, +-0.0005) = 0.0015.
+    engine.set_mark_price("BTCUSDT", Decimal("95190"))
+    engine.set_reference_prices("BTCUSDT", index=Decimal("95000"), last=None)
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.00150000")
+    # 5 % over: capped at the 2 % cap.
+    engine.set_reference_prices("BTCUSDT", index=Decimal("90000"), last=None)
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.02000000")
+    engine.funding_rates["BTCUSDT"] = Decimal("-0.0003")  # a rate set through /_sim/fundingRate wins
+    engine.settle_funding(clock.now_ms)
+    history = engine.funding_rate_history(Params({"symbol": "BTCUSDT"}))
+    assert history == [
+        {
+            "symbol": "BTCUSDT",
+            "fundingRate": "-0.00030000",
+            "fundingTime": clock.now_ms,
+            "markPrice": "95190.00000000",
+        }
+    ]
+    info = {row["symbol"]: row for row in engine.funding_info(Params({}))}
+    assert info["BTCUSDT"]["adjustedFundingRateCap"] == "0.02000000"
+    assert info["BTCUSDT"]["fundingIntervalHours"] == 8

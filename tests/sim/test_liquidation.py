@@ -10,9 +10,12 @@ import pytest
 from binance import AsyncClient
 
 from binance_sim import Simulator
-from binance_sim.engine import AlgoOrder, Engine, Order, Trade
-from binance_sim.liquidation import liquidation_price
+from binance_sim.engine import Engine
+from binance_sim.ledger import Ledger
+from binance_sim.margin import liquidation_price
 from binance_sim.market import load_market
+from binance_sim.model import AlgoOrder, Order, Trade
+from binance_sim.notify import Notifier
 from binance_sim.params import Params
 
 from .conftest import FakeClock, Raw
@@ -22,22 +25,30 @@ pytestmark = pytest.mark.timeout(30)
 EngineFactory = Callable[..., Engine]
 
 
-class RecordingEngine(Engine):
-    """An engine that records every event it announces, in order."""
+class RecordingNotifier(Notifier):
+    """Records every event the engine announces, in order."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.events: list[tuple[Any, ...]] = []
-        super().__init__(*args, **kwargs)
+        super().__init__(ledger)
 
-    def _on_order_update(self, order: Order, trade: Trade | None = None) -> None:
-        self.events.append(("order", order.type, order.status, None if trade is None else trade.price))
+    def order_update(self, order: Order, trade: Trade | None = None) -> None:
+        kind = order.auto_close or order.type
+        self.events.append(("order", kind, order.status, None if trade is None else trade.price))
 
-    def _on_account_update(
-        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+    def publish(self, event: dict[str, Any]) -> None:
+        self.events.append((event["e"], tuple(row["s"] for row in event["p"])))
+
+    def account_update(
+        self,
+        reason: str,
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = ("USDT",),
+        balance_change: Decimal = Decimal(0),
     ) -> None:
-        self.events.append(("account", reason, tuple(symbols), tuple(assets)))
+        self.events.append(("account", reason, tuple(symbols), tuple(assets), balance_change))
 
-    def _on_algo_update(self, algo: AlgoOrder) -> None:
+    def algo_update(self, algo: AlgoOrder) -> None:
         self.events.append(("algo", algo.order_type, algo.algo_status))
 
 
@@ -124,7 +135,9 @@ def test_flat_or_safe_positions_show_zero(engine_factory: EngineFactory) -> None
 
 
 def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders() -> None:
-    engine = RecordingEngine(load_market(), FakeClock())
+    engine = Engine(load_market(), FakeClock(), notifier=RecordingNotifier)
+    notes = engine.notify
+    assert isinstance(notes, RecordingNotifier)
     _isolated_eth_long(engine)
     wallet = engine.account.wallet["USDT"]
     for order_type, trigger in (("STOP_MARKET", "2900"), ("TAKE_PROFIT_MARKET", "3300")):
@@ -142,22 +155,25 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
             )
         )
     _send(engine, symbol="ETHUSDT", side="SELL", type="LIMIT", quantity="1", price="3200", timeInForce="GTC")
-    engine.events.clear()
+    notes.events.clear()
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.98"))  # one tick above the liquidation price
-    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10 and engine.events == []
+    # Margin ratio 148.2498 / 148.31 (over 0.8): a margin call, and no liquidation yet.
+    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10
+    assert notes.events == [("MARGIN_CALL", ("ETHUSDT",))]
+    notes.events.clear()
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.97"))
     assert engine.positions[("ETHUSDT", "BOTH")].amount == 0
-    liquidation = [o for o in engine.orders.values() if o.type == "LIQUIDATION"]
+    liquidation = [o for o in engine.orders.values() if o.auto_close == "LIQUIDATION"]
     assert len(liquidation) == 1
     body = engine.query_order(Params({"symbol": "ETHUSDT", "orderId": str(liquidation[0].order_id)}))
     assert body["clientOrderId"].startswith("autoclose-1763683200000")
     # Issued at the bankruptcy price 3105.42 - 1552.71 / 10 = 2950.149 (rounded up to the tick, against
-    # the long), filled at the mark.
+    # the long), filled at the mark. REST shows it LIMIT/IOC, as forceOrders' example does.
     assert (body["type"], body["origType"], body["timeInForce"], body["status"]) == (
-        "LIQUIDATION",
-        "LIQUIDATION",
+        "LIMIT",
+        "LIMIT",
         "IOC",
         "FILLED",
     )
@@ -168,7 +184,11 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
         "SELL",
     )
     assert [a.algo_status for a in engine.algo_orders.values()] == ["CANCELED", "CANCELED"]
-    assert [o.status for o in engine.orders.values() if o.type == "LIMIT"] == ["CANCELED"]
+    # The resting LIMIT expired with reason 5, "Order has expired when the account was liquidated".
+    assert [(o.status, o.expire_reason) for o in engine.orders.values() if not o.auto_close] == [
+        ("FILLED", 0),
+        ("EXPIRED", 5),
+    ]
     trade = engine.trades[-1]
     assert (trade.realized_pnl, trade.commission) == (Decimal("-1404.50000000"), Decimal("14.82485000"))
     # What margin is left (1552.71 - 1404.50 - 14.82485) is under 1.25% of 29649.70 (370.62): all of it
@@ -176,14 +196,15 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
     (clearance,) = engine.income.rows
     assert (clearance.income_type, clearance.income) == ("INSURANCE_CLEAR", Decimal("-133.38515000"))
     assert engine.account.wallet["USDT"] == wallet - Decimal("1552.71")
-    assert engine.events == [
-        ("order", "LIMIT", "CANCELED", None),
+    assert notes.events == [
+        ("order", "LIMIT", "EXPIRED", None),
         ("algo", "STOP_MARKET", "CANCELED"),
         ("algo", "TAKE_PROFIT_MARKET", "CANCELED"),
         ("order", "LIQUIDATION", "NEW", None),
         ("order", "LIQUIDATION", "FILLED", Decimal("2964.97")),
-        ("account", "ORDER", ("ETHUSDT",), ("USDT",)),
-        ("account", "INSURANCE_CLEAR", ("ETHUSDT",), ("USDT",)),
+        ("account", "ORDER", ("ETHUSDT",), ("USDT",), 0),
+        # bc: what the insurance fund took, the "balance change except PnL and commission".
+        ("account", "INSURANCE_CLEAR", ("ETHUSDT",), ("USDT",), Decimal("-133.38515000")),
     ]
 
 
@@ -233,10 +254,16 @@ async def test_python_binance_sees_the_liquidation(sim: Simulator, client: Async
 
     assert await client.futures_position_information(symbol="ETHUSDT") == []
     orders = await client.futures_get_all_orders(symbol="ETHUSDT")
-    assert [(o["type"], o["status"], o["avgPrice"]) for o in orders][-1] == (
-        "LIQUIDATION",
+    assert [(o["type"], o["timeInForce"], o["status"], o["avgPrice"]) for o in orders][-1] == (
+        "LIMIT",
+        "IOC",
         "FILLED",
         "2960.00",
+    )
+    (forced,) = await client.futures_liquidation_orders(symbol="ETHUSDT")
+    assert (forced["orderId"], forced["clientOrderId"]) == (
+        orders[-1]["orderId"],
+        orders[-1]["clientOrderId"],
     )
     algo = await client.futures_get_algo_order(algoId=stop["algoId"])
     assert algo["algoStatus"] == "CANCELED"

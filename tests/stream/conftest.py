@@ -121,9 +121,10 @@ class StreamKit:
         handler: Callable[..., Awaitable[ExecutionResult]],
         *,
         client: aioredis.Redis | None = None,
+        survey: Callable[..., Awaitable[ExecutionResult]] | None = None,
         **overrides: Any,
     ) -> IntentConsumer:
-        consumer = IntentConsumer(client or self.redis, self.settings(**overrides), handler)
+        consumer = IntentConsumer(client or self.redis, self.settings(**overrides), handler, survey=survey)
         self.consumers.append(consumer)
         await consumer.start()
         return consumer

@@ -149,6 +149,33 @@ async def test_repair_that_died_too_is_answered_unprotected_without_the_exchange
     assert letter[b"reason"] == b"POISON_MESSAGE"
 
 
+async def test_a_poison_lookup_that_fails_is_tried_once_then_answered_without_the_exchange(
+    kit: Any, handler_cls: Any
+) -> None:
+    """The read-only lookup that answers a poison intent whose repair died: marked begun before it
+    runs (a process killed at it answers blind next time); one that raises answers blind now."""
+    await kit.publish(_intent(intent_id="poison-3"))
+    await _deliver_to_ghost(kit, times=1)
+    await _died_attempts(kit, "poison-3", 3, repair=1)
+    looked: list[str] = []
+
+    async def failing_survey(intent: Any, stream_id: str, received_at: Any, *, attempt: Any) -> Any:
+        looked.append(intent.intent_id)
+        assert attempt.repair and attempt.resume
+        assert await kit.redis.hget(f"{kit.names['key_prefix']}:idem:poison-3", "repair") == b"2"
+        raise RuntimeError("exchange unreachable")
+
+    handler = handler_cls()
+    await kit.consumer(handler, consumer_name="ghost", max_attempts=3, survey=failing_survey)
+    [result] = await kit.wait_results(1)
+    assert looked == ["poison-3"] and handler.calls == []
+    assert result.status is ResultStatus.FAILED and result.protection is ProtectionState.UNPROTECTED
+    assert result.error is not None and result.error.code == "POISON_MESSAGE"
+    assert "could not be read (RuntimeError: exchange unreachable)" in result.error.message
+    [letter] = await kit.dead_letters()
+    assert letter[b"reason"] == b"POISON_MESSAGE"
+
+
 @pytest.mark.parametrize("sends_order", [False, True])
 async def test_a_resume_counts_as_an_attempt_only_when_it_sends(
     kit: Any, handler_cls: Any, sends_order: bool

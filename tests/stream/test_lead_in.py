@@ -7,6 +7,7 @@ from typing import Any
 
 from quantum_exec.contracts import encode_intent_fields
 from quantum_exec.stream.store import BeginState, Older, Store
+from support.waiting import wait_for
 
 
 async def _deliver(kit: Any, store: Store, *symbols: str) -> list[str]:
@@ -78,4 +79,41 @@ async def test_a_quiet_stream_costs_one_redis_round_trip_before_the_handler(
     await kit.wait_results(1)
 
     worker = [command for task, command in seen if task == "symbol-BTCUSDT"]
+    assert worker == ["EVALSHA"], worker
+
+
+async def test_one_redis_round_trip_after_the_handler_commits_acks_and_gives_the_lease_back(
+    kit: Any, handler_cls: Any
+) -> None:
+    """After the executor returned, its symbol worker sends one command: the commit script, which
+    publishes, acks and releases the lease (the next entry of the symbol finds it free at once)."""
+    sent: list[tuple[str, str]] = []
+    original = kit.redis.execute_command
+    returned = asyncio.Event()
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        if returned.is_set():
+            sent.append((task.get_name() if task else "", str(args[0])))
+        return await original(*args, **kwargs)
+
+    kit.redis.execute_command = counting
+
+    class Marking(handler_cls):  # type: ignore[misc,valid-type]
+        async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().__call__(*args, **kwargs)
+            finally:
+                returned.set()
+
+    consumer = await kit.consumer(Marking(), claim_interval_s=5.0, claim_idle_ms=60_000)
+    await kit.publish({"symbol": "ETHUSDT", "side": "BUY", "position_size_usd": 100, "intent_id": "after"})
+    await kit.wait_results(1)
+    store = consumer.store
+
+    async def lease_free() -> bool:
+        return await kit.redis.get(store.keys.lease("ETHUSDT")) is None
+
+    await wait_for(lease_free, 10, "the lease given back")
+    worker = [command for task, command in sent if task == "symbol-ETHUSDT"]
     assert worker == ["EVALSHA"], worker

@@ -397,7 +397,7 @@ def test_rejections_name_the_field(fields: dict[str, Any], field: str) -> None:
         ({"position_size_usd": -5}, "position_size_usd: must be greater than 0 (got -5)"),
         ({"leverage": 2.5}, "leverage: must be a whole number 1..125 (got 2.5)"),
         ({"leverage": 300}, "leverage: must be between 1 and 125 (got 300)"),
-        ({"side": "HOLD"}, "side: must be BUY, SELL or CLOSE (got 'HOLD')"),
+        ({"side": "HOLD"}, "side: must be BUY, SELL, CLOSE or MODIFY (got 'HOLD')"),
         ({"position_size_usd": True}, "position_size_usd: must be a number, not a boolean (got True)"),
         ({"position_size_usd": ...}, "position_size_usd: required for BUY (or quantity)"),
         ({"symbol": ...}, "symbol: required (e.g. BTCUSDT)"),
@@ -602,6 +602,10 @@ def test_intent_schema_describes_every_accepted_field() -> None:
         "expire_after_s",
         "execution",
         "stop_price",
+        "take_profits",
+        "break_even_after",
+        "trailing_stop",
+        "close_pct",
     }
     assert schema["properties"]["execution"]["required"] == ["algo", "slices", "interval_s"]
     assert {"required": ["action"]} in schema["anyOf"]
@@ -653,8 +657,8 @@ def test_parse_intent_raises_only_intent_rejected(payload: dict[Any, Any]) -> No
         intent = parse_intent(payload)
     except IntentRejected as exc:
         assert exc.code in {ReasonCode.INVALID_FIELD, ReasonCode.INVALID_PAYLOAD}
-        # The field named first; a nested one as ``execution.slices``.
-        named = exc.message.split(":", 1)[0].split(".", 1)[0]
+        # The field named first; a nested one as ``execution.slices`` or ``take_profits[2].pct``.
+        named = exc.message.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
         assert named in intent_json_schema()["properties"] or exc.message.startswith("payload")
         return
     result = ExecutionResult(

@@ -15,6 +15,11 @@ while the socket was down are fetched (``userTrades`` from the last fill seen) a
 the same path, so a stop that fired during a gap still cancels its sibling and is published once.
 While the stream is down :meth:`position_amount` answers ``None`` and the executor falls back to
 REST: nothing acts on a stale view.
+
+The follower composes single-purpose parts, each given what it uses: :class:`.lease.AccountLease`,
+:class:`.live_oco.LiveOco`, :class:`.resync.Resyncer`, :class:`.publishing.Publisher`,
+:class:`.records.IntentRecords` and :class:`.claims.LegClaims` (which legs someone here acts on).
+It keeps the event intake and what the executor reads (:class:`quantum_exec.execution.ports.AccountView`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Collection, Coroutine
 from decimal import Decimal
 from typing import Any, Final
 
+from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.events import (
     AccountUpdate,
     AlgoUpdate,
@@ -34,57 +39,64 @@ from quantum_exec.account.events import (
     OrderTradeUpdate,
     parse_event,
 )
-from quantum_exec.account.positions import (
-    PositionView,
-)
-from quantum_exec.account.publishing import (
-    BOOKKEEPING_RETRIES,
-    Moved,
-    wait_for_key,
-    wake_key,
-)
-from quantum_exec.account.resync import Resyncing
-from quantum_exec.account.roles import intent_digest, replacement_of
-from quantum_exec.account.state import AccountState, AlgoView, FillSummary, StaleStateError
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.lease import AccountLease
+from quantum_exec.account.live_oco import LiveOco
+from quantum_exec.account.positions import PositionView
+from quantum_exec.account.publishing import Moved, Publisher
+from quantum_exec.account.records import IntentIds, IntentRecords
+from quantum_exec.account.resync import Resyncer
+from quantum_exec.account.roles import replacement_of
+from quantum_exec.account.state import AccountState
+from quantum_exec.account.store import AccountStore
 from quantum_exec.account.unseen import UnseenFills
 from quantum_exec.account.userstream import UserStream
+from quantum_exec.account.views import AlgoView, FillSummary, StaleStateError
+from quantum_exec.account.waiters import KeyedWaiters
 from quantum_exec.aio import cancel_task
-from quantum_exec.contracts import Side, TradeIntent
+from quantum_exec.contracts import TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoStatus
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.ids import client_order_id, is_own_protective
+from quantum_exec.ids import is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.ops.outage import OutageLog
 from quantum_exec.settings import Settings
-from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
 ZERO: Final = Decimal(0)
-# Events a non-holder keeps, to publish them itself if the holder dies before it did.
-_KEEP_UNPUBLISHED_S: Final = 600.0
 
 
-class AccountFollower(Resyncing):
+class AccountFollower:
     """Runs the user stream, keeps :attr:`state`, and (as lease holder) acts on it."""
 
     def __init__(
         self, settings: Settings, gateway: BinanceGateway, store: AccountStore, legs: LegPlacer | None = None
     ) -> None:
-        self._settings = settings
-        self._gateway = gateway
-        # Redis down for the lease loop and the position events: logged as outages, not per retry.
-        self._lease_outage = OutageLog(log, "account_lease.redis_down")
-        self._publish_outage = OutageLog(log, "position_event.redis_down")
         # Every leg the OCO and the reconcile place, replace, cancel or read goes through it.
-        self._legs = legs if legs is not None else LegPlacer(settings, gateway)
+        legs = legs if legs is not None else LegPlacer(settings, gateway)
         self.store = store
         self.state = AccountState()
+        self.synced = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._unseen = UnseenFills()
+        self._claims = LegClaims()
+        # Waiters woken by one order's final event / the ALGO_UPDATE naming one order as its
+        # triggered order / one conditional order's ALGO_UPDATE (never all at once).
+        self._order_waiters: KeyedWaiters[tuple[str, int]] = KeyedWaiters()
+        self._origin_waiters: KeyedWaiters[str] = KeyedWaiters()
+        self._algo_waiters: KeyedWaiters[str] = KeyedWaiters()
+        self.lease = AccountLease(store, settings.account_lease_ttl_s, self._lease_taken)
+        intent_ids = IntentIds(store)
+        self._records = IntentRecords(store, intent_ids)
+        self.publisher = Publisher(store, self.state, self.lease, intent_ids, self._origin_waiters)
+        self.oco = LiveOco(
+            gateway, legs, store, self.state, self.lease, self._claims, self.position_amount, self._stopping
+        )
+        self.resync = Resyncer(
+            gateway, legs, store, self.state, self.lease, self.oco, self.publisher, self._moved, self.synced
+        )
         self.stream = UserStream(
             gateway,
             stream_root(settings),
@@ -93,37 +105,25 @@ class AccountFollower(Resyncing):
             on_disconnected=self._on_disconnected,
             reconnect_max_s=min(settings.redis_reconnect_max_s, 30.0),
         )
-        self.synced = asyncio.Event()
-        self.leader = False
-        # Waiters woken by one order's final event / the ALGO_UPDATE naming one order as its
-        # triggered order / one conditional order's ALGO_UPDATE (never all at once).
-        self._order_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
-        self._origin_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._algo_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._moves: asyncio.Queue[Moved] = asyncio.Queue()
-        self._unpublished: deque[Moved] = deque(maxlen=4096)
-        # digest -> intent id, the most recent ones (events name their intent from here first).
-        self._intent_ids: OrderedDict[str, str | None] = OrderedDict()
-        self._oco_tasks: dict[str, asyncio.Task[None]] = {}
-        self._oco_dirty: set[str] = set()
-        self._acted_on: set[int] = set()  # algo ids cancelled by us (their CANCELED may still be on the way)
-        self._held_legs: set[str] = set()  # client ids of legs whose entry is still travelling
         # symbol -> the timer that looks at it again once what is settling there has settled.
         self._settle_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-        self._resync_lock = asyncio.Lock()
         # Event time of the last FUNDING_FEE account update: the ledger fetches the income rows.
         self.funding_seen_ms = 0
+
+    @property
+    def leader(self) -> bool:
+        """True while this instance holds the account lease (and acts on the account)."""
+        return self.lease.leader
 
     # ---- life cycle
 
     async def start(self) -> None:
         """Take the lease if free, then start the stream (returns at once)."""
-        await self._tick_lease()
+        await self.lease.tick()
         self._tasks = [
-            asyncio.create_task(self._lease_loop(), name="account-lease"),
-            asyncio.create_task(self._publisher(), name="position-events"),
+            asyncio.create_task(self.lease.run(), name="account-lease"),
+            asyncio.create_task(self.publisher.run(), name="position-events"),
         ]
         await self.stream.start()
 
@@ -139,7 +139,7 @@ class AccountFollower(Resyncing):
             timer.cancel()
         self._settle_timers.clear()
         await self.stream.stop()
-        tasks = [*self._tasks, *self._oco_tasks.values()]
+        tasks = [*self._tasks, *self.oco.running()]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -171,6 +171,14 @@ class AccountFollower(Resyncing):
             symbol, (i for i in order_ids if not self.state.order_done(symbol, i)), update_time_ms
         )
 
+    def conditional_open(self) -> int | None:
+        """Open conditional orders of the account, anybody's (NEW or TRIGGERING: what counts toward
+        the exchange's limit of 200), or ``None`` while the view is stale."""
+        try:
+            return sum(1 for a in self.state.open_algo_orders() if not a.status.has_order)
+        except StaleStateError:
+            return None
+
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
         """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while
         the view is stale; a leg still settling (armed ahead of the fill it protects, which may be on
@@ -179,7 +187,7 @@ class AccountFollower(Resyncing):
             return [
                 a
                 for a in self.state.open_protective(symbol)
-                if a.algo_id not in self._acted_on and not self.state.settling(a)
+                if not self._claims.acting(a.algo_id) and not self.state.settling(a)
             ]
         except StaleStateError:
             return None
@@ -197,27 +205,27 @@ class AccountFollower(Resyncing):
             legs = self.state.open_protective(symbol)
         except StaleStateError:
             return None
-        ids = [a.algo_id for a in legs if a.is_armed and a.algo_id not in self._acted_on]
+        ids = [a.algo_id for a in legs if a.is_armed and not self._claims.acting(a.algo_id)]
         ids += sorted(
             algo_id
             for algo_id in set(placed)
-            if algo_id not in self._acted_on and not self.state.knows_algo_id(algo_id)
+            if not self._claims.acting(algo_id) and not self.state.knows_algo_id(algo_id)
         )
-        self._acted_on.update(ids)
+        self._claims.claim(ids)
         return ids
 
     def cancel_failed(self, algo_id: int) -> None:
         """A cancel taken with :meth:`take_for_cancel` failed: the OCO may act on the order again."""
-        self._acted_on.discard(algo_id)
+        self._claims.unclaim(algo_id)
 
     def hold_legs(self, client_algo_ids: list[str]) -> None:
         """Legs sent beside an entry still travelling: the symbol is flat only until it fills, so
         the live OCO leaves them alone until :meth:`release_legs`."""
-        self._held_legs.update(client_algo_ids)
+        self._claims.hold(client_algo_ids)
 
     def release_legs(self, client_algo_ids: list[str]) -> None:
         """The entry of legs held with :meth:`hold_legs` is done: the live OCO looks after them."""
-        self._held_legs.difference_update(client_algo_ids)
+        self._claims.release(client_algo_ids)
 
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> FillSummary | None:
         """The order's fills once its final ORDER_TRADE_UPDATE arrived; ``None`` if stale or late."""
@@ -225,7 +233,7 @@ class AccountFollower(Resyncing):
             return None
 
         if not self.state.order_done(symbol, order_id):
-            await wait_for_key(self._order_waiters, (symbol, order_id), timeout_s)
+            await self._order_waiters.wait((symbol, order_id), timeout_s)
         if self.state.stale or not self.state.order_done(symbol, order_id):
             return None
         return self.state.fills_of(symbol, order_id)
@@ -247,12 +255,12 @@ class AccountFollower(Resyncing):
             left_s = deadline - time.monotonic()
             if left_s <= 0:
                 break
-            await wait_for_key(self._algo_waiters, client_algo_id, left_s)
+            await self._algo_waiters.wait(client_algo_id, left_s)
         return None
 
     async def opening(self, key: str, intent: TradeIntent) -> None:
         """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
-        await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent))
+        await self._records.opening(key, intent)
 
     async def opened(
         self,
@@ -262,88 +270,16 @@ class AccountFollower(Resyncing):
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
         """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``); dropped when nothing filled."""
-        await self._bookkeeping(
-            "opened", intent.symbol, lambda: self._opened(key, intent, executed, stop_loss, take_profit)
-        )
+        (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
+        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
 
     async def closed(self, symbol: str, *, long: bool | None = None) -> None:
         """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
         position it closed (of side ``long``, or every side) hold nothing any more."""
-        await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long))
-
-    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Run a record write for the executor; it never fails an intent.
-
-        The records serve the reconciliation and the events' intent ids, not the order flow: a
-        Redis outage is retried briefly, then logged (the next redelivery or reconcile repairs it).
-        """
-        for delay_s in BOOKKEEPING_RETRIES:
-            try:
-                await work()
-                return
-            except REDIS_DOWN as exc:
-                error = str(exc)
-                await asyncio.sleep(delay_s)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                break
-        log.error("account.record_failed", step=what, symbol=symbol, error=error)
-
-    async def _opening(self, key: str, intent: TradeIntent) -> None:
-        digest = intent_digest(client_order_id(key, "entry"))
-        assert digest is not None
-        self._remember_intent(digest, intent.intent_id)
-        long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
-        labels = {k: str(intent.meta[k]) for k in ("model", "strategy") if intent.meta.get(k) is not None}
-        await self.store.put_record(
-            Record(
-                digest=digest,
-                intent_key=key,
-                intent_id=intent.intent_id,
-                symbol=intent.symbol,
-                long=long,
-                quantity=intent.quantity or ZERO,
-                stop_loss=intent.stop_loss,
-                take_profit=intent.take_profit,
-                opened=False,
-            ),
-            labels,
-        )
-
-    async def _opened(
-        self,
-        key: str,
-        intent: TradeIntent,
-        executed: Decimal,
-        stop_loss: Decimal | None,
-        take_profit: Decimal | None,
-    ) -> None:
-        digest = intent_digest(client_order_id(key, "entry"))
-        assert digest is not None
-        if executed <= 0 or intent.side is Side.CLOSE:
-            await self.store.drop_record(intent.symbol, digest)
-            return
-        await self.store.put_record(
-            Record(
-                digest=digest,
-                intent_key=key,
-                intent_id=intent.intent_id,
-                symbol=intent.symbol,
-                long=intent.side is Side.BUY,
-                quantity=executed,
-                stop_loss=stop_loss,
-                take_profit=take_profit,
-                opened=True,
-            )
-        )
-
-    async def _closed(self, symbol: str, long: bool | None) -> None:
-        for record in await self.store.records_of(symbol):
-            if record.opened and (long is None or record.long is long):
-                await self.store.drop_record(symbol, record.digest)
+        await self._records.closed(symbol, long)
 
     # ---- the stream's callbacks
 
@@ -363,19 +299,19 @@ class AccountFollower(Resyncing):
             if applied.fill is not None and applied.before is not None and applied.after is not None:
                 self._moved(applied.fill, applied.before, applied.after)
             if self.state.order_done(event.symbol, event.order_id):
-                wake_key(self._order_waiters, (event.symbol, event.order_id))
+                self._order_waiters.wake((event.symbol, event.order_id))
             self._watch(event.symbol)
         elif isinstance(event, AlgoUpdate):
-            wake_key(self._algo_waiters, event.client_algo_id)
+            self._algo_waiters.wake(event.client_algo_id)
             if event.actual_order_id:
-                wake_key(self._origin_waiters, event.actual_order_id)
+                self._origin_waiters.wake(event.actual_order_id)
             if event.status.is_final:
-                self._acted_on.discard(event.algo_id)
-                self._kick(event.symbol)
+                self._claims.unclaim(event.algo_id)
+                self.oco.kick(event.symbol)
             elif self._twin_open(event) or self._armed_late(event):
                 # A leg armed beside its other copy (the OCO keeps one), or after the fill that
                 # left it nothing to protect (the OCO cancels it now, not at the next fill).
-                self._kick(event.symbol)
+                self.oco.kick(event.symbol)
             self._watch(event.symbol)  # a leg still settling: the OCO looks again when it has
         elif isinstance(event, AccountUpdate):
             if event.reason == "FUNDING_FEE":
@@ -406,18 +342,18 @@ class AccountFollower(Resyncing):
     def _settled(self, symbol: str) -> None:
         del self._settle_timers[symbol]
         self._check_drift()
-        self._kick(symbol)
+        self.oco.kick(symbol)
         self._watch(symbol)
 
     def _check_drift(self) -> None:
         """Resync when a pushed position has disagreed with the fills for longer than the grace."""
         drifted = self.state.drifted_symbols()
-        if drifted and not self._resync_lock.locked():
+        if drifted and not self.resync.busy:
             log.warning("account.drift", symbols=drifted)
             self._spawn(self._drift_resync(), "account-resync")
 
     async def _drift_resync(self) -> None:
-        await self._resync()
+        await self.resync.run()
         for symbol in self.state.disagreeing_symbols():
             self._watch(symbol)
 
@@ -429,84 +365,42 @@ class AccountFollower(Resyncing):
         return any(a.client_algo_id == twin for a in self.state.own_protective_known(event.symbol))
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
-        self._moves.put_nowait(Moved(fill, before, after, time.monotonic()))
+        self.publisher.queue(Moved(fill, before, after, time.monotonic()))
         metrics.OPEN_POSITIONS.set(self.state.open_count())
         metrics.OPEN_POSITION_NOTIONAL.labels(symbol=fill.symbol).set(
             float(abs(after.amount) * after.entry_price)
         )
-        self._kick(fill.symbol)
+        self.oco.kick(fill.symbol)
 
     async def _on_connected(self) -> None:
-        await self._resync()
+        await self.resync.run()
         metrics.USER_STREAM_CONNECTED.set(1)
         log.info("account.synced", generation=self.state.generation, leader=self.leader)
 
     def _on_disconnected(self) -> None:
         self.state.mark_stale()
-        for table in (self._order_waiters, self._origin_waiters, self._algo_waiters):
-            for key in list(table):
-                wake_key(table, key)  # stale now: nobody waits for an event that may never come
+        for waiters in (self._order_waiters, self._origin_waiters, self._algo_waiters):
+            waiters.wake_all()  # stale now: nobody waits for an event that may never come
         metrics.USER_STREAM_CONNECTED.set(0)
         if self._stopping.is_set():
             return
         metrics.USER_STREAM_RECONNECTS.inc()
         log.warning("account.stream_down", detail="the account view is stale: REST until the next resync")
 
-    # ---- the account lease
+    # ---- taking the lease over
 
-    async def _lease_loop(self) -> None:
-        every = self._settings.account_lease_ttl_s / 3
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self._tick_lease()
-                self._lease_outage.ok()
-            except REDIS_DOWN as exc:
-                self._lease_outage.failed(error=str(exc))
-                self._lease_lost()
-            except Exception:
-                log.exception("account_lease.failed")
-                self._lease_lost()
-
-    async def _tick_lease(self) -> None:
-        was = self.leader
-        self.leader = await self.store.take_lease() > 0
-        metrics.ACCOUNT_LEASE_HELD.set(1 if self.leader else 0)
-        if self.leader and not was:
-            log.info("account_lease.taken", token=self.store.token)
-            if self.synced.is_set() and not self.state.stale:
-                self._spawn(self._take_over(), "account-takeover")
-        elif was and not self.leader:
-            log.warning("account_lease.lost")
-
-    def _lease_lost(self) -> None:
-        """The lease could not be renewed: it may be another instance's by now, so act on nothing
-        until it is taken again (and the takeover resyncs)."""
-        if self.leader:
-            log.warning("account_lease.lost", detail="not renewed: acting on nothing until it is ours again")
-        self.leader = False
-        metrics.ACCOUNT_LEASE_HELD.set(0)
+    def _lease_taken(self) -> None:
+        if self.synced.is_set() and not self.state.stale:
+            self._spawn(self._take_over(), "account-takeover")
 
     async def _take_over(self) -> None:
         """A new holder: publish what the old one may not have, then resync and reconcile."""
-        cutoff = time.monotonic() - _KEEP_UNPUBLISHED_S
-        pending = [m for m in self._unpublished if m.seen_at >= cutoff]
-        self._unpublished.clear()
-        for moved in pending:
-            self._moves.put_nowait(moved)
+        self.publisher.hand_over()
         try:
-            await self._resync()
+            await self.resync.run()
         except Exception:
             log.exception("account.takeover_resync_failed")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(asyncio.create_task(work, name=name))
-
-    async def _still_leader(self) -> bool:
-        """The fence before each order the follower sends: is the account lease still ours?"""
-        try:
-            self.leader = await self.store.take_lease() > 0
-        except REDIS_DOWN:
-            self._lease_lost()
-        return self.leader

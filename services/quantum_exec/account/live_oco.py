@@ -1,7 +1,8 @@
-"""The live OCO of the account follower (a mixin of AccountFollower).
+"""The live OCO of the account follower.
 
 Every leg it places, replaces or cancels goes through the one leg placer (:mod:`quantum_exec.execution.legs`,
-given to the follower), under its error policy.
+given to it), under its error policy. The reconcile (:mod:`.resync`) places and replaces legs
+through it too.
 
 After every fill and every final conditional order, :func:`.oco.plan_oco` says which of our legs
 on the symbol protect nothing any more (cancel) or are larger than what is left (replace); one
@@ -19,7 +20,8 @@ The view's fills can lag its conditional orders' updates (events of different ty
 order): legs placed for an entry whose fill is still on the way would look like orphans of a flat
 symbol. A plan that cancels, for the view's position (flat, or on the other side), a leg newer
 than the newest fill the view has applied is first checked against REST (positionRisk); when REST
-holds another position the plan acts on nothing (nor drops the records) and runs again.
+holds another position the plan acts on nothing (nor drops the records) and runs again. Records
+of a symbol the view sees flat are dropped only once REST says it is flat too.
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
 it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
@@ -28,14 +30,18 @@ it (another owner, Redis unreachable) sends nothing and stops until it holds the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Final
 
+from quantum_exec.account.break_even import plan_break_even
+from quantum_exec.account.claims import LegClaims
+from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
 from quantum_exec.account.roles import replacement_of
-from quantum_exec.account.state import AccountState, AlgoView, StaleStateError
+from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
+from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.backoff import Backoff
 from quantum_exec.errors import QuantumError
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
@@ -44,7 +50,7 @@ from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
@@ -60,25 +66,46 @@ class LegNotArmed(QuantumError):
 
 
 class LiveOco:
-    """Cancels and resizes our legs as the position changes; the follower provides the attributes."""
+    """Cancels and resizes our legs as the position changes, one task per symbol.
 
-    _settings: Settings
-    _gateway: Gateway
-    _legs: LegPlacer
-    store: AccountStore
-    state: AccountState
-    leader: bool
-    _stopping: asyncio.Event
-    _oco_tasks: dict[str, asyncio.Task[None]]
-    _oco_dirty: set[str]
-    _acted_on: set[int]
-    _held_legs: set[str]
-    _still_leader: Callable[[], Awaitable[bool]]
-    position_amount: Callable[[str], object]
+    ``position_amount`` is the follower's live position (``None`` while it is not known: stale,
+    or behind an order seen filled by REST); ``stopping`` is set when the follower stops.
+    """
 
-    def _kick(self, symbol: str) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        legs: LegPlacer,
+        store: AccountStore,
+        state: AccountState,
+        lease: AccountLease,
+        claims: LegClaims,
+        position_amount: Callable[[str], Decimal | None],
+        stopping: asyncio.Event,
+    ) -> None:
+        self._gateway = gateway
+        self._legs = legs
+        self._store = store
+        self._state = state
+        self._lease = lease
+        self._claims = claims
+        self._position_amount = position_amount
+        self._stopping = stopping
+        self._oco_tasks: dict[str, asyncio.Task[None]] = {}
+        self._oco_dirty: set[str] = set()
+
+    def idle(self, symbol: str | None = None) -> bool:
+        """True when no OCO run is in progress (on ``symbol``, or on any symbol)."""
+        tasks = self._oco_tasks.values() if symbol is None else [self._oco_tasks.get(symbol)]
+        return all(task is None or task.done() for task in tasks)
+
+    def running(self) -> list[asyncio.Task[None]]:
+        """The OCO tasks (the follower cancels them when it stops)."""
+        return list(self._oco_tasks.values())
+
+    def kick(self, symbol: str) -> None:
         """Run the OCO for ``symbol`` now, or once more after the run in progress."""
-        if not self.leader or self._stopping.is_set():
+        if not self._lease.leader or self._stopping.is_set():
             return
         task = self._oco_tasks.get(symbol)
         if task is not None and not task.done():
@@ -87,13 +114,13 @@ class LiveOco:
         self._oco_tasks[symbol] = asyncio.create_task(self._oco(symbol), name=f"oco-{symbol}")
 
     async def _oco(self, symbol: str) -> None:
-        token = set_check(self._still_leader)
+        token = set_check(self._lease.still_leader)
         failures = 0
         try:
             while True:
                 self._oco_dirty.discard(symbol)
                 try:
-                    actions = plan_oco(self.state, symbol)
+                    actions = plan_oco(self._state, symbol)
                 except StaleStateError:
                     return  # the resync kicks every symbol again
                 failed = False
@@ -101,9 +128,10 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                for action in actions:
+                moves = await self._break_even(symbol)
+                for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
-                        await self._apply_oco(symbol, action)
+                        await self._apply_oco(symbol, action, moves)
                     except OwnershipLost:
                         raise
                     except Exception as exc:
@@ -114,8 +142,8 @@ class LiveOco:
                             client_algo_id=action.client_algo_id,
                             error=f"{type(exc).__name__}: {exc}",
                         )
-                if not lagging and self.position_amount(symbol) == 0:
-                    await self._drop_records(symbol)
+                if not lagging and self._position_amount(symbol) == 0:
+                    await self.drop_records(symbol)
                 if failed:
                     if failures >= OCO_ATTEMPTS:
                         log.error("oco.gave_up", symbol=symbol, detail="the legs in place stay armed")
@@ -135,42 +163,73 @@ class LiveOco:
     async def _view_lags(self, symbol: str, actions: list[Cancel | Replace]) -> bool:
         """True when the plan cancels, for the view's position, a leg placed after the newest fill
         the view applied (it may protect a fill still on its way) and REST holds another position."""
-        last_fill_ms = self.state.last_fill_ms(symbol) or 0
+        last_fill_ms = self._state.last_fill_ms(symbol) or 0
 
         def newer_than_fills(action: Cancel | Replace) -> bool:
             if not isinstance(action, Cancel) or action.reason not in POSITION_REASONS:
                 return False
-            leg = self.state.algo_order(action.client_algo_id)
+            leg = self._state.algo_order(action.client_algo_id)
             return (
                 leg is not None
-                and action.client_algo_id not in self._held_legs
-                and leg.algo_id not in self._acted_on
+                and not self._claims.held(action.client_algo_id)
+                and not self._claims.acting(leg.algo_id)
                 and leg.update_time_ms > last_fill_ms
             )
 
         if not any(newer_than_fills(a) for a in actions):
             return False
-        held = self.position_amount(symbol)
+        held = self._position_amount(symbol)
         actual = await self._gateway.position_amount(symbol)
         if held == actual:
             return False
         log.warning("oco.view_lags", symbol=symbol, view=str(held), exchange=str(actual))
         return True
 
-    async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
-        if action.client_algo_id in self._held_legs:
+    async def _break_even(self, symbol: str) -> dict[str, Decimal]:
+        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger."""
+        try:
+            records = [r for r in await self._store.records_of(symbol) if r.break_even_after is not None]
+        except REDIS_DOWN as exc:
+            # The records cannot be read: no move now; the next run (an event, the resync) asks again.
+            log.warning("oco.break_even_unread", symbol=symbol, error=str(exc))
+            return {}
+        if not records:
+            return {}
+        try:
+            moves = plan_break_even(self._state, records, symbol)
+        except StaleStateError:
+            return {}  # the resync kicks every symbol again
+        return {m.old.client_algo_id: m.trigger for m in moves}
+
+    def _moves_alone(self, actions: list[Cancel | Replace], moves: dict[str, Decimal]) -> list[Replace]:
+        """A break-even move of a stop the plan does not resize or cancel: a replacement of its size."""
+        touched = {a.client_algo_id for a in actions}
+        alone: list[Replace] = []
+        for client_algo_id in moves:
+            try:
+                leg = self._state.algo_order(client_algo_id)
+            except StaleStateError:
+                return []
+            if client_algo_id not in touched and leg is not None:
+                alone.append(Replace(leg.symbol, leg, leg.quantity))
+        return alone
+
+    async def _apply_oco(self, symbol: str, action: Cancel | Replace, moves: dict[str, Decimal]) -> None:
+        if self._claims.held(action.client_algo_id):
             return  # beside an entry still travelling: flat only until it fills
         if isinstance(action, Cancel):
-            leg = self.state.algo_order(action.client_algo_id)
-            if leg is None or leg.algo_id in self._acted_on:
+            leg = self._state.algo_order(action.client_algo_id)
+            if leg is None or self._claims.acting(leg.algo_id):
                 return
-            await self._cancel(leg.algo_id, action.reason)
+            await self.cancel(leg.algo_id, action.reason)
             return
-        if action.old.algo_id in self._acted_on:
+        if self._claims.acting(action.old.algo_id):
             return
-        await self._replace_leg(action.old, action.new_qty, "resize to the position")
+        trigger = moves.get(action.client_algo_id)
+        reason = "resize to the position" if trigger is None else "break even"
+        await self.replace_leg(action.old, action.new_qty, reason, trigger)
 
-    async def _replace_leg(
+    async def replace_leg(
         self, old: AlgoView, quantity: Decimal, reason: str, trigger_price: Decimal | None = None
     ) -> None:
         """Make before break (:meth:`.LegPlacer.replace`): ``old`` again for ``quantity`` (at
@@ -182,17 +241,17 @@ class LiveOco:
             OrderType(old.order_type),
             old.trigger_price if trigger_price is None else trigger_price,
             replacement_of(old.client_algo_id),
-            quantity,
+            None if old.close_position else quantity,
         )
-        self._acted_on.add(old.algo_id)
+        self._claims.claim([old.algo_id])
         try:
             done = await self._legs.replace(old, new)
         except Exception:
-            self._acted_on.discard(old.algo_id)
+            self._claims.unclaim(old.algo_id)
             metrics.OCO_ACTIONS.labels(action="replace", outcome="failed").inc()
             raise
         if done.old_cancelled is None:
-            self._acted_on.discard(old.algo_id)
+            self._claims.unclaim(old.algo_id)
             if done.placed.standing:
                 # Fired at once: the position leaves through it; the old leg goes once it is flat.
                 log.info("oco.replacement_fired", symbol=old.symbol, client_algo_id=new.client_algo_id)
@@ -209,7 +268,7 @@ class LiveOco:
             reason=reason,
         )
 
-    async def _place_leg(self, leg: LegOrder) -> AlgoOrder:
+    async def place_leg(self, leg: LegOrder) -> AlgoOrder:
         """Place one protective leg (:meth:`.LegPlacer.place`) and return it standing; raises when
         it does not stand on the exchange."""
         placed = await self._legs.place(leg)
@@ -218,20 +277,29 @@ class LiveOco:
             raise LegNotArmed(f"{leg.client_algo_id} not placed: {placed.failure}")
         return placed.order
 
-    async def _cancel(self, algo_id: int, reason: str) -> bool:
+    async def cancel(self, algo_id: int, reason: str) -> bool:
         """Cancel one of our legs (fenced by the account lease: :meth:`.LegPlacer.cancel`)."""
-        self._acted_on.add(algo_id)
+        self._claims.claim([algo_id])
         try:
             done = await self._legs.cancel(algo_id)
         except Exception:
-            self._acted_on.discard(algo_id)
+            self._claims.unclaim(algo_id)
             metrics.OCO_ACTIONS.labels(action="cancel", outcome="failed").inc()
             raise
         metrics.OCO_ACTIONS.labels(action="cancel", outcome="done" if done else "gone").inc()
         log.info("oco.cancelled", algo_id=algo_id, reason=reason, cancelled=done)
         return done
 
-    async def _drop_records(self, symbol: str) -> None:
-        for record in await self.store.records_of(symbol):
-            if record.opened or record.long is None:
-                await self.store.drop_record(symbol, record.digest)
+    async def drop_records(self, symbol: str) -> None:
+        """The view says ``symbol`` is flat: drop its records of positions (and of CLOSEs), once
+        REST agrees. The view's fills may lag (an entry another instance filled, its events still
+        on the way): a record dropped then would make its position look external."""
+        stale = [r for r in await self._store.records_of(symbol) if r.opened or r.long is None]
+        if not stale:
+            return
+        actual = await self._gateway.position_amount(symbol)
+        if actual != 0:
+            log.warning("oco.records_kept", symbol=symbol, exchange=str(actual), detail="the view lags")
+            return
+        for record in stale:
+            await self._store.drop_record(symbol, record.digest)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from quantum_exec.account.roles import leg_ids, sibling_of
-from quantum_exec.account.state import AccountState, AlgoView
+from quantum_exec.account.state import AccountState
+from quantum_exec.account.views import AlgoView
 from quantum_exec.exchange.wire import AlgoStatus
 from quantum_exec.execution.netting import can_reduce
 

@@ -1,26 +1,31 @@
-"""Position events of the account follower (a mixin of AccountFollower).
+"""Position events of the account follower.
 
 Each fill that moved a position is queued as it is applied and turned into one event by a single
 publisher task, in order, a batch at a time (whatever queued up meanwhile goes out in one
 pipeline, so a burst of fills never outruns it): the intent is named from memory or its record
 (written while the order travelled), a triggered order's conditional order is awaited briefly
 (events of different types are not ordered against each other), and each event goes out through
-the store's publish-once script. A non-holder keeps what it could not publish for the next holder.
+the store's publish-once script. A non-holder keeps what it could not publish, and publishes it
+itself when it takes the lease (:meth:`Publisher.hand_over`): the old holder may have died first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import OrderedDict, deque
+import time
+from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 from quantum_exec.account.events import OrderTradeUpdate
+from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.positions import PositionEvent, PositionReason, PositionView, position_event
+from quantum_exec.account.records import IntentIds
 from quantum_exec.account.roles import intent_digest, role_of
-from quantum_exec.account.state import AccountState, AlgoView
+from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
+from quantum_exec.account.views import AlgoView
+from quantum_exec.account.waiters import KeyedWaiters
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.outage import OutageLog
@@ -32,12 +37,10 @@ log = get_logger(__name__)
 _TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"})
 # How long a fill of a triggered order waits for its ALGO_UPDATE before it is published as external.
 _ORIGIN_WAIT_S: Final = 1.0
-# Intent ids remembered by digest (far more than can be in flight).
-_MAX_INTENT_IDS: Final = 10_000
 # The most position events published in one pipeline.
 _BATCH: Final = 256
-# A record read or write during a Redis outage is tried this often (waits between, seconds).
-BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
+# Events a non-holder keeps, to publish them itself if the holder dies before it did.
+_KEEP_UNPUBLISHED_S: Final = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +53,40 @@ class Moved:
     seen_at: float
 
 
-class Publishing:
-    """Builds and publishes the position events; the follower provides the attributes below."""
+class Publisher:
+    """Builds and publishes the position events (:meth:`run` is the follower's publisher task)."""
 
-    store: AccountStore
-    state: AccountState
-    leader: bool
-    _moves: asyncio.Queue[Moved]
-    _unpublished: deque[Moved]
-    _publish_outage: OutageLog
-    _intent_ids: OrderedDict[str, str | None]
-    _origin_waiters: dict[str, list[asyncio.Future[None]]]
+    def __init__(
+        self,
+        store: AccountStore,
+        state: AccountState,
+        lease: AccountLease,
+        intent_ids: IntentIds,
+        origin_waiters: KeyedWaiters[str],
+    ) -> None:
+        self._store = store
+        self._state = state
+        self._lease = lease
+        self._intent_ids = intent_ids
+        self._origin_waiters = origin_waiters
+        # Redis down: one line when it starts, one a minute, one when it ends (not one per retry).
+        self._outage = OutageLog(log, "position_event.redis_down")
+        self._moves: asyncio.Queue[Moved] = asyncio.Queue()
+        self._unpublished: deque[Moved] = deque(maxlen=4096)
 
-    async def _publisher(self) -> None:
+    def queue(self, moved: Moved) -> None:
+        """A fill that moved a position: its event goes out in order, from :meth:`run`."""
+        self._moves.put_nowait(moved)
+
+    def hand_over(self) -> None:
+        """This instance just took the lease: publish what the old holder may not have."""
+        cutoff = time.monotonic() - _KEEP_UNPUBLISHED_S
+        pending = [m for m in self._unpublished if m.seen_at >= cutoff]
+        self._unpublished.clear()
+        for moved in pending:
+            self._moves.put_nowait(moved)
+
+    async def run(self) -> None:
         while True:
             batch = [await self._moves.get()]
             while len(batch) < _BATCH and not self._moves.empty():
@@ -72,7 +96,7 @@ class Publishing:
                 try:
                     event = await self._event_of(moved)
                 except REDIS_DOWN as exc:
-                    self._publish_outage.failed(error=str(exc))
+                    self._outage.failed(error=str(exc))
                     self._unpublished.append(moved)
                     continue
                 except Exception:
@@ -87,13 +111,13 @@ class Publishing:
         try:
             outcomes = await self._publish_all([event for _moved, event in built])
         except REDIS_DOWN as exc:
-            self._publish_outage.failed(error=str(exc))
+            self._outage.failed(error=str(exc))
             self._unpublished.extend(moved for moved, _event in built)
             return
         except Exception:
             log.exception("position_event.failed", symbol=built[0][1].symbol)
             return
-        self._publish_outage.ok()
+        self._outage.ok()
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
@@ -101,7 +125,7 @@ class Publishing:
                 try:
                     await self._published(event)
                 except REDIS_DOWN as exc:
-                    self._publish_outage.failed(error=str(exc))
+                    self._outage.failed(error=str(exc))
                 except Exception:
                     log.exception("position_event.failed", symbol=event.symbol)
 
@@ -112,7 +136,7 @@ class Publishing:
             fill.client_order_id if role_of(fill.client_order_id) else (algo.client_algo_id if algo else "")
         )
         digest = intent_digest(client_id) if client_id else None
-        intent_id = await self._intent_id(fill.symbol, digest) if digest else None
+        intent_id = await self._intent_ids.lookup(fill.symbol, digest) if digest else None
         return position_event(
             fill,
             moved.before,
@@ -123,33 +147,14 @@ class Publishing:
 
     async def _origin(self, fill: OrderTradeUpdate) -> AlgoView | None:
         """The conditional order that placed ``fill``'s order, waiting briefly for its ALGO_UPDATE."""
-        algo = self.state.algo_for_order(fill.order_id)
+        algo = self._state.algo_for_order(fill.order_id)
         if algo is not None or role_of(fill.client_order_id) or fill.original_type not in _TRIGGERED_TYPES:
             return algo
 
-        await wait_for_key(self._origin_waiters, str(fill.order_id), _ORIGIN_WAIT_S)
-        return self.state.algo_for_order(fill.order_id)
+        await self._origin_waiters.wait(str(fill.order_id), _ORIGIN_WAIT_S)
+        return self._state.algo_for_order(fill.order_id)
 
-    def _remember_intent(self, digest: str, intent_id: str | None) -> None:
-        self._intent_ids[digest] = intent_id
-        self._intent_ids.move_to_end(digest)
-        while len(self._intent_ids) > _MAX_INTENT_IDS:
-            self._intent_ids.popitem(last=False)
-
-    async def _intent_id(self, symbol: str, digest: str) -> str | None:
-        """The intent id of one of our ids: from memory, else its record (written while the order
-        travelled, so on another instance it may land a moment after the fill)."""
-        if digest in self._intent_ids:
-            return self._intent_ids[digest]
-        for delay_s in (0.0, *BOOKKEEPING_RETRIES):
-            await asyncio.sleep(delay_s)
-            record = await self.store.get_record(symbol, digest)
-            if record is not None:
-                self._remember_intent(digest, record.intent_id)
-                return record.intent_id
-        return None
-
-    async def _publish(self, event: PositionEvent) -> int:
+    async def publish(self, event: PositionEvent) -> int:
         """Publish one event now (1 published, 0 before, -1 not the holder)."""
         [outcome] = await self._publish_all([event])
         if outcome == 1:
@@ -157,9 +162,9 @@ class Publishing:
         return outcome
 
     async def _publish_all(self, events: list[PositionEvent]) -> list[int]:
-        if not self.leader:
+        if not self._lease.leader:
             return [-1] * len(events)
-        return await self.store.publish_many(events)
+        return await self._store.publish_many(events)
 
     async def _published(self, event: PositionEvent) -> None:
         metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
@@ -178,32 +183,10 @@ class Publishing:
         """A stop or target filled: the record of the intent it protected shrinks by the fill."""
         if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
             return
-        for record in await self.store.records_of(event.symbol):
+        for record in await self._store.records_of(event.symbol):
             if record.intent_id == event.intent_id and record.opened:
                 left = record.quantity - event.quantity
                 if left <= 0:
-                    await self.store.drop_record(event.symbol, record.digest)
+                    await self._store.drop_record(event.symbol, record.digest)
                 else:
-                    await self.store.put_record(replace(record, quantity=left))
-
-
-async def wait_for_key(table: dict[Any, list[asyncio.Future[None]]], key: Any, timeout_s: float) -> None:
-    """Wait until ``key`` is woken or ``timeout_s`` passed."""
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    table.setdefault(key, []).append(future)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, timeout_s)
-    finally:
-        waiting = table.get(key)
-        if waiting is not None:
-            with contextlib.suppress(ValueError):
-                waiting.remove(future)
-            if not waiting:
-                del table[key]
-
-
-def wake_key(table: dict[Any, list[asyncio.Future[None]]], key: Any) -> None:
-    for future in table.pop(key, []):
-        if not future.done():
-            future.set_result(None)
+                    await self._store.put_record(replace(record, quantity=left))

@@ -26,7 +26,7 @@ from typing import Final, Literal
 from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.roles import leg_ids
-from quantum_exec.account.state import AlgoView
+from quantum_exec.account.views import AlgoView
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 from quantum_exec.execution.netting import can_reduce
 from quantum_exec.ids import client_order_id, is_own_protective

@@ -1,4 +1,4 @@
-"""Resync, gap replay and reconciliation of the account follower (a mixin of AccountFollower).
+"""Resync, gap replay and reconciliation of the account follower.
 
 On every (re)connect (and takeover) REST snapshots are merged into the view by time: fills that
 arrive while they travel survive them (:meth:`.state.AccountState.resync`). Before that, the fills
@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
 from quantum_exec.account.events import ExecutionType, OrderTradeUpdate, PositionSide
+from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.live_oco import LiveOco
 from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason, PositionView
-from quantum_exec.account.publishing import Publishing
+from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.reconcile import Protect, RecordFlat, ReportExternal, plan_reconcile
 from quantum_exec.account.roles import intent_digest
-from quantum_exec.account.state import AccountState, AlgoView
+from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
+from quantum_exec.account.views import AlgoView
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
-from quantum_exec.execution.legs import LegOrder
+from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
@@ -42,88 +43,112 @@ ZERO: Final = Decimal(0)
 _GAP_LOOKBACK_MS: Final = 60_000
 
 
-class Resyncing(LiveOco, Publishing):
-    """The REST side of following the account; the follower provides the attributes below."""
+class Resyncer:
+    """The REST side of following the account.
 
-    _settings: Settings
-    _gateway: BinanceGateway
-    store: AccountStore
-    state: AccountState
-    leader: bool
-    synced: asyncio.Event
-    _resync_lock: asyncio.Lock
-    _moved: Callable[[OrderTradeUpdate, PositionView, PositionView], None]
-    _still_leader: Callable[[], Awaitable[bool]]
+    ``on_fill`` takes each fill of the gap the view had not applied (position before and after),
+    as the follower takes pushed ones; ``synced`` is set after the first resync.
+    """
 
-    async def _resync(self) -> None:
-        async with self._resync_lock:
+    def __init__(
+        self,
+        gateway: BinanceGateway,
+        legs: LegPlacer,
+        store: AccountStore,
+        state: AccountState,
+        lease: AccountLease,
+        oco: LiveOco,
+        publisher: Publisher,
+        on_fill: Callable[[OrderTradeUpdate, PositionView, PositionView], None],
+        synced: asyncio.Event,
+    ) -> None:
+        self._gateway = gateway
+        self._legs = legs
+        self._store = store
+        self._state = state
+        self._lease = lease
+        self._oco = oco
+        self._publisher = publisher
+        self._on_fill = on_fill
+        self._synced = synced
+        self._lock = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """True while a resync runs (another one waits for it)."""
+        return self._lock.locked()
+
+    async def run(self) -> None:
+        """Merge REST snapshots into the view (after replaying the gap), then reconcile as holder."""
+        async with self._lock:
             try:
                 # Events keep arriving while the snapshots travel: the view merges them by time.
                 asked_ms = int(time.time() * 1000)
                 positions = await self._gateway.positions()
                 algos = await self._gateway.open_algo_orders()
-                if self.state.generation > 0:
+                if self._state.generation > 0:
                     await self._replay_gap(positions, algos)
-                self.state.resync(positions, algos, as_of_ms=asked_ms)
+                self._state.resync(positions, algos, as_of_ms=asked_ms)
             except Exception:
                 metrics.ACCOUNT_RESYNCS.labels(outcome="failed").inc()
                 raise
             metrics.ACCOUNT_RESYNCS.labels(outcome="ok").inc()
             metrics.USER_STREAM_LAST_EVENT.set(time.time())
-            metrics.OPEN_POSITIONS.set(self.state.open_count())
-            if self.leader:
+            metrics.OPEN_POSITIONS.set(self._state.open_count())
+            if self._lease.leader:
                 # The merged view, not the raw snapshots: a fill they missed is a position still.
-                await self._reconcile(self.state.positions(), self.state.open_algo_orders())
-                for symbol in sorted(self.state.symbols()):
-                    self._kick(symbol)
-            self.synced.set()
+                await self._reconcile(self._state.positions(), self._state.open_algo_orders())
+                for symbol in sorted(self._state.symbols()):
+                    self._oco.kick(symbol)
+            self._synced.set()
 
     async def _replay_gap(self, positions: list[Position], algos: list[AlgoOrder]) -> None:
         """Fills missed while the socket was down, applied (and published) as if they had been pushed."""
         rest = {p.symbol: p.amount for p in positions if p.position_side == "BOTH"}
         still_open = {a.client_algo_id for a in algos}
-        for symbol in sorted(self.state.symbols() | set(rest)):
-            if rest.get(symbol, ZERO) == self.state.known_amount(symbol):
+        for symbol in sorted(self._state.symbols() | set(rest)):
+            if rest.get(symbol, ZERO) == self._state.known_amount(symbol):
                 continue
             # Legs of ours that ended during the gap: their triggered order ids name the fills.
-            for leg in self.state.own_protective_known(symbol):
+            for leg in self._state.own_protective_known(symbol):
                 if leg.client_algo_id not in still_open:
                     found = await self._legs.find(leg.client_algo_id)
                     if found is not None:
-                        self.state.record_algo(found)
-            since = self.state.last_fill_ms(symbol)
+                        self._state.record_algo(found)
+            since = self._state.last_fill_ms(symbol)
             start = since + 1 if since else int(time.time() * 1000) - _GAP_LOOKBACK_MS
             orders: dict[int, Order | None] = {}
             for trade in await self._gateway.user_trades_since(symbol, start):
-                if self.state.has_trade(symbol, trade.order_id, trade.trade_id):
+                if self._state.has_trade(symbol, trade.order_id, trade.trade_id):
                     continue
                 if trade.order_id not in orders:
                     orders[trade.order_id] = await self._gateway.get_order_by_id(symbol, trade.order_id)
                 fill = _fill_of(symbol, trade, orders[trade.order_id])
-                applied = self.state.apply(fill)
+                applied = self._state.apply(fill)
                 if applied.fill is not None and applied.before is not None and applied.after is not None:
                     log.info(
                         "account.gap_fill", symbol=symbol, order_id=trade.order_id, trade_id=trade.trade_id
                     )
-                    self._moved(applied.fill, applied.before, applied.after)
+                    self._on_fill(applied.fill, applied.before, applied.after)
 
     async def _reconcile(self, positions: list[PositionView], algos: list[AlgoView]) -> None:
-        records = [r for r in (rec.as_intent_record() for rec in await self.store.records()) if r is not None]
+        stored = await self._store.records()
+        records = [r for r in (rec.as_intent_record() for rec in stored) if r is not None]
         by_client_id = {a.client_algo_id: a for a in algos}
         external = 0
-        token = set_check(self._still_leader)
+        token = set_check(self._lease.still_leader)
         try:
             for action in plan_reconcile(positions, algos, records):
                 kind = type(action).__name__
                 try:
                     if isinstance(action, Cancel):
-                        await self._cancel(by_client_id[action.client_algo_id].algo_id, action.reason)
+                        await self._oco.cancel(by_client_id[action.client_algo_id].algo_id, action.reason)
                     elif isinstance(action, Protect):
                         await self._protect(action, by_client_id)
                     elif isinstance(action, RecordFlat):
                         digest = intent_digest(client_order_id(action.intent_key, "entry"))
                         if digest:
-                            await self.store.drop_record(action.symbol, digest)
+                            await self._store.drop_record(action.symbol, digest)
                     elif isinstance(action, ReportExternal):
                         external += 1
                         await self._report_external(action)
@@ -150,9 +175,9 @@ class Resyncing(LiveOco, Publishing):
     async def _protect(self, action: Protect, by_client_id: dict[str, AlgoView]) -> None:
         old = by_client_id.get(action.replaces) if action.replaces is not None else None
         if old is not None:
-            await self._replace_leg(old, action.quantity, "protection too small", action.trigger_price)
+            await self._oco.replace_leg(old, action.quantity, "protection too small", action.trigger_price)
         else:
-            await self._place_leg(
+            await self._oco.place_leg(
                 LegOrder(
                     action.symbol,
                     action.side,
@@ -194,7 +219,7 @@ class Resyncing(LiveOco, Publishing):
             order_id=0,
             time=now.replace(microsecond=now.microsecond // 1000 * 1000),
         )
-        await self._publish(event)
+        await self._publisher.publish(event)
 
 
 def _fill_of(symbol: str, trade: Trade, order: Order | None) -> OrderTradeUpdate:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import re
 from typing import Final, cast
 
-from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective
+__all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
+
+from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, replacement_of
 
 _ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
 # The role letter, an optional child number (a slice of a sliced entry or close), the digest.
 _OWN_RE: Final = re.compile(rf"{PREFIX}([{''.join(ROLE_LETTERS.values())}])(?:[1-9][0-9]?)?-([0-9a-f]{{30}})")
+__all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
+
 _SIBLING_LETTER: Final = {ROLE_LETTERS["sl"]: ROLE_LETTERS["tp"], ROLE_LETTERS["tp"]: ROLE_LETTERS["sl"]}
 
 
@@ -32,21 +36,16 @@ def intent_digest(client_id: str) -> str | None:
 
 
 def sibling_of(client_algo_id: str) -> str | None:
-    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``."""
+    """The other protective leg of the same intent (stop-loss <-> take-profit), else ``None``.
+
+    A level of a take-profit ladder has the stop-loss as its sibling (the stop filled: the level
+    protects nothing), but the stop's sibling is the single take-profit only: a ladder level that
+    fills closes part of the position, and the stop shrinks to the rest instead of going."""
     if not is_own_protective(client_algo_id):
         return None
     cut = len(PREFIX)
-    return client_algo_id[:cut] + _SIBLING_LETTER[client_algo_id[cut]] + client_algo_id[cut + 1 :]
-
-
-def replacement_of(client_algo_id: str) -> str:
-    """The id a replacement of our leg ``client_algo_id`` is placed under: the plain id and the one
-    numbered 1 alternate (the new leg is placed while the old one is still open, and an id is unique
-    among open orders). Both name the same intent and role."""
-    cut = len(PREFIX) + 1
-    if client_algo_id[cut] == "-":
-        return f"{client_algo_id[:cut]}1{client_algo_id[cut:]}"
-    return client_algo_id[:cut] + client_algo_id[client_algo_id.index("-", cut) :]
+    letter = _SIBLING_LETTER[client_algo_id[cut]]
+    return client_algo_id[:cut] + letter + client_algo_id[client_algo_id.index("-", cut) :]
 
 
 def leg_ids(client_algo_id: str) -> tuple[str, str]:

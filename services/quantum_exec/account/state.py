@@ -22,12 +22,12 @@ makes every query raise :class:`StaleStateError` until the next resync.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
+from quantum_exec.account.algo_book import AlgoBook
 from quantum_exec.account.events import (
     AccountUpdate,
     AlgoUpdate,
@@ -35,147 +35,21 @@ from quantum_exec.account.events import (
     OrderTradeUpdate,
     UserEvent,
 )
+from quantum_exec.account.order_fills import OrderFills
 from quantum_exec.account.positions import PositionView, apply_fill
-from quantum_exec.errors import QuantumError
-from quantum_exec.exchange.wire import (
-    FINAL_ORDER_STATUSES,
-    AlgoOrder,
-    AlgoStatus,
-    OrderSide,
-    OrderStatus,
-    Position,
-)
-from quantum_exec.ids import is_own_protective
+from quantum_exec.account.views import NOTHING, AlgoView, Applied, FillSummary, StaleStateError
+from quantum_exec.exchange.wire import AlgoOrder, Position
+
+# AlgoView, FillSummary and StaleStateError live in .views; still importable from here.
+__all__ = ["SETTLE_GRACE_S", "AccountState", "AlgoView", "Applied", "FillSummary", "StaleStateError"]
 
 ZERO: Final = Decimal(0)
-# Fills are kept for this many recent orders; the executor reads them right after its own order.
-MAX_ORDERS_WITH_FILLS: Final = 4096
-# Final algo orders are remembered this long (count), so the OCO can see which leg filled.
-MAX_CLOSED_ALGO_ORDERS: Final = 4096
 # Recent fills kept to be applied again over a REST snapshot older than they are.
 MAX_RECENT_FILLS: Final = 4096
 # How long an event may wait for an event of another type that happened before it (Binance orders
 # events within one type only): an ACCOUNT_UPDATE ahead of its fill, a leg armed ahead of the fill
 # of the entry it protects. Seconds; bounded, so a fill really missed still starts a resync.
 SETTLE_GRACE_S: Final = 0.5
-# Legs remembered as armed lately before the older ones are forgotten (they settled long ago).
-MAX_SETTLING_LEGS: Final = 1024
-
-
-class StaleStateError(QuantumError):
-    """The view is not known to match the exchange (stream down, or no resync yet): do not act on it."""
-
-
-@dataclass(frozen=True, slots=True)
-class AlgoView:
-    """A conditional order as last seen (REST snapshot or ALGO_UPDATE)."""
-
-    client_algo_id: str
-    algo_id: int
-    symbol: str
-    side: OrderSide
-    order_type: str
-    quantity: Decimal
-    trigger_price: Decimal
-    close_position: bool
-    reduce_only: bool
-    status: AlgoStatus
-    actual_order_id: str = ""
-    executed_qty: Decimal = ZERO
-    reject_reason: str = ""
-    update_time_ms: int = 0
-
-    @property
-    def is_armed(self) -> bool:
-        """Waiting for its trigger: the only state in which a cancel or replace is certain to work."""
-        return self.status is AlgoStatus.NEW
-
-    @classmethod
-    def from_event(cls, event: AlgoUpdate) -> AlgoView:
-        return cls(
-            client_algo_id=event.client_algo_id,
-            algo_id=event.algo_id,
-            symbol=event.symbol,
-            side=event.side,
-            order_type=event.order_type,
-            quantity=event.quantity,
-            trigger_price=event.trigger_price,
-            close_position=event.close_position,
-            reduce_only=event.reduce_only,
-            status=event.status,
-            actual_order_id=event.actual_order_id,
-            executed_qty=event.executed_qty,
-            reject_reason=event.reject_reason,
-            update_time_ms=event.event_time_ms,
-        )
-
-    @classmethod
-    def from_rest(cls, order: AlgoOrder) -> AlgoView:
-        return cls(
-            client_algo_id=order.client_algo_id,
-            algo_id=order.algo_id,
-            symbol=order.symbol,
-            side=OrderSide(order.side),
-            order_type=order.order_type,
-            quantity=order.quantity,
-            trigger_price=order.trigger_price,
-            close_position=order.close_position,
-            reduce_only=order.reduce_only,
-            status=AlgoStatus(order.status),
-            actual_order_id=order.actual_order_id,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One trade of an order, from ORDER_TRADE_UPDATE."""
-
-    trade_id: int
-    quantity: Decimal
-    price: Decimal
-    commission: Decimal
-    commission_asset: str
-    realized_pnl: Decimal
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class FillSummary:
-    """An order's fills summed: ``commission_asset`` is ``MIXED`` over several assets, ``None`` for none."""
-
-    quantity: Decimal
-    avg_price: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    realized_pnl: Decimal
-    trade_ids: tuple[int, ...]
-
-    @classmethod
-    def of(cls, fills: Iterable[Fill]) -> FillSummary:
-        trades = sorted(fills, key=lambda f: f.trade_id)
-        quantity = sum((f.quantity for f in trades), ZERO)
-        notional = sum((f.quantity * f.price for f in trades), ZERO)
-        assets = {f.commission_asset for f in trades if f.commission_asset}
-        return cls(
-            quantity=quantity,
-            avg_price=notional / quantity if quantity else ZERO,
-            commission=sum((f.commission for f in trades), ZERO),
-            commission_asset=assets.pop() if len(assets) == 1 else ("MIXED" if assets else None),
-            realized_pnl=sum((f.realized_pnl for f in trades), ZERO),
-            trade_ids=tuple(f.trade_id for f in trades),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What :meth:`AccountState.apply` changed: for a new fill, the position before and after it."""
-
-    fill: OrderTradeUpdate | None = None
-    before: PositionView | None = None
-    after: PositionView | None = None
-
-
-_NOTHING: Final = Applied()
 
 
 class AccountState:
@@ -190,15 +64,9 @@ class AccountState:
         # What the last resync's position snapshot holds: fills up to this time, per symbol it
         # listed; a fill arriving later but not newer is in it already.
         self._snapshot_ms: dict[str, int] = {}
-        # client algo id -> when (monotonic) our leg was seen armed, while it may be settling.
-        self._armed_at: dict[str, float] = {}
-        self._algos: dict[str, AlgoView] = {}
-        self._closed_algos: OrderedDict[str, AlgoView] = OrderedDict()
-        self._fills: OrderedDict[tuple[str, int], dict[int, Fill]] = OrderedDict()
+        self._algos = AlgoBook(SETTLE_GRACE_S)
+        self._orders = OrderFills()
         self._recent_fills: deque[OrderTradeUpdate] = deque(maxlen=MAX_RECENT_FILLS)
-        self._final_orders: OrderedDict[tuple[str, int], OrderStatus] = OrderedDict()
-        # actualOrderId -> client algo id of the conditional order that placed it (bounded).
-        self._by_actual: OrderedDict[str, str] = OrderedDict()
         self.last_event_time_ms: int | None = None
         self.generation = 0
         self.stale = True
@@ -251,33 +119,9 @@ class AccountState:
         self._disagreeing.clear()
         for symbol in self._pushed:
             self._compare(symbol)
-        self._algos = self._merged_algos(open_algo_orders, asked_ms)
+        self._algos.merge(open_algo_orders, asked_ms)
         self.generation += 1
         self.stale = False
-
-    def _merged_algos(self, open_algo_orders: Iterable[AlgoOrder], asked_ms: int) -> dict[str, AlgoView]:
-        algos: dict[str, AlgoView] = {}
-        for order in open_algo_orders:
-            view = AlgoView.from_rest(order)
-            self._index(view)
-            if view.status.is_final:
-                continue
-            closed = self._closed_algos.get(view.client_algo_id)
-            if closed is not None and closed.algo_id == view.algo_id:
-                continue  # it ended after the snapshot was taken: a final status is for good
-            live = self._algos.get(view.client_algo_id)
-            if live is not None and (
-                # A snapshot never moves an order back: keep what the stream saw it become since.
-                view.status.may_become(live.status)
-                if live.algo_id == view.algo_id
-                else live.update_time_ms > asked_ms
-            ):
-                view = live
-            algos[view.client_algo_id] = view
-        for client_algo_id, live in self._algos.items():
-            if client_algo_id not in algos and live.update_time_ms > asked_ms:
-                algos[client_algo_id] = live  # placed (or moved) while the snapshot travelled
-        return algos
 
     def is_current(self, generation: int) -> bool:
         """True when the view is fresh and no resync happened since ``generation`` was read."""
@@ -289,19 +133,19 @@ class AccountState:
         """Fold one event into the view (even while stale: the next resync supersedes it)."""
         if isinstance(event, ListenKeyExpired):
             self.mark_stale()
-            return _NOTHING
+            return NOTHING
         self.last_event_time_ms = max(self.last_event_time_ms or 0, event.event_time_ms)
         if isinstance(event, OrderTradeUpdate):
             return self._apply_order(event)
         if isinstance(event, AlgoUpdate):
-            self._apply_algo(event)
+            self._algos.apply(event)
         elif isinstance(event, AccountUpdate):
             for pushed in event.positions:
                 if pushed.position_side == "BOTH":
                     view = PositionView(pushed.symbol, pushed.amount, pushed.entry_price)
                     self._pushed[pushed.symbol] = (event.transaction_time_ms, view)
                     self._compare(pushed.symbol)
-        return _NOTHING
+        return NOTHING
 
     def _compare(self, symbol: str) -> None:
         """Note whether the pushed amount of ``symbol`` disagrees with the fills, and since when."""
@@ -317,31 +161,10 @@ class AccountState:
             self._disagreeing.pop(symbol, None)
 
     def _apply_order(self, event: OrderTradeUpdate) -> Applied:
-        if event.status in FINAL_ORDER_STATUSES:
-            self._final_orders[(event.symbol, event.order_id)] = event.status
-            while len(self._final_orders) > MAX_ORDERS_WITH_FILLS:
-                self._final_orders.popitem(last=False)
-        if not event.is_fill:
-            return _NOTHING
-        key = (event.symbol, event.order_id)
-        trades = self._fills.get(key)
-        if trades is None:
-            trades = self._fills[key] = {}
-            while len(self._fills) > MAX_ORDERS_WITH_FILLS:
-                self._fills.popitem(last=False)
-        if event.trade_id in trades:
-            return _NOTHING  # a replayed event: counted once
-        trades[event.trade_id] = Fill(
-            trade_id=event.trade_id,
-            quantity=event.last_qty,
-            price=event.last_price,
-            commission=event.commission,
-            commission_asset=event.commission_asset,
-            realized_pnl=event.realized_profit,
-            time_ms=event.trade_time_ms,
-        )
+        if not self._orders.record(event):
+            return NOTHING  # no fill, or a replayed one: counted once
         if _fill_time_ms(event) <= self._snapshot_ms.get(event.symbol, 0):
-            return _NOTHING  # late behind the last resync, whose snapshot holds it already
+            return NOTHING  # late behind the last resync, whose snapshot holds it already
         self._recent_fills.append(event)
         before = self._positions.get(event.symbol) or PositionView(event.symbol)
         after = apply_fill(before, event)
@@ -350,33 +173,6 @@ class AccountState:
         self._last_fill_ms[event.symbol] = max(last, event.transaction_time_ms)
         self._compare(event.symbol)
         return Applied(fill=event, before=before, after=after)
-
-    def _apply_algo(self, event: AlgoUpdate) -> None:
-        current = self._algos.get(event.client_algo_id)
-        if current is not None and current.update_time_ms > event.event_time_ms:
-            return  # older than what we have
-        view = AlgoView.from_event(event)
-        self._index(view)
-        if view.is_armed and is_own_protective(view.client_algo_id):
-            now = time.monotonic()
-            if len(self._armed_at) >= MAX_SETTLING_LEGS:  # only the last grace's matter
-                self._armed_at = {k: t for k, t in self._armed_at.items() if now - t < SETTLE_GRACE_S}
-            self._armed_at.setdefault(view.client_algo_id, now)
-        else:
-            self._armed_at.pop(view.client_algo_id, None)
-        if view.status.is_final:
-            self._algos.pop(view.client_algo_id, None)
-            self._closed_algos[view.client_algo_id] = view
-            self._closed_algos.move_to_end(view.client_algo_id)
-            while len(self._closed_algos) > MAX_CLOSED_ALGO_ORDERS:
-                self._closed_algos.popitem(last=False)
-        elif current is None:
-            self._algos[view.client_algo_id] = view
-        else:
-            # A triggered update may omit what the first one said; keep the last non-empty values.
-            self._algos[view.client_algo_id] = replace(
-                view, actual_order_id=view.actual_order_id or current.actual_order_id
-            )
 
     # ---- queries (raise StaleStateError while stale)
 
@@ -397,34 +193,25 @@ class AccountState:
     def open_algo_orders(self, symbol: str | None = None) -> list[AlgoView]:
         """Conditional orders not yet final (NEW, TRIGGERING, TRIGGERED), of any owner."""
         self._fresh()
-        return [a for a in self._algos.values() if symbol is None or a.symbol == symbol]
+        return self._algos.open(symbol)
 
     def open_protective(self, symbol: str) -> list[AlgoView]:
         """Our own stop-loss / take-profit orders on ``symbol`` that are not final yet."""
-        return [a for a in self.open_algo_orders(symbol) if is_own_protective(a.client_algo_id)]
+        self._fresh()
+        return self._algos.own_protective(symbol)
 
     def algo_order(self, client_algo_id: str) -> AlgoView | None:
         """A conditional order by client id: open, or recently final (with its last status)."""
         self._fresh()
-        return self._algos.get(client_algo_id) or self._closed_algos.get(client_algo_id)
+        return self._algos.get(client_algo_id)
 
     def algo_for_order(self, order_id: int) -> AlgoView | None:
         """The conditional order whose trigger placed the regular order ``order_id`` (its ``ai``)."""
-        client_algo_id = self._by_actual.get(str(order_id))
-        if client_algo_id is None:
-            return None
-        return self._algos.get(client_algo_id) or self._closed_algos.get(client_algo_id)
+        return self._algos.for_order(order_id)
 
     def knows_algo_id(self, algo_id: int) -> bool:
         """True when a conditional order of this algo id is open or recently final in the view."""
-        return any(a.algo_id == algo_id for a in (*self._algos.values(), *self._closed_algos.values()))
-
-    def _index(self, view: AlgoView) -> None:
-        if view.actual_order_id:
-            self._by_actual[view.actual_order_id] = view.client_algo_id
-            self._by_actual.move_to_end(view.actual_order_id)
-            while len(self._by_actual) > MAX_CLOSED_ALGO_ORDERS:
-                self._by_actual.popitem(last=False)
+        return self._algos.knows_algo_id(algo_id)
 
     def fills_of(self, symbol: str, order_id: int) -> FillSummary | None:
         """The fills of one order summed (exact), or ``None`` when none was seen.
@@ -432,8 +219,7 @@ class AccountState:
         Keyed by symbol too: Binance order ids are unique per symbol only.
         """
         self._fresh()
-        trades = self._fills.get((symbol, order_id))
-        return FillSummary.of(trades.values()) if trades else None
+        return self._orders.of(symbol, order_id)
 
     def drifted_symbols(self, now: float | None = None) -> list[str]:
         """Symbols whose pushed ACCOUNT_UPDATE amount has disagreed with the fills (no fill newer
@@ -449,7 +235,7 @@ class AccountState:
         """True while ``leg`` (ours, armed) is newer than every position fact seen on its symbol and
         younger than :data:`SETTLE_GRACE_S`: the fill it protects may still be on the way, so the
         position seen is not yet the one it was placed for."""
-        armed_at = self._armed_at.get(leg.client_algo_id)
+        armed_at = self._algos.armed_at(leg.client_algo_id)
         if armed_at is None or leg.update_time_ms <= self._last_fill_ms.get(leg.symbol, 0):
             return False
         return (time.monotonic() if now is None else now) - armed_at < SETTLE_GRACE_S
@@ -460,7 +246,7 @@ class AccountState:
         now = time.monotonic()
         times = [since + SETTLE_GRACE_S for s, since in self._disagreeing.items() if s == symbol]
         times += [
-            self._armed_at[leg.client_algo_id] + SETTLE_GRACE_S
+            (self._algos.armed_at(leg.client_algo_id) or now) + SETTLE_GRACE_S
             for leg in self.own_protective_known(symbol)
             if self.settling(leg, now)
         ]
@@ -483,7 +269,7 @@ class AccountState:
 
     def symbols(self) -> set[str]:
         """Every symbol with a known position or a conditional order."""
-        return {*self._positions, *(a.symbol for a in self._algos.values())}
+        return {*self._positions, *self._algos.symbols()}
 
     def last_fill_ms(self, symbol: str) -> int | None:
         """Transaction time of the last fill seen on ``symbol`` (or of the resync), if any."""
@@ -491,7 +277,7 @@ class AccountState:
 
     def has_trade(self, symbol: str, order_id: int, trade_id: int) -> bool:
         """True when this fill was applied already (the gap replay skips it)."""
-        return trade_id in self._fills.get((symbol, order_id), {})
+        return self._orders.has_trade(symbol, order_id, trade_id)
 
     def snapshot_ms(self, symbol: str) -> int:
         """When the last resync's snapshot of ``symbol`` was taken (0: never)."""
@@ -499,24 +285,15 @@ class AccountState:
 
     def order_done(self, symbol: str, order_id: int) -> bool:
         """True once an ORDER_TRADE_UPDATE said the order is final: its fills are all here."""
-        return (symbol, order_id) in self._final_orders
+        return self._orders.done(symbol, order_id)
 
     def own_protective_known(self, symbol: str) -> list[AlgoView]:
         """Our open protective orders as last seen, fresh or not."""
-        return [a for a in self._algos.values() if a.symbol == symbol and is_own_protective(a.client_algo_id)]
+        return self._algos.own_protective(symbol)
 
     def record_algo(self, order: AlgoOrder) -> None:
         """Fold a REST lookup of one conditional order in (a leg that went final during a gap)."""
-        view = AlgoView.from_rest(order)
-        self._index(view)
-        if view.status.is_final:
-            self._algos.pop(view.client_algo_id, None)
-            self._closed_algos[view.client_algo_id] = view
-            self._closed_algos.move_to_end(view.client_algo_id)
-            while len(self._closed_algos) > MAX_CLOSED_ALGO_ORDERS:
-                self._closed_algos.popitem(last=False)
-        else:
-            self._algos[view.client_algo_id] = view
+        self._algos.record(order)
 
 
 def _fill_time_ms(fill: OrderTradeUpdate) -> int:

@@ -40,6 +40,36 @@ def _twap_arg(value: str) -> dict[str, Any]:
     return {"algo": "twap", "slices": int(slices), "interval_s": str(_decimal_arg(interval))}
 
 
+def _price_or_pct(value: str, price: str, pct: str) -> dict[str, str]:
+    """``105.5`` as ``{price: "105.5"}``, ``2%`` as ``{pct: "2"}``."""
+    text = value.strip()
+    if text.endswith("%"):
+        return {pct: str(_decimal_arg(text[:-1]))}
+    return {price: str(_decimal_arg(text))}
+
+
+def _ladder_arg(value: str) -> list[dict[str, str]]:
+    """``TRIGGER:SIZE_PCT,...`` (a trigger is a price, or a percent with ``%``) as ``take_profits``."""
+    levels: list[dict[str, str]] = []
+    for part in value.split(","):
+        trigger, sep, size = part.partition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(
+                f"expected TRIGGER:SIZE_PCT[,...], e.g. 1%:40,2%:40,105:20 (got {value!r})"
+            )
+        levels.append({**_price_or_pct(trigger, "price", "pct"), "size_pct": str(_decimal_arg(size))})
+    return levels
+
+
+def _trailing_arg(value: str) -> dict[str, str]:
+    """``CALLBACK_PCT[@ACTIVATION]`` (an activation price, or a percent with ``%``) as ``trailing_stop``."""
+    rate, sep, activation = value.partition("@")
+    spec = {"callback_pct": str(_decimal_arg(rate))}
+    if sep:
+        spec.update(_price_or_pct(activation, "activation_price", "activation_pct"))
+    return spec
+
+
 def build_intent(args: argparse.Namespace) -> dict[str, Any]:
     """The intent payload from ``submit``'s flags or JSON file (flags override the file)."""
     payload: dict[str, Any] = {}
@@ -75,6 +105,10 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
         "time_in_force": args.tif,
         "expire_after_s": args.expire_after,
         "execution": getattr(args, "twap", None),
+        "take_profits": getattr(args, "take_profits", None),
+        "break_even_after": getattr(args, "break_even_after", None),
+        "trailing_stop": getattr(args, "trailing", None),
+        "close_pct": getattr(args, "close_pct", None),
     }
     payload.update({k: v for k, v in flags.items() if v is not None})
     if args.reduce_only:
@@ -172,7 +206,12 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--intent-id", help="idempotency key (default: the stream id)")
     p.add_argument("--symbol", help="e.g. BTCUSDT")
-    p.add_argument("--side", type=str.upper, choices=["BUY", "SELL", "CLOSE"], help="BUY, SELL or CLOSE")
+    p.add_argument(
+        "--side",
+        type=str.upper,
+        choices=["BUY", "SELL", "CLOSE", "MODIFY"],
+        help="BUY, SELL, CLOSE, or MODIFY (change the open position's SL/TP/trailing stop)",
+    )
     p.add_argument("--size-usd", type=_decimal_arg, help="notional in USDT")
     p.add_argument("--quantity", type=_decimal_arg, help="base quantity (wins over --size-usd)")
     p.add_argument("--entry-price", type=_decimal_arg, help="reference price for sizing (default: mark)")
@@ -204,6 +243,23 @@ def add_commands(sub: Any) -> None:
         metavar="SLICES:INTERVAL_S",
         help="send the MARKET entry as SLICES orders INTERVAL_S seconds apart (e.g. 5:2)",
     )
+    p.add_argument(
+        "--take-profits",
+        type=_ladder_arg,
+        metavar="TRIGGER:SIZE_PCT,...",
+        help="take-profit ladder, up to 5 levels; a trigger is a price or a percent from the entry "
+        "(e.g. 1%%:40,2%%:40,105:20)",
+    )
+    p.add_argument(
+        "--break-even-after", type=int, metavar="N", help="move the stop to break-even after TP level N"
+    )
+    p.add_argument(
+        "--trailing",
+        type=_trailing_arg,
+        metavar="CALLBACK_PCT[@ACTIVATION]",
+        help="native trailing stop: callback 0.1..20 %%, activation a price or a percent (e.g. 1@2%%)",
+    )
+    p.add_argument("--close-pct", type=_decimal_arg, help="CLOSE: close this percent of the position")
     p.add_argument(
         "--now", action="store_true", help="stamp the intent with the current time (a --file sample)"
     )

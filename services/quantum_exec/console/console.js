@@ -136,6 +136,25 @@ function renderStatus(status) {
     }
   }
   $("health").innerHTML = chips.join("");
+  renderTrading(status.risk);
+}
+
+// The account's trading state (the risk governor): a banner whenever it is not ACTIVE.
+function renderTrading(risk) {
+  const banner = $("trading");
+  const state = risk && risk.state ? risk.state : { state: "ACTIVE" };
+  banner.hidden = state.state === "ACTIVE";
+  banner.dataset.state = state.state;
+  if (banner.hidden) {
+    banner.textContent = "";
+    return;
+  }
+  const what = state.state === "HALTED"
+    ? "nothing new is sent, working entries were cancelled, protective legs stay"
+    : "only intents that reduce exposure are executed";
+  const flatten = state.flatten ? "; closing every position (flatten under way)" : "";
+  banner.textContent = `Trading ${state.state} since ${state.since || "?"}: ${state.reason || "no reason given"} `
+    + `(by ${state.by || "unknown"}) — ${what}${flatten}. quantum-exec resume trades again.`;
 }
 
 function renderSummary(s) {

@@ -6,11 +6,13 @@ from enum import StrEnum
 
 
 class Side(StrEnum):
-    """What the producer asks for: open/increase long (BUY), short (SELL), or flatten (CLOSE)."""
+    """What the producer asks for: open/increase long (BUY), short (SELL), flatten (CLOSE, or part
+    of the position), or change the open position's protection (MODIFY)."""
 
     BUY = "BUY"
     SELL = "SELL"
     CLOSE = "CLOSE"
+    MODIFY = "MODIFY"
 
 
 class ResultStatus(StrEnum):

@@ -106,6 +106,7 @@ _SIDE_WORDS: Final = {
     "BUY": Side.BUY,
     "SELL": Side.SELL,
     "CLOSE": Side.CLOSE,
+    "MODIFY": Side.MODIFY,
     "LONG": Side.BUY,
     "SHORT": Side.SELL,
 }
@@ -114,7 +115,7 @@ _SIDE_WORDS: Final = {
 def _side(field: str, raw: Any) -> Side:
     side = _SIDE_WORDS.get(raw.strip().upper()) if isinstance(raw, str) else None
     if side is None:
-        raise _reject(field, "must be BUY, SELL or CLOSE", raw)
+        raise _reject(field, "must be BUY, SELL, CLOSE or MODIFY", raw)
     return side
 
 
@@ -274,15 +275,18 @@ FIELDS: Final[dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]]] = {
         _side,
         {
             "type": "string",
-            "description": "BUY, SELL or CLOSE, case-insensitive (LONG = BUY, SHORT = SELL)",
-            "examples": ["BUY", "SELL", "CLOSE"],
+            "description": "BUY, SELL, CLOSE or MODIFY, case-insensitive (LONG = BUY, SHORT = SELL)",
+            "examples": ["BUY", "SELL", "CLOSE", "MODIFY"],
         },
     ),
     "action": (_side, {"type": "string", "description": "alias of side"}),
     "position_size_usd": (_positive, {**_NUMBER_SCHEMA, "description": "notional in the quote asset, > 0"}),
     "quantity": (
         _positive,
-        {**_NUMBER_SCHEMA, "description": "base quantity, > 0; wins over position_size_usd"},
+        {
+            **_NUMBER_SCHEMA,
+            "description": "base quantity, > 0; wins over position_size_usd; on a CLOSE: close this much",
+        },
     ),
     "entry_price": (_positive, {**_NUMBER_SCHEMA, "description": "reference price for sizing, > 0"}),
     "leverage": (_leverage, {"type": ["integer", "number", "string"], "minimum": 1, "maximum": MAX_LEVERAGE}),

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,8 +15,12 @@ from quantum_exec.contracts.codec import dumps, show
 from quantum_exec.contracts.enums import Side
 from quantum_exec.contracts.fields import FIELDS, Twap
 from quantum_exec.contracts.meta import bounded_meta
+from quantum_exec.contracts.stops import STOP_FIELDS, TakeProfitLevel, TrailingStop, check_stops
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.settings import MarginType
+
+# Every field's validator and schema: the entry's and the stop-management ones.
+ALL_FIELDS: Final = {**FIELDS, **STOP_FIELDS}
 
 
 def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
@@ -24,7 +28,7 @@ def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     extras: dict[Any, Any] = {}
     for key, raw in payload.items():
-        spec = FIELDS.get(key) if type(key) is str else None
+        spec = ALL_FIELDS.get(key) if type(key) is str else None
         if spec is None:
             if key == "meta" and isinstance(raw, Mapping):
                 # Our own meta coming back (model_dump -> TradeIntent): unfold it, do not nest it.
@@ -37,7 +41,9 @@ def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
     action = values.pop("action", None)
     side = values.setdefault("side", action)
     if side is None:
-        raise IntentRejected(ReasonCode.INVALID_FIELD, "side: required (BUY, SELL or CLOSE; alias action)")
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD, "side: required (BUY, SELL, CLOSE or MODIFY; alias action)"
+        )
     if action is not None and action is not side:
         raise IntentRejected(
             ReasonCode.INVALID_FIELD,
@@ -45,11 +51,17 @@ def _normalize_intent(payload: Mapping[Any, Any]) -> dict[str, Any]:
         )
     if "symbol" not in values:
         raise IntentRejected(ReasonCode.INVALID_FIELD, "symbol: required (e.g. BTCUSDT)")
-    if side is not Side.CLOSE and "quantity" not in values and "position_size_usd" not in values:
+    check_stops(values, side)
+    if (
+        side not in (Side.CLOSE, Side.MODIFY)
+        and "quantity" not in values
+        and "position_size_usd" not in values
+    ):
         raise IntentRejected(
             ReasonCode.INVALID_FIELD, f"position_size_usd: required for {side.value} (or quantity)"
         )
-    _check_entry(values, side)
+    if side is not Side.MODIFY:
+        _check_entry(values, side)
     values["meta"] = bounded_meta(extras) if extras else {}
     return values
 
@@ -140,6 +152,10 @@ class TradeIntent(BaseModel):
     time_in_force: str | None = None
     expire_after_s: Decimal | None = None
     execution: Twap | None = None
+    take_profits: tuple[TakeProfitLevel, ...] | None = None
+    break_even_after: int | None = None
+    trailing_stop: TrailingStop | None = None
+    close_pct: Decimal | None = None
     timestamp: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
@@ -152,9 +168,9 @@ class TradeIntent(BaseModel):
 
     @property
     def is_long(self) -> bool:
-        """True for BUY, False for SELL; CLOSE has no direction and raises ValueError."""
-        if self.side is Side.CLOSE:
-            raise ValueError("a CLOSE intent has no direction")
+        """True for BUY, False for SELL; CLOSE and MODIFY have no direction and raise ValueError."""
+        if self.side in (Side.CLOSE, Side.MODIFY):
+            raise ValueError(f"a {self.side.value} intent has no direction")
         return self.side is Side.BUY
 
 
@@ -179,14 +195,16 @@ def intent_key(intent: TradeIntent, stream_id: str) -> str:
 
 def intent_json_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) of the TradeIntent payload this service accepts."""
-    properties = {name: dict(schema) for name, (_, schema) in FIELDS.items()}
+    properties = {name: dict(schema) for name, (_, schema) in ALL_FIELDS.items()}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "urn:quantum:trade.intent",
         "title": "TradeIntent",
         "description": (
             "Payload of a trade.intent stream entry. Unknown fields are allowed and echoed back in "
-            "the result's meta. BUY/SELL need position_size_usd or quantity."
+            "the result's meta. BUY/SELL need position_size_usd or quantity; a CLOSE may take "
+            "quantity or close_pct (a partial close); a MODIFY changes the open position's "
+            "stop_loss(_pct), take_profit(_pct), take_profits, trailing_stop or break_even_after."
         ),
         "type": "object",
         "properties": properties,
@@ -200,10 +218,23 @@ def intent_digest(intent: TradeIntent) -> str:
     """A hash of the normalized intent: two payloads that mean the same intent hash the same.
 
     The ``timestamp`` is left out: a producer that re-sends the same intent stamped anew is
-    retrying, not re-using the id for another trade.
+    retrying, not re-using the id for another trade. The stop-management fields count only when
+    set, so an intent without them hashes as it did before they existed.
     """
     fields = {
-        name: format(value.normalize(), "f") if isinstance(value, Decimal) else value  # 100 == 100.0
+        name: _normalized(value)
         for name, value in intent.model_dump(exclude={"timestamp"}).items()
+        if value is not None or name not in STOP_FIELDS
     }
     return hashlib.sha256(dumps(fields, sort_keys=True)).hexdigest()[:32]
+
+
+def _normalized(value: Any) -> Any:
+    """Decimals as their normalized text (100 == 100.0), inside lists and objects too."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalized(v) for v in value]
+    return value

@@ -46,6 +46,7 @@ class ProtectiveOrder(BaseModel):
     close_position: bool = False
     state: str | None = None  # the algoStatus (NEW, TRIGGERED, ...) or None when never placed
     error: ResultError | None = None
+    level: int | None = None  # a take-profit ladder's level (1..5); None for a single leg
 
 
 class CloseFill(BaseModel):
@@ -102,6 +103,11 @@ class ExecutionResult(BaseModel):
     client_order_id: str | None = None
     stop_loss: ProtectiveOrder | None = None
     take_profit: ProtectiveOrder | None = None
+    # A take-profit ladder's levels (take_profit is then its last level, for older consumers).
+    take_profits: list[ProtectiveOrder] | None = None
+    # A MODIFY (or a partial CLOSE that resized the legs): our legs on the symbol before and after.
+    legs_before: list[ProtectiveOrder] | None = None
+    legs_after: list[ProtectiveOrder] | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     commission: JsonDecimal | None = None
     commission_asset: str | None = None

@@ -41,6 +41,7 @@ from quantum_exec.exchange.codes import (
     typed_error,
 )
 from quantum_exec.exchange.endpoints import (
+    EP_BALANCE,
     EP_CANCEL_ALGO,
     EP_CANCEL_ORDER,
     EP_EXCHANGE_INFO,
@@ -454,6 +455,14 @@ class BinanceGateway:
         params = {"symbol": symbol} if symbol else None
         raw = await self._call(EP_POSITION_RISK, params)
         return [Position.parse(item) for item in raw or []]
+
+    async def wallet_balance(self, asset: str = "USDT") -> Decimal:
+        """The futures wallet's balance of ``asset`` (GET /fapi/v2/balance; zero when not listed)."""
+        raw = await self._call(EP_BALANCE, None)
+        for item in raw or []:
+            if item.get("asset") == asset:
+                return dec(item.get("balance"), "balance")
+        return Decimal(0)
 
     async def position_amount(self, symbol: str) -> Decimal:
         """Net position of ``symbol`` (one-way mode: the BOTH side; hedge: LONG minus |SHORT|)."""

@@ -211,6 +211,7 @@ class Position:
     mark_price: Decimal = ZERO
     unrealized_pnl: Decimal = ZERO
     update_time_ms: int = 0  # the last change of the position (0: never, or not said)
+    liquidation_price: Decimal = ZERO  # zero: none (flat, or margin far beyond the position)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Position:
@@ -228,6 +229,7 @@ class Position:
             mark_price=dec(raw.get("markPrice", "0"), "markPrice"),
             unrealized_pnl=dec(raw.get("unRealizedProfit", "0"), "unRealizedProfit"),
             update_time_ms=int(raw.get("updateTime") or 0),
+            liquidation_price=dec(raw.get("liquidationPrice") or "0", "liquidationPrice"),
         )
 
 

@@ -54,14 +54,19 @@ from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.netting import is_opposite
+from quantum_exec.execution.netting import is_opposite, only_reduces
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
 from quantum_exec.execution.outcomes import as_poison, record_failure, record_fill
-from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
+from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans, RiskCheck
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.break_even import break_even_of
+from quantum_exec.execution.stops.budget import check_budget, legs_needed
+from quantum_exec.execution.stops.modify import Modifier
+from quantum_exec.execution.stops.support import refuse_unsupported
+from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -108,6 +113,9 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
+        # The account's risk governor (set by the service): asked before a new entry's first order.
+        self.risk: RiskCheck | None = None
+        self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
     def account(self) -> AccountView | None:
@@ -174,8 +182,11 @@ class Executor:
         lock = self._locks.setdefault(intent.symbol, asyncio.Lock())
         async with lock:
             try:
+                refuse_unsupported(intent)
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
+                elif intent.side is Side.MODIFY:
+                    await self._modifier.modify(run)
                 else:
                     await self._open(run)
             except UnknownOutcomeError:
@@ -199,6 +210,23 @@ class Executor:
             protection=result.protection.value,
             code=result.error.code if result.error else None,
             latency_ms=result.latency_ms,
+        )
+        return result
+
+    async def survey(
+        self, intent: TradeIntent, stream_id: str, received_at: datetime, *, attempt: Attempt
+    ) -> ExecutionResult:
+        """The answer to a poison intent whose repair died too: what the exchange holds under its
+        ids, read once, nothing sent (:mod:`.survey`). Raises when the exchange cannot be read."""
+        run = Run(intent, intent_key(intent, stream_id), stream_id, received_at, attempt=attempt)
+        await survey(self.gateway, self._recovery, run, self._settings.max_attempts)
+        result = run.result(self._settings.exchange)
+        log.error(
+            "intent.poison_surveyed",
+            intent_id=run.key,
+            symbol=intent.symbol,
+            executed_quantity=str(result.executed_quantity or 0),
+            protection=result.protection.value,
         )
         return result
 
@@ -232,11 +260,23 @@ class Executor:
         if found is None:
             run.entry_sent = False
             rules, reference, quantity = await self._guards.pre_trade(run, long=long)
+            await check_budget(self._ctx, legs_needed(intent))  # before anything is sent
             if not intent.reduce_only:
                 # A reduce-only intent keeps its own meaning (it never flips): nothing to net.
                 with run.step("position"):
                     run.position_before = await position_amount(self.account, self.gateway, symbol)
                 check_opposite(self._settings, run, run.position_before, quantity, long=long)
+            if self.risk is not None:
+                assert out.leverage is not None
+                before = run.position_before
+                await self.risk.admit(
+                    intent,
+                    reduces=intent.reduce_only
+                    or (before is not None and only_reduces(before, quantity, long=long)),
+                    quantity=quantity,
+                    price=reference,
+                    leverage=out.leverage,
+                )
             await self._own_legs.cancel_orphans(run, symbol)
             assert out.leverage is not None and out.margin_type is not None
             with run.step("leverage"):
@@ -316,7 +356,10 @@ class Executor:
                 intent,
                 held,
                 stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
-                take_profit=out.take_profit.trigger_price if out.take_profit else None,
+                take_profit=out.take_profit.trigger_price
+                if out.take_profit and not out.take_profits
+                else None,
+                break_even=break_even_of(run, rules, long=long),
             )
 
     async def _configure(self, symbol: str, leverage: int, margin_type: str) -> None:

@@ -9,6 +9,7 @@ from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
+from quantum_exec.execution.stops.checks import check_ladder
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import (
     SymbolRules,
@@ -31,7 +32,13 @@ def wants_protection(intent: TradeIntent) -> bool:
     """True when the intent asks for a stop or a target (a reduce-only intent never does)."""
     return not intent.reduce_only and any(
         v is not None
-        for v in (intent.stop_loss, intent.take_profit, intent.stop_loss_pct, intent.take_profit_pct)
+        for v in (
+            intent.stop_loss,
+            intent.take_profit,
+            intent.stop_loss_pct,
+            intent.take_profit_pct,
+            intent.take_profits,
+        )
     )
 
 
@@ -226,4 +233,5 @@ class Guards:
             # Reject a wrong-side intent before any order reaches the exchange.
             sl, tp = self.triggers(rules, intent, long=long, price=reference)
             check_protection(rules, long=long, reference=reference, sl=sl, tp=tp)
+            check_ladder(rules, intent, long=long, reference=reference)
         return rules, reference, quantity

@@ -43,6 +43,11 @@ def is_opposite(position: Decimal, *, long: bool) -> bool:
     return position < 0 if long else position > 0
 
 
+def only_reduces(position: Decimal, quantity: Decimal, *, long: bool) -> bool:
+    """True when an entry of ``quantity`` against ``position`` reduces or closes it and opens nothing."""
+    return is_opposite(position, long=long) and quantity <= abs(position)
+
+
 def netting(position: Decimal, quantity: Decimal, *, long: bool) -> Netting:
     """The case of an entry of ``quantity`` on the intent's side against ``position``."""
     if position == 0:

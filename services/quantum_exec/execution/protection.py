@@ -32,7 +32,8 @@ from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Run, result_error
-from quantum_exec.ids import client_order_id
+from quantum_exec.execution.stops.ladder import plan_ladder
+from quantum_exec.ids import client_order_id, tp_level_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, check_protection
@@ -53,6 +54,12 @@ class Leg:
     quantity: Decimal | None
     order: AlgoOrder | None = None
     error: ExchangeError | IntentRejected | None = None
+    level: int | None = None  # a take-profit ladder's level; None: a leg that closes all of it
+
+    @property
+    def closes_all(self) -> bool:
+        """A stop or a single target: once it fired, the position left through it."""
+        return self.level is None
 
     @property
     def standing(self) -> bool:
@@ -78,6 +85,7 @@ class Leg:
             close_position=self.quantity is None,
             state=state,
             error=result_error(self.error) if self.error else None,
+            level=self.level,
         )
 
 
@@ -119,9 +127,10 @@ class Protector:
         legs = self.legs(run, rules, entry.avg_price, size, long=long, close_position=close_position)
         closing = False  # the earlier attempt (resumed) was in its emergency close
         sl = next((leg.trigger_price for leg in legs if leg.kind == "SL"), None)
-        tp = next((leg.trigger_price for leg in legs if leg.kind == "TP"), None)
+        tps = [leg.trigger_price for leg in legs if leg.kind == "TP"] or [None]
         try:
-            check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
+            for tp in tps:
+                check_protection(rules, long=long, reference=entry.avg_price, sl=sl, tp=tp)
         except IntentRejected as exc:
             # The fill moved past a trigger: such an order would fire at once.
             for leg in legs:
@@ -175,7 +184,21 @@ class Protector:
             legs.append(
                 Leg("SL", OrderType.STOP_MARKET, exit_side, client_order_id(run.key, "sl"), sl, quantity)
             )
-        if tp is not None:
+        if run.intent.take_profits:
+            # Each level closes its share: a quantity whatever the protection mode.
+            for rung in plan_ladder(rules, run.intent.take_profits, size, long=long, entry=price):
+                legs.append(
+                    Leg(
+                        "TP",
+                        OrderType.TAKE_PROFIT_MARKET,
+                        exit_side,
+                        tp_level_id(run.key, rung.level),
+                        rung.trigger,
+                        rung.quantity,
+                        level=rung.level,
+                    )
+                )
+        elif tp is not None:
             legs.append(
                 Leg(
                     "TP",
@@ -244,6 +267,8 @@ class Protector:
                 out.stop_loss = leg.to_contract()
             else:
                 out.take_profit = leg.to_contract()
+                if leg.level is not None:
+                    out.take_profits = [*(out.take_profits or []), out.take_profit]
         return flatten
 
     async def _place_leg(self, symbol: str, leg: Leg) -> None:
@@ -332,5 +357,6 @@ class Protector:
 
 
 def _fired(legs: list[Leg]) -> bool:
-    """True when a leg's trigger was crossed: the position is leaving (or left) through it."""
-    return any(leg.order is not None and leg.order.status.has_fired for leg in legs)
+    """True when the trigger of a leg that closes all of it was crossed: the position is leaving
+    (or left) through it (a ladder level closes only its share)."""
+    return any(leg.closes_all and leg.order is not None and leg.order.status.has_fired for leg in legs)

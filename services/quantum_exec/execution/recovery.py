@@ -57,7 +57,7 @@ class Recovery:
         saved = await self._ctx.plans.load(run.key)
         if saved is not None:
             facts.plan = Plan.from_json(saved)
-            facts.children = await self._children(run, role, len(facts.plan.children))
+            facts.children = await self.children(run, role, len(facts.plan.children))
         elif role == "entry" and intent.order_type in STOP_ENTRIES:
             with run.step("lookup"):
                 facts.algo = await self._ctx.resolver.resolve(
@@ -72,11 +72,11 @@ class Recovery:
                 )
                 if facts.order is None and role == "entry" and intent.order_type == "MARKET":
                     # No plan, no entry: a plan lost with Redis writes leaves its children.
-                    facts.children = await self._children(run, role, MAX_CHILDREN)
+                    facts.children = await self.children(run, role, MAX_CHILDREN)
                     facts.plan = rebuilt_plan(run, list(facts.children.values()))
         return facts
 
-    async def _children(self, run: Run, role: Role, count: int) -> dict[int, Order]:
+    async def children(self, run: Run, role: Role, count: int) -> dict[int, Order]:
         """The children 1..k found by client id, up to the first the exchange does not know."""
         found: dict[int, Order] = {}
         for number in range(1, count + 1):

@@ -80,6 +80,9 @@ class Outcome:
     realized_pnl: Decimal | None = None
     stop_loss: ProtectiveOrder | None = None
     take_profit: ProtectiveOrder | None = None
+    take_profits: list[ProtectiveOrder] | None = None
+    legs_before: list[ProtectiveOrder] | None = None
+    legs_after: list[ProtectiveOrder] | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
     emergency_close: CloseFill | None = None
     children: list[ChildOrder] | None = None
@@ -154,6 +157,14 @@ class Run:
         origin = self.ttl_origin()
         return (origin[0] if origin is not None else self.received_at).timestamp() + ttl_s
 
+    def working_deadline(self, limit_s: float) -> float:
+        """The monotonic time a working entry's window of ``limit_s`` (its ``expire_after_s``) ends:
+        counted from the intent's first attempt, so a resumed entry does not start it over (the
+        time between the first attempt's receipt and this one's is spent already)."""
+        first = self.attempt.first_received_at
+        spent_s = max(0.0, (self.received_at - first).total_seconds()) if first is not None else 0.0
+        return self.began + limit_s - spent_s
+
     def created_s(self) -> float:
         """When the intent entered the system: its stream id's time, else when it was received."""
         created = stream_id_time_s(self.stream_id) if self.stream_id else None
@@ -188,6 +199,9 @@ class Run:
             realized_pnl=out.realized_pnl,
             stop_loss=out.stop_loss,
             take_profit=out.take_profit,
+            take_profits=out.take_profits,
+            legs_before=out.legs_before,
+            legs_after=out.legs_after,
             protection=out.protection,
             emergency_close=out.emergency_close,
             children=out.children,

@@ -158,6 +158,7 @@ class MetricsServer:
         self._head_timeout_s = head_timeout_s
         self._listener: Listener | None = None
         self._extra_routes: dict[str, Handler] = {}
+        self._post_routes: dict[str, Handler] = {}
         self._middlewares: list[Any] = []
         self._fallback: Handler | None = None
         for name, check in checks:
@@ -178,10 +179,18 @@ class MetricsServer:
             raise ValueError(f"readiness check {name!r} is already registered")
         self._checks[name] = check
 
-    def mount(self, routes: dict[str, Handler], *, middleware: Any, fallback: Handler) -> None:
-        """Serve more GET routes (the read API) behind ``middleware``; ``fallback`` answers the rest
-        of their prefix. Before :meth:`start`."""
+    def mount(
+        self,
+        routes: dict[str, Handler],
+        *,
+        middleware: Any,
+        fallback: Handler,
+        post_routes: dict[str, Handler] | None = None,
+    ) -> None:
+        """Serve more GET routes (the read API) and POST routes (the control API) behind
+        ``middleware``; ``fallback`` answers the rest of their prefix. Before :meth:`start`."""
         self._extra_routes.update(routes)
+        self._post_routes.update(post_routes or {})
         self._middlewares.append(middleware)
         self._fallback = fallback
 
@@ -209,6 +218,8 @@ class MetricsServer:
         app = web.Application(middlewares=self._middlewares)
         for path, handler in self._extra_routes.items():
             app.router.add_get(path, handler)
+        for path, handler in self._post_routes.items():
+            app.router.add_post(path, handler)
         if self._fallback is not None:
             app.router.add_route("*", "/api/{tail:.*}", self._fallback)
             app.router.add_route("*", "/api", self._fallback)

@@ -128,6 +128,17 @@ UNPROTECTED_NOW = Gauge(
     "Fills being protected right now that have stood naked longer than QUANTUM_UNPROTECTED_ALERT_S.",
     registry=REGISTRY,
 )
+CONDITIONAL_OPEN = Gauge(
+    f"{PREFIX}_conditional_orders_open",
+    "Open conditional (algo) orders of the account, ours and others, at the last count.",
+    registry=REGISTRY,
+)
+CONDITIONAL_BUDGET = Gauge(
+    f"{PREFIX}_conditional_orders_budget",
+    "The account's budget of open conditional orders (Binance: 200).",
+    registry=REGISTRY,
+)
+CONDITIONAL_BUDGET.set(200)
 STEP_LATENCY = Histogram(
     f"{PREFIX}_step_latency_seconds",
     "Time per execution step (leverage, entry, protection, fees, close, lookup).",
@@ -269,6 +280,30 @@ ACCOUNT_RESYNCS = Counter(
     f"{PREFIX}_account_resyncs_total",
     "REST resyncs of the account view, by outcome.",
     ["outcome"],
+    registry=REGISTRY,
+)
+RISK_STATE = Gauge(
+    f"{PREFIX}_risk_trading_state",
+    "1 for the account's trading state (ACTIVE, REDUCING, HALTED) as this instance last read it.",
+    ["state"],
+    registry=REGISTRY,
+)
+RISK_LIMIT_USE = Gauge(
+    f"{PREFIX}_risk_limit_use_ratio",
+    "How much of each account risk limit is used (1 = at the limit); absent while the limit is off.",
+    ["limit"],
+    registry=REGISTRY,
+)
+RISK_REFUSED = Counter(
+    f"{PREFIX}_risk_refused_total",
+    "Intents refused by the risk governor, by reason code.",
+    ["code"],
+    registry=REGISTRY,
+)
+RISK_TRANSITIONS = Counter(
+    f"{PREFIX}_risk_transitions_total",
+    "Trading-state transitions this instance wrote, by the state entered.",
+    ["state"],
     registry=REGISTRY,
 )
 ACCOUNT_LEASE_HELD = Gauge(

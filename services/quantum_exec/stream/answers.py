@@ -56,8 +56,10 @@ class Answers:
         *,
         lease: Lease | None,
         dead_letter: dict[bytes | str, bytes | str] | None = None,
-    ) -> None:
-        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away.
+        release: bool = False,
+    ) -> bool:
+        """Publish + done + (dead letter) + XACK atomically, retrying while Redis is away; with
+        ``release``, the lease given back in the same script. True when the lease needs no release.
 
         Known secrets are removed from what is published (echoed producer fields, messages).
         """
@@ -71,6 +73,7 @@ class Answers:
                 result_fields=fields,
                 lease=lease,
                 dead_letter=dead_letter,
+                release=release,
             ),
             "commit",
         )
@@ -104,6 +107,7 @@ class Answers:
             log.warning(
                 "intent.commit_fenced", stream_id=entry.stream_id, intent_id=key, symbol=result.symbol
             )
+        return outcome.released
 
     async def invalid(
         self, entry: Entry, reason: ReasonCode, message: str, payload: dict[str, Any] | None
@@ -153,16 +157,18 @@ class Answers:
         log.info("intent.duplicate", stream_id=entry.stream_id, intent_id=key)
 
     async def poison(
-        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int
+        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int, unread: str
     ) -> None:
-        """Dead-letter a poison intent whose one repair died too: answered without the exchange."""
+        """Dead-letter a poison intent whose one repair died too, answered without the exchange:
+        its lookup (see ``runner.IntentRunner._poison``) failed or died, for the reason ``unread``."""
         entry.started = True
         message = (
             f"the process died in {attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS="
-            f"{self._settings.max_attempts}) and again while repairing it"
+            f"{self._settings.max_attempts}) and again while repairing it; the exchange could not be "
+            f"read ({unread})"
         )
         protection = ProtectionState.NOT_REQUESTED
-        if intent.side is not Side.CLOSE:
+        if intent.side in (Side.BUY, Side.SELL):
             # An earlier attempt began executing: it may have filled the entry without SL/TP.
             protection = ProtectionState.UNPROTECTED
             message += f"; it may have opened a {intent.symbol} position that is not protected: check it"

@@ -57,7 +57,9 @@ class IntentConsumer:
 
     ``handler(intent, stream_id, received_at)`` executes a valid intent and returns its result
     (the executor in production); ``on_progress()`` is called whenever the read loop made progress
-    or completed a blocking read (feed the systemd watchdog from it).
+    or completed a blocking read (feed the systemd watchdog from it). ``survey`` reads what the
+    exchange holds of a poison intent whose repair died too, for its answer (the executor's
+    ``survey``; without it such an intent is answered without the exchange).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class IntentConsumer:
         on_progress: ProgressHook | None = None,
         on_close: Callable[[str, str], None] | None = None,
         link: RedisLink | None = None,
+        survey: Handler | None = None,
     ) -> None:
         self.redis = redis
         # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early.
@@ -115,6 +118,7 @@ class IntentConsumer:
             answers=self._answers,
             recovery=self._recovery,
             link=self._link,
+            survey=survey,
         )
         self._reader: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None

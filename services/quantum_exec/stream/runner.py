@@ -28,11 +28,13 @@ from quantum_exec.stream.entries import Entry, dead_letter_fields
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.recovery import RecoveryGate, attempt_of, deciding, record_lost_by
-from quantum_exec.stream.store import BeginState, Lease, Older, Store
+from quantum_exec.stream.store import LOOKUP_BEGAN, REPAIR_BEGAN, BeginState, Begun, Lease, Older, Store
 
 log = get_logger(__name__)
 
 _KEEPER_EXIT_S = 1.0
+# The one read-only lookup that answers a poison intent whose repair died too ends within this.
+POISON_LOOKUP_S = 30.0
 
 
 class Handler(Protocol):
@@ -61,8 +63,10 @@ class IntentRunner:
         answers: Answers,
         recovery: RecoveryGate,
         link: RedisLink,
+        survey: Handler | None = None,
     ) -> None:
         self._handler = handler
+        self._survey = survey
         self._store = store
         self._leases = leases
         self._answers = answers
@@ -92,6 +96,7 @@ class IntentRunner:
         lease, begun = taken
         released = asyncio.Event()
         keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
+        given_back = False  # the commit script released the lease (one round trip, not two)
         try:
             entry.started = True
             if begun.state is BeginState.DONE:
@@ -110,11 +115,11 @@ class IntentRunner:
                     deliveries=entry.deliveries,
                 )
             if attempt.repair:
-                if begun.repair_started:
-                    # The repair itself died: answer without the exchange.
-                    await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts)
+                if begun.repair_stage >= REPAIR_BEGAN:
+                    # The repair itself died: answer from one read of the exchange, or without it.
+                    await self._poison(entry, intent, key, lease, begun, attempt)
                     return None
-                await self._link.retry(lambda: self._store.mark_repair(key), "repair")
+                await self._link.retry(lambda: self._store.mark_repair(key, REPAIR_BEGAN), "repair")
                 log.error(
                     "intent.poison_repair", stream_id=entry.stream_id, intent_id=key, attempts=begun.attempts
                 )
@@ -145,7 +150,9 @@ class IntentRunner:
             if attempt.repair:
                 message = result.error.message if result.error is not None else "repaired"
                 dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
-            await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+            given_back = await self._answers.commit(
+                entry, key, result, lease=lease, dead_letter=dead_letter, release=True
+            )
             return None
         finally:
             # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
@@ -153,7 +160,36 @@ class IntentRunner:
             released.set()
             await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
             keeper.cancel()
-            await self._leases.release(lease)
+            if not given_back:
+                await self._leases.release(lease)
+
+    async def _poison(
+        self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, begun: Begun, attempt: Attempt
+    ) -> None:
+        """Answer a poison intent whose repair died too: ``failed POISON_MESSAGE`` with what the
+        exchange holds under its ids (``survey``: read only, nothing sent), tried once (a process
+        killed at it answers without the exchange next time) and bounded by POISON_LOOKUP_S."""
+        unread = "the process died at that lookup too"
+        if self._survey is not None and begun.repair_stage < LOOKUP_BEGAN:
+            await self._link.retry(lambda: self._store.mark_repair(key, LOOKUP_BEGAN), "repair")
+            leave = await self._recovery.enter(alone=True)
+            try:
+                result = await asyncio.wait_for(
+                    self._survey(intent, entry.stream_id, entry.received_at, attempt=attempt), POISON_LOOKUP_S
+                )
+            except Exception as exc:
+                unread = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.exception("intent.poison_lookup_failed", stream_id=entry.stream_id, intent_id=key)
+            else:
+                message = result.error.message if result.error is not None else "poison"
+                dead_letter = dead_letter_fields(entry, ReasonCode.POISON_MESSAGE, message, self._consumer)
+                await self._answers.commit(entry, key, result, lease=lease, dead_letter=dead_letter)
+                return
+            finally:
+                leave()
+        elif self._survey is None:
+            unread = "no exchange here"
+        await self._answers.poison(entry, intent, key, lease, attempts=begun.attempts, unread=unread)
 
     async def _execute(
         self,

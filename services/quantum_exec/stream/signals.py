@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from redis.asyncio import Redis
 
@@ -64,12 +64,17 @@ class RedisPlans:
             ) from exc
 
 
+CLOSE_WAITING: Final = "a CLOSE of the symbol is waiting"
+
+
 class CloseSignals:
     """CLOSEs announced per symbol (see the module docstring)."""
 
     def __init__(self, redis: Redis, settings: Settings, link: RedisLink) -> None:
         self._redis = redis
         self._keys = Keys(settings)
+        # EVALSHA (the script loaded once), not EVAL with its text on every CLOSE.
+        self._set_newer = redis.register_script(_SET_NEWER)
         self._link = link
         self._ttl_s = max(60, int(settings.working_order_max_s * 2))
         self._newest: dict[str, str] = {}
@@ -85,10 +90,11 @@ class CloseSignals:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
-        """True once a CLOSE of ``symbol`` newer than ``stream_id`` is waiting (here or elsewhere)."""
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
+        """``CLOSE_WAITING`` once a CLOSE of ``symbol`` newer than ``stream_id`` is waiting (here
+        or elsewhere), else None."""
         if self._newer(self._newest.get(symbol), stream_id):
-            return True
+            return CLOSE_WAITING
         try:
             # One try: the caller asks again on its next poll (a working entry polls the exchange
             # too and must not stall on Redis).
@@ -98,13 +104,13 @@ class CloseSignals:
         except REDIS_DOWN:
             remote = None  # the local signal still works; another instance's waits for the entry
         if remote is not None and self._newer(text(remote), stream_id):
-            return True
+            return CLOSE_WAITING
         if timeout_s > 0:
             event = self._events.setdefault(symbol, asyncio.Event())
             event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout_s)
-        return self._newer(self._newest.get(symbol), stream_id)
+        return CLOSE_WAITING if self._newer(self._newest.get(symbol), stream_id) else None
 
     async def _publish(self, symbol: str, stream_id: str) -> None:
         try:
@@ -112,8 +118,8 @@ class CloseSignals:
             # retrying while the signal would still be read (the working entries of other
             # instances wait for it).
             await self._link.retry(
-                lambda: self._redis.eval(
-                    _SET_NEWER, 1, self._keys.close_signal(symbol), stream_id, self._ttl_s
+                lambda: self._set_newer(
+                    keys=[self._keys.close_signal(symbol)], args=[stream_id, self._ttl_s]
                 ),
                 "close_signal",
                 within_s=self._ttl_s,

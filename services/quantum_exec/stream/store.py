@@ -6,7 +6,8 @@ Keys (``P`` is ``settings.key_prefix``):
   ``stream_id``, ``hash`` (of the normalized intent: a re-used id with another payload is a
   conflict), ``attempts`` (attempts that began executing: the first, and each resume that sent an
   order), ``fenced_at`` (ms, Redis clock: the last moment the attempt was allowed to send an
-  order), ``repair`` (the poison repair began), ``received`` (ms, epoch: when the first attempt's
+  order), ``repair`` (1: the poison repair began; 2: the read-only lookup that answers a poison
+  intent whose repair died too began), ``received`` (ms, epoch: when the first attempt's
   entry was read: the result's ``first_received_at``), and once done ``result_id``. Expires after
   ``idempotency_ttl_days``.
 * ``P:lease:<symbol>`` - ``<token>|<owner>``, SET with PX ``lease_ttl_ms``: only its holder
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
@@ -94,6 +95,11 @@ class BeginState(StrEnum):
     CONFLICT = "conflict"  # the intent id was used before for a different intent
 
 
+# The stages of a poison intent's answer, kept in its record's ``repair`` field.
+REPAIR_BEGAN: Final = 1
+LOOKUP_BEGAN: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Begun:
     """What the begin script found: the state, how many attempts died executing, and when an
@@ -102,7 +108,8 @@ class Begun:
     state: BeginState
     attempts: int = 0
     fenced_at_ms: int = 0
-    repair_started: bool = False
+    # 0, REPAIR_BEGAN or LOOKUP_BEGAN (see the ``repair`` field above).
+    repair_stage: int = 0
     now_ms: int = 0
     # When the first attempt's entry was read (epoch ms; 0 when unknown): the intent's timings
     # run from here across redeliveries and restarts.
@@ -135,6 +142,8 @@ class Older:
 class CommitOutcome:
     status: CommitStatus
     result_id: str | None = None
+    # The commit gave the symbol's lease back (or found it no longer ours): nothing to release.
+    released: bool = False
 
 
 # A lease held by the same owner (stable consumer name) may be taken again: that owner is this
@@ -195,7 +204,7 @@ if rec[1] then
   redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3], 'hash', ARGV[5],
     'received', received)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
-  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), rec[5] and 1 or 0, now_ms,
+  return {token, 2, tonumber(rec[3] or '0'), tonumber(rec[4] or '0'), tonumber(rec[5] or '0'), now_ms,
     tonumber(received)}
 end
 redis.call('HSET', KEYS[3], 'state', 'in_flight', 'owner', ARGV[1], 'token', token, 'stream_id', ARGV[3],
@@ -241,30 +250,38 @@ return 0
 """
 
 # An unfenced commit (an answer that needs no exchange: an invalid payload) never closes a record
-# an attempt began: that intent's own result is still to come ('held', nothing written).
-# KEYS: idem, fence, result stream, intent stream, dlq stream
-# ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, n result args,
+# an attempt began: that intent's own result is still to come ('held', nothing written). A fenced
+# commit that publishes (or finds the intent done) also gives the symbol's lease back when it is
+# still ours (ARGV[7], '' = keep it): one round trip after the last order instead of two, and the
+# next entry of the symbol finds the lease free as soon as this one is acked.
+# KEYS: idem, fence, result stream, intent stream, dlq stream, lease
+# ARGV: token ('0' = unfenced), group, stream id, result maxlen, ttl s, n result args, lease value,
 #       result field/value pairs, then dlq field/value pairs (none = no dead letter)
 _COMMIT = """
 if ARGV[1] ~= '0' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'fenced'} end
+local function release()
+  if ARGV[7] ~= '' and redis.call('GET', KEYS[6]) == ARGV[7] then redis.call('DEL', KEYS[6]) end
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'done' then
   redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
+  release()
   return {'duplicate'}
 end
 if state and ARGV[1] == '0' then return {'held'} end
 local n = tonumber(ARGV[6])
 local fields = {}
-for i = 7, 6 + n do fields[#fields + 1] = ARGV[i] end
+for i = 8, 7 + n do fields[#fields + 1] = ARGV[i] end
 local rid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
-if #ARGV > 6 + n then
+if #ARGV > 7 + n then
   local dlq = {}
-  for i = 7 + n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
+  for i = 8 + n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
   redis.call('XADD', KEYS[5], '*', unpack(dlq))
 end
 redis.call('HSET', KEYS[1], 'state', 'done', 'stream_id', ARGV[3], 'result_id', rid)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
+release()
 return {'published', rid}
 """
 
@@ -361,7 +378,7 @@ class Store:
             (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],
             attempts=attempts,
             fenced_at_ms=fenced_at,
-            repair_started=bool(repair),
+            repair_stage=repair,
             now_ms=now_ms,
             received_ms=received_ms,
         )
@@ -375,9 +392,10 @@ class Store:
         )
         return bool(renewed)
 
-    async def mark_repair(self, intent_key: str) -> None:
-        """Record that the one repair of a poison intent began (a second crash skips it)."""
-        await self.redis.hset(self.keys.idempotency(intent_key), "repair", "1")
+    async def mark_repair(self, intent_key: str, stage: int = 1) -> None:
+        """Record that the one repair of a poison intent began (``REPAIR_BEGAN``), or the one
+        lookup that answers it once the repair died too (``LOOKUP_BEGAN``): a crash skips it."""
+        await self.redis.hset(self.keys.idempotency(intent_key), "repair", str(stage))
 
     async def dead_letter_only(self, stream_id: str, dead_letter: Mapping[bytes | str, bytes | str]) -> None:
         """Dead-letter an entry and ack it, publishing no result (its intent already has one)."""
@@ -399,12 +417,15 @@ class Store:
         result_fields: dict[str, bytes],
         lease: Lease | None,
         dead_letter: Mapping[bytes | str, bytes | str] | None = None,
+        release: bool = False,
     ) -> CommitOutcome:
         """Publish the result, record it as done, dead-letter if asked and XACK - atomically.
 
         With a ``lease`` the commit is refused (FENCED) when a newer token was issued for the
         symbol. When the intent is already done, nothing is published and the entry is only acked.
         Without one it is refused (HELD) when an attempt began the intent: nothing is written.
+        ``release``: a published or duplicate commit also gives ``lease`` back if still ours
+        (:attr:`CommitOutcome.released`).
         """
         symbol = lease.symbol if lease is not None else ""
         result_args: list[bytes | str] = []
@@ -420,6 +441,7 @@ class Store:
             self._result_maxlen,
             self._ttl_s,
             len(result_args),
+            lease.value if lease is not None and release else "",
             *result_args,
             *dlq_args,
         ]
@@ -430,8 +452,11 @@ class Store:
                 self.keys.result_stream,
                 self.keys.intent_stream,
                 self.keys.dlq_stream,
+                self.keys.lease(symbol),
             ],
             args=args,
         )
         status = CommitStatus(_text(reply[0]))
-        return CommitOutcome(status, _text(reply[1]) if len(reply) > 1 else None)
+        done = status in (CommitStatus.PUBLISHED, CommitStatus.DUPLICATE)
+        released = release and lease is not None and done
+        return CommitOutcome(status, _text(reply[1]) if len(reply) > 1 else None, released)

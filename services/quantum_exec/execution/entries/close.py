@@ -1,4 +1,5 @@
-"""CLOSE: flatten the symbol's position at market, reduce-only, then cancel our legs.
+"""CLOSE: flatten the symbol's position at market, reduce-only, then cancel our legs; or close
+the part asked (``quantity``, ``close_pct``: :mod:`..stops.partial`), the legs shrunk to the rest.
 
 The legs stay armed until the close is known to have flattened the position: a close the exchange
 refuses, or one that fills only in part, leaves the position with its protection (P3). Only our own
@@ -25,6 +26,7 @@ from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.recovery import ExchangeFacts, Recovery
 from quantum_exec.execution.run import Run
+from quantum_exec.execution.stops.partial import close_quantity, is_partial, shrink_ladder
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
@@ -73,22 +75,30 @@ class Closer:
                 self._legs.release(taken or [])
                 raise
             flat = order.status is OrderStatus.FILLED
+            left: Decimal | None = None  # what a partial CLOSE left open
+            if flat and is_partial(run.intent):
+                left = abs(await self._gateway.position_amount(symbol))
+                flat = left == 0
             account = self._ctx.account
             if account is not None and order.executed_qty > 0:
                 ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
                 account.saw_final(symbol, ids, order.update_time_ms)  # its fill events may trail
-                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                await account.closed(symbol)
+                if left is None or flat:
+                    # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                    await account.closed(symbol)
             if flat:
                 await self._cancel_legs(run, taken)
             else:
                 self._legs.release(taken or [])  # what is left keeps its legs (the OCO resizes them)
+                if left:
+                    await shrink_ladder(self._ctx, rules, symbol, left)  # in proportion
         out.order_id = order.order_id
         out.executed_quantity = order.executed_qty
         if order.executed_qty > 0:
             out.avg_price = order.avg_price
             out.notional = order.cum_quote
-        out.status = ResultStatus.FILLED if flat else ResultStatus.PARTIAL
+        # A partial CLOSE whose order filled did all it was asked, though the position stands.
+        out.status = ResultStatus.FILLED if order.status is OrderStatus.FILLED else ResultStatus.PARTIAL
         if order.executed_qty <= 0:
             out.status = ResultStatus.FAILED
             run.error(
@@ -138,7 +148,7 @@ class Closer:
                     f"({cancelled} of our open conditional orders cancelled)",
                 )
             side = OrderSide.SELL if amount > 0 else OrderSide.BUY
-            quantity = abs(amount)
+            quantity = close_quantity(rules, run.intent, abs(amount))  # all, or the part asked
             out.requested_quantity = out.quantity = quantity
             recording = record_opening(account, run)
             try:

@@ -33,11 +33,13 @@ from quantum_exec.exchange.wire import AlgoStatus, Order, OrderType
 from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules, send_by, shed
 from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.guards import Guards, wants_protection
-from quantum_exec.execution.legs import LegPlacer
+from quantum_exec.execution.legs import LegOrder, LegPlacer
+from quantum_exec.execution.netting import is_opposite
 from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
+from quantum_exec.ids import client_order_id, replacement_of
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, check_protection
 from quantum_exec.settings import ProtectionTiming, Settings
@@ -67,24 +69,31 @@ class LegsBesideEntry:
     def legs(
         self, run: Run, rules: SymbolRules, price: Decimal, quantity: Decimal, *, long: bool
     ) -> list[Leg]:
-        """The closePosition legs to send with the entry, or none (then they follow the fill).
+        """The legs to send with the entry, or none (then they follow the fill).
 
-        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order opening a flat
-        symbol, and absolute triggers (a percentage needs the fill price): a closePosition leg
-        covers the whole position, so on a symbol already holding one it would protect more than
-        this intent opened.
+        Only with ``QUANTUM_PROTECTION_TIMING=with_entry``, for one MARKET order with absolute
+        triggers (a percentage needs the fill price), on a symbol whose position is known:
+
+        * flat: closePosition legs (they cover whatever the entry fills);
+        * an add-on to a position on the intent's side: reduce-only legs sized to the add-on
+          (``QUANTUM_PROTECTION_MODE=quantity``, as after the fill: a closePosition leg would
+          protect more than this intent opened), resized to the fill if it fills less;
+        * a position on the other side: none (the entry nets against it first; what it opens is
+          known only after the fill).
         """
-        intent = run.intent
+        intent, before = run.intent, run.position_before
         if (
             self._settings.protection_timing is not ProtectionTiming.WITH_ENTRY
             or intent.order_type != "MARKET"
             or intent.stop_loss_pct is not None
             or intent.take_profit_pct is not None
+            or intent.take_profits is not None  # a ladder's levels are sized from the fill
             or not wants_protection(intent)
-            or run.position_before != 0
+            or before is None
+            or is_opposite(before, long=long)
         ):
             return []
-        return self._protector.legs(run, rules, price, quantity, long=long, close_position=True)
+        return self._protector.legs(run, rules, price, quantity, long=long, close_position=before == 0)
 
     async def place(self, symbol: str, legs: list[Leg]) -> None:
         """Hold the legs from the live OCO, then place them (concurrently with the entry)."""
@@ -107,9 +116,12 @@ class LegsBesideEntry:
     ) -> Order | None:
         """After the fill: place again what ended or was refused, then the failure policy; returns
         the emergency close, if any."""
-        symbol = run.intent.symbol
+        symbol, filled = run.intent.symbol, entry.executed_qty
         await self._read_back(symbol, entry, legs)
         missing = [leg for leg in legs if leg.order is None]
+        for leg in missing:
+            if leg.quantity is not None:
+                leg.quantity = min(leg.quantity, filled)  # placed again for what filled
         if missing:
             sl, tp = Guards.triggers(rules, run.intent, long=long, price=entry.avg_price)
             to_place = []
@@ -129,7 +141,65 @@ class LegsBesideEntry:
                     to_place.append(leg)
             if to_place:
                 await self._protector.place(symbol, to_place)
-        return await self._protector.settle(run, legs, entry.executed_qty, long=long, resume=resume)
+        await run_together(*(self._resize(symbol, leg, filled) for leg in legs))
+        return await self._protector.settle(run, legs, filled, long=long, resume=resume)
+
+    async def _resize(self, symbol: str, leg: Leg, filled: Decimal) -> None:
+        """An add-on's reduce-only leg larger than what its entry filled (a MARKET that expired
+        part filled) is replaced by one of the filled size, make before break under the leg's
+        alternate id: left as it is, it would close part of the position it did not open."""
+        old = leg.order
+        if old is None or old.close_position or not old.status.is_armed or old.quantity <= filled:
+            return
+        new = LegOrder(
+            symbol, leg.side, leg.order_type, old.trigger_price, replacement_of(old.client_algo_id), filled
+        )
+        account = self._account()
+        if account is not None:  # the old leg is held already; the live OCO leaves both to this
+            account.hold_legs([new.client_algo_id])
+            self._held.setdefault(symbol, []).append(new.client_algo_id)
+        replaced = await self._legs.replace(old, new)
+        if replaced.placed.order is None or not replaced.placed.standing:
+            log.warning(
+                "protection.resize_failed", symbol=symbol, kind=leg.kind, detail=replaced.placed.failure
+            )
+            return  # the larger leg stays: reduce-only, it still protects all of the add-on
+        own = self._protector.own.setdefault(symbol, set())
+        if replaced.old_cancelled is not None:
+            own.discard(old.algo_id)
+        leg.order, leg.client_algo_id, leg.quantity = replaced.placed.order, new.client_algo_id, filled
+
+    async def withdraw_resumed(self, run: Run) -> None:
+        """A resumed entry that was never placed or filled nothing: the legs an earlier attempt may
+        have sent beside it (under the intent's own leg ids, which nothing else places before a
+        fill) are withdrawn, or a reduce-only pair would stay on a position this intent never
+        added to. Under both ids a leg may have: the live OCO of this process, which does not know
+        the earlier attempt's legs, may have replaced one (larger than the position) meanwhile."""
+        intent = run.intent
+        if intent.stop_loss_pct is not None or intent.take_profit_pct is not None:
+            return  # a percentage trigger is never sent beside the entry
+        symbol = intent.symbol
+        ids: list[str] = []
+        for kind, given in (("sl", intent.stop_loss), ("tp", intent.take_profit)):
+            if given is not None:
+                plain = client_order_id(run.key, "sl" if kind == "sl" else "tp")
+                ids += [plain, replacement_of(plain)]
+        account = self._account()
+        if account is not None:
+            account.hold_legs(ids)  # the live OCO replaces none of them while they are withdrawn
+
+        async def withdraw(client_algo_id: str) -> None:
+            found = await self._legs.find_since(run.earlier_sent_by, client_algo_id)
+            if found is not None and found.status.is_armed:
+                await self._legs.cancel(found.algo_id)
+                self._protector.own.get(symbol, set()).discard(found.algo_id)
+                log.info("protection.withdrawn_on_resume", symbol=symbol, client_algo_id=client_algo_id)
+
+        try:
+            await run_together(*(withdraw(client_algo_id) for client_algo_id in ids))
+        finally:
+            if account is not None:
+                account.release_legs(ids)
 
     async def _read_back(self, symbol: str, entry: Order, legs: list[Leg]) -> None:
         """Bring each placed leg's status up to date; a leg that ended unfired loses its order."""
@@ -226,7 +296,12 @@ class MarketEntry:
         self.beside = LegsBesideEntry(ctx.settings, ctx.legs, ctx.protector, lambda: ctx.account)
 
     async def find(self, run: Run, facts: ExchangeFacts) -> Entry | None:
-        return found_order(self._ctx, run, facts)
+        found = found_order(self._ctx, run, facts)
+        if found is None:
+            # Certainly never placed: legs an earlier attempt sent beside it protect nothing, and
+            # this attempt may not send it again (a repair, or a check that fails now).
+            await self.beside.withdraw_resumed(run)
+        return found
 
     async def send(self, run: Run, entry: Entry) -> None:
         intent, gateway = run.intent, self._ctx.gateway
@@ -256,4 +331,6 @@ class MarketEntry:
             early = flatten if flatten is not None else True
         elif entry.beside:
             await self._ctx.protector.withdraw(symbol, entry.beside)  # nothing opened: nothing to protect
+        elif order.executed_qty <= 0 and run.attempt.resume:
+            await self.beside.withdraw_resumed(run)
         return Fill(order, early, [order.order_id])

@@ -167,7 +167,7 @@ class StopEntry:
         """The order the entry triggered (None when it ended untriggered), and the algo order."""
         intent = run.intent
         limit_s = working_limit_s(self._settings, intent)
-        deadline = run.began + limit_s
+        deadline = run.working_deadline(limit_s)
         seen: AlgoState | None = None
         follow_until: float | None = None  # set once asked to end: from then on only followed
         with run.step("stop_entry"):
@@ -225,8 +225,9 @@ class StopEntry:
             if time.monotonic() >= deadline:
                 return f"expire_after {limit_s:g} s", None
             closes = self._ctx.closes
-            if closes is not None and await closes.wait(symbol, run.stream_id, 0):
-                return "a CLOSE of the symbol is waiting", None
+            ended_by = await closes.wait(symbol, run.stream_id, 0) if closes is not None else None
+            if ended_by is not None:
+                return ended_by, None
             left_s = until - time.monotonic()
             if left_s <= 0:
                 return None, None

@@ -1,0 +1,160 @@
+"""The intent records the follower keeps for the executor, and the intent ids it names events by.
+
+A record is written before an entry's order is sent (whoever sees the fill can name the intent),
+holds the position and the triggers placed once it filled, and is dropped when nothing filled or
+the position closed (:mod:`.store`). Record writes never fail an intent: they serve the
+reconciliation and the events' intent ids, not the order flow, so a Redis outage is retried
+briefly, then logged (the next redelivery or reconcile repairs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Final
+
+from quantum_exec.account.roles import intent_digest
+from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.contracts import Side, TradeIntent
+from quantum_exec.ids import client_order_id
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.stream.link import REDIS_DOWN
+
+log = get_logger(__name__)
+
+ZERO: Final = Decimal(0)
+# Intent ids remembered by digest (far more than can be in flight).
+_MAX_INTENT_IDS: Final = 10_000
+# A record read or write during a Redis outage is tried this often (waits between, seconds).
+BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
+
+
+class IntentIds:
+    """digest -> intent id, the most recent ones from memory, the others from their records."""
+
+    def __init__(self, store: AccountStore) -> None:
+        self._store = store
+        self._ids: OrderedDict[str, str | None] = OrderedDict()
+
+    def remember(self, digest: str, intent_id: str | None) -> None:
+        self._ids[digest] = intent_id
+        self._ids.move_to_end(digest)
+        while len(self._ids) > _MAX_INTENT_IDS:
+            self._ids.popitem(last=False)
+
+    async def lookup(self, symbol: str, digest: str) -> str | None:
+        """The intent id of one of our ids: from memory, else its record (written while the order
+        travelled, so on another instance it may land a moment after the fill)."""
+        if digest in self._ids:
+            return self._ids[digest]
+        for delay_s in (0.0, *BOOKKEEPING_RETRIES):
+            await asyncio.sleep(delay_s)
+            record = await self._store.get_record(symbol, digest)
+            if record is not None:
+                self.remember(digest, record.intent_id)
+                return record.intent_id
+        return None
+
+
+class IntentRecords:
+    """The executor's record writes (:meth:`opening`, :meth:`opened`, :meth:`closed`)."""
+
+    def __init__(self, store: AccountStore, intent_ids: IntentIds) -> None:
+        self._store = store
+        self._intent_ids = intent_ids
+
+    async def opening(self, key: str, intent: TradeIntent) -> None:
+        """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
+        await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent))
+
+    async def opened(
+        self,
+        key: str,
+        intent: TradeIntent,
+        executed: Decimal,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | None,
+        break_even: tuple[int, Decimal] | None = None,
+    ) -> None:
+        """The entry filled ``executed``: the record holds a position and the triggers placed (and
+        the break-even move: after which level, to which trigger); dropped when nothing filled."""
+        await self._bookkeeping(
+            "opened",
+            intent.symbol,
+            lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even),
+        )
+
+    async def closed(self, symbol: str, long: bool | None) -> None:
+        """The records of the position closed (of side ``long``, or every side) hold nothing any more."""
+        await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long))
+
+    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> None:
+        for delay_s in BOOKKEEPING_RETRIES:
+            try:
+                await work()
+                return
+            except REDIS_DOWN as exc:
+                error = str(exc)
+                await asyncio.sleep(delay_s)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                break
+        log.error("account.record_failed", step=what, symbol=symbol, error=error)
+
+    async def _opening(self, key: str, intent: TradeIntent) -> None:
+        digest = intent_digest(client_order_id(key, "entry"))
+        assert digest is not None
+        self._intent_ids.remember(digest, intent.intent_id)
+        long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
+        labels = {k: str(intent.meta[k]) for k in ("model", "strategy") if intent.meta.get(k) is not None}
+        await self._store.put_record(
+            Record(
+                digest=digest,
+                intent_key=key,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                long=long,
+                quantity=intent.quantity or ZERO,
+                stop_loss=intent.stop_loss,
+                take_profit=intent.take_profit,
+                opened=False,
+            ),
+            labels,
+        )
+
+    async def _opened(
+        self,
+        key: str,
+        intent: TradeIntent,
+        executed: Decimal,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | None,
+        break_even: tuple[int, Decimal] | None = None,
+    ) -> None:
+        digest = intent_digest(client_order_id(key, "entry"))
+        assert digest is not None
+        if executed <= 0 or intent.side is Side.CLOSE:
+            await self._store.drop_record(intent.symbol, digest)
+            return
+        await self._store.put_record(
+            Record(
+                digest=digest,
+                intent_key=key,
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                long=intent.side is Side.BUY,
+                quantity=executed,
+                stop_loss=stop_loss,
+                take_profit=take_profit,
+                opened=True,
+                break_even_after=break_even[0] if break_even else None,
+                break_even=break_even[1] if break_even else None,
+            )
+        )
+
+    async def _closed(self, symbol: str, long: bool | None) -> None:
+        for record in await self._store.records_of(symbol):
+            if record.opened and (long is None or record.long is long):
+                await self._store.drop_record(symbol, record.digest)

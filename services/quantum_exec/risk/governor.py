@@ -1,0 +1,139 @@
+"""The governor's loop, on every instance: the last state read (for the working entries and the
+metrics); on the account-lease holder only, the flatten under way (:mod:`.flatten`) and the account-wide
+checks (:mod:`.watch`: daily loss, drawdown, liquidation distance).
+
+:func:`start_governor` wires it into a service: the executor's :class:`~.gate.RiskGate`, the
+working entries' :class:`~.gate.HaltAwareCloses`, and this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from redis.asyncio import Redis
+
+from quantum_exec.aio import cancel_task
+from quantum_exec.exchange.gateway import BinanceGateway
+from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
+from quantum_exec.risk.flatten import Flattener
+from quantum_exec.risk.gate import HaltAwareCloses, RiskGate
+from quantum_exec.risk.limits import Limits
+from quantum_exec.risk.rounds import Rounds
+from quantum_exec.risk.store import Fence, RiskStore
+from quantum_exec.risk.watch import Watch
+from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
+
+if TYPE_CHECKING:
+    from quantum_exec.account.follower import AccountFollower
+    from quantum_exec.execution.executor import Executor
+    from quantum_exec.ledger.book import LedgerBook
+
+log = get_logger(__name__)
+
+# How often the state is read: HALTED ends a working entry within about this long.
+TICK_S: Final = 0.25
+
+FenceSource = Callable[[], Fence | None]
+
+
+class Governor:
+    """See the module docstring; :attr:`gate` is what the executor and the API ask."""
+
+    def __init__(
+        self,
+        store: RiskStore,
+        gate: RiskGate,
+        flattener: Flattener | None,
+        fence: FenceSource,
+        watch: Watch | None = None,
+        check_interval_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        # Redis down: one line when it starts, one a minute, one when it ends (not one per tick).
+        self._outage = OutageLog(log, "risk.redis_down")
+        self._flattener = flattener
+        self._fence = fence
+        self._watch = watch
+        self._check_interval_s = check_interval_s
+        self._checked_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def can_flatten(self) -> bool:
+        """A flatten needs the account lease (the account follower: QUANTUM_USER_STREAM)."""
+        return self._flattener is not None
+
+    def status(self) -> dict[str, Any]:
+        """The state and the limits in force (the control API's and /api/status's ``risk``)."""
+        day = self._watch.last if self._watch is not None else None
+        return {
+            **self.gate.status(),
+            "flatten_possible": self.can_flatten,
+            # The lease holder's last day figures (None on the other instances).
+            "day": day.to_json() if day is not None else None,
+        }
+
+    async def start(self) -> None:
+        await self.gate.refresh()
+        self._task = asyncio.create_task(self._loop(), name="risk-governor")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel_task(task)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+                self._outage.ok()
+            except REDIS_DOWN as exc:
+                self._outage.failed(error=str(exc))
+            except Exception:
+                log.exception("risk.tick_failed")
+            await asyncio.sleep(TICK_S)
+
+    async def tick(self) -> None:
+        state = await self.gate.refresh()
+        fence = self._fence()
+        if fence is None or self._flattener is None:
+            return
+        if state.flatten:
+            await self._flattener.step(state.flatten, fence)
+        now = time.monotonic()
+        if self._watch is not None and now - self._checked_at >= self._check_interval_s:
+            self._checked_at = now
+            await self._watch.check(self.gate.limits, state, fence)
+
+
+async def start_governor(
+    redis: Redis,
+    settings: Settings,
+    executor: Executor,
+    account: AccountFollower | None,
+    ledger: LedgerBook | None,
+) -> Governor:
+    """The governor of a service with the real executor (its gate asked before every entry)."""
+    store = RiskStore(redis, settings)
+    gate = RiskGate(store, Limits.from_settings(settings), executor.gateway)
+    executor.risk = gate
+    executor.closes = HaltAwareCloses(executor.closes, gate)
+    rounds = Rounds(redis, settings, store)
+    flattener = Flattener(store, rounds, executor.gateway) if account is not None else None
+
+    def fence() -> Fence | None:
+        if account is None or not account.leader:
+            return None
+        return account.store.lease_key, account.store.held_value
+
+    watch: Watch | None = None
+    if account is not None and isinstance(executor.gateway, BinanceGateway):
+        watch = Watch(redis, settings, store, rounds, executor.gateway, ledger)
+    governor = Governor(store, gate, flattener, fence, watch, settings.risk_check_interval_s)
+    await governor.start()
+    return governor
