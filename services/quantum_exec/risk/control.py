@@ -44,6 +44,10 @@ class ControlApi:
         self._hosts = settings.control_hosts
         self._governor = governor
 
+    def attach(self, governor: Governor | None) -> None:
+        """The governor, once started (the routes are served from the start, 503 meanwhile)."""
+        self._governor = governor
+
     def routes(self) -> dict[str, Any]:
         return {"/api/control": self.show}
 
