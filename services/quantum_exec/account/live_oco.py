@@ -121,6 +121,9 @@ class LiveOco:
         try:
             while True:
                 self._oco_dirty.discard(symbol)
+                # Read before planning: no await may separate the plan from its actions, or a close's
+                # own cancels travelling meanwhile would be sent a second time by the plan.
+                moves = await self._break_even(symbol)
                 try:
                     actions = plan_oco(self._state, symbol)
                 except StaleStateError:
@@ -130,7 +133,6 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                moves = await self._break_even(symbol)
                 for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
                         await self._apply_oco(symbol, action, moves)
