@@ -264,7 +264,13 @@ class UserStream:
                 if not pending:
                     break
                 if wait_s > 0 and not batch:
-                    await asyncio.sleep(wait_s)
+                    # Until the head is due or a newer event arrives: one due sooner (another type,
+                    # not held by the reorder fault) must not wait behind a held one.
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait_s)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
 
     def _write(self, batch: list[tuple[str | None, dict[str, Any]]]) -> None:
         if not self.connections:
