@@ -266,10 +266,8 @@ class UserStream:
                 if wait_s > 0 and not batch:
                     # Until the head is due or a newer event arrives: one due sooner (another type,
                     # not held by the reorder fault) must not wait behind a held one.
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait_s)
-                    except TimeoutError:
-                        pass
                     self._wake.clear()
 
     def _write(self, batch: list[tuple[str | None, dict[str, Any]]]) -> None:
