@@ -23,6 +23,9 @@ from typing import Final, Literal, get_args
 Role = Literal["entry", "sl", "tp", "close", "flatten", "trail"]
 
 PREFIX: Final = "qx"
+# Intent ids of the risk governor's own intents (its flatten's CLOSEs, its reductions): predictable
+# by design (exactly once across instances), so no producer may use them (the gateway refuses them).
+GOVERNOR_INTENT_PREFIX: Final = "risk-"
 ROLE_LETTERS: Final[dict[str, str]] = {
     "entry": "e",
     "sl": "s",
