@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from quantum_exec.account.roles import role_of
 from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.contracts.codec import dumps, payload_value
+from quantum_exec.execution.stops.budget import MAX_CONDITIONAL_ORDERS
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
@@ -305,7 +306,13 @@ class ReadApi:
             }
             for o in regular
         ]
-        return _json(200, {"orders": orders, "conditional_orders": conditional})
+        # The account's budget of open conditional orders (NEW or TRIGGERING, anybody's).
+        everyone = conditional if symbol is None else await self._algo_orders()
+        budget = {
+            "open": sum(1 for a in everyone if a["state"] in ("NEW", "TRIGGERING")),
+            "budget": MAX_CONDITIONAL_ORDERS,
+        }
+        return _json(200, {"orders": orders, "conditional_orders": conditional, "conditional_budget": budget})
 
     async def _algo_orders(self) -> list[dict[str, Any]]:
         """Open conditional orders: the live view when fresh (no request), else REST."""
@@ -327,6 +334,8 @@ class ReadApi:
                 "quantity": None if v.close_position else v.quantity,
                 "close_position": v.close_position,
                 "state": v.status.value,
+                # A trailing stop's ``ia`` (ALGO_UPDATE): tracking the price yet; None for the others.
+                "activated": v.activated,
                 # A stop-loss, a take-profit or an armed STOP entry of this service.
                 "ours": role_of(v.client_algo_id) is not None,
                 "role": role_of(v.client_algo_id),  # "entry": an armed STOP entry of ours

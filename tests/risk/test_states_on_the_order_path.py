@@ -157,3 +157,22 @@ async def test_halted_ends_a_twap_and_an_armed_stop_entry_saying_why(desk: Desk)
     assert [a["orderType"] for a in desk.open_algos("ETHUSDT")] == ["STOP_MARKET"]
     # The armed stop entry is cancelled on the exchange: nothing of it is left.
     assert stop.executed_quantity == 0 and desk.open_algos("BTCUSDT") == []
+
+
+async def test_a_modify_is_executed_while_reducing_and_refused_while_halted(desk: Desk) -> None:
+    service = await desk.service(**_risk(desk))
+    await desk.publish(intent_id="pos-1", symbol="BTCUSDT", side="BUY", quantity="0.010", stop_loss_pct=3)
+    assert (await desk.result("pos-1")).protection is ProtectionState.PROTECTED
+    store = RiskStore(desk.redis, service.settings)
+    await store.transition(Request(TradingState.REDUCING, "test: reduce", "operator:test"))
+    await desk.publish(intent_id="mod-1", symbol="BTCUSDT", side="MODIFY", stop_loss_pct=2)
+    assert (await desk.result("mod-1")).error is None
+    stops = [a for a in desk.open_algos("BTCUSDT") if a["orderType"] == "STOP_MARKET"]
+    await store.transition(Request(TradingState.HALTED, "test: halt", "operator:test"))
+    algos_before = len(desk.sim.state()["algoOrders"])
+    await desk.publish(intent_id="mod-2", symbol="BTCUSDT", side="MODIFY", stop_loss_pct=1)
+    refused = await desk.result("mod-2")
+    assert refused.error is not None and refused.error.code == "TRADING_HALTED"
+    # The legs stay as they were: nothing was sent for the refused MODIFY.
+    assert [a for a in desk.open_algos("BTCUSDT") if a["orderType"] == "STOP_MARKET"] == stops
+    assert len(desk.sim.state()["algoOrders"]) == algos_before

@@ -38,6 +38,7 @@ from quantum_exec.account.break_even import plan_break_even
 from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
@@ -48,6 +49,7 @@ from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
+from quantum_exec.ids import PREFIX, ROLE_LETTERS
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.link import REDIS_DOWN
@@ -119,6 +121,9 @@ class LiveOco:
         try:
             while True:
                 self._oco_dirty.discard(symbol)
+                # Read before planning: no await may separate the plan from its actions, or a close's
+                # own cancels travelling meanwhile would be sent a second time by the plan.
+                moves = await self._break_even(symbol)
                 try:
                     actions = plan_oco(self._state, symbol)
                 except StaleStateError:
@@ -128,7 +133,6 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                moves = await self._break_even(symbol)
                 for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
                         await self._apply_oco(symbol, action, moves)
@@ -186,7 +190,14 @@ class LiveOco:
         return True
 
     async def _break_even(self, symbol: str) -> dict[str, Decimal]:
-        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger."""
+        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger.
+        The records are read (one Redis call) only when an open stop's take-profit filled."""
+        try:
+            stops = [leg for leg in self._state.open_protective(symbol) if leg.order_type == "STOP_MARKET"]
+        except StaleStateError:
+            return {}
+        if not any(self._tp_filled(leg, ladder_only=True) for leg in stops):
+            return {}
         try:
             records = [r for r in await self._store.records_of(symbol) if r.break_even_after is not None]
         except REDIS_DOWN as exc:
@@ -259,6 +270,7 @@ class LiveOco:
             metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
             raise LegNotArmed(f"{new.client_algo_id} not armed: {done.placed.failure}")
         metrics.OCO_ACTIONS.labels(action="replace", outcome="done" if done.old_cancelled else "gone").inc()
+        await self._announce(old, reason, new.client_algo_id, quantity, trigger_price)
         log.info(
             "oco.resized",
             symbol=old.symbol,
@@ -267,6 +279,41 @@ class LiveOco:
             quantity=str(quantity),
             reason=reason,
         )
+
+    async def _announce(
+        self, old: AlgoView, reason: str, new_id: str, quantity: Decimal, trigger: Decimal | None
+    ) -> None:
+        """A ``protection.changed`` event for a stop moved to break-even, or resized after a
+        take-profit level of its intent filled (other resizes follow changes announced elsewhere)."""
+        if trigger is not None:
+            why = ProtectionReason.BREAK_EVEN
+        elif self._tp_filled(old):
+            why = ProtectionReason.TP_FILLED
+        else:
+            return
+        try:
+            after = self._state.open_protective(old.symbol)
+        except StaleStateError:
+            after = []
+        change = f"{new_id}:{quantity}:{trigger or old.trigger_price}"
+        event = protection_changed(old.symbol, why, change, [old], after)
+        try:
+            await self._store.publish_protection(event)
+        except REDIS_DOWN as exc:
+            log.warning("oco.protection_event_failed", symbol=old.symbol, reason=why.value, error=str(exc))
+
+    def _tp_filled(self, leg: AlgoView, *, ladder_only: bool = False) -> bool:
+        """A take-profit (single or a ladder level; ``ladder_only``: a level) of ``leg``'s intent filled."""
+        digest = leg.client_algo_id.split("-", 1)[1]
+        singles = () if ladder_only else ("", "1")
+        for digits in (*singles, *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
+            try:
+                tp = self._state.algo_order(f"{PREFIX}{ROLE_LETTERS['tp']}{digits}-{digest}")
+            except StaleStateError:
+                return False
+            if tp is not None and tp.status.is_final and tp.status.has_order and tp.executed_qty > 0:
+                return True
+        return False
 
     async def place_leg(self, leg: LegOrder) -> AlgoOrder:
         """Place one protective leg (:meth:`.LegPlacer.place`) and return it standing; raises when

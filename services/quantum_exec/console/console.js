@@ -214,6 +214,13 @@ function distance(mark, trigger) {
   return ` (${(((t - m) / m) * 100).toFixed(2)}%)`;
 }
 
+// A trailing stop: its activation price (or "active": ALGO_UPDATE ia) and size.
+function trailing(p) {
+  const found = (p.protective_orders || []).filter((o) => o.type === "TRAILING_STOP_MARKET");
+  if (!found.length) return "-";
+  return found.map((o) => `${o.activated ? "active" : "waits for activation"} × ${num(o.quantity ?? "all")}`).join("<br>");
+}
+
 function renderPositions(body) {
   const leg = (p, type) => {
     const found = (p.protective_orders || []).filter((o) => o.type === type);
@@ -229,6 +236,7 @@ function renderPositions(body) {
     ["unrealized", (p) => `<span class="${signClass(p.unrealized_pnl)}">${num(p.unrealized_pnl)}</span>`, "num"],
     ["stop-loss (distance)", (p) => leg(p, "STOP_MARKET")],
     ["take-profit (distance)", (p) => leg(p, "TAKE_PROFIT_MARKET")],
+    ["trailing stop", (p) => trailing(p)],
   ], body.positions || [], "No open position: the account is flat.");
 }
 
@@ -242,6 +250,11 @@ function renderOrders(body) {
     ["price / trigger", (o) => price(o.price), "num"], ["quantity", (o) => num(o.qty), "num"],
     ["state", (o) => esc(o.state)], ["client id", (o) => esc(o.id)],
   ], rows, "No open order: nothing is waiting on the exchange.");
+  const budget = body.conditional_budget;
+  if (budget) {
+    const full = budget.open >= 0.9 * budget.budget ? ' class="neg"' : "";
+    $("orders").innerHTML += `<p${full}>Conditional orders open on the account: ${num(budget.open)} of ${num(budget.budget)}</p>`;
+  }
 }
 
 function renderResults(body) {

@@ -186,6 +186,11 @@ class Executor:
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
                 elif intent.side is Side.MODIFY:
+                    if self.risk is not None and not attempt.resume:
+                        # Reducing for the governor (REDUCING admits it), nothing new while HALTED;
+                        # a resumed MODIFY finishes what its legs' make-before-break began.
+                        zero = Decimal(0)
+                        await self.risk.admit(intent, reduces=True, quantity=zero, price=zero, leverage=0)
                     await self._modifier.modify(run)
                 else:
                     await self._open(run)

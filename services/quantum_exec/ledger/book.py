@@ -29,6 +29,7 @@ import orjson
 from redis.asyncio import Redis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind
+from quantum_exec.account.protection_events import PROTECTION_EVENT_TYPE
 from quantum_exec.account.store import AccountStore
 from quantum_exec.aio import cancel_task
 from quantum_exec.contracts.codec import dumps, payload_value
@@ -315,6 +316,9 @@ class LedgerBook:
 
 
 def _event_of(fields: Any) -> PositionEvent | None:
+    kind = fields.get(b"event_type", fields.get("event_type"))
+    if kind in (PROTECTION_EVENT_TYPE, PROTECTION_EVENT_TYPE.encode()):
+        return None  # a protection change, not a fill: nothing to book
     raw = payload_value(fields)
     if raw is None:
         return None

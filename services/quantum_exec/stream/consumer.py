@@ -35,7 +35,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, busy, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -98,7 +98,9 @@ class IntentConsumer:
         self._link = link or RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
-        self._leases = Leases(self.store, settings, self._link, self._stopping)
+        self._leases = Leases(
+            self.store, settings, self._link, self._stopping, other_symbols=self._older_of_other_symbols
+        )
         self._answers = Answers(redis, self.store, settings, self._link)
         self._claims = Claims(
             redis,
@@ -376,6 +378,16 @@ class IntentConsumer:
             await answer
         finally:
             self._forget(entry)
+
+    def _older_of_other_symbols(self, entry: Entry, symbol: str) -> list[str]:
+        """The entries this consumer holds that are older than ``entry`` and of another symbol
+        (it read them, so their symbols are known): the lead-in's order check passes over them."""
+        before = id_order(entry.stream_id)
+        return [
+            stream_id
+            for stream_id, held in self._held.items()
+            if held.intent is not None and held.intent.symbol != symbol and id_order(stream_id) < before
+        ]
 
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
