@@ -1,6 +1,7 @@
-"""Adversarial review of stop management (issue #27): a MODIFY racing a take-profit fill, checked
-from the simulator's own order history. FAILS on main (review/three): the promise "each TP fill
-shrinks the stop to what is left … the stop never exceeds the position" is broken.
+"""Adversarial review of stop management (issue #27): a MODIFY racing a take-profit fill or a stop
+trigger, checked from the simulator's own order history. Both FAIL on main (review/three): "exactly
+one stop remains at the end" / "the stop never exceeds the position", and P5 (a MODIFY answering
+protected for a position its old stop had already closed).
 """
 
 from __future__ import annotations
@@ -79,4 +80,42 @@ async def test_a_tp_fill_during_a_modify_still_shrinks_the_stop_to_the_position(
     )
     assert sum((D(a["quantity"]) for a in targets), D(0)) <= position, (
         f"the take-profits ({described}) exceed the position ({position}): TP1 placed again after it filled"
+    )
+
+
+async def test_a_modify_racing_the_stop_does_not_answer_protected_for_a_closed_position(desk: Desk) -> None:
+    """P5 / P3: the old stop fires while the MODIFY waits for the mark; the MODIFY then places a new
+    set of legs for a position already gone, and answers FILLED / protected for 0.010."""
+    await desk.service()
+    sim = desk.sim
+    mark = sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="stop-open",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=str((mark * D("0.97")).quantize(D("0.1"))),
+        take_profit_pct=5,
+    )
+    opened = await desk.result("stop-open")
+    assert opened.protection is ProtectionState.PROTECTED and opened.stop_loss is not None
+    sim.set_faults(
+        faults=[{"kind": "latency", "ms": 2500, "method": "GET", "path": "/fapi/v1/premiumIndex", "count": 1}]
+    )
+    await desk.publish(intent_id="stop-mod", symbol="BTCUSDT", side="MODIFY", stop_loss_pct=2)
+    await wait_for(lambda: not sim.state()["faults"]["faults"], 15, "the MODIFY reading the mark")
+    sim.set_mark_price("BTCUSDT", mark * D("0.96"))  # through the old stop
+    await wait_for(lambda: desk.position("BTCUSDT") == 0, 10, "closed by the old stop")
+    sim.set_mark_price("BTCUSDT", mark)
+    result = await desk.result("stop-mod", timeout_s=30)
+    algos = {a["clientAlgoId"]: a for a in sim.state()["algoOrders"]}
+    fired = algos[opened.stop_loss.client_algo_id]
+    assert fired["algoStatus"] == "FINISHED"
+    placed_after = [
+        (cid, a["createTime"]) for cid, a in algos.items() if a["createTime"] > fired["updateTime"]
+    ]
+    assert not (placed_after and result.protection is ProtectionState.PROTECTED and result.error is None), (
+        f"the position was closed by {opened.stop_loss.client_algo_id} at {fired['updateTime']}, "
+        f"then the MODIFY placed {placed_after} and answered "
+        f"{result.status.value}/{result.protection.value} for {result.quantity} with no word of the close"
     )
