@@ -1,5 +1,6 @@
 """Account settings: leverage, margin type and position mode (POST /fapi/v1/leverage, marginType,
-positionSide/dual), with Binance's refusals."""
+positionSide/dual), with Binance's refusals, and the answers that read them back (accountConfig,
+symbolConfig, commissionRate, rateLimit/order)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,44 @@ def change_position_mode(ledger: Ledger, params: Params) -> JSON:
     ledger.account.dual_side = dual
     ledger.positions.clear()
     return {"code": 200, "msg": "success"}
+
+
+def account_config(ledger: Ledger) -> JSON:
+    """GET /fapi/v1/accountConfig ("Account Configuration")."""
+    return {
+        "feeTier": 0,
+        "canTrade": True,
+        "canDeposit": True,
+        "canWithdraw": True,
+        "dualSidePosition": ledger.account.dual_side,
+        "updateTime": 0,
+        "multiAssetsMargin": False,
+        "tradeGroupId": -1,
+    }
+
+
+def symbol_config(ledger: Ledger, params: Params) -> list[JSON]:
+    """GET /fapi/v1/symbolConfig ("Symbol Configuration"): margin type and leverage per symbol."""
+    rows = []
+    for spec in ledger.symbols(params):
+        leverage = ledger.leverage_of(spec.symbol)
+        rows.append(
+            {
+                "symbol": spec.symbol,
+                "marginType": ledger.margin_type_of(spec.symbol),
+                "isAutoAddMargin": "false",
+                "leverage": leverage,
+                "maxNotionalValue": fmt(spec.max_notional(leverage)),
+            }
+        )
+    return rows
+
+
+def commission_rate(ledger: Ledger, params: Params) -> JSON:
+    """GET /fapi/v1/commissionRate ("User Commission Rate"): ``symbol`` required."""
+    spec = ledger.spec(params.req_str("symbol"))
+    return {
+        "symbol": spec.symbol,
+        "makerCommissionRate": fmt(ledger.market.maker_rate.normalize()),
+        "takerCommissionRate": fmt(ledger.market.taker_rate.normalize()),
+    }

@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from binance_sim import errors, rules
+from binance_sim import errors, rules, trailing
 from binance_sim.errors import SimError
 from binance_sim.ledger import Ledger
-from binance_sim.market import ONE, ZERO, fmt, round_to_step
+from binance_sim.market import ZERO, fmt
 from binance_sim.model import (
     CONDITIONAL_TYPES,
-    HUNDRED,
     JSON,
     MAX_OPEN_ALGO_ORDERS,
     SIDES,
@@ -70,7 +69,8 @@ class Algos:
         working_type = params.enum("workingType", WORKING_TYPES, default="CONTRACT_PRICE")
         price_protect = params.opt_bool("priceProtect")
         tif = params.enum("timeInForce", TIME_IN_FORCE, errors.INVALID_TIF, default="GTC")
-        stp = params.enum("selfTradePreventionMode", STP_MODES, default="EXPIRE_MAKER")
+        # Algo orders default to NONE ("New Algo Order": selfTradePreventionMode, default NONE).
+        stp = params.enum("selfTradePreventionMode", STP_MODES, default="NONE")
         client_id = params.opt_client_id("clientAlgoId") or new_client_id()
         market = order_type.endswith("_MARKET")
         if close_position:
@@ -81,6 +81,7 @@ class Algos:
             if reduce_only:
                 raise errors.not_required("reduceOnly")
             qty = ZERO
+            self._check_one_close_position(spec.symbol, side, position_side, order_type)
         else:
             qty = rules.quantity(spec, params, market=market)
         price = ZERO
@@ -95,8 +96,7 @@ class Algos:
         trigger = ZERO
         if order_type == "TRAILING_STOP_MARKET":
             callback = params.req_decimal("callbackRate")
-            if not Decimal("0.1") <= callback <= Decimal(10):
-                raise errors.CALLBACK_RATE()
+            trailing.check_callback(callback)
             activate_name = "activationPrice" if params.has("activationPrice") else "activatePrice"
             if params.has(activate_name):
                 activate = rules.price(spec, params, activate_name)
@@ -148,6 +148,21 @@ class Algos:
         self.ledger.open_algo[algo.algo_id] = algo
         self.notify.algo_update(algo)
         return self.algo_json(algo, query=False)
+
+    def _check_one_close_position(self, symbol: str, side: str, position_side: str, order_type: str) -> None:
+        """-4130: Binance keeps one closePosition stop and one closePosition take-profit per side of a
+        symbol (a STOP_MARKET and a TAKE_PROFIT_MARKET may rest together); a second one of the same
+        kind, while the first is open or triggering, is refused. Replacing one is cancel-then-place."""
+        kind = order_type.startswith("STOP")
+        for algo in (*self.ledger.open_algo.values(), *self.ledger.triggering.values()):
+            if (
+                algo.close_position
+                and algo.symbol == symbol
+                and algo.side == side
+                and algo.position_side == position_side
+                and algo.order_type.startswith("STOP") == kind
+            ):
+                raise errors.CLOSE_POSITION_EXISTS()
 
     def _find_algo(self, params: Params) -> AlgoOrder:
         algo_id = params.opt_int("algoId")
@@ -225,30 +240,29 @@ class Algos:
 
     def fire_crossed(self, symbol: str) -> None:
         """Fire every open algo order of ``symbol`` whose trigger the current prices cross."""
+        protected = self._protect_holds(symbol)
         for algo in [a for a in self.ledger.open_algo.values() if a.symbol == symbol]:
+            if algo.price_protect and protected:
+                continue
             if self._should_fire(algo, rules.working_price(self.ledger, symbol, algo.working_type)):
                 self._fire(algo)
 
+    def _protect_holds(self, symbol: str) -> bool:
+        """priceProtect ("New Algo Order"): a trigger with priceProtect=TRUE is held while mark and last
+        price differ by more than the symbol's ``triggerProtect`` (exchangeInfo) of the mark."""
+        spec = self.ledger.spec(symbol)
+        if not spec.trigger_protect:
+            return False
+        mark = self.ledger.mark(symbol)
+        return abs(mark - self.ledger.last_price(symbol)) > mark * spec.trigger_protect
+
     def _should_fire(self, algo: AlgoOrder, price: Decimal) -> bool:
-        if algo.order_type != "TRAILING_STOP_MARKET":
+        if algo.order_type != trailing.TRAILING:
             return crossed(algo.order_type, algo.side, algo.trigger_price, price)
-        assert algo.callback_rate is not None
-        if algo.trailing_extreme is None:
-            assert algo.activate_price is not None
-            activated = price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
-            if not activated:
-                return False
-            algo.trailing_extreme = price
-        rate = algo.callback_rate / HUNDRED
-        if algo.side == "SELL":
-            algo.trailing_extreme = max(algo.trailing_extreme, price)
-            fire = price <= algo.trailing_extreme * (ONE - rate)
-        else:
-            algo.trailing_extreme = min(algo.trailing_extreme, price)
-            fire = price >= algo.trailing_extreme * (ONE + rate)
-        if fire:
-            spec = self.ledger.spec(algo.symbol)
-            algo.trigger_price = round_to_step(price, spec.tick_size, up=algo.side == "BUY")
+        now_active, fire = trailing.step(algo, price, self.ledger.spec(algo.symbol).tick_size)
+        if now_active and not fire:
+            algo.update_time = self.ledger.clock()
+            self.notify.algo_update(algo)  # NEW again, with ia true
         return fire
 
     def _fire(self, algo: AlgoOrder) -> None:
@@ -285,7 +299,8 @@ class Algos:
         try:
             if not reduce_only:
                 self.ledger.check_margin(spec, qty, self.ledger.mark(spec.symbol) if market else algo.price)
-            fill_price = rules.market_fill_price(self.ledger, spec, algo.side) if market else ZERO
+            if market:
+                rules.market_fill_price(self.ledger, spec, algo.side)  # -4131 beyond PERCENT_PRICE
         except SimError as exc:
             self.notify.set_algo_status(algo, "REJECTED", exc.msg)
             return
@@ -316,6 +331,6 @@ class Algos:
         algo.actual_order_id = order.order_id
         self.ledger.algo_by_order[order.order_id] = algo
         self.notify.set_algo_status(algo, "TRIGGERED")
-        self.orders.execute(order, reduce_only=reduce_only, fill_price=fill_price, marketable=marketable)
+        self.orders.execute(order, reduce_only=reduce_only, marketable=marketable)
 
     # ----- account views ----------------------------------------------------------------------------

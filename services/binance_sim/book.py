@@ -66,10 +66,17 @@ def take_bound(spec: SymbolSpec, side: str, mark: Decimal) -> Decimal | None:
 
 
 def market_fills(
-    spec: SymbolSpec, side: str, qty: Decimal, mark: Decimal, config: BookConfig, slippage_bps: Decimal
+    spec: SymbolSpec,
+    side: str,
+    qty: Decimal,
+    mark: Decimal,
+    config: BookConfig,
+    slippage_bps: Decimal,
+    limit: Decimal | None = None,
 ) -> list[tuple[Decimal, Decimal]]:
-    """The (price, quantity) trades of a MARKET order of ``qty``; their sum is short of ``qty`` when the
-    book runs into the marketTakeBound."""
+    """The (price, quantity) trades of a taker order of ``qty``; their sum is short of ``qty`` when the
+    book runs into the marketTakeBound or, for a LIMIT taker, past its ``limit`` price (the levels a
+    LIMIT IOC/FOK/GTC meets are those at or better than its price, as on Binance's book)."""
     price = best_price(spec, side, mark, config, slippage_bps)
     bound = take_bound(spec, side, mark)
     depth = config.depth_of(spec.symbol)
@@ -78,7 +85,9 @@ def market_fills(
     fills: list[tuple[Decimal, Decimal]] = []
     remaining = qty
     while remaining > 0 and price > 0:
-        if bound is not None and (price > bound if side == "BUY" else price < bound):
+        if limit is None and bound is not None and (price > bound if side == "BUY" else price < bound):
+            break
+        if limit is not None and (price > limit if side == "BUY" else price < limit):
             break
         level_qty = remaining if depth is None else max(step, round_to_step(depth / price, step, up=False))
         taken = min(remaining, level_qty)
@@ -86,3 +95,12 @@ def market_fills(
         remaining -= taken
         price = price + gap if side == "BUY" else price - gap
     return fills
+
+
+def level_price(
+    spec: SymbolSpec, side: str, mark: Decimal, config: BookConfig, slippage_bps: Decimal, level: int
+) -> Decimal:
+    """The price of the ``level``-th (1-based) level a taker on ``side`` meets."""
+    gap = max(spec.tick_size, round_to_step(mark * config.level_bps / _BPS, spec.tick_size, up=True))
+    best = best_price(spec, side, mark, config, slippage_bps)
+    return best + gap * (level - 1) if side == "BUY" else best - gap * (level - 1)

@@ -33,6 +33,8 @@ class SimConfig:
     ``trigger_delay_ms`` is how long a crossed algo order stays TRIGGERING before its order is placed.
     ``max_algo_orders_per_symbol`` restores a per-symbol limit of open conditional orders (Binance removed
     its MAX_NUM_ALGO_ORDERS filter of 10 on 2025-12-29; default None: only 200 per account).
+    ``margin_call_ratio``: the margin ratio (maintenance margin / margin balance) at which MARGIN_CALL is
+    pushed (Binance documents no threshold; 0.8 by default).
     ``loopback_only_control`` refuses ``/_sim/`` requests that do not come from 127.0.0.1 / ::1.
     """
 
@@ -60,6 +62,7 @@ class SimConfig:
     stream_max_connection_s: float = 24 * 60 * 60
     trigger_delay_ms: int = 5
     max_algo_orders_per_symbol: int | None = None
+    margin_call_ratio: Decimal = Decimal("0.8")
 
     def secrets(self) -> dict[str, str]:
         """Every accepted API key mapped to its secret."""

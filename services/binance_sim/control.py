@@ -39,6 +39,14 @@ class Controls(Protocol):
     def set_funding_rate(self, symbol: str, rate: Decimal | str) -> None: ...
     def walk_step(self, steps: int = 1) -> None: ...
     def set_liquidation(self, enabled: bool) -> None: ...
+    def auto_deleverage(
+        self,
+        symbol: str,
+        position_side: str = "BOTH",
+        quantity: Decimal | str | None = None,
+        price: Decimal | str | None = None,
+    ) -> dict[str, Any]: ...
+    def settle_symbol(self, symbol: str, price: Decimal | str) -> list[dict[str, Any]]: ...
     def set_faults(self, spec: dict[str, Any] | None = None, /, **fields: Any) -> None: ...
     def set_balance(self, asset: str, balance: Decimal | str) -> None: ...
     def set_rate_limits(self, enabled: bool) -> None: ...
@@ -99,6 +107,17 @@ async def handle(sim: Controls, request: web.Request, path: str) -> web.Response
                 raise errors.invalid_value("enabled")
             sim.set_liquidation(enabled)
             return json_response({"enabled": enabled}, 200)
+        if action == ("POST", "/_sim/adl"):
+            adl = sim.auto_deleverage(
+                str(body.get("symbol", "")),
+                str(body.get("positionSide", "BOTH")),
+                None if body.get("quantity") is None else _decimal(body["quantity"], "quantity"),
+                None if body.get("price") is None else _decimal(body["price"], "price"),
+            )
+            return json_response(adl, 200)
+        if action == ("POST", "/_sim/settle"):
+            settled = sim.settle_symbol(str(body.get("symbol", "")), _decimal(body.get("price"), "price"))
+            return json_response({"orders": settled}, 200)
         if action == ("POST", "/_sim/faults"):
             sim.set_faults(body)
             return json_response(sim.faults.to_json(), 200)

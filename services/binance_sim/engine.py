@@ -17,11 +17,12 @@ from typing import Any
 
 from binance_sim import account_settings, errors, views
 from binance_sim.algos import Algos
+from binance_sim.amend import Amender
 from binance_sim.book import BookConfig
 from binance_sim.funding import FundingConfig, funding_fee, is_perpetual
 from binance_sim.income import IncomeLedger, IncomeRow
 from binance_sim.ledger import Ledger
-from binance_sim.liquidation import Liquidator
+from binance_sim.liquidation import DEFAULT_MARGIN_CALL_RATIO, Liquidator
 from binance_sim.market import ZERO, MarketData, SymbolSpec
 from binance_sim.model import JSON, Account, AlgoOrder, Ids, Order, Position, Trade
 from binance_sim.notify import EventSink, Notifier
@@ -48,6 +49,7 @@ class Engine:
         funding: FundingConfig | None = None,
         liquidation: bool = True,
         max_algo_orders_per_symbol: int | None = None,
+        margin_call_ratio: Decimal = DEFAULT_MARGIN_CALL_RATIO,
         notifier: Callable[[Ledger], Notifier] = Notifier,
     ) -> None:
         self.ledger = Ledger(market, clock, slippage_bps=slippage_bps, book=book, funding=funding)
@@ -63,7 +65,10 @@ class Engine:
             after_triggers=self.check_liquidation,
             max_per_symbol=max_algo_orders_per_symbol,
         )
-        self.liquidator = Liquidator(self.ledger, self.notify, self.algos.cancel_algo)
+        self.amender = Amender(self.ledger, self.notify, self.orders_api)
+        self.liquidator = Liquidator(
+            self.ledger, self.notify, self.algos.cancel_algo, margin_call_ratio=margin_call_ratio
+        )
 
     # ----- the ledger's state, as the server, persistence and tests read it ---------------------
 
@@ -159,6 +164,7 @@ class Engine:
     def reset(self) -> None:
         """Back to the fixtures' starting state (ids keep increasing so stale ids never match)."""
         self.ledger.reset()
+        self.amender.history.clear()
 
     def spec(self, symbol: str) -> SymbolSpec:
         """Rules of a known symbol; -1121 otherwise."""
@@ -215,12 +221,19 @@ class Engine:
         return views.leverage_bracket(self.ledger, params)
 
     def change_leverage(self, params: Params) -> JSON:
-        """POST /fapi/v1/leverage."""
-        return account_settings.change_leverage(self.ledger, params)
+        """POST /fapi/v1/leverage; announced as ACCOUNT_CONFIG_UPDATE ``ac`` ("Event: Account
+        Configuration Update previous Leverage Update")."""
+        answer = account_settings.change_leverage(self.ledger, params)
+        now = self.ledger.clock()
+        config = {"s": answer["symbol"], "l": answer["leverage"]}
+        self.notify.publish({"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now, "ac": config})
+        return answer
 
     def change_margin_type(self, params: Params) -> JSON:
-        """POST /fapi/v1/marginType."""
-        return account_settings.change_margin_type(self.ledger, params)
+        """POST /fapi/v1/marginType; announced as ACCOUNT_UPDATE of reason MARGIN_TYPE_CHANGE."""
+        answer = account_settings.change_margin_type(self.ledger, params)
+        self.notify.account_update("MARGIN_TYPE_CHANGE", (params.req_str("symbol"),))
+        return answer
 
     def position_mode(self) -> JSON:
         """GET /fapi/v1/positionSide/dual."""
@@ -232,22 +245,53 @@ class Engine:
 
     def new_order(self, params: Params) -> JSON:
         """POST /fapi/v1/order."""
+        self.orders_api.expire_due()
         return self.orders_api.new_order(params)
 
     def query_order(self, params: Params) -> JSON:
         """GET /fapi/v1/order."""
+        self.orders_api.expire_due()
         return self.orders_api.query_order(params)
 
     def cancel_order(self, params: Params) -> JSON:
         """DELETE /fapi/v1/order."""
+        self.orders_api.expire_due()
         return self.orders_api.cancel_order(params)
+
+    def cancel_all_open_orders(self, params: Params) -> JSON:
+        """DELETE /fapi/v1/allOpenOrders."""
+        self.orders_api.expire_due()
+        return self.orders_api.cancel_all_open_orders(params)
+
+    def account_config(self, params: Params) -> JSON:
+        """GET /fapi/v1/accountConfig."""
+        return account_settings.account_config(self.ledger)
+
+    def symbol_config(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/symbolConfig."""
+        return account_settings.symbol_config(self.ledger, params)
+
+    def commission_rate(self, params: Params) -> JSON:
+        """GET /fapi/v1/commissionRate."""
+        return account_settings.commission_rate(self.ledger, params)
+
+    def modify_order(self, params: Params) -> JSON:
+        """PUT /fapi/v1/order."""
+        self.orders_api.expire_due()
+        return self.amender.modify(params)
+
+    def order_amendments(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/orderAmendment."""
+        return self.amender.amendments(params)
 
     def list_open_orders(self, params: Params) -> list[JSON]:
         """GET /fapi/v1/openOrders."""
+        self.orders_api.expire_due()
         return self.orders_api.list_open_orders(params)
 
     def list_all_orders(self, params: Params) -> list[JSON]:
         """GET /fapi/v1/allOrders."""
+        self.orders_api.expire_due()
         return self.orders_api.list_all_orders(params)
 
     def user_trades(self, params: Params) -> list[JSON]:
@@ -282,6 +326,18 @@ class Engine:
         """GET /fapi/v1/allAlgoOrders."""
         return self.algos.list_all_algo_orders(params)
 
+    def force_orders(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/forceOrders."""
+        return self.liquidator.force_orders(params)
+
+    def funding_rate_history(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/fundingRate."""
+        return views.funding_rate_history(self.ledger, params)
+
+    def funding_info(self, params: Params) -> list[JSON]:
+        """GET /fapi/v1/fundingInfo."""
+        return views.funding_info(self.ledger)
+
     def position_risk(self, params: Params, version: int) -> list[JSON]:
         """GET /fapi/v2|v3/positionRisk."""
         return views.position_risk(self.ledger, params, version)
@@ -306,6 +362,7 @@ class Engine:
         if price <= 0:
             raise errors.PRICE_NOT_POSITIVE()
         self.ledger.marks[symbol] = price
+        self.orders_api.expire_due()
         self.orders_api.fill_crossed(symbol, price)
         self.algos.fire_crossed(symbol)
         if not self.defer_triggers:
@@ -325,6 +382,10 @@ class Engine:
     def settle_funding(self, now_ms: int) -> list[IncomeRow]:
         """Pay or collect funding on every open perpetual position now; returns the FUNDING_FEE rows."""
         ledger = self.ledger
+        for spec in ledger.market.symbols.values():
+            if is_perpetual(spec) and spec.symbol in ledger.marks:
+                rate = ledger.funding_rate(spec.symbol)
+                ledger.funding_history.append((spec.symbol, now_ms, rate, ledger.mark(spec.symbol)))
         rows: list[IncomeRow] = []
         for pos in list(ledger.positions.values()):
             spec = ledger.spec(pos.symbol)
@@ -336,6 +397,9 @@ class Engine:
             ledger.account.wallet["USDT"] = ledger.account.wallet.get("USDT", Decimal(0)) + fee
             rows.append(ledger.income.book("FUNDING_FEE", fee, now_ms, pos.symbol))
         if rows:
-            self.notify.account_update("FUNDING_FEE", sorted({row.symbol for row in rows}), ("USDT",))
+            # Only isolated positions are listed (P); a cross position's funding shows in B alone.
+            isolated = sorted({r.symbol for r in rows if ledger.margin_type_of(r.symbol) == "ISOLATED"})
+            paid = sum((row.income for row in rows), ZERO)
+            self.notify.account_update("FUNDING_FEE", isolated, ("USDT",), balance_change=paid)
             self.check_liquidation()
         return rows

@@ -52,6 +52,9 @@ def invalid_value(name: str) -> SimError:
     return SimError(-1130, f"Data sent for parameter '{name}' is not valid.")
 
 
+START_AFTER_END: Final = ErrorSpec(-1023, "Start time is greater than end time.")
+LOOKUP_INTERVAL_TOO_BIG: Final = ErrorSpec(-1127, "More than 168 hours between startTime and endTime.")
+BAD_PARAM_COMBO: Final = ErrorSpec(-1128, "Combination of optional parameters invalid.")
 INVALID_SYMBOL: Final = ErrorSpec(-1121, "Invalid symbol.")
 INVALID_SYMBOL_STATUS: Final = ErrorSpec(-1122, "Invalid symbol status.")
 INVALID_SIDE: Final = ErrorSpec(-1117, "Invalid side.")
@@ -82,6 +85,12 @@ CLIENT_ID_DUPLICATED: Final = ErrorSpec(-4116, "ClientOrderId is duplicated.")
 ORDER_NOT_FOUND: Final = ErrorSpec(-2013, "Order does not exist.")
 UNKNOWN_ORDER: Final = ErrorSpec(-2011, "Unknown order sent.")
 MAX_STOP_ORDERS: Final = ErrorSpec(-4045, "Reach max stop order limit.")
+# USD-M error codes (developers.binance.com/docs/derivatives/usds-margined-futures/error-code):
+# -4130 "An open stop or take profit order with GTE and closePosition in the direction is
+# existing." A second closePosition STOP_MARKET (or TAKE_PROFIT_MARKET) on one side is refused.
+CLOSE_POSITION_EXISTS: Final = ErrorSpec(
+    -4130, "An open stop or take profit order with GTE and closePosition in the direction is existing."
+)
 MAX_OPEN_ORDERS: Final = ErrorSpec(-2025, "Reach max open order limit.")
 POST_ONLY_REJECTED: Final = ErrorSpec(
     -5022,

@@ -15,33 +15,41 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from binance_sim import margin
+from binance_sim import margin, trailing
 from binance_sim.market import ZERO, fmt, fmt_places
 
 if TYPE_CHECKING:
     from binance_sim.ledger import Ledger
-    from binance_sim.model import AlgoOrder, Order, Trade
+    from binance_sim.model import AlgoOrder, Order, Position, Trade
 
 JSON = dict[str, Any]
 _MONEY_PLACES = 8
+_QUANT = Decimal("0.00000001")
 
 
 def _price(value: Decimal, places: int) -> str:
     return fmt_places(value, places)
 
 
-def order_trade_update(engine: Ledger, order: Order, trade: Trade | None, now: int) -> JSON:
+def order_trade_update(
+    engine: Ledger, order: Order, trade: Trade | None, now: int, *, amendment: bool = False
+) -> JSON:
     """ORDER_TRADE_UPDATE: ``x`` is TRADE for a fill (l/L/n/N/t/rp/m of that fill), else the status."""
     spec = engine.spec(order.symbol)
     pp, qp = spec.price_places, spec.qty_places
     avg = order.avg_price
     if trade is not None:
-        execution = "TRADE"
+        # A fill of an order the exchange placed to close the position (liquidation, ADL, settlement)
+        # is "CALCULATED - Liquidation Execution"; any other fill is TRADE.
+        execution = "CALCULATED" if order.auto_close else "TRADE"
         last_qty, last_price = fmt_places(trade.qty, qp), _price(trade.price, pp)
         commission, trade_id = fmt_places(trade.commission, _MONEY_PLACES), trade.trade_id
         realized, maker, when = fmt_places(trade.realized_pnl, _MONEY_PLACES), trade.maker, trade.time
     else:
-        execution = order.status  # NEW, CANCELED, EXPIRED
+        # NEW, CANCELED, EXPIRED (EXPIRED_IN_MATCH shows as EXPIRED), or AMENDMENT ("Order Modified").
+        execution = "AMENDMENT" if amendment else order.status
+        if execution == "EXPIRED_IN_MATCH":
+            execution = "EXPIRED"
         last_qty, last_price, commission, trade_id, realized, maker = "0", "0", "0", 0, "0", False
         when = order.update_time
     open_notional = (order.orig_qty - order.executed_qty) * order.price if order.is_open else ZERO
@@ -49,7 +57,8 @@ def order_trade_update(engine: Ledger, order: Order, trade: Trade | None, now: i
         "s": order.symbol,
         "c": order.client_order_id,
         "S": order.side,
-        "o": order.type,
+        # The REST order is LIMIT (forceOrders shows it so); the stream says LIQUIDATION.
+        "o": "LIQUIDATION" if order.auto_close else order.type,
         "f": order.time_in_force,
         "q": fmt_places(order.orig_qty, qp),
         "p": _price(order.price, pp),
@@ -70,7 +79,7 @@ def order_trade_update(engine: Ledger, order: Order, trade: Trade | None, now: i
         "m": maker,
         "R": order.reduce_only,
         "wt": order.working_type,
-        "ot": order.orig_type,
+        "ot": "LIQUIDATION" if order.auto_close else order.orig_type,
         "ps": order.position_side,
         "cp": order.close_position,
         "rp": realized,
@@ -78,8 +87,9 @@ def order_trade_update(engine: Ledger, order: Order, trade: Trade | None, now: i
         "si": 0,
         "ss": 0,
         "V": order.self_trade_prevention_mode,
-        "pm": "NONE",
+        "pm": order.price_match,
         "gtd": order.good_till_date,
+        "er": str(order.expire_reason),
     }
     return {"e": "ORDER_TRADE_UPDATE", "E": now, "T": when, "o": body}
 
@@ -105,9 +115,19 @@ def trade_lite(engine: Ledger, order: Order, trade: Trade, now: int) -> JSON:
 
 
 def account_update(
-    engine: Ledger, reason: str, symbols: Iterable[str], assets: Iterable[str], now: int
+    engine: Ledger,
+    reason: str,
+    symbols: Iterable[str],
+    assets: Iterable[str],
+    now: int,
+    balance_change: Decimal = ZERO,
 ) -> JSON:
-    """ACCOUNT_UPDATE: the changed balances (B) and the positions of ``symbols`` (P) after the change."""
+    """ACCOUNT_UPDATE: the changed balances (B) and the positions of ``symbols`` (P) after the change.
+
+    ``bc`` is the "Balance Change except PnL and Commission" (a funding fee, a transfer, an insurance
+    clearance; 0 for a fill), ``cr`` the position's "(Pre-fee) Accumulated Realized". A FUNDING_FEE
+    update carries no position of a cross margin symbol: the caller passes only isolated symbols
+    ("Event: Balance and Position Update")."""
     balances = []
     for asset in assets:
         wallet = engine.account.wallet.get(asset, ZERO)
@@ -116,7 +136,7 @@ def account_update(
                 "a": asset,
                 "wb": fmt_places(wallet, _MONEY_PLACES),
                 "cw": fmt_places(margin.cross_wallet(engine) if asset == "USDT" else wallet, _MONEY_PLACES),
-                "bc": "0",
+                "bc": fmt(balance_change.normalize()) if balance_change else "0",
             }
         )
     positions = []
@@ -133,7 +153,7 @@ def account_update(
                     "pa": fmt_places(pos.amount, spec.qty_places),
                     "ep": fmt(pos.entry_price.normalize()) if pos.entry_price else "0",
                     "bep": fmt(bep.quantize(Decimal("0.00000001")).normalize()) if pos.amount else "0",
-                    "cr": "0",
+                    "cr": fmt_places(pos.realized, _MONEY_PLACES) if pos.realized else "0",
                     "up": fmt_places(engine.unrealized(pos).quantize(Decimal("0.00000001")), _MONEY_PLACES),
                     "mt": "isolated" if isolated else "cross",
                     "iw": fmt_places(
@@ -177,8 +197,36 @@ def algo_update(engine: Ledger, algo: AlgoOrder, now: int) -> JSON:
         "tt": algo.trigger_time,
         "gtd": algo.good_till_date,
     }
+    if algo.order_type == trailing.TRAILING:
+        body["ia"] = trailing.activated(algo)  # activated (since 2026-08-21)
     body["rm"] = algo.reject_reason
     return {"e": "ALGO_UPDATE", "T": algo.update_time, "E": now, "o": body}
+
+
+def margin_call(engine: Ledger, positions: Iterable[Position], cross: bool, now: int) -> JSON:
+    """MARGIN_CALL ("Event: Margin Call"): ``cw`` only for a cross margin call, a row per position."""
+    body: JSON = {"e": "MARGIN_CALL", "E": now}
+    if cross:
+        body["cw"] = fmt_places(margin.cross_wallet(engine).quantize(_QUANT), _MONEY_PLACES)
+    rows = []
+    for pos in positions:
+        spec = engine.spec(pos.symbol)
+        rows.append(
+            {
+                "s": pos.symbol,
+                "ps": pos.position_side,
+                "pa": fmt_places(pos.amount, spec.qty_places),
+                "mt": "CROSSED" if cross else "ISOLATED",
+                "iw": "0"
+                if cross
+                else fmt_places(margin.isolated_wallet(engine, pos).quantize(_QUANT), _MONEY_PLACES),
+                "mp": fmt_places(engine.mark(pos.symbol), _MONEY_PLACES),
+                "up": fmt_places(engine.unrealized(pos).quantize(_QUANT), _MONEY_PLACES),
+                "mm": fmt_places(margin.position_maint_margin(engine, pos).quantize(_QUANT), _MONEY_PLACES),
+            }
+        )
+    body["p"] = rows
+    return body
 
 
 def listen_key_expired(listen_key: str, now: int) -> JSON:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
-from binance_sim.market import SymbolSpec
+from binance_sim.market import ZERO, SymbolSpec
 
 DEFAULT_FUNDING_RATE: Final = Decimal("0.0001")
 EIGHT_HOURS_MS: Final = 8 * 3_600_000
@@ -27,11 +27,17 @@ _MONEY: Final = Decimal("0.00000001")
 class FundingConfig:
     """``interval_ms``: time between settlements (aligned to the epoch, so 8 h gives 00/08/16 UTC).
     ``auto``: the server settles by itself on that schedule (off: only ``POST /_sim/funding`` does).
-    ``default_rate``: the rate of symbols the market state gives none."""
+    ``default_rate``: the rate of symbols the market state gives none.
+    ``premium``: rates come from the premium of mark over index (:func:`premium_rate`) instead of the
+    market state's fixed rates (a rate set through ``POST /_sim/fundingRate`` still wins);
+    ``rate_cap``/``rate_floor`` bound them (``GET /fapi/v1/fundingInfo`` shows them)."""
 
     interval_ms: int = EIGHT_HOURS_MS
     auto: bool = False
     default_rate: Decimal = DEFAULT_FUNDING_RATE
+    premium: bool = False
+    rate_cap: Decimal = Decimal("0.02")
+    rate_floor: Decimal = Decimal("-0.02")
 
 
 def is_perpetual(spec: SymbolSpec) -> bool:
@@ -47,3 +53,20 @@ def next_funding_time(now_ms: int, interval_ms: int) -> int:
 def funding_fee(mark: Decimal, position_amt: Decimal, rate: Decimal) -> Decimal:
     """What a position receives (negative: pays): ``-(markPrice × positionAmt × fundingRate)``, 8 places."""
     return (-(mark * position_amt * rate)).quantize(_MONEY, ROUND_HALF_UP)
+
+
+INTEREST_PER_8H: Final = Decimal("0.0001")  # 0.03 % a day ("Introduction to Binance Futures Funding Rates")
+_CLAMP: Final = Decimal("0.0005")
+_RATE_PLACES: Final = Decimal("0.00000001")
+
+
+def premium_rate(mark: Decimal, index: Decimal, config: FundingConfig) -> Decimal:
+    """Binance's funding rate ``F = P + clamp(I - P, -0.05 %, 0.05 %)``, bounded by the cap and floor;
+    the premium ``P`` here is (mark - index) / index (Binance averages a premium index built from
+    impact bid/ask prices, which a book of one simulated account does not have), the interest ``I``
+    0.01 % per 8 h scaled to the interval."""
+    premium = (mark - index) / index if index else ZERO
+    scale = Decimal(config.interval_ms) / EIGHT_HOURS_MS
+    interest = INTEREST_PER_8H * scale
+    rate = premium + min(max(interest - premium, -_CLAMP * scale), _CLAMP * scale)
+    return min(max(rate, config.rate_floor), config.rate_cap).quantize(_RATE_PLACES, ROUND_HALF_UP)

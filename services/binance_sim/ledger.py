@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from binance_sim import errors
 from binance_sim.book import BookConfig
-from binance_sim.funding import FundingConfig
+from binance_sim.funding import FundingConfig, premium_rate
 from binance_sim.income import IncomeLedger
 from binance_sim.market import ONE, ZERO, MarketData, SymbolSpec
 from binance_sim.model import (
@@ -72,7 +72,12 @@ class Ledger:
         self.positions: dict[tuple[str, str], Position] = {}
         self.trades: list[Trade] = []
         self.income = IncomeLedger()
-        self.funding_rates: dict[str, Decimal] = dict(self.market.funding_rates)
+        # Set rates (the market state's, unless rates come from the premium; /_sim/fundingRate's).
+        self.funding_rates: dict[str, Decimal] = (
+            {} if self.funding.premium else dict(self.market.funding_rates)
+        )
+        # Every settlement: (symbol, funding time, rate, mark), as GET /fapi/v1/fundingRate lists them.
+        self.funding_history: list[tuple[str, int, Decimal, Decimal]] = []
         # Index and last (contract) price where they differ from the mark (absent: equal to the mark).
         self.index_prices: dict[str, Decimal] = {}
         self.last_prices: dict[str, Decimal] = {}
@@ -116,8 +121,14 @@ class Ledger:
                 prices[symbol] = value
 
     def funding_rate(self, symbol: str) -> Decimal:
-        """The funding rate the next settlement of ``symbol`` uses."""
-        return self.funding_rates.get(symbol, self.funding.default_rate)
+        """The funding rate the next settlement of ``symbol`` uses (a set rate, else the premium's
+        when ``FundingConfig.premium``, else the default)."""
+        rate = self.funding_rates.get(symbol)
+        if rate is not None:
+            return rate
+        if self.funding.premium:
+            return premium_rate(self.mark(symbol), self.index_price(symbol), self.funding)
+        return self.funding.default_rate
 
     def symbols(self, params: Params) -> list[SymbolSpec]:
         symbol = params.opt_str("symbol")
@@ -226,6 +237,7 @@ class Ledger:
             total = abs(old) + qty
             pos.entry_price = money((abs(old) * pos.entry_price + qty * price) / total)
         pos.amount = old + signed
+        pos.realized += realized
         now = self.clock()
         pos.update_time = now
         rate = self.market.maker_rate if maker else self.market.taker_rate

@@ -87,6 +87,8 @@ class SymbolSpec:
     brackets: tuple[LeverageBracket, ...]
     market_take_bound: Decimal = ZERO  # exchangeInfo marketTakeBound: how far from the mark a MARKET may fill
     liquidation_fee: Decimal = ZERO  # exchangeInfo liquidationFee: the clearance fee rate of a liquidation
+    # exchangeInfo triggerProtect: how far apart mark and last price may be for a priceProtect trigger.
+    trigger_protect: Decimal = ZERO
     contract_type: str = "PERPETUAL"
     # exchangeInfo MAX_NUM_ALGO_ORDERS (open conditional orders per symbol): removed by Binance on
     # 2025-12-29, so None unless an exchangeInfo file still carries it.
@@ -161,6 +163,7 @@ def _parse_symbol(raw: dict[str, Any], max_leverage: int) -> SymbolSpec:
         brackets=_brackets(max_leverage),
         market_take_bound=Decimal(raw.get("marketTakeBound", "0")),
         liquidation_fee=Decimal(raw.get("liquidationFee", "0")),
+        trigger_protect=Decimal(raw.get("triggerProtect", "0")),
         contract_type=raw.get("contractType", "PERPETUAL"),
     )
 

@@ -27,7 +27,31 @@ TIME_IN_FORCE: Final = frozenset({"GTC", "IOC", "FOK", "GTX", "GTD"})
 RESP_TYPES: Final = frozenset({"ACK", "RESULT"})
 WORKING_TYPES: Final = frozenset({"MARK_PRICE", "CONTRACT_PRICE"})
 MARGIN_TYPES: Final = frozenset({"ISOLATED", "CROSSED"})
+PRICE_MATCHES: Final = frozenset(
+    {
+        "NONE",
+        "OPPONENT",
+        "OPPONENT_5",
+        "OPPONENT_10",
+        "OPPONENT_20",
+        "QUEUE",
+        "QUEUE_5",
+        "QUEUE_10",
+        "QUEUE_20",
+    }
+)
+# goodTillDate: "greater than the current time plus 600 seconds and smaller than 253402300799000".
+GTD_MIN_AHEAD_MS: Final = 600_000
+GTD_MAX: Final = 253_402_300_799_000
 STP_MODES: Final = frozenset({"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"})
+# ORDER_TRADE_UPDATE "er", Binance's "Expiry Reason" list ("Event: Order Update", USD-M user data streams).
+EXPIRE_NONE: Final = 0
+EXPIRE_STP: Final = 1  # expired to prevent trading against oneself
+EXPIRE_IOC: Final = 2  # IOC could not be filled completely, the rest canceled
+EXPIRE_IOC_STP: Final = 3  # IOC stopped by self-trade prevention
+EXPIRE_REDUCE_ONLY: Final = 4  # knocked out by a higher-priority reduce-only order / would reverse
+EXPIRE_LIQUIDATION: Final = 5  # expired when the account was liquidated
+EXPIRE_GTE: Final = 6  # GTE condition unsatisfied
 OPEN_STATUSES: Final = frozenset({"NEW", "PARTIALLY_FILLED"})
 MAX_OPEN_ALGO_ORDERS: Final = 200
 DEFAULT_LEVERAGE: Final = 20
@@ -62,6 +86,11 @@ class Order:
     price_protect: bool = False
     self_trade_prevention_mode: str = "EXPIRE_MAKER"
     good_till_date: int = 0
+    price_match: str = "NONE"
+    # An order the exchange placed to close a position: LIQUIDATION, ADL or SETTLEMENT ("": the user's).
+    auto_close: str = ""
+    # ORDER_TRADE_UPDATE "er" once expired (see EXPIRE_REASONS).
+    expire_reason: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -120,6 +149,8 @@ class Position:
     amount: Decimal = ZERO
     entry_price: Decimal = ZERO
     update_time: int = 0
+    # Accumulated realized PnL before fees (ACCOUNT_UPDATE ``cr``).
+    realized: Decimal = ZERO
 
 
 @dataclass(slots=True)

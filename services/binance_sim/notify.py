@@ -8,10 +8,12 @@ that is what its real order's last update announces.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Protocol
 
 from binance_sim import events
 from binance_sim.ledger import Ledger
+from binance_sim.market import ZERO
 from binance_sim.model import JSON, AlgoOrder, Order, Trade
 
 
@@ -35,7 +37,13 @@ class Notifier:
         self.ledger = ledger
         self.stream: EventSink | None = None
 
-    def order_update(self, order: Order, trade: Trade | None = None) -> None:
+    def publish(self, event: JSON) -> None:
+        """Send an event built elsewhere (MARGIN_CALL)."""
+        stream = self.stream
+        if stream is not None and stream.active:
+            stream.publish(event)
+
+    def order_update(self, order: Order, trade: Trade | None = None, *, amendment: bool = False) -> None:
         """An order changed (new, filled by ``trade``, canceled, expired): ORDER_TRADE_UPDATE (and
         TRADE_LITE for a fill). An algo order whose real order is done becomes FINISHED."""
         stream = self.stream
@@ -43,19 +51,25 @@ class Notifier:
             now = self.ledger.clock()
             if trade is not None:
                 stream.publish(events.trade_lite(self.ledger, order, trade, now))
-            stream.publish(events.order_trade_update(self.ledger, order, trade, now))
+            stream.publish(events.order_trade_update(self.ledger, order, trade, now, amendment=amendment))
         if not order.is_open:
             algo = self.ledger.algo_by_order.pop(order.order_id, None)
             if algo is not None and algo.algo_status == "TRIGGERED":
                 self.set_algo_status(algo, "FINISHED")
 
     def account_update(
-        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+        self,
+        reason: str,
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = ("USDT",),
+        balance_change: Decimal = ZERO,
     ) -> None:
-        """Balances or positions changed for ``reason`` (ORDER, FUNDING_FEE, ...): ACCOUNT_UPDATE."""
+        """Balances or positions changed for ``reason`` (ORDER, FUNDING_FEE, ...): ACCOUNT_UPDATE with
+        the positions of ``symbols`` and ``balance_change`` as USDT's ``bc``."""
         stream = self.stream
         if stream is not None and stream.active:
-            stream.publish(events.account_update(self.ledger, reason, symbols, assets, self.ledger.clock()))
+            now = self.ledger.clock()
+            stream.publish(events.account_update(self.ledger, reason, symbols, assets, now, balance_change))
 
     def algo_update(self, algo: AlgoOrder) -> None:
         """An algo order changed status: ALGO_UPDATE."""

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--funding-interval", type=float, default=EIGHT_HOURS_MS / 1000, metavar="SECONDS")
     parser.add_argument("--funding-rate", type=Decimal, default=DEFAULT_FUNDING_RATE)
     parser.add_argument("--no-funding", action="store_true")
+    parser.add_argument("--funding-premium", action="store_true")
     parser.add_argument("--no-liquidation", action="store_true")
     parser.add_argument("--state", type=Path, default=None, metavar="FILE")
     return parser
@@ -100,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             interval_ms=max(1, round(funding_interval * 1000)),
             auto=not getattr(args, "no_funding", False),
             default_rate=getattr(args, "funding_rate", DEFAULT_FUNDING_RATE),
+            premium=getattr(args, "funding_premium", False),
         ),
         liquidation=not getattr(args, "no_liquidation", False),
     )

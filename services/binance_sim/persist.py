@@ -11,6 +11,7 @@ snapshot, never an interchange format, and is only ever read back by the simulat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -30,6 +31,7 @@ STATE_ATTRS = (
     "trades",
     "income",
     "funding_rates",
+    "funding_history",
     "index_prices",
     "last_prices",
     "_ids",
@@ -63,4 +65,13 @@ def load(engine: Engine, path: Path) -> bool:
     for name, value in data["state"].items():
         if name in STATE_ATTRS:
             setattr(engine.ledger, name, value)
+    for record in (*engine.ledger.orders.values(), *engine.ledger.algo_orders.values()):
+        _fill_new_fields(record)
     return True
+
+
+def _fill_new_fields(record: Any) -> None:
+    """A record saved before a field was added gets that field's default."""
+    for f in dataclasses.fields(record):
+        if not hasattr(record, f.name) and f.default is not dataclasses.MISSING:
+            setattr(record, f.name, f.default)

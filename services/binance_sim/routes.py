@@ -14,6 +14,7 @@ from binance_sim.endpoint import Endpoint
 from binance_sim.engine import Engine
 from binance_sim.market import MarketData
 from binance_sim.params import Params
+from binance_sim.ratelimit import Limits
 from binance_sim.userstream import UserStream
 
 Routes = dict[tuple[str, str], Endpoint]
@@ -25,6 +26,7 @@ def build_routes(
     market: MarketData,
     clock: Callable[[], int],
     income_delay_ms: Callable[[], int],
+    limits: Limits,
 ) -> Routes:
     """``(method, path)`` -> :class:`Endpoint` for every Binance route the simulator serves."""
     e = engine
@@ -43,6 +45,23 @@ def build_routes(
         stream.close(params.opt_str("listenKey") or stream.key)
         return {}
 
+    def order_limits(params: Params) -> Any:
+        """GET /fapi/v1/rateLimit/order: the account's order-count limits."""
+        return [
+            {
+                "rateLimitType": "ORDERS",
+                "interval": "SECOND",
+                "intervalNum": 10,
+                "limit": limits.orders_per_10s,
+            },
+            {
+                "rateLimitType": "ORDERS",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": limits.orders_per_minute,
+            },
+        ]
+
     routes: Routes = {
         ("GET", "/fapi/v1/ping"): Endpoint(lambda p: b"{}", 1, signed=False),
         ("GET", "/fapi/v1/time"): Endpoint(lambda p: {"serverTime": clock()}, 1, signed=False),
@@ -51,6 +70,8 @@ def build_routes(
         ("GET", "/fapi/v1/ticker/price"): Endpoint(e.ticker_price, 1, 2, signed=False),
         ("GET", "/fapi/v2/ticker/price"): Endpoint(e.ticker_price, 1, 2, signed=False),
         ("GET", "/fapi/v1/leverageBracket"): Endpoint(e.leverage_bracket, 1),
+        ("GET", "/fapi/v1/fundingRate"): Endpoint(e.funding_rate_history, 1, signed=False),
+        ("GET", "/fapi/v1/fundingInfo"): Endpoint(e.funding_info, 1, signed=False),
         ("GET", "/fapi/v1/positionSide/dual"): Endpoint(lambda p: e.position_mode(), 30),
         ("POST", "/fapi/v1/positionSide/dual"): Endpoint(e.change_position_mode, 1),
         ("POST", "/fapi/v1/leverage"): Endpoint(e.change_leverage, 1),
@@ -58,7 +79,14 @@ def build_routes(
         ("POST", "/fapi/v1/order"): Endpoint(e.new_order, 0, is_order=True),
         ("GET", "/fapi/v1/order"): Endpoint(e.query_order, 1),
         ("DELETE", "/fapi/v1/order"): Endpoint(e.cancel_order, 1),
+        ("PUT", "/fapi/v1/order"): Endpoint(e.modify_order, 1, is_order=True),
+        ("GET", "/fapi/v1/orderAmendment"): Endpoint(e.order_amendments, 1),
         ("GET", "/fapi/v1/openOrders"): Endpoint(e.list_open_orders, 1, 40),
+        ("DELETE", "/fapi/v1/allOpenOrders"): Endpoint(e.cancel_all_open_orders, 1),
+        ("GET", "/fapi/v1/accountConfig"): Endpoint(e.account_config, 5),
+        ("GET", "/fapi/v1/symbolConfig"): Endpoint(e.symbol_config, 5),
+        ("GET", "/fapi/v1/commissionRate"): Endpoint(e.commission_rate, 20),
+        ("GET", "/fapi/v1/rateLimit/order"): Endpoint(order_limits, 1),
         ("GET", "/fapi/v1/allOrders"): Endpoint(e.list_all_orders, 5),
         ("POST", "/fapi/v1/algoOrder"): Endpoint(e.new_algo_order, 0, is_order=True),
         ("GET", "/fapi/v1/algoOrder"): Endpoint(e.query_algo_order, 1),
@@ -67,6 +95,7 @@ def build_routes(
         ("DELETE", "/fapi/v1/algoOpenOrders"): Endpoint(e.cancel_all_algo_orders, 1),
         ("GET", "/fapi/v1/allAlgoOrders"): Endpoint(e.list_all_algo_orders, 5),
         ("GET", "/fapi/v1/userTrades"): Endpoint(e.user_trades, 5),
+        ("GET", "/fapi/v1/forceOrders"): Endpoint(e.force_orders, 20, 50),
         ("GET", "/fapi/v1/income"): Endpoint(
             lambda p: views.income_history(e.ledger, p, income_delay_ms()), 30
         ),

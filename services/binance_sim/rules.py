@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from binance_sim import errors
-from binance_sim.book import best_price
+from binance_sim.book import best_price, level_price
 from binance_sim.ledger import Ledger
 from binance_sim.market import SymbolSpec, decimals_of, fmt_places, round_to_step
 from binance_sim.model import POSITION_SIDES
@@ -94,3 +94,14 @@ def market_fill_price(ledger: Ledger, spec: SymbolSpec, side: str) -> Decimal:
 def working_price(ledger: Ledger, symbol: str, working_type: str) -> Decimal:
     """The price a trigger watches: the mark for MARK_PRICE, the last price for CONTRACT_PRICE."""
     return ledger.mark(symbol) if working_type == "MARK_PRICE" else ledger.last_price(symbol)
+
+
+def match_price(ledger: Ledger, spec: SymbolSpec, side: str, price_match: str) -> Decimal:
+    """The price ``priceMatch`` gives a LIMIT ("New Order": OPPONENT is the best price of the other
+    side, OPPONENT_5/10/20 its 5th/10th/20th level; QUEUE the best price of the order's own side, and
+    QUEUE_N that side's Nth level)."""
+    kind, _, depth = price_match.partition("_")
+    level = int(depth) if depth else 1
+    # The other side is what a taker on ``side`` meets; the own side what a taker on the other meets.
+    taker_side = side if kind == "OPPONENT" else ("SELL" if side == "BUY" else "BUY")
+    return level_price(spec, taker_side, ledger.mark(spec.symbol), ledger.book, ledger.slippage_bps, level)

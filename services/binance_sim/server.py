@@ -56,6 +56,7 @@ class Simulator:
             funding=self.config.funding,
             liquidation=self.config.liquidation,
             max_algo_orders_per_symbol=self.config.max_algo_orders_per_symbol,
+            margin_call_ratio=self.config.margin_call_ratio,
         )
         self._restore()
         # Crossed triggers wait in TRIGGERING for the trigger delay (see _complete_triggers).
@@ -81,7 +82,12 @@ class Simulator:
         self.auth = Auth(self.config.secrets(), self.config.public_keys, self.server_time_ms)
         self.ws_api = ws_api.WsApi(self)
         self._routes = build_routes(
-            self.engine, self.stream, self.market, self.server_time_ms, lambda: self.faults.income_delay_ms
+            self.engine,
+            self.stream,
+            self.market,
+            self.server_time_ms,
+            lambda: self.faults.income_delay_ms,
+            self.config.limits,
         )
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -156,11 +162,15 @@ class Simulator:
 
     def set_balance(self, asset: str, balance: Decimal | str) -> None:
         """Set a wallet balance (e.g. to provoke -2019); the difference is booked as TRANSFER income,
-        as a transfer between the spot and the futures wallet would be."""
+        as a transfer between the spot and the futures wallet would be, and announced as an
+        ACCOUNT_UPDATE of reason DEPOSIT or WITHDRAW."""
         change = Decimal(balance) - self.engine.account.wallet.get(asset, Decimal(0))
         self.engine.set_balance(asset, Decimal(balance))
         if change:
             self.engine.income.book("TRANSFER", change, self.server_time_ms(), asset=asset)
+            # ACCOUNT_UPDATE reasons DEPOSIT / WITHDRAW ("Event: Balance and Position Update"): no P.
+            reason = "DEPOSIT" if change > 0 else "WITHDRAW"
+            self.engine.notify.account_update(reason, (), (asset,), balance_change=change)
 
     def settle_funding(self) -> list[IncomeRow]:
         """Settle funding now (what the funding timer does at each funding time); returns the rows."""
@@ -176,6 +186,27 @@ class Simulator:
         for _ in range(steps):
             self.walk.step(self.engine)
             self._complete_triggers()
+
+    def auto_deleverage(
+        self,
+        symbol: str,
+        position_side: str = "BOTH",
+        quantity: Decimal | str | None = None,
+        price: Decimal | str | None = None,
+    ) -> dict[str, Any]:
+        """ADL: the exchange closes ``quantity`` (all when None) of the position at ``price`` (the
+        mark when None) with an "adl_autoclose" order (``POST /_sim/adl``)."""
+        return self.engine.liquidator.auto_deleverage(
+            symbol,
+            position_side,
+            None if quantity is None else Decimal(quantity),
+            None if price is None else Decimal(price),
+        )
+
+    def settle_symbol(self, symbol: str, price: Decimal | str) -> list[dict[str, Any]]:
+        """Delisting or delivery: the symbol's orders end and its positions close at ``price`` with
+        "settlement_autoclose-" orders (``POST /_sim/settle``)."""
+        return self.engine.liquidator.settle(symbol, Decimal(price))
 
     def set_liquidation(self, enabled: bool) -> None:
         """Switch forced liquidation on or off."""

@@ -44,7 +44,7 @@ def order_json(
         "workingType": order.working_type,
         "priceProtect": order.price_protect,
         "origType": order.orig_type,
-        "priceMatch": "NONE",
+        "priceMatch": order.price_match,
         "selfTradePreventionMode": order.self_trade_prevention_mode,
         "goodTillDate": order.good_till_date,
     }

@@ -344,3 +344,49 @@ def income_history(ledger: Ledger, params: Params, lag_ms: int = 0) -> list[dict
     )
     first = (page - 1) * limit
     return [row.to_json() for row in rows[first : first + limit]]
+
+
+def funding_rate_history(ledger: Ledger, params: Params) -> list[JSON]:
+    """GET /fapi/v1/fundingRate ("Get Funding Rate History"): ``symbol`` optional, ``startTime`` /
+    ``endTime``, ``limit`` 100 by default, at most 1000; ascending; without a window the most recent
+    ``limit`` records, with one the first ``limit`` from ``startTime``."""
+    symbol = params.opt_str("symbol")
+    if symbol:
+        ledger.spec(symbol)
+    limit = params.opt_int("limit")
+    limit = 100 if limit is None else limit
+    if not 1 <= limit <= 1000:
+        raise errors.invalid_value("limit")
+    start = params.opt_int("startTime")
+    end = params.opt_int("endTime")
+    rows = [
+        (s, t, rate, mark)
+        for s, t, rate, mark in ledger.funding_history
+        if (not symbol or s == symbol) and (start is None or t >= start) and (end is None or t <= end)
+    ]
+    rows = rows[:limit] if start is not None or end is not None else rows[-limit:]
+    return [
+        {
+            "symbol": s,
+            "fundingRate": fmt_places(rate, 8),
+            "fundingTime": t,
+            "markPrice": fmt_places(mark, MONEY_PLACES),
+        }
+        for s, t, rate, mark in rows
+    ]
+
+
+def funding_info(ledger: Ledger) -> list[JSON]:
+    """GET /fapi/v1/fundingInfo: each perpetual's rate cap, floor and funding interval."""
+    hours = ledger.funding.interval_ms // 3_600_000
+    return [
+        {
+            "symbol": s.symbol,
+            "adjustedFundingRateCap": fmt_places(ledger.funding.rate_cap, 8),
+            "adjustedFundingRateFloor": fmt_places(ledger.funding.rate_floor, 8),
+            "fundingIntervalHours": hours,
+            "disclaimer": False,
+        }
+        for s in ledger.market.symbols.values()
+        if is_perpetual(s)
+    ]

@@ -53,7 +53,18 @@ METHODS: Final[dict[str, tuple[str, str]]] = {
     "order.status": ("GET", "/fapi/v1/order"),
     "order.cancel": ("DELETE", "/fapi/v1/order"),
     "algoOrder.place": ("POST", "/fapi/v1/algoOrder"),
+    "order.modify": ("PUT", "/fapi/v1/order"),
     "algoOrder.cancel": ("DELETE", "/fapi/v1/algoOrder"),
+    "account.balance": ("GET", "/fapi/v2/balance"),
+    "account.status": ("GET", "/fapi/v2/account"),
+    "account.position": ("GET", "/fapi/v2/positionRisk"),
+    "v2/account.balance": ("GET", "/fapi/v3/balance"),
+    "v2/account.status": ("GET", "/fapi/v3/account"),
+    "v2/account.position": ("GET", "/fapi/v3/positionRisk"),
+    # USER_STREAM: the API key only, no signature ("Start/Keepalive/Close User Data Stream").
+    "userDataStream.start": ("POST", "/fapi/v1/listenKey"),
+    "userDataStream.ping": ("PUT", "/fapi/v1/listenKey"),
+    "userDataStream.stop": ("DELETE", "/fapi/v1/listenKey"),
 }
 
 
@@ -163,7 +174,8 @@ class WsApi:
         typed = Params(params)
         headers: dict[str, str] = {}
         verdict = sim.count_request(ip, endpoint.weight_of(typed), endpoint, headers)
-        limits = _rate_limits(sim, verdict)
+        # returnRateLimits=false: the answer carries no rateLimits ("Request format", WebSocket API).
+        limits = _rate_limits(sim, verdict) if params.get("returnRateLimits") != "false" else None
         if not verdict.allowed:
             sim.rate_limited[verdict.status] += 1
             refused = {"code": verdict.code, "msg": verdict.msg}
@@ -181,14 +193,18 @@ class WsApi:
             await ws.send_str(_reply(ident, plan.before.status, body, limits))
             return True
         try:
-            if session.api_key is not None and "apiKey" not in params and "signature" not in params:
+            if not endpoint.signed:
+                sim.auth.key_of(params.get("apiKey") or session.api_key or "", ip)
+            elif session.api_key is not None and "apiKey" not in params and "signature" not in params:
                 # Authenticated by session.logon: the timestamp and recvWindow are still checked.
                 sim.auth.key_of(session.api_key, ip)
                 sim.auth.verify_signed(None, typed, b"")
             else:
                 secret = sim.auth.key_of(params.get("apiKey", ""), ip)
                 sim.auth.verify_signed(secret, typed, signed_payload(params))
-            business = {k: v for k, v in params.items() if k not in ("apiKey", "signature")}
+            business = {
+                k: v for k, v in params.items() if k not in ("apiKey", "signature", "returnRateLimits")
+            }
             result: Any = endpoint.handler(Params(business))
             if isinstance(result, bytes):
                 result = orjson.loads(result)
@@ -256,12 +272,17 @@ def _limit(kind: str, interval: str, num: int, limit: int, count: int) -> dict[s
 
 
 def _reply(
-    ident: Any, status: int, error: dict[str, Any] | None, limits: list[dict[str, Any]], result: Any = None
+    ident: Any,
+    status: int,
+    error: dict[str, Any] | None,
+    limits: list[dict[str, Any]] | None,
+    result: Any = None,
 ) -> str:
     body: dict[str, Any] = {"id": ident, "status": status}
     if error is not None:
         body["error"] = error
     else:
         body["result"] = result
-    body["rateLimits"] = limits
+    if limits is not None:
+        body["rateLimits"] = limits
     return orjson.dumps(body).decode()

@@ -420,6 +420,7 @@ _TAGGED = (
     ("result_stream", "QUANTUM_RESULT_STREAM", "stream:execution.result"),
     ("dlq_stream", "QUANTUM_DLQ_STREAM", "stream:trade.intent.dlq"),
     ("position_stream", "QUANTUM_POSITION_STREAM", "stream:position.event"),
+    ("risk_stream", "QUANTUM_RISK_STREAM", "stream:risk.event"),
     ("key_prefix", "QUANTUM_KEY_PREFIX", "exec"),
 )
 

@@ -90,6 +90,15 @@ def test_non_fill_changes_nothing() -> None:
     assert apply_fill(pos, new) is pos
 
 
+def test_a_liquidation_fill_moves_the_position() -> None:
+    # Binance sends the fill of a liquidation order as x=CALCULATED ("Liquidation Execution"), not TRADE.
+    message = fill_message(side="SELL", client_order_id="autoclose-1", original_type="LIQUIDATION")
+    message["o"]["x"] = "CALCULATED"
+    event = parse_event(message)
+    assert isinstance(event, OrderTradeUpdate) and event.is_fill
+    assert apply_fill(PositionView("BTCUSDT", D("0.010"), D("60000")), event).is_flat
+
+
 def test_partial_fills_of_one_order_chain_exactly() -> None:
     entry_id = client_order_id(KEY, "entry")
     parts = [("0.004", "60000", "0.004"), ("0.005", "60010", "0.009"), ("0.001", "60020", "0.010")]

@@ -2,7 +2,8 @@
 stop; the mark walks up through each level. Checked from the simulator's own history of orders:
 the levels are reduce-only TAKE_PROFIT_MARKET legs of the stepped sizes; after each fill the stop
 is resized make-before-break to what is left, never leaving part of the position uncovered; the
-last level closes the position and no leg is left.
+last level closes the position and no leg is left. With ``break_even_after: 1`` the stop sits at
+the fee-adjusted entry from the first level's fill on.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
             {"pct": "2", "size_pct": 40},
             {"pct": "3", "size_pct": 20},
         ],
+        break_even_after=1,
     )
     opened = await desk.result("ladder-open")
     assert opened.status is ResultStatus.FILLED and opened.protection is ProtectionState.PROTECTED
@@ -54,6 +56,12 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
         assert D(algo["quantity"]) == level.quantity and algo["algoStatus"] == "NEW"
     assert D(desk.algo(opened.stop_loss.client_algo_id)["quantity"]) == D("0.010")  # type: ignore[index]
 
+    assert opened.order_id is not None
+    entry_trades = desk.trades_of(opened.order_id)
+    assert {t["commissionAsset"] for t in entry_trades} == {"USDT"}
+    fee = sum((D(t["commission"]) for t in entry_trades), D(0))
+    break_even = (opened.avg_price + 2 * fee / D("0.010")).quantize(D("0.1"), rounding="ROUND_CEILING")
+    assert break_even > opened.avg_price  # the fees move it above the entry
     remaining = D("0.010")
     for level in levels:
         assert level.trigger_price is not None and level.quantity is not None
@@ -68,6 +76,10 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
                 return len(armed) == 1 and D(armed[0]["quantity"]) == left
 
             await wait_for(resized, 15, f"one stop of {left} after level {level.level}")
+            # From TP1 on, the stop sits at the entry adjusted for the fees: the entry's commission
+            # per unit, twice (the exit pays the same rate), rounded up to the tick for a long.
+            [armed] = [s for s in stops_history(desk) if s["algoStatus"] == "NEW"]
+            assert D(armed["triggerPrice"]) == break_even, (armed, break_even)
     # The last level closed the position: nothing of ours is left armed.
     await wait_for(lambda: not desk.open_algos("BTCUSDT"), 15, "no leg left")
     assert desk.position("BTCUSDT") == 0

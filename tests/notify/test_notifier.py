@@ -68,7 +68,7 @@ async def _following(redis: aioredis.Redis, settings: Settings) -> None:
 async def test_a_stop_that_fires_is_one_message_with_the_trades_exact_net_pnl(
     desk: Desk, apis: ChatApis
 ) -> None:
-    service = await desk.service()
+    service = await desk.service(risk_stream=desk.names["key_prefix"] + ":risk")
     settings = service.settings
     sidecar = NoticeSidecar(
         desk.redis, settings, notify_config(_env(apis, QUANTUM_NOTIFY_MIN_INTERVAL_MS="100"))
@@ -152,6 +152,7 @@ class NotifierProcess:
 async def test_killed_mid_burst_and_restarted_every_notice_is_sent_exactly_once(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, tmp_path: Path
 ) -> None:
+    unique_names = {**unique_names, "risk_stream": unique_names["key_prefix"] + ":risk"}
     settings = Settings(redis_url=redis_url, **unique_names)
     names = {f"QUANTUM_{k.upper()}": str(v) for k, v in unique_names.items()}
     env = _env(
@@ -213,14 +214,13 @@ async def test_killed_mid_burst_and_restarted_every_notice_is_sent_exactly_once(
 async def test_slack_and_webhook_get_their_formats(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     config = notify_config(
         {
             "QUANTUM_NOTIFY_SLACK_URL": apis.url + "/slack/hook",
             "QUANTUM_NOTIFY_WEBHOOK_URL": apis.url + "/hook",
             "QUANTUM_NOTIFY_MIN_INTERVAL_MS": "100",
             "QUANTUM_NOTIFY_SUMMARY_HOUR": "off",
-            "QUANTUM_RISK_STREAM": f"{unique_names['key_prefix']}:risk",
         }
     )
     redis = aioredis.Redis.from_url(redis_url, protocol=2)
@@ -233,7 +233,7 @@ async def test_slack_and_webhook_get_their_formats(
             {"reason": "INVALID_PAYLOAD", "message": "payload is not valid JSON", "stream_id": "17-0"},
         )
         await redis.xadd(
-            config.risk_stream,
+            settings.risk_stream,
             {
                 "event_type": "risk.event",
                 "payload": json.dumps(

@@ -59,7 +59,7 @@ def _lines(apis: ChatApis) -> list[str]:
 async def test_a_message_whose_answer_was_lost_is_sent_again_marked(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     first = NoticeSidecar(redis, settings, _config(apis))
     await first.start()
     outbox = first.outbox
@@ -87,7 +87,7 @@ async def test_a_message_whose_answer_was_lost_is_sent_again_marked(
 async def test_the_user_stream_down_past_the_bound_then_back(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     states = iter([True, False, False, False, False, True])
     now = [datetime(2026, 12, 6, 9, 58, 0, tzinfo=UTC)]
     reads = []
@@ -146,7 +146,7 @@ def _trade(trade_id: str, net: str, closed_at: datetime) -> Trade:
 async def test_the_daily_summary_once_at_its_hour(
     redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url, **unique_names)
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
     at = datetime.now(UTC).replace(minute=0, second=5, microsecond=0)
     trades_key = f"{settings.key_prefix}:ledger:trades"
     for trade in (
@@ -169,3 +169,29 @@ async def test_the_daily_summary_once_at_its_hour(
         f"Daily summary, 24 h to {at.date()} {at.hour:02d}:00 UTC: 2 trades, 1 won, 1 lost"
     )
     assert "net PnL +5.21 USDT" in summary and "best +7.71 ETHUSDT" in summary
+
+
+async def test_the_governors_own_transitions_are_told(
+    redis_url: str, unique_names: dict[str, Any], apis: ChatApis, redis: aioredis.Redis
+) -> None:
+    """The risk events as the governor's store publishes them (issue #28), not a hand-made copy."""
+    from quantum_exec.risk.states import Request, TradingState
+    from quantum_exec.risk.store import RiskStore
+
+    settings = Settings(redis_url=redis_url, risk_stream=unique_names["key_prefix"] + ":risk", **unique_names)
+    sidecar = NoticeSidecar(redis, settings, _config(apis))
+    await sidecar.start()
+    try:
+        key = f"{settings.key_prefix}:notify:cursors"
+        await wait_for(lambda: redis.hexists(key, settings.risk_stream), 20, "the notifier following")
+        store = RiskStore(redis, settings)
+        halt = Request(TradingState.HALTED, "operator check", "alice")
+        await store.transition(halt, numbers={"daily_pnl": Decimal("-12.5")}, limit="max_daily_loss_usd")
+        await store.transition(Request(TradingState.ACTIVE, "done", "alice"))
+        await wait_for(lambda: len(_lines(apis)) >= 2, 20, "both transitions told")
+    finally:
+        await sidecar.stop()
+    assert _lines(apis) == [
+        "RISK ACTIVE -> HALTED (operator check) by alice, limit max_daily_loss_usd: daily_pnl=-12.5",
+        "RISK HALTED -> ACTIVE (done) by alice",
+    ]

@@ -2,8 +2,8 @@
 
 Sources (developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/):
 "Event: Order Update", "Event: Balance and Position Update", "Event: Algo Order Update",
-"Event: Trade Lite", "Event: User Data Stream Expired". Unknown keys and wrong JSON types fail:
-prices and quantities are strings, ids and times integers, flags booleans.
+"Event: Trade Lite", "Event: User Data Stream Expired", "Event: Margin Call". Unknown keys and wrong
+JSON types fail: prices and quantities are strings, ids and times integers, flags booleans.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class OrderO(_Strict):
     V: str
     pm: str
     gtd: int
+    er: str  # expiry reason, "0" unless expired for a listed reason
 
 
 class OrderTradeUpdate(_Strict):
@@ -150,7 +151,43 @@ class ListenKeyExpired(_Strict):
     listen_key: str = Field(alias="listenKey")
 
 
+class MarginCallRow(_Strict):
+    s: str
+    ps: Literal["BOTH", "LONG", "SHORT"]
+    pa: str
+    mt: Literal["CROSSED", "ISOLATED"]
+    iw: str
+    mp: str
+    up: str
+    mm: str
+
+
+class MarginCall(_Strict):
+    """ "Event: Margin Call": ``cw`` only with a cross margin call."""
+
+    e: Literal["MARGIN_CALL"]
+    E: int
+    cw: str | None = None
+    p: list[MarginCallRow]
+
+
+class ConfigAc(_Strict):
+    s: str
+    l: int  # noqa: E741 - Binance's field name
+
+
+class AccountConfigUpdate(_Strict):
+    """ "Event: Account Configuration Update previous Leverage Update" (the leverage form, ``ac``)."""
+
+    e: Literal["ACCOUNT_CONFIG_UPDATE"]
+    E: int
+    T: int
+    ac: ConfigAc
+
+
 MODELS: dict[str, type[_Strict]] = {
+    "ACCOUNT_CONFIG_UPDATE": AccountConfigUpdate,
+    "MARGIN_CALL": MarginCall,
     "ORDER_TRADE_UPDATE": OrderTradeUpdate,
     "ACCOUNT_UPDATE": AccountUpdate,
     "ALGO_UPDATE": AlgoUpdate,

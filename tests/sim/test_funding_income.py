@@ -34,13 +34,17 @@ class RecordingNotifier(Notifier):
     """Records the account events the engine announces."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self.account_events: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+        self.account_events: list[tuple[str, tuple[str, ...], tuple[str, ...], Decimal]] = []
         super().__init__(ledger)
 
     def account_update(
-        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+        self,
+        reason: str,
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = ("USDT",),
+        balance_change: Decimal = Decimal(0),
     ) -> None:
-        self.account_events.append((reason, tuple(symbols), tuple(assets)))
+        self.account_events.append((reason, tuple(symbols), tuple(assets), balance_change))
 
 
 def _market(engine: Engine, symbol: str, side: str, quantity: str) -> None:
@@ -71,7 +75,8 @@ def test_longs_pay_and_shorts_receive_mark_times_amount_times_rate() -> None:
     assert engine.account.wallet["USDT"] == wallet - Decimal("4.761725") + Decimal("0.14123") - Decimal(
         "1.242168"
     )
-    assert notes.account_events == [("FUNDING_FEE", ("BTCUSDT", "ETHUSDT", "SOLUSDT"), ("USDT",))]
+    # Cross positions: the balance alone (no P), its bc the funding paid in all.
+    assert notes.account_events == [("FUNDING_FEE", (), ("USDT",), Decimal("-5.86266300"))]
     assert {r.time for r in rows} == {clock.now_ms}
 
 
@@ -225,3 +230,31 @@ async def test_funding_timer_settles_on_its_interval() -> None:
     finally:
         await client.close_connection()
         await sim.stop()
+
+
+def test_funding_from_the_premium_with_its_history_and_info() -> None:
+    clock = FakeClock()
+    engine = Engine(load_market(), clock, funding=FundingConfig(premium=True))
+    # Mark equal to the index: F = 0 + clamp(0.0001 - 0) = the interest, 0.0001.
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.0001")
+    # Mark 0.2 % over the index: P = 0.002, F = 0.002 + clamp(0.0001 - 0.002, +-0.0005) = 0.0015.
+    engine.set_mark_price("BTCUSDT", Decimal("95190"))
+    engine.set_reference_prices("BTCUSDT", index=Decimal("95000"), last=None)
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.00150000")
+    # 5 % over: capped at the 2 % cap.
+    engine.set_reference_prices("BTCUSDT", index=Decimal("90000"), last=None)
+    assert engine.funding_rate("BTCUSDT") == Decimal("0.02000000")
+    engine.funding_rates["BTCUSDT"] = Decimal("-0.0003")  # a rate set through /_sim/fundingRate wins
+    engine.settle_funding(clock.now_ms)
+    history = engine.funding_rate_history(Params({"symbol": "BTCUSDT"}))
+    assert history == [
+        {
+            "symbol": "BTCUSDT",
+            "fundingRate": "-0.00030000",
+            "fundingTime": clock.now_ms,
+            "markPrice": "95190.00000000",
+        }
+    ]
+    info = {row["symbol"]: row for row in engine.funding_info(Params({}))}
+    assert info["BTCUSDT"]["adjustedFundingRateCap"] == "0.02000000"
+    assert info["BTCUSDT"]["fundingIntervalHours"] == 8

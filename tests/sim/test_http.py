@@ -38,8 +38,8 @@ async def test_public_endpoints_and_json_content_type(raw) -> None:
 async def test_unknown_paths_are_json_404(raw) -> None:
     status, body, _ = await raw.request("GET", "/fapi/v1/nope")
     assert status == 404 and body["code"] == -5000
-    status, body, _ = await raw.request("PUT", "/fapi/v1/order")
-    assert status == 404 and body["msg"] == "Path /fapi/v1/order, Method PUT is invalid"
+    status, body, _ = await raw.request("PATCH", "/fapi/v1/order")
+    assert status == 404 and body["msg"] == "Path /fapi/v1/order, Method PATCH is invalid"
     status, _, _ = await raw.request("GET", "/")
     assert status == 404
 

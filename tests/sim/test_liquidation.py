@@ -33,12 +33,20 @@ class RecordingNotifier(Notifier):
         super().__init__(ledger)
 
     def order_update(self, order: Order, trade: Trade | None = None) -> None:
-        self.events.append(("order", order.type, order.status, None if trade is None else trade.price))
+        kind = order.auto_close or order.type
+        self.events.append(("order", kind, order.status, None if trade is None else trade.price))
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.events.append((event["e"], tuple(row["s"] for row in event["p"])))
 
     def account_update(
-        self, reason: str, symbols: Iterable[str] = (), assets: Iterable[str] = ("USDT",)
+        self,
+        reason: str,
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = ("USDT",),
+        balance_change: Decimal = Decimal(0),
     ) -> None:
-        self.events.append(("account", reason, tuple(symbols), tuple(assets)))
+        self.events.append(("account", reason, tuple(symbols), tuple(assets), balance_change))
 
     def algo_update(self, algo: AlgoOrder) -> None:
         self.events.append(("algo", algo.order_type, algo.algo_status))
@@ -150,19 +158,22 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
     notes.events.clear()
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.98"))  # one tick above the liquidation price
-    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10 and notes.events == []
+    # Margin ratio 148.2498 / 148.31 (over 0.8): a margin call, and no liquidation yet.
+    assert engine.positions[("ETHUSDT", "BOTH")].amount == 10
+    assert notes.events == [("MARGIN_CALL", ("ETHUSDT",))]
+    notes.events.clear()
 
     engine.set_mark_price("ETHUSDT", Decimal("2964.97"))
     assert engine.positions[("ETHUSDT", "BOTH")].amount == 0
-    liquidation = [o for o in engine.orders.values() if o.type == "LIQUIDATION"]
+    liquidation = [o for o in engine.orders.values() if o.auto_close == "LIQUIDATION"]
     assert len(liquidation) == 1
     body = engine.query_order(Params({"symbol": "ETHUSDT", "orderId": str(liquidation[0].order_id)}))
     assert body["clientOrderId"].startswith("autoclose-1763683200000")
     # Issued at the bankruptcy price 3105.42 - 1552.71 / 10 = 2950.149 (rounded up to the tick, against
-    # the long), filled at the mark.
+    # the long), filled at the mark. REST shows it LIMIT/IOC, as forceOrders' example does.
     assert (body["type"], body["origType"], body["timeInForce"], body["status"]) == (
-        "LIQUIDATION",
-        "LIQUIDATION",
+        "LIMIT",
+        "LIMIT",
         "IOC",
         "FILLED",
     )
@@ -173,7 +184,11 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
         "SELL",
     )
     assert [a.algo_status for a in engine.algo_orders.values()] == ["CANCELED", "CANCELED"]
-    assert [o.status for o in engine.orders.values() if o.type == "LIMIT"] == ["CANCELED"]
+    # The resting LIMIT expired with reason 5, "Order has expired when the account was liquidated".
+    assert [(o.status, o.expire_reason) for o in engine.orders.values() if not o.auto_close] == [
+        ("FILLED", 0),
+        ("EXPIRED", 5),
+    ]
     trade = engine.trades[-1]
     assert (trade.realized_pnl, trade.commission) == (Decimal("-1404.50000000"), Decimal("14.82485000"))
     # What margin is left (1552.71 - 1404.50 - 14.82485) is under 1.25% of 29649.70 (370.62): all of it
@@ -182,13 +197,14 @@ def test_mark_at_liquidation_price_liquidates_and_cancels_orders_and_algo_orders
     assert (clearance.income_type, clearance.income) == ("INSURANCE_CLEAR", Decimal("-133.38515000"))
     assert engine.account.wallet["USDT"] == wallet - Decimal("1552.71")
     assert notes.events == [
-        ("order", "LIMIT", "CANCELED", None),
+        ("order", "LIMIT", "EXPIRED", None),
         ("algo", "STOP_MARKET", "CANCELED"),
         ("algo", "TAKE_PROFIT_MARKET", "CANCELED"),
         ("order", "LIQUIDATION", "NEW", None),
         ("order", "LIQUIDATION", "FILLED", Decimal("2964.97")),
-        ("account", "ORDER", ("ETHUSDT",), ("USDT",)),
-        ("account", "INSURANCE_CLEAR", ("ETHUSDT",), ("USDT",)),
+        ("account", "ORDER", ("ETHUSDT",), ("USDT",), 0),
+        # bc: what the insurance fund took, the "balance change except PnL and commission".
+        ("account", "INSURANCE_CLEAR", ("ETHUSDT",), ("USDT",), Decimal("-133.38515000")),
     ]
 
 
@@ -238,10 +254,16 @@ async def test_python_binance_sees_the_liquidation(sim: Simulator, client: Async
 
     assert await client.futures_position_information(symbol="ETHUSDT") == []
     orders = await client.futures_get_all_orders(symbol="ETHUSDT")
-    assert [(o["type"], o["status"], o["avgPrice"]) for o in orders][-1] == (
-        "LIQUIDATION",
+    assert [(o["type"], o["timeInForce"], o["status"], o["avgPrice"]) for o in orders][-1] == (
+        "LIMIT",
+        "IOC",
         "FILLED",
         "2960.00",
+    )
+    (forced,) = await client.futures_liquidation_orders(symbol="ETHUSDT")
+    assert (forced["orderId"], forced["clientOrderId"]) == (
+        orders[-1]["orderId"],
+        orders[-1]["clientOrderId"],
     )
     algo = await client.futures_get_algo_order(algoId=stop["algoId"])
     assert algo["algoStatus"] == "CANCELED"

@@ -306,6 +306,43 @@ async def test_reduce_only_market_beyond_position_fills_the_position(raw: Raw) -
     assert (closed["status"], closed["origQty"], closed["executedQty"]) == ("FILLED", "0.010", "0.010")
 
 
+async def test_a_funding_fee_update_lists_only_isolated_positions_and_its_balance_change(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    await raw.signed("POST", "/fapi/v1/marginType", {"symbol": "ETHUSDT", "marginType": "ISOLATED"})
+    await order(raw, side="BUY", type="MARKET", quantity="0.010")  # BTCUSDT cross long
+    await order(raw, symbol="ETHUSDT", side="SELL", type="MARKET", quantity="1.000")  # isolated short
+    listener = await connect(session, sim, f"/private/stream?listenKey={await listen_key(raw)}")
+    rows = sim.settle_funding()
+    await listener.wait("FUNDING_FEE", lambda e: e["data"]["e"] == "ACCOUNT_UPDATE")
+    (update,) = [e["data"] for e in listener.events if e["data"]["e"] == "ACCOUNT_UPDATE"]
+    AccountUpdate.model_validate(update)
+    paid = sum(r.income for r in rows)  # BTC long pays 95234.5*0.006*0.0001, ETH short receives
+    assert update["a"]["m"] == "FUNDING_FEE"
+    (balance,) = update["a"]["B"]
+    assert Decimal(balance["bc"]) == paid != 0
+    # The cross BTCUSDT position is not listed; the isolated ETHUSDT one is.
+    assert [(p["s"], p["mt"]) for p in update["a"]["P"]] == [("ETHUSDT", "isolated")]
+    # cr: the position's accumulated realized PnL before fees, (96000 - 95234.5) * 0.004 = 3.062.
+    sim.set_mark_price("BTCUSDT", "96000")
+    await order(raw, side="SELL", type="MARKET", quantity="0.004")
+    await listener.wait(
+        "the ORDER update", lambda e: e["data"]["e"] == "ACCOUNT_UPDATE" and e["data"]["a"]["m"] == "ORDER"
+    )
+    (closing,) = [e["data"] for e in listener.events if e["data"]["e"] == "ACCOUNT_UPDATE"][1:]
+    assert [(p["pa"], p["cr"]) for p in closing["a"]["P"]] == [("0.006", "3.06200000")]
+    # A transfer into the futures wallet: DEPOSIT, bc the amount, no positions.
+    wallet = sim.engine.account.wallet["USDT"]
+    sim.set_balance("USDT", wallet + 100)
+    await listener.wait(
+        "the deposit", lambda e: e["data"]["e"] == "ACCOUNT_UPDATE" and e["data"]["a"]["m"] == "DEPOSIT"
+    )
+    (deposit,) = [e["data"] for e in listener.events if e["data"]["e"] == "ACCOUNT_UPDATE"][2:]
+    AccountUpdate.model_validate(deposit)
+    assert (deposit["a"]["B"][0]["bc"], deposit["a"]["P"]) == ("100", [])
+    await listener.close()
+
+
 async def test_cancel_and_funding_and_faults(
     sim: Simulator, raw: Raw, session: aiohttp.ClientSession
 ) -> None:

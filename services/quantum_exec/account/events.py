@@ -155,6 +155,9 @@ class _Fields:
         return [_Fields(item, self._event, f"{self._name(key)}[{i}]") for i, item in enumerate(value)]
 
 
+_FILL_EXECUTIONS: Final = frozenset({ExecutionType.TRADE, ExecutionType.CALCULATED})
+
+
 @dataclass(frozen=True, slots=True)
 class OrderTradeUpdate:
     """ORDER_TRADE_UPDATE: one change of a regular order; ``execution_type`` TRADE is one fill.
@@ -193,8 +196,10 @@ class OrderTradeUpdate:
 
     @property
     def is_fill(self) -> bool:
-        """True for an event that moved the position: a TRADE with a positive quantity."""
-        return self.execution_type is ExecutionType.TRADE and self.last_qty > 0
+        """True for an event that moved the position: a TRADE, or the CALCULATED fill of a
+        liquidation or ADL order ("Liquidation Execution", Binance's Order Update page), with a
+        positive quantity."""
+        return self.execution_type in _FILL_EXECUTIONS and self.last_qty > 0
 
     @property
     def signed_last_qty(self) -> Decimal:

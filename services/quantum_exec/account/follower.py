@@ -171,6 +171,14 @@ class AccountFollower:
             symbol, (i for i in order_ids if not self.state.order_done(symbol, i)), update_time_ms
         )
 
+    def conditional_open(self) -> int | None:
+        """Open conditional orders of the account, anybody's (NEW or TRIGGERING: what counts toward
+        the exchange's limit of 200), or ``None`` while the view is stale."""
+        try:
+            return sum(1 for a in self.state.open_algo_orders() if not a.status.has_order)
+        except StaleStateError:
+            return None
+
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
         """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while
         the view is stale; a leg still settling (armed ahead of the fill it protects, which may be on
@@ -262,10 +270,11 @@ class AccountFollower:
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
         """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``); dropped when nothing filled."""
-        await self._records.opened(key, intent, executed, stop_loss, take_profit)
+        (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
+        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
 
     async def closed(self, symbol: str, *, long: bool | None = None) -> None:
         """A CLOSE (or an entry that closed/flipped the position) filled: the records of the

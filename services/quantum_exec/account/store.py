@@ -80,6 +80,9 @@ class Record:
     stop_loss: Decimal | None
     take_profit: Decimal | None
     opened: bool  # the entry filled (quantity is then the executed quantity)
+    # After take-profit level ``break_even_after`` fills, the stop moves to ``break_even``.
+    break_even_after: int | None = None
+    break_even: Decimal | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -92,6 +95,11 @@ class Record:
                 "stop_loss": None if self.stop_loss is None else str(self.stop_loss),
                 "take_profit": None if self.take_profit is None else str(self.take_profit),
                 "opened": self.opened,
+                **(
+                    {"break_even_after": self.break_even_after, "break_even": str(self.break_even)}
+                    if self.break_even_after is not None and self.break_even is not None
+                    else {}
+                ),
             }
         )
 
@@ -108,6 +116,8 @@ class Record:
             stop_loss=_dec(data.get("stop_loss")),
             take_profit=_dec(data.get("take_profit")),
             opened=bool(data.get("opened")),
+            break_even_after=data.get("break_even_after"),
+            break_even=_dec(data.get("break_even")),
         )
 
     def as_intent_record(self) -> IntentRecord | None:

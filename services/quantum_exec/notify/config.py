@@ -13,7 +13,6 @@ from quantum_exec.errors import ConfigError
 from quantum_exec.notify.channels import Channel, Slack, Telegram, Webhook
 
 DEFAULT_TELEGRAM_API: Final = "https://api.telegram.org"
-DEFAULT_RISK_STREAM: Final = "quantum:stream:risk.event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +25,6 @@ class NotifyConfig:
     user_stream_down_s: int = 60
     # UTC hour of the daily summary of the last 24 hours' closed trades; None: no summary.
     summary_hour: int | None = 0
-    risk_stream: str = DEFAULT_RISK_STREAM
 
     def secrets(self) -> list[str]:
         return list(self.secrets_)
@@ -77,5 +75,4 @@ def notify_config(env: Mapping[str, str]) -> NotifyConfig:
         min_interval_s=interval_ms / 1000,
         user_stream_down_s=int_setting(env, "QUANTUM_NOTIFY_USER_STREAM_DOWN_S", 60, low=1, high=86_400),
         summary_hour=summary_hour,
-        risk_stream=env.get("QUANTUM_RISK_STREAM", "").strip() or DEFAULT_RISK_STREAM,
     )

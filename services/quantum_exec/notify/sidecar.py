@@ -73,7 +73,7 @@ class NoticeSidecar:
                 position=settings.position_stream,
                 trades=self._trades_stream,
                 dead_letter=settings.dlq_stream,
-                risk=config.risk_stream,
+                risk=settings.risk_stream,
             )
         }
         self._read_connected = read_connected

@@ -9,11 +9,16 @@ from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
 
 # Fields the contract accepts and the executor does not act on yet.
-NOT_YET: Final[tuple[str, ...]] = ("break_even_after", "trailing_stop")
+NOT_YET: Final[tuple[str, ...]] = ("trailing_stop",)
 
 
 def refuse_unsupported(intent: TradeIntent) -> None:
     """Raise :class:`IntentRejected` when ``intent`` needs a capability not built yet."""
+    if intent.side.value == "MODIFY" and intent.break_even_after is not None:
+        raise IntentRejected(
+            ReasonCode.INVALID_FIELD,
+            "break_even_after: on a MODIFY, not executed by this version of quantum-exec",
+        )
     for name in NOT_YET:
         if getattr(intent, name) is not None:
             raise IntentRejected(

@@ -1,0 +1,96 @@
+"""Strict models of the simulator's REST answers, from the field lists of Binance's USD-M REST docs.
+
+Sources (developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/): "New Order",
+"Query Order", "All Orders", "User's Force Orders", "Account Trade List". Unknown keys, missing keys
+and wrong JSON types fail: prices and quantities are strings, ids and times integers, flags booleans.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Side = Literal["BUY", "SELL"]
+PositionSide = Literal["BOTH", "LONG", "SHORT"]
+Status = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"]
+TimeInForce = Literal["GTC", "IOC", "FOK", "GTX", "GTD"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _OrderBase(_Strict):
+    orderId: int
+    symbol: str
+    status: Status
+    clientOrderId: str
+    price: str
+    avgPrice: str
+    origQty: str
+    executedQty: str
+    cumQuote: str
+    timeInForce: TimeInForce
+    type: Literal["LIMIT", "MARKET"]
+    reduceOnly: bool
+    closePosition: bool
+    side: Side
+    positionSide: PositionSide
+    stopPrice: str
+    workingType: Literal["MARK_PRICE", "CONTRACT_PRICE"]
+    origType: str
+    updateTime: int
+
+
+class QueriedOrder(_OrderBase):
+    """GET /fapi/v1/order, openOrders, allOrders."""
+
+    priceProtect: bool
+    priceMatch: str
+    selfTradePreventionMode: str
+    goodTillDate: int
+    time: int
+
+
+class PlacedOrder(_OrderBase):
+    """POST /fapi/v1/order and DELETE /fapi/v1/order (``cumQty``, no ``time``)."""
+
+    cumQty: str
+    priceProtect: bool
+    priceMatch: str
+    selfTradePreventionMode: str
+    goodTillDate: int
+
+
+class ForceOrder(_OrderBase):
+    """GET /fapi/v1/forceOrders: the order fields of its example, and ``time``."""
+
+    time: int
+
+
+class UserTrade(_Strict):
+    """GET /fapi/v1/userTrades."""
+
+    buyer: bool
+    commission: str
+    commissionAsset: str
+    id: int
+    maker: bool
+    orderId: int
+    price: str
+    qty: str
+    quoteQty: str
+    realizedPnl: str
+    side: Side
+    positionSide: PositionSide
+    symbol: str
+    time: int
+    marginAsset: str
+
+
+def check(model: type[_Strict], body: Any) -> Any:
+    """``body`` (an object or a list of them) validated strictly against ``model``; returns ``body``."""
+    for row in body if isinstance(body, list) else [body]:
+        model.model_validate(row)
+    return body
