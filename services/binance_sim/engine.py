@@ -18,6 +18,7 @@ from typing import Any
 from binance_sim import account_settings, errors, views
 from binance_sim.algos import Algos
 from binance_sim.amend import Amender
+from binance_sim.batch import Countdowns, run_batch
 from binance_sim.book import BookConfig
 from binance_sim.funding import FundingConfig, funding_fee, is_perpetual
 from binance_sim.income import IncomeLedger, IncomeRow
@@ -66,6 +67,7 @@ class Engine:
             max_per_symbol=max_algo_orders_per_symbol,
         )
         self.amender = Amender(self.ledger, self.notify, self.orders_api)
+        self.countdowns = Countdowns(self.ledger, self.orders_api.cancel_all_open_orders)
         self.liquidator = Liquidator(
             self.ledger, self.notify, self.algos.cancel_algo, margin_call_ratio=margin_call_ratio
         )
@@ -165,6 +167,7 @@ class Engine:
         """Back to the fixtures' starting state (ids keep increasing so stale ids never match)."""
         self.ledger.reset()
         self.amender.history.clear()
+        self.countdowns.deadlines.clear()
 
     def spec(self, symbol: str) -> SymbolSpec:
         """Rules of a known symbol; -1121 otherwise."""
@@ -245,22 +248,22 @@ class Engine:
 
     def new_order(self, params: Params) -> JSON:
         """POST /fapi/v1/order."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.new_order(params)
 
     def query_order(self, params: Params) -> JSON:
         """GET /fapi/v1/order."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.query_order(params)
 
     def cancel_order(self, params: Params) -> JSON:
         """DELETE /fapi/v1/order."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.cancel_order(params)
 
     def cancel_all_open_orders(self, params: Params) -> JSON:
         """DELETE /fapi/v1/allOpenOrders."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.cancel_all_open_orders(params)
 
     def account_config(self, params: Params) -> JSON:
@@ -275,9 +278,26 @@ class Engine:
         """GET /fapi/v1/commissionRate."""
         return account_settings.commission_rate(self.ledger, params)
 
+    def tick(self) -> None:
+        """What time alone does: GTD orders expire, auto-cancel countdowns fire."""
+        self.countdowns.fire_due()
+        self.orders_api.expire_due()
+
+    def new_orders(self, params: Params) -> list[JSON]:
+        """POST /fapi/v1/batchOrders."""
+        return run_batch(params, self.new_order)
+
+    def modify_orders(self, params: Params) -> list[JSON]:
+        """PUT /fapi/v1/batchOrders."""
+        return run_batch(params, self.modify_order)
+
+    def countdown_cancel_all(self, params: Params) -> JSON:
+        """POST /fapi/v1/countdownCancelAll."""
+        return self.countdowns.set(params)
+
     def modify_order(self, params: Params) -> JSON:
         """PUT /fapi/v1/order."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.amender.modify(params)
 
     def order_amendments(self, params: Params) -> list[JSON]:
@@ -286,12 +306,12 @@ class Engine:
 
     def list_open_orders(self, params: Params) -> list[JSON]:
         """GET /fapi/v1/openOrders."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.list_open_orders(params)
 
     def list_all_orders(self, params: Params) -> list[JSON]:
         """GET /fapi/v1/allOrders."""
-        self.orders_api.expire_due()
+        self.tick()
         return self.orders_api.list_all_orders(params)
 
     def user_trades(self, params: Params) -> list[JSON]:
@@ -362,7 +382,7 @@ class Engine:
         if price <= 0:
             raise errors.PRICE_NOT_POSITIVE()
         self.ledger.marks[symbol] = price
-        self.orders_api.expire_due()
+        self.tick()
         self.orders_api.fill_crossed(symbol, price)
         self.algos.fire_crossed(symbol)
         if not self.defer_triggers:

@@ -1,8 +1,9 @@
 """Reading a Binance request's parameters and writing JSON answers (shared by the REST routes and the
-control surface)."""
+control surface), faults' answers included."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -10,9 +11,11 @@ import orjson
 from aiohttp import web
 
 from binance_sim import errors
+from binance_sim.faults import Fault
 from binance_sim.params import Params
 
 JSON_TYPE: Final = "application/json"
+log = logging.getLogger("binance_sim")
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -35,3 +38,27 @@ def parse_params(raw_query: bytes, raw_body: bytes) -> Params:
                 raise errors.DUPLICATE_PARAM()
             merged[key] = value
     return Params(merged)
+
+
+def fault_reply(
+    request: web.Request,
+    fault: Fault,
+    path: str,
+    headers: dict[str, str],
+    now_ms: int,
+    *,
+    answer: web.Response | None = None,
+) -> web.Response:
+    """What a fault makes of a REST answer: a dropped connection, the real ``answer`` cut off, or the
+    fault's own status and body."""
+    if fault.kind.startswith("drop"):
+        log.info("sim.fault", extra={"kv": {"kind": fault.kind, "path": path}})
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=500)
+    if fault.kind == "truncated_after" and answer is not None and isinstance(answer.body, bytes):
+        cut = fault.cut(answer.body)
+        return web.Response(body=cut, status=answer.status, content_type=JSON_TYPE, headers=headers)
+    if fault.retry_after_s is not None:
+        headers["Retry-After"] = str(fault.retry_after_s)
+    return json_response(fault.body(path, now_ms), fault.status, headers)

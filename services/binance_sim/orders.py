@@ -11,12 +11,13 @@ from binance_sim import errors, rules
 from binance_sim.book import market_fills
 from binance_sim.errors import SimError
 from binance_sim.ledger import Ledger
-from binance_sim.market import ZERO, fmt
+from binance_sim.market import ZERO, fmt, round_to_step
 from binance_sim.model import (
     CONDITIONAL_TYPES,
     EXPIRE_IOC,
     EXPIRE_IOC_STP,
     EXPIRE_NONE,
+    EXPIRE_REDUCE_ONLY,
     EXPIRE_STP,
     GTD_MAX,
     GTD_MIN_AHEAD_MS,
@@ -396,16 +397,26 @@ class Orders:
         return self.order_json(order, ack=False, with_cum_qty=True)
 
     def fill_resting(self, order: Order) -> None:
+        """The mark crossed a resting order's price: it fills at its price as maker. With a book depth
+        (``BookConfig.depth_of``) one level's worth fills per crossing move and the rest keeps resting,
+        as a real book fills a LIMIT in pieces; a reduce-only order's part beyond the position expires
+        (``er`` 4, "reversed positions would be opened")."""
         qty = order.orig_qty - order.executed_qty
+        beyond_position = False
         if order.reduce_only:
-            qty = min(qty, self.ledger.reducible(order.symbol, order.side, order.position_side))
-        self.ledger.open_orders.pop(order.order_id, None)
+            reducible = self.ledger.reducible(order.symbol, order.side, order.position_side)
+            beyond_position = reducible < qty
+            qty = min(qty, reducible)
+        depth = self.ledger.book.depth_of(order.symbol)
+        if depth is not None and qty > 0:
+            spec = self.ledger.spec(order.symbol)
+            per_move = max(spec.lot_step, round_to_step(depth / order.price, spec.lot_step, up=False))
+            if per_move < qty:
+                qty, beyond_position = per_move, False
         if qty > 0:
             self._book_fill(order, qty, order.price, maker=True)
-        if order.executed_qty != order.orig_qty:
-            order.status = "EXPIRED"
-            order.update_time = self.ledger.clock()
-            self.notify.order_update(order)
+        if order.is_open and (beyond_position or qty <= 0):
+            self._expire(order, "EXPIRED", EXPIRE_REDUCE_ONLY)
 
     def fill_crossed(self, symbol: str, price: Decimal) -> None:
         """Fill every resting order of ``symbol`` the mark ``price`` crossed."""

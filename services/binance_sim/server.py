@@ -7,7 +7,7 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -19,9 +19,9 @@ from binance_sim.config import SimConfig
 from binance_sim.endpoint import Endpoint
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
-from binance_sim.faults import Fault, FaultSet
+from binance_sim.faults import FaultSet
 from binance_sim.funding import next_funding_time
-from binance_sim.httpio import JSON_TYPE, json_response, parse_params
+from binance_sim.httpio import JSON_TYPE, fault_reply, json_response, parse_params
 from binance_sim.income import IncomeRow
 from binance_sim.market import fmt, load_market
 from binance_sim.ratelimit import RateLimiter, Verdict
@@ -31,6 +31,12 @@ from binance_sim.walk import PriceWalk
 
 log = logging.getLogger("binance_sim")
 
+
+def kv(**fields: object) -> dict[str, dict[str, object]]:
+    """Structured fields of a log record, as quantum-exec's logs carry them (``extra={"kv": ...}``)."""
+    return {"kv": fields}
+
+
 _API_KEY_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _MAX_RECV_WINDOW: Final = 60_000
 _DEFAULT_RECV_WINDOW: Final = 5_000
@@ -38,6 +44,8 @@ _JSON: Final = "application/json"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 # How often a changed account is written to the state file (a SIGKILL loses at most this much).
 PERSIST_INTERVAL_S: Final = 0.25
+# How often time-driven changes (GTD expiry, countdownCancelAll) are checked.
+TICK_S: Final = 0.05
 _INTERNAL: Final = SimError(-1000, "An unknown error occured while processing the request.", 500)
 
 
@@ -79,6 +87,7 @@ class Simulator:
         # Requests refused by the rate limiter, by HTTP status (429, 418).
         self.rate_limited: collections.Counter[int] = collections.Counter()
         self._changes = 0
+        self._saved = 0
         self.auth = Auth(self.config.secrets(), self.config.public_keys, self.server_time_ms)
         self.ws_api = ws_api.WsApi(self)
         self._routes = build_routes(
@@ -263,40 +272,28 @@ class Simulator:
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.base_url = f"http://{shown}:{bound_port}"
+        # State file at most every PERSIST_INTERVAL_S; GTD and countdowns need no request (TICK_S).
         if self.config.state_path is not None:
-            self._timers.append(asyncio.create_task(self._persist_loop(), name="binance-sim-persist"))
+            self._timers.append(_every(PERSIST_INTERVAL_S, self._save_if_changed, "state_save"))
         if self.config.walk.volatility:
-            self._timers.append(asyncio.create_task(self._walk_loop(), name="binance-sim-walk"))
+            self._timers.append(_every(self.config.walk.interval_s, self.walk_step, "walk"))
+        self._timers.append(_every(TICK_S, self.engine.tick, "tick"))
         if self.config.funding.auto:
             self._timers.append(asyncio.create_task(self._funding_loop(), name="binance-sim-funding"))
-        log.info("sim.started base_url=%s rate_limits=%s", self.base_url, self.rate_limits_enabled)
+        log.info("sim.started", extra=kv(base_url=self.base_url, rate_limits=self.rate_limits_enabled))
         return self.base_url
 
     def _restore(self) -> None:
         path = self.config.state_path
         if path is not None and persist.load(self.engine, path):
-            log.info("sim.state_restored path=%s orders=%d", path, len(self.engine.orders))
+            log.info("sim.state_restored", extra=kv(path=str(path), orders=len(self.engine.orders)))
 
-    async def _persist_loop(self) -> None:
-        """Save the account when requests changed it (at most every PERSIST_INTERVAL_S)."""
+    def _save_if_changed(self) -> None:
+        """Save the account when requests changed it since the last save."""
         assert self.config.state_path is not None
-        saved = self._changes
-        while True:
-            await asyncio.sleep(PERSIST_INTERVAL_S)
-            if self._changes != saved:
-                saved = self._changes
-                try:
-                    persist.save(self.engine, self.config.state_path)
-                except Exception:
-                    log.exception("sim.state_save_failed")
-
-    async def _walk_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.walk.interval_s)
-            try:
-                self.walk_step()
-            except Exception:
-                log.exception("sim.walk_failed")
+        if self._changes != self._saved:
+            self._saved = self._changes
+            persist.save(self.engine, self.config.state_path)
 
     async def _funding_loop(self) -> None:
         interval_ms = self.config.funding.interval_ms
@@ -308,7 +305,7 @@ class Simulator:
             last_due = due
             try:
                 rows = self.engine.settle_funding(due)
-                log.info("sim.funding_settled time=%d positions=%d", due, len(rows))
+                log.info("sim.funding_settled", extra=kv(time=due, positions=len(rows)))
             except Exception:
                 log.exception("sim.funding_failed")
 
@@ -326,7 +323,7 @@ class Simulator:
             await runner.cleanup()
             if self.config.state_path is not None:
                 persist.save(self.engine, self.config.state_path)
-            log.info("sim.stopped base_url=%s", self.base_url)
+            log.info("sim.stopped", extra=kv(base_url=self.base_url))
 
     # ----- request handling -------------------------------------------------------------------------
 
@@ -370,7 +367,7 @@ class Simulator:
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
         if plan.before is not None:
-            return self._fault_reply(request, plan.before, path, headers)
+            return fault_reply(request, plan.before, path, headers, self.server_time_ms())
         try:
             if endpoint.signed:
                 self.auth.authenticate(request, params, raw_query, raw_body, ip)
@@ -384,13 +381,13 @@ class Simulator:
         except SimError as exc:
             response = json_response({"code": exc.code, "msg": exc.msg}, exc.status, headers)
         except Exception:
-            log.exception("sim.handler_failed method=%s path=%s", method, path)
+            log.exception("sim.handler_failed", extra=kv(method=method, path=path))
             response = json_response(
                 {"code": _INTERNAL.code, "msg": _INTERNAL.msg}, _INTERNAL.status, headers
             )
         if plan.after is not None:
             # The request was processed (an order may now exist); only the reply is lost or replaced.
-            return self._fault_reply(request, plan.after, path, headers, answer=response)
+            return fault_reply(request, plan.after, path, headers, self.server_time_ms(), answer=response)
         return response
 
     async def _user_socket(self, request: web.Request, path: str) -> web.StreamResponse:
@@ -437,23 +434,16 @@ class Simulator:
             return json_response({"code": verdict.code, "msg": verdict.msg}, verdict.status, headers)
         return json_response({"code": exc.code, "msg": exc.msg}, exc.status, headers)
 
-    def _fault_reply(
-        self,
-        request: web.Request,
-        fault: Fault,
-        path: str,
-        headers: dict[str, str],
-        *,
-        answer: web.Response | None = None,
-    ) -> web.Response:
-        if fault.kind.startswith("drop"):
-            log.info("sim.fault kind=%s path=%s", fault.kind, path)
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=500)
-        if fault.kind == "truncated_after" and answer is not None and isinstance(answer.body, bytes):
-            cut = fault.cut(answer.body)
-            return web.Response(body=cut, status=answer.status, content_type=JSON_TYPE, headers=headers)
-        if fault.retry_after_s is not None:
-            headers["Retry-After"] = str(fault.retry_after_s)
-        return json_response(fault.body(path, self.server_time_ms()), fault.status, headers)
+
+def _every(interval_s: float, action: Callable[[], object], label: str) -> asyncio.Task[None]:
+    """A task running ``action`` every ``interval_s`` (a failure is logged, the next run goes on)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                action()
+            except Exception:
+                log.exception("sim.%s_failed", label)
+
+    return asyncio.create_task(loop(), name=f"binance-sim-{label}")

@@ -8,13 +8,14 @@ the fee-adjusted entry from the first level's fill on.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
-from support.protection_history import covered_at_every_moment, stops_history
+from support.protection_history import covered_at_every_moment, protection_events, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -84,5 +85,19 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
     await wait_for(lambda: not desk.open_algos("BTCUSDT"), 15, "no leg left")
     assert desk.position("BTCUSDT") == 0
     covered_at_every_moment(desk)
+
+    # Announced on the position stream: each resize after a level filled, and the break-even move.
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await protection_events(desk)]
+
+    await wait_for(lambda: _has(reasons, "tp_filled"), 10, "tp_filled announced")
+    assert {"break_even", "tp_filled"} <= set(await reasons())
+    [moved] = [e for e in await protection_events(desk) if e["reason"] == "break_even"]
+    [stop_before] = moved["before"]
+    assert stop_before["order_type"] == "STOP_MARKET" and D(stop_before["trigger_price"]) < break_even
     filled = [desk.algo(lv.client_algo_id) for lv in levels]
     assert [a["algoStatus"] for a in filled if a] == ["FINISHED"] * 3
+
+
+async def _has(reasons: Callable[[], Awaitable[list[str]]], reason: str) -> bool:
+    return reason in await reasons()

@@ -94,3 +94,79 @@ def check(model: type[_Strict], body: Any) -> Any:
     for row in body if isinstance(body, list) else [body]:
         model.model_validate(row)
     return body
+
+
+class AlgoOrderQueried(_Strict):
+    """GET /fapi/v1/algoOrder, openAlgoOrders, allAlgoOrders ("Query Algo Order")."""
+
+    algoId: int
+    clientAlgoId: str
+    algoType: Literal["CONDITIONAL"]
+    orderType: str
+    symbol: str
+    side: Side
+    positionSide: PositionSide
+    timeInForce: TimeInForce
+    quantity: str
+    algoStatus: Literal["NEW", "CANCELED", "TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED", "EXPIRED"]
+    actualOrderId: str
+    actualPrice: str
+    triggerPrice: str
+    price: str
+    icebergQuantity: None
+    tpTriggerPrice: str
+    tpPrice: str
+    slTriggerPrice: str
+    slPrice: str
+    tpOrderType: str
+    selfTradePreventionMode: str
+    workingType: Literal["MARK_PRICE", "CONTRACT_PRICE"]
+    priceMatch: str
+    closePosition: bool
+    priceProtect: bool
+    reduceOnly: bool
+    activatePrice: str
+    callbackRate: str
+    createTime: int
+    updateTime: int
+    triggerTime: int
+    goodTillDate: int
+
+
+class PositionV3(_Strict):
+    """GET /fapi/v3/positionRisk ("Position Information V3")."""
+
+    symbol: str
+    positionSide: PositionSide
+    positionAmt: str
+    entryPrice: str
+    breakEvenPrice: str
+    markPrice: str
+    unRealizedProfit: str
+    liquidationPrice: str
+    isolatedMargin: str
+    notional: str
+    marginAsset: str
+    isolatedWallet: str
+    initialMargin: str
+    maintMargin: str
+    positionInitialMargin: str
+    openOrderInitialMargin: str
+    adl: int
+    bidNotional: str
+    askNotional: str
+    updateTime: int
+
+
+class BalanceV3(_Strict):
+    """GET /fapi/v3/balance ("Futures Account Balance V3")."""
+
+    accountAlias: str
+    asset: str
+    balance: str
+    crossWalletBalance: str
+    crossUnPnl: str
+    availableBalance: str
+    maxWithdrawAmount: str
+    marginAvailable: bool
+    updateTime: int

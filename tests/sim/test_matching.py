@@ -126,3 +126,29 @@ def test_stp_mode_is_validated_and_algo_orders_default_to_none(engine_factory: E
         engine, side="SELL", type="STOP_MARKET", triggerPrice="90000", quantity="0.010", reduceOnly="true"
     )
     assert stop["selfTradePreventionMode"] == "NONE"
+
+
+def test_with_a_book_depth_a_resting_limit_fills_a_level_per_mark_move(engine_factory: EngineFactory) -> None:
+    # 1,000 USDT a level: at 95000 that is 0.010 BTC (rounded down to the step) per crossing move.
+    engine = _rich(engine_factory, BookConfig(depth_notional=Decimal(1000)))
+    resting = _limit(engine, "BUY", "0.025", "95000")
+    for mark, executed, status in (
+        ("94990", "0.010", "PARTIALLY_FILLED"),
+        ("94980", "0.020", "PARTIALLY_FILLED"),
+        ("94970", "0.025", "FILLED"),
+    ):
+        engine.set_mark_price("BTCUSDT", Decimal(mark))
+        now = engine.query_order(Params({"symbol": "BTCUSDT", "orderId": str(resting["orderId"])}))
+        assert (now["executedQty"], now["status"]) == (executed, status)
+    assert [(t.qty, t.maker) for t in engine.trades] == [(Decimal("0.010"), True)] * 2 + [
+        (Decimal("0.005"), True)
+    ]
+
+
+def test_a_reduce_only_limit_beyond_the_position_expires_its_rest(engine_factory: EngineFactory) -> None:
+    engine = _rich(engine_factory)
+    engine.new_order(Params({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"}))
+    resting = _limit(engine, "SELL", "0.030", "96000", reduceOnly="true")
+    engine.set_mark_price("BTCUSDT", Decimal("96100"))
+    order = engine.orders[resting["orderId"]]
+    assert (order.executed_qty, order.status, order.expire_reason) == (Decimal("0.010"), "EXPIRED", 4)

@@ -38,6 +38,7 @@ from quantum_exec.account.break_even import plan_break_even
 from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
@@ -48,6 +49,7 @@ from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
+from quantum_exec.ids import PREFIX, ROLE_LETTERS
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.link import REDIS_DOWN
@@ -259,6 +261,7 @@ class LiveOco:
             metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
             raise LegNotArmed(f"{new.client_algo_id} not armed: {done.placed.failure}")
         metrics.OCO_ACTIONS.labels(action="replace", outcome="done" if done.old_cancelled else "gone").inc()
+        await self._announce(old, reason, new.client_algo_id, quantity, trigger_price)
         log.info(
             "oco.resized",
             symbol=old.symbol,
@@ -267,6 +270,40 @@ class LiveOco:
             quantity=str(quantity),
             reason=reason,
         )
+
+    async def _announce(
+        self, old: AlgoView, reason: str, new_id: str, quantity: Decimal, trigger: Decimal | None
+    ) -> None:
+        """A ``protection.changed`` event for a stop moved to break-even, or resized after a
+        take-profit level of its intent filled (other resizes follow changes announced elsewhere)."""
+        if trigger is not None:
+            why = ProtectionReason.BREAK_EVEN
+        elif self._tp_filled(old):
+            why = ProtectionReason.TP_FILLED
+        else:
+            return
+        try:
+            after = self._state.open_protective(old.symbol)
+        except StaleStateError:
+            after = []
+        change = f"{new_id}:{quantity}:{trigger or old.trigger_price}"
+        event = protection_changed(old.symbol, why, change, [old], after)
+        try:
+            await self._store.publish_protection(event)
+        except REDIS_DOWN as exc:
+            log.warning("oco.protection_event_failed", symbol=old.symbol, reason=why.value, error=str(exc))
+
+    def _tp_filled(self, leg: AlgoView) -> bool:
+        """A take-profit (single or a ladder level) of ``leg``'s intent filled."""
+        digest = leg.client_algo_id.split("-", 1)[1]
+        for digits in ("", "1", *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
+            try:
+                tp = self._state.algo_order(f"{PREFIX}{ROLE_LETTERS['tp']}{digits}-{digest}")
+            except StaleStateError:
+                return False
+            if tp is not None and tp.status.is_final and tp.status.has_order and tp.executed_qty > 0:
+                return True
+        return False
 
     async def place_leg(self, leg: LegOrder) -> AlgoOrder:
         """Place one protective leg (:meth:`.LegPlacer.place`) and return it standing; raises when

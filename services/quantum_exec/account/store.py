@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, dumps_position_event
+from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
 from quantum_exec.contracts.codec import isoformat
 from quantum_exec.settings import Settings
@@ -209,6 +210,24 @@ class AccountStore:
         ]
         keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
         return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields]
+
+    async def publish_protection(self, event: ProtectionChanged) -> int:
+        """Publish a ``protection.changed`` entry once under the lease: 1 published, 0 published
+        before, -1 lease lost."""
+        fields: list[str | bytes] = [
+            "event_type",
+            event.event_type,
+            "payload",
+            event.to_json(),
+            "timestamp",
+            isoformat(event.time),
+            "source",
+            POSITION_EVENT_SOURCE,
+        ]
+        keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
+        return int(
+            await self._publish(keys=keys, args=[self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields])
+        )
 
     def _records_of(self, symbol: str) -> str:
         return f"{self.records_key}:{symbol}"

@@ -70,6 +70,8 @@ class LegOrder:
     trigger_price: Decimal
     client_algo_id: str
     quantity: Decimal | None
+    callback_rate: Decimal | None = None  # a trailing stop (its trigger_price is its activation)
+    activate_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ class LegPlacer:
                     quantity=leg.quantity,
                     working_type=s.working_type.value,
                     price_protect=s.price_protect,
+                    **_trailing(leg),
                 )
                 return Placement(placed, None, trigger)
             except OwnershipLost:
@@ -158,8 +161,8 @@ class LegPlacer:
                         if found is not None:
                             return Placement(found, None, trigger)
                         break
-                    if exc.code != IMMEDIATE_TRIGGER or rerounded:
-                        break
+                    if exc.code != IMMEDIATE_TRIGGER or rerounded or leg.callback_rate is not None:
+                        break  # a trailing stop's activation is not moved: it would change its meaning
                     rerounded = True
                     trigger = await self._rerounded(leg)
                 except OwnershipLost:
@@ -231,6 +234,16 @@ class LegPlacer:
             new_trigger=str(trigger),
         )
         return trigger
+
+
+def _trailing(leg: LegOrder) -> dict[str, Decimal]:
+    """The trailing stop's parameters of ``leg`` (none for a stop or a target)."""
+    if leg.callback_rate is None:
+        return {}
+    extra = {"callback_rate": leg.callback_rate}
+    if leg.activate_price is not None:
+        extra["activate_price"] = leg.activate_price
+    return extra
 
 
 def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:

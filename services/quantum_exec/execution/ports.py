@@ -99,6 +99,8 @@ class Gateway(Protocol):
         quantity: Decimal | None,
         working_type: str,
         price_protect: bool,
+        callback_rate: Decimal | None = None,
+        activate_price: Decimal | None = None,
     ) -> AlgoOrder: ...
 
     async def cancel_algo(self, algo_id: int) -> bool: ...
@@ -162,6 +164,17 @@ class AccountView(Protocol):
     def own_protective(self, symbol: str) -> Sequence[ProtectiveLeg] | None: ...
 
     def conditional_open(self) -> int | None: ...
+
+    async def protection_changed(
+        self,
+        symbol: str,
+        reason: str,
+        change_id: str,
+        before: Sequence[AlgoOrder],
+        after: Sequence[AlgoOrder] | None = None,
+        *,
+        intent_id: str | None = None,
+    ) -> None: ...
 
     def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
