@@ -8,9 +8,10 @@ The MODIFY owns the set it places: its legs carry its own client ids (:func:`qua
 of the MODIFY's key, one generation per MODIFY), and what it does not change is carried over into
 the set at the same triggers (the stop, a single target, or a ladder's levels with their sizes; a
 pyramid's legs, one set per entry, become one that covers the whole position, see
-:func:`carried_targets`), so the position keeps one coherent set whose records name the last MODIFY. A resumed MODIFY (killed
-at any step) reads the exchange again and does the same: legs under its ids that stand are found
-(``-4116`` looked up by the leg placer), never placed twice, and the old ones are cancelled.
+:func:`carried_targets`), so the position keeps one coherent set whose records name the last
+MODIFY. A resumed MODIFY (killed at any step) reads the exchange again and does the same: legs
+under its ids that stand are found (``-4116`` looked up by the leg placer), never placed twice,
+and the old ones are cancelled.
 Every leg goes through the one leg placer (:mod:`..legs`); the live OCO is kept off the legs while
 the change travels.
 """
