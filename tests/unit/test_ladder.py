@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quantum_exec.contracts.stops import TakeProfitLevel
-from quantum_exec.execution.stops.ladder import Rung, plan_ladder, shrink, split_sizes
+from quantum_exec.execution.stops.ladder import Rung, plan_ladder, shrink, shrink_ladders, split_sizes
 from quantum_exec.rules import SymbolRules
 
 D = Decimal
@@ -99,6 +99,19 @@ def test_shrink_keeps_the_levels_in_proportion(btc: SymbolRules) -> None:
     # Levels that held less than the position keep what they held.
     assert shrink(rungs[:2], D("0.009"), btc) == rungs[:2]
     assert shrink(rungs, D(0), btc) == []
+
+
+def test_a_pyramids_ladders_shrink_each_with_its_share(btc: SymbolRules) -> None:
+    # Two ladders of 0.006 and 0.004 (two levels of 50 % each), 0.007 left: 0.004 and 0.003.
+    ladders = [[D("0.003"), D("0.003")], [D("0.002"), D("0.002")]]
+    got = shrink_ladders(ladders, D("0.007"), btc)
+    assert got == [{0: D("0.002"), 1: D("0.002")}, {0: D("0.001"), 1: D("0.002")}]
+    assert sum(q for kept in got for q in kept.values()) == D("0.007")
+    # Levels of equal number and size in both ladders never collapse into one.
+    same = shrink_ladders([[D("0.002")], [D("0.002")]], D("0.003"), btc)
+    assert sum(q for kept in same for q in kept.values()) == D("0.003")
+    # More left than they held: each keeps what it held.
+    assert shrink_ladders(ladders, D("0.1"), btc) == [dict(enumerate(ladder)) for ladder in ladders]
 
 
 def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> None:

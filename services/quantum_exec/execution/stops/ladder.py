@@ -96,13 +96,37 @@ def plan_ladder(
     ]
 
 
+def shrink_sizes(
+    quantities: Sequence[Decimal], remaining: Decimal, rules: SymbolRules
+) -> list[tuple[int, Decimal]]:
+    """What each of ``quantities`` keeps when what they cover shrinks to ``remaining`` (never more
+    than they held), as ``(index, quantity)``: each its share, floored to the step, the remainder on
+    the last; one that would fall below minQty merged into a neighbour and left out."""
+    held = sum(quantities, Decimal(0))
+    if held <= 0:
+        return []
+    covered = min(held, remaining)
+    pcts = [_FLOOR.divide(quantity * _HUNDRED, held) for quantity in quantities]
+    return split_sizes(rules, covered, pcts, target=covered)
+
+
 def shrink(rungs: Sequence[Rung], remaining: Decimal, rules: SymbolRules) -> list[Rung]:
     """The ladder's remaining levels for a position that shrank to ``remaining`` (a partial close):
     each keeps its share of what the levels held, floored to the step, the remainder on the last."""
-    held = sum((rung.quantity for rung in rungs), Decimal(0))
-    if held <= 0 or not rungs:
-        return []
-    covered = min(held, remaining)
-    pcts = [_FLOOR.divide(rung.quantity * _HUNDRED, held) for rung in rungs]
-    sizes = split_sizes(rules, covered, pcts, target=covered)
+    sizes = shrink_sizes([rung.quantity for rung in rungs], remaining, rules)
     return [Rung(rungs[index].level, rungs[index].trigger, quantity) for index, quantity in sizes]
+
+
+def shrink_ladders(
+    ladders: Sequence[Sequence[Decimal]], remaining: Decimal, rules: SymbolRules
+) -> list[dict[int, Decimal]]:
+    """Several ladders on one position (a pyramid's, one per entry), each given as its levels'
+    quantities, shrunk each on its own: a ladder keeps its share of ``remaining`` (in proportion to
+    what it held, the remainder on the last ladder), and its levels their shares of that. Per
+    ladder, ``{index: quantity}`` of the levels kept (a level missing merged into a neighbour)."""
+    held = [sum(ladder, Decimal(0)) for ladder in ladders]
+    shares = dict(shrink_sizes(held, remaining, rules))
+    return [
+        dict(shrink_sizes(ladder, shares[index], rules)) if index in shares else {}
+        for index, ladder in enumerate(ladders)
+    ]

@@ -6,10 +6,12 @@ is covered by the old stop, the new one, or both (both reduce-only, never more t
 
 The MODIFY owns the set it places: its legs carry its own client ids (:func:`quantum_exec.ids.client_order_id`
 of the MODIFY's key, one generation per MODIFY), and what it does not change is carried over into
-the set at the same triggers (the stop, a single target, or a ladder's levels with their sizes), so
-the position keeps one coherent set whose records name the last MODIFY. A resumed MODIFY (killed
-at any step) reads the exchange again and does the same: legs under its ids that stand are found
-(``-4116`` looked up by the leg placer), never placed twice, and the old ones are cancelled.
+the set at the same triggers (the stop, a single target, or a ladder's levels with their sizes; a
+pyramid's legs, one set per entry, become one that covers the whole position, see
+:func:`carried_targets`), so the position keeps one coherent set whose records name the last
+MODIFY. A resumed MODIFY (killed at any step) reads the exchange again and does the same: legs
+under its ids that stand are found (``-4116`` looked up by the leg placer), never placed twice,
+and the old ones are cancelled.
 Every leg goes through the one leg placer (:mod:`..legs`); the live OCO is kept off the legs while
 the change travels.
 """
@@ -113,19 +115,7 @@ def plan_set(
         quantity = None if close_position else size
         new.append(LegOrder(symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity))
     else:
-        seen: set[str] = set()
-        for target in sorted(targets, key=lambda o: o.algo_id):
-            level = tp_level_of(target.client_algo_id)
-            leg_id = tp_level_id(key, level) if level is not None else client_order_id(key, "tp")
-            if leg_id in seen:
-                continue  # a pyramid's single targets become one
-            seen.add(leg_id)
-            quantity = None if target.close_position else min(target.quantity, size)
-            new.append(
-                LegOrder(
-                    symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, target.trigger_price, leg_id, quantity
-                )
-            )
+        new.extend(carried_targets(targets, key, exit_side, size))
     trail = intent.trailing_stop
     if trail is not None:
         activation = trail.activation_price
@@ -149,6 +139,34 @@ def plan_set(
             )
         )
     return new, changed
+
+
+def carried_targets(
+    targets: Sequence[AlgoOrder], key: str, exit_side: OrderSide, size: Decimal
+) -> list[LegOrder]:
+    """The targets a MODIFY that leaves them alone carries over under its own ids, at the oldest
+    one's trigger for each: the single targets (a pyramid's, one per entry) become one that covers
+    the whole position (closePosition when one was, else ``size``); a ladder's levels of the same
+    number (a pyramid of ladders) become one level holding their quantities together (never more
+    than ``size``). Nothing of the position is left without the target it had."""
+    merged: dict[str, LegOrder] = {}
+    for target in sorted(targets, key=lambda o: o.algo_id):
+        level = tp_level_of(target.client_algo_id)
+        leg_id = tp_level_id(key, level) if level is not None else client_order_id(key, "tp")
+        earlier = merged.get(leg_id)
+        quantity: Decimal | None
+        if target.close_position or (earlier is not None and earlier.quantity is None):
+            quantity = None
+        elif level is None:
+            quantity = size
+        else:
+            before = earlier.quantity if earlier is not None and earlier.quantity is not None else 0
+            quantity = min(target.quantity + before, size)
+        trigger = earlier.trigger_price if earlier is not None else target.trigger_price
+        merged[leg_id] = LegOrder(
+            target.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity
+        )
+    return list(merged.values())
 
 
 def replaced(armed: Sequence[AlgoOrder], new_ids: set[str], *, trailing: bool) -> list[AlgoOrder]:
