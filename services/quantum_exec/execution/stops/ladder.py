@@ -15,7 +15,8 @@ from decimal import ROUND_FLOOR, Context, Decimal
 from typing import Final
 
 from quantum_exec.contracts.stops import TakeProfitLevel
-from quantum_exec.rules import SymbolRules, floor_to_step, round_trigger, trigger_from_pct
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.rules import SymbolRules, floor_to_step, fmt, round_trigger, trigger_from_pct
 
 _HUNDRED: Final = Decimal(100)
 _FLOOR: Final = Context(prec=60, rounding=ROUND_FLOOR)
@@ -78,6 +79,28 @@ def split_sizes(
         index, size = kept.pop()
         kept.append((index, size + last[1]))
     return [(index, size) for index, size in kept if size > 0]
+
+
+def ladder_too_small(
+    rules: SymbolRules, levels: Sequence[TakeProfitLevel], total: Decimal
+) -> IntentRejected | None:
+    """``QTY_BELOW_MIN`` naming the levels and minQty when the ladder of a ``total`` position plans
+    to nothing (every level below minQty, no level left to merge into), else None."""
+    if not levels or split_sizes(rules, total, [level.size_pct for level in levels]):
+        return None
+    shares = ", ".join(f"level {n} {fmt(level.size_pct)} %" for n, level in enumerate(levels, 1))
+    return IntentRejected(
+        ReasonCode.QTY_BELOW_MIN,
+        f"take_profits ({shares} of {fmt(total)}) below minQty {fmt(rules.market_min_qty)} "
+        f"{rules.symbol} even merged into one level: no take-profit could be placed",
+    )
+
+
+def check_ladder_sizes(rules: SymbolRules, levels: Sequence[TakeProfitLevel], total: Decimal) -> None:
+    """Raise :func:`ladder_too_small`'s refusal (before any order is sent)."""
+    refusal = ladder_too_small(rules, levels, total)
+    if refusal is not None:
+        raise refusal
 
 
 def plan_ladder(
