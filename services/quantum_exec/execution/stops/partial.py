@@ -6,6 +6,8 @@ reduce; the ladder's levels are resized here, because the OCO shrinks only a leg
 whole position and a ladder must keep its proportions: each intent's ladder (a pyramid has one
 per entry) keeps its own share of what is left. The levels are held from the OCO while they
 are replaced, each new one armed before its old one is cancelled (:meth:`LegPlacer.replace`).
+A partial CLOSE the account's conditional-order budget has no room to resize after is refused
+before it is sent (:func:`check_resize_budget`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Final
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.exchange.wire import AlgoOrder
+from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.legs import LegOrder
+from quantum_exec.execution.stops.budget import check_budget
 from quantum_exec.execution.stops.ladder import shrink_ladders
 from quantum_exec.ids import replacement_of, tp_level_of
 from quantum_exec.ops.logs import get_logger
@@ -53,6 +56,25 @@ def close_quantity(rules: SymbolRules, intent: TradeIntent, held: Decimal) -> De
             f"{what} gives {fmt(quantity)}, below minQty {fmt(rules.market_min_qty)} for {rules.symbol}",
         )
     return quantity
+
+
+async def check_resize_budget(ctx: EntryContext, symbol: str, remaining: Decimal) -> None:
+    """Refuse a partial CLOSE (``CONDITIONAL_BUDGET``, before it is sent) when the account has no
+    room for the legs its make-before-break resize places beside the old ones: one for the stop or
+    single target the live OCO shrinks to ``remaining``, one for the ladder levels replaced here
+    (each is replaced one at a time, and the two may run together). Resizing cancel-first instead
+    would leave the position naked for a moment, and a failed placement after the cancel naked for
+    good; a full CLOSE needs no new leg and is never refused for the budget."""
+    own = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
+    ladder = any(tp_level_of(o.client_algo_id) is not None for o in own)
+    larger = any(
+        tp_level_of(o.client_algo_id) is None
+        and o.order_type is not OrderType.TRAILING_STOP_MARKET
+        and not o.close_position
+        and o.quantity > remaining
+        for o in own
+    )
+    await check_budget(ctx, int(ladder) + int(larger))
 
 
 def ladders_of(own: Sequence[AlgoOrder]) -> list[list[AlgoOrder]]:
