@@ -129,6 +129,9 @@ class LiveOco:
                 self._oco_dirty.discard(symbol)
                 if self._claims.symbol_held(symbol):
                     return  # a MODIFY replaces the set: its release runs this again
+                # Read before planning: no await may separate the plan from its actions, or a close's
+                # own cancels travelling meanwhile would be sent a second time by the plan.
+                moves = await self._break_even(symbol)
                 try:
                     actions = plan_oco(self._state, symbol)
                 except StaleStateError:
@@ -138,7 +141,6 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                moves = await self._break_even(symbol)
                 for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
                         await self._apply_oco(symbol, action, moves)
