@@ -165,3 +165,19 @@ def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_safe(btc: S
     # 2 x 0.381 / 0.010 = 76.2: a long's 100076.25 rounds up, a short's 99923.75 down.
     assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=True) == D("100076.3")
     assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=False) == D("99923.8")
+
+
+def test_a_ladder_planning_to_nothing_is_refused_naming_the_levels_and_min_qty(btc: SymbolRules) -> None:
+    from quantum_exec.errors import IntentRejected, ReasonCode
+    from quantum_exec.execution.stops.ladder import check_ladder_sizes, ladder_too_small
+
+    only = [TakeProfitLevel(pct=D(2), size_pct=D(5))]
+    refusal = ladder_too_small(btc, only, D("0.010"))  # 0.0005: below 0.001, nothing to merge into
+    assert refusal is not None and refusal.code == ReasonCode.QTY_BELOW_MIN
+    assert "minQty 0.001" in refusal.message and "level 1 5 %" in refusal.message
+    with pytest.raises(IntentRejected):
+        check_ladder_sizes(btc, only, D("0.010"))
+    # A level below minQty beside a larger one merges into it: nothing refused, nothing lost.
+    merged = [TakeProfitLevel(pct=D(1), size_pct=D(5)), TakeProfitLevel(pct=D(2), size_pct=D(50))]
+    assert ladder_too_small(btc, merged, D("0.010")) is None
+    assert split_sizes(btc, D("0.010"), [D(5), D(50)]) == [(1, D("0.005"))]

@@ -91,7 +91,7 @@ def ladder_too_small(
     shares = ", ".join(f"level {n} {fmt(level.size_pct)} %" for n, level in enumerate(levels, 1))
     return IntentRejected(
         ReasonCode.QTY_BELOW_MIN,
-        f"take_profits ({shares} of {fmt(total)}) below minQty {fmt(rules.market_min_qty)} "
+        f"take_profits ({shares} of {fmt(total)}) below minQty {fmt(rules.market_min_qty)} for "
         f"{rules.symbol} even merged into one level: no take-profit could be placed",
     )
 
