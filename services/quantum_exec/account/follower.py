@@ -244,6 +244,12 @@ class AccountFollower:
         self._claims.claim(ids)
         return ids
 
+    def claim_cancel(self, algo_id: int) -> None:
+        """The caller cancels our leg ``algo_id`` itself: the live OCO leaves it alone until its
+        final ALGO_UPDATE (a view still without its CANCELED would replace it, under its alternate
+        id, as if armed). A cancel that failed calls :meth:`cancel_failed`."""
+        self._claims.claim([algo_id])
+
     def cancel_failed(self, algo_id: int) -> None:
         """A cancel taken with :meth:`take_for_cancel` failed: the OCO may act on the order again."""
         self._claims.unclaim(algo_id)

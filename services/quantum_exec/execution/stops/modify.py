@@ -361,7 +361,7 @@ class Modifier:
         left: list[str] = []
         for order in old:
             try:
-                if await self._ctx.legs.cancel(order.algo_id):
+                if await self._cancel(order.algo_id):
                     self._own.get(order.symbol, set()).discard(order.algo_id)
             except (PermanentError, RetryableError) as exc:
                 log.warning(
@@ -373,12 +373,25 @@ class Modifier:
                 left.append(order.client_algo_id)
         return left
 
+    async def _cancel(self, algo_id: int) -> bool:
+        """Cancel one leg, claimed from the live OCO until its CANCELED is seen (one DELETE, and
+        never a replacement of a leg this cancelled: :meth:`AccountFollower.claim_cancel`)."""
+        account = self._ctx.account
+        if account is not None:
+            account.claim_cancel(algo_id)
+        try:
+            return await self._ctx.legs.cancel(algo_id)
+        except BaseException:
+            if account is not None:
+                account.cancel_failed(algo_id)
+            raise
+
     async def _undo(self, placed: list[AlgoOrder]) -> None:
         """A new leg could not be armed: the new ones that stand go (the old set stays whole)."""
         for order in placed:
             if order.status.is_armed:
                 try:
-                    await self._ctx.legs.cancel(order.algo_id)
+                    await self._cancel(order.algo_id)
                 except ExchangeError as exc:
                     log.warning("stops.undo_failed", client_algo_id=order.client_algo_id, detail=str(exc))
 
