@@ -198,7 +198,14 @@ class LiveOco:
         return True
 
     async def _break_even(self, symbol: str) -> dict[str, Decimal]:
-        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger."""
+        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger.
+        The records are read (one Redis call) only when an open stop's take-profit filled."""
+        try:
+            stops = [leg for leg in self._state.open_protective(symbol) if leg.order_type == "STOP_MARKET"]
+        except StaleStateError:
+            return {}
+        if not any(self._tp_filled(leg, ladder_only=True) for leg in stops):
+            return {}
         try:
             records = [r for r in await self._store.records_of(symbol) if r.break_even_after is not None]
         except REDIS_DOWN as exc:
@@ -303,10 +310,11 @@ class LiveOco:
         except REDIS_DOWN as exc:
             log.warning("oco.protection_event_failed", symbol=old.symbol, reason=why.value, error=str(exc))
 
-    def _tp_filled(self, leg: AlgoView) -> bool:
-        """A take-profit (single or a ladder level) of ``leg``'s intent filled."""
+    def _tp_filled(self, leg: AlgoView, *, ladder_only: bool = False) -> bool:
+        """A take-profit (single or a ladder level; ``ladder_only``: a level) of ``leg``'s intent filled."""
         digest = leg.client_algo_id.split("-", 1)[1]
-        for digits in ("", "1", *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
+        singles = () if ladder_only else ("", "1")
+        for digits in (*singles, *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
             try:
                 tp = self._state.algo_order(f"{PREFIX}{ROLE_LETTERS['tp']}{digits}-{digest}")
             except StaleStateError:
