@@ -190,7 +190,9 @@ class Executor:
                         # Reducing for the governor (REDUCING admits it), nothing new while HALTED;
                         # a resumed MODIFY finishes what its legs' make-before-break began.
                         zero = Decimal(0)
-                        await self.risk.admit(intent, reduces=True, quantity=zero, price=zero, leverage=0)
+                        await self.risk.admit(
+                            intent, key=key, reduces=True, quantity=zero, price=zero, leverage=0
+                        )
                     await self._modifier.modify(run)
                 else:
                     await self._open(run)
@@ -276,6 +278,7 @@ class Executor:
                 before = run.position_before
                 await self.risk.admit(
                     intent,
+                    key=run.key,
                     reduces=intent.reduce_only
                     or (before is not None and only_reduces(before, quantity, long=long)),
                     quantity=quantity,

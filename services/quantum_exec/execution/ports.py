@@ -213,13 +213,14 @@ class RiskCheck(Protocol):
         self,
         intent: TradeIntent,
         *,
+        key: str,
         reduces: bool,
         quantity: Decimal,
         price: Decimal,
         leverage: int,
     ) -> None:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
-        RISK_LIMIT) before any order is sent."""
+        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key."""
         ...
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.contracts.intent import intent_digest
 from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
@@ -29,12 +30,18 @@ log = get_logger(__name__)
 
 
 def intent_source(intent: TradeIntent) -> str:
-    """Whose intent it is, for the rate limit: the producer's ``model``, else its ``source``."""
+    """Whose intent it is, for the rate limit: ``<publisher>/<model>``. The publisher is the stream
+    entry's ``source`` (the gateway writes the producer's name it authenticated there; a producer
+    appending to the stream itself writes its own), the model what the payload calls itself
+    (``model``, else ``source``/``strategy``): a producer naming another's model counts against its
+    own budget, not the other's."""
+    model = "unknown"
     for key in ("model", "source", "strategy"):
         value = intent.meta.get(key)
         if isinstance(value, str) and value:
-            return value[:64]
-    return "unknown"
+            model = value[:64]
+            break
+    return f"{intent.origin or 'unknown'}/{model}"
 
 
 class RiskGate:
@@ -66,6 +73,7 @@ class RiskGate:
         self,
         intent: TradeIntent,
         *,
+        key: str,
         reduces: bool,
         quantity: Decimal,
         price: Decimal,
@@ -77,9 +85,10 @@ class RiskGate:
         except REDIS_DOWN as exc:
             # Nothing was sent: the intent stays pending and is tried again once Redis answers.
             raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
-        # The governor's own reductions (liquidation distance) run in every state; reduce-only,
-        # they can only lower exposure, whoever sends one under that id.
-        own = intent.reduce_only and (intent.intent_id or "").startswith(OWN_PREFIX)
+        # The governor's own reductions (liquidation distance) run in every state and are not
+        # rate-limited: only the very intent it published under that id (its digest), never a
+        # producer's re-using the id.
+        own = intent.reduce_only and await self.is_own(intent)
         refusal = admits(state.state, close=own, reduces=reduces)
         if refusal is not None:
             metrics.RISK_REFUSED.labels(code=refusal.value).inc()
@@ -96,7 +105,7 @@ class RiskGate:
         limits = self.limits
         if limits.max_intents_per_min is not None and not own:
             source = intent_source(intent)
-            count = await self._store.count_intent(source, datetime.now(UTC))
+            count = await self._store.count_intent(source, key, datetime.now(UTC))
             if count > limits.max_intents_per_min:
                 metrics.RISK_REFUSED.labels(code=ReasonCode.RISK_RATE.value).inc()
                 raise IntentRejected(
@@ -122,6 +131,17 @@ class RiskGate:
                 "risk.limit_refused", symbol=intent.symbol, **{k: str(v) for k, v in breach.to_json().items()}
             )
             raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
+
+    async def is_own(self, intent: TradeIntent) -> bool:
+        """Whether ``intent`` is one the governor published itself (:mod:`.rounds`)."""
+        intent_id = intent.intent_id or ""
+        if not intent_id.startswith(OWN_PREFIX):
+            return False
+        try:
+            digest = await self._store.own_digest(intent_id)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the governor's intents cannot be read from Redis ({exc})") from None
+        return digest is not None and digest == intent_digest(intent)
 
     async def book(self) -> list[Holding]:
         """The open positions with their marks, as the exchange reports them."""

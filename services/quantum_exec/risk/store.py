@@ -10,11 +10,20 @@ changed at run time, the flatten's CLOSEs published once, the intent-rate counte
 * ``<prefix>:risk:once:<group>:<symbol>:<round>``: an intent of the governor's own (a flatten's
   CLOSE, a liquidation-distance reduction), claimed with ``SET NX`` in the script that appends it
   to the intent stream (under the account lease); ``<prefix>:risk:once:<group>:intents`` lists them.
-* ``<prefix>:risk:rate:<source>:<minute>``: intents counted per producer and UTC minute.
+* ``<prefix>:risk:once:<group>:nonce``: the group's secret (random, chosen once under the account
+  lease with ``SET NX``): its intent ids derive from it, so no producer can predict one, and a new
+  lease holder derives the same ids (:mod:`.rounds`). Never published, logged or shown.
+* ``<prefix>:risk:own:<intent id>``: the digest of the intent the governor published under that id
+  (same script): only a result of that intent counts as the governor's, and only that intent is
+  admitted as the governor's (a foreign one re-using the id is a producer's like any other).
+* ``<prefix>:risk:rate:<source>:<minute>``: intents counted per producer and UTC minute;
+  ``<prefix>:risk:rated:<intent id>`` the count an intent got, so a resumed attempt is not counted
+  again (and gets the decision its first attempt got).
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -34,6 +43,8 @@ RISK_EVENT_SOURCE: Final = "quantum-exec"
 # A flatten's CLOSE ids stay claimed this long (far beyond any takeover or restart).
 ONCE_TTL_S: Final = 7 * 24 * 3600
 _RATE_TTL_S: Final = 120
+# How long an intent's count is remembered (far beyond any resume of its attempt).
+_RATED_TTL_S: Final = 24 * 3600
 _CAS_TRIES: Final = 8
 
 # KEYS: state hash, risk stream, fence key (the account lease, or the state hash when unfenced).
@@ -49,18 +60,38 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5 + 2 * n)
 return seq + 1
 """
 
-# KEYS: account lease, once key, intent stream, risk stream, the flatten's intent set. ARGV: held
-# value, ttl s, maxlen, intent id, n intent pairs, pairs..., event pairs...
+# KEYS: account lease, once key, intent stream, risk stream, the flatten's intent set, own key.
+# ARGV: held value, ttl s, maxlen, intent id, intent digest, n intent pairs, pairs..., event pairs...
 # Returns 1 published, 0 before, -1 not the holder.
 _PUBLISH_ONCE: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[5], ARGV[4])
 redis.call('EXPIRE', KEYS[5], ARGV[2])
-local n = tonumber(ARGV[5])
-redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6, 5 + 2 * n))
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6 + 2 * n))
+redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[2])
+local n = tonumber(ARGV[6])
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7, 6 + 2 * n))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7 + 2 * n))
 return 1
+"""
+
+# KEYS: account lease, nonce key. ARGV: held value, ttl s, a fresh random nonce.
+# Returns the group's nonce (the first one ever set), false when the lease is not ours.
+_NONCE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[2])
+return redis.call('GET', KEYS[2])
+"""
+
+# KEYS: the intent's rated key, the producer's minute counter. ARGV: counter ttl s, rated ttl s.
+# Returns the count the intent got when first counted (counted once, however often it is resumed).
+_COUNT_ONCE: Final = """
+local had = redis.call('GET', KEYS[1])
+if had then return tonumber(had) end
+local count = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], count, 'EX', ARGV[2])
+return count
 """
 
 Fence = tuple[str, str]  # (the account lease's key, the value we hold)
@@ -84,11 +115,15 @@ class RiskStore:
         self.limits_key = f"{prefix}:risk:limits"
         self._once_prefix = f"{prefix}:risk:once:"
         self._rate_prefix = f"{prefix}:risk:rate:"
+        self._rated_prefix = f"{prefix}:risk:rated:"
+        self._own_prefix = f"{prefix}:risk:own:"
         self.stream = settings.risk_stream
         self.intent_stream = settings.intent_stream
         self._maxlen = settings.result_maxlen
         self._transition = redis.register_script(_TRANSITION)
         self._publish_once = redis.register_script(_PUBLISH_ONCE)
+        self._nonce = redis.register_script(_NONCE)
+        self._count_once = redis.register_script(_COUNT_ONCE)
 
     async def read(self) -> tuple[RiskState, dict[str, str]]:
         """The state and the limits set at run time, in one round trip."""
@@ -230,16 +265,19 @@ class RiskStore:
         round_: int,
         fence: Fence,
         intent_id: str,
+        digest: str,
         intent_fields: dict[str, str],
         event: dict[str, Any],
     ) -> int:
-        """Append a governor's intent and its event once (1), 0 if done before, -1 deposed."""
+        """Append a governor's intent (``digest``: its :func:`~quantum_exec.contracts.intent.intent_digest`)
+        and its event once (1), 0 if done before, -1 deposed."""
         now = datetime.now(UTC)
         args: list[str | int] = [
             fence[1],
             ONCE_TTL_S,
             self._maxlen,
             intent_id,
+            digest,
             len(intent_fields),
             *_pairs(intent_fields),
             *_pairs(self._event({**event, "time": isoformat(now)}, now)),
@@ -250,14 +288,29 @@ class RiskStore:
             self.intent_stream,
             self.stream,
             self._group_key(group),
+            self.own_key(intent_id),
         ]
         return int(await self._publish_once(keys=keys, args=args))
 
-    async def count_intent(self, source: str, now: datetime) -> int:
-        """This producer's intents in the current UTC minute, this one included."""
+    def own_key(self, intent_id: str) -> str:
+        return f"{self._own_prefix}{intent_id}"
+
+    async def own_digest(self, intent_id: str) -> str | None:
+        """The digest of the intent the governor published under ``intent_id`` (None: not its id)."""
+        value = await self._redis.get(self.own_key(intent_id))
+        return None if value is None else _text(value)
+
+    async def group_nonce(self, group: str, fence: Fence) -> str | None:
+        """The group's secret, chosen once under the account lease (None: the lease is not ours)."""
+        value = await self._nonce(
+            keys=[fence[0], f"{self._once_prefix}{group}:nonce"],
+            args=[fence[1], ONCE_TTL_S, secrets.token_hex(16)],
+        )
+        return None if value is None else _text(value)
+
+    async def count_intent(self, source: str, intent_key: str, now: datetime) -> int:
+        """This producer's intents in the current UTC minute, this one included, each counted once:
+        a resumed attempt gets the count its first attempt got."""
         key = f"{self._rate_prefix}{source}:{int(now.timestamp()) // 60}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, _RATE_TTL_S)
-            count, _ = await pipe.execute()
-        return int(count)
+        rated = f"{self._rated_prefix}{intent_key}"
+        return int(await self._count_once(keys=[rated, key], args=[_RATE_TTL_S, _RATED_TTL_S]))
