@@ -34,7 +34,7 @@ from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known
 from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.entries.slices import Child, Plan, plan_children
 from quantum_exec.execution.guards import wants_protection
-from quantum_exec.execution.netting import is_opposite
+from quantum_exec.execution.netting import is_opposite, only_reduces
 from quantum_exec.execution.parking import park
 from quantum_exec.execution.run import Run
 from quantum_exec.ids import Role, client_order_id
@@ -179,6 +179,10 @@ class SlicedOrders:
                 order = found.get(child.number) if found is not None else None
                 if order is None:
                     why = await self._until_due(run, plan.started_at + child.due_s, protected=done.protected)
+                    if why is None and role == "entry" and (resume or done.orders):
+                        # The first child was admitted with the intent; each later one adds
+                        # exposure only while the trading state, read now, still allows it.
+                        why = await self._admits(run, plan, long=long, reduce_only=reduce_only)
                     if why is not None:
                         done.ended_early = why
                         break
@@ -246,6 +250,14 @@ class SlicedOrders:
         if len(done.orders) < len(plan.children):
             done.ended_early = "the intent is being repaired: no further child is sent"
         return done
+
+    async def _admits(self, run: Run, plan: Plan, *, long: bool, reduce_only: bool) -> str | None:
+        risk = self._ctx.risk
+        if risk is None:
+            return None
+        before = run.position_before
+        reduces = reduce_only or (before is not None and only_reduces(before, plan.total, long=long))
+        return await risk.admits_child(run.intent, reduces=reduces)
 
     async def _until_due(self, run: Run, due_at: float, *, protected: Order | bool) -> str | None:
         """Wait until ``due_at`` (epoch s); why the schedule must end instead, else None."""
