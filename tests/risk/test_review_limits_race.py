@@ -41,6 +41,7 @@ async def test_two_concurrent_entries_do_not_cross_the_gross_notional_limit(desk
         intent_id="gross-eth", symbol="ETHUSDT", side="BUY", quantity=str(eth), stop_loss_pct=5
     )
     results = [await desk.result("gross-btc", timeout_s=30), await desk.result("gross-eth", timeout_s=30)]
+
     def answered() -> bool:
         # Every entry order sent has been answered: each took one of the two held answers (an entry
         # refused before any order takes none).

@@ -70,6 +70,7 @@ from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
@@ -199,7 +200,7 @@ class Executor:
                         # a resumed MODIFY finishes what its legs' make-before-break began.
                         zero = Decimal(0)
                         await self.risk.admit(
-                            intent, key=key, reduces=True, quantity=zero, price=zero, leverage=0
+                            intent, key=key, reduces=True, quantity=zero, price=zero, leverage=0, entry=False
                         )
                     await self._modifier.modify(run)
                 else:
@@ -246,6 +247,32 @@ class Executor:
         return result
 
     # -- BUY / SELL ----------------------------------------------------------------------------
+
+    async def _send_entry(
+        self,
+        run: Run,
+        strategy: EntryStrategy,
+        rules: SymbolRules,
+        reference: Decimal,
+        quantity: Decimal,
+        long: bool,
+    ) -> tuple[Entry, EntryStrategy]:
+        """Configure the symbol and send the admitted entry's first order (its answer is back); the
+        entry and the strategy that follows it."""
+        intent, symbol, out = run.intent, run.intent.symbol, run.out
+        await self._own_legs.cancel_orphans(run, symbol)
+        assert out.leverage is not None and out.margin_type is not None
+        with run.step("leverage"):
+            await self._configure(symbol, out.leverage, out.margin_type)
+        found = Entry(client_order_id(run.key, "entry"), rules, reference, quantity, long)
+        if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
+            found.plan = self._sliced.plan(run, rules, quantity, reference, long=long)
+            strategy = self._sliced
+        # The record goes to Redis while the order travels (not one more round trip before
+        # it): a fill comes back an exchange round trip later, and this instance names its
+        # intent from memory meanwhile.
+        await strategy.send(run, found)
+        return found, strategy
 
     def _pick(self, run: Run, *, sliced: bool) -> EntryStrategy:
         """The entry strategy of the intent's shape (:mod:`.entries`)."""
@@ -308,18 +335,18 @@ class Executor:
                     price=reference,
                     leverage=out.leverage,
                 )
-            await self._own_legs.cancel_orphans(run, symbol)
-            assert out.leverage is not None and out.margin_type is not None
-            with run.step("leverage"):
-                await self._configure(symbol, out.leverage, out.margin_type)
-            found = Entry(entry_id, rules, reference, quantity, long)
-            if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
-                found.plan = self._sliced.plan(run, rules, quantity, reference, long=long)
-                strategy = self._sliced
-            # The record goes to Redis while the order travels (not one more round trip before
-            # it): a fill comes back an exchange round trip later, and this instance names its
-            # intent from memory meanwhile.
-            await strategy.send(run, found)
+            risk = self.risk
+            if risk is not None:
+                run.on_first_answer = lambda: risk.settled(run.key)
+            try:
+                found, strategy = await self._send_entry(run, strategy, rules, reference, quantity, long)
+            except UnknownOutcomeError:
+                run.on_first_answer = (
+                    None  # the order may still arrive: its admission holds a halt until it expires
+                )
+                raise
+            finally:
+                await run.first_answered()
         fill = await strategy.follow(run, found)
         if fill is None:
             return  # ended with nothing opened; the strategy said why

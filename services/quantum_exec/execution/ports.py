@@ -218,14 +218,21 @@ class RiskCheck(Protocol):
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
-        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key."""
+        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key. An admitted
+        ``entry`` holds back a transition that restricts trading until :meth:`settled`."""
         ...
 
-    async def admits_child(self, intent: TradeIntent, *, reduces: bool) -> str | None:
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or none was sent."""
+        ...
+
+    async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
         """Before each later order of an admitted entry (a TWAP's next child): None when the
-        trading state, read now, still lets it add what it adds; else why the schedule ends."""
+        trading state, read now, still lets it add what it adds (the child is then admitted like
+        an entry, until :meth:`settled`); else why the schedule ends."""
         ...
 
     async def release(self, key: str, *, lapse: bool = False) -> None:

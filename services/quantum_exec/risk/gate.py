@@ -1,8 +1,9 @@
 """The governor's check before any order of a BUY/SELL: the trading state, the producer's intent
 rate, the exposure limits (the executor's :class:`~quantum_exec.execution.ports.RiskCheck`).
 
-The state and the run-time limits are read from Redis for every entry (one round trip), so the
-moment a transition is written no instance sends another entry. The positions for the exposure
+The state and the run-time limits are read from Redis for every entry (one round trip); an admitted
+entry is recorded with the state's seq until its first order has the exchange's answer, so a
+restricting transition can wait for it (:mod:`.admissions`). The positions for the exposure
 limits are read from the exchange (``positionRisk``: amounts, marks, leverage) only when such a
 limit is on. :class:`HaltAwareCloses` ends working entries (LIMIT, STOP, TWAP) once HALTED, the
 way a waiting CLOSE ends them; their filled part keeps its protective legs.
@@ -10,6 +11,8 @@ way a waiting CLOSE ends them; their filled part keeps its protective legs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +25,7 @@ from quantum_exec.exchange.wire import Position
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.risk.admissions import DRAIN_DEADLINE_S
 from quantum_exec.risk.dayfigure import Stored, day_limits_on, today
 from quantum_exec.risk.limits import Holding, Limits, check_entry, with_reserved
 from quantum_exec.risk.rounds import OWN_PREFIX
@@ -35,6 +39,9 @@ log = get_logger(__name__)
 
 # How often an admission decides again when other entries reserve or release meanwhile.
 _RESERVE_TRIES: Final = 20
+
+# How long an entry waits for a restricting transition under way before it is tried again later.
+ADMIT_WAIT_S: Final = DRAIN_DEADLINE_S + 10
 
 
 def intent_source(intent: TradeIntent) -> str:
@@ -93,13 +100,59 @@ class RiskGate:
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
-        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers."""
-        try:
-            state = await self.refresh()
-        except REDIS_DOWN as exc:
-            # Nothing was sent: the intent stays pending and is tried again once Redis answers.
-            raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers.
+
+        An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
+        state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
+        once its first order has the exchange's answer or nothing was sent. A restricting transition
+        under way makes it wait; a state changed since the decision makes it decide again."""
+        give_up = time.monotonic() + ADMIT_WAIT_S
+        while True:
+            try:
+                state = await self._decide(
+                    intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
+                )
+                if state is None or not entry:
+                    return
+                recorded = await self._record(state.seq, key, give_up)
+            except REDIS_DOWN as exc:
+                # Nothing was sent: the intent stays pending and is tried again once Redis answers.
+                raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+            if recorded > 0:
+                return
+            if time.monotonic() >= give_up:
+                raise UnknownOutcomeError(
+                    "a change of the trading state is still under way: tried again later"
+                )
+
+    async def _record(self, seq: int, key: str, give_up: float) -> int:
+        """Record the admission decided on ``seq`` (:meth:`.admissions.Admissions.record`), waiting
+        while a restricting transition drains."""
+        recorded = await self._store.admissions.record(seq, key)
+        while recorded < 0 and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
+            recorded = await self._store.admissions.record(seq, key)
+        return recorded
+
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or nothing was sent."""
+        await self._store.admissions.settled(key)
+
+    async def _decide(
+        self,
+        intent: TradeIntent,
+        *,
+        key: str,
+        reduces: bool,
+        quantity: Decimal,
+        price: Decimal,
+        leverage: int,
+    ) -> RiskState | None:
+        """The state the intent was admitted in (None: the governor's own, nothing to record), or
+        :class:`IntentRejected`."""
+        state = await self.refresh()
         # The governor's own reductions (liquidation distance) run in every state and are not
         # rate-limited: only the very intent it published under that id (its digest), never a
         # producer's re-using the id.
@@ -128,8 +181,10 @@ class RiskGate:
                     f"{source}: {count} intents this minute, above the limit {limits.max_intents_per_min} "
                     "(QUANTUM_RISK_MAX_INTENTS_PER_MIN)",
                 )
+        if own:
+            return None
         if reduces:
-            return
+            return state
         # The exposure limits' reservations are read before the positions (see .reservations).
         reserving = limits.needs_book()
         epoch, reserved = await self._reserved(key) if reserving else (0, [])
@@ -137,7 +192,7 @@ class RiskGate:
         if day_limits_on(limits) and state.state is TradingState.ACTIVE:
             positions = await self._day_check(state, limits)
         if not (reserving or limits.max_leverage is not None):
-            return
+            return state
         for _ in range(_RESERVE_TRIES):
             if positions is None and reserving:
                 positions = await self._gateway.positions()
@@ -159,11 +214,11 @@ class RiskGate:
                 )
                 raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
             if not reserving:
-                return
+                return state
             adds = Holding(intent.symbol, quantity if intent.is_long else -quantity, price)
             try:
                 if await self._store.reservations.reserve(epoch, key, adds):
-                    return
+                    return state
             except REDIS_DOWN as exc:
                 raise UnknownOutcomeError(f"the entry's reservation cannot be written ({exc})") from None
             # Another entry reserved or was released meanwhile: decide again with it counted.
@@ -202,22 +257,29 @@ class RiskGate:
             "this entry adds exposure",
         )
 
-    async def admits_child(self, intent: TradeIntent, *, reduces: bool) -> str | None:
-        """Before a later child of an admitted entry: the state read now (and the day's figure)."""
-        try:
-            state = await self.refresh()
-        except REDIS_DOWN as exc:
-            return f"the trading state cannot be read from Redis ({exc}): no further child is sent"
-        refusal = admits(state.state, close=False, reduces=reduces)
-        if refusal is not None:
-            return f"trading is {state.state.value} since {state.since} ({state.reason or 'no reason given'})"
-        limits = self.limits
-        if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
+    async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
+        """Before a later child of an admitted entry: admitted like an entry against the state read
+        now (and the day's figure), recorded until :meth:`settled`; else why the schedule ends."""
+        give_up = time.monotonic() + ADMIT_WAIT_S
+        while True:
             try:
-                await self._day_check(state, limits)
+                state = await self.refresh()
+                refusal = admits(state.state, close=False, reduces=reduces)
+                if refusal is not None:
+                    reason = state.reason or "no reason given"
+                    return f"trading is {state.state.value} since {state.since} ({reason})"
+                limits = self.limits
+                if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
+                    await self._day_check(state, limits)
+                recorded = await self._record(state.seq, key, give_up)
             except IntentRejected as exc:
                 return exc.message
-        return None
+            except REDIS_DOWN as exc:
+                return f"the trading state cannot be read from Redis ({exc})"
+            if recorded > 0:
+                return None
+            if time.monotonic() >= give_up:
+                return "a change of the trading state is still under way"
 
     async def release(self, key: str, *, lapse: bool = False) -> None:
         """The entry has its result: its reservation is freed (``lapse``: its attempt is left to a

@@ -34,8 +34,9 @@ from redis.asyncio import Redis
 from quantum_exec.contracts.codec import dumps, isoformat
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.risk.admissions import Admissions
 from quantum_exec.risk.reservations import Reservations
-from quantum_exec.risk.states import Request, RiskState, TransitionRefused, plan
+from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRefused, plan
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
@@ -128,6 +129,7 @@ class RiskStore:
         self._nonce = redis.register_script(_NONCE)
         self._count_once = redis.register_script(_COUNT_ONCE)
         self.reservations = Reservations(redis, settings)
+        self.admissions = Admissions(redis, settings, self.state_key)
 
     async def read(self) -> tuple[RiskState, dict[str, str]]:
         """The state and the limits set at run time, in one round trip."""
@@ -166,7 +168,41 @@ class RiskStore:
         limit: str | None = None,
     ) -> tuple[RiskState, RiskState] | None:
         """Make ``request`` (before, after); None when nothing changes or the fence is lost;
-        :class:`TransitionRefused` when it may not be made."""
+        :class:`TransitionRefused` when it may not be made.
+
+        A transition that restricts trading (to REDUCING, to HALTED) is made once every entry
+        admitted before it has reached the exchange or was refused (:mod:`.admissions`): its event's
+        ``time`` is that moment, ``drain`` says how long it waited and what was left unsettled."""
+        current, _limits = await self.read()
+        first = plan(current, request, datetime.now(UTC))
+        if first is None:
+            return None
+        if SEVERITY[first.state] <= SEVERITY[current.state]:
+            return await self._transition_cas(request, fence, numbers, limit, None)
+        token = await self.admissions.close_door()
+        try:
+            waited_ms, unsettled = await self.admissions.drain()
+            if unsettled:
+                log.error(
+                    "risk.transition_unsettled_entries",
+                    to=first.state.value,
+                    unsettled=unsettled,
+                    waited_ms=waited_ms,
+                    detail="admitted entries without an exchange answer may reach it after the event's time",
+                )
+            drain = {"waited_ms": waited_ms, "unsettled": unsettled}
+            return await self._transition_cas(request, fence, numbers, limit, drain)
+        finally:
+            await self.admissions.open_door(token)
+
+    async def _transition_cas(
+        self,
+        request: Request,
+        fence: Fence | None,
+        numbers: dict[str, Any] | None,
+        limit: str | None,
+        drain: dict[str, int] | None,
+    ) -> tuple[RiskState, RiskState] | None:
         for _ in range(_CAS_TRIES):
             current, _limits = await self.read()
             now = datetime.now(UTC)
@@ -186,6 +222,8 @@ class RiskStore:
                 "force": request.force,
                 "time": isoformat(now),
             }
+            if drain is not None:
+                payload["drain"] = drain
             if await self._apply(current.seq, after.to_fields(), payload, now, fence):
                 metrics.RISK_TRANSITIONS.labels(state=after.state.value).inc()
                 log.warning(

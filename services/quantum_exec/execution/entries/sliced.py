@@ -201,6 +201,7 @@ class SlicedOrders:
                             ),
                         )
                     except PermanentError:
+                        await run.first_answered()  # refused: this child holds back no transition
                         if not done.orders:
                             run.entry_sent = False  # refused before anything was placed
                             raise
@@ -209,6 +210,8 @@ class SlicedOrders:
                         done.ended_early = f"child {child.number} refused by the exchange"
                         break
                     metrics.SLICES_SENT.labels(role=role).inc()
+                    if role == "entry":
+                        await run.first_answered()  # each later child is admitted again (_admits)
                 order = await self._resolver.until_final(symbol, order)
                 done.orders.append(order)
                 log.info(
@@ -257,7 +260,13 @@ class SlicedOrders:
             return None
         before = run.position_before
         reduces = reduce_only or (before is not None and only_reduces(before, plan.total, long=long))
-        return await risk.admits_child(run.intent, reduces=reduces)
+        why = await risk.admits_child(run.intent, key=run.key, reduces=reduces)
+        if why is None:
+            # Admitted (and recorded): settled once this child has the exchange's answer.
+            run.on_first_answer = lambda: risk.settled(run.key)
+        else:
+            why = f"the next child is not sent: {why}"
+        return why
 
     async def _until_due(self, run: Run, due_at: float, *, protected: Order | bool) -> str | None:
         """Wait until ``due_at`` (epoch s); why the schedule must end instead, else None."""
