@@ -102,8 +102,9 @@ def parse(raw: str) -> Holding:
 class Reservations:
     """See the module docstring; :attr:`held` are this instance's (renewed by :meth:`renew`)."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, lease_ms: int = LEASE_MS) -> None:
         prefix = settings.key_prefix
+        self._lease_ms = lease_ms
         self._keys = [
             f"{prefix}:risk:reserved",
             f"{prefix}:risk:reserved:until",
@@ -125,7 +126,7 @@ class Reservations:
     async def reserve(self, epoch: int, key: str, holding: Holding) -> bool:
         """Reserve ``holding`` (signed amount) for ``key`` if nothing moved since ``epoch``."""
         value = f"{holding.symbol}|{holding.amount}|{holding.mark_price}"
-        if int(await self._reserve(keys=self._keys, args=[epoch, key, value, LEASE_MS])) != 1:
+        if int(await self._reserve(keys=self._keys, args=[epoch, key, value, self._lease_ms])) != 1:
             return False
         self.held.add(key)
         return True
@@ -145,4 +146,4 @@ class Reservations:
 
     async def renew(self) -> None:
         if self.held:
-            await self._renew(keys=self._keys[1:2], args=[LEASE_MS, *sorted(self.held)])
+            await self._renew(keys=self._keys[1:2], args=[self._lease_ms, *sorted(self.held)])
