@@ -286,11 +286,13 @@ class Executor:
         """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
         try:
             await self._open(run)
-        except UnknownOutcomeError:
+        except (UnknownOutcomeError, asyncio.CancelledError):
+            # Left to a later attempt (the order may be travelling): it lapses with its lease
+            # unless that attempt reserves again.
             if self.risk is not None:
                 await self.risk.release(run.key, lapse=True)
             raise
-        except BaseException:
+        except Exception:
             if self.risk is not None:
                 await self.risk.release(run.key)
             raise
