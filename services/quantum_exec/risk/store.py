@@ -17,6 +17,8 @@ changed at run time, the flatten's CLOSEs published once, the intent-rate counte
 * ``<prefix>:risk:own:<intent id>``: the digest of the intent the governor published under that id
   (same script): only a result of that intent counts as the governor's, and only that intent is
   admitted as the governor's (a foreign one re-using the id is a producer's like any other).
+* ``<prefix>:risk:admitted``, ``<prefix>:risk:closing``: the entries admitted and not yet answered
+  by the exchange, the door a restricting transition closes while they drain (:mod:`.admissions`).
 * ``<prefix>:risk:rate:<source>:<minute>``: intents counted per producer and UTC minute;
   ``<prefix>:risk:rated:<intent id>`` the count an intent got, so a resumed attempt is not counted
   again (and gets the decision its first attempt got).

@@ -35,15 +35,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import (
-    Entry,
-    Fields,
-    busy,
-    id_order,
-    raw_source,
-    raw_symbol,
-    read_entries,
-)
+from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_source, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
