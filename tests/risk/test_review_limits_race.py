@@ -41,7 +41,15 @@ async def test_two_concurrent_entries_do_not_cross_the_gross_notional_limit(desk
         intent_id="gross-eth", symbol="ETHUSDT", side="BUY", quantity=str(eth), stop_loss_pct=5
     )
     results = [await desk.result("gross-btc", timeout_s=30), await desk.result("gross-eth", timeout_s=30)]
-    await wait_for(lambda: not sim.state()["faults"]["faults"], 5, "both orders answered")
+
+    def answered() -> bool:
+        # Every entry order sent has been answered: each took one of the two held answers (an entry
+        # refused before any order takes none).
+        state = sim.state()
+        held = sum(f["count"] for f in state["faults"]["faults"])
+        return 2 - held == sum(1 for o in state["orders"] if o["type"] == "MARKET")
+
+    await wait_for(answered, 5, "every entry order sent answered")
     state = sim.state()
     gross = sum(
         (

@@ -114,8 +114,6 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
-        # The account's risk governor (set by the service): asked before a new entry's first order.
-        self.risk: RiskCheck | None = None
         self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
@@ -125,6 +123,16 @@ class Executor:
     @account.setter
     def account(self, account: AccountView | None) -> None:
         self._ctx.account = account
+
+    @property
+    def risk(self) -> RiskCheck | None:
+        """The account's risk governor (set by the service): asked before a new entry's first
+        order, and before each later child of a sliced entry."""
+        return self._ctx.risk
+
+    @risk.setter
+    def risk(self, risk: RiskCheck | None) -> None:
+        self._ctx.risk = risk
 
     @property
     def plans(self) -> Plans:
@@ -196,7 +204,7 @@ class Executor:
                         )
                     await self._modifier.modify(run)
                 else:
-                    await self._open(run)
+                    await self._entry(run)
             except UnknownOutcomeError:
                 raise
             except (IntentRejected, ExchangeError) as exc:
@@ -273,6 +281,23 @@ class Executor:
         if run.intent.order_type in STOP_ENTRIES:
             return self._stop
         return self._limit if run.intent.order_type == "LIMIT" else self._market
+
+    async def _entry(self, run: Run) -> None:
+        """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
+        try:
+            await self._open(run)
+        except (UnknownOutcomeError, asyncio.CancelledError):
+            # Left to a later attempt (the order may be travelling): it lapses with its lease
+            # unless that attempt reserves again.
+            if self.risk is not None:
+                await self.risk.release(run.key, lapse=True)
+            raise
+        except Exception:
+            if self.risk is not None:
+                await self.risk.release(run.key)
+            raise
+        if self.risk is not None:
+            await self.risk.release(run.key)
 
     async def _open(self, run: Run) -> None:
         intent, out = run.intent, run.out

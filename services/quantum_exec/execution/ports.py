@@ -237,6 +237,17 @@ class RiskCheck(Protocol):
         """The admitted entry's first order has the exchange's answer, or none was sent."""
         ...
 
+    async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
+        """Before each later order of an admitted entry (a TWAP's next child): None when the
+        trading state, read now, still lets it add what it adds (the child is then admitted like
+        an entry, until :meth:`settled`); else why the schedule ends."""
+        ...
+
+    async def release(self, key: str, *, lapse: bool = False) -> None:
+        """The admitted entry has its result: what it reserved of the exposure limits is freed
+        (``lapse``: its attempt is left to a later one, the reservation lapses with its lease)."""
+        ...
+
 
 class Plans(Protocol):
     """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) is kept across restarts."""

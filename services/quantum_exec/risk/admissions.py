@@ -105,11 +105,15 @@ class Admissions:
     async def open_door(self, token: str) -> None:
         await self._redis.zrem(self._closing, token)
 
+    async def unsettled(self) -> int:
+        """How many admitted entries have no answer from the exchange yet (lapsed ones dropped)."""
+        return int(await self._pending(keys=[self._admitted]))
+
     async def drain(self, deadline_s: float = DRAIN_DEADLINE_S) -> tuple[int, int]:
         """Wait until no admitted entry is unsettled or the deadline: (waited ms, still unsettled)."""
         start = time.monotonic()
         while True:
-            left = int(await self._pending(keys=[self._admitted]))
+            left = await self.unsettled()
             waited = time.monotonic() - start
             if left == 0 or waited >= deadline_s:
                 return int(waited * 1000), left

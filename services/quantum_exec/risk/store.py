@@ -7,6 +7,7 @@ changed at run time, the flatten's CLOSEs published once, the intent-rate counte
   holder changes nothing), and the event goes on ``QUANTUM_RISK_STREAM`` in the same script, so
   there is exactly one event per transition.
 * ``<prefix>:risk:limits`` (hash): the limits set through the control API, over the settings.
+* ``<prefix>:risk:day`` (hash): the lease holder's last day figures (:mod:`.dayfigure`).
 * ``<prefix>:risk:once:<group>:<symbol>:<round>``: an intent of the governor's own (a flatten's
   CLOSE, a liquidation-distance reduction), claimed with ``SET NX`` in the script that appends it
   to the intent stream (under the account lease); ``<prefix>:risk:once:<group>:intents`` lists them.
@@ -36,6 +37,7 @@ from quantum_exec.contracts.codec import dumps, isoformat
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.admissions import Admissions
+from quantum_exec.risk.reservations import Reservations
 from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRefused, plan
 from quantum_exec.settings import Settings
 
@@ -116,6 +118,7 @@ class RiskStore:
         self._redis = redis
         self.state_key = f"{prefix}:risk:state"
         self.limits_key = f"{prefix}:risk:limits"
+        self.day_key = f"{prefix}:risk:day"
         self._once_prefix = f"{prefix}:risk:once:"
         self._rate_prefix = f"{prefix}:risk:rate:"
         self._rated_prefix = f"{prefix}:risk:rated:"
@@ -127,16 +130,28 @@ class RiskStore:
         self._publish_once = redis.register_script(_PUBLISH_ONCE)
         self._nonce = redis.register_script(_NONCE)
         self._count_once = redis.register_script(_COUNT_ONCE)
+        self.reservations = Reservations(redis, settings)
         self.admissions = Admissions(redis, settings, self.state_key)
 
     async def read(self) -> tuple[RiskState, dict[str, str]]:
         """The state and the limits set at run time, in one round trip."""
+        state, limits, _day = await self.read_with_day()
+        return state, limits
+
+    async def read_with_day(self) -> tuple[RiskState, dict[str, str], dict[str, str]]:
+        """The state, the limits set at run time and the holder's day figures, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.state_key)
             pipe.hgetall(self.limits_key)
-            state_raw, limits_raw = await pipe.execute()
+            pipe.hgetall(self.day_key)
+            state_raw, limits_raw, day_raw = await pipe.execute()
         state = RiskState.from_fields({_text(k): _text(v) for k, v in state_raw.items()})
-        return state, {_text(k): _text(v) for k, v in limits_raw.items()}
+        limits = {_text(k): _text(v) for k, v in limits_raw.items()}
+        return state, limits, {_text(k): _text(v) for k, v in day_raw.items()}
+
+    async def save_day(self, fields: dict[str, str]) -> None:
+        """The lease holder's day figures (:mod:`.dayfigure`), for every instance's admissions."""
+        await self._redis.hset(self.day_key, mapping=fields)  # type: ignore[arg-type]
 
     def _event(self, payload: dict[str, Any], now: datetime) -> dict[str, str]:
         return {
