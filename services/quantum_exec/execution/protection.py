@@ -55,6 +55,9 @@ class Leg:
     order: AlgoOrder | None = None
     error: ExchangeError | IntentRejected | None = None
     level: int | None = None  # a take-profit ladder's level; None: a leg that closes all of it
+    # A closePosition leg's reduce-only size should Binance refuse it (-4130: one closePosition
+    # stop and one target per side): what the entry has opened.
+    fallback_quantity: Decimal | None = None
 
     @property
     def closes_all(self) -> bool:
@@ -180,9 +183,11 @@ class Protector:
         )
         sl, tp = Guards.triggers(rules, run.intent, long=long, price=price)
         legs: list[Leg] = []
+        fallback = size if quantity is None else None
         if sl is not None:
+            sl_id = client_order_id(run.key, "sl")
             legs.append(
-                Leg("SL", OrderType.STOP_MARKET, exit_side, client_order_id(run.key, "sl"), sl, quantity)
+                Leg("SL", OrderType.STOP_MARKET, exit_side, sl_id, sl, quantity, fallback_quantity=fallback)
             )
         if run.intent.take_profits:
             # Each level closes its share: a quantity whatever the protection mode.
@@ -207,6 +212,7 @@ class Protector:
                     client_order_id(run.key, "tp"),
                     tp,
                     quantity,
+                    fallback_quantity=fallback,
                 )
             )
         return legs
@@ -277,9 +283,19 @@ class Protector:
         ``clientAlgoId`` unique among open orders only, and a lookup by it answers the newest one."""
         assert leg.trigger_price is not None
         placed = await self._legs.place(
-            LegOrder(symbol, leg.side, leg.order_type, leg.trigger_price, leg.client_algo_id, leg.quantity)
+            LegOrder(
+                symbol,
+                leg.side,
+                leg.order_type,
+                leg.trigger_price,
+                leg.client_algo_id,
+                leg.quantity,
+                fallback_quantity=leg.fallback_quantity,
+            )
         )
         leg.order, leg.error, leg.trigger_price = placed.order, placed.error, placed.trigger_price
+        if placed.order is not None and not placed.order.close_position:
+            leg.quantity = placed.order.quantity  # placed as a reduce-only quantity (after -4130)
         if not placed.standing:
             log.warning(
                 "protection.failed",
