@@ -2,9 +2,10 @@
 
 Every entry shape (MARKET, LIMIT, STOP, TWAP, CLOSE) killed at each of its steps, a stalled
 instance resumed after another took its intent over, user-stream events of different types in a
-seeded random order, foreign orders resting on the same symbols; then one clean instance drains
-everything. Prints the violations of the five promises counted from the simulator's own order
-history (tests/reliability/adversary.py says how each is counted). Exit 0 when there are none.
+seeded random order, foreign orders resting on the same symbols, and with ``--failover`` a Redis
+failover (Sentinel) while an entry is in flight; then one clean instance drains everything.
+Prints the violations of the five promises counted from the simulator's own order history
+(tests/reliability/adversary.py says how each is counted). Exit 0 when there are none.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         help="hold fills (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE) back this long behind the legs' updates",
     )
     parser.add_argument("--websocket", action="store_true", help="QUANTUM_ORDER_TRANSPORT=websocket")
+    parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="Redis behind Sentinel (master + replica); add a step that SIGKILLs the master while an "
+        "entry is in flight (the replica is promoted, the services ride it)",
+    )
     args = parser.parse_args(argv)
     env: dict[str, str] = {}
     if args.with_entry:
@@ -50,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             service_env=env,
             progress=print,
             fill_lag_ms=args.fill_lag_ms,
+            failover=args.failover,
         )
     verdict = figures.verdict
     assert verdict is not None

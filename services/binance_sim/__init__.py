@@ -57,6 +57,11 @@ User data stream (``userstream.py`` keys, sockets and fan-out; ``events.py`` the
   them before returning. A cancel in TRIGGERING answers ``-2011``. A reduce-only or closePosition
   trigger that finds no position ends REJECTED, rm "Reduce Only reject", with no order behind it;
   one whose order fails the margin check ends REJECTED with that error's message.
+- TRAILING_STOP_MARKET (``trailing.py``): ``callbackRate`` 0.1-20 (``-2007`` outside; the maximum
+  was 10 before 2026-10-23), optional ``activatePrice`` (crossed at placement: ``-2021``); it
+  activates when the working price reaches it, then tracks the extreme and fires when the price
+  retraces by the callback from it. ALGO_UPDATE carries ``ia``: NEW with ia=false at placement,
+  NEW again with ia=true at activation (true at once without an activation price).
 - Limits: open (NEW or TRIGGERING) conditional orders are limited to 200 per account, ``-4045``
   "Reach max stop order limit." beyond (Binance removed the per-symbol MAX_NUM_ALGO_ORDERS filter of
   10 on 2025-12-29; ``SimConfig.max_algo_orders_per_symbol`` restores one). A reduce-only MARKET

@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from binance_sim import errors, rules
+from binance_sim import errors, rules, trailing
 from binance_sim.errors import SimError
 from binance_sim.ledger import Ledger
-from binance_sim.market import ONE, ZERO, fmt, round_to_step
+from binance_sim.market import ZERO, fmt
 from binance_sim.model import (
     CONDITIONAL_TYPES,
-    HUNDRED,
     JSON,
     MAX_OPEN_ALGO_ORDERS,
     SIDES,
@@ -97,8 +96,7 @@ class Algos:
         trigger = ZERO
         if order_type == "TRAILING_STOP_MARKET":
             callback = params.req_decimal("callbackRate")
-            if not Decimal("0.1") <= callback <= Decimal(10):
-                raise errors.CALLBACK_RATE()
+            trailing.check_callback(callback)
             activate_name = "activationPrice" if params.has("activationPrice") else "activatePrice"
             if params.has(activate_name):
                 activate = rules.price(spec, params, activate_name)
@@ -259,25 +257,12 @@ class Algos:
         return abs(mark - self.ledger.last_price(symbol)) > mark * spec.trigger_protect
 
     def _should_fire(self, algo: AlgoOrder, price: Decimal) -> bool:
-        if algo.order_type != "TRAILING_STOP_MARKET":
+        if algo.order_type != trailing.TRAILING:
             return crossed(algo.order_type, algo.side, algo.trigger_price, price)
-        assert algo.callback_rate is not None
-        if algo.trailing_extreme is None:
-            assert algo.activate_price is not None
-            activated = price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
-            if not activated:
-                return False
-            algo.trailing_extreme = price
-        rate = algo.callback_rate / HUNDRED
-        if algo.side == "SELL":
-            algo.trailing_extreme = max(algo.trailing_extreme, price)
-            fire = price <= algo.trailing_extreme * (ONE - rate)
-        else:
-            algo.trailing_extreme = min(algo.trailing_extreme, price)
-            fire = price >= algo.trailing_extreme * (ONE + rate)
-        if fire:
-            spec = self.ledger.spec(algo.symbol)
-            algo.trigger_price = round_to_step(price, spec.tick_size, up=algo.side == "BUY")
+        now_active, fire = trailing.step(algo, price, self.ledger.spec(algo.symbol).tick_size)
+        if now_active and not fire:
+            algo.update_time = self.ledger.clock()
+            self.notify.algo_update(algo)  # NEW again, with ia true
         return fire
 
     def _fire(self, algo: AlgoOrder) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from binance_sim import margin
+from binance_sim import margin, trailing
 from binance_sim.market import ZERO, fmt, fmt_places
 
 if TYPE_CHECKING:
@@ -197,6 +197,8 @@ def algo_update(engine: Ledger, algo: AlgoOrder, now: int) -> JSON:
         "tt": algo.trigger_time,
         "gtd": algo.good_till_date,
     }
+    if algo.order_type == trailing.TRAILING:
+        body["ia"] = trailing.activated(algo)  # activated (since 2026-08-21)
     body["rm"] = algo.reject_reason
     return {"e": "ALGO_UPDATE", "T": algo.update_time, "E": now, "o": body}
 

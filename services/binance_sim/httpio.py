@@ -52,7 +52,7 @@ def fault_reply(
     """What a fault makes of a REST answer: a dropped connection, the real ``answer`` cut off, or the
     fault's own status and body."""
     if fault.kind.startswith("drop"):
-        log.info("sim.fault kind=%s path=%s", fault.kind, path)
+        log.info("sim.fault", extra={"kv": {"kind": fault.kind, "path": path}})
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=500)

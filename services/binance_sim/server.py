@@ -31,6 +31,12 @@ from binance_sim.walk import PriceWalk
 
 log = logging.getLogger("binance_sim")
 
+
+def kv(**fields: object) -> dict[str, dict[str, object]]:
+    """Structured fields of a log record, as quantum-exec's logs carry them (``extra={"kv": ...}``)."""
+    return {"kv": fields}
+
+
 _API_KEY_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _MAX_RECV_WINDOW: Final = 60_000
 _DEFAULT_RECV_WINDOW: Final = 5_000
@@ -274,13 +280,13 @@ class Simulator:
         self._timers.append(_every(TICK_S, self.engine.tick, "tick"))
         if self.config.funding.auto:
             self._timers.append(asyncio.create_task(self._funding_loop(), name="binance-sim-funding"))
-        log.info("sim.started base_url=%s rate_limits=%s", self.base_url, self.rate_limits_enabled)
+        log.info("sim.started", extra=kv(base_url=self.base_url, rate_limits=self.rate_limits_enabled))
         return self.base_url
 
     def _restore(self) -> None:
         path = self.config.state_path
         if path is not None and persist.load(self.engine, path):
-            log.info("sim.state_restored path=%s orders=%d", path, len(self.engine.orders))
+            log.info("sim.state_restored", extra=kv(path=str(path), orders=len(self.engine.orders)))
 
     def _save_if_changed(self) -> None:
         """Save the account when requests changed it since the last save."""
@@ -299,7 +305,7 @@ class Simulator:
             last_due = due
             try:
                 rows = self.engine.settle_funding(due)
-                log.info("sim.funding_settled time=%d positions=%d", due, len(rows))
+                log.info("sim.funding_settled", extra=kv(time=due, positions=len(rows)))
             except Exception:
                 log.exception("sim.funding_failed")
 
@@ -317,7 +323,7 @@ class Simulator:
             await runner.cleanup()
             if self.config.state_path is not None:
                 persist.save(self.engine, self.config.state_path)
-            log.info("sim.stopped base_url=%s", self.base_url)
+            log.info("sim.stopped", extra=kv(base_url=self.base_url))
 
     # ----- request handling -------------------------------------------------------------------------
 
@@ -375,7 +381,7 @@ class Simulator:
         except SimError as exc:
             response = json_response({"code": exc.code, "msg": exc.msg}, exc.status, headers)
         except Exception:
-            log.exception("sim.handler_failed method=%s path=%s", method, path)
+            log.exception("sim.handler_failed", extra=kv(method=method, path=path))
             response = json_response(
                 {"code": _INTERNAL.code, "msg": _INTERNAL.msg}, _INTERNAL.status, headers
             )

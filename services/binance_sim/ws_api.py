@@ -212,7 +212,7 @@ class WsApi:
         except SimError as exc:
             answer = _reply(ident, exc.status, {"code": exc.code, "msg": exc.msg}, limits)
         except Exception:
-            log.exception("sim.ws_api_failed method=%s", method)
+            log.exception("sim.ws_api_failed", extra={"kv": {"method": method}})
             unknown = {"code": -1000, "msg": "An unknown error occured while processing the request."}
             answer = _reply(ident, 500, unknown, limits)
         if plan.after is not None:

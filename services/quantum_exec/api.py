@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from quantum_exec.account.roles import role_of
 from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.contracts.codec import dumps, payload_value
+from quantum_exec.execution.stops.budget import MAX_CONDITIONAL_ORDERS
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
@@ -74,6 +75,7 @@ class ReadApi:
         redis: Redis | None = None,
         status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         access: Access | None = None,
+        starting: Callable[[], str] | None = None,
     ) -> None:
         self._access = access or Access.from_settings(settings)
         self._book = book
@@ -82,6 +84,39 @@ class ReadApi:
         self._redis = redis
         self._status = status
         self._result_stream = settings.result_stream
+        # Mounted before the parts exist (the port opens first): what start-up waits for.
+        self._starting = starting
+
+    def attach(
+        self,
+        *,
+        book: LedgerBook | None,
+        account: AccountFollower | None,
+        gateway: BinanceGateway | None,
+        redis: Redis | None,
+    ) -> None:
+        """The parts, once started; until then every route answers 503 with the start-up's reason."""
+        self._book, self._account, self._gateway, self._redis = book, account, gateway, redis
+        self._starting = None
+
+    def _missing(self, what: str) -> web.StreamResponse:
+        if self._starting is not None:
+            return _error(503, self._starting(), unavailable="starting")
+        return _error(503, what)
+
+    async def _from_exchange(self, read: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """``read``'s answer; 503 naming the exchange when it cannot be asked."""
+        from quantum_exec.errors import ExchangeError
+
+        try:
+            return await read()
+        except (ExchangeError, StaleStateError) as exc:
+            assert self._gateway is not None
+            return _error(
+                503,
+                f"the exchange at {self._gateway.base_url} is unreachable: {exc}",
+                unavailable="exchange",
+            )
 
     def routes(self) -> dict[str, Handler]:
         return {**dict.fromkeys(CONSOLE_FILES, self.console), **self.api_routes()}
@@ -156,8 +191,8 @@ class ReadApi:
 
     async def trades(self, request: web.Request) -> web.StreamResponse:
         if self._book is None:
-            return _error(
-                503, "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
+            return self._missing(
+                "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
             )
         try:
             query = parse_trade_query(request.query)
@@ -171,8 +206,8 @@ class ReadApi:
 
     async def summary(self, request: web.Request) -> web.StreamResponse:
         if self._book is None:
-            return _error(
-                503, "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
+            return self._missing(
+                "the ledger is not running (it needs the user data stream: QUANTUM_USER_STREAM)"
             )
         try:
             query = parse_summary_query(request.query)
@@ -192,7 +227,7 @@ class ReadApi:
         if not raw.isdigit() or not 1 <= int(raw) <= 200:
             return _error(400, f"limit={raw!r} must be a whole number from 1 to 200", parameter="limit")
         if self._redis is None:
-            return _error(503, "no Redis connection in this process")
+            return self._missing("no Redis connection in this process")
         rows: Any = await self._redis.xrevrange(self._result_stream, count=int(raw))
         payloads = [payload_value(fields) for _sid, fields in rows]
         # The payloads are spliced in as published: their numbers stay exactly what was written.
@@ -212,7 +247,11 @@ class ReadApi:
             name = next(iter(request.query))
             return _error(400, f"unknown parameter {name!r}: /api/positions takes none", parameter=name)
         if self._gateway is None:
-            return _error(503, "no exchange connection in this process")
+            return self._missing("no exchange connection in this process")
+        return await self._from_exchange(self._positions)
+
+    async def _positions(self) -> web.StreamResponse:
+        assert self._gateway is not None
         positions = [p for p in await self._gateway.positions() if p.amount != 0]
         legs = await self._algo_orders()
         body = []
@@ -243,8 +282,11 @@ class ReadApi:
         if symbol is not None and not (symbol.isascii() and symbol.isalnum() and 2 <= len(symbol) <= 20):
             return _error(400, f"symbol {symbol!r} is not a symbol such as BTCUSDT", parameter="symbol")
         if self._gateway is None:
-            return _error(503, "no exchange connection in this process")
-        symbol = symbol.upper() if symbol else None
+            return self._missing("no exchange connection in this process")
+        return await self._from_exchange(lambda: self._orders(symbol.upper() if symbol else None))
+
+    async def _orders(self, symbol: str | None) -> web.StreamResponse:
+        assert self._gateway is not None
         regular = await self._gateway.open_orders(symbol)
         conditional = [a for a in await self._algo_orders() if symbol is None or a["symbol"] == symbol]
         orders = [
@@ -262,7 +304,13 @@ class ReadApi:
             }
             for o in regular
         ]
-        return _json(200, {"orders": orders, "conditional_orders": conditional})
+        # The account's budget of open conditional orders (NEW or TRIGGERING, anybody's).
+        everyone = conditional if symbol is None else await self._algo_orders()
+        budget = {
+            "open": sum(1 for a in everyone if a["state"] in ("NEW", "TRIGGERING")),
+            "budget": MAX_CONDITIONAL_ORDERS,
+        }
+        return _json(200, {"orders": orders, "conditional_orders": conditional, "conditional_budget": budget})
 
     async def _algo_orders(self) -> list[dict[str, Any]]:
         """Open conditional orders: the live view when fresh (no request), else REST."""
@@ -284,6 +332,8 @@ class ReadApi:
                 "quantity": None if v.close_position else v.quantity,
                 "close_position": v.close_position,
                 "state": v.status.value,
+                # A trailing stop's ``ia`` (ALGO_UPDATE): tracking the price yet; None for the others.
+                "activated": v.activated,
                 # A stop-loss, a take-profit or an armed STOP entry of this service.
                 "ours": role_of(v.client_algo_id) is not None,
             }

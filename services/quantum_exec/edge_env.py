@@ -44,6 +44,8 @@ def int_setting(env: Mapping[str, str], name: str, default: int, *, low: int, hi
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+    digits = raw.removeprefix("-")
+    # ASCII: str.isdigit() is also true for '²' (int() refuses it) and '٣' (int() reads 3).
+    if not (digits.isascii() and digits.isdigit()) or not low <= int(raw) <= high:
         raise ConfigError(f"{name}: must be an integer from {low} to {high} (got {raw[:40]!r})")
     return int(raw)

@@ -42,7 +42,7 @@ from typing import IO, TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from quantum_exec.errors import QuantumError
+from quantum_exec.errors import ConfigError, QuantumError
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import ExchangeEnv, Settings, mask_url_password
 
@@ -69,6 +69,10 @@ _PR_SET_PDEATHSIG = 1
 
 class EmbeddedRedisError(QuantumError):
     """The private redis-server could not be found or did not come up."""
+
+
+class StateDirError(EmbeddedRedisError, ConfigError):
+    """The state directory cannot be used: a configuration error (``QUANTUM_STATE_DIR``)."""
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -162,15 +166,39 @@ def _kill_leftover(pidfile: Path) -> int | None:
 def _private_dir(path: Path) -> None:
     """Create ``path`` as this user's 0700 directory, or make an existing one so; refuse one that
     is a symlink or belongs to another user (whoever owns it could read the data or the socket)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.lstat()
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.lstat()
+    except OSError as exc:
+        raise StateDirError(
+            f"QUANTUM_STATE_DIR: cannot create {path} ({exc.strerror or exc}): set QUANTUM_STATE_DIR "
+            "to a directory this user may write (the embedded Redis keeps its data there)"
+        ) from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise EmbeddedRedisError(
+        raise StateDirError(
             f"{path} is not a directory of this user (uid {os.geteuid()}): the embedded Redis keeps "
             "its data and socket there; remove it or set QUANTUM_STATE_DIR to another directory"
         )
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)
+
+
+def check_state_dir(path: Path, *, variable: str = "QUANTUM_STATE_DIR") -> None:
+    """Create ``path`` if needed and make sure this user may write there; StateDirError otherwise.
+
+    Run before anything starts, so an unusable directory is one line naming ``variable``.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        usable = path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+        problem = "not a writable directory for this user"
+    except OSError as exc:
+        usable, problem = False, exc.strerror or str(exc)
+    if not usable:
+        raise StateDirError(
+            f"{variable}: cannot use {path} ({problem}, uid {os.geteuid()}); set QUANTUM_STATE_DIR "
+            "to a directory this user may write (the embedded Redis and the paper account live there)"
+        )
 
 
 def _conf_value(value: str) -> str:
@@ -281,7 +309,7 @@ class EmbeddedRedis:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise EmbeddedRedisError(
+            raise StateDirError(
                 f"state directory {self.state_dir} is in use by another quantum-exec process; "
                 "stop it or set QUANTUM_STATE_DIR to another directory"
             ) from None

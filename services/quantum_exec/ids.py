@@ -20,10 +20,20 @@ import hashlib
 import re
 from typing import Final, Literal, get_args
 
-Role = Literal["entry", "sl", "tp", "close", "flatten"]
+Role = Literal["entry", "sl", "tp", "close", "flatten", "trail"]
 
 PREFIX: Final = "qx"
-ROLE_LETTERS: Final[dict[str, str]] = {"entry": "e", "sl": "s", "tp": "t", "close": "c", "flatten": "f"}
+# Intent ids of the risk governor's own intents (its flatten's CLOSEs, its reductions): predictable
+# by design (exactly once across instances), so no producer may use them (the gateway refuses them).
+GOVERNOR_INTENT_PREFIX: Final = "risk-"
+ROLE_LETTERS: Final[dict[str, str]] = {
+    "entry": "e",
+    "sl": "s",
+    "tp": "t",
+    "close": "c",
+    "flatten": "f",
+    "trail": "r",  # a trailing stop
+}
 # 15 bytes = 30 hex: 120 bits make a collision between two intents beyond any practical concern.
 _DIGEST_BYTES: Final = 15
 # Domain separation: the same key hashed for another purpose never yields one of these ids.
@@ -32,7 +42,7 @@ _PERSON: Final = b"quantum-exec-id"
 # an id is unique among open orders, and the new leg is placed before the old one is cancelled.
 # The levels 1..5 of a take-profit ladder are the take-profit numbered 2..6 (``qxt2-`` ..
 # ``qxt6-``), their replacements ``qxt12-`` .. ``qxt16-``; the plain ``qxt-`` is a single target.
-_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}(?:s1?|t1?[2-6]?)-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
+_OWN_PROTECTIVE_RE: Final = re.compile(rf"{PREFIX}(?:[sr]1?|t1?[2-6]?)-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 MAX_TP_LEVELS: Final = 5
 _OWN_RE: Final = re.compile(rf"{PREFIX}([a-z])(?:[1-9][0-9]?)?-[0-9a-f]{{{2 * _DIGEST_BYTES}}}")
 _ROLE_OF_LETTER: Final[dict[str, Role]] = {ROLE_LETTERS[role]: role for role in get_args(Role)}

@@ -7,8 +7,10 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from quantum_exec.contracts import ExecutionResult, PayloadError, decode_result_fields
-from quantum_exec.contracts.codec import payload_value
+from quantum_exec.contracts.codec import PAYLOAD_FIELDS, payload_value
 from quantum_exec.redis_client import connect
 from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
@@ -59,15 +61,23 @@ def result_row(result: ExecutionResult) -> tuple[str, ...]:
     )
 
 
-def format_table(results: Iterable[ExecutionResult]) -> str:
-    """A plain-text table, columns sized to their content."""
-    return render_table(COLUMNS, [result_row(r) for r in results])
+# ``results --follow`` prints rows as they come: every column at least this wide (an intent id is cut
+# at 28), so later rows line up under the header printed first.
+FOLLOW_WIDTHS = (28, 12, 6, 9, 12, 12, 12, 12, 11, 20, 0)
 
 
-def render_table(columns: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+def format_table(results: Iterable[ExecutionResult], *, min_widths: Sequence[int] = ()) -> str:
+    """A plain-text table, columns sized to their content (and at least ``min_widths``)."""
+    return render_table(COLUMNS, [result_row(r) for r in results], min_widths=min_widths)
+
+
+def render_table(
+    columns: Sequence[str], body: Iterable[Sequence[str]], *, min_widths: Sequence[int] = ()
+) -> str:
     """Rows under a header and a rule, each column as wide as its widest cell."""
     rows = [tuple(columns), *(tuple(r) for r in body)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    least = list(min_widths) + [0] * (len(columns) - len(min_widths))
+    widths = [max(least[i], *(len(row[i]) for row in rows)) for i in range(len(columns))]
     lines = []
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
@@ -101,7 +111,7 @@ async def show_results(
     try:
         recent: Any = await client.xrevrange(settings.result_stream, count=count)
         decoded = list(reversed(_decode(recent)))
-        _print(decoded, as_json=as_json, header=True)
+        _print(decoded, as_json=as_json, header=True, aligned=follow)
         last_id = decoded[-1][0] if decoded else "$"
         if recent and not decoded:
             raw = recent[0][0]
@@ -115,19 +125,112 @@ async def show_results(
                 if entries:
                     raw = entries[-1][0]
                     last_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-                _print(fresh, as_json=as_json, header=False)
+                _print(fresh, as_json=as_json, header=False, aligned=True)
     finally:
         await client.aclose()
     return 0
 
 
-def _print(results: list[Shown], *, as_json: bool, header: bool) -> None:
+def _print(results: list[Shown], *, as_json: bool, header: bool, aligned: bool = False) -> None:
     if as_json:
         # The wire payload itself: exact JSON numbers, times as published, nothing re-encoded.
         for _stream_id, _result, wire in results:
             sys.stdout.buffer.write(wire + b"\n")
     elif results or header:
-        table = format_table(r for _, r, _w in results)
+        table = format_table((r for _, r, _w in results), min_widths=FOLLOW_WIDTHS if aligned else ())
         lines = table.splitlines()
         sys.stdout.write("\n".join(lines if header else lines[2:]) + "\n")
     sys.stdout.flush()
+
+
+# How far back ``results --intent`` looks in the result and dead-letter streams when the intent's
+# record (which points at its result) has expired.
+_SCAN = 10_000
+
+
+async def show_intent(settings: Settings, redis_url: str | None, intent_id: str, *, as_json: bool) -> int:
+    """The one intent's result; else its dead letter (a re-used id, a payload never executed);
+    else that it is still working. 1 with one line when nothing of it is found."""
+    from quantum_exec.errors import QuantumError
+    from quantum_exec.stream.store import Keys
+
+    client = connect(settings, redis_url)
+    try:
+        record: Any = await client.hgetall(Keys(settings).idempotency(intent_id))
+        record = {_text(k): _text(v) for k, v in (record or {}).items()}
+        shown = await _result_of(client, settings, intent_id, record.get("result_id"))
+        if shown is not None:
+            _print([shown], as_json=as_json, header=True)
+        # Also when it has a result: a later payload under the same id was dead-lettered.
+        dead = await _dead_letters_of(client, settings, intent_id)
+        for stream_id, fields in dead:
+            line = {
+                "intent_id": intent_id,
+                "dead_lettered": stream_id,
+                "reason": fields.get("reason"),
+                "message": fields.get("message"),
+                "intent_stream_id": fields.get("stream_id"),
+            }
+            sys.stdout.write(
+                (
+                    orjson.dumps(line).decode()
+                    if as_json
+                    else f"{intent_id}  dead-lettered ({stream_id}): {line['reason']}: {line['message']}"
+                )
+                + "\n"
+            )
+        if shown is not None or dead:
+            return 0
+        if record.get("state") == "in_flight":
+            working = {"intent_id": intent_id, "state": "working", "stream_id": record.get("stream_id")}
+            sys.stdout.write(
+                (
+                    orjson.dumps(working).decode()
+                    if as_json
+                    else f"{intent_id}  working: no result yet (an entry resting on the exchange, or being "
+                    f"executed); entry {record.get('stream_id')}"
+                )
+                + "\n"
+            )
+            return 0
+    finally:
+        await client.aclose()
+    raise QuantumError(
+        f"no result, dead letter or record of intent {intent_id!r} in {settings.result_stream} "
+        f"or {settings.dlq_stream} (the last {_SCAN} of each)"
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+async def _result_of(client: Any, settings: Settings, intent_id: str, result_id: str | None) -> Shown | None:
+    if result_id:
+        found = _decode(await client.xrange(settings.result_stream, result_id, result_id))
+        if found:
+            return found[0]
+    # The record expired (QUANTUM_IDEMPOTENCY_TTL_DAYS): look through the recent results.
+    for shown in _decode(await client.xrevrange(settings.result_stream, count=_SCAN)):
+        if shown[1].intent_id == intent_id:
+            return shown
+    return None
+
+
+async def _dead_letters_of(
+    client: Any, settings: Settings, intent_id: str
+) -> list[tuple[str, dict[str, str]]]:
+    """Dead letters of ``intent_id``: by the original payload's intent_id, or the entry's stream id
+    (an intent without one is keyed by it)."""
+    found = []
+    for stream_id, raw in await client.xrevrange(settings.dlq_stream, count=_SCAN):
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        raw_payload = next((fields[f"orig.{n}"] for n in PAYLOAD_FIELDS if f"orig.{n}" in fields), "{}")
+        try:
+            original = orjson.loads(raw_payload)
+        except orjson.JSONDecodeError:
+            original = {}
+        named = isinstance(original, dict) and original.get("intent_id") == intent_id
+        if named or fields.get("stream_id") == intent_id:
+            found.append((_text(stream_id), fields))
+    return found

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import signal
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from quantum_exec import __version__
+from quantum_exec.config_checks import db_out_of_range
 from quantum_exec.contracts import ExecutionResult, TradeIntent
 from quantum_exec.embedded import EmbeddedRedis
-from quantum_exec.errors import ConfigError
+from quantum_exec.errors import ConfigError, QuantumError, RetryableError, UnknownOutcomeError
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
 from quantum_exec.redis_client import connect, location
+from quantum_exec.service_health import ServiceHealth
 from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
@@ -35,8 +37,10 @@ from quantum_exec.stream.runner import Handler
 if TYPE_CHECKING:
     from binance_sim import Simulator
     from quantum_exec.account.follower import AccountFollower
+    from quantum_exec.api import ReadApi
     from quantum_exec.execution.executor import Executor
     from quantum_exec.ledger.book import LedgerBook
+    from quantum_exec.risk.control import ControlApi
     from quantum_exec.risk.governor import Governor
     from quantum_exec.stream.shared_pacing import SharedPacing
 
@@ -92,6 +96,10 @@ class Service:
         self.governor: Governor | None = None
         self.metrics_server: MetricsServer | None = None
         self.notifier: Notifier | None = None
+        self._api: ReadApi | None = None
+        self._control: ControlApi | None = None
+        self.redis_answered = False
+        self.health = ServiceHealth(self)
         self._stop_task: asyncio.Task[bool] | None = None
 
     @property
@@ -121,6 +129,10 @@ class Service:
 
     async def _start(self) -> None:
         settings = self.settings
+        if self._operations:
+            # First: a busy port is refused before anything starts, and /healthz and /readyz
+            # answer (not ready, saying why) while Redis or the exchange are still awaited.
+            await self._start_operations()
         if settings.embedded_redis:
             state = settings.state_dir / "redis" if settings.state_dir is not None else None
             self.embedded_redis = EmbeddedRedis(state_dir=state)
@@ -129,10 +141,9 @@ class Service:
             # as long as the service does.
             self.embedded_redis.start()
             self.redis_url = self.embedded_redis.url
-        if self._operations:
-            self.notifier = Notifier.from_env(watchdog=settings.watchdog)
         self._redis = connect(settings, self.redis_url)
         await self._wait_for_redis(self._redis)
+        self.redis_answered = True
         handler = self._handler or await self._executor_handler()
         on_close = None
         # One view of the connection for every Redis call on the order path.
@@ -167,28 +178,8 @@ class Service:
             link=link,
             survey=self.executor.survey if self.executor is not None else None,
         )
-        if self._operations:
-            metrics.set_build_info(__version__)
-            self.metrics_server = MetricsServer.from_settings(
-                settings,
-                checks=[
-                    ("redis", self._redis_ready),
-                    ("group", self._group_ready),
-                    ("consumer", self._consumer_ready),
-                ],
-            )
-            if self.executor is not None:
-                self.metrics_server.add_check("exchange_rules", self._rules_ready)
-                self.metrics_server.add_check("exchange", self._exchange_ready)
-                self._mount_api(self.metrics_server)
-            try:
-                await self.metrics_server.start()
-            except OSError as exc:
-                raise ConfigError(
-                    f"QUANTUM_METRICS_PORT={settings.metrics_port}: cannot listen on "
-                    f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); "
-                    "another process holds the port: stop it or choose another port (0 = any free one)"
-                ) from None
+        if self._api is not None:
+            self._attach_api()
         await self.consumer.start()
         if self.metrics_server is not None:
             # Readiness runs on a timer: evaluated now, /readyz says ready when READY=1 goes out.
@@ -199,6 +190,48 @@ class Service:
             self._on_ready()
         log.info("service.started", consumer=settings.consumer_name, embedded_redis=settings.embedded_redis)
 
+    async def _start_operations(self) -> None:
+        settings = self.settings
+        self.notifier = Notifier.from_env(watchdog=settings.watchdog)
+        metrics.set_build_info(__version__)
+        server = self.metrics_server = MetricsServer.from_settings(
+            settings,
+            checks=self.health.checks(),
+        )
+        if self._handler is None:  # the real executor: the exchange, and the read API over it
+            server.add_check("exchange_rules", self.health.rules_ready)
+            server.add_check("exchange", self.health.exchange_ready)
+            from quantum_exec.api import ReadApi
+
+            self._api = ReadApi(
+                settings,
+                book=None,
+                account=None,
+                gateway=None,
+                status=self.health.status,
+                access=server.access,
+                starting=self.health.starting_reason,
+            )
+            from quantum_exec.risk.control import ControlApi
+
+            self._control = ControlApi(settings, server.access, None)  # the governor comes later
+            server.mount(
+                {**self._api.routes(), **self._control.routes()},
+                middleware=self._api.guard,
+                fallback=self._api.not_found,
+                post_routes=self._control.post_routes(),
+            )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"QUANTUM_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); "
+                "another process holds the port: stop it or choose another port (0 = any free one)"
+            ) from None
+        if self._api is not None:
+            log.info("console.listening", url=f"{server.url}/")
+
     async def _wait_for_redis(self, redis: Redis) -> None:
         """Retry until Redis answers: an outage at start delays READY instead of failing the unit."""
         delay_s = 0.1
@@ -206,7 +239,12 @@ class Service:
         while True:
             try:
                 await redis.ping()
-            except REDIS_DOWN as exc:
+            except (ResponseError, *REDIS_DOWN) as exc:
+                # Refused at SELECT (a ResponseError over TCP, a ConnectionError over a socket).
+                if "DB index is out of range" in str(exc):
+                    raise ConfigError(db_out_of_range(self.redis_url or "")) from None
+                if not isinstance(exc, REDIS_DOWN):
+                    raise
                 attempts += 1
                 where = location(self.settings, self.redis_url)
                 if attempts == 1 or attempts % 10 == 0:
@@ -233,7 +271,15 @@ class Service:
             self.simulator, settings = await start_simulator(settings)
         else:
             settings = with_sim_credentials(settings)  # a standalone `quantum-exec sim`
-        executor = self.executor = await create_executor(settings)
+        try:
+            executor = self.executor = await create_executor(settings)
+        except (RetryableError, UnknownOutcomeError) as exc:
+            from quantum_exec.exchange.endpoints import rest_root
+
+            variable = "QUANTUM_BINANCE_BASE_URL" if settings.binance_base_url else "QUANTUM_EXCHANGE"
+            raise QuantumError(
+                f"the exchange at {rest_root(settings)} is not reachable ({exc}); check {variable}"
+            ) from None
         if settings.user_stream:
             await self._follow_account(executor, settings)
 
@@ -277,86 +323,26 @@ class Service:
                 detail="consuming with REST lookups until the user data stream is up",
             )
 
-    def _mount_api(self, server: MetricsServer) -> None:
-        """The read-only /api/* (positions, orders, trades, summary) on the metrics port."""
-        from quantum_exec.api import ReadApi
+    def _attach_api(self) -> None:
+        """Give the read API (mounted at start, answering 503 meanwhile) the parts it reads."""
         from quantum_exec.exchange.gateway import BinanceGateway
 
-        assert self.executor is not None
-        gateway = self.executor.gateway
-        api = ReadApi(
-            self.settings,
+        assert self._api is not None
+        gateway = self.executor.gateway if self.executor is not None else None
+        self._api.attach(
             book=self.book,
             account=self.account,
             gateway=gateway if isinstance(gateway, BinanceGateway) else None,
             redis=self.redis,
-            status=self._status,
-            access=server.access,
         )
-        from quantum_exec.risk.control import ControlApi
-
-        control = ControlApi(self.settings, server.access, self.governor)
-        server.mount(
-            {**api.routes(), **control.routes()},
-            middleware=api.guard,
-            fallback=api.not_found,
-            post_routes=control.post_routes(),
-        )
-
-    async def _status(self) -> dict[str, Any]:
-        """What the console's health strip shows: environment, version, every dependency."""
-        import time
-
-        checks = self.metrics_server.readiness() if self.metrics_server is not None else []
-        account = self.account
-        stream: dict[str, Any] = {"enabled": account is not None}
-        if account is not None:
-            last = account.stream.last_event_at
-            stream.update(
-                connected=not account.state.stale,
-                reconnects=account.stream.reconnects,
-                last_event_age_s=None if last is None else round(time.monotonic() - last, 3),
-                lease_holder=account.leader,
-            )
-        age = self.executor.gateway.rules.age_s() if self.executor is not None else None
-        return {
-            "environment": self.settings.exchange.value,
-            "version": __version__,
-            "consumer": self.settings.consumer_name,
-            "ready": all(c.ok for c in checks),
-            "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in checks],
-            "user_stream": stream,
-            "rules_age_s": None if age is None or math.isnan(age) else round(age, 1),  # NaN: never loaded
-            # Fills without their SL/TP past QUANTUM_UNPROTECTED_ALERT_S: now, and since the start.
-            "unprotected": self.executor.exposure.status() if self.executor is not None else None,
-            # The account's trading state and risk limits (the console's banner when not ACTIVE).
-            "risk": self.governor.status() if self.governor is not None else None,
-        }
+        if self._control is not None:
+            self._control.attach(self.governor)
 
     def _progress(self) -> None:
         if self.notifier is not None:
             self.notifier.watchdog()
         if self._on_progress is not None:
             self._on_progress()
-
-    async def _redis_ready(self) -> bool:
-        return bool(await self.redis.ping())
-
-    async def _consumer_ready(self) -> bool:
-        return self.consumer is not None and self.consumer.running
-
-    async def _group_ready(self) -> bool:
-        groups: Any = await self.redis.xinfo_groups(self.settings.intent_stream)
-        wanted = self.settings.consumer_group
-        return any(g.get("name") in (wanted, wanted.encode()) for g in groups)
-
-    async def _rules_ready(self) -> bool:
-        assert self.executor is not None
-        return self.executor.gateway.rules.loaded
-
-    async def _exchange_ready(self) -> bool:
-        assert self.executor is not None
-        return self.executor.gateway.reachable
 
     async def stop(self) -> bool:
         """Drain and release everything; True when nothing in flight had to be cancelled. Safe twice."""
@@ -365,7 +351,10 @@ class Service:
         return await asyncio.shield(self._stop_task)
 
     async def _stop(self) -> bool:
-        log.info("service.stopping")
+        # Refused before anything started (a busy port): the caller's one line says it all.
+        quiet = self._redis is None and (self.embedded_redis is None or not self.embedded_redis.running)
+        if not quiet:
+            log.info("service.stopping")
         if self._on_stopping is not None:
             self._on_stopping()
         if self.notifier is not None:
@@ -407,8 +396,16 @@ class Service:
             await asyncio.to_thread(self.embedded_redis.stop)
         if self.notifier is not None:
             self.notifier.close()
-        log.info("service.stopped", drained=drained)
+        if not quiet:
+            log.info("service.stopped", drained=drained)
         return drained
+
+    def _hurry(self) -> None:
+        log.warning(
+            "service.stopping_now", detail="second signal: in-flight intents are resumed after a restart"
+        )
+        if self.consumer is not None:
+            self.consumer.hurry()
 
     async def run_until_signal(self) -> int:
         """Run until SIGTERM or SIGINT; exit code 0 after a clean drain, 1 when work was cancelled."""
@@ -432,6 +429,8 @@ class Service:
                 await stopped
             stopped.cancel()
             log.info("service.signal_received")
+            for sig in signals:  # a second signal: stop waiting for what is in flight
+                loop.add_signal_handler(sig, self._hurry)
             return 0 if await self.stop() else 1
         finally:
             for sig in signals:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from quantum_exec.config_checks import contradictions, env_file_problems, redis_url_problem, unknown_variables
 from quantum_exec.errors import ConfigError
 
 ENV_PREFIX = "QUANTUM_"
@@ -309,6 +310,15 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_form(cls, value: str | None) -> str | None:
+        if value:
+            problem = redis_url_problem(value)
+            if problem is not None:
+                raise ValueError(f"{mask_url_password(value)} {problem}")
+        return value
+
     @field_validator("api_token", "metrics_token")
     @classmethod
     def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -342,6 +352,13 @@ class Settings(BaseModel):
             problem = cluster_key_problem(self)
             if problem is not None:
                 raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        found = contradictions(dict(self))
+        if found:
+            raise ValueError("; ".join(found))
         return self
 
     @model_validator(mode="after")
@@ -420,6 +437,7 @@ _TAGGED = (
     ("result_stream", "QUANTUM_RESULT_STREAM", "stream:execution.result"),
     ("dlq_stream", "QUANTUM_DLQ_STREAM", "stream:trade.intent.dlq"),
     ("position_stream", "QUANTUM_POSITION_STREAM", "stream:position.event"),
+    ("risk_stream", "QUANTUM_RISK_STREAM", "stream:risk.event"),
     ("key_prefix", "QUANTUM_KEY_PREFIX", "exec"),
 )
 
@@ -537,6 +555,19 @@ def env_var_names(field: str) -> tuple[str, ...]:
     if field in {"api_key", "api_secret", "private_key_file", "private_key_passphrase"}:
         return (f"BINANCE_{field.upper()}", f"{ENV_PREFIX}{field.upper()}")
     return (f"{ENV_PREFIX}{field.upper()}",)
+
+
+def configuration_warnings(env_file: Path | None, environ: dict[str, str] | None = None) -> list[str]:
+    """What in the environment and the env file sets nothing: misspelt names, malformed lines."""
+    env = dict(os.environ if environ is None else environ)
+    names = set(env)
+    problems = []
+    if env_file is not None:
+        problems.extend(env_file_problems(env_file))
+        names |= set(read_env_file(env_file))
+    known = [var for field in Settings.model_fields for var in env_var_names(field)]
+    problems.extend(unknown_variables(names, known))
+    return problems
 
 
 def load_settings(

@@ -2,18 +2,20 @@
 stop; the mark walks up through each level. Checked from the simulator's own history of orders:
 the levels are reduce-only TAKE_PROFIT_MARKET legs of the stepped sizes; after each fill the stop
 is resized make-before-break to what is left, never leaving part of the position uncovered; the
-last level closes the position and no leg is left.
+last level closes the position and no leg is left. With ``break_even_after: 1`` the stop sits at
+the fee-adjusted entry from the first level's fill on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
-from support.protection_history import covered_at_every_moment, stops_history
+from support.protection_history import covered_at_every_moment, protection_events, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -35,6 +37,7 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
             {"pct": "2", "size_pct": 40},
             {"pct": "3", "size_pct": 20},
         ],
+        break_even_after=1,
     )
     opened = await desk.result("ladder-open")
     assert opened.status is ResultStatus.FILLED and opened.protection is ProtectionState.PROTECTED
@@ -54,6 +57,12 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
         assert D(algo["quantity"]) == level.quantity and algo["algoStatus"] == "NEW"
     assert D(desk.algo(opened.stop_loss.client_algo_id)["quantity"]) == D("0.010")  # type: ignore[index]
 
+    assert opened.order_id is not None
+    entry_trades = desk.trades_of(opened.order_id)
+    assert {t["commissionAsset"] for t in entry_trades} == {"USDT"}
+    fee = sum((D(t["commission"]) for t in entry_trades), D(0))
+    break_even = (opened.avg_price + 2 * fee / D("0.010")).quantize(D("0.1"), rounding="ROUND_CEILING")
+    assert break_even > opened.avg_price  # the fees move it above the entry
     remaining = D("0.010")
     for level in levels:
         assert level.trigger_price is not None and level.quantity is not None
@@ -68,9 +77,27 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
                 return len(armed) == 1 and D(armed[0]["quantity"]) == left
 
             await wait_for(resized, 15, f"one stop of {left} after level {level.level}")
+            # From TP1 on, the stop sits at the entry adjusted for the fees: the entry's commission
+            # per unit, twice (the exit pays the same rate), rounded up to the tick for a long.
+            [armed] = [s for s in stops_history(desk) if s["algoStatus"] == "NEW"]
+            assert D(armed["triggerPrice"]) == break_even, (armed, break_even)
     # The last level closed the position: nothing of ours is left armed.
     await wait_for(lambda: not desk.open_algos("BTCUSDT"), 15, "no leg left")
     assert desk.position("BTCUSDT") == 0
     covered_at_every_moment(desk)
+
+    # Announced on the position stream: each resize after a level filled, and the break-even move.
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await protection_events(desk)]
+
+    await wait_for(lambda: _has(reasons, "tp_filled"), 10, "tp_filled announced")
+    assert {"break_even", "tp_filled"} <= set(await reasons())
+    [moved] = [e for e in await protection_events(desk) if e["reason"] == "break_even"]
+    [stop_before] = moved["before"]
+    assert stop_before["order_type"] == "STOP_MARKET" and D(stop_before["trigger_price"]) < break_even
     filled = [desk.algo(lv.client_algo_id) for lv in levels]
     assert [a["algoStatus"] for a in filled if a] == ["FINISHED"] * 3
+
+
+async def _has(reasons: Callable[[], Awaitable[list[str]]], reason: str) -> bool:
+    return reason in await reasons()

@@ -20,7 +20,7 @@ from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.killable import KillableService
-from support.protection_history import covered_at_every_moment, stops_history
+from support.protection_history import covered_at_every_moment, protection_events, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -69,6 +69,17 @@ async def test_a_modify_moves_the_stop_make_before_break_and_answers_with_the_le
     assert stop is not None and stop["algoStatus"] == "NEW" and D(stop["triggerPrice"]) == D(new_stop)
     assert D(stop["quantity"]) == D("0.010")
     covered_at_every_moment(desk)
+    # The position stream says what changed and why, once.
+    [changed] = [e for e in await protection_events(desk) if e["reason"] == "modify"]
+    assert changed["intent_id"] == "mod-1" and changed["symbol"] == "BTCUSDT"
+    assert {leg["client_algo_id"] for leg in changed["before"]} == {
+        opened.stop_loss.client_algo_id,
+        opened.take_profit.client_algo_id,
+    }
+    assert {leg["client_algo_id"] for leg in changed["after"]} == {
+        client_order_id("mod-1", "sl"),
+        client_order_id("mod-1", "tp"),
+    }
     # The moved stop does its work: the mark falls through it and the position is closed.
     desk.sim.set_mark_price("BTCUSDT", D(new_stop) - D(1))
     await wait_for(lambda: desk.position("BTCUSDT") == 0, 10, "closed by the moved stop")
@@ -182,3 +193,31 @@ async def test_a_modify_of_close_position_legs_moves_them_without_a_second_close
     assert stop is not None and stop["algoStatus"] == "NEW" and D(stop["triggerPrice"]) == D(new_stop)
     assert (stop["closePosition"], D(stop["quantity"])) == (False, D("0.010"))
     covered_at_every_moment(desk)
+
+
+async def test_a_modify_adds_a_trailing_stop_and_a_later_one_leaves_it_tracking(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="mt-open", symbol="BTCUSDT", side="BUY", quantity="0.010", stop_loss=price(mark, "0.97")
+    )
+    assert (await desk.result("mt-open")).protection is ProtectionState.PROTECTED
+    await desk.publish(
+        intent_id="mt-trail", symbol="BTCUSDT", action="MODIFY", trailing_stop={"callback_pct": "0.5"}
+    )
+    added = await desk.result("mt-trail")
+    assert added.status is ResultStatus.FILLED and added.trailing_stop is not None, added
+    trail_id = client_order_id("mt-trail", "trail")
+    assert added.trailing_stop.client_algo_id == trail_id and added.trailing_stop.callback_pct == D("0.5")
+    trail = desk.algo(trail_id)
+    assert trail is not None and trail["orderType"] == "TRAILING_STOP_MARKET" and trail["algoStatus"] == "NEW"
+    assert D(trail["quantity"]) == D("0.010")
+    # A MODIFY of the stop alone replaces the stop and leaves the trailing stop as it is (tracking).
+    await desk.publish(intent_id="mt-sl", symbol="BTCUSDT", action="MODIFY", stop_loss=price(mark, "0.985"))
+    moved = await desk.result("mt-sl")
+    assert moved.status is ResultStatus.FILLED, moved
+    assert desk.algo_status(trail_id) == "NEW"
+    assert moved.trailing_stop is not None and moved.trailing_stop.client_algo_id == trail_id
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 10, "one stop and the trailing stop")
+    kinds = sorted(a["orderType"] for a in desk.open_algos("BTCUSDT"))
+    assert kinds == ["STOP_MARKET", "TRAILING_STOP_MARKET"]

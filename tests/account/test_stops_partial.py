@@ -11,7 +11,7 @@ import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
-from support.protection_history import covered_at_every_moment, stops_history
+from support.protection_history import covered_at_every_moment, protection_events, stops_history
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -48,6 +48,8 @@ async def test_a_partial_close_of_30_percent_shrinks_the_legs_and_books_a_partia
     await wait_for(lambda: legs() == want, 15, f"legs {want}")
     assert all(a["reduceOnly"] for a in desk.open_algos("BTCUSDT"))
     covered_at_every_moment(desk)
+    [changed] = [e for e in await protection_events(desk) if e["reason"] == "partial_close"]
+    assert len(changed["before"]) == 4 and changed["symbol"] == "BTCUSDT"
     assert len([s for s in stops_history(desk) if s["algoStatus"] == "NEW"]) == 1
     # The ledger: one open trade with a partial exit of 0.003, realized PnL as the exchange booked.
     assert closed.order_id is not None

@@ -222,6 +222,8 @@ def test_results_shows_a_table_and_json_lines(redis_url: str, unique_names: dict
 def test_check_fails_when_nothing_listens() -> None:
     out = run("check", env={"QUANTUM_METRICS_PORT": "1"})
     assert out.returncode == 1
+    [line] = out.stderr.splitlines()  # one line saying why, no log record
+    assert line.startswith("not ready: nothing answers at http://127.0.0.1:1/readyz") and not out.stdout
 
 
 def test_demo_runs_end_to_end_within_30_seconds() -> None:

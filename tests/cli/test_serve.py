@@ -120,6 +120,8 @@ def test_check_finds_the_port_an_embedded_serve_recorded(tmp_path: Path) -> None
         env = {k: v for k, v in serve.env.items() if k != "QUANTUM_METRICS_PORT"}
         probe = subprocess.run([EXE, "check"], env=env, capture_output=True, text=True, timeout=30)
         assert probe.returncode == 0, probe.stderr
+        [line] = probe.stdout.splitlines()  # one line on success, naming what was checked
+        assert line.startswith("ready: http://127.0.0.1:") and "redis ok" in line and not probe.stderr
     finally:
         serve.stop()
 
@@ -134,9 +136,12 @@ def test_a_busy_metrics_port_is_one_line_naming_the_setting(tmp_path: Path) -> N
         out = subprocess.run([EXE, "serve"], env=env, capture_output=True, text=True, timeout=60)
         serve.log.close()
     assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    [line] = [x for x in out.stderr.splitlines() if x.startswith("quantum-exec:")]
+    # One line and nothing else: refused before the embedded Redis, the simulator or the account
+    # lease were started (their start and stop would be logged; Redis would create its directory).
+    [line] = out.stderr.splitlines()
+    assert line.startswith("quantum-exec:"), out.stderr
     assert (f"QUANTUM_METRICS_PORT={port}" in line and "in use" in line) or "already" in line
+    assert not (serve.state / "redis").exists()
 
 
 def test_serve_against_a_standalone_sim_needs_no_keys(tmp_path: Path) -> None:

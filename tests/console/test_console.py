@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,15 @@ def _serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "quantum_exec.cli", "serve"], env=env, stderr=log, stdout=log
     )
+
+
+def _standalone_sim() -> tuple[subprocess.Popen[str], str]:
+    """`quantum-exec sim` on a free port, and its URL (the 4th word of its first line)."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "quantum_exec.cli", "sim", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    assert sim.stdout is not None
+    return sim, sim.stdout.readline().split()[3]
 
 
 @pytest.fixture
@@ -181,6 +191,14 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
               net: document.querySelector('[data-field="net pnl"]').textContent,
               trades: document.querySelector('[data-field="trades"]').textContent,
               winRate: document.querySelector('[data-field="win rate"]').textContent,
+              profitFactor: document.querySelector('[data-field="profit factor"]').textContent,
+              text: document.getElementById('main').textContent,
+              negativeZeros: [...document.querySelectorAll('#main td, #main .value')]
+                               .map(e => e.textContent.trim()).filter(t => /^-0(\\.0*)?$/.test(t)),
+              times: [...document.querySelectorAll('#results tbody tr, #trades tbody tr')]
+                       .map(r => r.cells[0].textContent),
+              barValues: [...document.querySelectorAll('#daily svg text.barvalue')].map(t => t.textContent),
+              chips: [...document.querySelectorAll('#health .chip')].map(c => c.textContent),
               perTrade: Object.fromEntries([...document.querySelectorAll('[data-trade]')]
                           .map(e => [e.dataset.trade, e.textContent])),
               positions: [...document.querySelectorAll('#positions tbody tr')]
@@ -193,7 +211,22 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         )
         assert shown["env"] == "sim"
         assert Decimal(shown["net"]) == summary["net_pnl"] and int(shown["trades"]) == summary["total_trades"]
-        assert Decimal(shown["winRate"]) == summary["win_rate"]
+        # Ratios as people read them: a percentage, a factor with two decimals.
+        assert shown["winRate"] == f"{(summary['win_rate'] * 100).normalize():f} %"
+        factor = summary["profit_factor"]
+        assert shown["profitFactor"] == ("-" if factor is None else f"{Decimal(factor):.2f}")
+        assert shown["negativeZeros"] == [] and "E-" not in shown["text"]
+        # Times in one zone and one format (UTC, said in the headers).
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|open|-", t) for t in shown["times"]), shown[
+            "times"
+        ]
+        assert "closed (UTC)" in shown["text"] and "time (UTC)" in shown["text"]
+        # The daily bars carry their values; each fact has one chip.
+        assert shown["barValues"] == [f"{Decimal(d['net_pnl']):.2f}" for d in summary["daily"]]
+        names = [c.split()[0] for c in shown["chips"]]
+        assert len(names) == len(set(names)) and not any(
+            c.startswith("exchange rules") for c in shown["chips"]
+        )
         closed = {t["trade_id"]: t["net_pnl"] for t in trades["trades"] if t["status"] == "closed"}
         assert {k: Decimal(v) for k, v in shown["perTrade"].items()} == closed
         assert [row[0] for row in shown["positions"]] == [p["symbol"] for p in positions["positions"]]
@@ -202,7 +235,7 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         assert Decimal(row[2]) == btc["position_amount"] and Decimal(row[3]) == btc["entry_price"]
         [stop] = [o for o in btc["protective_orders"] if o["type"] == "STOP_MARKET"]
         assert (
-            row[6].startswith(str(stop["trigger_price"]))
+            Decimal(row[6].split(" ")[0]) == stop["trigger_price"]
             and Decimal(row[6].split("×")[1]) == stop["quantity"]
         )
         assert shown["results"] == 4 and shown["curve"] and shown["bars"] >= 1
@@ -231,6 +264,13 @@ async def test_the_console_shows_what_the_api_says(served: Served, tmp_path: Pat
         assert render["rows"] == 1000
         (tmp_path / "render-1000.txt").write_text(f"{render['ms']:.1f} ms\n")
         print(f"console: 1,000 closed trades rendered in {render['ms']:.1f} ms")
+
+        # At 1280 px the results' reason column is on screen (long reasons wrap in it).
+        await browser.viewport(1280, 900)
+        right = await browser.evaluate(
+            "document.querySelector('#results th.reason').getBoundingClientRect().right - window.innerWidth"
+        )
+        assert right <= 0, f"the reason column ends {right}px past a 1280px window"
 
         # A narrow window: nothing wider than the screen (tables scroll inside their panels).
         await browser.viewport(380, 800)  # reading scrollWidth below lays the page out anew
@@ -270,7 +310,8 @@ async def test_errors_read_as_sentences(tmp_path: Path) -> None:
 
         await wait_for(banner, 20, "an error banner")
         text = await banner()
-        assert text.startswith("Cannot show the book:") and "Traceback" not in text
+        assert text.startswith("Down:") and "Traceback" not in text
+        assert "status is not available" in text and "(/api/status)" in text
         assert await browser.evaluate("document.getElementById('trades').textContent.trim().length") > 0
 
 
@@ -303,6 +344,60 @@ async def test_with_a_token_the_page_asks_for_it_and_sends_it(tmp_path: Path) ->
         await wait_for(lambda: "Bearer page-token-0123456789" in seen, 20, "the API asked with the token")
         stored = await browser.evaluate("sessionStorage.getItem('quantum-exec-api-token')")
         assert stored == "page-token-0123456789"
+
+
+async def test_an_unreachable_exchange_is_a_banner_and_the_rest_is_still_shown(tmp_path: Path) -> None:
+    """A standalone simulator killed under a running serve: positions and orders say why they are
+    missing, the banner names the exchange's URL, and everything else is drawn."""
+    sim, exchange = _standalone_sim()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("QUANTUM_", "BINANCE_"))},
+        "XDG_RUNTIME_DIR": str(runtime),
+        "QUANTUM_STATE_DIR": str(tmp_path / "state"),
+        "QUANTUM_METRICS_PORT": "0",
+        "QUANTUM_WATCHDOG": "false",
+        "QUANTUM_BINANCE_BASE_URL": exchange,
+    }
+    proc = _serve(env, tmp_path / "serve.log")
+    profile = tmp_path / "browser"
+    profile.mkdir()
+    try:
+        await wait_for(lambda: "metrics_port" in _endpoints(runtime), 60, "serve recording its endpoints")
+        url = f"http://127.0.0.1:{_endpoints(runtime)['metrics_port']}/"
+        sim.kill()
+        sim.wait()
+        async with Browser(profile) as browser:
+            await browser.goto(url)
+
+            async def shown() -> Any:
+                if not await browser.evaluate("!!document.getElementById('banner')"):
+                    return None  # the page is not there yet
+                value = await browser.evaluate(
+                    """({banner: document.getElementById('banner').textContent,
+                        positions: document.getElementById('positions').textContent,
+                        orders: document.getElementById('orders').textContent,
+                        results: document.getElementById('results').textContent,
+                        health: document.getElementById('health').textContent,
+                        loaded: document.body.dataset.loaded === 'true'})"""
+                )
+                return value if "/api/positions" in value["banner"] else None
+
+            await wait_for(shown, 30, "the banner naming the exchange")
+            page = await shown()
+            assert exchange in page["banner"] and "(/api/positions, /api/orders)" in page["banner"]
+            assert page["positions"].startswith("Unavailable:") and exchange in page["positions"]
+            assert page["orders"].startswith("Unavailable:")
+            assert page["loaded"] and "No result yet" in page["results"] and "redis ok" in page["health"]
+    finally:
+        sim.kill()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def test_a_banner_says_when_trading_is_not_active(tmp_path: Path) -> None:

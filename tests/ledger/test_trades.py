@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -221,7 +222,11 @@ def test_the_summary_figures_by_hand() -> None:
     assert s["daily"][-1] == {"date": "2026-12-01", "net_pnl": D(9), "trades": 2}
     empty = summarize([])
     assert empty["win_rate"] == 0 and empty["profit_factor"] is None and empty["total_trades"] == 0
-    assert "win rate 0.6" in format_summary(s)
+    assert "win rate 60 %" in format_summary(s)
+    # No trade: every ratio is undefined and shown as "-", the same way each time.
+    headline = format_summary(empty).splitlines()
+    assert "win rate -" in headline[0]
+    assert headline[2] == "profit factor -  expectancy -  max drawdown 0"
 
 
 def test_trades_round_trip_through_json_and_csv() -> None:
@@ -230,6 +235,10 @@ def test_trades_round_trip_through_json_and_csv() -> None:
     csv_text = trades_csv([trade])
     assert csv_text.splitlines()[1].split(",")[15] == "2.50000000"
     assert "take_profit" in format_trades([trade])
+    # Prices exactly as booked: a DOGE fill at 0.15997 is not shown as 0.16.
+    doge = dataclasses.replace(trade, entry_price=D("0.15997"), exit_price=D("0.16012"))
+    [row] = format_trades([doge]).splitlines()[2:]
+    assert " 0.15997 " in row and " 0.16012 " in row
 
 
 @pytest.mark.parametrize(

@@ -121,17 +121,24 @@ async def test_slow_check_times_out_and_false_fails(session: aiohttp.ClientSessi
     async def says_no() -> bool:
         return False
 
+    async def says_why() -> str:
+        return "waiting for Redis at redis://h:1/0"
+
     server = MetricsServer(
-        "127.0.0.1", 0, checks=[("exchange", hangs), ("group", says_no)], check_timeout_s=0.2
+        "127.0.0.1",
+        0,
+        checks=[("exchange", hangs), ("group", says_no), ("redis", says_why)],
+        check_timeout_s=0.2,
     )
     await server.start()
     try:
         async with session.get(f"{server.url}/readyz") as response:
             assert response.status == 503
             body = await response.json()
-        assert body["failing"] == ["exchange", "group"]
+        assert body["failing"] == ["exchange", "group", "redis"]
         assert body["checks"]["exchange"]["error"] == "timed out after 0.2 s"
         assert body["checks"]["group"]["error"] == "check returned false"
+        assert body["checks"]["redis"]["error"] == "waiting for Redis at redis://h:1/0"  # says why
     finally:
         release.set()
         await server.stop()

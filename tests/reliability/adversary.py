@@ -1,7 +1,9 @@
 """The adversarial run: every entry shape killed at each of its steps, a stalled instance resumed
 after a takeover, user-stream events of different types in any order, foreign orders on the same
-symbols; the five promises counted from the simulator's own order history, never from the
-service's records (``scripts/adversarial.py`` runs it long; ``test_promises.py`` runs it short).
+symbols, and (``failover``) the Redis master SIGKILLed while an entry is in flight and a Sentinel
+replica promoted (asynchronous replication: the last writes may be lost); the five promises
+counted from the simulator's own order history, never from the service's records
+(``scripts/adversarial.py`` runs it long; ``test_promises.py`` runs it short).
 
 The promises (design.md §7b):
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 
 from quantum_exec.contracts import ExecutionResult
 from quantum_exec.ids import MAX_CHILDREN, client_order_id
@@ -58,6 +61,9 @@ STEPS: dict[str, tuple[str, ...]] = {
 QUANTITY = {"BTCUSDT": "0.004", "ETHUSDT": "0.100", "SOLUSDT": "2", "XRPUSDT": "150", "LINKUSDT": "20"}
 TICK = {"BTCUSDT": "0.1", "ETHUSDT": "0.01", "SOLUSDT": "0.01", "XRPUSDT": "0.0001", "LINKUSDT": "0.001"}
 LEASE_TTL_S = 2.0  # QUANTUM_LEASE_TTL_MS of the harness's services
+# With failover on, these shapes may also meet a Redis failover while their order is in flight.
+FAILOVER_SHAPES = ("market", "pyramid", "limit", "stop", "twap", "close")
+FAILOVER_SHARE = 1 / 3  # of their rounds
 
 
 @dataclass
@@ -321,6 +327,7 @@ def run_adversarial(
     service_env: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     fill_lag_ms: int = 0,
+    failover: bool = False,
 ) -> AdversarialFigures:
     """``rounds`` rounds of one intent each, killed (or stalled) at a chosen step; then one clean
     instance drains everything and the promises are counted from the simulator's state.
@@ -331,7 +338,7 @@ def run_adversarial(
     figures = AdversarialFigures()
     started = time.monotonic()
     env = {"intent_ttl_s": 600, **(service_env or {})}
-    with Rig(work) as rig:
+    with Rig(work, sentinel=failover) as rig:
         sim, streams = rig.sim, rig.streams
         marks = {s: Decimal(sim.state()["markPrices"][s]) for s in SYMBOLS}
         foreign = place_foreign(sim, marks)
@@ -362,12 +369,15 @@ def run_adversarial(
                 payload = _intent("market", intent_id, symbol, "SELL" if side == "BUY" else "BUY", mark)
             else:
                 payload = _intent(shape, intent_id, symbol, rng.choice(("BUY", "SELL")), mark)
-            step = rng.choice(STEPS[shape])
+            if failover and shape in FAILOVER_SHAPES and rng.random() < FAILOVER_SHARE:
+                step = "redis_failover"
+            else:
+                step = rng.choice(STEPS[shape])
             figures.steps[f"{shape}:{step}"] += 1
             kills[intent_id] = f"{shape}:{step}"
             intents[intent_id] = payload
             current, other = (services[0], services[1]) if n % 2 == 0 else (services[1], services[0])
-            if _round(rng, shape, step, payload, mark, current, other, sim, streams):
+            if _round(rng, shape, step, payload, mark, current, other, sim, streams, rig):
                 figures.hits[f"{shape}:{step}"] += 1
             sim.faults([])
             if step == "then_close":
@@ -403,6 +413,13 @@ def run_adversarial(
     return figures
 
 
+def _results(streams: Streams) -> list[ExecutionResult]:
+    try:
+        return streams.results()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return []
+
+
 def _round(
     rng: random.Random,
     shape: str,
@@ -413,12 +430,13 @@ def _round(
     other: ServiceProcess,
     sim: SimProcess,
     streams: Streams,
+    rig: Rig,
 ) -> bool:
     """Start ``current``, publish, hit ``step``, kill (or stall); True when the step was hit."""
     intent_id, symbol = payload["intent_id"], payload["symbol"]
     long = payload.get("side") == "BUY"
     entry = client_order_id(intent_id, "close" if shape == "close" else "entry")
-    if step in ("entry_inflight", "close_inflight", "stall_takeover"):
+    if step in ("entry_inflight", "close_inflight", "stall_takeover", "redis_failover"):
         path = "/fapi/v1/algoOrder" if shape == "stop" else "/fapi/v1/order"
         sim.faults([{"kind": "latency", "ms": 900, "method": "POST", "path": path, "count": 1}])
     elif step == "unknown_entry":
@@ -465,6 +483,16 @@ def _round(
             return bool(found and any(Decimal(o["executedQty"]) > 0 for o in found["orders"]))
 
         hit = poll_until(entry_without_legs, 8, poll_s=0.01)
+    elif step == "redis_failover":
+        # The intent is on the replica too (a producer that must not lose it waits for that);
+        # the record the service writes next, and what follows, may not be.
+        streams.replicated()
+        hit = poll_until(lambda: streams.idem_state(intent_id) == "in_flight", 5)
+        time.sleep(rng.uniform(0.05, 0.6))  # an instant inside the 900 ms the order request takes
+        rig.fail_over()
+        # The instance rides the failover (no kill): its intent is answered through the new master.
+        answered = poll_until(lambda: intent_id in {r.intent_id for r in _results(streams)}, 30, poll_s=0.1)
+        hit = hit and answered
     elif step == "after_result":
         hit = poll_until(lambda: streams.result_count() > before, 10, poll_s=0.005)
     elif step == "then_close":

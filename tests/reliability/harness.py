@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
@@ -29,10 +30,12 @@ from typing import Any
 
 import orjson
 import redis
+from redis.sentinel import Sentinel
 
 from quantum_exec.contracts import ExecutionResult, decode_result_fields, encode_intent_fields
 from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.ids import client_order_id
+from support.redis_ha import MASTER_NAME, SentinelSet
 from support.waiting import wait_until
 
 # Known credentials: the service runs with them and they must never appear in its output.
@@ -213,6 +216,8 @@ class ServiceProcess:
             }
         )
         env.update(self.extra_env)
+        if "QUANTUM_REDIS_SENTINELS" in env:
+            del env["QUANTUM_REDIS_URL"]  # one or the other: the sentinels name the master
         return env
 
     def start(self, *, wait_ready: bool = True) -> ServiceProcess:
@@ -295,8 +300,10 @@ class ServiceProcess:
 class Streams:
     """The test's own Redis client over one scenario's names (a producer and a results reader)."""
 
-    def __init__(self, url: str, names: Names) -> None:
-        self.client = redis.Redis.from_url(url, protocol=2, socket_timeout=10)
+    def __init__(self, url: str, names: Names, client: redis.Redis | None = None) -> None:
+        self.client = (
+            client if client is not None else redis.Redis.from_url(url, protocol=2, socket_timeout=10)
+        )
         self.names = names
 
     def close(self) -> None:
@@ -306,10 +313,19 @@ class Streams:
         return self.publish_many([payload])[0]
 
     def publish_many(self, payloads: list[dict[str, Any]]) -> list[str]:
-        pipe = self.client.pipeline(transaction=False)
-        for payload in payloads:
-            pipe.xadd(self.names.intent_stream, encode_intent_fields(payload, "reliability"))  # type: ignore[arg-type]
-        return [sid.decode() for sid in pipe.execute()]
+        # Tried again once the client found the master (after a failover its first call fails);
+        # an entry sent twice is one intent answered once (the consumer dedupes by intent_id).
+        for tries_left in range(3, 0, -1):
+            pipe = self.client.pipeline(transaction=False)
+            for payload in payloads:
+                pipe.xadd(self.names.intent_stream, encode_intent_fields(payload, "reliability"))  # type: ignore[arg-type]
+            try:
+                return [sid.decode() for sid in pipe.execute()]
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if tries_left == 1:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def publish_raw_many(self, entries: list[dict[bytes, bytes]]) -> list[str]:
         pipe = self.client.pipeline(transaction=False)
@@ -340,8 +356,19 @@ class Streams:
         return int(info["pending"])
 
     def idem_state(self, intent_id: str) -> str | None:
-        value = self.client.hget(f"{self.names.key_prefix}:idem:{intent_id}", "state")
+        """The intent's record state (None also while Redis is unreachable: a failover)."""
+        try:
+            value = self.client.hget(f"{self.names.key_prefix}:idem:{intent_id}", "state")
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return None
         return value.decode() if value is not None else None
+
+    def replicated(self, timeout_ms: int = 1000) -> bool:
+        """WAIT until a replica has every write so far (True at once without replicas)."""
+        info = self.client.info("replication")
+        if int(info.get("connected_slaves", 0)) == 0:
+            return True
+        return int(self.client.execute_command("WAIT", 1, timeout_ms)) >= 1
 
     def wait_answered(self, intent_ids: set[str], timeout_s: float) -> list[ExecutionResult]:
         """Wait until every intent id has a result and nothing is pending in the group."""
@@ -352,7 +379,7 @@ class Streams:
             try:
                 results = self.results()
                 pending = self.pending()
-            except redis.exceptions.ConnectionError:
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 return False
             have = {r.intent_id for r in results}
             return intent_ids <= have and pending == 0
@@ -566,30 +593,61 @@ class Rig:
     frozen one is resumed first), closes the streams and stops the simulator and Redis.
     """
 
-    def __init__(self, work: Path, *, persistent: bool = False) -> None:
+    def __init__(self, work: Path, *, persistent: bool = False, sentinel: bool = False) -> None:
         self.work = work
         self.names = Names()
         self.redis = EmbeddedRedis(persistent=persistent)
+        # With ``sentinel``: a Sentinel-watched master and replica instead (:meth:`fail_over`).
+        self.sentinel = sentinel
+        self.ha: SentinelSet | None = None
         self.sim: SimProcess
         self.streams: Streams
         self.services: list[ServiceProcess] = []
 
     def __enter__(self) -> Rig:
-        self.redis.start()
+        if self.sentinel:
+            self.ha = SentinelSet()
+        else:
+            self.redis.start()
         try:
             self.sim = SimProcess(self.work).start()
-            self.streams = Streams(self.redis.url, self.names)
+            self.streams = self._streams()
         except BaseException:
-            self.redis.stop()
+            self._stop_redis()
             raise
         return self
+
+    def _streams(self) -> Streams:
+        if self.ha is None:
+            return Streams(self.redis.url, self.names)
+        sentinels = Sentinel([("127.0.0.1", s.port) for s in self.ha.sentinels], socket_timeout=2)
+        client = sentinels.master_for(MASTER_NAME, protocol=2, socket_timeout=10)
+        return Streams("", self.names, client)
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url if self.ha is None else f"redis://{self.ha.master.address}"
+
+    def fail_over(self) -> float:
+        """The Sentinel master SIGKILLed and the replica promoted (seconds it took); see
+        :meth:`SentinelSet.fail_over`."""
+        assert self.ha is not None, "a Rig(sentinel=True) only"
+        return self.ha.fail_over()
+
+    def _stop_redis(self) -> None:
+        if self.ha is not None:
+            self.ha.stop()
+        else:
+            self.redis.stop()
 
     def service(self, consumer: str, **env: Any) -> ServiceProcess:
         """A service process (not started) of this rig under the stable ``consumer`` name;
         ``env`` sets more QUANTUM_* variables (``intent_ttl_s=600``)."""
+        if self.ha is not None:
+            env = {"redis_sentinels": self.ha.addresses, "redis_sentinel_master": MASTER_NAME, **env}
         service = ServiceProcess(
             self.work,
-            self.redis.url,
+            self.redis_url,
             self.sim,
             self.names,
             consumer=consumer,
@@ -607,4 +665,4 @@ class Rig:
             self.streams.close()
             self.sim.stop()
         finally:
-            self.redis.stop()
+            self._stop_redis()

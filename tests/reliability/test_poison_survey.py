@@ -123,6 +123,18 @@ def _dead_attempts(rig: Rig, marks: dict[str, Decimal]) -> dict[str, dict[str, A
     )
     for number in (1, 2):
         _order(rig, "LINKUSDT", "BUY", client_order_id("poison-twap", "entry", number))
+    # LIMIT entry still resting far below the market, nothing filled yet.
+    price = _price("ETHUSDT", marks["ETHUSDT"] * Decimal("0.9"))
+    entry("poison-limit", "ETHUSDT", order_type="LIMIT", price=price, expire_after_s=600)
+    _order(
+        rig,
+        "ETHUSDT",
+        "BUY",
+        client_order_id("poison-limit", "entry"),
+        type="LIMIT",
+        price=price,
+        timeInForce="GTC",
+    )
     return intents
 
 
@@ -155,9 +167,8 @@ def test_a_poison_intent_whose_repair_died_reports_what_the_exchange_filled(tmp_
     verdict = promises(intents, results, after, {})
     assert verdict.violations == {}, verdict.violations
     # Nothing was sent: the answer only read the exchange.
-    assert len(after["orders"]) == len(state["orders"]) + 0 and len(after["algoOrders"]) == len(
-        state["algoOrders"]
-    )
+    assert len(after["orders"]) == len(state["orders"])
+    assert len(after["algoOrders"]) == len(state["algoOrders"])
     assert by_id["poison-close"].executed_quantity == Decimal(QUANTITY["XRPUSDT"])
     assert by_id["poison-close"].protection is ProtectionState.NOT_REQUESTED
     assert by_id["poison-naked"].executed_quantity == Decimal(QUANTITY["ETHUSDT"])
@@ -168,6 +179,10 @@ def test_a_poison_intent_whose_repair_died_reports_what_the_exchange_filled(tmp_
     assert by_id["poison-twap"].executed_quantity == Decimal(2 * 20)
     message = by_id["poison-naked"].error.message if by_id["poison-naked"].error else ""
     assert "filled 0.100" in message and "no SL/TP" in message, message
+    # A LIMIT still resting: nothing filled yet, but it may fill with no SL/TP: said loudly.
+    limit = by_id["poison-limit"]
+    assert not limit.executed_quantity and limit.protection is ProtectionState.UNPROTECTED
+    assert limit.error is not None and "still working" in limit.error.message, limit.error
 
 
 @pytest.mark.timeout(120)

@@ -122,3 +122,11 @@ async def test_cli_halt_flatten_closes_everything_and_cancels_our_legs(
         assert result.status is ResultStatus.FILLED
     code = await asyncio.to_thread(main, ["resume"])
     assert code == 0 and "trading: ACTIVE" in capsys.readouterr().out
+    code = await asyncio.to_thread(
+        main, ["limits", "--set", "QUANTUM_RISK_MAX_OPEN_POSITIONS=2", "--set", "max_leverage=off"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "max_open_positions         2" in out and "max_leverage               off" in out
+    assert service.governor is not None and service.governor.gate.limits.max_open_positions == 2
+    code = await asyncio.to_thread(main, ["limits", "--set", "max_open_positions=1.5"])
+    assert code == 2 and "max_open_positions='1.5' must be a whole number" in capsys.readouterr().err

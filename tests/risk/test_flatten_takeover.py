@@ -127,6 +127,9 @@ async def test_a_flatten_survives_the_kill_of_its_holder_and_nothing_happens_twi
             return any(e["kind"] == "flatten_done" for e in await _risk_events(redis, unique_names))
 
         await wait_for(done, 60, "the survivor finishing the flatten")
+        # The survivor (the instance the halt was asked of) finished it; the killed holder did not.
+        assert "risk.flatten_done" in (tmp_path / f"{other}.log").read_text()
+        assert "risk.flatten_done" not in (tmp_path / f"{holder}.log").read_text()
         state = sim.state()
         assert all(Decimal(p["positionAmt"]) == 0 for p in state["positions"])
         ours_open = [

@@ -115,3 +115,64 @@ async def test_halted_ends_a_working_limit_entry_and_keeps_the_protective_legs(d
     # The ETH position keeps its stop on the exchange.
     assert desk.position("ETHUSDT") == Decimal("0.100")
     assert [a["orderType"] for a in desk.open_algos("ETHUSDT")] == ["STOP_MARKET"]
+
+
+async def test_halted_ends_a_twap_and_an_armed_stop_entry_saying_why(desk: Desk) -> None:
+    service = await desk.service(**_risk(desk))
+    await desk.publish(
+        intent_id="twap-1",
+        symbol="ETHUSDT",
+        side="BUY",
+        quantity="0.400",
+        execution={"algo": "twap", "slices": 4, "interval_s": 3},
+        stop_loss_pct=3,
+    )
+    btc = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="stop-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        order_type="STOP_MARKET",
+        stop_price=str((btc * Decimal("1.05")).quantize(Decimal("0.1"))),
+        expire_after_s=120,
+    )
+
+    def started() -> bool:
+        twap = [o for o in desk.sim.state()["orders"] if o["symbol"] == "ETHUSDT" and o["status"] == "FILLED"]
+        return len(twap) >= 1 and bool(desk.open_algos("BTCUSDT"))
+
+    await wait_for(started, 15, "the first TWAP slice filled and the stop entry armed")
+    await RiskStore(desk.redis, service.settings).transition(
+        Request(TradingState.HALTED, "test: halt", "operator:test")
+    )
+    twap = await desk.result("twap-1", timeout_s=30)
+    stop = await desk.result("stop-1", timeout_s=30)
+    assert twap.error is not None and twap.error.code == "ENTRY_ENDED_EARLY"
+    assert twap.error.message.endswith("trading is HALTED"), twap.error.message
+    sent = [o for o in desk.sim.state()["orders"] if o["symbol"] == "ETHUSDT" and o["type"] == "MARKET"]
+    assert 1 <= len(sent) < 4 and twap.executed_quantity == sum(Decimal(o["executedQty"]) for o in sent)
+    # What filled keeps its stop on the exchange (P3).
+    assert desk.position("ETHUSDT") == twap.executed_quantity
+    assert [a["orderType"] for a in desk.open_algos("ETHUSDT")] == ["STOP_MARKET"]
+    # The armed stop entry is cancelled on the exchange: nothing of it is left.
+    assert stop.executed_quantity == 0 and desk.open_algos("BTCUSDT") == []
+
+
+async def test_a_modify_is_executed_while_reducing_and_refused_while_halted(desk: Desk) -> None:
+    service = await desk.service(**_risk(desk))
+    await desk.publish(intent_id="pos-1", symbol="BTCUSDT", side="BUY", quantity="0.010", stop_loss_pct=3)
+    assert (await desk.result("pos-1")).protection is ProtectionState.PROTECTED
+    store = RiskStore(desk.redis, service.settings)
+    await store.transition(Request(TradingState.REDUCING, "test: reduce", "operator:test"))
+    await desk.publish(intent_id="mod-1", symbol="BTCUSDT", side="MODIFY", stop_loss_pct=2)
+    assert (await desk.result("mod-1")).error is None
+    stops = [a for a in desk.open_algos("BTCUSDT") if a["orderType"] == "STOP_MARKET"]
+    await store.transition(Request(TradingState.HALTED, "test: halt", "operator:test"))
+    algos_before = len(desk.sim.state()["algoOrders"])
+    await desk.publish(intent_id="mod-2", symbol="BTCUSDT", side="MODIFY", stop_loss_pct=1)
+    refused = await desk.result("mod-2")
+    assert refused.error is not None and refused.error.code == "TRADING_HALTED"
+    # The legs stay as they were: nothing was sent for the refused MODIFY.
+    assert [a for a in desk.open_algos("BTCUSDT") if a["orderType"] == "STOP_MARKET"] == stops
+    assert len(desk.sim.state()["algoOrders"]) == algos_before

@@ -22,6 +22,7 @@ import pytest
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.redis_client import connect
+from quantum_exec.risk.states import Request, TradingState
 from quantum_exec.settings import Settings, hash_tag
 from support.desk import Desk
 from support.redis_ha import ClusterSet
@@ -44,6 +45,7 @@ def _tagged_names() -> dict[str, Any]:
         "result_stream": f"{tag}:stream:execution.result",
         "dlq_stream": f"{tag}:stream:trade.intent.dlq",
         "position_stream": f"{tag}:stream:position.event",
+        "risk_stream": f"{tag}:stream:risk.event",
         "key_prefix": f"{tag}:exec",
         "consumer_name": f"test-{tag}",
     }
@@ -83,6 +85,13 @@ async def test_intent_to_protected_position_to_stop_in_a_three_master_cluster(de
 
     await wait_for(closed, 10, "the closed position event")
     assert [e["kind"] for e in await desk.events()] == ["opened", "closed"]
+    # The governor's scripts (state + its event + the account lease) run in the one slot too.
+    assert service.governor is not None
+    await service.governor.store.transition(Request(TradingState.HALTED, "cluster", "operator:test"))
+    await desk.publish(intent_id="cluster-2", symbol="BTCUSDT", side="BUY", quantity="0.010")
+    refused = await desk.result("cluster-2")
+    assert refused.error is not None and refused.error.code == "TRADING_HALTED"
+    assert await service.redis.xlen(desk.names["risk_stream"]) == 1
     # Every key the service wrote sits in the one slot of the tag, whichever node holds it.
     tag = hash_tag(desk.names["key_prefix"])
     written = [key async for key in service.redis.scan_iter(match=f"*{tag}*")]
@@ -105,6 +114,7 @@ def test_serve_refuses_an_untagged_cluster_configuration_saying_how_to_set_it(cl
         "QUANTUM_RESULT_STREAM={quantum}:stream:execution.result",
         "QUANTUM_DLQ_STREAM={quantum}:stream:trade.intent.dlq",
         "QUANTUM_POSITION_STREAM={quantum}:stream:position.event",
+        "QUANTUM_RISK_STREAM={quantum}:stream:risk.event",
         "QUANTUM_KEY_PREFIX={quantum}:exec",
     ):
         assert setting in refused.stderr

@@ -310,7 +310,7 @@ def test_a_state_directory_another_user_planted_is_refused(tmp_path: Path) -> No
     planted.chmod(0o777)
     os.chown(planted, pwd.getpwnam("nobody").pw_uid, -1)
     out = subprocess.run([EXE, "serve"], env=serve.env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.returncode == 2, out.stdout + out.stderr  # a configuration error: QUANTUM_STATE_DIR
     assert "Traceback" not in out.stderr
     [line] = out.stderr.splitlines()
     assert str(planted) in line and "not a directory of this user" in line

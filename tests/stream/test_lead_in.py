@@ -117,3 +117,37 @@ async def test_one_redis_round_trip_after_the_handler_commits_acks_and_gives_the
     await wait_for(lease_free, 10, "the lease given back")
     worker = [command for task, command in sent if task == "symbol-ETHUSDT"]
     assert worker == ["EVALSHA"], worker
+
+
+async def test_older_entries_known_to_be_of_other_symbols_do_not_hold_the_lead_in(kit: Any) -> None:
+    store = Store(kit.redis, kit.settings())
+    eth, btc_1, btc_2 = await _deliver(kit, store, "ETHUSDT", "BTCUSDT", "BTCUSDT")
+
+    # The older ETH entry is known to be of another symbol: passed over, the lease is taken.
+    taken = await store.acquire_and_begin("BTCUSDT", "me", "k-btc-1", btc_1, "h-1", other_symbols=[eth])
+    assert taken is not None and not isinstance(taken, Older)
+    # An older entry of the same symbol still answers, whatever else is named.
+    found = await store.acquire_and_begin("BTCUSDT", "me", "k-btc-2", btc_2, "h-2", other_symbols=[eth])
+    assert found == Older([btc_1], complete=True)
+    assert await kit.redis.exists(store.keys.idempotency("k-btc-2")) == 0
+
+
+async def test_a_burst_over_many_symbols_runs_each_lead_in_once(kit: Any, handler_cls: Any) -> None:
+    """Every entry of a burst has older entries of other symbols pending (this consumer's own):
+    the order check passes over them, so each entry's lead-in is one script, not two."""
+    consumer = await kit.consumer(handler_cls(), claim_interval_s=5.0, claim_idle_ms=60_000, read_count=50)
+    lead_ins: list[str] = []
+    original = consumer.store.acquire_and_begin
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        lead_ins.append(args[3])
+        return await original(*args, **kwargs)
+
+    consumer.store.acquire_and_begin = counting  # type: ignore[method-assign]
+    payloads = [
+        {"symbol": f"X{n:02d}USDT", "side": "BUY", "position_size_usd": 100, "intent_id": f"burst-{n}"}
+        for n in range(30)
+    ]
+    await asyncio.gather(*(kit.publish(payload) for payload in payloads))
+    await kit.wait_results(30)
+    assert len(lead_ins) == len(set(lead_ins)) == 30, sorted(lead_ins)

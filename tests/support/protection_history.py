@@ -51,3 +51,15 @@ def covered_at_every_moment(desk: Desk, symbol: str = "BTCUSDT") -> None:
             position,
             armed,
         )
+
+
+async def protection_events(desk: Desk) -> list[dict[str, Any]]:
+    """The ``protection.changed`` entries of the position stream, in order."""
+    import json
+
+    rows = await desk.redis.xrange(desk.names["position_stream"])
+    return [
+        json.loads(fields[b"payload"])
+        for _sid, fields in rows
+        if fields.get(b"event_type") == b"protection.changed"
+    ]

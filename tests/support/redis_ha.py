@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -169,6 +170,34 @@ class SentinelSet(_Group):
                 return False
         info = self.replica.client.info("replication")
         return info.get("master_link_status") == "up"
+
+    def fail_over(self, timeout_s: float = 30) -> float:
+        """SIGKILL the master, wait until the sentinels promote the replica, then give the new
+        master a fresh replica the sentinels see (so the next failover has one to promote).
+        Returns the seconds from the kill to the promotion."""
+        old = self.master
+        old.kill()
+        killed = time.monotonic()
+        new_port = wait_new_master(self, old.port, timeout_s)
+        promoted = time.monotonic() - killed
+        self.master = next(s for s in self.servers if s.port == new_port)
+        self.replica = self._add(f"replica-{len(self.servers)}", [f"replicaof 127.0.0.1 {new_port}"])
+        wait_until(self._replica_seen, timeout_s, "the sentinels to see the new replica", poll_s=0.05)
+        return promoted
+
+    def _replica_seen(self) -> bool:
+        """True when the replica is in sync and every sentinel lists it as a healthy replica."""
+        try:
+            if self.replica.client.info("replication").get("master_link_status") != "up":
+                return False
+            for sentinel in self.sentinels:
+                rows = sentinel.client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
+                seen = [dict(zip(r[::2], r[1::2], strict=True)) for r in rows]
+                if not any(int(r[b"port"]) == self.replica.port and r[b"flags"] == b"slave" for r in seen):
+                    return False
+        except redis.RedisError:
+            return False
+        return True
 
     def master_port(self) -> int | None:
         """The master's port as the sentinels name it now (None when they do not agree)."""

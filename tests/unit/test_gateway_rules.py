@@ -71,8 +71,10 @@ def test_config_defaults_and_a_missing_source() -> None:
     assert (config.host, config.port, config.replay_window_s) == ("127.0.0.1", 9110, 60)
     with pytest.raises(ConfigError, match="QUANTUM_GATEWAY_SOURCES: no source"):
         gateway_config({})
-    with pytest.raises(ConfigError, match="QUANTUM_GATEWAY_PORT: must be an integer"):
-        gateway_config({"QUANTUM_GATEWAY_SOURCES": _sources(), "QUANTUM_GATEWAY_PORT": "http"})
+    # '²' and '٣' are str.isdigit(): one a crash of int(), the other a port 3 nobody wrote.
+    for port in ("http", "²", "-²", "٣", "9١١٠"):
+        with pytest.raises(ConfigError, match="QUANTUM_GATEWAY_PORT: must be an integer"):
+            gateway_config({"QUANTUM_GATEWAY_SOURCES": _sources(), "QUANTUM_GATEWAY_PORT": port})
 
 
 def test_hmac_signature_window_and_forgery() -> None:

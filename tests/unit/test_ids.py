@@ -14,7 +14,7 @@ from quantum_exec.ids import Role, client_order_id, is_own_protective, role_of
 ROLES: tuple[Role, ...] = get_args(Role)
 # Binance's pattern for newClientOrderId / clientAlgoId.
 BINANCE_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-OURS = re.compile(r"^qx[estcf]-[0-9a-f]{30}$")
+OURS = re.compile(r"^qx[estcfr]-[0-9a-f]{30}$")
 
 
 def test_known_value_never_changes() -> None:

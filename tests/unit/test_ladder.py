@@ -141,3 +141,14 @@ def test_close_quantity_is_the_part_asked_stepped_and_never_more_than_held(btc: 
     assert close(quantity="1") == D("0.010")  # never more than the position
     with pytest.raises(IntentRejected, match=r"close_pct 5 of 0\.01 gives 0, below minQty 0\.001"):
         close(close_pct=5)
+
+
+def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_safe(btc: SymbolRules) -> None:
+    from quantum_exec.execution.stops.break_even import break_even_price
+
+    # 0.010 at 100000.0 paid 0.4 USDT: 40 per unit, twice: 100080.0 for a long, 99920.0 for a short.
+    assert break_even_price(D("100000.0"), D("0.010"), D("0.4"), btc, long=True) == D("100080.0")
+    assert break_even_price(D("100000.0"), D("0.010"), D("0.4"), btc, long=False) == D("99920.0")
+    # 2 x 0.381 / 0.010 = 76.2: a long's 100076.25 rounds up, a short's 99923.75 down.
+    assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=True) == D("100076.3")
+    assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=False) == D("99923.8")

@@ -166,6 +166,7 @@ def test_cluster_refuses_untagged_names_and_says_how_to_set_them() -> None:
         "QUANTUM_RESULT_STREAM={quantum}:stream:execution.result",
         "QUANTUM_DLQ_STREAM={quantum}:stream:trade.intent.dlq",
         "QUANTUM_POSITION_STREAM={quantum}:stream:position.event",
+        "QUANTUM_RISK_STREAM={quantum}:stream:risk.event",
         "QUANTUM_KEY_PREFIX={quantum}:exec",
     ):
         assert expected in message
@@ -176,6 +177,7 @@ def test_cluster_refuses_untagged_names_and_says_how_to_set_them() -> None:
         "QUANTUM_RESULT_STREAM": "{desk}:out",
         "QUANTUM_DLQ_STREAM": "{desk}:dlq",
         "QUANTUM_POSITION_STREAM": "{desk}:positions",
+        "QUANTUM_RISK_STREAM": "{desk}:risk",
         "QUANTUM_KEY_PREFIX": "{other}:exec",
     }
     with pytest.raises(ConfigError, match=r"QUANTUM_KEY_PREFIX=\{desk\}:exec"):

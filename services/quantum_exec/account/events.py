@@ -332,6 +332,7 @@ class AlgoUpdate:
     close_position: bool
     reduce_only: bool
     reject_reason: str
+    activated: bool | None = None  # ``ia`` of a trailing stop (since 2026-08-21); None: not said
 
     @classmethod
     def parse(cls, raw: _Fields) -> AlgoUpdate:
@@ -355,6 +356,7 @@ class AlgoUpdate:
             close_position=o.flag("cp"),
             reduce_only=o.flag("R"),
             reject_reason=o.text("rm", required=False),
+            activated=o.flag("ia") if "ia" in o._raw else None,
         )
 
 

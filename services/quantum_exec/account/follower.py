@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Coroutine
+from collections.abc import Collection, Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -42,6 +42,7 @@ from quantum_exec.account.events import (
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.live_oco import LiveOco
 from quantum_exec.account.positions import PositionView
+from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.publishing import Moved, Publisher
 from quantum_exec.account.records import IntentIds, IntentRecords
 from quantum_exec.account.resync import Resyncer
@@ -56,7 +57,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import AlgoStatus
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus
 from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.ids import is_own_protective
 from quantum_exec.ops import metrics
@@ -77,6 +78,7 @@ class AccountFollower:
         # Every leg the OCO and the reconcile place, replace, cancel or read goes through it.
         legs = legs if legs is not None else LegPlacer(settings, gateway)
         self.store = store
+        self._background: set[asyncio.Task[None]] = set()  # protection events on their way
         self.state = AccountState()
         self.synced = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -171,6 +173,42 @@ class AccountFollower:
             symbol, (i for i in order_ids if not self.state.order_done(symbol, i)), update_time_ms
         )
 
+    async def protection_changed(
+        self,
+        symbol: str,
+        reason: str,
+        change_id: str,
+        before: Sequence[AlgoView | AlgoOrder],
+        after: Sequence[AlgoView | AlgoOrder] | None = None,
+        *,
+        intent_id: str | None = None,
+    ) -> None:
+        """Publish that our legs on ``symbol`` changed from ``before`` to ``after`` (None: the
+        view's open legs now). Never fails the caller: logged when it cannot."""
+        if after is None:
+            try:
+                after = self.state.open_protective(symbol)
+            except StaleStateError:
+                after = []
+        event = protection_changed(
+            symbol, ProtectionReason(reason), change_id, before, after, intent_id=intent_id
+        )
+        try:
+            outcome = await self.store.publish_protection(event)
+        except Exception as exc:
+            log.warning("account.protection_event_failed", symbol=symbol, reason=reason, error=str(exc))
+            return
+        if outcome < 0:
+            log.warning("account.protection_event_not_leader", symbol=symbol, reason=reason)
+
+    def conditional_open(self) -> int | None:
+        """Open conditional orders of the account, anybody's (NEW or TRIGGERING: what counts toward
+        the exchange's limit of 200), or ``None`` while the view is stale."""
+        try:
+            return sum(1 for a in self.state.open_algo_orders() if not a.status.has_order)
+        except StaleStateError:
+            return None
+
     def own_protective(self, symbol: str) -> list[AlgoView] | None:
         """Our protective orders on ``symbol`` that nobody here is cancelling, or ``None`` while
         the view is stale; a leg still settling (armed ahead of the fill it protects, which may be on
@@ -262,10 +300,11 @@ class AccountFollower:
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
         """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``); dropped when nothing filled."""
-        await self._records.opened(key, intent, executed, stop_loss, take_profit)
+        (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
+        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
 
     async def closed(self, symbol: str, *, long: bool | None = None) -> None:
         """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
@@ -285,7 +324,16 @@ class AccountFollower:
         metrics.USER_STREAM_LAST_EVENT.set(time.time())
         if event is None:
             return
+        was_active = self._trailing_active(event)
         applied = self.state.apply(event)
+        if isinstance(event, AlgoUpdate) and event.activated and was_active is False and self.leader:
+            # A trailing stop of ours activated (ALGO_UPDATE ia): published once (its id).
+            leg = self.state.algo_order(event.client_algo_id)
+            task = self.protection_changed(
+                event.symbol, "trailing_activated", event.client_algo_id, [], [leg] if leg else []
+            )
+            self._background.add(asyncio.create_task(task, name=f"trailing-{event.client_algo_id}"))
+            self._background = {t for t in self._background if not t.done()}
         if isinstance(event, OrderTradeUpdate):
             if applied.fill is not None and applied.before is not None and applied.after is not None:
                 self._moved(applied.fill, applied.before, applied.after)
@@ -310,6 +358,18 @@ class AccountFollower:
             for symbol in {p.symbol for p in event.positions}:
                 self._watch(symbol)
         self._check_drift()
+
+    def _trailing_active(self, event: object) -> bool | None:
+        """Whether our trailing stop of ``event`` tracked the price before it (None: not one)."""
+        if not isinstance(event, AlgoUpdate) or event.activated is None:
+            return None
+        if not is_own_protective(event.client_algo_id):
+            return None
+        try:
+            seen = self.state.algo_order(event.client_algo_id)
+        except StaleStateError:
+            return None
+        return bool(seen.activated) if seen is not None else False
 
     def _armed_late(self, event: AlgoUpdate) -> bool:
         """True when our leg is armed and not settling: every fill before its placement has come

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from quantum_exec.account.store import AccountStore
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
@@ -26,6 +27,8 @@ class AccountLease:
         self._every_s = ttl_s / 3
         self._on_taken = on_taken
         self.leader = False
+        # Redis down: one line when it starts, one a minute, one when it ends (not one per renewal).
+        self._outage = OutageLog(log, "account_lease.redis_down")
 
     async def run(self) -> None:
         """Renew the lease forever (a task of the follower)."""
@@ -33,8 +36,9 @@ class AccountLease:
             await asyncio.sleep(self._every_s)
             try:
                 await self.tick()
+                self._outage.ok()
             except REDIS_DOWN as exc:
-                log.warning("account_lease.redis_down", error=str(exc))
+                self._outage.failed(error=str(exc))
                 self.lost()
             except Exception:
                 log.exception("account_lease.failed")

@@ -34,9 +34,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Final
 
+from quantum_exec.account.break_even import plan_break_even
 from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
@@ -47,8 +49,10 @@ from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
+from quantum_exec.ids import PREFIX, ROLE_LETTERS
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
@@ -126,9 +130,10 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                for action in actions:
+                moves = await self._break_even(symbol)
+                for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
-                        await self._apply_oco(symbol, action)
+                        await self._apply_oco(symbol, action, moves)
                     except OwnershipLost:
                         raise
                     except Exception as exc:
@@ -182,7 +187,36 @@ class LiveOco:
         log.warning("oco.view_lags", symbol=symbol, view=str(held), exchange=str(actual))
         return True
 
-    async def _apply_oco(self, symbol: str, action: Cancel | Replace) -> None:
+    async def _break_even(self, symbol: str) -> dict[str, Decimal]:
+        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger."""
+        try:
+            records = [r for r in await self._store.records_of(symbol) if r.break_even_after is not None]
+        except REDIS_DOWN as exc:
+            # The records cannot be read: no move now; the next run (an event, the resync) asks again.
+            log.warning("oco.break_even_unread", symbol=symbol, error=str(exc))
+            return {}
+        if not records:
+            return {}
+        try:
+            moves = plan_break_even(self._state, records, symbol)
+        except StaleStateError:
+            return {}  # the resync kicks every symbol again
+        return {m.old.client_algo_id: m.trigger for m in moves}
+
+    def _moves_alone(self, actions: list[Cancel | Replace], moves: dict[str, Decimal]) -> list[Replace]:
+        """A break-even move of a stop the plan does not resize or cancel: a replacement of its size."""
+        touched = {a.client_algo_id for a in actions}
+        alone: list[Replace] = []
+        for client_algo_id in moves:
+            try:
+                leg = self._state.algo_order(client_algo_id)
+            except StaleStateError:
+                return []
+            if client_algo_id not in touched and leg is not None:
+                alone.append(Replace(leg.symbol, leg, leg.quantity))
+        return alone
+
+    async def _apply_oco(self, symbol: str, action: Cancel | Replace, moves: dict[str, Decimal]) -> None:
         if self._claims.held(action.client_algo_id):
             return  # beside an entry still travelling: flat only until it fills
         if isinstance(action, Cancel):
@@ -193,7 +227,9 @@ class LiveOco:
             return
         if self._claims.acting(action.old.algo_id):
             return
-        await self.replace_leg(action.old, action.new_qty, "resize to the position")
+        trigger = moves.get(action.client_algo_id)
+        reason = "resize to the position" if trigger is None else "break even"
+        await self.replace_leg(action.old, action.new_qty, reason, trigger)
 
     async def replace_leg(
         self, old: AlgoView, quantity: Decimal, reason: str, trigger_price: Decimal | None = None
@@ -207,7 +243,7 @@ class LiveOco:
             OrderType(old.order_type),
             old.trigger_price if trigger_price is None else trigger_price,
             replacement_of(old.client_algo_id),
-            quantity,
+            None if old.close_position else quantity,
         )
         self._claims.claim([old.algo_id])
         try:
@@ -225,6 +261,7 @@ class LiveOco:
             metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
             raise LegNotArmed(f"{new.client_algo_id} not armed: {done.placed.failure}")
         metrics.OCO_ACTIONS.labels(action="replace", outcome="done" if done.old_cancelled else "gone").inc()
+        await self._announce(old, reason, new.client_algo_id, quantity, trigger_price)
         log.info(
             "oco.resized",
             symbol=old.symbol,
@@ -233,6 +270,40 @@ class LiveOco:
             quantity=str(quantity),
             reason=reason,
         )
+
+    async def _announce(
+        self, old: AlgoView, reason: str, new_id: str, quantity: Decimal, trigger: Decimal | None
+    ) -> None:
+        """A ``protection.changed`` event for a stop moved to break-even, or resized after a
+        take-profit level of its intent filled (other resizes follow changes announced elsewhere)."""
+        if trigger is not None:
+            why = ProtectionReason.BREAK_EVEN
+        elif self._tp_filled(old):
+            why = ProtectionReason.TP_FILLED
+        else:
+            return
+        try:
+            after = self._state.open_protective(old.symbol)
+        except StaleStateError:
+            after = []
+        change = f"{new_id}:{quantity}:{trigger or old.trigger_price}"
+        event = protection_changed(old.symbol, why, change, [old], after)
+        try:
+            await self._store.publish_protection(event)
+        except REDIS_DOWN as exc:
+            log.warning("oco.protection_event_failed", symbol=old.symbol, reason=why.value, error=str(exc))
+
+    def _tp_filled(self, leg: AlgoView) -> bool:
+        """A take-profit (single or a ladder level) of ``leg``'s intent filled."""
+        digest = leg.client_algo_id.split("-", 1)[1]
+        for digits in ("", "1", *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
+            try:
+                tp = self._state.algo_order(f"{PREFIX}{ROLE_LETTERS['tp']}{digits}-{digest}")
+            except StaleStateError:
+                return False
+            if tp is not None and tp.status.is_final and tp.status.has_order and tp.executed_qty > 0:
+                return True
+        return False
 
     async def place_leg(self, leg: LegOrder) -> AlgoOrder:
         """Place one protective leg (:meth:`.LegPlacer.place`) and return it standing; raises when

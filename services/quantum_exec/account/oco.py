@@ -29,7 +29,7 @@ from decimal import Decimal
 from quantum_exec.account.roles import leg_ids, sibling_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.views import AlgoView
-from quantum_exec.exchange.wire import AlgoStatus
+from quantum_exec.exchange.wire import AlgoStatus, OrderType
 from quantum_exec.execution.netting import can_reduce
 
 
@@ -105,6 +105,11 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
             actions.append(Cancel(symbol, leg.client_algo_id, "side cannot reduce the position"))
         elif _sibling_filled(state, leg):
             actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
-        elif not leg.close_position and leg.quantity > remaining and len(legs) == 1:
+        elif (
+            not leg.close_position
+            and leg.quantity > remaining
+            and len(legs) == 1
+            and leg.order_type != OrderType.TRAILING_STOP_MARKET  # its callback is not in the view
+        ):
             actions.append(Replace(symbol, leg, remaining))  # with a twin: once its cancel is seen
     return [action for action in actions if action.client_algo_id not in settling]

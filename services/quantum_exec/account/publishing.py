@@ -28,6 +28,7 @@ from quantum_exec.account.views import AlgoView
 from quantum_exec.account.waiters import KeyedWaiters
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
@@ -68,6 +69,8 @@ class Publisher:
         self._lease = lease
         self._intent_ids = intent_ids
         self._origin_waiters = origin_waiters
+        # Redis down: one line when it starts, one a minute, one when it ends (not one per retry).
+        self._outage = OutageLog(log, "position_event.redis_down")
         self._moves: asyncio.Queue[Moved] = asyncio.Queue()
         self._unpublished: deque[Moved] = deque(maxlen=4096)
 
@@ -93,7 +96,7 @@ class Publisher:
                 try:
                     event = await self._event_of(moved)
                 except REDIS_DOWN as exc:
-                    log.warning("position_event.redis_down", error=str(exc))
+                    self._outage.failed(error=str(exc))
                     self._unpublished.append(moved)
                     continue
                 except Exception:
@@ -108,12 +111,13 @@ class Publisher:
         try:
             outcomes = await self._publish_all([event for _moved, event in built])
         except REDIS_DOWN as exc:
-            log.warning("position_event.redis_down", error=str(exc))
+            self._outage.failed(error=str(exc))
             self._unpublished.extend(moved for moved, _event in built)
             return
         except Exception:
             log.exception("position_event.failed", symbol=built[0][1].symbol)
             return
+        self._outage.ok()
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
@@ -121,7 +125,7 @@ class Publisher:
                 try:
                     await self._published(event)
                 except REDIS_DOWN as exc:
-                    log.warning("position_event.redis_down", error=str(exc))
+                    self._outage.failed(error=str(exc))
                 except Exception:
                     log.exception("position_event.failed", symbol=event.symbol)
 

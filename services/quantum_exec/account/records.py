@@ -76,11 +76,14 @@ class IntentRecords:
         executed: Decimal,
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
-        """The entry filled ``executed``: the record holds a position and the triggers placed;
-        dropped when nothing filled."""
+        """The entry filled ``executed``: the record holds a position and the triggers placed (and
+        the break-even move: after which level, to which trigger); dropped when nothing filled."""
         await self._bookkeeping(
-            "opened", intent.symbol, lambda: self._opened(key, intent, executed, stop_loss, take_profit)
+            "opened",
+            intent.symbol,
+            lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even),
         )
 
     async def closed(self, symbol: str, long: bool | None) -> None:
@@ -128,6 +131,7 @@ class IntentRecords:
         executed: Decimal,
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
@@ -145,6 +149,8 @@ class IntentRecords:
                 stop_loss=stop_loss,
                 take_profit=take_profit,
                 opened=True,
+                break_even_after=break_even[0] if break_even else None,
+                break_even=break_even[1] if break_even else None,
             )
         )
 

@@ -44,7 +44,9 @@ def sibling_of(client_algo_id: str) -> str | None:
     if not is_own_protective(client_algo_id):
         return None
     cut = len(PREFIX)
-    letter = _SIBLING_LETTER[client_algo_id[cut]]
+    letter = _SIBLING_LETTER.get(client_algo_id[cut])
+    if letter is None:
+        return None  # a trailing stop: it leaves with the position (the flat rule cancels the rest)
     return client_algo_id[:cut] + letter + client_algo_id[client_algo_id.index("-", cut) :]
 
 

@@ -40,6 +40,9 @@ from quantum_exec.account.positions import PositionView, apply_fill
 from quantum_exec.account.views import NOTHING, AlgoView, Applied, FillSummary, StaleStateError
 from quantum_exec.exchange.wire import AlgoOrder, Position
 
+# AlgoView, FillSummary and StaleStateError live in .views; still importable from here.
+__all__ = ["SETTLE_GRACE_S", "AccountState", "AlgoView", "Applied", "FillSummary", "StaleStateError"]
+
 ZERO: Final = Decimal(0)
 # Recent fills kept to be applied again over a REST snapshot older than they are.
 MAX_RECENT_FILLS: Final = 4096

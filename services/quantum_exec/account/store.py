@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, dumps_position_event
+from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
 from quantum_exec.contracts.codec import isoformat
 from quantum_exec.settings import Settings
@@ -80,6 +81,9 @@ class Record:
     stop_loss: Decimal | None
     take_profit: Decimal | None
     opened: bool  # the entry filled (quantity is then the executed quantity)
+    # After take-profit level ``break_even_after`` fills, the stop moves to ``break_even``.
+    break_even_after: int | None = None
+    break_even: Decimal | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -92,6 +96,11 @@ class Record:
                 "stop_loss": None if self.stop_loss is None else str(self.stop_loss),
                 "take_profit": None if self.take_profit is None else str(self.take_profit),
                 "opened": self.opened,
+                **(
+                    {"break_even_after": self.break_even_after, "break_even": str(self.break_even)}
+                    if self.break_even_after is not None and self.break_even is not None
+                    else {}
+                ),
             }
         )
 
@@ -108,6 +117,8 @@ class Record:
             stop_loss=_dec(data.get("stop_loss")),
             take_profit=_dec(data.get("take_profit")),
             opened=bool(data.get("opened")),
+            break_even_after=data.get("break_even_after"),
+            break_even=_dec(data.get("break_even")),
         )
 
     def as_intent_record(self) -> IntentRecord | None:
@@ -199,6 +210,24 @@ class AccountStore:
         ]
         keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
         return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields]
+
+    async def publish_protection(self, event: ProtectionChanged) -> int:
+        """Publish a ``protection.changed`` entry once under the lease: 1 published, 0 published
+        before, -1 lease lost."""
+        fields: list[str | bytes] = [
+            "event_type",
+            event.event_type,
+            "payload",
+            event.to_json(),
+            "timestamp",
+            isoformat(event.time),
+            "source",
+            POSITION_EVENT_SOURCE,
+        ]
+        keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
+        return int(
+            await self._publish(keys=keys, args=[self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields])
+        )
 
     def _records_of(self, symbol: str) -> str:
         return f"{self.records_key}:{symbol}"

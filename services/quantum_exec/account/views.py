@@ -40,6 +40,7 @@ class AlgoView:
     executed_qty: Decimal = ZERO
     reject_reason: str = ""
     update_time_ms: int = 0
+    activated: bool | None = None  # a trailing stop's ``ia``
 
     @property
     def is_armed(self) -> bool:
@@ -63,6 +64,7 @@ class AlgoView:
             executed_qty=event.executed_qty,
             reject_reason=event.reject_reason,
             update_time_ms=event.event_time_ms,
+            activated=event.activated,
         )
 
     @classmethod

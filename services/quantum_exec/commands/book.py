@@ -73,6 +73,10 @@ def _num(value: Any) -> str:
     return fmt(value) if isinstance(value, Decimal) else str(value)
 
 
+# A trailing stop's ``ia`` (None for a stop or a target: nothing shown).
+_ACTIVATION: dict[bool | None, str] = {True: " active", False: " not active yet"}
+
+
 def format_positions(body: dict[str, Any]) -> str:
     """Open positions and their protective orders, one block per symbol."""
     rows = body.get("positions", [])
@@ -86,6 +90,9 @@ def format_positions(body: dict[str, Any]) -> str:
             f"{leg['type']} {leg['side']} {_num(leg['trigger_price'])} "
             f"{'x all (closePosition)' if leg.get('close_position') else 'x ' + _num(leg['quantity'])} "
             f"{leg['state']}"
+            + (
+                {True: " active", False: " not active yet"}.get(leg.get("activated"), "")
+            )  # a trailing stop's ia
             for leg in p.get("protective_orders", [])
         )
         lines.append(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,29 @@ def redis_url(settings: Settings) -> str | None:
             f"was found ({runtime_file()}); start `quantum-exec serve` or set QUANTUM_REDIS_URL"
         )
     return str(url)
+
+
+@contextlib.asynccontextmanager
+async def redis_errors(settings: Settings, url: str | None) -> AsyncIterator[None]:
+    """Redis refusing or unreachable, as the one line naming the setting (ConfigError)."""
+    from redis import exceptions
+
+    from quantum_exec.config_checks import db_out_of_range
+    from quantum_exec.redis_client import location
+
+    where = location(settings, url)
+    source = "check QUANTUM_REDIS_SENTINELS" if settings.redis_sentinels else "check QUANTUM_REDIS_URL"
+    if not settings.redis_url and not settings.redis_sentinels:
+        source = "the `quantum-exec serve` that recorded it has stopped? start it or set QUANTUM_REDIS_URL"
+    try:
+        yield
+    except exceptions.AuthenticationError as exc:
+        raise ConfigError(f"Redis at {where} refused the password ({exc}): QUANTUM_REDIS_PASSWORD") from None
+    except exceptions.ResponseError as exc:
+        if "DB index is out of range" in str(exc):
+            raise ConfigError(db_out_of_range(url or "")) from None
+        raise ConfigError(f"Redis at {where} answered an error: {exc}") from None
+    except (exceptions.ConnectionError, exceptions.TimeoutError, OSError) as exc:
+        if "DB index is out of range" in str(exc):
+            raise ConfigError(db_out_of_range(url or "")) from None
+        raise ConfigError(f"Redis at {where} is not reachable ({exc}); {source}") from None

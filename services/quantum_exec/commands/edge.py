@@ -45,8 +45,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         config = replace(config, port=args.port)
     settings, url = _prepare(args, config.secrets())
     sources = env.get("QUANTUM_GATEWAY_SOURCES", "").strip()
-    # The sources' file holds every producer's secret: others may not read it.
-    check_secret_file_permissions([None if sources.startswith("{") else sources])
+    # The sources' file holds every producer's secret, and so may the EnvironmentFile (inline):
+    # others may not read them.
+    check_secret_file_permissions([env_file_arg(args.env_file), None if sources.startswith("{") else sources])
     return int(run(run_gateway(settings, config, url)))
 
 
@@ -54,10 +55,13 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from quantum_exec.edge_env import merged_environment
     from quantum_exec.notify.config import notify_config
     from quantum_exec.notify.run import run_notifier
+    from quantum_exec.ops.secrets_check import check_secret_file_permissions
 
     env = merged_environment(env_file_arg(args.env_file))
     config = notify_config(env)
     settings, url = _prepare(args, config.secrets())
+    # The bot token and webhook URLs (and a Redis password) may be in the EnvironmentFile.
+    check_secret_file_permissions([env_file_arg(args.env_file)])
     if "QUANTUM_METRICS_PORT" not in env:
         # Beside an embedded `serve`: its /metrics is where it recorded it (as `check` finds it).
         from quantum_exec.runtime import read_endpoints

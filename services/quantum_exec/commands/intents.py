@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from quantum_exec.commands.common import add_settings_args, redis_url, run, settings_from
+from quantum_exec.commands.common import add_settings_args, redis_errors, redis_url, run, settings_from
 from quantum_exec.errors import ConfigError
 from quantum_exec.settings import Settings
 
@@ -24,6 +24,12 @@ def _decimal_arg(value: str) -> Decimal:
     if not number.is_finite():
         raise argparse.ArgumentTypeError(f"not a finite number: {value!r}")
     return number
+
+
+def _positive_int(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {value!r}")
+    return int(value)
 
 
 def _twap_arg(value: str) -> dict[str, Any]:
@@ -68,8 +74,14 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
     """The intent payload from ``submit``'s flags or JSON file (flags override the file)."""
     payload: dict[str, Any] = {}
     if args.file:
-        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        loaded = orjson.loads(raw)
+        try:
+            raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--file {args.file}: {exc.strerror or exc}") from None
+        try:
+            loaded = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"--file {args.file}: not JSON ({exc})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{args.file}: the intent must be a JSON object")
         payload.update(loaded)
@@ -118,14 +130,22 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-async def _submit(settings: Settings, payload: dict[str, Any]) -> str:
-    from quantum_exec.contracts import encode_intent_fields
+async def _submit(settings: Settings, payload: dict[str, Any], *, check: bool) -> str:
+    from quantum_exec.commands.precheck import check_intent_id, check_on_exchange
+    from quantum_exec.contracts import encode_intent_fields, parse_intent
     from quantum_exec.redis_client import connect
 
-    client = connect(settings, redis_url(settings))
+    intent = parse_intent(payload)  # build_intent refused what does not parse
+    url = redis_url(settings)
+    client = connect(settings, url)
     try:
-        fields: Any = encode_intent_fields(payload, "quantum-exec-cli")
-        stream_id = await client.xadd(settings.intent_stream, fields)
+        async with redis_errors(settings, url):
+            await client.ping()  # Redis first: when it is down, that is the one line to say
+            if check:
+                await check_intent_id(client, settings, intent)
+                await check_on_exchange(settings, intent)
+            fields: Any = encode_intent_fields(payload, "quantum-exec-cli")
+            stream_id = await client.xadd(settings.intent_stream, fields)
     finally:
         await client.aclose()
     return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
@@ -134,22 +154,24 @@ async def _submit(settings: Settings, payload: dict[str, Any]) -> str:
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     payload = build_intent(args)
-    stream_id = run(_submit(settings, payload))
+    stream_id = run(_submit(settings, payload, check=not args.no_check))
     sys.stdout.write(f"{stream_id}\n")
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from quantum_exec.results_view import show_results
+    from quantum_exec.results_view import show_intent, show_results
 
     settings = settings_from(args)
-    return int(
-        run(
-            show_results(
-                settings, redis_url(settings), count=args.count, follow=args.follow, as_json=args.json
-            )
-        )
-    )
+    url = redis_url(settings)
+
+    async def show() -> int:
+        async with redis_errors(settings, url):
+            if args.intent is not None:
+                return await show_intent(settings, url, args.intent, as_json=args.json)
+            return await show_results(settings, url, count=args.count, follow=args.follow, as_json=args.json)
+
+    return int(run(show()))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -241,12 +263,25 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--now", action="store_true", help="stamp the intent with the current time (a --file sample)"
     )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="publish without the service's checks first (freshness, symbol, size, SL/TP side, "
+        "a re-used intent_id)",
+    )
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("results", help="show recent results", description="Show ExecutionResults.")
     add_settings_args(p)
-    p.add_argument("-n", "--count", type=int, default=20, help="how many recent results (default 20)")
+    p.add_argument(
+        "-n", "--count", type=_positive_int, default=20, help="how many recent results (default 20)"
+    )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new results")
+    p.add_argument(
+        "--intent",
+        metavar="ID",
+        help="the one intent's result (or its dead letter, or that it is still working)",
+    )
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_results)
 

@@ -25,12 +25,20 @@ from quantum_exec.settings import ExchangeEnv, default_state_dir, mask_url_passw
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    configured_state_dir = settings.state_dir is not None
     if settings.embedded_redis and settings.state_dir is None:
         # A private Redis that keeps its data: a killed `serve` started again answers every intent.
         settings = settings.model_copy(update={"state_dir": default_state_dir()})
     if args.print_config:
         sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if settings.state_dir is not None and (settings.embedded_redis or settings.embedded_sim):
+        from quantum_exec.embedded import check_state_dir
+
+        check_state_dir(
+            settings.state_dir,
+            variable="QUANTUM_STATE_DIR" if configured_state_dir else "QUANTUM_STATE_DIR (unset: from $HOME)",
+        )
     from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
     from quantum_exec.runtime import clear_endpoints, runtime_dir, write_endpoints
@@ -40,6 +48,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime_dir()  # refuses a directory another user planted, before anything starts
     setup_logging(settings, secrets=secret_values(settings))
     log = get_logger("quantum_exec.cli")
+    from quantum_exec.settings import configuration_warnings
+
+    for problem in configuration_warnings(env_file_arg(args.env_file)):
+        log.warning("settings.ignored", problem=problem)
     # A loose EnvironmentFile or private key: refused with real money, a warning elsewhere.
     check_secret_file_permissions(
         [env_file_arg(args.env_file), settings.private_key_file],
@@ -76,19 +88,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from quantum_exec.ops.health import check
+    """One line when ready; one per failing check (or why nothing answers) when not: exit 1."""
+    from quantum_exec.ops.health import readiness_report
 
-    settings = local_settings(args)
-    from quantum_exec.ops.logs import setup_logging
-    from quantum_exec.settings import LogFormat
-
-    setup_logging(settings.model_copy(update={"log_format": LogFormat.TEXT, "log_level": "WARNING"}))
-    return 0 if run(check(settings)) else 1
+    ready, report = run(readiness_report(local_settings(args)))
+    (sys.stdout if ready else sys.stderr).write(report + "\n")
+    return 0 if ready else 1
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
     import binance_sim
+    from quantum_exec.ops.logs import setup_logging
+    from quantum_exec.settings import Settings
 
+    # The simulator's log lines as the service's (JSON, structured fields), on stderr: stdout's
+    # first line is the address it listens on, for scripts to read.
+    overrides = {k: getattr(args, k) for k in ("log_format", "log_level") if getattr(args, k, None)}
+    setup_logging(Settings(**overrides), stream=sys.stderr)
     try:
         config = binance_sim.config_from_args(args)
     except ValueError as exc:
@@ -103,6 +119,7 @@ def _add_sim(sub: Any) -> None:
         help="run the Binance futures simulator on its own",
         description="A local Binance USD-M futures REST API (paper trading, tests). Control it under /_sim/.",
     )
+    add_log_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--api-key", default="quantum-sim-key", help="accepted API key (default quantum-sim-key)")

@@ -21,8 +21,31 @@ function esc(value) {
 
 function num(value) {
   if (value === null || value === undefined) return "-";
-  // Exact text as sent; only an exponent form (0E-8) is shown plainly.
-  return esc(/^-?[0-9.]+[eE][-+]?[0-9]+$/.test(String(value)) ? String(Number(value)) : value);
+  // Exact text as sent; an exponent form (0E-8) is shown plainly and a zero never carries a sign.
+  let text = String(value);
+  if (/^-?[0-9.]+[eE][-+]?[0-9]+$/.test(text)) text = String(Number(text));
+  if (/^-0*\.?0*$/.test(text)) text = text.slice(1);
+  return esc(text);
+}
+
+function price(value) {
+  // A price as the exchange quotes it: the API's exact text without the trailing zeros of its
+  // 8-decimal form (95234.50000000 -> 95234.5), the symbol's own tick.
+  if (value === null || value === undefined) return "-";
+  const text = String(value);
+  return num(text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text);
+}
+
+function percent(rate, trades) {
+  // A win rate as people read it: 0.625 -> 62.5 %; "-" while no trade defines it.
+  if (rate === null || rate === undefined || !Number(trades)) return "-";
+  return `${esc(String(Math.round(parseFloat(rate) * 10000) / 100))} %`;
+}
+
+function ratio(value) {
+  // A profit factor as people read it: 1.8412 -> 1.84; "-" when undefined (no losing trade).
+  if (value === null || value === undefined) return "-";
+  return esc(parseFloat(value).toFixed(2));
 }
 
 function signClass(value) {
@@ -31,8 +54,11 @@ function signClass(value) {
 }
 
 function when(iso) {
+  // Every time in one zone and one format: UTC, YYYY-MM-DD HH:MM:SS (the headers say UTC).
   if (!iso) return "-";
-  return esc(String(iso).replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, ""));
+  const t = new Date(String(iso));
+  if (Number.isNaN(t.getTime())) return esc(iso);
+  return esc(t.toISOString().slice(0, 19).replace("T", " "));
 }
 
 class AuthNeeded extends Error {}
@@ -45,7 +71,7 @@ async function api(path) {
   try {
     response = await fetch(path, { headers, cache: "no-store" });
   } catch (err) {
-    throw new Error(`the service does not answer (${err.message}); is quantum-exec still running?`);
+    throw failure(path, `the service does not answer (${err.message}); is quantum-exec still running?`);
   }
   const text = await response.text();
   if (response.status === 401) throw new AuthNeeded();
@@ -53,13 +79,19 @@ async function api(path) {
   try {
     body = parseExact(text);
   } catch (err) {
-    throw new Error(`${path} answered ${response.status} with something that is not JSON`);
+    throw failure(path, `answered ${response.status} with something that is not JSON`);
   }
   if (!response.ok) {
     const message = body && body.error && body.error.message ? body.error.message : `status ${response.status}`;
-    throw new Error(`${path}: ${message}`);
+    throw failure(path, message);
   }
   return body;
+}
+
+function failure(path, detail) {
+  const err = new Error(`${path}: ${detail}`);
+  err.detail = detail;
+  return err;
 }
 
 function table(columns, rows, emptyText) {
@@ -78,17 +110,18 @@ function renderStatus(status) {
   badge.textContent = env === "live" ? "LIVE — real money" : env;
   document.body.classList.toggle("live", env === "live");
   $("version").textContent = status.version ? `v${status.version}` : "";
-  const chips = (status.checks || []).map((c) =>
-    `<span class="chip ${c.ok ? "ok" : "fail"}" title="${esc(c.error || "ok")}">${esc(c.name)} ${c.ok ? "ok" : "failing"}</span>`);
+  // One chip per fact: each check once (the rules' age inside the rules' chip), with why it fails.
+  const chips = (status.checks || []).map((c) => {
+    const age = c.name === "exchange_rules" && c.ok && status.rules_age_s !== null && status.rules_age_s !== undefined ? ` (${esc(status.rules_age_s)} s old)` : "";
+    const why = c.ok ? "" : `: ${esc(c.error || "failing")}`;
+    return `<span class="chip ${c.ok ? "ok" : "fail"}" title="${esc(c.error || "ok")}">${esc(c.name)} ${c.ok ? "ok" : "failing"}${age}${why}</span>`;
+  });
   const stream = status.user_stream || {};
   if (stream.enabled) {
     const age = stream.last_event_age_s === null || stream.last_event_age_s === undefined ? "no event yet" : `last event ${esc(stream.last_event_age_s)} s ago`;
     chips.push(`<span class="chip ${stream.connected ? "ok" : "fail"}">user stream ${stream.connected ? "live" : "down"} (${age})</span>`);
   } else {
     chips.push('<span class="chip fail">user stream off (QUANTUM_USER_STREAM=false)</span>');
-  }
-  if (status.rules_age_s !== null && status.rules_age_s !== undefined) {
-    chips.push(`<span class="chip ok">exchange rules ${esc(status.rules_age_s)} s old</span>`);
   }
   const naked = status.unprotected;
   if (naked) {
@@ -129,12 +162,12 @@ function renderSummary(s) {
     $("summary").innerHTML = '<p class="empty">No round trip has closed yet: the summary starts with the first one.</p>';
     return;
   }
-  const card = (label, value, cls) => `<div class="card"><div class="label">${esc(label)}</div><div class="value ${cls || ""}" data-field="${esc(label)}">${num(value)}</div></div>`;
+  const card = (label, value, cls, shown) => `<div class="card"><div class="label">${esc(label)}</div><div class="value ${cls || ""}" data-field="${esc(label)}" data-exact="${esc(value ?? "")}">${shown === undefined ? num(value) : shown}</div></div>`;
   $("summary").innerHTML = [
     card("net pnl", s.net_pnl, signClass(s.net_pnl)),
     card("trades", s.total_trades),
-    card("win rate", s.win_rate),
-    card("profit factor", s.profit_factor),
+    card("win rate", s.win_rate, "", percent(s.win_rate, s.total_trades)),
+    card("profit factor", s.profit_factor, "", ratio(s.profit_factor)),
     card("max drawdown", s.max_drawdown),
     card("gross pnl", s.gross_pnl, signClass(s.gross_pnl)),
     card("commission", s.commission),
@@ -168,7 +201,8 @@ function svgDaily(daily) {
   const y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / span;
   const bars = values.map((v, i) => {
     const top = Math.min(y(v), y(0)), height = Math.max(Math.abs(y(v) - y(0)), 1);
-    return `<rect class="${v >= 0 ? "barpos" : "barneg"}" x="${(pad + i * bw + 1).toFixed(1)}" y="${top.toFixed(1)}" width="${Math.max(bw - 2, 1).toFixed(1)}" height="${height.toFixed(1)}"><title>${esc(daily[i].date)}: ${esc(daily[i].net_pnl)}</title></rect>`;
+    const label = `<text class="barvalue" x="${(pad + i * bw + bw / 2).toFixed(1)}" y="${(v >= 0 ? top - 3 : top + height + 10).toFixed(1)}" text-anchor="middle">${esc(v.toFixed(2))}</text>`;
+    return `<rect class="${v >= 0 ? "barpos" : "barneg"}" x="${(pad + i * bw + 1).toFixed(1)}" y="${top.toFixed(1)}" width="${Math.max(bw - 2, 1).toFixed(1)}" height="${height.toFixed(1)}"><title>${esc(daily[i].date)}: ${esc(daily[i].net_pnl)}</title></rect>${values.length <= 31 ? label : ""}`;
   }).join("");
   return `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="daily net PnL"><line class="axis" x1="${pad}" x2="${w - pad}" y1="${y(0)}" y2="${y(0)}"/>${bars}
     <text x="${pad}" y="${h - 4}">${esc(daily[0].date)}</text><text x="${w - pad - 60}" y="${h - 4}">${esc(daily[daily.length - 1].date)}</text></svg>`;
@@ -180,21 +214,29 @@ function distance(mark, trigger) {
   return ` (${(((t - m) / m) * 100).toFixed(2)}%)`;
 }
 
+// A trailing stop: its activation price (or "active": ALGO_UPDATE ia) and size.
+function trailing(p) {
+  const found = (p.protective_orders || []).filter((o) => o.type === "TRAILING_STOP_MARKET");
+  if (!found.length) return "-";
+  return found.map((o) => `${o.activated ? "active" : "waits for activation"} × ${num(o.quantity ?? "all")}`).join("<br>");
+}
+
 function renderPositions(body) {
   const leg = (p, type) => {
     const found = (p.protective_orders || []).filter((o) => o.type === type);
     if (!found.length) return '<span class="neg">none</span>';
-    return found.map((o) => `${num(o.trigger_price)}${esc(distance(p.mark_price, o.trigger_price))} × ${num(o.quantity ?? "all")}`).join("<br>");
+    return found.map((o) => `${price(o.trigger_price)}${esc(distance(p.mark_price, o.trigger_price))} × ${num(o.quantity ?? "all")}`).join("<br>");
   };
   $("positions").innerHTML = table([
     ["symbol", (p) => esc(p.symbol)],
     ["side", (p) => esc(p.side)],
     ["amount", (p) => num(p.position_amount), "num"],
-    ["entry", (p) => num(p.entry_price), "num"],
-    ["mark", (p) => num(p.mark_price), "num"],
+    ["entry", (p) => price(p.entry_price), "num"],
+    ["mark", (p) => price(p.mark_price), "num"],
     ["unrealized", (p) => `<span class="${signClass(p.unrealized_pnl)}">${num(p.unrealized_pnl)}</span>`, "num"],
     ["stop-loss (distance)", (p) => leg(p, "STOP_MARKET")],
     ["take-profit (distance)", (p) => leg(p, "TAKE_PROFIT_MARKET")],
+    ["trailing stop", (p) => trailing(p)],
   ], body.positions || [], "No open position: the account is flat.");
 }
 
@@ -205,26 +247,31 @@ function renderOrders(body) {
   ];
   $("orders").innerHTML = table([
     ["symbol", (o) => esc(o.symbol)], ["type", (o) => esc(o.kind)], ["side", (o) => esc(o.side)],
-    ["price / trigger", (o) => num(o.price), "num"], ["quantity", (o) => num(o.qty), "num"],
+    ["price / trigger", (o) => price(o.price), "num"], ["quantity", (o) => num(o.qty), "num"],
     ["state", (o) => esc(o.state)], ["client id", (o) => esc(o.id)],
   ], rows, "No open order: nothing is waiting on the exchange.");
+  const budget = body.conditional_budget;
+  if (budget) {
+    const full = budget.open >= 0.9 * budget.budget ? ' class="neg"' : "";
+    $("orders").innerHTML += `<p${full}>Conditional orders open on the account: ${num(budget.open)} of ${num(budget.budget)}</p>`;
+  }
 }
 
 function renderResults(body) {
   $("results").innerHTML = table([
-    ["time", (r) => when(r.timestamp)], ["intent", (r) => esc(r.intent_id)], ["symbol", (r) => esc(r.symbol)],
+    ["time (UTC)", (r) => when(r.timestamp)], ["intent", (r) => `<span title="${esc(r.intent_id)}">${esc(String(r.intent_id).length > 24 ? String(r.intent_id).slice(0, 23) + "…" : r.intent_id)}</span>`], ["symbol", (r) => esc(r.symbol)],
     ["action", (r) => esc(r.action)], ["status", (r) => esc(r.status)], ["protection", (r) => esc(r.protection)],
     ["latency ms", (r) => num(r.latency_ms), "num"],
-    ["reason", (r) => (r.error ? `${esc(r.error.code)}: ${esc(r.error.message)}` : "")],
+    ["reason", (r) => (r.error ? `${esc(r.error.code)}: ${esc(r.error.message)}` : ""), "reason"],
   ], body.results || [], "No result yet: publish an intent (quantum-exec submit) and it appears here.");
 }
 
 function renderTrades(body) {
   const closed = (body.trades || []).filter((t) => t.status === "closed");
   $("trades").innerHTML = table([
-    ["closed", (t) => when(t.closed_at)], ["symbol", (t) => esc(t.symbol)], ["side", (t) => esc(t.side)],
-    ["qty", (t) => num(t.max_quantity), "num"], ["entry", (t) => num(t.entry_price), "num"],
-    ["exit", (t) => num(t.exit_price), "num"], ["reason", (t) => esc(t.exit_reason)],
+    ["closed (UTC)", (t) => when(t.closed_at)], ["symbol", (t) => esc(t.symbol)], ["side", (t) => esc(t.side)],
+    ["qty", (t) => num(t.max_quantity), "num"], ["entry", (t) => price(t.entry_price), "num"],
+    ["exit", (t) => price(t.exit_price), "num"], ["reason", (t) => esc(t.exit_reason)],
     ["net pnl", (t) => `<span class="${signClass(t.net_pnl)}" data-trade="${esc(t.trade_id)}">${num(t.net_pnl)}</span>`, "num"],
     ["model", (t) => esc(t.model || "-")],
   ], closed, "No round trip has closed yet.");
@@ -237,30 +284,45 @@ function showError(message) {
   banner.textContent = message || "";
 }
 
+// Each panel from its own endpoint: one that cannot answer (the exchange down) says so in its
+// place, the others are drawn, and the banner names what is down.
+const PANELS = [
+  ["/api/status", (b) => renderStatus(b), ["health"]],
+  ["/api/trades/summary", (b) => { renderSummary(b); $("daily").innerHTML = svgDaily(b.daily); }, ["summary", "daily"]],
+  ["/api/trades?limit=1000", (b) => renderTrades(b), ["trades", "curve"]],
+  ["/api/positions", (b) => renderPositions(b), ["positions"]],
+  ["/api/orders", (b) => renderOrders(b), ["orders"]],
+  ["/api/results?limit=20", (b) => renderResults(b), ["results"]],
+];
+
 async function refresh() {
-  try {
-    const [status, summary, trades, positions, orders, results] = await Promise.all([
-      api("/api/status"), api("/api/trades/summary"), api("/api/trades?limit=1000"),
-      api("/api/positions"), api("/api/orders"), api("/api/results?limit=20"),
-    ]);
-    renderStatus(status);
-    renderSummary(summary);
-    $("daily").innerHTML = svgDaily(summary.daily);
-    renderTrades(trades);
-    renderPositions(positions);
-    renderOrders(orders);
-    renderResults(results);
-    showError(status.ready ? "" : "The service is not ready: see the failing checks in Health.");
-    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    document.body.dataset.loaded = "true";
-  } catch (err) {
-    if (err instanceof AuthNeeded) {
-      $("login").hidden = false;
-      $("main").hidden = true;
-      showError(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused: enter the service's QUANTUM_API_TOKEN." : "");
+  const settled = await Promise.allSettled(PANELS.map(([path]) => api(path)));
+  if (settled.some((s) => s.status === "rejected" && s.reason instanceof AuthNeeded)) {
+    $("login").hidden = false;
+    $("main").hidden = true;
+    showError(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused: enter the service's QUANTUM_API_TOKEN." : "");
+    return;
+  }
+  const down = new Map(); // reason -> the paths that gave it
+  settled.forEach((outcome, i) => {
+    const [path, render, targets] = PANELS[i];
+    if (outcome.status === "fulfilled") {
+      render(outcome.value);
       return;
     }
-    showError(`Cannot show the book: ${err.message}`);
+    const reason = outcome.reason.detail || outcome.reason.message;
+    for (const id of targets) $(id).innerHTML = `<p class="empty unavailable">Unavailable: ${esc(reason)}</p>`;
+    down.set(reason, [...(down.get(reason) || []), path.split("?")[0]]);
+  });
+  const status = settled[0].status === "fulfilled" ? settled[0].value : null;
+  if (down.size) {
+    showError([...down].map(([reason, paths]) => `Down: ${reason} (${paths.join(", ")})`).join("\n"));
+  } else {
+    showError(status && !status.ready ? "The service is not ready: see the failing checks in Health." : "");
+  }
+  if (down.size < PANELS.length) {
+    $("updated").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    document.body.dataset.loaded = "true";
   }
 }
 

@@ -47,6 +47,10 @@ class ProtectiveOrder(BaseModel):
     state: str | None = None  # the algoStatus (NEW, TRIGGERED, ...) or None when never placed
     error: ResultError | None = None
     level: int | None = None  # a take-profit ladder's level (1..5); None for a single leg
+    # A TRAILING_STOP_MARKET: its callbackRate, activatePrice, and whether it tracks the price yet.
+    callback_pct: JsonDecimal | None = None
+    activation_price: JsonDecimal | None = None
+    activated: bool | None = None
 
 
 class CloseFill(BaseModel):
@@ -105,6 +109,7 @@ class ExecutionResult(BaseModel):
     take_profit: ProtectiveOrder | None = None
     # A take-profit ladder's levels (take_profit is then its last level, for older consumers).
     take_profits: list[ProtectiveOrder] | None = None
+    trailing_stop: ProtectiveOrder | None = None
     # A MODIFY (or a partial CLOSE that resized the legs): our legs on the symbol before and after.
     legs_before: list[ProtectiveOrder] | None = None
     legs_after: list[ProtectiveOrder] | None = None

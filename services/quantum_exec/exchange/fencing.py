@@ -40,4 +40,7 @@ async def ensure_owner(what: str) -> None:
     """Raise :class:`OwnershipLost` when the installed check says this attempt lost the intent."""
     check = _CHECK.get()
     if check is not None and not await check():
-        raise OwnershipLost(f"lease lost before {what}: another instance owns the intent now")
+        raise OwnershipLost(
+            f"lease lost before {what}: this attempt no longer owns the intent (Redis unreachable "
+            "past the lease, or another instance took it over)"
+        )

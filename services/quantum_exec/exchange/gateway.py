@@ -622,18 +622,26 @@ class BinanceGateway:
         quantity: Decimal | None,
         working_type: str,
         price_protect: bool,
+        callback_rate: Decimal | None = None,
+        activate_price: Decimal | None = None,
     ) -> AlgoOrder:
-        """A CONDITIONAL algo order; ``quantity=None`` means closePosition."""
+        """A CONDITIONAL algo order; ``quantity=None`` means closePosition. A TRAILING_STOP_MARKET
+        takes ``callback_rate`` (and ``activate_price``, else active at once) instead of a trigger."""
         params = {
             "algoType": "CONDITIONAL",
             "symbol": symbol,
             "side": side,
             "type": order_type,
-            "triggerPrice": fmt(trigger_price),
             "workingType": working_type,
             "priceProtect": "true" if price_protect else "false",
             "clientAlgoId": client_algo_id,
         }
+        if callback_rate is None:
+            params["triggerPrice"] = fmt(trigger_price)
+        else:
+            params["callbackRate"] = fmt(callback_rate)
+            if activate_price is not None:
+                params["activatePrice"] = fmt(activate_price)
         if quantity is None:
             params["closePosition"] = "true"
         else:

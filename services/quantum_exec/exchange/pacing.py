@@ -56,6 +56,7 @@ ROLE_PRIORITY: Final[Mapping[Role, Priority]] = {
     "flatten": Priority.PROTECT,
     "sl": Priority.PROTECT,
     "tp": Priority.PROTECT,
+    "trail": Priority.PROTECT,
     "close": Priority.CLOSE,
     "entry": Priority.ENTRY,
 }

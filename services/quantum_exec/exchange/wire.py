@@ -147,6 +147,8 @@ class AlgoOrder:
     close_position: bool
     reduce_only: bool
     actual_order_id: str
+    callback_rate: Decimal | None = None  # a trailing stop's callbackRate (percent)
+    activate_price: Decimal | None = None  # and its activatePrice
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> AlgoOrder:
@@ -162,6 +164,8 @@ class AlgoOrder:
             close_position=_bool(raw.get("closePosition", False)),
             reduce_only=_bool(raw.get("reduceOnly", False)),
             actual_order_id=str(raw.get("actualOrderId") or ""),
+            callback_rate=dec(raw["callbackRate"], "callbackRate") if raw.get("callbackRate") else None,
+            activate_price=dec(raw["activatePrice"], "activatePrice") if raw.get("activatePrice") else None,
         )
 
 

@@ -62,6 +62,8 @@ from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
+from quantum_exec.execution.stops.break_even import break_even_of
+from quantum_exec.execution.stops.budget import check_budget, legs_needed
 from quantum_exec.execution.stops.modify import Modifier
 from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.execution.survey import survey
@@ -184,6 +186,11 @@ class Executor:
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
                 elif intent.side is Side.MODIFY:
+                    if self.risk is not None and not attempt.resume:
+                        # Reducing for the governor (REDUCING admits it), nothing new while HALTED;
+                        # a resumed MODIFY finishes what its legs' make-before-break began.
+                        zero = Decimal(0)
+                        await self.risk.admit(intent, reduces=True, quantity=zero, price=zero, leverage=0)
                     await self._modifier.modify(run)
                 else:
                     await self._open(run)
@@ -258,6 +265,7 @@ class Executor:
         if found is None:
             run.entry_sent = False
             rules, reference, quantity = await self._guards.pre_trade(run, long=long)
+            await check_budget(self._ctx, legs_needed(intent))  # before anything is sent
             if not intent.reduce_only:
                 # A reduce-only intent keeps its own meaning (it never flips): nothing to net.
                 with run.step("position"):
@@ -353,7 +361,10 @@ class Executor:
                 intent,
                 held,
                 stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
-                take_profit=out.take_profit.trigger_price if out.take_profit else None,
+                take_profit=out.take_profit.trigger_price
+                if out.take_profit and not out.take_profits
+                else None,
+                break_even=break_even_of(run, rules, long=long),
             )
 
     async def _configure(self, symbol: str, leverage: int, margin_type: str) -> None:

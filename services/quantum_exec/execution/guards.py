@@ -38,6 +38,7 @@ def wants_protection(intent: TradeIntent) -> bool:
             intent.stop_loss_pct,
             intent.take_profit_pct,
             intent.take_profits,
+            intent.trailing_stop,
         )
     )
 

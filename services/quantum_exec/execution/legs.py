@@ -76,6 +76,8 @@ class LegOrder:
     trigger_price: Decimal
     client_algo_id: str
     quantity: Decimal | None
+    callback_rate: Decimal | None = None  # a trailing stop (its trigger_price is its activation)
+    activate_price: Decimal | None = None
     # For a closePosition leg: the reduce-only quantity to send instead when Binance refuses it with
     # -4130 (a closePosition stop, or target, already stands on that side); None: no fallback.
     fallback_quantity: Decimal | None = None
@@ -148,6 +150,7 @@ class LegPlacer:
                     quantity=leg.quantity,
                     working_type=s.working_type.value,
                     price_protect=s.price_protect,
+                    **_trailing(leg),
                 )
                 return Placement(placed, None, trigger)
             except OwnershipLost:
@@ -173,8 +176,8 @@ class LegPlacer:
                             "legs.close_position_taken", client_algo_id=leg.client_algo_id, symbol=leg.symbol
                         )
                         continue  # a new request, as a quantity
-                    if exc.code != IMMEDIATE_TRIGGER or rerounded:
-                        break
+                    if exc.code != IMMEDIATE_TRIGGER or rerounded or leg.callback_rate is not None:
+                        break  # a trailing stop's activation is not moved: it would change its meaning
                     rerounded = True
                     trigger = await self._rerounded(leg)
                 except OwnershipLost:
@@ -246,6 +249,16 @@ class LegPlacer:
             new_trigger=str(trigger),
         )
         return trigger
+
+
+def _trailing(leg: LegOrder) -> dict[str, Decimal]:
+    """The trailing stop's parameters of ``leg`` (none for a stop or a target)."""
+    if leg.callback_rate is None:
+        return {}
+    extra = {"callback_rate": leg.callback_rate}
+    if leg.activate_price is not None:
+        extra["activate_price"] = leg.activate_price
+    return extra
 
 
 def inside_mark(rules: SymbolRules, side: OrderSide, order_type: OrderType, mark: Decimal) -> Decimal:

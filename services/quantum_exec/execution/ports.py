@@ -99,6 +99,8 @@ class Gateway(Protocol):
         quantity: Decimal | None,
         working_type: str,
         price_protect: bool,
+        callback_rate: Decimal | None = None,
+        activate_price: Decimal | None = None,
     ) -> AlgoOrder: ...
 
     async def cancel_algo(self, algo_id: int) -> bool: ...
@@ -161,6 +163,19 @@ class AccountView(Protocol):
 
     def own_protective(self, symbol: str) -> Sequence[ProtectiveLeg] | None: ...
 
+    def conditional_open(self) -> int | None: ...
+
+    async def protection_changed(
+        self,
+        symbol: str,
+        reason: str,
+        change_id: str,
+        before: Sequence[AlgoOrder],
+        after: Sequence[AlgoOrder] | None = None,
+        *,
+        intent_id: str | None = None,
+    ) -> None: ...
+
     def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
     def cancel_failed(self, algo_id: int) -> None: ...
@@ -187,6 +202,7 @@ class AccountView(Protocol):
         *,
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
+        break_even: tuple[int, Decimal] | None = None,
     ) -> None: ...
 
 
@@ -216,9 +232,10 @@ class Plans(Protocol):
 
 
 class CloseRequests(Protocol):
-    """CLOSE intents waiting behind a working entry of their symbol (they end it early)."""
+    """CLOSE intents waiting behind a working entry of their symbol (they end it early), and
+    whatever else ends working entries (the trading state HALTED, ``risk.gate.HaltAwareCloses``)."""
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
-        """True once a CLOSE of ``symbol`` published after ``stream_id`` is waiting; else after
-        ``timeout_s``, False."""
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
+        """Why the working entry of ``symbol`` (its stream id ``stream_id``) must end now, once a
+        CLOSE published after it is waiting; else, after ``timeout_s``, None."""
         ...

@@ -36,7 +36,7 @@ from quantum_exec.execution.stops.ladder import plan_ladder
 from quantum_exec.ids import client_order_id, tp_level_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, check_protection
+from quantum_exec.rules import SymbolRules, ceil_to_step, check_protection, floor_to_step, trigger_from_pct
 from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
 
 log = get_logger(__name__)
@@ -46,7 +46,7 @@ log = get_logger(__name__)
 class Leg:
     """One protective order: what was asked, and what became of it."""
 
-    kind: Literal["SL", "TP"]
+    kind: Literal["SL", "TP", "TS"]
     order_type: OrderType
     side: OrderSide
     client_algo_id: str
@@ -55,6 +55,8 @@ class Leg:
     order: AlgoOrder | None = None
     error: ExchangeError | IntentRejected | None = None
     level: int | None = None  # a take-profit ladder's level; None: a leg that closes all of it
+    callback_rate: Decimal | None = None  # a trailing stop (TS): its callback, percent
+    activate_price: Decimal | None = None  # and where it activates (None: at once)
     # A closePosition leg's reduce-only size should Binance refuse it (-4130: one closePosition
     # stop and one target per side): what the entry has opened.
     fallback_quantity: Decimal | None = None
@@ -89,6 +91,9 @@ class Leg:
             state=state,
             error=result_error(self.error) if self.error else None,
             level=self.level,
+            callback_pct=self.callback_rate,
+            activation_price=self.activate_price,
+            activated=(self.activate_price is None) if self.callback_rate is not None else None,
         )
 
 
@@ -215,6 +220,9 @@ class Protector:
                     fallback_quantity=fallback,
                 )
             )
+        trailing = trailing_leg(rules, run, price, size, exit_side, long=long)
+        if trailing is not None:
+            legs.append(trailing)
         return legs
 
     async def place(self, symbol: str, legs: list[Leg]) -> None:
@@ -271,6 +279,8 @@ class Protector:
         for leg in legs:
             if leg.kind == "SL":
                 out.stop_loss = leg.to_contract()
+            elif leg.kind == "TS":
+                out.trailing_stop = leg.to_contract()
             else:
                 out.take_profit = leg.to_contract()
                 if leg.level is not None:
@@ -290,6 +300,8 @@ class Protector:
                 leg.trigger_price,
                 leg.client_algo_id,
                 leg.quantity,
+                leg.callback_rate,
+                leg.activate_price,
                 fallback_quantity=leg.fallback_quantity,
             )
         )
@@ -370,6 +382,33 @@ class Protector:
         )
         log.error("position.closed_emergency", intent_id=run.key, symbol=symbol, reasons=reasons)
         return order
+
+
+def trailing_leg(
+    rules: SymbolRules, run: Run, price: Decimal, size: Decimal, exit_side: OrderSide, *, long: bool
+) -> Leg | None:
+    """The intent's native trailing stop: TRAILING_STOP_MARKET of the position's size (Binance takes
+    no closePosition for it), activating at ``activation_price``, ``activation_pct`` from ``price``
+    in the profit direction (rounded to the tick toward later: a long's up), or at once."""
+    spec = run.intent.trailing_stop
+    if spec is None:
+        return None
+    activation = spec.activation_price
+    if activation is None and spec.activation_pct is not None:
+        activation = trigger_from_pct(price, spec.activation_pct, long=long, kind="TP")
+    if activation is not None:
+        tick = rules.tick_size
+        activation = ceil_to_step(activation, tick) if long else floor_to_step(activation, tick)
+    return Leg(
+        "TS",
+        OrderType.TRAILING_STOP_MARKET,
+        exit_side,
+        client_order_id(run.key, "trail"),
+        activation if activation is not None else Decimal(0),
+        size,
+        callback_rate=spec.callback_pct,
+        activate_price=activation,
+    )
 
 
 def _fired(legs: list[Leg]) -> bool:

@@ -81,6 +81,7 @@ class Outcome:
     stop_loss: ProtectiveOrder | None = None
     take_profit: ProtectiveOrder | None = None
     take_profits: list[ProtectiveOrder] | None = None
+    trailing_stop: ProtectiveOrder | None = None
     legs_before: list[ProtectiveOrder] | None = None
     legs_after: list[ProtectiveOrder] | None = None
     protection: ProtectionState = ProtectionState.NOT_REQUESTED
@@ -200,6 +201,7 @@ class Run:
             stop_loss=out.stop_loss,
             take_profit=out.take_profit,
             take_profits=out.take_profits,
+            trailing_stop=out.trailing_stop,
             legs_before=out.legs_before,
             legs_after=out.legs_after,
             protection=out.protection,

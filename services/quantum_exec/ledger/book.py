@@ -29,6 +29,7 @@ import orjson
 from redis.asyncio import Redis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind
+from quantum_exec.account.protection_events import PROTECTION_EVENT_TYPE
 from quantum_exec.account.store import AccountStore
 from quantum_exec.aio import cancel_task
 from quantum_exec.contracts.codec import dumps, payload_value
@@ -38,6 +39,7 @@ from quantum_exec.ledger.query import TradeQuery
 from quantum_exec.ledger.trades import Ledger, Trade, covers, trade_from_json, trade_to_json, with_funding
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
@@ -82,6 +84,7 @@ class LedgerBook:
         prefix = settings.key_prefix
         self._redis = redis
         self._store = store
+        self._outage = OutageLog(log, "ledger.redis_down")
         self._is_leader = is_leader
         self._funding_seen_ms = funding_seen_ms
         self._reader = None if funding is None else FundingReader(funding)
@@ -156,10 +159,11 @@ class LedgerBook:
                 if self._ledger is None:
                     await self._load()
                 await self._step()
+                self._outage.ok()
             except asyncio.CancelledError:
                 raise
             except REDIS_DOWN as exc:
-                log.warning("ledger.redis_down", error=str(exc))
+                self._outage.failed(error=str(exc))
                 self._ledger = None
                 await asyncio.sleep(_IDLE_S)
             except Exception:
@@ -312,6 +316,9 @@ class LedgerBook:
 
 
 def _event_of(fields: Any) -> PositionEvent | None:
+    kind = fields.get(b"event_type", fields.get("event_type"))
+    if kind in (PROTECTION_EVENT_TYPE, PROTECTION_EVENT_TYPE.encode()):
+        return None  # a protection change, not a fill: nothing to book
     raw = payload_value(fields)
     if raw is None:
         return None

@@ -70,8 +70,8 @@ def format_trades(trades: Iterable[Trade]) -> str:
             t.symbol,
             t.side,
             _num(t.max_quantity),
-            _num(t.entry_price.quantize(Decimal("0.0001")) if t.entry_price else t.entry_price),
-            _num(t.exit_price.quantize(Decimal("0.0001")) if t.exit_price is not None else None),
+            _num(t.entry_price),  # exact, as the exchange booked them (0.15997 stays 0.15997)
+            _num(t.exit_price),
             t.exit_reason or "-",
             _num(t.net_pnl),
             _duration(t.duration_s),
@@ -82,12 +82,19 @@ def format_trades(trades: Iterable[Trade]) -> str:
     return render_table(TRADE_COLUMNS, rows) if rows else "no trades"
 
 
+def percent(rate: Any, trades: Any) -> str:
+    """A win rate as people read it (0.625 -> ``62.5 %``); ``-`` when no trade makes it defined."""
+    if rate is None or not int(trades or 0):
+        return "-"
+    return f"{fmt(Decimal(rate) * 100)} %"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """The headline figures, then one line per symbol."""
+    """The headline figures, then one line per symbol; ``-`` for a ratio no trade defines."""
     s = summary
     lines = [
         f"trades {s['total_trades']}  won {s['winning_trades']}  lost {s['losing_trades']}  "
-        f"win rate {_num(s['win_rate'])}",
+        f"win rate {percent(s['win_rate'], s['total_trades'])}",
         f"net pnl {_num(s['net_pnl'])}  (gross {_num(s['gross_pnl'])}, commission {_num(s['commission'])}, "
         f"funding {_num(s['funding'])})",
         f"profit factor {_num(s['profit_factor'])}  expectancy {_num(s['expectancy'])}  "
@@ -96,7 +103,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     by_symbol = s.get("by_symbol") or {}
     if by_symbol:
         rows = [
-            (name, str(g["total_trades"]), _num(g["win_rate"]), _num(g["net_pnl"]), _num(g["max_drawdown"]))
+            (
+                name,
+                str(g["total_trades"]),
+                percent(g["win_rate"], g["total_trades"]),
+                _num(g["net_pnl"]),
+                _num(g["max_drawdown"]),
+            )
             for name, g in by_symbol.items()
         ]
         lines += ["", render_table(("symbol", "trades", "win rate", "net pnl", "max drawdown"), rows)]

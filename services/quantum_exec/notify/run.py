@@ -16,9 +16,11 @@ from quantum_exec.settings import Settings
 
 
 def build_sidecar(settings: Settings, config: NotifyConfig, redis: Redis) -> NoticeSidecar:
-    """The sidecar on ``redis``, reading the local service's /metrics for the user stream."""
-    token = settings.metrics_token or settings.api_token
-    reader = metrics_reader(local_url(settings), token.get_secret_value() if token else None)
+    """The sidecar on ``redis``, reading the local service's /metrics for the user stream.
+
+    Without a token: the series it reads is served to any scrape, and whatever listens on that
+    local port (another user's process while the service is down) would get the token sent."""
+    reader = metrics_reader(local_url(settings))
     return NoticeSidecar(redis, settings, config, read_connected=reader)
 
 

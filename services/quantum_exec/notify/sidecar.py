@@ -239,17 +239,17 @@ class NoticeSidecar:
         return list(newest.values())
 
 
-def metrics_reader(url: str, token: str | None) -> ReadConnected:
-    """Reads ``quantum_exec_user_stream_connected`` from the service's ``/metrics``; None when
-    the service does not answer or does not follow the user stream."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def metrics_reader(url: str) -> ReadConnected:
+    """Reads ``quantum_exec_user_stream_connected`` from the service's ``/metrics`` (a public
+    series: no credentials are sent); None when the service does not answer or does not follow
+    the user stream."""
 
     async def read() -> bool | None:
         try:
             timeout = aiohttp.ClientTimeout(total=5)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url + "/metrics", headers=headers) as response,
+                session.get(url + "/metrics") as response,
             ):
                 if response.status != 200:
                     return None

@@ -38,9 +38,10 @@ from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 
-ReadinessCheck = Callable[[], Awaitable[bool | None]]
+ReadinessCheck = Callable[[], Awaitable[bool | str | None]]
+"""An async callable: returns ``None``/``True`` when ready; ``False``, a string saying why, or an
+exception means not ready."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-"""An async callable: returns ``None``/``True`` when ready; ``False`` or an exception means not ready."""
 
 CHECK_TIMEOUT_S = 2.0
 READINESS_INTERVAL_S = 1.0
@@ -76,6 +77,8 @@ async def _run_check(name: str, check: ReadinessCheck, timeout_s: float) -> Chec
         # The body is served over HTTP: short, and scrubbed of anything a URL or message may carry.
         error = redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR_CHARS]
         return CheckResult(name, False, error, time.monotonic() - start)
+    if isinstance(outcome, str):
+        return CheckResult(name, False, redact(outcome)[:_MAX_ERROR_CHARS], time.monotonic() - start)
     if outcome is False:
         return CheckResult(name, False, "check returned false", time.monotonic() - start)
     return CheckResult(name, True, None, time.monotonic() - start)
@@ -149,6 +152,7 @@ class MetricsServer:
         self._scrapes = AddressBuckets(SCRAPE_BURST, 1.0 / SCRAPES_PER_S)
         self._readiness_interval_s = readiness_interval_s
         self._results: list[CheckResult] = []
+        self._was_ready = False
         self._timer: asyncio.Task[None] | None = None
         self._max_connections = max_connections
         self._head_timeout_s = head_timeout_s
@@ -261,7 +265,9 @@ class MetricsServer:
         )
         failing = {r.name: r.error for r in results if not r.ok}
         if failing and failing.keys() != {r.name for r in self._results if not r.ok}:
-            log.warning("health.not_ready", failing=failing)
+            # Not ready while starting is expected (DEBUG: /readyz says why); once ready, losing it is news.
+            (log.warning if self._was_ready else log.debug)("health.not_ready", failing=failing)
+        self._was_ready = self._was_ready or not failing
         self._results = results
         for result in results:
             metrics.READINESS_CHECK.labels(check=result.name).set(1 if result.ok else 0)
@@ -324,6 +330,33 @@ def local_url(settings: Settings) -> str:
 def check_url(settings: Settings) -> str:
     """Where ``quantum-exec check`` looks: ``/readyz`` on this host's metrics port."""
     return local_url(settings) + "/readyz"
+
+
+async def readiness_report(settings: Settings, *, timeout_s: float = CLIENT_TIMEOUT_S) -> tuple[bool, str]:
+    """(ready, the lines to print): one on success, one per failing check (or why none answers)."""
+    if settings.metrics_port == 0:
+        return False, "QUANTUM_METRICS_PORT=0 has no fixed port to ask: set the port the service listens on"
+    url = check_url(settings)
+    try:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            status, raw = response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return (
+            False,
+            f"not ready: nothing answers at {url} ({type(exc).__name__}); is quantum-exec serve running?",
+        )
+    try:
+        body = orjson.loads(raw)
+        checks = body["checks"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False, f"not ready: {url} answered {status} with a body that is not /readyz's"
+    if status == 200:
+        return True, f"ready: {url} ({', '.join(sorted(checks))} ok)"
+    failing = [
+        f"not ready: {name}: {c.get('error')}" for name, c in sorted(checks.items()) if not c.get("ok")
+    ]
+    return False, "\n".join(failing or [f"not ready: {url} answered {status}"])
 
 
 async def check(settings: Settings, *, timeout_s: float = CLIENT_TIMEOUT_S) -> bool:

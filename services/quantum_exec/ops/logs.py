@@ -267,9 +267,19 @@ class JsonFormatter(logging.Formatter):
 
 def _text_value(value: Any) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value, default=_json_default).decode()
-    if text == "" or any(c.isspace() or c in '"=' for c in text):
-        return orjson.dumps(text).decode()
+    if text == "" or any(c.isspace() or c in '"=' or not c.isprintable() for c in text):
+        # orjson escapes the C0 controls only: DEL, C1 (an 8-bit ESC [), line separators and
+        # invisible characters a sender put in a logged value would reach the terminal as they are.
+        return "".join(c if c.isprintable() else _json_escape(c) for c in orjson.dumps(text).decode())
     return text
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 class TextFormatter(logging.Formatter):

@@ -44,6 +44,10 @@ class ControlApi:
         self._hosts = settings.control_hosts
         self._governor = governor
 
+    def attach(self, governor: Governor | None) -> None:
+        """The governor, once started (the routes are served from the start, 503 meanwhile)."""
+        self._governor = governor
+
     def routes(self) -> dict[str, Any]:
         return {"/api/control": self.show}
 
@@ -75,9 +79,13 @@ class ControlApi:
         return None
 
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return json_error(413, f"the body is over {MAX_BODY} bytes")
+        # To its end: read(n) returns what has arrived so far, which is half a body when it comes
+        # in two TCP segments (and a halt refused as "not JSON").
+        raw = b""
+        while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return json_error(413, f"the body is over {MAX_BODY} bytes")
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

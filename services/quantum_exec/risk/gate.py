@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -23,6 +23,7 @@ from quantum_exec.risk.limits import Holding, Limits, check_entry
 from quantum_exec.risk.rounds import OWN_PREFIX
 from quantum_exec.risk.states import RiskState, TradingState, admits
 from quantum_exec.risk.store import RiskStore
+from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
@@ -71,7 +72,11 @@ class RiskGate:
         leverage: int,
     ) -> None:
         """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers."""
-        state = await self.refresh()
+        try:
+            state = await self.refresh()
+        except REDIS_DOWN as exc:
+            # Nothing was sent: the intent stays pending and is tried again once Redis answers.
+            raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
         # The governor's own reductions (liquidation distance) run in every state; reduce-only,
         # they can only lower exposure, whoever sends one under that id.
         own = intent.reduce_only and (intent.intent_id or "").startswith(OWN_PREFIX)
@@ -130,6 +135,9 @@ class RiskGate:
         return {"state": self.state.to_json(), "limits": self.limits.to_json()}
 
 
+HALTED_ENDS: Final = "trading is HALTED"
+
+
 class HaltAwareCloses:
     """The CLOSE signals the working entries wait on, and HALTED as one more reason to end them."""
 
@@ -137,9 +145,9 @@ class HaltAwareCloses:
         self._inner = inner
         self._gate = gate
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
         if self._gate.state.state is TradingState.HALTED:
-            return True
+            return HALTED_ENDS
         if self._inner is None:
-            return False
+            return None
         return await self._inner.wait(symbol, stream_id, timeout_s)

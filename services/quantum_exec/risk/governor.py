@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from quantum_exec.aio import cancel_task
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.ops.outage import OutageLog
 from quantum_exec.risk.flatten import Flattener
 from quantum_exec.risk.gate import HaltAwareCloses, RiskGate
 from quantum_exec.risk.limits import Limits
@@ -54,6 +55,8 @@ class Governor:
     ) -> None:
         self.store = store
         self.gate = gate
+        # Redis down: one line when it starts, one a minute, one when it ends (not one per tick).
+        self._outage = OutageLog(log, "risk.redis_down")
         self._flattener = flattener
         self._fence = fence
         self._watch = watch
@@ -88,8 +91,9 @@ class Governor:
         while True:
             try:
                 await self.tick()
+                self._outage.ok()
             except REDIS_DOWN as exc:
-                log.warning("risk.redis_down", error=str(exc))
+                self._outage.failed(error=str(exc))
             except Exception:
                 log.exception("risk.tick_failed")
             await asyncio.sleep(TICK_S)

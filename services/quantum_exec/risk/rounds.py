@@ -18,6 +18,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from quantum_exec.contracts.codec import INTENT_EVENT_TYPE, dumps, isoformat
+from quantum_exec.ids import GOVERNOR_INTENT_PREFIX
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.store import Fence, RiskStore
 from quantum_exec.settings import Settings
@@ -26,7 +27,7 @@ from quantum_exec.stream.store import Keys
 log = get_logger(__name__)
 
 SOURCE: Final = "quantum-exec-risk"
-OWN_PREFIX: Final = "risk-"
+OWN_PREFIX: Final = GOVERNOR_INTENT_PREFIX
 # What a round publishes: its intent's payload (without id and time) and its event's fields.
 Make = Callable[[int], tuple[dict[str, Any], dict[str, Any]]]
 

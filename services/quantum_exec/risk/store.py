@@ -22,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 
 from quantum_exec.contracts.codec import dumps, isoformat
+from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.states import Request, RiskState, TransitionRefused, plan
 from quantum_exec.settings import Settings
@@ -136,6 +137,7 @@ class RiskStore:
                 "time": isoformat(now),
             }
             if await self._apply(current.seq, after.to_fields(), payload, now, fence):
+                metrics.RISK_TRANSITIONS.labels(state=after.state.value).inc()
                 log.warning(
                     "risk.transition",
                     seq=after.seq,

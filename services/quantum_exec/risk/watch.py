@@ -11,7 +11,9 @@ peak, the distance of each position to its liquidation price (issue #28).
   day); ``max_drawdown_pct`` or more: the same action as the daily loss.
 * **Liquidation distance**: a position whose mark is within ``min_liq_distance_pct`` of its
   liquidation price is reduced by half with a reduce-only intent of the governor's own
-  (:mod:`.rounds`, ``risk-liq<day>-<SYMBOL>-<n>``), again after each one is done, until it is not.
+  (:mod:`.rounds`, ``risk-liq<day>-<SYMBOL>-<n>``), again after each one is done, until it is not;
+  from the third round on, what is left is closed (an isolated position's liquidation price does
+  not move as it shrinks).
 
 Each check also sets how much of its limit is used (``quantum_exec_risk_limit_use_ratio``).
 """
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 HUNDRED: Final = Decimal(100)
 _DAY_TTL_S: Final = 3 * 86_400
 MAX_LIQ_ROUNDS: Final = 20
+HALVINGS: Final = 2
 ACTION: Final = {
     DailyLossAction.REDUCE: TradingState.REDUCING,
     DailyLossAction.HALT: TradingState.HALTED,
@@ -215,16 +218,24 @@ class Watch:
         symbol, amount = position.symbol, position.amount
 
         def make(round_: int) -> tuple[dict[str, Any], dict[str, Any]]:
-            payload = {
+            why = f"liquidation distance {distance:.4f} % below {minimum} %"
+            payload: dict[str, Any] = {
                 "side": "SELL" if amount > 0 else "BUY",
                 "quantity": str(abs(amount) / 2),
                 "reduce_only": True,
-                "reason": f"liquidation distance {distance:.4f} % below {minimum} %",
+                "reason": why,
             }
+            if position.leverage is not None:
+                payload["leverage"] = position.leverage  # as set: a reduction changes no setting
+            if round_ > HALVINGS:
+                # An isolated position's liquidation price does not move as it shrinks: after
+                # two halvings what is left is closed.
+                payload = {"side": "CLOSE", "reason": why}
             event = {
                 "kind": "liquidation_reduce",
                 "reason": f"{symbol}: mark {position.mark_price} within {minimum} % of its liquidation "
-                f"price {position.liquidation_price}: reduced by half (reduce-only)",
+                f"price {position.liquidation_price}: "
+                + ("reduced by half (reduce-only)" if round_ <= HALVINGS else "closed"),
                 "limit": "min_liq_distance_pct",
                 "numbers": {
                     "position_amount": amount,

@@ -35,7 +35,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, busy, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -44,6 +44,8 @@ from quantum_exec.stream.runner import Handler, IntentRunner
 from quantum_exec.stream.store import Store
 
 log = get_logger(__name__)
+# How often the drain looks again at what is still executing (a parked entry frees it at once).
+_DRAIN_POLL_S = 0.2
 
 ProgressHook = Callable[[], None]
 
@@ -87,6 +89,8 @@ class IntentConsumer:
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._space = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Set by a second stop signal: cancel what is in flight now instead of after the grace.
+        self._hurry = asyncio.Event()
         self._group_ready = False
         # After a crash loop, the attempt that decides whether an intent is poison runs alone.
         self._recovery = RecoveryGate()
@@ -94,7 +98,9 @@ class IntentConsumer:
         self._link = link or RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
         self._order = SymbolOrder(redis, self.keys, self._link)
-        self._leases = Leases(self.store, settings, self._link, self._stopping)
+        self._leases = Leases(
+            self.store, settings, self._link, self._stopping, other_symbols=self._older_of_other_symbols
+        )
         self._answers = Answers(redis, self.store, settings, self._link)
         self._claims = Claims(
             redis,
@@ -173,7 +179,7 @@ class IntentConsumer:
             queue.wakeup.set()
         pending = self._work()
         if pending:
-            _done, late = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
+            late = await self._drain(pending)
             self.drained = not late
             if late:
                 log.warning("consumer.shutdown_cancelled", tasks=sorted(t.get_name() for t in late))
@@ -185,6 +191,44 @@ class IntentConsumer:
         await cancel_task(self._maintainer)
         await self._claims.hand_over(sorted(self._held))
         log.info("consumer.stopped", left_pending=len(self._held))
+
+    def hurry(self) -> None:
+        """Stop waiting for in-flight intents: they are cancelled and resumed after a restart."""
+        self._hurry.set()
+
+    async def _drain(self, pending: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+        """Wait for the intents executing, within the grace, unless :meth:`hurry` is called; a
+        parked entry (a LIMIT or STOP resting on the exchange) cannot finish by waiting and is
+        not waited for: its order stays and is resumed after the restart. The tasks still running."""
+        executing = sorted(_named(k, e) for k, e in self._held.items() if e.started and not e.parked)
+        resting = sorted(_named(k, e) for k, e in self._held.items() if e.parked)
+        log.info(
+            "consumer.draining",
+            executing=executing,
+            resting=resting,
+            grace_s=self.settings.shutdown_grace_s,
+            detail="waiting for the executing intents; a second SIGTERM/SIGINT stops at once; "
+            "resting orders stay on the exchange and are resumed after a restart",
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
+        hurry = asyncio.create_task(self._hurry.wait())
+        try:
+            while pending and not self._hurry.is_set():
+                if self._held and all(e.parked for e in self._held.values()):
+                    break  # only resting entries left: waiting would drain nothing
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                _done, pending = await asyncio.wait(
+                    pending | {hurry},
+                    timeout=min(remaining, _DRAIN_POLL_S),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending.discard(hurry)
+        finally:
+            hurry.cancel()
+        return {t for t in pending if not t.done()}
 
     def _work(self) -> set[asyncio.Task[Any]]:
         work = set(self._tasks)
@@ -335,6 +379,16 @@ class IntentConsumer:
         finally:
             self._forget(entry)
 
+    def _older_of_other_symbols(self, entry: Entry, symbol: str) -> list[str]:
+        """The entries this consumer holds that are older than ``entry`` and of another symbol
+        (it read them, so their symbols are known): the lead-in's order check passes over them."""
+        before = id_order(entry.stream_id)
+        return [
+            stream_id
+            for stream_id, held in self._held.items()
+            if held.intent is not None and held.intent.symbol != symbol and id_order(stream_id) < before
+        ]
+
     def _forget(self, entry: Entry) -> None:
         self._held.pop(entry.stream_id, None)
         self._space.set()
@@ -344,6 +398,12 @@ class IntentConsumer:
         entry.parked = True
         free()
         self._space.set()
+        log.info(
+            "intent.working",
+            stream_id=entry.stream_id,
+            intent_id=_named(entry.stream_id, entry),
+            detail="waiting for the market (a LIMIT resting, a STOP armed, a TWAP between slices)",
+        )
 
     # valid intents: one worker per symbol
 
@@ -382,6 +442,11 @@ class IntentConsumer:
             queue.worker = None
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
+
+
+def _named(stream_id: str, entry: Entry) -> str:
+    """How an operator knows the entry: its intent_id, else its stream id (the idempotency key)."""
+    return (entry.intent.intent_id if entry.intent is not None else None) or stream_id
 
 
 def _once(release: Release) -> Release:

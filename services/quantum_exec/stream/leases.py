@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 
 from quantum_exec.backoff import Backoff
 from quantum_exec.exchange.fencing import OwnershipCheck
@@ -35,8 +36,19 @@ ACQUIRE_POLL = Backoff(base_s=0.02, cap_s=0.5)
 class Leases:
     """Takes, keeps and checks per-symbol leases for this consumer (``owner``)."""
 
-    def __init__(self, store: Store, settings: Settings, link: RedisLink, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        link: RedisLink,
+        stopping: asyncio.Event,
+        *,
+        other_symbols: Callable[[Entry, str], Sequence[str]] | None = None,
+    ) -> None:
         self._store = store
+        # Older entries known (read by this consumer) to be of another symbol than the entry's:
+        # the order check passes over them instead of answering Older for the caller to sort out.
+        self._other_symbols = other_symbols
         self._owner = settings.consumer_name
         self._renew_every_s = settings.lease_ttl_ms / 3000
         self._link = link
@@ -63,6 +75,11 @@ class Leases:
                     intent_hash,
                     received_at=entry.received_at,
                     order_check=not entry.order_checked,
+                    other_symbols=(
+                        self._other_symbols(entry, symbol)
+                        if self._other_symbols is not None and not entry.order_checked
+                        else ()
+                    ),
                 )
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "lease")

@@ -26,7 +26,7 @@ from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.entries import Entry, dead_letter_fields
 from quantum_exec.stream.leases import Leases
-from quantum_exec.stream.link import RedisLink
+from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.recovery import RecoveryGate, attempt_of, deciding, record_lost_by
 from quantum_exec.stream.store import LOOKUP_BEGAN, REPAIR_BEGAN, BeginState, Begun, Lease, Older, Store
 
@@ -211,6 +211,11 @@ class IntentRunner:
         parked = parking.set_release(release)
         try:
             return await self._handler(intent, entry.stream_id, entry.received_at, attempt=attempt)
+        except (fencing.OwnershipLost, *REDIS_DOWN) as exc:
+            # Expected in an outage (a lease that could not be renewed) or a takeover: no
+            # traceback; the entry stays pending and is resumed by whoever owns it next.
+            log.warning("intent.left_pending", stream_id=entry.stream_id, intent_id=key, error=str(exc))
+            return None
         except Exception as exc:
             # An unknown outcome or a bug: leave the entry pending; it is claimed again after
             # claim_idle_ms (or re-read at the next start) and resumed by client-id lookups.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from redis.asyncio import Redis
 
@@ -64,6 +64,9 @@ class RedisPlans:
             ) from exc
 
 
+CLOSE_WAITING: Final = "a CLOSE of the symbol is waiting"
+
+
 class CloseSignals:
     """CLOSEs announced per symbol (see the module docstring)."""
 
@@ -87,10 +90,11 @@ class CloseSignals:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> bool:
-        """True once a CLOSE of ``symbol`` newer than ``stream_id`` is waiting (here or elsewhere)."""
+    async def wait(self, symbol: str, stream_id: str | None, timeout_s: float) -> str | None:
+        """``CLOSE_WAITING`` once a CLOSE of ``symbol`` newer than ``stream_id`` is waiting (here
+        or elsewhere), else None."""
         if self._newer(self._newest.get(symbol), stream_id):
-            return True
+            return CLOSE_WAITING
         try:
             # One try: the caller asks again on its next poll (a working entry polls the exchange
             # too and must not stall on Redis).
@@ -100,13 +104,13 @@ class CloseSignals:
         except REDIS_DOWN:
             remote = None  # the local signal still works; another instance's waits for the entry
         if remote is not None and self._newer(text(remote), stream_id):
-            return True
+            return CLOSE_WAITING
         if timeout_s > 0:
             event = self._events.setdefault(symbol, asyncio.Event())
             event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout_s)
-        return self._newer(self._newest.get(symbol), stream_id)
+        return CLOSE_WAITING if self._newer(self._newest.get(symbol), stream_id) else None
 
     async def _publish(self, symbol: str, stream_id: str) -> None:
         try:

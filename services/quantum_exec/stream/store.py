@@ -25,7 +25,7 @@ the second run finds the record ``done`` and only acknowledges.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -176,17 +176,27 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 # order), so once none of them is of this symbol the check may be skipped.
 # ARGV[5] is the hash of the normalized intent: the same key with another payload is a conflict.
 # ARGV[8] is when this attempt's entry was read (epoch ms), kept from the first attempt on.
+# ARGV[9..] are older entries the caller knows to be of other symbols (it read them): they do not
+# count, so a burst over many symbols passes the check the first time. The Older reply is then
+# {-1, 1 when the page was full (the caller pages itself), the other ids...}.
 # Reply: {token, state, attempts, fenced_at ms, repair flag, now ms, first received ms}; state 0
 # done, 1 first attempt
 # (it counts as attempt 1 and its lease confirmation is its fence time), 2 resumed (an earlier
 # attempt began: it counts only when it sends an order, see _FENCE), 3 intent id conflict.
 _ORDER_CHECK = """
 if ARGV[6] ~= '' then
-  local older = redis.call('XPENDING', KEYS[4], ARGV[6], '-', '(' .. ARGV[3], tonumber(ARGV[7]))
+  local page = tonumber(ARGV[7])
+  local older = redis.call('XPENDING', KEYS[4], ARGV[6], '-', '(' .. ARGV[3], page)
   if #older > 0 then
-    local reply = {-1}
-    for _, row in ipairs(older) do reply[#reply + 1] = row[1] end
-    return reply
+    local other = {}
+    for i = 9, #ARGV do other[ARGV[i]] = true end
+    local full = 0
+    if #older >= page then full = 1 end
+    local reply = {-1, full}
+    for _, row in ipairs(older) do
+      if not other[row[1]] then reply[#reply + 1] = row[1] end
+    end
+    if #reply > 2 or full == 1 then return reply end
   end
 end
 """
@@ -341,6 +351,7 @@ class Store:
         *,
         received_at: datetime | None = None,
         order_check: bool = True,
+        other_symbols: Sequence[str] = (),
     ) -> tuple[Lease, Begun] | Older | None:
         """Check the order, take the symbol's lease and mark the intent in flight under it, atomically.
 
@@ -348,7 +359,8 @@ class Store:
         sorts out whether one is of this symbol); None when another owner holds the lease;
         ``received_at`` (when the entry was read, now by default) is kept as the first attempt's;
         otherwise the lease and what the record says (done, new, resumed with its attempt count
-        and last fence time, or an id conflict).
+        and last fence time, or an id conflict). ``other_symbols``: older entries known to be of
+        other symbols, which the order check passes over.
         """
         reply = await self._acquire_and_begin(
             keys=[
@@ -366,13 +378,14 @@ class Store:
                 self.keys.consumer_group if order_check else "",
                 ORDER_CHECK_PAGE,
                 int((received_at or datetime.now(UTC)).timestamp() * 1000),
+                *(other_symbols if order_check else ()),
             ],
         )
         if reply is None:
             return None
         if int(reply[0]) == -1:
-            ids = [_text(v) for v in reply[1:]]
-            return Older(ids, complete=len(ids) < ORDER_CHECK_PAGE)
+            ids = [_text(v) for v in reply[2:]]
+            return Older(ids, complete=not int(reply[1]))
         token, state, attempts, fenced_at, repair, now_ms, received_ms = (int(v) for v in reply)
         begun = Begun(
             (BeginState.DONE, BeginState.NEW, BeginState.RESUMED, BeginState.CONFLICT)[state],

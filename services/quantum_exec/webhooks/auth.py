@@ -27,12 +27,16 @@ SIGNATURE_HEADER: Final = "X-Quantum-Signature"
 class Refusal(Exception):
     """The request is refused with ``status``; ``reason`` is safe to show (never a secret)."""
 
-    def __init__(self, status: int, code: str, reason: str, *, retry_after_s: int | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, reason: str, *, retry_after_s: int | None = None, close: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.reason = reason
         self.retry_after_s = retry_after_s
+        # The body was not read to its end: the connection cannot carry another request.
+        self.close = close
 
 
 def unauthenticated(reason: str) -> Refusal:
@@ -51,7 +55,8 @@ def check_hmac(source: Source, headers: Mapping[str, str], body: bytes, now_ms: 
     signature = headers.get(SIGNATURE_HEADER, "")
     if not raw_ts or not signature:
         raise unauthenticated(f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required")
-    if not raw_ts.isdigit() or len(raw_ts) > 16:
+    # ASCII first: str.isdigit() is also true for '²' (which int() refuses) and '٣' (which it reads).
+    if not (raw_ts.isascii() and raw_ts.isdigit()) or len(raw_ts) > 16:
         raise unauthenticated(f"{TIMESTAMP_HEADER}: expected Unix milliseconds")
     skew_ms = now_ms - int(raw_ts)
     if abs(skew_ms) > window_ms:

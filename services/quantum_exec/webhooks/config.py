@@ -16,6 +16,9 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 9110
 DEFAULT_REPLAY_WINDOW_S: Final = 60
 DEFAULT_MAX_BODY_BYTES: Final = 16_384
+# From the end of the request head to the end of its body: the listener's head timeout stops
+# there, so without this a body that never comes holds its connection (and 64 hold the port).
+DEFAULT_BODY_TIMEOUT_S: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,7 @@ class GatewayConfig:
     sources: dict[str, Source] = field(default_factory=dict)
     replay_window_s: int = DEFAULT_REPLAY_WINDOW_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     # Peers whose X-Forwarded-For is believed (the TLS proxy in front); nobody's by default.
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -48,6 +52,9 @@ def gateway_config(env: Mapping[str, str]) -> GatewayConfig:
         ),
         max_body_bytes=int_setting(
             env, "QUANTUM_GATEWAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, low=256, high=1 << 20
+        ),
+        body_timeout_s=int_setting(
+            env, "QUANTUM_GATEWAY_BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S, low=1, high=120
         ),
         trusted_proxies=parse_networks("QUANTUM_GATEWAY_TRUSTED_PROXIES", proxies) if proxies else (),
     )

@@ -2,14 +2,16 @@
 
 The checks, in order, each with its status (the body is ``{"error": {"code", "message"}}``):
 
-1. unknown source or a failed authentication: 401 (the same answer, so names cannot be probed);
-   a source address outside ``allow_from``: 403;
-2. a body over ``QUANTUM_GATEWAY_MAX_BODY_BYTES``: 413 (read no further);
+1. unknown source or a failed authentication: 401 (one status; the message says which check
+   failed, so names can be learned: they are not secrets); a source address outside ``allow_from``: 403;
+2. a body over ``QUANTUM_GATEWAY_MAX_BODY_BYTES``: 413 (read no further); a body not complete
+   within ``QUANTUM_GATEWAY_BODY_TIMEOUT_S`` of the head: 408; a client gone mid-body: 400;
 3. HMAC sources: timestamp outside the replay window, bad signature, or a signature already
    used: 401; TradingView sources: the secret (body ``"secret"`` or ``/v1/intents/<source>/<secret>``);
 4. more than the source's ``rate_per_min``: 429 with ``Retry-After``;
 5. the body is not a JSON object: 400 ``INVALID_PAYLOAD``; a field the service would refuse: 422
-   with the service's own reason code and message (the same decoder and validator);
+   with the service's own reason code and message (the same decoder and validator); an
+   ``intent_id`` in the risk governor's namespace (``risk-*``): 422 ``INVALID_FIELD``;
 6. Redis unreachable: 503 with ``Retry-After`` (nothing published);
 7. published: 202 ``{"status": "accepted", "intent_id", "stream_id"}``; an ``intent_id`` already
    taken with the same intent: 200 ``{"status": "duplicate"}``; with another intent: 409.
@@ -20,6 +22,7 @@ intent id; never a body, a header value or a secret.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 import uuid
@@ -27,12 +30,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from quantum_exec.contracts import PayloadError, decode_entry, parse_intent
 from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.ids import GOVERNOR_INTENT_PREFIX
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.webhooks.auth import Refusal, check_hmac, check_secret, unauthenticated
 from quantum_exec.webhooks.config import GatewayConfig
@@ -57,7 +62,10 @@ def client_address(request: web.Request, trusted: tuple[Any, ...]) -> str | None
     peer = request.remote
     if not trusted or not _in(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    # Every X-Forwarded-For line, in order (RFC 9110 5.3: one list): a proxy that adds its own line
+    # (HAProxy's option forwardfor) leaves the client's forged one first.
+    lines = request.headers.getall("X-Forwarded-For", [])
+    hops = [h.strip() for h in ",".join(lines).split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, trusted):
             return hop
@@ -123,6 +131,8 @@ class Gateway:
             response = _json(
                 refusal.status, {"error": {"code": refusal.code, "message": refusal.reason}}, headers
             )
+            if refusal.close:
+                response.force_close()
             log.info(
                 "gateway.refused",
                 source=name[:64],
@@ -167,14 +177,34 @@ class Gateway:
     async def _body(self, request: web.Request) -> bytes:
         cap = self._config.max_body_bytes
         if request.content_length is not None and request.content_length > cap:
-            raise Refusal(413, "BODY_TOO_LARGE", f"body of {request.content_length} bytes, above {cap}")
+            raise Refusal(
+                413, "BODY_TOO_LARGE", f"body of {request.content_length} bytes, above {cap}", close=True
+            )
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.read(8192):
-            size += len(chunk)
-            if size > cap:
-                raise Refusal(413, "BODY_TOO_LARGE", f"body above {cap} bytes")
-            chunks.append(chunk)
+        timeout_s = self._config.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while chunk := await request.content.read(8192):
+                    size += len(chunk)
+                    if size > cap:
+                        raise Refusal(413, "BODY_TOO_LARGE", f"body above {cap} bytes", close=True)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise Refusal(
+                408,
+                "BODY_TIMEOUT",
+                f"body not complete within {timeout_s:g}s ({size} bytes came)",
+                close=True,
+            ) from None
+        except (ConnectionError, ClientPayloadError, HttpProcessingError) as exc:
+            # The client left (or broke its chunked encoding) mid-body: nobody reads the answer.
+            raise Refusal(
+                400,
+                "BODY_INCOMPLETE",
+                f"body cut after {size} bytes ({type(exc).__name__})",
+                close=True,
+            ) from None
         return b"".join(chunks)
 
     async def _check_signature(self, source: Source, request: web.Request, body: bytes) -> None:
@@ -198,6 +228,13 @@ class Gateway:
             intent = parse_intent(payload)  # the service's validation: its reason codes and messages
         except IntentRejected as exc:
             raise Refusal(422, exc.code, exc.message) from None
+        if (intent.intent_id or "").startswith(GOVERNOR_INTENT_PREFIX):
+            # Taken first, the governor's ids would make its flatten's rounds look done.
+            raise Refusal(
+                422,
+                ReasonCode.INVALID_FIELD.value,
+                f"intent_id {intent.intent_id}: {GOVERNOR_INTENT_PREFIX}* ids are the risk governor's own",
+            )
         outcome = await self._intake.publish(payload, intent, source.name)
         status = _STATUS_OF[outcome.status]
         log.info(

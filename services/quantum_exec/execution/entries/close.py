@@ -91,7 +91,7 @@ class Closer:
             else:
                 self._legs.release(taken or [])  # what is left keeps its legs (the OCO resizes them)
                 if left:
-                    await shrink_ladder(self._ctx, rules, symbol, left)  # in proportion
+                    await shrink_ladder(self._ctx, rules, symbol, left, run.key)  # in proportion
         out.order_id = order.order_id
         out.executed_quantity = order.executed_qty
         if order.executed_qty > 0:

@@ -69,7 +69,7 @@ class WorkingEntry:
         limit_s = working_limit_s(self._settings, intent)
         deadline = run.working_deadline(limit_s)
         protected: Order | bool = False
-        ended_by_close = False
+        ended_by: str | None = None
         with run.step("working"):
             while not entry.is_final:
                 # Against an opposite position the first fills only reduce it: legs on the intent's
@@ -91,21 +91,22 @@ class WorkingEntry:
                     entry = await self._end(run, entry, f"expire_after {limit_s:g} s")
                     break
                 closes = self._ctx.closes
-                if closes is not None and await closes.wait(intent.symbol, run.stream_id, 0):
-                    # A CLOSE of the symbol waits behind this entry: end it now, the CLOSE follows.
-                    entry = await self._end(run, entry, "a CLOSE of the symbol is waiting")
-                    ended_by_close = True
+                ended_by = await closes.wait(intent.symbol, run.stream_id, 0) if closes is not None else None
+                if ended_by is not None:
+                    # A CLOSE of the symbol waits behind this entry (or trading is HALTED): end it
+                    # now, the CLOSE follows.
+                    entry = await self._end(run, entry, ended_by)
                     break
                 await self._wait(intent.symbol, entry, min(remaining, POLL_S))
                 found = await self._gateway.get_order(intent.symbol, entry.client_order_id)
                 if found is not None:
                     entry = found
-        if ended_by_close and entry.executed_qty > 0:
+        if ended_by is not None and entry.executed_qty > 0:
             run.error(
                 ReasonCode.ENTRY_ENDED_EARLY,
                 ErrorSource.INTERNAL,
                 f"LIMIT entry {entry.client_order_id} cancelled with {entry.executed_qty} of "
-                f"{entry.orig_qty} filled: a CLOSE of the symbol was waiting",
+                f"{entry.orig_qty} filled: {ended_by}",
             )
         log.info(
             "entry.worked",

@@ -88,6 +88,7 @@ class LegsBesideEntry:
             or intent.stop_loss_pct is not None
             or intent.take_profit_pct is not None
             or intent.take_profits is not None  # a ladder's levels are sized from the fill
+            or intent.trailing_stop is not None  # sized from the fill too (no closePosition)
             or not wants_protection(intent)
             or before is None
             or is_opposite(before, long=long)

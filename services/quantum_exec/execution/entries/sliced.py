@@ -255,8 +255,13 @@ class SlicedOrders:
             remaining = due_at - time.time()
             if remaining > 0:
                 park()  # between slices the schedule only waits: no slot of the consumer's is held
-            if closes is not None and await closes.wait(symbol, run.stream_id, max(0.0, min(remaining, 0.5))):
-                return "a CLOSE of the symbol is waiting"
+            ended_by = (
+                await closes.wait(symbol, run.stream_id, max(0.0, min(remaining, 0.5)))
+                if closes is not None
+                else None
+            )
+            if ended_by is not None:
+                return ended_by
             if remaining <= 0:
                 break
             if closes is None:

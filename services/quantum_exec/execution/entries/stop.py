@@ -225,8 +225,9 @@ class StopEntry:
             if time.monotonic() >= deadline:
                 return f"expire_after {limit_s:g} s", None
             closes = self._ctx.closes
-            if closes is not None and await closes.wait(symbol, run.stream_id, 0):
-                return "a CLOSE of the symbol is waiting", None
+            ended_by = await closes.wait(symbol, run.stream_id, 0) if closes is not None else None
+            if ended_by is not None:
+                return ended_by, None
             left_s = until - time.monotonic()
             if left_s <= 0:
                 return None, None

@@ -31,7 +31,15 @@ from quantum_exec.execution.stops.budget import check_budget
 from quantum_exec.execution.stops.ladder import plan_ladder
 from quantum_exec.ids import client_order_id, tp_level_id, tp_level_of
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, check_protection, fmt, round_trigger, trigger_from_pct
+from quantum_exec.rules import (
+    SymbolRules,
+    ceil_to_step,
+    check_protection,
+    floor_to_step,
+    fmt,
+    round_trigger,
+    trigger_from_pct,
+)
 from quantum_exec.settings import ProtectionMode
 
 log = get_logger(__name__)
@@ -49,6 +57,8 @@ def leg_contract(order: AlgoOrder) -> ProtectiveOrder:
         close_position=order.close_position,
         state=order.status.value,
         level=tp_level_of(order.client_algo_id),
+        callback_pct=order.callback_rate,
+        activation_price=order.activate_price,
     )
 
 
@@ -135,13 +145,48 @@ def plan_set(
                     fallback_quantity=size,
                 )
             )
+    trail = intent.trailing_stop
+    if trail is not None:
+        activation = trail.activation_price
+        if activation is None and trail.activation_pct is not None:
+            activation = trigger_from_pct(entry, trail.activation_pct, long=long, kind="TP")
+        if activation is not None:
+            tick = rules.tick_size
+            activation = ceil_to_step(activation, tick) if long else floor_to_step(activation, tick)
+        trail_id = client_order_id(key, "trail")
+        changed.add(trail_id)
+        new.append(
+            LegOrder(
+                symbol,
+                exit_side,
+                OrderType.TRAILING_STOP_MARKET,
+                activation if activation is not None else Decimal(0),
+                trail_id,
+                size,
+                callback_rate=trail.callback_pct,
+                activate_price=activation,
+            )
+        )
     return new, changed
+
+
+def replaced(armed: Sequence[AlgoOrder], new_ids: set[str], *, trailing: bool) -> list[AlgoOrder]:
+    """The armed legs a MODIFY's new set replaces: all but its own, and a trailing stop only when
+    the MODIFY sets one (placed again it would lose the extreme it tracked)."""
+    return [
+        o
+        for o in armed
+        if o.client_algo_id not in new_ids
+        and (trailing or o.order_type is not OrderType.TRAILING_STOP_MARKET)
+    ]
 
 
 def check_against_mark(rules: SymbolRules, legs: Sequence[LegOrder], *, long: bool, mark: Decimal) -> None:
     """Every trigger the MODIFY asked for on its side of the mark (``SL_TP_WRONG_SIDE`` /
     ``SL_TP_TOO_CLOSE`` with the trigger and the mark): such a leg would fire at once."""
     for leg in legs:
+        if leg.callback_rate is not None:
+            continue  # a trailing stop's activation already crossed is the exchange's -2021
         stop = leg.order_type is OrderType.STOP_MARKET
         try:
             check_protection(
@@ -222,11 +267,27 @@ class Modifier:
                 )
                 out.legs_after = [leg_contract(o) for o in await ctx.legs.open_own(symbol)]
                 return
-            left = await self._cancel_old([o for o in armed if o.client_algo_id not in new_ids])
+            trailing = intent.trailing_stop is not None
+            left = await self._cancel_old(replaced(armed, new_ids, trailing=trailing))
+            if account is not None:
+                after = [p.order for p in placements if p.order is not None]
+                await account.protection_changed(symbol, "modify", run.key, own, after, intent_id=run.key)
         finally:
             if account is not None:
                 account.release_legs(held)
-        out.legs_after = [leg_contract(p.order) for p in placements if p.order is not None]
+        kept = [
+            o
+            for o in armed
+            if o.client_algo_id not in new_ids and o not in replaced(armed, new_ids, trailing=False)
+        ]
+        if intent.trailing_stop is not None:
+            kept = []
+        out.legs_after = [
+            leg_contract(o) for o in [*(p.order for p in placements if p.order is not None), *kept]
+        ]
+        out.trailing_stop = next(
+            (c for c in out.legs_after if c.order_type == OrderType.TRAILING_STOP_MARKET.value), None
+        )
         out.status, out.protection = ResultStatus.FILLED, ProtectionState.PROTECTED
         out.stop_loss = next((c for c in out.legs_after if c.order_type == OrderType.STOP_MARKET.value), None)
         targets = [c for c in out.legs_after if c.order_type == OrderType.TAKE_PROFIT_MARKET.value]

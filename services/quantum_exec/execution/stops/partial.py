@@ -51,15 +51,20 @@ def close_quantity(rules: SymbolRules, intent: TradeIntent, held: Decimal) -> De
     return quantity
 
 
-async def shrink_ladder(ctx: EntryContext, rules: SymbolRules, symbol: str, remaining: Decimal) -> None:
+async def shrink_ladder(
+    ctx: EntryContext, rules: SymbolRules, symbol: str, remaining: Decimal, change_id: str
+) -> None:
     """Replace our ladder levels on ``symbol`` by ones sized for ``remaining`` in proportion; a level
     that merged away is cancelled once the others are armed. Failures are logged: the old levels
     stay (reduce-only, they never close more than is there)."""
     own = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
+    account = ctx.account
     levels = sorted(
         ((lvl, o) for o in own if (lvl := tp_level_of(o.client_algo_id)) is not None), key=lambda p: p[0]
     )
     if not levels:
+        if account is not None:
+            await account.protection_changed(symbol, "partial_close", change_id, own, None)
         return
     by_level = {lvl: o for lvl, o in levels}
     target = {
@@ -67,7 +72,6 @@ async def shrink_ladder(ctx: EntryContext, rules: SymbolRules, symbol: str, rema
         for r in shrink([Rung(lvl, o.trigger_price, o.quantity) for lvl, o in levels], remaining, rules)
     }
     ids = [o.client_algo_id for _, o in levels] + [replacement_of(o.client_algo_id) for _, o in levels]
-    account = ctx.account
     if account is not None:
         account.hold_legs(ids)
     try:
@@ -95,3 +99,6 @@ async def shrink_ladder(ctx: EntryContext, rules: SymbolRules, symbol: str, rema
     finally:
         if account is not None:
             account.release_legs(ids)
+    if account is not None:
+        after = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
+        await account.protection_changed(symbol, "partial_close", change_id, own, after)

@@ -8,14 +8,16 @@ from typing import Final
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
 
-# Fields the contract accepts and the executor does not act on yet.
-NOT_YET: Final[tuple[str, ...]] = ("break_even_after", "trailing_stop")
+# Fields the contract accepts on a MODIFY and the executor does not act on there yet.
+NOT_YET_ON_MODIFY: Final[tuple[str, ...]] = ("break_even_after",)
 
 
 def refuse_unsupported(intent: TradeIntent) -> None:
     """Raise :class:`IntentRejected` when ``intent`` needs a capability not built yet."""
-    for name in NOT_YET:
+    if intent.side.value != "MODIFY":
+        return
+    for name in NOT_YET_ON_MODIFY:
         if getattr(intent, name) is not None:
             raise IntentRejected(
-                ReasonCode.INVALID_FIELD, f"{name}: not executed by this version of quantum-exec"
+                ReasonCode.INVALID_FIELD, f"{name}: on a MODIFY, not executed by this version of quantum-exec"
             )
