@@ -264,7 +264,11 @@ class UserStream:
                 if not pending:
                     break
                 if wait_s > 0 and not batch:
-                    await asyncio.sleep(wait_s)
+                    # Until the head is due or a newer event arrives: one due sooner (another type,
+                    # not held by the reorder fault) must not wait behind a held one.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait_s)
+                    self._wake.clear()
 
     def _write(self, batch: list[tuple[str | None, dict[str, Any]]]) -> None:
         if not self.connections:

@@ -346,3 +346,24 @@ def test_pushed_update_older_than_a_fill_is_not_drift() -> None:
     feed(state, update)
     feed(state, fill_message(qty="25", time_ms=1564745798999))
     assert state.drifted_symbols() == []
+
+
+def test_the_view_knows_an_algo_id_open_or_final_and_no_other() -> None:
+    """knows_algo_id (indexed, not a scan): open, final, replaced under the same client id, merged
+    from REST, and unknown ids."""
+    state = fresh()
+    feed(state, algo_message(client_algo_id=SL, status="NEW", algo_id=11, time_ms=1))
+    feed(state, algo_message(client_algo_id=TP, status="NEW", algo_id=12, time_ms=1))
+    assert state.knows_algo_id(11) and state.knows_algo_id(12)
+    assert not state.knows_algo_id(13)
+    feed(state, algo_message(client_algo_id=SL, status="CANCELED", algo_id=11, time_ms=2))
+    assert state.knows_algo_id(11)  # recently final
+    # A new leg under the same client id (ids are unique among open orders only): both are known,
+    # the new one open, the old one recently final.
+    feed(state, algo_message(client_algo_id=SL, status="NEW", algo_id=14, time_ms=3))
+    assert state.knows_algo_id(14) and state.knows_algo_id(11)
+    # Once the new leg ends too, the final one held under the client id is the new one.
+    feed(state, algo_message(client_algo_id=SL, status="CANCELED", algo_id=14, time_ms=4))
+    assert state.knows_algo_id(14) and not state.knows_algo_id(11)
+    state.resync([], [rest_algo("web_y")])  # REST snapshot: algoId 5
+    assert state.knows_algo_id(5)

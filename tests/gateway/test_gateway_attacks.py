@@ -218,11 +218,13 @@ async def test_a_client_gone_mid_body_is_one_info_line_not_a_traceback(
 
 
 async def test_a_producer_cannot_take_the_risk_governors_flatten_ids(desk: Desk) -> None:
-    """The governor's flatten publishes CLOSEs under ids anyone can predict (``risk-f1-BTCUSDT-1``
-    for the first flatten, rounds 1-5) and counts a round done when that id's result is out. A
-    producer holding a gateway secret (a leaked TradingView alert) could publish those ids first:
-    the operator's halt --flatten then found its rounds "done" and left the position open. The
-    gateway refuses the governor's namespace, and the flatten closes the position."""
+    """The governor's flatten used to publish CLOSEs under ids anyone could predict
+    (``risk-f1-BTCUSDT-1`` for the first flatten, rounds 1-5) and count a round done when that id's
+    result was out. A producer holding a gateway secret (a leaked TradingView alert) could publish
+    those ids first: the operator's halt --flatten then found its rounds "done" and left the
+    position open. The gateway refuses the governor's namespace (the governor's own defence, for
+    producers appending to the stream directly, is tests/risk/test_flatten_ids.py), and the flatten
+    closes the position."""
     settings = desk.settings(
         metrics_port=0,
         metrics_host="127.0.0.1",
@@ -261,4 +263,7 @@ async def test_a_producer_cannot_take_the_risk_governors_flatten_ids(desk: Desk)
         assert response.status == 200, await response.text()
     # The exchange's own record: flat.
     await wait_for(lambda: position_amount(desk.sim, "BTCUSDT") == 0, 30, "the flatten to close BTCUSDT")
-    assert (await desk.result("risk-f1-BTCUSDT-1")).status is ResultStatus.FILLED
+    rows = await desk.redis.xrange(settings.risk_stream)
+    closes = [json.loads(f[b"payload"]) for _sid, f in rows]
+    close_id = next(e["intent_id"] for e in closes if e["kind"] == "flatten_close")
+    assert (await desk.result(close_id)).status is ResultStatus.FILLED

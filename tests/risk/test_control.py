@@ -117,8 +117,15 @@ async def test_cli_halt_flatten_closes_everything_and_cancels_our_legs(
         ("BTCUSDT", "SELL", Decimal("0.010")),
         ("ETHUSDT", "BUY", Decimal("0.200")),
     ]
+    # The CLOSEs' ids: unpredictable (a secret's HMAC), named by their events.
+    close_ids = {
+        json.loads(f[b"payload"])["symbol"]: json.loads(f[b"payload"])["intent_id"]
+        for _sid, f in events
+        if json.loads(f[b"payload"])["kind"] == "flatten_close"
+    }
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        result = await desk.result(f"risk-f1-{symbol}-1")
+        assert close_ids[symbol].startswith(f"risk-f1-{symbol}-1-") and len(close_ids[symbol]) > 30
+        result = await desk.result(close_ids[symbol])
         assert result.status is ResultStatus.FILLED
     code = await asyncio.to_thread(main, ["resume"])
     assert code == 0 and "trading: ACTIVE" in capsys.readouterr().out

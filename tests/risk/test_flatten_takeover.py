@@ -152,8 +152,12 @@ async def test_a_flatten_survives_the_kill_of_its_holder_and_nothing_happens_twi
         rows = await redis.xrange(unique_names["result_stream"])
         ids = [decode_result_fields(f).intent_id for _sid, f in rows]
         assert sorted(i for i in ids if i and i.startswith("risk-")) == sorted(
-            f"risk-f1-{s}-1" for s, _, _ in SYMBOLS
+            e["intent_id"] for e in events if e["kind"] == "flatten_close"
         )
+        # Every holder derived the same round-1 ids (one per symbol, whoever was killed).
+        assert sorted(
+            e["intent_id"].rsplit("-", 1)[0] for e in events if e["kind"] == "flatten_close"
+        ) == sorted(f"risk-f1-{s}-1" for s, _, _ in SYMBOLS)
     finally:
         for proc in procs.values():
             if proc.poll() is None:

@@ -3,11 +3,13 @@ a runaway producer is cut off at its intent rate. Limits changed at run time app
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from quantum_exec.contracts import ResultStatus
+from quantum_exec.contracts.codec import encode_intent_fields
 from quantum_exec.ids import client_order_id
 from quantum_exec.risk.limits import LimitError, Limits, parse_limit
 from quantum_exec.risk.store import RiskStore
@@ -71,6 +73,43 @@ async def test_a_runaway_producer_is_cut_off_at_its_rate(desk: Desk) -> None:
     for n in set(range(10)) - set(filled):
         assert "runaway: " in await _refused(desk, f"run-{n}", "RISK_RATE")
     assert (await desk.result("calm-0")).status is ResultStatus.FILLED  # another producer's own budget
+
+
+async def _xadd(desk: Desk, source: str, **payload: object) -> None:
+    """A producer's entry, ``source`` as the gateway writes it (the producer's authenticated name)."""
+    await desk.redis.xadd(desk.names["intent_stream"], encode_intent_fields(payload, source))  # type: ignore[arg-type]
+
+
+async def test_the_rate_is_the_publishers_whatever_model_it_names(desk: Desk) -> None:
+    """The payload's ``model`` is the producer's to write: one naming another's model spends its own
+    budget (the stream entry's ``source``), not the other's."""
+    await desk.service(risk_stream=f"{desk.names['intent_stream']}:risk", risk_max_intents_per_min=3)
+    for n in range(5):
+        await _xadd(
+            desk,
+            "gw-mallory",
+            intent_id=f"m-{n}",
+            symbol="ETHUSDT",
+            side="BUY",
+            quantity="0.050",
+            model="alice",
+        )
+    refused = [n for n in range(5) if (await desk.result(f"m-{n}")).status is ResultStatus.REJECTED]
+    assert len(refused) == 2
+    assert "gw-mallory/alice: 4 intents this minute" in await _refused(desk, f"m-{refused[0]}", "RISK_RATE")
+    await _xadd(
+        desk, "gw-alice", intent_id="a-0", symbol="ETHUSDT", side="BUY", quantity="0.050", model="alice"
+    )
+    assert (await desk.result("a-0")).status is ResultStatus.FILLED
+
+
+async def test_an_intent_is_counted_once_however_often_it_is_resumed(desk: Desk) -> None:
+    store = RiskStore(desk.redis, desk.settings())
+    now = datetime.now(UTC)
+    first = await store.count_intent("gw/model", "intent-1", now)
+    again = await store.count_intent("gw/model", "intent-1", now)  # its attempt resumed
+    other = await store.count_intent("gw/model", "intent-2", now)
+    assert (first, again, other) == (1, 1, 2)
 
 
 def test_limit_values_are_checked_and_named() -> None:

@@ -11,6 +11,7 @@ import pytest
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.exchange.wire import Position
 from quantum_exec.risk.limits import Limits
+from quantum_exec.risk.states import Request, TradingState
 from quantum_exec.risk.watch import Day, day_breach, liq_distance_pct, uses
 from support.desk import Desk
 from support.waiting import wait_for
@@ -94,3 +95,32 @@ async def test_a_position_near_its_liquidation_is_reduced_and_each_step_publishe
         Decimal("0.010"),
         Decimal("0.020"),
     ]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+async def test_the_governors_own_reductions_run_while_halted(desk: Desk) -> None:
+    """Known by id and digest (the one it published), the governor's reduce-only halvings pass the
+    gate while HALTED, where a producer's reduce-only intent is refused."""
+    stream = f"{desk.names['intent_stream']}:risk"
+    await desk.service(risk_stream=stream, risk_check_interval_s=0.1, max_leverage=50)
+    await desk.publish(intent_id="lev-1", symbol="BTCUSDT", side="BUY", quantity="0.040", leverage=20)
+    assert (await desk.result("lev-1")).status is ResultStatus.FILLED
+    governor = desk.services[0].governor
+    assert governor is not None
+    await governor.store.transition(Request(TradingState.HALTED, "test: halt", "operator:test"))
+    await governor.store.set_limits({"min_liq_distance_pct": "10"}, [], "test")
+
+    async def halved() -> bool:
+        rows = await desk.redis.xrange(stream)
+        events = [json.loads(f[b"payload"]) for _sid, f in rows]
+        firsts = [e for e in events if e["kind"] == "liquidation_reduce" and e["round"] == 1]
+        return bool(firsts) and firsts[0]["intent_id"] in await desk.results()
+
+    await wait_for(halved, 30, "the first halving's result")
+    rows = await desk.redis.xrange(stream)
+    first = next(
+        e for e in (json.loads(f[b"payload"]) for _sid, f in rows) if e["kind"] == "liquidation_reduce"
+    )
+    result = await desk.result(first["intent_id"])
+    assert result.status is ResultStatus.FILLED and result.executed_quantity == Decimal("0.020"), result

@@ -475,6 +475,29 @@ async def test_the_reorder_fault_shuffles_event_types_and_keeps_each_type_in_ord
     await listener.close()
 
 
+async def test_an_event_held_back_does_not_hold_back_the_other_types(
+    sim: Simulator, raw: Raw, session: aiohttp.ClientSession
+) -> None:
+    """The fault holds one type only: an event of another type published while an ORDER_TRADE_UPDATE
+    is held leaves when it is due, not when the held one is (the pump used to sleep until the head of
+    its queue was due, and a later event of a free type waited behind it)."""
+    key = await listen_key(raw)
+    listener = await connect(session, sim, f"/private/ws/{key}")
+    sim.set_faults(
+        stream_reorder={"seed": 1, "max_delay_ms": 0, "type_delay_ms": {"ORDER_TRADE_UPDATE": 8000}}
+    )
+    await order(raw, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010", price="50000")
+    status, body, _ = await raw.signed("POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": 7})
+    assert status == 200, body
+    await listener.wait(
+        "the leverage change while the order's NEW is held", lambda e: e["e"] == "ACCOUNT_CONFIG_UPDATE", 4.0
+    )
+    assert listener.of("ORDER_TRADE_UPDATE") == []  # still held: 8 s
+    sim.set_faults(stream_reorder=None)
+    listener.out_of_order.clear()
+    await listener.close()
+
+
 async def test_the_retired_ws_url_opens_and_receives_nothing(
     sim: Simulator, raw: Raw, session: aiohttp.ClientSession
 ) -> None:

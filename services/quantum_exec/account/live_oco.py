@@ -101,6 +101,12 @@ class LiveOco:
         tasks = self._oco_tasks.values() if symbol is None else [self._oco_tasks.get(symbol)]
         return all(task is None or task.done() for task in tasks)
 
+    async def quiet(self, symbol: str, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the OCO run in progress on ``symbol`` to end."""
+        task = self._oco_tasks.get(symbol)
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=timeout_s)
+
     def running(self) -> list[asyncio.Task[None]]:
         """The OCO tasks (the follower cancels them when it stops)."""
         return list(self._oco_tasks.values())
@@ -121,6 +127,11 @@ class LiveOco:
         try:
             while True:
                 self._oco_dirty.discard(symbol)
+                if self._claims.symbol_held(symbol):
+                    return  # a MODIFY replaces the set: its release runs this again
+                # Read before planning: no await may separate the plan from its actions, or a close's
+                # own cancels travelling meanwhile would be sent a second time by the plan.
+                moves = await self._break_even(symbol)
                 try:
                     actions = plan_oco(self._state, symbol)
                 except StaleStateError:
@@ -130,7 +141,6 @@ class LiveOco:
                 if lagging:
                     # The view's position is behind the exchange's: act on nothing of it yet.
                     failed, actions = True, []
-                moves = await self._break_even(symbol)
                 for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
                         await self._apply_oco(symbol, action, moves)
@@ -188,7 +198,14 @@ class LiveOco:
         return True
 
     async def _break_even(self, symbol: str) -> dict[str, Decimal]:
-        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger."""
+        """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger.
+        The records are read (one Redis call) only when an open stop's take-profit filled."""
+        try:
+            stops = [leg for leg in self._state.open_protective(symbol) if leg.order_type == "STOP_MARKET"]
+        except StaleStateError:
+            return {}
+        if not any(self._tp_filled(leg, ladder_only=True) for leg in stops):
+            return {}
         try:
             records = [r for r in await self._store.records_of(symbol) if r.break_even_after is not None]
         except REDIS_DOWN as exc:
@@ -217,8 +234,8 @@ class LiveOco:
         return alone
 
     async def _apply_oco(self, symbol: str, action: Cancel | Replace, moves: dict[str, Decimal]) -> None:
-        if self._claims.held(action.client_algo_id):
-            return  # beside an entry still travelling: flat only until it fills
+        if self._claims.held(action.client_algo_id) or self._claims.symbol_held(symbol):
+            return  # beside an entry still travelling (flat only until it fills), or a MODIFY's
         if isinstance(action, Cancel):
             leg = self._state.algo_order(action.client_algo_id)
             if leg is None or self._claims.acting(leg.algo_id):
@@ -293,10 +310,11 @@ class LiveOco:
         except REDIS_DOWN as exc:
             log.warning("oco.protection_event_failed", symbol=old.symbol, reason=why.value, error=str(exc))
 
-    def _tp_filled(self, leg: AlgoView) -> bool:
-        """A take-profit (single or a ladder level) of ``leg``'s intent filled."""
+    def _tp_filled(self, leg: AlgoView, *, ladder_only: bool = False) -> bool:
+        """A take-profit (single or a ladder level; ``ladder_only``: a level) of ``leg``'s intent filled."""
         digest = leg.client_algo_id.split("-", 1)[1]
-        for digits in ("", "1", *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
+        singles = () if ladder_only else ("", "1")
+        for digits in (*singles, *(str(n) for n in range(2, 7)), *(f"1{n}" for n in range(2, 7))):
             try:
                 tp = self._state.algo_order(f"{PREFIX}{ROLE_LETTERS['tp']}{digits}-{digest}")
             except StaleStateError:

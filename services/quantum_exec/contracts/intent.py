@@ -158,6 +158,10 @@ class TradeIntent(BaseModel):
     close_pct: Decimal | None = None
     timestamp: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    # The stream entry's ``source`` (the gateway writes its producer's name there), never the
+    # payload's: who published the intent, for the per-producer rate limit. Not part of the intent
+    # (its digest, its dump).
+    origin: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -70,6 +70,7 @@ from quantum_exec.execution.survey import survey
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.rules import SymbolRules
 from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
@@ -113,8 +114,6 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
-        # The account's risk governor (set by the service): asked before a new entry's first order.
-        self.risk: RiskCheck | None = None
         self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
 
     @property
@@ -124,6 +123,16 @@ class Executor:
     @account.setter
     def account(self, account: AccountView | None) -> None:
         self._ctx.account = account
+
+    @property
+    def risk(self) -> RiskCheck | None:
+        """The account's risk governor (set by the service): asked before a new entry's first
+        order, and before each later child of a sliced entry."""
+        return self._ctx.risk
+
+    @risk.setter
+    def risk(self, risk: RiskCheck | None) -> None:
+        self._ctx.risk = risk
 
     @property
     def plans(self) -> Plans:
@@ -190,10 +199,12 @@ class Executor:
                         # Reducing for the governor (REDUCING admits it), nothing new while HALTED;
                         # a resumed MODIFY finishes what its legs' make-before-break began.
                         zero = Decimal(0)
-                        await self.risk.admit(intent, reduces=True, quantity=zero, price=zero, leverage=0)
+                        await self.risk.admit(
+                            intent, key=key, reduces=True, quantity=zero, price=zero, leverage=0, entry=False
+                        )
                     await self._modifier.modify(run)
                 else:
-                    await self._open(run)
+                    await self._entry(run)
             except UnknownOutcomeError:
                 raise
             except (IntentRejected, ExchangeError) as exc:
@@ -237,6 +248,32 @@ class Executor:
 
     # -- BUY / SELL ----------------------------------------------------------------------------
 
+    async def _send_entry(
+        self,
+        run: Run,
+        strategy: EntryStrategy,
+        rules: SymbolRules,
+        reference: Decimal,
+        quantity: Decimal,
+        long: bool,
+    ) -> tuple[Entry, EntryStrategy]:
+        """Configure the symbol and send the admitted entry's first order (its answer is back); the
+        entry and the strategy that follows it."""
+        intent, symbol, out = run.intent, run.intent.symbol, run.out
+        await self._own_legs.cancel_orphans(run, symbol)
+        assert out.leverage is not None and out.margin_type is not None
+        with run.step("leverage"):
+            await self._configure(symbol, out.leverage, out.margin_type)
+        found = Entry(client_order_id(run.key, "entry"), rules, reference, quantity, long)
+        if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
+            found.plan = self._sliced.plan(run, rules, quantity, reference, long=long)
+            strategy = self._sliced
+        # The record goes to Redis while the order travels (not one more round trip before
+        # it): a fill comes back an exchange round trip later, and this instance names its
+        # intent from memory meanwhile.
+        await strategy.send(run, found)
+        return found, strategy
+
     def _pick(self, run: Run, *, sliced: bool) -> EntryStrategy:
         """The entry strategy of the intent's shape (:mod:`.entries`)."""
         if sliced:
@@ -244,6 +281,23 @@ class Executor:
         if run.intent.order_type in STOP_ENTRIES:
             return self._stop
         return self._limit if run.intent.order_type == "LIMIT" else self._market
+
+    async def _entry(self, run: Run) -> None:
+        """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
+        try:
+            await self._open(run)
+        except (UnknownOutcomeError, asyncio.CancelledError):
+            # Left to a later attempt (the order may be travelling): it lapses with its lease
+            # unless that attempt reserves again.
+            if self.risk is not None:
+                await self.risk.release(run.key, lapse=True)
+            raise
+        except Exception:
+            if self.risk is not None:
+                await self.risk.release(run.key)
+            raise
+        if self.risk is not None:
+            await self.risk.release(run.key)
 
     async def _open(self, run: Run) -> None:
         intent, out = run.intent, run.out
@@ -276,24 +330,24 @@ class Executor:
                 before = run.position_before
                 await self.risk.admit(
                     intent,
+                    key=run.key,
                     reduces=intent.reduce_only
                     or (before is not None and only_reduces(before, quantity, long=long)),
                     quantity=quantity,
                     price=reference,
                     leverage=out.leverage,
                 )
-            await self._own_legs.cancel_orphans(run, symbol)
-            assert out.leverage is not None and out.margin_type is not None
-            with run.step("leverage"):
-                await self._configure(symbol, out.leverage, out.margin_type)
-            found = Entry(entry_id, rules, reference, quantity, long)
-            if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
-                found.plan = self._sliced.plan(run, rules, quantity, reference, long=long)
-                strategy = self._sliced
-            # The record goes to Redis while the order travels (not one more round trip before
-            # it): a fill comes back an exchange round trip later, and this instance names its
-            # intent from memory meanwhile.
-            await strategy.send(run, found)
+            risk = self.risk
+            if risk is not None:
+                run.on_first_answer = lambda: risk.settled(run.key)
+            try:
+                found, strategy = await self._send_entry(run, strategy, rules, reference, quantity, long)
+            except UnknownOutcomeError:
+                # The order may still arrive: its admission holds a halt back until it expires.
+                run.on_first_answer = None
+                raise
+            finally:
+                await run.first_answered()
         fill = await strategy.follow(run, found)
         if fill is None:
             return  # ended with nothing opened; the strategy said why

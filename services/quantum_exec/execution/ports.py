@@ -178,11 +178,19 @@ class AccountView(Protocol):
 
     def take_for_cancel(self, symbol: str, placed: Collection[int] = ()) -> list[int] | None: ...
 
+    def claim_cancel(self, algo_id: int) -> None: ...
+
     def cancel_failed(self, algo_id: int) -> None: ...
 
     def hold_legs(self, client_algo_ids: list[str]) -> None: ...
 
     def release_legs(self, client_algo_ids: list[str]) -> None: ...
+
+    async def hold_symbol(self, symbol: str, timeout_s: float = 5.0) -> None: ...
+
+    def release_symbol(self, symbol: str) -> None: ...
+
+    async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None: ...
 
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> Fills | None: ...
 
@@ -213,13 +221,31 @@ class RiskCheck(Protocol):
         self,
         intent: TradeIntent,
         *,
+        key: str,
         reduces: bool,
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
-        RISK_LIMIT) before any order is sent."""
+        RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key. An admitted
+        ``entry`` holds back a transition that restricts trading until :meth:`settled`."""
+        ...
+
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or none was sent."""
+        ...
+
+    async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
+        """Before each later order of an admitted entry (a TWAP's next child): None when the
+        trading state, read now, still lets it add what it adds (the child is then admitted like
+        an entry, until :meth:`settled`); else why the schedule ends."""
+        ...
+
+    async def release(self, key: str, *, lapse: bool = False) -> None:
+        """The admitted entry has its result: what it reserved of the exposure limits is freed
+        (``lapse``: its attempt is left to a later one, the reservation lapses with its lease)."""
         ...
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -114,6 +114,15 @@ class Run:
     limit_price: Decimal | None = None
     # A STOP / STOP_MARKET entry's trigger (rounded to the tick).
     stop_price: Decimal | None = None
+    # Called once the entry's first order has the exchange's answer, or once none will be sent
+    # (the risk governor's admission then no longer holds back a halt): :meth:`first_answered`.
+    on_first_answer: Callable[[], Awaitable[None]] | None = None
+
+    async def first_answered(self) -> None:
+        """The entry's first order has its answer (or none will be sent): tells it once."""
+        callback, self.on_first_answer = self.on_first_answer, None
+        if callback is not None:
+            await callback()
 
     @property
     def earlier_sent_by(self) -> float:

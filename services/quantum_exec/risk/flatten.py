@@ -3,14 +3,16 @@
 Run by the holder of the account lease, one step per governor tick, from what the exchange holds
 (``positionRisk`` and the open algo orders, read at each step), so a holder killed mid-flatten
 leaves nothing for the next one to guess. Each symbol with a position, or with protective legs of
-ours, gets a CLOSE intent (:mod:`.rounds`: ``risk-<flatten>-<SYMBOL>-<round>``, published at most
+ours, gets a CLOSE intent (:mod:`.rounds`: ``risk-<flatten>-<SYMBOL>-<round>-<mac>``, published at most
 once under the account lease, with its ``flatten_close`` risk event). The CLOSE runs as any intent
 does: exactly once across kills and instances (its client ids derive from the intent id, a resumed
 attempt starts from what the exchange holds under them, :mod:`quantum_exec.execution.recovery`),
 behind the symbol's older entries, and cancels our legs once the position is gone; its result is
 published. A symbol still not clean after its CLOSE is done gets the next round (a partial
-fill), up to :data:`MAX_ROUNDS`. Once nothing is left and every CLOSE's result is published,
-``flatten_done`` is published (with the number of CLOSEs) and the flatten ends.
+fill), up to :data:`MAX_ROUNDS`. Once nothing is left, no entry admitted before the halt is
+still without its exchange answer (:mod:`.admissions`: the halt waits for them only so long; one
+answered after it that filled gets its round like any position) and every CLOSE's result is
+published, ``flatten_done`` is published (with the number of CLOSEs) and the flatten ends.
 """
 
 from __future__ import annotations
@@ -60,8 +62,14 @@ class Flattener:
 
     async def step(self, flatten_id: str, fence: Fence) -> bool:
         """Send what the flatten still needs; True once it is done (and published so)."""
+        # Read before the exchange: an entry admitted before the halt and answered since shows in
+        # the positions read below; one still unanswered may yet fill (the next round closes it).
+        unsettled = await self._store.admissions.unsettled()
         left = await self.left()
         if not left.symbols:
+            if unsettled:
+                log.info("risk.flatten_waits", flatten=flatten_id, unsettled_entries=unsettled)
+                return False
             done, closes = await self._rounds.all_done(flatten_id)
             if not done:
                 return False  # a CLOSE's result is not published yet: the report waits for it

@@ -1,8 +1,9 @@
 """The governor's check before any order of a BUY/SELL: the trading state, the producer's intent
 rate, the exposure limits (the executor's :class:`~quantum_exec.execution.ports.RiskCheck`).
 
-The state and the run-time limits are read from Redis for every entry (one round trip), so the
-moment a transition is written no instance sends another entry. The positions for the exposure
+The state and the run-time limits are read from Redis for every entry (one round trip); an admitted
+entry is recorded with the state's seq until its first order has the exchange's answer, so a
+restricting transition can wait for it (:mod:`.admissions`). The positions for the exposure
 limits are read from the exchange (``positionRisk``: amounts, marks, leverage) only when such a
 limit is on. :class:`HaltAwareCloses` ends working entries (LIMIT, STOP, TWAP) once HALTED, the
 way a waiting CLOSE ends them; their filled part keeps its protective legs.
@@ -10,31 +11,56 @@ way a waiting CLOSE ends them; their filled part keeps its protective legs.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.contracts.intent import intent_digest
 from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
+from quantum_exec.exchange.wire import Position
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.risk.limits import Holding, Limits, check_entry
+from quantum_exec.risk.admissions import DRAIN_DEADLINE_S
+from quantum_exec.risk.dayfigure import Stored, day_limits_on, today
+from quantum_exec.risk.limits import Holding, Limits, check_entry, with_reserved
 from quantum_exec.risk.rounds import OWN_PREFIX
-from quantum_exec.risk.states import RiskState, TradingState, admits
+from quantum_exec.risk.states import REFUSAL, RiskState, TradingState, admits
 from quantum_exec.risk.store import RiskStore
+from quantum_exec.risk.watch import ACTION, day_breach
+from quantum_exec.rules import fmt
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
+# How often an admission decides again when other entries reserve or release meanwhile.
+_RESERVE_TRIES: Final = 20
+
+# How long an entry waits for a restricting transition under way before it is tried again later.
+ADMIT_WAIT_S: Final = DRAIN_DEADLINE_S + 10
+
 
 def intent_source(intent: TradeIntent) -> str:
-    """Whose intent it is, for the rate limit: the producer's ``model``, else its ``source``."""
+    """Whose intent it is, for the rate limit: ``<publisher>/<model>``. The publisher is the stream
+    entry's ``source`` (the gateway writes the producer's name it authenticated there; a producer
+    appending to the stream itself writes its own), the model what the payload calls itself
+    (``model``, else ``source``/``strategy``): a producer naming another's model counts against its
+    own budget, not the other's."""
+    model = "unknown"
     for key in ("model", "source", "strategy"):
         value = intent.meta.get(key)
         if isinstance(value, str) and value:
-            return value[:64]
-    return "unknown"
+            model = value[:64]
+            break
+    return f"{intent.origin or 'unknown'}/{model}"
+
+
+def holdings(positions: list[Position]) -> list[Holding]:
+    return [Holding(p.symbol, p.amount, p.mark_price, p.leverage) for p in positions if p.amount != 0]
 
 
 class RiskGate:
@@ -46,6 +72,9 @@ class RiskGate:
         self._gateway = gateway
         self.state = RiskState()
         self.overrides: dict[str, str] = {}
+        self.day_fields: dict[str, str] = {}
+        # Called when an admission finds the day's limit crossed (the holder checks at once).
+        self.on_breach: Callable[[], None] | None = None
 
     @property
     def limits(self) -> Limits:
@@ -53,7 +82,7 @@ class RiskGate:
 
     async def refresh(self) -> RiskState:
         """Read the state and the run-time limits; the metrics follow."""
-        state, overrides = await self._store.read()
+        state, overrides, self.day_fields = await self._store.read_with_day()
         self.seen(state, overrides)
         return state
 
@@ -66,20 +95,68 @@ class RiskGate:
         self,
         intent: TradeIntent,
         *,
+        key: str,
         reduces: bool,
         quantity: Decimal,
         price: Decimal,
         leverage: int,
+        entry: bool = True,
     ) -> None:
-        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers."""
-        try:
-            state = await self.refresh()
-        except REDIS_DOWN as exc:
-            # Nothing was sent: the intent stays pending and is tried again once Redis answers.
-            raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
-        # The governor's own reductions (liquidation distance) run in every state; reduce-only,
-        # they can only lower exposure, whoever sends one under that id.
-        own = intent.reduce_only and (intent.intent_id or "").startswith(OWN_PREFIX)
+        """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers.
+
+        An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
+        state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
+        once its first order has the exchange's answer or nothing was sent. A restricting transition
+        under way makes it wait; a state changed since the decision makes it decide again."""
+        give_up = time.monotonic() + ADMIT_WAIT_S
+        while True:
+            try:
+                state = await self._decide(
+                    intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
+                )
+                if state is None or not entry:
+                    return
+                recorded = await self._record(state.seq, key, give_up)
+            except REDIS_DOWN as exc:
+                # Nothing was sent: the intent stays pending and is tried again once Redis answers.
+                raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+            if recorded > 0:
+                return
+            if time.monotonic() >= give_up:
+                raise UnknownOutcomeError(
+                    "a change of the trading state is still under way: tried again later"
+                )
+
+    async def _record(self, seq: int, key: str, give_up: float) -> int:
+        """Record the admission decided on ``seq`` (:meth:`.admissions.Admissions.record`), waiting
+        while a restricting transition drains."""
+        recorded = await self._store.admissions.record(seq, key)
+        while recorded < 0 and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
+            recorded = await self._store.admissions.record(seq, key)
+        return recorded
+
+    async def settled(self, key: str) -> None:
+        """The admitted entry's first order has the exchange's answer, or nothing was sent."""
+        await self._store.admissions.settled(key)
+
+    async def _decide(
+        self,
+        intent: TradeIntent,
+        *,
+        key: str,
+        reduces: bool,
+        quantity: Decimal,
+        price: Decimal,
+        leverage: int,
+    ) -> RiskState | None:
+        """The state the intent was admitted in (None: the governor's own, nothing to record), or
+        :class:`IntentRejected`."""
+        state = await self.refresh()
+        # The governor's own reductions (liquidation distance) run in every state and are not
+        # rate-limited: only the very intent it published under that id (its digest), never a
+        # producer's re-using the id.
+        own = intent.reduce_only and await self.is_own(intent)
         refusal = admits(state.state, close=own, reduces=reduces)
         if refusal is not None:
             metrics.RISK_REFUSED.labels(code=refusal.value).inc()
@@ -96,7 +173,7 @@ class RiskGate:
         limits = self.limits
         if limits.max_intents_per_min is not None and not own:
             source = intent_source(intent)
-            count = await self._store.count_intent(source, datetime.now(UTC))
+            count = await self._store.count_intent(source, key, datetime.now(UTC))
             if count > limits.max_intents_per_min:
                 metrics.RISK_REFUSED.labels(code=ReasonCode.RISK_RATE.value).inc()
                 raise IntentRejected(
@@ -104,32 +181,129 @@ class RiskGate:
                     f"{source}: {count} intents this minute, above the limit {limits.max_intents_per_min} "
                     "(QUANTUM_RISK_MAX_INTENTS_PER_MIN)",
                 )
-        if reduces or not (limits.needs_book() or limits.max_leverage is not None):
-            return
-        book = await self.book() if limits.needs_book() else []
-        breach = check_entry(
-            limits,
-            book,
-            symbol=intent.symbol,
-            quantity=quantity,
-            price=price,
-            long=intent.is_long,
-            leverage=leverage,
-        )
-        if breach is not None:
-            metrics.RISK_REFUSED.labels(code=ReasonCode.RISK_LIMIT.value).inc()
-            log.warning(
-                "risk.limit_refused", symbol=intent.symbol, **{k: str(v) for k, v in breach.to_json().items()}
+        if own:
+            return None
+        if reduces:
+            return state
+        # The exposure limits' reservations are read before the positions (see .reservations).
+        reserving = limits.needs_book()
+        epoch, reserved = await self._reserved(key) if reserving else (0, [])
+        positions: list[Position] | None = None
+        if day_limits_on(limits) and state.state is TradingState.ACTIVE:
+            positions = await self._day_check(state, limits)
+        if not (reserving or limits.max_leverage is not None):
+            return state
+        for _ in range(_RESERVE_TRIES):
+            if positions is None and reserving:
+                positions = await self._gateway.positions()
+            breach = check_entry(
+                limits,
+                with_reserved(holdings(positions or []), reserved),
+                symbol=intent.symbol,
+                quantity=quantity,
+                price=price,
+                long=intent.is_long,
+                leverage=leverage,
             )
-            raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
+            if breach is not None:
+                metrics.RISK_REFUSED.labels(code=ReasonCode.RISK_LIMIT.value).inc()
+                log.warning(
+                    "risk.limit_refused",
+                    symbol=intent.symbol,
+                    **{k: str(v) for k, v in breach.to_json().items()},
+                )
+                raise IntentRejected(ReasonCode.RISK_LIMIT, breach.message)
+            if not reserving:
+                return state
+            adds = Holding(intent.symbol, quantity if intent.is_long else -quantity, price)
+            try:
+                if await self._store.reservations.reserve(epoch, key, adds):
+                    return state
+            except REDIS_DOWN as exc:
+                raise UnknownOutcomeError(f"the entry's reservation cannot be written ({exc})") from None
+            # Another entry reserved or was released meanwhile: decide again with it counted.
+            epoch, reserved = await self._reserved(key)
+            positions = None
+        raise UnknownOutcomeError("the exposure limits' reservations kept changing: tried again later")
+
+    async def _reserved(self, key: str) -> tuple[int, list[Holding]]:
+        try:
+            return await self._store.reservations.snapshot(key)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the exposure reservations cannot be read ({exc})") from None
+
+    async def _day_check(self, state: RiskState, limits: Limits) -> list[Position] | None:
+        """Refuse an entry once the day's loss or drawdown is past its limit, even before the lease
+        holder's check has made the transition (:mod:`.dayfigure`); the positions read, if any."""
+        stored = Stored.from_fields(self.day_fields)
+        now = datetime.now(UTC)
+        if stored is None or stored.day.day != today(now) or state.forced_day == stored.day.day:
+            return None
+        positions = await self._gateway.positions()
+        day = stored.now_with(positions)
+        breach = day_breach(limits, day)
+        if breach is None:
+            return positions
+        name, current, maximum = breach
+        to = ACTION[limits.on_daily_loss]
+        code = REFUSAL[to]
+        metrics.RISK_REFUSED.labels(code=code.value).inc()
+        if self.on_breach is not None:
+            self.on_breach()
+        raise IntentRejected(
+            code,
+            f"{name}: {fmt(current)} reached the limit {fmt(maximum)} (day {day.day}, PnL {fmt(day.pnl)}): "
+            f"trading becomes {to.value} (on_daily_loss={limits.on_daily_loss.value}); "
+            "this entry adds exposure",
+        )
+
+    async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
+        """Before a later child of an admitted entry: admitted like an entry against the state read
+        now (and the day's figure), recorded until :meth:`settled`; else why the schedule ends."""
+        give_up = time.monotonic() + ADMIT_WAIT_S
+        while True:
+            try:
+                state = await self.refresh()
+                refusal = admits(state.state, close=False, reduces=reduces)
+                if refusal is not None:
+                    reason = state.reason or "no reason given"
+                    return f"trading is {state.state.value} since {state.since} ({reason})"
+                limits = self.limits
+                if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
+                    await self._day_check(state, limits)
+                recorded = await self._record(state.seq, key, give_up)
+            except IntentRejected as exc:
+                return exc.message
+            except REDIS_DOWN as exc:
+                return f"the trading state cannot be read from Redis ({exc})"
+            if recorded > 0:
+                return None
+            if time.monotonic() >= give_up:
+                return "a change of the trading state is still under way"
+
+    async def release(self, key: str, *, lapse: bool = False) -> None:
+        """The entry has its result: its reservation is freed (``lapse``: its attempt is left to a
+        later one; the reservation lapses with its lease unless that attempt reserves again)."""
+        reservations = self._store.reservations
+        if lapse:
+            reservations.forget(key)
+        elif key in reservations.held or self.limits.needs_book():
+            await reservations.release(key)
+
+    async def is_own(self, intent: TradeIntent) -> bool:
+        """Whether ``intent`` is one the governor published itself (:mod:`.rounds`)."""
+        intent_id = intent.intent_id or ""
+        if not intent_id.startswith(OWN_PREFIX):
+            return False
+        try:
+            digest = await self._store.own_digest(intent_id)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the governor's intents cannot be read from Redis ({exc})") from None
+        return digest is not None and digest == intent_digest(intent)
 
     async def book(self) -> list[Holding]:
         """The open positions with their marks, as the exchange reports them."""
-        return [
-            Holding(p.symbol, p.amount, p.mark_price, p.leverage)
-            for p in await self._gateway.positions()
-            if p.amount != 0
-        ]
+        return holdings(await self._gateway.positions())
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state.to_json(), "limits": self.limits.to_json()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
@@ -19,6 +20,7 @@ from quantum_exec.aio import cancel_task
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.outage import OutageLog
+from quantum_exec.risk.dayfigure import Stored
 from quantum_exec.risk.flatten import Flattener
 from quantum_exec.risk.gate import HaltAwareCloses, RiskGate
 from quantum_exec.risk.limits import Limits
@@ -37,6 +39,8 @@ log = get_logger(__name__)
 
 # How often the state is read: HALTED ends a working entry within about this long.
 TICK_S: Final = 0.25
+# How often this instance renews its entries' exposure reservations (their lease: .reservations).
+RENEW_S: Final = 5.0
 
 FenceSource = Callable[[], Fence | None]
 
@@ -62,6 +66,8 @@ class Governor:
         self._watch = watch
         self._check_interval_s = check_interval_s
         self._checked_at = 0.0
+        self._renewed_at = 0.0
+        gate.on_breach = self.check_soon
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +106,10 @@ class Governor:
 
     async def tick(self) -> None:
         state = await self.gate.refresh()
+        now = time.monotonic()
+        if now - self._renewed_at >= RENEW_S:
+            self._renewed_at = now
+            await self.store.reservations.renew()
         fence = self._fence()
         if fence is None or self._flattener is None:
             return
@@ -109,6 +119,12 @@ class Governor:
         if self._watch is not None and now - self._checked_at >= self._check_interval_s:
             self._checked_at = now
             await self._watch.check(self.gate.limits, state, fence)
+            if self._watch.last is not None:
+                await self.store.save_day(Stored.of(self._watch.last, datetime.now(UTC)).to_fields())
+
+    def check_soon(self) -> None:
+        """An admission found the day's limit crossed: the holder's next tick checks."""
+        self._checked_at = 0.0
 
 
 async def start_governor(

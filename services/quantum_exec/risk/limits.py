@@ -173,3 +173,17 @@ def check_entry(
             "max_open_positions", Decimal(count), Decimal(count_after), Decimal(limits.max_open_positions)
         )
     return None
+
+
+def with_reserved(book: Iterable[Holding], reserved: Iterable[Holding]) -> list[Holding]:
+    """The positions as they are once every reserved entry (signed amount at its price) has
+    filled: a reservation adds to its symbol's position, or opens one at its price."""
+    merged = {h.symbol: h for h in book if h.amount != 0}
+    for each in reserved:
+        held = merged.get(each.symbol)
+        if held is None:
+            merged[each.symbol] = each
+        else:
+            mark = held.mark_price if held.mark_price > 0 else each.mark_price
+            merged[each.symbol] = Holding(each.symbol, held.amount + each.amount, mark, held.leverage)
+    return [h for h in merged.values() if h.amount != 0]

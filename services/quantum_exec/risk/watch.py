@@ -11,7 +11,7 @@ peak, the distance of each position to its liquidation price (issue #28).
   day); ``max_drawdown_pct`` or more: the same action as the daily loss.
 * **Liquidation distance**: a position whose mark is within ``min_liq_distance_pct`` of its
   liquidation price is reduced by half with a reduce-only intent of the governor's own
-  (:mod:`.rounds`, ``risk-liq<day>-<SYMBOL>-<n>``), again after each one is done, until it is not;
+  (:mod:`.rounds`, ``risk-liq<day>-<SYMBOL>-<n>-<mac>``), again after each one is done, until it is not;
   from the third round on, what is left is closed (an isolated position's liquidation price does
   not move as it shrinks).
 

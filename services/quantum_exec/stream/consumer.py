@@ -35,7 +35,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_symbol, read_entries
+from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_source, raw_symbol, read_entries
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -347,7 +347,8 @@ class IntentConsumer:
                 answer = self._answers.rejected(entry, payload, exc)
             self._spawn(self._answer(entry, answer))
             return
-        entry.intent = intent
+        origin = raw_source(fields)
+        entry.intent = intent if origin is None else intent.model_copy(update={"origin": origin})
         self._order.remember(stream_id, intent.symbol)
         if intent.side is Side.CLOSE and self.on_close is not None:
             self.on_close(intent.symbol, stream_id)

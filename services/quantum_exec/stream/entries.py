@@ -36,6 +36,14 @@ def raw_symbol(fields: Fields) -> str | None:
     return symbol.strip().upper()
 
 
+def raw_source(fields: Fields) -> str | None:
+    """The entry's ``source`` field (who published it, e.g. the gateway's producer name)."""
+    value = fields.get(b"source", fields.get("source"))
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value[:64] if isinstance(value, str) and value else None
+
+
 def read_entries(reply: Any) -> list[tuple[str, Fields]]:
     """The entries of an XREADGROUP reply for one stream."""
     if not reply:

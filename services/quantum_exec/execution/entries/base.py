@@ -26,7 +26,7 @@ from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
 from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans
+from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans, RiskCheck
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
@@ -58,6 +58,7 @@ class EntryContext:
     plans: Plans
     account: AccountView | None = None
     closes: CloseRequests | None = None
+    risk: RiskCheck | None = None  # the account's risk governor (each later child is asked)
 
 
 @dataclass(slots=True)

@@ -34,7 +34,7 @@ from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known
 from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.entries.slices import Child, Plan, plan_children
 from quantum_exec.execution.guards import wants_protection
-from quantum_exec.execution.netting import is_opposite
+from quantum_exec.execution.netting import is_opposite, only_reduces
 from quantum_exec.execution.parking import park
 from quantum_exec.execution.run import Run
 from quantum_exec.ids import Role, client_order_id
@@ -179,6 +179,10 @@ class SlicedOrders:
                 order = found.get(child.number) if found is not None else None
                 if order is None:
                     why = await self._until_due(run, plan.started_at + child.due_s, protected=done.protected)
+                    if why is None and role == "entry" and (resume or done.orders):
+                        # The first child was admitted with the intent; each later one adds
+                        # exposure only while the trading state, read now, still allows it.
+                        why = await self._admits(run, plan, long=long, reduce_only=reduce_only)
                     if why is not None:
                         done.ended_early = why
                         break
@@ -197,6 +201,7 @@ class SlicedOrders:
                             ),
                         )
                     except PermanentError:
+                        await run.first_answered()  # refused: this child holds back no transition
                         if not done.orders:
                             run.entry_sent = False  # refused before anything was placed
                             raise
@@ -205,6 +210,8 @@ class SlicedOrders:
                         done.ended_early = f"child {child.number} refused by the exchange"
                         break
                     metrics.SLICES_SENT.labels(role=role).inc()
+                    if role == "entry":
+                        await run.first_answered()  # each later child is admitted again (_admits)
                 order = await self._resolver.until_final(symbol, order)
                 done.orders.append(order)
                 log.info(
@@ -246,6 +253,20 @@ class SlicedOrders:
         if len(done.orders) < len(plan.children):
             done.ended_early = "the intent is being repaired: no further child is sent"
         return done
+
+    async def _admits(self, run: Run, plan: Plan, *, long: bool, reduce_only: bool) -> str | None:
+        risk = self._ctx.risk
+        if risk is None:
+            return None
+        before = run.position_before
+        reduces = reduce_only or (before is not None and only_reduces(before, plan.total, long=long))
+        why = await risk.admits_child(run.intent, key=run.key, reduces=reduces)
+        if why is None:
+            # Admitted (and recorded): settled once this child has the exchange's answer.
+            run.on_first_answer = lambda: risk.settled(run.key)
+        else:
+            why = f"the next child is not sent: {why}"
+        return why
 
     async def _until_due(self, run: Run, due_at: float, *, protected: Order | bool) -> str | None:
         """Wait until ``due_at`` (epoch s); why the schedule must end instead, else None."""
