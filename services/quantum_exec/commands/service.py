@@ -24,7 +24,7 @@ from quantum_exec.settings import ExchangeEnv, default_state_dir, mask_url_passw
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, report=False)  # logged below, as structured lines
     configured_state_dir = settings.state_dir is not None
     if settings.embedded_redis and settings.state_dir is None:
         # A private Redis that keeps its data: a killed `serve` started again answers every intent.
