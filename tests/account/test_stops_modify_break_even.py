@@ -6,7 +6,7 @@ SIGKILL inside the MODIFY (its new stop armed, the old one not yet cancelled) pl
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +199,30 @@ async def test_killed_inside_a_break_even_modify_the_move_after_tp1_still_happen
     covered_at_every_moment(desk)
     at_target = [s for s in _stops(desk, None) if D(s["triggerPrice"]) == target]
     assert len(at_target) == 1, at_target
+
+
+async def test_a_short_moves_its_stop_down_to_the_fee_adjusted_entry(desk: Desk) -> None:
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="be-short",
+        symbol="BTCUSDT",
+        side="SELL",
+        quantity="0.010",
+        stop_loss=str((mark * D("1.03")).quantize(D("0.1"))),
+        take_profits=LADDER,
+    )
+    opened = await desk.result("be-short")
+    assert opened.protection is ProtectionState.PROTECTED and opened.avg_price is not None
+    tp1 = max(
+        D(a["triggerPrice"]) for a in desk.open_algos("BTCUSDT") if a["orderType"] == "TAKE_PROFIT_MARKET"
+    )
+    desk.sim.set_mark_price("BTCUSDT", tp1 - D("0.5"))
+    await wait_for(lambda: desk.position("BTCUSDT") == D("-0.006"), 15, "TP1 filled")
+    await desk.publish(intent_id="be-short-mod", symbol="BTCUSDT", side="MODIFY", break_even_after=1)
+    modified = await desk.result("be-short-mod")
+    assert modified.error is None, modified.error
+    rate, tick = desk.sim.engine.ledger.market.taker_rate, D("0.1")
+    target = (opened.avg_price * (1 - 2 * rate) / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+    assert modified.stop_loss is not None and modified.stop_loss.trigger_price == target
+    await wait_for(lambda: _moved_to(desk, target), 15, "the short's stop at break-even")
