@@ -25,7 +25,9 @@ every action that lowers protection because of the position (a resize, a cancel 
 symbol or the other side, a cancel of the twin that does not fit) acts only on a confirmed view:
 not while an order of this instance known filled by REST has not been seen on the stream
 (``position_amount`` answers ``None``), not while the pushed position (ACCOUNT_UPDATE) disagrees
-with the fills, and only once REST (positionRisk) holds the very position the view holds.
+with the fills, and, for a leg newer than every fill seen (the fill it protects may be on the
+way; fills come in order among themselves, so an older leg's are all in), only once REST
+(positionRisk) holds the very position the view holds.
 Otherwise those actions wait (the fill, or the resync, runs the plan again; so does the bounded
 retry); a cancel because the leg's sibling filled completely does not depend on the position and
 goes at once. Records of a symbol the view sees flat are dropped only once REST says it is flat too.
@@ -183,13 +185,21 @@ class LiveOco:
     async def _view_lags(self, symbol: str, actions: list[Cancel | Replace]) -> bool:
         """True when the plan lowers protection because of the view's position and that position
         is not confirmed: an order known filled by REST is not on the stream yet, the pushed
-        position disagrees with the fills, or REST (positionRisk) holds another position."""
-        if not any(_on_position(a) and self._actionable(symbol, a) for a in actions):
+        position disagrees with the fills, or a leg it touches is newer than the newest fill seen
+        (the fill it protects may be on the way) and REST (positionRisk) holds another position.
+        A leg older than a fill seen needs no read: fills come in order among themselves, so every
+        fill before the leg was placed is in the view (a later one brings its own legs)."""
+        touched = [a for a in actions if _on_position(a) and self._actionable(symbol, a)]
+        if not touched:
             return False
         held = self._position_amount(symbol)
         if held is None or symbol in self._state.disagreeing_symbols():
             log.info("oco.view_lags", symbol=symbol, view=str(held), detail="fills still on the way")
             return True
+        last_fill_ms = self._state.last_fill_ms(symbol) or 0
+        legs = [self._leg_of(a) for a in touched]
+        if not any(leg is not None and leg.update_time_ms > last_fill_ms for leg in legs):
+            return False
         try:
             actual = await self._gateway.position_amount(symbol)
         except OwnershipLost:
@@ -206,8 +216,11 @@ class LiveOco:
         """False when :meth:`_apply_oco` would leave ``action`` alone (a leg claimed, in flight)."""
         if self._claims.held(action.client_algo_id) or self._claims.symbol_held(symbol):
             return False
-        leg = action.old if isinstance(action, Replace) else self._state.algo_order(action.client_algo_id)
+        leg = self._leg_of(action)
         return leg is not None and not self._claims.acting(leg.algo_id)
+
+    def _leg_of(self, action: Cancel | Replace) -> AlgoView | None:
+        return action.old if isinstance(action, Replace) else self._state.algo_order(action.client_algo_id)
 
     async def _break_even(self, symbol: str) -> dict[str, Decimal]:
         """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger.
