@@ -250,7 +250,8 @@ class RiskCheck(Protocol):
 
 
 class Plans(Protocol):
-    """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) is kept across restarts."""
+    """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) and a partial CLOSE's
+    ladder resize (``execution.stops.resize_plan``, under its own key) are kept across restarts."""
 
     async def load(self, key: str) -> bytes | None: ...
 

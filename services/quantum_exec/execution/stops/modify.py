@@ -76,7 +76,9 @@ def plan_set(
     close_position: bool,
 ) -> tuple[list[LegOrder], set[str]]:
     """The new set of legs of ``run``'s MODIFY for a position of ``size`` entered at ``entry``, and
-    the client ids of the legs whose trigger the MODIFY asked for (the others are carried over)."""
+    the client ids of the legs whose trigger the MODIFY asked for (the others are carried over).
+    A closePosition leg falls back to a reduce-only one of ``size``: made before the old set breaks,
+    it meets the old closePosition legs, and Binance keeps one per side (-4130)."""
     intent, key, symbol = run.intent, run.key, run.intent.symbol
     exit_side = OrderSide.SELL if long else OrderSide.BUY
     new: list[LegOrder] = []
@@ -95,8 +97,9 @@ def plan_set(
         sl = max(stops, key=lambda o: (o.close_position, o.quantity, o.algo_id)).trigger_price
     if sl is not None:
         quantity = None if close_position else size
+        sl_id = client_order_id(key, "sl")
         new.append(
-            LegOrder(symbol, exit_side, OrderType.STOP_MARKET, sl, client_order_id(key, "sl"), quantity)
+            LegOrder(symbol, exit_side, OrderType.STOP_MARKET, sl, sl_id, quantity, fallback_quantity=size)
         )
 
     tp = intent.take_profit
@@ -114,7 +117,17 @@ def plan_set(
         changed.add(leg_id)
         trigger = round_trigger(rules, tp, long=long, kind="TP")
         quantity = None if close_position else size
-        new.append(LegOrder(symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity))
+        new.append(
+            LegOrder(
+                symbol,
+                exit_side,
+                OrderType.TAKE_PROFIT_MARKET,
+                trigger,
+                leg_id,
+                quantity,
+                fallback_quantity=size,
+            )
+        )
     else:
         new.extend(carried_targets(targets, key, exit_side, size))
     trail = intent.trailing_stop
@@ -165,7 +178,13 @@ def carried_targets(
             quantity = min(target.quantity + before, size)
         trigger = earlier.trigger_price if earlier is not None else target.trigger_price
         merged[leg_id] = LegOrder(
-            target.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity
+            target.symbol,
+            exit_side,
+            OrderType.TAKE_PROFIT_MARKET,
+            trigger,
+            leg_id,
+            quantity,
+            fallback_quantity=size,  # a closePosition target meets the old one (-4130): reduce-only
         )
     return list(merged.values())
 
