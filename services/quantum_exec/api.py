@@ -301,6 +301,8 @@ class ReadApi:
                 "executed_quantity": o.executed_qty,
                 "reduce_only": o.reduce_only,
                 "status": o.status.value,
+                # "entry": a LIMIT entry of ours working (resting); "sl"/"tp"/"close"; None: not ours.
+                "role": role_of(o.client_order_id),
             }
             for o in regular
         ]
@@ -336,6 +338,7 @@ class ReadApi:
                 "activated": v.activated,
                 # A stop-loss, a take-profit or an armed STOP entry of this service.
                 "ours": role_of(v.client_algo_id) is not None,
+                "role": role_of(v.client_algo_id),  # "entry": an armed STOP entry of ours
             }
             for v in sorted(views, key=lambda v: (v.symbol, v.algo_id))
         ]

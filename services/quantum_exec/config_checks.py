@@ -13,8 +13,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
-# QUANTUM_* variables that are not settings but are read on purpose (the test suite's, the unit's).
-NOT_SETTINGS_PREFIXES = ("QUANTUM_TEST_",)
+# QUANTUM_* variables that are not the service's settings but are read on purpose: the test
+# suite's, the unit's, and those of the components that read their own (the signal gateway, the
+# notifier, the risk limits: each checks its names itself).
+NOT_SETTINGS_PREFIXES = ("QUANTUM_TEST_", "QUANTUM_GATEWAY_", "QUANTUM_NOTIFY_", "QUANTUM_RISK_")
 NOT_SETTINGS = frozenset({"QUANTUM_UNIT_NAME"})
 
 

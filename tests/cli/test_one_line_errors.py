@@ -136,6 +136,9 @@ def test_unknown_variables_and_malformed_env_lines_are_reported(tmp_path: Path) 
             str(env_file),
             env={
                 "QUANTUM_MAX_CONCURENCY": "4",
+                # The notifier's and the gateway's own variables are theirs to check: not reported.
+                "QUANTUM_NOTIFY_MIN_INTERVAL_MS": "1000",
+                "QUANTUM_GATEWAY_PORT": "9110",
                 "QUANTUM_METRICS_PORT": str(port),
                 "QUANTUM_STATE_DIR": str(tmp_path / "state"),
             },

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,8 @@ def test_a_resting_limit_is_shown_as_working(served: Served) -> None:
     wait_until(lambda: served.cli("results", "--intent", "rest-1").returncode == 0, 30, "its record")
     [line] = served.cli("results", "--intent", "rest-1", "--json").stdout.splitlines()
     assert json.loads(line)["state"] == "working"
+    # The console's open orders (from /api/orders) show it as our working entry.
+    port = json.loads(served.endpoints_file.read_text())["metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/orders", timeout=10) as response:
+        orders = json.loads(response.read())["orders"]
+    assert [(o["type"], o["role"]) for o in orders] == [("LIMIT", "entry")]

@@ -58,3 +58,48 @@ async def test_service_with_the_executor_on_the_simulator(kit: Any) -> None:
         await asyncio.wait_for(service.stop(), 30)
     assert result.status is ResultStatus.FILLED, result.error
     assert result.symbol == "BTCUSDT" and result.order_id is not None
+
+
+async def test_a_lost_lease_leaves_the_entry_pending_without_a_traceback(
+    kit: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis away past the lease (or a takeover): the attempt ends with one warning, no ERROR and
+    no traceback about "another instance", and the entry stays pending for the next attempt."""
+    import logging
+
+    from quantum_exec.exchange.fencing import ensure_owner
+
+    calls: list[str] = []
+
+    async def handler(intent: Any, stream_id: str, received_at: Any, *, attempt: Any) -> Any:
+        calls.append(stream_id)
+
+        async def lost() -> bool:
+            return False
+
+        from quantum_exec.exchange import fencing
+
+        token = fencing.set_check(lost)  # the fence the stream layer installs, answering "lost"
+        try:
+            await ensure_owner("POST /fapi/v1/order")
+        finally:
+            fencing.reset_check(token)
+
+    settings = kit.settings(block_ms=50)
+    service = Service(settings, handler=handler, operations=False)
+    caplog.set_level(logging.INFO, logger="quantum_exec")
+    await service.start()
+    try:
+        await service.redis.xadd(settings.intent_stream, encode_intent_fields(kit_intent(), "test"))
+        await kit.wait_until(lambda: calls, 5, "the attempt")
+        await kit.wait_until(
+            lambda: any(r.getMessage() == "intent.left_pending" for r in caplog.records), 5, "the warning"
+        )
+        pending: Any = await service.redis.xpending(settings.intent_stream, settings.consumer_group)
+        assert pending["pending"] == 1  # left for the next attempt, not answered
+    finally:
+        await service.stop()
+    [left] = [r for r in caplog.records if r.getMessage() == "intent.left_pending"]
+    assert left.levelname == "WARNING" and "no longer owns the intent" in left.__dict__["kv"]["error"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not any(r.exc_info for r in caplog.records)

@@ -242,8 +242,8 @@ function renderPositions(body) {
 
 function renderOrders(body) {
   const rows = [
-    ...(body.orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.price, qty: o.quantity, state: o.status, id: o.client_order_id })),
-    ...(body.conditional_orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.trigger_price, qty: o.quantity ?? "close position", state: o.state, id: o.client_algo_id })),
+    ...(body.orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.price, qty: o.quantity, state: o.role === "entry" ? `working entry (${o.status})` : o.status, id: o.client_order_id })),
+    ...(body.conditional_orders || []).map((o) => ({ symbol: o.symbol, kind: o.type, side: o.side, price: o.trigger_price, qty: o.quantity ?? "close position", state: o.role === "entry" ? `working entry, armed (${o.state})` : o.state, id: o.client_algo_id })),
   ];
   $("orders").innerHTML = table([
     ["symbol", (o) => esc(o.symbol)], ["type", (o) => esc(o.kind)], ["side", (o) => esc(o.side)],

@@ -343,9 +343,8 @@ class Executor:
             try:
                 found, strategy = await self._send_entry(run, strategy, rules, reference, quantity, long)
             except UnknownOutcomeError:
-                run.on_first_answer = (
-                    None  # the order may still arrive: its admission holds a halt until it expires
-                )
+                # The order may still arrive: its admission holds a halt back until it expires.
+                run.on_first_answer = None
                 raise
             finally:
                 await run.first_answered()
