@@ -65,11 +65,7 @@ async def test_a_resumed_limit_entry_keeps_its_reservation_after_the_kill(desk: 
         worker.kill()
     finally:
         worker.kill()
-    await desk.service(
-        **{k: D(v) if isinstance(v, str) and k != "risk_stream" else v for k, v in limits.items()},
-        claim_idle_ms=1000,
-        consumer_name="survivor",
-    )
+    await desk.service(**limits, claim_idle_ms=1000, consumer_name="survivor")
     until = f"{reserved}:until"
 
     async def lapsed() -> bool:
