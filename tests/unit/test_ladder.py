@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quantum_exec.contracts.stops import TakeProfitLevel
-from quantum_exec.execution.stops.ladder import Rung, plan_ladder, shrink, split_sizes
+from quantum_exec.execution.stops.ladder import Rung, plan_ladder, shrink, shrink_ladders, split_sizes
 from quantum_exec.rules import SymbolRules
 
 D = Decimal
@@ -101,6 +101,19 @@ def test_shrink_keeps_the_levels_in_proportion(btc: SymbolRules) -> None:
     assert shrink(rungs, D(0), btc) == []
 
 
+def test_a_pyramids_ladders_shrink_each_with_its_share(btc: SymbolRules) -> None:
+    # Two ladders of 0.006 and 0.004 (two levels of 50 % each), 0.007 left: 0.004 and 0.003.
+    ladders = [[D("0.003"), D("0.003")], [D("0.002"), D("0.002")]]
+    got = shrink_ladders(ladders, D("0.007"), btc)
+    assert got == [{0: D("0.002"), 1: D("0.002")}, {0: D("0.001"), 1: D("0.002")}]
+    assert sum(q for kept in got for q in kept.values()) == D("0.007")
+    # Levels of equal number and size in both ladders never collapse into one.
+    same = shrink_ladders([[D("0.002")], [D("0.002")]], D("0.003"), btc)
+    assert sum(q for kept in same for q in kept.values()) == D("0.003")
+    # More left than they held: each keeps what it held.
+    assert shrink_ladders(ladders, D("0.1"), btc) == [dict(enumerate(ladder)) for ladder in ladders]
+
+
 def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> None:
     from quantum_exec.account.roles import leg_ids, replacement_of, sibling_of
     from quantum_exec.ids import client_order_id, is_own_protective, role_of, tp_level_id, tp_level_of
@@ -152,3 +165,19 @@ def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_safe(btc: S
     # 2 x 0.381 / 0.010 = 76.2: a long's 100076.25 rounds up, a short's 99923.75 down.
     assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=True) == D("100076.3")
     assert break_even_price(D("100000.05"), D("0.010"), D("0.381"), btc, long=False) == D("99923.8")
+
+
+def test_a_ladder_planning_to_nothing_is_refused_naming_the_levels_and_min_qty(btc: SymbolRules) -> None:
+    from quantum_exec.errors import IntentRejected, ReasonCode
+    from quantum_exec.execution.stops.ladder import check_ladder_sizes, ladder_too_small
+
+    only = [TakeProfitLevel(pct=D(2), size_pct=D(5))]
+    refusal = ladder_too_small(btc, only, D("0.010"))  # 0.0005: below 0.001, nothing to merge into
+    assert refusal is not None and refusal.code == ReasonCode.QTY_BELOW_MIN
+    assert "minQty 0.001" in refusal.message and "level 1 5 %" in refusal.message
+    with pytest.raises(IntentRejected):
+        check_ladder_sizes(btc, only, D("0.010"))
+    # A level below minQty beside a larger one merges into it: nothing refused, nothing lost.
+    merged = [TakeProfitLevel(pct=D(1), size_pct=D(5)), TakeProfitLevel(pct=D(2), size_pct=D(50))]
+    assert ladder_too_small(btc, merged, D("0.010")) is None
+    assert split_sizes(btc, D("0.010"), [D(5), D(50)]) == [(1, D("0.005"))]

@@ -244,6 +244,12 @@ class AccountFollower:
         self._claims.claim(ids)
         return ids
 
+    def claim_cancel(self, algo_id: int) -> None:
+        """The caller cancels our leg ``algo_id`` itself: the live OCO leaves it alone until its
+        final ALGO_UPDATE (a view still without its CANCELED would replace it, under its alternate
+        id, as if armed). A cancel that failed calls :meth:`cancel_failed`."""
+        self._claims.claim([algo_id])
+
     def cancel_failed(self, algo_id: int) -> None:
         """A cancel taken with :meth:`take_for_cancel` failed: the OCO may act on the order again."""
         self._claims.unclaim(algo_id)
@@ -252,6 +258,34 @@ class AccountFollower:
         """Legs sent beside an entry still travelling: the symbol is flat only until it fills, so
         the live OCO leaves them alone until :meth:`release_legs`."""
         self._claims.hold(client_algo_ids)
+
+    async def hold_symbol(self, symbol: str, timeout_s: float = 5.0) -> None:
+        """A MODIFY replaces the whole set of ``symbol``: the live OCO acts on none of its legs
+        until :meth:`release_symbol`; returns once its run in progress there ended (or after
+        ``timeout_s``), so what the caller reads next is not changing under it."""
+        self._claims.hold_symbol(symbol)
+        await self.oco.quiet(symbol, timeout_s)
+
+    def release_symbol(self, symbol: str) -> None:
+        """The MODIFY's set stands: the live OCO looks at ``symbol`` again at once (what changed
+        meanwhile, a level filled, is its to follow: resize the stop to what is left)."""
+        self._claims.release_symbol(symbol)
+        self.oco.kick(symbol)
+
+    async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
+        """The break-even move the open records of ``symbol`` (side ``long``) hold: after which
+        level, to which trigger (of several, the earliest level and the safest trigger); None
+        when none holds one. A MODIFY that rewrites the records carries it over."""
+        records = [
+            r
+            for r in await self.store.records_of(symbol)
+            if r.opened and r.long is long and r.break_even_after is not None and r.break_even is not None
+        ]
+        if not records:
+            return None
+        after = min(r.break_even_after for r in records if r.break_even_after is not None)
+        triggers = [r.break_even for r in records if r.break_even is not None]
+        return after, max(triggers) if long else min(triggers)
 
     def release_legs(self, client_algo_ids: list[str]) -> None:
         """The entry of legs held with :meth:`hold_legs` is done: the live OCO looks after them."""

@@ -101,6 +101,12 @@ class LiveOco:
         tasks = self._oco_tasks.values() if symbol is None else [self._oco_tasks.get(symbol)]
         return all(task is None or task.done() for task in tasks)
 
+    async def quiet(self, symbol: str, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the OCO run in progress on ``symbol`` to end."""
+        task = self._oco_tasks.get(symbol)
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=timeout_s)
+
     def running(self) -> list[asyncio.Task[None]]:
         """The OCO tasks (the follower cancels them when it stops)."""
         return list(self._oco_tasks.values())
@@ -121,6 +127,8 @@ class LiveOco:
         try:
             while True:
                 self._oco_dirty.discard(symbol)
+                if self._claims.symbol_held(symbol):
+                    return  # a MODIFY replaces the set: its release runs this again
                 # Read before planning: no await may separate the plan from its actions, or a close's
                 # own cancels travelling meanwhile would be sent a second time by the plan.
                 moves = await self._break_even(symbol)
@@ -226,8 +234,8 @@ class LiveOco:
         return alone
 
     async def _apply_oco(self, symbol: str, action: Cancel | Replace, moves: dict[str, Decimal]) -> None:
-        if self._claims.held(action.client_algo_id):
-            return  # beside an entry still travelling: flat only until it fills
+        if self._claims.held(action.client_algo_id) or self._claims.symbol_held(symbol):
+            return  # beside an entry still travelling (flat only until it fills), or a MODIFY's
         if isinstance(action, Cancel):
             leg = self._state.algo_order(action.client_algo_id)
             if leg is None or self._claims.acting(leg.algo_id):

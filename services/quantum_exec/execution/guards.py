@@ -234,5 +234,5 @@ class Guards:
             # Reject a wrong-side intent before any order reaches the exchange.
             sl, tp = self.triggers(rules, intent, long=long, price=reference)
             check_protection(rules, long=long, reference=reference, sl=sl, tp=tp)
-            check_ladder(rules, intent, long=long, reference=reference)
+            check_ladder(rules, intent, long=long, reference=reference, quantity=quantity)
         return rules, reference, quantity

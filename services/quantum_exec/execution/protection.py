@@ -32,11 +32,18 @@ from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver, run_together
 from quantum_exec.execution.run import Run, result_error
-from quantum_exec.execution.stops.ladder import plan_ladder
+from quantum_exec.execution.stops.ladder import ladder_too_small, level_triggers, plan_ladder
 from quantum_exec.ids import client_order_id, tp_level_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, ceil_to_step, check_protection, floor_to_step, trigger_from_pct
+from quantum_exec.rules import (
+    SymbolRules,
+    ceil_to_step,
+    check_protection,
+    floor_to_step,
+    fmt,
+    trigger_from_pct,
+)
 from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
 
 log = get_logger(__name__)
@@ -191,6 +198,15 @@ class Protector:
             )
         if run.intent.take_profits:
             # Each level closes its share: a quantity whatever the protection mode.
+            too_small = ladder_too_small(rules, run.intent.take_profits, size)
+            if too_small is not None:
+                # What filled is too small for any level (checked before the entry for what was
+                # asked; a partly filled entry may still come to this): a failed leg, never none.
+                trigger = level_triggers(rules, run.intent.take_profits[:1], long=long, entry=price)[0]
+                tp_id = tp_level_id(run.key, 1)
+                legs.append(
+                    Leg("TP", OrderType.TAKE_PROFIT_MARKET, exit_side, tp_id, trigger, size, error=too_small)
+                )
             for rung in plan_ladder(rules, run.intent.take_profits, size, long=long, entry=price):
                 legs.append(
                     Leg(
@@ -251,7 +267,16 @@ class Protector:
         # A leg that fired did its work: a sibling cancelled after it (the OCO) is no failure.
         failed = [] if _fired(legs) else [leg for leg in legs if not leg.standing]
         flatten: Order | None = None
-        if not failed and not closing:
+        if not legs:
+            # Nothing was asked to be placed: never "protected" with no leg on the exchange (P3).
+            out.protection = ProtectionState.UNPROTECTED
+            run.error(
+                ReasonCode.PROTECTION_FAILED,
+                ErrorSource.INTERNAL,
+                f"no protective leg planned for {fmt(size)} {symbol}: the position stands unprotected",
+            )
+            log.error("position.unprotected", intent_id=run.key, symbol=symbol, reasons="no leg planned")
+        elif not failed and not closing:
             out.protection = ProtectionState.PROTECTED
             metrics.TIME_TO_PROTECTED.observe(max(0.0, time.time() - run.created_s()))
         else:

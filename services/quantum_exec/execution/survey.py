@@ -5,12 +5,16 @@ its earlier attempts may have filled an entry or a close: a result that said "no
 less than happened (P5). So before that answer one bounded, read-only lookup runs
 (:meth:`Recovery.look_up`, the same facts every resumed attempt starts from): the entry or close
 order, a sliced order's children (by id, also when their plan was lost), a stop entry's algo
-order and the order its trigger placed; then, for an entry that filled, its legs under both ids a
-leg may stand under (plain, or a make-before-break replacement numbered 1). Nothing is sent.
+order and the order its trigger placed; then, for an entry that filled, every leg it asked for
+(the stop, each ladder level, the target, a trailing stop) under both ids a leg may stand under
+(plain, or a make-before-break replacement numbered 1: :mod:`.survey_legs`). A MODIFY has no order:
+its symbol's position and legs are read instead (:func:`.survey_legs.modify_state`). Nothing is
+sent.
 
 The result is ``failed POISON_MESSAGE`` and says what the exchange holds: the quantity filled (at
 least what happened), ``protected`` only when every requested leg is armed there, ``unprotected``
-(loud) when a fill has no SL/TP or an entry is still working and may fill later with none.
+(loud) when a fill lacks one of its legs or an entry is still working and may fill later with
+none; for a MODIFY, which of its legs stand and which of the ones it replaces are still armed.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Final
 
 from quantum_exec.contracts import ErrorSource, ProtectionState, ResultStatus, Side
 from quantum_exec.errors import ReasonCode
-from quantum_exec.exchange.wire import FINAL_ORDER_STATUSES, AlgoStatus, Order
+from quantum_exec.exchange.wire import FINAL_ORDER_STATUSES, Order
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.recovery import ExchangeFacts, Recovery
 from quantum_exec.execution.run import Run
+from quantum_exec.execution.survey_legs import asked_legs, found, modify_state, own_open
 from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.ops.logs import get_logger
 
@@ -35,6 +40,21 @@ ZERO: Final = Decimal(0)
 
 async def survey(gateway: Gateway, recovery: Recovery, run: Run, max_attempts: int) -> None:
     """Fill ``run.out`` with what the exchange holds of the intent (see the module docstring)."""
+    if run.intent.side is Side.MODIFY:
+        state = await modify_state(gateway, run)
+    else:
+        state = await _order_state(gateway, recovery, run)
+    run.out.status = ResultStatus.FAILED
+    run.error(
+        ReasonCode.POISON_MESSAGE,
+        ErrorSource.INTERNAL,
+        f"the process died in {max_attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS) and "
+        f"again while repairing it; read once on the exchange: {state}",
+    )
+
+
+async def _order_state(gateway: Gateway, recovery: Recovery, run: Run) -> str:
+    """An entry's or a close's orders and, for an entry that filled, its legs."""
     intent, out = run.intent, run.out
     role: Role = "close" if intent.side is Side.CLOSE else "entry"
     out.client_order_id = client_order_id(run.key, role)
@@ -55,45 +75,31 @@ async def survey(gateway: Gateway, recovery: Recovery, run: Run, max_attempts: i
     what = f"filled {executed} at {out.avg_price}" if filled else "nothing filled"
     if role == "close" or not wants_protection(intent):
         state = f"{out.client_order_id}: {what}"
-    else:
-        armed = await _armed_legs(gateway, run) if filled else []
-        asked = (intent.stop_loss or intent.stop_loss_pct, intent.take_profit or intent.take_profit_pct)
-        requested = sum(1 for v in asked if v is not None)
-        if filled and len(armed) >= requested:
+    elif filled:
+        long = intent.side is Side.BUY
+        asked = asked_legs(gateway, intent, run.key, size=executed, price=out.avg_price, long=long)
+        legs = found(asked, await own_open(gateway, intent.symbol))
+        state = f"{out.client_order_id}: {what}"
+        if legs.complete:
             out.protection = ProtectionState.PROTECTED
-            state = f"{out.client_order_id}: {what}; protected by {', '.join(armed)}"
-        elif filled or working:
-            out.protection = ProtectionState.UNPROTECTED
-            state = f"{out.client_order_id}: {what}"
-            if filled:
-                state += f"; no SL/TP armed for it ({len(armed)} of {requested} legs): check the position"
-            log.error("position.unverified", intent_id=run.key, symbol=intent.symbol, detail=state)
+            state += f"; protected by {', '.join(legs.armed)}"
         else:
-            state = f"{out.client_order_id}: {what}, nothing opened"
+            out.protection = ProtectionState.UNPROTECTED
+            which = "no SL/TP" if not legs.armed else "not every SL/TP"
+            state += f"; {which} armed for it ({legs.describe()}): check the position"
+            log.error("position.unverified", intent_id=run.key, symbol=intent.symbol, detail=state)
+    elif working:
+        out.protection = ProtectionState.UNPROTECTED
+        state = f"{out.client_order_id}: {what}"
+        log.error("position.unverified", intent_id=run.key, symbol=intent.symbol, detail=state)
+    else:
+        state = f"{out.client_order_id}: {what}, nothing opened"
     if working:
         state += f"; still working on the exchange: {', '.join(working)} (it may fill with no SL/TP)"
-    out.status = ResultStatus.FAILED
-    run.error(
-        ReasonCode.POISON_MESSAGE,
-        ErrorSource.INTERNAL,
-        f"the process died in {max_attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS) and "
-        f"again while repairing it; read once on the exchange: {state}",
-    )
+    return state
 
 
 def _orders(facts: ExchangeFacts) -> list[Order]:
     """Every order of the intent found: the entry (or close), its children, a trigger's order."""
     found = [facts.order, *facts.children.values(), facts.triggered]
     return [o for o in found if o is not None]
-
-
-async def _armed_legs(gateway: Gateway, run: Run) -> list[str]:
-    """The client ids of the intent's legs armed on the exchange (one per role at most)."""
-    armed: list[str] = []
-    for role in ("sl", "tp"):
-        for client_algo_id in (client_order_id(run.key, role), client_order_id(run.key, role, 1)):
-            leg = await gateway.get_algo(client_algo_id)
-            if leg is not None and leg.status is AlgoStatus.NEW:
-                armed.append(client_algo_id)
-                break
-    return armed

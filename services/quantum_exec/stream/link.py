@@ -60,8 +60,10 @@ class RedisLink:
     def writes_maybe_lost_since(self) -> float | None:
         """Start of a recent outage that may have lost acknowledged writes, or None.
 
-        Every order of an attempt is sent right after a fence confirmed by Redis, so the orders
-        of an attempt whose records the outage lost left no later than (about) its start.
+        Every order of an attempt is sent within ``FENCE_FRESH_S`` of a fence confirmed by Redis
+        (:meth:`.leases.Leases.owner_check`), so the orders of an attempt whose records the outage
+        lost left no later than its start plus ``FENCE_FRESH_S``: the caller adds that window
+        (:func:`.recovery.attempt_of`), this is the outage's start alone.
         """
         if self.lost_at is None:
             return None

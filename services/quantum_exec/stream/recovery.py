@@ -31,12 +31,16 @@ def attempt_of(begun: Begun, max_attempts: int, *, record_lost_by: float | None 
     """What the executor must know of earlier attempts (see :class:`Attempt`).
 
     ``record_lost_by``: for a new record, when an earlier attempt may have begun and its record
-    been lost since (acknowledged writes lost in a failover), the monotonic time by which its
-    orders were sent; the attempt then looks its orders up by client id before sending any.
+    been lost since (acknowledged writes lost in a failover), the monotonic time of its last
+    fence Redis can have confirmed (see :func:`record_lost_by`); its orders left by then plus
+    :data:`FENCE_FRESH_S` (a fence confirmed moments before skips Redis for that long), and the
+    attempt looks them up by client id before sending any.
     """
     first_received_at = begun.first_received_at
     if begun.state is BeginState.NEW and record_lost_by is not None:
-        return Attempt(resume=True, earlier_sent_by=record_lost_by, first_received_at=first_received_at)
+        return Attempt(
+            resume=True, earlier_sent_by=record_lost_by + FENCE_FRESH_S, first_received_at=first_received_at
+        )
     if begun.state is not BeginState.RESUMED:
         return Attempt(first_received_at=first_received_at)
     earlier_sent_by = None
@@ -61,14 +65,15 @@ def deciding(begun: Begun, max_attempts: int) -> bool:
 
 def record_lost_by(entry: Entry, outage_since: float | None, connected_at: float | None) -> float | None:
     """When a new begin record may stand in for one lost with acknowledged writes (a failover):
-    the monotonic time by which the lost attempt's orders were sent; None when it cannot be.
+    the monotonic time by which Redis last confirmed a fence of the lost attempt (its orders left
+    by then plus FENCE_FRESH_S, added by :func:`attempt_of`); None when it cannot be.
 
     After an outage this process saw (its start: ``outage_since`` now, or ``entry.outage_since``
     when the entry was read, for an entry that waited past the window for a slot or its turn),
     any intent may be one whose records the outage took (a failover rolls the group back too, so
-    it comes again as new): its orders left before the outage began. A redelivered entry may have
-    lost its record to an outage before this process connected (``connected_at``; an instance
-    started after a failover): its orders left before that.
+    it comes again as new): its fences were confirmed before the outage began. A redelivered entry
+    may have lost its record to an outage before this process connected (``connected_at``; an
+    instance started after a failover): its fences were confirmed before that.
     """
     if outage_since is not None:
         return outage_since  # the latest outage: the later bound covers an earlier one too

@@ -26,7 +26,12 @@ from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.recovery import ExchangeFacts, Recovery
 from quantum_exec.execution.run import Run
-from quantum_exec.execution.stops.partial import close_quantity, is_partial, shrink_ladder
+from quantum_exec.execution.stops.partial import (
+    check_resize_budget,
+    close_quantity,
+    is_partial,
+    shrink_ladder,
+)
 from quantum_exec.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules
@@ -149,6 +154,9 @@ class Closer:
                 )
             side = OrderSide.SELL if amount > 0 else OrderSide.BUY
             quantity = close_quantity(rules, run.intent, abs(amount))  # all, or the part asked
+            if quantity < abs(amount):
+                # The legs shrink to the rest make before break: room for that, or nothing sent.
+                await check_resize_budget(self._ctx, symbol, abs(amount) - quantity)
             out.requested_quantity = out.quantity = quantity
             recording = record_opening(account, run)
             try:

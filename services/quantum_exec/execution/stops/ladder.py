@@ -15,7 +15,8 @@ from decimal import ROUND_FLOOR, Context, Decimal
 from typing import Final
 
 from quantum_exec.contracts.stops import TakeProfitLevel
-from quantum_exec.rules import SymbolRules, floor_to_step, round_trigger, trigger_from_pct
+from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.rules import SymbolRules, floor_to_step, fmt, round_trigger, trigger_from_pct
 
 _HUNDRED: Final = Decimal(100)
 _FLOOR: Final = Context(prec=60, rounding=ROUND_FLOOR)
@@ -80,6 +81,28 @@ def split_sizes(
     return [(index, size) for index, size in kept if size > 0]
 
 
+def ladder_too_small(
+    rules: SymbolRules, levels: Sequence[TakeProfitLevel], total: Decimal
+) -> IntentRejected | None:
+    """``QTY_BELOW_MIN`` naming the levels and minQty when the ladder of a ``total`` position plans
+    to nothing (every level below minQty, no level left to merge into), else None."""
+    if not levels or split_sizes(rules, total, [level.size_pct for level in levels]):
+        return None
+    shares = ", ".join(f"level {n} {fmt(level.size_pct)} %" for n, level in enumerate(levels, 1))
+    return IntentRejected(
+        ReasonCode.QTY_BELOW_MIN,
+        f"take_profits ({shares} of {fmt(total)}) below minQty {fmt(rules.market_min_qty)} for "
+        f"{rules.symbol} even merged into one level: no take-profit could be placed",
+    )
+
+
+def check_ladder_sizes(rules: SymbolRules, levels: Sequence[TakeProfitLevel], total: Decimal) -> None:
+    """Raise :func:`ladder_too_small`'s refusal (before any order is sent)."""
+    refusal = ladder_too_small(rules, levels, total)
+    if refusal is not None:
+        raise refusal
+
+
 def plan_ladder(
     rules: SymbolRules,
     levels: Sequence[TakeProfitLevel],
@@ -96,13 +119,37 @@ def plan_ladder(
     ]
 
 
+def shrink_sizes(
+    quantities: Sequence[Decimal], remaining: Decimal, rules: SymbolRules
+) -> list[tuple[int, Decimal]]:
+    """What each of ``quantities`` keeps when what they cover shrinks to ``remaining`` (never more
+    than they held), as ``(index, quantity)``: each its share, floored to the step, the remainder on
+    the last; one that would fall below minQty merged into a neighbour and left out."""
+    held = sum(quantities, Decimal(0))
+    if held <= 0:
+        return []
+    covered = min(held, remaining)
+    pcts = [_FLOOR.divide(quantity * _HUNDRED, held) for quantity in quantities]
+    return split_sizes(rules, covered, pcts, target=covered)
+
+
 def shrink(rungs: Sequence[Rung], remaining: Decimal, rules: SymbolRules) -> list[Rung]:
     """The ladder's remaining levels for a position that shrank to ``remaining`` (a partial close):
     each keeps its share of what the levels held, floored to the step, the remainder on the last."""
-    held = sum((rung.quantity for rung in rungs), Decimal(0))
-    if held <= 0 or not rungs:
-        return []
-    covered = min(held, remaining)
-    pcts = [_FLOOR.divide(rung.quantity * _HUNDRED, held) for rung in rungs]
-    sizes = split_sizes(rules, covered, pcts, target=covered)
+    sizes = shrink_sizes([rung.quantity for rung in rungs], remaining, rules)
     return [Rung(rungs[index].level, rungs[index].trigger, quantity) for index, quantity in sizes]
+
+
+def shrink_ladders(
+    ladders: Sequence[Sequence[Decimal]], remaining: Decimal, rules: SymbolRules
+) -> list[dict[int, Decimal]]:
+    """Several ladders on one position (a pyramid's, one per entry), each given as its levels'
+    quantities, shrunk each on its own: a ladder keeps its share of ``remaining`` (in proportion to
+    what it held, the remainder on the last ladder), and its levels their shares of that. Per
+    ladder, ``{index: quantity}`` of the levels kept (a level missing merged into a neighbour)."""
+    held = [sum(ladder, Decimal(0)) for ladder in ladders]
+    shares = dict(shrink_sizes(held, remaining, rules))
+    return [
+        dict(shrink_sizes(ladder, shares[index], rules)) if index in shares else {}
+        for index, ladder in enumerate(ladders)
+    ]

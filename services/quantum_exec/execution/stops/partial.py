@@ -3,20 +3,27 @@ shrunk to what is left, each keeping its share (make before break).
 
 The stop (and a single target) larger than what is left is resized by the live OCO like after any
 reduce; the ladder's levels are resized here, because the OCO shrinks only a leg larger than the
-whole position and a ladder must keep its proportions. The levels are held from the OCO while they
+whole position and a ladder must keep its proportions: each intent's ladder (a pyramid has one
+per entry) keeps its own share of what is left. The levels are held from the OCO while they
 are replaced, each new one armed before its old one is cancelled (:meth:`LegPlacer.replace`).
+A partial CLOSE the account's conditional-order budget has no room to resize after is refused
+before it is sent (:func:`check_resize_budget`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
+from quantum_exec.account.roles import intent_digest
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.legs import LegOrder
-from quantum_exec.execution.stops.ladder import Rung, shrink
+from quantum_exec.execution.stops.budget import check_budget
+from quantum_exec.execution.stops.ladder import shrink_ladders
 from quantum_exec.ids import replacement_of, tp_level_of
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, floor_to_step, fmt
@@ -51,51 +58,89 @@ def close_quantity(rules: SymbolRules, intent: TradeIntent, held: Decimal) -> De
     return quantity
 
 
+async def check_resize_budget(ctx: EntryContext, symbol: str, remaining: Decimal) -> None:
+    """Refuse a partial CLOSE (``CONDITIONAL_BUDGET``, before it is sent) when the account has no
+    room for the legs its make-before-break resize places beside the old ones: one for the stop or
+    single target the live OCO shrinks to ``remaining``, one for the ladder levels replaced here
+    (each is replaced one at a time, and the two may run together). Resizing cancel-first instead
+    would leave the position naked for a moment, and a failed placement after the cancel naked for
+    good; a full CLOSE needs no new leg and is never refused for the budget."""
+    own = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
+    ladder = any(tp_level_of(o.client_algo_id) is not None for o in own)
+    larger = any(
+        tp_level_of(o.client_algo_id) is None
+        and o.order_type is not OrderType.TRAILING_STOP_MARKET
+        and not o.close_position
+        and o.quantity > remaining
+        for o in own
+    )
+    await check_budget(ctx, int(ladder) + int(larger))
+
+
+def ladders_of(own: Sequence[AlgoOrder]) -> list[list[AlgoOrder]]:
+    """Our armed ladder levels on a symbol, one ladder per intent (by the ids' digest: a pyramid's
+    entries each have theirs), each by level; in an order of their own, never the exchange's."""
+    by_intent: dict[str, list[AlgoOrder]] = {}
+    for order in own:
+        digest = intent_digest(order.client_algo_id)
+        if digest is not None and tp_level_of(order.client_algo_id) is not None:
+            by_intent.setdefault(digest, []).append(order)
+    return [
+        sorted(levels, key=lambda o: (tp_level_of(o.client_algo_id), o.algo_id))
+        for _, levels in sorted(by_intent.items())
+    ]
+
+
 async def shrink_ladder(
     ctx: EntryContext, rules: SymbolRules, symbol: str, remaining: Decimal, change_id: str
 ) -> None:
-    """Replace our ladder levels on ``symbol`` by ones sized for ``remaining`` in proportion; a level
-    that merged away is cancelled once the others are armed. Failures are logged: the old levels
-    stay (reduce-only, they never close more than is there)."""
+    """Replace our ladder levels on ``symbol`` by ones sized for ``remaining`` in proportion, each
+    intent's ladder with its share (:func:`.ladder.shrink_ladders`); a level that merged away is
+    cancelled once the others are armed. Failures are logged: the old levels stay (reduce-only,
+    they never close more than is there)."""
     own = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
     account = ctx.account
-    levels = sorted(
-        ((lvl, o) for o in own if (lvl := tp_level_of(o.client_algo_id)) is not None), key=lambda p: p[0]
-    )
-    if not levels:
+    ladders = ladders_of(own)
+    if not ladders:
         if account is not None:
             await account.protection_changed(symbol, "partial_close", change_id, own, None)
         return
-    by_level = {lvl: o for lvl, o in levels}
-    target = {
-        r.level: r
-        for r in shrink([Rung(lvl, o.trigger_price, o.quantity) for lvl, o in levels], remaining, rules)
-    }
-    ids = [o.client_algo_id for _, o in levels] + [replacement_of(o.client_algo_id) for _, o in levels]
+    sizes = shrink_ladders([[o.quantity for o in ladder] for ladder in ladders], remaining, rules)
+    levels = [o for ladder in ladders for o in ladder]
+    ids = [o.client_algo_id for o in levels] + [replacement_of(o.client_algo_id) for o in levels]
     if account is not None:
         account.hold_legs(ids)
     try:
         armed_all = True
-        for lvl, old in levels:
-            rung = target.get(lvl)
-            if rung is None or rung.quantity == old.quantity:
-                continue
-            new = LegOrder(
-                symbol,
-                old.side,
-                old.order_type,
-                old.trigger_price,
-                replacement_of(old.client_algo_id),
-                rung.quantity,
-            )
-            done = await ctx.legs.replace(old, new)
-            armed_all &= done.old_cancelled is not None
-            if done.old_cancelled is None:
-                log.warning("stops.level_not_resized", symbol=symbol, level=lvl, detail=done.placed.failure)
+        merged: list[AlgoOrder] = []
+        for ladder, kept in zip(ladders, sizes, strict=True):
+            for index, old in enumerate(ladder):
+                quantity = kept.get(index)
+                if quantity is None:
+                    merged.append(old)
+                    continue
+                if quantity == old.quantity:
+                    continue
+                new = LegOrder(
+                    symbol,
+                    old.side,
+                    old.order_type,
+                    old.trigger_price,
+                    replacement_of(old.client_algo_id),
+                    quantity,
+                )
+                done = await ctx.legs.replace(old, new)
+                armed_all &= done.old_cancelled is not None
+                if done.old_cancelled is None:
+                    log.warning(
+                        "stops.level_not_resized",
+                        symbol=symbol,
+                        client_algo_id=old.client_algo_id,
+                        detail=done.placed.failure,
+                    )
         if armed_all:
-            for lvl, old in by_level.items():
-                if lvl not in target:
-                    await ctx.legs.cancel(old.algo_id)  # merged into another level
+            for old in merged:
+                await ctx.legs.cancel(old.algo_id)  # merged into another level
     finally:
         if account is not None:
             account.release_legs(ids)
