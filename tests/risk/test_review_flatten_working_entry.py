@@ -23,7 +23,7 @@ from support.desk import Desk
 from support.killable import KillableService
 from support.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(200)]
 
 SYMBOL = "DOGEUSDT"
 
@@ -43,7 +43,7 @@ async def test_a_flatten_does_not_report_done_while_a_killed_instances_limit_ent
 ) -> None:
     risk = {"risk_stream": f"{desk.names['intent_stream']}:risk"}
     # The killed instance's symbol lease outlives the flatten: its intent is resumed after it.
-    worker = KillableService(desk, tmp_path, consumer_name="limit-worker", lease_ttl_ms=15000, **risk)
+    worker = KillableService(desk, tmp_path, consumer_name="limit-worker", lease_ttl_ms=40000, **risk)
     try:
         worker.spawn()
         await wait_for(lambda: worker.started() == 1, 30, "the worker ready")
@@ -75,11 +75,11 @@ async def test_a_flatten_does_not_report_done_while_a_killed_instances_limit_ent
     async def flatten_done() -> bool:
         return any(e["kind"] == "flatten_done" for e in await _events(desk))
 
-    await wait_for(flatten_done, 30, "the flatten reporting done")
+    await wait_for(flatten_done, 35, "the flatten reporting done")
     resting = (_entry(desk) or {}).get("status") == "NEW"
     # The market comes down to the LIMIT: a resting entry of ours fills now.
     desk.sim.set_mark_price(SYMBOL, price * Decimal("0.99"))
-    result = await desk.result("rest", timeout_s=60)
+    result = await desk.result("rest", timeout_s=90)
     assert not resting and desk.position(SYMBOL) == 0, (
         f"flatten_done was published with our LIMIT entry still resting ({resting}); it filled after it "
         f"and {SYMBOL} holds {desk.position(SYMBOL)} while HALTED (result {result.status.value}, "
