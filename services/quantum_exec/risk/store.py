@@ -244,6 +244,10 @@ class RiskStore:
                 return None  # deposed: the next holder decides
         raise TransitionRefused("the trading state kept changing under this request: ask again")
 
+    async def holds(self, fence: Fence) -> bool:
+        """Is the account lease of ``fence`` still held under its value (the flatten's own fence)?"""
+        return bool(await self._redis.get(fence[0]) == fence[1].encode())
+
     async def finish_flatten(self, flatten_id: str, fence: Fence, numbers: dict[str, Any]) -> bool:
         """Mark ``flatten_id`` done (its event ``flatten_done``); False when it is not the one under way."""
         for _ in range(_CAS_TRIES):
