@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from quantum_exec.ids import client_order_id
+from quantum_exec.risk.reservations import LEASE_MS
 from support.desk import Desk
 from support.killable import KillableService
 from support.waiting import wait_for
@@ -27,6 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 D = Decimal
 LIMIT_USD = D(150)
+
+
+async def _redis_ms(desk: Desk) -> int:
+    seconds, micros = await desk.redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _entry(desk: Desk, intent_id: str) -> dict[str, Any] | None:
@@ -68,13 +74,16 @@ async def test_a_resumed_limit_entry_keeps_its_reservation_after_the_kill(desk: 
     await desk.service(**limits, claim_idle_ms=1000, consumer_name="survivor")
     until = f"{reserved}:until"
 
-    async def lapsed() -> bool:
-        score = await desk.redis.zscore(until, "rest")
-        seconds, micros = await desk.redis.time()
-        return score is None or score < seconds * 1000 + micros // 1000
+    killed_at = await _redis_ms(desk)
 
-    # The killed instance's reservation lapses (30 s) unless the resumed attempt reserved again.
-    await wait_for(lapsed, 60, "the killed instance's reservation lapsing")
+    async def lapsed() -> bool:
+        return await _redis_ms(desk) > killed_at + LEASE_MS + 1000
+
+    # The killed instance's reservation would have lapsed by now (30 s) unless the resumed attempt
+    # reserved again (then it is renewed: still held, and counted by the second entry's admission).
+    await wait_for(lapsed, 60, "the killed instance's reservation lease running out")
+    score = await desk.redis.zscore(until, "rest")
+    assert score is not None and score > await _redis_ms(desk), "the resumed LIMIT's reservation lapsed"
     assert (_entry(desk, "rest") or {}).get("status") == "NEW", (
         "the LIMIT still rests, followed by the survivor"
     )

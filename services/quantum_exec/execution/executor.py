@@ -288,7 +288,7 @@ class Executor:
             await self._open(run)
         except (UnknownOutcomeError, asyncio.CancelledError):
             # Left to a later attempt (the order may be travelling): it lapses with its lease
-            # unless that attempt reserves again.
+            # unless that attempt reserves again (a resumed attempt that finds the entry adopts it).
             if self.risk is not None:
                 await self.risk.release(run.key, lapse=True)
             raise
@@ -313,6 +313,10 @@ class Executor:
             facts = await self._recovery.look_up(run, "entry")
             strategy = self._pick(run, sliced=facts.plan is not None)
             found = await strategy.find(run, facts)
+            if found is not None and self.risk is not None and not (run.attempt.repair or intent.reduce_only):
+                # The entry may still fill (working, or a TWAP's children left): it holds what it
+                # adds again, the dead attempt's reservation lapsing with its instance.
+                await self.risk.adopt(intent, key=run.key, quantity=found.quantity, price=found.reference)
         if found is None and run.attempt.repair:
             run.entry_sent = False  # certainly absent: the repair never places a new entry
             return

@@ -243,6 +243,11 @@ class RiskCheck(Protocol):
         an entry, until :meth:`settled`); else why the schedule ends."""
         ...
 
+    async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
+        """A resumed attempt found its entry on the exchange: it holds what the entry adds of the
+        exposure limits again (the dead attempt's reservation lapses with its instance)."""
+        ...
+
     async def release(self, key: str, *, lapse: bool = False) -> None:
         """The admitted entry has its result: what it reserved of the exposure limits is freed
         (``lapse``: its attempt is left to a later one, the reservation lapses with its lease)."""

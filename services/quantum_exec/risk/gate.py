@@ -281,6 +281,17 @@ class RiskGate:
             if time.monotonic() >= give_up:
                 return "a change of the trading state is still under way"
 
+    async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
+        """A resumed attempt found its entry on the exchange: what it adds is reserved again
+        (:meth:`.reservations.Reservations.adopt`), under the exposure limits."""
+        if not self.limits.needs_book():
+            return
+        adds = Holding(intent.symbol, quantity if intent.is_long else -quantity, price)
+        try:
+            await self._store.reservations.adopt(key, adds)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the entry's reservation cannot be written ({exc})") from None
+
     async def release(self, key: str, *, lapse: bool = False) -> None:
         """The entry has its result: its reservation is freed (``lapse``: its attempt is left to a
         later one; the reservation lapses with its lease unless that attempt reserves again)."""
