@@ -40,6 +40,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
+from quantum_exec.exchange import fencing
 from quantum_exec.exchange.wire import Order, OrderStatus, OrderType
 from quantum_exec.execution.entries.base import STOP_ENTRIES, Entry, EntryContext, EntryStrategy
 from quantum_exec.execution.entries.close import Closer
@@ -284,6 +285,23 @@ class Executor:
 
     async def _entry(self, run: Run) -> None:
         """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
+        admission = None
+        if self.risk is not None:
+            risk = self.risk
+
+            passed: list[object] = []
+
+            async def stands() -> None:
+                # Until the entry order (or a TWAP child) admitted now has passed this check once:
+                # the legs sent after it never depend on the admission.
+                waiting = run.on_first_answer
+                if waiting is None or any(waiting is done for done in passed):
+                    return
+                await risk.still_admitted(run.key)
+                if run.entry_sent:
+                    passed.append(waiting)
+
+            admission = fencing.set_admission(stands)
         try:
             await self._open(run)
         except (UnknownOutcomeError, asyncio.CancelledError):
@@ -296,6 +314,9 @@ class Executor:
             if self.risk is not None:
                 await self.risk.release(run.key)
             raise
+        finally:
+            if admission is not None:
+                fencing.reset_admission(admission)
         if self.risk is not None:
             await self.risk.release(run.key)
 

@@ -243,6 +243,11 @@ class RiskCheck(Protocol):
         an entry, until :meth:`settled`); else why the schedule ends."""
         ...
 
+    async def still_admitted(self, key: str) -> None:
+        """Right before the admitted entry's order leaves: raise ``IntentRejected`` when a trading
+        state change went ahead without it (its admission revoked)."""
+        ...
+
     async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
         """A resumed attempt found its entry on the exchange: it holds what the entry adds of the
         exposure limits again (the dead attempt's reservation lapses with its instance)."""

@@ -281,6 +281,26 @@ class RiskGate:
             if time.monotonic() >= give_up:
                 return "a change of the trading state is still under way"
 
+    async def still_admitted(self, key: str) -> None:
+        """Right before an admitted entry's order leaves: :class:`IntentRejected` with the
+        transition's reason when that transition went ahead without it (:mod:`.admissions`)."""
+        try:
+            why = await self._store.admissions.revoked(key)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the entry's admission cannot be read from Redis ({exc})") from None
+        if why is None:
+            return
+        state, _, reason = why.partition("|")
+        code = (
+            ReasonCode.TRADING_HALTED if state == TradingState.HALTED.value else ReasonCode.TRADING_REDUCING
+        )
+        metrics.RISK_REFUSED.labels(code=code.value).inc()
+        raise IntentRejected(
+            code,
+            f"trading went {state} ({reason or 'no reason given'}) while this entry waited between its "
+            "admission and its send: nothing was sent",
+        )
+
     async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
         """A resumed attempt found its entry on the exchange: what it adds is reserved again
         (:meth:`.reservations.Reservations.adopt`), under the exposure limits."""

@@ -192,6 +192,9 @@ class RiskStore:
                     waited_ms=waited_ms,
                     detail="admitted entries without an exchange answer may reach it after the event's time",
                 )
+            if unsettled:
+                # Those not sent yet are refused at their fence with this transition's reason.
+                await self.admissions.revoke(f"{first.state.value}|{first.reason}")
             drain = {"waited_ms": waited_ms, "unsettled": unsettled}
             return await self._transition_cas(request, fence, numbers, limit, drain)
         finally:
