@@ -353,7 +353,7 @@ class Executor:
             if self.risk is not None:
                 assert out.leverage is not None
                 before = run.position_before
-                await self.risk.admit(
+                run.admitted_reducing = await self.risk.admit(
                     intent,
                     key=run.key,
                     reduces=intent.reduce_only

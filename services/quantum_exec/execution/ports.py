@@ -84,6 +84,7 @@ class Gateway(Protocol):
         client_order_id: str,
         *,
         time_in_force: str,
+        reduce_only: bool = False,
     ) -> Order: ...
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None: ...
@@ -116,6 +117,7 @@ class Gateway(Protocol):
         price: Decimal | None,
         time_in_force: str | None,
         working_type: str,
+        reduce_only: bool = False,
     ) -> AlgoOrder: ...
 
     async def get_order_by_id(self, symbol: str, order_id: int) -> Order | None: ...
@@ -227,10 +229,11 @@ class RiskCheck(Protocol):
         price: Decimal,
         leverage: int,
         entry: bool = True,
-    ) -> None:
+    ) -> bool:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
         RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key. An admitted
-        ``entry`` holds back a transition that restricts trading until :meth:`settled`."""
+        ``entry`` holds back a transition that restricts trading until :meth:`settled`. True when
+        it was admitted only as reducing (REDUCING): its orders are then sent reduce-only."""
         ...
 
     async def settled(self, key: str) -> None:
@@ -241,6 +244,11 @@ class RiskCheck(Protocol):
         """Before each later order of an admitted entry (a TWAP's next child): None when the
         trading state, read now, still lets it add what it adds (the child is then admitted like
         an entry, until :meth:`settled`); else why the schedule ends."""
+        ...
+
+    @property
+    def restricted(self) -> bool:
+        """Trading was not ACTIVE at the last read (only reducing entries were admitted)."""
         ...
 
     async def still_admitted(self, key: str) -> None:

@@ -101,8 +101,10 @@ class RiskGate:
         price: Decimal,
         leverage: int,
         entry: bool = True,
-    ) -> None:
+    ) -> bool:
         """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers.
+        True when it was admitted only because it reduces (a restricting state): it must then be
+        sent reduce-only, so it cannot open a position if the one it reduces is gone meanwhile.
 
         An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
         state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
@@ -114,14 +116,15 @@ class RiskGate:
                 state = await self._decide(
                     intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
                 )
+                only_reducing = state is not None and state.state is not TradingState.ACTIVE and reduces
                 if state is None or not entry:
-                    return
+                    return only_reducing
                 recorded = await self._record(state.seq, key, give_up)
             except REDIS_DOWN as exc:
                 # Nothing was sent: the intent stays pending and is tried again once Redis answers.
                 raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
             if recorded > 0:
-                return
+                return only_reducing
             if time.monotonic() >= give_up:
                 raise UnknownOutcomeError(
                     "a change of the trading state is still under way: tried again later"
@@ -280,6 +283,11 @@ class RiskGate:
                 return None
             if time.monotonic() >= give_up:
                 return "a change of the trading state is still under way"
+
+    @property
+    def restricted(self) -> bool:
+        """Trading was not ACTIVE at the last read (:meth:`refresh`)."""
+        return self.state.state is not TradingState.ACTIVE
 
     async def still_admitted(self, key: str) -> None:
         """Right before an admitted entry's order leaves: :class:`IntentRejected` with the

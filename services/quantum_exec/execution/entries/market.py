@@ -312,7 +312,7 @@ class MarketEntry:
             run,
             entry,
             lambda: gateway.place_market(
-                intent.symbol, entry.side, entry.quantity, entry.client_id, reduce_only=intent.reduce_only
+                intent.symbol, entry.side, entry.quantity, entry.client_id, reduce_only=run.reduce_only
             ),
             self.beside,
         )

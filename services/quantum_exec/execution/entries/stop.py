@@ -155,6 +155,7 @@ class StopEntry:
                 price=run.limit_price,
                 time_in_force=intent.time_in_force,
                 working_type=self._settings.working_type.value,
+                reduce_only=run.reduce_only,
             )
         except UnknownOutcomeError as exc:
             sent_at = exc.sent_at if exc.sent_at is not None else asked_at
