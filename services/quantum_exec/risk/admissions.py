@@ -45,6 +45,8 @@ log = get_logger(__name__)
 ADMITTED_TTL_MS: Final = 30_000
 # How long a restricting transition waits for the admitted entries to settle.
 DRAIN_DEADLINE_S: Final = 10.0
+# How long a closed door stays closed if its transition never opens it again (Redis lost meanwhile).
+DOOR_TTL_S: Final = DRAIN_DEADLINE_S + 5
 _POLL_S: Final = 0.005
 
 _NOW = """
@@ -134,7 +136,7 @@ class Admissions:
     async def close_door(self) -> str:
         """Make every new admission wait; the token :meth:`open_door` takes."""
         token = secrets.token_hex(8)
-        ttl_ms = int((DRAIN_DEADLINE_S + 5) * 1000)
+        ttl_ms = int(DOOR_TTL_S * 1000)
         await self._close(keys=[self._closing], args=[token, ttl_ms])
         return token
 

@@ -36,10 +36,11 @@ from redis.asyncio import Redis
 from quantum_exec.contracts.codec import dumps, isoformat
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.risk.admissions import Admissions
+from quantum_exec.risk.admissions import DOOR_TTL_S, Admissions
 from quantum_exec.risk.reservations import Reservations
 from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRefused, plan
 from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
@@ -198,7 +199,11 @@ class RiskStore:
             drain = {"waited_ms": waited_ms, "unsettled": unsettled}
             return await self._transition_cas(request, fence, numbers, limit, drain)
         finally:
-            await self.admissions.open_door(token)
+            try:
+                await self.admissions.open_door(token)
+            except REDIS_DOWN as exc:
+                # Never in place of the error that got here: the door's token expires on its own.
+                log.warning("risk.door_not_opened", error=type(exc).__name__, expires_s=DOOR_TTL_S)
 
     async def _transition_cas(
         self,
