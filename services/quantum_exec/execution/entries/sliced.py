@@ -209,6 +209,14 @@ class SlicedOrders:
                         log.exception("slice.refused", intent_id=run.key, symbol=symbol, child=child.number)
                         done.ended_early = f"child {child.number} refused by the exchange"
                         break
+                    except IntentRejected as exc:
+                        # Its admission revoked at the fence (a transition went ahead meanwhile).
+                        await run.first_answered()
+                        if not done.orders:
+                            run.entry_sent = False
+                            raise
+                        done.ended_early = f"the next child is not sent: {exc.message}"
+                        break
                     metrics.SLICES_SENT.labels(role=role).inc()
                     if role == "entry":
                         await run.first_answered()  # each later child is admitted again (_admits)
