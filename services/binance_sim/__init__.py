@@ -16,9 +16,11 @@ Market model (each part switchable; the defaults keep a MARKET order one trade a
   walk of every mark on a timer; the index price (premiumIndex ``indexPrice``) and the last price
   (ticker ``price``, what CONTRACT_PRICE triggers watch) stay near the mark, apart from it.
 - Funding (``funding.py``, ``SimConfig.funding = FundingConfig(interval_ms, auto, default_rate)``):
-  every interval (8 h, epoch-aligned) positions pay ``markPrice × positionAmt × fundingRate`` (longs
-  pay a positive rate), booked in the wallet and as FUNDING_FEE income; premiumIndex shows the rate
-  and ``nextFundingTime``. ``auto=False`` (the default in-process) settles only when asked.
+  at the end of each symbol's interval (epoch-aligned; the market state's ``fundingIntervalHours``,
+  RENDERUSDT 4 h in the fixture, 8 h else; ``interval_ms`` puts every symbol on one) positions pay
+  ``markPrice × positionAmt × fundingRate`` (longs pay a positive rate), booked in the wallet and
+  as FUNDING_FEE income; premiumIndex shows the rate and ``nextFundingTime``. ``auto=False`` (the
+  default in-process) settles only when asked.
 - Income (``income.py``): ``GET /fapi/v1/income`` (weight 30) with REALIZED_PNL and COMMISSION of
   every fill, FUNDING_FEE, TRANSFER (each ``/_sim/balance`` change) and INSURANCE_CLEAR.
 - Liquidation (``liquidation.py``, ``SimConfig.liquidation``, default on): maintenance margin from
@@ -103,8 +105,9 @@ Control surface (JSON bodies; form fields also accepted):
 
 Command line (``python -m binance_sim`` and ``quantum-exec sim``): ``--slippage-bps``, ``--depth
 [SYMBOL=]USDT`` (repeatable), ``--spread-bps``, ``--level-bps``, ``--walk VOL``, ``--walk-interval S``,
-``--walk-seed N``, ``--funding-interval S`` (default 28800), ``--funding-rate``, ``--no-funding``,
-``--no-liquidation``. From the command line funding settles on its timer unless ``--no-funding``.
+``--walk-seed N``, ``--funding-interval S`` (default: each symbol's own), ``--funding-rate``,
+``--no-funding``, ``--no-liquidation``. From the command line funding settles on its timer unless
+``--no-funding``.
 
 Faults document (``POST /_sim/faults`` body, ``Simulator.set_faults``)::
 

@@ -17,7 +17,7 @@ from binance_sim import errors, rules
 from binance_sim.errors import ErrorSpec
 from binance_sim.ledger import Ledger
 from binance_sim.market import fmt_places
-from binance_sim.model import JSON, SIDES, Order
+from binance_sim.model import JSON, SIDES
 from binance_sim.notify import Notifier
 from binance_sim.orders import Orders
 from binance_sim.params import Params
@@ -32,7 +32,7 @@ class Amendment:
     """One change of price and quantity, as ``GET /fapi/v1/orderAmendment`` lists it."""
 
     amendment_id: int
-    order: Order
+    order_id: int  # the id, not the record: the history outlives a restore from ``--state``
     time: int
     price: tuple[Decimal, Decimal]
     qty: tuple[Decimal, Decimal]
@@ -47,7 +47,7 @@ class Amender:
         self.notify = notify
         self.orders = orders
         self.history: list[Amendment] = []
-        self._next_id = 0
+        self.last_id = 0  # kept in ``--state`` with the history, so ids keep increasing
 
     def modify(self, params: Params) -> JSON:
         """PUT /fapi/v1/order."""
@@ -62,7 +62,7 @@ class Amender:
             raise errors.INVALID_ORDER_TYPE() if order.type != "LIMIT" else errors.invalid_value("side")
         if price == order.price and qty == order.orig_qty:
             raise NOTHING_TO_MODIFY()
-        count = sum(1 for a in self.history if a.order is order)
+        count = sum(1 for a in self.history if a.order_id == order.order_id)
         if count + 1 >= MAX_AMENDMENTS:
             raise TOO_MANY()
         rules.limit_band(self.ledger, spec, side, price)
@@ -76,7 +76,9 @@ class Amender:
             self.notify.order_update(order)
             return self.orders.order_json(order, with_cum_qty=True)
         self.history.append(
-            Amendment(self._new_id(), order, now, (order.price, price), (order.orig_qty, qty), count + 1)
+            Amendment(
+                self._new_id(), order.order_id, now, (order.price, price), (order.orig_qty, qty), count + 1
+            )
         )
         order.price, order.orig_qty, order.update_time = price, qty, now
         self.notify.order_update(order, amendment=True)
@@ -85,8 +87,8 @@ class Amender:
         return self.orders.order_json(order, with_cum_qty=True)
 
     def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
+        self.last_id += 1
+        return self.last_id
 
     def amendments(self, params: Params) -> list[JSON]:
         """GET /fapi/v1/orderAmendment: the amendments of one order, oldest first."""
@@ -108,5 +110,5 @@ class Amender:
                 },
             }
             for a in self.history
-            if a.order is order
+            if a.order_id == order.order_id
         ]

@@ -23,7 +23,8 @@ class SimConfig:
     response. ``slippage_bps`` moves MARKET fills away from the mark (against the taker). ``book``
     shapes the synthetic order book MARKET orders walk (default: one level of unlimited depth, i.e.
     one trade at the mark plus slippage). ``walk`` moves the marks on a timer (default off).
-    ``funding`` sets the funding interval and whether the server settles by itself (default: 8 h,
+    ``funding`` sets the funding interval and whether the server settles by itself (default: each
+    symbol's own, 8 h or the market state's ``fundingIntervalHours``,
     settled only on ``POST /_sim/funding``). ``liquidation`` liquidates positions whose margin falls
     to their maintenance margin at a mark move (default on).
     ``state_path`` keeps the account (orders, positions, wallet, trades) across restarts.

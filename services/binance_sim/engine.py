@@ -11,7 +11,7 @@ and triggers), :mod:`~binance_sim.liquidation`, :mod:`~binance_sim.views` (read-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 
@@ -399,17 +399,21 @@ class Engine:
         if self.liquidation:
             self.liquidator.liquidate_below_maintenance()
 
-    def settle_funding(self, now_ms: int) -> list[IncomeRow]:
-        """Pay or collect funding on every open perpetual position now; returns the FUNDING_FEE rows."""
+    def settle_funding(self, now_ms: int, symbols: Collection[str] | None = None) -> list[IncomeRow]:
+        """Pay or collect funding on every open perpetual position now (of ``symbols`` only, when
+        given: the ones whose interval ends now); returns the FUNDING_FEE rows."""
         ledger = self.ledger
         for spec in ledger.market.symbols.values():
+            if symbols is not None and spec.symbol not in symbols:
+                continue
             if is_perpetual(spec) and spec.symbol in ledger.marks:
                 rate = ledger.funding_rate(spec.symbol)
                 ledger.funding_history.append((spec.symbol, now_ms, rate, ledger.mark(spec.symbol)))
         rows: list[IncomeRow] = []
         for pos in list(ledger.positions.values()):
             spec = ledger.spec(pos.symbol)
-            if not pos.amount or not is_perpetual(spec):
+            settles = symbols is None or pos.symbol in symbols
+            if not pos.amount or not is_perpetual(spec) or not settles:
                 continue
             fee = funding_fee(ledger.mark(pos.symbol), pos.amount, ledger.funding_rate(pos.symbol))
             if not fee:

@@ -12,6 +12,7 @@ next settlement as ``nextFundingTime``; delivery contracts have no funding ("" a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
@@ -25,14 +26,16 @@ _MONEY: Final = Decimal("0.00000001")
 
 @dataclass(frozen=True, slots=True)
 class FundingConfig:
-    """``interval_ms``: time between settlements (aligned to the epoch, so 8 h gives 00/08/16 UTC).
+    """``interval_ms``: time between settlements of every symbol (aligned to the epoch, so 8 h gives
+    00/08/16 UTC); None (the default): each symbol's own interval, the market state's
+    ``fundingIntervalHours`` (Binance runs some perpetuals on 4 h, "Get Funding Rate Info"), 8 h else.
     ``auto``: the server settles by itself on that schedule (off: only ``POST /_sim/funding`` does).
     ``default_rate``: the rate of symbols the market state gives none.
     ``premium``: rates come from the premium of mark over index (:func:`premium_rate`) instead of the
     market state's fixed rates (a rate set through ``POST /_sim/fundingRate`` still wins);
     ``rate_cap``/``rate_floor`` bound them (``GET /fapi/v1/fundingInfo`` shows them)."""
 
-    interval_ms: int = EIGHT_HOURS_MS
+    interval_ms: int | None = None
     auto: bool = False
     default_rate: Decimal = DEFAULT_FUNDING_RATE
     premium: bool = False
@@ -50,6 +53,16 @@ def next_funding_time(now_ms: int, interval_ms: int) -> int:
     return (now_ms // interval_ms + 1) * interval_ms
 
 
+def next_settlement(
+    now_ms: int, intervals: Mapping[str, int], last: Mapping[str, int]
+) -> tuple[int, list[str]]:
+    """The next funding time after ``now_ms`` over symbols on their own ``intervals`` (never a second
+    settlement of a symbol within one interval of its ``last``), and the symbols settling then."""
+    dues = {s: max(next_funding_time(now_ms, iv), last.get(s, 0) + iv) for s, iv in intervals.items()}
+    due = min(dues.values())
+    return due, sorted(s for s, t in dues.items() if t == due)
+
+
 def funding_fee(mark: Decimal, position_amt: Decimal, rate: Decimal) -> Decimal:
     """What a position receives (negative: pays): ``-(markPrice × positionAmt × fundingRate)``, 8 places."""
     return (-(mark * position_amt * rate)).quantize(_MONEY, ROUND_HALF_UP)
@@ -60,13 +73,13 @@ _CLAMP: Final = Decimal("0.0005")
 _RATE_PLACES: Final = Decimal("0.00000001")
 
 
-def premium_rate(mark: Decimal, index: Decimal, config: FundingConfig) -> Decimal:
+def premium_rate(mark: Decimal, index: Decimal, config: FundingConfig, interval_ms: int) -> Decimal:
     """Binance's funding rate ``F = P + clamp(I - P, -0.05 %, 0.05 %)``, bounded by the cap and floor;
     the premium ``P`` here is (mark - index) / index (Binance averages a premium index built from
     impact bid/ask prices, which a book of one simulated account does not have), the interest ``I``
     0.01 % per 8 h scaled to the interval."""
     premium = (mark - index) / index if index else ZERO
-    scale = Decimal(config.interval_ms) / EIGHT_HOURS_MS
+    scale = Decimal(interval_ms) / EIGHT_HOURS_MS
     interest = INTEREST_PER_8H * scale
     rate = premium + min(max(interest - premium, -_CLAMP * scale), _CLAMP * scale)
     return min(max(rate, config.rate_floor), config.rate_cap).quantize(_RATE_PLACES, ROUND_HALF_UP)

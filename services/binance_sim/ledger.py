@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from binance_sim import errors
 from binance_sim.book import BookConfig
-from binance_sim.funding import FundingConfig, premium_rate
+from binance_sim.funding import FundingConfig, is_perpetual, premium_rate
 from binance_sim.income import IncomeLedger
 from binance_sim.market import ONE, ZERO, MarketData, SymbolSpec
 from binance_sim.model import (
@@ -127,8 +127,24 @@ class Ledger:
         if rate is not None:
             return rate
         if self.funding.premium:
-            return premium_rate(self.mark(symbol), self.index_price(symbol), self.funding)
+            return premium_rate(
+                self.mark(symbol), self.index_price(symbol), self.funding, self.funding_interval_ms(symbol)
+            )
         return self.funding.default_rate
+
+    def funding_interval_ms(self, symbol: str) -> int:
+        """Time between ``symbol``'s settlements: the configured interval, else the symbol's own."""
+        if self.funding.interval_ms is not None:
+            return self.funding.interval_ms
+        return self.market.funding_interval_hours.get(symbol, 8) * 3_600_000
+
+    def funding_intervals(self) -> dict[str, int]:
+        """Every perpetual symbol with a mark and its funding interval in ms."""
+        return {
+            s.symbol: self.funding_interval_ms(s.symbol)
+            for s in self.market.symbols.values()
+            if is_perpetual(s) and s.symbol in self.marks
+        }
 
     def symbols(self, params: Params) -> list[SymbolSpec]:
         symbol = params.opt_str("symbol")

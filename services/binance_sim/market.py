@@ -179,6 +179,8 @@ class MarketData:
     maker_rate: Decimal
     wallet: dict[str, Decimal]
     funding_rates: dict[str, Decimal] = field(default_factory=dict)
+    # market state "fundingIntervalHours": symbols settling funding on another interval than 8 h.
+    funding_interval_hours: dict[str, int] = field(default_factory=dict)
 
 
 def parse_market(exchange_info: dict[str, Any], market_state: dict[str, Any]) -> MarketData:
@@ -197,6 +199,9 @@ def parse_market(exchange_info: dict[str, Any], market_state: dict[str, Any]) ->
         wallet={k: Decimal(v) for k, v in market_state.get("walletBalance", {"USDT": "10000"}).items()},
         funding_rates={
             k: Decimal(v) for k, v in market_state.get("fundingRates", {}).items() if k in symbols
+        },
+        funding_interval_hours={
+            k: int(v) for k, v in market_state.get("fundingIntervalHours", {}).items() if k in symbols
         },
     )
 

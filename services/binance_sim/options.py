@@ -10,7 +10,7 @@ from pathlib import Path
 
 from binance_sim.book import BookConfig
 from binance_sim.config import DEFAULT_API_KEY, DEFAULT_API_SECRET, SimConfig
-from binance_sim.funding import DEFAULT_FUNDING_RATE, EIGHT_HOURS_MS, FundingConfig
+from binance_sim.funding import DEFAULT_FUNDING_RATE, FundingConfig
 from binance_sim.walk import WalkConfig
 
 
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--walk", type=Decimal, default=None, metavar="VOL")
     parser.add_argument("--walk-interval", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument("--walk-seed", type=int, default=0)
-    parser.add_argument("--funding-interval", type=float, default=EIGHT_HOURS_MS / 1000, metavar="SECONDS")
+    # Unset: each symbol's own interval (the market state's fundingIntervalHours, else 8 h).
+    parser.add_argument("--funding-interval", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--funding-rate", type=Decimal, default=DEFAULT_FUNDING_RATE)
     parser.add_argument("--no-funding", action="store_true")
     parser.add_argument("--funding-premium", action="store_true")
@@ -72,10 +73,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     )
     walk_volatility = getattr(args, "walk", None)
     walk_interval = getattr(args, "walk_interval", 1.0)
-    funding_interval = getattr(args, "funding_interval", EIGHT_HOURS_MS / 1000)
+    funding_interval: float | None = getattr(args, "funding_interval", None)
     if walk_volatility is not None and (walk_volatility <= 0 or walk_interval <= 0):
         raise ValueError("--walk and --walk-interval must be positive")
-    if funding_interval <= 0:
+    if funding_interval is not None and funding_interval <= 0:
         raise ValueError("--funding-interval must be positive")
     public_keys: dict[str, str] = {}
     for flag in ("ed25519_public_key", "rsa_public_key"):
@@ -98,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             volatility=walk_volatility, interval_s=walk_interval, seed=getattr(args, "walk_seed", 0)
         ),
         funding=FundingConfig(
-            interval_ms=max(1, round(funding_interval * 1000)),
+            interval_ms=None if funding_interval is None else max(1, round(funding_interval * 1000)),
             auto=not getattr(args, "no_funding", False),
             default_rate=getattr(args, "funding_rate", DEFAULT_FUNDING_RATE),
             premium=getattr(args, "funding_premium", False),

@@ -1,8 +1,9 @@
 """The simulated account on disk, so a paper account survives restarts (``--state FILE``).
 
 What is kept: marks, wallet and account settings, every order, algo order, position and trade,
-the income ledger, funding rates, reference prices and the id counters (so ids keep increasing
-across restarts, as on Binance). Not kept: listen keys, sockets, faults, rate-limit windows.
+the income ledger, funding rates, reference prices, the order amendments (``GET
+/fapi/v1/orderAmendment``) and the id counters (so ids keep increasing across restarts, as on
+Binance). Not kept: listen keys, sockets, faults, rate-limit windows.
 
 The file is a pickle written by the simulator itself (atomically: a temporary file renamed over
 the old one, owner-only permissions) into a directory the user owns; it is the simulator's own
@@ -42,7 +43,9 @@ def save(engine: Engine, path: Path) -> None:
     """Write the engine's account state to ``path`` (atomically)."""
     ledger = engine.ledger
     state = {name: getattr(ledger, name) for name in STATE_ATTRS if hasattr(ledger, name)}
-    data = pickle.dumps({"format": FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+    amendments = {"history": engine.amender.history, "last_id": engine.amender.last_id}
+    snapshot = {"format": FORMAT, "state": state, "amendments": amendments}
+    data = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -65,6 +68,10 @@ def load(engine: Engine, path: Path) -> bool:
     for name, value in data["state"].items():
         if name in STATE_ATTRS:
             setattr(engine.ledger, name, value)
+    amendments = data.get("amendments")  # absent in files saved before amendments were kept
+    if amendments is not None:
+        engine.amender.history[:] = amendments["history"]
+        engine.amender.last_id = amendments["last_id"]
     for record in (*engine.ledger.orders.values(), *engine.ledger.algo_orders.values()):
         _fill_new_fields(record)
     return True

@@ -20,7 +20,7 @@ from binance_sim.endpoint import Endpoint
 from binance_sim.engine import Engine
 from binance_sim.errors import SimError
 from binance_sim.faults import FaultSet
-from binance_sim.funding import next_funding_time
+from binance_sim.funding import next_funding_time, next_settlement
 from binance_sim.httpio import JSON_TYPE, fault_reply, json_response, parse_params
 from binance_sim.income import IncomeRow
 from binance_sim.market import fmt, load_market
@@ -233,7 +233,10 @@ class Simulator:
             "indexPrices": {s: fmt(p) for s, p in self.engine.index_prices.items()},
             "lastPrices": {s: fmt(p) for s, p in self.engine.last_prices.items()},
             "fundingRates": {s: fmt(self.engine.funding_rate(s)) for s in self.engine.marks},
-            "nextFundingTime": next_funding_time(self.server_time_ms(), self.config.funding.interval_ms),
+            "nextFundingTime": {
+                symbol: next_funding_time(self.server_time_ms(), interval)
+                for symbol, interval in self.engine.ledger.funding_intervals().items()
+            },
             "liquidation": self.engine.liquidation,
             "faults": self.faults.to_json(),
             "rateLimits": self.rate_limits_enabled,
@@ -296,16 +299,19 @@ class Simulator:
             persist.save(self.engine, self.config.state_path)
 
     async def _funding_loop(self) -> None:
-        interval_ms = self.config.funding.interval_ms
-        last_due = 0
+        """Settle each symbol at the end of its own interval (8 h, 4 h, … or the configured one)."""
+        last: dict[str, int] = {}
         while True:
             now = self.server_time_ms()
-            due = max(next_funding_time(now, interval_ms), last_due + interval_ms)
+            intervals = self.engine.ledger.funding_intervals()
+            if not intervals:
+                return
+            due, symbols = next_settlement(now, intervals, last)
             await asyncio.sleep(max(0, due - now) / 1000)
-            last_due = due
+            last |= dict.fromkeys(symbols, due)
             try:
-                rows = self.engine.settle_funding(due)
-                log.info("sim.funding_settled", extra=kv(time=due, positions=len(rows)))
+                rows = self.engine.settle_funding(due, symbols)
+                log.info("sim.funding_settled", extra=kv(time=due, symbols=len(symbols), positions=len(rows)))
             except Exception:
                 log.exception("sim.funding_failed")
 

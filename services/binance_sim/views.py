@@ -21,7 +21,6 @@ from binance_sim.shapes import algo_json, order_json, trade_json
 def premium_index(ledger: Ledger, params: Params) -> JSON | list[JSON]:
     """GET /fapi/v1/premiumIndex."""
     now = ledger.clock()
-    next_funding = next_funding_time(now, ledger.funding.interval_ms)
     rows = [
         {
             "symbol": s.symbol,
@@ -30,7 +29,9 @@ def premium_index(ledger: Ledger, params: Params) -> JSON | list[JSON]:
             "estimatedSettlePrice": fmt_places(ledger.index_price(s.symbol), s.price_places),
             "lastFundingRate": fmt_places(ledger.funding_rate(s.symbol), 8) if is_perpetual(s) else "",
             "interestRate": "0.00010000" if is_perpetual(s) else "",
-            "nextFundingTime": next_funding if is_perpetual(s) else 0,
+            "nextFundingTime": next_funding_time(now, ledger.funding_interval_ms(s.symbol))
+            if is_perpetual(s)
+            else 0,
             "time": now,
         }
         for s in ledger.symbols(params)
@@ -378,13 +379,12 @@ def funding_rate_history(ledger: Ledger, params: Params) -> list[JSON]:
 
 def funding_info(ledger: Ledger) -> list[JSON]:
     """GET /fapi/v1/fundingInfo: each perpetual's rate cap, floor and funding interval."""
-    hours = ledger.funding.interval_ms // 3_600_000
     return [
         {
             "symbol": s.symbol,
             "adjustedFundingRateCap": fmt_places(ledger.funding.rate_cap, 8),
             "adjustedFundingRateFloor": fmt_places(ledger.funding.rate_floor, 8),
-            "fundingIntervalHours": hours,
+            "fundingIntervalHours": ledger.funding_interval_ms(s.symbol) // 3_600_000,
             "disclaimer": False,
         }
         for s in ledger.market.symbols.values()

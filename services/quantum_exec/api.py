@@ -1,6 +1,7 @@
 """The read-only HTTP API on the metrics port: positions, orders, trades and their summary.
 
-``GET /api/positions``, ``/api/orders``, ``/api/trades``, ``/api/trades/summary``. Numbers are
+``GET /api/positions``, ``/api/orders``, ``/api/trades``, ``/api/trades/summary``, ``/api/results``
+(with the intents still working), ``/api/status``, ``/api/symbols`` (each symbol's tick and step). Numbers are
 exact JSON numbers, as in the results. A bad query parameter is a 400 whose JSON error names it;
 an unknown ``/api`` path a 404; anything but GET a 405 (aiohttp's own).
 
@@ -32,6 +33,7 @@ from quantum_exec.ledger.trades import trade_to_json
 from quantum_exec.ops.access import Access, json_error
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.settings import Settings
+from quantum_exec.working import working_intents
 
 if TYPE_CHECKING:
     from quantum_exec.account.follower import AccountFollower
@@ -84,6 +86,7 @@ class ReadApi:
         self._redis = redis
         self._status = status
         self._result_stream = settings.result_stream
+        self._settings = settings
         # Mounted before the parts exist (the port opens first): what start-up waits for.
         self._starting = starting
 
@@ -129,6 +132,7 @@ class ReadApi:
             "/api/trades/summary": self.summary,
             "/api/results": self.results,
             "/api/status": self.status,
+            "/api/symbols": self.symbols,
         }
 
     @web.middleware
@@ -230,8 +234,16 @@ class ReadApi:
             return self._missing("no Redis connection in this process")
         rows: Any = await self._redis.xrevrange(self._result_stream, count=int(raw))
         payloads = [payload_value(fields) for _sid, fields in rows]
+        # Beside them, the intents still working (a resting LIMIT, an armed STOP): no result yet.
+        working = await working_intents(self._redis, self._settings)
         # The payloads are spliced in as published: their numbers stay exactly what was written.
-        body = b'{"results":[' + b",".join(bytes(p) for p in payloads if p is not None) + b"]}"
+        body = (
+            b'{"results":['
+            + b",".join(bytes(p) for p in payloads if p is not None)
+            + b'],"working":'
+            + dumps(working)
+            + b"}"
+        )
         return web.Response(status=200, body=body, content_type="application/json")
 
     async def status(self, request: web.Request) -> web.StreamResponse:
@@ -239,6 +251,20 @@ class ReadApi:
         if self._status is None:
             return _error(503, "status is not available in this process")
         return _json(200, await self._status())
+
+    async def symbols(self, request: web.Request) -> web.StreamResponse:
+        """Each symbol's tick and step from the cached exchange rules (the console shows prices and
+        quantities at them): ``{"symbols": {"BTCUSDT": {"tick_size": 0.10, "step_size": 0.001}}}``."""
+        if request.query:
+            name = next(iter(request.query))
+            return _error(400, f"unknown parameter {name!r}: /api/symbols takes none", parameter=name)
+        if self._gateway is None:
+            return self._missing("no exchange connection in this process")
+        body = {
+            name: {"tick_size": r.tick_size, "step_size": r.step_size}
+            for name, r in sorted(self._gateway.rules.all().items())
+        }
+        return _json(200, {"symbols": body})
 
     # ---- the account
 

@@ -14,6 +14,7 @@ from quantum_exec.contracts.codec import PAYLOAD_FIELDS, payload_value
 from quantum_exec.redis_client import connect
 from quantum_exec.rules import fmt
 from quantum_exec.settings import Settings
+from quantum_exec.working import working_intents
 
 # How long one read of ``results --follow`` waits for new results.
 _FOLLOW_BLOCK_MS = 5000
@@ -61,14 +62,46 @@ def result_row(result: ExecutionResult) -> tuple[str, ...]:
     )
 
 
+def working_row(working: dict[str, Any]) -> tuple[str, ...]:
+    """A row for an intent with no result yet (a LIMIT resting, a STOP armed): status ``working``."""
+    at = working["stop_price"] if str(working["type"]).startswith("STOP") else working["price"]
+    size = (
+        f"qty {fmt(working['quantity'])}"
+        if working["quantity"] is not None
+        else f"{_num(working['position_size_usd'])} USDT"
+    )
+    where = f" at {fmt(at)}" if at is not None else ""
+    intent = str(working["intent_id"])
+    return (
+        intent if len(intent) <= 28 else intent[:27] + "…",
+        str(working["symbol"]),
+        str(working["side"]),
+        "working",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        f"{working['type']}{where}, {size}: no result yet",
+    )
+
+
 # ``results --follow`` prints rows as they come: every column at least this wide (an intent id is cut
 # at 28), so later rows line up under the header printed first.
 FOLLOW_WIDTHS = (28, 12, 6, 9, 12, 12, 12, 12, 11, 20, 0)
 
 
-def format_table(results: Iterable[ExecutionResult], *, min_widths: Sequence[int] = ()) -> str:
-    """A plain-text table, columns sized to their content (and at least ``min_widths``)."""
-    return render_table(COLUMNS, [result_row(r) for r in results], min_widths=min_widths)
+def format_table(
+    results: Iterable[ExecutionResult],
+    *,
+    min_widths: Sequence[int] = (),
+    working: Sequence[dict[str, Any]] = (),
+) -> str:
+    """A plain-text table, columns sized to their content (and at least ``min_widths``); the
+    ``working`` intents last, below the newest result."""
+    rows = [result_row(r) for r in results] + [working_row(w) for w in working]
+    return render_table(COLUMNS, rows, min_widths=min_widths)
 
 
 def render_table(
@@ -111,7 +144,9 @@ async def show_results(
     try:
         recent: Any = await client.xrevrange(settings.result_stream, count=count)
         decoded = list(reversed(_decode(recent)))
-        _print(decoded, as_json=as_json, header=True, aligned=follow)
+        # The table also lists what has no result yet; --json stays the published payloads alone.
+        working = [] if as_json else await working_intents(client, settings)
+        _print(decoded, as_json=as_json, header=True, aligned=follow, working=working)
         last_id = decoded[-1][0] if decoded else "$"
         if recent and not decoded:
             raw = recent[0][0]
@@ -131,13 +166,22 @@ async def show_results(
     return 0
 
 
-def _print(results: list[Shown], *, as_json: bool, header: bool, aligned: bool = False) -> None:
+def _print(
+    results: list[Shown],
+    *,
+    as_json: bool,
+    header: bool,
+    aligned: bool = False,
+    working: Sequence[dict[str, Any]] = (),
+) -> None:
     if as_json:
         # The wire payload itself: exact JSON numbers, times as published, nothing re-encoded.
         for _stream_id, _result, wire in results:
             sys.stdout.buffer.write(wire + b"\n")
     elif results or header:
-        table = format_table((r for _, r, _w in results), min_widths=FOLLOW_WIDTHS if aligned else ())
+        table = format_table(
+            (r for _, r, _w in results), min_widths=FOLLOW_WIDTHS if aligned else (), working=working
+        )
         lines = table.splitlines()
         sys.stdout.write("\n".join(lines if header else lines[2:]) + "\n")
     sys.stdout.flush()

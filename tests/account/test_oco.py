@@ -68,7 +68,7 @@ def test_take_profit_filled_cancels_the_stop() -> None:
         state,
         algo_message(client_algo_id=TP, status="FINISHED", executed="0.010", actual_order_id="77", time_ms=3),
     )
-    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "position flat")]
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "sibling leg filled")]
 
 
 def test_sibling_filled_cancels_even_when_another_intent_keeps_a_position() -> None:

@@ -114,4 +114,4 @@ def test_protected_trade_end_to_end() -> None:
     assert (entry.quantity, entry.avg_price, entry.commission) == (D("0.010"), D("60020"), D("0.24012"))
     exit_fills = state.fills_of("BTCUSDT", 20)
     assert exit_fills is not None and exit_fills.trade_ids == (3,)  # the replay counted once
-    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "position flat")]
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", SL, "sibling leg filled")]

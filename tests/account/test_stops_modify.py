@@ -165,6 +165,36 @@ async def test_three_modifies_with_a_sigkill_inside_each_leave_one_stop_and_one_
     assert len(rows) == 4 and len(answered) == 3
 
 
+async def test_a_modify_of_close_position_legs_moves_them_without_a_second_close_position_leg(
+    desk: Desk,
+) -> None:
+    # QUANTUM_PROTECTION_MODE=close_position: the legs are closePosition orders, and Binance keeps one
+    # closePosition stop (and target) per side (-4130), so make before break cannot place a second
+    # one: the new set is reduce-only, sized to the position, and the old closePosition legs go after.
+    await desk.service(protection_mode="close_position")
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="modcp-open",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=price(mark, "0.97"),
+        take_profit=price(mark, "1.05"),
+    )
+    opened = await desk.result("modcp-open")
+    assert opened.protection is ProtectionState.PROTECTED
+    assert all(a["closePosition"] for a in desk.open_algos("BTCUSDT"))
+    new_stop = price(mark, "0.985")
+    await desk.publish(intent_id="modcp-1", symbol="BTCUSDT", action="MODIFY", stop_loss=new_stop)
+    result = await desk.result("modcp-1")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED, result
+    await wait_for(lambda: len(desk.open_algos("BTCUSDT")) == 2, 10, "one set of legs")
+    stop = desk.algo(client_order_id("modcp-1", "sl"))
+    assert stop is not None and stop["algoStatus"] == "NEW" and D(stop["triggerPrice"]) == D(new_stop)
+    assert (stop["closePosition"], D(stop["quantity"])) == (False, D("0.010"))
+    covered_at_every_moment(desk)
+
+
 async def test_a_modify_adds_a_trailing_stop_and_a_later_one_leaves_it_tracking(desk: Desk) -> None:
     await desk.service()
     mark = desk.sim.engine.mark("BTCUSDT")

@@ -104,6 +104,16 @@ def test_submit_refuses_with_the_services_reason_codes(served: Served, tmp_path:
         assert result["status"] == "rejected"
         assert f"not submitted: {result['error']['code']}: " in cli_out.stderr
 
+    # A MODIFY has nothing to size: the check passes it on (it was a traceback from the sizing) and
+    # the service answers what only it can know, at the moment it acts.
+    modify = served.cli(
+        "submit", "--intent-id", "mod", "--symbol", "BTCUSDT", "--side", "MODIFY", "--sl", "90000"
+    )
+    assert modify.returncode == 0 and "Traceback" not in modify.stderr, modify.stderr
+    wait_until(lambda: served.cli("results", "--intent", "mod").returncode == 0, 30, "the MODIFY's result")
+    [answer] = [json.loads(x) for x in served.cli("results", "--intent", "mod", "--json").stdout.splitlines()]
+    assert answer["error"]["code"] == "NO_POSITION", answer
+
 
 def test_a_reused_intent_id_is_refused_and_its_dead_letter_is_found(served: Served) -> None:
     first = served.cli(

@@ -7,6 +7,7 @@ orders, never from what the placer says about itself.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
+from binance_sim.params import Params
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.errors import UnknownOutcomeError
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
@@ -292,3 +294,25 @@ async def test_a_replacement_that_is_not_armed_leaves_the_old_leg(
     assert done.placed.error is not None and done.placed.error.code == -2021
     assert [a["algoStatus"] for a in _history(sim, old.client_algo_id)] == ["NEW"]
     assert _history(sim, replacement.client_algo_id) == []
+
+
+async def test_a_close_position_leg_refused_by_4130_is_placed_as_its_fallback_quantity(
+    sim: Simulator, gateway: BinanceGateway, make_settings: Callable[..., Settings]
+) -> None:
+    # One closePosition stop already stands on the side (someone else's, or an earlier entry's).
+    sim.engine.new_order(Params({"symbol": SYMBOL, "side": "BUY", "type": "MARKET", "quantity": "0.020"}))
+    placer = LegPlacer(make_settings(), gateway)
+    first = await placer.place(dataclasses.replace(_stop("legs-cp-1", sim), quantity=None))
+    assert first.order is not None and first.order.close_position
+    plain = dataclasses.replace(_stop("legs-cp-2", sim), quantity=None)
+    refused = await placer.place(plain)  # no fallback: -4130 is a failure, nothing else is sent
+    assert refused.error is not None and refused.error.code == -4130 and refused.order is None
+    fallback = dataclasses.replace(_stop("legs-cp-3", sim), quantity=None, fallback_quantity=Decimal("0.010"))
+    placed = await placer.place(fallback)
+    assert placed.order is not None and not placed.order.close_position
+    [onexchange] = _history(sim, fallback.client_algo_id)
+    assert (onexchange["closePosition"], onexchange["quantity"], onexchange["reduceOnly"]) == (
+        False,
+        "0.010",
+        True,
+    )

@@ -170,3 +170,26 @@ class BalanceV3(_Strict):
     maxWithdrawAmount: str
     marginAvailable: bool
     updateTime: int
+
+
+class FundingInfo(_Strict):
+    """GET /fapi/v1/fundingInfo ("Get Funding Rate Info")."""
+
+    symbol: str
+    adjustedFundingRateCap: str
+    adjustedFundingRateFloor: str
+    fundingIntervalHours: int
+    disclaimer: bool
+
+
+class PremiumIndex(_Strict):
+    """GET /fapi/v1/premiumIndex ("Mark Price")."""
+
+    symbol: str
+    markPrice: str
+    indexPrice: str
+    estimatedSettlePrice: str
+    lastFundingRate: str
+    interestRate: str
+    nextFundingTime: int
+    time: int

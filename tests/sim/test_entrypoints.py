@@ -102,13 +102,16 @@ def test_market_flags_make_the_same_config_from_both_entry_points() -> None:
     assert config_from_args(quantum_exec_parser().parse_args(["sim", *MARKET_FLAGS])) == config
 
 
-def test_market_flag_defaults_keep_the_plain_fill_and_settle_funding_every_8_hours() -> None:
+def test_market_flag_defaults_keep_the_plain_fill_and_settle_funding_on_each_symbols_interval() -> None:
     from binance_sim import config_from_args
     from binance_sim.options import build_parser
+    from quantum_exec.cli import build_parser as quantum_exec_parser
 
     config = config_from_args(build_parser().parse_args([]))
     assert config.book.depth_of("BTCUSDT") is None and config.walk.volatility is None
-    assert (config.funding.interval_ms, config.funding.auto, config.liquidation) == (28_800_000, True, True)
+    # interval_ms None: each symbol's own (8 h, RENDERUSDT 4 h in the fixture); same from quantum-exec sim.
+    assert (config.funding.interval_ms, config.funding.auto, config.liquidation) == (None, True, True)
+    assert config_from_args(quantum_exec_parser().parse_args(["sim"])).funding.interval_ms is None
     assert config_from_args(build_parser().parse_args(["--no-funding"])).funding.auto is False
     with pytest.raises(ValueError, match="--depth"):
         config_from_args(build_parser().parse_args(["--depth", "BTCUSDT=lots"]))

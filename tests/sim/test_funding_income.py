@@ -201,7 +201,7 @@ async def test_funding_rate_control_shows_in_premium_index_and_state(
     assert premium["lastFundingRate"] == "-0.00031000"
     assert premium["nextFundingTime"] % 28_800_000 == 0 and premium["nextFundingTime"] > premium["time"]
     status, state, _ = await raw.request("GET", "/_sim/state", api_key=None)
-    assert (state["fundingRates"]["BTCUSDT"], state["nextFundingTime"]) == (
+    assert (state["fundingRates"]["BTCUSDT"], state["nextFundingTime"]["BTCUSDT"]) == (
         "-0.00031",
         premium["nextFundingTime"],
     )

@@ -89,3 +89,28 @@ def test_a_sigkilled_simulator_keeps_what_it_had_saved(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_order_amendments_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "account.pickle"
+    config = SimConfig(rate_limits=False, state_path=path)
+    with run_in_thread(config) as base_url:
+        client = _client(base_url)
+        order = client.futures_create_order(
+            symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.100", price="3000"
+        )
+        client.futures_modify_order(
+            symbol="ETHUSDT", orderId=order["orderId"], side="BUY", quantity="0.100", price="3001"
+        )
+        before = client.futures_v1_get_order_amendment(symbol="ETHUSDT", orderId=order["orderId"])
+    with run_in_thread(config) as base_url:
+        client = _client(base_url)
+        after = client.futures_v1_get_order_amendment(symbol="ETHUSDT", orderId=order["orderId"])
+        assert after == before and len(after) == 1
+        assert after[0]["amendment"]["price"] == {"before": "3000.00", "after": "3001.00"}
+        client.futures_modify_order(
+            symbol="ETHUSDT", orderId=order["orderId"], side="BUY", quantity="0.100", price="3002"
+        )
+        again = client.futures_v1_get_order_amendment(symbol="ETHUSDT", orderId=order["orderId"])
+    # Ids and the per-order count go on from the saved ones.
+    assert [(a["amendmentId"], a["amendment"]["count"]) for a in again] == [(1, 1), (2, 2)]

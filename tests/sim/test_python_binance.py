@@ -69,6 +69,8 @@ async def test_market_entry_stop_fires_take_profit_stays_open(sim: Simulator, cl
     assert (tp["algoStatus"], tp["actualOrderId"]) == ("NEW", "")
     child = await client.futures_get_order(symbol="BTCUSDT", orderId=int(fired["actualOrderId"]))
     assert (child["status"], child["type"], child["origType"]) == ("FILLED", "MARKET", "STOP_MARKET")
+    # "Query Algo Order": actualPrice is the triggered order's price once it filled ("0.00000" before).
+    assert (fired["actualPrice"], tp["actualPrice"]) == (child["avgPrice"], "0.00000")
     all_orders = await client.futures_get_all_orders(symbol="BTCUSDT")
     assert [o["orderId"] for o in all_orders] == [entry["orderId"], child["orderId"]]
 

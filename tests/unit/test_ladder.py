@@ -101,6 +101,16 @@ def test_shrink_keeps_the_levels_in_proportion(btc: SymbolRules) -> None:
     assert shrink(rungs, D(0), btc) == []
 
 
+def test_a_share_of_a_whole_number_of_steps_is_not_floored_a_step_below(btc: SymbolRules) -> None:
+    """Found trying it as a user: 0.004 and 0.002 left, 50 % closed: 2:1 stays 0.002 and 0.001 (a
+    rounded percentage gave 0.0019999..., floored to 0.001, and the last level took 0.002)."""
+    rungs = [Rung(2, D(102), D("0.004")), Rung(3, D(103), D("0.002"))]
+    assert [r.quantity for r in shrink(rungs, D("0.003"), btc)] == [D("0.002"), D("0.001")]
+    assert [dict(x) for x in [shrink_ladders([[D("0.004"), D("0.002")]], D("0.003"), btc)[0]]] == [
+        {0: D("0.002"), 1: D("0.001")}
+    ]
+
+
 def test_a_pyramids_ladders_shrink_each_with_its_share(btc: SymbolRules) -> None:
     # Two ladders of 0.006 and 0.004 (two levels of 50 % each), 0.007 left: 0.004 and 0.003.
     ladders = [[D("0.003"), D("0.003")], [D("0.002"), D("0.002")]]

@@ -53,3 +53,19 @@ def test_ladders_of_a_pyramid_keep_their_levels_quantities_together() -> None:
     # Never more than the position, whatever the levels held.
     [one] = carried_targets(legs[:1] + legs[2:3], "mod", OrderSide.SELL, D("0.004"))
     assert one.quantity == D("0.004")
+
+
+def test_a_resumed_modify_counts_its_own_carried_levels_once() -> None:
+    # Killed after its set was placed, before the old one's cancel: both stand side by side.
+    legs = [
+        _target(tp_level_id("a", 2), "120", "0.004"),
+        _target(tp_level_id("a", 3), "130", "0.002"),
+        _target(tp_level_id("mod", 2), "120", "0.004"),
+        _target(tp_level_id("mod", 3), "130", "0.002"),
+    ]
+    got = {leg.client_algo_id: leg for leg in carried_targets(legs, "mod", OrderSide.SELL, D("0.006"))}
+    assert got[tp_level_id("mod", 2)].quantity == D("0.004")
+    assert got[tp_level_id("mod", 3)].quantity == D("0.002")
+    # The old set cancelled already: its own legs carry themselves.
+    own = {leg.client_algo_id: leg for leg in carried_targets(legs[2:], "mod", OrderSide.SELL, D("0.006"))}
+    assert own[tp_level_id("mod", 2)].quantity == D("0.004")

@@ -287,6 +287,16 @@ class AccountFollower:
         triggers = [r.break_even for r in records if r.break_even is not None]
         return after, max(triggers) if long else min(triggers)
 
+    async def record_keys(self, symbol: str, *, long: bool) -> dict[str, tuple[Decimal | None, int | None]]:
+        """The keys of the open records of ``symbol`` (side ``long``): their stop trigger and
+        break-even level (a MODIFY finds the ladder's filled levels under them, and a resumed one
+        the stop it decided)."""
+        return {
+            r.intent_key: (r.stop_loss, r.break_even_after)
+            for r in await self.store.records_of(symbol)
+            if r.opened and r.long is long
+        }
+
     def release_legs(self, client_algo_ids: list[str]) -> None:
         """The entry of legs held with :meth:`hold_legs` is done: the live OCO looks after them."""
         self._claims.release(client_algo_ids)

@@ -16,12 +16,21 @@ only then is the old one cancelled. A placement that fails under the placer's po
 lookups and the -2021 re-round spent) leaves the old leg armed - larger than the position, but reduce-only, so
 it still protects all of it - and the plan runs again after a backoff, a bounded number of times.
 
-The view's fills can lag its conditional orders' updates (events of different types arrive in any
-order): legs placed for an entry whose fill is still on the way would look like orphans of a flat
-symbol. A plan that cancels, for the view's position (flat, or on the other side), a leg newer
-than the newest fill the view has applied is first checked against REST (positionRisk); when REST
-holds another position the plan acts on nothing (nor drops the records) and runs again. Records
-of a symbol the view sees flat are dropped only once REST says it is flat too.
+The view's fills can lag its conditional orders' updates and the pushed position (events of
+different types arrive in any order, and the executor knows an entry filled from its REST answer
+before the stream says so): legs placed for an entry whose fill is still on the way would look
+like orphans of a flat symbol, or larger than the position. Shrinking or cancelling protection is
+never urgent (a larger reduce-only leg is harmless, a smaller one leaves the position naked), so
+every action that lowers protection because of the position (a resize, a cancel for a flat
+symbol or the other side, a cancel of the twin that does not fit) acts only on a confirmed view:
+not while an order of this instance known filled by REST has not been seen on the stream
+(``position_amount`` answers ``None``), not while the pushed position (ACCOUNT_UPDATE) disagrees
+with the fills, and, for a leg newer than every fill seen (the fill it protects may be on the
+way; fills come in order among themselves, so an older leg's are all in), only once REST
+(positionRisk) holds the very position the view holds.
+Otherwise those actions wait (the fill, or the resync, runs the plan again; so does the bounded
+retry); a cancel because the leg's sibling filled completely does not depend on the position and
+goes at once. Records of a symbol the view sees flat are dropped only once REST says it is flat too.
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
 it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
@@ -59,8 +68,9 @@ log = get_logger(__name__)
 # A plan whose orders failed runs again after these waits, this many times; the old legs stay armed.
 OCO_RETRY: Final = Backoff(base_s=0.2, cap_s=5.0, jitter=0.2)
 OCO_ATTEMPTS: Final = 6
-# Cancels that hold only if the view's position is right (checked against REST first).
-POSITION_REASONS: Final = frozenset({"position flat", "side cannot reduce the position"})
+# The one cancel that holds whatever the position (every other action lowers protection because of
+# the position, so it waits for a confirmed view: see the module's docstring).
+POSITION_FREE: Final = frozenset({"sibling leg filled"})
 
 
 class LegNotArmed(QuantumError):
@@ -139,8 +149,8 @@ class LiveOco:
                 failed = False
                 lagging = await self._view_lags(symbol, actions)
                 if lagging:
-                    # The view's position is behind the exchange's: act on nothing of it yet.
-                    failed, actions = True, []
+                    # The view's position may be behind the exchange's: lower no protection on it.
+                    failed, actions = True, [a for a in actions if not _on_position(a)]
                 for action in [*actions, *self._moves_alone(actions, moves)]:
                     try:
                         await self._apply_oco(symbol, action, moves)
@@ -173,29 +183,44 @@ class LiveOco:
             reset_check(token)
 
     async def _view_lags(self, symbol: str, actions: list[Cancel | Replace]) -> bool:
-        """True when the plan cancels, for the view's position, a leg placed after the newest fill
-        the view applied (it may protect a fill still on its way) and REST holds another position."""
-        last_fill_ms = self._state.last_fill_ms(symbol) or 0
-
-        def newer_than_fills(action: Cancel | Replace) -> bool:
-            if not isinstance(action, Cancel) or action.reason not in POSITION_REASONS:
-                return False
-            leg = self._state.algo_order(action.client_algo_id)
-            return (
-                leg is not None
-                and not self._claims.held(action.client_algo_id)
-                and not self._claims.acting(leg.algo_id)
-                and leg.update_time_ms > last_fill_ms
-            )
-
-        if not any(newer_than_fills(a) for a in actions):
+        """True when the plan lowers protection because of the view's position and that position
+        is not confirmed: an order known filled by REST is not on the stream yet, the pushed
+        position disagrees with the fills, or a leg it touches is newer than the newest fill seen
+        (the fill it protects may be on the way) and REST (positionRisk) holds another position.
+        A leg older than a fill seen needs no read: fills come in order among themselves, so every
+        fill before the leg was placed is in the view (a later one brings its own legs)."""
+        touched = [a for a in actions if _on_position(a) and self._actionable(symbol, a)]
+        if not touched:
             return False
         held = self._position_amount(symbol)
-        actual = await self._gateway.position_amount(symbol)
+        if held is None or symbol in self._state.disagreeing_symbols():
+            log.info("oco.view_lags", symbol=symbol, view=str(held), detail="fills still on the way")
+            return True
+        last_fill_ms = self._state.last_fill_ms(symbol) or 0
+        legs = [self._leg_of(a) for a in touched]
+        if not any(leg is not None and leg.update_time_ms > last_fill_ms for leg in legs):
+            return False
+        try:
+            actual = await self._gateway.position_amount(symbol)
+        except OwnershipLost:
+            raise
+        except Exception as exc:  # unconfirmed: lower nothing now, the retry asks again
+            log.warning("oco.view_unconfirmed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+            return True
         if held == actual:
             return False
         log.warning("oco.view_lags", symbol=symbol, view=str(held), exchange=str(actual))
         return True
+
+    def _actionable(self, symbol: str, action: Cancel | Replace) -> bool:
+        """False when :meth:`_apply_oco` would leave ``action`` alone (a leg claimed, in flight)."""
+        if self._claims.held(action.client_algo_id) or self._claims.symbol_held(symbol):
+            return False
+        leg = self._leg_of(action)
+        return leg is not None and not self._claims.acting(leg.algo_id)
+
+    def _leg_of(self, action: Cancel | Replace) -> AlgoView | None:
+        return action.old if isinstance(action, Replace) else self._state.algo_order(action.client_algo_id)
 
     async def _break_even(self, symbol: str) -> dict[str, Decimal]:
         """The stops to move to break-even now (:mod:`.break_even`), by client id: their new trigger.
@@ -358,3 +383,8 @@ class LiveOco:
             return
         for record in stale:
             await self._store.drop_record(symbol, record.digest)
+
+
+def _on_position(action: Cancel | Replace) -> bool:
+    """True when ``action`` lowers protection because of the position (it waits for a confirmed view)."""
+    return isinstance(action, Replace) or action.reason not in POSITION_FREE

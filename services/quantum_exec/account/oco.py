@@ -8,9 +8,9 @@ replayed event, it asks for nothing more once the exchange has caught up.
 
 Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the symbol:
 
+* its sibling leg of the same intent filled completely -> cancel (whatever the position);
 * the position is flat -> cancel;
 * its side cannot reduce the position (a SELL stop under a short) -> cancel;
-* its sibling leg of the same intent filled completely -> cancel;
 * it is larger than what is left of the position -> replace it by one of the remaining size;
 * it is open twice (a replacement placed, the old leg not cancelled yet) -> cancel all but the one
   that fits the position best.
@@ -18,7 +18,9 @@ Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the sy
 Orders of anybody else are never touched; TRIGGERING/TRIGGERED ones are in flight (a cancel
 answers -2011) and are left to finish. A leg still settling (:meth:`AccountState.settling`: armed
 after every fill seen, so the fill it protects may still be on the way) is left alone until it has
-settled: to a view without that fill its position may look flat.
+settled: to a view without that fill its position may look flat. Every action but the cancel
+after a sibling's fill lowers protection because of the position: the live OCO takes it only on a
+confirmed position (:mod:`.live_oco`).
 """
 
 from __future__ import annotations
@@ -99,12 +101,12 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
             for twin in sorted(legs, key=lambda a: a.client_algo_id):
                 if twin is not leg:
                     actions.append(Cancel(symbol, twin.client_algo_id, "replaced"))
-        if amount == 0:
+        if _sibling_filled(state, leg):  # first: it holds whatever the position (no check by REST)
+            actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
+        elif amount == 0:
             actions.append(Cancel(symbol, leg.client_algo_id, "position flat"))
         elif not can_reduce(leg.side, amount):
             actions.append(Cancel(symbol, leg.client_algo_id, "side cannot reduce the position"))
-        elif _sibling_filled(state, leg):
-            actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
         elif (
             not leg.close_position
             and leg.quantity > remaining

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,30 @@ def env_file_arg(value: str | None) -> Path | None:
     return None
 
 
-def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+# The QUANTUM_* names and env-file lines already reported by this process: each said once.
+_REPORTED: set[str] = set()
+
+
+def report_configuration(env_file: Path | None) -> None:
+    """Say on stderr, one line each and once per process, what in the environment and the env file
+    sets nothing (a misspelt ``QUANTUM_*`` name, a malformed line). ``serve`` logs them instead."""
+    from quantum_exec.settings import configuration_warnings
+
+    for problem in configuration_warnings(env_file):
+        if problem not in _REPORTED:
+            _REPORTED.add(problem)
+            sys.stderr.write(f"quantum-exec: warning: {problem}\n")
+
+
+def settings_from(args: argparse.Namespace, *, report: bool = True, **overrides: Any) -> Settings:
     if getattr(args, "log_format", None):
         overrides["log_format"] = args.log_format
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
-    return load_settings(env_file_arg(getattr(args, "env_file", None)), **overrides)
+    env_file = env_file_arg(getattr(args, "env_file", None))
+    if report:
+        report_configuration(env_file)
+    return load_settings(env_file, **overrides)
 
 
 def add_settings_args(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from quantum_exec.commands.common import (
     add_settings_args,
     env_file_arg,
     redis_url,
+    report_configuration,
     run,
     settings_from,
 )
@@ -37,6 +38,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from quantum_exec.webhooks.config import gateway_config
     from quantum_exec.webhooks.run import run_gateway
 
+    report_configuration(env_file_arg(args.env_file))  # before its own settings can refuse
     env = merged_environment(env_file_arg(args.env_file))
     config = gateway_config(env)
     if args.host:
@@ -57,6 +59,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from quantum_exec.notify.run import run_notifier
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
 
+    report_configuration(env_file_arg(args.env_file))  # before its own settings can refuse
     env = merged_environment(env_file_arg(args.env_file))
     config = notify_config(env)
     settings, url = _prepare(args, config.secrets())

@@ -210,7 +210,7 @@ def add_commands(sub: Any) -> None:
         "--side",
         type=str.upper,
         choices=["BUY", "SELL", "CLOSE", "MODIFY"],
-        help="BUY, SELL, CLOSE, or MODIFY (change the open position's SL/TP/trailing stop)",
+        help="BUY, SELL, CLOSE, or MODIFY (change the open position's SL/TP/trailing stop/break-even)",
     )
     p.add_argument("--size-usd", type=_decimal_arg, help="notional in USDT")
     p.add_argument("--quantity", type=_decimal_arg, help="base quantity (wins over --size-usd)")

@@ -81,7 +81,9 @@ async def check_on_exchange(settings: Settings, intent: TradeIntent) -> None:
         await gateway.sync_time()
         await gateway.rules.load()
         guards = Guards(settings, _PublicLeverage(gateway))
-        if intent.side is Side.CLOSE:
+        if intent.side in (Side.CLOSE, Side.MODIFY):
+            # Nothing to size: the position's own checks (NO_POSITION, SL_TP_WRONG_SIDE) are the
+            # service's, at the moment it acts.
             guards.rules_for(intent.symbol)
         else:
             await guards.pre_trade(run, long=intent.side is Side.BUY)

@@ -24,7 +24,7 @@ from quantum_exec.settings import ExchangeEnv, default_state_dir, mask_url_passw
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, report=False)  # logged below, as structured lines
     configured_state_dir = settings.state_dir is not None
     if settings.embedded_redis and settings.state_dir is None:
         # A private Redis that keeps its data: a killed `serve` started again answers every intent.
@@ -162,7 +162,13 @@ def _add_sim(sub: Any) -> None:
         help="time between walk steps (default 1)",
     )
     p.add_argument("--walk-seed", type=int, default=0, help="seed of the walk (the same seed, the same path)")
-    p.add_argument("--funding-interval", type=float, default=28_800.0, metavar="SECONDS", help="default 8 h")
+    p.add_argument(
+        "--funding-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="every symbol on this interval (default: each symbol's own, 8 h or 4 h)",
+    )
     p.add_argument("--funding-rate", type=Decimal, default=Decimal("0.0001"), help="default funding rate")
     p.add_argument("--no-funding", action="store_true", help="settle funding only on POST /_sim/funding")
     p.add_argument("--no-liquidation", action="store_true", help="never liquidate positions")

@@ -28,12 +28,38 @@ function num(value) {
   return esc(text);
 }
 
-function price(value) {
-  // A price as the exchange quotes it: the API's exact text without the trailing zeros of its
-  // 8-decimal form (95234.50000000 -> 95234.5), the symbol's own tick.
+// Each symbol's tick and step (/api/symbols, from the service's exchange rules).
+let STEPS = {};
+
+function decimals(step) {
+  // The places of a tick or step as text: "0.00001" -> 5, "0.10" -> 1, "1" -> 0.
+  const text = String(step ?? "");
+  if (!/^[0-9]*\.?[0-9]*$/.test(text) || !text.includes(".")) return 0;
+  return text.replace(/0+$/, "").split(".")[1].length;
+}
+
+function atStep(value, step) {
+  // The exact text at the symbol's tick or step: trailing zeros cut to it or padded up to it, and
+  // never rounded (string arithmetic, no float): 0.15997000 at 0.00001 -> 0.15997,
+  // 95234.50000000 at 0.1 -> 95234.5, 95234 at 0.1 -> 95234.0; a finer average keeps its digits.
   if (value === null || value === undefined) return "-";
-  const text = String(value);
-  return num(text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text);
+  let text = String(value);
+  if (!/^-?[0-9]+(\.[0-9]*)?$/.test(text)) return num(text);
+  let [whole, frac = ""] = text.split(".");
+  frac = frac.replace(/0+$/, "");
+  const places = step === undefined ? 0 : decimals(step);
+  frac = frac.padEnd(places, "0");
+  return num(frac ? `${whole}.${frac}` : whole);
+}
+
+function price(value, symbol) {
+  // A price as the exchange quotes it: at the symbol's own tick.
+  return atStep(value, (STEPS[symbol] || {}).tick_size);
+}
+
+function qty(value, symbol) {
+  // A quantity at the symbol's step.
+  return atStep(value, (STEPS[symbol] || {}).step_size);
 }
 
 function percent(rate, trades) {
@@ -225,14 +251,14 @@ function renderPositions(body) {
   const leg = (p, type) => {
     const found = (p.protective_orders || []).filter((o) => o.type === type);
     if (!found.length) return '<span class="neg">none</span>';
-    return found.map((o) => `${price(o.trigger_price)}${esc(distance(p.mark_price, o.trigger_price))} × ${num(o.quantity ?? "all")}`).join("<br>");
+    return found.map((o) => `${price(o.trigger_price, p.symbol)}${esc(distance(p.mark_price, o.trigger_price))} × ${o.quantity == null ? "all" : qty(o.quantity, p.symbol)}`).join("<br>");
   };
   $("positions").innerHTML = table([
     ["symbol", (p) => esc(p.symbol)],
     ["side", (p) => esc(p.side)],
-    ["amount", (p) => num(p.position_amount), "num"],
-    ["entry", (p) => price(p.entry_price), "num"],
-    ["mark", (p) => price(p.mark_price), "num"],
+    ["amount", (p) => qty(p.position_amount, p.symbol), "num"],
+    ["entry", (p) => price(p.entry_price, p.symbol), "num"],
+    ["mark", (p) => price(p.mark_price, p.symbol), "num"],
     ["unrealized", (p) => `<span class="${signClass(p.unrealized_pnl)}">${num(p.unrealized_pnl)}</span>`, "num"],
     ["stop-loss (distance)", (p) => leg(p, "STOP_MARKET")],
     ["take-profit (distance)", (p) => leg(p, "TAKE_PROFIT_MARKET")],
@@ -247,7 +273,7 @@ function renderOrders(body) {
   ];
   $("orders").innerHTML = table([
     ["symbol", (o) => esc(o.symbol)], ["type", (o) => esc(o.kind)], ["side", (o) => esc(o.side)],
-    ["price / trigger", (o) => price(o.price), "num"], ["quantity", (o) => num(o.qty), "num"],
+    ["price / trigger", (o) => price(o.price, o.symbol), "num"], ["quantity", (o) => (o.qty === "close position" ? esc(o.qty) : qty(o.qty, o.symbol)), "num"],
     ["state", (o) => esc(o.state)], ["client id", (o) => esc(o.id)],
   ], rows, "No open order: nothing is waiting on the exchange.");
   const budget = body.conditional_budget;
@@ -257,21 +283,29 @@ function renderOrders(body) {
   }
 }
 
+// A working entry (a LIMIT resting, a STOP armed) has no result yet: listed first, as working.
+function workingRow(w) {
+  const at = w.type === "STOP" || w.type === "STOP_MARKET" ? w.stop_price : w.price;
+  const what = `${w.type}${at ? ` at ${price(at, w.symbol)}` : ""}, ${w.quantity ? `qty ${qty(w.quantity, w.symbol)}` : `${num(w.position_size_usd)} USDT`}`;
+  return { timestamp: null, intent_id: w.intent_id, symbol: w.symbol, action: w.side, status: "working", protection: "-", latency_ms: null, note: `${what}: no result yet` };
+}
+
 function renderResults(body) {
+  const rows = [...(body.working || []).map(workingRow), ...(body.results || [])];
   $("results").innerHTML = table([
     ["time (UTC)", (r) => when(r.timestamp)], ["intent", (r) => `<span title="${esc(r.intent_id)}">${esc(String(r.intent_id).length > 24 ? String(r.intent_id).slice(0, 23) + "…" : r.intent_id)}</span>`], ["symbol", (r) => esc(r.symbol)],
     ["action", (r) => esc(r.action)], ["status", (r) => esc(r.status)], ["protection", (r) => esc(r.protection)],
     ["latency ms", (r) => num(r.latency_ms), "num"],
-    ["reason", (r) => (r.error ? `${esc(r.error.code)}: ${esc(r.error.message)}` : ""), "reason"],
-  ], body.results || [], "No result yet: publish an intent (quantum-exec submit) and it appears here.");
+    ["reason", (r) => (r.error ? `${esc(r.error.code)}: ${esc(r.error.message)}` : r.note || ""), "reason"],
+  ], rows, "No result yet: publish an intent (quantum-exec submit) and it appears here.");
 }
 
 function renderTrades(body) {
   const closed = (body.trades || []).filter((t) => t.status === "closed");
   $("trades").innerHTML = table([
     ["closed (UTC)", (t) => when(t.closed_at)], ["symbol", (t) => esc(t.symbol)], ["side", (t) => esc(t.side)],
-    ["qty", (t) => num(t.max_quantity), "num"], ["entry", (t) => price(t.entry_price), "num"],
-    ["exit", (t) => price(t.exit_price), "num"], ["reason", (t) => esc(t.exit_reason)],
+    ["qty", (t) => qty(t.max_quantity, t.symbol), "num"], ["entry", (t) => price(t.entry_price, t.symbol), "num"],
+    ["exit", (t) => price(t.exit_price, t.symbol), "num"], ["reason", (t) => esc(t.exit_reason)],
     ["net pnl", (t) => `<span class="${signClass(t.net_pnl)}" data-trade="${esc(t.trade_id)}">${num(t.net_pnl)}</span>`, "num"],
     ["model", (t) => esc(t.model || "-")],
   ], closed, "No round trip has closed yet.");
@@ -296,7 +330,9 @@ const PANELS = [
 ];
 
 async function refresh() {
-  const settled = await Promise.allSettled(PANELS.map(([path]) => api(path)));
+  // The ticks first (kept from the last answer when the exchange is down: the panels say why).
+  const steps = api("/api/symbols").then((b) => { STEPS = b.symbols || {}; }, () => {});
+  const [settled] = await Promise.all([Promise.allSettled(PANELS.map(([path]) => api(path))), steps]);
   if (settled.some((s) => s.status === "rejected" && s.reason instanceof AuthNeeded)) {
     $("login").hidden = false;
     $("main").hidden = true;

@@ -122,5 +122,7 @@ NOT_FOUND_CODES: frozenset[int] = frozenset({-2013, -2011})
 IMMEDIATE_TRIGGER: Final = -2021
 # The client order id was used before (the earlier order exists or existed).
 DUPLICATE_CLIENT_ID: Final = -4116
+# "An open stop or take profit order with GTE and closePosition in the direction is existing."
+CLOSE_POSITION_EXISTS: Final = -4130
 # The listenKey does not exist (expired, or closed by a DELETE): create a new one.
 LISTEN_KEY_GONE: Final = -1125

@@ -44,6 +44,7 @@ EP_OPEN_ALGO = Endpoint("get", "openAlgoOrders")
 EP_OPEN_ORDERS = Endpoint("get", "openOrders")
 EP_INCOME = Endpoint("get", "income", weight=30)
 EP_USER_TRADES = Endpoint("get", "userTrades", weight=5)
+EP_COMMISSION_RATE = Endpoint("get", "commissionRate", weight=20)
 EP_POSITION_RISK = Endpoint("get", "positionRisk", version=2, weight=5)
 EP_BALANCE = Endpoint("get", "balance", version=2, weight=5)
 # The user data stream's key: API key header, no signature (weight 1).

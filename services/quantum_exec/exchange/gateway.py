@@ -44,6 +44,7 @@ from quantum_exec.exchange.endpoints import (
     EP_BALANCE,
     EP_CANCEL_ALGO,
     EP_CANCEL_ORDER,
+    EP_COMMISSION_RATE,
     EP_EXCHANGE_INFO,
     EP_GET_ALGO,
     EP_GET_ORDER,
@@ -505,6 +506,11 @@ class BinanceGateway:
     async def user_trades(self, symbol: str, order_id: int) -> list[Trade]:
         raw = await self._call(EP_USER_TRADES, {"symbol": symbol, "orderId": str(order_id)})
         return [Trade.parse(item) for item in raw or []]
+
+    async def taker_rate(self, symbol: str) -> Decimal:
+        """The account's taker commission rate on ``symbol`` (GET /fapi/v1/commissionRate, weight 20)."""
+        raw = await self._call(EP_COMMISSION_RATE, {"symbol": symbol})
+        return Decimal(str(raw["takerCommissionRate"]))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open regular orders (weight 1 with a symbol, 40 without)."""

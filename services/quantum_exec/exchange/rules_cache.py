@@ -38,6 +38,10 @@ class RulesCache:
     def get(self, symbol: str) -> SymbolRules | None:
         return self._rules.get(symbol)
 
+    def all(self) -> dict[str, SymbolRules]:
+        """Every symbol's rules as last loaded (empty before the first load)."""
+        return dict(self._rules)
+
     async def load(self) -> None:
         """Fetch and parse exchangeInfo; raises when it fails (the caller keeps the last copy)."""
         try:

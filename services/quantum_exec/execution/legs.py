@@ -22,6 +22,10 @@ unknown outcome (timeout, 5xx,        looked up by client id until found standin
 ``-2021`` would immediately trigger   once: the trigger moved one tick inside the mark on its safe
                                       side and sent as a new request; a second ``-2021``, or a mark
                                       (or rules) that cannot be read, is a failure
+``-4130`` closePosition leg exists    once, for a closePosition leg with a ``fallback_quantity``:
+                                      sent again as a reduce-only leg of that quantity (Binance
+                                      keeps one closePosition stop and one target per side; the
+                                      standing one covers the whole position meanwhile)
 any other refusal                     a failure, not retried
 the lease is lost                     :class:`OwnershipLost` raised: nothing more is sent
 ====================================  =============================================================
@@ -38,6 +42,8 @@ the new leg is placed, seen armed (``NEW``), and only then is the old one cancel
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,7 +51,7 @@ from typing import Final, Protocol
 
 from quantum_exec.backoff import Backoff
 from quantum_exec.errors import ExchangeError, PermanentError, RetryableError, UnknownOutcomeError
-from quantum_exec.exchange.codes import DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
+from quantum_exec.exchange.codes import CLOSE_POSITION_EXISTS, DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
 from quantum_exec.execution.ports import Gateway
@@ -72,6 +78,9 @@ class LegOrder:
     quantity: Decimal | None
     callback_rate: Decimal | None = None  # a trailing stop (its trigger_price is its activation)
     activate_price: Decimal | None = None
+    # For a closePosition leg: the reduce-only quantity to send instead when Binance refuses it with
+    # -4130 (a closePosition stop, or target, already stands on that side); None: no fallback.
+    fallback_quantity: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +158,7 @@ class LegPlacer:
             except UnknownOutcomeError as exc:
                 error = exc
                 sent_at = exc.sent_at if exc.sent_at is not None else asked_at
-                found = await self._resolver.resolve(sent_at, lambda: self._standing(leg))
+                found = await self._resolver.resolve(sent_at, functools.partial(self._standing, leg))
                 if found is not None:
                     return Placement(found, None, trigger)
                 log.warning("legs.certainly_absent", client_algo_id=leg.client_algo_id, symbol=leg.symbol)
@@ -161,6 +170,12 @@ class LegPlacer:
                         if found is not None:
                             return Placement(found, None, trigger)
                         break
+                    if exc.code == CLOSE_POSITION_EXISTS and leg.quantity is None and leg.fallback_quantity:
+                        leg = dataclasses.replace(leg, quantity=leg.fallback_quantity, fallback_quantity=None)
+                        log.warning(
+                            "legs.close_position_taken", client_algo_id=leg.client_algo_id, symbol=leg.symbol
+                        )
+                        continue  # a new request, as a quantity
                     if exc.code != IMMEDIATE_TRIGGER or rerounded or leg.callback_rate is not None:
                         break  # a trailing stop's activation is not moved: it would change its meaning
                     rerounded = True

@@ -61,6 +61,8 @@ class Gateway(Protocol):
 
     async def user_trades(self, symbol: str, order_id: int) -> list[Trade]: ...
 
+    async def taker_rate(self, symbol: str) -> Decimal: ...
+
     async def set_leverage(self, symbol: str, leverage: int) -> int: ...
 
     async def set_margin_type(self, symbol: str, margin_type: str) -> None: ...
@@ -194,6 +196,10 @@ class AccountView(Protocol):
 
     async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None: ...
 
+    async def record_keys(
+        self, symbol: str, *, long: bool
+    ) -> dict[str, tuple[Decimal | None, int | None]]: ...
+
     async def fills(self, symbol: str, order_id: int, timeout_s: float = 1.0) -> Fills | None: ...
 
     async def algo_changed(
@@ -268,7 +274,8 @@ class RiskCheck(Protocol):
 
 
 class Plans(Protocol):
-    """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) is kept across restarts."""
+    """Where a sliced entry's plan (``execution.entries.slices.Plan`` as JSON) and a partial CLOSE's
+    ladder resize (``execution.stops.resize_plan``, under its own key) are kept across restarts."""
 
     async def load(self, key: str) -> bytes | None: ...
 

@@ -64,6 +64,9 @@ class Leg:
     level: int | None = None  # a take-profit ladder's level; None: a leg that closes all of it
     callback_rate: Decimal | None = None  # a trailing stop (TS): its callback, percent
     activate_price: Decimal | None = None  # and where it activates (None: at once)
+    # A closePosition leg's reduce-only size should Binance refuse it (-4130: one closePosition
+    # stop and one target per side): what the entry has opened.
+    fallback_quantity: Decimal | None = None
 
     @property
     def closes_all(self) -> bool:
@@ -192,9 +195,11 @@ class Protector:
         )
         sl, tp = Guards.triggers(rules, run.intent, long=long, price=price)
         legs: list[Leg] = []
+        fallback = size if quantity is None else None
         if sl is not None:
+            sl_id = client_order_id(run.key, "sl")
             legs.append(
-                Leg("SL", OrderType.STOP_MARKET, exit_side, client_order_id(run.key, "sl"), sl, quantity)
+                Leg("SL", OrderType.STOP_MARKET, exit_side, sl_id, sl, quantity, fallback_quantity=fallback)
             )
         if run.intent.take_profits:
             # Each level closes its share: a quantity whatever the protection mode.
@@ -228,6 +233,7 @@ class Protector:
                     client_order_id(run.key, "tp"),
                     tp,
                     quantity,
+                    fallback_quantity=fallback,
                 )
             )
         trailing = trailing_leg(rules, run, price, size, exit_side, long=long)
@@ -321,9 +327,12 @@ class Protector:
                 leg.quantity,
                 leg.callback_rate,
                 leg.activate_price,
+                fallback_quantity=leg.fallback_quantity,
             )
         )
         leg.order, leg.error, leg.trigger_price = placed.order, placed.error, placed.trigger_price
+        if placed.order is not None and not placed.order.close_position:
+            leg.quantity = placed.order.quantity  # placed as a reduce-only quantity (after -4130)
         if not placed.standing:
             log.warning(
                 "protection.failed",

@@ -65,6 +65,12 @@ def split_sizes(
         floor_to_step(_FLOOR.divide(_FLOOR.multiply(total, pct), _HUNDRED), step) for pct in size_pcts[:-1]
     ]
     sizes.append(target - sum(sizes, Decimal(0)))
+    return _merged(sizes, min_qty)
+
+
+def _merged(sizes: Sequence[Decimal], min_qty: Decimal) -> list[tuple[int, Decimal]]:
+    """``sizes`` as ``(index, quantity)``, one below minQty merged into the next (the last into the
+    one before it), empty ones left out."""
     kept: list[tuple[int, Decimal]] = []
     carry = Decimal(0)
     for index, size in enumerate(sizes):
@@ -129,8 +135,12 @@ def shrink_sizes(
     if held <= 0:
         return []
     covered = min(held, remaining)
-    pcts = [_FLOOR.divide(quantity * _HUNDRED, held) for quantity in quantities]
-    return split_sizes(rules, covered, pcts, target=covered)
+    step = rules.market_step_size
+    # Each its exact share (quantity x covered / held), floored to the step: through a rounded
+    # percentage a share of exactly 0.002 came out 0.0019999... and was floored a whole step below.
+    sizes = [floor_to_step(_FLOOR.divide(_FLOOR.multiply(q, covered), held), step) for q in quantities[:-1]]
+    sizes.append(covered - sum(sizes, Decimal(0)))
+    return _merged(sizes, rules.market_min_qty)
 
 
 def shrink(rungs: Sequence[Rung], remaining: Decimal, rules: SymbolRules) -> list[Rung]:

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Sequence
 from decimal import Decimal
 
+from quantum_exec.account.roles import leg_ids
 from quantum_exec.contracts import ErrorSource, ProtectionState, ProtectiveOrder, ResultStatus, Side
 from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
@@ -29,6 +30,7 @@ from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.guards import Guards
 from quantum_exec.execution.legs import LegOrder, Placement
 from quantum_exec.execution.run import Run
+from quantum_exec.execution.stops.break_even import modify_break_even
 from quantum_exec.execution.stops.budget import check_budget
 from quantum_exec.execution.stops.ladder import check_ladder_sizes, plan_ladder
 from quantum_exec.execution.stops.recheck import gone_targets, stale_legs, withdraw_all
@@ -74,9 +76,13 @@ def plan_set(
     size: Decimal,
     armed: Sequence[AlgoOrder],
     close_position: bool,
+    stop_floor: Decimal | None = None,
 ) -> tuple[list[LegOrder], set[str]]:
     """The new set of legs of ``run``'s MODIFY for a position of ``size`` entered at ``entry``, and
-    the client ids of the legs whose trigger the MODIFY asked for (the others are carried over)."""
+    the client ids of the legs whose trigger the MODIFY asked for (the others are carried over).
+    A closePosition leg falls back to a reduce-only one of ``size``: made before the old set breaks,
+    it meets the old closePosition legs, and Binance keeps one per side (-4130). ``stop_floor``
+    (a break-even move due at once) is the least safe trigger the stop may keep."""
     intent, key, symbol = run.intent, run.key, run.intent.symbol
     exit_side = OrderSide.SELL if long else OrderSide.BUY
     new: list[LegOrder] = []
@@ -93,10 +99,14 @@ def plan_set(
     elif stops:
         # Carried over: the stop that covers the most (a pyramid's stops become one).
         sl = max(stops, key=lambda o: (o.close_position, o.quantity, o.algo_id)).trigger_price
+    if sl is not None and stop_floor is not None and (sl < stop_floor if long else sl > stop_floor):
+        sl = stop_floor
+        changed.add(client_order_id(key, "sl"))
     if sl is not None:
         quantity = None if close_position else size
+        sl_id = client_order_id(key, "sl")
         new.append(
-            LegOrder(symbol, exit_side, OrderType.STOP_MARKET, sl, client_order_id(key, "sl"), quantity)
+            LegOrder(symbol, exit_side, OrderType.STOP_MARKET, sl, sl_id, quantity, fallback_quantity=size)
         )
 
     tp = intent.take_profit
@@ -114,7 +124,17 @@ def plan_set(
         changed.add(leg_id)
         trigger = round_trigger(rules, tp, long=long, kind="TP")
         quantity = None if close_position else size
-        new.append(LegOrder(symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity))
+        new.append(
+            LegOrder(
+                symbol,
+                exit_side,
+                OrderType.TAKE_PROFIT_MARKET,
+                trigger,
+                leg_id,
+                quantity,
+                fallback_quantity=size,
+            )
+        )
     else:
         new.extend(carried_targets(targets, key, exit_side, size))
     trail = intent.trailing_stop
@@ -149,9 +169,15 @@ def carried_targets(
     one's trigger for each: the single targets (a pyramid's, one per entry) become one that covers
     the whole position (closePosition when one was, else ``size``); a ladder's levels of the same
     number (a pyramid of ladders) become one level holding their quantities together (never more
-    than ``size``). Nothing of the position is left without the target it had."""
+    than ``size``). Nothing of the position is left without the target it had. A resumed MODIFY
+    finds its own legs beside the old ones: those of a level the old set still holds are the old
+    ones carried already (counted once, from the old)."""
     merged: dict[str, LegOrder] = {}
-    for target in sorted(targets, key=lambda o: o.algo_id):
+    own = {_carried_id(t, key): t for t in targets if t.client_algo_id in leg_ids(_carried_id(t, key))}
+    old = [t for t in targets if t not in own.values()]
+    old_ids = {_carried_id(t, key) for t in old}
+    mine = [t for leg_id, t in own.items() if leg_id not in old_ids]
+    for target in sorted([*old, *mine], key=lambda o: o.algo_id):
         level = tp_level_of(target.client_algo_id)
         leg_id = tp_level_id(key, level) if level is not None else client_order_id(key, "tp")
         earlier = merged.get(leg_id)
@@ -165,9 +191,21 @@ def carried_targets(
             quantity = min(target.quantity + before, size)
         trigger = earlier.trigger_price if earlier is not None else target.trigger_price
         merged[leg_id] = LegOrder(
-            target.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, trigger, leg_id, quantity
+            target.symbol,
+            exit_side,
+            OrderType.TAKE_PROFIT_MARKET,
+            trigger,
+            leg_id,
+            quantity,
+            fallback_quantity=size,  # a closePosition target meets the old one (-4130): reduce-only
         )
     return list(merged.values())
+
+
+def _carried_id(target: AlgoOrder, key: str) -> str:
+    """The id ``target`` is carried over under by the MODIFY ``key``."""
+    level = tp_level_of(target.client_algo_id)
+    return tp_level_id(key, level) if level is not None else client_order_id(key, "tp")
 
 
 def replaced(armed: Sequence[AlgoOrder], new_ids: set[str], *, trailing: bool) -> list[AlgoOrder]:
@@ -243,6 +281,7 @@ class Modifier:
         close_position = ctx.settings.protection_mode is ProtectionMode.CLOSE_POSITION
         if intent.take_profits:
             check_ladder_sizes(rules, intent.take_profits, size)
+        moving = await modify_break_even(ctx, run, rules, long=long, entry=position.entry_price, armed=armed)
         new, changed = plan_set(
             rules,
             run,
@@ -251,6 +290,7 @@ class Modifier:
             size=size,
             armed=armed,
             close_position=close_position,
+            stop_floor=moving[1] if moving is not None and moving[2] else None,
         )
         check_against_mark(rules, [leg for leg in new if leg.client_algo_id in changed], long=long, mark=mark)
         new_ids = {leg.client_algo_id for leg in new}
@@ -259,7 +299,9 @@ class Modifier:
         account = ctx.account
         if account is not None:
             # Carried over: the records are rewritten under this MODIFY's key (read before any send).
-            break_even = await account.break_even(symbol, long=long)
+            break_even = (
+                (moving[0], moving[1]) if moving is not None else await account.break_even(symbol, long=long)
+            )
             # The records first: a reconcile running meanwhile (a restart, a reconnect) protects
             # from them, so it places this MODIFY's legs (found, never twice, by the placer) and
             # never the replaced triggers again.

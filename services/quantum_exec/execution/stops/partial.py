@@ -23,7 +23,7 @@ from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.legs import LegOrder
 from quantum_exec.execution.stops.budget import check_budget
-from quantum_exec.execution.stops.ladder import shrink_ladders
+from quantum_exec.execution.stops.resize_plan import ResizePlan, plan_key, plan_resize
 from quantum_exec.ids import replacement_of, tp_level_of
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.rules import SymbolRules, floor_to_step, fmt
@@ -96,48 +96,53 @@ async def shrink_ladder(
 ) -> None:
     """Replace our ladder levels on ``symbol`` by ones sized for ``remaining`` in proportion, each
     intent's ladder with its share (:func:`.ladder.shrink_ladders`); a level that merged away is
-    cancelled once the others are armed. Failures are logged: the old levels stay (reduce-only,
-    they never close more than is there)."""
+    cancelled once the others are armed. The sizes are planned once and saved before the first
+    replacement; a resumed attempt replays them (:mod:`.resize_plan`). Failures are logged: the
+    old levels stay (reduce-only, they never close more than is there)."""
     own = [o for o in await ctx.legs.open_own(symbol) if o.status.is_armed]
     account = ctx.account
-    ladders = ladders_of(own)
-    if not ladders:
+    saved = await ctx.plans.load(plan_key(change_id))
+    if saved is not None:
+        plan = ResizePlan.from_json(saved)
+    else:
+        plan = plan_resize(ladders_of(own), remaining, rules)
+        if any(step.changes for step in plan.steps):
+            await ctx.plans.save(plan_key(change_id), plan.to_json())
+    if not plan.steps:
         if account is not None:
             await account.protection_changed(symbol, "partial_close", change_id, own, None)
         return
-    sizes = shrink_ladders([[o.quantity for o in ladder] for ladder in ladders], remaining, rules)
-    levels = [o for ladder in ladders for o in ladder]
-    ids = [o.client_algo_id for o in levels] + [replacement_of(o.client_algo_id) for o in levels]
+    by_id = {o.client_algo_id: o for o in own}
+    ids = [s.client_algo_id for s in plan.steps] + [replacement_of(s.client_algo_id) for s in plan.steps]
     if account is not None:
         account.hold_legs(ids)
     try:
         armed_all = True
         merged: list[AlgoOrder] = []
-        for ladder, kept in zip(ladders, sizes, strict=True):
-            for index, old in enumerate(ladder):
-                quantity = kept.get(index)
-                if quantity is None:
-                    merged.append(old)
-                    continue
-                if quantity == old.quantity:
-                    continue
-                new = LegOrder(
-                    symbol,
-                    old.side,
-                    old.order_type,
-                    old.trigger_price,
-                    replacement_of(old.client_algo_id),
-                    quantity,
+        for step in plan.steps:
+            old = by_id.get(step.client_algo_id)
+            if old is None or not step.changes:
+                continue  # kept as it is, or replaced by an earlier attempt (or fired meanwhile)
+            if step.quantity is None:
+                merged.append(old)
+                continue
+            new = LegOrder(
+                symbol,
+                old.side,
+                old.order_type,
+                old.trigger_price,
+                replacement_of(old.client_algo_id),
+                step.quantity,
+            )
+            done = await ctx.legs.replace(old, new)  # finds the new leg an earlier attempt armed
+            armed_all &= done.old_cancelled is not None
+            if done.old_cancelled is None:
+                log.warning(
+                    "stops.level_not_resized",
+                    symbol=symbol,
+                    client_algo_id=old.client_algo_id,
+                    detail=done.placed.failure,
                 )
-                done = await ctx.legs.replace(old, new)
-                armed_all &= done.old_cancelled is not None
-                if done.old_cancelled is None:
-                    log.warning(
-                        "stops.level_not_resized",
-                        symbol=symbol,
-                        client_algo_id=old.client_algo_id,
-                        detail=done.placed.failure,
-                    )
         if armed_all:
             for old in merged:
                 await ctx.legs.cancel(old.algo_id)  # merged into another level

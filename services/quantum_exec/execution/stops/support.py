@@ -9,7 +9,7 @@ from quantum_exec.contracts import TradeIntent
 from quantum_exec.errors import IntentRejected, ReasonCode
 
 # Fields the contract accepts on a MODIFY and the executor does not act on there yet.
-NOT_YET_ON_MODIFY: Final[tuple[str, ...]] = ("break_even_after",)
+NOT_YET_ON_MODIFY: Final[tuple[str, ...]] = ()
 
 
 def refuse_unsupported(intent: TradeIntent) -> None:
