@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from quantum_exec.cli import main
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.risk.store import RiskStore
 from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
@@ -56,6 +59,29 @@ async def test_without_a_token_the_control_api_is_off_and_says_so(desk: Desk) ->
         status, body = await _request(service, method, path, token=None, json={"state": "HALTED"})
         assert status == 403 and "QUANTUM_API_TOKEN" in body["error"]["message"], body
     assert service.governor is not None and service.governor.gate.state.state == "ACTIVE"
+
+
+async def test_redis_down_answers_503_naming_redis_and_changes_nothing(desk: Desk) -> None:
+    service = await _service(desk, api_token=TOKEN)
+    assert service.governor is not None
+    live = service.governor.store
+    # The governor's store on a Redis that does not answer (a port nothing listens on).
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", socket_connect_timeout=1)
+    service.governor.store = RiskStore(dead, service.settings)
+    try:
+        status, body = await _request(
+            service, "POST", "/api/control/state", json={"state": "HALTED", "reason": "redis down"}
+        )
+    finally:
+        service.governor.store = live
+        await dead.aclose()
+    message = body["error"]["message"]
+    assert status == 503 and "Redis" in message and "Traceback" not in message, (status, body)
+    state, _limits = await live.read()
+    assert state.state == "ACTIVE", state
 
 
 async def test_token_host_and_content_type_are_checked_before_anything_changes(desk: Desk) -> None:

@@ -158,6 +158,7 @@ class ScriptedGateway:
         client_order_id: str,
         *,
         time_in_force: str,
+        reduce_only: bool = False,
     ) -> Order:
         self.market_calls.append((time.monotonic(), client_order_id, side, quantity))
         order = replace(

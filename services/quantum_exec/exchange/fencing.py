@@ -9,6 +9,11 @@ every state-changing request (POST, PUT, DELETE: :attr:`Endpoint.fenced`) the ga
 check set here by its caller - the stream layer's renews the symbol's lease, the account
 follower's its account lease; False when it was lost - and aborts with :class:`OwnershipLost`
 instead of sending. Unset (a bare executor, a tool) it is a no-op.
+
+A second check, the admission's (:func:`set_admission`, set by the executor while an admitted
+entry's first order has no answer), runs after it and is never skipped by the lease's freshness:
+it raises ``IntentRejected`` when the risk governor revoked the admission (a trading-state change
+went ahead without this entry, :mod:`quantum_exec.risk.admissions`), so the order never leaves.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from quantum_exec.errors import UnknownOutcomeError
 
 OwnershipCheck = Callable[[], Awaitable[bool]]
 
+AdmissionCheck = Callable[[], Awaitable[None]]
+
+_ADMISSION: ContextVar[AdmissionCheck | None] = ContextVar("quantum_exec_admission_check", default=None)
 _CHECK: ContextVar[OwnershipCheck | None] = ContextVar("quantum_exec_ownership_check", default=None)
 
 
@@ -36,6 +44,15 @@ def reset_check(token: Token[OwnershipCheck | None]) -> None:
     _CHECK.reset(token)
 
 
+def set_admission(check: AdmissionCheck | None) -> Token[AdmissionCheck | None]:
+    """Install the admission's check for the current task; returns a reset token."""
+    return _ADMISSION.set(check)
+
+
+def reset_admission(token: Token[AdmissionCheck | None]) -> None:
+    _ADMISSION.reset(token)
+
+
 async def ensure_owner(what: str) -> None:
     """Raise :class:`OwnershipLost` when the installed check says this attempt lost the intent."""
     check = _CHECK.get()
@@ -44,3 +61,6 @@ async def ensure_owner(what: str) -> None:
             f"lease lost before {what}: this attempt no longer owns the intent (Redis unreachable "
             "past the lease, or another instance took it over)"
         )
+    admission = _ADMISSION.get()
+    if admission is not None:
+        await admission()  # raises IntentRejected when the entry's admission was revoked

@@ -590,6 +590,7 @@ class BinanceGateway:
         client_order_id: str,
         *,
         time_in_force: str,
+        reduce_only: bool = False,
     ) -> Order:
         """LIMIT order (GTC/IOC/FOK/GTX) with ``newOrderRespType=RESULT``."""
         params = {
@@ -602,6 +603,8 @@ class BinanceGateway:
             "newClientOrderId": client_order_id,
             "newOrderRespType": "RESULT",
         }
+        if reduce_only:
+            params["reduceOnly"] = "true"
         order: Order = await self._call(EP_NEW_ORDER, params, parse=Order.parse)
         return order
 
@@ -667,6 +670,7 @@ class BinanceGateway:
         price: Decimal | None,
         time_in_force: str | None,
         working_type: str,
+        reduce_only: bool = False,
     ) -> AlgoOrder:
         """A STOP_MARKET (``price=None``) or STOP entry: a CONDITIONAL algo order that opens a
         position (not reduce-only) when the market reaches ``trigger_price``."""
@@ -683,6 +687,8 @@ class BinanceGateway:
         if price is not None:
             params["price"] = fmt(price)
             params["timeInForce"] = time_in_force or "GTC"
+        if reduce_only:
+            params["reduceOnly"] = "true"
         algo: AlgoOrder = await self._call(EP_NEW_ALGO, params, parse=AlgoOrder.parse)
         return algo
 

@@ -40,6 +40,7 @@ from quantum_exec.errors import (
     ReasonCode,
     UnknownOutcomeError,
 )
+from quantum_exec.exchange import fencing
 from quantum_exec.exchange.wire import Order, OrderStatus, OrderType
 from quantum_exec.execution.entries.base import STOP_ENTRIES, Entry, EntryContext, EntryStrategy
 from quantum_exec.execution.entries.close import Closer
@@ -284,11 +285,28 @@ class Executor:
 
     async def _entry(self, run: Run) -> None:
         """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
+        admission = None
+        if self.risk is not None:
+            risk = self.risk
+
+            passed: list[object] = []
+
+            async def stands() -> None:
+                # Until the entry order (or a TWAP child) admitted now has passed this check once:
+                # the legs sent after it never depend on the admission.
+                waiting = run.on_first_answer
+                if waiting is None or any(waiting is done for done in passed):
+                    return
+                await risk.still_admitted(run.key)
+                if run.entry_sent:
+                    passed.append(waiting)
+
+            admission = fencing.set_admission(stands)
         try:
             await self._open(run)
         except (UnknownOutcomeError, asyncio.CancelledError):
             # Left to a later attempt (the order may be travelling): it lapses with its lease
-            # unless that attempt reserves again.
+            # unless that attempt reserves again (a resumed attempt that finds the entry adopts it).
             if self.risk is not None:
                 await self.risk.release(run.key, lapse=True)
             raise
@@ -296,6 +314,9 @@ class Executor:
             if self.risk is not None:
                 await self.risk.release(run.key)
             raise
+        finally:
+            if admission is not None:
+                fencing.reset_admission(admission)
         if self.risk is not None:
             await self.risk.release(run.key)
 
@@ -313,6 +334,10 @@ class Executor:
             facts = await self._recovery.look_up(run, "entry")
             strategy = self._pick(run, sliced=facts.plan is not None)
             found = await strategy.find(run, facts)
+            if found is not None and self.risk is not None and not (run.attempt.repair or intent.reduce_only):
+                # The entry may still fill (working, or a TWAP's children left): it holds what it
+                # adds again, the dead attempt's reservation lapsing with its instance.
+                await self.risk.adopt(intent, key=run.key, quantity=found.quantity, price=found.reference)
         if found is None and run.attempt.repair:
             run.entry_sent = False  # certainly absent: the repair never places a new entry
             return
@@ -328,7 +353,7 @@ class Executor:
             if self.risk is not None:
                 assert out.leverage is not None
                 before = run.position_before
-                await self.risk.admit(
+                run.admitted_reducing = await self.risk.admit(
                     intent,
                     key=run.key,
                     reduces=intent.reduce_only

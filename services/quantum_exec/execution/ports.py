@@ -86,6 +86,7 @@ class Gateway(Protocol):
         client_order_id: str,
         *,
         time_in_force: str,
+        reduce_only: bool = False,
     ) -> Order: ...
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> Order | None: ...
@@ -118,6 +119,7 @@ class Gateway(Protocol):
         price: Decimal | None,
         time_in_force: str | None,
         working_type: str,
+        reduce_only: bool = False,
     ) -> AlgoOrder: ...
 
     async def get_order_by_id(self, symbol: str, order_id: int) -> Order | None: ...
@@ -233,10 +235,11 @@ class RiskCheck(Protocol):
         price: Decimal,
         leverage: int,
         entry: bool = True,
-    ) -> None:
+    ) -> bool:
         """Return, or raise ``IntentRejected`` (TRADING_REDUCING / TRADING_HALTED / RISK_RATE /
         RISK_LIMIT) before any order is sent; ``key`` is the intent's idempotency key. An admitted
-        ``entry`` holds back a transition that restricts trading until :meth:`settled`."""
+        ``entry`` holds back a transition that restricts trading until :meth:`settled`. True when
+        it was admitted only as reducing (REDUCING): its orders are then sent reduce-only."""
         ...
 
     async def settled(self, key: str) -> None:
@@ -247,6 +250,21 @@ class RiskCheck(Protocol):
         """Before each later order of an admitted entry (a TWAP's next child): None when the
         trading state, read now, still lets it add what it adds (the child is then admitted like
         an entry, until :meth:`settled`); else why the schedule ends."""
+        ...
+
+    @property
+    def restricted(self) -> bool:
+        """Trading was not ACTIVE at the last read (only reducing entries were admitted)."""
+        ...
+
+    async def still_admitted(self, key: str) -> None:
+        """Right before the admitted entry's order leaves: raise ``IntentRejected`` when a trading
+        state change went ahead without it (its admission revoked)."""
+        ...
+
+    async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
+        """A resumed attempt found its entry on the exchange: it holds what the entry adds of the
+        exposure limits again (the dead attempt's reservation lapses with its instance)."""
         ...
 
     async def release(self, key: str, *, lapse: bool = False) -> None:

@@ -114,9 +114,17 @@ class Run:
     limit_price: Decimal | None = None
     # A STOP / STOP_MARKET entry's trigger (rounded to the tick).
     stop_price: Decimal | None = None
+    # Admitted only because it reduces (trading REDUCING): its orders go reduce-only, so one that
+    # arrives after the position it reduced is gone is refused instead of opening another.
+    admitted_reducing: bool = False
     # Called once the entry's first order has the exchange's answer, or once none will be sent
     # (the risk governor's admission then no longer holds back a halt): :meth:`first_answered`.
     on_first_answer: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def reduce_only(self) -> bool:
+        """Whether the entry's orders are sent reduce-only (asked so, or admitted as reducing)."""
+        return self.intent.reduce_only or self.admitted_reducing
 
     async def first_answered(self) -> None:
         """The entry's first order has its answer (or none will be sent): tells it once."""

@@ -15,8 +15,15 @@ An entry whose send ended without an answer (a timeout: the order may still arri
 record until it expires (:data:`ADMITTED_TTL_MS`); the transition waits at most
 :data:`DRAIN_DEADLINE_S` and then goes ahead, its event saying how many entries were still unsettled
 (``drain.unsettled``): the only case in which an entry order may reach the exchange after the
-event's time. An instance killed between admission and send leaves a record that expires the same
-way (its resumed attempt is admitted afresh, or refused).
+event's time... unless that entry has not left yet: a transition that goes ahead with entries
+unsettled revokes their admissions (``<prefix>:risk:revoked:<intent key>``, in the transition's
+path before its state is written), and the fence asked right before each order of an entry whose
+first order has no answer yet (:func:`quantum_exec.exchange.fencing.ensure_owner`, never skipped
+for it) refuses to send one whose admission was revoked: the entry is rejected with the
+transition's reason (an instance paused between admission and send, or killed there and resumed
+under the same lease, sends nothing after the moment). An admission recorded again (a resumed
+attempt admitted afresh) clears its revocation. Left after the moment: only an order already on
+the wire when the transition went ahead (a send that timed out), as the event's ``drain`` says.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ log = get_logger(__name__)
 ADMITTED_TTL_MS: Final = 30_000
 # How long a restricting transition waits for the admitted entries to settle.
 DRAIN_DEADLINE_S: Final = 10.0
+# How long a closed door stays closed if its transition never opens it again (Redis lost meanwhile).
+DOOR_TTL_S: Final = DRAIN_DEADLINE_S + 5
 _POLL_S: Final = 0.005
 
 _NOW = """
@@ -45,7 +54,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: state hash, admitted, closing. ARGV: seq decided on, member, ttl ms.
+# KEYS: state hash, admitted, closing, the member's revoked key. ARGV: seq decided on, member, ttl ms.
 # Returns 1 recorded, 0 the state moved since it was read, -1 a transition is closing the door.
 _ADMIT: Final = (
     _NOW
@@ -54,7 +63,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) > 0 then return -1 end
 if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') ~= tonumber(ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('DEL', KEYS[4])
 return 1
+"""
+)
+
+# KEYS: admitted. ARGV: revoked key prefix, why, ttl ms. Every admitted entry still unsettled is
+# revoked (its fence refuses its send); returns how many.
+_REVOKE: Final = (
+    _NOW
+    + """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+for _, member in ipairs(members) do
+  redis.call('SET', ARGV[1] .. member, ARGV[2], 'PX', ARGV[3])
+end
+return #members
 """
 )
 
@@ -76,15 +99,18 @@ class Admissions:
         self._state_key = state_key
         self._admitted = f"{prefix}:risk:admitted"
         self._closing = f"{prefix}:risk:closing"
+        self._revoked_prefix = f"{prefix}:risk:revoked:"
         self._admit = redis.register_script(_ADMIT)
         self._close = redis.register_script(_CLOSE)
         self._pending = redis.register_script(_PENDING)
+        self._revoke = redis.register_script(_REVOKE)
 
     async def record(self, seq: int, key: str) -> int:
         """1 recorded, 0 the state moved since ``seq`` was read, -1 a transition is under way."""
         return int(
             await self._admit(
-                keys=[self._state_key, self._admitted, self._closing], args=[seq, key, ADMITTED_TTL_MS]
+                keys=[self._state_key, self._admitted, self._closing, self._revoked_prefix + key],
+                args=[seq, key, ADMITTED_TTL_MS],
             )
         )
 
@@ -95,10 +121,22 @@ class Admissions:
         except REDIS_DOWN as exc:  # it expires on its own
             log.warning("risk.admission_not_settled", intent_id=key, error=str(exc))
 
+    async def revoke(self, why: str) -> int:
+        """Revoke every admission still unsettled (a transition goes ahead without them): their
+        entries are refused with ``why`` right before their order would leave (:meth:`revoked`)."""
+        return int(
+            await self._revoke(keys=[self._admitted], args=[self._revoked_prefix, why, 2 * ADMITTED_TTL_MS])
+        )
+
+    async def revoked(self, key: str) -> str | None:
+        """Why ``key``'s admission was revoked (``<state>|<reason>``), None while it stands."""
+        raw = await self._redis.get(self._revoked_prefix + key)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
     async def close_door(self) -> str:
         """Make every new admission wait; the token :meth:`open_door` takes."""
         token = secrets.token_hex(8)
-        ttl_ms = int((DRAIN_DEADLINE_S + 5) * 1000)
+        ttl_ms = int(DOOR_TTL_S * 1000)
         await self._close(keys=[self._closing], args=[token, ttl_ms])
         return token
 

@@ -22,6 +22,7 @@ from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.limits import DEFAULT, LimitError, limit_name, parse_limit
 from quantum_exec.risk.states import Request, TradingState, TransitionRefused
 from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
 
 if TYPE_CHECKING:
     from quantum_exec.risk.governor import Governor
@@ -99,7 +100,10 @@ class ControlApi:
         if refusal is not None:
             return refusal
         assert self._governor is not None
-        await self._governor.gate.refresh()
+        try:
+            await self._governor.gate.refresh()
+        except REDIS_DOWN as exc:
+            return _redis_down("the trading state cannot be read", exc)
         return _json(200, self._governor.status())
 
     async def set_state(self, request: web.Request) -> web.StreamResponse:
@@ -128,9 +132,12 @@ class ControlApi:
         ask = Request(to, reason, f"operator:{who}", flatten=flatten, force=force)
         try:
             moved = await self._governor.store.transition(ask, numbers={"remote": request.remote})
+            await self._governor.gate.refresh()
         except TransitionRefused as exc:
             return json_error(409, str(exc))
-        await self._governor.gate.refresh()
+        except REDIS_DOWN as exc:
+            log.warning("risk.control_redis_down", to=to.value, error=type(exc).__name__)
+            return _redis_down("the trading state may not have changed: read it (GET) and ask again", exc)
         log.warning(
             "risk.control_state", remote=request.remote, to=to.value, flatten=flatten, changed=bool(moved)
         )
@@ -158,6 +165,15 @@ class ControlApi:
             return json_error(400, str(exc))
         if not changes and not removed:
             return json_error(400, 'no limit given: {"max_gross_notional_usd": 1000, ...}')
-        await self._governor.store.set_limits(changes, removed, f"operator:{who}")
-        await self._governor.gate.refresh()
+        try:
+            await self._governor.store.set_limits(changes, removed, f"operator:{who}")
+            await self._governor.gate.refresh()
+        except REDIS_DOWN as exc:
+            log.warning("risk.control_redis_down", limits=sorted(changes) + removed, error=type(exc).__name__)
+            return _redis_down("the limits may not have changed: read them (GET) and ask again", exc)
         return _json(200, self._governor.status())
+
+
+def _redis_down(what: str, exc: BaseException) -> web.Response:
+    """503 naming Redis (the error's type only: its text may quote the URL)."""
+    return json_error(503, f"Redis did not answer ({type(exc).__name__}): {what}")

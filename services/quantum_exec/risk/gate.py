@@ -101,8 +101,10 @@ class RiskGate:
         price: Decimal,
         leverage: int,
         entry: bool = True,
-    ) -> None:
+    ) -> bool:
         """Return when the BUY/SELL may go on; else :class:`IntentRejected` saying why, with numbers.
+        True when it was admitted only because it reduces (a restricting state): it must then be
+        sent reduce-only, so it cannot open a position if the one it reduces is gone meanwhile.
 
         An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
         state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
@@ -114,14 +116,15 @@ class RiskGate:
                 state = await self._decide(
                     intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
                 )
+                only_reducing = state is not None and state.state is not TradingState.ACTIVE and reduces
                 if state is None or not entry:
-                    return
+                    return only_reducing
                 recorded = await self._record(state.seq, key, give_up)
             except REDIS_DOWN as exc:
                 # Nothing was sent: the intent stays pending and is tried again once Redis answers.
                 raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
             if recorded > 0:
-                return
+                return only_reducing
             if time.monotonic() >= give_up:
                 raise UnknownOutcomeError(
                     "a change of the trading state is still under way: tried again later"
@@ -280,6 +283,42 @@ class RiskGate:
                 return None
             if time.monotonic() >= give_up:
                 return "a change of the trading state is still under way"
+
+    @property
+    def restricted(self) -> bool:
+        """Trading was not ACTIVE at the last read (:meth:`refresh`)."""
+        return self.state.state is not TradingState.ACTIVE
+
+    async def still_admitted(self, key: str) -> None:
+        """Right before an admitted entry's order leaves: :class:`IntentRejected` with the
+        transition's reason when that transition went ahead without it (:mod:`.admissions`)."""
+        try:
+            why = await self._store.admissions.revoked(key)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the entry's admission cannot be read from Redis ({exc})") from None
+        if why is None:
+            return
+        state, _, reason = why.partition("|")
+        code = (
+            ReasonCode.TRADING_HALTED if state == TradingState.HALTED.value else ReasonCode.TRADING_REDUCING
+        )
+        metrics.RISK_REFUSED.labels(code=code.value).inc()
+        raise IntentRejected(
+            code,
+            f"trading went {state} ({reason or 'no reason given'}) while this entry waited between its "
+            "admission and its send: nothing was sent",
+        )
+
+    async def adopt(self, intent: TradeIntent, *, key: str, quantity: Decimal, price: Decimal) -> None:
+        """A resumed attempt found its entry on the exchange: what it adds is reserved again
+        (:meth:`.reservations.Reservations.adopt`), under the exposure limits."""
+        if not self.limits.needs_book():
+            return
+        adds = Holding(intent.symbol, quantity if intent.is_long else -quantity, price)
+        try:
+            await self._store.reservations.adopt(key, adds)
+        except REDIS_DOWN as exc:
+            raise UnknownOutcomeError(f"the entry's reservation cannot be written ({exc})") from None
 
     async def release(self, key: str, *, lapse: bool = False) -> None:
         """The entry has its result: its reservation is freed (``lapse``: its attempt is left to a

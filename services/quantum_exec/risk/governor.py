@@ -140,7 +140,9 @@ async def start_governor(
     executor.risk = gate
     executor.closes = HaltAwareCloses(executor.closes, gate)
     rounds = Rounds(redis, settings, store)
-    flattener = Flattener(store, rounds, executor.gateway) if account is not None else None
+    flattener: Flattener | None = None
+    if account is not None and isinstance(executor.gateway, BinanceGateway):
+        flattener = Flattener(store, rounds, executor.gateway)
 
     def fence() -> Fence | None:
         if account is None or not account.leader:

@@ -18,7 +18,10 @@ the book *and* every reservation:
 * Released exactly once (:meth:`release`: ``HDEL`` says whether it was still there) when the entry
   has its result, filled or not. Lease-bound: the instance renews its own reservations
   (:meth:`renew`, from the governor's loop); a killed instance's lapse after :data:`LEASE_MS` and are
-  dropped by the next snapshot (which moves the epoch).
+  dropped by the next snapshot (which moves the epoch). A resumed attempt that finds its entry
+  already on the exchange (working, or a TWAP with children left) holds it again at once
+  (:meth:`adopt`, unconditionally: the order is there whatever was decided since), so it never
+  lapses while the entry can still fill.
 
 Until its release an entry that filled is counted twice (its position and its reservation): a
 conservative error of at most one entry's result time (a LIMIT entry: while it works).
@@ -72,6 +75,18 @@ return 1
 """
 )
 
+# KEYS: hash, until, epoch. ARGV: key, value, lease ms. Unconditional: an entry already on the
+# exchange (a resumed attempt's) is counted whatever was decided since.
+_ADOPT: Final = (
+    _NOW
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('INCR', KEYS[3])
+return 1
+"""
+)
+
 # KEYS: hash, until, epoch. ARGV: key. 1 released now, 0 not held (released before, or lapsed).
 _RELEASE: Final = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -113,6 +128,7 @@ class Reservations:
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
+        self._adopt = redis.register_script(_ADOPT)
         self._renew = redis.register_script(_RENEW)
         self.held: set[str] = set()
 
@@ -130,6 +146,14 @@ class Reservations:
             return False
         self.held.add(key)
         return True
+
+    async def adopt(self, key: str, holding: Holding) -> None:
+        """Hold ``holding`` for ``key`` without the epoch check: a resumed attempt found its entry
+        already working on the exchange (its first attempt's reservation lapses with the dead
+        instance's lease); it is counted from now on, and renewed and released by this instance."""
+        value = f"{holding.symbol}|{holding.amount}|{holding.mark_price}"
+        await self._adopt(keys=self._keys, args=[key, value, self._lease_ms])
+        self.held.add(key)
 
     async def release(self, key: str) -> bool:
         """Free ``key``'s reservation; True when it was held (each reservation is freed once)."""

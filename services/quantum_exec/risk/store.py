@@ -36,10 +36,11 @@ from redis.asyncio import Redis
 from quantum_exec.contracts.codec import dumps, isoformat
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.risk.admissions import Admissions
+from quantum_exec.risk.admissions import DOOR_TTL_S, Admissions
 from quantum_exec.risk.reservations import Reservations
 from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRefused, plan
 from quantum_exec.settings import Settings
+from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
 
@@ -192,10 +193,17 @@ class RiskStore:
                     waited_ms=waited_ms,
                     detail="admitted entries without an exchange answer may reach it after the event's time",
                 )
+            if unsettled:
+                # Those not sent yet are refused at their fence with this transition's reason.
+                await self.admissions.revoke(f"{first.state.value}|{first.reason}")
             drain = {"waited_ms": waited_ms, "unsettled": unsettled}
             return await self._transition_cas(request, fence, numbers, limit, drain)
         finally:
-            await self.admissions.open_door(token)
+            try:
+                await self.admissions.open_door(token)
+            except REDIS_DOWN as exc:
+                # Never in place of the error that got here: the door's token expires on its own.
+                log.warning("risk.door_not_opened", error=type(exc).__name__, expires_s=DOOR_TTL_S)
 
     async def _transition_cas(
         self,
@@ -243,6 +251,10 @@ class RiskStore:
             if fence is not None and await self._redis.get(fence[0]) != fence[1].encode():
                 return None  # deposed: the next holder decides
         raise TransitionRefused("the trading state kept changing under this request: ask again")
+
+    async def holds(self, fence: Fence) -> bool:
+        """Is the account lease of ``fence`` still held under its value (the flatten's own fence)?"""
+        return bool(await self._redis.get(fence[0]) == fence[1].encode())
 
     async def finish_flatten(self, flatten_id: str, fence: Fence, numbers: dict[str, Any]) -> bool:
         """Mark ``flatten_id`` done (its event ``flatten_done``); False when it is not the one under way."""

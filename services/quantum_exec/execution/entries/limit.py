@@ -175,7 +175,13 @@ class LimitEntry:
             run,
             entry,
             lambda: gateway.place_limit(
-                intent.symbol, entry.side, entry.quantity, price, entry.client_id, time_in_force=tif
+                intent.symbol,
+                entry.side,
+                entry.quantity,
+                price,
+                entry.client_id,
+                time_in_force=tif,
+                reduce_only=run.reduce_only,
             ),
         )
 

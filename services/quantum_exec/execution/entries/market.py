@@ -266,8 +266,9 @@ async def send_order(
     with run.step("entry"), send_by(ctx.settings, run):
         try:
             entry.order = await ctx.resolver.submit(symbol, entry.client_id, place)
-        except (PermanentError, PacingDeadline) as refused:
-            run.entry_sent = False  # refused by the exchange: certainly not placed
+        except (PermanentError, PacingDeadline, IntentRejected) as refused:
+            # Refused by the exchange, or at the fence (its admission revoked): certainly not placed.
+            run.entry_sent = False
             if placed is not None:
                 await asyncio.gather(placed, return_exceptions=True)
                 await ctx.protector.withdraw(symbol, legs)
@@ -312,7 +313,7 @@ class MarketEntry:
             run,
             entry,
             lambda: gateway.place_market(
-                intent.symbol, entry.side, entry.quantity, entry.client_id, reduce_only=intent.reduce_only
+                intent.symbol, entry.side, entry.quantity, entry.client_id, reduce_only=run.reduce_only
             ),
             self.beside,
         )

@@ -197,7 +197,7 @@ class SlicedOrders:
                                 side,
                                 child.quantity,
                                 client_id,
-                                reduce_only=reduce_only,
+                                reduce_only=reduce_only or run.admitted_reducing,
                             ),
                         )
                     except PermanentError:
@@ -208,6 +208,14 @@ class SlicedOrders:
                         # A later child refused (margin, a filter): the children filled so far stand.
                         log.exception("slice.refused", intent_id=run.key, symbol=symbol, child=child.number)
                         done.ended_early = f"child {child.number} refused by the exchange"
+                        break
+                    except IntentRejected as exc:
+                        # Its admission revoked at the fence (a transition went ahead meanwhile).
+                        await run.first_answered()
+                        if not done.orders:
+                            run.entry_sent = False
+                            raise
+                        done.ended_early = f"the next child is not sent: {exc.message}"
                         break
                     metrics.SLICES_SENT.labels(role=role).inc()
                     if role == "entry":
@@ -262,8 +270,10 @@ class SlicedOrders:
         reduces = reduce_only or (before is not None and only_reduces(before, plan.total, long=long))
         why = await risk.admits_child(run.intent, key=run.key, reduces=reduces)
         if why is None:
-            # Admitted (and recorded): settled once this child has the exchange's answer.
+            # Admitted (and recorded): settled once this child has the exchange's answer. Admitted
+            # only as reducing (REDUCING): it goes reduce-only, never opening past the position.
             run.on_first_answer = lambda: risk.settled(run.key)
+            run.admitted_reducing = run.admitted_reducing or (reduces and risk.restricted)
         else:
             why = f"the next child is not sent: {why}"
         return why
@@ -364,7 +374,7 @@ class SlicedEntry:
         recording = record_opening(ctx.account, run)
         try:
             sliced = await self._orders.send(
-                run, entry.rules, plan, "entry", entry.side, reduce_only=intent.reduce_only
+                run, entry.rules, plan, "entry", entry.side, reduce_only=run.reduce_only
             )
         except PermanentError:
             if ctx.account is not None:
@@ -386,7 +396,7 @@ class SlicedEntry:
                 sliced = await self._orders.find(run, plan, found)
             else:
                 sliced = await self._orders.send(
-                    run, entry.rules, plan, "entry", entry.side, reduce_only=intent.reduce_only, found=found
+                    run, entry.rules, plan, "entry", entry.side, reduce_only=run.reduce_only, found=found
                 )
             if not sliced.orders:
                 run.entry_sent = False

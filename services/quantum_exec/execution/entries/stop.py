@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import ErrorSource, ResultStatus, Side
-from quantum_exec.errors import PermanentError, ReasonCode, UnknownOutcomeError
+from quantum_exec.errors import IntentRejected, PermanentError, ReasonCode, UnknownOutcomeError
 from quantum_exec.exchange.pacing import PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
 from quantum_exec.execution.entries.base import (
@@ -104,8 +104,8 @@ class StopEntry:
         try:
             with run.step("entry"), send_by(ctx.settings, run):
                 entry.algo = await self.place(run, entry.client_id, entry.quantity, entry.side)
-        except (PermanentError, PacingDeadline) as refused:
-            run.entry_sent = False
+        except (PermanentError, PacingDeadline, IntentRejected) as refused:
+            run.entry_sent = False  # refused by the exchange, or at the fence (admission revoked)
             if ctx.account is not None:
                 await recording
                 await ctx.account.opened(run.key, intent, Decimal(0))
@@ -155,6 +155,7 @@ class StopEntry:
                 price=run.limit_price,
                 time_in_force=intent.time_in_force,
                 working_type=self._settings.working_type.value,
+                reduce_only=run.reduce_only,
             )
         except UnknownOutcomeError as exc:
             sent_at = exc.sent_at if exc.sent_at is not None else asked_at
