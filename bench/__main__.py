@@ -36,7 +36,7 @@ from bench.common import (
     write_fixture,
 )
 from bench.request_path import request_path
-from quantum_exec.embedded import EmbeddedRedis, find_redis_server
+from quantum_exec.app.embedded import EmbeddedRedis, find_redis_server
 
 SCENARIOS = ("latency", "naive", "requests", "throughput", "pacing", "limits", "scaling", "scrapeflood")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -29,7 +29,7 @@ import orjson
 from bench import report, scenarios
 from bench.__main__ import machine, simulator
 from bench.common import median, out, redis_client, workdir, write_fixture
-from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.app.embedded import EmbeddedRedis
 
 CONFIGS: dict[str, dict[str, str]] = {
     "rest+after_fill": {"BENCH_ORDER_TRANSPORT": "rest", "BENCH_PROTECTION_TIMING": "after_fill"},

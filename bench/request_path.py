@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import EP_GET_ORDER, EP_NEW_ORDER, Endpoint
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.settings import Settings
 
 SYMBOL = "B00USDT"
 BLOCK = 100

@@ -23,8 +23,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from binance_sim.server import Simulator
+from quantum_exec.app.embedded import EmbeddedRedis
 from quantum_exec.contracts.intent import parse_intent
-from quantum_exec.embedded import EmbeddedRedis
 from support.desk import Desk
 
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -38,7 +38,7 @@ from bench.scenarios import (
     wait_results,
     warm_up,
 )
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 
 DEFAULTS = Settings()
 # In the SIGKILL run a dead instance's leases expire and its entries are claimed after this long.

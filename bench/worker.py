@@ -1,6 +1,6 @@
 """The service under test in its own process: ``python -m bench.worker <config.json>``.
 
-Runs ``quantum_exec.service.Service`` exactly as ``serve`` does (uvloop, JSON logs at INFO, the
+Runs ``quantum_exec.app.service.Service`` exactly as ``serve`` does (uvloop, JSON logs at INFO, the
 real executor against the simulator over HTTP), optionally instrumented from the outside:
 
 - ``Executor.execute`` is wrapped to give each intent a record in a context variable;
@@ -34,14 +34,14 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
+from quantum_exec.app.service import Service
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.pacing import RateLimiter
 from quantum_exec.exchange.signed import RestSender
 from quantum_exec.execution.executor import Executor
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import setup_logging
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
 from quantum_exec.stream.store import Store
 

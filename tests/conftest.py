@@ -16,7 +16,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from binance_sim import SimConfig, Simulator
-from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.app.embedded import EmbeddedRedis
 from support.desk import Desk
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
+from quantum_exec.app.service import Service
+from quantum_exec.core.settings import Settings
 
 
 def main() -> int:

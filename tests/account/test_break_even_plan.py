@@ -12,7 +12,7 @@ from quantum_exec.account.events import parse_event
 from quantum_exec.account.oco import Cancel, plan_oco
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import Record
-from quantum_exec.ids import client_order_id, replacement_of, tp_level_id
+from quantum_exec.core.ids import client_order_id, replacement_of, tp_level_id
 
 D = Decimal
 KEY = "ladder-k"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from quantum_exec.contracts import ProtectionState
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.stream.store import Store
 from support.desk import Desk

@@ -14,11 +14,11 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.account.roles import replacement_of
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide, OrderType
-from quantum_exec.ids import client_order_id
-from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
 

@@ -9,7 +9,7 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.waiting import happens_within, wait_for
 

@@ -13,9 +13,9 @@ from quantum_exec.account.oco import Cancel, Replace, plan_oco
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.views import StaleStateError
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.execution.netting import can_reduce
-from quantum_exec.ids import client_order_id
 
 D = Decimal
 SL, TP = client_order_id("k1", "sl"), client_order_id("k1", "tp")

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide
-from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.sim_state import intent
 from support.waiting import wait_for

@@ -15,8 +15,8 @@ from redis import asyncio as aioredis
 
 from binance_sim import Simulator
 from quantum_exec.account.roles import replacement_of
+from quantum_exec.app.embedded import EmbeddedRedis
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.embedded import EmbeddedRedis
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide, OrderType
 from support.desk import Desk

@@ -17,7 +17,7 @@ import pytest
 
 from binance_sim.params import Params
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id, replacement_of
+from quantum_exec.core.ids import client_order_id, replacement_of
 from support.desk import Desk
 from support.waiting import wait_for
 

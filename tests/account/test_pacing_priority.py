@@ -19,7 +19,7 @@ import pytest
 from binance_sim import SimConfig
 from binance_sim.ratelimit import Limits
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.ops import metrics
 from support.desk import Desk
 from support.waiting import wait_for

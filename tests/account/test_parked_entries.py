@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.ops import metrics
 from support.desk import Desk
 from support.killable import KillableService

@@ -23,7 +23,7 @@ from quantum_exec.account.positions import (
     position_event_json_schema,
     reason_of,
 )
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 
 D = Decimal
 KEY = "intent-42"

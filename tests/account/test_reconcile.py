@@ -8,8 +8,8 @@ from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.reconcile import IntentRecord, Protect, RecordFlat, ReportExternal, plan_reconcile
 from quantum_exec.account.views import AlgoView
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide
-from quantum_exec.ids import client_order_id
 
 D = Decimal
 SL, TP = client_order_id("k1", "sl"), client_order_id("k1", "tp")

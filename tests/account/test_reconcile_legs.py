@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 
 from binance_sim import Simulator
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ProtectionState
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.service import Service
 from support.desk import Desk
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

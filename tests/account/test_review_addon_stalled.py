@@ -16,7 +16,7 @@ import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.contracts.result import decode_result_fields
-from quantum_exec.ids import client_order_id, replacement_of
+from quantum_exec.core.ids import client_order_id, replacement_of
 from support.desk import Desk
 from support.killable import KillableService
 from support.waiting import wait_for

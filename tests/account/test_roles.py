@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantum_exec.account.roles import intent_digest, leg_ids, replacement_of, role_of, sibling_of
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 
 
 @pytest.mark.parametrize("role", ["entry", "sl", "tp", "close", "flatten"])

@@ -9,7 +9,7 @@ from quantum_exec.account.events import parse_event
 from quantum_exec.account.oco import Cancel, plan_oco
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason, position_event
 from quantum_exec.account.state import AccountState
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 
 D = Decimal
 KEY = "intent-7"

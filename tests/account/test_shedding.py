@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.waiting import wait_for
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import AlgoStatus
 from quantum_exec.execution.entries import stop as stop_entry
-from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.killable import KillableService
 from support.waiting import wait_for

@@ -14,8 +14,8 @@ from quantum_exec.account.events import parse_event
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.state import SETTLE_GRACE_S, AccountState
 from quantum_exec.account.views import StaleStateError
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Position
-from quantum_exec.ids import client_order_id
 
 D = Decimal
 SL = client_order_id("k1", "sl")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.killable import KillableService
 from support.protection_history import covered_at_every_moment, protection_events, stops_history

@@ -10,7 +10,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.protection_history import protection_events
 from support.waiting import wait_for

@@ -13,7 +13,7 @@ from redis import asyncio as aioredis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
 from quantum_exec.account.store import AccountStore, Record
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

@@ -14,11 +14,11 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.account.userstream import UserStream
-from quantum_exec.errors import ListenKeyGone
+from quantum_exec.core.errors import ListenKeyGone
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide
-from quantum_exec.settings import Settings
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide, OrderType
-from quantum_exec.ids import client_order_id
 from support.desk import Desk
 from support.waiting import wait_for
 

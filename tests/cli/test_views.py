@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from quantum_exec.results_view import COLUMNS, FOLLOW_WIDTHS, render_table
+from quantum_exec.app.results_view import COLUMNS, FOLLOW_WIDTHS, render_table
 
 EXE = str(Path(sys.executable).parent / "quantum-exec")
 

@@ -24,9 +24,9 @@ import pytest
 from aiohttp import web
 from redis import asyncio as aioredis
 
-from quantum_exec.api import ReadApi
+from quantum_exec.app.api import ReadApi
 from quantum_exec.contracts import encode_intent_fields
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 from support.cdp import Browser, browser_binary
 from support.waiting import wait_for
 
@@ -62,14 +62,16 @@ def _endpoints(runtime: Path) -> dict[str, Any]:
 def _serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "quantum_exec.cli", "serve"], env=env, stderr=log, stdout=log
+        [sys.executable, "-m", "quantum_exec.app.cli", "serve"], env=env, stderr=log, stdout=log
     )
 
 
 def _standalone_sim() -> tuple[subprocess.Popen[str], str]:
     """`quantum-exec sim` on a free port, and its URL (the 4th word of its first line)."""
     sim = subprocess.Popen(
-        [sys.executable, "-m", "quantum_exec.cli", "sim", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "quantum_exec.app.cli", "sim", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert sim.stdout is not None
     return sim, sim.stdout.readline().split()[3]

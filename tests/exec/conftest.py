@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.executor import Executor, create_executor
-from quantum_exec.settings import Settings
 
 SIM_KEY = "quantum-sim-key"
 SIM_SECRET = "quantum-sim-secret"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantum_exec.errors import (
+from quantum_exec.core.errors import (
     ClockSkewError,
     PermanentError,
     RateLimitedError,

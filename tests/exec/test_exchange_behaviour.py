@@ -13,10 +13,10 @@ import pytest
 from binance_sim import SimConfig, Simulator
 from binance_sim.ratelimit import Limits as SimLimits
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.rules_cache import RulesCache
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.ops import metrics
-from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, orders, position_amount
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

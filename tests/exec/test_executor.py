@@ -11,12 +11,12 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.rules import floor_to_step
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.executor import Executor, create_executor
-from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
-from quantum_exec.rules import floor_to_step
-from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, mark, orders, position_amount
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from binance_sim import Simulator
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange import fencing
 from quantum_exec.exchange.endpoints import EP_CANCEL_ALL_ALGO, EP_LISTEN_KEY_KEEP, EP_SET_MARGIN
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide, OrderType
-from quantum_exec.ids import client_order_id
-from quantum_exec.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -18,13 +18,13 @@ import pytest
 from binance_sim import Simulator
 from binance_sim.params import Params
 from quantum_exec.account.roles import replacement_of
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.core.errors import UnknownOutcomeError
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer, inside_mark
-from quantum_exec.ids import client_order_id
-from quantum_exec.settings import Settings
 from support.sim_state import algo_orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -15,11 +15,11 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.execution.opposite import POSITION_META_KEY
-from quantum_exec.ids import client_order_id
-from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, mark, orders, position_amount
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

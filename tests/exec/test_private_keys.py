@@ -18,10 +18,10 @@ from binance_sim import Simulator
 from binance_sim.config import SimConfig
 from binance_sim.ws_api import signed_payload
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.errors import ConfigError, PermanentError
+from quantum_exec.core.errors import ConfigError, PermanentError
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.ops.logs import secret_values
-from quantum_exec.settings import Settings
 from support.desk import Desk
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -161,7 +161,7 @@ def test_live_accepts_a_private_key_instead_of_a_secret(keys: dict[str, Path]) -
 async def test_the_key_and_its_passphrase_as_systemd_credentials(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    from quantum_exec.settings import load_settings
+    from quantum_exec.core.settings import load_settings
 
     creds = tmp_path / "creds"
     creds.mkdir()

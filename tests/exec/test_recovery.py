@@ -12,12 +12,12 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide
 from quantum_exec.execution.entries.slices import Child, Plan
 from quantum_exec.execution.executor import Executor
 from quantum_exec.execution.run import Attempt
-from quantum_exec.ids import client_order_id
 from support.sim_state import algo_orders, intent, mark, orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec.errors import PermanentError
+from quantum_exec.core.errors import PermanentError
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import EP_GET_ORDER, EP_TIME
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import OrderSide
-from quantum_exec.settings import Settings
 from support.sim_state import orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

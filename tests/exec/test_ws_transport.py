@@ -16,12 +16,12 @@ from aiohttp import web
 from binance_sim import Simulator
 from binance_sim.ws_api import signed_payload
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.core.errors import UnknownOutcomeError
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.exchange.ws_api import Unanswered, WsApi
 from quantum_exec.execution.executor import Executor, create_executor
-from quantum_exec.ids import client_order_id
-from quantum_exec.settings import Settings
 from support.desk import Desk
 from support.sim_state import algo_orders, intent, orders
 from support.waiting import wait_for

@@ -16,8 +16,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from quantum_exec.contracts import ProtectionState, ResultStatus, decode_entry, parse_intent
-from quantum_exec.errors import IntentRejected
-from quantum_exec.settings import Settings
+from quantum_exec.core.errors import IntentRejected
+from quantum_exec.core.settings import Settings
 from quantum_exec.webhooks.auth import sign
 from quantum_exec.webhooks.config import gateway_config
 from quantum_exec.webhooks.run import GatewayProcess

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from redis import asyncio as aioredis
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.listener import MAX_CONNECTIONS
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
 from quantum_exec.webhooks.auth import sign
 from quantum_exec.webhooks.config import gateway_config
 from quantum_exec.webhooks.run import GatewayProcess

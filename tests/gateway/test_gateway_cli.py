@@ -32,7 +32,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "quantum_exec.cli", *args], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "quantum_exec.app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -50,7 +54,7 @@ def test_bad_sources_are_one_line_naming_the_variable_and_never_the_secret() -> 
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "quantum_exec.cli", "gateway"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "quantum_exec.app.cli", "gateway"], env=env, stdout=out, stderr=out
         )
 
 

@@ -8,8 +8,8 @@ from unittest import mock
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from quantum_exec.api import ReadApi
-from quantum_exec.settings import Settings
+from quantum_exec.app.api import ReadApi
+from quantum_exec.core.settings import Settings
 
 
 async def _ok(request: web.Request) -> web.StreamResponse:

@@ -21,11 +21,11 @@ import pytest
 from redis import asyncio as aioredis
 
 from binance_sim import Simulator
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ExecutionResult, ResultStatus, encode_intent_fields
 from quantum_exec.contracts.result import decode_result_fields
-from quantum_exec.rules import fmt
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
+from quantum_exec.core.rules import fmt
+from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -266,7 +266,7 @@ async def test_wins_losses_and_a_flip_are_booked_to_the_last_decimal(desk: Desk,
     }
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "quantum_exec.cli", "summary", "--json"],
+        [sys.executable, "-m", "quantum_exec.app.cli", "summary", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -277,7 +277,7 @@ async def test_wins_losses_and_a_flip_are_booked_to_the_last_decimal(desk: Desk,
     assert json.loads(out.stdout, parse_float=Decimal)["net_pnl"] == summary["net_pnl"]
     table = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "quantum_exec.cli", "summary"],
+        [sys.executable, "-m", "quantum_exec.app.cli", "summary"],
         env=env,
         capture_output=True,
         text=True,

@@ -22,8 +22,8 @@ import pytest
 
 from binance_sim import Simulator
 from binance_sim.income import IncomeRow
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
 
@@ -95,7 +95,7 @@ async def _cli(service: Service, *args: str) -> str:
     }
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "quantum_exec.cli", *args],
+        [sys.executable, "-m", "quantum_exec.app.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -21,9 +21,9 @@ import pytest
 from redis import asyncio as aioredis
 
 from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus, encode_result_fields
+from quantum_exec.core.settings import Settings
 from quantum_exec.notify.config import notify_config
 from quantum_exec.notify.sidecar import NoticeSidecar
-from quantum_exec.settings import Settings
 from support.chat_apis import ChatApis
 from support.desk import Desk
 from support.waiting import happens_within, wait_for
@@ -132,7 +132,7 @@ class NotifierProcess:
     def spawn(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "quantum_exec.cli", "notify", "--log-format", "json"],
+                [sys.executable, "-m", "quantum_exec.app.cli", "notify", "--log-format", "json"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

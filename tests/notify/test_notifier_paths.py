@@ -12,10 +12,10 @@ import pytest
 from redis import asyncio as aioredis
 
 from quantum_exec.contracts import dumps
+from quantum_exec.core.settings import Settings
 from quantum_exec.ledger.trades import Trade, trade_to_json
 from quantum_exec.notify.config import notify_config
 from quantum_exec.notify.sidecar import NoticeSidecar
-from quantum_exec.settings import Settings
 from support.chat_apis import ChatApis
 from support.waiting import happens_within, wait_for
 

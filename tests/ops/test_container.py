@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from quantum_exec import cli
-from quantum_exec.settings import Settings
+from quantum_exec.app import cli
+from quantum_exec.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from binance_sim import Simulator
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ExecutionResult, decode_result_fields, encode_intent_fields
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.app.embedded import EmbeddedRedis
 
 from .conftest import NotifySocket
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from quantum_exec.edge_env import merged_environment
+from quantum_exec.core.edge_env import merged_environment
+from quantum_exec.core.settings import read_env_file
 from quantum_exec.notify.config import notify_config
-from quantum_exec.settings import read_env_file
 from quantum_exec.webhooks.config import gateway_config
 
 ROOT = Path(__file__).resolve().parents[2]

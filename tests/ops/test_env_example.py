@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from quantum_exec.settings import Settings, env_var_names, load_settings, read_env_file
+from quantum_exec.core.settings import Settings, env_var_names, load_settings, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "etc" / "quantum" / "execution.env.example"

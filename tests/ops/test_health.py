@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import health, metrics
 from quantum_exec.ops.health import MetricsServer
-from quantum_exec.settings import Settings
 from support.waiting import wait_for
 
 

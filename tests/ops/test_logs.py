@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import REDACTED, get_logger, redact, setup_logging
-from quantum_exec.settings import Settings
 
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 API_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from quantum_exec.settings import Settings, load_settings
+from quantum_exec.core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "quantum-execution.service"
@@ -200,7 +200,7 @@ except OSError:
     pass
 import asyncio, aiohttp, orjson, hiredis, redis.asyncio, uvloop, pydantic, binance
 import Crypto.Hash.SHA256, Crypto.Hash.HMAC
-import quantum_exec.ops.health, quantum_exec.ops.logs, quantum_exec.ops.notify, quantum_exec.settings
+import quantum_exec.ops.health, quantum_exec.ops.logs, quantum_exec.ops.notify, quantum_exec.core.settings
 orjson.dumps({"x": 1}); hiredis.Reader().feed(b"+OK\\r\\n")
 assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda v: v + 1)(1) == 2  # a libffi closure
 async def main():

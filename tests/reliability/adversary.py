@@ -39,7 +39,7 @@ import orjson
 import redis
 
 from quantum_exec.contracts import ExecutionResult
-from quantum_exec.ids import MAX_CHILDREN, client_order_id
+from quantum_exec.core.ids import MAX_CHILDREN, client_order_id
 from reliability.harness import API_KEY, API_SECRET, SYMBOLS, Rig, ServiceProcess, SimProcess, Streams
 from support.waiting import poll_until
 

@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from reliability.harness import (
     SYMBOLS,
     Rig,

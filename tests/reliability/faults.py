@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from quantum_exec.contracts import ExecutionResult
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from reliability.harness import (
     Rig,
     ServiceProcess,

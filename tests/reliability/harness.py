@@ -32,9 +32,9 @@ import orjson
 import redis
 from redis.sentinel import Sentinel
 
+from quantum_exec.app.embedded import EmbeddedRedis
 from quantum_exec.contracts import ExecutionResult, decode_result_fields, encode_intent_fields
-from quantum_exec.embedded import EmbeddedRedis
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.redis_ha import MASTER_NAME, SentinelSet
 from support.waiting import wait_until
 
@@ -226,7 +226,7 @@ class ServiceProcess:
         self.log_path = self.workdir / f"service-{self.consumer}-{self.starts:04d}.log"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quantum_exec.cli", "serve"],
+            [sys.executable, "-m", "quantum_exec.app.cli", "serve"],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from reliability.adversary import QUANTITY, TICK, signed
 from reliability.harness import Rig
 

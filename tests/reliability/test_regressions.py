@@ -15,9 +15,9 @@ import pytest
 
 from binance_sim import SimConfig, Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.executor import Executor, create_executor
-from quantum_exec.ids import client_order_id
-from quantum_exec.settings import Settings
 from support.sim_state import algo_orders, intent, orders, position_amount
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.timeout(60)]

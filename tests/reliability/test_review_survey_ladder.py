@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.ids import client_order_id, tp_level_id
+from quantum_exec.core.ids import client_order_id, tp_level_id
 from reliability.adversary import QUANTITY, TICK, promises, signed
 from reliability.harness import Rig
 

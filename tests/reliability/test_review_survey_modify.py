@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from reliability.adversary import QUANTITY, TICK, signed
 from reliability.harness import Rig
 

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from quantum_exec.cli import main
+from quantum_exec.app.cli import main
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.risk.store import RiskStore
-from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.contracts.result import decode_result_fields
 from quantum_exec.risk.rounds import round_intent_id
 from quantum_exec.risk.states import Request, TradingState
 from quantum_exec.risk.store import RiskStore
-from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
 

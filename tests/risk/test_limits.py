@@ -10,10 +10,10 @@ import pytest
 
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.contracts.codec import encode_intent_fields
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.rules import fmt
 from quantum_exec.risk.limits import LimitError, Limits, parse_limit
 from quantum_exec.risk.store import RiskStore
-from quantum_exec.rules import fmt
 from support.desk import Desk
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

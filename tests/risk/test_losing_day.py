@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.ids import client_order_id
-from quantum_exec.service import Service
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.waiting import wait_for
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.risk.limits import Holding, with_reserved
 from quantum_exec.risk.reservations import Reservations
 from support.desk import Desk

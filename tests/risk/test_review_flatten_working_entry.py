@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.risk.states import Request, TradingState
 from quantum_exec.risk.store import RiskStore
 from support.desk import Desk

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
 from quantum_exec.risk.states import (
     GOVERNOR,
     Request,

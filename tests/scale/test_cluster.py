@@ -21,9 +21,9 @@ import pytest
 
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus
-from quantum_exec.redis_client import connect
+from quantum_exec.core.redis_client import connect
+from quantum_exec.core.settings import Settings, hash_tag
 from quantum_exec.risk.states import Request, TradingState
-from quantum_exec.settings import Settings, hash_tag
 from support.desk import Desk
 from support.redis_ha import ClusterSet
 from support.waiting import wait_for

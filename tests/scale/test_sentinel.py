@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from binance_sim import Simulator
 from quantum_exec.contracts import ProtectionState, ResultStatus, encode_intent_fields
 from quantum_exec.contracts.result import decode_result_fields
-from quantum_exec.ids import client_order_id
-from quantum_exec.redis_client import connect
-from quantum_exec.settings import Settings
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.redis_client import connect
+from quantum_exec.core.settings import Settings
 from support.desk import Desk
 from support.redis_ha import MASTER_NAME, SentinelSet, wait_new_master
 from support.waiting import wait_for

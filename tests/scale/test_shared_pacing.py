@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.pacing import RateLimiter
-from quantum_exec.service import Service
 from support.desk import Desk
 from support.waiting import wait_for
 

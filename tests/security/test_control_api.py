@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from quantum_exec.service import Service
+from quantum_exec.app.service import Service
 from support.desk import Desk
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -26,7 +26,7 @@ def _spawn(command: str, env_file: Path, log: Path) -> subprocess.Popen[bytes]:
     env.pop("CREDENTIALS_DIRECTORY", None)
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "quantum_exec.cli", command, "--env-file", str(env_file)],
+            [sys.executable, "-m", "quantum_exec.app.cli", command, "--env-file", str(env_file)],
             env={**env, "PYTHONPATH": str(SERVICES)},
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 
-from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.app.embedded import EmbeddedRedis
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -91,7 +91,7 @@ def _serve(tmp: Path, redis_url: str, **extra: str) -> Iterator[Served]:
     log = tmp / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quantum_exec.cli", "serve"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "quantum_exec.app.cli", "serve"], env=env, stdout=out, stderr=out
         )
     endpoints = runtime / "quantum-exec" / "endpoints.json"
 
@@ -350,7 +350,7 @@ def test_a_short_token_is_refused_at_start(tmp_path: Path, redis_url: str) -> No
     runtime.mkdir(mode=0o700)
     env = {**_environment(runtime, tmp_path, redis_url, {}), "QUANTUM_API_TOKEN": "short-token"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quantum_exec.cli", "serve"],
+        [sys.executable, "-m", "quantum_exec.app.cli", "serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import get_logger, setup_logging
-from quantum_exec.settings import Settings
 
 
 @pytest.fixture(autouse=True)

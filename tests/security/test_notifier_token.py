@@ -65,7 +65,7 @@ async def squatter() -> AsyncIterator[Squatter]:
 def _spawn_notifier(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "quantum_exec.cli", "notify", "--log-format", "json"],
+            [sys.executable, "-m", "quantum_exec.app.cli", "notify", "--log-format", "json"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

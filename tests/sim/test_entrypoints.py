@@ -86,7 +86,7 @@ MARKET_FLAGS = [
 def test_market_flags_make_the_same_config_from_both_entry_points() -> None:
     from binance_sim import BookConfig, FundingConfig, WalkConfig, config_from_args
     from binance_sim.options import build_parser
-    from quantum_exec.cli import build_parser as quantum_exec_parser
+    from quantum_exec.app.cli import build_parser as quantum_exec_parser
 
     config = config_from_args(build_parser().parse_args(MARKET_FLAGS))
     assert config.slippage_bps == Decimal(2)
@@ -105,7 +105,7 @@ def test_market_flags_make_the_same_config_from_both_entry_points() -> None:
 def test_market_flag_defaults_keep_the_plain_fill_and_settle_funding_on_each_symbols_interval() -> None:
     from binance_sim import config_from_args
     from binance_sim.options import build_parser
-    from quantum_exec.cli import build_parser as quantum_exec_parser
+    from quantum_exec.app.cli import build_parser as quantum_exec_parser
 
     config = config_from_args(build_parser().parse_args([]))
     assert config.book.depth_of("BTCUSDT") is None and config.walk.volatility is None

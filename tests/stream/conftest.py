@@ -20,9 +20,9 @@ from quantum_exec.contracts import (
     encode_intent_fields,
     intent_key,
 )
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange import fencing
 from quantum_exec.execution.run import Attempt
-from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
 from support.waiting import wait_for as wait_until
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ExecutionResult, ResultStatus, TradeIntent, intent_key
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.run import Attempt
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
 
 
 def main() -> int:

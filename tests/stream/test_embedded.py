@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from quantum_exec.embedded import EmbeddedRedis, EmbeddedRedisError, find_redis_server, server_version
+from quantum_exec.app.embedded import EmbeddedRedis, EmbeddedRedisError, find_redis_server, server_version
 from support.waiting import alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -88,7 +88,7 @@ def test_server_dies_with_a_sigkilled_owner(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from quantum_exec.embedded import EmbeddedRedis;"
+            "import sys, time; from pathlib import Path; from quantum_exec.app.embedded import EmbeddedRedis;"
             "EmbeddedRedis(state_dir=Path(sys.argv[1])).start(); print('up', flush=True); time.sleep(60)",
             str(state),
         ],

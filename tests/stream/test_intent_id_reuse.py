@@ -15,7 +15,7 @@ import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus, encode_intent_fields
 from quantum_exec.contracts.result import decode_result_fields
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.waiting import wait_for
 

@@ -17,10 +17,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from quantum_exec.app.embedded import EmbeddedRedis
 from quantum_exec.contracts import decode_result_fields, encode_intent_fields
-from quantum_exec.embedded import EmbeddedRedis
+from quantum_exec.core.redis_client import connect
 from quantum_exec.ops import metrics
-from quantum_exec.redis_client import connect
 from quantum_exec.stream.consumer import IntentConsumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

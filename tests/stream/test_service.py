@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ResultStatus, encode_intent_fields
-from quantum_exec.service import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

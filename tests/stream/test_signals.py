@@ -16,10 +16,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from quantum_exec.contracts import ResultStatus
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.core.errors import UnknownOutcomeError
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.execution.executor import Executor, create_executor
 from quantum_exec.execution.run import Attempt
-from quantum_exec.ids import client_order_id
 from quantum_exec.stream.link import RedisLink
 from quantum_exec.stream.signals import RedisPlans
 from support.desk import Desk

@@ -10,10 +10,10 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from binance_sim import Simulator
+from quantum_exec.app.service import Service
 from quantum_exec.contracts import ExecutionResult, encode_intent_fields
 from quantum_exec.contracts.result import decode_result_fields
-from quantum_exec.service import Service
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 
 SIM_KEY = "quantum-sim-key"

@@ -18,7 +18,7 @@ from types import TracebackType
 
 import redis
 
-from quantum_exec.embedded import find_redis_server
+from quantum_exec.app.embedded import find_redis_server
 from support.waiting import wait_until
 
 MASTER_NAME = "quantum"

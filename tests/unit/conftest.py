@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quantum_exec.rules import SymbolRules, parse_exchange_info
+from quantum_exec.core.rules import SymbolRules, parse_exchange_info
 
 _REPO = Path(__file__).resolve().parents[2]
 # The simulator ships its copy inside the package; the shared one is the original it came from.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from quantum_exec.account.userstream import UserStream
-from quantum_exec.aio import cancel_task
+from quantum_exec.core.aio import cancel_task
 from quantum_exec.ledger.book import LedgerBook
 
 pytestmark = pytest.mark.timeout(20)

@@ -35,8 +35,8 @@ from quantum_exec.contracts import (
     parse_intent,
     result_json_schema,
 )
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.settings import ExchangeEnv, MarginType
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import ExchangeEnv, MarginType
 
 PRODUCTION_PAYLOAD = (
     b'{"symbol": "NEARUSDT", "side": "BUY", "confidence": 0.72, "entry_price": 1.465, '

@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 
 from quantum_exec.contracts import ProtectionState, ResultStatus, TradeIntent, parse_intent
-from quantum_exec.errors import PermanentError, UnknownOutcomeError
+from quantum_exec.core.errors import PermanentError, UnknownOutcomeError
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.rules import SymbolRules, parse_exchange_info
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.pacing import SEND_BY
 from quantum_exec.exchange.wire import (
@@ -35,9 +38,6 @@ from quantum_exec.exchange.wire import (
 )
 from quantum_exec.execution.executor import Executor
 from quantum_exec.execution.run import Attempt
-from quantum_exec.ids import client_order_id
-from quantum_exec.rules import SymbolRules, parse_exchange_info
-from quantum_exec.settings import Settings
 from support.waiting import wait_for
 
 FIXTURE = Path(__file__).parents[2] / "services" / "binance_sim" / "fixtures" / "exchange_info.json"

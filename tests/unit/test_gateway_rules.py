@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quantum_exec.contracts import parse_intent
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
 from quantum_exec.webhooks.auth import Refusal, check_hmac, check_secret, sign
 from quantum_exec.webhooks.config import gateway_config
 from quantum_exec.webhooks.ratelimit import RateLimits

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantum_exec.ids import Role, client_order_id, is_own_protective, role_of
+from quantum_exec.core.ids import Role, client_order_id, is_own_protective, role_of
 
 ROLES: tuple[Role, ...] = get_args(Role)
 # Binance's pattern for newClientOrderId / clientAlgoId.

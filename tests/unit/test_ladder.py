@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quantum_exec.contracts.stops import TakeProfitLevel
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.execution.stops.ladder import Rung, plan_ladder, shrink, shrink_ladders, split_sizes
-from quantum_exec.rules import SymbolRules
 
 D = Decimal
 # minQty three steps: levels below it are common.
@@ -126,7 +126,7 @@ def test_a_pyramids_ladders_shrink_each_with_its_share(btc: SymbolRules) -> None
 
 def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> None:
     from quantum_exec.account.roles import leg_ids, replacement_of, sibling_of
-    from quantum_exec.ids import client_order_id, is_own_protective, role_of, tp_level_id, tp_level_of
+    from quantum_exec.core.ids import client_order_id, is_own_protective, role_of, tp_level_id, tp_level_of
 
     key = "ladder-1"
     levels = [tp_level_id(key, n) for n in range(1, 6)]
@@ -150,7 +150,7 @@ def test_ladder_level_ids_are_ours_alternate_and_are_not_the_stops_sibling() -> 
 
 def test_close_quantity_is_the_part_asked_stepped_and_never_more_than_held(btc: SymbolRules) -> None:
     from quantum_exec.contracts import parse_intent
-    from quantum_exec.errors import IntentRejected
+    from quantum_exec.core.errors import IntentRejected
     from quantum_exec.execution.stops.partial import close_quantity
 
     def close(**fields: object) -> Decimal:
@@ -178,7 +178,7 @@ def test_break_even_is_the_entry_plus_twice_the_fee_per_unit_rounded_safe(btc: S
 
 
 def test_a_ladder_planning_to_nothing_is_refused_naming_the_levels_and_min_qty(btc: SymbolRules) -> None:
-    from quantum_exec.errors import IntentRejected, ReasonCode
+    from quantum_exec.core.errors import IntentRejected, ReasonCode
     from quantum_exec.execution.stops.ladder import check_ladder_sizes, ladder_too_small
 
     only = [TakeProfitLevel(pct=D(2), size_pct=D(5))]

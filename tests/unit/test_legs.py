@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import OrderSide, OrderType
 from quantum_exec.execution.legs import inside_mark
-from quantum_exec.rules import SymbolRules
 
 D = Decimal
 

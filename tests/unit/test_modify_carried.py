@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from quantum_exec.core.ids import client_order_id, tp_level_id
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, OrderType
 from quantum_exec.execution.stops.modify import carried_targets
-from quantum_exec.ids import client_order_id, tp_level_id
 
 D = Decimal
 _ids = iter(range(1, 1000))

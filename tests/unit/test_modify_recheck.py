@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from quantum_exec.core.ids import client_order_id, replacement_of, tp_level_id
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, OrderType
 from quantum_exec.execution.legs import LegOrder
 from quantum_exec.execution.stops.recheck import gone_targets, stale_legs, withdraw_all
-from quantum_exec.ids import client_order_id, replacement_of, tp_level_id
 
 D = Decimal
 _ids = iter(range(1, 10**6))

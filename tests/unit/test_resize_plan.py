@@ -8,10 +8,10 @@ import itertools
 from decimal import Decimal
 
 from quantum_exec.contracts.fields import INTENT_ID_RE
+from quantum_exec.core.ids import replacement_of, tp_level_id
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, OrderType
 from quantum_exec.execution.stops.resize_plan import ResizePlan, plan_key, plan_resize
-from quantum_exec.ids import replacement_of, tp_level_id
-from quantum_exec.rules import SymbolRules
 
 D = Decimal
 _ids = itertools.count(1)

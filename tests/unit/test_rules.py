@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.rules import (
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.rules import (
     SymbolRules,
     TriggerKind,
     ceil_to_step,
@@ -22,7 +22,7 @@ from quantum_exec.rules import (
     size_quantity,
     trigger_from_pct,
 )
-from quantum_exec.settings import MaxQtyPolicy
+from quantum_exec.core.settings import MaxQtyPolicy
 
 D = Decimal
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.redis_client import location
+from quantum_exec.core.settings import ExchangeEnv, hash_tag, load_settings, read_env_file
 from quantum_exec.ops.logs import secret_values
-from quantum_exec.redis_client import location
-from quantum_exec.settings import ExchangeEnv, hash_tag, load_settings, read_env_file
 
 
 def test_defaults_are_the_embedded_sim_setup() -> None:

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from quantum_exec.account.roles import intent_digest, role_of
 from quantum_exec.contracts.fields import Twap
-from quantum_exec.errors import IntentRejected
+from quantum_exec.core.errors import IntentRejected
+from quantum_exec.core.ids import client_order_id, is_own_protective
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.execution.entries.slices import Plan, plan_children, split_max, twap_quantities
-from quantum_exec.ids import client_order_id, is_own_protective
-from quantum_exec.rules import SymbolRules
 
 D = Decimal
 

@@ -12,7 +12,7 @@ import pytest
 from quantum_exec.contracts import Side, TradeIntent, intent_json_schema, parse_intent
 from quantum_exec.contracts.codec import dumps
 from quantum_exec.contracts.intent import intent_digest
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
 
 BUY: dict[str, Any] = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.01", "stop_loss": 90000}
 LADDER = [{"pct": 1, "size_pct": 40}, {"price": "105000", "size_pct": 40}, {"pct": 3, "size_pct": 20}]
@@ -141,9 +141,9 @@ def test_the_schema_publishes_the_new_fields_and_accepts_what_the_parser_accepts
 
 
 def test_submit_flags_build_the_new_fields_and_refuse_bad_ones() -> None:
-    from quantum_exec.cli import build_parser
-    from quantum_exec.commands.intents import build_intent
-    from quantum_exec.errors import ConfigError
+    from quantum_exec.app.cli import build_parser
+    from quantum_exec.app.commands.intents import build_intent
+    from quantum_exec.core.errors import ConfigError
 
     def payload(*argv: str) -> dict[str, Any]:
         return build_intent(build_parser().parse_args(["submit", "--symbol", "BTCUSDT", *argv]))

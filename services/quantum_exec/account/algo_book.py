@@ -17,8 +17,8 @@ from typing import Final
 
 from quantum_exec.account.events import AlgoUpdate
 from quantum_exec.account.views import AlgoView
+from quantum_exec.core.ids import is_own_protective
 from quantum_exec.exchange.wire import AlgoOrder
-from quantum_exec.ids import is_own_protective
 
 # Final algo orders are remembered this long (count), so the OCO can see which leg filled.
 MAX_CLOSED_ALGO_ORDERS: Final = 4096

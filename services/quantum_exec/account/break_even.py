@@ -16,7 +16,7 @@ from quantum_exec.account.roles import leg_ids
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import Record
 from quantum_exec.account.views import AlgoView
-from quantum_exec.ids import client_order_id, tp_level_id
+from quantum_exec.core.ids import client_order_id, tp_level_id
 
 
 @dataclass(frozen=True, slots=True)

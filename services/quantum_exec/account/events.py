@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
-from quantum_exec.errors import QuantumError
+from quantum_exec.core.errors import QuantumError
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide, OrderStatus
 
 ZERO: Final = Decimal(0)

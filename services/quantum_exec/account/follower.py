@@ -53,16 +53,16 @@ from quantum_exec.account.unseen import UnseenFills
 from quantum_exec.account.userstream import UserStream
 from quantum_exec.account.views import AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.waiters import KeyedWaiters
-from quantum_exec.aio import cancel_task
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.ids import is_own_protective
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.ids import is_own_protective
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

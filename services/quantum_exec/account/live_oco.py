@@ -52,13 +52,13 @@ from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.account.views import AlgoView, StaleStateError
-from quantum_exec.backoff import Backoff
-from quantum_exec.errors import QuantumError
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.errors import QuantumError
+from quantum_exec.core.ids import PREFIX, ROLE_LETTERS
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
-from quantum_exec.ids import PREFIX, ROLE_LETTERS
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.link import REDIS_DOWN

@@ -27,9 +27,9 @@ from quantum_exec.account.oco import Cancel
 from quantum_exec.account.positions import PositionView
 from quantum_exec.account.roles import leg_ids
 from quantum_exec.account.views import AlgoView
+from quantum_exec.core.ids import client_order_id, is_own_protective
 from quantum_exec.exchange.wire import AlgoStatus, OrderSide
 from quantum_exec.execution.netting import can_reduce
-from quantum_exec.ids import client_order_id, is_own_protective
 
 ZERO: Final = Decimal(0)
 ORDER_TYPES: Final = {"sl": "STOP_MARKET", "tp": "TAKE_PROFIT_MARKET"}

@@ -18,7 +18,7 @@ from typing import Final
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.contracts import Side, TradeIntent
-from quantum_exec.ids import client_order_id
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.link import REDIS_DOWN
 

@@ -28,11 +28,11 @@ from quantum_exec.account.roles import intent_digest
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.account.views import AlgoView
+from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide, OrderStatus, OrderType, Position, Trade
 from quantum_exec.execution.legs import LegOrder, LegPlacer
-from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 

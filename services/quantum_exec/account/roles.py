@@ -1,6 +1,6 @@
 """What our client ids say about an order: its role, its intent (as a digest) and its sibling leg.
 
-``quantum_exec.ids`` makes ids ``qx<role letter>-<30 hex>`` where the hex is a hash of the intent
+``quantum_exec.core.ids`` makes ids ``qx<role letter>-<30 hex>`` where the hex is a hash of the intent
 key alone: the two protective legs of one intent share it, and swapping the letter gives the
 sibling. The hash is one-way, so the intent id comes from the owner's records (by digest). A leg
 replaced (make before break) alternates with the same id numbered 1: :func:`replacement_of`.
@@ -13,7 +13,7 @@ from typing import Final, cast
 
 __all__ = ["intent_digest", "leg_ids", "replacement_of", "role_of", "sibling_of"]
 
-from quantum_exec.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, replacement_of
+from quantum_exec.core.ids import PREFIX, ROLE_LETTERS, Role, is_own_protective, replacement_of
 
 _ROLES_BY_LETTER: Final[dict[str, Role]] = {letter: cast(Role, role) for role, letter in ROLE_LETTERS.items()}
 # The role letter, an optional child number (a slice of a sliced entry or close), the digest.

@@ -28,7 +28,7 @@ from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, d
 from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
 from quantum_exec.contracts.codec import isoformat
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 
 # Keeps an event id claimed long after any replay could come (a week of restarts and takeovers).
 EVENT_ID_TTL_S: Final = 7 * 24 * 3600

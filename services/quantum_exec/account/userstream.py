@@ -25,8 +25,8 @@ import aiohttp
 import orjson
 
 from quantum_exec.account.events import HANDLED_EVENTS
-from quantum_exec.aio import cancel_task
-from quantum_exec.errors import ListenKeyGone
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.errors import ListenKeyGone
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ from typing import Final
 
 from quantum_exec.account.events import AlgoUpdate, OrderTradeUpdate
 from quantum_exec.account.positions import PositionView
-from quantum_exec.errors import QuantumError
+from quantum_exec.core.errors import QuantumError
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide
 
 ZERO: Final = Decimal(0)

@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 from pydantic import BaseModel
 
-from quantum_exec.errors import QuantumError
+from quantum_exec.core.errors import QuantumError
 from quantum_exec.ops.logs import redact
 
 INTENT_EVENT_TYPE: Final = "trade.intent"

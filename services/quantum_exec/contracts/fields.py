@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 from quantum_exec.contracts.codec import show
 from quantum_exec.contracts.enums import Side
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.settings import MarginType
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import MarginType
 
 # Numbers outside these bounds are typos or attacks, never prices or sizes.
 MAX_MAGNITUDE: Final = Decimal("1e15")

@@ -16,8 +16,8 @@ from quantum_exec.contracts.enums import Side
 from quantum_exec.contracts.fields import FIELDS, Twap
 from quantum_exec.contracts.meta import bounded_meta
 from quantum_exec.contracts.stops import STOP_FIELDS, TakeProfitLevel, TrailingStop, check_stops
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.settings import MarginType
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import MarginType
 
 # Every field's validator and schema: the entry's and the stop-management ones.
 ALL_FIELDS: Final = {**FIELDS, **STOP_FIELDS}

@@ -21,7 +21,7 @@ from quantum_exec.contracts.codec import (
     utcnow,
 )
 from quantum_exec.contracts.enums import ErrorSource, ProtectionState, ResultStatus, Side
-from quantum_exec.settings import ExchangeEnv
+from quantum_exec.core.settings import ExchangeEnv
 
 JsonDecimal = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from quantum_exec.contracts.enums import Side
 from quantum_exec.contracts.fields import _percent, _positive, _reject, _to_decimal
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
 
 MAX_TP_LEVELS: Final = 5
 # Binance's callbackRate bounds for TRAILING_STOP_MARKET (percent).

@@ -11,7 +11,7 @@ from typing import Final
 
 from binance.exceptions import BinanceAPIException
 
-from quantum_exec.errors import (
+from quantum_exec.core.errors import (
     ClockSkewError,
     ExchangeError,
     PermanentError,

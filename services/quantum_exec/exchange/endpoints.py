@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from quantum_exec.settings import ExchangeEnv, Settings
+from quantum_exec.core.settings import ExchangeEnv, Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.core.errors import UnknownOutcomeError
 
 OwnershipCheck = Callable[[], Awaitable[bool]]
 

@@ -3,7 +3,7 @@
 Everything about talking to the exchange lives here: base URLs per environment, signing (with
 python-binance's helpers, on the lean path of :mod:`.signed`), server-time offset, pacing below
 the rate limits, reading the rate-limit headers of *each* response, turning Binance errors into
-the typed errors of :mod:`quantum_exec.errors`, and parsing replies into the records of
+the typed errors of :mod:`quantum_exec.core.errors`, and parsing replies into the records of
 :mod:`quantum_exec.exchange.wire`. Reads are retried here; state-changing requests are never
 re-sent here: an unknown outcome is raised for the executor to resolve by client id.
 """
@@ -22,8 +22,8 @@ from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from Crypto.PublicKey import RSA
 
-from quantum_exec.aio import cancel_task
-from quantum_exec.errors import (
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.errors import (
     ClockSkewError,
     ListenKeyGone,
     PermanentError,
@@ -31,6 +31,9 @@ from quantum_exec.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
+from quantum_exec.core.ids import role_of
+from quantum_exec.core.rules import fmt
+from quantum_exec.core.settings import OrderTransport, Settings
 from quantum_exec.exchange.codes import (
     ALREADY_DONE_CODES,
     LISTEN_KEY_GONE,
@@ -85,11 +88,8 @@ from quantum_exec.exchange.wire import (
     parse_max_leverage,
 )
 from quantum_exec.exchange.ws_api import NotConnected, Unanswered, Unreadable, WsApi
-from quantum_exec.ids import role_of
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import fmt
-from quantum_exec.settings import OrderTransport, Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from Crypto.PublicKey import ECC, RSA
 
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
 
 PrivateKey = ECC.EccKey | RSA.RsaKey
 

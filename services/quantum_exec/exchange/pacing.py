@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
-from quantum_exec.ids import Role
+from quantum_exec.core.ids import Role
 from quantum_exec.ops import metrics
 
 # The wall-clock time (epoch seconds) by which an order request must leave, or None. The executor
@@ -51,7 +51,7 @@ class Priority(IntEnum):
     ENTRY = 2  # a new entry: it opens exposure, and is shed at its intent's TTL
 
 
-# An order's priority by the role its client id names (:func:`quantum_exec.ids.role_of`).
+# An order's priority by the role its client id names (:func:`quantum_exec.core.ids.role_of`).
 ROLE_PRIORITY: Final[Mapping[Role, Priority]] = {
     "flatten": Priority.PROTECT,
     "sl": Priority.PROTECT,

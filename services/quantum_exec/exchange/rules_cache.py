@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from quantum_exec.core.rules import SymbolRules, parse_exchange_info
 from quantum_exec.exchange.pacing import Limits
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, parse_exchange_info
 
 log = get_logger(__name__)
 

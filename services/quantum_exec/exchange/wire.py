@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from quantum_exec.errors import PermanentError
+from quantum_exec.core.errors import PermanentError
 from quantum_exec.exchange.algo_status import AlgoStatus as AlgoStatus  # re-exported: one enum
 
 ZERO = Decimal(0)

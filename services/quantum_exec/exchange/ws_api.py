@@ -36,8 +36,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from quantum_exec.aio import cancel_task
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 

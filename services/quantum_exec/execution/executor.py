@@ -5,7 +5,7 @@ business outcome (filled, partial, rejected, failed). It raises only when the ou
 cannot be determined at all (the exchange unreachable while resolving an unknown outcome): the
 stream layer then leaves the entry pending, and the redelivery resumes through client-id lookups.
 
-Exactly-once effects rest on deterministic client ids (:mod:`quantum_exec.ids`): a re-execution
+Exactly-once effects rest on deterministic client ids (:mod:`quantum_exec.core.ids`): a re-execution
 (``resume=True``) first looks up, once, what the exchange holds under the intent's ids
 (:mod:`.recovery`), and the entry's strategy resumes from those facts, completing only the missing
 steps. The executor keeps the decision and the common steps: guards (:mod:`.guards`), netting
@@ -33,13 +33,16 @@ from quantum_exec.contracts import (
     TradeIntent,
     intent_key,
 )
-from quantum_exec.errors import (
+from quantum_exec.core.errors import (
     ConfigError,
     ExchangeError,
     IntentRejected,
     ReasonCode,
     UnknownOutcomeError,
 )
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.rules import SymbolRules
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange import fencing
 from quantum_exec.exchange.wire import Order, OrderStatus, OrderType
 from quantum_exec.execution.entries.base import STOP_ENTRIES, Entry, EntryContext, EntryStrategy
@@ -68,11 +71,8 @@ from quantum_exec.execution.stops.budget import check_budget, legs_needed
 from quantum_exec.execution.stops.modify import Modifier
 from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.execution.survey import survey
-from quantum_exec.ids import client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import Fees
 from quantum_exec.execution.ports import AccountView, Gateway
 from quantum_exec.execution.run import Run
-from quantum_exec.rules import SymbolRules
 
 TRADE_LOOKUPS = 4
 # The trade list can trail the order by a moment.

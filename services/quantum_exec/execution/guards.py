@@ -6,12 +6,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.execution.ports import Gateway
-from quantum_exec.execution.run import Run
-from quantum_exec.execution.stops.checks import check_ladder
-from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import (
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.rules import (
     SymbolRules,
     ceil_to_step,
     check_protection,
@@ -21,7 +17,11 @@ from quantum_exec.rules import (
     size_quantity,
     trigger_from_pct,
 )
-from quantum_exec.settings import LeveragePolicy, MaxQtyPolicy, Settings
+from quantum_exec.core.settings import LeveragePolicy, MaxQtyPolicy, Settings
+from quantum_exec.execution.ports import Gateway
+from quantum_exec.execution.run import Run
+from quantum_exec.execution.stops.checks import check_ladder
+from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -49,17 +49,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Protocol
 
-from quantum_exec.backoff import Backoff
-from quantum_exec.errors import ExchangeError, PermanentError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.errors import ExchangeError, PermanentError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.ids import is_own_protective
+from quantum_exec.core.rules import SymbolRules, ceil_to_step, floor_to_step
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.codes import CLOSE_POSITION_EXISTS, DUPLICATE_CLIENT_ID, IMMEDIATE_TRIGGER
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver
-from quantum_exec.ids import is_own_protective
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, ceil_to_step, floor_to_step
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.rules import SymbolRules, floor_to_step
+from quantum_exec.core.settings import OppositePolicy, Settings
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import AlgoOrder, Order
 from quantum_exec.execution.legs import LegPlacer
@@ -17,8 +19,6 @@ from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, floor_to_step
-from quantum_exec.settings import OppositePolicy, Settings
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ProtectionState, ResultError, ResultStatus, Side
-from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode
+from quantum_exec.core.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode
 from quantum_exec.exchange.wire import Order
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.netting import opened

@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType, Position, Trade
-from quantum_exec.rules import SymbolRules
 
 
 class Rules(Protocol):

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Literal
 
 from quantum_exec.contracts import CloseFill, ErrorSource, ProtectionState, ProtectiveOrder, ResultStatus
-from quantum_exec.errors import (
+from quantum_exec.core.errors import (
     ExchangeError,
     IntentRejected,
     PermanentError,
@@ -26,17 +26,8 @@ from quantum_exec.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
-from quantum_exec.execution.guards import Guards
-from quantum_exec.execution.legs import LegOrder, LegPlacer
-from quantum_exec.execution.ports import Gateway
-from quantum_exec.execution.resolution import OrderResolver, run_together
-from quantum_exec.execution.run import Run, result_error
-from quantum_exec.execution.stops.ladder import ladder_too_small, level_triggers, plan_ladder
-from quantum_exec.ids import client_order_id, tp_level_id
-from quantum_exec.ops import metrics
-from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import (
+from quantum_exec.core.ids import client_order_id, tp_level_id
+from quantum_exec.core.rules import (
     SymbolRules,
     ceil_to_step,
     check_protection,
@@ -44,7 +35,16 @@ from quantum_exec.rules import (
     fmt,
     trigger_from_pct,
 )
-from quantum_exec.settings import ProtectionFailurePolicy, ProtectionMode, Settings
+from quantum_exec.core.settings import ProtectionFailurePolicy, ProtectionMode, Settings
+from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
+from quantum_exec.execution.guards import Guards
+from quantum_exec.execution.legs import LegOrder, LegPlacer
+from quantum_exec.execution.ports import Gateway
+from quantum_exec.execution.resolution import OrderResolver, run_together
+from quantum_exec.execution.run import Run, result_error
+from quantum_exec.execution.stops.ladder import ladder_too_small, level_triggers, plan_ladder
+from quantum_exec.ops import metrics
+from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 

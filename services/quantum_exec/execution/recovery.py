@@ -1,7 +1,7 @@
 """What the exchange holds of an intent, looked up once at the start of a resumed or repaired attempt.
 
 Every order of an intent carries its digest in a deterministic client id
-(:func:`quantum_exec.ids.client_order_id`), so what an earlier attempt did is read back from the
+(:func:`quantum_exec.core.ids.client_order_id`), so what an earlier attempt did is read back from the
 exchange, not from Redis: :meth:`Recovery.look_up` builds the :class:`ExchangeFacts` an entry
 strategy resumes from (``find(facts)``, :mod:`.entries.base`) and the CLOSE resumes from.
 
@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
+from quantum_exec.core.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.exchange.wire import AlgoOrder, Order
 from quantum_exec.execution.entries.base import STOP_ENTRIES, EntryContext, triggered_order
 from quantum_exec.execution.entries.sliced import rebuilt_plan
 from quantum_exec.execution.entries.slices import Plan
 from quantum_exec.execution.run import Run
-from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
 
 
 @dataclass(slots=True)

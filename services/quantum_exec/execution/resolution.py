@@ -13,13 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from quantum_exec.backoff import Backoff
-from quantum_exec.errors import ExchangeError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.errors import ExchangeError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import Order
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

@@ -22,9 +22,9 @@ from quantum_exec.contracts import (
     TradeIntent,
 )
 from quantum_exec.contracts.codec import stream_id_time_s
-from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.settings import ExchangeEnv
 from quantum_exec.ops import metrics
-from quantum_exec.settings import ExchangeEnv
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,14 @@ from decimal import Decimal
 from typing import Final
 
 from quantum_exec.contracts import ErrorSource, ProtectionState, ResultStatus, Side
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
+from quantum_exec.core.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.exchange.wire import FINAL_ORDER_STATUSES, Order
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.recovery import ExchangeFacts, Recovery
 from quantum_exec.execution.run import Run
 from quantum_exec.execution.survey_legs import asked_legs, found, modify_state, own_open
-from quantum_exec.ids import MAX_CHILDREN, Role, client_order_id
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)

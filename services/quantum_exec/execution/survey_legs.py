@@ -4,7 +4,7 @@
 Every leg asked for counts: the stop, each level of a take-profit ladder (the levels the ladder
 plans for the size, as :func:`.stops.ladder.plan_ladder` placed them: one merged into its
 neighbour is never placed), or the single target, and a trailing stop. Each may stand under its
-plain id or the id its make-before-break replacement alternates with (:func:`~quantum_exec.ids.
+plain id or the id its make-before-break replacement alternates with (:func:`~quantum_exec.core.ids.
 replacement_of`); a leg is armed when one of them is ``NEW`` among the symbol's open conditional
 orders. ``protected`` is said only when every leg asked for is armed.
 """
@@ -16,14 +16,14 @@ from decimal import Decimal
 
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.contracts import ProtectionState, TradeIntent
+from quantum_exec.core.ids import client_order_id, is_own_protective, replacement_of, tp_level_id
+from quantum_exec.core.rules import fmt
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
 from quantum_exec.execution.stops.ladder import plan_ladder
 from quantum_exec.execution.stops.modify import leg_contract
-from quantum_exec.ids import client_order_id, is_own_protective, replacement_of, tp_level_id
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import fmt
 
 log = get_logger(__name__)
 

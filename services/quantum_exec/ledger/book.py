@@ -31,8 +31,9 @@ from redis.asyncio import Redis
 from quantum_exec.account.positions import PositionEvent, PositionKind
 from quantum_exec.account.protection_events import PROTECTION_EVENT_TYPE
 from quantum_exec.account.store import AccountStore
-from quantum_exec.aio import cancel_task
 from quantum_exec.contracts.codec import dumps, payload_value
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import Income
 from quantum_exec.ledger.funding import SETTLEMENT_SLACK_MS, FundingReader, FundingSource
 from quantum_exec.ledger.query import TradeQuery
@@ -40,7 +41,6 @@ from quantum_exec.ledger.trades import Ledger, Trade, covers, trade_from_json, t
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.outage import OutageLog
-from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.exchange.wire import Income
 from quantum_exec.ops.logs import get_logger
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from quantum_exec.app.results_view import render_table
+from quantum_exec.core.rules import fmt
 from quantum_exec.ledger.trades import Trade
-from quantum_exec.results_view import render_table
-from quantum_exec.rules import fmt
 
 TRADE_COLUMNS = (
     "closed (UTC)",

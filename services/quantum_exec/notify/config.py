@@ -8,8 +8,8 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from quantum_exec.edge_env import int_setting
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.edge_env import int_setting
+from quantum_exec.core.errors import ConfigError
 from quantum_exec.notify.channels import Channel, Slack, Telegram, Webhook
 
 DEFAULT_TELEGRAM_API: Final = "https://api.telegram.org"

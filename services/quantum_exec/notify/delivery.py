@@ -2,7 +2,7 @@
 
 At most one message per ``min_interval_s``: whatever arrived meanwhile goes into the next message
 (up to the channel's length limit), so a burst is a few messages, not a flood the API refuses.
-A failure is retried with the shared :class:`~quantum_exec.backoff.Backoff` (or after the wait
+A failure is retried with the shared :class:`~quantum_exec.core.backoff.Backoff` (or after the wait
 the API asked for); the notices stay in the outbox until delivered, so nothing is lost while
 an API is down, and trading never waits for any of this (another process).
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.notify.channels import Answer, Channel, merge
 from quantum_exec.notify.outbox import Outbox, Queued, sleep_or
 from quantum_exec.ops.logs import get_logger

@@ -23,8 +23,8 @@ from typing import Any, Final
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
 from quantum_exec.contracts import ExecutionResult, ProtectionState, ResultStatus, Side
 from quantum_exec.contracts.codec import payload_value, truncate
+from quantum_exec.core.rules import fmt
 from quantum_exec.ledger.trades import Trade, trade_from_json
-from quantum_exec.rules import fmt
 
 MESSAGE_CHARS: Final = 160
 _FIRES: Final = {PositionReason.STOP_LOSS: "stop loss", PositionReason.TAKE_PROFIT: "take profit"}

@@ -7,12 +7,12 @@ import signal
 
 from redis.asyncio import Redis
 
+from quantum_exec.core.redis_client import connect
+from quantum_exec.core.settings import Settings
 from quantum_exec.notify.config import NotifyConfig
 from quantum_exec.notify.sidecar import NoticeSidecar, metrics_reader
 from quantum_exec.ops.health import local_url
 from quantum_exec.ops.notify import Notifier
-from quantum_exec.redis_client import connect
-from quantum_exec.settings import Settings
 
 
 def build_sidecar(settings: Settings, config: NotifyConfig, redis: Redis) -> NoticeSidecar:

@@ -19,8 +19,9 @@ from typing import Any, Final
 import aiohttp
 from redis.asyncio import Redis
 
-from quantum_exec.aio import cancel_task
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.settings import Settings
 from quantum_exec.ledger.trades import Trade
 from quantum_exec.notify.config import NotifyConfig
 from quantum_exec.notify.delivery import Courier
@@ -28,7 +29,6 @@ from quantum_exec.notify.feeds import feeds, render
 from quantum_exec.notify.outbox import LEASE_TTL_MS, Outbox, sleep_or
 from quantum_exec.notify.render import Notice, summary_notice, trade_from_entry, user_stream_notice
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

@@ -26,9 +26,9 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

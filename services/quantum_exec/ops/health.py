@@ -29,12 +29,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from quantum_exec.aio import cancel_task
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import metrics
 from quantum_exec.ops.access import Access, AddressBuckets, json_error
 from quantum_exec.ops.listener import HEAD_TIMEOUT_S, MAX_CONNECTIONS, Listener
 from quantum_exec.ops.logs import get_logger, redact
-from quantum_exec.settings import Settings
 
 log = get_logger(__name__)
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from quantum_exec.settings import Settings, url_query_passwords
+from quantum_exec.core.settings import Settings, url_query_passwords
 
 REDACTED = "[REDACTED]"
 # Shorter values would match all over ordinary text and make the logs unreadable; a secret that

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)

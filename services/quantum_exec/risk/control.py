@@ -17,11 +17,11 @@ import orjson
 from aiohttp import web
 
 from quantum_exec.contracts.codec import dumps
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.access import Access, json_error, local_host
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.limits import DEFAULT, LimitError, limit_name, parse_limit
 from quantum_exec.risk.states import Request, TradingState, TransitionRefused
-from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ answered after it that filled gets its round like any position) and every CLOSE'
 published, ``flatten_done`` is published (with the number of CLOSEs) and the flatten ends.
 
 Our working entries (a resting LIMIT, a STOP entry, a TWAP's child: every open order or algo order
-whose client id is one of our entry ids, :func:`quantum_exec.ids.role_of`) count as left too: one
+whose client id is one of our entry ids, :func:`quantum_exec.core.ids.role_of`) count as left too: one
 whose instance was killed would otherwise fill after ``flatten_done`` and reopen a position while
 HALTED. The flatten cancels them (fenced by the account lease: a deposed holder sends nothing), and
 a part they filled meanwhile is a position the next round closes. A foreign order is never touched.
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
+from quantum_exec.core.ids import is_own_protective, role_of
 from quantum_exec.exchange.fencing import OwnershipLost, reset_check, set_check
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.ids import is_own_protective, role_of
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.rounds import Rounds
 from quantum_exec.risk.store import Fence, RiskStore

@@ -20,7 +20,8 @@ from typing import Any, Final
 
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.contracts.intent import intent_digest
-from quantum_exec.errors import IntentRejected, ReasonCode, UnknownOutcomeError
+from quantum_exec.core.errors import IntentRejected, ReasonCode, UnknownOutcomeError
+from quantum_exec.core.rules import fmt
 from quantum_exec.exchange.wire import Position
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
@@ -32,7 +33,6 @@ from quantum_exec.risk.rounds import OWN_PREFIX
 from quantum_exec.risk.states import REFUSAL, RiskState, TradingState, admits
 from quantum_exec.risk.store import RiskStore
 from quantum_exec.risk.watch import ACTION, day_breach
-from quantum_exec.rules import fmt
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)

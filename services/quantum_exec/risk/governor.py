@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
 
-from quantum_exec.aio import cancel_task
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.outage import OutageLog
@@ -27,7 +28,6 @@ from quantum_exec.risk.limits import Limits
 from quantum_exec.risk.rounds import Rounds
 from quantum_exec.risk.store import Fence, RiskStore
 from quantum_exec.risk.watch import Watch
-from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
 if TYPE_CHECKING:

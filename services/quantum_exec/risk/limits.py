@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from quantum_exec.errors import QuantumError
-from quantum_exec.rules import fmt
-from quantum_exec.settings import DailyLossAction, Settings
+from quantum_exec.core.errors import QuantumError
+from quantum_exec.core.rules import fmt
+from quantum_exec.core.settings import DailyLossAction, Settings
 
 ENV_PREFIX: Final = "QUANTUM_RISK_"
 OFF: Final = "off"

@@ -34,9 +34,9 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.limits import Holding
-from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)

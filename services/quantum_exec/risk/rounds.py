@@ -27,10 +27,10 @@ from redis.asyncio import Redis
 
 from quantum_exec.contracts.codec import INTENT_EVENT_TYPE, decode_entry, dumps, isoformat
 from quantum_exec.contracts.intent import intent_digest, parse_intent
-from quantum_exec.ids import GOVERNOR_INTENT_PREFIX
+from quantum_exec.core.ids import GOVERNOR_INTENT_PREFIX
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.store import Fence, RiskStore
-from quantum_exec.settings import Settings
 from quantum_exec.stream.store import Keys
 
 log = get_logger(__name__)

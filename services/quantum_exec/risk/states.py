@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from quantum_exec.errors import QuantumError, ReasonCode
+from quantum_exec.core.errors import QuantumError, ReasonCode
 
 
 class TradingState(StrEnum):

@@ -34,12 +34,12 @@ import orjson
 from redis.asyncio import Redis
 
 from quantum_exec.contracts.codec import dumps, isoformat
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.risk.admissions import DOOR_TTL_S, Admissions
 from quantum_exec.risk.reservations import Reservations
 from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRefused, plan
-from quantum_exec.settings import Settings
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)

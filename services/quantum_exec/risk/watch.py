@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
 
+from quantum_exec.core.settings import DailyLossAction, Settings
 from quantum_exec.exchange.wire import Position
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -34,7 +35,6 @@ from quantum_exec.risk.limits import Limits
 from quantum_exec.risk.rounds import Rounds
 from quantum_exec.risk.states import GOVERNOR, Request, RiskState, TradingState, TransitionRefused
 from quantum_exec.risk.store import Fence, RiskStore
-from quantum_exec.settings import DailyLossAction, Settings
 
 if TYPE_CHECKING:
     from quantum_exec.exchange.gateway import BinanceGateway

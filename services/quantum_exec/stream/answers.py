@@ -26,10 +26,10 @@ from quantum_exec.contracts import (
     encode_result_fields,
 )
 from quantum_exec.contracts.codec import stream_id_time_s
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger, redact_fields
-from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry, dead_letter_fields, payload_intent_id, raw_symbol, text
 from quantum_exec.stream.link import RedisLink
 from quantum_exec.stream.store import CommitOutcome, CommitStatus, Lease, Store

@@ -16,9 +16,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry, Fields, busy, read_entries, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Keys

@@ -25,14 +25,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from quantum_exec.aio import cancel_task
-from quantum_exec.backoff import Backoff
 from quantum_exec.contracts import PayloadError, Side, decode_entry, parse_intent
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.parking import Release
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
 from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_source, raw_symbol, read_entries

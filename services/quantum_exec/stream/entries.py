@@ -8,7 +8,7 @@ from typing import Any
 
 from quantum_exec.contracts import PayloadError, TradeIntent, decode_entry
 from quantum_exec.contracts.fields import INTENT_ID_RE
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
 
 # Stream entry fields as redis-py returns them (bytes keys and values with decode_responses off).
 Fields = dict[Any, Any]

@@ -14,10 +14,10 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.fencing import OwnershipCheck
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import Entry
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Begun, Lease, Older, Store

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 

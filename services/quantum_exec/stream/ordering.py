@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from quantum_exec.backoff import Backoff
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.entries import Entry, id_order, raw_symbol, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink

@@ -15,14 +15,14 @@ from datetime import datetime
 from typing import Protocol
 
 from quantum_exec.contracts import ExecutionResult, TradeIntent, intent_digest, intent_key
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange import fencing
 from quantum_exec.execution import parking
 from quantum_exec.execution.parking import Release
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.entries import Entry, dead_letter_fields
 from quantum_exec.stream.leases import Leases

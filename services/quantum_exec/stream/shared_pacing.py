@@ -20,7 +20,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from quantum_exec.aio import cancel_task
+from quantum_exec.core.aio import cancel_task
 from quantum_exec.exchange.pacing import RateLimiter, Usage
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger

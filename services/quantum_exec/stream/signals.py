@@ -21,9 +21,9 @@ from typing import Final, TypeVar
 
 from redis.asyncio import Redis
 
-from quantum_exec.errors import UnknownOutcomeError
+from quantum_exec.core.errors import UnknownOutcomeError
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
 from quantum_exec.stream.entries import id_order, text
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.store import Keys

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 
 
 class Keys:

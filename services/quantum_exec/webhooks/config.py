@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from quantum_exec.edge_env import int_setting
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.edge_env import int_setting
+from quantum_exec.core.errors import ConfigError
 from quantum_exec.webhooks.sources import Network, Source, parse_networks, parse_sources
 
 DEFAULT_HOST: Final = "127.0.0.1"

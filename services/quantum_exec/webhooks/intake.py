@@ -22,7 +22,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from quantum_exec.contracts import TradeIntent, encode_intent_fields, intent_digest
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 from quantum_exec.stream.store import Keys
 
 # KEYS: gateway id record, service idempotency record, intent stream.

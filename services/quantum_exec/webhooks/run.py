@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from quantum_exec.core.redis_client import connect
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.listener import Listener
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
-from quantum_exec.redis_client import connect
-from quantum_exec.settings import Settings
 from quantum_exec.webhooks.config import GatewayConfig
 from quantum_exec.webhooks.intake import Intake
 from quantum_exec.webhooks.server import Gateway

@@ -36,8 +36,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from quantum_exec.contracts import PayloadError, decode_entry, parse_intent
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.ids import GOVERNOR_INTENT_PREFIX
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.ids import GOVERNOR_INTENT_PREFIX
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.webhooks.auth import Refusal, check_hmac, check_secret, unauthenticated
 from quantum_exec.webhooks.config import GatewayConfig

@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 from pydantic import SecretStr
 
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
 
 VARIABLE: Final = "QUANTUM_GATEWAY_SOURCES"
 MIN_SECRET_LENGTH: Final = 24

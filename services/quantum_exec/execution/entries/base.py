@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.rules import SymbolRules
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.pacing import SEND_BY, PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
 from quantum_exec.execution.exposure import Exposure
@@ -31,8 +33,6 @@ from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import Settings
 
 if TYPE_CHECKING:
     from quantum_exec.execution.entries.sliced import Sliced

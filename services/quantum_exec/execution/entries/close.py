@@ -14,7 +14,9 @@ import time
 from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ResultStatus
-from quantum_exec.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.errors import ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.ids import client_order_id
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.fencing import OwnershipLost
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus
 from quantum_exec.execution.entries.base import EntryContext
@@ -32,9 +34,7 @@ from quantum_exec.execution.stops.partial import (
     is_partial,
     shrink_ladder,
 )
-from quantum_exec.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules
 
 log = get_logger(__name__)
 

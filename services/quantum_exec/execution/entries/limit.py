@@ -21,7 +21,9 @@ import time
 from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import ErrorSource, TradeIntent
-from quantum_exec.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode
+from quantum_exec.core.rules import SymbolRules
+from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import Order, OrderType
 from quantum_exec.execution.entries.base import Entry, EntryContext, Fill
 from quantum_exec.execution.entries.market import found_order, send_order
@@ -30,8 +32,6 @@ from quantum_exec.execution.opposite import opened_size
 from quantum_exec.execution.parking import park
 from quantum_exec.execution.run import Run
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules
-from quantum_exec.settings import Settings
 
 if TYPE_CHECKING:
     from quantum_exec.execution.recovery import ExchangeFacts

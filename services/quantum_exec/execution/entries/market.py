@@ -27,7 +27,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import Side
-from quantum_exec.errors import IntentRejected, PermanentError
+from quantum_exec.core.errors import IntentRejected, PermanentError
+from quantum_exec.core.ids import client_order_id, replacement_of
+from quantum_exec.core.rules import SymbolRules, check_protection
+from quantum_exec.core.settings import ProtectionTiming, Settings
 from quantum_exec.exchange.pacing import PacingDeadline
 from quantum_exec.exchange.wire import AlgoStatus, Order, OrderType
 from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules, send_by, shed
@@ -39,10 +42,7 @@ from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.protection import Leg, Protector
 from quantum_exec.execution.resolution import run_together
 from quantum_exec.execution.run import Run
-from quantum_exec.ids import client_order_id, replacement_of
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, check_protection
-from quantum_exec.settings import ProtectionTiming, Settings
 
 if TYPE_CHECKING:
     from quantum_exec.execution.recovery import ExchangeFacts

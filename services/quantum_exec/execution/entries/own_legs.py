@@ -1,6 +1,6 @@
 """Cancelling our own protective legs of a symbol: after a CLOSE filled, and as orphans.
 
-Only stop-loss / take-profit orders under our client ids (:func:`quantum_exec.ids.is_own_protective`)
+Only stop-loss / take-profit orders under our client ids (:func:`quantum_exec.core.ids.is_own_protective`)
 are ever cancelled here; anybody else's conditional orders on the symbol are not ours to touch (P4).
 """
 

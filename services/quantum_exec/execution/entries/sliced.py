@@ -28,7 +28,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import ChildOrder, ErrorSource, Side
-from quantum_exec.errors import IntentRejected, PermanentError, ReasonCode
+from quantum_exec.core.errors import IntentRejected, PermanentError, ReasonCode
+from quantum_exec.core.ids import Role, client_order_id
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import Order, OrderSide, OrderStatus, OrderType
 from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules
 from quantum_exec.execution.entries.shared import record_opening
@@ -37,10 +39,8 @@ from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.netting import is_opposite, only_reduces
 from quantum_exec.execution.parking import park
 from quantum_exec.execution.run import Run
-from quantum_exec.ids import Role, client_order_id
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules
 
 if TYPE_CHECKING:
     from quantum_exec.execution.recovery import ExchangeFacts

@@ -12,7 +12,7 @@ Two things slice an order:
   80 + 80``, never ``120 + 120 + 0.001``, which would fall below minQty or the minimum notional).
 
 Children are numbered 1..N in the order they are sent; the number is part of their client id
-(:func:`quantum_exec.ids.client_order_id`). The plan is written to Redis before its first child is
+(:func:`quantum_exec.core.ids.client_order_id`). The plan is written to Redis before its first child is
 sent, so a restart resumes the same children with the same numbers, at the same times, even when
 the mark price (and with it a notional's quantity) has moved since.
 """
@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 
 from quantum_exec.contracts.fields import Twap
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.ids import MAX_CHILDREN
-from quantum_exec.rules import SymbolRules, floor_to_step, fmt
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.ids import MAX_CHILDREN
+from quantum_exec.core.rules import SymbolRules, floor_to_step, fmt
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from quantum_exec.contracts import ErrorSource, ResultStatus, Side
-from quantum_exec.errors import IntentRejected, PermanentError, ReasonCode, UnknownOutcomeError
+from quantum_exec.core.errors import IntentRejected, PermanentError, ReasonCode, UnknownOutcomeError
 from quantum_exec.exchange.pacing import PacingDeadline
 from quantum_exec.exchange.wire import AlgoOrder, Order, OrderSide
 from quantum_exec.execution.entries.base import (

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from quantum_exec.account.roles import leg_ids
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.ids import tp_level_id, tp_level_of
+from quantum_exec.core.rules import SymbolRules, ceil_to_step, floor_to_step
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.run import Run
-from quantum_exec.ids import tp_level_id, tp_level_of
-from quantum_exec.rules import SymbolRules, ceil_to_step, floor_to_step
 
 
 def break_even_price(

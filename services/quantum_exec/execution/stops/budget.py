@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.ops import metrics
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from quantum_exec.contracts import TradeIntent
+from quantum_exec.core.rules import SymbolRules, check_protection
 from quantum_exec.execution.stops.ladder import check_ladder_sizes, level_triggers
-from quantum_exec.rules import SymbolRules, check_protection
 
 
 def check_ladder(

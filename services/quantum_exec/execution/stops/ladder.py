@@ -15,8 +15,8 @@ from decimal import ROUND_FLOOR, Context, Decimal
 from typing import Final
 
 from quantum_exec.contracts.stops import TakeProfitLevel
-from quantum_exec.errors import IntentRejected, ReasonCode
-from quantum_exec.rules import SymbolRules, floor_to_step, fmt, round_trigger, trigger_from_pct
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.rules import SymbolRules, floor_to_step, fmt, round_trigger, trigger_from_pct
 
 _HUNDRED: Final = Decimal(100)
 _FLOOR: Final = Context(prec=60, rounding=ROUND_FLOOR)

@@ -4,16 +4,15 @@ Binance cannot modify an untriggered conditional order, so a MODIFY places a new
 cancels the old ones only once every new leg is seen armed (``NEW``): at every moment the position
 is covered by the old stop, the new one, or both (both reduce-only, never more than the position).
 
-The MODIFY owns the set it places: its legs carry its own client ids (:func:`quantum_exec.ids.client_order_id`
-of the MODIFY's key, one generation per MODIFY), and what it does not change is carried over into
-the set at the same triggers (the stop, a single target, or a ladder's levels with their sizes; a
-pyramid's legs, one set per entry, become one that covers the whole position, see
-:func:`carried_targets`), so the position keeps one coherent set whose records name the last
-MODIFY. A resumed MODIFY (killed at any step) reads the exchange again and does the same: legs
-under its ids that stand are found (``-4116`` looked up by the leg placer), never placed twice,
-and the old ones are cancelled.
-Every leg goes through the one leg placer (:mod:`..legs`); the live OCO is kept off the legs while
-the change travels.
+The MODIFY owns the set it places: its legs carry its own client ids
+(:func:`quantum_exec.core.ids.client_order_id` of the MODIFY's key, one generation per MODIFY), and
+what it does not change is carried over into the set at the same triggers (the stop, a single
+target, or a ladder's levels with their sizes; a pyramid's legs, one set per entry, become one that
+covers the whole position, see :func:`carried_targets`), so the position keeps one coherent set
+whose records name the last MODIFY. A resumed MODIFY (killed at any step) reads the exchange again
+and does the same: legs under its ids that stand are found (``-4116`` looked up by the leg placer),
+never placed twice, and the old ones are cancelled. Every leg goes through the one leg placer
+(:mod:`..legs`); the live OCO is kept off the legs while the change travels.
 """
 
 from __future__ import annotations
@@ -24,7 +23,18 @@ from decimal import Decimal
 
 from quantum_exec.account.roles import leg_ids
 from quantum_exec.contracts import ErrorSource, ProtectionState, ProtectiveOrder, ResultStatus, Side
-from quantum_exec.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
+from quantum_exec.core.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode, RetryableError
+from quantum_exec.core.ids import client_order_id, tp_level_id, tp_level_of
+from quantum_exec.core.rules import (
+    SymbolRules,
+    ceil_to_step,
+    check_protection,
+    floor_to_step,
+    fmt,
+    round_trigger,
+    trigger_from_pct,
+)
+from quantum_exec.core.settings import ProtectionMode
 from quantum_exec.exchange.wire import AlgoOrder, OrderSide, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.guards import Guards
@@ -34,18 +44,7 @@ from quantum_exec.execution.stops.break_even import modify_break_even
 from quantum_exec.execution.stops.budget import check_budget
 from quantum_exec.execution.stops.ladder import check_ladder_sizes, plan_ladder
 from quantum_exec.execution.stops.recheck import gone_targets, stale_legs, withdraw_all
-from quantum_exec.ids import client_order_id, tp_level_id, tp_level_of
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import (
-    SymbolRules,
-    ceil_to_step,
-    check_protection,
-    floor_to_step,
-    fmt,
-    round_trigger,
-    trigger_from_pct,
-)
-from quantum_exec.settings import ProtectionMode
 
 log = get_logger(__name__)
 

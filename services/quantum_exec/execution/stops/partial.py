@@ -18,15 +18,15 @@ from typing import Final
 
 from quantum_exec.account.roles import intent_digest
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.ids import replacement_of, tp_level_of
+from quantum_exec.core.rules import SymbolRules, floor_to_step, fmt
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.entries.base import EntryContext
 from quantum_exec.execution.legs import LegOrder
 from quantum_exec.execution.stops.budget import check_budget
 from quantum_exec.execution.stops.resize_plan import ResizePlan, plan_key, plan_resize
-from quantum_exec.ids import replacement_of, tp_level_of
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.rules import SymbolRules, floor_to_step, fmt
 
 log = get_logger(__name__)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from quantum_exec.core.ids import tp_level_of
 from quantum_exec.exchange.wire import AlgoOrder, OrderType
 from quantum_exec.execution.legs import LegOrder
-from quantum_exec.ids import tp_level_of
 
 
 def _target_slot(order_type: OrderType, client_algo_id: str) -> int | None:

@@ -6,7 +6,7 @@ A resumed attempt (the service killed mid-resize) replays this very plan rather 
 again from the exchange: by then a level may stand twice (its new leg armed, its old one not yet
 cancelled) or only as its new smaller leg, and proportions taken from those would be wrong. The
 old ids are the plan's keys; a level whose old leg is gone was replaced already (its new leg is
-found under :func:`quantum_exec.ids.replacement_of` by :meth:`LegPlacer.place`).
+found under :func:`quantum_exec.core.ids.replacement_of` by :meth:`LegPlacer.place`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from quantum_exec.core.rules import SymbolRules
 from quantum_exec.exchange.wire import AlgoOrder
 from quantum_exec.execution.stops.ladder import shrink_ladders
-from quantum_exec.rules import SymbolRules
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from quantum_exec.contracts import TradeIntent
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
 
 # Fields the contract accepts on a MODIFY and the executor does not act on there yet.
 NOT_YET_ON_MODIFY: Final[tuple[str, ...]] = ()

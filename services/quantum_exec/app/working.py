@@ -13,8 +13,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from quantum_exec.contracts import decode_entry, intent_key, parse_intent
-from quantum_exec.errors import QuantumError
-from quantum_exec.settings import Settings
+from quantum_exec.core.errors import QuantumError
+from quantum_exec.core.settings import Settings
 from quantum_exec.stream.store import Keys
 
 # At most this many pending entries are looked at (the service holds far fewer at once).

@@ -25,8 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from quantum_exec.config_checks import contradictions, env_file_problems, redis_url_problem, unknown_variables
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.config_checks import (
+    contradictions,
+    env_file_problems,
+    redis_url_problem,
+    unknown_variables,
+)
+from quantum_exec.core.errors import ConfigError
 
 ENV_PREFIX = "QUANTUM_"
 DEFAULT_ENV_FILE = Path("/etc/quantum/execution.env")

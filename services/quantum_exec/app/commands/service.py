@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from quantum_exec.commands.common import (
+from quantum_exec.app.commands.common import (
     add_log_args,
     add_settings_args,
     env_file_arg,
@@ -19,8 +19,8 @@ from quantum_exec.commands.common import (
     run,
     settings_from,
 )
-from quantum_exec.errors import ConfigError
-from quantum_exec.settings import ExchangeEnv, default_state_dir, mask_url_password
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.settings import ExchangeEnv, default_state_dir, mask_url_password
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -33,22 +33,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if settings.state_dir is not None and (settings.embedded_redis or settings.embedded_sim):
-        from quantum_exec.embedded import check_state_dir
+        from quantum_exec.app.embedded import check_state_dir
 
         check_state_dir(
             settings.state_dir,
             variable="QUANTUM_STATE_DIR" if configured_state_dir else "QUANTUM_STATE_DIR (unset: from $HOME)",
         )
+    from quantum_exec.app.runtime import clear_endpoints, runtime_dir, write_endpoints
+    from quantum_exec.app.service import Service
     from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
-    from quantum_exec.runtime import clear_endpoints, runtime_dir, write_endpoints
-    from quantum_exec.service import Service
 
     if settings.embedded_redis or settings.embedded_sim:
         runtime_dir()  # refuses a directory another user planted, before anything starts
     setup_logging(settings, secrets=secret_values(settings))
-    log = get_logger("quantum_exec.cli")
-    from quantum_exec.settings import configuration_warnings
+    log = get_logger("quantum_exec.app.cli")
+    from quantum_exec.core.settings import configuration_warnings
 
     for problem in configuration_warnings(env_file_arg(args.env_file)):
         log.warning("settings.ignored", problem=problem)
@@ -81,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from quantum_exec.demo import run_demo
+    from quantum_exec.app.demo import run_demo
 
     settings = settings_from(args, redis_url=None, binance_base_url=None, exchange="sim", metrics_port=0)
     return int(run(run_demo(settings, verbose=args.verbose)))
@@ -98,8 +98,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     import binance_sim
+    from quantum_exec.core.settings import Settings
     from quantum_exec.ops.logs import setup_logging
-    from quantum_exec.settings import Settings
 
     # The simulator's log lines as the service's (JSON, structured fields), on stderr: stdout's
     # first line is the address it listens on, for scripts to read.

@@ -1,6 +1,6 @@
 """``quantum-exec``: one entry point for the service, the simulator and the everyday tools.
 
-Each group of subcommands lives in its own module under ``quantum_exec.commands`` and registers
+Each group of subcommands lives in its own module under ``quantum_exec.app.commands`` and registers
 itself with ``add_commands(sub)``; a new group is one more name in ``COMMAND_MODULES``.
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from quantum_exec import __version__
-from quantum_exec.errors import ConfigError, QuantumError
+from quantum_exec.core.errors import ConfigError, QuantumError
 
 DESCRIPTION = """\
 quantum-exec executes TradeIntents from a Redis stream on Binance USD-M futures: MARKET entry,
@@ -29,11 +29,11 @@ etc/quantum/execution.env.example. `quantum-exec serve --print-config` shows the
 
 # The order here is the order of `quantum-exec --help`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "quantum_exec.commands.service",  # serve, demo, sim, check
-    "quantum_exec.commands.intents",  # submit, results, schema
-    "quantum_exec.commands.book",  # positions, trades, summary
-    "quantum_exec.commands.edge",  # gateway, notify
-    "quantum_exec.commands.control",  # halt, reduce, resume, limits
+    "quantum_exec.app.commands.service",  # serve, demo, sim, check
+    "quantum_exec.app.commands.intents",  # submit, results, schema
+    "quantum_exec.app.commands.book",  # positions, trades, summary
+    "quantum_exec.app.commands.edge",  # gateway, notify
+    "quantum_exec.app.commands.control",  # halt, reduce, resume, limits
 )
 
 

@@ -1,6 +1,6 @@
 """The environment of the edge processes (``quantum-exec gateway`` and ``notify``): their
 ``QUANTUM_GATEWAY_*`` / ``QUANTUM_NOTIFY_*`` variables are read beside the service's
-:class:`~quantum_exec.settings.Settings` (which give them Redis, the stream names and the key
+:class:`~quantum_exec.core.settings.Settings` (which give them Redis, the stream names and the key
 prefix), from the same EnvironmentFile, environment and systemd credentials."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from quantum_exec.errors import ConfigError
-from quantum_exec.settings import read_env_file
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.settings import read_env_file
 
 # The edge's secrets systemd may pass as credentials (files named after the variables).
 CREDENTIAL_NAMES: Final = (
@@ -24,7 +24,7 @@ CREDENTIAL_NAMES: Final = (
 
 def merged_environment(env_file: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """EnvironmentFile < process environment < systemd credentials, as
-    :func:`quantum_exec.settings.load_settings` merges them. A ``QUANTUM_GATEWAY_SOURCES``
+    :func:`quantum_exec.core.settings.load_settings` merges them. A ``QUANTUM_GATEWAY_SOURCES``
     credential holds the JSON itself (its content, not a path)."""
     env = os.environ if environ is None else environ
     merged: dict[str, str] = {}

@@ -19,8 +19,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from quantum_exec.contracts import Side, TradeIntent, intent_digest
-from quantum_exec.errors import ConfigError, ExchangeError, IntentRejected, ReasonCode
-from quantum_exec.settings import ExchangeEnv, Settings
+from quantum_exec.core.errors import ConfigError, ExchangeError, IntentRejected, ReasonCode
+from quantum_exec.core.settings import ExchangeEnv, Settings
 
 
 def refused(code: str, message: str) -> ConfigError:
@@ -47,8 +47,8 @@ async def check_intent_id(redis: Redis, settings: Settings, intent: TradeIntent)
 
 def _exchange_url(settings: Settings) -> str:
     """Where the service's exchange is: its REST root, or the simulator an embedded serve started."""
+    from quantum_exec.app.runtime import read_endpoints
     from quantum_exec.exchange.endpoints import rest_root
-    from quantum_exec.runtime import read_endpoints
 
     if settings.exchange is ExchangeEnv.SIM and not settings.binance_base_url:
         recorded = read_endpoints().get("exchange_url")
@@ -60,7 +60,7 @@ def _exchange_url(settings: Settings) -> str:
 
 async def check_on_exchange(settings: Settings, intent: TradeIntent) -> None:
     """The service's pre-trade guards, on the exchange's rules and mark price."""
-    from quantum_exec.embedded import with_sim_credentials
+    from quantum_exec.app.embedded import with_sim_credentials
     from quantum_exec.exchange.gateway import BinanceGateway
     from quantum_exec.execution.guards import Guards
     from quantum_exec.execution.run import Run

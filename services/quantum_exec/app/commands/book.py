@@ -16,11 +16,11 @@ from typing import Any
 
 import aiohttp
 
-from quantum_exec.commands.common import add_settings_args, with_reader_settings
-from quantum_exec.errors import ConfigError
+from quantum_exec.app.commands.common import add_settings_args, with_reader_settings
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.rules import fmt
+from quantum_exec.core.settings import Settings
 from quantum_exec.ops.health import local_url
-from quantum_exec.rules import fmt
-from quantum_exec.settings import Settings
 
 TIMEOUT_S = 10.0
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from quantum_exec.commands.common import add_settings_args, redis_errors, redis_url, run, settings_from
-from quantum_exec.errors import ConfigError
-from quantum_exec.settings import Settings
+from quantum_exec.app.commands.common import add_settings_args, redis_errors, redis_url, run, settings_from
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.settings import Settings
 
 
 def _decimal_arg(value: str) -> Decimal:
@@ -121,7 +121,7 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"submit needs --{field} (or a JSON file with it)")
     # Refuse here, with the service's own message, what the service would only reject.
     from quantum_exec.contracts import parse_intent
-    from quantum_exec.errors import IntentRejected
+    from quantum_exec.core.errors import IntentRejected
 
     try:
         parse_intent(payload)
@@ -131,9 +131,9 @@ def build_intent(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _submit(settings: Settings, payload: dict[str, Any], *, check: bool) -> str:
-    from quantum_exec.commands.precheck import check_intent_id, check_on_exchange
+    from quantum_exec.app.commands.precheck import check_intent_id, check_on_exchange
     from quantum_exec.contracts import encode_intent_fields, parse_intent
-    from quantum_exec.redis_client import connect
+    from quantum_exec.core.redis_client import connect
 
     intent = parse_intent(payload)  # build_intent refused what does not parse
     url = redis_url(settings)
@@ -160,7 +160,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from quantum_exec.results_view import show_intent, show_results
+    from quantum_exec.app.results_view import show_intent, show_results
 
     settings = settings_from(args)
     url = redis_url(settings)

@@ -23,9 +23,9 @@ from decimal import (
 )
 from typing import Any, Final, Literal
 
-from quantum_exec.errors import IntentRejected, ReasonCode
+from quantum_exec.core.errors import IntentRejected, ReasonCode
+from quantum_exec.core.settings import MaxQtyPolicy
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import MaxQtyPolicy
 
 log = get_logger(__name__)
 

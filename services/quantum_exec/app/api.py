@@ -25,15 +25,15 @@ from redis.asyncio import Redis
 
 from quantum_exec.account.roles import role_of
 from quantum_exec.account.views import AlgoView, StaleStateError
+from quantum_exec.app.working import working_intents
 from quantum_exec.contracts.codec import dumps, payload_value
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.stops.budget import MAX_CONDITIONAL_ORDERS
 from quantum_exec.ledger.query import QueryError, parse_summary_query, parse_trade_query
 from quantum_exec.ledger.summary import summarize
 from quantum_exec.ledger.trades import trade_to_json
 from quantum_exec.ops.access import Access, json_error
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import Settings
-from quantum_exec.working import working_intents
 
 if TYPE_CHECKING:
     from quantum_exec.account.follower import AccountFollower
@@ -109,7 +109,7 @@ class ReadApi:
 
     async def _from_exchange(self, read: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         """``read``'s answer; 503 naming the exchange when it cannot be asked."""
-        from quantum_exec.errors import ExchangeError
+        from quantum_exec.core.errors import ExchangeError
 
         try:
             return await read()

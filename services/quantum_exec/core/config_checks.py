@@ -1,7 +1,7 @@
 """Checks of the configuration that need more than one field's type: the Redis URL's form, settings
 that contradict each other, ``QUANTUM_*`` names that set nothing, env-file lines that say nothing.
 
-Pure functions (no import of :mod:`quantum_exec.settings`): the settings call them, ``serve``
+Pure functions (no import of :mod:`quantum_exec.core.settings`): the settings call them, ``serve``
 reports what they find before anything starts.
 """
 

@@ -42,9 +42,9 @@ from typing import IO, TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from quantum_exec.errors import ConfigError, QuantumError
+from quantum_exec.core.errors import ConfigError, QuantumError
+from quantum_exec.core.settings import ExchangeEnv, Settings, mask_url_password
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.settings import ExchangeEnv, Settings, mask_url_password
 
 if TYPE_CHECKING:
     from binance_sim import Simulator

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from quantum_exec.errors import ConfigError
-from quantum_exec.settings import DEFAULT_ENV_FILE, Settings, load_settings
+from quantum_exec.core.errors import ConfigError
+from quantum_exec.core.settings import DEFAULT_ENV_FILE, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,7 +40,7 @@ _REPORTED: set[str] = set()
 def report_configuration(env_file: Path | None) -> None:
     """Say on stderr, one line each and once per process, what in the environment and the env file
     sets nothing (a misspelt ``QUANTUM_*`` name, a malformed line). ``serve`` logs them instead."""
-    from quantum_exec.settings import configuration_warnings
+    from quantum_exec.core.settings import configuration_warnings
 
     for problem in configuration_warnings(env_file):
         if problem not in _REPORTED:
@@ -88,7 +88,7 @@ def local_settings(args: argparse.Namespace) -> Settings:
     ask the service rather than fail. An embedded ``serve`` in another terminal records where it
     listens (as for submit/results); ``QUANTUM_METRICS_PORT`` wins.
     """
-    from quantum_exec.runtime import read_endpoints
+    from quantum_exec.app.runtime import read_endpoints
 
     try:
         settings = settings_from(args)
@@ -120,7 +120,7 @@ def redis_url(settings: Settings) -> str | None:
     """The URL of the Redis to use; None when Sentinel names it."""
     if settings.redis_url or settings.redis_sentinels:
         return settings.redis_url
-    from quantum_exec.runtime import read_endpoints, runtime_file
+    from quantum_exec.app.runtime import read_endpoints, runtime_file
 
     url = read_endpoints().get("redis_url")
     if not url:
@@ -136,8 +136,8 @@ async def redis_errors(settings: Settings, url: str | None) -> AsyncIterator[Non
     """Redis refusing or unreachable, as the one line naming the setting (ConfigError)."""
     from redis import exceptions
 
-    from quantum_exec.config_checks import db_out_of_range
-    from quantum_exec.redis_client import location
+    from quantum_exec.core.config_checks import db_out_of_range
+    from quantum_exec.core.redis_client import location
 
     where = location(settings, url)
     source = "check QUANTUM_REDIS_SENTINELS" if settings.redis_sentinels else "check QUANTUM_REDIS_URL"

@@ -12,7 +12,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from quantum_exec.commands.common import (
+from quantum_exec.app.commands.common import (
     add_log_args,
     add_settings_args,
     env_file_arg,
@@ -21,7 +21,7 @@ from quantum_exec.commands.common import (
     run,
     settings_from,
 )
-from quantum_exec.settings import Settings
+from quantum_exec.core.settings import Settings
 
 
 def _prepare(args: argparse.Namespace, extra_secrets: list[str]) -> tuple[Settings, str | None]:
@@ -33,7 +33,7 @@ def _prepare(args: argparse.Namespace, extra_secrets: list[str]) -> tuple[Settin
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from quantum_exec.edge_env import merged_environment
+    from quantum_exec.core.edge_env import merged_environment
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
     from quantum_exec.webhooks.config import gateway_config
     from quantum_exec.webhooks.run import run_gateway
@@ -54,7 +54,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    from quantum_exec.edge_env import merged_environment
+    from quantum_exec.core.edge_env import merged_environment
     from quantum_exec.notify.config import notify_config
     from quantum_exec.notify.run import run_notifier
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
@@ -67,7 +67,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     check_secret_file_permissions([env_file_arg(args.env_file)])
     if "QUANTUM_METRICS_PORT" not in env:
         # Beside an embedded `serve`: its /metrics is where it recorded it (as `check` finds it).
-        from quantum_exec.runtime import read_endpoints
+        from quantum_exec.app.runtime import read_endpoints
 
         recorded = read_endpoints().get("metrics_port")
         if isinstance(recorded, int):

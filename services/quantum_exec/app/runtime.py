@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from quantum_exec.errors import ConfigError
+from quantum_exec.core.errors import ConfigError
 
 
 def runtime_file() -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from quantum_exec.app.results_view import format_table
 from quantum_exec.contracts import (
     ExecutionResult,
     ProtectionState,
@@ -23,8 +24,7 @@ from quantum_exec.contracts import (
     decode_result_fields,
     encode_intent_fields,
 )
-from quantum_exec.results_view import format_table
-from quantum_exec.settings import LogFormat, Settings
+from quantum_exec.core.settings import LogFormat, Settings
 
 RESULT_DEADLINE_S = 20.0
 
@@ -134,8 +134,8 @@ def _verdict(items: list[Scenario], results: dict[str, ExecutionResult]) -> list
 
 async def run_demo(settings: Settings, *, verbose: bool = False) -> int:
     """Run the demo; 0 when every sample intent came back as expected."""
+    from quantum_exec.app.service import Service
     from quantum_exec.ops.logs import secret_values, setup_logging
-    from quantum_exec.service import Service
 
     setup_logging(settings.model_copy(update={"log_format": LogFormat.TEXT}), secrets=secret_values(settings))
     if not verbose:

@@ -18,18 +18,18 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from quantum_exec import __version__
-from quantum_exec.config_checks import db_out_of_range
+from quantum_exec.app.embedded import EmbeddedRedis
+from quantum_exec.app.service_health import ServiceHealth
 from quantum_exec.contracts import ExecutionResult, TradeIntent
-from quantum_exec.embedded import EmbeddedRedis
-from quantum_exec.errors import ConfigError, QuantumError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.config_checks import db_out_of_range
+from quantum_exec.core.errors import ConfigError, QuantumError, RetryableError, UnknownOutcomeError
+from quantum_exec.core.redis_client import connect, location
+from quantum_exec.core.settings import Settings
 from quantum_exec.execution.run import Attempt
 from quantum_exec.ops import metrics
 from quantum_exec.ops.health import MetricsServer
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.notify import Notifier
-from quantum_exec.redis_client import connect, location
-from quantum_exec.service_health import ServiceHealth
-from quantum_exec.settings import Settings
 from quantum_exec.stream.consumer import IntentConsumer
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.runner import Handler
@@ -37,7 +37,7 @@ from quantum_exec.stream.runner import Handler
 if TYPE_CHECKING:
     from binance_sim import Simulator
     from quantum_exec.account.follower import AccountFollower
-    from quantum_exec.api import ReadApi
+    from quantum_exec.app.api import ReadApi
     from quantum_exec.execution.executor import Executor
     from quantum_exec.ledger.book import LedgerBook
     from quantum_exec.risk.control import ControlApi
@@ -201,7 +201,7 @@ class Service:
         if self._handler is None:  # the real executor: the exchange, and the read API over it
             server.add_check("exchange_rules", self.health.rules_ready)
             server.add_check("exchange", self.health.exchange_ready)
-            from quantum_exec.api import ReadApi
+            from quantum_exec.app.api import ReadApi
 
             self._api = ReadApi(
                 settings,
@@ -263,7 +263,7 @@ class Service:
 
     async def _executor_handler(self) -> Handler:
         # Imported when used: the exchange stack (python-binance) is not needed with a handler.
-        from quantum_exec.embedded import start_simulator, with_sim_credentials
+        from quantum_exec.app.embedded import start_simulator, with_sim_credentials
         from quantum_exec.execution.executor import create_executor
 
         settings = self.settings

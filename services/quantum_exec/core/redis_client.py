@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from quantum_exec.settings import CLUSTER_SCHEMES, Settings, mask_url_password
+from quantum_exec.core.settings import CLUSTER_SCHEMES, Settings, mask_url_password
 
 # Connect timeout, and what a socket read may take beyond a blocking command's own block time.
 SOCKET_MARGIN_S = 5.0

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
+from quantum_exec.app.working import working_intents
 from quantum_exec.contracts import ExecutionResult, PayloadError, decode_result_fields
 from quantum_exec.contracts.codec import PAYLOAD_FIELDS, payload_value
-from quantum_exec.redis_client import connect
-from quantum_exec.rules import fmt
-from quantum_exec.settings import Settings
-from quantum_exec.working import working_intents
+from quantum_exec.core.redis_client import connect
+from quantum_exec.core.rules import fmt
+from quantum_exec.core.settings import Settings
 
 # How long one read of ``results --follow`` waits for new results.
 _FOLLOW_BLOCK_MS = 5000
@@ -195,7 +195,7 @@ _SCAN = 10_000
 async def show_intent(settings: Settings, redis_url: str | None, intent_id: str, *, as_json: bool) -> int:
     """The one intent's result; else its dead letter (a re-used id, a payload never executed);
     else that it is still working. 1 with one line when nothing of it is found."""
-    from quantum_exec.errors import QuantumError
+    from quantum_exec.core.errors import QuantumError
     from quantum_exec.stream.store import Keys
 
     client = connect(settings, redis_url)

@@ -9,10 +9,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from quantum_exec import __version__
-from quantum_exec.redis_client import location
+from quantum_exec.core.redis_client import location
 
 if TYPE_CHECKING:
-    from quantum_exec.service import Service
+    from quantum_exec.app.service import Service
 
 
 class ServiceHealth:

@@ -1,5 +1,0 @@
-"""The ``quantum-exec`` subcommands, one module per group; each exposes ``add_commands(sub)``.
-
-``quantum_exec.cli`` lists the modules (``COMMAND_MODULES``) and builds the parser from them;
-``quantum_exec.commands.common`` holds what every command shares (settings, the event loop).
-"""
