@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, OrderType
-from quantum_exec.execution.stops.modify import carried_targets
+from quantum_exec.execution.stops.set_plan import carried_targets
 from quantum_exec.ids import client_order_id, tp_level_id
 
 D = Decimal
