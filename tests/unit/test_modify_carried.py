@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from quantum_exec.core.ids import client_order_id, tp_level_id
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, OrderSide, OrderType
-from quantum_exec.execution.stops.modify import carried_targets
+from quantum_exec.execution.stops.set_plan import carried_targets
 
 D = Decimal
 _ids = iter(range(1, 1000))

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from quantum_exec.account.claims import LegClaims
+from quantum_exec.account.event_checks import armed_late, trailing_active, twin_open
 from quantum_exec.account.events import (
     AccountUpdate,
     AlgoUpdate,
@@ -42,11 +43,9 @@ from quantum_exec.account.events import (
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.live_oco import LiveOco
 from quantum_exec.account.positions import PositionView
-from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.publishing import Moved, Publisher
 from quantum_exec.account.records import IntentIds, IntentRecords
 from quantum_exec.account.resync import Resyncer
-from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.account.unseen import UnseenFills
@@ -55,11 +54,10 @@ from quantum_exec.account.views import AlgoView, FillSummary, StaleStateError
 from quantum_exec.account.waiters import KeyedWaiters
 from quantum_exec.contracts import TradeIntent
 from quantum_exec.core.aio import cancel_task
-from quantum_exec.core.ids import is_own_protective
 from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import stream_root
 from quantum_exec.exchange.gateway import BinanceGateway
-from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus
+from quantum_exec.exchange.wire import AlgoOrder
 from quantum_exec.execution.legs import LegPlacer
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -185,21 +183,7 @@ class AccountFollower:
     ) -> None:
         """Publish that our legs on ``symbol`` changed from ``before`` to ``after`` (None: the
         view's open legs now). Never fails the caller: logged when it cannot."""
-        if after is None:
-            try:
-                after = self.state.open_protective(symbol)
-            except StaleStateError:
-                after = []
-        event = protection_changed(
-            symbol, ProtectionReason(reason), change_id, before, after, intent_id=intent_id
-        )
-        try:
-            outcome = await self.store.publish_protection(event)
-        except Exception as exc:
-            log.warning("account.protection_event_failed", symbol=symbol, reason=reason, error=str(exc))
-            return
-        if outcome < 0:
-            log.warning("account.protection_event_not_leader", symbol=symbol, reason=reason)
+        await self.publisher.protection_changed(symbol, reason, change_id, before, after, intent_id=intent_id)
 
     def conditional_open(self) -> int | None:
         """Open conditional orders of the account, anybody's (NEW or TRIGGERING: what counts toward
@@ -273,29 +257,12 @@ class AccountFollower:
         self.oco.kick(symbol)
 
     async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
-        """The break-even move the open records of ``symbol`` (side ``long``) hold: after which
-        level, to which trigger (of several, the earliest level and the safest trigger); None
-        when none holds one. A MODIFY that rewrites the records carries it over."""
-        records = [
-            r
-            for r in await self.store.records_of(symbol)
-            if r.opened and r.long is long and r.break_even_after is not None and r.break_even is not None
-        ]
-        if not records:
-            return None
-        after = min(r.break_even_after for r in records if r.break_even_after is not None)
-        triggers = [r.break_even for r in records if r.break_even is not None]
-        return after, max(triggers) if long else min(triggers)
+        """The break-even move the open records of ``symbol`` hold (see :mod:`.records`)."""
+        return await self._records.break_even(symbol, long=long)
 
     async def record_keys(self, symbol: str, *, long: bool) -> dict[str, tuple[Decimal | None, int | None]]:
-        """The keys of the open records of ``symbol`` (side ``long``): their stop trigger and
-        break-even level (a MODIFY finds the ladder's filled levels under them, and a resumed one
-        the stop it decided)."""
-        return {
-            r.intent_key: (r.stop_loss, r.break_even_after)
-            for r in await self.store.records_of(symbol)
-            if r.opened and r.long is long
-        }
+        """The keys of the open records of ``symbol`` (see :mod:`.records`)."""
+        return await self._records.record_keys(symbol, long=long)
 
     def release_legs(self, client_algo_ids: list[str]) -> None:
         """The entry of legs held with :meth:`hold_legs` is done: the live OCO looks after them."""
@@ -368,7 +335,7 @@ class AccountFollower:
         metrics.USER_STREAM_LAST_EVENT.set(time.time())
         if event is None:
             return
-        was_active = self._trailing_active(event)
+        was_active = trailing_active(self.state, event)
         applied = self.state.apply(event)
         if isinstance(event, AlgoUpdate) and event.activated and was_active is False and self.leader:
             # A trailing stop of ours activated (ALGO_UPDATE ia): published once (its id).
@@ -391,7 +358,7 @@ class AccountFollower:
             if event.status.is_final:
                 self._claims.unclaim(event.algo_id)
                 self.oco.kick(event.symbol)
-            elif self._twin_open(event) or self._armed_late(event):
+            elif twin_open(self.state, event) or armed_late(self.state, event):
                 # A leg armed beside its other copy (the OCO keeps one), or after the fill that
                 # left it nothing to protect (the OCO cancels it now, not at the next fill).
                 self.oco.kick(event.symbol)
@@ -402,26 +369,6 @@ class AccountFollower:
             for symbol in {p.symbol for p in event.positions}:
                 self._watch(symbol)
         self._check_drift()
-
-    def _trailing_active(self, event: object) -> bool | None:
-        """Whether our trailing stop of ``event`` tracked the price before it (None: not one)."""
-        if not isinstance(event, AlgoUpdate) or event.activated is None:
-            return None
-        if not is_own_protective(event.client_algo_id):
-            return None
-        try:
-            seen = self.state.algo_order(event.client_algo_id)
-        except StaleStateError:
-            return None
-        return bool(seen.activated) if seen is not None else False
-
-    def _armed_late(self, event: AlgoUpdate) -> bool:
-        """True when our leg is armed and not settling: every fill before its placement has come
-        (one type is ordered), so the view can tell already whether it still protects anything."""
-        if not is_own_protective(event.client_algo_id) or event.status is not AlgoStatus.NEW:
-            return False
-        leg = self.state.algo_order(event.client_algo_id)
-        return leg is not None and leg.is_armed and not self.state.settling(leg)
 
     def _watch(self, symbol: str) -> None:
         """Look at ``symbol`` again when what is settling on it (an ACCOUNT_UPDATE ahead of its fill,
@@ -451,13 +398,6 @@ class AccountFollower:
         await self.resync.run()
         for symbol in self.state.disagreeing_symbols():
             self._watch(symbol)
-
-    def _twin_open(self, event: AlgoUpdate) -> bool:
-        """True when our leg of ``event`` is open under both of its ids (see :func:`.roles.leg_ids`)."""
-        if not is_own_protective(event.client_algo_id):
-            return False
-        twin = replacement_of(event.client_algo_id)
-        return any(a.client_algo_id == twin for a in self.state.own_protective_known(event.symbol))
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
         self.publisher.queue(Moved(fill, before, after, time.monotonic()))

@@ -14,18 +14,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from quantum_exec.account.events import OrderTradeUpdate
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.positions import PositionEvent, PositionReason, PositionView, position_event
+from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.records import IntentIds
 from quantum_exec.account.roles import intent_digest, role_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
-from quantum_exec.account.views import AlgoView
+from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.account.waiters import KeyedWaiters
+from quantum_exec.exchange.wire import AlgoOrder
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.ops.outage import OutageLog
@@ -190,3 +193,31 @@ class Publisher:
                     await self._store.drop_record(event.symbol, record.digest)
                 else:
                     await self._store.put_record(replace(record, quantity=left))
+
+    async def protection_changed(
+        self,
+        symbol: str,
+        reason: str,
+        change_id: str,
+        before: Sequence[AlgoView | AlgoOrder],
+        after: Sequence[AlgoView | AlgoOrder] | None,
+        *,
+        intent_id: str | None = None,
+    ) -> None:
+        """Publish that our legs on ``symbol`` changed from ``before`` to ``after`` (None: the
+        view's open legs now). Never fails the caller: logged when it cannot."""
+        if after is None:
+            try:
+                after = self._state.open_protective(symbol)
+            except StaleStateError:
+                after = []
+        event = protection_changed(
+            symbol, ProtectionReason(reason), change_id, before, after, intent_id=intent_id
+        )
+        try:
+            outcome = await self._store.publish_protection(event)
+        except Exception as exc:
+            log.warning("account.protection_event_failed", symbol=symbol, reason=reason, error=str(exc))
+            return
+        if outcome < 0:
+            log.warning("account.protection_event_not_leader", symbol=symbol, reason=reason)

@@ -158,3 +158,28 @@ class IntentRecords:
         for record in await self._store.records_of(symbol):
             if record.opened and (long is None or record.long is long):
                 await self._store.drop_record(symbol, record.digest)
+
+    async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
+        """The break-even move the open records of ``symbol`` (side ``long``) hold: after which
+        level, to which trigger (of several, the earliest level and the safest trigger); None
+        when none holds one. A MODIFY that rewrites the records carries it over."""
+        records = [
+            r
+            for r in await self._store.records_of(symbol)
+            if r.opened and r.long is long and r.break_even_after is not None and r.break_even is not None
+        ]
+        if not records:
+            return None
+        after = min(r.break_even_after for r in records if r.break_even_after is not None)
+        triggers = [r.break_even for r in records if r.break_even is not None]
+        return after, max(triggers) if long else min(triggers)
+
+    async def record_keys(self, symbol: str, *, long: bool) -> dict[str, tuple[Decimal | None, int | None]]:
+        """The keys of the open records of ``symbol`` (side ``long``): their stop trigger and
+        break-even level (a MODIFY finds the ladder's filled levels under them, and a resumed one
+        the stop it decided)."""
+        return {
+            r.intent_key: (r.stop_loss, r.break_even_after)
+            for r in await self._store.records_of(symbol)
+            if r.opened and r.long is long
+        }

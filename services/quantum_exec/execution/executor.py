@@ -3,32 +3,24 @@
 ``Executor.execute`` runs the steps for one intent and always ends in an ExecutionResult for a
 business outcome (filled, partial, rejected, failed). It raises only when the outcome of an order
 cannot be determined at all (the exchange unreachable while resolving an unknown outcome): the
-stream layer then leaves the entry pending, and the redelivery resumes through client-id lookups.
+stream layer then leaves the entry pending, and the redelivery resumes through client-id lookups
+(:mod:`quantum_exec.core.ids`; a re-execution first looks up what the exchange holds, :mod:`.recovery`).
 
-Exactly-once effects rest on deterministic client ids (:mod:`quantum_exec.core.ids`): a re-execution
-(``resume=True``) first looks up, once, what the exchange holds under the intent's ids
-(:mod:`.recovery`), and the entry's strategy resumes from those facts, completing only the missing
-steps. The executor keeps the decision and the common steps: guards (:mod:`.guards`), netting
-against an opposite one-way position (:mod:`.netting`, :mod:`.opposite`), leverage and margin,
-then one entry strategy per shape (:mod:`.entries`: MARKET with its with_entry legs, LIMIT, STOP,
-sliced; the CLOSE), then SL/TP and the failure policy (:mod:`.protection`), fees (:mod:`.fees`)
-and the records; the result's fields in :mod:`.run` and :mod:`.outcomes`.
+The executor keeps the decision and the common steps: guards (:mod:`.guards`), netting against
+an opposite one-way position (:mod:`.netting`, :mod:`.opposite`), the risk governor's admission
+(:mod:`.admission`), leverage and margin (:mod:`.symbols`), one entry strategy per shape
+(:mod:`.entries`), SL/TP (:mod:`.protection`), fees (:mod:`.fees`) and the records
+(:mod:`.outcomes`, :mod:`.run`); MODIFY in :mod:`.stops`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from quantum_exec.contracts import (
-    ErrorSource,
     ExecutionResult,
-    ProtectionState,
-    ResultStatus,
     Side,
     TradeIntent,
     intent_key,
@@ -37,14 +29,13 @@ from quantum_exec.core.errors import (
     ConfigError,
     ExchangeError,
     IntentRejected,
-    ReasonCode,
     UnknownOutcomeError,
 )
 from quantum_exec.core.ids import client_order_id
 from quantum_exec.core.rules import SymbolRules
 from quantum_exec.core.settings import Settings
-from quantum_exec.exchange import fencing
-from quantum_exec.exchange.wire import Order, OrderStatus, OrderType
+from quantum_exec.exchange.wire import Order
+from quantum_exec.execution.admission import Admission
 from quantum_exec.execution.entries.base import STOP_ENTRIES, Entry, EntryContext, EntryStrategy
 from quantum_exec.execution.entries.close import Closer
 from quantum_exec.execution.entries.limit import LimitEntry, WorkingEntry
@@ -58,31 +49,30 @@ from quantum_exec.execution.exposure import Exposure
 from quantum_exec.execution.fees import record_fees
 from quantum_exec.execution.guards import Guards, wants_protection
 from quantum_exec.execution.legs import LegPlacer
-from quantum_exec.execution.netting import is_opposite, only_reduces
+from quantum_exec.execution.netting import is_opposite
 from quantum_exec.execution.opposite import check_opposite, netted, opened_size
-from quantum_exec.execution.outcomes import as_poison, record_failure, record_fill
+from quantum_exec.execution.outcomes import (
+    as_poison,
+    record_failure,
+    record_fill,
+    record_opened,
+    record_status,
+    record_unfilled,
+)
 from quantum_exec.execution.ports import AccountView, CloseRequests, Gateway, Plans, RiskCheck
 from quantum_exec.execution.protection import Protector
 from quantum_exec.execution.recovery import Recovery
 from quantum_exec.execution.resolution import OrderResolver
 from quantum_exec.execution.run import Attempt, Run
-from quantum_exec.execution.stops.break_even import break_even_of
 from quantum_exec.execution.stops.budget import check_budget, legs_needed
 from quantum_exec.execution.stops.modify import Modifier
 from quantum_exec.execution.stops.support import refuse_unsupported
 from quantum_exec.execution.survey import survey
+from quantum_exec.execution.symbols import SymbolConfig
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
-
-
-@dataclass(slots=True)
-class _SymbolState:
-    """What we know to be set on the exchange for a symbol (None: unknown)."""
-
-    leverage: int | None = None
-    margin_type: str | None = None
 
 
 class Executor:
@@ -91,7 +81,7 @@ class Executor:
     def __init__(self, settings: Settings, gateway: Gateway, account: AccountView | None = None) -> None:
         self._settings = settings
         self.gateway = gateway
-        self._state: dict[str, _SymbolState] = {}
+        self._symbols = SymbolConfig(gateway)
         self._own_protective: dict[str, set[int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._guards = Guards(settings, gateway)
@@ -115,7 +105,8 @@ class Executor:
         self._market = MarketEntry(self._ctx)
         self._own_legs = OwnLegs(self.legs, lambda: self._ctx.account, self._own_protective, gateway)
         self._closer = Closer(self._ctx, self._recovery, self._guards, sliced, self._own_legs)
-        self._modifier = Modifier(self._ctx, self._guards, self._own_protective)
+        self._admission = Admission(lambda: self._ctx.risk)
+        self._modifier = Modifier(self._ctx, self._guards, self._own_protective, self._admission)
 
     @property
     def account(self) -> AccountView | None:
@@ -160,7 +151,7 @@ class Executor:
                 "switch it with POST /fapi/v1/positionSide/dual dualSidePosition=false"
             )
         for position in await self.gateway.positions():
-            self._state[position.symbol] = _SymbolState(position.leverage, position.margin_type)
+            self._symbols.learn(position.symbol, position.leverage, position.margin_type)
         for order in await self.legs.open_own():
             self._own_protective.setdefault(order.symbol, set()).add(order.algo_id)
 
@@ -196,16 +187,10 @@ class Executor:
                 if intent.side is Side.CLOSE:
                     await self._closer.close(run)
                 elif intent.side is Side.MODIFY:
-                    if self.risk is not None and not attempt.resume:
-                        # Reducing for the governor (REDUCING admits it), nothing new while HALTED;
-                        # a resumed MODIFY finishes what its legs' make-before-break began.
-                        zero = Decimal(0)
-                        await self.risk.admit(
-                            intent, key=key, reduces=True, quantity=zero, price=zero, leverage=0, entry=False
-                        )
                     await self._modifier.modify(run)
                 else:
-                    await self._entry(run)
+                    # What its admission reserved of the exposure limits is held until its result.
+                    await self._admission.holding(run, lambda: self._open(run))
             except UnknownOutcomeError:
                 raise
             except (IntentRejected, ExchangeError) as exc:
@@ -264,7 +249,7 @@ class Executor:
         await self._own_legs.cancel_orphans(run, symbol)
         assert out.leverage is not None and out.margin_type is not None
         with run.step("leverage"):
-            await self._configure(symbol, out.leverage, out.margin_type)
+            await self._symbols.configure(symbol, out.leverage, out.margin_type)
         found = Entry(client_order_id(run.key, "entry"), rules, reference, quantity, long)
         if intent.order_type == "MARKET" and needs_children(rules, quantity, intent.execution):
             found.plan = self._sliced.plan(run, rules, quantity, reference, long=long)
@@ -283,43 +268,6 @@ class Executor:
             return self._stop
         return self._limit if run.intent.order_type == "LIMIT" else self._market
 
-    async def _entry(self, run: Run) -> None:
-        """A BUY/SELL; what its admission reserved of the exposure limits is held until its result."""
-        admission = None
-        if self.risk is not None:
-            risk = self.risk
-
-            passed: list[object] = []
-
-            async def stands() -> None:
-                # Until the entry order (or a TWAP child) admitted now has passed this check once:
-                # the legs sent after it never depend on the admission.
-                waiting = run.on_first_answer
-                if waiting is None or any(waiting is done for done in passed):
-                    return
-                await risk.still_admitted(run.key)
-                if run.entry_sent:
-                    passed.append(waiting)
-
-            admission = fencing.set_admission(stands)
-        try:
-            await self._open(run)
-        except (UnknownOutcomeError, asyncio.CancelledError):
-            # Left to a later attempt (the order may be travelling): it lapses with its lease
-            # unless that attempt reserves again (a resumed attempt that finds the entry adopts it).
-            if self.risk is not None:
-                await self.risk.release(run.key, lapse=True)
-            raise
-        except Exception:
-            if self.risk is not None:
-                await self.risk.release(run.key)
-            raise
-        finally:
-            if admission is not None:
-                fencing.reset_admission(admission)
-        if self.risk is not None:
-            await self.risk.release(run.key)
-
     async def _open(self, run: Run) -> None:
         intent, out = run.intent, run.out
         symbol = intent.symbol
@@ -334,10 +282,8 @@ class Executor:
             facts = await self._recovery.look_up(run, "entry")
             strategy = self._pick(run, sliced=facts.plan is not None)
             found = await strategy.find(run, facts)
-            if found is not None and self.risk is not None and not (run.attempt.repair or intent.reduce_only):
-                # The entry may still fill (working, or a TWAP's children left): it holds what it
-                # adds again, the dead attempt's reservation lapsing with its instance.
-                await self.risk.adopt(intent, key=run.key, quantity=found.quantity, price=found.reference)
+            if found is not None:
+                await self._admission.adopt(run, found.quantity, found.reference)
         if found is None and run.attempt.repair:
             run.entry_sent = False  # certainly absent: the repair never places a new entry
             return
@@ -350,21 +296,7 @@ class Executor:
                 with run.step("position"):
                     run.position_before = await position_amount(self.account, self.gateway, symbol)
                 check_opposite(self._settings, run, run.position_before, quantity, long=long)
-            if self.risk is not None:
-                assert out.leverage is not None
-                before = run.position_before
-                run.admitted_reducing = await self.risk.admit(
-                    intent,
-                    key=run.key,
-                    reduces=intent.reduce_only
-                    or (before is not None and only_reduces(before, quantity, long=long)),
-                    quantity=quantity,
-                    price=reference,
-                    leverage=out.leverage,
-                )
-            risk = self.risk
-            if risk is not None:
-                run.on_first_answer = lambda: risk.settled(run.key)
+            await self._admission.admit(run, quantity, reference, long=long)
             try:
                 found, strategy = await self._send_entry(run, strategy, rules, reference, quantity, long)
             except UnknownOutcomeError:
@@ -382,88 +314,35 @@ class Executor:
             # Known filled by REST: the live view is behind it until its fill events arrive.
             self.account.saw_final(intent.symbol, fill.order_ids, entry.update_time_ms)
         if entry.executed_qty <= 0:
-            out.status = ResultStatus.FAILED
-            if entry.order_type is OrderType.LIMIT:
-                run.error(
-                    ReasonCode.ENTRY_EXPIRED,
-                    ErrorSource.EXCHANGE,
-                    f"LIMIT entry {entry_id} at {entry.price} ended {entry.status} with nothing filled",
-                )
-            else:
-                run.error(
-                    ReasonCode.ENTRY_NOT_FILLED,
-                    ErrorSource.EXCHANGE,
-                    f"entry {entry_id} ended {entry.status} with nothing filled",
-                )
+            record_unfilled(run, entry, entry_id)
             if self.account is not None:
                 await self.account.opened(run.key, intent, Decimal(0))
             return
-        if out.protection is not ProtectionState.CLOSED_EMERGENCY:  # closed at its fill: FAILED stands
-            out.status = (
-                ResultStatus.FILLED
-                if entry.status is OrderStatus.FILLED
-                and entry.executed_qty >= quantity
-                and not fill.recovered
-                else ResultStatus.PARTIAL
-            )
+        record_status(run, entry, quantity, recovered=fill.recovered)
         order_ids, early = fill.order_ids, fill.early
         size = opened_size(run, rules, entry, long=long)
         flatten: Order | None = None
         if early is not False:
             # Protected (closePosition) at its first fill while it worked: nothing twice.
             flatten = early if isinstance(early, Order) else None
-            if flatten is not None:
-                order_ids.append(flatten.order_id)
-                if self.account is not None and flatten.executed_qty > 0:
-                    self.account.saw_final(intent.symbol, [flatten.order_id], flatten.update_time_ms)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
         elif wants_protection(intent) and size > 0:
             with run.step("protection"), self.exposure.naked(run, entry):
                 flatten = await self._protector.protect(
                     run, rules, entry, size, long=long, resume=run.attempt.resume
                 )
-            if flatten is not None:
-                order_ids.append(flatten.order_id)
-                if self.account is not None and flatten.executed_qty > 0:
-                    self.account.saw_final(intent.symbol, [flatten.order_id], flatten.update_time_ms)
             metrics.POSITIONS_OPENED.labels(protection=out.protection.value).inc()
+        if flatten is not None:
+            order_ids.append(flatten.order_id)
+            if self.account is not None and flatten.executed_qty > 0:
+                self.account.saw_final(intent.symbol, [flatten.order_id], flatten.update_time_ms)
         if run.position_before is not None and is_opposite(run.position_before, long=long):
             await netted(self.legs, self.account, self._own_protective, run, entry, size, flatten, long=long)
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
         if self.account is not None:
             # After protection (off the time-to-protected path); a redelivery writes it again.
-            # What this intent opened (an entry that only reduced an opposite position opened nothing).
-            held = Decimal(0) if out.protection is ProtectionState.CLOSED_EMERGENCY else size
-            await self.account.opened(
-                run.key,
-                intent,
-                held,
-                stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
-                take_profit=out.take_profit.trigger_price
-                if out.take_profit and not out.take_profits
-                else None,
-                break_even=break_even_of(run, rules, long=long),
-            )
-
-    async def _configure(self, symbol: str, leverage: int, margin_type: str) -> None:
-        """Set margin type and leverage only where they differ from what is known to be set."""
-        state = self._state.setdefault(symbol, _SymbolState())
-        calls: list[Awaitable[Any]] = []
-        if state.margin_type != margin_type:
-            calls.append(self.gateway.set_margin_type(symbol, margin_type))
-        if state.leverage != leverage:
-            calls.append(self.gateway.set_leverage(symbol, leverage))
-        if not calls:
-            return
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            # What is set is unknown now; ask again next time.
-            self._state[symbol] = _SymbolState()
-            raise failures[0]
-        state.margin_type = margin_type
-        state.leverage = leverage
+            await record_opened(self.account, run, rules, size, long=long)
 
 
 async def create_executor(settings: Settings, account: AccountView | None = None) -> Executor:

@@ -6,10 +6,13 @@ from decimal import Decimal
 
 from quantum_exec.contracts import ErrorSource, ProtectionState, ResultError, ResultStatus, Side
 from quantum_exec.core.errors import ExchangeError, IntentRejected, PermanentError, ReasonCode
-from quantum_exec.exchange.wire import Order
+from quantum_exec.core.rules import SymbolRules
+from quantum_exec.exchange.wire import Order, OrderStatus, OrderType
 from quantum_exec.execution.guards import wants_protection
 from quantum_exec.execution.netting import opened
+from quantum_exec.execution.ports import AccountView
 from quantum_exec.execution.run import Run, result_error
+from quantum_exec.execution.stops.break_even import break_even_of
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
@@ -92,3 +95,48 @@ def record_fill(run: Run, order: Order, reference: Decimal, *, long: bool) -> No
         out.notional = order.cum_quote if order.cum_quote > 0 else order.avg_price * order.executed_qty
         move = (order.avg_price - reference) if long else (reference - order.avg_price)
         out.slippage_pct = (move / reference * HUNDRED).quantize(SLIPPAGE_QUANTUM)
+
+
+def record_unfilled(run: Run, entry: Order, entry_id: str) -> None:
+    """An entry that ended with nothing filled: FAILED, with why."""
+    run.out.status = ResultStatus.FAILED
+    if entry.order_type is OrderType.LIMIT:
+        run.error(
+            ReasonCode.ENTRY_EXPIRED,
+            ErrorSource.EXCHANGE,
+            f"LIMIT entry {entry_id} at {entry.price} ended {entry.status} with nothing filled",
+        )
+    else:
+        run.error(
+            ReasonCode.ENTRY_NOT_FILLED,
+            ErrorSource.EXCHANGE,
+            f"entry {entry_id} ended {entry.status} with nothing filled",
+        )
+
+
+def record_status(run: Run, entry: Order, quantity: Decimal, *, recovered: bool) -> None:
+    """A filled entry's status: FILLED when all of it filled in one attempt; FAILED stands for an
+    entry closed at its fill."""
+    if run.out.protection is not ProtectionState.CLOSED_EMERGENCY:
+        run.out.status = (
+            ResultStatus.FILLED
+            if entry.status is OrderStatus.FILLED and entry.executed_qty >= quantity and not recovered
+            else ResultStatus.PARTIAL
+        )
+
+
+async def record_opened(
+    account: AccountView, run: Run, rules: SymbolRules, size: Decimal, *, long: bool
+) -> None:
+    """What this intent opened, for the account's records (an entry that only reduced an opposite
+    position opened nothing; one closed at its fill holds nothing), with its legs' prices."""
+    out = run.out
+    held = Decimal(0) if out.protection is ProtectionState.CLOSED_EMERGENCY else size
+    await account.opened(
+        run.key,
+        run.intent,
+        held,
+        stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
+        take_profit=out.take_profit.trigger_price if out.take_profit and not out.take_profits else None,
+        break_even=break_even_of(run, rules, long=long),
+    )

@@ -22,7 +22,7 @@ from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.run import Run
 from quantum_exec.execution.stops.ladder import plan_ladder
-from quantum_exec.execution.stops.modify import leg_contract
+from quantum_exec.execution.stops.set_plan import leg_contract
 from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)

@@ -35,7 +35,17 @@ from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.answers import Answers
 from quantum_exec.stream.claims import Claims
-from quantum_exec.stream.entries import Entry, Fields, busy, id_order, raw_source, raw_symbol, read_entries
+from quantum_exec.stream.drain import drain
+from quantum_exec.stream.entries import (
+    Entry,
+    Fields,
+    busy,
+    id_order,
+    named,
+    raw_source,
+    raw_symbol,
+    read_entries,
+)
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
 from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
@@ -44,9 +54,6 @@ from quantum_exec.stream.runner import Handler, IntentRunner
 from quantum_exec.stream.store import Store
 
 log = get_logger(__name__)
-# How often the drain looks again at what is still executing (a parked entry frees it at once).
-_DRAIN_POLL_S = 0.2
-
 ProgressHook = Callable[[], None]
 
 CANCEL_WAIT_S = 5.0
@@ -179,7 +186,7 @@ class IntentConsumer:
             queue.wakeup.set()
         pending = self._work()
         if pending:
-            late = await self._drain(pending)
+            late = await drain(pending, self._held, self.settings.shutdown_grace_s, self._hurry)
             self.drained = not late
             if late:
                 log.warning("consumer.shutdown_cancelled", tasks=sorted(t.get_name() for t in late))
@@ -195,40 +202,6 @@ class IntentConsumer:
     def hurry(self) -> None:
         """Stop waiting for in-flight intents: they are cancelled and resumed after a restart."""
         self._hurry.set()
-
-    async def _drain(self, pending: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
-        """Wait for the intents executing, within the grace, unless :meth:`hurry` is called; a
-        parked entry (a LIMIT or STOP resting on the exchange) cannot finish by waiting and is
-        not waited for: its order stays and is resumed after the restart. The tasks still running."""
-        executing = sorted(_named(k, e) for k, e in self._held.items() if e.started and not e.parked)
-        resting = sorted(_named(k, e) for k, e in self._held.items() if e.parked)
-        log.info(
-            "consumer.draining",
-            executing=executing,
-            resting=resting,
-            grace_s=self.settings.shutdown_grace_s,
-            detail="waiting for the executing intents; a second SIGTERM/SIGINT stops at once; "
-            "resting orders stay on the exchange and are resumed after a restart",
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_grace_s
-        hurry = asyncio.create_task(self._hurry.wait())
-        try:
-            while pending and not self._hurry.is_set():
-                if self._held and all(e.parked for e in self._held.values()):
-                    break  # only resting entries left: waiting would drain nothing
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                _done, pending = await asyncio.wait(
-                    pending | {hurry},
-                    timeout=min(remaining, _DRAIN_POLL_S),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                pending.discard(hurry)
-        finally:
-            hurry.cancel()
-        return {t for t in pending if not t.done()}
 
     def _work(self) -> set[asyncio.Task[Any]]:
         work = set(self._tasks)
@@ -402,7 +375,7 @@ class IntentConsumer:
         log.info(
             "intent.working",
             stream_id=entry.stream_id,
-            intent_id=_named(entry.stream_id, entry),
+            intent_id=named(entry.stream_id, entry),
             detail="waiting for the market (a LIMIT resting, a STOP armed, a TWAP between slices)",
         )
 
@@ -443,11 +416,6 @@ class IntentConsumer:
             queue.worker = None
             if self._queues.get(symbol) is queue and not queue.heap:
                 del self._queues[symbol]
-
-
-def _named(stream_id: str, entry: Entry) -> str:
-    """How an operator knows the entry: its intent_id, else its stream id (the idempotency key)."""
-    return (entry.intent.intent_id if entry.intent is not None else None) or stream_id
 
 
 def _once(release: Release) -> Release:

@@ -99,3 +99,8 @@ def dead_letter_fields(
 def busy(held: dict[str, Entry]) -> int:
     """The held entries that count against the consumer's limit: all but the parked ones."""
     return sum(1 for entry in held.values() if not entry.parked)
+
+
+def named(stream_id: str, entry: Entry) -> str:
+    """How an operator knows the entry: its intent_id, else its stream id (the idempotency key)."""
+    return (entry.intent.intent_id if entry.intent is not None else None) or stream_id
