@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from quantum_exec.app.results_view import COLUMNS, FOLLOW_WIDTHS, render_table
+from quantum_exec.app.results_view import COLUMNS, FOLLOW_WIDTHS
+from quantum_exec.core.table import render_table
 
 EXE = str(Path(sys.executable).parent / "quantum-exec")
 

@@ -15,6 +15,7 @@ from quantum_exec.contracts.codec import PAYLOAD_FIELDS, payload_value
 from quantum_exec.core.redis_client import connect
 from quantum_exec.core.rules import fmt
 from quantum_exec.core.settings import Settings
+from quantum_exec.core.table import render_table
 
 # How long one read of ``results --follow`` waits for new results.
 _FOLLOW_BLOCK_MS = 5000
@@ -102,21 +103,6 @@ def format_table(
     ``working`` intents last, below the newest result."""
     rows = [result_row(r) for r in results] + [working_row(w) for w in working]
     return render_table(COLUMNS, rows, min_widths=min_widths)
-
-
-def render_table(
-    columns: Sequence[str], body: Iterable[Sequence[str]], *, min_widths: Sequence[int] = ()
-) -> str:
-    """Rows under a header and a rule, each column as wide as its widest cell."""
-    rows = [tuple(columns), *(tuple(r) for r in body)]
-    least = list(min_widths) + [0] * (len(columns) - len(min_widths))
-    widths = [max(least[i], *(len(row[i]) for row in rows)) for i in range(len(columns))]
-    lines = []
-    for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 Shown = tuple[str, ExecutionResult, bytes]

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from quantum_exec.app.results_view import render_table
 from quantum_exec.core.rules import fmt
+from quantum_exec.core.table import render_table
 from quantum_exec.ledger.trades import Trade
 
 TRADE_COLUMNS = (
