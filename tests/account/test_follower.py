@@ -98,7 +98,7 @@ async def test_an_open_with_the_stream_up_costs_no_request_weight(desk: Desk) ->
 async def test_an_account_update_ahead_of_its_fill_is_not_taken_for_drift(desk: Desk) -> None:
     """Binance orders events within one type only: here every ORDER_TRADE_UPDATE comes 200 ms after
     the ACCOUNT_UPDATE of its own fill. The stop still cancels its target and is published once,
-    and nothing is read by REST: a pushed position ahead of the fills is not drift."""
+    and nothing is resynced by REST: a pushed position ahead of the fills is not drift."""
     await desk.service()
     mark = desk.sim.engine.mark("BTCUSDT")
     await desk.publish(**_long("acc-ahead-1", mark))
@@ -121,7 +121,14 @@ async def test_an_account_update_ahead_of_its_fill_is_not_taken_for_drift(desk: 
     assert event["reason"] == "stop_loss" and event["intent_id"] == "acc-ahead-1"
     assert [e["kind"] for e in await desk.events()] == ["opened", "closed"]
     polled_after = {k: v for k, v in desk.sim.request_counts.items() if k.startswith("GET ")}
-    assert polled_after == polled_before
+    # Not taken for drift: no resync (no open orders, conditional orders or account read). The live
+    # OCO may confirm the position once by positionRisk before it lowers protection on a view
+    # whose fill is still on the way (it never shrinks legs on a lagging view).
+    confirm = "GET /fapi/v2/positionRisk"
+    assert polled_after.get(confirm, 0) - polled_before.get(confirm, 0) <= 1
+    assert {k: v for k, v in polled_after.items() if k != confirm} == {
+        k: v for k, v in polled_before.items() if k != confirm
+    }
 
 
 async def test_pyramided_opens_leave_no_conditional_orders_after_the_stop(desk: Desk) -> None:
