@@ -190,7 +190,8 @@ class Http1Pool:
         return reply
 
     async def close(self) -> None:
-        """Close every connection; requests still running fail with :class:`NoAnswer`."""
+        """Close the idle connections now and each one in use when its request ends; new requests
+        raise :class:`NotSent`."""
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -60,7 +60,12 @@ class RestSender:
         self._http = Http1Pool(base_url)
         # Every header but the request line, per method: python-binance's session headers (its
         # API key among them) and, for a method that may carry a body, an empty one.
-        fixed = {"Host": self._http.authority, **client._get_headers(), "Connection": "keep-alive"}
+        fixed = {
+            "Host": self._http.authority,
+            **client._get_headers(),
+            "Accept-Encoding": "identity",  # no Accept-Encoding would allow any coding (RFC 9110)
+            "Connection": "keep-alive",
+        }
         head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._heads = {
             method: f" HTTP/1.1{CRLF}{head}{'' if method == 'GET' else EMPTY_BODY}{CRLF}".encode()
