@@ -233,7 +233,12 @@ class Http1Pool:
                     break
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._slot_waiters.append(waiter)
-                await waiter
+                try:
+                    await waiter
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self._release_slot()  # woken, then timed out: pass the free slot on
+                    raise
             self._open += 1
             try:
                 return await self._connect(loop)
@@ -264,9 +269,9 @@ class Http1Pool:
                 ssl=context,
                 server_hostname=self.host if context is not None else None,
             )
-        except TimeoutError:
-            raise
-        except OSError as exc:  # refused, unreachable, name not resolved, TLS handshake refused
+        except OSError as exc:
+            # Refused, unreachable, not resolved, the kernel's connect timeout, TLS refused. (The
+            # request's own deadline arrives here as a cancellation, a TimeoutError only above.)
             raise NotSent(f"cannot connect to {self.authority}: {type(exc).__name__}") from None
         sock = transport.get_extra_info("socket")
         if sock is not None:

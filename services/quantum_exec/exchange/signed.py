@@ -31,6 +31,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from quantum_exec.exchange.endpoints import Endpoint
 from quantum_exec.exchange.http_client import Http1Pool
+from quantum_exec.exchange.http_parse import ResponseParser
 
 CRLF = "\r\n"
 EMPTY_BODY = f"Content-Length: 0{CRLF}"  # every parameter travels in the query string
@@ -109,8 +110,7 @@ class RestSender:
         method = ep.method.upper()
         data = f"{method} {self.target(ep, params)}".encode() + self._heads[method]
         reply = await self._http.request(data, self._timeout_s)
-        # Every response's headers go to the gateway (rate-limit usage), errors' too.
-        self._on_headers(reply.headers)
+        self.received(reply)
         body = reply.body
         if not 200 <= reply.status < 300:
             raise BinanceAPIException(reply, reply.status, body.decode("utf-8", "replace"))
@@ -120,6 +120,10 @@ class RestSender:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise BinanceRequestException(f"Invalid Response: {body[:200]!r}") from None
+
+    def received(self, reply: ResponseParser) -> None:
+        """Every response's headers go to the gateway (rate-limit usage), errors' too."""
+        self._on_headers(reply.headers)
 
     async def close(self) -> None:
         """Close the kept-alive connections."""
