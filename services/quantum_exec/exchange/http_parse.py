@@ -197,7 +197,8 @@ class ResponseParser:
             return  # interim response: the real one follows
         self.status = status
         self.headers = Headers(fields)
-        tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
+        connection = fields.get("connection")
+        tokens = {t.strip().lower() for t in connection.split(",")} if connection else set()
         self.keep_alive = "keep-alive" in tokens if version == b"HTTP/1.0" else "close" not in tokens
         self._frame(status, fields)
 
