@@ -217,6 +217,13 @@ class Admissions:
         await asyncio.sleep(SETTLE_DELAY_S)  # the next admission may carry them meanwhile
         await self.flush()
 
+    async def close(self) -> None:
+        """At shutdown: the settles still waiting are sent now (else they lapse)."""
+        flusher = self._flusher
+        if flusher is not None:
+            await flusher  # within SETTLE_DELAY_S and a round trip
+        await self.flush()
+
     async def flush(self) -> None:
         """Send the settles no admission carried (also at shutdown)."""
         while self._settles:
