@@ -63,14 +63,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 
-# The settled admissions carried by a script (ARGV pairs from ``first``: member, score; score '' any):
+# The settled admissions carried by a script (ARGV pairs from ``first``: member, score):
 # each removed only while it still holds the score it was recorded with, so a settle that arrives
 # after the same key was admitted again never removes the newer record.
 def _settling(admitted: str, first: int) -> str:
     return f"""
 for i = {first}, #ARGV, 2 do
   local had = redis.call('ZSCORE', {admitted}, ARGV[i])
-  if had and (ARGV[i + 1] == '' or tonumber(had) == tonumber(ARGV[i + 1])) then
+  if had and tonumber(had) == tonumber(ARGV[i + 1]) then
     redis.call('ZREM', {admitted}, ARGV[i])
   end
 end
@@ -78,18 +78,24 @@ end
 
 
 # KEYS: state hash, limits hash, day hash, admitted, closing, the member's revoked key.
-# ARGV: member ('': read only, nothing recorded), ttl ms, settled pairs...
+# ARGV: member ('': read only, nothing recorded), ttl ms, '1' the entry only reduces, settled pairs...
 # Returns {-1} while a transition is closing the door (nothing recorded, nothing read); else
 # {score recorded (0: none), state fields, limits fields, day fields}. The score is above any
-# earlier record of the member's, so it names this admission alone.
+# earlier record of the member's, so it names this admission alone. An entry the state refuses
+# whatever else holds (HALTED: every one; REDUCING: one that does not only reduce) is not recorded:
+# it is never sent, and its record would hold back a flatten (and the next transition) for nothing.
 _ADMIT: Final = (
     _NOW
-    + _settling("KEYS[4]", 3)
+    + _settling("KEYS[4]", 4)
     + """
 local score = 0
 if ARGV[1] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
   if redis.call('ZCARD', KEYS[5]) > 0 then return {-1} end
+  local state = redis.call('HGET', KEYS[1], 'state') or 'ACTIVE'
+  if state == 'HALTED' or (state == 'REDUCING' and ARGV[3] ~= '1') then
+    return {0, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+  end
   score = now + tonumber(ARGV[2])
   local old = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[1]) or '0')
   if old >= score then score = old + 1 end
@@ -167,14 +173,15 @@ class Admissions:
         self._revoke = redis.register_script(_REVOKE)
         # This instance's records not settled yet: the score each was recorded with.
         self._held: dict[str, int] = {}
-        # Settled, not yet removed in Redis: (member, score or '') pairs, flat.
+        # Settled, not yet removed in Redis: (member, score) pairs, flat.
         self._settles: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def admit(self, key: str | None) -> Read | None:
+    async def admit(self, key: str | None, *, reduces: bool = False) -> Read | None:
         """Read the state (with the run-time limits and the day figures) and record ``key``'s
-        admission under it, atomically (``None`` key: read only); None while a restricting
-        transition closes the door (nothing recorded). Carries the settles waiting to be sent."""
+        admission under it, atomically (``None`` key: read only; not recorded either when the state
+        refuses the entry: HALTED, or REDUCING and it does not only ``reduces``); None while a
+        restricting transition closes the door (nothing recorded). Carries the settles waiting."""
         pairs, self._settles = self._settles, []
         keys = [
             self._state_key,
@@ -185,7 +192,8 @@ class Admissions:
             self._revoked_prefix + (key or ""),
         ]
         try:
-            reply: Any = await self._admit(keys=keys, args=[key or "", ADMITTED_TTL_MS, *pairs])
+            args = [key or "", ADMITTED_TTL_MS, "1" if reduces else "0", *pairs]
+            reply: Any = await self._admit(keys=keys, args=args)
         except BaseException:
             if pairs:  # sent again (harmless if they did land: a settle removes its own record only)
                 self._settles = pairs + self._settles
@@ -194,15 +202,17 @@ class Admissions:
         score = int(reply[0])
         if score < 0:
             return None
-        if key is not None:
+        if score > 0 and key is not None:
             self._held[key] = score
-        return Read(key is not None, _fields(reply[1]), _fields(reply[2]), _fields(reply[3]))
+        return Read(score > 0, _fields(reply[1]), _fields(reply[2]), _fields(reply[3]))
 
     async def settled(self, key: str) -> None:
         """The entry's first order has its answer, or nothing was sent: it no longer holds a halt.
         Returns at once; the record is removed off the order path (see the module docstring)."""
         score = self._held.pop(key, None)
-        self._settles += [key, "" if score is None else str(score)]
+        if score is None:
+            return  # nothing of this instance's holds it (never recorded, or settled already)
+        self._settles += [key, str(score)]
         self._flush_soon()
 
     def forget(self, key: str) -> None:

@@ -27,7 +27,7 @@ from quantum_exec.exchange.wire import Position
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.risk.admissions import DRAIN_DEADLINE_S
+from quantum_exec.risk.admissions import DRAIN_DEADLINE_S, Read
 from quantum_exec.risk.dayfigure import Stored, day_limits_on, today
 from quantum_exec.risk.limits import Holding, Limits, check_entry, with_reserved
 from quantum_exec.risk.rounds import OWN_PREFIX
@@ -98,18 +98,18 @@ class RiskGate:
                 metrics.RISK_STATE.labels(state=each.value).set(1 if each is state.state else 0)
         self.state, self.overrides = state, overrides
 
-    async def _read(self, key: str | None, give_up: float) -> bool:
+    async def _read(self, key: str | None, give_up: float, *, reduces: bool = False) -> Read | None:
         """Read the state (and the limits and day figures) and record ``key``'s admission under it
-        in one round trip (:meth:`.admissions.Admissions.admit`), waiting while a restricting
-        transition drains; whether it was recorded (False: ``key`` None, or the wait ran out)."""
+        in one round trip (:meth:`.admissions.Admissions.admit`: not recorded when the state refuses
+        it), waiting while a restricting transition drains; None: the wait ran out."""
         while True:
-            read = await self._store.admissions.admit(key)
+            read = await self._store.admissions.admit(key, reduces=reduces)
             if read is not None:
                 self.day_fields = read.day
                 self.seen(RiskState.from_fields(read.state), read.limits)
-                return read.recorded
+                return read
             if time.monotonic() >= give_up:
-                return False
+                return None
             await asyncio.sleep(0.005)
 
     async def admit(
@@ -136,8 +136,9 @@ class RiskGate:
         give_up = time.monotonic() + ADMIT_WAIT_S
         recorded = False
         try:
-            recorded = await self._read(key if entry else None, give_up)
-            if entry and not recorded:
+            read = await self._read(key if entry else None, give_up, reduces=reduces)
+            recorded = read is not None and read.recorded
+            if read is None:
                 raise UnknownOutcomeError(
                     "a change of the trading state is still under way: tried again later"
                 )
@@ -290,20 +291,23 @@ class RiskGate:
         now (and the day's figure), recorded until :meth:`settled`; else why the schedule ends."""
         recorded = False
         try:
-            recorded = await self._read(key, time.monotonic() + ADMIT_WAIT_S)
-            if not recorded:
+            read = await self._read(key, time.monotonic() + ADMIT_WAIT_S, reduces=reduces)
+            if read is None:
                 return "a change of the trading state is still under way"
+            recorded = read.recorded
             state = self.state
             refusal = admits(state.state, close=False, reduces=reduces)
             if refusal is not None:
-                await self.settled(key)
+                if recorded:
+                    await self.settled(key)
                 reason = state.reason or "no reason given"
                 return f"trading is {state.state.value} since {state.since} ({reason})"
             limits = self.limits
             if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
                 await self._day_check(state, limits)
         except IntentRejected as exc:
-            await self.settled(key)
+            if recorded:
+                await self.settled(key)
             return exc.message
         except REDIS_DOWN as exc:
             if recorded:
