@@ -4,8 +4,9 @@ instances: no entry order reaches the exchange after the time its risk event nam
 An entry the gate admits is recorded in ``<prefix>:risk:admitted`` (a sorted set: the intent key,
 scored with the Redis time its record expires) by the script that reads the state it is decided on
 (:meth:`Admissions.admit`: one round trip, the state, the run-time limits and the day figures with
-it), so no transition comes between the state read and the record; an entry the gate then refuses
-releases its record. The record is removed once the entry's first order has its answer from the
+it), so no transition comes between the state read and the record; one that state refuses is not
+recorded, and an entry the gate then refuses (a limit) releases its record. The record is removed
+once the entry's first order has its answer from the
 exchange, or the entry was refused before sending it (:meth:`settled`): off the order path, carried
 by the next admission's script or sent within :data:`SETTLE_DELAY_S`, and only while the record
 still holds its score (a newer admission of the same key is never removed by an older settle).
