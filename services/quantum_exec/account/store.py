@@ -298,7 +298,9 @@ class AccountStore:
         return found
 
     async def drop_record(self, symbol: str, digest: str) -> None:
-        await self.drop_records(symbol, [digest])
+        # At once, beside the batch: the publisher's drop after a stop filled races the live OCO's
+        # read of the flat symbol (which would otherwise ask REST before dropping it again).
+        await self._redis.hdel(self._records_of(symbol), digest)
 
     async def drop_records(self, symbol: str, digests: list[str]) -> None:
         """Drop these records of ``symbol`` (one command whatever their number)."""
