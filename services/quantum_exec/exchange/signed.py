@@ -54,8 +54,9 @@ class RestSender:
         on_headers: Callable[[Mapping[str, str]], None],
     ) -> None:
         self._client = client
-        self._origin = base_url.rstrip("/")
-        self._prefix = urlsplit(self._origin).path  # a base URL may carry a path before /fapi
+        base = urlsplit(base_url.rstrip("/"))
+        self._origin = f"{base.scheme}://{base.netloc}"
+        self._prefix = base.path  # a base URL may carry a path before /fapi
         self._timeout_s = timeout_s
         self._on_headers = on_headers
         self._http = Http1Pool(base_url)
@@ -103,7 +104,7 @@ class RestSender:
 
     def url(self, ep: Endpoint, params: Mapping[str, str] | None) -> str:
         """The request's URL, signed when the endpoint is."""
-        return self._origin + self.target(ep, params)[len(self._prefix) :]
+        return self._origin + self.target(ep, params)
 
     async def send(self, ep: Endpoint, params: Mapping[str, str] | None) -> Any:
         """One request; raises python-binance's exceptions, and http_client's without an answer."""
