@@ -140,6 +140,21 @@ class LedgerBook:
             last = rows[-1][0]
             high = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
+    async def trades_written(self, low: str) -> tuple[list[Trade], str | None]:
+        """Every trade record written at or after stream id ``low`` (``(<id>``: after it), oldest
+        first, revisions included, and the id of the last one (None: none): for a reader that
+        follows the stream (the risk governor's day figure) instead of reading it again."""
+        found: list[Trade] = []
+        last: str | None = None
+        while True:
+            rows: Any = await self._redis.xrange(self.trades_key, min=low, max="+", count=500)
+            for stream_id, fields in rows:
+                found.append(trade_from_json(json.loads(payload_value(fields) or b"{}", parse_float=Decimal)))
+                last = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+            if len(rows) < 500 or last is None:
+                return found, last
+            low = "(" + last
+
     async def open_trades(self) -> list[Trade]:
         """The round trips still open, as last committed."""
         raw = await self._redis.get(self.state_key)
