@@ -218,7 +218,7 @@ class ResponseParser:
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
             value = values.pop()
-            if values or not value.isdigit():
+            if values or not (value.isascii() and value.isdigit()):  # "²".isdigit(), int() refuses it
                 raise ProtocolError(f"bad Content-Length: {length[:40]!r}")
             self._remaining = int(value)
             self._state = _State.LENGTH if self._remaining else _State.DONE
