@@ -356,9 +356,9 @@ class AccountFollower:
             event = parse_event(raw)
         except EventError as exc:
             log.error("user_stream.bad_event", error=str(exc))
-            metrics.USER_STREAM_EVENTS.labels(type="malformed").inc()
+            metrics.USER_STREAM_EVENTS_BY.of("malformed").inc()
             return
-        metrics.USER_STREAM_EVENTS.labels(type=str(raw.get("e", "unknown"))).inc()
+        metrics.USER_STREAM_EVENTS_BY.of(str(raw.get("e", "unknown"))).inc()
         metrics.USER_STREAM_LAST_EVENT.set(time.time())
         if event is None:
             return
