@@ -16,6 +16,7 @@ from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide
 from support.desk import Desk
 from support.killable import KillableService
+from support.sim_state import intent
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -173,3 +174,48 @@ async def test_a_close_killed_between_its_fill_and_its_script_ends_with_no_recor
         await wait_for(lambda: not desk.open_algos("BTCUSDT"), 20, "the legs gone")
     finally:
         worker.kill()
+
+
+async def test_a_close_on_an_instance_not_holding_the_lease_leaves_its_record_to_the_holder(
+    desk: Desk,
+) -> None:
+    """The holder names the fills from the records of the other instances' intents: a CLOSE
+    there keeps its own record (the holder's OCO drops it, once REST says flat), so the close's
+    position event names the intent even when its fill reaches the holder after the CLOSE's
+    script ran (fails with the record dropped there: the event names no intent)."""
+    holder = await desk.service(consumer_name="holder")
+    other = await desk.service(consumer_name="other")
+    a, b = holder.account, other.account
+    assert a is not None and b is not None and a.leader and not b.leader and other.executor is not None
+    await desk.publish(intent_id="two-open", symbol="ETHUSDT", side="BUY", quantity="0.1")
+    assert (await desk.result("two-open")).status is ResultStatus.FILLED
+
+    def seen_open() -> bool:
+        return a.position_amount("ETHUSDT") == b.position_amount("ETHUSDT") == Decimal("0.1")
+
+    await wait_for(seen_open, 10, "both views see the open")
+    # The fills reach both views a second late: the other instance's script runs first.
+    delayed = {"ORDER_TRADE_UPDATE": 1000, "ACCOUNT_UPDATE": 1000}
+    desk.sim.set_faults(stream_reorder={"seed": 1, "max_delay_ms": 1, "type_delay_ms": delayed})
+    # What the other instance's Closer does (its executor would run it the same way).
+    close = intent(intent_id="two-close", symbol="ETHUSDT", side="CLOSE")
+    before = desk.sim.request_counts[POSITION_RISK]
+    with b.closing("ETHUSDT"):
+        await b.opening("two-close", close)
+        order = await other.executor.gateway.place_market(
+            "ETHUSDT", OrderSide.SELL, Decimal("0.1"), client_order_id("two-close", "close"), reduce_only=True
+        )
+        assert order.executed_qty == Decimal("0.1")
+        b.saw_final("ETHUSDT", [order.order_id], order.update_time_ms)
+        await b.closed("ETHUSDT", close_key="two-close", flat_by=[order.order_id])
+
+    async def named() -> bool:
+        return any(e.get("intent_id") == "two-close" for e in await desk.events())
+
+    await wait_for(named, 10, "the close's position event, naming its intent")
+
+    async def dropped() -> bool:
+        return await a.store.records_of("ETHUSDT") == [] and a.oco.idle("ETHUSDT")
+
+    await wait_for(dropped, 10, "the holder's OCO dropped the CLOSE's record")
+    assert desk.sim.request_counts[POSITION_RISK] > before  # once REST agreed
