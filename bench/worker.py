@@ -66,6 +66,8 @@ class Rec:
 CURRENT: ContextVar[Rec | None] = ContextVar("bench_record", default=None)
 RECORDS: dict[str, Rec] = {}
 STATUSES: Counter[int] = Counter()
+# REST requests by "METHOD /path" (load-independent, like the round trips).
+REQUESTS: Counter[str] = Counter()
 PACING = {"requests": 0, "seconds": 0.0}
 # Redis round trips by command (a pipeline counts once, as "pipeline"): load-independent.
 REDIS_CALLS: Counter[str] = Counter()
@@ -79,6 +81,7 @@ def count_responses() -> None:
 
     def received(self: RestSender, response: Any) -> None:
         STATUSES[int(response.status)] += 1
+        REQUESTS[f"{response.method} {response.url.path}"] += 1
         original(self, response)
 
     RestSender.received = received  # type: ignore[method-assign]
@@ -273,6 +276,7 @@ async def serve(settings: Settings, out: Path) -> None:
                 "records": records,
                 "statuses": {str(k): v for k, v in STATUSES.items()},
                 "redis_calls": dict(REDIS_CALLS),
+                "requests": dict(REQUESTS),
                 "pacing": PACING,
                 "steps": step_totals(),
             }
