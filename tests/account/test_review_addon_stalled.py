@@ -7,7 +7,6 @@ once at its size and the first position's untouched (P3), one result (P1)."""
 
 from __future__ import annotations
 
-import os
 import signal
 from decimal import Decimal
 from pathlib import Path
@@ -43,12 +42,6 @@ def _worker(desk: Desk, tmp_path: Path, name: str) -> KillableService:
     return KillableService(desk, tmp_path / name, name, protection_timing="with_entry", claim_idle_ms=1000)
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("QUANTUM_TEST_STREAM_REORDER")),
-    reason="open: under the reorder fault the survivor can leave a second armed copy of the add-on's "
-    "legs (qxs and qxs1, each reduce-only at the add-on's size: covered, but not once); seen in "
-    "full-folder reorder runs only, recorded in the README's known limits; the plain run checks it",
-)
 async def test_a_stalled_add_on_taken_over_then_woken_acts_on_nothing(desk: Desk, tmp_path: Path) -> None:
     a, b = _worker(desk, tmp_path, "stall-a"), _worker(desk, tmp_path, "stall-b")
     try:
