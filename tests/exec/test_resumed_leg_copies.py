@@ -30,7 +30,7 @@ def _copies(sim: Simulator, key: str) -> list[dict[str, Any]]:
     """Every conditional order under either id of the intent's stop and target, oldest first."""
     ids = set()
     for role in ("sl", "tp"):
-        plain = client_order_id(key, role)  # type: ignore[arg-type]
+        plain = client_order_id(key, role)
         ids |= {plain, replacement_of(plain)}
     return [a for a in algo_orders(sim, symbol=SYMBOL) if a["clientAlgoId"] in ids]
 

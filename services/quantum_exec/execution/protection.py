@@ -68,8 +68,7 @@ class Leg:
     # A closePosition leg's reduce-only size should Binance refuse it (-4130: one closePosition
     # stop and one target per side): what the entry has opened.
     fallback_quantity: Decimal | None = None
-    # A smaller armed copy under the leg's other id, cancelled once the leg stands (:mod:`.leg_copies`).
-    replaces: AlgoOrder | None = None
+    replaces: AlgoOrder | None = None  # a smaller copy under the other id, to go (:mod:`.leg_copies`)
 
     @property
     def closes_all(self) -> bool:
