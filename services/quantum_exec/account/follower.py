@@ -146,6 +146,8 @@ class AccountFollower:
             # Again until done: a cancellation landing as a Redis call completes can be lost.
             await cancel_task(task)
         with contextlib.suppress(Exception):
+            await self.store.batch.drained()  # the records queued are written before we go
+        with contextlib.suppress(Exception):
             await self.store.release_lease()
         metrics.ACCOUNT_LEASE_HELD.set(0)
         metrics.USER_STREAM_CONNECTED.set(0)

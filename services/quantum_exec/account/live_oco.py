@@ -383,8 +383,7 @@ class LiveOco:
         if actual != 0:
             log.warning("oco.records_kept", symbol=symbol, exchange=str(actual), detail="the view lags")
             return
-        for record in stale:
-            await self._store.drop_record(symbol, record.digest)
+        await self._store.drop_records(symbol, [r.digest for r in stale])
 
 
 def _on_position(action: Cancel | Replace) -> bool:

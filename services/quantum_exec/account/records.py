@@ -2,7 +2,9 @@
 
 A record is written before an entry's order is sent (whoever sees the fill can name the intent),
 holds the position and the triggers placed once it filled, and is dropped when nothing filled or
-the position closed (:mod:`.store`). Record writes never fail an intent: they serve the
+the position closed (:mod:`.store`). Every record command rides in the loop turn's one pipeline
+(:mod:`.record_batch`): the intents in flight share their bookkeeping's round trips, and each still
+waits for its own write (a commit never runs ahead of it). Record writes never fail an intent: they serve the
 reconciliation and the events' intent ids, not the order flow, so a Redis outage is retried
 briefly, then logged (the next redelivery or reconcile repairs it).
 """
@@ -155,9 +157,7 @@ class IntentRecords:
         )
 
     async def _closed(self, symbol: str, long: bool | None) -> None:
-        for record in await self._store.records_of(symbol):
-            if record.opened and (long is None or record.long is long):
-                await self._store.drop_record(symbol, record.digest)
+        await self._store.drop_opened(symbol, long)  # one script: no read of the records first
 
     async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
         """The break-even move the open records of ``symbol`` (side ``long``) hold: after which
