@@ -67,8 +67,8 @@ async def test_an_open_and_a_close_send_their_records_in_the_batch_only(desk: De
     # HDEL per record (the live OCO's read of the flat symbol and its one HDEL are off the path).
     assert [c for t, c in alone if not t.startswith("oco-")] == []
     sent = " ".join(c for _t, c in queued).split()
-    # (A script Redis does not hold yet is loaded, and its EVALSHA sent again, once.)
-    assert sent.count("EVALSHA") - sent.count("SCRIPT") == 1
+    # (The script as EVAL of its source: never a NOSCRIPT, never a keyless SCRIPT LOAD.)
+    assert sent.count("EVAL") == 1 and sent.count("EVALSHA") == sent.count("SCRIPT") == 0
     assert sent.count("HSET") == 1 and sent.count("HDEL") <= 1
     assert not [r for r in await service.account.store.records_of("ETHUSDT") if r.opened]
 

@@ -11,9 +11,11 @@ it rides in.
 
 Commands run in the order they were queued (one pipeline at a time, on one connection), so a read
 sees every write queued before it. A Redis error fails every command of that batch (each caller
-retries or gives up under its own policy: :mod:`.records`); a script Redis no longer holds (a
-restart) is loaded again and the rest of the batch, from that command on, is sent again (the
-record commands are idempotent: the same writes and drops in the same order).
+retries or gives up under its own policy: :mod:`.records`). A script travels as EVAL of its source,
+never EVALSHA: a Redis that does not hold it (a restart, a failover, the first call) would answer
+NOSCRIPT after the commands behind it in the pipeline had run, so it would run out of order, and
+loading it needs SCRIPT LOAD, which names no key: a Redis Cluster pipeline cannot route it, and the
+whole batch (other intents' records with it) failed. Scripts here are rare (a CLOSE's drop) and short.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 
 # At most this many commands in one pipeline (a burst is sent in several, in order).
 MAX_BATCH: Final = 256
@@ -36,7 +37,6 @@ MAX_BATCH: Final = 256
 @dataclass(slots=True)
 class _Command:
     args: tuple[Any, ...]
-    script: AsyncScript | None
     answer: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -52,20 +52,20 @@ class RecordBatch:
 
     async def call(self, *args: Any) -> Any:
         """Run one Redis command in the next pipeline; its answer (raises what Redis raised)."""
-        return await self._queued(_Command(args, None))
+        return await self._queued(_Command(args))
 
     async def many(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run several commands in the next pipeline, together; their answers (raises the first
         error Redis answered)."""
-        queued = [_Command(args, None) for args in commands]
+        queued = [_Command(args) for args in commands]
         for command in queued[:-1]:
             self._queue.append(command)
         await self._queued(queued[-1])
         return [await asyncio.shield(command.answer) for command in queued]
 
     async def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """Run a registered script (EVALSHA) in the next pipeline."""
-        return await self._queued(_Command(("EVALSHA", script.sha, len(keys), *keys, *args), script))
+        """Run a registered script in the next pipeline (EVAL of its source: see the module's doc)."""
+        return await self._queued(_Command(("EVAL", script.script, len(keys), *keys, *args)))
 
     async def drained(self) -> None:
         """Wait until every command queued so far was answered (the follower's stop)."""
@@ -122,12 +122,7 @@ class RecordBatch:
             return answers
 
     def _answer(self, batch: list[_Command], answers: list[Any]) -> None:
-        for n, (command, answer) in enumerate(zip(batch, answers, strict=True)):
-            if isinstance(answer, NoScriptError) and command.script is not None:
-                # Redis lost the script: load it, then this command and the rest again, in order.
-                self._queue.extendleft(reversed(batch[n:]))
-                self._queue.appendleft(_Command(("SCRIPT", "LOAD", command.script.script), None))
-                return
+        for command, answer in zip(batch, answers, strict=True):
             if command.answer.done():
                 continue
             if isinstance(answer, Exception):
