@@ -81,10 +81,18 @@ def count_responses() -> None:
 
     def received(self: RestSender, response: Any) -> None:
         STATUSES[int(response.status)] += 1
-        REQUESTS[f"{response.method} {response.url.path}"] += 1
         original(self, response)
 
     RestSender.received = received  # type: ignore[method-assign]
+
+    send = RestSender.send
+
+    async def counted_send(self: RestSender, ep: Any, params: Any) -> Any:
+        # By endpoint, counted as it is sent (the REST client's reply carries no request line).
+        REQUESTS[f"{ep.method.upper()} /fapi/v{ep.version}/{ep.path}"] += 1
+        return await send(self, ep, params)
+
+    RestSender.send = counted_send  # type: ignore[method-assign]
 
     acquire = RateLimiter.acquire
 
