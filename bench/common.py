@@ -243,6 +243,12 @@ class Sim:
         self.control("reset")
         self.control("rateLimits", {"enabled": rate_limits})
         self.control("balance", {"asset": "USDT", "balance": BALANCE})
+        # BENCH_STREAM_REORDER=SEED:MAX_MS: the user-stream events of different types leave in a
+        # seeded order (the simulator's reorder fault), to measure what it costs the follower.
+        reorder = os.environ.get("BENCH_STREAM_REORDER")
+        if reorder:
+            seed, max_ms = (int(x) for x in reorder.split(":"))
+            self.control("faults", {"stream_reorder": {"seed": seed, "max_delay_ms": max_ms}})
 
 
 def start_sim(workdir: Path, info: Path, state: Path, latency_ms: int, rate_limits: bool) -> Sim:
