@@ -231,6 +231,8 @@ class AccountState:
         A shorter disagreement is an ACCOUNT_UPDATE ahead of its own fill, which is still on the
         way; a non-empty answer means a fill was missed (or a trade was not a fill to us): resync.
         """
+        if not self._disagreeing:
+            return []  # the common case, asked after every event
         at = time.monotonic() if now is None else now
         return sorted(s for s, since in self._disagreeing.items() if at - since >= SETTLE_GRACE_S)
 
