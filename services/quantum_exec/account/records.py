@@ -33,6 +33,13 @@ _MAX_INTENT_IDS: Final = 10_000
 BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
 
 
+def _digest(key: str) -> str:
+    """The digest the records of intent ``key`` are kept under."""
+    digest = intent_digest(client_order_id(key, "entry"))
+    assert digest is not None
+    return digest
+
+
 class IntentIds:
     """digest -> intent id, the most recent ones from memory, the others from their records."""
 
@@ -88,15 +95,18 @@ class IntentRecords:
             lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even),
         )
 
-    async def closed(self, symbol: str, long: bool | None) -> None:
-        """The records of the position closed (of side ``long``, or every side) hold nothing any more."""
-        await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long))
+    async def closed(self, symbol: str, long: bool | None, close_key: str | None = None) -> bool:
+        """The records of the position closed (of side ``long``, or every side) hold nothing any
+        more, nor does the record of the CLOSE ``close_key`` (its intent key) when given: dropped
+        in one script. False when they could not be dropped."""
+        also = [] if close_key is None else [_digest(close_key)]
+        return await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long, also))
 
-    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> None:
+    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> bool:
         for delay_s in BOOKKEEPING_RETRIES:
             try:
                 await work()
-                return
+                return True
             except REDIS_DOWN as exc:
                 error = str(exc)
                 await asyncio.sleep(delay_s)
@@ -104,6 +114,7 @@ class IntentRecords:
                 error = f"{type(exc).__name__}: {exc}"
                 break
         log.error("account.record_failed", step=what, symbol=symbol, error=error)
+        return False
 
     async def _opening(self, key: str, intent: TradeIntent) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
@@ -156,8 +167,8 @@ class IntentRecords:
             )
         )
 
-    async def _closed(self, symbol: str, long: bool | None) -> None:
-        await self._store.drop_opened(symbol, long)  # one script: no read of the records first
+    async def _closed(self, symbol: str, long: bool | None, also: list[str]) -> None:
+        await self._store.drop_opened(symbol, long, also)  # one script: no read of the records first
 
     async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
         """The break-even move the open records of ``symbol`` (side ``long``) hold: after which

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -70,11 +71,15 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 return 1
 """
 
-# KEYS: a symbol's records. ARGV: side ("1" long, "0" short, "" both). Drops the records that hold
-# a position (opened) of that side; returns how many.
+# KEYS: a symbol's records. ARGV: side ("1" long, "0" short, "" both), then digests to drop too
+# (a CLOSE's own record). Drops the records that hold a position (opened) of that side and those;
+# returns how many.
 _DROP_OPENED: Final = """
 local all = redis.call('HGETALL', KEYS[1])
 local gone = {}
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then gone[#gone + 1] = ARGV[i] end
+end
 for i = 1, #all, 2 do
   local ok, rec = pcall(cjson.decode, all[i + 1])
   if ok and rec['opened'] == true then
@@ -318,8 +323,9 @@ class AccountStore:
         if digests:
             await self.batch.call("HDEL", self._records_of(symbol), *digests)
 
-    async def drop_opened(self, symbol: str, long: bool | None) -> int:
-        """Drop the records of ``symbol``'s position (of side ``long``, or every side) in one script:
-        no read of the records first. How many were dropped."""
+    async def drop_opened(self, symbol: str, long: bool | None, also: Collection[str] = ()) -> int:
+        """Drop the records of ``symbol``'s position (of side ``long``, or every side), and the
+        records ``also`` (digests), in one script: no read of the records first. How many were
+        dropped."""
         side = "" if long is None else "1" if long else "0"
-        return int(await self.batch.script(self._drop_opened, [self._records_of(symbol)], [side]))
+        return int(await self.batch.script(self._drop_opened, [self._records_of(symbol)], [side, *also]))

@@ -431,8 +431,8 @@ class BinanceGateway:
     @staticmethod
     def _record(ep: Endpoint, label: str, outcome: str, started: float) -> None:
         method = ep.method.upper()
-        metrics.EXCHANGE_LATENCY.labels(method=method, endpoint=label).observe(time.perf_counter() - started)
-        metrics.EXCHANGE_REQUESTS.labels(method=method, endpoint=label, outcome=outcome).inc()
+        metrics.EXCHANGE_LATENCY_BY.of(method, label).observe(time.perf_counter() - started)
+        metrics.EXCHANGE_REQUESTS_BY.of(method, label, outcome).inc()
 
     # -- reads -------------------------------------------------------------------------------
 

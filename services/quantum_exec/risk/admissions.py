@@ -79,7 +79,10 @@ end
 """
 
 
-# KEYS: state hash, limits hash, day hash, admitted, closing, the member's revoked key.
+# KEYS: state hash, limits hash, day hash, admitted, closing, the member's revoked key, the last
+# score issued (a string: scores strictly increase across every admission, so a settle re-sent
+# after its record was removed and the same key admitted again in the same millisecond can never
+# match the newer record's score).
 # ARGV: member ('': read only, nothing recorded), ttl ms, '1' the entry only reduces, settled pairs...
 # Returns {-1} while a transition is closing the door (nothing recorded, nothing read); else
 # {score recorded (0: none), state fields, limits fields, day fields}. The score is above any
@@ -100,7 +103,10 @@ if ARGV[1] ~= '' then
   end
   score = now + tonumber(ARGV[2])
   local old = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[1]) or '0')
+  local last = tonumber(redis.call('GET', KEYS[7]) or '0')
+  if last > old then old = last end
   if old >= score then score = old + 1 end
+  redis.call('SET', KEYS[7], score)
   redis.call('ZADD', KEYS[4], score, ARGV[1])
   redis.call('DEL', KEYS[6])
 end
@@ -168,6 +174,7 @@ class Admissions:
         self._admitted = f"{prefix}:risk:admitted"
         self._closing = f"{prefix}:risk:closing"
         self._revoked_prefix = f"{prefix}:risk:revoked:"
+        self._last_score = f"{prefix}:risk:admitted:last"
         self._admit = redis.register_script(_ADMIT)
         self._settle = redis.register_script(_SETTLE)
         self._close = redis.register_script(_CLOSE)
@@ -192,6 +199,7 @@ class Admissions:
             self._admitted,
             self._closing,
             self._revoked_prefix + (key or ""),
+            self._last_score,
         ]
         try:
             args = [key or "", ADMITTED_TTL_MS, "1" if reduces else "0", *pairs]
