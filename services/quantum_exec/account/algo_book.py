@@ -34,6 +34,9 @@ class AlgoBook:
     def __init__(self, settle_grace_s: float) -> None:
         self._settle_grace_s = settle_grace_s
         self._open: dict[str, AlgoView] = {}
+        # symbol -> our open protective orders on it, in the order of ``_open`` (the follower asks
+        # for them on every event of the symbol: no scan of every open order of the account).
+        self._own: dict[str, dict[str, AlgoView]] = {}
         self._closed: OrderedDict[str, AlgoView] = OrderedDict()
         # actualOrderId -> client algo id of the conditional order that placed it (bounded).
         self._by_actual: OrderedDict[str, str] = OrderedDict()
@@ -63,12 +66,10 @@ class AlgoBook:
         if view.status.is_final:
             self._close(view)
         elif current is None:
-            self._open[view.client_algo_id] = view
+            self._put(view)
         else:
             # A triggered update may omit what the first one said; keep the last non-empty values.
-            self._open[view.client_algo_id] = replace(
-                view, actual_order_id=view.actual_order_id or current.actual_order_id
-            )
+            self._put(replace(view, actual_order_id=view.actual_order_id or current.actual_order_id))
 
     def merge(self, open_algo_orders: Iterable[AlgoOrder], asked_ms: int) -> None:
         """Merge a REST snapshot of the open conditional orders, asked at ``asked_ms``: an order
@@ -96,6 +97,7 @@ class AlgoBook:
             if client_algo_id not in algos and live.update_time_ms > asked_ms:
                 algos[client_algo_id] = live  # placed (or moved) while the snapshot travelled
         self._open = algos
+        self._reindex()
 
     def record(self, order: AlgoOrder) -> None:
         """Fold a REST lookup of one conditional order in (a leg that went final during a gap)."""
@@ -104,7 +106,7 @@ class AlgoBook:
         if view.status.is_final:
             self._close(view)
         else:
-            self._open[view.client_algo_id] = view
+            self._put(view)
 
     def open(self, symbol: str | None = None) -> list[AlgoView]:
         """Conditional orders not yet final, of any owner (on ``symbol`` when given)."""
@@ -112,7 +114,8 @@ class AlgoBook:
 
     def own_protective(self, symbol: str) -> list[AlgoView]:
         """Our open protective orders on ``symbol``."""
-        return [a for a in self._open.values() if a.symbol == symbol and is_own_protective(a.client_algo_id)]
+        own = self._own.get(symbol)
+        return list(own.values()) if own else []
 
     def get(self, client_algo_id: str) -> AlgoView | None:
         """A conditional order by client id: open, or recently final (with its last status)."""
@@ -145,8 +148,27 @@ class AlgoBook:
         """Every symbol with an open conditional order."""
         return {a.symbol for a in self._open.values()}
 
+    def _put(self, view: AlgoView) -> None:
+        """Hold ``view`` as open (in place of the one under its client id, if any)."""
+        held = self._open.get(view.client_algo_id)
+        self._open[view.client_algo_id] = view
+        if held is not None and held.symbol != view.symbol:
+            self._reindex()  # never seen: an id on another symbol; keep the index in _open's order
+        elif is_own_protective(view.client_algo_id):
+            self._own.setdefault(view.symbol, {})[view.client_algo_id] = view
+
+    def _reindex(self) -> None:
+        self._own = {}
+        for client_algo_id, view in self._open.items():
+            if is_own_protective(client_algo_id):
+                self._own.setdefault(view.symbol, {})[client_algo_id] = view
+
     def _close(self, view: AlgoView) -> None:
-        self._open.pop(view.client_algo_id, None)
+        held = self._open.pop(view.client_algo_id, None)
+        if held is not None:
+            own = self._own.get(held.symbol)
+            if own is not None and own.pop(view.client_algo_id, None) is not None and not own:
+                del self._own[held.symbol]
         self._closed[view.client_algo_id] = view
         self._closed.move_to_end(view.client_algo_id)
         while len(self._closed) > MAX_CLOSED_ALGO_ORDERS:

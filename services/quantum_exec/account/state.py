@@ -57,6 +57,7 @@ class AccountState:
 
     def __init__(self) -> None:
         self._positions: dict[str, PositionView] = {}
+        self._open_count = 0  # positions not flat in _positions (asked after every fill)
         self._pushed: dict[str, tuple[int, PositionView]] = {}
         # symbol -> since when (monotonic) its pushed amount disagrees with the fills.
         self._disagreeing: dict[str, float] = {}
@@ -109,6 +110,7 @@ class AccountState:
                 merged[fill.symbol] = apply_fill(merged.get(fill.symbol) or PositionView(fill.symbol), fill)
                 last_fill_ms[fill.symbol] = max(last_fill_ms.get(fill.symbol, asked_ms), fill_ms)
         self._positions = merged
+        self._open_count = sum(1 for p in merged.values() if not p.is_flat)
         self._last_fill_ms = last_fill_ms
         self._snapshot_ms = since
         self._pushed = {
@@ -169,6 +171,7 @@ class AccountState:
         before = self._positions.get(event.symbol) or PositionView(event.symbol)
         after = apply_fill(before, event)
         self._positions[event.symbol] = after
+        self._open_count += (not after.is_flat) - (not before.is_flat)
         last = self._last_fill_ms.get(event.symbol, 0)
         self._last_fill_ms[event.symbol] = max(last, event.transaction_time_ms)
         self._compare(event.symbol)
@@ -228,6 +231,8 @@ class AccountState:
         A shorter disagreement is an ACCOUNT_UPDATE ahead of its own fill, which is still on the
         way; a non-empty answer means a fill was missed (or a trade was not a fill to us): resync.
         """
+        if not self._disagreeing:
+            return []  # the common case, asked after every event
         at = time.monotonic() if now is None else now
         return sorted(s for s, since in self._disagreeing.items() if at - since >= SETTLE_GRACE_S)
 
@@ -244,7 +249,8 @@ class AccountState:
         """When (monotonic) the next thing still settling on ``symbol`` stops settling; ``None``
         when nothing is (the follower looks again then: drift, and the OCO on settled legs)."""
         now = time.monotonic()
-        times = [since + SETTLE_GRACE_S for s, since in self._disagreeing.items() if s == symbol]
+        since = self._disagreeing.get(symbol)
+        times = [] if since is None else [since + SETTLE_GRACE_S]
         times += [
             (self._algos.armed_at(leg.client_algo_id) or now) + SETTLE_GRACE_S
             for leg in self.own_protective_known(symbol)
@@ -265,7 +271,7 @@ class AccountState:
 
     def open_count(self) -> int:
         """How many symbols hold a position, as last known."""
-        return sum(1 for p in self._positions.values() if not p.is_flat)
+        return self._open_count
 
     def symbols(self) -> set[str]:
         """Every symbol with a known position or a conditional order."""

@@ -31,6 +31,7 @@ from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
 from quantum_exec.account.record_batch import RecordBatch
 from quantum_exec.contracts.codec import isoformat
+from quantum_exec.core.scripts import run_script
 from quantum_exec.core.settings import Settings
 
 # Keeps an event id claimed long after any replay could come (a week of restarts and takeovers).
@@ -208,21 +209,31 @@ class AccountStore:
     async def publish_many(self, events: list[PositionEvent]) -> list[int]:
         """Publish each of ``events`` once under the lease, in order, in one round trip (a pipeline
         of the publish-once script, each event checked and added on its own): per event 1
-        published, 0 published before, -1 lease lost."""
-        if len(events) > 1:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for event in events:
-                        keys, args = self._publish_args(event)
-                        await self._publish(keys=keys, args=args, client=pipe)
-                    return [int(outcome) for outcome in await pipe.execute()]
-            except NoScriptError:
-                pass  # a server (or cluster node) without the script: one by one loads it
+        published, 0 published before, -1 lease lost.
+
+        The pipeline sends EVALSHA alone (no SCRIPT EXISTS ahead of it, as a pipeline that
+        registers the script would: a second round trip per batch); an event answered NOSCRIPT (a
+        server without the script: restart, failover) is published again by the script call,
+        which loads it. On one server (the stream is one key, so one node) that is all of them or
+        none, so the order holds."""
+        if not events:
+            return []
+        if len(events) == 1:
+            keys, args = self._publish_args(events[0])
+            return [int(await run_script(self._publish, keys=keys, args=args))]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                keys, args = self._publish_args(event)
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
         outcomes = []
-        for event in events:
-            keys, args = self._publish_args(event)
-            # Publish-once: an event the pipeline did add answers 0 here.
-            outcomes.append(int(await self._publish(keys=keys, args=args)))
+        for event, reply in zip(events, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                keys, args = self._publish_args(event)
+                reply = await run_script(self._publish, keys=keys, args=args)
+            elif isinstance(reply, Exception):
+                raise reply
+            outcomes.append(int(reply))
         return outcomes
 
     def _publish_args(self, event: PositionEvent) -> tuple[list[str], list[Any]]:

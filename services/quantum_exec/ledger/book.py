@@ -34,6 +34,7 @@ from quantum_exec.account.protection_events import PROTECTION_EVENT_TYPE
 from quantum_exec.account.store import AccountStore
 from quantum_exec.contracts.codec import dumps, payload_value
 from quantum_exec.core.aio import cancel_task
+from quantum_exec.core.scripts import run_script
 from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.wire import Income
 from quantum_exec.ledger.funding import SETTLEMENT_SLACK_MS, FundingReader, FundingSource
@@ -310,7 +311,8 @@ class LedgerBook:
         )
         minid = str(int(time.time() * 1000) - self._retention_ms)
         payloads = [dumps(trade_to_json(t)) for t in [*closed, *(trade for trade, _ in revised)]]
-        outcome = await self._commit(
+        outcome = await run_script(
+            self._commit,
             keys=[self._store.lease_key, self.state_key, self.trades_key],
             args=[self._store.held_value, state, minid, *payloads],
         )

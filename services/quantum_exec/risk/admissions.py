@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from quantum_exec.core.scripts import run_script
 from quantum_exec.core.settings import Settings
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.link import REDIS_DOWN
@@ -202,7 +203,7 @@ class Admissions:
         ]
         try:
             args = [key or "", ADMITTED_TTL_MS, "1" if reduces else "0", *pairs]
-            reply: Any = await self._admit(keys=keys, args=args)
+            reply: Any = await run_script(self._admit, keys=keys, args=args)
         except BaseException:
             if pairs:  # sent again (harmless if they did land: a settle removes its own record only)
                 self._settles = pairs + self._settles
@@ -248,7 +249,7 @@ class Admissions:
         while self._settles:
             pairs, self._settles = self._settles, []
             try:
-                await self._settle(keys=[self._admitted], args=pairs)
+                await run_script(self._settle, keys=[self._admitted], args=pairs)
             except REDIS_DOWN as exc:  # they expire on their own
                 log.warning("risk.admission_not_settled", entries=len(pairs) // 2, error=str(exc))
 
@@ -256,7 +257,9 @@ class Admissions:
         """Revoke every admission still unsettled (a transition goes ahead without them): their
         entries are refused with ``why`` right before their order would leave (:meth:`revoked`)."""
         return int(
-            await self._revoke(keys=[self._admitted], args=[self._revoked_prefix, why, 2 * ADMITTED_TTL_MS])
+            await run_script(
+                self._revoke, keys=[self._admitted], args=[self._revoked_prefix, why, 2 * ADMITTED_TTL_MS]
+            )
         )
 
     async def revoked(self, key: str) -> str | None:
@@ -268,7 +271,7 @@ class Admissions:
         """Make every new admission wait; the token :meth:`open_door` takes."""
         token = secrets.token_hex(8)
         ttl_ms = int(DOOR_TTL_S * 1000)
-        await self._close(keys=[self._closing], args=[token, ttl_ms])
+        await run_script(self._close, keys=[self._closing], args=[token, ttl_ms])
         return token
 
     async def open_door(self, token: str) -> None:
@@ -276,7 +279,7 @@ class Admissions:
 
     async def unsettled(self) -> int:
         """How many admitted entries have no answer from the exchange yet (lapsed ones dropped)."""
-        return int(await self._pending(keys=[self._admitted]))
+        return int(await run_script(self._pending, keys=[self._admitted]))
 
     async def drain(self, deadline_s: float = DRAIN_DEADLINE_S) -> tuple[int, int]:
         """Wait until no admitted entry is unsettled or the deadline: (waited ms, still unsettled)."""

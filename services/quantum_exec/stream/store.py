@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from quantum_exec.core.scripts import run_script
 from quantum_exec.core.settings import Settings
 from quantum_exec.stream import store_scripts as scripts
 
@@ -173,8 +174,10 @@ class Store:
 
     async def acquire_lease(self, symbol: str, owner: str) -> Lease | None:
         """Take the symbol's lease with a fresh fencing token, or None when another owner holds it."""
-        token = await self._acquire(
-            keys=[self.keys.lease(symbol), self.keys.fence(symbol)], args=[owner, self._lease_ttl_ms]
+        token = await run_script(
+            self._acquire,
+            keys=[self.keys.lease(symbol), self.keys.fence(symbol)],
+            args=[owner, self._lease_ttl_ms],
         )
         if token is None:
             return None
@@ -182,14 +185,14 @@ class Store:
 
     async def renew_lease(self, lease: Lease) -> bool:
         """Extend the lease; False when it was lost (expired, maybe taken by someone else)."""
-        renewed = await self._renew(
-            keys=[self.keys.lease(lease.symbol)], args=[lease.value, self._lease_ttl_ms]
+        renewed = await run_script(
+            self._renew, keys=[self.keys.lease(lease.symbol)], args=[lease.value, self._lease_ttl_ms]
         )
         return bool(renewed)
 
     async def release_lease(self, lease: Lease) -> None:
         """Delete the lease only if it is still ours."""
-        await self._release(keys=[self.keys.lease(lease.symbol)], args=[lease.value])
+        await run_script(self._release, keys=[self.keys.lease(lease.symbol)], args=[lease.value])
 
     async def acquire_and_begin(
         self,
@@ -212,7 +215,8 @@ class Store:
         and last fence time, or an id conflict). ``other_symbols``: older entries known to be of
         other symbols, which the order check passes over.
         """
-        reply = await self._acquire_and_begin(
+        reply = await run_script(
+            self._acquire_and_begin,
             keys=[
                 self.keys.lease(symbol),
                 self.keys.fence(symbol),
@@ -249,7 +253,8 @@ class Store:
 
     async def fence(self, lease: Lease, intent_key: str, *, count_attempt: bool) -> bool:
         """Renew the lease right before an order and record the time; False when it was lost."""
-        renewed = await self._fence(
+        renewed = await run_script(
+            self._fence,
             keys=[self.keys.lease(lease.symbol), self.keys.idempotency(intent_key)],
             args=[lease.value, self._lease_ttl_ms, "1" if count_attempt else "0"],
         )
@@ -265,7 +270,8 @@ class Store:
         args: list[bytes | str] = [self.keys.consumer_group, stream_id]
         for name, value in dead_letter.items():
             args += [name, value]
-        await self._dead_letter_only(keys=[self.keys.intent_stream, self.keys.dlq_stream], args=args)
+        keys = [self.keys.intent_stream, self.keys.dlq_stream]
+        await run_script(self._dead_letter_only, keys=keys, args=args)
 
     async def is_done(self, intent_key: str) -> bool:
         """True when the intent already has a published final result."""
@@ -308,7 +314,8 @@ class Store:
             *result_args,
             *dlq_args,
         ]
-        reply = await self._commit(
+        reply = await run_script(
+            self._commit,
             keys=[
                 self.keys.idempotency(intent_key),
                 self.keys.fence(symbol),
