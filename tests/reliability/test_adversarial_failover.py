@@ -14,7 +14,8 @@ import pytest
 
 from reliability.adversary import run_adversarial
 
-pytestmark = [pytest.mark.reliability, pytest.mark.integration]
+# serial: a failover timed into an entry's flight, like test_reliability.py's kills; runs alone.
+pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.serial]
 
 
 @pytest.mark.timeout(420)
