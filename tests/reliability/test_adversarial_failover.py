@@ -14,8 +14,7 @@ import pytest
 
 from reliability.adversary import run_adversarial
 
-# serial: a failover timed into an entry's flight, like test_reliability.py's kills; runs alone.
-pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.serial]
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 
 @pytest.mark.timeout(420)

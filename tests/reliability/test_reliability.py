@@ -20,16 +20,11 @@ from reliability.fuzz import run_fuzz
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
-# Kills and faults at instants inside windows of a few hundred ms, and a crash loop whose restarts
-# must each get work done: what they hit depends on the machine's load, so make test runs them alone
-# (marker serial); the fuzz, a thousand cases answered one by one, runs beside the other tests.
-
 KILL_CYCLES = int(os.environ.get("QUANTUM_REL_KILL_CYCLES", "20"))
 FUZZ_CASES = int(os.environ.get("QUANTUM_REL_FUZZ_CASES", "1000"))
 LOOP_CYCLES = int(os.environ.get("QUANTUM_REL_LOOP_CYCLES", "20"))
 
 
-@pytest.mark.serial
 @pytest.mark.timeout(240)
 def test_sigkill_cycles_keep_every_promise(tmp_path: Path) -> None:
     figures = run_crash_cycles(tmp_path, KILL_CYCLES, seed=int(os.environ.get("QUANTUM_REL_SEED", "7")))
@@ -40,6 +35,9 @@ def test_sigkill_cycles_keep_every_promise(tmp_path: Path) -> None:
     assert figures.secrets_found == []
 
 
+# serial: each restart is killed 0.05-0.7 s after it is up, so how much work a restart gets done
+# depends on the machine's load; beside the suite's other workers on a loaded machine it ended with
+# four POISON_MESSAGE results. The other tests here passed there: they run in the parallel pass.
 @pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_a_crash_loop_poisons_nothing_and_leaves_every_position_protected(tmp_path: Path) -> None:
@@ -56,7 +54,6 @@ def test_a_crash_loop_poisons_nothing_and_leaves_every_position_protected(tmp_pa
     assert figures.secrets_found == []
 
 
-@pytest.mark.serial
 @pytest.mark.timeout(120)
 def test_exchange_faults_have_their_expected_outcomes(tmp_path: Path) -> None:
     figures = run_exchange_faults(tmp_path)  # each case asserts its own outcome
@@ -65,7 +62,6 @@ def test_exchange_faults_have_their_expected_outcomes(tmp_path: Path) -> None:
     assert figures.secrets_found == []
 
 
-@pytest.mark.serial
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("scenario", ["restart", "drops", "stale_consumer"])
 def test_redis_faults_lose_and_double_nothing(tmp_path: Path, scenario: str) -> None:
