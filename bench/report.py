@@ -144,6 +144,10 @@ def markdown(results: dict[str, Any]) -> str:
             )
             trips = tp["redis_per_intent"]
             lines.append(f"| Redis round trips per intent (service; {top}) | {trips:.2f} | - | |")
+        if tp and tp.get("requests_per_intent_by_path"):
+            paths = tp["requests_per_intent_by_path"]
+            top = ", ".join(f"{name} {n:.2f}" for name, n in list(paths.items())[:6])
+            lines.append(f"| REST requests per intent (service; {top}) | {sum(paths.values()):.2f} | - | |")
         lines.append(
             f"| ours ÷ naive, intents/s | {f'{ours / theirs:.2f}×' if ours and theirs else '-'} | | |"
         )

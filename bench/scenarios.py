@@ -423,6 +423,11 @@ def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[st
         "statuses": data["statuses"],
         # Every intent the service answered (warm-up included): round trips are load-independent.
         **redis_round_trips(data.get("redis_calls", {}), total),
+        "requests_per_intent_by_path": {
+            path: n / total for path, n in sorted(data.get("requests", {}).items(), key=lambda kv: -kv[1])
+        }
+        if total
+        else {},
     }
 
 

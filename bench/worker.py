@@ -66,6 +66,8 @@ class Rec:
 CURRENT: ContextVar[Rec | None] = ContextVar("bench_record", default=None)
 RECORDS: dict[str, Rec] = {}
 STATUSES: Counter[int] = Counter()
+# REST requests by "METHOD /path" (load-independent, like the round trips).
+REQUESTS: Counter[str] = Counter()
 PACING = {"requests": 0, "seconds": 0.0}
 # Redis round trips by command (a pipeline counts once, as "pipeline"): load-independent.
 REDIS_CALLS: Counter[str] = Counter()
@@ -82,6 +84,15 @@ def count_responses() -> None:
         original(self, response)
 
     RestSender.received = received  # type: ignore[method-assign]
+
+    send = RestSender.send
+
+    async def counted_send(self: RestSender, ep: Any, params: Any) -> Any:
+        # By endpoint, counted as it is sent (the REST client's reply carries no request line).
+        REQUESTS[f"{ep.method.upper()} /fapi/v{ep.version}/{ep.path}"] += 1
+        return await send(self, ep, params)
+
+    RestSender.send = counted_send  # type: ignore[method-assign]
 
     acquire = RateLimiter.acquire
 
@@ -273,6 +284,7 @@ async def serve(settings: Settings, out: Path) -> None:
                 "records": records,
                 "statuses": {str(k): v for k, v in STATUSES.items()},
                 "redis_calls": dict(REDIS_CALLS),
+                "requests": dict(REQUESTS),
                 "pacing": PACING,
                 "steps": step_totals(),
             }

@@ -16,6 +16,7 @@ import orjson
 
 from quantum_exec.app.service import Service
 from quantum_exec.core.settings import Settings
+from quantum_exec.ops.logs import TextFormatter
 
 
 def main() -> int:
@@ -27,7 +28,9 @@ def main() -> int:
         with events.open("a") as out:
             out.write(f"ready {settings.consumer_name}\n")
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter())  # the fields too: the log is what a failed test leaves
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     service = Service(settings, operations=False, on_ready=ready)
     return asyncio.run(service.run_until_signal())
 

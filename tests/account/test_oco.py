@@ -9,7 +9,8 @@ import pytest
 
 from account.samples import algo_message, fill_message
 from quantum_exec.account.events import parse_event
-from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.live_oco import POSITION_FREE
+from quantum_exec.account.oco import EXTRA_COPY, Cancel, Replace, plan_oco
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.views import StaleStateError
@@ -189,6 +190,24 @@ def test_a_leg_open_twice_keeps_the_copy_that_fits() -> None:
     plan = plan_oco(state, "BTCUSDT")
     assert plan[0] == Cancel("BTCUSDT", SL, "replaced")
     assert [(type(a), a.client_algo_id) for a in plan[1:]] == [(Replace, TP)]
+
+
+def test_a_smaller_copy_beside_the_copy_kept_is_an_extra_copy() -> None:
+    """A resumed attempt placed the leg again beside a copy this OCO had shrunk (before its entry
+    filled): the copy kept closes at least what the smaller one does, so its cancel lowers nothing
+    and holds whatever the position (the live OCO sends it without a confirmed view)."""
+    state = long_with_legs("0.030")
+    feed(state, algo_message(client_algo_id=replacement_of(SL), algo_id=8, qty="0.010", time_ms=2))
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", replacement_of(SL), EXTRA_COPY)]
+
+
+def test_a_larger_copy_that_does_not_fit_is_cancelled_on_the_position_only() -> None:
+    """The other way round (the view holds less than the larger copy): the larger copy's cancel
+    lowers protection, so it is the position-bound "replaced", which waits for a confirmed view."""
+    state = long_with_legs("0.010")
+    feed(state, algo_message(client_algo_id=replacement_of(SL), algo_id=8, qty="0.020", time_ms=2))
+    assert plan_oco(state, "BTCUSDT") == [Cancel("BTCUSDT", replacement_of(SL), "replaced")]
+    assert "replaced" not in POSITION_FREE and EXTRA_COPY in POSITION_FREE
 
 
 def test_a_sibling_filled_under_its_alternate_id_cancels_the_leg() -> None:

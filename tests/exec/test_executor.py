@@ -190,7 +190,7 @@ async def test_min_notional_message_states_the_numbers(executor: Executor) -> No
     assert "100" in result.error.message and "BTCUSDT" in result.error.message
 
 
-@pytest.mark.parametrize("kind", ["unknown_after", "timeout_after", "drop_after"])
+@pytest.mark.parametrize("kind", ["unknown_after", "timeout_after", "drop_after", "drop_before"])
 async def test_unknown_outcome_after_acceptance_leads_to_exactly_one_entry(
     executor: Executor, sim: Simulator, kind: str
 ) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from binance_sim import Simulator
-from quantum_exec.core.errors import PermanentError
+from quantum_exec.core.errors import PermanentError, UnknownOutcomeError
 from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.endpoints import EP_GET_ORDER, EP_TIME
 from quantum_exec.exchange.gateway import BinanceGateway
@@ -67,3 +67,24 @@ async def test_a_request_signed_with_the_wrong_secret_is_refused(
     finally:
         await gateway.close()
     assert refused.value.code == -1022
+
+
+@pytest.mark.parametrize("kind", ["drop_after", "drop_before", "truncated_after"])
+async def test_a_lost_answer_is_an_unknown_outcome_and_the_next_request_reconnects(
+    make_settings: Callable[..., Settings], sim: Simulator, kind: str
+) -> None:
+    gateway = BinanceGateway(make_settings(), sim.base_url)
+    await gateway.sync_time()  # a kept-alive connection exists before the fault
+    sim.set_faults({"faults": [{"kind": kind, "method": "POST", "path": "/fapi/v1/order", "count": 1}]})
+    client_id = f"qxe-lost-{kind}"
+    try:
+        with pytest.raises(UnknownOutcomeError) as lost:
+            await gateway.place_market("BTCUSDT", OrderSide.BUY, Decimal("0.002"), client_id)
+        found = await gateway.get_order("BTCUSDT", client_id)  # on a new connection
+    finally:
+        await gateway.close()
+    assert lost.value.sent_at is not None
+    placed = [o["clientOrderId"] for o in orders(sim, symbol="BTCUSDT")]
+    # Sent once: processed before the loss (after) or not at all (before), never twice.
+    assert placed == ([] if kind == "drop_before" else [client_id])
+    assert (found is not None) is (kind != "drop_before")

@@ -28,10 +28,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Collection, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, Final
 
 from quantum_exec.account.claims import LegClaims
+from quantum_exec.account.close_records import CloseRecords
 from quantum_exec.account.event_checks import armed_late, trailing_active, twin_open
 from quantum_exec.account.events import (
     AccountUpdate,
@@ -91,8 +93,17 @@ class AccountFollower:
         intent_ids = IntentIds(store)
         self._records = IntentRecords(store, intent_ids)
         self.publisher = Publisher(store, self.state, self.lease, intent_ids, self._origin_waiters)
+        self._close_records = CloseRecords(self.state)
         self.oco = LiveOco(
-            gateway, legs, store, self.state, self.lease, self._claims, self.position_amount, self._stopping
+            gateway,
+            legs,
+            store,
+            self.state,
+            self.lease,
+            self._claims,
+            self.position_amount,
+            self._stopping,
+            records_in_hand=self._close_records.leaves_alone,
         )
         self.resync = Resyncer(
             gateway, legs, store, self.state, self.lease, self.oco, self.publisher, self._moved, self.synced
@@ -145,6 +156,8 @@ class AccountFollower:
         for task in tasks:
             # Again until done: a cancellation landing as a Redis call completes can be lost.
             await cancel_task(task)
+        with contextlib.suppress(Exception):
+            await self.store.batch.drained()  # the records queued are written before we go
         with contextlib.suppress(Exception):
             await self.store.release_lease()
         metrics.ACCOUNT_LEASE_HELD.set(0)
@@ -317,10 +330,24 @@ class AccountFollower:
         (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
         await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
 
-    async def closed(self, symbol: str, *, long: bool | None = None) -> None:
+    async def closed(
+        self,
+        symbol: str,
+        *,
+        long: bool | None = None,
+        close_key: str | None = None,
+        flat_by: Collection[int] = (),
+    ) -> None:
         """A CLOSE (or an entry that closed/flipped the position) filled: the records of the
-        position it closed (of side ``long``, or every side) hold nothing any more."""
-        await self._records.closed(symbol, long)
+        position it closed (of side ``long``, or every side) hold nothing any more; as the holder
+        (it names fills from memory), a CLOSE's own record too (:mod:`.close_records`)."""
+        own = close_key if self.leader else None
+        if await self._records.closed(symbol, long, own) and own is not None and flat_by:
+            self._close_records.dropped(symbol, flat_by)
+
+    def closing(self, symbol: str) -> AbstractContextManager[None]:
+        """A CLOSE of this instance runs on ``symbol``: the live OCO leaves its records to it."""
+        return self._close_records.closing(symbol, self.oco.kick)
 
     # ---- the stream's callbacks
 
@@ -329,9 +356,9 @@ class AccountFollower:
             event = parse_event(raw)
         except EventError as exc:
             log.error("user_stream.bad_event", error=str(exc))
-            metrics.USER_STREAM_EVENTS.labels(type="malformed").inc()
+            metrics.USER_STREAM_EVENTS_BY.of("malformed").inc()
             return
-        metrics.USER_STREAM_EVENTS.labels(type=str(raw.get("e", "unknown"))).inc()
+        metrics.USER_STREAM_EVENTS_BY.of(str(raw.get("e", "unknown"))).inc()
         metrics.USER_STREAM_LAST_EVENT.set(time.time())
         if event is None:
             return
@@ -401,6 +428,7 @@ class AccountFollower:
 
     def _moved(self, fill: OrderTradeUpdate, before: PositionView, after: PositionView) -> None:
         self.publisher.queue(Moved(fill, before, after, time.monotonic()))
+        self._close_records.filled(fill.symbol, fill.order_id)
         metrics.OPEN_POSITIONS.set(self.state.open_count())
         metrics.OPEN_POSITION_NOTIONAL.labels(symbol=fill.symbol).set(
             float(abs(after.amount) * after.entry_price)

@@ -29,8 +29,10 @@ with the fills, and, for a leg newer than every fill seen (the fill it protects 
 way; fills come in order among themselves, so an older leg's are all in), only once REST
 (positionRisk) holds the very position the view holds.
 Otherwise those actions wait (the fill, or the resync, runs the plan again; so does the bounded
-retry); a cancel because the leg's sibling filled completely does not depend on the position and
-goes at once. Records of a symbol the view sees flat are dropped only once REST says it is flat too.
+retry); a cancel because the leg's sibling filled completely, or of a copy no larger than the copy
+kept (it lowers nothing), does not depend on the position and goes at once. Records of a symbol
+the view sees flat are dropped only once REST says it is flat too, and not at all where a CLOSE of
+this instance drops them itself (:mod:`.close_records`).
 
 Every order it sends, cancels included, is fenced by the account lease: a holder that cannot renew
 it (another owner, Redis unreachable) sends nothing and stops until it holds the lease again.
@@ -46,7 +48,7 @@ from typing import Final
 from quantum_exec.account.break_even import plan_break_even
 from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.lease import AccountLease
-from quantum_exec.account.oco import Cancel, Replace, plan_oco
+from quantum_exec.account.oco import EXTRA_COPY, Cancel, Replace, plan_oco
 from quantum_exec.account.protection_events import ProtectionReason, protection_changed
 from quantum_exec.account.roles import replacement_of
 from quantum_exec.account.state import AccountState
@@ -68,9 +70,10 @@ log = get_logger(__name__)
 # A plan whose orders failed runs again after these waits, this many times; the old legs stay armed.
 OCO_RETRY: Final = Backoff(base_s=0.2, cap_s=5.0, jitter=0.2)
 OCO_ATTEMPTS: Final = 6
-# The one cancel that holds whatever the position (every other action lowers protection because of
-# the position, so it waits for a confirmed view: see the module's docstring).
-POSITION_FREE: Final = frozenset({"sibling leg filled"})
+# The cancels that hold whatever the position: a sibling filled completely, or a copy no larger
+# than the copy kept (every other action lowers protection because of the position, so it waits
+# for a confirmed view: see the module's docstring).
+POSITION_FREE: Final = frozenset({"sibling leg filled", EXTRA_COPY})
 
 
 class LegNotArmed(QuantumError):
@@ -81,7 +84,9 @@ class LiveOco:
     """Cancels and resizes our legs as the position changes, one task per symbol.
 
     ``position_amount`` is the follower's live position (``None`` while it is not known: stale,
-    or behind an order seen filled by REST); ``stopping`` is set when the follower stops.
+    or behind an order seen filled by REST); ``stopping`` is set when the follower stops;
+    ``records_in_hand`` says a flat symbol's records are a CLOSE's of this instance to drop, not
+    the OCO's (:mod:`.close_records`).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class LiveOco:
         claims: LegClaims,
         position_amount: Callable[[str], Decimal | None],
         stopping: asyncio.Event,
+        records_in_hand: Callable[[str], bool] = lambda symbol: False,
     ) -> None:
         self._gateway = gateway
         self._legs = legs
@@ -103,6 +109,7 @@ class LiveOco:
         self._claims = claims
         self._position_amount = position_amount
         self._stopping = stopping
+        self._records_in_hand = records_in_hand
         self._oco_tasks: dict[str, asyncio.Task[None]] = {}
         self._oco_dirty: set[str] = set()
 
@@ -164,7 +171,7 @@ class LiveOco:
                             client_algo_id=action.client_algo_id,
                             error=f"{type(exc).__name__}: {exc}",
                         )
-                if not lagging and self._position_amount(symbol) == 0:
+                if not lagging and self._position_amount(symbol) == 0 and not self._records_in_hand(symbol):
                     await self.drop_records(symbol)
                 if failed:
                     if failures >= OCO_ATTEMPTS:
@@ -381,8 +388,7 @@ class LiveOco:
         if actual != 0:
             log.warning("oco.records_kept", symbol=symbol, exchange=str(actual), detail="the view lags")
             return
-        for record in stale:
-            await self._store.drop_record(symbol, record.digest)
+        await self._store.drop_records(symbol, [r.digest for r in stale])
 
 
 def _on_position(action: Cancel | Replace) -> bool:

@@ -12,15 +12,16 @@ Rules, for each of OUR armed (status NEW) stop-loss/take-profit orders on the sy
 * the position is flat -> cancel;
 * its side cannot reduce the position (a SELL stop under a short) -> cancel;
 * it is larger than what is left of the position -> replace it by one of the remaining size;
-* it is open twice (a replacement placed, the old leg not cancelled yet) -> cancel all but the one
-  that fits the position best.
+* it is open twice (a replacement placed, the old leg not cancelled yet, or a copy placed by a
+  resumed attempt beside one this OCO shrank) -> cancel all but the one that fits the position
+  best; a copy no larger than the one kept is an extra copy (its cancel lowers nothing).
 
 Orders of anybody else are never touched; TRIGGERING/TRIGGERED ones are in flight (a cancel
 answers -2011) and are left to finish. A leg still settling (:meth:`AccountState.settling`: armed
 after every fill seen, so the fill it protects may still be on the way) is left alone until it has
 settled: to a view without that fill its position may look flat. Every action but the cancel
-after a sibling's fill lowers protection because of the position: the live OCO takes it only on a
-confirmed position (:mod:`.live_oco`).
+after a sibling's fill and the cancel of an extra copy lowers protection because of the position:
+the live OCO takes it only on a confirmed position (:mod:`.live_oco`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def _sibling_filled(state: AccountState, leg: AlgoView) -> bool:
     return False
 
 
+EXTRA_COPY = "extra copy"  # a twin no larger than the copy kept: cancelled whatever the position
+
+
+def _covered_by(twin: AlgoView, kept: AlgoView) -> bool:
+    """``kept`` closes at least what ``twin`` closes (so cancelling ``twin`` lowers nothing)."""
+    return kept.close_position or (not twin.close_position and twin.quantity <= kept.quantity)
+
+
 def _best_fit(legs: list[AlgoView], remaining: Decimal) -> AlgoView:
     """Of the open copies of one leg, the one to keep: closePosition, else the largest that does not
     exceed the position, else the smallest."""
@@ -100,7 +109,8 @@ def plan_oco(state: AccountState, symbol: str) -> list[Action]:
             leg = _best_fit(legs, remaining)
             for twin in sorted(legs, key=lambda a: a.client_algo_id):
                 if twin is not leg:
-                    actions.append(Cancel(symbol, twin.client_algo_id, "replaced"))
+                    reason = EXTRA_COPY if _covered_by(twin, leg) else "replaced"
+                    actions.append(Cancel(symbol, twin.client_algo_id, reason))
         if _sibling_filled(state, leg):  # first: it holds whatever the position (no check by REST)
             actions.append(Cancel(symbol, leg.client_algo_id, "sibling leg filled"))
         elif amount == 0:

@@ -2,7 +2,9 @@
 
 A record is written before an entry's order is sent (whoever sees the fill can name the intent),
 holds the position and the triggers placed once it filled, and is dropped when nothing filled or
-the position closed (:mod:`.store`). Record writes never fail an intent: they serve the
+the position closed (:mod:`.store`). Every record command rides in the loop turn's one pipeline
+(:mod:`.record_batch`): the intents in flight share their bookkeeping's round trips, and each still
+waits for its own write (a commit never runs ahead of it). Record writes never fail an intent: they serve the
 reconciliation and the events' intent ids, not the order flow, so a Redis outage is retried
 briefly, then logged (the next redelivery or reconcile repairs it).
 """
@@ -29,6 +31,13 @@ ZERO: Final = Decimal(0)
 _MAX_INTENT_IDS: Final = 10_000
 # A record read or write during a Redis outage is tried this often (waits between, seconds).
 BOOKKEEPING_RETRIES: Final = (0.05, 0.1, 0.2)
+
+
+def _digest(key: str) -> str:
+    """The digest the records of intent ``key`` are kept under."""
+    digest = intent_digest(client_order_id(key, "entry"))
+    assert digest is not None
+    return digest
 
 
 class IntentIds:
@@ -86,15 +95,18 @@ class IntentRecords:
             lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even),
         )
 
-    async def closed(self, symbol: str, long: bool | None) -> None:
-        """The records of the position closed (of side ``long``, or every side) hold nothing any more."""
-        await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long))
+    async def closed(self, symbol: str, long: bool | None, close_key: str | None = None) -> bool:
+        """The records of the position closed (of side ``long``, or every side) hold nothing any
+        more, nor does the record of the CLOSE ``close_key`` (its intent key) when given: dropped
+        in one script. False when they could not be dropped."""
+        also = [] if close_key is None else [_digest(close_key)]
+        return await self._bookkeeping("closed", symbol, lambda: self._closed(symbol, long, also))
 
-    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> None:
+    async def _bookkeeping(self, what: str, symbol: str, work: Callable[[], Awaitable[None]]) -> bool:
         for delay_s in BOOKKEEPING_RETRIES:
             try:
                 await work()
-                return
+                return True
             except REDIS_DOWN as exc:
                 error = str(exc)
                 await asyncio.sleep(delay_s)
@@ -102,6 +114,7 @@ class IntentRecords:
                 error = f"{type(exc).__name__}: {exc}"
                 break
         log.error("account.record_failed", step=what, symbol=symbol, error=error)
+        return False
 
     async def _opening(self, key: str, intent: TradeIntent) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
@@ -154,10 +167,8 @@ class IntentRecords:
             )
         )
 
-    async def _closed(self, symbol: str, long: bool | None) -> None:
-        for record in await self._store.records_of(symbol):
-            if record.opened and (long is None or record.long is long):
-                await self._store.drop_record(symbol, record.digest)
+    async def _closed(self, symbol: str, long: bool | None, also: list[str]) -> None:
+        await self._store.drop_opened(symbol, long, also)  # one script: no read of the records first
 
     async def break_even(self, symbol: str, *, long: bool) -> tuple[int, Decimal] | None:
         """The break-even move the open records of ``symbol`` (side ``long``) hold: after which

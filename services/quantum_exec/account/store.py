@@ -7,15 +7,17 @@
 * **Position events**: one script checks the lease, claims the event id (``SET NX``) and appends
   the entry, so a takeover that replays an event publishes nothing twice, and a holder that lost
   the lease publishes nothing at all.
-* **Intent records** (``<prefix>:account:records``, a hash by the intent's id digest): written
-  before an entry is sent, so the instance that sees the fill - maybe not the one that placed it -
-  knows which intent it was, and the reconciliation knows which positions are ours and their
-  triggers (the "recorded triggers" of the idempotency record).
+* **Intent records** (``<prefix>:account:records:<symbol>``, a hash by the intent's id digest):
+  written before an entry is sent, so the instance that sees the fill - maybe not the one that
+  placed it - knows which intent it was, and the reconciliation knows which positions are ours and
+  their triggers (the "recorded triggers" of the idempotency record). Every record command rides
+  in the loop turn's one pipeline (:mod:`.record_batch`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -27,6 +29,7 @@ from redis.exceptions import NoScriptError
 from quantum_exec.account.positions import POSITION_EVENT_TYPE, PositionEvent, dumps_position_event
 from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
+from quantum_exec.account.record_batch import RecordBatch
 from quantum_exec.contracts.codec import isoformat
 from quantum_exec.core.settings import Settings
 
@@ -65,6 +68,28 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 return 1
+"""
+
+# KEYS: a symbol's records. ARGV: side ("1" long, "0" short, "" both), then digests to drop too
+# (a CLOSE's own record). Drops the records that hold a position (opened) of that side and those;
+# returns how many.
+_DROP_OPENED: Final = """
+local all = redis.call('HGETALL', KEYS[1])
+local gone = {}
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then gone[#gone + 1] = ARGV[i] end
+end
+for i = 1, #all, 2 do
+  local ok, rec = pcall(cjson.decode, all[i + 1])
+  if ok and rec['opened'] == true then
+    local long = rec['long']
+    if ARGV[1] == '' or (ARGV[1] == '1' and long == true) or (ARGV[1] == '0' and long == false) then
+      gone[#gone + 1] = all[i]
+    end
+  end
+end
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+return #gone
 """
 
 
@@ -159,6 +184,9 @@ class AccountStore:
         self._take = redis.register_script(_TAKE)
         self._release = redis.register_script(_RELEASE)
         self._publish = redis.register_script(_PUBLISH)
+        self._drop_opened = redis.register_script(_DROP_OPENED)
+        # Every record command goes through it: one pipeline per loop turn (:mod:`.record_batch`).
+        self.batch = RecordBatch(redis)
         self.token = 0
 
     @property
@@ -234,12 +262,15 @@ class AccountStore:
 
     async def put_record(self, record: Record, labels: dict[str, str] | None = None) -> None:
         """Write ``record``; ``labels`` (the producer's model/strategy) are kept for the ledger."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._records_of(record.symbol), record.digest, record.to_json())
-            pipe.sadd(self._symbols_key, record.symbol)
-            if labels and record.intent_id:
-                pipe.set(self.labels_key(record.intent_id), orjson.dumps(labels), ex=LABELS_TTL_S)
-            await pipe.execute()
+        commands: list[tuple[Any, ...]] = [
+            ("HSET", self._records_of(record.symbol), record.digest, record.to_json()),
+            ("SADD", self._symbols_key, record.symbol),
+        ]
+        if labels and record.intent_id:
+            commands.append(
+                ("SET", self.labels_key(record.intent_id), orjson.dumps(labels), "EX", LABELS_TTL_S)
+            )
+        await self.batch.many(*commands)
 
     def labels_key(self, intent_id: str) -> str:
         return f"{self._labels_prefix}{intent_id}"
@@ -258,6 +289,8 @@ class AccountStore:
 
     async def records_of(self, symbol: str) -> list[Record]:
         """The records of one symbol (kept apart so a fill reads only its own symbol's)."""
+        # Read at once, beside the batch (a read of a record still queued is a race anyway: the
+        # caller's own writes are awaited before it reads).
         raw: dict[Any, Any] = await self._redis.hgetall(self._records_of(symbol))
         return [Record.from_json(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw.items()]
 
@@ -270,4 +303,18 @@ class AccountStore:
         return found
 
     async def drop_record(self, symbol: str, digest: str) -> None:
+        # At once, beside the batch: the publisher's drop after a stop filled races the live OCO's
+        # read of the flat symbol (which would otherwise ask REST before dropping it again).
         await self._redis.hdel(self._records_of(symbol), digest)
+
+    async def drop_records(self, symbol: str, digests: list[str]) -> None:
+        """Drop these records of ``symbol`` (one command whatever their number)."""
+        if digests:
+            await self.batch.call("HDEL", self._records_of(symbol), *digests)
+
+    async def drop_opened(self, symbol: str, long: bool | None, also: Collection[str] = ()) -> int:
+        """Drop the records of ``symbol``'s position (of side ``long``, or every side), and the
+        records ``also`` (digests), in one script: no read of the records first. How many were
+        dropped."""
+        side = "" if long is None else "1" if long else "0"
+        return int(await self.batch.script(self._drop_opened, [self._records_of(symbol)], [side, *also]))

@@ -8,6 +8,9 @@
   discovers the others and follows MOVED/ASK. The settings refuse keys that would not share a slot.
 
 RESP2 is pinned (the reply shapes the service parses); hiredis is used when installed.
+
+Every command's write goes through :mod:`.redis_conn` (a write the socket takes at once needs no
+timer task; the read keeps redis-py's socket timeout, so a dead Redis is still noticed in time).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
+from quantum_exec.core.redis_conn import QUICK_CLASSES, QuickSentinelConnection, QuickSentinelSSLConnection
 from quantum_exec.core.settings import CLUSTER_SCHEMES, Settings, mask_url_password
 
 # Connect timeout, and what a socket read may take beyond a blocking command's own block time.
@@ -76,7 +80,11 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
         return cast("Redis", cluster)
     if scheme == "unix":  # the embedded server's socket: keepalive is a TCP option
         del options["socket_keepalive"]
-    return Redis.from_url(target, **options)
+    client = Redis.from_url(target, **options)
+    pool = client.connection_pool
+    # The URL chose the class (TCP, TLS or unix socket); no connection exists yet.
+    pool.connection_class = QUICK_CLASSES.get(pool.connection_class, pool.connection_class)
+    return client
 
 
 def _sentinel_master(settings: Settings, options: dict[str, Any], password: str | None) -> Redis:
@@ -97,8 +105,14 @@ def _sentinel_master(settings: Settings, options: dict[str, Any], password: str 
         },
     )
     assert settings.redis_sentinel_master is not None
+    quick = QuickSentinelSSLConnection if settings.redis_tls else QuickSentinelConnection
     client = sentinel.master_for(
-        settings.redis_sentinel_master, redis_class=SentinelRedis, password=password, **options, **tls
+        settings.redis_sentinel_master,
+        redis_class=SentinelRedis,
+        password=password,
+        connection_class=quick,
+        **options,
+        **tls,
     )
     return cast("Redis", client)
 

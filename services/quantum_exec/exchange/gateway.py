@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import aiohttp
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from Crypto.PublicKey import RSA
@@ -72,6 +71,7 @@ from quantum_exec.exchange.endpoints import (
     ws_api_url,
 )
 from quantum_exec.exchange.fencing import ensure_owner
+from quantum_exec.exchange.http_client import NoAnswer, NotSent
 from quantum_exec.exchange.keys import load_private_key
 from quantum_exec.exchange.pacing import ROLE_PRIORITY, Priority, RateLimiter
 from quantum_exec.exchange.rules_cache import RulesCache
@@ -185,6 +185,7 @@ class BinanceGateway:
         if self.ws is not None:
             await self.ws.close()
             self.ws = None
+        await self._rest.close()
         with contextlib.suppress(Exception):
             await self._client.close_connection()
 
@@ -304,7 +305,7 @@ class BinanceGateway:
                     await asyncio.sleep(0.05 * read_attempts)
                     continue
                 raise error from None
-            except aiohttp.ClientConnectorError as exc:
+            except NotSent as exc:
                 # Never connected: nothing was sent, so even an order may be sent again.
                 self._record(ep, label, "error", started)
                 metrics.EXCHANGE_ERRORS.labels(code="connect").inc()
@@ -314,7 +315,7 @@ class BinanceGateway:
                     await asyncio.sleep(0.05 * read_attempts)
                     continue
                 raise RetryableError(f"cannot connect to the exchange: {type(exc).__name__}") from None
-            except (TimeoutError, aiohttp.ClientError, BinanceRequestException, ValueError) as exc:
+            except (TimeoutError, NoAnswer, BinanceRequestException, ValueError) as exc:
                 # Sent, but no usable answer: a state-changing request may have been executed.
                 self._record(ep, label, "unknown", started)
                 metrics.EXCHANGE_ERRORS.labels(code=type(exc).__name__).inc()
@@ -430,8 +431,8 @@ class BinanceGateway:
     @staticmethod
     def _record(ep: Endpoint, label: str, outcome: str, started: float) -> None:
         method = ep.method.upper()
-        metrics.EXCHANGE_LATENCY.labels(method=method, endpoint=label).observe(time.perf_counter() - started)
-        metrics.EXCHANGE_REQUESTS.labels(method=method, endpoint=label, outcome=outcome).inc()
+        metrics.EXCHANGE_LATENCY_BY.of(method, label).observe(time.perf_counter() - started)
+        metrics.EXCHANGE_REQUESTS_BY.of(method, label, outcome).inc()
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -23,15 +23,18 @@ import hmac
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
-import yarl
 from binance import AsyncClient
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from quantum_exec.exchange.endpoints import Endpoint
+from quantum_exec.exchange.http_client import Http1Pool
+from quantum_exec.exchange.http_parse import ResponseParser
+
+CRLF = "\r\n"
+EMPTY_BODY = f"Content-Length: 0{CRLF}"  # every parameter travels in the query string
 
 
 def query_of(params: Mapping[str, str]) -> str:
@@ -51,10 +54,25 @@ class RestSender:
         on_headers: Callable[[Mapping[str, str]], None],
     ) -> None:
         self._client = client
-        self._root = base_url.rstrip("/") + "/fapi/v"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        base = urlsplit(base_url.rstrip("/"))
+        self._origin = f"{base.scheme}://{base.netloc}"
+        self._prefix = base.path  # a base URL may carry a path before /fapi
+        self._timeout_s = timeout_s
         self._on_headers = on_headers
-        self._headers = {"X-MBX-APIKEY": client.API_KEY} if client.API_KEY else {}
+        self._http = Http1Pool(base_url)
+        # Every header but the request line, per method: python-binance's session headers (its
+        # API key among them) and, for a method that may carry a body, an empty one.
+        fixed = {
+            "Host": self._http.authority,
+            **client._get_headers(),
+            "Accept-Encoding": "identity",  # no Accept-Encoding would allow any coding (RFC 9110)
+            "Connection": "keep-alive",
+        }
+        head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
+        self._heads = {
+            method: f" HTTP/1.1{CRLF}{head}{'' if method == 'GET' else EMPTY_BODY}{CRLF}".encode()
+            for method in ("GET", "POST", "PUT", "DELETE")
+        }
         secret = client.API_SECRET or ""
         # The keyed HMAC state, copied per request (the key schedule is computed once).
         self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256) if secret else None
@@ -71,8 +89,8 @@ class RestSender:
         mac.update(query.encode())
         return mac.hexdigest()
 
-    def url(self, ep: Endpoint, params: Mapping[str, str] | None) -> str:
-        """The request's URL, signed when the endpoint is."""
+    def target(self, ep: Endpoint, params: Mapping[str, str] | None) -> str:
+        """The request target (path and query), signed when the endpoint is."""
         query = query_of(params) if params else ""
         if ep.signed:
             client = self._client
@@ -81,25 +99,33 @@ class RestSender:
                 stamp += f"&recvWindow={client.REQUEST_RECVWINDOW}"
             query = f"{query}&{stamp}" if query else stamp
             query += "&signature=" + self.signature(query)
-        root = f"{self._root}{ep.version}/{ep.path}"
-        return f"{root}?{query}" if query else root
+        path = f"{self._prefix}/fapi/v{ep.version}/{ep.path}"
+        return f"{path}?{query}" if query else path
+
+    def url(self, ep: Endpoint, params: Mapping[str, str] | None) -> str:
+        """The request's URL, signed when the endpoint is."""
+        return self._origin + self.target(ep, params)
 
     async def send(self, ep: Endpoint, params: Mapping[str, str] | None) -> Any:
-        """One request; raises python-binance's exceptions, and aiohttp's on transport errors."""
-        url = yarl.URL(self.url(ep, params), encoded=True)
-        request = self._client.session.request
-        async with request(ep.method.upper(), url, headers=self._headers, timeout=self._timeout) as response:
-            self.received(response)
-            body = await response.read()
-            if not 200 <= response.status < 300:
-                raise BinanceAPIException(response, response.status, body.decode("utf-8", "replace"))
-            if not body:
-                return {}
-            try:
-                return orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise BinanceRequestException(f"Invalid Response: {body[:200]!r}") from None
+        """One request; raises python-binance's exceptions, and http_client's without an answer."""
+        method = ep.method.upper()
+        data = f"{method} {self.target(ep, params)}".encode() + self._heads[method]
+        reply = await self._http.request(data, self._timeout_s)
+        self.received(reply)
+        body = reply.body
+        if not 200 <= reply.status < 300:
+            raise BinanceAPIException(reply, reply.status, body.decode("utf-8", "replace"))
+        if not body:
+            return {}
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BinanceRequestException(f"Invalid Response: {body[:200]!r}") from None
 
-    def received(self, response: aiohttp.ClientResponse) -> None:
-        """Every response's headers go to the gateway (rate-limit usage) before it is read."""
-        self._on_headers(response.headers)
+    def received(self, reply: ResponseParser) -> None:
+        """Every response's headers go to the gateway (rate-limit usage), errors' too."""
+        self._on_headers(reply.headers)
+
+    async def close(self) -> None:
+        """Close the kept-alive connections."""
+        await self._http.close()

@@ -203,7 +203,8 @@ class Executor:
         if attempt.repair:
             as_poison(run, self._settings.max_attempts)
         result = run.result(self._settings.exchange)
-        log.info(
+        # DEBUG: the commit's INFO line (intent.result_published) says the same once it is published.
+        log.debug(
             "intent.executed",
             intent_id=run.key,
             symbol=intent.symbol,

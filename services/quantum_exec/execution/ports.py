@@ -7,6 +7,7 @@ driven by a scripted fake in unit tests as well as by :class:`BinanceGateway` ov
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Protocol
 
@@ -208,7 +209,16 @@ class AccountView(Protocol):
 
     async def opening(self, key: str, intent: TradeIntent) -> None: ...
 
-    async def closed(self, symbol: str, *, long: bool | None = None) -> None: ...
+    async def closed(
+        self,
+        symbol: str,
+        *,
+        long: bool | None = None,
+        close_key: str | None = None,
+        flat_by: Collection[int] = (),
+    ) -> None: ...
+
+    def closing(self, symbol: str) -> AbstractContextManager[None]: ...
 
     async def opened(
         self,

@@ -38,6 +38,7 @@ from quantum_exec.core.rules import (
 from quantum_exec.core.settings import ProtectionFailurePolicy, ProtectionMode, Settings
 from quantum_exec.exchange.wire import AlgoOrder, AlgoStatus, Order, OrderSide, OrderType
 from quantum_exec.execution.guards import Guards
+from quantum_exec.execution.leg_copies import find_copy, retire_copies
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.ports import Gateway
 from quantum_exec.execution.resolution import OrderResolver, run_together
@@ -67,6 +68,7 @@ class Leg:
     # A closePosition leg's reduce-only size should Binance refuse it (-4130: one closePosition
     # stop and one target per side): what the entry has opened.
     fallback_quantity: Decimal | None = None
+    replaces: AlgoOrder | None = None  # a smaller copy under the other id, to go (:mod:`.leg_copies`)
 
     @property
     def closes_all(self) -> bool:
@@ -165,14 +167,14 @@ class Protector:
         before it sends the close: that close, if it exists, is followed, never protected over.
         """
         found = run.earlier_sent_by
-        await run_together(*(self._find(leg, found) for leg in legs))
+        await run_together(*(self._find(run.intent.symbol, leg, found) for leg in legs))
         if all(leg.standing for leg in legs) or _fired(legs):
             return False
         symbol, close_id = run.intent.symbol, client_order_id(run.key, "flatten")
         closing = await self._resolver.resolve(found, lambda: self._gateway.get_order(symbol, close_id))
         return closing is not None
 
-    async def _find(self, leg: Leg, resumed_at: float) -> None:
+    async def _find(self, symbol: str, leg: Leg, resumed_at: float) -> None:
         leg.order = await self._legs.find_since(resumed_at, leg.client_algo_id)
         if leg.order is not None and not leg.standing:
             log.warning(
@@ -181,6 +183,8 @@ class Protector:
                 client_algo_id=leg.client_algo_id,
                 status=leg.order.status.value,
             )
+        if not leg.standing:  # replaced meanwhile (a live OCO): one copy, never a second
+            await find_copy(self._legs, symbol, leg, resumed_at)
 
     def legs(
         self, run: Run, rules: SymbolRules, price: Decimal, size: Decimal, *, long: bool, close_position: bool
@@ -243,9 +247,11 @@ class Protector:
 
     async def place(self, symbol: str, legs: list[Leg]) -> None:
         """Place the legs not yet standing, concurrently (each with its retries); each records its
-        order or error. Nothing is placed beside a leg that fired: the position left through it."""
+        order or error. Nothing is placed beside a leg that fired: the position left through it.
+        A smaller copy a leg replaces (:mod:`.leg_copies`) is cancelled once the leg stands armed."""
         if not _fired(legs):
             await run_together(*(self._place_leg(symbol, leg) for leg in legs if not leg.standing))
+        await retire_copies(self._legs, symbol, legs, self.own.setdefault(symbol, set()))
 
     async def withdraw(self, symbol: str, legs: list[Leg]) -> None:
         """Cancel legs placed beside an entry that opened nothing (best effort, logged)."""
@@ -352,11 +358,13 @@ class Protector:
         """
         symbol, out = run.intent.symbol, run.out
         for leg in legs:
-            if leg.order is not None and leg.order.status.is_armed:
-                with contextlib.suppress(PermanentError, RetryableError):
-                    if await self._legs.cancel(leg.order.algo_id):
-                        self.own.get(symbol, set()).discard(leg.order.algo_id)
-                        leg.order = dataclasses.replace(leg.order, status=AlgoStatus.CANCELED)
+            for armed in (leg.order, leg.replaces):  # a smaller copy too: its position goes
+                if armed is not None and armed.status.is_armed:
+                    with contextlib.suppress(PermanentError, RetryableError):
+                        if await self._legs.cancel(armed.algo_id):
+                            self.own.get(symbol, set()).discard(armed.algo_id)
+                            if armed is leg.order:
+                                leg.order = dataclasses.replace(armed, status=AlgoStatus.CANCELED)
         close_id = client_order_id(run.key, "flatten")
         try:
             order: Order | None = None

@@ -145,7 +145,7 @@ class Run:
         try:
             yield
         finally:
-            metrics.STEP_LATENCY.labels(step=name).observe(time.perf_counter() - started)
+            metrics.STEP_LATENCY_BY.of(name).observe(time.perf_counter() - started)
 
     def error(self, code: str, source: ErrorSource, message: str) -> None:
         self.out.error = ResultError(code=code, source=source, message=message)

@@ -89,6 +89,10 @@ class Redactor:
         self._windows: frozenset[str] = frozenset()
         self._grams: frozenset[str] = frozenset()
         self._candidates: re.Pattern[str] | None = None
+        # Cheap first look (ASCII text and secrets): the lower-cased secrets of up to MIN_SECRET_RUN
+        # characters, and the _GRAM-grams at multiples of _GRAM of the longer ones. Text holding
+        # none of them holds no secret and no MIN_SECRET_RUN-run of one: the scans are skipped.
+        self._probes: tuple[str, ...] | None = None
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         """Replace the known values; longest first so a secret containing another is fully hidden.
@@ -106,6 +110,14 @@ class Redactor:
             s[i : i + MIN_SECRET_RUN] for s in long for i in range(len(s) - MIN_SECRET_RUN + 1)
         )
         self._grams = frozenset(s[i : i + _GRAM] for s in long for i in range(len(s) - _GRAM + 1))
+        if all(s.isascii() for s in usable):
+            probes = {s.lower() for s in usable if len(s) <= MIN_SECRET_RUN}
+            # Any MIN_SECRET_RUN-window of a secret starting at p holds the gram at the next
+            # multiple of _GRAM (at most p + _GRAM - 1, ending within the window and the secret).
+            probes.update(s[i : i + _GRAM] for s in long for i in range(0, len(s) - _GRAM + 1, _GRAM))
+            self._probes = tuple(sorted(probes))
+        else:  # a non-ASCII secret can match ASCII text ignoring case (the Kelvin sign): full scans
+            self._probes = None
         chars = {c for s in long for c in (*s, *s.upper())}
         self._candidates = (
             re.compile(f"[{''.join(re.escape(c) for c in sorted(chars))}]{{{MIN_SECRET_RUN},}}")
@@ -121,6 +133,11 @@ class Redactor:
     def text(self, value: str) -> str:
         """``value`` with every known secret (in any letter case), and every run of
         :data:`MIN_SECRET_RUN` or more characters of one, replaced by ``[REDACTED]``."""
+        probes = self._probes
+        if probes is not None and value.isascii():
+            lowered = value.lower()
+            if not any(probe in lowered for probe in probes):
+                return value
         if self._pattern is not None:
             value = self._pattern.sub(REDACTED, value)
         if self._candidates is not None:

@@ -15,6 +15,14 @@ still without its exchange answer (:mod:`.admissions`: the halt waits for them o
 answered after it that filled gets its round like any position) and every CLOSE's result is
 published, ``flatten_done`` is published (with the number of CLOSEs) and the flatten ends.
 
+While the exchange holds nothing left and the flatten only waits for such admissions (an instance
+killed between its entry's answer and its settle leaves its record until it lapses, up to
+:data:`~.admissions.ADMITTED_TTL_MS`), the exchange is read again only every
+:data:`WAIT_READ_S` and once no admission is left: a read costs 85 of the account's request weight
+(positions, every open algo and regular order), and one per tick spent this instance's share of the
+weight budget within seconds, after which pacing held the governor's next read, and with it the
+``flatten_done``, for most of a minute.
+
 Our working entries (a resting LIMIT, a STOP entry, a TWAP's child: every open order or algo order
 whose client id is one of our entry ids, :func:`quantum_exec.core.ids.role_of`) count as left too: one
 whose instance was killed would otherwise fill after ``flatten_done`` and reopen a position while
@@ -24,6 +32,7 @@ a part they filled meanwhile is a position the next round closes. A foreign orde
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -38,6 +47,8 @@ from quantum_exec.risk.store import Fence, RiskStore
 log = get_logger(__name__)
 
 MAX_ROUNDS: Final = 5
+# How often the exchange is read while the flatten only waits for admissions to settle.
+WAIT_READ_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,8 @@ class Flattener:
         self._store = store
         self._rounds = rounds
         self._gateway = gateway
+        # The flatten whose exchange read found nothing left while admissions were unsettled, and when.
+        self._clean: tuple[str, float] | None = None
 
     async def left(self) -> Left:
         positions = {p.symbol: p.amount for p in await self._gateway.positions() if p.amount != 0}
@@ -107,6 +120,16 @@ class Flattener:
         # Read before the exchange: an entry admitted before the halt and answered since shows in
         # the positions read below; one still unanswered may yet fill (the next round closes it).
         unsettled = await self._store.admissions.unsettled()
+        clean = self._clean
+        if (
+            unsettled
+            and clean is not None
+            and clean[0] == flatten_id
+            and time.monotonic() - clean[1] < WAIT_READ_S
+        ):
+            log.info("risk.flatten_waits", flatten=flatten_id, unsettled_entries=unsettled)
+            return False  # nothing was left at the last read: no exchange weight spent per tick
+        self._clean = None
         left = await self.left()
         if left.entries or left.algo_entries:
             # Cancelled before anything is reported: a part they filled is a position left below
@@ -114,6 +137,7 @@ class Flattener:
             await self.cancel_entries(flatten_id, left, fence)
         if left.empty:
             if unsettled:
+                self._clean = (flatten_id, time.monotonic())
                 log.info("risk.flatten_waits", flatten=flatten_id, unsettled_entries=unsettled)
                 return False
             done, closes = await self._rounds.all_done(flatten_id)

@@ -1,9 +1,10 @@
 """The governor's check before any order of a BUY/SELL: the trading state, the producer's intent
 rate, the exposure limits (the executor's :class:`~quantum_exec.execution.ports.RiskCheck`).
 
-The state and the run-time limits are read from Redis for every entry (one round trip); an admitted
-entry is recorded with the state's seq until its first order has the exchange's answer, so a
-restricting transition can wait for it (:mod:`.admissions`). The positions for the exposure
+The state, the run-time limits and the day figures are read from Redis for every entry by the
+script that records its admission (one round trip: :mod:`.admissions`); the record stands until the
+entry's first order has the exchange's answer, so a restricting transition waits for it; an entry
+refused after the read releases it. The positions for the exposure
 limits are read from the exchange (``positionRisk``: amounts, marks, leverage) only when such a
 limit is on. :class:`HaltAwareCloses` ends working entries (LIMIT, STOP, TWAP) once HALTED, the
 way a waiting CLOSE ends them; their filled part keeps its protective legs.
@@ -26,7 +27,7 @@ from quantum_exec.exchange.wire import Position
 from quantum_exec.execution.ports import CloseRequests, Gateway
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
-from quantum_exec.risk.admissions import DRAIN_DEADLINE_S
+from quantum_exec.risk.admissions import DRAIN_DEADLINE_S, Read
 from quantum_exec.risk.dayfigure import Stored, day_limits_on, today
 from quantum_exec.risk.limits import Holding, Limits, check_entry, with_reserved
 from quantum_exec.risk.rounds import OWN_PREFIX
@@ -73,12 +74,16 @@ class RiskGate:
         self.state = RiskState()
         self.overrides: dict[str, str] = {}
         self.day_fields: dict[str, str] = {}
+        self._gauged = False
+        self._limits: tuple[dict[str, str], Limits] | None = None
         # Called when an admission finds the day's limit crossed (the holder checks at once).
         self.on_breach: Callable[[], None] | None = None
 
     @property
     def limits(self) -> Limits:
-        return self.base_limits.with_overrides(self.overrides)
+        if self._limits is None or self._limits[0] != self.overrides:  # parsed once per change
+            self._limits = (self.overrides, self.base_limits.with_overrides(self.overrides))
+        return self._limits[1]
 
     async def refresh(self) -> RiskState:
         """Read the state and the run-time limits; the metrics follow."""
@@ -87,9 +92,25 @@ class RiskGate:
         return state
 
     def seen(self, state: RiskState, overrides: dict[str, str]) -> None:
+        if state.state is not self.state.state or not self._gauged:
+            self._gauged = True
+            for each in TradingState:
+                metrics.RISK_STATE.labels(state=each.value).set(1 if each is state.state else 0)
         self.state, self.overrides = state, overrides
-        for each in TradingState:
-            metrics.RISK_STATE.labels(state=each.value).set(1 if each is state.state else 0)
+
+    async def _read(self, key: str | None, give_up: float, *, reduces: bool = False) -> Read | None:
+        """Read the state (and the limits and day figures) and record ``key``'s admission under it
+        in one round trip (:meth:`.admissions.Admissions.admit`: not recorded when the state refuses
+        it), waiting while a restricting transition drains; None: the wait ran out."""
+        while True:
+            read = await self._store.admissions.admit(key, reduces=reduces)
+            if read is not None:
+                self.day_fields = read.day
+                self.seen(RiskState.from_fields(read.state), read.limits)
+                return read
+            if time.monotonic() >= give_up:
+                return None
+            await asyncio.sleep(0.005)
 
     async def admit(
         self,
@@ -107,45 +128,51 @@ class RiskGate:
         sent reduce-only, so it cannot open a position if the one it reduces is gone meanwhile.
 
         An admitted entry (``entry``: it sends an order that may add exposure) is recorded with the
-        state it was decided on, atomically (:mod:`.admissions`); the caller calls :meth:`settled`
-        once its first order has the exchange's answer or nothing was sent. A restricting transition
-        under way makes it wait; a state changed since the decision makes it decide again."""
+        state it is decided on, in the script that reads that state (:mod:`.admissions`), so the
+        decision cannot go stale: a restricting transition waits for it. Refused (or the governor's
+        own, which holds nothing back), the record is released; admitted, the caller calls
+        :meth:`settled` once its first order has the exchange's answer or nothing was sent. A
+        restricting transition under way makes it wait (at most :data:`ADMIT_WAIT_S`)."""
         give_up = time.monotonic() + ADMIT_WAIT_S
-        while True:
-            try:
-                state = await self._decide(
-                    intent, key=key, reduces=reduces, quantity=quantity, price=price, leverage=leverage
-                )
-                only_reducing = state is not None and state.state is not TradingState.ACTIVE and reduces
-                if state is None or not entry:
-                    return only_reducing
-                recorded = await self._record(state.seq, key, give_up)
-            except REDIS_DOWN as exc:
-                # Nothing was sent: the intent stays pending and is tried again once Redis answers.
-                raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
-            if recorded > 0:
-                return only_reducing
-            if time.monotonic() >= give_up:
+        recorded = False
+        try:
+            read = await self._read(key if entry else None, give_up, reduces=reduces)
+            recorded = read is not None and read.recorded
+            if read is None:
                 raise UnknownOutcomeError(
                     "a change of the trading state is still under way: tried again later"
                 )
-
-    async def _record(self, seq: int, key: str, give_up: float) -> int:
-        """Record the admission decided on ``seq`` (:meth:`.admissions.Admissions.record`), waiting
-        while a restricting transition drains."""
-        recorded = await self._store.admissions.record(seq, key)
-        while recorded < 0 and time.monotonic() < give_up:
-            await asyncio.sleep(0.005)
-            recorded = await self._store.admissions.record(seq, key)
-        return recorded
+            state = await self._decide(
+                intent,
+                self.state,
+                key=key,
+                reduces=reduces,
+                quantity=quantity,
+                price=price,
+                leverage=leverage,
+            )
+        except REDIS_DOWN as exc:
+            # Nothing was sent: the intent stays pending and is tried again once Redis answers.
+            if recorded:
+                await self.settled(key)
+            raise UnknownOutcomeError(f"the trading state cannot be read from Redis ({exc})") from None
+        except BaseException:
+            if recorded:
+                await self.settled(key)  # refused: it holds no transition back
+            raise
+        if state is None and recorded:
+            await self.settled(key)  # the governor's own reduction runs in every state
+        return state is not None and state.state is not TradingState.ACTIVE and reduces
 
     async def settled(self, key: str) -> None:
-        """The admitted entry's first order has the exchange's answer, or nothing was sent."""
+        """The admitted entry's first order has the exchange's answer, or nothing was sent (the
+        record is removed off the order path: :meth:`.admissions.Admissions.settled`)."""
         await self._store.admissions.settled(key)
 
     async def _decide(
         self,
         intent: TradeIntent,
+        state: RiskState,
         *,
         key: str,
         reduces: bool,
@@ -155,7 +182,6 @@ class RiskGate:
     ) -> RiskState | None:
         """The state the intent was admitted in (None: the governor's own, nothing to record), or
         :class:`IntentRejected`."""
-        state = await self.refresh()
         # The governor's own reductions (liquidation distance) run in every state and are not
         # rate-limited: only the very intent it published under that id (its digest), never a
         # producer's re-using the id.
@@ -263,26 +289,35 @@ class RiskGate:
     async def admits_child(self, intent: TradeIntent, *, key: str, reduces: bool) -> str | None:
         """Before a later child of an admitted entry: admitted like an entry against the state read
         now (and the day's figure), recorded until :meth:`settled`; else why the schedule ends."""
-        give_up = time.monotonic() + ADMIT_WAIT_S
-        while True:
-            try:
-                state = await self.refresh()
-                refusal = admits(state.state, close=False, reduces=reduces)
-                if refusal is not None:
-                    reason = state.reason or "no reason given"
-                    return f"trading is {state.state.value} since {state.since} ({reason})"
-                limits = self.limits
-                if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
-                    await self._day_check(state, limits)
-                recorded = await self._record(state.seq, key, give_up)
-            except IntentRejected as exc:
-                return exc.message
-            except REDIS_DOWN as exc:
-                return f"the trading state cannot be read from Redis ({exc})"
-            if recorded > 0:
-                return None
-            if time.monotonic() >= give_up:
+        recorded = False
+        try:
+            read = await self._read(key, time.monotonic() + ADMIT_WAIT_S, reduces=reduces)
+            if read is None:
                 return "a change of the trading state is still under way"
+            recorded = read.recorded
+            state = self.state
+            refusal = admits(state.state, close=False, reduces=reduces)
+            if refusal is not None:
+                if recorded:
+                    await self.settled(key)
+                reason = state.reason or "no reason given"
+                return f"trading is {state.state.value} since {state.since} ({reason})"
+            limits = self.limits
+            if not reduces and day_limits_on(limits) and state.state is TradingState.ACTIVE:
+                await self._day_check(state, limits)
+        except IntentRejected as exc:
+            if recorded:
+                await self.settled(key)
+            return exc.message
+        except REDIS_DOWN as exc:
+            if recorded:
+                await self.settled(key)
+            return f"the trading state cannot be read from Redis ({exc})"
+        except BaseException:
+            if recorded:
+                await self.settled(key)
+            raise
+        return None
 
     @property
     def restricted(self) -> bool:
@@ -323,6 +358,7 @@ class RiskGate:
     async def release(self, key: str, *, lapse: bool = False) -> None:
         """The entry has its result: its reservation is freed (``lapse``: its attempt is left to a
         later one; the reservation lapses with its lease unless that attempt reserves again)."""
+        self._store.admissions.forget(key)  # not settled by now: its record lapses
         reservations = self._store.reservations
         if lapse:
             reservations.forget(key)

@@ -92,6 +92,7 @@ class Governor:
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_task(task)
+        await self.store.admissions.close()  # the settles still waiting (else they lapse)
 
     async def _loop(self) -> None:
         while True:

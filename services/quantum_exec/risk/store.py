@@ -132,7 +132,7 @@ class RiskStore:
         self._nonce = redis.register_script(_NONCE)
         self._count_once = redis.register_script(_COUNT_ONCE)
         self.reservations = Reservations(redis, settings)
-        self.admissions = Admissions(redis, settings, self.state_key)
+        self.admissions = Admissions(redis, settings, self.state_key, self.limits_key, self.day_key)
 
     async def read(self) -> tuple[RiskState, dict[str, str]]:
         """The state and the limits set at run time, in one round trip."""

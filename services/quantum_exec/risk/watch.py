@@ -31,6 +31,7 @@ from quantum_exec.core.settings import DailyLossAction, Settings
 from quantum_exec.exchange.wire import Position
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
+from quantum_exec.risk.booked import ClosedToday
 from quantum_exec.risk.limits import Limits
 from quantum_exec.risk.rounds import Rounds
 from quantum_exec.risk.states import GOVERNOR, Request, RiskState, TradingState, TransitionRefused
@@ -142,17 +143,17 @@ class Watch:
         self._rounds = rounds
         self._gateway = gateway
         self._ledger = ledger
+        self._closed = None if ledger is None else ClosedToday(ledger)
         self.last: Day | None = None
 
     async def booked(self, since: datetime) -> Decimal:
-        """The ledger's net PnL of the round trips closed since ``since``, plus the open ones'."""
-        if self._ledger is None:
+        """The ledger's net PnL of the round trips closed since ``since`` (followed, not read again:
+        :mod:`.booked`), plus the open ones'."""
+        if self._ledger is None or self._closed is None:
             return Decimal(0)
-        from quantum_exec.ledger.query import TradeQuery
-
-        closed = await self._ledger.closed_trades(TradeQuery(since=since))
+        closed = await self._closed.since(since)
         opened = await self._ledger.open_trades()
-        return sum((t.net_pnl for t in [*closed, *opened]), Decimal(0))
+        return sum((t.net_pnl for t in opened), closed)
 
     async def day(self, limits: Limits, positions: list[Position], now: datetime) -> Day:
         start = datetime(now.year, now.month, now.day, tzinfo=UTC)

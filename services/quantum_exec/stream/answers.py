@@ -80,20 +80,24 @@ class Answers:
         reason = result.error.code if result.error is not None else "ok"
         if outcome.status is CommitStatus.PUBLISHED:
             metrics.RESULTS_PUBLISHED.inc()
-            metrics.INTENTS_EXECUTED.labels(status=result.status.value, reason=reason).inc()
+            metrics.INTENTS_EXECUTED_BY.of(result.status.value, reason).inc()
             created = stream_id_time_s(entry.stream_id)
             if created is not None:
                 metrics.INTENT_LATENCY.observe(max(0.0, time.time() - created))
             if dead_letter is not None:
                 metrics.DEAD_LETTERS.labels(reason=text(dead_letter["reason"])).inc()
                 log.warning("intent.dead_lettered", stream_id=entry.stream_id, intent_id=key, reason=reason)
+            # The one INFO line of an intent's outcome (the executor's own is at DEBUG).
             log.info(
                 "intent.result_published",
                 stream_id=entry.stream_id,
                 intent_id=key,
                 symbol=result.symbol,
+                action=result.action.value if result.action is not None else None,
                 status=result.status.value,
+                protection=result.protection.value,
                 reason=reason,
+                latency_ms=result.latency_ms,
                 result_id=outcome.result_id,
             )
         elif outcome.status is CommitStatus.DUPLICATE:

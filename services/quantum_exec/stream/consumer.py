@@ -40,7 +40,6 @@ from quantum_exec.stream.entries import (
     Entry,
     Fields,
     busy,
-    id_order,
     named,
     raw_source,
     raw_symbol,
@@ -48,10 +47,10 @@ from quantum_exec.stream.entries import (
 )
 from quantum_exec.stream.leases import Leases
 from quantum_exec.stream.link import REDIS_DOWN, RedisLink
-from quantum_exec.stream.ordering import SymbolOrder, SymbolQueue
+from quantum_exec.stream.ordering import HeldOrder, SymbolOrder, SymbolQueue
 from quantum_exec.stream.recovery import RecoveryGate
 from quantum_exec.stream.runner import Handler, IntentRunner
-from quantum_exec.stream.store import Store
+from quantum_exec.stream.store import ORDER_CHECK_PAGE, Store
 
 log = get_logger(__name__)
 ProgressHook = Callable[[], None]
@@ -91,6 +90,7 @@ class IntentConsumer:
         self.consumer = settings.consumer_name
         self._limit = settings.max_concurrency + settings.read_count
         self._held: dict[str, Entry] = {}
+        self._held_order = HeldOrder()  # the held entries with a valid intent, by id
         self._queues: dict[str, SymbolQueue] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
@@ -323,6 +323,7 @@ class IntentConsumer:
         origin = raw_source(fields)
         entry.intent = intent if origin is None else intent.model_copy(update={"origin": origin})
         self._order.remember(stream_id, intent.symbol)
+        self._held_order.add(stream_id, intent.symbol)
         if intent.side is Side.CLOSE and self.on_close is not None:
             self.on_close(intent.symbol, stream_id)
         queue = self._queues.get(intent.symbol)
@@ -356,15 +357,11 @@ class IntentConsumer:
     def _older_of_other_symbols(self, entry: Entry, symbol: str) -> list[str]:
         """The entries this consumer holds that are older than ``entry`` and of another symbol
         (it read them, so their symbols are known): the lead-in's order check passes over them."""
-        before = id_order(entry.stream_id)
-        return [
-            stream_id
-            for stream_id, held in self._held.items()
-            if held.intent is not None and held.intent.symbol != symbol and id_order(stream_id) < before
-        ]
+        return self._held_order.older_of_other_symbols(entry.stream_id, symbol, ORDER_CHECK_PAGE)
 
     def _forget(self, entry: Entry) -> None:
-        self._held.pop(entry.stream_id, None)
+        if self._held.pop(entry.stream_id, None) is entry and entry.intent is not None:
+            self._held_order.discard(entry.stream_id)
         self._space.set()
 
     def _park(self, entry: Entry, free: Release) -> None:

@@ -33,6 +33,56 @@ FENCE_FRESH_S = 0.5
 ACQUIRE_POLL = Backoff(base_s=0.02, cap_s=0.5)
 
 
+class LeaseKeeper:
+    """Renews one lease every ``every_s`` until :meth:`stop` or the lease is lost.
+
+    A timer, not a task: most attempts end long before the first renewal is due, and a task (with
+    a ``wait_for`` task inside) per attempt cost more than the attempt's own lease script. A
+    renewal under way when stopped is awaited a moment, then cancelled; none is started after.
+    """
+
+    def __init__(self, store: Store, link: RedisLink, lease: Lease, every_s: float) -> None:
+        self._store = store
+        self._link = link
+        self._lease = lease
+        self._every_s = every_s
+        self._stopped = False
+        self._renewal: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(every_s, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._renewal = asyncio.create_task(self._renew(), name=f"lease-{self._lease.symbol}")
+
+    async def _renew(self) -> None:
+        lease = self._lease
+        try:
+            if not await self._store.renew_lease(lease):
+                if not self._stopped:  # else the commit gave it back meanwhile
+                    log.warning("lease.lost", symbol=lease.symbol, token=lease.token)
+                return
+        except REDIS_DOWN as exc:
+            self._link.lost(exc, "lease_renew")
+        except Exception:
+            log.exception("lease.renew_failed", symbol=lease.symbol)
+        if not self._stopped:
+            self._timer = asyncio.get_running_loop().call_later(self._every_s, self._due)
+
+    async def stop(self, wait_s: float) -> None:
+        """No renewal from now on; one under way gets ``wait_s`` to finish, then is cancelled (a
+        cancellation landing inside a Redis call can be lost in the client library: the flag, not
+        the cancel, is what ends the renewals)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        renewal = self._renewal
+        if renewal is not None and not renewal.done():
+            await asyncio.wait({renewal}, timeout=wait_s)
+            renewal.cancel()
+
+
 class Leases:
     """Takes, keeps and checks per-symbol leases for this consumer (``owner``)."""
 
@@ -89,22 +139,9 @@ class Leases:
             await asyncio.sleep(next(waits))
         return None
 
-    async def keep(self, lease: Lease, released: asyncio.Event) -> None:
-        """Renew the lease every third of its TTL until ``released`` is set or it is lost."""
-        while not released.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), self._renew_every_s)
-            if released.is_set():
-                return
-            try:
-                if not await self._store.renew_lease(lease):
-                    if not released.is_set():  # else the commit gave it back meanwhile
-                        log.warning("lease.lost", symbol=lease.symbol, token=lease.token)
-                    return
-            except REDIS_DOWN as exc:
-                self._link.lost(exc, "lease_renew")
-            except Exception:
-                log.exception("lease.renew_failed", symbol=lease.symbol)
+    def keep(self, lease: Lease) -> LeaseKeeper:
+        """Renew the lease every third of its TTL until the keeper is stopped or the lease is lost."""
+        return LeaseKeeper(self._store, self._link, lease, self._renew_every_s)
 
     def owner_check(self, lease: Lease, key: str, confirmed_at: float, *, resumed: bool) -> OwnershipCheck:
         """The check run right before each order: is ``lease`` still ours?

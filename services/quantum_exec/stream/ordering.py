@@ -12,6 +12,7 @@ queue hands its worker the smallest id first, so a worker never waits on itself.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 from collections import OrderedDict
@@ -48,6 +49,66 @@ class SymbolQueue:
     def remove(self, stream_id: str) -> None:
         self.heap = [item for item in self.heap if item[1] != stream_id]
         heapq.heapify(self.heap)
+
+
+class HeldOrder:
+    """The valid entries this consumer holds, by stream id, with their symbols.
+
+    The lead-in passes the older entries of other symbols to its order check; kept sorted (entries
+    mostly arrive in id order: an append), they are a slice of this list instead of a scan of every
+    held entry with its id parsed, per lead-in.
+    """
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[int, int]] = []
+        self._ids: list[str] = []
+        self._symbols: list[str] = []
+        self._per_symbol: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, stream_id: str, symbol: str) -> None:
+        key = id_order(stream_id)
+        at = bisect.bisect_left(self._keys, key)
+        if at < len(self._keys) and self._keys[at] == key:
+            return
+        self._keys.insert(at, key)
+        self._ids.insert(at, stream_id)
+        self._symbols.insert(at, symbol)
+        self._per_symbol[symbol] = self._per_symbol.get(symbol, 0) + 1
+
+    def discard(self, stream_id: str) -> None:
+        key = id_order(stream_id)
+        at = bisect.bisect_left(self._keys, key)
+        if at == len(self._keys) or self._keys[at] != key:
+            return
+        symbol = self._symbols[at]
+        del self._keys[at], self._ids[at], self._symbols[at]
+        left = self._per_symbol[symbol] - 1
+        if left:
+            self._per_symbol[symbol] = left
+        else:
+            del self._per_symbol[symbol]
+
+    def older_of_other_symbols(self, stream_id: str, symbol: str, limit: int) -> list[str]:
+        """The held entries older than ``stream_id`` whose symbol is not ``symbol``: the oldest
+        ``limit`` of them (the order check's page is the oldest pending ones, so later ones could
+        only matter once it is full, and then the caller pages itself)."""
+        end = bisect.bisect_left(self._keys, id_order(stream_id))
+        ids, symbols = self._ids, self._symbols
+        same = self._per_symbol.get(symbol, 0)
+        if same == 1 and end < len(ids) and ids[end] == stream_id and symbols[end] == symbol:
+            same = 0  # the one of its symbol is itself
+        if not same:  # no other entry of its symbol is held: a slice, no filter
+            return ids[: min(end, limit)]
+        found: list[str] = []
+        for at in range(end):
+            if symbols[at] != symbol:
+                found.append(ids[at])
+                if len(found) == limit:
+                    break
+        return found
 
 
 class SymbolOrder:

@@ -94,8 +94,7 @@ class IntentRunner:
         if isinstance(taken, Older):
             return taken
         lease, begun = taken
-        released = asyncio.Event()
-        keeper = asyncio.create_task(self._leases.keep(lease, released), name=f"lease-{symbol}")
+        keeper = self._leases.keep(lease)
         given_back = False  # the commit script released the lease (one round trip, not two)
         try:
             entry.started = True
@@ -155,11 +154,7 @@ class IntentRunner:
             )
             return None
         finally:
-            # An event, not cancel(): a cancellation landing inside a Redis call can be lost in the
-            # client library, and the keeper would then renew forever.
-            released.set()
-            await asyncio.wait({keeper}, timeout=_KEEPER_EXIT_S)
-            keeper.cancel()
+            await keeper.stop(_KEEPER_EXIT_S)
             if not given_back:
                 await self._leases.release(lease)
 

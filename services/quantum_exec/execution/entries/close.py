@@ -10,6 +10,7 @@ redelivered close resumes from what the exchange holds under its ids (:mod:`..re
 
 from __future__ import annotations
 
+import contextlib
 import time
 from decimal import Decimal
 
@@ -55,6 +56,12 @@ class Closer:
 
     async def close(self, run: Run) -> None:
         """Close the position of ``run``'s symbol; the result's fields are set on ``run.out``."""
+        account = self._ctx.account
+        # The records it makes stale are its own to drop: the live OCO leaves them alone meanwhile.
+        with account.closing(run.intent.symbol) if account is not None else contextlib.nullcontext():
+            await self._close(run)
+
+    async def _close(self, run: Run) -> None:
         symbol, out = run.intent.symbol, run.out
         close_id = client_order_id(run.key, "close")
         out.client_order_id = close_id
@@ -90,7 +97,9 @@ class Closer:
                 account.saw_final(symbol, ids, order.update_time_ms)  # its fill events may trail
                 if left is None or flat:
                     # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                    await account.closed(symbol)
+                    # On the holder (it names the fills from memory) its own record goes too: none
+                    # is left for the live OCO to read and confirm by REST (account.close_records).
+                    await account.closed(symbol, close_key=run.key, flat_by=ids if flat else ())
             if flat:
                 await self._cancel_legs(run, taken)
             else:
@@ -105,6 +114,8 @@ class Closer:
         # A partial CLOSE whose order filled did all it was asked, though the position stands.
         out.status = ResultStatus.FILLED if order.status is OrderStatus.FILLED else ResultStatus.PARTIAL
         if order.executed_qty <= 0:
+            if account is not None:
+                await account.opened(run.key, run.intent, Decimal(0))  # its record names no fill
             out.status = ResultStatus.FAILED
             run.error(
                 ReasonCode.ENTRY_NOT_FILLED, ErrorSource.EXCHANGE, f"close {close_id} ended {order.status}"

@@ -36,6 +36,7 @@ from quantum_exec.exchange.wire import AlgoStatus, Order, OrderType
 from quantum_exec.execution.entries.base import Entry, EntryContext, Fill, known_rules, send_by, shed
 from quantum_exec.execution.entries.shared import record_opening
 from quantum_exec.execution.guards import Guards, wants_protection
+from quantum_exec.execution.leg_copies import find_copy
 from quantum_exec.execution.legs import LegOrder, LegPlacer
 from quantum_exec.execution.netting import is_opposite
 from quantum_exec.execution.ports import AccountView
@@ -123,6 +124,9 @@ class LegsBesideEntry:
         for leg in missing:
             if leg.quantity is not None:
                 leg.quantity = min(leg.quantity, filled)  # placed again for what filled
+        # Ended because the account's live OCO (maybe another instance's) replaced it: its copy.
+        await run_together(*(find_copy(self._legs, symbol, leg) for leg in missing))
+        missing = [leg for leg in missing if leg.order is None]
         if missing:
             sl, tp = Guards.triggers(rules, run.intent, long=long, price=entry.avg_price)
             to_place = []
