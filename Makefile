@@ -25,10 +25,16 @@ demo: install
 	$(BIN)/quantum-exec demo
 
 # The whole suite, then the account tests again with user-stream events of different types in a
-# seeded random order (Binance orders events within one type only).
+# seeded random order (Binance orders events within one type only). Each on three workers, a file
+# per worker at a time (most tests wait on real timers: leases, drains, restarts, not the CPU), then
+# its load-sensitive tests (marker serial: a latency, throughput or kill-timing bound) alone.
+PARALLEL := -n 3 --dist loadfile -m "not serial"
+REORDER  := QUANTUM_TEST_STREAM_REORDER=7:40
 test: install
-	$(BIN)/pytest -q
-	QUANTUM_TEST_STREAM_REORDER=7:40 $(BIN)/pytest -q tests/account
+	$(BIN)/pytest -q $(PARALLEL)
+	$(BIN)/pytest -q -m serial
+	$(REORDER) $(BIN)/pytest -q $(PARALLEL) tests/account
+	$(REORDER) $(BIN)/pytest -q -m serial tests/account
 
 lint: install
 	$(BIN)/ruff check services tests bench

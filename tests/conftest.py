@@ -84,3 +84,9 @@ async def desk(sim: Simulator, redis_url: str, unique_names: dict[str, Any]) -> 
         yield desk
     finally:
         await desk.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The reliability files first (the longest: a few minutes together): ``make test`` hands files
+    to its workers in this order, so none is left running one alone at the end."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/reliability/"))

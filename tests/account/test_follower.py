@@ -40,6 +40,7 @@ def _long(intent_id: str, mark: Decimal, quantity: str = "0.010", **extra: Any) 
     }
 
 
+@pytest.mark.serial  # a latency bound (the target cancelled within 1 s), and no REST read meanwhile
 async def test_a_fired_stop_cancels_the_target_and_is_published_once(desk: Desk) -> None:
     service = await desk.service()
     mark = desk.sim.engine.mark("BTCUSDT")

@@ -303,6 +303,7 @@ async def test_an_untriggered_stop_entry_expires_and_is_cancelled(desk: Desk) ->
     assert desk.position("BTCUSDT") == 0
 
 
+@pytest.mark.serial  # a latency bound (woken within 1 s)
 async def test_an_armed_stop_entry_waits_on_its_algo_update_not_on_rest_reads(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:

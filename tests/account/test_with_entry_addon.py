@@ -218,10 +218,13 @@ async def test_sigkill_after_legs_beside_an_add_on_whose_entry_was_never_placed(
         await wait_for(
             lambda: sum(a["algoStatus"] == "NEW" for a in _legs_of(desk, "never")) == 2, 10, "the legs NEW"
         )
-        worker.kill()
+        # The refusal is decided as the entry arrives (its fault consumed) and answered 1.5 s later:
+        # killed inside that, the process never hears it. Armed legs alone do not mean the entry was
+        # sent yet (on a loaded machine it can still be on its way), so the kill waits for both.
         await wait_for(
             lambda: all(r.kind == "latency" for r in desk.sim.faults.rules), 10, "the entry refused"
         )
+        worker.kill()
         desk.sim.set_faults(faults=[])
         await asyncio.sleep(4)  # the intent's TTL passes while no process runs
         worker.spawn()

@@ -226,6 +226,7 @@ def test_check_fails_when_nothing_listens() -> None:
     assert line.startswith("not ready: nothing answers at http://127.0.0.1:1/readyz") and not out.stdout
 
 
+@pytest.mark.serial  # a wall-time bound
 def test_demo_runs_end_to_end_within_30_seconds() -> None:
     started = time.monotonic()
     out = run("demo", timeout=60)

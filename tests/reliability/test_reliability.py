@@ -35,6 +35,10 @@ def test_sigkill_cycles_keep_every_promise(tmp_path: Path) -> None:
     assert figures.secrets_found == []
 
 
+# serial: each restart is killed 0.05-0.7 s after it is up, so how much work a restart gets done
+# depends on the machine's load; beside the suite's other workers on a loaded machine it ended with
+# four POISON_MESSAGE results. The other tests here passed there: they run in the parallel pass.
+@pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_a_crash_loop_poisons_nothing_and_leaves_every_position_protected(tmp_path: Path) -> None:
     """48 opens on 12 symbols, SIGKILL 0.05-0.7 s after each of 20 restarts, then a clean finish."""

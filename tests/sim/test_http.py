@@ -269,6 +269,7 @@ async def test_forced_algo_and_margin_rejections(sim: Simulator, raw) -> None:
     assert (await raw.signed("POST", "/fapi/v1/order", ORDER))[0] == 200
 
 
+@pytest.mark.serial  # a latency bound (< 0.2 s without the fault)
 async def test_latency_fault(sim: Simulator, raw) -> None:
     sim.set_faults(faults=[{"kind": "latency", "ms": 200, "path": "/fapi/v1/time", "count": 1}])
     started = time.monotonic()

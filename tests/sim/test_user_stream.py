@@ -343,6 +343,7 @@ async def test_a_funding_fee_update_lists_only_isolated_positions_and_its_balanc
     await listener.close()
 
 
+@pytest.mark.serial  # a latency bound (< 1 s for events each delayed 300 ms)
 async def test_cancel_and_funding_and_faults(
     sim: Simulator, raw: Raw, session: aiohttp.ClientSession
 ) -> None:
