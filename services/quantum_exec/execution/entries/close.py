@@ -100,12 +100,11 @@ class Closer:
                 # instance may have filled while it travelled; its position, records and legs stay.
                 left = await self._left_open(symbol, ids, partial=is_partial(run.intent))
                 flat = left == 0
-            if account is not None and order.executed_qty > 0:
-                if flat:
-                    # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                    # On the holder (it names the fills from memory) its own record goes too: none
-                    # is left for the live OCO to read and confirm by REST (account.close_records).
-                    await account.closed(symbol, close_key=run.key, flat_by=ids if flat else ())
+            if flat and account is not None:
+                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                # On the holder (it names the fills from memory) its own record goes too: none
+                # is left for the live OCO to read and confirm by REST (account.close_records).
+                await account.closed(symbol, close_key=run.key, flat_by=ids)
             if flat:
                 await self._cancel_legs(run, taken)
             else:
