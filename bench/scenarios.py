@@ -454,9 +454,14 @@ def pacing(env: Env, sim: Sim, *, count: int) -> dict[str, Any]:
     results, _ = read_results(env.r)
     check = check_results(results)
     paced = [row[5] for row in data["records"]]
+    # Time to protected of each open of the burst, from the burst's first XADD (every intent is
+    # published at once): the later of its two protective orders acknowledged.
+    protected = [max(row[7]) - start for row in data["records"] if row[7] and len(row[7]) >= 2]
     statuses = {int(k): v for k, v in data["statuses"].items()}
     minutes = (done - start) / 60
     return {
+        "time_to_protected_s": {q: pct(protected, q) for q in (50, 90, 99, 100)} if protected else {},
+        "opens_protected": len(protected),
         "intents": len(intents),
         "completed": len(results),
         "all_ok": check["all_ok"],

@@ -11,6 +11,7 @@ Prints the violations of the five promises counted from the simulator's own orde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -42,15 +43,27 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis behind Sentinel (master + replica); add a step that SIGKILLs the master while an "
         "entry is in flight (the replica is promoted, the services ride it)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR and keep it (the simulator's and each service start's logs) instead of a "
+        "temporary directory deleted at the end",
+    )
     args = parser.parse_args(argv)
     env: dict[str, str] = {}
     if args.with_entry:
         env["protection_timing"] = "with_entry"
     if args.websocket:
         env["order_transport"] = "websocket"
-    with tempfile.TemporaryDirectory(prefix="quantum-adv-") as work:
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            work = args.keep
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quantum-adv-")))
         figures = run_adversarial(
-            Path(work),
+            work,
             args.rounds,
             seed=args.seed,
             reorder=not args.no_reorder,

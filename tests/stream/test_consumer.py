@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from quantum_exec.contracts import ErrorSource, ProtectionState, ResultStatus
+from quantum_exec.contracts import ErrorSource, ExecutionResult, ProtectionState, ResultError, ResultStatus
+from quantum_exec.core.errors import UnknownOutcomeError
 from quantum_exec.ops import logs, metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -153,7 +155,8 @@ async def test_a_poison_lookup_that_fails_is_tried_once_then_answered_without_th
     kit: Any, handler_cls: Any
 ) -> None:
     """The read-only lookup that answers a poison intent whose repair died: marked begun before it
-    runs (a process killed at it answers blind next time); one that raises answers blind now."""
+    runs (a process killed at it answers blind next time); one that fails for good (here a
+    bug, not an exchange that cannot be read now) answers blind at once."""
     await kit.publish(_intent(intent_id="poison-3"))
     await _deliver_to_ghost(kit, times=1)
     await _died_attempts(kit, "poison-3", 3, repair=1)
@@ -174,6 +177,39 @@ async def test_a_poison_lookup_that_fails_is_tried_once_then_answered_without_th
     assert "could not be read (RuntimeError: exchange unreachable)" in result.error.message
     [letter] = await kit.dead_letters()
     assert letter[b"reason"] == b"POISON_MESSAGE"
+
+
+async def test_a_poison_lookup_that_cannot_read_the_exchange_now_is_tried_again(
+    kit: Any, handler_cls: Any
+) -> None:
+    """A lookup that fails while the process lives (the exchange unreadable for now) is no death
+    at it: answering blind would leave out what the dead attempts filled (P5). The entry stays
+    pending and the lookup runs again; the one answer is what it read."""
+    await kit.publish(_intent(intent_id="poison-4"))
+    await _deliver_to_ghost(kit, times=1)
+    await _died_attempts(kit, "poison-4", 3, repair=1)
+    looked: list[str] = []
+
+    async def flaky_survey(intent: Any, stream_id: str, received_at: Any, *, attempt: Any) -> Any:
+        looked.append(intent.intent_id)
+        if len(looked) == 1:
+            raise UnknownOutcomeError("order lookup keeps failing: Service Unavailable.")
+        return ExecutionResult(
+            symbol=intent.symbol,
+            status=ResultStatus.FAILED,
+            intent_id=intent.intent_id,
+            stream_id=stream_id,
+            executed_quantity=Decimal("0.01"),
+            error=ResultError(code="POISON_MESSAGE", source=ErrorSource.INTERNAL, message="read: filled"),
+        )
+
+    handler = handler_cls()
+    await kit.consumer(handler, consumer_name="ghost", max_attempts=3, survey=flaky_survey)
+    [result] = await kit.wait_results(1)
+    assert looked == ["poison-4", "poison-4"] and handler.calls == []
+    assert result.executed_quantity == Decimal("0.01"), result
+    assert result.error is not None and result.error.message == "read: filled"
+    assert len(await kit.results()) == 1
 
 
 @pytest.mark.parametrize("sends_order", [False, True])

@@ -164,14 +164,18 @@ class Answers:
         self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, *, attempts: int, unread: str
     ) -> None:
         """Dead-letter a poison intent whose one repair died too, answered without the exchange:
-        its lookup (see ``runner.IntentRunner._poison``) failed or died, for the reason ``unread``."""
+        its lookup (see ``runner.IntentRunner._poison``) died, or failed for good, for the reason
+        ``unread``. What it filled is unknown: ``executed_quantity`` stays empty and the message
+        says so (never a 0 that would say less than happened)."""
         entry.started = True
         message = (
             f"the process died in {attempts} attempts at this intent (QUANTUM_MAX_ATTEMPTS="
             f"{self._settings.max_attempts}) and again while repairing it; the exchange could not be "
-            f"read ({unread})"
+            f"read ({unread}), so what its attempts filled is unknown (no executed_quantity: not 0)"
         )
         protection = ProtectionState.NOT_REQUESTED
+        if intent.side is Side.CLOSE:
+            message += f"; it may have closed the {intent.symbol} position in whole or in part: check it"
         if intent.side in (Side.BUY, Side.SELL):
             # An earlier attempt began executing: it may have filled the entry without SL/TP.
             protection = ProtectionState.UNPROTECTED

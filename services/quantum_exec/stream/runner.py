@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from quantum_exec.contracts import ExecutionResult, TradeIntent, intent_digest, intent_key
-from quantum_exec.core.errors import ReasonCode
+from quantum_exec.core.errors import ReasonCode, RetryableError, UnknownOutcomeError
 from quantum_exec.core.settings import Settings
 from quantum_exec.exchange import fencing
 from quantum_exec.execution import parking
@@ -35,6 +35,9 @@ log = get_logger(__name__)
 _KEEPER_EXIT_S = 1.0
 # The one read-only lookup that answers a poison intent whose repair died too ends within this.
 POISON_LOOKUP_S = 30.0
+# Why that lookup may fail while the process lives (the exchange or Redis unreadable for now, its
+# bound passed): it is tried again later. A refusal for good or a bug answers without the exchange.
+UNREAD_NOW = (RetryableError, UnknownOutcomeError, TimeoutError, *REDIS_DOWN)
 
 
 class Handler(Protocol):
@@ -162,8 +165,10 @@ class IntentRunner:
         self, entry: Entry, intent: TradeIntent, key: str, lease: Lease, begun: Begun, attempt: Attempt
     ) -> None:
         """Answer a poison intent whose repair died too: ``failed POISON_MESSAGE`` with what the
-        exchange holds under its ids (``survey``: read only, nothing sent), tried once (a process
-        killed at it answers without the exchange next time) and bounded by POISON_LOOKUP_S."""
+        exchange holds under its ids (``survey``: read only, nothing sent), bounded by
+        POISON_LOOKUP_S. A process killed at it answers without the exchange next time; a lookup
+        that could not read the exchange now (UNREAD_NOW) leaves the entry pending for the next
+        claim; one that failed otherwise (a refusal for good, a bug) answers without it at once."""
         unread = "the process died at that lookup too"
         if self._survey is not None and begun.repair_stage < LOOKUP_BEGAN:
             await self._link.retry(lambda: self._store.mark_repair(key, LOOKUP_BEGAN), "repair")
@@ -172,6 +177,19 @@ class IntentRunner:
                 result = await asyncio.wait_for(
                     self._survey(intent, entry.stream_id, entry.received_at, attempt=attempt), POISON_LOOKUP_S
                 )
+            except UNREAD_NOW as exc:
+                # The process lives: a lookup that could not read the exchange now is no death at
+                # it. Answering without the exchange would leave out what the dead attempts filled
+                # (P5): the entry stays pending and the lookup runs again at its next claim.
+                await self._link.retry(lambda: self._store.mark_repair(key, REPAIR_BEGAN), "repair")
+                log.warning(
+                    "intent.poison_lookup_failed",
+                    stream_id=entry.stream_id,
+                    intent_id=key,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry="at the next claim",
+                )
+                return
             except Exception as exc:
                 unread = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.exception("intent.poison_lookup_failed", stream_id=entry.stream_id, intent_id=key)
