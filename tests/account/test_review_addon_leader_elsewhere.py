@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from quantum_exec.account.store import Record
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.core.ids import client_order_id, replacement_of
 from support.desk import Desk
@@ -38,7 +39,7 @@ def _legs_of(desk: Desk, intent_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("lag", [{}, {"ORDER_TRADE_UPDATE": 6000}], ids=["in-order", "fills-late"])
 async def test_an_add_on_whose_legs_another_instance_shrank_arms_each_once(
-    desk: Desk, lag: dict[str, int]
+    desk: Desk, lag: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag = desk.names["intent_stream"]
     # The account lease holder, consuming an idle stream: its live OCO is the only one that acts.
@@ -49,6 +50,14 @@ async def test_an_add_on_whose_legs_another_instance_shrank_arms_each_once(
     assert account is not None
     await wait_for(lambda: account.leader, 10, "the first instance holds the account lease")
     await desk.service(protection_timing="with_entry")  # executes the intents
+    # The leader reads no record (a lost write): its OCO cannot tell the add-on's entry is still in
+    # flight (account/live_oco.py waits for it where the record says so), and shrinks its legs.
+    records_of = account.store.records_of
+
+    async def lost(symbol: str) -> list[Record]:
+        return [r for r in await records_of(symbol) if r.intent_key != "addon"]
+
+    monkeypatch.setattr(account.store, "records_of", lost)
     mark = desk.sim.engine.mark(SYMBOL)
     sl, tp = (mark * Decimal("0.98")).quantize(TENTH), (mark * Decimal("1.02")).quantize(TENTH)
     triggers = {"stop_loss": str(sl), "take_profit": str(tp)}

@@ -50,7 +50,7 @@ from quantum_exec.account.claims import LegClaims
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.oco import EXTRA_COPY, Cancel, Replace, plan_oco
 from quantum_exec.account.protection_events import ProtectionReason, protection_changed
-from quantum_exec.account.roles import replacement_of
+from quantum_exec.account.roles import intent_digest, replacement_of
 from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.account.views import AlgoView, StaleStateError
@@ -204,9 +204,13 @@ class LiveOco:
             log.info("oco.view_lags", symbol=symbol, view=str(held), detail="fills still on the way")
             return True
         last_fill_ms = self._state.last_fill_ms(symbol) or 0
-        legs = [self._leg_of(a) for a in touched]
-        if not any(leg is not None and leg.update_time_ms > last_fill_ms for leg in legs):
+        newer = [
+            leg for leg in map(self._leg_of, touched) if leg is not None and leg.update_time_ms > last_fill_ms
+        ]
+        if not newer:
             return False
+        if await self._entry_in_flight(symbol, newer):
+            return True
         try:
             actual = await self._gateway.position_amount(symbol)
         except OwnershipLost:
@@ -218,6 +222,23 @@ class LiveOco:
             return False
         log.warning("oco.view_lags", symbol=symbol, view=str(held), exchange=str(actual))
         return True
+
+    async def _entry_in_flight(self, symbol: str, legs: list[AlgoView]) -> bool:
+        """True when one of ``legs`` (newer than every fill seen) belongs to an intent whose entry
+        has not filled yet, as its record says: placed beside an entry in flight (``with_entry``),
+        maybe on another instance, it is sized for that entry, not for the position REST holds
+        before it (a cancel landing after that instance read its legs back would leave the entry
+        uncovered). The entry's fill runs the plan again; one Redis read, on this rare path only."""
+        digests = {intent_digest(leg.client_algo_id) for leg in legs}
+        try:
+            records = await self._store.records_of(symbol)
+        except REDIS_DOWN as exc:
+            log.warning("oco.records_unread", symbol=symbol, error=str(exc))
+            return True
+        if any(r.digest in digests and r.long is not None and not r.opened for r in records):
+            log.info("oco.entry_in_flight", symbol=symbol, detail="its legs wait for its fill")
+            return True
+        return False
 
     def _actionable(self, symbol: str, action: Cancel | Replace) -> bool:
         """False when :meth:`_apply_oco` would leave ``action`` alone (a leg claimed, in flight)."""

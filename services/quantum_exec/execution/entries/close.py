@@ -39,6 +39,9 @@ from quantum_exec.ops.logs import get_logger
 
 log = get_logger(__name__)
 
+# How long a CLOSE waits for the live view to apply its fills before it asks REST what is left.
+CLOSE_FILLS_WAIT_S = 1.0
+
 
 class Closer:
     """Runs one CLOSE intent (design.md §3, CLOSE)."""
@@ -87,25 +90,29 @@ class Closer:
                 self._legs.release(taken or [])
                 raise
             flat = order.status is OrderStatus.FILLED
-            left: Decimal | None = None  # what a partial CLOSE left open
-            if flat and is_partial(run.intent):
-                left = abs(await self._gateway.position_amount(symbol))
-                flat = left == 0
             account = self._ctx.account
+            ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
             if account is not None and order.executed_qty > 0:
-                ids = [o.order_id for o in sliced.orders] if sliced is not None else [order.order_id]
                 account.saw_final(symbol, ids, order.update_time_ms)  # its fill events may trail
-                if left is None or flat:
-                    # Whatever was open is closed: no record of it may be re-protected by a reconcile.
-                    # On the holder (it names the fills from memory) its own record goes too: none
-                    # is left for the live OCO to read and confirm by REST (account.close_records).
-                    await account.closed(symbol, close_key=run.key, flat_by=ids if flat else ())
+            left: Decimal | None = None  # what the CLOSE left open
+            if flat:
+                # A full CLOSE too: it was sent for the position it read, and an entry of another
+                # instance may have filled while it travelled; its position, records and legs stay.
+                left = await self._left_open(symbol, ids, partial=is_partial(run.intent))
+                flat = left == 0
+            if flat and account is not None:
+                # Whatever was open is closed: no record of it may be re-protected by a reconcile.
+                # On the holder (it names the fills from memory) its own record goes too: none
+                # is left for the live OCO to read and confirm by REST (account.close_records).
+                await account.closed(symbol, close_key=run.key, flat_by=ids)
             if flat:
                 await self._cancel_legs(run, taken)
             else:
                 self._legs.release(taken or [])  # what is left keeps its legs (the OCO resizes them)
-                if left:
+                if left and is_partial(run.intent):
                     await shrink_ladder(self._ctx, rules, symbol, left, run.key)  # in proportion
+                elif left:
+                    log.warning("close.position_left", intent_id=run.key, symbol=symbol, left=str(left))
         out.order_id = order.order_id
         out.executed_quantity = order.executed_qty
         if order.executed_qty > 0:
@@ -192,6 +199,21 @@ class Closer:
             return sliced.combined(close_id, OrderSide(plan.side), plan.total), sliced
         assert order is not None
         return await self._resolver.until_final(symbol, order), None
+
+    async def _left_open(self, symbol: str, ids: list[int], *, partial: bool) -> Decimal:
+        """What the position holds once the CLOSE's orders ``ids`` filled: the live view once it
+        applied their fills (fills come in order among themselves, so an entry that filled before
+        them is in: no request), else REST. A partial CLOSE asks REST (what it shrinks the legs to)."""
+        account = self._ctx.account
+        if account is not None and not partial:
+            amount = account.position_amount(symbol)
+            if amount is None:
+                for order_id in ids:
+                    await account.fills(symbol, order_id, CLOSE_FILLS_WAIT_S)
+                amount = account.position_amount(symbol)
+            if amount is not None:
+                return abs(amount)
+        return abs(await self._gateway.position_amount(symbol))
 
     async def _cancel_legs(self, run: Run, taken: list[int] | None) -> None:
         """Cancel our legs of the flattened symbol; a refusal, or a cancel whose outcome is unknown,
