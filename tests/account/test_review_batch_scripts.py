@@ -13,7 +13,6 @@ said 2). Real three-master cluster, real Redis.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.core.redis_client import connect
 from quantum_exec.core.settings import Settings
-from support.redis_ha import ClusterSet
+from support.redis_ha import ClusterSet, cluster_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -32,20 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 def cluster() -> Iterator[ClusterSet]:
     with ClusterSet() as started:
         yield started
-
-
-def _tagged_names() -> dict[str, Any]:
-    tag = "{q" + uuid.uuid4().hex[:10] + "}"
-    return {
-        "intent_stream": f"{tag}:stream:trade.intent",
-        "consumer_group": f"{tag}:group",
-        "result_stream": f"{tag}:stream:execution.result",
-        "dlq_stream": f"{tag}:stream:trade.intent.dlq",
-        "position_stream": f"{tag}:stream:position.event",
-        "risk_stream": f"{tag}:stream:risk.event",
-        "key_prefix": f"{tag}:exec",
-        "consumer_name": f"test-{tag}",
-    }
 
 
 def _record(digest: str, symbol: str, *, opened: bool) -> Record:
@@ -80,7 +65,7 @@ async def _drop_beside_others(store: AccountStore) -> tuple[int, set[str]]:
 async def test_a_close_drops_its_records_in_a_cluster_and_the_records_beside_it_are_written(
     cluster: ClusterSet,
 ) -> None:
-    settings = Settings(**_tagged_names(), redis_url=cluster.url)
+    settings = Settings(**cluster_names(), redis_url=cluster.url)
     redis = connect(settings)
     try:
         store = AccountStore(redis, settings)

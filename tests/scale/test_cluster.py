@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +23,7 @@ from quantum_exec.core.redis_client import connect
 from quantum_exec.core.settings import Settings, hash_tag
 from quantum_exec.risk.states import Request, TradingState
 from support.desk import Desk
-from support.redis_ha import ClusterSet
+from support.redis_ha import ClusterSet, cluster_names
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -37,23 +35,9 @@ def cluster() -> Iterator[ClusterSet]:
         yield started
 
 
-def _tagged_names() -> dict[str, Any]:
-    tag = "{q" + uuid.uuid4().hex[:10] + "}"
-    return {
-        "intent_stream": f"{tag}:stream:trade.intent",
-        "consumer_group": f"{tag}:group",
-        "result_stream": f"{tag}:stream:execution.result",
-        "dlq_stream": f"{tag}:stream:trade.intent.dlq",
-        "position_stream": f"{tag}:stream:position.event",
-        "risk_stream": f"{tag}:stream:risk.event",
-        "key_prefix": f"{tag}:exec",
-        "consumer_name": f"test-{tag}",
-    }
-
-
 @pytest.fixture
 async def desk(sim: Simulator, cluster: ClusterSet) -> AsyncIterator[Desk]:
-    names = _tagged_names()
+    names = cluster_names()
     connection = {"redis_url": cluster.url}
     desk = Desk(sim, connect(Settings(**names, **connection)), names, cluster.url, connection=connection)
     try:

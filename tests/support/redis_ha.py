@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -261,6 +262,21 @@ class ClusterSet(_Group):
             if "cluster_state:ok" not in text:
                 return False
         return True
+
+
+def cluster_names() -> dict[str, str]:
+    """Stream and key names under one fresh hash tag: every key of a test in one Cluster slot."""
+    tag = "{q" + uuid.uuid4().hex[:10] + "}"
+    return {
+        "intent_stream": f"{tag}:stream:trade.intent",
+        "consumer_group": f"{tag}:group",
+        "result_stream": f"{tag}:stream:execution.result",
+        "dlq_stream": f"{tag}:stream:trade.intent.dlq",
+        "position_stream": f"{tag}:stream:position.event",
+        "risk_stream": f"{tag}:stream:risk.event",
+        "key_prefix": f"{tag}:exec",
+        "consumer_name": f"test-{tag}",
+    }
 
 
 def wait_new_master(sentinels: SentinelSet, old_port: int, timeout_s: float = 30) -> int:
