@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -54,8 +53,6 @@ _OPENING: Final = frozenset({PositionKind.OPENED, PositionKind.FLIPPED})
 # written once per batch, and the ledger is for people, not the order path.
 _GATHER_S: Final = 0.05
 _IDLE_S: Final = 0.2
-# Trades kept parsed by stream id (the oldest forgotten first).
-_PARSED_MAX: Final = 5_000
 _DAY_MS: Final = 86_400_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -99,7 +96,6 @@ class LedgerBook:
         self.trades_key = f"{prefix}:ledger:trades"
         self._commit = redis.register_script(_COMMIT)
         self._ledger: Ledger | None = None  # loaded while leading
-        self._parsed: OrderedDict[Any, Trade] = OrderedDict()  # stream id -> its trade (see _trade_at)
         self._cursor = "0-0"
         self._last_event: datetime | None = None  # the latest event time applied
         self._gathered = False
@@ -135,8 +131,8 @@ class LedgerBook:
         seen: set[str] = set()
         while True:
             rows: Any = await self._redis.xrevrange(self.trades_key, max=high, min=low, count=500)
-            for stream_id, fields in rows:
-                trade = self._trade_at(stream_id, fields)
+            for _stream_id, fields in rows:
+                trade = self._trade_at(fields)
                 if trade.trade_id not in seen:  # an older record of a trade revised since
                     seen.add(trade.trade_id)
                     yield trade
@@ -145,17 +141,12 @@ class LedgerBook:
             last = rows[-1][0]
             high = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
-    def _trade_at(self, stream_id: Any, fields: Any) -> Trade:
-        """The trade of one stream entry, parsed once: an entry never changes (a revision is a new
-        one), and the risk watch reads the day's trades again every tick. Parsed exactly (Decimal
-        from the JSON number's text): orjson would read the numbers as floats."""
-        trade = self._parsed.get(stream_id)
-        if trade is None:
-            trade = trade_from_json(json.loads(payload_value(fields) or b"{}", parse_float=Decimal))
-            self._parsed[stream_id] = trade
-            if len(self._parsed) > _PARSED_MAX:
-                self._parsed.popitem(last=False)
-        return trade
+    @staticmethod
+    def _trade_at(fields: Any) -> Trade:
+        """The trade of one stream entry, parsed exactly (Decimal from the JSON number's text:
+        orjson would read the numbers as floats). The risk governor follows the stream
+        (:meth:`trades_written`), so no entry is parsed again every tick."""
+        return trade_from_json(json.loads(payload_value(fields) or b"{}", parse_float=Decimal))
 
     async def trades_written(self, low: str) -> tuple[list[Trade], str | None]:
         """Every trade record written at or after stream id ``low`` (``(<id>``: after it), oldest
@@ -166,7 +157,7 @@ class LedgerBook:
         while True:
             rows: Any = await self._redis.xrange(self.trades_key, min=low, max="+", count=500)
             for stream_id, fields in rows:
-                found.append(self._trade_at(stream_id, fields))
+                found.append(self._trade_at(fields))
                 last = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
             if len(rows) < 500 or last is None:
                 return found, last
