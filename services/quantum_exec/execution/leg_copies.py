@@ -48,6 +48,11 @@ async def find_copy(legs: LegPlacer, symbol: str, leg: Leg, since: float | None 
     copy = await (legs.find(other) if since is None else legs.find_since(since, other))
     if copy is None or not copy.status.is_armed:
         return
+    if copy.symbol != symbol or copy.side != leg.side or copy.order_type != leg.order_type:
+        # Not this leg's copy (ids derive from the intent's key and role, so only a reused
+        # intent id could meet one): left alone, and the leg is placed again under its own id.
+        log.warning("protection.copy_mismatch", symbol=symbol, kind=leg.kind, client_algo_id=other)
+        return
     if copy.close_position or (leg.quantity is not None and copy.quantity >= leg.quantity):
         leg.order, leg.error, leg.client_algo_id = copy, None, copy.client_algo_id
         if not copy.close_position:
