@@ -434,8 +434,9 @@ def sustained(env: Env, sim: Sim, *, segments: int, per_segment: int) -> dict[st
 def redis_round_trips(calls: dict[str, int], intents: int) -> dict[str, Any]:
     """The service's Redis round trips per intent (a pipeline once), in all and by command."""
     per = {name: n / intents for name, n in sorted(calls.items(), key=lambda kv: -kv[1])} if intents else {}
-    # "script: ..." rows say which script each EVALSHA ran: not round trips of their own.
-    trips = sum(n for name, n in per.items() if not name.startswith("script: "))
+    # "script: ..." rows say which script each EVALSHA ran, "lane: ..." which commands a lane
+    # write carried (core.redis_lane: one round trip for all of them): not round trips of their own.
+    trips = sum(n for name, n in per.items() if not name.startswith(("script: ", "lane: ")))
     return {"redis_per_intent": trips, "redis_per_intent_by_command": per}
 
 

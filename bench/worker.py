@@ -138,6 +138,22 @@ def count_responses() -> None:
         REDIS_CALLS[f"script: {script_name(self)}"] += 1
         return await script_call(self, *args, **kwargs)
 
+    from quantum_exec.core.redis_lane import Lane
+
+    lane_write = Lane._write
+
+    def counted_lane_write(self: Lane, conn: Any) -> None:
+        # One write of the scripts of a loop turn: one round trip; each command counted apart
+        # as "lane: NAME" (not a round trip of its own).
+        queued = [args for args, future in self._queued if not future.done()]
+        if queued:
+            REDIS_CALLS["lane write"] += 1
+            for args in queued:
+                name = args[0]
+                REDIS_CALLS[f"lane: {name.decode() if isinstance(name, bytes) else name}"] += 1
+        lane_write(self, conn)
+
+    Lane._write = counted_lane_write  # type: ignore[method-assign]
     Redis.execute_command = counted_command  # type: ignore[method-assign]
     AsyncScript.__call__ = counted_script  # type: ignore[method-assign]
     Pipeline.execute = counted_pipeline  # type: ignore[method-assign]

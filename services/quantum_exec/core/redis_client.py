@@ -11,6 +11,8 @@ RESP2 is pinned (the reply shapes the service parses); hiredis is used when inst
 
 Every command's write goes through :mod:`.redis_conn` (a write the socket takes at once needs no
 timer task; the read keeps redis-py's socket timeout, so a dead Redis is still noticed in time).
+The scripts of a client made here go through its lane (:mod:`.redis_lane`: those of one loop turn
+in one write on one connection), except in a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
+from quantum_exec.core import redis_lane
 from quantum_exec.core.redis_conn import QUICK_CLASSES, QuickSentinelConnection, QuickSentinelSSLConnection
 from quantum_exec.core.settings import CLUSTER_SCHEMES, Settings, mask_url_password
 
@@ -84,6 +87,7 @@ def connect(settings: Settings, url: str | None = None, *, block_ms: int | None 
     pool = client.connection_pool
     # The URL chose the class (TCP, TLS or unix socket); no connection exists yet.
     pool.connection_class = QUICK_CLASSES.get(pool.connection_class, pool.connection_class)
+    redis_lane.enable(client)
     return client
 
 
@@ -114,6 +118,7 @@ def _sentinel_master(settings: Settings, options: dict[str, Any], password: str 
         **options,
         **tls,
     )
+    redis_lane.enable(client)
     return cast("Redis", client)
 
 

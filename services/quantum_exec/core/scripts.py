@@ -18,13 +18,26 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
 
+from quantum_exec.core.redis_lane import lane_of
+
 
 async def run_script(script: AsyncScript, keys: Sequence[KeyT], args: Iterable[EncodableT] = ()) -> Any:
-    """Run ``script`` on the client it was registered with (``keys`` then ``args``)."""
+    """Run ``script`` on the client it was registered with (``keys`` then ``args``); through the
+    client's lane when it has one (:mod:`.redis_lane`: pipelined with the other scripts of the
+    same loop turn)."""
     client: Any = script.registered_client
+    lane = lane_of(client)
     try:
+        if lane is not None:
+            return await lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
         return await client.evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
         # A server that lost or never had it (restart, failover, another node): load and retry.
-        script.sha = await client.script_load(script.script)
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
+        if lane is None:
+            script.sha = await client.script_load(script.script)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        # On the lane too: a burst that meets a restarted server loads in one write, not a
+        # connection per caller.
+        sha = await lane.call("SCRIPT", "LOAD", script.script)
+        script.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+        return await lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
