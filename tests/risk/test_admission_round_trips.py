@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, cast
@@ -18,6 +19,7 @@ from quantum_exec.contracts.intent import parse_intent
 from quantum_exec.core.errors import IntentRejected
 from quantum_exec.core.settings import Settings
 from quantum_exec.execution.ports import Gateway
+from quantum_exec.risk import admissions
 from quantum_exec.risk.gate import RiskGate
 from quantum_exec.risk.limits import Limits
 from quantum_exec.risk.states import Request, TradingState
@@ -174,3 +176,43 @@ async def test_a_restricting_transition_waits_for_an_admitted_entry_and_holds_ba
     assert event["to"] == "HALTED" and event["drain"]["unsettled"] == 0
     await store.admissions.flush()
     assert await _admitted(redis, store) == {}
+
+
+async def test_the_fence_of_a_fresh_admission_reads_no_revocation_and_a_later_one_does(
+    redis: aioredis.Redis, unique_names: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No revocation can exist within REVOKE_FRESH_S of the admission's script (a transition
+    drains DRAIN_DEADLINE_S first): the fence asks Redis only after it, or without a local record."""
+    monkeypatch.setattr(admissions, "REVOKE_FRESH_S", 1.0, raising=False)
+    gate, store = _gate(redis, unique_names)
+    await _admit(gate, "warm-up")
+    await gate.settled("warm-up")
+    await store.admissions.flush()
+    counted = Counted(redis)
+    admitted_at = time.monotonic()
+    assert await _admit(gate, "fresh") is False
+    del counted.sent[:]
+    await gate.still_admitted("fresh")
+    assert counted.sent == []  # the entry order leaves without a round trip
+    # A transition that went ahead without the entry (its drain ran out) revokes it: once the
+    # window passed, the fence reads the revocation and refuses.
+    assert await store.admissions.revoke("HALTED|test: drained out") == 1
+    await wait_for(lambda: time.monotonic() - admitted_at > 1.0, 5, "the freshness window passed")
+    del counted.sent[:]
+    with pytest.raises(IntentRejected) as refused:
+        await gate.still_admitted("fresh")
+    assert refused.value.code == "TRADING_HALTED"
+    assert counted.sent == ["GET"]
+    # Another instance (a resumed attempt: no local record of the admission) reads it at once.
+    other, _store = _gate(redis, unique_names)
+    del counted.sent[:]
+    with pytest.raises(IntentRejected):
+        await other.still_admitted("fresh")
+    assert counted.sent == ["GET"]
+    # Settled or released here, the record is gone: the fence reads Redis again.
+    await gate.release("fresh")
+    await _admit(gate, "released")
+    await gate.release("released")
+    del counted.sent[:]
+    await gate.still_admitted("released")
+    assert counted.sent == ["GET"]

@@ -145,7 +145,7 @@ class Service:
         await self._wait_for_redis(self._redis)
         self.redis_answered = True
         handler = self._handler or await self._executor_handler()
-        on_close = None
+        on_close = on_close_held = None
         # One view of the connection for every Redis call on the order path.
         link = RedisLink(settings.redis_reconnect_max_s)
         if self.executor is not None:
@@ -157,7 +157,7 @@ class Service:
             closes = CloseSignals(self._redis, settings, link)
             self.executor.plans = RedisPlans(self._redis, settings, link)
             self.executor.closes = closes
-            on_close = closes.announce
+            on_close, on_close_held = closes.announce, closes.publish
             gateway = self.executor.gateway
             if settings.shared_pacing and isinstance(gateway, BinanceGateway) and gateway.limiter.enabled:
                 self.shared_pacing = SharedPacing(
@@ -175,6 +175,7 @@ class Service:
             handler,
             on_progress=self._progress,
             on_close=on_close,
+            on_close_held=on_close_held,
             link=link,
             survey=self.executor.survey if self.executor is not None else None,
         )

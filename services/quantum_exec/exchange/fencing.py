@@ -13,7 +13,9 @@ instead of sending. Unset (a bare executor, a tool) it is a no-op.
 A second check, the admission's (:func:`set_admission`, set by the executor while an admitted
 entry's first order has no answer), runs after it and is never skipped by the lease's freshness:
 it raises ``IntentRejected`` when the risk governor revoked the admission (a trading-state change
-went ahead without this entry, :mod:`quantum_exec.risk.admissions`), so the order never leaves.
+went ahead without this entry, :mod:`quantum_exec.risk.admissions`), so the order never leaves. It
+has a freshness of its own: no revocation can exist in the first moments after the admission
+(:data:`quantum_exec.risk.admissions.REVOKE_FRESH_S`).
 """
 
 from __future__ import annotations

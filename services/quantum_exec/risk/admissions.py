@@ -24,12 +24,14 @@ before its settle left (between the answer and the settle, as before it); the tr
 event's time... unless that entry has not left yet: a transition that goes ahead with entries
 unsettled revokes their admissions (``<prefix>:risk:revoked:<intent key>``, in the transition's
 path before its state is written), and the fence asked right before each order of an entry whose
-first order has no answer yet (:func:`quantum_exec.exchange.fencing.ensure_owner`, never skipped
-for it) refuses to send one whose admission was revoked: the entry is rejected with the
-transition's reason (an instance paused between admission and send, or killed there and resumed
-under the same lease, sends nothing after the moment). An admission recorded again (a resumed
-attempt admitted afresh) clears its revocation. Left after the moment: only an order already on
-the wire when the transition went ahead (a send that timed out), as the event's ``drain`` says.
+first order has no answer yet (:func:`quantum_exec.exchange.fencing.ensure_owner`) refuses to send
+one whose admission was revoked: the entry is rejected with the transition's reason (an instance
+paused between admission and send, or killed there and resumed under the same lease, sends nothing
+after the moment). An admission recorded again (a resumed attempt admitted afresh) clears its
+revocation. The fence reads the revocation from Redis, unless this instance sent the admission's
+script less than :data:`REVOKE_FRESH_S` ago (none can exist yet: :meth:`Admissions.revoked`).
+Left after the moment: only an order already on the wire when the transition went ahead (a send
+that timed out), as the event's ``drain`` says.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ ADMITTED_TTL_MS: Final = 30_000
 DRAIN_DEADLINE_S: Final = 10.0
 # How long a closed door stays closed if its transition never opens it again (Redis lost meanwhile).
 DOOR_TTL_S: Final = DRAIN_DEADLINE_S + 5
+# How long after an admission's script was sent its fence needs no read of its revocation. Only a
+# transition revokes, once its door closed and it drained for DRAIN_DEADLINE_S of its own
+# monotonic clock from then; an admission was recorded before that door closed (the script refuses
+# while it is closed; one recorded after it opened again came after the revocation, and cleared
+# it), so no revocation of it exists until DRAIN_DEADLINE_S after its script was sent. Half of it
+# leaves the margin for the two clocks' rates (NTP slews by 0.05% at most, not 2x); an order leaves
+# right after a check that found nothing, as after a read. A clock that stops with its host (a
+# suspended VM) is trusted here as by the lease's FENCE_FRESH_S; so is a closed door (a transition
+# stalled past DOOR_TTL_S lets admissions in, and neither read nor skip makes its moment exact).
+REVOKE_FRESH_S: Final = DRAIN_DEADLINE_S / 2
 _POLL_S: Final = 0.005
 # How long a settle waits for an admission's script to carry it before it is sent on its own.
 SETTLE_DELAY_S: Final = 0.005
@@ -180,8 +192,10 @@ class Admissions:
         self._close = redis.register_script(_CLOSE)
         self._pending = redis.register_script(_PENDING)
         self._revoke = redis.register_script(_REVOKE)
-        # This instance's records not settled yet: the score each was recorded with.
+        # This instance's records not settled yet: the score each was recorded with, and the
+        # monotonic time taken right before its script was sent (:meth:`revoked`).
         self._held: dict[str, int] = {}
+        self._sent_at: dict[str, float] = {}
         # Settled, not yet removed in Redis: (member, score) pairs, flat.
         self._settles: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -203,6 +217,7 @@ class Admissions:
         ]
         try:
             args = [key or "", ADMITTED_TTL_MS, "1" if reduces else "0", *pairs]
+            sent_at = time.monotonic()
             reply: Any = await run_script(self._admit, keys=keys, args=args)
         except BaseException:
             if pairs:  # sent again (harmless if they did land: a settle removes its own record only)
@@ -214,12 +229,14 @@ class Admissions:
             return None
         if score > 0 and key is not None:
             self._held[key] = score
+            self._sent_at[key] = sent_at
         return Read(score > 0, _fields(reply[1]), _fields(reply[2]), _fields(reply[3]))
 
     async def settled(self, key: str) -> None:
         """The entry's first order has its answer, or nothing was sent: it no longer holds a halt.
         Returns at once; the record is removed off the order path (see the module docstring)."""
         score = self._held.pop(key, None)
+        self._sent_at.pop(key, None)
         if score is None:
             return  # nothing of this instance's holds it (never recorded, or settled already)
         self._settles += [key, str(score)]
@@ -228,6 +245,7 @@ class Admissions:
     def forget(self, key: str) -> None:
         """The entry has its result: a record not settled by now lapses (its order may travel)."""
         self._held.pop(key, None)
+        self._sent_at.pop(key, None)
 
     def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -263,7 +281,14 @@ class Admissions:
         )
 
     async def revoked(self, key: str) -> str | None:
-        """Why ``key``'s admission was revoked (``<state>|<reason>``), None while it stands."""
+        """Why ``key``'s admission was revoked (``<state>|<reason>``), None while it stands.
+
+        Not read while this instance's admission of ``key`` was sent less than
+        :data:`REVOKE_FRESH_S` ago (none can exist yet); read from Redis otherwise: a resumed
+        attempt, one that waited long between admission and send, one admitted elsewhere."""
+        sent_at = self._sent_at.get(key)
+        if sent_at is not None and time.monotonic() - sent_at < REVOKE_FRESH_S:
+            return None
         raw = await self._redis.get(self._revoked_prefix + key)
         return raw.decode() if isinstance(raw, bytes) else raw
 

@@ -326,7 +326,8 @@ class RiskGate:
 
     async def still_admitted(self, key: str) -> None:
         """Right before an admitted entry's order leaves: :class:`IntentRejected` with the
-        transition's reason when that transition went ahead without it (:mod:`.admissions`)."""
+        transition's reason when that transition went ahead without it (:mod:`.admissions`; no
+        round trip while this instance's admission is fresh: :meth:`.admissions.Admissions.revoked`)."""
         try:
             why = await self._store.admissions.revoked(key)
         except REDIS_DOWN as exc:

@@ -76,12 +76,15 @@ class IntentConsumer:
         *,
         on_progress: ProgressHook | None = None,
         on_close: Callable[[str, str], None] | None = None,
+        on_close_held: Callable[[str, str], None] | None = None,
         link: RedisLink | None = None,
         survey: Handler | None = None,
     ) -> None:
         self.redis = redis
-        # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early.
+        # Told of every CLOSE read (symbol, stream id): a working entry of the symbol ends early
+        # (``on_close_held``: one of another instance, when that holds the CLOSE up: _held_up).
         self.on_close = on_close
+        self.on_close_held = on_close_held
         self.settings = settings
         self.handler = handler
         self.on_progress = on_progress
@@ -104,9 +107,14 @@ class IntentConsumer:
         # Shared with whatever else calls Redis on the order path (plans, close signals).
         self._link = link or RedisLink(settings.redis_reconnect_max_s)
         self._read_backoff = Backoff(base_s=0.05, cap_s=settings.redis_reconnect_max_s)
-        self._order = SymbolOrder(redis, self.keys, self._link)
+        self._order = SymbolOrder(redis, self.keys, self._link, on_held=self._held_up)
         self._leases = Leases(
-            self.store, settings, self._link, self._stopping, other_symbols=self._older_of_other_symbols
+            self.store,
+            settings,
+            self._link,
+            self._stopping,
+            other_symbols=self._older_of_other_symbols,
+            on_held=self._held_up,
         )
         self._answers = Answers(redis, self.store, settings, self._link)
         self._claims = Claims(
@@ -358,6 +366,16 @@ class IntentConsumer:
         """The entries this consumer holds that are older than ``entry`` and of another symbol
         (it read them, so their symbols are known): the lead-in's order check passes over them."""
         return self._held_order.older_of_other_symbols(entry.stream_id, symbol, ORDER_CHECK_PAGE)
+
+    def _held_up(self, symbol: str) -> None:
+        """An entry of ``symbol`` cannot start (told at each try): another instance holds its lease,
+        or an older entry of it is pending (a working entry may wait for the market there). The
+        CLOSEs of the symbol queued here, behind it or itself, go to Redis once, where a working
+        entry looks for them (:mod:`.signals`); a CLOSE never held up costs no round trip."""
+        queue = self._queues.get(symbol)
+        if queue is not None and self.on_close_held is not None:
+            for stream_id in queue.held_up(self._held):
+                self.on_close_held(symbol, stream_id)
 
     def _forget(self, entry: Entry) -> None:
         if self._held.pop(entry.stream_id, None) is entry and entry.intent is not None:

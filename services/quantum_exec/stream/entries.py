@@ -74,6 +74,7 @@ class Entry:
     dropped: bool = False  # taken over by another consumer or acked elsewhere before starting
     order_checked: bool = False  # no older entry of its symbol is pending any more (checked once)
     parked: bool = False  # a working entry waiting for the market: holds no slot, no read capacity
+    signalled: bool = False  # a CLOSE held up by another instance: its signal went to Redis (once)
     # Read while an outage may have lost acknowledged writes (its start, monotonic): decided when
     # read, however long the entry then waits for a slot or its turn.
     outage_since: float | None = None

@@ -94,8 +94,12 @@ class Leases:
         stopping: asyncio.Event,
         *,
         other_symbols: Callable[[Entry, str], Sequence[str]] | None = None,
+        on_held: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        # Told of each refusal (the symbol): another owner holds the lease (its working entry
+        # may be waiting for a CLOSE held here: .signals).
+        self._on_held = on_held
         # Older entries known (read by this consumer) to be of another symbol than the entry's:
         # the order check passes over them instead of answering Older for the caller to sort out.
         self._other_symbols = other_symbols
@@ -134,6 +138,9 @@ class Leases:
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "lease")
                 taken = None
+            else:
+                if taken is None and self._on_held is not None:
+                    self._on_held(symbol)
             if taken is not None:
                 return taken
             await asyncio.sleep(next(waits))

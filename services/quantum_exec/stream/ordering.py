@@ -16,10 +16,12 @@ import bisect
 import contextlib
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from quantum_exec.contracts import Side
 from quantum_exec.core.backoff import Backoff
 from quantum_exec.ops.logs import get_logger
 from quantum_exec.stream.entries import Entry, id_order, raw_symbol, text
@@ -49,6 +51,18 @@ class SymbolQueue:
     def remove(self, stream_id: str) -> None:
         self.heap = [item for item in self.heap if item[1] != stream_id]
         heapq.heapify(self.heap)
+
+    def held_up(self, held: dict[str, Entry]) -> list[str]:
+        """Its first entry is held up by another instance: the CLOSEs queued here whose signal was
+        not published yet (``held``: the consumer's entries), marked published now."""
+        closes: list[str] = []
+        for _order, stream_id in self.heap:
+            entry = held.get(stream_id)
+            intent = entry.intent if entry is not None else None
+            if entry is not None and intent is not None and intent.side is Side.CLOSE and not entry.signalled:
+                entry.signalled = True
+                closes.append(stream_id)
+        return closes
 
 
 class HeldOrder:
@@ -114,10 +128,14 @@ class HeldOrder:
 class SymbolOrder:
     """Answers "may this entry run now?" against the group's pending list."""
 
-    def __init__(self, redis: Redis, keys: Keys, link: RedisLink) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, link: RedisLink, on_held: Callable[[str], None] | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._link = link
+        # Told (the symbol) each time an older entry of the symbol is found pending (:mod:`.signals`).
+        self._on_held = on_held
         self._symbols: OrderedDict[str, str | None] = OrderedDict()
 
     def remember(self, stream_id: str, symbol: str | None) -> None:
@@ -154,6 +172,9 @@ class SymbolOrder:
             except REDIS_DOWN as exc:
                 self._link.lost(exc, "order_check")
                 blockers = ["redis-down"]
+            else:
+                if blockers and self._on_held is not None:
+                    self._on_held(symbol)
             if not blockers:
                 return True
             if not logged:

@@ -7,9 +7,14 @@ at most a lease's TTL, then raise :class:`UnknownOutcomeError` so the entry stay
 next attempt (never a final failure for a dropped connection).
 
 ``CloseSignals``: a CLOSE intent waits behind the working entry of its symbol (per-symbol order);
-the consumer that reads it announces it, here and in Redis, and the working entry (a resting
-LIMIT, a TWAP) ends early so the CLOSE runs now rather than after ``QUANTUM_WORKING_ORDER_MAX_S``.
-Only entries published before the CLOSE are ended: stream ids order them.
+the consumer that reads it announces it here, and publishes it in Redis once another instance
+holds the symbol up for it (the lead-in of the CLOSE, or of an entry queued before it here, finds
+the symbol's lease held there or an older entry of the symbol pending: a working entry of another
+instance holds the lease and is pending), and the working entry (a resting LIMIT, a TWAP) ends
+early so the CLOSE runs now rather than after ``QUANTUM_WORKING_ORDER_MAX_S``. A CLOSE never held
+up that way has no working entry of another instance before it: nothing goes to Redis for it (a
+round trip saved per CLOSE). Only entries published before the CLOSE are ended: stream ids order
+them.
 """
 
 from __future__ import annotations
@@ -82,10 +87,15 @@ class CloseSignals:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def announce(self, symbol: str, stream_id: str) -> None:
-        """A CLOSE of ``symbol`` was read (the consumer calls this; it never blocks)."""
+        """A CLOSE of ``symbol`` was read: this instance's working entry of it ends (the consumer
+        calls this; it never blocks)."""
         if self._newer(stream_id, self._newest.get(symbol)):
             self._newest[symbol] = stream_id
         self._events.setdefault(symbol, asyncio.Event()).set()
+
+    def publish(self, symbol: str, stream_id: str) -> None:
+        """The announced CLOSE waits for another instance (see the module docstring): its working
+        entry of ``symbol`` looks for it in Redis. Sent by a task (the caller never blocks)."""
         task = asyncio.get_running_loop().create_task(self._publish(symbol, stream_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
