@@ -35,6 +35,7 @@ import orjson
 from pydantic import SecretStr
 
 from quantum_exec.app.service import Service
+from quantum_exec.core import gc_tuning
 from quantum_exec.core.settings import Settings
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.exchange.pacing import RateLimiter
@@ -271,6 +272,7 @@ async def serve(settings: Settings, out: Path) -> None:
     # The operations server (metrics, health, API) only where a scenario measures it (scrape_flood).
     service = Service(settings, operations=OPERATIONS)
     await service.start()
+    gc_tuning.tune()  # as serve's on_ready does
     census: asyncio.Task[None] | None = None
     if os.environ.get("BENCH_OBJECTS") == "1":
         census = asyncio.create_task(object_census())

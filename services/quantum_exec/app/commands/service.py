@@ -41,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     from quantum_exec.app.runtime import clear_endpoints, runtime_dir, write_endpoints
     from quantum_exec.app.service import Service
+    from quantum_exec.core import gc_tuning
     from quantum_exec.ops.logs import get_logger, secret_values, setup_logging
     from quantum_exec.ops.secrets_check import check_secret_file_permissions
 
@@ -59,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
     def on_ready() -> None:
+        gc_tuning.tune()  # start-up is done: its objects leave the collector's walks
         # Lets `submit`/`results` in another terminal find a private Redis without configuration.
         if settings.embedded_redis or settings.embedded_sim:
             path = write_endpoints(
