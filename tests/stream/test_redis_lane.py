@@ -164,3 +164,13 @@ async def test_a_stopped_server_fails_the_call_within_the_socket_timeout(server:
             await asyncio.wait_for(run_script(script, [], ["down"]), DEADLINE_S)
     finally:
         await client.aclose()
+
+
+async def test_many_gives_each_command_its_reply_or_error_in_order(client: Redis) -> None:
+    lane = lane_of(client)
+    assert lane is not None
+    replies = await lane.many(
+        [("SET", "a", "1"), ("INCR", "no-such-number-key-x"), ("HSET", "a", "f", "v"), ("GET", "a")]
+    )
+    assert replies[0] == b"OK" and replies[1] == 1 and replies[3] == b"1"
+    assert isinstance(replies[2], ResponseError)  # WRONGTYPE: that command alone

@@ -18,5 +18,6 @@ print(gc.get_freeze_count() > 0, after[0], after[1:] == before[1:])
 
 
 def test_tune_freezes_start_up_and_enlarges_the_young_generation() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60)
+    run = [sys.executable, "-c", PROBE]
+    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["True", str(YOUNG), "True"]

@@ -1,4 +1,5 @@
-"""Group commit of the intent records: every record command of a loop turn in one Redis pipeline.
+"""Group commit of the intent records: every record command of a loop turn in one Redis write
+(on the client's lane, :mod:`quantum_exec.core.redis_lane`; a pipeline where it has none).
 
 The executor writes an intent's record before its entry is sent and again once it filled, and a
 CLOSE drops the records of the position it closed; the live OCO and the reconcile read them. Sent
@@ -29,6 +30,8 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from quantum_exec.core.redis_lane import lane_of
 
 # At most this many commands in one pipeline (a burst is sent in several, in order).
 MAX_BATCH: Final = 256
@@ -114,6 +117,13 @@ class RecordBatch:
         self._answer(batch, answers)
 
     async def _pipeline(self, batch: list[_Command]) -> list[Any]:
+        lane = lane_of(self._redis)
+        if lane is not None:
+            # The client's lane (core.redis_lane): the same one write, in order, without a
+            # pipeline object and a pooled connection per batch; a failed connection fails the
+            # commands it carried, each with its own error.
+            self.pipelines += 1
+            return await lane.many([command.args for command in batch])
         async with self._redis.pipeline(transaction=False) as pipe:
             for command in batch:
                 pipe.execute_command(*command.args)

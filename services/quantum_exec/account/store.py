@@ -31,6 +31,7 @@ from quantum_exec.account.protection_events import ProtectionChanged
 from quantum_exec.account.reconcile import IntentRecord
 from quantum_exec.account.record_batch import RecordBatch
 from quantum_exec.contracts.codec import isoformat
+from quantum_exec.core.redis_lane import lane_of
 from quantum_exec.core.scripts import run_script
 from quantum_exec.core.settings import Settings
 
@@ -207,11 +208,12 @@ class AccountStore:
             self.token = 0
 
     async def publish_many(self, events: list[PositionEvent]) -> list[int]:
-        """Publish each of ``events`` once under the lease, in order, in one round trip (a pipeline
-        of the publish-once script, each event checked and added on its own): per event 1
-        published, 0 published before, -1 lease lost.
+        """Publish each of ``events`` once under the lease, in order, in one round trip (one write
+        of the publish-once script per event on the client's lane, a pipeline without one, each
+        event checked and added on its own): per event 1 published, 0 published before, -1 lease
+        lost.
 
-        The pipeline sends EVALSHA alone (no SCRIPT EXISTS ahead of it, as a pipeline that
+        The write sends EVALSHA alone (no SCRIPT EXISTS ahead of it, as a pipeline that
         registers the script would: a second round trip per batch); an event answered NOSCRIPT (a
         server without the script: restart, failover) is published again by the script call,
         which loads it. On one server (the stream is one key, so one node) that is all of them or
@@ -221,11 +223,18 @@ class AccountStore:
         if len(events) == 1:
             keys, args = self._publish_args(events[0])
             return [int(await run_script(self._publish, keys=keys, args=args))]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                keys, args = self._publish_args(event)
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
+        calls = []
+        for event in events:
+            keys, args = self._publish_args(event)
+            calls.append(("EVALSHA", self._publish.sha, len(keys), *keys, *args))
+        lane = lane_of(self._redis)
+        if lane is not None:  # the same one write, in order (core.redis_lane)
+            replies = await lane.many(calls)
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.execute_command(*call)
+                replies = await pipe.execute(raise_on_error=False)
         outcomes = []
         for event, reply in zip(events, replies, strict=True):
             if isinstance(reply, NoScriptError):

@@ -42,7 +42,7 @@ from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ReadOnlyError, ResponseError
+from redis.exceptions import InvalidResponse, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quantum_exec.core.redis_conn import quick_pack
@@ -88,6 +88,13 @@ class Lane:
             loop.call_soon(self._flush)
         return future
 
+    async def many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` together (one write, in order); their replies, an error reply or a
+        connection error as that command's item (not raised), as a pipeline's
+        ``execute(raise_on_error=False)`` gives them."""
+        futures = [self.call(*args) for args in commands]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     def _flush(self) -> None:
         self._flush_due = False
         conn = self._conn
@@ -108,16 +115,22 @@ class Lane:
         )
 
     def _write(self, conn: AbstractConnection) -> None:
-        batch = [(args, future) for args, future in self._queued if not future.done()]
-        self._queued.clear()
-        if not batch:
-            return
-        data = b"".join(b"".join(quick_pack(conn, args) or conn.pack_command(*args)) for args, _ in batch)
-        writer = conn._writer
-        assert writer is not None
-        writer.write(data)
-        self._waiting.extend(future for _, future in batch)
-        self._start_worker()
+        queued, self._queued = self._queued, []
+        packed: list[bytes] = []
+        for args, future in queued:
+            if future.done():
+                continue  # its caller was cancelled before it left: it never does
+            try:
+                packed.append(b"".join(quick_pack(conn, args) or conn.pack_command(*args)))
+            except Exception as exc:  # redis-py refuses the arguments (DataError): this call alone
+                future.set_exception(exc)
+                continue
+            self._waiting.append(future)
+        if packed:
+            writer = conn._writer
+            assert writer is not None
+            writer.write(b"".join(packed))
+            self._start_worker()
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -184,16 +197,22 @@ class Lane:
             if reply is False:
                 return
             future = waiting.popleft()
-            if isinstance(reply, ReadOnlyError):
-                # A demoted master: this call and the connection fail, as redis-py's Sentinel
-                # connection makes them, so the next connection asks Sentinel for the new one.
+            if isinstance(reply, ReadOnlyError | RedisConnectionError):
+                # A demoted master (READONLY), one loading a sync (LOADING), a connection that
+                # lost its authentication: this call and the connection fail, as redis-py's
+                # connections make them, so the next connection asks again (Sentinel too).
+                failure = (
+                    RedisConnectionError("The previous master is now a replica")
+                    if isinstance(reply, ReadOnlyError)
+                    else reply
+                )
                 if not future.done():
-                    future.set_exception(RedisConnectionError("The previous master is now a replica"))
-                raise RedisConnectionError("The previous master is now a replica")
+                    future.set_exception(failure)
+                raise failure
             if future.done():
                 continue  # its caller was cancelled: the reply is read and dropped
-            if isinstance(reply, ResponseError):
-                future.set_exception(reply)
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)  # an error reply is never a result
             else:
                 future.set_result(reply)
         if parser.gets() is not False:

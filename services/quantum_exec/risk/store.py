@@ -43,6 +43,7 @@ from quantum_exec.risk.states import SEVERITY, Request, RiskState, TransitionRef
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
+UNSETTLED_DETAIL = "admitted entries without an exchange answer may reach it after the event's time"
 
 RISK_EVENT_TYPE: Final = "risk.event"
 RISK_EVENT_SOURCE: Final = "quantum-exec"
@@ -184,18 +185,26 @@ class RiskStore:
             return await self._transition_cas(request, fence, numbers, limit, None)
         token = await self.admissions.close_door()
         try:
-            waited_ms, unsettled = await self.admissions.drain()
-            if unsettled:
-                log.error(
-                    "risk.transition_unsettled_entries",
-                    to=first.state.value,
-                    unsettled=unsettled,
-                    waited_ms=waited_ms,
-                    detail="admitted entries without an exchange answer may reach it after the event's time",
-                )
-            if unsettled:
+            waited_ms = 0
+            while True:
+                waited, unsettled = await self.admissions.drain()
+                waited_ms += waited
+                if not unsettled:
+                    break
                 # Those not sent yet are refused at their fence with this transition's reason.
-                await self.admissions.revoke(f"{first.state.value}|{first.reason}")
+                if await self.admissions.revoke(f"{first.state.value}|{first.reason}", token) is not None:
+                    log.error(
+                        "risk.transition_unsettled_entries",
+                        to=first.state.value,
+                        unsettled=unsettled,
+                        waited_ms=waited_ms,
+                        detail=UNSETTLED_DETAIL,
+                    )
+                    break
+                # This transition stalled past its door's TTL: entries were admitted since, too
+                # fresh to be revoked (their fences skip the read: admissions.REVOKE_FRESH_S).
+                log.warning("risk.transition_door_lapsed", to=first.state.value, waited_ms=waited_ms)
+                token = await self.admissions.close_door()
             drain = {"waited_ms": waited_ms, "unsettled": unsettled}
             return await self._transition_cas(request, fence, numbers, limit, drain)
         finally:
