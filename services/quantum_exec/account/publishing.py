@@ -171,7 +171,9 @@ class Publisher:
 
     async def _published(self, event: PositionEvent) -> None:
         metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
-        log.info(
+        # DEBUG: the event itself is in the position stream (durable, read by the ledger, the
+        # console and the API); at INFO it was a second line per fill beside the intent's own.
+        log.debug(
             "position.event",
             event_id=event.event_id,
             symbol=event.symbol,
