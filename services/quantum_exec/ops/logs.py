@@ -241,10 +241,21 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted, and its text up to the seconds
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return (
-        datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    """``2026-12-07T05:53:48.123Z``; the text up to the seconds is formatted once per second."""
+    created = record.created
+    second = int(created)
+    # As datetime.fromtimestamp: microseconds rounded half to even, a carry into the next second.
+    micros = round((created - second) * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    if _SECOND[0] != second:
+        _SECOND[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = second
+    return f"{_SECOND[1]}.{micros // 1000:03d}Z"
 
 
 def _exc_text(record: logging.LogRecord) -> str | None:
