@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from quantum_exec.contracts import ErrorSource, ExecutionResult, ProtectionState, ResultError, ResultStatus
 from quantum_exec.core.errors import UnknownOutcomeError
 from quantum_exec.ops import logs, metrics
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -371,3 +372,16 @@ async def test_a_secret_echoed_by_a_producer_is_not_published(kit: Any, handler_
         assert b"[REDACTED]" in published
     finally:
         logs._REDACTOR.set_secrets(())
+
+
+async def test_answered_entries_leave_the_symbol_cache(kit: Any, handler_cls: Any) -> None:
+    """The order check's cache of entry symbols keeps only what may still be pending: it grew
+    with every intent (to 100,000 entries, ~20 MB) before."""
+    handler = handler_cls()
+    ids = [await kit.publish(_intent(f"S{n % 3}USDT", intent_id=f"cache-{n}")) for n in range(12)]
+    bad = await kit.publish_raw({"event_type": "trade.intent", "payload": "{not json"})
+    consumer = await kit.consumer(handler)
+    await kit.wait_results(13)
+    remembered = consumer._order._symbols
+    # Answered first, forgotten right after (the worker's last step): wait for it, bounded.
+    await wait_for(lambda: not [sid for sid in [*ids, bad] if sid in remembered], 5, "the cache to forget")

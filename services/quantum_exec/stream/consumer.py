@@ -380,6 +380,7 @@ class IntentConsumer:
     def _forget(self, entry: Entry) -> None:
         if self._held.pop(entry.stream_id, None) is entry and entry.intent is not None:
             self._held_order.discard(entry.stream_id)
+        self._order.forget(entry.stream_id)
         self._space.set()
 
     def _park(self, entry: Entry, free: Release) -> None:

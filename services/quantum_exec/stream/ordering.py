@@ -30,7 +30,10 @@ from quantum_exec.stream.store import Keys, Older
 
 log = get_logger(__name__)
 
-SYMBOL_CACHE_SIZE = 100_000
+# The symbols of entries that may still be pending in the group: this consumer's own are dropped
+# once answered (forget), others' (looked up once by XRANGE) age out. Pending entries are at most
+# what the instances have read and not acknowledged: far fewer than this.
+SYMBOL_CACHE_SIZE = 10_000
 PENDING_PAGE = 500
 # How often a waiting entry looks at the pending list again (a local wakeup comes sooner).
 TURN_POLL = Backoff(base_s=0.02, cap_s=0.5)
@@ -143,6 +146,12 @@ class SymbolOrder:
         self._symbols[stream_id] = symbol
         if len(self._symbols) > SYMBOL_CACHE_SIZE:
             self._symbols.popitem(last=False)
+
+    def forget(self, stream_id: str) -> None:
+        """This consumer is done with the entry: no longer pending here (if it still is, for a
+        later attempt, its symbol is looked up again). Kept, the cache grew with every intent
+        (20 MB of the service's memory at its old bound of 100,000)."""
+        self._symbols.pop(stream_id, None)
 
     async def wait_turn(
         self,
