@@ -197,7 +197,7 @@ async def test_the_fence_of_a_fresh_admission_reads_no_revocation_and_a_later_on
     # A transition that went ahead without the entry (its drain ran out) revokes it: once the
     # window passed, the fence reads the revocation and refuses.
     door = await store.admissions.close_door()
-    assert await store.admissions.revoke("HALTED|test: drained out", door) == 1
+    assert await store.admissions.revoke("HALTED|test: drained out", door) == (1, False)
     await store.admissions.open_door(door)
     await wait_for(lambda: time.monotonic() - admitted_at > 1.0, 5, "the freshness window passed")
     del counted.sent[:]

@@ -241,21 +241,24 @@ class RedactionFilter(logging.Filter):
         return True
 
 
-_SECOND: list[Any] = [None, ""]  # the last whole second formatted, and its text up to the seconds
+# The last whole second formatted, and its text up to the seconds: one tuple, replaced whole (a
+# thread logging at the same moment reads one or the other, never half of each).
+_SECOND: tuple[int, str] = (-1, "")
 
 
 def _timestamp(record: logging.LogRecord) -> str:
     """``2026-12-07T05:53:48.123Z``; the text up to the seconds is formatted once per second."""
+    global _SECOND
     created = record.created
     second = int(created)
     # As datetime.fromtimestamp: microseconds rounded half to even, a carry into the next second.
     micros = round((created - second) * 1e6)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
-    if _SECOND[0] != second:
-        _SECOND[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _SECOND[0] = second
-    return f"{_SECOND[1]}.{micros // 1000:03d}Z"
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros // 1000:03d}Z"
 
 
 def _exc_text(record: logging.LogRecord) -> str | None:

@@ -130,20 +130,21 @@ return {score, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), r
 _SETTLE: Final = _settling("KEYS[1]", 1) + "return 1\n"
 
 # KEYS: admitted, closing. ARGV: revoked key prefix, why, ttl ms, the transition's door token.
-# Every admitted entry still unsettled is revoked (its fence refuses its send); returns how many,
-# or -1 (nothing revoked) when the door lapsed meanwhile (the transition stalled past DOOR_TTL_S):
-# admissions made since then are less than DRAIN_DEADLINE_S old, which the fence's freshness
-# (REVOKE_FRESH_S) relies on; the transition closes its door again and drains again.
+# Every admitted entry still unsettled is revoked (its fence refuses its send); returns {how many,
+# 1 when the door lapsed meanwhile (the transition stalled past DOOR_TTL_S), else 0}. After a lapse
+# the entries admitted during it are less than DRAIN_DEADLINE_S old, which the fence's freshness
+# (REVOKE_FRESH_S) relies on: the transition closes its door again, drains again and revokes again.
 _REVOKE: Final = (
     _NOW
     + """
 local door = redis.call('ZSCORE', KEYS[2], ARGV[4])
-if not door or tonumber(door) <= now then return -1 end
+local lapsed = 0
+if not door or tonumber(door) <= now then lapsed = 1 end
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 for _, member in ipairs(members) do
   redis.call('SET', ARGV[1] .. member, ARGV[2], 'PX', ARGV[3])
 end
-return #members
+return {#members, lapsed}
 """
 )
 
@@ -276,19 +277,17 @@ class Admissions:
             except REDIS_DOWN as exc:  # they expire on their own
                 log.warning("risk.admission_not_settled", entries=len(pairs) // 2, error=str(exc))
 
-    async def revoke(self, why: str, token: str) -> int | None:
+    async def revoke(self, why: str, token: str) -> tuple[int, bool]:
         """Revoke every admission still unsettled (a transition goes ahead without them): their
         entries are refused with ``why`` right before their order would leave (:meth:`revoked`).
-        How many; None (nothing revoked) when the door ``token`` closed has lapsed meanwhile: the
-        caller closes it again and drains again (see ``_REVOKE``)."""
-        revoked = int(
-            await run_script(
-                self._revoke,
-                keys=[self._admitted, self._closing],
-                args=[self._revoked_prefix, why, 2 * ADMITTED_TTL_MS, token],
-            )
+        How many, and whether the door ``token`` closed lapsed meanwhile: then the caller closes it
+        again, drains again and revokes again (see ``_REVOKE``)."""
+        reply = await run_script(
+            self._revoke,
+            keys=[self._admitted, self._closing],
+            args=[self._revoked_prefix, why, 2 * ADMITTED_TTL_MS, token],
         )
-        return None if revoked < 0 else revoked
+        return int(reply[0]), bool(int(reply[1]))
 
     async def revoked(self, key: str) -> str | None:
         """Why ``key``'s admission was revoked (``<state>|<reason>``), None while it stands.

@@ -192,7 +192,8 @@ class RiskStore:
                 if not unsettled:
                     break
                 # Those not sent yet are refused at their fence with this transition's reason.
-                if await self.admissions.revoke(f"{first.state.value}|{first.reason}", token) is not None:
+                _revoked, lapsed = await self.admissions.revoke(f"{first.state.value}|{first.reason}", token)
+                if not lapsed:
                     log.error(
                         "risk.transition_unsettled_entries",
                         to=first.state.value,
@@ -202,7 +203,9 @@ class RiskStore:
                     )
                     break
                 # This transition stalled past its door's TTL: entries were admitted since, too
-                # fresh to be revoked (their fences skip the read: admissions.REVOKE_FRESH_S).
+                # fresh for their revocation to be seen (their fences skip the read within
+                # admissions.REVOKE_FRESH_S): those admitted before are revoked already; close the
+                # door again, drain again and revoke again.
                 log.warning("risk.transition_door_lapsed", to=first.state.value, waited_ms=waited_ms)
                 token = await self.admissions.close_door()
             drain = {"waited_ms": waited_ms, "unsettled": unsettled}
