@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final
 
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
@@ -279,7 +280,8 @@ class Ledger:
         return {
             "quote_asset": self.quote_asset,
             "open": [_open_to_json(t) for t in self._open.values()],
-            "applied": list(self._applied)[-PERSISTED_APPLIED:],
+            # The last PERSISTED_APPLIED, read from the right (not a copy of all MAX_APPLIED ids).
+            "applied": list(islice(reversed(self._applied), PERSISTED_APPLIED))[::-1],
             "skipped": self.skipped,
         }
 
@@ -295,17 +297,21 @@ class Ledger:
         return ledger
 
 
+# The open trade's field names, once (dataclasses.fields() per trade per save was measurable).
+_OPEN_FIELDS: Final = tuple(f.name for f in fields(_Open))
+
+
 def _open_to_json(trade: _Open) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(_Open):
-        value = getattr(trade, f.name)
+    for name in _OPEN_FIELDS:
+        value = getattr(trade, name)
         if isinstance(value, Decimal):
             value = str(value)
         elif isinstance(value, datetime):
             value = value.isoformat()
         elif isinstance(value, dict):
             value = {k: str(v) for k, v in value.items()}
-        out[f.name] = value
+        out[name] = value
     return out
 
 
