@@ -7,6 +7,7 @@ pipeline, so a burst of fills never outruns it): the intent is named from memory
 (events of different types are not ordered against each other), and each event goes out through
 the store's publish-once script. A non-holder keeps what it could not publish, and publishes it
 itself when it takes the lease (:meth:`Publisher.hand_over`): the old holder may have died first.
+The holder itself tries a batch again while Redis is away (:meth:`Publisher._publish_built`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from quantum_exec.account.state import AccountState
 from quantum_exec.account.store import AccountStore
 from quantum_exec.account.views import AlgoView, StaleStateError
 from quantum_exec.account.waiters import KeyedWaiters
+from quantum_exec.core.backoff import Backoff
 from quantum_exec.exchange.wire import AlgoOrder
 from quantum_exec.ops import metrics
 from quantum_exec.ops.logs import get_logger
@@ -44,6 +46,8 @@ _ORIGIN_WAIT_S: Final = 1.0
 _BATCH: Final = 256
 # Events a non-holder keeps, to publish them itself if the holder dies before it did.
 _KEEP_UNPUBLISHED_S: Final = 600.0
+# A holder's batch that met Redis away is tried again at these intervals while it holds the lease.
+_RETRY: Final = Backoff(base_s=0.05, cap_s=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +115,33 @@ class Publisher:
                 await self._publish_built(built)
 
     async def _publish_built(self, built: list[tuple[Moved, PositionEvent]]) -> None:
-        try:
-            outcomes = await self._publish_all([event for _moved, event in built])
-        except REDIS_DOWN as exc:
-            self._outage.failed(error=str(exc))
-            self._unpublished.extend(moved for moved, _event in built)
-            return
-        except Exception:
-            log.exception("position_event.failed", symbol=built[0][1].symbol)
-            return
+        """Publish the batch, in order. Redis away: tried again while this instance holds the
+        lease (a holder's events were kept for a hand-over that never comes while it keeps the
+        lease: lost); a non-holder keeps them for its own hand-over. An attempt whose answer was
+        lost may have published: those events, answered "published before" by the next attempt,
+        still get their follow-up (the record of a stop's intent shrinks), which never ran."""
+        events = [event for _moved, event in built]
+        unknown: set[str] = set()
+        waits = _RETRY.delays()
+        while True:
+            try:
+                outcomes = await self._publish_all(events)
+                break
+            except REDIS_DOWN as exc:
+                self._outage.failed(error=str(exc))
+                if not self._lease.leader:
+                    self._unpublished.extend(moved for moved, _event in built)
+                    return
+                unknown.update(event.event_id for event in events)
+                await asyncio.sleep(next(waits))
+            except Exception:
+                log.exception("position_event.failed", symbol=built[0][1].symbol)
+                return
         self._outage.ok()
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
-            elif outcome == 1:
+            elif outcome == 1 or (outcome == 0 and event.event_id in unknown):
                 try:
                     await self._published(event)
                 except REDIS_DOWN as exc:

@@ -1,0 +1,78 @@
+"""Position events when Redis fails the publisher's call while this instance holds the account
+lease: the batch is tried again (before, it was kept for a hand-over of the lease that never
+came while the lease stayed here: the stop's event was never published, ``before_sent`` failed),
+and an attempt whose answer was lost leaves the event published once, with the stopped intent's
+record dropped (``answer_lost``: the follow-up runs when the next attempt finds the event
+published before; the live OCO's cleanup of a flat symbol also drops it, so that case passed
+before too).
+
+Redis's failure is injected at the store's call (a connection error before the call is sent, or
+after it ran with its answer lost): the timing cannot be had from a real socket; everything
+else is real (Redis, the simulator, the follower on its WebSocket)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from quantum_exec.account.store import AccountStore
+from quantum_exec.contracts import ProtectionState, ResultStatus
+from support.desk import Desk
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def _long(intent_id: str, mark: Decimal) -> dict[str, Any]:
+    return {
+        "intent_id": intent_id,
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "quantity": "0.010",
+        "stop_loss": str((mark * Decimal("0.98")).quantize(Decimal("0.1"))),
+        "take_profit": str((mark * Decimal("1.04")).quantize(Decimal("0.1"))),
+    }
+
+
+@pytest.mark.parametrize("lost", ["before_sent", "answer_lost"])
+async def test_a_stop_fill_is_published_once_and_followed_up_when_redis_fails_the_publish(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    service = await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(**_long(f"pub-{lost}", mark))
+    result = await desk.result(f"pub-{lost}")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.stop_loss is not None
+
+    real = AccountStore.publish_many
+    failed: list[int] = []
+
+    async def failing_once(self: AccountStore, events: list[Any]) -> list[int]:
+        if not failed and any(e.kind.value == "closed" for e in events):
+            failed.append(len(events))
+            if lost == "answer_lost":
+                await real(self, events)  # ran in Redis; its answer never came back
+            raise RedisConnectionError("Connection closed by server.")
+        return await real(self, events)
+
+    monkeypatch.setattr(AccountStore, "publish_many", failing_once)
+    desk.sim.set_mark_price("BTCUSDT", Decimal(str(result.stop_loss.trigger_price)) * Decimal("0.999"))
+
+    async def closed() -> list[dict[str, Any]]:
+        return [e for e in await desk.events() if e["kind"] == "closed"]
+
+    await wait_for(lambda: failed, 10, "the injected failure")
+    await wait_for(closed, 10, "the stop's closed event")
+    assert len(await closed()) == 1  # once, whatever the attempts
+    follower = service.account
+    assert follower is not None
+
+    async def record_dropped() -> bool:
+        records = await follower.store.records_of("BTCUSDT")
+        return not [r for r in records if r.intent_id == f"pub-{lost}" and r.opened]
+
+    await wait_for(record_dropped, 10, "the stopped intent's record dropped")
