@@ -1,10 +1,8 @@
 """Position events when Redis fails the publisher's call while this instance holds the account
 lease: the batch is tried again (before, it was kept for a hand-over of the lease that never
 came while the lease stayed here: the stop's event was never published, ``before_sent`` failed),
-and an attempt whose answer was lost leaves the event published once, with the stopped intent's
-record dropped (``answer_lost``: the follow-up runs when the next attempt finds the event
-published before; the live OCO's cleanup of a flat symbol also drops it, so that case passed
-before too).
+and an attempt whose answer was lost leaves the event published once (``answer_lost``), the
+stopped intent's record dropped by the live OCO's cleanup of the flat symbol.
 
 Redis's failure is injected at the store's call (a connection error before the call is sent, or
 after it ran with its answer lost): the timing cannot be had from a real socket; everything

@@ -7,7 +7,8 @@ pipeline, so a burst of fills never outruns it): the intent is named from memory
 (events of different types are not ordered against each other), and each event goes out through
 the store's publish-once script. A non-holder keeps what it could not publish, and publishes it
 itself when it takes the lease (:meth:`Publisher.hand_over`): the old holder may have died first.
-The holder itself tries a batch again while Redis is away (:meth:`Publisher._publish_built`).
+The holder itself tries a fill's event again while Redis is away, the fills behind it waiting
+(:meth:`Publisher._build`, :meth:`Publisher._publish_built`).
 """
 
 from __future__ import annotations
@@ -100,28 +101,38 @@ class Publisher:
                 batch.append(self._moves.get_nowait())
             built: list[tuple[Moved, PositionEvent]] = []
             for moved in batch:
-                try:
-                    event = await self._event_of(moved)
-                except REDIS_DOWN as exc:
-                    self._outage.failed(error=str(exc))
-                    self._unpublished.append(moved)
-                    continue
-                except Exception:
-                    log.exception("position_event.failed", symbol=moved.fill.symbol)
-                    continue
+                event = await self._build(moved)
                 if event is not None:
                     built.append((moved, event))
             if built:
                 await self._publish_built(built)
 
+    async def _build(self, moved: Moved) -> PositionEvent | None:
+        """``moved``'s event (naming its intent may read Redis). Redis away: tried again while
+        this instance holds the lease, the batch behind it waiting (the order holds); a non-holder
+        keeps the fill for its own hand-over. None when it is kept or cannot be built."""
+        waits = _RETRY.delays()
+        while True:
+            try:
+                return await self._event_of(moved)
+            except REDIS_DOWN as exc:
+                self._outage.failed(error=str(exc))
+                if not self._lease.leader:
+                    self._unpublished.append(moved)
+                    return None
+                await asyncio.sleep(next(waits))
+            except Exception:
+                log.exception("position_event.failed", symbol=moved.fill.symbol)
+                return None
+
     async def _publish_built(self, built: list[tuple[Moved, PositionEvent]]) -> None:
         """Publish the batch, in order. Redis away: tried again while this instance holds the
         lease (a holder's events were kept for a hand-over that never comes while it keeps the
-        lease: lost); a non-holder keeps them for its own hand-over. An attempt whose answer was
-        lost may have published: those events, answered "published before" by the next attempt,
-        still get their follow-up (the record of a stop's intent shrinks), which never ran."""
+        lease: lost); a non-holder keeps them for its own hand-over. An event answered "published
+        before" gets no follow-up here: another holder's publish ran it, or an attempt of ours
+        whose answer was lost did not (the live OCO's cleanup of a flat symbol drops a stopped
+        intent's record then; a ladder's partial level is not shrunk: a known limit)."""
         events = [event for _moved, event in built]
-        unknown: set[str] = set()
         waits = _RETRY.delays()
         while True:
             try:
@@ -132,7 +143,6 @@ class Publisher:
                 if not self._lease.leader:
                     self._unpublished.extend(moved for moved, _event in built)
                     return
-                unknown.update(event.event_id for event in events)
                 await asyncio.sleep(next(waits))
             except Exception:
                 log.exception("position_event.failed", symbol=built[0][1].symbol)
@@ -141,7 +151,7 @@ class Publisher:
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
-            elif outcome == 1 or (outcome == 0 and event.event_id in unknown):
+            elif outcome == 1:
                 try:
                     await self._published(event)
                 except REDIS_DOWN as exc:
