@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, TypeVar
 
 from quantum_exec.account.events import OrderTradeUpdate
 from quantum_exec.account.lease import AccountLease
@@ -38,6 +38,8 @@ from quantum_exec.ops.outage import OutageLog
 from quantum_exec.stream.link import REDIS_DOWN
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 # Conditional order types whose triggered order carries an id of the exchange's, not ours.
 _TRIGGERED_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"})
@@ -108,45 +110,46 @@ class Publisher:
                 await self._publish_built(built)
 
     async def _build(self, moved: Moved) -> PositionEvent | None:
-        """``moved``'s event (naming its intent may read Redis). Redis away: tried again while
-        this instance holds the lease, the batch behind it waiting (the order holds); a non-holder
-        keeps the fill for its own hand-over. None when it is kept or cannot be built."""
+        """``moved``'s event (naming its intent may read Redis); None when it is kept for a
+        hand-over or cannot be built (see :meth:`_while_holder`)."""
+        return await self._while_holder(
+            lambda: self._event_of(moved), lambda: self._unpublished.append(moved), moved.fill.symbol
+        )
+
+    async def _while_holder(
+        self, work: Callable[[], Awaitable[T]], keep: Callable[[], None], symbol: str
+    ) -> T | None:
+        """``work``'s answer. Redis away: tried again while this instance holds the lease, what
+        is behind it waiting (the order holds; a holder's fills kept for a hand-over that never
+        comes while it keeps the lease were lost); a non-holder ``keep``s them for its own
+        hand-over. None when kept, or failed otherwise (logged)."""
         waits = _RETRY.delays()
         while True:
             try:
-                return await self._event_of(moved)
+                return await work()
             except REDIS_DOWN as exc:
                 self._outage.failed(error=str(exc))
                 if not self._lease.leader:
-                    self._unpublished.append(moved)
+                    keep()
                     return None
                 await asyncio.sleep(next(waits))
             except Exception:
-                log.exception("position_event.failed", symbol=moved.fill.symbol)
+                log.exception("position_event.failed", symbol=symbol)
                 return None
 
     async def _publish_built(self, built: list[tuple[Moved, PositionEvent]]) -> None:
-        """Publish the batch, in order. Redis away: tried again while this instance holds the
-        lease (a holder's events were kept for a hand-over that never comes while it keeps the
-        lease: lost); a non-holder keeps them for its own hand-over. An event answered "published
+        """Publish the batch, in order (:meth:`_while_holder`). An event answered "published
         before" gets no follow-up here: another holder's publish ran it, or an attempt of ours
         whose answer was lost did not (the live OCO's cleanup of a flat symbol drops a stopped
         intent's record then; a ladder's partial level is not shrunk: a known limit)."""
         events = [event for _moved, event in built]
-        waits = _RETRY.delays()
-        while True:
-            try:
-                outcomes = await self._publish_all(events)
-                break
-            except REDIS_DOWN as exc:
-                self._outage.failed(error=str(exc))
-                if not self._lease.leader:
-                    self._unpublished.extend(moved for moved, _event in built)
-                    return
-                await asyncio.sleep(next(waits))
-            except Exception:
-                log.exception("position_event.failed", symbol=built[0][1].symbol)
-                return
+        outcomes = await self._while_holder(
+            lambda: self._publish_all(events),
+            lambda: self._unpublished.extend(moved for moved, _event in built),
+            events[0].symbol,
+        )
+        if outcomes is None:
+            return
         self._outage.ok()
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:

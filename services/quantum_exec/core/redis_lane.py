@@ -26,9 +26,10 @@ What stays as it was:
 * **Shutdown.** The connection is the pool's: ``client.aclose()`` closes it with the others.
 
 Not used for a Redis Cluster (the cluster client routes each command to its slot's node) nor for
-commands redis-py post-processes or that block (XREADGROUP ... BLOCK): only EVALSHA goes here
-(:func:`quantum_exec.core.scripts.run_script`). :func:`enable` attaches a lane to a client made
-by :func:`quantum_exec.core.redis_client.connect`; a client without one uses redis-py's path.
+commands redis-py post-processes or that block (XREADGROUP ... BLOCK): the scripts go here
+(:func:`quantum_exec.core.scripts.run_script`), and the account's record and position-event
+batches (:meth:`Lane.many`). :func:`enable` attaches a lane to a client made by
+:func:`quantum_exec.core.redis_client.connect`; a client without one uses redis-py's path.
 """
 
 from __future__ import annotations
@@ -234,18 +235,18 @@ class Lane:
                 future.exception()  # retrieved: a cancelled caller leaves no "never retrieved" log
         conn, self._conn = self._conn, None
         if conn is not None:
-            task = asyncio.get_running_loop().create_task(self._release(conn, broken=True))
+            task = asyncio.get_running_loop().create_task(self._release(conn))
             _RELEASING.add(task)
             task.add_done_callback(_RELEASING.discard)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._release(conn, broken=True)
+            await self._release(conn)
 
-    async def _release(self, conn: AbstractConnection, *, broken: bool) -> None:
-        if broken:
-            await conn.disconnect(nowait=True)
+    async def _release(self, conn: AbstractConnection) -> None:
+        """A connection the lane gives up: never trusted again (a reply may be half read)."""
+        await conn.disconnect(nowait=True)
         await self._pool.release(conn)
 
 

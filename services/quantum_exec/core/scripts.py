@@ -12,6 +12,7 @@ others) and ``script_load`` goes to every primary, as with ``AsyncScript``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -27,17 +28,14 @@ async def run_script(script: AsyncScript, keys: Sequence[KeyT], args: Iterable[E
     same loop turn)."""
     client: Any = script.registered_client
     lane = lane_of(client)
+    evalsha: Any = client.evalsha if lane is None else partial(lane.call, "EVALSHA")
+    load: Any = client.script_load if lane is None else partial(lane.call, "SCRIPT", "LOAD")
     try:
-        if lane is not None:
-            return await lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
+        return await evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        # A server that lost or never had it (restart, failover, another node): load and retry.
-        if lane is None:
-            script.sha = await client.script_load(script.script)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        # On the lane too: a burst that meets a restarted server loads in one write, not a
-        # connection per caller.
-        sha = await lane.call("SCRIPT", "LOAD", script.script)
+        # A server that lost or never had it (restart, failover, another node): load and retry,
+        # on the lane too (a burst meeting a restarted server loads in one write, not a
+        # connection per caller).
+        sha = await load(script.script)
         script.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
-        return await lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await evalsha(script.sha, len(keys), *keys, *args)

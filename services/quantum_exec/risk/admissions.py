@@ -64,8 +64,9 @@ DOOR_TTL_S: Final = DRAIN_DEADLINE_S + 5
 # it), so no revocation of it exists until DRAIN_DEADLINE_S after its script was sent. Half of it
 # leaves the margin for the two clocks' rates (NTP slews by 0.05% at most, not 2x); an order leaves
 # right after a check that found nothing, as after a read. A clock that stops with its host (a
-# suspended VM) is trusted here as by the lease's FENCE_FRESH_S; so is a closed door (a transition
-# stalled past DOOR_TTL_S lets admissions in, and neither read nor skip makes its moment exact).
+# suspended VM) is trusted here as by the lease's FENCE_FRESH_S. A transition stalled past
+# DOOR_TTL_S (its door lapsed, admissions came in) closes its door again and drains again before
+# its revocations stand for it (store.transition, _REVOKE).
 REVOKE_FRESH_S: Final = DRAIN_DEADLINE_S / 2
 _POLL_S: Final = 0.005
 # How long a settle waits for an admission's script to carry it before it is sent on its own.
@@ -200,8 +201,7 @@ class Admissions:
         self._revoke = redis.register_script(_REVOKE)
         # This instance's records not settled yet: the score each was recorded with, and the
         # monotonic time taken right before its script was sent (:meth:`revoked`).
-        self._held: dict[str, int] = {}
-        self._sent_at: dict[str, float] = {}
+        self._held: dict[str, tuple[int, float]] = {}
         # Settled, not yet removed in Redis: (member, score) pairs, flat.
         self._settles: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -234,24 +234,21 @@ class Admissions:
         if score < 0:
             return None
         if score > 0 and key is not None:
-            self._held[key] = score
-            self._sent_at[key] = sent_at
+            self._held[key] = (score, sent_at)
         return Read(score > 0, _fields(reply[1]), _fields(reply[2]), _fields(reply[3]))
 
     async def settled(self, key: str) -> None:
         """The entry's first order has its answer, or nothing was sent: it no longer holds a halt.
         Returns at once; the record is removed off the order path (see the module docstring)."""
-        score = self._held.pop(key, None)
-        self._sent_at.pop(key, None)
-        if score is None:
+        held = self._held.pop(key, None)
+        if held is None:
             return  # nothing of this instance's holds it (never recorded, or settled already)
-        self._settles += [key, str(score)]
+        self._settles += [key, str(held[0])]
         self._flush_soon()
 
     def forget(self, key: str) -> None:
         """The entry has its result: a record not settled by now lapses (its order may travel)."""
         self._held.pop(key, None)
-        self._sent_at.pop(key, None)
 
     def _flush_soon(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -295,8 +292,8 @@ class Admissions:
         Not read while this instance's admission of ``key`` was sent less than
         :data:`REVOKE_FRESH_S` ago (none can exist yet); read from Redis otherwise: a resumed
         attempt, one that waited long between admission and send, one admitted elsewhere."""
-        sent_at = self._sent_at.get(key)
-        if sent_at is not None and time.monotonic() - sent_at < REVOKE_FRESH_S:
+        held = self._held.get(key)
+        if held is not None and time.monotonic() - held[1] < REVOKE_FRESH_S:
             return None
         raw = await self._redis.get(self._revoked_prefix + key)
         return raw.decode() if isinstance(raw, bytes) else raw
