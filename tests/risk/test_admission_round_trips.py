@@ -8,36 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from redis import asyncio as aioredis
 
-from quantum_exec.contracts.intent import parse_intent
 from quantum_exec.core.errors import IntentRejected
-from quantum_exec.core.settings import Settings
-from quantum_exec.execution.ports import Gateway
 from quantum_exec.risk import admissions
-from quantum_exec.risk.gate import RiskGate
-from quantum_exec.risk.limits import Limits
 from quantum_exec.risk.states import Request, TradingState
 from quantum_exec.risk.store import RiskStore
+from support.halting import admit, gate_for, risk_names
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-SIZE, PRICE = Decimal("0.010"), Decimal(60000)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 class Counted:
@@ -59,18 +42,6 @@ class Counted:
         redis.pipeline = piped  # type: ignore[method-assign]
 
 
-def _gate(redis: aioredis.Redis, unique_names: dict[str, Any]) -> tuple[RiskGate, RiskStore]:
-    settings = Settings(**unique_names, risk_stream=f"{unique_names['intent_stream']}:risk")
-    store = RiskStore(redis, settings)
-    # No limit is on: the gate never asks the exchange.
-    return RiskGate(store, Limits.from_settings(settings), cast(Gateway, None)), store
-
-
-async def _admit(gate: RiskGate, key: str) -> bool:
-    intent = parse_intent({"intent_id": key, "symbol": "BTCUSDT", "side": "BUY", "quantity": str(SIZE)})
-    return await gate.admit(intent, key=key, reduces=False, quantity=SIZE, price=PRICE, leverage=5)
-
-
 async def _admitted(redis: aioredis.Redis, store: RiskStore) -> dict[str, float]:
     rows = await redis.zrange(f"{store.state_key.removesuffix(':state')}:admitted", 0, -1, withscores=True)
     return {(k.decode() if isinstance(k, bytes) else k): s for k, s in rows}
@@ -79,19 +50,19 @@ async def _admitted(redis: aioredis.Redis, store: RiskStore) -> dict[str, float]
 async def test_an_admission_is_one_round_trip_and_its_settle_waits_for_none(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
-    gate, store = _gate(redis, unique_names)
-    await _admit(gate, "warm-up")  # the scripts loaded once (a fresh Redis answers NOSCRIPT first)
+    gate, store = gate_for(redis, risk_names(unique_names))
+    await admit(gate, "warm-up")  # the scripts loaded once (a fresh Redis answers NOSCRIPT first)
     await gate.settled("warm-up")
     await store.admissions.flush()
     counted = Counted(redis)
-    assert await _admit(gate, "k1") is False
+    assert await admit(gate, "k1") is False
     assert counted.sent == ["EVALSHA"]  # state, limits, day figures and the record: one script
     assert list(await _admitted(redis, store)) == ["k1"]
     del counted.sent[:]
     await gate.settled("k1")
     assert counted.sent == []  # the entry goes on without waiting for Redis
     # The next admission's script carries the settle: still one round trip each.
-    assert await _admit(gate, "k2") is False
+    assert await admit(gate, "k2") is False
     assert counted.sent == ["EVALSHA"]
     assert list(await _admitted(redis, store)) == ["k2"]
     # With no admission to carry it, the settle leaves on its own.
@@ -108,11 +79,11 @@ async def test_an_admission_is_one_round_trip_and_its_settle_waits_for_none(
 async def test_a_late_settle_never_removes_a_newer_admission_of_the_same_key(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
-    gate, store = _gate(redis, unique_names)
-    await _admit(gate, "same")
+    gate, store = gate_for(redis, risk_names(unique_names))
+    await admit(gate, "same")
     first = (await _admitted(redis, store))["same"]
     await gate.settled("same")  # not sent yet: the next admission carries it...
-    await _admit(gate, "same")  # ...and records the key again (a TWAP's next child)
+    await admit(gate, "same")  # ...and records the key again (a TWAP's next child)
     again = await _admitted(redis, store)
     assert list(again) == ["same"] and again["same"] > first
     # A settle of the first record that reaches Redis after the second was recorded removes nothing.
@@ -127,10 +98,10 @@ async def test_a_late_settle_never_removes_a_newer_admission_of_the_same_key(
 async def test_a_refused_entry_releases_its_record(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
-    gate, store = _gate(redis, unique_names)
+    gate, store = gate_for(redis, risk_names(unique_names))
     assert await store.transition(Request(TradingState.HALTED, "test: halted", "operator:test")) is not None
     with pytest.raises(IntentRejected) as refused:
-        await _admit(gate, "refused")
+        await admit(gate, "refused")
     assert refused.value.code == "TRADING_HALTED"
     await store.admissions.flush()
     assert await _admitted(redis, store) == {}
@@ -139,8 +110,8 @@ async def test_a_refused_entry_releases_its_record(
 async def test_a_restricting_transition_waits_for_an_admitted_entry_and_holds_back_the_next(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
-    gate, store = _gate(redis, unique_names)
-    assert await _admit(gate, "admitted") is False
+    gate, store = gate_for(redis, risk_names(unique_names))
+    assert await admit(gate, "admitted") is False
     polls: list[int] = []
     unsettled = store.admissions.unsettled
 
@@ -161,7 +132,7 @@ async def test_a_restricting_transition_waits_for_an_admitted_entry_and_holds_ba
     await wait_for(lambda: len(polls) >= 5, 10, "the transition draining")
     assert not transition.done() and set(polls) == {1}  # it waits for the admitted entry
     # An entry arriving now waits at the closed door, and is decided on the state that follows.
-    later = asyncio.create_task(_admit(gate, "later"))
+    later = asyncio.create_task(admit(gate, "later"))
     await wait_for(lambda: len(polls) >= 10, 10, "the transition still draining")
     assert not transition.done() and not later.done()
     order.append("settled")
@@ -184,13 +155,13 @@ async def test_the_fence_of_a_fresh_admission_reads_no_revocation_and_a_later_on
     """No revocation can exist within REVOKE_FRESH_S of the admission's script (a transition
     drains DRAIN_DEADLINE_S first): the fence asks Redis only after it, or without a local record."""
     monkeypatch.setattr(admissions, "REVOKE_FRESH_S", 1.0, raising=False)
-    gate, store = _gate(redis, unique_names)
-    await _admit(gate, "warm-up")
+    gate, store = gate_for(redis, risk_names(unique_names))
+    await admit(gate, "warm-up")
     await gate.settled("warm-up")
     await store.admissions.flush()
     counted = Counted(redis)
     admitted_at = time.monotonic()
-    assert await _admit(gate, "fresh") is False
+    assert await admit(gate, "fresh") is False
     del counted.sent[:]
     await gate.still_admitted("fresh")
     assert counted.sent == []  # the entry order leaves without a round trip
@@ -206,14 +177,14 @@ async def test_the_fence_of_a_fresh_admission_reads_no_revocation_and_a_later_on
     assert refused.value.code == "TRADING_HALTED"
     assert counted.sent == ["GET"]
     # Another instance (a resumed attempt: no local record of the admission) reads it at once.
-    other, _store = _gate(redis, unique_names)
+    other, _store = gate_for(redis, risk_names(unique_names))
     del counted.sent[:]
     with pytest.raises(IntentRejected):
         await other.still_admitted("fresh")
     assert counted.sent == ["GET"]
     # Settled or released here, the record is gone: the fence reads Redis again.
     await gate.release("fresh")
-    await _admit(gate, "released")
+    await admit(gate, "released")
     await gate.release("released")
     del counted.sent[:]
     await gate.still_admitted("released")

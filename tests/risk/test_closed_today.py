@@ -5,7 +5,6 @@ today, and across the UTC day's end."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,13 +24,6 @@ pytestmark = pytest.mark.integration
 
 DAY1 = datetime(2026, 3, 9, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    yield client
-    await client.aclose()
 
 
 def _trade(n: int, net: str, closed: datetime) -> Trade:

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.serial, pytest.mark.timeout(1
 WORKER = Path(__file__).with_name("risk_worker.py")
 TOKEN = "risk-takeover-token-0123456789"
 SYMBOLS = (("BTCUSDT", "BUY", "0.010"), ("ETHUSDT", "SELL", "0.300"), ("BNBUSDT", "BUY", "0.50"))
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _spawn(
