@@ -12,7 +12,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.store import _PUBLISH, AccountStore, Record
+from quantum_exec.core.redis_lane import enable, lane_of
 from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 
@@ -124,3 +125,38 @@ async def test_a_batch_of_events_goes_out_in_order_in_one_pipeline_each_once(
     # A server that lost the script (a restart, a failover) is answered one by one, loading it.
     await redis.script_flush()
     assert await holder.publish_many([_event("BTCUSDT:900:1"), _event("BTCUSDT:901:1")]) == [1, 1]
+
+
+async def test_a_script_loaded_by_another_client_inside_a_batch_leaves_the_batch_in_order(
+    redis_url: str, unique_names: dict[str, Any]
+) -> None:
+    """A server without the publish script (a restart, a failover) answers the batch's first
+    event NOSCRIPT; if another client loads the script before the rest of the batch is read (a
+    large batch arrives in several reads), the events behind it used to go out first, and the
+    first one after them when it was published again. Each event now waits for the one before it."""
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    enable(client)
+    lane = lane_of(client)
+    assert lane is not None
+    try:
+        settings = Settings(**unique_names, account_lease_ttl_s=5)
+        store = AccountStore(client, settings, owner="h")
+        await store.take_lease()
+        await client.script_flush()  # as a restart or a failover to a replica loses it
+        many = lane.many
+
+        async def another_client_loads_it_after_the_first(commands: list[tuple[Any, ...]]) -> list[Any]:
+            replies = await many([commands[0], ("SCRIPT", "LOAD", _PUBLISH), *commands[1:]])
+            return [replies[0], *replies[2:]]
+
+        lane.many = another_client_loads_it_after_the_first  # type: ignore[method-assign]
+        events = [_event(f"BTCUSDT:{n}:2") for n in range(5)]
+        assert await store.publish_many(events) == [1] * 5
+        rows = await client.xrange(settings.position_stream)
+        assert [json.loads(f[b"payload"])["event_id"] for _sid, f in rows] == [e.event_id for e in events]
+        # Published before: each answers so, in order, whatever the script's state.
+        await client.script_flush()
+        assert await store.publish_many(events) == [0] * 5
+        assert await client.xlen(settings.position_stream) == 5
+    finally:
+        await client.aclose()

@@ -63,10 +63,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: lease, event id key, stream. ARGV: held value, id ttl s, maxlen, field/value pairs...
-# Returns 1 published, 0 already published, -1 not the lease holder.
+# KEYS: lease, event id key, stream[, the id key of the event before it in the same batch].
+# ARGV: held value, id ttl s, maxlen, field/value pairs... Returns 1 published, 0 already
+# published, -1 not the lease holder, -2 the event before it is not published (the batch broke
+# off before it: this one waits, so the stream keeps the batch's order).
+_AFTER_UNPUBLISHED: Final = -2
 _PUBLISH: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 return 1
@@ -214,18 +218,24 @@ class AccountStore:
         lost.
 
         The write sends EVALSHA alone (no SCRIPT EXISTS ahead of it, as a pipeline that
-        registers the script would: a second round trip per batch); an event answered NOSCRIPT (a
-        server without the script: restart, failover) is published again by the script call,
-        which loads it. On one server (the stream is one key, so one node) that is all of them or
-        none, so the order holds."""
+        registers the script would: a second round trip per batch). A server without the script
+        (a restart, a failover) answers NOSCRIPT; another client may load it while this batch is
+        read (a large one arrives in several reads), so the events behind a NOSCRIPT could be
+        published before it. Each event after the first therefore names the one before it, and
+        the script publishes it only once that one is published (else -2): from the first event
+        not answered, they are published again one after the other, loading the script."""
         if not events:
             return []
         if len(events) == 1:
             keys, args = self._publish_args(events[0])
             return [int(await run_script(self._publish, keys=keys, args=args))]
         calls = []
+        before: str | None = None
         for event in events:
             keys, args = self._publish_args(event)
+            if before is not None:
+                keys.append(before)
+            before = keys[1]
             calls.append(("EVALSHA", self._publish.sha, len(keys), *keys, *args))
         lane = lane_of(self._redis)
         if lane is not None:  # the same one write, in order (core.redis_lane)
@@ -235,14 +245,19 @@ class AccountStore:
                 for call in calls:
                     pipe.execute_command(*call)
                 replies = await pipe.execute(raise_on_error=False)
-        outcomes = []
-        for event, reply in zip(events, replies, strict=True):
+        outcomes: list[int] = []
+        for reply in replies:
             if isinstance(reply, NoScriptError):
-                keys, args = self._publish_args(event)
-                reply = await run_script(self._publish, keys=keys, args=args)
-            elif isinstance(reply, Exception):
+                break
+            if isinstance(reply, Exception):
                 raise reply
+            if int(reply) == _AFTER_UNPUBLISHED:
+                break
             outcomes.append(int(reply))
+        for event in events[len(outcomes) :]:
+            # In order, each after the one before it is in (no predecessor key: it is).
+            keys, args = self._publish_args(event)
+            outcomes.append(int(await run_script(self._publish, keys=keys, args=args)))
         return outcomes
 
     def _publish_args(self, event: PositionEvent) -> tuple[list[str], list[Any]]:
