@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from quantum_exec.account.positions import PositionEvent
 from quantum_exec.account.store import AccountStore
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from support.desk import Desk
@@ -74,3 +75,61 @@ async def test_a_stop_fill_is_published_once_and_followed_up_when_redis_fails_th
         return not [r for r in records if r.intent_id == f"pub-{lost}" and r.opened]
 
     await wait_for(record_dropped, 10, "the stopped intent's record dropped")
+
+
+async def test_a_ladder_level_whose_publish_answer_was_lost_shrinks_the_record_once(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow-up of an event found "published before" (an attempt whose answer was lost)
+    used to be skipped: a take-profit ladder's first level filled, the position held 0.005 and
+    the intent's record still said 0.010 (the live OCO's cleanup only drops records of a flat
+    symbol). The record now remembers the events it was shrunk by, so the follow-up runs for
+    every published event and takes each fill off once."""
+    service = await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="ladder-lost",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=str((mark * Decimal("0.97")).quantize(Decimal("0.1"))),
+        take_profits=[{"pct": "1", "size_pct": 50}, {"pct": "3", "size_pct": 50}],
+    )
+    result = await desk.result("ladder-lost")
+    assert result.status is ResultStatus.FILLED and result.protection is ProtectionState.PROTECTED
+    assert result.take_profits is not None
+    first = result.take_profits[0]
+    assert first.trigger_price is not None and first.quantity == Decimal("0.005")
+    follower = service.account
+    assert follower is not None
+
+    real = AccountStore.publish_many
+    lost: list[int] = []
+
+    async def answer_lost_once(self: AccountStore, events: list[Any]) -> list[int]:
+        if not lost and any(e.reason.value == "take_profit" for e in events):
+            lost.append(len(events))
+            await real(self, events)  # ran in Redis; its answer never came back
+            raise RedisConnectionError("Connection closed by server.")
+        return await real(self, events)
+
+    monkeypatch.setattr(AccountStore, "publish_many", answer_lost_once)
+    desk.sim.set_mark_price("BTCUSDT", first.trigger_price + Decimal("0.5"))
+    await wait_for(lambda: desk.position("BTCUSDT") == Decimal("0.005"), 10, "the first level filled")
+    await wait_for(lambda: lost, 10, "the level's event published with its answer lost")
+
+    async def record_quantity() -> Decimal | None:
+        records = await follower.store.records_of("BTCUSDT")
+        held = [r.quantity for r in records if r.intent_id == "ladder-lost" and r.opened]
+        return held[0] if held else None
+
+    async def shrunk() -> bool:
+        return await record_quantity() == Decimal("0.005")
+
+    await wait_for(shrunk, 10, "the record shrunk by the level's fill")
+    tp_events = [e for e in await desk.events() if e["reason"] == "take_profit"]
+    assert len(tp_events) == 1  # published once, whatever the attempts
+    # Its follow-up run again (as after a hand-over's republish): nothing is taken off twice.
+    await follower.publisher._after_published(PositionEvent.model_validate(tp_events[0]))
+    assert await record_quantity() == Decimal("0.005")
+    assert desk.position("BTCUSDT") == Decimal("0.005")

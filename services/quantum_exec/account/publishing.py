@@ -17,7 +17,8 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from typing import Final, TypeVar
 
 from quantum_exec.account.events import OrderTradeUpdate
@@ -139,9 +140,8 @@ class Publisher:
 
     async def _publish_built(self, built: list[tuple[Moved, PositionEvent]]) -> None:
         """Publish the batch, in order (:meth:`_while_holder`). An event answered "published
-        before" gets no follow-up here: another holder's publish ran it, or an attempt of ours
-        whose answer was lost did not (the live OCO's cleanup of a flat symbol drops a stopped
-        intent's record then; a ladder's partial level is not shrunk: a known limit)."""
+        before" gets its follow-up too (an attempt of ours whose answer was lost, or a holder
+        that died before it, did not run it; one that did left the record saying so)."""
         events = [event for _moved, event in built]
         outcomes = await self._while_holder(
             lambda: self._publish_all(events),
@@ -154,13 +154,11 @@ class Publisher:
         for (moved, event), outcome in zip(built, outcomes, strict=True):
             if outcome == -1:
                 self._unpublished.append(moved)
-            elif outcome == 1:
-                try:
-                    await self._published(event)
-                except REDIS_DOWN as exc:
-                    self._outage.failed(error=str(exc))
-                except Exception:
-                    log.exception("position_event.failed", symbol=event.symbol)
+                continue
+            if outcome == 1:
+                self._announce(event)
+            # Safe to run again (once per event): tried again while this instance holds the lease.
+            await self._while_holder(partial(self._after_published, event), _keep_nothing, event.symbol)
 
     async def _event_of(self, moved: Moved) -> PositionEvent | None:
         fill = moved.fill
@@ -200,6 +198,10 @@ class Publisher:
         return await self._store.publish_many(events)
 
     async def _published(self, event: PositionEvent) -> None:
+        self._announce(event)
+        await self._after_published(event)
+
+    def _announce(self, event: PositionEvent) -> None:
         metrics.POSITION_EVENTS.labels(kind=event.kind.value, reason=event.reason.value).inc()
         # DEBUG: the event itself is in the position stream (durable, read by the ledger, the
         # console and the API); at INFO it was a second line per fill beside the intent's own.
@@ -212,19 +214,20 @@ class Publisher:
             position_amount=str(event.position_amount),
             realized_pnl=str(event.realized_pnl),
         )
-        await self._after_published(event)
 
     async def _after_published(self, event: PositionEvent) -> None:
-        """A stop or target filled: the record of the intent it protected shrinks by the fill."""
+        """A stop or target filled: the record of the intent it protected shrinks by the fill,
+        once (the record remembers the event: run again for an event published before, by an
+        attempt whose answer was lost or by the holder before a hand-over, it changes nothing)."""
         if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
             return
         for record in await self._store.records_of(event.symbol):
-            if record.intent_id == event.intent_id and record.opened:
-                left = record.quantity - event.quantity
-                if left <= 0:
-                    await self._store.drop_record(event.symbol, record.digest)
-                else:
-                    await self._store.put_record(replace(record, quantity=left))
+            if record.intent_id != event.intent_id or not record.opened or event.event_id in record.shrunk_by:
+                continue
+            if record.quantity - event.quantity <= 0:
+                await self._store.drop_record(event.symbol, record.digest)
+            else:
+                await self._store.put_record(record.shrunk(event.event_id, event.quantity))
 
     async def protection_changed(
         self,
@@ -253,3 +256,7 @@ class Publisher:
             return
         if outcome < 0:
             log.warning("account.protection_event_not_leader", symbol=symbol, reason=reason)
+
+
+def _keep_nothing() -> None:
+    """A follow-up a non-holder could not run is not kept: the record is the holder's."""

@@ -16,9 +16,10 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -40,6 +41,9 @@ EVENT_ID_TTL_S: Final = 7 * 24 * 3600
 POSITION_EVENT_SOURCE: Final = "quantum-exec"
 # The producer's model/strategy of an intent are kept this long for the ledger's round trips.
 LABELS_TTL_S: Final = 90 * 24 * 3600
+# The stop/target events a record remembers having been shrunk by (a ladder has a few levels,
+# each maybe in a few partial fills).
+SHRUNK_BY_KEPT: Final = 64
 
 # KEYS: lease, fence. ARGV: owner, ttl ms. Returns the token held (0 when another instance holds it).
 _TAKE: Final = """
@@ -63,16 +67,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: lease, event id key, stream[, the id key of the event before it in the same batch].
-# ARGV: held value, id ttl s, maxlen, field/value pairs... Returns 1 published, 0 already
-# published, -1 not the lease holder, -2 the event before it is not published (the batch broke
-# off before it: this one waits, so the stream keeps the batch's order).
+# KEYS: lease, event id key, stream[, the batch's counter]. ARGV: held value, id ttl s, maxlen,
+# the event's place in its batch (1, 2, ...; 0 alone), field/value pairs... Returns 1 published,
+# 0 already published, -1 not the lease holder, -2 an event before it in the batch was not
+# answered (the batch broke off there: this one waits, so the stream keeps the batch's order).
+# The counter says how many of the batch were answered, in order: an event goes on only when
+# every one before it did, whether it was published now or before.
 _AFTER_UNPUBLISHED: Final = -2
+_BATCH_TTL_S: Final = 60
 _PUBLISH: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+local place = tonumber(ARGV[4])
+if place > 1 and tonumber(redis.call('GET', KEYS[4]) or '0') ~= place - 1 then return -2 end
+local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2])
+if place > 0 then redis.call('SET', KEYS[4], place, 'EX', ARGV[5]) end
+if not fresh then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 return 1
 """
 
@@ -115,6 +125,10 @@ class Record:
     # After take-profit level ``break_even_after`` fills, the stop moves to ``break_even``.
     break_even_after: int | None = None
     break_even: Decimal | None = None
+    # The position events (stop or target fills) already taken off ``quantity``, newest last
+    # (at most SHRUNK_BY_KEPT): the follow-up of an event published twice (an answer lost, a
+    # hand-over) takes each off once.
+    shrunk_by: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -132,7 +146,14 @@ class Record:
                     if self.break_even_after is not None and self.break_even is not None
                     else {}
                 ),
+                **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by else {}),
             }
+        )
+
+    def shrunk(self, event_id: str, quantity: Decimal) -> Record:
+        """This record with ``quantity`` taken off by the event ``event_id`` (remembered)."""
+        return replace(
+            self, quantity=self.quantity - quantity, shrunk_by=(*self.shrunk_by, event_id)[-SHRUNK_BY_KEPT:]
         )
 
     @classmethod
@@ -150,6 +171,7 @@ class Record:
             opened=bool(data.get("opened")),
             break_even_after=data.get("break_even_after"),
             break_even=_dec(data.get("break_even")),
+            shrunk_by=tuple(str(e) for e in data.get("shrunk_by") or ()),
         )
 
     def as_intent_record(self) -> IntentRecord | None:
@@ -183,6 +205,9 @@ class AccountStore:
         self.records_key = f"{prefix}:account:records"
         self._symbols_key = f"{prefix}:account:records:symbols"
         self._event_prefix = f"{prefix}:account:event:"
+        # Each batch's counter key is its own: this store's tag and the batch's number.
+        self._batch_tag = secrets.token_hex(6)
+        self._batches = 0
         self._labels_prefix = f"{prefix}:ledger:intent:"
         self.position_stream = settings.position_stream
         self._maxlen = settings.result_maxlen
@@ -221,21 +246,19 @@ class AccountStore:
         registers the script would: a second round trip per batch). A server without the script
         (a restart, a failover) answers NOSCRIPT; another client may load it while this batch is
         read (a large one arrives in several reads), so the events behind a NOSCRIPT could be
-        published before it. Each event after the first therefore names the one before it, and
-        the script publishes it only once that one is published (else -2): from the first event
-        not answered, they are published again one after the other, loading the script."""
+        published before it. The batch therefore counts its events in a key of its own, and the
+        script takes an event only when every one before it was answered (else -2): from the
+        first event not answered, the rest are published one after the other, loading the script."""
         if not events:
             return []
         if len(events) == 1:
             keys, args = self._publish_args(events[0])
             return [int(await run_script(self._publish, keys=keys, args=args))]
+        self._batches += 1
+        counter = f"{self._event_prefix}batch:{self._batch_tag}:{self._batches}"
         calls = []
-        before: str | None = None
-        for event in events:
-            keys, args = self._publish_args(event)
-            if before is not None:
-                keys.append(before)
-            before = keys[1]
+        for place, event in enumerate(events, 1):
+            keys, args = self._publish_args(event, place, counter)
             calls.append(("EVALSHA", self._publish.sha, len(keys), *keys, *args))
         lane = lane_of(self._redis)
         if lane is not None:  # the same one write, in order (core.redis_lane)
@@ -254,13 +277,20 @@ class AccountStore:
             if int(reply) == _AFTER_UNPUBLISHED:
                 break
             outcomes.append(int(reply))
-        for event in events[len(outcomes) :]:
-            # In order, each after the one before it is in (no predecessor key: it is).
+        for event, reply in zip(events[len(outcomes) :], replies[len(outcomes) :], strict=True):
+            if type(reply) is int and reply == 1:
+                # Published by this call (the counter makes it impossible behind a break; were
+                # it ever so, the answer still says what happened).
+                outcomes.append(1)
+                continue
+            # In order, each alone (the one before it is answered by then); loads the script.
             keys, args = self._publish_args(event)
             outcomes.append(int(await run_script(self._publish, keys=keys, args=args)))
         return outcomes
 
-    def _publish_args(self, event: PositionEvent) -> tuple[list[str], list[Any]]:
+    def _publish_args(
+        self, event: PositionEvent, place: int = 0, counter: str | None = None
+    ) -> tuple[list[str], list[Any]]:
         fields: list[str | bytes] = [
             "event_type",
             POSITION_EVENT_TYPE,
@@ -272,7 +302,9 @@ class AccountStore:
             POSITION_EVENT_SOURCE,
         ]
         keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
-        return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields]
+        if counter is not None:
+            keys.append(counter)
+        return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, place, _BATCH_TTL_S, *fields]
 
     async def publish_protection(self, event: ProtectionChanged) -> int:
         """Publish a ``protection.changed`` entry once under the lease: 1 published, 0 published
@@ -288,9 +320,8 @@ class AccountStore:
             POSITION_EVENT_SOURCE,
         ]
         keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
-        return int(
-            await self._publish(keys=keys, args=[self.held_value, EVENT_ID_TTL_S, self._maxlen, *fields])
-        )
+        args = [self.held_value, EVENT_ID_TTL_S, self._maxlen, 0, 0, *fields]
+        return int(await self._publish(keys=keys, args=args))
 
     def _records_of(self, symbol: str) -> str:
         return f"{self.records_key}:{symbol}"
