@@ -32,6 +32,16 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A fresh client of the session's real Redis (RESP2, bytes), closed after the test."""
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
 def unique_names() -> dict[str, Any]:
     """Stream, group and key-prefix settings unique to one test: ``Settings(**unique_names, ...)``."""
     tag = uuid.uuid4().hex[:12]

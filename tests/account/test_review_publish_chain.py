@@ -7,7 +7,7 @@ before this event*. An event of the batch that was published before (a hand-over
 events a non-holder kept, which the old holder usually published; a replay after a takeover)
 lets the event behind it through while an earlier event of the batch still waits on NOSCRIPT:
 
-1. Order break: batch [B, A (published before), C], the server lost the script, another client
+1. Order break: batch [B, A (published before), C], the server lost the script, another redis
    loads it while the batch is read (the commit's own race, injected as its test does): B answers
    NOSCRIPT, A -2, C is published (A's marker exists), then B by the one-by-one tail: the stream
    holds C before B.
@@ -15,12 +15,11 @@ lets the event behind it through while an earlier event of the batch still waits
    before") for the event this very call published; the publisher's follow-up for a stop/target
    (the intent's record shrinks or is dropped) runs only on 1, so it never runs.
 
-Both on the lane (the service's client) and on the plain redis-py pipeline (no lane)."""
+Both on the lane (the service's redis) and on the plain redis-py pipeline (no lane)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -38,19 +37,10 @@ from quantum_exec.core.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield c
-    finally:
-        await c.aclose()
-
-
-def _load_after_first_on_lane(client: aioredis.Redis) -> None:
-    """Another client loads the publish script right after the batch's first command is read."""
-    enable(client)
-    lane = lane_of(client)
+def _load_after_first_on_lane(redis: aioredis.Redis) -> None:
+    """Another redis loads the publish script right after the batch's first command is read."""
+    enable(redis)
+    lane = lane_of(redis)
     assert lane is not None
     many = lane.many
 
@@ -62,7 +52,7 @@ def _load_after_first_on_lane(client: aioredis.Redis) -> None:
 
 
 class _LoadingPipe:
-    """A redis-py pipeline in which another client's SCRIPT LOAD lands after the first command."""
+    """A redis-py pipeline in which another redis's SCRIPT LOAD lands after the first command."""
 
     def __init__(self, real: Any) -> None:
         self._real = real
@@ -86,64 +76,64 @@ class _LoadingPipe:
         return [replies[0], *replies[2:]]
 
 
-def _load_after_first_on_pipeline(client: aioredis.Redis) -> None:
-    assert lane_of(client) is None
-    pipeline = client.pipeline
-    client.pipeline = lambda transaction=True: _LoadingPipe(pipeline(transaction=transaction))  # type: ignore[method-assign,assignment,misc]
+def _load_after_first_on_pipeline(redis: aioredis.Redis) -> None:
+    assert lane_of(redis) is None
+    pipeline = redis.pipeline
+    redis.pipeline = lambda transaction=True: _LoadingPipe(pipeline(transaction=transaction))  # type: ignore[method-assign,assignment,misc]
 
 
 INJECT = {"lane": _load_after_first_on_lane, "pipeline": _load_after_first_on_pipeline}
 
 
-async def _ids(client: aioredis.Redis, stream: str) -> list[str]:
-    return [json.loads(f[b"payload"])["event_id"] for _sid, f in await client.xrange(stream)]
+async def _ids(redis: aioredis.Redis, stream: str) -> list[str]:
+    return [json.loads(f[b"payload"])["event_id"] for _sid, f in await redis.xrange(stream)]
 
 
 @pytest.mark.parametrize("path", ["lane", "pipeline"])
 async def test_an_event_published_before_inside_the_batch_lets_the_next_one_jump_the_noscript_one(
-    client: aioredis.Redis, unique_names: dict[str, Any], path: str
+    redis: aioredis.Redis, unique_names: dict[str, Any], path: str
 ) -> None:
     settings = Settings(**unique_names, account_lease_ttl_s=5)
-    store = AccountStore(client, settings, owner="h")
+    store = AccountStore(redis, settings, owner="h")
     await store.take_lease()
     b, a, c = _event("BTCUSDT:1:1"), _event("BTCUSDT:2:1"), _event("BTCUSDT:3:1")
     assert await store.publish_many([a]) == [1]  # e.g. the old holder published it (hand-over)
-    await client.script_flush()  # a restart or a failover loses the script cache
-    INJECT[path](client)
+    await redis.script_flush()  # a restart or a failover loses the script cache
+    INJECT[path](redis)
 
     outcomes = await store.publish_many([b, a, c])
 
-    ids = await _ids(client, settings.position_stream)
+    ids = await _ids(redis, settings.position_stream)
     # Each event once, and the batch's new ones in the batch's order: B before C.
     assert ids == [a.event_id, b.event_id, c.event_id], f"stream order {ids}, outcomes {outcomes}"
 
 
 @pytest.mark.parametrize("path", ["lane", "pipeline"])
 async def test_an_event_this_call_published_is_answered_published_before(
-    client: aioredis.Redis, unique_names: dict[str, Any], path: str
+    redis: aioredis.Redis, unique_names: dict[str, Any], path: str
 ) -> None:
     settings = Settings(**unique_names, account_lease_ttl_s=5)
-    store = AccountStore(client, settings, owner="h")
+    store = AccountStore(redis, settings, owner="h")
     await store.take_lease()
     a, b = _event("BTCUSDT:2:1"), _event("BTCUSDT:4:1")
     assert await store.publish_many([a]) == [1]
-    await client.script_flush()
-    INJECT[path](client)
+    await redis.script_flush()
+    INJECT[path](redis)
 
     outcomes = await store.publish_many([a, b])
 
-    assert await _ids(client, settings.position_stream) == [a.event_id, b.event_id]  # B went out now
+    assert await _ids(redis, settings.position_stream) == [a.event_id, b.event_id]  # B went out now
     assert outcomes == [0, 1], f"B was published by this call, answered {outcomes[1]}"
 
 
 async def test_the_target_fill_published_in_such_a_batch_never_shrinks_its_intents_record(
-    client: aioredis.Redis, unique_names: dict[str, Any]
+    redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
     """The consequence in the publisher: a take-profit level's event published by the batch is
     answered 0, so the intent's record keeps the whole size (the ladder's filled level not
     shrunk: the record says more is ours than is held)."""
     settings = Settings(**unique_names, account_lease_ttl_s=5)
-    store = AccountStore(client, settings, owner="h")
+    store = AccountStore(redis, settings, owner="h")
     await store.take_lease()
     record = Record(
         digest="cd" * 15,
@@ -166,14 +156,14 @@ async def test_the_target_fill_published_in_such_a_batch_never_shrinks_its_inten
         update={"reason": PositionReason.TAKE_PROFIT, "quantity": Decimal("0.010")}
     )
     assert await store.publish_many([earlier]) == [1]
-    await client.script_flush()
-    _load_after_first_on_lane(client)
+    await redis.script_flush()
+    _load_after_first_on_lane(redis)
     lease = SimpleNamespace(leader=True)
     publisher = Publisher(store, None, lease, None, None)  # type: ignore[arg-type]
     moved: Any = SimpleNamespace(fill=SimpleNamespace(symbol="BTCUSDT"), seen_at=0.0)
 
     await publisher._publish_built([(moved, earlier), (moved, level)])
 
-    assert await _ids(client, settings.position_stream) == [earlier.event_id, level.event_id]
+    assert await _ids(redis, settings.position_stream) == [earlier.event_id, level.event_id]
     [left] = [r for r in await store.records_of("BTCUSDT") if r.intent_id == "i-1"]
     assert left.quantity == Decimal("0.010"), f"record still {left.quantity} after the level's 0.010 filled"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,15 +17,6 @@ from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _event(event_id: str = "BTCUSDT:7:9") -> PositionEvent:

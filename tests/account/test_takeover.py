@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,6 @@ from support.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 WORKER = Path(__file__).with_name("account_worker.py")
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _spawn(

@@ -32,15 +32,6 @@ async def apis() -> AsyncIterator[ChatApis]:
         await server.stop()
 
 
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 def _config(apis: ChatApis, **extra: str) -> Any:
     return notify_config(
         {
