@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from functools import partial
 from typing import Final, TypeVar
 
@@ -52,6 +53,9 @@ _BATCH: Final = 256
 _KEEP_UNPUBLISHED_S: Final = 600.0
 # A holder's batch that met Redis away is tried again at these intervals while it holds the lease.
 _RETRY: Final = Backoff(base_s=0.05, cap_s=1.0)
+# A follow-up whose record keeps changing under it (the live OCO, the executor) reads it again
+# this many times.
+_FOLLOW_UP_TRIES: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,14 @@ class Moved:
     before: PositionView
     after: PositionView
     seen_at: float
+
+
+class FollowUp(Enum):
+    """How a stop's or target's follow-up ended."""
+
+    DONE = "done"  # shrunk (or dropped), or nothing to do, or done before
+    NOT_HOLDER = "not_holder"  # the lease is elsewhere: kept for this instance's next hand-over
+    UNOPENED = "unopened"  # the intent's record is not opened yet: again later
 
 
 class Publisher:
@@ -157,8 +169,17 @@ class Publisher:
                 continue
             if outcome == 1:
                 self._announce(event)
-            # Safe to run again (once per event): tried again while this instance holds the lease.
-            await self._while_holder(partial(self._after_published, event), _keep_nothing, event.symbol)
+            # Safe to run again (once per event): tried again while this instance holds the lease;
+            # a lease lost meanwhile keeps the fill for this instance's next hand-over (the event
+            # is published again there, answered 0, and followed up), as a new holder's own does.
+            keep = partial(self._unpublished.append, moved)
+            follow_up = await self._while_holder(
+                partial(self._after_published, event, now=outcome == 1), keep, event.symbol
+            )
+            if follow_up is FollowUp.NOT_HOLDER:
+                keep()
+            elif follow_up is FollowUp.UNOPENED:
+                self._follow_up_later(moved, event)
 
     async def _event_of(self, moved: Moved) -> PositionEvent | None:
         fill = moved.fill
@@ -215,19 +236,48 @@ class Publisher:
             realized_pnl=str(event.realized_pnl),
         )
 
-    async def _after_published(self, event: PositionEvent) -> None:
+    async def _after_published(self, event: PositionEvent, *, now: bool = True) -> FollowUp:
         """A stop or target filled: the record of the intent it protected shrinks by the fill,
-        once (the record remembers the event: run again for an event published before, by an
-        attempt whose answer was lost or by the holder before a hand-over, it changes nothing)."""
+        once. Run again for an event published before (``now`` False: an attempt whose answer was
+        lost, the holder before a hand-over), it changes nothing: the record remembers the fills
+        it was shrunk by (one written by a version that did not is shrunk only by an event
+        published now). Written under the lease, only if the record is still as read (the live
+        OCO, the executor or a deposed holder may write it meanwhile). An intent whose record
+        does not say ``opened`` yet (its executor writes it after the protection and the fees,
+        and a level may fill before) is followed up again later (:attr:`FollowUp.UNOPENED`)."""
         if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
+            return FollowUp.DONE
+        for _ in range(_FOLLOW_UP_TRIES):
+            changed = unopened = False
+            for record in await self._store.records_of(event.symbol):
+                if record.intent_id != event.intent_id:
+                    continue
+                if not record.opened:
+                    unopened = True
+                    continue
+                if (record.shrunk_by is None and not now) or event.event_id in (record.shrunk_by or ()):
+                    return FollowUp.DONE
+                left = record.shrunk(event.event_id, event.quantity)
+                outcome = await self._store.replace_record(record, left if left.quantity > 0 else None)
+                if outcome < 0:
+                    return FollowUp.NOT_HOLDER
+                if outcome > 0:
+                    return FollowUp.DONE
+                changed = True
+            if not changed:
+                return FollowUp.UNOPENED if unopened else FollowUp.DONE
+        log.warning("position_event.follow_up_raced", symbol=event.symbol, event_id=event.event_id)
+        return FollowUp.DONE
+
+    def _follow_up_later(self, moved: Moved, event: PositionEvent) -> None:
+        """Publish ``moved`` again in a while (answered 0) to follow it up once its intent's record
+        is opened; given up (logged) past _KEEP_UNPUBLISHED_S (an executor that died there: its
+        intent's resume writes the record again)."""
+        age = time.monotonic() - moved.seen_at
+        if age > _KEEP_UNPUBLISHED_S:
+            log.warning("position_event.follow_up_unopened", symbol=event.symbol, event_id=event.event_id)
             return
-        for record in await self._store.records_of(event.symbol):
-            if record.intent_id != event.intent_id or not record.opened or event.event_id in record.shrunk_by:
-                continue
-            if record.quantity - event.quantity <= 0:
-                await self._store.drop_record(event.symbol, record.digest)
-            else:
-                await self._store.put_record(record.shrunk(event.event_id, event.quantity))
+        asyncio.get_running_loop().call_later(min(5.0, max(0.25, age / 4)), self._moves.put_nowait, moved)
 
     async def protection_changed(
         self,
@@ -256,7 +306,3 @@ class Publisher:
             return
         if outcome < 0:
             log.warning("account.protection_event_not_leader", symbol=symbol, reason=reason)
-
-
-def _keep_nothing() -> None:
-    """A follow-up a non-holder could not run is not kept: the record is the holder's."""

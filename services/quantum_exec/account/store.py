@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -86,6 +86,19 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 return 1
 """
 
+# KEYS: lease, a symbol's records. ARGV: held value, digest, the record as read, its new JSON
+# ("" drops it). Returns 1 written, 0 the record changed since it was read, -1 not the holder.
+_REPLACE_RECORD: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+end
+return 1
+"""
+
 # KEYS: a symbol's records. ARGV: side ("1" long, "0" short, "" both), then digests to drop too
 # (a CLOSE's own record). Drops the records that hold a position (opened) of that side and those;
 # returns how many.
@@ -127,8 +140,11 @@ class Record:
     break_even: Decimal | None = None
     # The position events (stop or target fills) already taken off ``quantity``, newest last
     # (at most SHRUNK_BY_KEPT): the follow-up of an event published twice (an answer lost, a
-    # hand-over) takes each off once.
-    shrunk_by: tuple[str, ...] = ()
+    # hand-over) takes each off once. None: written by a version that did not keep them (its
+    # shrinks are unknown: only an event published now shrinks it).
+    shrunk_by: tuple[str, ...] | None = ()
+    # The JSON it was read from (a write that replaces it checks nothing changed meanwhile).
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -146,12 +162,14 @@ class Record:
                     if self.break_even_after is not None and self.break_even is not None
                     else {}
                 ),
-                **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by else {}),
+                **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by is not None else {}),
             }
         )
 
     def shrunk(self, event_id: str, quantity: Decimal) -> Record:
         """This record with ``quantity`` taken off by the event ``event_id`` (remembered)."""
+        if self.shrunk_by is None:
+            return replace(self, quantity=self.quantity - quantity)  # stays unknown
         return replace(
             self, quantity=self.quantity - quantity, shrunk_by=(*self.shrunk_by, event_id)[-SHRUNK_BY_KEPT:]
         )
@@ -171,7 +189,8 @@ class Record:
             opened=bool(data.get("opened")),
             break_even_after=data.get("break_even_after"),
             break_even=_dec(data.get("break_even")),
-            shrunk_by=tuple(str(e) for e in data.get("shrunk_by") or ()),
+            shrunk_by=tuple(str(e) for e in data["shrunk_by"]) if "shrunk_by" in data else None,
+            raw=raw.encode() if isinstance(raw, str) else bytes(raw),
         )
 
     def as_intent_record(self) -> IntentRecord | None:
@@ -216,6 +235,7 @@ class AccountStore:
         self._release = redis.register_script(_RELEASE)
         self._publish = redis.register_script(_PUBLISH)
         self._drop_opened = redis.register_script(_DROP_OPENED)
+        self._replace_record = redis.register_script(_REPLACE_RECORD)
         # Every record command goes through it: one pipeline per loop turn (:mod:`.record_batch`).
         self.batch = RecordBatch(redis)
         self.token = 0
@@ -372,6 +392,18 @@ class AccountStore:
         # At once, beside the batch: the publisher's drop after a stop filled races the live OCO's
         # read of the flat symbol (which would otherwise ask REST before dropping it again).
         await self._redis.hdel(self._records_of(symbol), digest)
+
+    async def replace_record(self, read: Record, new: Record | None) -> int:
+        """``read`` (as read, with its ``raw``) becomes ``new`` (None: dropped), under the lease:
+        1 written, 0 it changed since it was read (read it again), -1 not the holder."""
+        assert read.raw is not None, "a record read from Redis"
+        return int(
+            await run_script(
+                self._replace_record,
+                keys=[self.lease_key, self._records_of(read.symbol)],
+                args=[self.held_value, read.digest, read.raw, b"" if new is None else new.to_json()],
+            )
+        )
 
     async def drop_records(self, symbol: str, digests: list[str]) -> None:
         """Drop these records of ``symbol`` (one command whatever their number)."""
