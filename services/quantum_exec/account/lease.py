@@ -27,6 +27,7 @@ class AccountLease:
         self._every_s = ttl_s / 3
         self._on_taken = on_taken
         self.leader = False
+        self._token = 0  # the token last held (a lease back under another one was lost meanwhile)
         # Redis down: one line when it starts, one a minute, one when it ends (not one per renewal).
         self._outage = OutageLog(log, "account_lease.redis_down")
 
@@ -46,11 +47,20 @@ class AccountLease:
 
     async def tick(self) -> None:
         """Take or renew the lease."""
-        was = self.leader
-        self.leader = await self._store.take_lease() > 0
+        self._held(await self._store.take_lease())
+
+    def _held(self, token: int) -> None:
+        """The lease's answer: ``token`` (0: another instance holds it). Taken anew (it was not
+        held here, or it comes back under a new token: it lapsed meanwhile, maybe held by
+        another) runs ``on_taken``: what was kept while it was not ours is handed over, whichever
+        call (a renewal or a fence) took it."""
+        was, before = self.leader, self._token
+        self.leader = token > 0
         metrics.ACCOUNT_LEASE_HELD.set(1 if self.leader else 0)
-        if self.leader and not was:
-            log.info("account_lease.taken", token=self._store.token)
+        if self.leader:
+            self._token = token
+        if self.leader and (not was or token != before):
+            log.info("account_lease.taken", token=token)
             self._on_taken()
         elif was and not self.leader:
             log.warning("account_lease.lost")
@@ -66,7 +76,7 @@ class AccountLease:
     async def still_leader(self) -> bool:
         """The fence before each order the follower sends: is the account lease still ours?"""
         try:
-            self.leader = await self._store.take_lease() > 0
+            self._held(await self._store.take_lease())
         except REDIS_DOWN:
             self.lost()
         return self.leader
