@@ -188,11 +188,6 @@ async def test_a_redelivered_intents_opened_write_undoes_a_levels_shrink(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (README): the follow-up finds the record by the event's intent_id; an intent sent "
-    "without one has none",
-)
 async def test_a_level_of_an_intent_without_an_intent_id_never_shrinks_its_record(desk: Any) -> None:
     """4. An intent sent without ``intent_id`` (optional: its key is the stream entry id) has a
     record whose ``intent_id`` is None; its levels' events are named None and the follow-up returns

@@ -53,6 +53,8 @@ _BATCH: Final = 256
 _KEEP_UNPUBLISHED_S: Final = 600.0
 # A holder's batch that met Redis away is tried again at these intervals while it holds the lease.
 _RETRY: Final = Backoff(base_s=0.05, cap_s=1.0)
+_FOLLOWED_UP: Final = frozenset({PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT})
+_DIGESTS_KEPT: Final = 4096
 # A follow-up whose record keeps changing under it (the live OCO, the executor) reads it again
 # this many times.
 _FOLLOW_UP_TRIES: Final = 5
@@ -96,6 +98,8 @@ class Publisher:
         self._outage = OutageLog(log, "position_event.redis_down")
         self._moves: asyncio.Queue[Moved] = asyncio.Queue()
         self._unpublished: deque[Moved] = deque(maxlen=4096)
+        # A stop's or target's event id -> its intent's digest, from its build to its follow-up.
+        self._digests: dict[str, str] = {}
 
     def queue(self, moved: Moved) -> None:
         """A fill that moved a position: its event goes out in order, from :meth:`run`."""
@@ -180,6 +184,8 @@ class Publisher:
                 keep()
             elif follow_up is FollowUp.UNOPENED:
                 self._follow_up_later(moved, event)
+            if follow_up is not None:
+                self._digests.pop(event.event_id, None)  # built again when published again
 
     async def _event_of(self, moved: Moved) -> PositionEvent | None:
         fill = moved.fill
@@ -189,13 +195,20 @@ class Publisher:
         )
         digest = intent_digest(client_id) if client_id else None
         intent_id = await self._intent_ids.lookup(fill.symbol, digest) if digest else None
-        return position_event(
+        event = position_event(
             fill,
             moved.before,
             moved.after,
             intent_id=intent_id,
             algo_client_id=algo.client_algo_id if algo else None,
         )
+        if digest is not None and event is not None and event.reason in _FOLLOWED_UP:
+            # Its follow-up finds the intent's record by this (an intent sent without an
+            # intent_id has none to find it by); forgotten once followed up.
+            self._digests[event.event_id] = digest
+            if len(self._digests) > _DIGESTS_KEPT:
+                del self._digests[next(iter(self._digests))]
+        return event
 
     async def _origin(self, fill: OrderTradeUpdate) -> AlgoView | None:
         """The conditional order that placed ``fill``'s order, waiting briefly for its ALGO_UPDATE."""
@@ -245,12 +258,13 @@ class Publisher:
         OCO, the executor or a deposed holder may write it meanwhile). An intent whose record
         does not say ``opened`` yet (its executor writes it after the protection and the fees,
         and a level may fill before) is followed up again later (:attr:`FollowUp.UNOPENED`)."""
-        if event.reason not in (PositionReason.STOP_LOSS, PositionReason.TAKE_PROFIT) or not event.intent_id:
+        digest = self._digests.get(event.event_id)
+        if event.reason not in _FOLLOWED_UP or not (digest or event.intent_id):
             return FollowUp.DONE
         for _ in range(_FOLLOW_UP_TRIES):
             changed = unopened = False
             for record in await self._store.records_of(event.symbol):
-                if record.intent_id != event.intent_id:
+                if (record.digest != digest) if digest else (record.intent_id != event.intent_id):
                     continue
                 if not record.opened:
                     unopened = True
