@@ -14,6 +14,7 @@ record's ``shrunk_by`` and retried while this instance holds the lease.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -30,6 +31,7 @@ from quantum_exec.account.positions import PositionKind, PositionReason
 from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.store import AccountStore, Record
 from quantum_exec.core.settings import Settings
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -130,13 +132,24 @@ async def test_a_follow_up_dropped_when_the_lease_blinked_is_never_run_again(
     monkeypatch.undo()
     lease.leader = True
     assert await store.take_lease() > 0
-    publisher.hand_over()
     # The fill was kept for the hand-over (as a non-holder's are): the run loop publishes its
-    # event again (answered 0, published before) and follows it up.
-    assert publisher._moves.qsize() == 1, "nothing kept: the follow-up is gone"
-    kept = publisher._moves.get_nowait()
-    await publisher._publish_built([(kept, _level())])
-    assert await _held(store) == Decimal("0.010"), "the filled level was never taken off the record"
+    # event again first (answered 0, published before) and follows it up.
+    assert len(publisher._unpublished) == 1, "nothing kept: the follow-up is gone"
+
+    async def event_of(kept: Any) -> Any:
+        return _level()
+
+    monkeypatch.setattr(publisher, "_event_of", event_of)
+    running = asyncio.create_task(publisher.run())
+    try:
+        publisher.hand_over()
+
+        async def shrunk() -> bool:
+            return await _held(store) == Decimal("0.010")
+
+        await wait_for(shrunk, 5, "the filled level taken off the record")
+    finally:
+        running.cancel()
 
 
 async def test_a_deposed_holders_late_follow_up_overwrites_the_new_holders_shrink(

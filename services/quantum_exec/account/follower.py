@@ -131,6 +131,7 @@ class AccountFollower:
 
     async def start(self) -> None:
         """Take the lease if free, then start the stream (returns at once)."""
+        await self.store.load_scripts()
         await self.lease.tick()
         self._tasks = [
             asyncio.create_task(self.lease.run(), name="account-lease"),
@@ -453,12 +454,15 @@ class AccountFollower:
     # ---- taking the lease over
 
     def _lease_taken(self) -> None:
+        # What was kept while the lease was elsewhere goes out whatever the view's state (the
+        # events were built from fills seen); the resync and reconcile need a live view.
+        self.publisher.hand_over()
         if self.synced.is_set() and not self.state.stale:
             self._spawn(self._take_over(), "account-takeover")
 
     async def _take_over(self) -> None:
-        """A new holder: publish what the old one may not have, then resync and reconcile."""
-        self.publisher.hand_over()
+        """A new holder: resync and reconcile (what the old one may not have published is
+        handed over by :meth:`_lease_taken`)."""
         try:
             await self.resync.run()
         except Exception:

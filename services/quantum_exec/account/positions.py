@@ -75,6 +75,9 @@ _REASON_BY_ROLE: Final = {
     "tp": PositionReason.TAKE_PROFIT,
     "close": PositionReason.CLOSE_INTENT,
     "flatten": PositionReason.EMERGENCY,
+    # A trailing stop is a stop (the contract's reasons name no trailing one); a missing role
+    # raised KeyError here and the fill's event was never published.
+    "trail": PositionReason.STOP_LOSS,
 }
 
 

@@ -96,7 +96,8 @@ class Publisher:
         self._origin_waiters = origin_waiters
         # Redis down: one line when it starts, one a minute, one when it ends (not one per retry).
         self._outage = OutageLog(log, "position_event.redis_down")
-        self._moves: asyncio.Queue[Moved] = asyncio.Queue()
+        # None wakes the loop (a hand-over: the kept fills go first).
+        self._moves: asyncio.Queue[Moved | None] = asyncio.Queue()
         self._unpublished: deque[Moved] = deque(maxlen=4096)
         # A stop's or target's event id -> its intent's digest, from its build to its follow-up.
         self._digests: dict[str, str] = {}
@@ -106,18 +107,31 @@ class Publisher:
         self._moves.put_nowait(moved)
 
     def hand_over(self) -> None:
-        """This instance just took the lease: publish what the old holder may not have."""
+        """This instance just took the lease: publish what the old holder may not have. The
+        kept fills go out ahead of the next batch (:meth:`run`: they are older than anything
+        queued since), so this only wakes the publisher."""
+        self._moves.put_nowait(None)
+
+    def _kept(self) -> list[Moved]:
+        """The fills kept while this instance did not hold the lease (the fresh ones), taken."""
         cutoff = time.monotonic() - _KEEP_UNPUBLISHED_S
-        pending = [m for m in self._unpublished if m.seen_at >= cutoff]
+        kept = [m for m in self._unpublished if m.seen_at >= cutoff]
         self._unpublished.clear()
-        for moved in pending:
-            self._moves.put_nowait(moved)
+        return kept
 
     async def run(self) -> None:
         while True:
-            batch = [await self._moves.get()]
+            first = await self._moves.get()
+            batch = [] if first is None else [first]
             while len(batch) < _BATCH and not self._moves.empty():
-                batch.append(self._moves.get_nowait())
+                moved = self._moves.get_nowait()
+                if moved is not None:
+                    batch.append(moved)
+            if self._unpublished and self._lease.leader:
+                # Kept while the lease was elsewhere (or lapsed): older than this batch, first.
+                batch = [*self._kept(), *batch]
+            if not batch:
+                continue
             built: list[tuple[Moved, PositionEvent]] = []
             for moved in batch:
                 event = await self._build(moved)

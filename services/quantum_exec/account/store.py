@@ -244,6 +244,13 @@ class AccountStore:
     def held_value(self) -> str:
         return f"{self.token}|{self.owner}"
 
+    async def load_scripts(self) -> None:
+        """Load the scripts a fill's follow-up runs, so the first one after a start pays no
+        NOSCRIPT round trips: a stop's record drop races the live OCO's read of the flat symbol
+        (which asks REST when it still finds the record)."""
+        for script in (self._publish, self._replace_record):
+            await self._redis.script_load(script.script)
+
     async def take_lease(self) -> int:
         """Take or renew the account lease; the token held, 0 when another instance holds it."""
         self.token = int(
@@ -397,9 +404,10 @@ class AccountStore:
         """``read`` (as read, with its ``raw``) becomes ``new`` (None: dropped), under the lease:
         1 written, 0 it changed since it was read (read it again), -1 not the holder."""
         assert read.raw is not None, "a record read from Redis"
+        # At once on its own connection, not on the lane (written at the end of the loop turn):
+        # a stop's drop races the live OCO's read of the flat symbol, sent at once too.
         return int(
-            await run_script(
-                self._replace_record,
+            await self._replace_record(
                 keys=[self.lease_key, self._records_of(read.symbol)],
                 args=[self.held_value, read.digest, read.raw, b"" if new is None else new.to_json()],
             )
