@@ -27,6 +27,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from account.test_store import _event
+from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.positions import PositionKind, PositionReason
 from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.store import AccountStore, Record
@@ -60,6 +61,18 @@ def _level() -> Any:
             "intent_id": "lad-1",
         }
     )
+
+
+async def holder(redis: aioredis.Redis, unique_names: dict[str, Any]) -> tuple[AccountStore, Publisher]:
+    """A store holding the account lease (AccountLease, renewed by the test's own ``tick``s) and
+    its publisher, whose hand-over the lease runs when taken anew."""
+    store = AccountStore(redis, Settings(**unique_names, account_lease_ttl_s=5), owner="h")
+    publisher: Publisher
+    lease = AccountLease(store, 5, on_taken=lambda: publisher.hand_over())
+    publisher = Publisher(store, None, lease, None, None)  # type: ignore[arg-type]
+    await lease.tick()
+    assert lease.leader
+    return store, publisher
 
 
 def _legacy_json(record: Record) -> bytes:

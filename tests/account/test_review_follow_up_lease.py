@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from redis import asyncio as aioredis
 
-from account.test_review_follow_up import _held, _legacy_json, _level, _record
-from quantum_exec.account.lease import AccountLease
+from account.test_review_follow_up import _held, _legacy_json, _level, _record, holder
 from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.records import IntentIds, IntentRecords
 from quantum_exec.account.store import AccountStore, Record
@@ -48,13 +47,8 @@ async def _gap_then_renewal(
     *,
     in_follow_up: bool,
 ) -> tuple[AccountStore, Publisher, asyncio.Task[None]]:
-    settings = Settings(**unique_names, account_lease_ttl_s=5)
-    store = AccountStore(redis, settings, owner="h")
-    publisher: Publisher
-    lease = AccountLease(store, 5, on_taken=lambda: publisher.hand_over())
-    publisher = Publisher(store, None, lease, None, None)  # type: ignore[arg-type]
-    await lease.tick()
-    assert lease.leader
+    store, publisher = await holder(redis, unique_names)
+    lease: Any = publisher._lease
     await store.put_record(_record())
     level = _level()
 

@@ -21,10 +21,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from account.test_positions import fill, flat
-from account.test_review_follow_up import _level
-from quantum_exec.account.lease import AccountLease
+from account.test_review_follow_up import _level, holder
 from quantum_exec.account.positions import apply_fill, position_event
-from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.store import AccountStore
 from quantum_exec.core.ids import client_order_id
 from quantum_exec.core.settings import Settings
@@ -41,13 +39,8 @@ def _moved(tag: str) -> Any:
 async def test_an_event_handed_over_after_a_self_closed_gap_goes_out_after_a_later_fill(
     redis: aioredis.Redis, unique_names: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(**unique_names, account_lease_ttl_s=5)
-    store = AccountStore(redis, settings, owner="h")
-    publisher: Publisher
-    lease = AccountLease(store, 5, on_taken=lambda: publisher.hand_over())
-    publisher = Publisher(store, None, lease, None, None)  # type: ignore[arg-type]
-    await lease.tick()
-    assert lease.leader
+    store, publisher = await holder(redis, unique_names)
+    lease: Any = publisher._lease
     first = _level()  # BTCUSDT:8:1, a level of the ladder
     second = first.model_copy(update={"event_id": "BTCUSDT:9:1", "order_id": 9, "intent_id": None})
     events = {"first": first, "second": second}
