@@ -32,7 +32,9 @@ from quantum_exec.risk.store import RiskStore
 
 async def main() -> None:
     names = orjson.loads(sys.argv[2])
-    redis = aioredis.Redis.from_url(sys.argv[1], protocol=2)
+    # No read timeout: the test stops this process (SIGSTOP) for longer than redis-py's default
+    # 5 s, maybe while a reply is due; resumed, that read must go on, not time out.
+    redis = aioredis.Redis.from_url(sys.argv[1], protocol=2, socket_timeout=None)
     store = RiskStore(redis, Settings(**names))
     print(await store.transition(Request(TradingState.HALTED, "review: halt", "operator:review")), flush=True)
     await redis.aclose()
