@@ -20,6 +20,7 @@ import secrets
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -318,17 +319,33 @@ class AccountStore:
     def _publish_args(
         self, event: PositionEvent, place: int = 0, counter: str | None = None
     ) -> tuple[list[str], list[Any]]:
+        return self._script_args(
+            event.event_id, POSITION_EVENT_TYPE, dumps_position_event(event), event.time, place, counter
+        )
+
+    def _script_args(
+        self,
+        event_id: str,
+        event_type: str,
+        payload: str | bytes,
+        time: datetime,
+        place: int = 0,
+        counter: str | None = None,
+    ) -> tuple[list[str], list[Any]]:
+        """The publish script's keys and arguments for one entry of the position stream (a
+        position event or a protection change): ``place`` in its batch (0 alone), the batch's
+        ``counter`` key."""
         fields: list[str | bytes] = [
             "event_type",
-            POSITION_EVENT_TYPE,
+            event_type,
             "payload",
-            dumps_position_event(event),
+            payload,
             "timestamp",
-            isoformat(event.time),
+            isoformat(time),
             "source",
             POSITION_EVENT_SOURCE,
         ]
-        keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
+        keys = [self.lease_key, self._event_prefix + event_id, self.position_stream]
         if counter is not None:
             keys.append(counter)
         return keys, [self.held_value, EVENT_ID_TTL_S, self._maxlen, place, _BATCH_TTL_S, *fields]
@@ -336,18 +353,7 @@ class AccountStore:
     async def publish_protection(self, event: ProtectionChanged) -> int:
         """Publish a ``protection.changed`` entry once under the lease: 1 published, 0 published
         before, -1 lease lost."""
-        fields: list[str | bytes] = [
-            "event_type",
-            event.event_type,
-            "payload",
-            event.to_json(),
-            "timestamp",
-            isoformat(event.time),
-            "source",
-            POSITION_EVENT_SOURCE,
-        ]
-        keys = [self.lease_key, self._event_prefix + event.event_id, self.position_stream]
-        args = [self.held_value, EVENT_ID_TTL_S, self._maxlen, 0, 0, *fields]
+        keys, args = self._script_args(event.event_id, event.event_type, event.to_json(), event.time)
         return int(await self._publish(keys=keys, args=args))
 
     def _records_of(self, symbol: str) -> str:
