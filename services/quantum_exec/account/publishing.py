@@ -113,9 +113,11 @@ class Publisher:
         self._moves.put_nowait(None)
 
     def _kept(self) -> list[Moved]:
-        """The fills kept while this instance did not hold the lease (the fresh ones), taken."""
+        """The fills kept while this instance did not hold the lease (the fresh ones), taken, in
+        the order they were seen: a batch keeps one at its build and the others at its publish,
+        so the list's own order can put a later fill first."""
         cutoff = time.monotonic() - _KEEP_UNPUBLISHED_S
-        kept = [m for m in self._unpublished if m.seen_at >= cutoff]
+        kept = sorted((m for m in self._unpublished if m.seen_at >= cutoff), key=lambda m: m.seen_at)
         self._unpublished.clear()
         return kept
 
