@@ -5,8 +5,9 @@ scenario with this worker instead of ``bench.worker``. Besides what that one rec
 (``time.perf_counter``) for each intent: read and dispatched, its attempt started, each Redis
 lane call (the script's short sha and its first key, or the command) and each lane flush, write
 and reply read, each exchange request sent and answered (the endpoint), the legs beside the
-entry, and the commit. On exit it writes ``timeline.json`` beside the worker's config (stream id
--> [[label, ms since read], ...]) and ``python -m bench.timeline <that file>`` prints a few.
+entry, each user-stream event the follower handles, and the commit. On exit it writes
+``timeline.json`` beside the worker's config (stream id -> [[label, ms since read], ...]) and
+``python -m bench.timeline <that file>`` prints a few.
 
 Stamps go to the intent whose entry was read or whose attempt started last, so they are exact at
 a light paced load (one intent at a time) and mixed under a burst; lane stamps of the account's
@@ -26,6 +27,7 @@ from typing import Any
 import orjson
 
 from bench import worker
+from quantum_exec.account.follower import AccountFollower
 from quantum_exec.core import redis_lane
 from quantum_exec.exchange.gateway import BinanceGateway
 from quantum_exec.execution import legs as legs_module
@@ -115,6 +117,7 @@ def install() -> None:
     _wrap_async(market.LegsBesideEntry, "place", "legs beside the entry")
     _wrap_async(legs_module.LegPlacer, "place", "leg")
     _wrap_async(Store, "commit", "commit")
+    _wrap_async(AccountFollower, "_on_raw", lambda args: f"user event {args[0].get('e')}")
 
 
 def dump(path: Path) -> None:
