@@ -149,12 +149,7 @@ async def test_a_legacy_records_follow_up_kept_on_a_lease_blink_never_shrinks_it
     assert await _held(b) == Decimal("0.010"), "the level's fill was never taken off the legacy record"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (README): a redelivered intent's 'opened' record is written whole again (an "
-    "overwrite, not a merge), putting back a level already taken off",
-)
-async def test_a_redelivered_intents_opened_write_undoes_a_levels_shrink(
+async def test_a_redelivered_intents_opened_write_leaves_a_levels_shrink(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
     settings = Settings(**unique_names, account_lease_ttl_s=5)

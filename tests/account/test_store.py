@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -96,6 +97,44 @@ async def test_records_round_trip_exactly(redis: aioredis.Redis, unique_names: d
     assert intent_record is not None and intent_record.stop_loss == Decimal("3152.00")
     await store.drop_record("ETHUSDT", record.digest)
     assert await store.records() == []
+
+
+async def test_an_opened_record_is_written_once_and_over_an_opening_one(
+    redis: aioredis.Redis, unique_names: dict[str, Any]
+) -> None:
+    """The "opened" write replaces the record written before the order (``opened`` false), or
+    a record it cannot read, but never a record that already is ``opened``: that one may have
+    been shrunk by a level's fill since (a redelivered intent's attempt writes it again)."""
+    store = AccountStore(redis, Settings(**unique_names))
+    opening = Record(
+        digest="cd" * 15,
+        intent_key="k-2",
+        intent_id="k-2",
+        symbol="BTCUSDT",
+        long=True,
+        quantity=Decimal("0.020"),
+        stop_loss=None,
+        take_profit=None,
+        opened=False,
+    )
+    await store.put_record(opening)
+    first = replace(opening, quantity=Decimal("0.019"), stop_loss=Decimal("90000.0"), opened=True)
+    assert await store.put_opened(first) is True
+    assert await store.get_record("BTCUSDT", first.digest) == first
+    shrunk = first.shrunk("BTCUSDT:11:12", Decimal("0.009"))
+    await store.put_record(shrunk)
+    assert await store.put_opened(first) is False
+    assert await store.get_record("BTCUSDT", first.digest) == shrunk
+    # A record of the version before the fills list (no shrunk_by) is kept too.
+    legacy = replace(first, digest="ef" * 15, shrunk_by=None)
+    await store.put_record(legacy)
+    assert await store.put_opened(replace(first, digest=legacy.digest)) is False
+    assert await store.get_record("BTCUSDT", legacy.digest) == legacy
+    # A record it cannot read is replaced (never left to claim what nobody knows).
+    await redis.hset(f"{store.records_key}:BTCUSDT", "01" * 15, b"{not json")
+    assert await store.put_opened(replace(first, digest="01" * 15)) is True
+    assert await store.get_record("BTCUSDT", "01" * 15) == replace(first, digest="01" * 15)
+    assert "BTCUSDT" in {r.symbol for r in await store.records()}
 
 
 async def test_a_batch_of_events_goes_out_in_order_in_one_pipeline_each_once(

@@ -151,7 +151,9 @@ class IntentRecords:
         if executed <= 0 or intent.side is Side.CLOSE:
             await self._store.drop_record(intent.symbol, digest)
             return
-        await self._store.put_record(
+        # Once: a redelivered intent's attempt leaves the record its first attempt wrote (a
+        # level's fill may have been taken off it since; the entry and its legs are the same).
+        await self._store.put_opened(
             Record(
                 digest=digest,
                 intent_key=key,

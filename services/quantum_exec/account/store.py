@@ -87,6 +87,20 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 return 1
 """
 
+# KEYS: a symbol's records, the symbols set. ARGV: digest, the "opened" record's JSON, symbol.
+# The record becomes "opened" once: a record that already is stays as it is (a redelivered
+# intent's attempt writes it again, and a level's fill may have shrunk it since). 1 written, 0 kept.
+_PUT_OPENED: Final = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, rec = pcall(cjson.decode, old)
+  if ok and type(rec) == 'table' and rec['opened'] == true then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
 # KEYS: lease, a symbol's records. ARGV: held value, digest, the record as read, its new JSON
 # ("" drops it). Returns 1 written, 0 the record changed since it was read, -1 not the holder.
 _REPLACE_RECORD: Final = """
@@ -237,6 +251,7 @@ class AccountStore:
         self._publish = redis.register_script(_PUBLISH)
         self._drop_opened = redis.register_script(_DROP_OPENED)
         self._replace_record = redis.register_script(_REPLACE_RECORD)
+        self._put_opened = redis.register_script(_PUT_OPENED)
         # Every record command goes through it: one pipeline per loop turn (:mod:`.record_batch`).
         self.batch = RecordBatch(redis)
         self.token = 0
@@ -370,6 +385,15 @@ class AccountStore:
                 ("SET", self.labels_key(record.intent_id), orjson.dumps(labels), "EX", LABELS_TTL_S)
             )
         await self.batch.many(*commands)
+
+    async def put_opened(self, record: Record) -> bool:
+        """Write the ``opened`` ``record`` unless its intent's record already is one (then it is
+        kept: what a level's fill took off it since stays off); True when written."""
+        assert record.opened
+        keys = [self._records_of(record.symbol), self._symbols_key]
+        return bool(
+            await self.batch.script(self._put_opened, keys, [record.digest, record.to_json(), record.symbol])
+        )
 
     def labels_key(self, intent_id: str) -> str:
         return f"{self._labels_prefix}{intent_id}"

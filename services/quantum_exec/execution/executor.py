@@ -342,7 +342,7 @@ class Executor:
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
         if self.account is not None:
-            # After protection (off the time-to-protected path); a redelivery writes it again.
+            # After protection (off the time-to-protected path); a redelivery leaves what was written.
             await record_opened(self.account, run, rules, size, long=long)
 
 
