@@ -101,3 +101,42 @@ async def test_a_ladder_fills_level_by_level_and_the_stop_follows_the_position(d
 
 async def _has(reasons: Callable[[], Awaitable[list[str]]], reason: str) -> bool:
     return reason in await reasons()
+
+
+async def test_a_resize_after_a_level_names_in_after_only_the_legs_left_armed(desk: Desk) -> None:
+    """The ``tp_filled`` event's ``after`` is the legs once the change is made: the replaced stop,
+    cancelled on the exchange before the event is built, is not among them (the view may not have
+    seen its cancel yet), and the resized stop and the level left are."""
+    await desk.service()
+    mark = desk.sim.engine.mark("BTCUSDT")
+    await desk.publish(
+        intent_id="ladder-after",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss=str((mark * D("0.97")).quantize(D("0.1"))),
+        take_profits=[{"pct": "1", "size_pct": 50}, {"pct": "3", "size_pct": 50}],
+    )
+    opened = await desk.result("ladder-after")
+    assert opened.protection is ProtectionState.PROTECTED and opened.take_profits and opened.stop_loss
+    first, second = opened.take_profits
+    assert first.trigger_price is not None
+    desk.sim.set_mark_price("BTCUSDT", first.trigger_price + D("0.5"))
+
+    async def announced() -> list[dict[str, object]]:
+        return [e for e in await protection_events(desk) if e["reason"] == "tp_filled"]
+
+    await wait_for(lambda: _any(announced), 15, "tp_filled announced")
+    [event] = await announced()
+    [old] = event["before"]  # type: ignore[misc]
+    assert old["client_algo_id"] == opened.stop_loss.client_algo_id
+    assert desk.algo(old["client_algo_id"])["algoStatus"] == "CANCELED"  # type: ignore[index]
+    after = {leg["client_algo_id"]: leg for leg in event["after"]}  # type: ignore[attr-defined]
+    assert old["client_algo_id"] not in after, f"the cancelled stop is still in after: {event['after']}"
+    stops = [leg for leg in after.values() if leg["order_type"] == "STOP_MARKET"]
+    assert len(stops) == 1 and D(stops[0]["quantity"]) == D("0.005"), event["after"]
+    assert second.client_algo_id in after and first.client_algo_id not in after
+
+
+async def _any(items: Callable[[], Awaitable[list[dict[str, object]]]]) -> bool:
+    return bool(await items())

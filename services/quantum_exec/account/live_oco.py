@@ -331,7 +331,7 @@ class LiveOco:
             metrics.OCO_ACTIONS.labels(action="place", outcome="failed").inc()
             raise LegNotArmed(f"{new.client_algo_id} not armed: {done.placed.failure}")
         metrics.OCO_ACTIONS.labels(action="replace", outcome="done" if done.old_cancelled else "gone").inc()
-        await self._announce(old, reason, new.client_algo_id, quantity, trigger_price)
+        await self._announce(old, new.client_algo_id, done.placed.order, quantity, trigger_price)
         log.info(
             "oco.resized",
             symbol=old.symbol,
@@ -342,10 +342,18 @@ class LiveOco:
         )
 
     async def _announce(
-        self, old: AlgoView, reason: str, new_id: str, quantity: Decimal, trigger: Decimal | None
+        self,
+        old: AlgoView,
+        new_id: str,
+        placed: AlgoOrder | None,
+        quantity: Decimal,
+        trigger: Decimal | None,
     ) -> None:
         """A ``protection.changed`` event for a stop moved to break-even, or resized after a
-        take-profit level of its intent filled (other resizes follow changes announced elsewhere)."""
+        take-profit level of its intent filled (other resizes follow changes announced elsewhere).
+        ``after`` is the legs once the change is made: the view's, less ``old`` (no longer open:
+        its cancel's event may not have reached the view yet) and with ``placed``, the leg that
+        replaced it (nor may its own)."""
         if trigger is not None:
             why = ProtectionReason.BREAK_EVEN
         elif self._tp_filled(old):
@@ -353,9 +361,14 @@ class LiveOco:
         else:
             return
         try:
-            after = self._state.open_protective(old.symbol)
+            seen = self._state.open_protective(old.symbol)
         except StaleStateError:
-            after = []
+            seen = []
+        after: list[AlgoView | AlgoOrder] = [
+            leg for leg in seen if leg.algo_id != old.algo_id and leg.client_algo_id != new_id
+        ]
+        if placed is not None:
+            after.append(placed)
         change = f"{new_id}:{quantity}:{trigger or old.trigger_price}"
         event = protection_changed(old.symbol, why, change, [old], after)
         try:
