@@ -26,6 +26,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from account.test_review_follow_up import _held, _legacy_json, _level, _record, holder
+from quantum_exec.account.positions import PositionKind
 from quantum_exec.account.publishing import Publisher
 from quantum_exec.account.records import IntentIds, IntentRecords
 from quantum_exec.account.store import AccountStore, Record
@@ -174,6 +175,44 @@ async def test_a_redelivered_intents_opened_write_leaves_a_levels_shrink(
     # it again"): the entry's executed quantity.
     await records.opened("lad-1", intent, Decimal("0.020"), Decimal("90000"), None)
     assert await _held(store) == Decimal("0.010"), "the redelivery's write put the filled level back"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (README): a record its own stop or target dropped (the fill took the last "
+    "of it) is written whole again by the redelivered intent's 'opened' write",
+)
+async def test_a_redelivered_intents_opened_write_after_its_target_closed_it_claims_nothing(
+    redis: aioredis.Redis, unique_names: dict[str, Any]
+) -> None:
+    """Sixth review (on 862be4a): the intent's single target fills while its first attempt is
+    stuck after writing ``opened``; the follow-up takes the whole of it off, so the record is
+    dropped. The redelivered attempt finds its legs (the target fired: protected) and writes
+    ``opened`` again: nothing is left to merge with, so the record claims the whole entry on a
+    position its own target closed (end to end, a restart's reconcile then arms that intent's
+    legs again on the next intent's position, sized from the record)."""
+    settings = Settings(**unique_names, account_lease_ttl_s=5)
+    store = AccountStore(redis, settings, owner="h")
+    await store.take_lease()
+    records = IntentRecords(store, IntentIds(store))
+    intent = make_intent(
+        intent_id="lad-1",
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity="0.010",
+        stop_loss="90000",
+        take_profit="99000",
+    )
+    await records.opening("lad-1", intent)
+    await records.opened("lad-1", intent, Decimal("0.010"), Decimal("90000"), Decimal("99000"))
+    publisher = Publisher(store, None, SimpleNamespace(leader=True), None, None)  # type: ignore[arg-type]
+    target = _level().model_copy(
+        update={"kind": PositionKind.CLOSED, "position_amount": Decimal(0), "event_id": "BTCUSDT:9:1"}
+    )
+    await publisher._publish_built([(_moved(), target)])
+    assert await _held(store) is None  # taken off whole: dropped
+    await records.opened("lad-1", intent, Decimal("0.010"), Decimal("90000"), Decimal("99000"))
+    assert await _held(store) is None, "the redelivered write claims the entry its target closed"
 
 
 @pytest.mark.timeout(120)

@@ -99,12 +99,13 @@ async def test_records_round_trip_exactly(redis: aioredis.Redis, unique_names: d
     assert await store.records() == []
 
 
-async def test_an_opened_record_is_written_once_and_over_an_opening_one(
-    redis: aioredis.Redis, unique_names: dict[str, Any]
+async def test_an_opened_record_is_merged_over_an_opened_one_never_written_whole_again(
+    redis: aioredis.Redis, unique_names: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The "opened" write replaces the record written before the order (``opened`` false), or
-    a record it cannot read, but never a record that already is ``opened``: that one may have
-    been shrunk by a level's fill since (a redelivered intent's attempt writes it again)."""
+    """The "opened" write replaces the record written before the order (``opened`` false), or one
+    it cannot read. Over a record already ``opened`` (a redelivered intent's attempt) it merges:
+    what a fill took off stays off (the same fill writes nothing), and what the attempt found
+    filled beyond the record's ``opened_quantity`` (a resumed TWAP that sent a child) is added."""
     store = AccountStore(redis, Settings(**unique_names))
     opening = Record(
         digest="cd" * 15,
@@ -118,22 +119,63 @@ async def test_an_opened_record_is_written_once_and_over_an_opening_one(
         opened=False,
     )
     await store.put_record(opening)
-    first = replace(opening, quantity=Decimal("0.019"), stop_loss=Decimal("90000.0"), opened=True)
+    first = replace(
+        opening,
+        quantity=Decimal("0.019"),
+        opened_quantity=Decimal("0.019"),
+        stop_loss=Decimal("90000.0"),
+        opened=True,
+    )
     assert await store.put_opened(first) is True
     assert await store.get_record("BTCUSDT", first.digest) == first
     shrunk = first.shrunk("BTCUSDT:11:12", Decimal("0.009"))
     await store.put_record(shrunk)
+    # The same fill again: nothing written, the level stays off.
     assert await store.put_opened(first) is False
     assert await store.get_record("BTCUSDT", first.digest) == shrunk
-    # A record of the version before the fills list (no shrunk_by) is kept too.
-    legacy = replace(first, digest="ef" * 15, shrunk_by=None)
+    # More found filled (0.025 in all): the 0.006 more is added to what is left.
+    grown = replace(first, quantity=Decimal("0.025"), opened_quantity=Decimal("0.025"))
+    assert await store.put_opened(grown) is True
+    assert await store.get_record("BTCUSDT", first.digest) == replace(
+        grown, quantity=Decimal("0.016"), shrunk_by=("BTCUSDT:11:12",)
+    )
+
+    # A record of a version before opened_quantity: the same size is kept, another written whole.
+    legacy = replace(first, digest="ef" * 15, opened_quantity=None, shrunk_by=None)
     await store.put_record(legacy)
     assert await store.put_opened(replace(first, digest=legacy.digest)) is False
     assert await store.get_record("BTCUSDT", legacy.digest) == legacy
+    bigger = replace(grown, digest=legacy.digest)
+    assert await store.put_opened(bigger) is True
+    assert await store.get_record("BTCUSDT", legacy.digest) == replace(bigger, shrunk_by=None)
+
     # A record it cannot read is replaced (never left to claim what nobody knows).
     await redis.hset(f"{store.records_key}:BTCUSDT", "01" * 15, b"{not json")
     assert await store.put_opened(replace(first, digest="01" * 15)) is True
     assert await store.get_record("BTCUSDT", "01" * 15) == replace(first, digest="01" * 15)
+
+    # A fill's follow-up shrinks the record between the read and the merge's write: the write
+    # is refused, the record read again, and both the shrink and the growth hold.
+    racing = replace(first, digest="23" * 15)
+    await store.put_opened(racing)
+    script = store.batch.script
+    calls: list[Any] = []
+
+    async def follow_up_between(*args: Any) -> Any:
+        calls.append(args[2][3])
+        if len(calls) == 2:
+            there = await store.get_record("BTCUSDT", racing.digest)
+            assert there is not None
+            await store.put_record(there.shrunk("BTCUSDT:13:14", Decimal("0.004")))
+        return await script(*args)
+
+    monkeypatch.setattr(store.batch, "script", follow_up_between)
+    more = replace(racing, quantity=Decimal("0.021"), opened_quantity=Decimal("0.021"))
+    assert await store.put_opened(more) is True
+    assert len(calls) == 4 and calls[0] == calls[2] == b"" and calls[1] != b"" and calls[3] != b""
+    assert await store.get_record("BTCUSDT", racing.digest) == replace(
+        more, quantity=Decimal("0.017"), shrunk_by=("BTCUSDT:13:14",)
+    )
     assert "BTCUSDT" in {r.symbol for r in await store.records()}
 
 

@@ -151,8 +151,8 @@ class IntentRecords:
         if executed <= 0 or intent.side is Side.CLOSE:
             await self._store.drop_record(intent.symbol, digest)
             return
-        # Once: a redelivered intent's attempt leaves the record its first attempt wrote (a
-        # level's fill may have been taken off it since; the entry and its legs are the same).
+        # Merged over an "opened" record of the intent (a redelivered intent's attempt): what a
+        # level's fill took off it since stays off; more found filled (a resumed TWAP) is added.
         await self._store.put_opened(
             Record(
                 digest=digest,
@@ -161,6 +161,7 @@ class IntentRecords:
                 symbol=intent.symbol,
                 long=intent.side is Side.BUY,
                 quantity=executed,
+                opened_quantity=executed,
                 stop_loss=stop_loss,
                 take_profit=take_profit,
                 opened=True,

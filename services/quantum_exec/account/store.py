@@ -87,19 +87,25 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 return 1
 """
 
-# KEYS: a symbol's records, the symbols set. ARGV: digest, the "opened" record's JSON, symbol.
-# The record becomes "opened" once: a record that already is stays as it is (a redelivered
-# intent's attempt writes it again, and a level's fill may have shrunk it since). 1 written, 0 kept.
+# KEYS: a symbol's records, the symbols set. ARGV: digest, the "opened" record's JSON, symbol,
+# the record as read before ("" on the first try). Writes the record unless the one there is
+# already "opened" (a redelivered intent's attempt writes it again, and a level's fill may have
+# shrunk it since): then nothing is written and that record is returned, to be merged and
+# written by compare-and-set (ARGV[4]: written only while the record there is that one).
+# Returns 1 written, 0 not written (ARGV[4] is no longer there), or the opened record found.
 _PUT_OPENED: Final = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
+if ARGV[4] ~= '' then
+  if old ~= ARGV[4] then return 0 end
+elseif old then
   local ok, rec = pcall(cjson.decode, old)
-  if ok and type(rec) == 'table' and rec['opened'] == true then return 0 end
+  if ok and type(rec) == 'table' and rec['opened'] == true then return old end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 """
+_MERGE_TRIES: Final = 5
 
 # KEYS: lease, a symbol's records. ARGV: held value, digest, the record as read, its new JSON
 # ("" drops it). Returns 1 written, 0 the record changed since it was read, -1 not the holder.
@@ -158,6 +164,10 @@ class Record:
     # hand-over) takes each off once. None: written by a version that did not keep them (its
     # shrinks are unknown: only an event published now shrinks it).
     shrunk_by: tuple[str, ...] | None = ()
+    # What the "opened" write gave ``quantity`` (before any shrink); None when it is not known (an
+    # opening record, or one written before this field): a later "opened" write of the same intent
+    # that finds more filled (a resumed TWAP sending a child) adds the difference, not the whole.
+    opened_quantity: Decimal | None = None
     # The JSON it was read from (a write that replaces it checks nothing changed meanwhile).
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
@@ -178,6 +188,9 @@ class Record:
                     else {}
                 ),
                 **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by is not None else {}),
+                **(
+                    {"opened_quantity": str(self.opened_quantity)} if self.opened_quantity is not None else {}
+                ),
             }
         )
 
@@ -205,6 +218,7 @@ class Record:
             break_even_after=data.get("break_even_after"),
             break_even=_dec(data.get("break_even")),
             shrunk_by=tuple(str(e) for e in data["shrunk_by"]) if "shrunk_by" in data else None,
+            opened_quantity=_dec(data.get("opened_quantity")),
             raw=raw.encode() if isinstance(raw, str) else bytes(raw),
         )
 
@@ -221,6 +235,25 @@ class Record:
             take_profit=self.take_profit,
             intent_id=self.intent_id,
         )
+
+
+class RecordChanging(Exception):
+    """An intent's record changed under each of its "opened" write's tries."""
+
+
+def _merged(there: Record, new: Record) -> Record | None:
+    """The "opened" ``new`` over the ``opened`` record ``there`` of the same intent: None when
+    ``there`` stands as it is (the same fill; or, written before ``opened_quantity``, the same
+    size); else ``there`` grown by what ``new`` found filled beyond it, with ``new``'s triggers."""
+    assert new.opened_quantity is not None
+    if there.opened_quantity is None:
+        # Written before the field: its shrinks cannot be told from its size. The same size is
+        # the same fill (kept); another is written whole, as that version did.
+        return None if there.quantity == new.quantity else replace(new, shrunk_by=there.shrunk_by)
+    grown = new.opened_quantity - there.opened_quantity
+    if grown == 0:
+        return None
+    return replace(new, quantity=there.quantity + grown, shrunk_by=there.shrunk_by)
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -387,13 +420,27 @@ class AccountStore:
         await self.batch.many(*commands)
 
     async def put_opened(self, record: Record) -> bool:
-        """Write the ``opened`` ``record`` unless its intent's record already is one (then it is
-        kept: what a level's fill took off it since stays off); True when written."""
-        assert record.opened
+        """Write the ``opened`` ``record`` (``opened_quantity`` set); over a record of the intent
+        that already is ``opened`` (a redelivered intent's attempt), merged: what fills took off it
+        since stays off, and only what this attempt found filled beyond that record's
+        ``opened_quantity`` is added. One script in the common case; False when nothing changed."""
+        assert record.opened and record.opened_quantity is not None
         keys = [self._records_of(record.symbol), self._symbols_key]
-        return bool(
-            await self.batch.script(self._put_opened, keys, [record.digest, record.to_json(), record.symbol])
-        )
+        expected = b""
+        for _ in range(_MERGE_TRIES):
+            args = [record.digest, record.to_json(), record.symbol, expected]
+            answer = await self.batch.script(self._put_opened, keys, args)
+            if answer == 1:
+                return True
+            if answer == 0:
+                expected = b""  # changed since it was read (a fill's follow-up): read it again
+                continue
+            there = Record.from_json(record.digest, answer)
+            merged = _merged(there, record)
+            if merged is None:
+                return False
+            record, expected = merged, there.raw or b""
+        raise RecordChanging(f"the record of {record.intent_key} kept changing under its 'opened' write")
 
     def labels_key(self, intent_id: str) -> str:
         return f"{self._labels_prefix}{intent_id}"
