@@ -104,8 +104,8 @@ async def test_an_opened_record_is_merged_over_an_opened_one_never_written_whole
 ) -> None:
     """The "opened" write replaces the record written before the order (``opened`` false), or one
     it cannot read. Over a record already ``opened`` (a redelivered intent's attempt) it merges:
-    what a fill took off stays off (the same fill writes nothing), and what the attempt found
-    filled beyond the record's ``opened_quantity`` (a resumed TWAP that sent a child) is added."""
+    what a fill took off stays off (the same fill writes nothing), and what the entry filled
+    beyond the record's ``entry_filled`` (a resumed TWAP that sent a child) is added."""
     store = AccountStore(redis, Settings(**unique_names))
     opening = Record(
         digest="cd" * 15,
@@ -122,7 +122,7 @@ async def test_an_opened_record_is_merged_over_an_opened_one_never_written_whole
     first = replace(
         opening,
         quantity=Decimal("0.019"),
-        opened_quantity=Decimal("0.019"),
+        entry_filled=Decimal("0.019"),
         stop_loss=Decimal("90000.0"),
         opened=True,
     )
@@ -133,15 +133,24 @@ async def test_an_opened_record_is_merged_over_an_opened_one_never_written_whole
     # The same fill again: nothing written, the level stays off.
     assert await store.put_opened(first) is False
     assert await store.get_record("BTCUSDT", first.digest) == shrunk
-    # More found filled (0.025 in all): the 0.006 more is added to what is left.
-    grown = replace(first, quantity=Decimal("0.025"), opened_quantity=Decimal("0.025"))
+    # The same fill seen as a different size (a resumed flip does not know the position it met):
+    # nothing written either.
+    assert await store.put_opened(replace(first, quantity=Decimal("0.025"))) is False
+    assert await store.get_record("BTCUSDT", first.digest) == shrunk
+    # The entry filled further (0.025 in all): the 0.006 more is added to what is left.
+    grown = replace(first, quantity=Decimal("0.025"), entry_filled=Decimal("0.025"))
     assert await store.put_opened(grown) is True
     assert await store.get_record("BTCUSDT", first.digest) == replace(
         grown, quantity=Decimal("0.016"), shrunk_by=("BTCUSDT:11:12",)
     )
 
-    # A record of a version before opened_quantity: the same size is kept, another written whole.
-    legacy = replace(first, digest="ef" * 15, opened_quantity=None, shrunk_by=None)
+    # A record of a version before entry_filled: shrunk by a fill, or of the same size, it is
+    # kept; another is written whole, as that version did.
+    shrunk_before = replace(shrunk, digest="ab" * 15, entry_filled=None)
+    await store.put_record(shrunk_before)
+    assert await store.put_opened(replace(first, digest=shrunk_before.digest)) is False
+    assert await store.get_record("BTCUSDT", shrunk_before.digest) == shrunk_before
+    legacy = replace(first, digest="ef" * 15, entry_filled=None, shrunk_by=None)
     await store.put_record(legacy)
     assert await store.put_opened(replace(first, digest=legacy.digest)) is False
     assert await store.get_record("BTCUSDT", legacy.digest) == legacy
@@ -170,7 +179,7 @@ async def test_an_opened_record_is_merged_over_an_opened_one_never_written_whole
         return await script(*args)
 
     monkeypatch.setattr(store.batch, "script", follow_up_between)
-    more = replace(racing, quantity=Decimal("0.021"), opened_quantity=Decimal("0.021"))
+    more = replace(racing, quantity=Decimal("0.021"), entry_filled=Decimal("0.021"))
     assert await store.put_opened(more) is True
     assert len(calls) == 4 and calls[0] == calls[2] == b"" and calls[1] != b"" and calls[3] != b""
     assert await store.get_record("BTCUSDT", racing.digest) == replace(

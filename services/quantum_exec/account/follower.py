@@ -326,10 +326,12 @@ class AccountFollower:
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
         break_even: tuple[int, Decimal] | None = None,
+        filled: Decimal | None = None,
     ) -> None:
-        """The entry filled ``executed``: the record holds a position and the triggers placed
-        (after rounding, or from ``*_pct``), and the break-even move; dropped when nothing filled."""
-        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even)
+        """The entry opened ``executed`` (of the ``filled`` it executed, when that differs): the
+        record holds a position and the triggers placed (after rounding, or from ``*_pct``), and
+        the break-even move; dropped when nothing filled."""
+        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even, filled=filled)
 
     async def closed(
         self,

@@ -86,13 +86,16 @@ class IntentRecords:
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
         break_even: tuple[int, Decimal] | None = None,
+        *,
+        filled: Decimal | None = None,
     ) -> None:
-        """The entry filled ``executed``: the record holds a position and the triggers placed (and
-        the break-even move: after which level, to which trigger); dropped when nothing filled."""
+        """The entry opened ``executed`` (of the ``filled`` it executed, when that differs: a
+        flip): the record holds a position and the triggers placed (and the break-even move: after
+        which level, to which trigger); dropped when nothing filled."""
         await self._bookkeeping(
             "opened",
             intent.symbol,
-            lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even),
+            lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even, filled),
         )
 
     async def closed(self, symbol: str, long: bool | None, close_key: str | None = None) -> bool:
@@ -145,6 +148,7 @@ class IntentRecords:
         stop_loss: Decimal | None,
         take_profit: Decimal | None,
         break_even: tuple[int, Decimal] | None = None,
+        filled: Decimal | None = None,
     ) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
@@ -152,7 +156,8 @@ class IntentRecords:
             await self._store.drop_record(intent.symbol, digest)
             return
         # Merged over an "opened" record of the intent (a redelivered intent's attempt): what a
-        # level's fill took off it since stays off; more found filled (a resumed TWAP) is added.
+        # level's fill took off it since stays off; what the entry filled further (a resumed
+        # TWAP's child) is added.
         await self._store.put_opened(
             Record(
                 digest=digest,
@@ -161,7 +166,7 @@ class IntentRecords:
                 symbol=intent.symbol,
                 long=intent.side is Side.BUY,
                 quantity=executed,
-                opened_quantity=executed,
+                entry_filled=executed if filled is None else filled,
                 stop_loss=stop_loss,
                 take_profit=take_profit,
                 opened=True,

@@ -88,11 +88,13 @@ return 1
 """
 
 # KEYS: a symbol's records, the symbols set. ARGV: digest, the "opened" record's JSON, symbol,
-# the record as read before ("" on the first try). Writes the record unless the one there is
-# already "opened" (a redelivered intent's attempt writes it again, and a level's fill may have
-# shrunk it since): then nothing is written and that record is returned, to be merged and
-# written by compare-and-set (ARGV[4]: written only while the record there is that one).
-# Returns 1 written, 0 not written (ARGV[4] is no longer there), or the opened record found.
+# the record as read before ("" when none was), "1" when an opened record was seen before.
+# Writes the record unless the one there is already "opened" (a redelivered intent's attempt
+# writes it again, and a level's fill may have shrunk it since): then nothing is written and that
+# record is returned, to be merged and written by compare-and-set (ARGV[4]: written only while
+# the record there is that one). An opened record seen before and gone now was dropped (its
+# position closed): it is not written again. Returns 1 written, 0 not written (ARGV[4] is no
+# longer there), -1 gone, or the opened record found.
 _PUT_OPENED: Final = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[4] ~= '' then
@@ -100,6 +102,8 @@ if ARGV[4] ~= '' then
 elseif old then
   local ok, rec = pcall(cjson.decode, old)
   if ok and type(rec) == 'table' and rec['opened'] == true then return old end
+elseif ARGV[5] == '1' then
+  return -1
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -164,10 +168,12 @@ class Record:
     # hand-over) takes each off once. None: written by a version that did not keep them (its
     # shrinks are unknown: only an event published now shrinks it).
     shrunk_by: tuple[str, ...] | None = ()
-    # What the "opened" write gave ``quantity`` (before any shrink); None when it is not known (an
-    # opening record, or one written before this field): a later "opened" write of the same intent
-    # that finds more filled (a resumed TWAP sending a child) adds the difference, not the whole.
-    opened_quantity: Decimal | None = None
+    # What the intent's entry had filled when the "opened" record was written; None when it is
+    # not known (an opening record, or one written before this field). A later "opened" write of
+    # the same intent that finds the entry filled further (a resumed TWAP sending a child) adds
+    # the difference to what is left; the same fill writes nothing (a resumed attempt's own view
+    # of what it opened can differ: a resumed flip does not know the position it met).
+    entry_filled: Decimal | None = None
     # The JSON it was read from (a write that replaces it checks nothing changed meanwhile).
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
@@ -188,9 +194,7 @@ class Record:
                     else {}
                 ),
                 **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by is not None else {}),
-                **(
-                    {"opened_quantity": str(self.opened_quantity)} if self.opened_quantity is not None else {}
-                ),
+                **({"entry_filled": str(self.entry_filled)} if self.entry_filled is not None else {}),
             }
         )
 
@@ -218,7 +222,7 @@ class Record:
             break_even_after=data.get("break_even_after"),
             break_even=_dec(data.get("break_even")),
             shrunk_by=tuple(str(e) for e in data["shrunk_by"]) if "shrunk_by" in data else None,
-            opened_quantity=_dec(data.get("opened_quantity")),
+            entry_filled=_dec(data.get("entry_filled")),
             raw=raw.encode() if isinstance(raw, str) else bytes(raw),
         )
 
@@ -243,15 +247,18 @@ class RecordChanging(Exception):
 
 def _merged(there: Record, new: Record) -> Record | None:
     """The "opened" ``new`` over the ``opened`` record ``there`` of the same intent: None when
-    ``there`` stands as it is (the same fill; or, written before ``opened_quantity``, the same
-    size); else ``there`` grown by what ``new`` found filled beyond it, with ``new``'s triggers."""
-    assert new.opened_quantity is not None
-    if there.opened_quantity is None:
-        # Written before the field: its shrinks cannot be told from its size. The same size is
-        # the same fill (kept); another is written whole, as that version did.
-        return None if there.quantity == new.quantity else replace(new, shrunk_by=there.shrunk_by)
-    grown = new.opened_quantity - there.opened_quantity
-    if grown == 0:
+    ``there`` stands as it is (the entry filled no further; or, written before ``entry_filled``,
+    shrunk or of the same size); else ``there`` grown by what the entry filled beyond it, with
+    ``new``'s triggers."""
+    assert new.entry_filled is not None
+    if there.entry_filled is None:
+        # Written before the field: a record shrunk by a fill (``shrunk_by``) or of the same size
+        # is kept; another is written whole, as the version before this one did.
+        if there.shrunk_by or there.quantity == new.quantity:
+            return None
+        return replace(new, shrunk_by=there.shrunk_by)
+    grown = new.entry_filled - there.entry_filled
+    if grown <= 0:
         return None
     return replace(new, quantity=there.quantity + grown, shrunk_by=there.shrunk_by)
 
@@ -420,26 +427,30 @@ class AccountStore:
         await self.batch.many(*commands)
 
     async def put_opened(self, record: Record) -> bool:
-        """Write the ``opened`` ``record`` (``opened_quantity`` set); over a record of the intent
-        that already is ``opened`` (a redelivered intent's attempt), merged: what fills took off it
-        since stays off, and only what this attempt found filled beyond that record's
-        ``opened_quantity`` is added. One script in the common case; False when nothing changed."""
-        assert record.opened and record.opened_quantity is not None
+        """Write the ``opened`` ``record`` (``entry_filled`` set); over a record of the intent
+        that already is ``opened`` (a redelivered intent's attempt), merged by compare-and-set:
+        what fills took off it since stays off, and only what the entry filled beyond that
+        record's ``entry_filled`` is added; one dropped meanwhile stays dropped. One script in the
+        common case; False when nothing was written."""
+        assert record.opened and record.entry_filled is not None
         keys = [self._records_of(record.symbol), self._symbols_key]
-        expected = b""
+        write, expected, seen = record, b"", b""
         for _ in range(_MERGE_TRIES):
-            args = [record.digest, record.to_json(), record.symbol, expected]
+            args = [record.digest, write.to_json(), record.symbol, expected, seen]
             answer = await self.batch.script(self._put_opened, keys, args)
             if answer == 1:
                 return True
+            if answer == -1:
+                return False  # dropped since it was read: its position closed
             if answer == 0:
-                expected = b""  # changed since it was read (a fill's follow-up): read it again
+                # Changed since it was read (a fill's follow-up, a drop): read it again.
+                write, expected = record, b""
                 continue
             there = Record.from_json(record.digest, answer)
             merged = _merged(there, record)
             if merged is None:
                 return False
-            record, expected = merged, there.raw or b""
+            write, expected, seen = merged, there.raw or b"", b"1"
         raise RecordChanging(f"the record of {record.intent_key} kept changing under its 'opened' write")
 
     def labels_key(self, intent_id: str) -> str:

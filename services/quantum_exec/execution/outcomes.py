@@ -139,4 +139,5 @@ async def record_opened(
         stop_loss=out.stop_loss.trigger_price if out.stop_loss else None,
         take_profit=out.take_profit.trigger_price if out.take_profit and not out.take_profits else None,
         break_even=break_even_of(run, rules, long=long),
+        filled=out.executed_quantity,
     )

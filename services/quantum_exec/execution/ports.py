@@ -229,6 +229,7 @@ class AccountView(Protocol):
         stop_loss: Decimal | None = None,
         take_profit: Decimal | None = None,
         break_even: tuple[int, Decimal] | None = None,
+        filled: Decimal | None = None,
     ) -> None: ...
 
 
