@@ -10,8 +10,8 @@ from account.samples import algo_message, fill_message
 from quantum_exec.account.break_even import plan_break_even
 from quantum_exec.account.events import parse_event
 from quantum_exec.account.oco import Cancel, plan_oco
+from quantum_exec.account.record import Record
 from quantum_exec.account.state import AccountState
-from quantum_exec.account.store import Record
 from quantum_exec.core.ids import client_order_id, replacement_of, tp_level_id
 
 D = Decimal

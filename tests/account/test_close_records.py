@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from quantum_exec.account.record import Record
 from quantum_exec.account.roles import intent_digest
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.store import AccountStore
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.core.ids import client_order_id
 from quantum_exec.exchange.wire import OrderSide

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from quantum_exec.account.store import Record
+from quantum_exec.account.record import Record
 from quantum_exec.contracts import ProtectionState, ResultStatus
 from quantum_exec.core.ids import client_order_id, replacement_of
 from support.desk import Desk

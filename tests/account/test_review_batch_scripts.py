@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.record import Record
+from quantum_exec.account.store import AccountStore
 from quantum_exec.core.redis_client import connect
 from quantum_exec.core.settings import Settings
 from support.redis_ha import ClusterSet, cluster_names

@@ -30,7 +30,8 @@ from account.test_store import _event
 from quantum_exec.account.lease import AccountLease
 from quantum_exec.account.positions import PositionKind, PositionReason
 from quantum_exec.account.publishing import Publisher
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.record import Record
+from quantum_exec.account.store import AccountStore
 from quantum_exec.core.settings import Settings
 from support.waiting import wait_for
 

@@ -28,8 +28,9 @@ from redis import asyncio as aioredis
 from account.test_review_follow_up import _held, _legacy_json, _level, _record, holder
 from quantum_exec.account.positions import PositionKind
 from quantum_exec.account.publishing import Publisher
+from quantum_exec.account.record import Record
 from quantum_exec.account.records import IntentIds, IntentRecords
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.store import AccountStore
 from quantum_exec.core.settings import Settings
 from support.sim_state import intent as make_intent
 from support.waiting import wait_for

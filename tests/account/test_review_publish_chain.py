@@ -30,7 +30,8 @@ from redis import asyncio as aioredis
 from account.test_store import _event
 from quantum_exec.account.positions import PositionKind, PositionReason
 from quantum_exec.account.publishing import Publisher
-from quantum_exec.account.store import _PUBLISH, AccountStore, Record
+from quantum_exec.account.record import Record
+from quantum_exec.account.store import _PUBLISH, AccountStore
 from quantum_exec.core.redis_lane import enable, lane_of
 from quantum_exec.core.settings import Settings
 

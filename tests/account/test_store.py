@@ -12,7 +12,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from quantum_exec.account.positions import PositionEvent, PositionKind, PositionReason
-from quantum_exec.account.store import _PUBLISH, AccountStore, Record
+from quantum_exec.account.record import Record
+from quantum_exec.account.store import _PUBLISH, AccountStore
 from quantum_exec.core.redis_lane import enable, lane_of
 from quantum_exec.core.settings import Settings
 from support.waiting import wait_for

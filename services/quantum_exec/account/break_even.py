@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from quantum_exec.account.record import Record
 from quantum_exec.account.roles import leg_ids
 from quantum_exec.account.state import AccountState
-from quantum_exec.account.store import Record
 from quantum_exec.account.views import AlgoView
 from quantum_exec.core.ids import client_order_id, tp_level_id
 

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Final
 
+from quantum_exec.account.record import Record
 from quantum_exec.account.roles import intent_digest
-from quantum_exec.account.store import AccountStore, Record
+from quantum_exec.account.store import AccountStore
 from quantum_exec.contracts import Side, TradeIntent
 from quantum_exec.core.ids import client_order_id
 from quantum_exec.ops.logs import get_logger
