@@ -12,7 +12,6 @@ intent's; reconciliation sizes a missing leg of this intent from that record.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +19,8 @@ import pytest
 
 from quantum_exec.contracts import ResultStatus
 from quantum_exec.core.ids import client_order_id
-from quantum_exec.execution import executor as executor_module
 from support.desk import Desk
+from support.dying import die_after_opened
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -38,17 +37,7 @@ def _children(desk: Desk, key: str) -> list[dict[str, Any]]:
 async def test_a_resumed_twap_that_sends_the_child_the_first_attempt_did_not_is_recorded_whole(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = executor_module.record_opened
-    hung: list[Decimal] = []
-
-    async def opened_then_die(account: Any, run: Any, rules: Any, size: Decimal, *, long: bool) -> None:
-        await real(account, run, rules, size, long=long)
-        if not hung:
-            # The first attempt wrote its record; the instance dies before the result's commit.
-            hung.append(size)
-            await asyncio.Event().wait()
-
-    monkeypatch.setattr(executor_module, "record_opened", opened_then_die)
+    hung = die_after_opened(monkeypatch)
     first = await desk.service(consumer_name="leaving", shutdown_grace_s=0.5)
     mark = desk.sim.engine.mark("BTCUSDT")
     await desk.publish(

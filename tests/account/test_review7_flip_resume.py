@@ -10,14 +10,12 @@ claims 0.010 of a 0.006 long. Reconciliation sizes a missing leg of this intent 
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from quantum_exec.execution import executor as executor_module
 from support.desk import Desk
+from support.dying import die_after_opened
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -28,16 +26,7 @@ D = Decimal
 async def test_a_resumed_flip_records_only_what_it_opened(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = executor_module.record_opened
-    hung: list[Decimal] = []
-
-    async def opened_then_die(account: Any, run: Any, rules: Any, size: Decimal, *, long: bool) -> None:
-        await real(account, run, rules, size, long=long)
-        if run.key == "flip-r7" and not hung:
-            hung.append(size)
-            await asyncio.Event().wait()
-
-    monkeypatch.setattr(executor_module, "record_opened", opened_then_die)
+    hung = die_after_opened(monkeypatch, "flip-r7")
     first = await desk.service(consumer_name="leaving", shutdown_grace_s=0.5)
     mark = desk.sim.engine.mark("BTCUSDT")
     await desk.publish(
