@@ -7,7 +7,12 @@ dies before its result is committed. The redelivered attempt resumes without ``p
 (``entry_filled`` 0.004). There is no opened record to merge with (the first attempt's was
 dropped), so ``put_opened`` writes it whole: the intent claims a 0.004 long on a 0.002 short.
 ``entry_filled`` exists to make a resumed netting entry's write harmless; the case where the
-first attempt opened nothing escapes it (and a reduced-to-flat entry the same way).
+first attempt opened nothing escapes it (and a reduced-to-flat entry the same way). The resumed
+attempt also protected the whole fill (a SELL stop, cancelled by the live OCO: it protected
+nothing) and said ``protected``.
+
+Fixed: the intent's record carries the position its entry met (written before the entry is
+sent; kept at size 0 when the entry opened nothing), and a resumed attempt reads it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from decimal import Decimal
 
 import pytest
 
+from quantum_exec.contracts import ProtectionState
 from quantum_exec.core.ids import client_order_id
 from support.desk import Desk
 from support.dying import die_after_opened
@@ -27,12 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 D = Decimal
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (README): a resumed attempt does not know the position its entry met; an "
-    "entry that only reduced (or flipped) an opposite position, resumed, records and protects its "
-    "whole fill as opened",
-)
 async def test_a_resumed_reducing_entry_records_nothing(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
     hung = die_after_opened(monkeypatch, "red-r8")
     first = await desk.service(consumer_name="leaving", shutdown_grace_s=0.5)
@@ -58,7 +58,8 @@ async def test_a_resumed_reducing_entry_records_nothing(desk: Desk, monkeypatch:
     follower = first.account
     assert follower is not None
     before = [r for r in await follower.store.records_of("BTCUSDT") if r.opened and r.intent_key == "red-r8"]
-    assert before == [], before
+    # It opened nothing: a record of size 0 keeps the position it met, for a resumed attempt.
+    assert [(r.quantity, r.position_before) for r in before] == [(D(0), D("-0.006"))], before
     await first.stop()
     await desk.service(consumer_name="arriving")
     result = await desk.result("red-r8", timeout_s=40)
@@ -74,9 +75,11 @@ async def test_a_resumed_reducing_entry_records_nothing(desk: Desk, monkeypatch:
         for a in algo_orders(desk.sim, symbol="BTCUSDT")
         if a["clientAlgoId"] in ids
     ]
-    assert records == [], (
+    claims = [(r.long, r.quantity) for r in records if r.quantity > 0]
+    assert claims == [] and legs == [], (
         "the reducing BUY opened nothing (a 0.002 short is left), yet after its redelivery its "
-        f"record claims {[(r.long, r.quantity) for r in records]}: the resumed attempt (no "
-        "position_before) wrote its whole fill and there was no opened record to merge with; its "
-        f"legs on the simulator: {legs}; result protection {result.protection.value}"
+        f"record claims {claims}: the resumed attempt (no position_before) took its whole fill as "
+        f"opened; its legs on the simulator: {legs}; result protection {result.protection.value}"
     )
+    # As the first attempt would have said: nothing opened, nothing to protect.
+    assert result.protection is ProtectionState.NOT_REQUESTED, result.protection

@@ -313,9 +313,14 @@ class AccountFollower:
             await self._algo_waiters.wait(client_algo_id, left_s)
         return None
 
-    async def opening(self, key: str, intent: TradeIntent) -> None:
-        """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
-        await self._records.opening(key, intent)
+    async def opening(self, key: str, intent: TradeIntent, position_before: Decimal | None = None) -> None:
+        """Record the intent before its order is sent (whoever sees the fill can name the intent),
+        with the position its entry meets."""
+        await self._records.opening(key, intent, position_before)
+
+    async def position_before(self, key: str, symbol: str) -> Decimal | None:
+        """The position the intent's entry met, as its first attempt recorded it (None: unknown)."""
+        return await self._records.position_before(key, symbol)
 
     async def opened(
         self,
@@ -327,11 +332,21 @@ class AccountFollower:
         take_profit: Decimal | None = None,
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
+        position_before: Decimal | None = None,
     ) -> None:
         """The entry opened ``executed`` (of the ``filled`` it executed, when that differs): the
         record holds a position and the triggers placed (after rounding, or from ``*_pct``), and
-        the break-even move; dropped when nothing filled."""
-        await self._records.opened(key, intent, executed, stop_loss, take_profit, break_even, filled=filled)
+        the break-even move, and the position the entry met; dropped when nothing filled."""
+        await self._records.opened(
+            key,
+            intent,
+            executed,
+            stop_loss,
+            take_profit,
+            break_even,
+            filled=filled,
+            position_before=position_before,
+        )
 
     async def closed(
         self,

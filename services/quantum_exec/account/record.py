@@ -44,6 +44,10 @@ class Record:
     # the difference to what is left; the same fill writes nothing (a resumed attempt's own view
     # of what it opened can differ: a resumed flip does not know the position it met).
     entry_filled: Decimal | None = None
+    # The position the intent's entry met (read before it was sent); None when not read (a
+    # reduce-only intent, a CLOSE) or not known. A resumed attempt reads it from here: it tells
+    # what a fill reduced or flipped from what it opened.
+    position_before: Decimal | None = None
     # The JSON it was read from (a write that replaces it checks nothing changed meanwhile).
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
@@ -65,6 +69,9 @@ class Record:
                 ),
                 **({"shrunk_by": list(self.shrunk_by)} if self.shrunk_by is not None else {}),
                 **({"entry_filled": str(self.entry_filled)} if self.entry_filled is not None else {}),
+                **(
+                    {"position_before": str(self.position_before)} if self.position_before is not None else {}
+                ),
             }
         )
 
@@ -93,6 +100,7 @@ class Record:
             break_even=_dec(data.get("break_even")),
             shrunk_by=tuple(str(e) for e in data["shrunk_by"]) if "shrunk_by" in data else None,
             entry_filled=_dec(data.get("entry_filled")),
+            position_before=_dec(data.get("position_before")),
             raw=raw.encode() if isinstance(raw, str) else bytes(raw),
         )
 

@@ -75,9 +75,21 @@ class IntentRecords:
         self._store = store
         self._intent_ids = intent_ids
 
-    async def opening(self, key: str, intent: TradeIntent) -> None:
-        """Record the intent before its order is sent (whoever sees the fill can name the intent)."""
-        await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent))
+    async def opening(self, key: str, intent: TradeIntent, position_before: Decimal | None = None) -> None:
+        """Record the intent before its order is sent (whoever sees the fill can name the intent),
+        with the position its entry meets (a resumed attempt reads it: :meth:`position_before`)."""
+        await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent, position_before))
+
+    async def position_before(self, key: str, symbol: str) -> Decimal | None:
+        """The position the intent's entry met, as its first attempt recorded it (None: unknown)."""
+        digest = intent_digest(client_order_id(key, "entry"))
+        assert digest is not None
+        try:
+            record = await self._store.get_record(symbol, digest)
+        except REDIS_DOWN as exc:
+            log.warning("account.record_unread", symbol=symbol, error=str(exc))
+            return None
+        return None if record is None else record.position_before
 
     async def opened(
         self,
@@ -89,14 +101,19 @@ class IntentRecords:
         break_even: tuple[int, Decimal] | None = None,
         *,
         filled: Decimal | None = None,
+        position_before: Decimal | None = None,
     ) -> None:
         """The entry opened ``executed`` (of the ``filled`` it executed, when that differs: a
-        flip): the record holds a position and the triggers placed (and the break-even move: after
-        which level, to which trigger); dropped when nothing filled."""
+        flip, or an entry that only reduced ``position_before``): the record holds a position and
+        the triggers placed (and the break-even move: after which level, to which trigger).
+        Dropped when nothing filled; an entry that filled and opened nothing keeps a record of
+        size 0 with the position it met, for a resumed attempt (:meth:`position_before`)."""
         await self._bookkeeping(
             "opened",
             intent.symbol,
-            lambda: self._opened(key, intent, executed, stop_loss, take_profit, break_even, filled),
+            lambda: self._opened(
+                key, intent, executed, stop_loss, take_profit, break_even, filled, position_before
+            ),
         )
 
     async def closed(self, symbol: str, long: bool | None, close_key: str | None = None) -> bool:
@@ -120,7 +137,7 @@ class IntentRecords:
         log.error("account.record_failed", step=what, symbol=symbol, error=error)
         return False
 
-    async def _opening(self, key: str, intent: TradeIntent) -> None:
+    async def _opening(self, key: str, intent: TradeIntent, position_before: Decimal | None) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
         self._intent_ids.remember(digest, intent.intent_id)
@@ -137,6 +154,7 @@ class IntentRecords:
                 stop_loss=intent.stop_loss,
                 take_profit=intent.take_profit,
                 opened=False,
+                position_before=position_before,
             ),
             labels,
         )
@@ -150,12 +168,20 @@ class IntentRecords:
         take_profit: Decimal | None,
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
+        position_before: Decimal | None = None,
     ) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
-        if executed <= 0 or intent.side is Side.CLOSE:
+        netted = executed <= 0 and filled is not None and filled > 0 and position_before is not None
+        if intent.side is Side.CLOSE or (executed <= 0 and not netted):
             await self._store.drop_record(intent.symbol, digest)
             return
+        if netted:
+            # It filled and opened nothing (it reduced an opposite position, or was closed at
+            # once): no position, no triggers; only what a resumed attempt must know.
+            stop_loss = take_profit = None
+            break_even = None
+            executed = Decimal(0)
         # Merged over an "opened" record of the intent (a redelivered intent's attempt): what a
         # level's fill took off it since stays off; what the entry filled further (a resumed
         # TWAP's child) is added.
@@ -173,6 +199,7 @@ class IntentRecords:
                 opened=True,
                 break_even_after=break_even[0] if break_even else None,
                 break_even=break_even[1] if break_even else None,
+                position_before=position_before,
             )
         )
 
@@ -201,5 +228,5 @@ class IntentRecords:
         return {
             r.intent_key: (r.stop_loss, r.break_even_after)
             for r in await self._store.records_of(symbol)
-            if r.opened and r.long is long
+            if r.opened and r.long is long and r.quantity > 0
         }

@@ -281,6 +281,10 @@ class Executor:
             # (the intent may have gone stale, the price may have moved since it was placed).
             run.entry_sent = True  # until the lookup proves otherwise
             facts = await self._recovery.look_up(run, "entry")
+            if self.account is not None and not intent.reduce_only:
+                # The position the dead attempt's entry met, as it recorded it: what a fill
+                # reduced or flipped is not what it opened (None: unknown, taken as flat).
+                run.position_before = await self.account.position_before(run.key, symbol)
             strategy = self._pick(run, sliced=facts.plan is not None)
             found = await strategy.find(run, facts)
             if found is not None:

@@ -140,4 +140,5 @@ async def record_opened(
         take_profit=out.take_profit.trigger_price if out.take_profit and not out.take_profits else None,
         break_even=break_even_of(run, rules, long=long),
         filled=out.executed_quantity,
+        position_before=run.position_before,
     )

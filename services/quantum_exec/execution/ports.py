@@ -207,7 +207,11 @@ class AccountView(Protocol):
         self, client_algo_id: str, timeout_s: float, seen: object = None
     ) -> AlgoState | None: ...
 
-    async def opening(self, key: str, intent: TradeIntent) -> None: ...
+    async def opening(
+        self, key: str, intent: TradeIntent, position_before: Decimal | None = None
+    ) -> None: ...
+
+    async def position_before(self, key: str, symbol: str) -> Decimal | None: ...
 
     async def closed(
         self,
@@ -230,6 +234,7 @@ class AccountView(Protocol):
         take_profit: Decimal | None = None,
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
+        position_before: Decimal | None = None,
     ) -> None: ...
 
 

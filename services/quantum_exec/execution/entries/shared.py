@@ -21,4 +21,4 @@ def record_opening(account: AccountView | None, run: Run) -> asyncio.Future[None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
-    return asyncio.ensure_future(account.opening(run.key, run.intent))
+    return asyncio.ensure_future(account.opening(run.key, run.intent, run.position_before))
