@@ -178,20 +178,14 @@ async def test_a_redelivered_intents_opened_write_leaves_a_levels_shrink(
     assert await _held(store) == Decimal("0.010"), "the redelivery's write put the filled level back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (README): a record its own stop or target dropped (the fill took the last "
-    "of it) is written whole again by the redelivered intent's 'opened' write",
-)
-async def test_a_redelivered_intents_opened_write_after_its_target_closed_it_claims_nothing(
+async def test_a_resumed_attempts_opened_write_leaves_a_record_its_target_dropped_meanwhile(
     redis: aioredis.Redis, unique_names: dict[str, Any]
 ) -> None:
-    """Sixth review (on 862be4a): the intent's single target fills while its first attempt is
-    stuck after writing ``opened``; the follow-up takes the whole of it off, so the record is
-    dropped. The redelivered attempt finds its legs (the target fired: protected) and writes
-    ``opened`` again: nothing is left to merge with, so the record claims the whole entry on a
-    position its own target closed (end to end, a restart's reconcile then arms that intent's
-    legs again on the next intent's position, sized from the record)."""
+    """Sixth review (on 862be4a), the record's side: a resumed attempt read its record there;
+    its single target fills before the attempt's ``opened`` write, the follow-up takes the whole
+    of it off and drops it. The write (``seen``) does not bring it back: nothing is left to merge
+    with, and the record would claim the whole entry on a position its own target closed. (Gone
+    before the attempt read it, the executor writes nothing: ``test_review6_target_dropped.py``.)"""
     settings = Settings(**unique_names, account_lease_ttl_s=5)
     store = AccountStore(redis, settings, owner="h")
     await store.take_lease()
@@ -212,8 +206,8 @@ async def test_a_redelivered_intents_opened_write_after_its_target_closed_it_cla
     )
     await publisher._publish_built([(_moved(), target)])
     assert await _held(store) is None  # taken off whole: dropped
-    await records.opened("lad-1", intent, Decimal("0.010"), Decimal("90000"), Decimal("99000"))
-    assert await _held(store) is None, "the redelivered write claims the entry its target closed"
+    await records.opened("lad-1", intent, Decimal("0.010"), Decimal("90000"), Decimal("99000"), seen=True)
+    assert await _held(store) is None, "the resumed write claims the entry its target closed"
 
 
 @pytest.mark.timeout(120)

@@ -318,9 +318,10 @@ class AccountFollower:
         with the position its entry meets."""
         await self._records.opening(key, intent, position_before)
 
-    async def position_before(self, key: str, symbol: str) -> Decimal | None:
-        """The position the intent's entry met, as its first attempt recorded it (None: unknown)."""
-        return await self._records.position_before(key, symbol)
+    async def resumed(self, key: str, symbol: str) -> tuple[bool | None, Decimal | None]:
+        """For a resumed attempt: whether the intent's record is there, and the position its entry
+        met as its first attempt recorded it (:meth:`.records.IntentRecords.resumed`)."""
+        return await self._records.resumed(key, symbol)
 
     async def opened(
         self,
@@ -333,6 +334,7 @@ class AccountFollower:
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
         position_before: Decimal | None = None,
+        seen: bool = False,
     ) -> None:
         """The entry opened ``executed`` (of the ``filled`` it executed, when that differs): the
         record holds a position and the triggers placed (after rounding, or from ``*_pct``), and
@@ -346,6 +348,7 @@ class AccountFollower:
             break_even,
             filled=filled,
             position_before=position_before,
+            seen=seen,
         )
 
     async def closed(

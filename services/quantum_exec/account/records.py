@@ -80,16 +80,19 @@ class IntentRecords:
         with the position its entry meets (a resumed attempt reads it: :meth:`position_before`)."""
         await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent, position_before))
 
-    async def position_before(self, key: str, symbol: str) -> Decimal | None:
-        """The position the intent's entry met, as its first attempt recorded it (None: unknown)."""
+    async def resumed(self, key: str, symbol: str) -> tuple[bool | None, Decimal | None]:
+        """For a resumed attempt: whether the intent's record is there (False: gone, a fill of
+        its own legs took the last of it, or its position closed and its records were dropped;
+        None: it could not be read), and the position its entry met as its first attempt
+        recorded it (None: unknown)."""
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
         try:
             record = await self._store.get_record(symbol, digest)
         except REDIS_DOWN as exc:
             log.warning("account.record_unread", symbol=symbol, error=str(exc))
-            return None
-        return None if record is None else record.position_before
+            return None, None
+        return record is not None, None if record is None else record.position_before
 
     async def opened(
         self,
@@ -102,17 +105,19 @@ class IntentRecords:
         *,
         filled: Decimal | None = None,
         position_before: Decimal | None = None,
+        seen: bool = False,
     ) -> None:
         """The entry opened ``executed`` (of the ``filled`` it executed, when that differs: a
         flip, or an entry that only reduced ``position_before``): the record holds a position and
         the triggers placed (and the break-even move: after which level, to which trigger).
         Dropped when nothing filled; an entry that filled and opened nothing keeps a record of
-        size 0 with the position it met, for a resumed attempt (:meth:`position_before`)."""
+        size 0 with the position it met, for a resumed attempt (:meth:`resumed`). ``seen``: a
+        resumed attempt read the record there: if it is gone now, it is not written again."""
         await self._bookkeeping(
             "opened",
             intent.symbol,
             lambda: self._opened(
-                key, intent, executed, stop_loss, take_profit, break_even, filled, position_before
+                key, intent, executed, stop_loss, take_profit, break_even, filled, position_before, seen
             ),
         )
 
@@ -169,6 +174,7 @@ class IntentRecords:
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
         position_before: Decimal | None = None,
+        seen: bool = False,
     ) -> None:
         digest = intent_digest(client_order_id(key, "entry"))
         assert digest is not None
@@ -200,7 +206,8 @@ class IntentRecords:
                 break_even_after=break_even[0] if break_even else None,
                 break_even=break_even[1] if break_even else None,
                 position_before=position_before,
-            )
+            ),
+            seen=seen,
         )
 
     async def _closed(self, symbol: str, long: bool | None, also: list[str]) -> None:

@@ -301,7 +301,7 @@ class AccountStore:
             )
         await self.batch.many(*commands)
 
-    async def put_opened(self, record: Record) -> bool:
+    async def put_opened(self, record: Record, *, seen: bool = False) -> bool:
         """Write the ``opened`` ``record`` (``entry_filled`` set); over a record of the intent
         that already is ``opened`` (a redelivered intent's attempt), merged by compare-and-set:
         what fills took off it since stays off, and only what the entry filled beyond that
@@ -309,9 +309,10 @@ class AccountStore:
         common case; False when nothing was written."""
         assert record.opened and record.entry_filled is not None
         keys = [self._records_of(record.symbol), self._symbols_key]
-        write, expected, seen = record, b"", b""
+        # ``seen``: the caller read the record there before (a resumed attempt): gone, it stays gone.
+        write, expected, was = record, b"", b"1" if seen else b""
         for _ in range(_MERGE_TRIES):
-            args = [record.digest, write.to_json(), record.symbol, expected, seen]
+            args = [record.digest, write.to_json(), record.symbol, expected, was]
             answer = await self.batch.script(self._put_opened, keys, args)
             if answer == 1:
                 return True
@@ -325,7 +326,7 @@ class AccountStore:
             merged = merged_opened(there, record)
             if merged is None:
                 return False
-            write, expected, seen = merged, there.raw or b"", b"1"
+            write, expected, was = merged, there.raw or b"", b"1"
         raise RecordChanging(f"the record of {record.intent_key} kept changing under its 'opened' write")
 
     def labels_key(self, intent_id: str) -> str:

@@ -281,13 +281,16 @@ class Executor:
             # (the intent may have gone stale, the price may have moved since it was placed).
             run.entry_sent = True  # until the lookup proves otherwise
             facts = await self._recovery.look_up(run, "entry")
-            if self.account is not None and not intent.reduce_only:
+            there: bool | None = None
+            if self.account is not None:
                 # The position the dead attempt's entry met, as it recorded it: what a fill
                 # reduced or flipped is not what it opened (None: unknown, taken as flat).
-                run.position_before = await self.account.position_before(run.key, symbol)
+                there, before = await self.account.resumed(run.key, symbol)
+                run.position_before = None if intent.reduce_only else before
             strategy = self._pick(run, sliced=facts.plan is not None)
             found = await strategy.find(run, facts)
             if found is not None:
+                run.record_there = there
                 await self._admission.adopt(run, found.quantity, found.reference)
         if found is None and run.attempt.repair:
             run.entry_sent = False  # certainly absent: the repair never places a new entry
@@ -345,7 +348,11 @@ class Executor:
             await netted(self.legs, self.account, self._own_protective, run, entry, size, flatten, long=long)
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
-        if self.account is not None:
+        if self.account is not None and run.record_there is False:
+            log.info(
+                "account.record_gone", intent_id=run.key, symbol=intent.symbol, detail="not written again"
+            )
+        elif self.account is not None:
             # After protection (off the time-to-protected path); a redelivery leaves what was written.
             await record_opened(self.account, run, rules, size, long=long)
 

@@ -141,4 +141,5 @@ async def record_opened(
         break_even=break_even_of(run, rules, long=long),
         filled=out.executed_quantity,
         position_before=run.position_before,
+        seen=run.record_there is True,
     )

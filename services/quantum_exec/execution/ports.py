@@ -211,7 +211,7 @@ class AccountView(Protocol):
         self, key: str, intent: TradeIntent, position_before: Decimal | None = None
     ) -> None: ...
 
-    async def position_before(self, key: str, symbol: str) -> Decimal | None: ...
+    async def resumed(self, key: str, symbol: str) -> tuple[bool | None, Decimal | None]: ...
 
     async def closed(
         self,
@@ -235,6 +235,7 @@ class AccountView(Protocol):
         break_even: tuple[int, Decimal] | None = None,
         filled: Decimal | None = None,
         position_before: Decimal | None = None,
+        seen: bool = False,
     ) -> None: ...
 
 

@@ -110,6 +110,12 @@ class Run:
     # The symbol's signed one-way position read before the entry; None when not read (a resumed
     # entry, a reduce-only intent): the entry is then taken to open all it executes.
     position_before: Decimal | None = None
+    # Resumed with the entry found: whether the intent's record was there (False: read and gone,
+    # the fill's position taken off whole since by its own stop or target, a CLOSE, the symbol
+    # gone flat; None: not read). Gone, the attempt writes no "opened" record (it would claim
+    # what is no longer the intent's); there, its "opened" write does not bring it back if it
+    # goes meanwhile.
+    record_there: bool | None = None
     # The LIMIT (or STOP) entry's price (rounded to the tick); None for a MARKET entry.
     limit_price: Decimal | None = None
     # A STOP / STOP_MARKET entry's trigger (rounded to the tick).
