@@ -6,8 +6,10 @@ it off, so the record is dropped, and the position is flat. The redelivered atte
 legs (the target fired: protected). Before, it wrote ``opened`` 0.010 again: the intent claimed a
 position its own target had closed, and once another intent opened on the symbol a restart's
 reconcile armed tp-r6's stop and target again (the target at a price that already filled) on
-that intent's position. Now a resumed attempt that finds its entry and reads the record gone
-writes none.
+that intent's position. A resumed attempt cannot tell a record dropped so from one never
+written (the opening write lost with the instance, or refused while Redis was away:
+``test_review10_opening_lost.py``), which must be written; it writes it: a known limit. (A record
+it read there and that goes before its write is not brought back: ``test_review_follow_up_lease.py``.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 D = Decimal
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (README): a record its own stop or target dropped before the resumed attempt "
+    "read it is written whole again (it cannot be told from a record never written)",
+)
 async def test_a_redelivered_intent_whose_target_closed_it_writes_no_record_again(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -348,11 +348,7 @@ class Executor:
             await netted(self.legs, self.account, self._own_protective, run, entry, size, flatten, long=long)
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
-        if self.account is not None and run.record_there is False:
-            log.info(
-                "account.record_gone", intent_id=run.key, symbol=intent.symbol, detail="not written again"
-            )
-        elif self.account is not None:
+        if self.account is not None:
             # After protection (off the time-to-protected path); a redelivery leaves what was written.
             await record_opened(self.account, run, rules, size, long=long)
 

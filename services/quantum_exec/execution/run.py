@@ -110,11 +110,11 @@ class Run:
     # The symbol's signed one-way position read before the entry; None when not read (a resumed
     # entry, a reduce-only intent): the entry is then taken to open all it executes.
     position_before: Decimal | None = None
-    # Resumed with the entry found: whether the intent's record was there (False: read and gone,
-    # the fill's position taken off whole since by its own stop or target, a CLOSE, the symbol
-    # gone flat; None: not read). Gone, the attempt writes no "opened" record (it would claim
-    # what is no longer the intent's); there, its "opened" write does not bring it back if it
-    # goes meanwhile.
+    # Resumed with the entry found: whether the intent's record was there (None: not read).
+    # There, its "opened" write does not bring it back if it goes meanwhile (its position share
+    # was taken off whole: its own stop or target, a CLOSE, the symbol gone flat). Gone already,
+    # it is written: that cannot be told from a record never written (the opening write lost
+    # with the instance, or refused while Redis was away), which must be.
     record_there: bool | None = None
     # The LIMIT (or STOP) entry's price (rounded to the tick); None for a MARKET entry.
     limit_price: Decimal | None = None
