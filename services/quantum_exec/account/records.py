@@ -77,7 +77,7 @@ class IntentRecords:
 
     async def opening(self, key: str, intent: TradeIntent, position_before: Decimal | None = None) -> None:
         """Record the intent before its order is sent (whoever sees the fill can name the intent),
-        with the position its entry meets (a resumed attempt reads it: :meth:`position_before`)."""
+        with the position its entry meets (a resumed attempt reads it: :meth:`resumed`)."""
         await self._bookkeeping("opening", intent.symbol, lambda: self._opening(key, intent, position_before))
 
     async def resumed(self, key: str, symbol: str) -> tuple[bool | None, Decimal | None]:
@@ -85,8 +85,7 @@ class IntentRecords:
         its own legs took the last of it, or its position closed and its records were dropped;
         None: it could not be read), and the position its entry met as its first attempt
         recorded it (None: unknown)."""
-        digest = intent_digest(client_order_id(key, "entry"))
-        assert digest is not None
+        digest = _digest(key)
         try:
             record = await self._store.get_record(symbol, digest)
         except REDIS_DOWN as exc:
@@ -143,8 +142,7 @@ class IntentRecords:
         return False
 
     async def _opening(self, key: str, intent: TradeIntent, position_before: Decimal | None) -> None:
-        digest = intent_digest(client_order_id(key, "entry"))
-        assert digest is not None
+        digest = _digest(key)
         self._intent_ids.remember(digest, intent.intent_id)
         long = None if intent.side is Side.CLOSE else intent.side is Side.BUY
         labels = {k: str(intent.meta[k]) for k in ("model", "strategy") if intent.meta.get(k) is not None}
@@ -176,8 +174,7 @@ class IntentRecords:
         position_before: Decimal | None = None,
         seen: bool = False,
     ) -> None:
-        digest = intent_digest(client_order_id(key, "entry"))
-        assert digest is not None
+        digest = _digest(key)
         netted = executed <= 0 and filled is not None and filled > 0 and position_before is not None
         if intent.side is Side.CLOSE or (executed <= 0 and not netted):
             await self._store.drop_record(intent.symbol, digest)

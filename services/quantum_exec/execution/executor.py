@@ -349,7 +349,7 @@ class Executor:
         with run.step("fees"):
             await record_fees(self.gateway, run, rules, order_ids, self.account)
         if self.account is not None:
-            # After protection (off the time-to-protected path); a redelivery leaves what was written.
+            # After protection (off the time-to-protected path); a redelivery merges over it.
             await record_opened(self.account, run, rules, size, long=long)
 
 
